@@ -1,0 +1,167 @@
+//! The flow-state store: short-lived, single-use records (OAuth states, first-hop tickets), in Redis
+//! when replicas share it, or in process for the embedded default.
+//!
+//! A record is looked up by the SHA-256 of its secret (the state value never appears as a key), sealed
+//! by the vault (the PKCE verifier inside is never stored in clear), expires after its TTL, and is
+//! consumed atomically: `GETDEL` in Redis, a map removal under one lock in process. Of any number of
+//! concurrent takers, exactly one gets the record.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use chrono::{DateTime, Duration, Utc};
+use secrecy::ExposeSecret;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::clock::SharedClock;
+use crate::redis_conn::{RedisHandle, RedisUnavailable};
+use crate::vault::{Binding, Keyring};
+
+/// Why the store could not serve a call.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    /// Redis is down; no flow can start or finish until it is back.
+    #[error(transparent)]
+    Unavailable(#[from] RedisUnavailable),
+    /// A record failed to open (tampered with, or sealed by an unknown key).
+    #[error("stored flow state is unreadable")]
+    Unreadable,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Envelope<T> {
+    expires_at: DateTime<Utc>,
+    value: T,
+}
+
+#[derive(Clone)]
+enum Backend {
+    Redis(RedisHandle),
+    Memory(Arc<Mutex<HashMap<String, (DateTime<Utc>, String)>>>),
+}
+
+/// Single-use, expiring records.
+#[derive(Clone)]
+pub struct FlowStates {
+    backend: Backend,
+    keyring: Arc<Keyring>,
+    clock: SharedClock,
+}
+
+impl std::fmt::Debug for FlowStates {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self.backend {
+            Backend::Redis(_) => "FlowStates(redis)",
+            Backend::Memory(_) => "FlowStates(in-process)",
+        })
+    }
+}
+
+impl FlowStates {
+    /// Records in Redis, shared by replicas.
+    pub fn redis(redis: RedisHandle, keyring: Arc<Keyring>, clock: SharedClock) -> Self {
+        Self {
+            backend: Backend::Redis(redis),
+            keyring,
+            clock,
+        }
+    }
+
+    /// Records in this process only (one replica, development).
+    pub fn in_process(keyring: Arc<Keyring>, clock: SharedClock) -> Self {
+        Self {
+            backend: Backend::Memory(Arc::default()),
+            keyring,
+            clock,
+        }
+    }
+
+    /// `redis` or `in-process`.
+    pub fn backend_name(&self) -> &'static str {
+        match self.backend {
+            Backend::Redis(_) => "redis",
+            Backend::Memory(_) => "in-process",
+        }
+    }
+
+    fn lookup_key(kind: &str, secret: &str) -> String {
+        format!("{kind}:{}", hex::encode(Sha256::digest(secret.as_bytes())))
+    }
+
+    /// Stores `value` under `secret` for `ttl`.
+    pub async fn put<T: Serialize>(
+        &self,
+        kind: &str,
+        secret: &str,
+        value: &T,
+        ttl: Duration,
+    ) -> Result<(), StateError> {
+        let key = Self::lookup_key(kind, secret);
+        let expires_at = self.clock.now() + ttl;
+        let plain = serde_json::to_vec(&Envelope { expires_at, value })
+            .map_err(|_| StateError::Unreadable)?;
+        let sealed = self.keyring.seal(Binding::FlowState(&key), &plain);
+        match &self.backend {
+            Backend::Redis(redis) => {
+                let mut conn = redis.connection().await?;
+                let ttl_secs = u64::try_from(ttl.num_seconds().max(1)).unwrap_or(1);
+                redis::cmd("SET")
+                    .arg(redis.key(&key))
+                    .arg(sealed)
+                    .arg("EX")
+                    .arg(ttl_secs)
+                    .query_async::<()>(&mut conn)
+                    .await
+                    .map_err(RedisUnavailable)?;
+            }
+            Backend::Memory(map) => {
+                let now = self.clock.now();
+                let mut map = map.lock().unwrap_or_else(|p| p.into_inner());
+                map.retain(|_, (expiry, _)| *expiry > now);
+                map.insert(key, (expires_at, sealed));
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes and returns the record under `secret`, if it exists and has not expired. Only one caller
+    /// ever gets a given record.
+    pub async fn take<T: DeserializeOwned>(
+        &self,
+        kind: &str,
+        secret: &str,
+    ) -> Result<Option<T>, StateError> {
+        let key = Self::lookup_key(kind, secret);
+        let sealed: Option<String> = match &self.backend {
+            Backend::Redis(redis) => {
+                let mut conn = redis.connection().await?;
+                redis::cmd("GETDEL")
+                    .arg(redis.key(&key))
+                    .query_async(&mut conn)
+                    .await
+                    .map_err(RedisUnavailable)?
+            }
+            Backend::Memory(map) => map
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&key)
+                .map(|(_, sealed)| sealed),
+        };
+        let Some(sealed) = sealed else {
+            return Ok(None);
+        };
+        let plain = self
+            .keyring
+            .open(Binding::FlowState(&key), &sealed)
+            .map_err(|_| StateError::Unreadable)?;
+        let envelope: Envelope<T> =
+            serde_json::from_slice(plain.expose_secret()).map_err(|_| StateError::Unreadable)?;
+        // Redis' TTL is the first line; the clock check makes expiry exact and testable.
+        if envelope.expires_at <= self.clock.now() {
+            return Ok(None);
+        }
+        Ok(Some(envelope.value))
+    }
+}

@@ -1,0 +1,205 @@
+//! Storage: the [`Store`] trait and its two implementations, PostgreSQL (production, shared by
+//! replicas) and SQLite (the embedded default).
+//!
+//! The store holds connections with their tokens already sealed, and the webhook outbox. It knows
+//! nothing of OAuth or HTTP; callers pass the time in, so the store never reads a clock. Both backends
+//! run the same SQL (see `sql.rs`) and the same contract tests.
+
+mod pg;
+mod sql;
+mod sqlite;
+
+use std::fmt::Debug;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use crate::domain::{Connection, ConnectionStatus, PlatformId, StoreId};
+
+pub use pg::PgStore;
+pub use sqlite::SqliteStore;
+
+/// Why a storage call failed. Messages stay generic: database text never reaches a client.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The row changed since it was read (optimistic concurrency), or a lease was lost.
+    #[error("the connection changed concurrently")]
+    Conflict,
+    /// The database could not be reached or failed.
+    #[error("database unavailable")]
+    Unavailable(#[source] sqlx::Error),
+    /// A migration failed.
+    #[error("migration failed")]
+    Migration(#[source] sqlx::migrate::MigrateError),
+    /// A stored value could not be read back.
+    #[error("stored row is corrupt: {0}")]
+    Corrupt(String),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(error: sqlx::Error) -> Self {
+        match error {
+            sqlx::Error::ColumnDecode { .. } | sqlx::Error::Decode(_) => {
+                Self::Corrupt(error.to_string())
+            }
+            other => Self::Unavailable(other),
+        }
+    }
+}
+
+/// A webhook event to write in the same transaction as a change.
+#[derive(Debug, Clone)]
+pub struct NewEvent {
+    /// `connection.created`, `connection.expired`, ...
+    pub event_type: String,
+    /// The JSON body (never a token).
+    pub payload: serde_json::Value,
+    /// When it happened.
+    pub at: DateTime<Utc>,
+}
+
+/// A stored webhook event.
+#[derive(Debug, Clone)]
+pub struct OutboxEvent {
+    /// Event id (also the idempotency key receivers see).
+    pub id: Uuid,
+    /// The event's type.
+    pub event_type: String,
+    /// The JSON body.
+    pub payload: serde_json::Value,
+    /// When it was written.
+    pub created_at: DateTime<Utc>,
+    /// Delivery attempts so far.
+    pub attempts: i32,
+}
+
+/// Connections counted by platform and status.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatusCount {
+    /// Platform slug.
+    pub platform: String,
+    /// Status.
+    pub status: ConnectionStatus,
+    /// How many.
+    pub count: i64,
+}
+
+/// Where connections and the webhook outbox live.
+#[async_trait]
+pub trait Store: Send + Sync + Debug {
+    /// `postgres` or `sqlite`.
+    fn backend(&self) -> &'static str;
+
+    /// Applies pending migrations.
+    async fn migrate(&self) -> Result<(), StoreError>;
+
+    /// A cheap round trip, for health checks.
+    async fn ping(&self) -> Result<(), StoreError>;
+
+    /// Inserts the connection or replaces the one the store already has for its store and platform
+    /// (keeping that row's id and creation time); records `event` in the same transaction.
+    async fn save_connection(
+        &self,
+        connection: &Connection,
+        event: Option<&NewEvent>,
+    ) -> Result<Connection, StoreError>;
+
+    /// The connection of a store on a platform.
+    async fn get_connection(
+        &self,
+        store_id: &StoreId,
+        platform: &PlatformId,
+    ) -> Result<Option<Connection>, StoreError>;
+
+    /// A store's connections, by platform.
+    async fn list_connections(&self, store_id: &StoreId) -> Result<Vec<Connection>, StoreError>;
+
+    /// Writes back a changed connection if nobody else changed it since it was read (its `version`);
+    /// else [`StoreError::Conflict`]. Records `event` in the same transaction.
+    async fn update_connection(
+        &self,
+        connection: &Connection,
+        event: Option<&NewEvent>,
+    ) -> Result<Connection, StoreError>;
+
+    /// Deletes a connection, recording `event` in the same transaction; returns what was deleted.
+    async fn delete_connection(
+        &self,
+        store_id: &StoreId,
+        platform: &PlatformId,
+        event: Option<&NewEvent>,
+    ) -> Result<Option<Connection>, StoreError>;
+
+    /// Up to `limit` connections whose tokens were sealed with a key other than `current_key_id`.
+    async fn connections_to_reseal(
+        &self,
+        current_key_id: &str,
+        limit: i64,
+    ) -> Result<Vec<Connection>, StoreError>;
+
+    /// Takes the refresh lease of a connection if nobody holds a live one; returns the fresh row.
+    /// The lease is the fencing token: only its holder can finish the refresh.
+    async fn acquire_refresh_lease(
+        &self,
+        id: Uuid,
+        owner: &str,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<Option<Connection>, StoreError>;
+
+    /// Writes a refreshed connection and frees the lease, only if `owner` still holds it.
+    async fn finish_refresh(
+        &self,
+        connection: &Connection,
+        owner: &str,
+        event: Option<&NewEvent>,
+    ) -> Result<Connection, StoreError>;
+
+    /// Frees a lease without changing the connection.
+    async fn release_refresh_lease(&self, id: Uuid, owner: &str) -> Result<(), StoreError>;
+
+    /// Up to `limit` connected rows whose next refresh is due and whose lease is free, soonest first.
+    /// Served by the partial index on `next_refresh_at`: the cost follows the due rows.
+    async fn due_for_refresh(
+        &self,
+        now: DateTime<Utc>,
+        limit: i64,
+    ) -> Result<Vec<Connection>, StoreError>;
+
+    /// Connections counted by platform and status.
+    async fn count_by_status(&self) -> Result<Vec<StatusCount>, StoreError>;
+
+    /// Claims up to `limit` undelivered events due at `now`, pushing their next attempt to `lease_until`
+    /// so other replicas skip them meanwhile.
+    async fn claim_events(
+        &self,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+        limit: i64,
+    ) -> Result<Vec<OutboxEvent>, StoreError>;
+
+    /// Marks an event delivered.
+    async fn mark_event_delivered(&self, id: Uuid, at: DateTime<Utc>) -> Result<(), StoreError>;
+
+    /// Records a failed delivery and when to try again.
+    async fn mark_event_failed(
+        &self,
+        id: Uuid,
+        next_attempt_at: DateTime<Utc>,
+        error: &str,
+    ) -> Result<(), StoreError>;
+}
+
+/// Opens the store a settings URL names.
+pub async fn connect(database: &crate::config::DatabaseSettings) -> Result<std::sync::Arc<dyn Store>, StoreError> {
+    use secrecy::ExposeSecret;
+    Ok(match database {
+        crate::config::DatabaseSettings::Postgres(url) => {
+            std::sync::Arc::new(PgStore::connect(url.expose_secret()).await?)
+        }
+        crate::config::DatabaseSettings::Sqlite(url) => {
+            std::sync::Arc::new(SqliteStore::connect(url).await?)
+        }
+    })
+}

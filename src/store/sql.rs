@@ -1,0 +1,453 @@
+//! The SQL both backends share. sqlx binds `$N` placeholders on SQLite as on PostgreSQL, and the
+//! schema keeps the same column names, so one body serves both; `impl_store!` stamps it onto each
+//! backend's pool type. Only what truly differs (JSON column types, migrations) stays per backend.
+
+/// Every column of `platform_connections`, in the order `decode_connection` reads them.
+pub(super) const CONNECTION_COLUMNS: &str = "id, store_id, user_id, platform, status, account_id, \
+    account_name, account_picture, sealed_tokens, key_id, metadata, granted_scopes, missing_scopes, \
+    access_token_expires_at, refresh_token_expires_at, last_refreshed_at, next_refresh_at, \
+    refresh_failures, last_error, version, created_at, updated_at";
+
+/// Stamps the [`Store`](super::Store) implementation onto a backend: `$store` wraps a `$pool`, and
+/// `$json` is the SQL type JSON parameters are cast to.
+macro_rules! impl_store {
+    ($store:ty, $db:ty, $backend:literal, $migrator:expr) => {
+        use async_trait::async_trait;
+        use chrono::{DateTime, Utc};
+        use sqlx::types::Json;
+        use sqlx::Row;
+        use uuid::Uuid;
+
+        use crate::domain::{Connection, PlatformId, StoreId};
+        use crate::store::sql::{update_sql, CONNECTION_COLUMNS};
+        use crate::store::{NewEvent, OutboxEvent, StatusCount, Store, StoreError};
+
+        type DbRow = <$db as sqlx::Database>::Row;
+
+        fn decode_connection(row: &DbRow) -> Result<Connection, StoreError> {
+            let corrupt = |what: &str| StoreError::Corrupt(what.to_owned());
+            let status: String = row.try_get("status")?;
+            Ok(Connection {
+                id: row.try_get("id")?,
+                store_id: StoreId::parse(row.try_get::<String, _>("store_id")?)
+                    .map_err(|_| corrupt("store_id"))?,
+                user_id: crate::domain::UserId::parse(row.try_get::<String, _>("user_id")?)
+                    .map_err(|_| corrupt("user_id"))?,
+                platform: PlatformId::parse(&row.try_get::<String, _>("platform")?)
+                    .map_err(|_| corrupt("platform"))?,
+                status: status.parse().map_err(|e: String| StoreError::Corrupt(e))?,
+                account_id: row.try_get("account_id")?,
+                account_name: row.try_get("account_name")?,
+                account_picture: row.try_get("account_picture")?,
+                sealed_tokens: row.try_get("sealed_tokens")?,
+                key_id: row.try_get("key_id")?,
+                metadata: row.try_get::<Json<serde_json::Value>, _>("metadata")?.0,
+                granted_scopes: row.try_get::<Json<Vec<String>>, _>("granted_scopes")?.0,
+                missing_scopes: row.try_get::<Json<Vec<String>>, _>("missing_scopes")?.0,
+                access_token_expires_at: row.try_get("access_token_expires_at")?,
+                refresh_token_expires_at: row.try_get("refresh_token_expires_at")?,
+                last_refreshed_at: row.try_get("last_refreshed_at")?,
+                next_refresh_at: row.try_get("next_refresh_at")?,
+                refresh_failures: row.try_get("refresh_failures")?,
+                last_error: row.try_get("last_error")?,
+                version: row.try_get("version")?,
+                created_at: row.try_get("created_at")?,
+                updated_at: row.try_get("updated_at")?,
+            })
+        }
+
+        async fn insert_event<'c>(
+            tx: &mut sqlx::Transaction<'c, $db>,
+            event: Option<&NewEvent>,
+        ) -> Result<(), StoreError> {
+            if let Some(event) = event {
+                sqlx::query(
+                    "insert into webhook_outbox (id, event_type, payload, created_at, attempts, next_attempt_at) \
+                     values ($1, $2, $3, $4, 0, $4)",
+                )
+                .bind(Uuid::new_v4())
+                .bind(&event.event_type)
+                .bind(Json(&event.payload))
+                .bind(event.at)
+                .execute(&mut **tx)
+                .await?;
+            }
+            Ok(())
+        }
+
+        #[async_trait]
+        impl Store for $store {
+            fn backend(&self) -> &'static str {
+                $backend
+            }
+
+            async fn migrate(&self) -> Result<(), StoreError> {
+                $migrator.run(&self.pool).await.map_err(StoreError::Migration)
+            }
+
+            async fn ping(&self) -> Result<(), StoreError> {
+                sqlx::query("select 1").execute(&self.pool).await?;
+                Ok(())
+            }
+
+            async fn save_connection(
+                &self,
+                c: &Connection,
+                event: Option<&NewEvent>,
+            ) -> Result<Connection, StoreError> {
+                let mut tx = self.pool.begin().await?;
+                let sql = format!(
+                    "insert into platform_connections ({CONNECTION_COLUMNS}) values \
+                     ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, 1, $20, $21) \
+                     on conflict (store_id, platform) do update set \
+                     user_id = excluded.user_id, status = excluded.status, account_id = excluded.account_id, \
+                     account_name = excluded.account_name, account_picture = excluded.account_picture, \
+                     sealed_tokens = excluded.sealed_tokens, key_id = excluded.key_id, \
+                     metadata = excluded.metadata, granted_scopes = excluded.granted_scopes, \
+                     missing_scopes = excluded.missing_scopes, \
+                     access_token_expires_at = excluded.access_token_expires_at, \
+                     refresh_token_expires_at = excluded.refresh_token_expires_at, \
+                     last_refreshed_at = excluded.last_refreshed_at, next_refresh_at = excluded.next_refresh_at, \
+                     refresh_failures = excluded.refresh_failures, last_error = excluded.last_error, \
+                     refresh_lease_owner = null, refresh_lease_until = null, \
+                     version = platform_connections.version + 1, updated_at = excluded.updated_at \
+                     returning {CONNECTION_COLUMNS}"
+                );
+                let row = sqlx::query(&sql)
+                    .bind(c.id)
+                    .bind(c.store_id.as_str())
+                    .bind(c.user_id.as_str())
+                    .bind(c.platform.as_str())
+                    .bind(c.status.as_str())
+                    .bind(&c.account_id)
+                    .bind(&c.account_name)
+                    .bind(&c.account_picture)
+                    .bind(&c.sealed_tokens)
+                    .bind(&c.key_id)
+                    .bind(Json(&c.metadata))
+                    .bind(Json(&c.granted_scopes))
+                    .bind(Json(&c.missing_scopes))
+                    .bind(c.access_token_expires_at)
+                    .bind(c.refresh_token_expires_at)
+                    .bind(c.last_refreshed_at)
+                    .bind(c.next_refresh_at)
+                    .bind(c.refresh_failures)
+                    .bind(&c.last_error)
+                    .bind(c.created_at)
+                    .bind(c.updated_at)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                let saved = decode_connection(&row)?;
+                insert_event(&mut tx, event).await?;
+                tx.commit().await?;
+                Ok(saved)
+            }
+
+            async fn get_connection(
+                &self,
+                store_id: &StoreId,
+                platform: &PlatformId,
+            ) -> Result<Option<Connection>, StoreError> {
+                let sql = format!(
+                    "select {CONNECTION_COLUMNS} from platform_connections where store_id = $1 and platform = $2"
+                );
+                sqlx::query(&sql)
+                    .bind(store_id.as_str())
+                    .bind(platform.as_str())
+                    .fetch_optional(&self.pool)
+                    .await?
+                    .as_ref()
+                    .map(decode_connection)
+                    .transpose()
+            }
+
+            async fn list_connections(&self, store_id: &StoreId) -> Result<Vec<Connection>, StoreError> {
+                let sql = format!(
+                    "select {CONNECTION_COLUMNS} from platform_connections where store_id = $1 order by platform"
+                );
+                sqlx::query(&sql)
+                    .bind(store_id.as_str())
+                    .fetch_all(&self.pool)
+                    .await?
+                    .iter()
+                    .map(decode_connection)
+                    .collect()
+            }
+
+            async fn update_connection(
+                &self,
+                c: &Connection,
+                event: Option<&NewEvent>,
+            ) -> Result<Connection, StoreError> {
+                let mut tx = self.pool.begin().await?;
+                let row = update_fields(c, None)
+                    .fetch_optional(&mut *tx)
+                    .await?
+                    .ok_or(StoreError::Conflict)?;
+                let saved = decode_connection(&row)?;
+                insert_event(&mut tx, event).await?;
+                tx.commit().await?;
+                Ok(saved)
+            }
+
+            async fn delete_connection(
+                &self,
+                store_id: &StoreId,
+                platform: &PlatformId,
+                event: Option<&NewEvent>,
+            ) -> Result<Option<Connection>, StoreError> {
+                let mut tx = self.pool.begin().await?;
+                let sql = format!(
+                    "delete from platform_connections where store_id = $1 and platform = $2 returning {CONNECTION_COLUMNS}"
+                );
+                let deleted = sqlx::query(&sql)
+                    .bind(store_id.as_str())
+                    .bind(platform.as_str())
+                    .fetch_optional(&mut *tx)
+                    .await?
+                    .as_ref()
+                    .map(decode_connection)
+                    .transpose()?;
+                if deleted.is_some() {
+                    insert_event(&mut tx, event).await?;
+                }
+                tx.commit().await?;
+                Ok(deleted)
+            }
+
+            async fn connections_to_reseal(
+                &self,
+                current_key_id: &str,
+                limit: i64,
+            ) -> Result<Vec<Connection>, StoreError> {
+                let sql = format!(
+                    "select {CONNECTION_COLUMNS} from platform_connections \
+                     where sealed_tokens is not null and (key_id is null or key_id <> $1) limit $2"
+                );
+                sqlx::query(&sql)
+                    .bind(current_key_id)
+                    .bind(limit)
+                    .fetch_all(&self.pool)
+                    .await?
+                    .iter()
+                    .map(decode_connection)
+                    .collect()
+            }
+
+            async fn acquire_refresh_lease(
+                &self,
+                id: Uuid,
+                owner: &str,
+                now: DateTime<Utc>,
+                until: DateTime<Utc>,
+            ) -> Result<Option<Connection>, StoreError> {
+                let sql = format!(
+                    "update platform_connections set refresh_lease_owner = $2, refresh_lease_until = $3 \
+                     where id = $1 and (refresh_lease_until is null or refresh_lease_until < $4) \
+                     returning {CONNECTION_COLUMNS}"
+                );
+                sqlx::query(&sql)
+                    .bind(id)
+                    .bind(owner)
+                    .bind(until)
+                    .bind(now)
+                    .fetch_optional(&self.pool)
+                    .await?
+                    .as_ref()
+                    .map(decode_connection)
+                    .transpose()
+            }
+
+            async fn finish_refresh(
+                &self,
+                c: &Connection,
+                owner: &str,
+                event: Option<&NewEvent>,
+            ) -> Result<Connection, StoreError> {
+                let mut tx = self.pool.begin().await?;
+                let row = update_fields(c, Some(owner))
+                    .fetch_optional(&mut *tx)
+                    .await?
+                    .ok_or(StoreError::Conflict)?;
+                let saved = decode_connection(&row)?;
+                insert_event(&mut tx, event).await?;
+                tx.commit().await?;
+                Ok(saved)
+            }
+
+            async fn release_refresh_lease(&self, id: Uuid, owner: &str) -> Result<(), StoreError> {
+                sqlx::query(
+                    "update platform_connections set refresh_lease_owner = null, refresh_lease_until = null \
+                     where id = $1 and refresh_lease_owner = $2",
+                )
+                .bind(id)
+                .bind(owner)
+                .execute(&self.pool)
+                .await?;
+                Ok(())
+            }
+
+            async fn due_for_refresh(
+                &self,
+                now: DateTime<Utc>,
+                limit: i64,
+            ) -> Result<Vec<Connection>, StoreError> {
+                let sql = format!(
+                    "select {CONNECTION_COLUMNS} from platform_connections \
+                     where next_refresh_at is not null and next_refresh_at <= $1 and status = 'CONNECTED' \
+                     and (refresh_lease_until is null or refresh_lease_until < $1) \
+                     order by next_refresh_at limit $2"
+                );
+                sqlx::query(&sql)
+                    .bind(now)
+                    .bind(limit)
+                    .fetch_all(&self.pool)
+                    .await?
+                    .iter()
+                    .map(decode_connection)
+                    .collect()
+            }
+
+            async fn count_by_status(&self) -> Result<Vec<StatusCount>, StoreError> {
+                let rows = sqlx::query(
+                    "select platform, status, count(*) as n from platform_connections group by platform, status \
+                     order by platform, status",
+                )
+                .fetch_all(&self.pool)
+                .await?;
+                rows.iter()
+                    .map(|row| {
+                        let status: String = row.try_get("status")?;
+                        Ok(StatusCount {
+                            platform: row.try_get("platform")?,
+                            status: status.parse().map_err(|e: String| StoreError::Corrupt(e))?,
+                            count: row.try_get("n")?,
+                        })
+                    })
+                    .collect()
+            }
+
+            async fn claim_events(
+                &self,
+                now: DateTime<Utc>,
+                lease_until: DateTime<Utc>,
+                limit: i64,
+            ) -> Result<Vec<OutboxEvent>, StoreError> {
+                let candidates = sqlx::query(
+                    "select id, next_attempt_at from webhook_outbox \
+                     where delivered_at is null and next_attempt_at <= $1 order by next_attempt_at limit $2",
+                )
+                .bind(now)
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await?;
+                let mut claimed = Vec::new();
+                for candidate in candidates {
+                    let id: Uuid = candidate.try_get("id")?;
+                    let seen: DateTime<Utc> = candidate.try_get("next_attempt_at")?;
+                    // A conditional update is the claim: of two replicas, only one moves the row.
+                    let row = sqlx::query(
+                        "update webhook_outbox set next_attempt_at = $3, attempts = attempts + 1 \
+                         where id = $1 and next_attempt_at = $2 and delivered_at is null \
+                         returning id, event_type, payload, created_at, attempts",
+                    )
+                    .bind(id)
+                    .bind(seen)
+                    .bind(lease_until)
+                    .fetch_optional(&self.pool)
+                    .await?;
+                    if let Some(row) = row {
+                        claimed.push(OutboxEvent {
+                            id: row.try_get("id")?,
+                            event_type: row.try_get("event_type")?,
+                            payload: row.try_get::<Json<serde_json::Value>, _>("payload")?.0,
+                            created_at: row.try_get("created_at")?,
+                            attempts: row.try_get("attempts")?,
+                        });
+                    }
+                }
+                Ok(claimed)
+            }
+
+            async fn mark_event_delivered(&self, id: Uuid, at: DateTime<Utc>) -> Result<(), StoreError> {
+                sqlx::query("update webhook_outbox set delivered_at = $2, last_error = null where id = $1")
+                    .bind(id)
+                    .bind(at)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(())
+            }
+
+            async fn mark_event_failed(
+                &self,
+                id: Uuid,
+                next_attempt_at: DateTime<Utc>,
+                error: &str,
+            ) -> Result<(), StoreError> {
+                sqlx::query("update webhook_outbox set next_attempt_at = $2, last_error = $3 where id = $1")
+                    .bind(id)
+                    .bind(next_attempt_at)
+                    .bind(error)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(())
+            }
+        }
+
+        /// The update of every mutable field, guarded by `$21`: the connection's version for
+        /// optimistic writes, or the lease owner (fencing) for a refresh's write, which also frees it.
+        fn update_fields<'q>(
+            c: &'q Connection,
+            owner: Option<&'q str>,
+        ) -> sqlx::query::Query<'q, $db, <$db as sqlx::Database>::Arguments<'q>> {
+            static BY_VERSION: std::sync::LazyLock<String> =
+                std::sync::LazyLock::new(|| update_sql("version = $21", ""));
+            static BY_LEASE: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+                update_sql(
+                    "refresh_lease_owner = $21",
+                    ", refresh_lease_owner = null, refresh_lease_until = null",
+                )
+            });
+            let sql: &'static str = if owner.is_some() { &BY_LEASE } else { &BY_VERSION };
+            let query = sqlx::query(sql)
+                .bind(c.id)
+                .bind(c.status.as_str())
+                .bind(c.account_id.as_deref())
+                .bind(c.account_name.as_deref())
+                .bind(c.account_picture.as_deref())
+                .bind(c.sealed_tokens.as_deref())
+                .bind(c.key_id.as_deref())
+                .bind(Json(&c.metadata))
+                .bind(Json(&c.granted_scopes))
+                .bind(Json(&c.missing_scopes))
+                .bind(c.access_token_expires_at)
+                .bind(c.refresh_token_expires_at)
+                .bind(c.last_refreshed_at)
+                .bind(c.next_refresh_at)
+                .bind(c.refresh_failures)
+                .bind(c.last_error.as_deref())
+                .bind(c.updated_at)
+                .bind(c.user_id.as_str())
+                .bind(c.store_id.as_str())
+                .bind(c.platform.as_str());
+            match owner {
+                Some(owner) => query.bind(owner),
+                None => query.bind(c.version),
+            }
+        }
+    };
+}
+
+pub(super) use impl_store;
+
+/// The guarded update of every mutable column of a connection.
+pub(super) fn update_sql(guard: &str, extra_sets: &str) -> String {
+    format!(
+        "update platform_connections set status = $2, account_id = $3, account_name = $4, \
+         account_picture = $5, sealed_tokens = $6, key_id = $7, metadata = $8, granted_scopes = $9, \
+         missing_scopes = $10, access_token_expires_at = $11, refresh_token_expires_at = $12, \
+         last_refreshed_at = $13, next_refresh_at = $14, refresh_failures = $15, last_error = $16, \
+         updated_at = $17, user_id = $18, store_id = $19, platform = $20{extra_sets}, \
+         version = version + 1 where id = $1 and {guard} returning {CONNECTION_COLUMNS}"
+    )
+}
