@@ -85,7 +85,7 @@ pub enum KeySettings {
     /// `TOKEN_ENCRYPTION_KEY` (and `TOKEN_ENCRYPTION_OLD_KEYS`).
     Configured {
         /// The key new values are sealed with.
-        current: Key,
+        current: Box<Key>,
         /// Retired keys still accepted for reading.
         old: Vec<Key>,
     },
@@ -198,16 +198,11 @@ struct Vars<'a>(&'a HashMap<String, String>);
 
 impl Vars<'_> {
     fn get(&self, name: &str) -> Option<&str> {
-        self.0
-            .get(name)
-            .map(|v| v.trim())
-            .filter(|v| !v.is_empty())
+        self.0.get(name).map(|v| v.trim()).filter(|v| !v.is_empty())
     }
 
     fn url(&self, name: &str) -> Result<Option<Url>, ConfigError> {
-        self.get(name)
-            .map(|v| parse_http_url(name, v))
-            .transpose()
+        self.get(name).map(|v| parse_http_url(name, v)).transpose()
     }
 
     fn secret(&self, name: &str) -> Option<SecretString> {
@@ -250,7 +245,10 @@ fn parse_http_url(name: &str, value: &str) -> Result<Url, ConfigError> {
     let url = Url::parse(value)
         .map_err(|e| ConfigError::new(name, format!("is not a valid URL ({e})")))?;
     if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
-        return Err(ConfigError::new(name, "must be an http or https URL with a host"));
+        return Err(ConfigError::new(
+            name,
+            "must be an http or https URL with a host",
+        ));
     }
     Ok(url)
 }
@@ -278,7 +276,11 @@ impl Settings {
     /// Reads settings from a variable map.
     pub fn from_vars(map: &HashMap<String, String>) -> Result<Self, ConfigError> {
         let vars = Vars(map);
-        let environment = match vars.get("ENVIRONMENT").map(str::to_ascii_lowercase).as_deref() {
+        let environment = match vars
+            .get("ENVIRONMENT")
+            .map(str::to_ascii_lowercase)
+            .as_deref()
+        {
             None | Some("development") | Some("dev") => Environment::Development,
             Some("production") | Some("prod") => Environment::Production,
             Some(_) => {
@@ -387,7 +389,10 @@ impl Settings {
                         )
                     })?);
                 }
-                KeySettings::Configured { current, old }
+                KeySettings::Configured {
+                    current: Box::new(current),
+                    old,
+                }
             }
             None if production => {
                 return Err(ConfigError::new(
@@ -455,7 +460,10 @@ impl Settings {
                     format!("{name:?} is not a slug of lower-case letters, digits and '_'"),
                 )
             })?;
-            if BUILT_IN_PLATFORMS.iter().any(|(slug, _, _)| *slug == id.as_str()) {
+            if BUILT_IN_PLATFORMS
+                .iter()
+                .any(|(slug, _, _)| *slug == id.as_str())
+            {
                 return Err(ConfigError::new(
                     "OAUTH_PROVIDERS",
                     format!("{id} is a built-in platform"),
@@ -561,11 +569,9 @@ impl Settings {
             (
                 "TOKEN_ENCRYPTION_KEY".into(),
                 match &self.keys {
-                    KeySettings::Configured { current, old } => format!(
-                        "set (key id {}, {} old key(s))",
-                        current.id(),
-                        old.len()
-                    ),
+                    KeySettings::Configured { current, old } => {
+                        format!("set (key id {}, {} old key(s))", current.id(), old.len())
+                    }
                     KeySettings::DevelopmentFile(path) => {
                         format!("not set: development key file {}", path.display())
                     }
@@ -608,7 +614,9 @@ fn platform_overrides(
     prefix: &str,
     credentials: Option<ClientCredentials>,
 ) -> Result<PlatformSettings, ConfigError> {
-    let scopes = vars.get(&format!("{prefix}_SCOPES")).map(|_| vars.list(&format!("{prefix}_SCOPES")));
+    let scopes = vars
+        .get(&format!("{prefix}_SCOPES"))
+        .map(|_| vars.list(&format!("{prefix}_SCOPES")));
     Ok(PlatformSettings {
         credentials,
         authorize_url: vars.url(&format!("{prefix}_AUTHORIZE_URL"))?,

@@ -138,9 +138,7 @@ impl fmt::Display for PlatformId {
 }
 
 /// The life of a connection, as the plan's `PlatformConnection.status` names it.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum ConnectionStatus {
     /// A flow was started and has not finished.
@@ -287,8 +285,9 @@ impl TokenSet {
 }
 
 /// A connection between a store and a platform account, as stored. Tokens stay sealed here; only the
-/// lifecycle opens them, and only when a caller needs one.
-#[derive(Debug, Clone)]
+/// lifecycle opens them, and only when a caller needs one. (Serialisable for the Redis cache, which
+/// holds it sealed tokens and all.)
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Connection {
     /// Row id.
     pub id: Uuid,

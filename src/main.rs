@@ -1,1 +1,60 @@
-fn main(){}
+//! The `growth-engine` binary: reads settings, sets up logging, runs a command.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use growth_engine::{cli, config::Settings};
+
+/// Growth Engine: OAuth connections to marketing platforms.
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the HTTP service (the default).
+    Serve,
+    /// Apply the database schema and exit.
+    Migrate,
+    /// Print a new TOKEN_ENCRYPTION_KEY.
+    Keygen,
+    /// Re-encrypt every stored token with the current key (safe while the service runs).
+    RotateKeys,
+    /// Validate settings and print what is configured, secrets masked.
+    CheckConfig,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let _ = dotenvy::dotenv();
+    let cli = Cli::parse();
+    if let Some(Command::Keygen) = cli.command {
+        println!("{}", growth_engine::vault::Key::generate().to_base64());
+        return ExitCode::SUCCESS;
+    }
+    let settings = match Settings::from_env() {
+        Ok(settings) => settings,
+        Err(error) => {
+            eprintln!("growth-engine: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    cli::init_tracing(&settings);
+    let result = match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => cli::serve(settings).await,
+        Command::Migrate => cli::migrate(settings).await,
+        Command::RotateKeys => cli::rotate_keys(settings).await,
+        Command::CheckConfig => cli::check_config(&settings),
+        Command::Keygen => Ok(()),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("growth-engine: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

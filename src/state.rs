@@ -36,10 +36,13 @@ struct Envelope<T> {
     value: T,
 }
 
+/// In-process records: lookup key to (expiry, sealed value).
+type MemoryRecords = Arc<Mutex<HashMap<String, (DateTime<Utc>, String)>>>;
+
 #[derive(Clone)]
 enum Backend {
     Redis(RedisHandle),
-    Memory(Arc<Mutex<HashMap<String, (DateTime<Utc>, String)>>>),
+    Memory(MemoryRecords),
 }
 
 /// Single-use, expiring records.

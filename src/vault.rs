@@ -30,7 +30,9 @@ pub enum VaultError {
     #[error("sealed value is malformed")]
     Malformed,
     /// The key that sealed the value is neither the current key nor a listed old key.
-    #[error("sealed with key {0}, which is not in the keyring (add it to TOKEN_ENCRYPTION_OLD_KEYS)")]
+    #[error(
+        "sealed with key {0}, which is not in the keyring (add it to TOKEN_ENCRYPTION_OLD_KEYS)"
+    )]
     UnknownKey(String),
     /// Authentication failed: the data was altered, or it belongs to another row or purpose.
     #[error("sealed value failed authentication: altered, or bound to another row")]
@@ -49,7 +51,9 @@ pub struct Key {
 
 impl fmt::Debug for Key {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Key").field("id", &self.id).finish_non_exhaustive()
+        f.debug_struct("Key")
+            .field("id", &self.id)
+            .finish_non_exhaustive()
     }
 }
 

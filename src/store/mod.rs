@@ -192,7 +192,9 @@ pub trait Store: Send + Sync + Debug {
 }
 
 /// Opens the store a settings URL names.
-pub async fn connect(database: &crate::config::DatabaseSettings) -> Result<std::sync::Arc<dyn Store>, StoreError> {
+pub async fn connect(
+    database: &crate::config::DatabaseSettings,
+) -> Result<std::sync::Arc<dyn Store>, StoreError> {
     use secrecy::ExposeSecret;
     Ok(match database {
         crate::config::DatabaseSettings::Postgres(url) => {

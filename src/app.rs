@@ -1,0 +1,330 @@
+//! Builds the application from settings: storage, keys, state store, cache, platform client, the
+//! flow and lifecycle services, the router and the background tasks. Tests build it the same way on
+//! port 0.
+
+use std::future::Future;
+use std::io::Write;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+
+use crate::clock::{SharedClock, SystemClock};
+use crate::config::{KeySettings, Settings};
+use crate::http::extract::ApiKeys;
+use crate::http::{AppState, HealthProbe, WebSettings};
+use crate::lifecycle::refresher::Refresher;
+use crate::lifecycle::{Connections, TokenCache};
+use crate::oauth::client::PlatformClient;
+use crate::oauth::{Catalog, Flow};
+use crate::redis_conn::RedisHandle;
+use crate::sandbox::Simulator;
+use crate::state::FlowStates;
+use crate::store::{Store, StoreError};
+use crate::vault::{Key, Keyring};
+
+/// Why the application could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    /// The development key file could not be read or written.
+    #[error("development key file {path}: {problem}")]
+    KeyFile {
+        /// The file.
+        path: String,
+        /// What went wrong.
+        problem: String,
+    },
+    /// Storage could not be opened.
+    #[error("database: {0}")]
+    Store(#[from] StoreError),
+    /// Redis settings were unusable.
+    #[error("redis: {0}")]
+    Redis(#[from] crate::redis_conn::RedisUnavailable),
+    /// The HTTP client could not be built.
+    #[error("http client: {0}")]
+    HttpClient(#[from] reqwest::Error),
+    /// The listener could not bind.
+    #[error("cannot listen: {0}")]
+    Listen(#[from] std::io::Error),
+}
+
+/// Knobs tests turn.
+#[derive(Debug, Clone)]
+pub struct AppOptions {
+    /// The clock.
+    pub clock: SharedClock,
+    /// Run the background refresher.
+    pub refresher: bool,
+    /// How often the refresher looks for due connections.
+    pub refresher_interval: Duration,
+}
+
+impl Default for AppOptions {
+    fn default() -> Self {
+        Self {
+            clock: Arc::new(SystemClock),
+            refresher: true,
+            refresher_interval: Duration::from_secs(30),
+        }
+    }
+}
+
+/// The services behind the edge, also used by the CLI's maintenance commands.
+#[derive(Debug, Clone)]
+pub struct Services {
+    /// The settings they were built from.
+    pub settings: Arc<Settings>,
+    /// Storage.
+    pub store: Arc<dyn Store>,
+    /// Keys.
+    pub keyring: Arc<Keyring>,
+    /// Redis, when configured.
+    pub redis: Option<RedisHandle>,
+    /// The lifecycle service.
+    pub connections: Connections,
+    /// The flow service.
+    pub flow: Flow,
+    /// The built-in sandbox, when enabled.
+    pub sandbox: Option<Simulator>,
+}
+
+/// Reads the keyring, creating the development key file on first start.
+pub fn load_keyring(keys: &KeySettings) -> Result<Keyring, StartupError> {
+    match keys {
+        KeySettings::Configured { current, old } => {
+            Ok(Keyring::new(current.as_ref().clone(), old.clone()))
+        }
+        KeySettings::DevelopmentFile(path) => {
+            let key_error = |problem: String| StartupError::KeyFile {
+                path: path.display().to_string(),
+                problem,
+            };
+            if path.exists() {
+                let text = std::fs::read_to_string(path).map_err(|e| key_error(e.to_string()))?;
+                let key = Key::parse(&text).map_err(|e| key_error(e.to_string()))?;
+                tracing::warn!(path = %path.display(), key_id = key.id(), "TOKEN_ENCRYPTION_KEY is not set: using the development key file. Never use this in production.");
+                return Ok(Keyring::new(key, vec![]));
+            }
+            let key = Key::generate();
+            write_private(path, &key.to_base64()).map_err(|e| key_error(e.to_string()))?;
+            tracing::warn!(path = %path.display(), key_id = key.id(), "TOKEN_ENCRYPTION_KEY is not set: CREATED a development key file. Tokens sealed with it are lost if the file is lost. Never use this in production.");
+            Ok(Keyring::new(key, vec![]))
+        }
+    }
+}
+
+fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options.open(path)?;
+    file.write_all(contents.as_bytes())
+}
+
+impl Services {
+    /// Builds every service from settings. Connects lazily: a database or Redis that is down makes
+    /// the service unhealthy, not unable to start.
+    pub async fn build(settings: Settings, clock: SharedClock) -> Result<Self, StartupError> {
+        let settings = Arc::new(settings);
+        let keyring = Arc::new(load_keyring(&settings.keys)?);
+        let store = crate::store::connect(&settings.database).await?;
+        let redis = settings
+            .redis_url
+            .as_ref()
+            .map(|url| RedisHandle::new(url, &settings.redis_key_prefix))
+            .transpose()?;
+        let states = match &redis {
+            Some(redis) => FlowStates::redis(redis.clone(), keyring.clone(), clock.clone()),
+            None => FlowStates::in_process(keyring.clone(), clock.clone()),
+        };
+        let cache = TokenCache::new(redis.clone(), Duration::from_secs(60));
+        let client = PlatformClient::new(settings.platform_timeout)?;
+        let catalog = Arc::new(Catalog::from_settings(&settings));
+        let connections = Connections::new(
+            store.clone(),
+            keyring.clone(),
+            cache,
+            client.clone(),
+            catalog.clone(),
+            clock.clone(),
+            settings.refresh_window,
+        );
+        let flow = Flow::new(
+            catalog.clone(),
+            states,
+            client,
+            connections.clone(),
+            clock,
+            settings.api_url.clone(),
+        );
+        let sandbox = settings.sandbox.then(|| {
+            let base = settings.api_url.as_str().trim_end_matches('/').to_owned();
+            Simulator::new(
+                catalog
+                    .all()
+                    .filter(|spec| spec.sandboxed)
+                    .map(|spec| Simulator::sandbox_client(spec.id.as_str(), &base))
+                    .collect(),
+            )
+        });
+        Ok(Self {
+            settings,
+            store,
+            keyring,
+            redis,
+            connections,
+            flow,
+            sandbox,
+        })
+    }
+
+    /// Applies migrations; when the database is down, keeps trying in the background.
+    pub async fn migrate_or_retry(&self) {
+        if let Err(error) = self.store.migrate().await {
+            tracing::error!(error = %error, "migrations could not run; retrying in the background");
+            let store = self.store.clone();
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(Duration::from_secs(5)).await;
+                    match store.migrate().await {
+                        Ok(()) => {
+                            tracing::info!("migrations applied");
+                            return;
+                        }
+                        Err(error) => tracing::warn!(error = %error, "migrations still failing"),
+                    }
+                }
+            });
+        }
+    }
+}
+
+/// A built application, bound to its port.
+pub struct Application {
+    listener: TcpListener,
+    router: axum::Router,
+    services: Services,
+    background: Vec<JoinHandle<()>>,
+    options: AppOptions,
+}
+
+impl Application {
+    /// Builds the application and binds `HOST:PORT`.
+    pub async fn build(settings: Settings) -> Result<Self, StartupError> {
+        let listener = TcpListener::bind((settings.host.as_str(), settings.port)).await?;
+        Self::build_with(settings, listener, AppOptions::default()).await
+    }
+
+    /// Builds the application on a given listener with given options.
+    pub async fn build_with(
+        mut settings: Settings,
+        listener: TcpListener,
+        options: AppOptions,
+    ) -> Result<Self, StartupError> {
+        if settings.api_keys.is_empty() && !settings.is_production() {
+            tracing::warn!("API_KEYS is not set: the API accepts the development key `dev-api-key`. Never use this in production.");
+            settings.api_keys.push("dev-api-key".to_owned().into());
+        }
+        let services = Services::build(settings, options.clock.clone()).await?;
+        if services.settings.auto_migrate {
+            services.migrate_or_retry().await;
+        }
+        let state = AppState {
+            flow: services.flow.clone(),
+            connections: services.connections.clone(),
+            api_keys: ApiKeys::new(&services.settings.api_keys),
+            health: HealthProbe {
+                store: services.store.clone(),
+                redis: services.redis.clone(),
+                environment: services.settings.environment.as_str(),
+            },
+            web: WebSettings {
+                dashboard_url: services.settings.dashboard_url.clone(),
+                secure_cookies: services.settings.is_production()
+                    || services.settings.api_url.scheme() == "https",
+            },
+        };
+        let extra = match &services.sandbox {
+            Some(sim) => crate::sandbox::router(sim.clone()),
+            None => axum::Router::new(),
+        };
+        let router = crate::http::router(state, extra);
+        Ok(Self {
+            listener,
+            router,
+            services,
+            background: Vec::new(),
+            options,
+        })
+    }
+
+    /// The bound port.
+    pub fn port(&self) -> u16 {
+        self.listener.local_addr().map(|a| a.port()).unwrap_or(0)
+    }
+
+    /// The services (tests reach the sandbox and the store through it).
+    pub fn services(&self) -> &Services {
+        &self.services
+    }
+
+    /// Serves until `shutdown` resolves, with the background tasks running alongside.
+    pub async fn run_until(
+        mut self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        if self.options.refresher {
+            let refresher = Refresher::new(
+                self.services.connections.clone(),
+                8,
+                self.options.refresher_interval,
+            );
+            let mut rx = stop_rx.clone();
+            self.background.push(tokio::spawn(async move {
+                refresher
+                    .run(async move {
+                        let _ = rx.changed().await;
+                    })
+                    .await;
+            }));
+        }
+        let result = axum::serve(self.listener, self.router)
+            .with_graceful_shutdown(shutdown)
+            .await;
+        let _ = stop_tx.send(true);
+        for task in self.background {
+            let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
+        }
+        result
+    }
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutting down");
+}

@@ -1,0 +1,185 @@
+//! The one place errors become HTTP: every layer's error maps to a status and a JSON body
+//! `{"error": {"code": "...", "message": "..."}}`. A 5xx body stays generic; its cause is logged once
+//! by the edge's middleware from the response's extensions.
+
+use std::sync::Arc;
+
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::oauth::OAuthError;
+
+/// The error body.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorBody {
+    /// The error.
+    pub error: ErrorDetail,
+}
+
+/// The error's code, message and, where useful, details.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorDetail {
+    /// A stable machine-readable code.
+    pub code: String,
+    /// A human sentence.
+    pub message: String,
+    /// Extra facts (the known platforms, the connection's status).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub details: Option<serde_json::Value>,
+}
+
+/// The cause of a 5xx, kept for the logging middleware (never sent to the client).
+#[derive(Debug, Clone)]
+pub struct InternalCause(pub Arc<str>);
+
+/// An error at the edge.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    code: String,
+    message: String,
+    details: Option<serde_json::Value>,
+    cause: Option<String>,
+}
+
+impl ApiError {
+    /// An error with a status, code and message.
+    pub fn new(status: StatusCode, code: &str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code: code.to_owned(),
+            message: message.into(),
+            details: None,
+            cause: None,
+        }
+    }
+
+    /// Adds details.
+    pub fn with_details(mut self, details: serde_json::Value) -> Self {
+        self.details = Some(details);
+        self
+    }
+
+    /// 401.
+    pub fn unauthorized() -> Self {
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "A valid API key is required: send Authorization: Bearer <key>.",
+        )
+    }
+
+    /// A 400 about a parameter.
+    pub fn bad_request(code: &str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, code, message)
+    }
+
+    fn internal(code: &str, message: &str, cause: String) -> Self {
+        Self {
+            cause: Some(cause),
+            ..Self::new(StatusCode::SERVICE_UNAVAILABLE, code, message)
+        }
+    }
+
+    /// The status.
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+}
+
+impl From<OAuthError> for ApiError {
+    fn from(error: OAuthError) -> Self {
+        let code = error.reason();
+        match &error {
+            OAuthError::UnknownPlatform(slug) => Self::new(
+                StatusCode::NOT_FOUND,
+                code,
+                format!("Unknown platform {slug:?}."),
+            ),
+            OAuthError::NotConfigured(platform) => Self::new(
+                StatusCode::CONFLICT,
+                code,
+                format!("{platform} has no credentials configured on this service."),
+            ),
+            OAuthError::TicketInvalid
+            | OAuthError::StateInvalid
+            | OAuthError::StateMismatch
+            | OAuthError::BrowserMismatch
+            | OAuthError::Declined(_)
+            | OAuthError::MissingParameter(_) => {
+                Self::new(StatusCode::BAD_REQUEST, code, error.merchant_message())
+            }
+            OAuthError::NotFound => Self::new(
+                StatusCode::NOT_FOUND,
+                code,
+                "There is no connection for this store and platform.",
+            ),
+            OAuthError::NotUsable(status) => Self::new(
+                StatusCode::CONFLICT,
+                code,
+                format!(
+                    "The connection is {status}; the merchant must reconnect it from the connections page."
+                ),
+            )
+            .with_details(serde_json::json!({ "status": status, "reconnect": true })),
+            OAuthError::PlatformUnavailable { .. }
+            | OAuthError::PlatformRejected { .. }
+            | OAuthError::BadResponse { .. } => Self {
+                cause: Some(error.to_string()),
+                ..Self::new(StatusCode::BAD_GATEWAY, code, error.merchant_message())
+            },
+            OAuthError::Store(_) | OAuthError::State(_) | OAuthError::Vault(_) => Self::internal(
+                code,
+                "The service is temporarily unavailable. Please retry shortly.",
+                format!("{error:?}"),
+            ),
+        }
+    }
+}
+
+impl From<QueryRejection> for ApiError {
+    fn from(rejection: QueryRejection) -> Self {
+        Self::bad_request("invalid_query", rejection.body_text())
+    }
+}
+
+impl From<PathRejection> for ApiError {
+    fn from(rejection: PathRejection) -> Self {
+        Self::bad_request("invalid_path", rejection.body_text())
+    }
+}
+
+impl From<JsonRejection> for ApiError {
+    fn from(rejection: JsonRejection) -> Self {
+        Self::new(rejection.status(), "invalid_json", rejection.body_text())
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = ErrorBody {
+            error: ErrorDetail {
+                code: self.code,
+                message: self.message,
+                details: self.details,
+            },
+        };
+        let mut response = (self.status, Json(body)).into_response();
+        if self.status == StatusCode::UNAUTHORIZED {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        if let Some(cause) = self.cause {
+            response
+                .extensions_mut()
+                .insert(InternalCause(Arc::from(cause)));
+        }
+        response
+    }
+}

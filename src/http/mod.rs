@@ -1,0 +1,140 @@
+//! The HTTP edge: routes, extractors, the one error-to-HTTP mapping, and the middleware every response
+//! passes through (request id, tracing without secrets, 5xx cause logging, body limits).
+
+pub mod error;
+pub mod extract;
+pub mod health;
+pub mod oauth;
+pub mod openapi;
+pub mod views;
+
+use std::sync::Arc;
+
+use axum::extract::{FromRef, Request};
+use axum::http::{HeaderName, HeaderValue};
+use axum::middleware::Next;
+use axum::response::{Redirect, Response};
+use axum::Router;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
+use url::Url;
+
+use crate::lifecycle::Connections;
+use crate::oauth::{Flow, OAuthError};
+use crate::redis_conn::RedisHandle;
+use crate::store::Store;
+use error::InternalCause;
+use extract::ApiKeys;
+
+/// What the health check looks at.
+#[derive(Debug, Clone)]
+pub struct HealthProbe {
+    /// The database.
+    pub store: Arc<dyn Store>,
+    /// Redis, when configured.
+    pub redis: Option<RedisHandle>,
+    /// `development` or `production`.
+    pub environment: &'static str,
+}
+
+/// Browser-facing settings: where callbacks land, whether cookies are `Secure`.
+#[derive(Debug, Clone)]
+pub struct WebSettings {
+    /// `DASHBOARD_URL`.
+    pub dashboard_url: Url,
+    /// Set `Secure` on cookies (production, or an https `API_URL`).
+    pub secure_cookies: bool,
+}
+
+impl WebSettings {
+    fn redirect(&self, pairs: &[(&str, &str)]) -> Redirect {
+        let mut url = self.dashboard_url.clone();
+        {
+            let mut query = url.query_pairs_mut();
+            for (name, value) in pairs {
+                query.append_pair(name, value);
+            }
+        }
+        Redirect::to(url.as_str())
+    }
+
+    /// `303` to the dashboard with `connection=success`.
+    pub fn success_redirect(&self, platform: &str) -> Redirect {
+        self.redirect(&[("connection", "success"), ("platform", platform)])
+    }
+
+    /// `303` to the dashboard with `connection=error`, a reason code and a safe message.
+    pub fn error_redirect(&self, platform: &str, error: &OAuthError) -> Redirect {
+        self.redirect(&[
+            ("connection", "error"),
+            ("platform", platform),
+            ("reason", error.reason()),
+            ("message", &error.merchant_message()),
+        ])
+    }
+}
+
+/// Everything handlers share; each takes only the part it uses (`FromRef`).
+#[derive(Debug, Clone, FromRef)]
+pub struct AppState {
+    /// The authorization flow.
+    pub flow: Flow,
+    /// The token lifecycle.
+    pub connections: Connections,
+    /// Accepted API keys.
+    pub api_keys: ApiKeys,
+    /// Health dependencies.
+    pub health: HealthProbe,
+    /// Browser-facing settings.
+    pub web: WebSettings,
+}
+
+const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// Logs the cause of every 5xx once; the body the client got stays generic.
+async fn log_server_errors(request: Request, next: Next) -> Response {
+    let method = request.method().clone();
+    let path = request.uri().path().to_owned();
+    let response = next.run(request).await;
+    if response.status().is_server_error() || response.status() == 502 {
+        let cause = response
+            .extensions()
+            .get::<InternalCause>()
+            .map(|c| c.0.to_string())
+            .unwrap_or_else(|| "unknown".into());
+        tracing::error!(%method, %path, status = response.status().as_u16(), %cause, "request failed");
+    }
+    response
+}
+
+/// The whole router with its middleware.
+pub fn router(state: AppState, extra: Router) -> Router {
+    let trace = TraceLayer::new_for_http().make_span_with(|request: &Request| {
+        // The path only: query strings carry codes and states.
+        let request_id = request
+            .headers()
+            .get(&REQUEST_ID)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("-");
+        tracing::info_span!("request", method = %request.method(), path = %request.uri().path(), request_id = %request_id)
+    });
+    Router::new()
+        .merge(health::router())
+        .merge(oauth::router())
+        .merge(openapi::router())
+        .with_state(state)
+        .merge(extra)
+        .layer(axum::middleware::from_fn(log_server_errors))
+        .layer(tower_http::limit::RequestBodyLimitLayer::new(64 * 1024))
+        .layer(trace)
+        .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+        .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+        .layer(tower_http::set_header::SetResponseHeaderLayer::overriding(
+            axum::http::header::REFERRER_POLICY,
+            HeaderValue::from_static("no-referrer"),
+        ))
+        .layer(tower_http::set_header::SetResponseHeaderLayer::overriding(
+            axum::http::header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ))
+}

@@ -1,0 +1,339 @@
+//! The OAuth endpoints: parse the request, call the flow or the lifecycle, shape the answer.
+
+use axum::extract::{Query, State};
+use axum::http::{header, HeaderMap, HeaderValue};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{delete, get, post};
+use axum::{Json, Router};
+use axum_extra::extract::cookie::{Cookie, CookieJar, SameSite};
+use secrecy::{ExposeSecret, SecretString};
+use std::collections::HashMap;
+
+use super::error::{ApiError, ErrorBody};
+use super::extract::{ApiCaller, ApiPath, ApiQuery};
+use super::views::*;
+use super::{AppState, WebSettings};
+use crate::domain::StoreId;
+use crate::lifecycle::Connections;
+use crate::oauth::client::RevocationOutcome;
+use crate::oauth::flow::{cookie_name_for_state, CallbackParams};
+use crate::oauth::{Flow, OAuthError};
+
+/// The OAuth routes.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/oauth/platforms", get(platforms))
+        .route("/api/v1/oauth/connect/{platform}", get(connect))
+        .route("/api/v1/oauth/authorize", get(authorize))
+        .route("/api/v1/oauth/callback/{platform}", get(callback))
+        .route("/api/v1/oauth/disconnect/{platform}", delete(disconnect))
+        .route("/api/v1/oauth/connections/{store_id}", get(connections))
+        .route("/api/v1/oauth/token/{platform}", get(token))
+        .route("/api/v1/oauth/refresh/{platform}", post(refresh))
+}
+
+/// Maps an unknown platform to a 404 that lists the known ones.
+fn platform_error(flow: &Flow, error: OAuthError) -> ApiError {
+    let unknown = matches!(error, OAuthError::UnknownPlatform(_));
+    let api_error = ApiError::from(error);
+    if unknown {
+        api_error.with_details(serde_json::json!({ "platforms": flow_slugs(flow) }))
+    } else {
+        api_error
+    }
+}
+
+fn flow_slugs(flow: &Flow) -> Vec<String> {
+    flow.catalog().slugs()
+}
+
+/// Lists the platforms and whether each is configured.
+#[utoipa::path(get, path = "/api/v1/oauth/platforms", tag = "oauth",
+    security(("api_key" = [])),
+    responses(
+        (status = 200, body = PlatformsResponse),
+        (status = 401, body = ErrorBody),
+    ))]
+pub async fn platforms(State(flow): State<Flow>, _caller: ApiCaller) -> Json<PlatformsResponse> {
+    Json(PlatformsResponse {
+        platforms: flow.catalog().all().map(PlatformView::from).collect(),
+    })
+}
+
+/// Starts an authorization flow and returns the URL the merchant's browser should open.
+#[utoipa::path(get, path = "/api/v1/oauth/connect/{platform}", tag = "oauth",
+    security(("api_key" = [])),
+    params(("platform" = String, Path, description = "meta, tiktok, google, pinterest, twitter, or a generic provider"), StoreUserQuery),
+    responses(
+        (status = 200, body = AuthorizationUrl),
+        (status = 400, body = ErrorBody, description = "missing or malformed parameters"),
+        (status = 401, body = ErrorBody),
+        (status = 404, body = ErrorBody, description = "unknown platform; details list the platforms"),
+        (status = 409, body = ErrorBody, description = "platform not configured"),
+        (status = 503, body = ErrorBody),
+    ))]
+#[tracing::instrument(skip_all, fields(platform = %platform))]
+pub async fn connect(
+    State(flow): State<Flow>,
+    _caller: ApiCaller,
+    ApiPath(platform): ApiPath<String>,
+    ApiQuery(query): ApiQuery<StoreUserQuery>,
+) -> Result<Json<AuthorizationUrl>, ApiError> {
+    let spec = flow
+        .platform(&platform)
+        .map_err(|e| platform_error(&flow, e))?;
+    let url = flow
+        .begin(&spec.id.clone(), &query.store_id, &query.user_id)
+        .await?;
+    Ok(Json(AuthorizationUrl {
+        authorization_url: url.to_string(),
+    }))
+}
+
+/// `?ticket=..`
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct TicketQuery {
+    /// The single-use ticket from `authorization_url`.
+    pub ticket: Option<String>,
+}
+
+/// The first hop in the merchant's browser: binds the flow to this browser with an HttpOnly cookie,
+/// then sends it to the platform's consent screen.
+#[utoipa::path(get, path = "/api/v1/oauth/authorize", tag = "browser",
+    params(TicketQuery),
+    responses(
+        (status = 303, description = "to the platform's consent screen, or to the dashboard with an error"),
+    ))]
+pub async fn authorize(
+    State(flow): State<Flow>,
+    State(web): State<WebSettings>,
+    jar: CookieJar,
+    Query(query): Query<HashMap<String, String>>,
+) -> Response {
+    let Some(ticket) = query.get("ticket") else {
+        return web
+            .error_redirect("", &OAuthError::TicketInvalid)
+            .into_response();
+    };
+    match flow.start(ticket).await {
+        Ok(start) => {
+            let cookie =
+                Cookie::build((start.cookie_name, start.binding.expose_secret().to_owned()))
+                    .http_only(true)
+                    .secure(web.secure_cookies)
+                    .same_site(SameSite::Lax)
+                    .path("/api/v1/oauth/callback")
+                    .max_age(time::Duration::seconds(start.max_age_seconds))
+                    .build();
+            (
+                jar.add(cookie),
+                Redirect::to(start.authorization_url.as_str()),
+            )
+                .into_response()
+        }
+        Err(error) => {
+            tracing::info!(reason = error.reason(), "first hop refused");
+            web.error_redirect("", &error).into_response()
+        }
+    }
+}
+
+/// Where the platform sends the merchant back: finishes the flow and redirects to the dashboard with
+/// `connection=success` or `connection=error` and a short, safe message.
+#[utoipa::path(get, path = "/api/v1/oauth/callback/{platform}", tag = "browser",
+    params(
+        ("platform" = String, Path),
+        ("code" = Option<String>, Query), ("state" = Option<String>, Query),
+        ("error" = Option<String>, Query), ("error_description" = Option<String>, Query),
+    ),
+    responses((status = 303, description = "to DASHBOARD_URL with connection=success or connection=error")))]
+#[tracing::instrument(skip_all, fields(platform = %platform))]
+pub async fn callback(
+    State(flow): State<Flow>,
+    State(web): State<WebSettings>,
+    jar: CookieJar,
+    axum::extract::Path(platform): axum::extract::Path<String>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Response {
+    let state = query.get("state").cloned();
+    let cookie_name = state.as_deref().map(cookie_name_for_state);
+    let binding = cookie_name
+        .as_deref()
+        .and_then(|name| jar.get(name))
+        .map(|c| c.value().to_owned());
+    let params = CallbackParams {
+        code: query.get("code").map(|c| SecretString::from(c.clone())),
+        state,
+        error: query.get("error").cloned(),
+    };
+    let slug = flow
+        .catalog()
+        .find(&platform)
+        .map(|s| s.id.to_string())
+        .unwrap_or_default();
+    let result = flow.finish(&platform, params, binding.as_deref()).await;
+    let jar = match cookie_name {
+        Some(name) => jar.remove(Cookie::build(name).path("/api/v1/oauth/callback")),
+        None => jar,
+    };
+    match result {
+        Ok(connection) => (jar, web.success_redirect(connection.platform.as_str())).into_response(),
+        Err(error) => {
+            tracing::warn!(reason = error.reason(), error = %error, "callback failed");
+            (jar, web.error_redirect(&slug, &error)).into_response()
+        }
+    }
+}
+
+/// Revokes at the platform where possible, then deletes the connection and its tokens.
+#[utoipa::path(delete, path = "/api/v1/oauth/disconnect/{platform}", tag = "oauth",
+    security(("api_key" = [])),
+    params(("platform" = String, Path), StoreUserQuery),
+    responses(
+        (status = 200, body = DisconnectResponse),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 404, body = ErrorBody, description = "unknown platform or no connection"),
+        (status = 409, body = ErrorBody), (status = 503, body = ErrorBody),
+    ))]
+#[tracing::instrument(skip_all, fields(platform = %platform))]
+pub async fn disconnect(
+    State(flow): State<Flow>,
+    State(connections): State<Connections>,
+    _caller: ApiCaller,
+    ApiPath(platform): ApiPath<String>,
+    ApiQuery(query): ApiQuery<StoreUserQuery>,
+) -> Result<Json<DisconnectResponse>, ApiError> {
+    let spec = flow
+        .catalog()
+        .find(&platform)
+        .ok_or_else(|| platform_error(&flow, OAuthError::UnknownPlatform(platform.clone())))?;
+    let outcome = connections.disconnect(spec, &query.store_id).await?;
+    tracing::info!(store_id = %query.store_id, user_id = %query.user_id, "disconnected");
+    Ok(Json(disconnect_response(
+        &spec.display_name,
+        &query.store_id,
+        outcome.revocation,
+        spec.id.as_str(),
+    )))
+}
+
+/// Shapes what disconnecting did for the API and the page.
+pub fn disconnect_response(
+    name: &str,
+    store_id: &StoreId,
+    revocation: RevocationOutcome,
+    platform: &str,
+) -> DisconnectResponse {
+    let (kind, revoked, message) = match revocation {
+        RevocationOutcome::Revoked => (
+            "revoked",
+            true,
+            format!("Disconnected. {name} confirmed that access was revoked."),
+        ),
+        RevocationOutcome::Unsupported(text) => ("not_supported", false, format!("Disconnected. {text}")),
+        RevocationOutcome::Failed(_) => (
+            "failed",
+            false,
+            format!(
+                "Disconnected here, but {name} did not confirm the revocation. You can remove the app in your {name} settings."
+            ),
+        ),
+    };
+    DisconnectResponse {
+        success: true,
+        platform: platform.to_owned(),
+        store_id: store_id.to_string(),
+        revocation: kind.to_owned(),
+        revoked_at_platform: revoked,
+        message,
+    }
+}
+
+/// A store's connections, without tokens.
+#[utoipa::path(get, path = "/api/v1/oauth/connections/{store_id}", tag = "oauth",
+    security(("api_key" = [])),
+    params(("store_id" = String, Path, pattern = r"^[A-Za-z0-9_.:@-]{1,128}$")),
+    responses(
+        (status = 200, body = ConnectionsResponse),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 503, body = ErrorBody),
+    ))]
+pub async fn connections(
+    State(connections): State<Connections>,
+    _caller: ApiCaller,
+    ApiPath(store_id): ApiPath<StoreId>,
+) -> Result<Json<ConnectionsResponse>, ApiError> {
+    let list = connections.list(&store_id).await?;
+    Ok(Json(ConnectionsResponse {
+        store_id: store_id.to_string(),
+        connections: list.iter().map(ConnectionView::from).collect(),
+    }))
+}
+
+/// A valid access token for the store's connection, refreshed first when it is about to expire.
+#[utoipa::path(get, path = "/api/v1/oauth/token/{platform}", tag = "tokens",
+    security(("api_key" = [])),
+    params(("platform" = String, Path), StoreQuery),
+    responses(
+        (status = 200, body = TokenResponse),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 404, body = ErrorBody, description = "unknown platform or no connection"),
+        (status = 409, body = ErrorBody, description = "EXPIRED, REVOKED or ERROR: the merchant must reconnect"),
+        (status = 502, body = ErrorBody, description = "the platform failed and the stored token has expired"),
+        (status = 503, body = ErrorBody),
+    ))]
+#[tracing::instrument(skip_all, fields(platform = %platform))]
+pub async fn token(
+    State(flow): State<Flow>,
+    State(connections): State<Connections>,
+    _caller: ApiCaller,
+    ApiPath(platform): ApiPath<String>,
+    ApiQuery(query): ApiQuery<StoreQuery>,
+) -> Result<Response, ApiError> {
+    issue_token(&flow, &connections, &platform, &query.store_id, false).await
+}
+
+/// Forces a refresh and returns the new token.
+#[utoipa::path(post, path = "/api/v1/oauth/refresh/{platform}", tag = "tokens",
+    security(("api_key" = [])),
+    params(("platform" = String, Path), StoreQuery),
+    responses(
+        (status = 200, body = TokenResponse),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody),
+        (status = 502, body = ErrorBody), (status = 503, body = ErrorBody),
+    ))]
+#[tracing::instrument(skip_all, fields(platform = %platform))]
+pub async fn refresh(
+    State(flow): State<Flow>,
+    State(connections): State<Connections>,
+    _caller: ApiCaller,
+    ApiPath(platform): ApiPath<String>,
+    ApiQuery(query): ApiQuery<StoreQuery>,
+) -> Result<Response, ApiError> {
+    issue_token(&flow, &connections, &platform, &query.store_id, true).await
+}
+
+async fn issue_token(
+    flow: &Flow,
+    connections: &Connections,
+    platform: &str,
+    store_id: &StoreId,
+    force: bool,
+) -> Result<Response, ApiError> {
+    let spec = flow
+        .catalog()
+        .find(platform)
+        .ok_or_else(|| platform_error(flow, OAuthError::UnknownPlatform(platform.to_owned())))?;
+    let issued = connections.access_token(spec, store_id, force).await?;
+    let body = TokenResponse {
+        access_token: issued.access_token.expose_secret().to_owned(),
+        token_type: issued.token_type,
+        expires_at: issued.expires_at,
+        scopes: issued.scopes,
+        account_id: issued.account_id,
+    };
+    let mut headers = HeaderMap::new();
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok((headers, Json(body)).into_response())
+}

@@ -1,0 +1,47 @@
+//! The OpenAPI document, generated from the handlers' annotations, at `/api/v1/openapi.json`.
+
+use axum::routing::get;
+use axum::{Json, Router};
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+
+use super::AppState;
+
+struct BearerKey;
+
+impl Modify for BearerKey {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "api_key",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+/// The API's document.
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Growth Engine", description = "OAuth connections to Meta, TikTok, Google, Pinterest and X, and valid access tokens for the platform's services."),
+    paths(
+        super::health::health,
+        super::oauth::platforms,
+        super::oauth::connect,
+        super::oauth::authorize,
+        super::oauth::callback,
+        super::oauth::disconnect,
+        super::oauth::connections,
+        super::oauth::token,
+        super::oauth::refresh,
+    ),
+    modifiers(&BearerKey),
+)]
+pub struct ApiDoc;
+
+/// The document's route.
+pub fn router() -> Router<AppState> {
+    Router::new().route(
+        "/api/v1/openapi.json",
+        get(|| async { Json(ApiDoc::openapi()) }),
+    )
+}

@@ -1,0 +1,197 @@
+//! The API's JSON shapes. Nothing here holds a token except [`TokenResponse`], the one answer whose
+//! purpose is to hand a token to an authenticated backend service.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use crate::domain::{Connection, ConnectionStatus, StoreId, UserId};
+use crate::oauth::PlatformSpec;
+
+/// `?user_id=..&store_id=..`
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct StoreUserQuery {
+    /// The merchant's user id.
+    #[param(value_type = String, pattern = r"^[A-Za-z0-9_.:@-]{1,128}$")]
+    pub user_id: UserId,
+    /// The merchant's store id.
+    #[param(value_type = String, pattern = r"^[A-Za-z0-9_.:@-]{1,128}$")]
+    pub store_id: StoreId,
+}
+
+/// `?store_id=..`
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct StoreQuery {
+    /// The merchant's store id.
+    #[param(value_type = String, pattern = r"^[A-Za-z0-9_.:@-]{1,128}$")]
+    pub store_id: StoreId,
+}
+
+/// Where the merchant's browser should go.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AuthorizationUrl {
+    /// Open this URL in the merchant's browser (redirects and cookies on); it leads to the
+    /// platform's consent screen.
+    pub authorization_url: String,
+}
+
+/// One connection, without tokens.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ConnectionView {
+    /// Platform slug.
+    pub platform: String,
+    /// Status.
+    pub status: ConnectionStatus,
+    /// The platform's account id.
+    pub account_id: Option<String>,
+    /// The account's display name.
+    pub account_name: Option<String>,
+    /// The account's picture URL.
+    pub account_picture: Option<String>,
+    /// The user who connected it.
+    pub user_id: String,
+    /// When it was connected.
+    pub connected_at: DateTime<Utc>,
+    /// When it last changed.
+    pub updated_at: DateTime<Utc>,
+    /// When the access token expires.
+    pub expires_at: Option<DateTime<Utc>>,
+    /// When the grant can no longer be renewed without the merchant.
+    pub refresh_expires_at: Option<DateTime<Utc>>,
+    /// When it was last refreshed.
+    pub last_refreshed_at: Option<DateTime<Utc>>,
+    /// Granted scopes.
+    pub scopes: Vec<String>,
+    /// Scopes asked for but not granted.
+    pub missing_scopes: Vec<String>,
+    /// The last error, as a short text.
+    pub last_error: Option<String>,
+    /// Platform details (Meta pages, Instagram business accounts).
+    #[schema(value_type = Object)]
+    pub metadata: serde_json::Value,
+}
+
+impl From<&Connection> for ConnectionView {
+    fn from(c: &Connection) -> Self {
+        Self {
+            platform: c.platform.to_string(),
+            status: c.status,
+            account_id: c.account_id.clone(),
+            account_name: c.account_name.clone(),
+            account_picture: c.account_picture.clone(),
+            user_id: c.user_id.to_string(),
+            connected_at: c.created_at,
+            updated_at: c.updated_at,
+            expires_at: c.access_token_expires_at,
+            refresh_expires_at: c.refresh_token_expires_at,
+            last_refreshed_at: c.last_refreshed_at,
+            scopes: c.granted_scopes.clone(),
+            missing_scopes: c.missing_scopes.clone(),
+            last_error: c.last_error.clone(),
+            metadata: c.metadata.clone(),
+        }
+    }
+}
+
+/// A store's connections.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ConnectionsResponse {
+    /// The store.
+    pub store_id: String,
+    /// Its connections.
+    pub connections: Vec<ConnectionView>,
+}
+
+/// A platform this service can connect.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PlatformView {
+    /// Slug used in paths.
+    pub id: String,
+    /// Display name.
+    pub name: String,
+    /// Whether flows can run.
+    pub configured: bool,
+    /// Served by the built-in sandbox (development only).
+    pub sandbox: bool,
+    /// Declared by the operator as a generic OAuth 2.0 provider.
+    pub generic: bool,
+    /// Scopes requested.
+    pub scopes: Vec<String>,
+    /// Whether revocation at the platform is possible.
+    pub supports_revocation: bool,
+}
+
+impl From<&PlatformSpec> for PlatformView {
+    fn from(spec: &PlatformSpec) -> Self {
+        Self {
+            id: spec.id.to_string(),
+            name: spec.display_name.clone(),
+            configured: spec.is_configured(),
+            sandbox: spec.sandboxed,
+            generic: spec.generic,
+            scopes: spec.scopes.clone(),
+            supports_revocation: spec.revoke_url.is_some()
+                && !matches!(
+                    spec.revocation,
+                    crate::oauth::catalog::Revocation::Unsupported(_)
+                ),
+        }
+    }
+}
+
+/// The platforms.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PlatformsResponse {
+    /// Every platform.
+    pub platforms: Vec<PlatformView>,
+}
+
+/// What disconnecting did.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DisconnectResponse {
+    /// The connection is gone.
+    pub success: bool,
+    /// The platform.
+    pub platform: String,
+    /// The store.
+    pub store_id: String,
+    /// `revoked`, `not_supported` or `failed`.
+    pub revocation: String,
+    /// Whether the platform confirmed revocation.
+    pub revoked_at_platform: bool,
+    /// A sentence for the merchant.
+    pub message: String,
+}
+
+/// A valid access token.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TokenResponse {
+    /// The access token.
+    pub access_token: String,
+    /// Its type.
+    pub token_type: String,
+    /// When it expires.
+    pub expires_at: Option<DateTime<Utc>>,
+    /// Granted scopes.
+    pub scopes: Vec<String>,
+    /// The platform's account id.
+    pub account_id: Option<String>,
+}
+
+/// The health report.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct HealthResponse {
+    /// `healthy` or `unhealthy`.
+    pub status: String,
+    /// `growth-engine`.
+    pub service: String,
+    /// The version.
+    pub version: String,
+    /// `development` or `production`.
+    pub environment: String,
+    /// Each dependency's state.
+    #[schema(value_type = Object)]
+    pub checks: serde_json::Value,
+}

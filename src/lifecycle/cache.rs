@@ -1,0 +1,110 @@
+//! The read-through cache of connections (tokens still sealed) in Redis.
+//!
+//! PostgreSQL stays the source of truth; the cache only saves a round trip. It never goes backwards:
+//! every entry carries an order key `{row id (UUIDv7, time-ordered)}|{version}`, and a Lua script
+//! writes only a strictly newer key. Writers write their new row through after committing; a delete
+//! leaves a tombstone with the highest version of that row id. So a reader that loaded an old row
+//! before a write cannot put it back over the newer one. Redis failures are logged and ignored:
+//! reads fall back to the database.
+
+use std::time::Duration;
+
+use crate::domain::{Connection, PlatformId, StoreId};
+use crate::redis_conn::RedisHandle;
+
+const TOMBSTONE_VERSION: i64 = 99_999_999_999_999_999;
+
+/// Writes `ARGV[2]` under `KEYS[1]` (with expiry `ARGV[3]` seconds) only if the stored order key is
+/// older than `ARGV[1]`. Order keys are fixed-width, so byte-wise comparison orders them.
+const SET_IF_NEWER: &str = r"
+local current = redis.call('GET', KEYS[1])
+if current then
+  local cut = string.find(current, '\n', 1, true)
+  if cut and string.sub(current, 1, cut - 1) >= ARGV[1] then
+    return 0
+  end
+end
+redis.call('SET', KEYS[1], ARGV[1] .. '\n' .. ARGV[2], 'EX', ARGV[3])
+return 1
+";
+
+/// The connection cache; `None` backend when Redis is not configured.
+#[derive(Debug, Clone)]
+pub struct TokenCache {
+    redis: Option<RedisHandle>,
+    ttl: Duration,
+}
+
+fn order_key(connection: &Connection, version: i64) -> String {
+    format!("{}|{version:020}", connection.id)
+}
+
+impl TokenCache {
+    /// A cache in Redis, or none.
+    pub fn new(redis: Option<RedisHandle>, ttl: Duration) -> Self {
+        Self { redis, ttl }
+    }
+
+    fn key(redis: &RedisHandle, store_id: &StoreId, platform: &PlatformId) -> String {
+        redis.key(&format!("conn:{}:{}", platform, store_id))
+    }
+
+    /// The cached connection, if any. A tombstone or any Redis failure reads as a miss.
+    pub async fn get(&self, store_id: &StoreId, platform: &PlatformId) -> Option<Connection> {
+        let redis = self.redis.as_ref()?;
+        let mut conn = redis.connection().await.ok()?;
+        let value: Option<String> = redis::cmd("GET")
+            .arg(Self::key(redis, store_id, platform))
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| tracing::warn!(error = %e, "token cache read failed"))
+            .ok()?;
+        let (_, body) = value?
+            .split_once('\n')
+            .map(|(a, b)| (a.to_owned(), b.to_owned()))?;
+        if body.is_empty() {
+            return None;
+        }
+        serde_json::from_str(&body).ok()
+    }
+
+    /// Puts a connection read from (or just written to) the database, unless a newer one is there.
+    pub async fn put(&self, connection: &Connection) {
+        let body = match serde_json::to_string(connection) {
+            Ok(body) => body,
+            Err(_) => return,
+        };
+        self.write(connection, order_key(connection, connection.version), body)
+            .await;
+    }
+
+    /// Marks a deleted connection so that no older copy of it can be cached again.
+    pub async fn tombstone(&self, connection: &Connection) {
+        self.write(
+            connection,
+            order_key(connection, TOMBSTONE_VERSION),
+            String::new(),
+        )
+        .await;
+    }
+
+    async fn write(&self, connection: &Connection, order: String, body: String) {
+        let Some(redis) = &self.redis else {
+            return;
+        };
+        let result = async {
+            let mut conn = redis.connection().await.map_err(|e| e.0)?;
+            redis::Script::new(SET_IF_NEWER)
+                .key(Self::key(redis, &connection.store_id, &connection.platform))
+                .arg(order)
+                .arg(body)
+                .arg(self.ttl.as_secs().max(1))
+                .invoke_async::<i64>(&mut conn)
+                .await
+        }
+        .await;
+        if let Err(error) = result {
+            tracing::warn!(error = %error, "token cache write failed; reads fall back to the database");
+        }
+    }
+}

@@ -1,0 +1,508 @@
+//! Calls to a platform: code exchange, refresh, Meta's long-lived exchange, user info and revocation,
+//! each shaped by the platform's [`PlatformSpec`].
+//!
+//! These requests are built by hand over one shared `reqwest` client rather than with the `oauth2`
+//! crate's client, because the catalog's platforms rename parameters (`client_key`), use `GET` for the
+//! token endpoint (Meta) and wrap responses (`data.user`), which `oauth2`'s typed client cannot
+//! express without a type per platform. Redirects are never followed (RFC 6749 §5 responses are
+//! direct), and every call is bounded by `HTTP_TIMEOUT_SECONDS`.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use reqwest::{Method, RequestBuilder, StatusCode};
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::Value;
+use url::Url;
+
+use super::catalog::{ClientAuth, ErrorShape, Hook, PlatformSpec, Revocation, TokenMethod};
+use super::error::{scrub, OAuthError};
+use crate::domain::TokenSet;
+
+/// What a token endpoint granted.
+#[derive(Debug, Clone)]
+pub struct TokenGrant {
+    /// The tokens, expiries and scopes (scopes empty when the platform did not say).
+    pub tokens: TokenSet,
+    /// Whether the response named the granted scopes.
+    pub scopes_reported: bool,
+    /// An account id the token response carries (TikTok's `open_id`).
+    pub account_hint: Option<String>,
+}
+
+/// The connected account, as the platform's user-info call describes it.
+#[derive(Debug, Clone, Default)]
+pub struct AccountInfo {
+    /// The platform's id of the account.
+    pub id: Option<String>,
+    /// Display name.
+    pub name: Option<String>,
+    /// Picture URL.
+    pub picture: Option<String>,
+}
+
+/// What revocation achieved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RevocationOutcome {
+    /// The platform confirmed the revocation.
+    Revoked,
+    /// The platform offers none; the text says what the merchant can do.
+    Unsupported(String),
+    /// The platform was asked and failed; the reason is safe to show.
+    Failed(String),
+}
+
+/// The HTTP client every platform call goes through.
+#[derive(Debug, Clone)]
+pub struct PlatformClient {
+    http: reqwest::Client,
+}
+
+impl PlatformClient {
+    /// A client with the given per-call timeout that never follows redirects.
+    pub fn new(timeout: Duration) -> Result<Self, reqwest::Error> {
+        let http = reqwest::Client::builder()
+            .timeout(timeout)
+            .connect_timeout(timeout.min(Duration::from_secs(5)))
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!("growth-engine/", env!("CARGO_PKG_VERSION")))
+            .build()?;
+        Ok(Self { http })
+    }
+
+    /// Exchanges an authorization code for tokens (RFC 6749 §4.1.3).
+    pub async fn exchange_code(
+        &self,
+        spec: &PlatformSpec,
+        code: &SecretString,
+        redirect_uri: &str,
+        pkce_verifier: Option<&SecretString>,
+        now: DateTime<Utc>,
+    ) -> Result<TokenGrant, OAuthError> {
+        let mut params = vec![
+            ("grant_type", "authorization_code".to_owned()),
+            ("code", code.expose_secret().to_owned()),
+            ("redirect_uri", redirect_uri.to_owned()),
+        ];
+        if let Some(verifier) = pkce_verifier {
+            params.push(("code_verifier", verifier.expose_secret().to_owned()));
+        }
+        if spec.token_method == TokenMethod::GetQuery {
+            // Meta's manual flow takes no grant_type on the code exchange.
+            params.retain(|(name, _)| *name != "grant_type");
+        }
+        let body = self.token_call(spec, params).await?;
+        parse_grant(spec, &body, now)
+    }
+
+    /// Renews an access token with a refresh token (RFC 6749 §6).
+    pub async fn refresh(
+        &self,
+        spec: &PlatformSpec,
+        refresh_token: &SecretString,
+        now: DateTime<Utc>,
+    ) -> Result<TokenGrant, OAuthError> {
+        let params = vec![
+            ("grant_type", "refresh_token".to_owned()),
+            ("refresh_token", refresh_token.expose_secret().to_owned()),
+        ];
+        let body = self.token_call(spec, params).await?;
+        parse_grant(spec, &body, now)
+    }
+
+    /// Meta: exchanges a still-valid token for a long-lived one (`fb_exchange_token`).
+    /// <https://developers.facebook.com/docs/facebook-login/guides/access-tokens/get-long-lived>
+    pub async fn meta_exchange(
+        &self,
+        spec: &PlatformSpec,
+        access_token: &SecretString,
+        now: DateTime<Utc>,
+    ) -> Result<TokenGrant, OAuthError> {
+        let params = vec![
+            ("grant_type", "fb_exchange_token".to_owned()),
+            ("fb_exchange_token", access_token.expose_secret().to_owned()),
+        ];
+        let body = self.token_call(spec, params).await?;
+        parse_grant(spec, &body, now)
+    }
+
+    async fn token_call(
+        &self,
+        spec: &PlatformSpec,
+        mut params: Vec<(&'static str, String)>,
+    ) -> Result<Value, OAuthError> {
+        let credentials = spec
+            .credentials
+            .as_ref()
+            .ok_or_else(|| OAuthError::NotConfigured(spec.id.clone()))?;
+        let mut request = match spec.token_method {
+            TokenMethod::GetQuery => self.http.get(spec.token_url.clone()),
+            TokenMethod::PostForm => self.http.post(spec.token_url.clone()),
+        };
+        match spec.client_auth {
+            ClientAuth::Basic => {
+                request = basic_auth(request, &credentials.client_id, &credentials.client_secret);
+            }
+            ClientAuth::RequestBody => {
+                params.push((spec.client_id_param, credentials.client_id.clone()));
+                params.push((
+                    "client_secret",
+                    credentials.client_secret.expose_secret().to_owned(),
+                ));
+            }
+        }
+        request = match spec.token_method {
+            TokenMethod::GetQuery => request.query(&params),
+            TokenMethod::PostForm => request.form(&params),
+        };
+        self.send_json(spec, request.header("Accept", "application/json"))
+            .await
+    }
+
+    /// Sends a request and returns its JSON body, turning transport failures, HTTP errors and the
+    /// platform's error shapes into [`OAuthError`].
+    async fn send_json(
+        &self,
+        spec: &PlatformSpec,
+        request: RequestBuilder,
+    ) -> Result<Value, OAuthError> {
+        let response = request
+            .send()
+            .await
+            .map_err(|e| transport_error(spec, &e))?;
+        let status = response.status();
+        let retry_after = response
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(Duration::from_secs);
+        let text = response
+            .text()
+            .await
+            .map_err(|e| transport_error(spec, &e))?;
+        if status == StatusCode::TOO_MANY_REQUESTS
+            || status == StatusCode::REQUEST_TIMEOUT
+            || status.is_server_error()
+        {
+            return Err(OAuthError::PlatformUnavailable {
+                platform: spec.id.clone(),
+                detail: format!("HTTP {}", status.as_u16()),
+                retry_after,
+            });
+        }
+        let body: Option<Value> = serde_json::from_str(&text).ok();
+        if let Some(error) = body.as_ref().and_then(|b| platform_error(spec, status, b)) {
+            return Err(error);
+        }
+        match body {
+            Some(body) if status.is_success() => Ok(body),
+            Some(_) => Err(OAuthError::PlatformRejected {
+                platform: spec.id.clone(),
+                code: format!("http_{}", status.as_u16()),
+                description: String::new(),
+                permanent: status.is_client_error(),
+                revoked: false,
+            }),
+            None if status.is_success() && text.trim().is_empty() => Ok(Value::Null),
+            None => Err(OAuthError::BadResponse {
+                platform: spec.id.clone(),
+                detail: format!("HTTP {} with a body that is not JSON", status.as_u16()),
+            }),
+        }
+    }
+
+    /// Reads the connected account from the user-info endpoint.
+    pub async fn fetch_account(
+        &self,
+        spec: &PlatformSpec,
+        access_token: &SecretString,
+    ) -> Result<AccountInfo, OAuthError> {
+        let Some(url) = spec.userinfo_url.clone() else {
+            return Ok(AccountInfo::default());
+        };
+        let body = self
+            .get_with_token(spec, url, access_token, &spec.account.query)
+            .await?;
+        if spec.hooks.contains(&Hook::TikTokEnvelopeError) {
+            super::quirks::tiktok_check_envelope(spec, &body)?;
+        }
+        let root = spec
+            .account
+            .wrapper
+            .iter()
+            .try_fold(&body, |value, key| value.get(key))
+            .unwrap_or(&Value::Null);
+        Ok(AccountInfo {
+            id: first_string(root, spec.account.id),
+            name: first_string(root, spec.account.name),
+            picture: first_string(root, spec.account.picture),
+        })
+    }
+
+    /// A `GET` carrying the user's token the way the platform expects it.
+    pub async fn get_with_token(
+        &self,
+        spec: &PlatformSpec,
+        url: Url,
+        access_token: &SecretString,
+        query: &[(&str, &str)],
+    ) -> Result<Value, OAuthError> {
+        let mut request = self.http.get(url).query(query);
+        request = if spec.account.token_in_query {
+            request.query(&[("access_token", access_token.expose_secret())])
+        } else {
+            request.bearer_auth(access_token.expose_secret())
+        };
+        self.send_json(spec, request.header("Accept", "application/json"))
+            .await
+    }
+
+    /// Revokes the grant at the platform, where the platform allows it.
+    pub async fn revoke(&self, spec: &PlatformSpec, tokens: &TokenSet) -> RevocationOutcome {
+        let result = match (&spec.revocation, &spec.revoke_url) {
+            (Revocation::Unsupported(text), _) => {
+                return RevocationOutcome::Unsupported((*text).to_owned())
+            }
+            (_, None) => {
+                return RevocationOutcome::Unsupported(
+                    "This platform has no revocation endpoint; the tokens were deleted here."
+                        .into(),
+                )
+            }
+            (Revocation::MetaDeletePermissions, Some(url)) => {
+                let mut request = self.http.request(Method::DELETE, url.clone());
+                request = request.query(&[("access_token", tokens.access_token.expose_secret())]);
+                self.send_json(spec, request).await.map(|_| ())
+            }
+            (Revocation::Form { authenticate, hint }, Some(url)) => {
+                // Revoking the refresh token ends the whole grant where one exists (RFC 7009 §2.1);
+                // the access token is revoked too for platforms that treat them separately.
+                let mut outcome = Ok(());
+                let mut targets = vec![("access_token", &tokens.access_token)];
+                if let Some(refresh) = &tokens.refresh_token {
+                    targets.insert(0, ("refresh_token", refresh));
+                }
+                for (kind, token) in targets {
+                    let mut params = vec![("token", token.expose_secret().to_owned())];
+                    if *hint {
+                        params.push(("token_type_hint", kind.to_owned()));
+                    }
+                    let mut request = self.http.post(url.clone());
+                    if *authenticate {
+                        if let Some(credentials) = &spec.credentials {
+                            match spec.client_auth {
+                                ClientAuth::Basic => {
+                                    request = basic_auth(
+                                        request,
+                                        &credentials.client_id,
+                                        &credentials.client_secret,
+                                    );
+                                }
+                                ClientAuth::RequestBody => {
+                                    params.push((
+                                        spec.client_id_param,
+                                        credentials.client_id.clone(),
+                                    ));
+                                    params.push((
+                                        "client_secret",
+                                        credentials.client_secret.expose_secret().to_owned(),
+                                    ));
+                                }
+                            }
+                        }
+                    }
+                    let result = self
+                        .send_json(spec, request.form(&params))
+                        .await
+                        .map(|_| ());
+                    match result {
+                        Ok(()) => {
+                            outcome = Ok(());
+                            // One successful revocation of the refresh token ends the grant.
+                            if kind == "refresh_token" {
+                                break;
+                            }
+                        }
+                        Err(error) => outcome = Err(error),
+                    }
+                }
+                outcome
+            }
+        };
+        match result {
+            Ok(()) => RevocationOutcome::Revoked,
+            Err(error) => RevocationOutcome::Failed(error.to_string()),
+        }
+    }
+}
+
+/// HTTP Basic with the client id and secret form-encoded first, as RFC 6749 §2.3.1 requires.
+fn basic_auth(request: RequestBuilder, client_id: &str, secret: &SecretString) -> RequestBuilder {
+    let encode = |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
+    request.basic_auth(encode(client_id), Some(encode(secret.expose_secret())))
+}
+
+fn transport_error(spec: &PlatformSpec, error: &reqwest::Error) -> OAuthError {
+    // reqwest's Display can include the URL, which for Meta carries tokens in the query: describe the
+    // failure's kind only.
+    let detail = if error.is_timeout() {
+        "timed out"
+    } else if error.is_connect() {
+        "connection failed"
+    } else if error.is_body() || error.is_decode() {
+        "response body unreadable"
+    } else {
+        "request failed"
+    };
+    OAuthError::PlatformUnavailable {
+        platform: spec.id.clone(),
+        detail: detail.into(),
+        retry_after: None,
+    }
+}
+
+/// Recognises the platform's error body, whatever the HTTP status.
+fn platform_error(spec: &PlatformSpec, status: StatusCode, body: &Value) -> Option<OAuthError> {
+    let (code, description) = match spec.errors {
+        ErrorShape::Graph => {
+            let error = body.get("error")?.as_object()?;
+            let code = error.get("code").map(value_text).unwrap_or_default();
+            let subcode = error.get("error_subcode").map(value_text);
+            let code = match subcode {
+                Some(sub) if !sub.is_empty() => format!("{code}/{sub}"),
+                _ => code,
+            };
+            let message = error.get("message").map(value_text).unwrap_or_default();
+            (code, message)
+        }
+        ErrorShape::CodeMessage if !status.is_success() => {
+            let code = body.get("code").map(value_text)?;
+            (
+                code,
+                body.get("message").map(value_text).unwrap_or_default(),
+            )
+        }
+        ErrorShape::CodeMessage => return None,
+        ErrorShape::Rfc6749 => {
+            let code = body.get("error")?.as_str()?.to_owned();
+            let description = body
+                .get("error_description")
+                .map(value_text)
+                .unwrap_or_default();
+            (code, description)
+        }
+    };
+    let lowered = description.to_ascii_lowercase();
+    let revoked = lowered.contains("revoked")
+        || lowered.contains("deauthorized")
+        || lowered.contains("has not authorized");
+    let permanent = match spec.errors {
+        // Graph: 190 is an invalid or expired token, whatever the subcode; 102 a dead session.
+        ErrorShape::Graph => code.starts_with("190") || code.starts_with("102"),
+        ErrorShape::Rfc6749 => {
+            matches!(
+                code.as_str(),
+                "invalid_grant" | "invalid_token" | "unauthorized_client" | "access_denied"
+            ) || (code == "invalid_request" && lowered.contains("token"))
+        }
+        ErrorShape::CodeMessage => status.is_client_error(),
+    };
+    Some(OAuthError::PlatformRejected {
+        platform: spec.id.clone(),
+        code: scrub(&code),
+        description: scrub(&description),
+        permanent,
+        revoked,
+    })
+}
+
+fn value_text(value: &Value) -> String {
+    match value {
+        Value::String(s) => s.clone(),
+        Value::Null => String::new(),
+        other => other.to_string(),
+    }
+}
+
+fn first_string(root: &Value, paths: &[&[&str]]) -> Option<String> {
+    paths.iter().find_map(|path| {
+        let value = path.iter().try_fold(root, |value, key| value.get(key))?;
+        match value {
+            Value::String(s) if !s.is_empty() => Some(s.clone()),
+            Value::Number(n) => Some(n.to_string()),
+            _ => None,
+        }
+    })
+}
+
+/// Reads a number of seconds that some platforms send as a string.
+fn seconds(value: Option<&Value>) -> Option<i64> {
+    match value? {
+        Value::Number(n) => n.as_i64(),
+        Value::String(s) => s.trim().parse().ok(),
+        _ => None,
+    }
+}
+
+/// Maps a token response (RFC 6749 §5.1, and each platform's variant of it) onto a [`TokenGrant`].
+fn parse_grant(
+    spec: &PlatformSpec,
+    body: &Value,
+    now: DateTime<Utc>,
+) -> Result<TokenGrant, OAuthError> {
+    let bad = |detail: &str| OAuthError::BadResponse {
+        platform: spec.id.clone(),
+        detail: detail.into(),
+    };
+    let access_token = body
+        .get("access_token")
+        .and_then(Value::as_str)
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| bad("token response without access_token"))?;
+    let refresh_token = body
+        .get("refresh_token")
+        .and_then(Value::as_str)
+        .filter(|t| !t.is_empty())
+        .map(|t| SecretString::from(t.to_owned()));
+    let expires_at = seconds(body.get("expires_in"))
+        .filter(|s| *s > 0)
+        .map(|s| now + chrono::Duration::seconds(s));
+    let refresh_expires_at = seconds(
+        body.get("refresh_expires_in")
+            .or_else(|| body.get("refresh_token_expires_in")),
+    )
+    .filter(|s| *s > 0)
+    .map(|s| now + chrono::Duration::seconds(s));
+    // Requests join scopes with the platform's separator, but responses vary (Pinterest answers with
+    // spaces after being asked with commas): accept either.
+    let scope_text = body.get("scope").and_then(Value::as_str);
+    let scopes: Vec<String> = scope_text
+        .map(|text| {
+            text.split([',', ' '])
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default();
+    Ok(TokenGrant {
+        tokens: TokenSet {
+            access_token: SecretString::from(access_token.to_owned()),
+            refresh_token,
+            token_type: body
+                .get("token_type")
+                .and_then(Value::as_str)
+                .unwrap_or("Bearer")
+                .to_owned(),
+            expires_at,
+            refresh_expires_at,
+            scopes,
+            extra: Default::default(),
+        },
+        scopes_reported: scope_text.is_some(),
+        account_hint: body
+            .get("open_id")
+            .and_then(Value::as_str)
+            .map(str::to_owned),
+    })
+}
