@@ -1,5 +1,5 @@
 //! TEMPORARY stub replaced by the simulators on merge.
-#![allow(missing_docs)]
+pub const PLATFORMS: [&str; 5] = ["meta", "tiktok", "google", "pinterest", "twitter"];
 #[derive(Clone, Debug)]
 pub struct SimClient {
     pub platform: String,

@@ -1,0 +1,12 @@
+//! Growth Engine's integration tests: one binary, real PostgreSQL and Redis, the service spawned on
+//! port 0, the platforms simulated by `growth_engine::sandbox`.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod config;
+mod health;
+mod helpers;
+mod proxy;
+mod state;
+mod store;
+mod vault;

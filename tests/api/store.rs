@@ -1,0 +1,362 @@
+//! The storage contract, run against both backends: what one backend does, the other must do too.
+
+use std::sync::Arc;
+
+use chrono::{Duration, TimeZone, Utc};
+use growth_engine::domain::{Connection, ConnectionStatus, PlatformId, StoreId, UserId};
+use growth_engine::store::{NewEvent, PgStore, SqliteStore, Store, StoreError};
+use uuid::Uuid;
+
+use crate::helpers::{fresh_database, TestDatabase};
+
+async fn postgres() -> (Arc<dyn Store>, TestDatabase) {
+    let db = fresh_database().await;
+    let store = PgStore::connect(&db.url).await.unwrap();
+    store.migrate().await.unwrap();
+    (Arc::new(store), db)
+}
+
+async fn sqlite() -> (Arc<dyn Store>, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}?mode=rwc", dir.path().join("s.db").display());
+    let store = SqliteStore::connect(&url).await.unwrap();
+    store.migrate().await.unwrap();
+    (Arc::new(store), dir)
+}
+
+fn connection(store: &str, platform: &str) -> Connection {
+    let at = Utc.with_ymd_and_hms(2026, 11, 1, 12, 0, 0).unwrap();
+    Connection {
+        id: Uuid::now_v7(),
+        store_id: StoreId::parse(store).unwrap(),
+        user_id: UserId::parse("user-1").unwrap(),
+        platform: PlatformId::parse(platform).unwrap(),
+        status: ConnectionStatus::Connected,
+        account_id: Some("acct-1".into()),
+        account_name: Some("Shop Account".into()),
+        account_picture: None,
+        sealed_tokens: Some("v1.key.sealed".into()),
+        key_id: Some("key".into()),
+        metadata: serde_json::json!({"pages": [{"id": "1"}]}),
+        granted_scopes: vec!["a".into(), "b".into()],
+        missing_scopes: vec!["c".into()],
+        access_token_expires_at: Some(at + Duration::hours(1)),
+        refresh_token_expires_at: None,
+        last_refreshed_at: None,
+        next_refresh_at: Some(at + Duration::minutes(50)),
+        refresh_failures: 0,
+        last_error: None,
+        version: 1,
+        created_at: at,
+        updated_at: at,
+    }
+}
+
+fn event(kind: &str) -> NewEvent {
+    NewEvent {
+        event_type: kind.into(),
+        payload: serde_json::json!({"type": kind}),
+        at: Utc::now(),
+    }
+}
+
+/// Runs one contract check against both backends.
+macro_rules! contract {
+    ($name:ident, $body:expr) => {
+        mod $name {
+            use super::*;
+
+            #[tokio::test]
+            async fn on_postgres() {
+                let (store, db) = postgres().await;
+                ($body)(store).await;
+                db.drop_database().await;
+            }
+
+            #[tokio::test]
+            async fn on_sqlite() {
+                let (store, _dir) = sqlite().await;
+                ($body)(store).await;
+            }
+        }
+    };
+}
+
+contract!(
+    a_saved_connection_reads_back_field_for_field,
+    |store: Arc<dyn Store>| async move {
+        let c = connection("store-1", "meta");
+        let saved = store
+            .save_connection(&c, Some(&event("connection.created")))
+            .await
+            .unwrap();
+        let read = store
+            .get_connection(&c.store_id, &c.platform)
+            .await
+            .unwrap()
+            .expect("stored");
+        assert_eq!(read.id, c.id);
+        assert_eq!(read.status, ConnectionStatus::Connected);
+        assert_eq!(read.account_name.as_deref(), Some("Shop Account"));
+        assert_eq!(read.sealed_tokens, c.sealed_tokens);
+        assert_eq!(read.metadata, c.metadata);
+        assert_eq!(read.granted_scopes, vec!["a", "b"]);
+        assert_eq!(read.missing_scopes, vec!["c"]);
+        assert_eq!(read.access_token_expires_at, c.access_token_expires_at);
+        assert_eq!(read.next_refresh_at, c.next_refresh_at);
+        assert_eq!(read.created_at, c.created_at);
+        assert_eq!(saved.version, 1);
+    }
+);
+
+contract!(
+    saving_again_for_the_same_store_and_platform_replaces_the_row,
+    |store: Arc<dyn Store>| async move {
+        let first = connection("store-1", "tiktok");
+        store.save_connection(&first, None).await.unwrap();
+        let mut second = connection("store-1", "tiktok");
+        second.account_name = Some("Other".into());
+        let saved = store.save_connection(&second, None).await.unwrap();
+        assert_eq!(saved.id, first.id, "the row keeps its id");
+        assert_eq!(saved.version, 2);
+        assert_eq!(saved.account_name.as_deref(), Some("Other"));
+        let all = store.list_connections(&first.store_id).await.unwrap();
+        assert_eq!(all.len(), 1);
+    }
+);
+
+contract!(
+    listing_returns_only_the_stores_own_connections,
+    |store: Arc<dyn Store>| async move {
+        store
+            .save_connection(&connection("store-a", "meta"), None)
+            .await
+            .unwrap();
+        store
+            .save_connection(&connection("store-a", "google"), None)
+            .await
+            .unwrap();
+        store
+            .save_connection(&connection("store-b", "meta"), None)
+            .await
+            .unwrap();
+        let a = store
+            .list_connections(&StoreId::parse("store-a").unwrap())
+            .await
+            .unwrap();
+        let platforms: Vec<_> = a.iter().map(|c| c.platform.to_string()).collect();
+        assert_eq!(platforms, vec!["google", "meta"]);
+    }
+);
+
+contract!(
+    an_update_with_a_stale_version_is_a_conflict,
+    |store: Arc<dyn Store>| async move {
+        let saved = store
+            .save_connection(&connection("s", "meta"), None)
+            .await
+            .unwrap();
+        let mut first = saved.clone();
+        first.status = ConnectionStatus::Expired;
+        let updated = store.update_connection(&first, None).await.unwrap();
+        assert_eq!(updated.version, saved.version + 1);
+        let mut stale = saved.clone();
+        stale.status = ConnectionStatus::Revoked;
+        assert!(matches!(
+            store.update_connection(&stale, None).await,
+            Err(StoreError::Conflict)
+        ));
+        let read = store
+            .get_connection(&saved.store_id, &saved.platform)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(read.status, ConnectionStatus::Expired);
+    }
+);
+
+contract!(
+    deleting_returns_the_row_and_writes_its_event,
+    |store: Arc<dyn Store>| async move {
+        let c = connection("s", "pinterest");
+        store.save_connection(&c, None).await.unwrap();
+        let deleted = store
+            .delete_connection(&c.store_id, &c.platform, Some(&event("connection.deleted")))
+            .await
+            .unwrap();
+        assert_eq!(deleted.map(|d| d.id), Some(c.id));
+        assert!(store
+            .get_connection(&c.store_id, &c.platform)
+            .await
+            .unwrap()
+            .is_none());
+        let now = Utc::now() + Duration::seconds(1);
+        let events = store
+            .claim_events(now, now + Duration::seconds(60), 10)
+            .await
+            .unwrap();
+        assert_eq!(events.len(), 1);
+        assert_eq!(events[0].event_type, "connection.deleted");
+        assert!(store
+            .delete_connection(&c.store_id, &c.platform, None)
+            .await
+            .unwrap()
+            .is_none());
+    }
+);
+
+contract!(
+    only_one_caller_holds_a_refresh_lease_and_only_it_can_finish,
+    |store: Arc<dyn Store>| async move {
+        let saved = store
+            .save_connection(&connection("s", "twitter"), None)
+            .await
+            .unwrap();
+        let now = Utc::now();
+        let until = now + Duration::seconds(30);
+        let a = store
+            .acquire_refresh_lease(saved.id, "a", now, until)
+            .await
+            .unwrap();
+        let b = store
+            .acquire_refresh_lease(saved.id, "b", now, until)
+            .await
+            .unwrap();
+        assert!(a.is_some());
+        assert!(b.is_none(), "a live lease is exclusive");
+        let mut refreshed = a.unwrap();
+        refreshed.sealed_tokens = Some("v1.key.new".into());
+        assert!(matches!(
+            store.finish_refresh(&refreshed, "b", None).await,
+            Err(StoreError::Conflict)
+        ));
+        let done = store.finish_refresh(&refreshed, "a", None).await.unwrap();
+        assert_eq!(done.sealed_tokens.as_deref(), Some("v1.key.new"));
+        // The lease is free again, and an expired lease can be taken over.
+        assert!(store
+            .acquire_refresh_lease(saved.id, "b", now, now + Duration::seconds(1))
+            .await
+            .unwrap()
+            .is_some());
+        let later = now + Duration::seconds(5);
+        assert!(store
+            .acquire_refresh_lease(saved.id, "c", later, later + Duration::seconds(30))
+            .await
+            .unwrap()
+            .is_some());
+    }
+);
+
+contract!(
+    due_connections_come_soonest_first_and_skip_leased_and_dead_ones,
+    |store: Arc<dyn Store>| async move {
+        let now = Utc.with_ymd_and_hms(2026, 11, 1, 12, 0, 0).unwrap();
+        let mut soon = connection("s1", "meta");
+        soon.next_refresh_at = Some(now - Duration::minutes(1));
+        let mut sooner = connection("s2", "meta");
+        sooner.next_refresh_at = Some(now - Duration::minutes(5));
+        let mut later = connection("s3", "meta");
+        later.next_refresh_at = Some(now + Duration::minutes(5));
+        let mut expired = connection("s4", "meta");
+        expired.next_refresh_at = Some(now - Duration::minutes(9));
+        expired.status = ConnectionStatus::Expired;
+        let mut leased = connection("s5", "meta");
+        leased.next_refresh_at = Some(now - Duration::minutes(7));
+        for c in [&soon, &sooner, &later, &expired, &leased] {
+            store.save_connection(c, None).await.unwrap();
+        }
+        store
+            .acquire_refresh_lease(leased.id, "x", now, now + Duration::seconds(30))
+            .await
+            .unwrap();
+        let due = store.due_for_refresh(now, 10).await.unwrap();
+        let stores: Vec<_> = due.iter().map(|c| c.store_id.to_string()).collect();
+        assert_eq!(stores, vec!["s2", "s1"]);
+    }
+);
+
+contract!(
+    rows_sealed_with_another_key_are_listed_for_resealing,
+    |store: Arc<dyn Store>| async move {
+        let mut old = connection("s1", "meta");
+        old.key_id = Some("old".into());
+        let mut current = connection("s2", "meta");
+        current.key_id = Some("new".into());
+        store.save_connection(&old, None).await.unwrap();
+        store.save_connection(&current, None).await.unwrap();
+        let listed = store.connections_to_reseal("new", 10).await.unwrap();
+        assert_eq!(listed.len(), 1);
+        assert_eq!(listed[0].store_id.as_str(), "s1");
+    }
+);
+
+contract!(
+    an_event_is_claimed_by_one_replica_until_it_fails_or_is_delivered,
+    |store: Arc<dyn Store>| async move {
+        store
+            .save_connection(
+                &connection("s", "google"),
+                Some(&event("connection.created")),
+            )
+            .await
+            .unwrap();
+        let now = Utc::now() + Duration::seconds(1);
+        let lease = now + Duration::seconds(60);
+        let first = store.claim_events(now, lease, 10).await.unwrap();
+        assert_eq!(first.len(), 1);
+        assert!(
+            store.claim_events(now, lease, 10).await.unwrap().is_empty(),
+            "claimed events are skipped"
+        );
+        store
+            .mark_event_failed(first[0].id, now, "receiver down")
+            .await
+            .unwrap();
+        let again = store
+            .claim_events(now + Duration::seconds(1), lease, 10)
+            .await
+            .unwrap();
+        assert_eq!(again.len(), 1);
+        assert_eq!(again[0].attempts, 2);
+        store.mark_event_delivered(again[0].id, now).await.unwrap();
+        assert!(store
+            .claim_events(
+                lease + Duration::seconds(1),
+                lease + Duration::seconds(60),
+                10
+            )
+            .await
+            .unwrap()
+            .is_empty());
+    }
+);
+
+contract!(counts_by_status_group_platform_and_status, |store: Arc<
+    dyn Store,
+>| async move {
+    store
+        .save_connection(&connection("s1", "meta"), None)
+        .await
+        .unwrap();
+    store
+        .save_connection(&connection("s2", "meta"), None)
+        .await
+        .unwrap();
+    let mut dead = connection("s3", "meta");
+    dead.status = ConnectionStatus::Revoked;
+    store.save_connection(&dead, None).await.unwrap();
+    let counts = store.count_by_status().await.unwrap();
+    let connected = counts
+        .iter()
+        .find(|c| c.status == ConnectionStatus::Connected)
+        .unwrap();
+    assert_eq!(connected.count, 2);
+    assert_eq!(
+        counts
+            .iter()
+            .find(|c| c.status == ConnectionStatus::Revoked)
+            .unwrap()
+            .count,
+        1
+    );
+});
