@@ -14,3 +14,4 @@ pub mod store;
 pub mod vault;
 pub mod redis_conn;
 pub mod state;
+pub mod sandbox;
