@@ -1,0 +1,494 @@
+//! The sandbox consent screen shared by all five platforms: validating the authorization request
+//! against the platform's description, rendering the clearly labelled simulated consent page, and
+//! answering the form with a code or `access_denied`.
+//!
+//! Validation order follows RFC 6749 §4.1.2.1: an unknown client or an unregistered redirect URI
+//! is answered here with an HTML error and never redirected (the redirect target cannot be trusted);
+//! every later problem is reported to the client by redirecting with `error=...`.
+
+use std::collections::HashSet;
+
+use askama::Template;
+use axum::body::Bytes;
+use axum::extract::{RawQuery, State};
+use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE, LOCATION};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use chrono::Duration;
+
+use super::spec::{PkceRule, Platform, PlatformSpec, ScopeSeparator};
+use super::{
+    ApprovedAuthorization, PendingAuthorization, PkceChallenge, PkceMethod, Simulator,
+};
+
+/// How long a rendered consent screen stays answerable.
+const PENDING_LIFETIME_MINUTES: i64 = 30;
+
+/// The authorize and consent routes of every platform.
+pub(super) fn routes() -> Router<Simulator> {
+    let platforms = [
+        Platform::Meta,
+        Platform::TikTok,
+        Platform::Google,
+        Platform::Pinterest,
+        Platform::Twitter,
+    ];
+    platforms.into_iter().fold(Router::new(), |router, platform| {
+        let spec = platform.spec();
+        router
+            .route(
+                spec.authorize_path,
+                get(move |State(sim): State<Simulator>, RawQuery(query): RawQuery| async move {
+                    authorize(&sim, platform, query.as_deref())
+                }),
+            )
+            .route(
+                &format!("/sandbox/{}/consent", spec.key),
+                post(move |State(sim): State<Simulator>, body: Bytes| async move {
+                    answer_consent(&sim, platform, &body)
+                }),
+            )
+    })
+}
+
+#[derive(Template)]
+#[template(
+    ext = "html",
+    source = r#"<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>Sandbox consent: {{ display_name }}</title>
+<style>
+body { font-family: system-ui, sans-serif; margin: 0; background: #f4f4f5; color: #18181b; }
+.banner { background: #fde047; color: #422006; padding: 0.75rem 1rem; font-weight: 600; border-bottom: 2px solid #a16207; }
+main { max-width: 32rem; margin: 2rem auto; background: #fff; padding: 1.5rem; border-radius: 0.5rem; border: 1px solid #d4d4d8; }
+fieldset { border: 1px solid #d4d4d8; border-radius: 0.375rem; }
+.scope { display: block; margin: 0.375rem 0; }
+code { word-break: break-all; }
+.actions { display: flex; gap: 0.75rem; margin-top: 1rem; }
+button { font-size: 1rem; padding: 0.5rem 1.25rem; border-radius: 0.375rem; border: 1px solid #3f3f46; cursor: pointer; }
+#approve { background: #1d4ed8; color: #fff; border-color: #1d4ed8; }
+#deny { background: #fff; color: #18181b; }
+</style>
+</head>
+<body>
+<div class="banner" role="note">Sandbox — simulated {{ display_name }} consent screen. No real account is involved.</div>
+<main>
+<h1>Allow access to your {{ display_name }} account?</h1>
+<p>Signed in as <strong>{{ account_name }}</strong> (simulated account).</p>
+<p>The app <code>{{ client_id }}</code> asks for the permissions below. When you answer, you will be sent back to <code>{{ redirect_uri }}</code>.</p>
+<form method="post" action="/sandbox/{{ platform_key }}/consent">
+<input type="hidden" name="request_id" value="{{ request_id }}">
+<fieldset>
+<legend>Requested permissions</legend>
+{% for scope in scopes %}<label class="scope" for="scope-{{ loop.index }}"><input type="checkbox" name="scope" value="{{ scope }}" id="scope-{{ loop.index }}" checked> {{ scope }}</label>
+{% endfor %}{% if scopes.is_empty() %}<p>No permissions requested.</p>{% endif %}
+</fieldset>
+<div class="actions">
+<button type="submit" name="decision" value="approve" id="approve">Allow</button>
+<button type="submit" name="decision" value="deny" id="deny">Cancel</button>
+</div>
+</form>
+</main>
+</body>
+</html>
+"#
+)]
+struct ConsentPage<'a> {
+    platform_key: &'a str,
+    display_name: &'a str,
+    account_name: &'a str,
+    client_id: &'a str,
+    redirect_uri: &'a str,
+    scopes: &'a [String],
+    request_id: &'a str,
+}
+
+#[derive(Template)]
+#[template(
+    ext = "html",
+    source = r#"<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>Sandbox error: {{ display_name }}</title>
+<style>
+body { font-family: system-ui, sans-serif; margin: 2rem; color: #18181b; }
+.banner { background: #fde047; padding: 0.75rem 1rem; font-weight: 600; }
+</style>
+</head>
+<body>
+<div class="banner" role="note">Sandbox — simulated {{ display_name }} authorization error. No real account is involved.</div>
+<main>
+<h1>This authorization request cannot be completed</h1>
+<p>{{ message }}</p>
+</main>
+</body>
+</html>
+"#
+)]
+struct ErrorPage<'a> {
+    display_name: &'a str,
+    message: &'a str,
+}
+
+fn html(status: StatusCode, page: Result<String, askama::Error>) -> Response {
+    match page {
+        Ok(body) => (
+            status,
+            [
+                (CONTENT_TYPE, "text/html; charset=utf-8"),
+                (CACHE_CONTROL, "no-store"),
+            ],
+            body,
+        )
+            .into_response(),
+        Err(_) => (StatusCode::INTERNAL_SERVER_ERROR, "template error").into_response(),
+    }
+}
+
+fn error_page(spec: &PlatformSpec, message: &str) -> Response {
+    let page = ErrorPage {
+        display_name: spec.display_name,
+        message,
+    };
+    html(StatusCode::BAD_REQUEST, page.render())
+}
+
+/// A redirect back to the client with these query parameters added to its redirect URI.
+fn redirect_back(
+    spec: &PlatformSpec,
+    status: StatusCode,
+    redirect_uri: &str,
+    params: &[(&str, &str)],
+) -> Response {
+    let Ok(mut target) = url::Url::parse(redirect_uri) else {
+        return error_page(spec, "The registered redirect URI is not an absolute URL.");
+    };
+    {
+        let mut query = target.query_pairs_mut();
+        for (name, value) in params {
+            query.append_pair(name, value);
+        }
+    }
+    (
+        status,
+        [(LOCATION, target.as_str()), (CACHE_CONTROL, "no-store")],
+    )
+        .into_response()
+}
+
+/// An error reported to the client through its redirect URI (RFC 6749 §4.1.2.1).
+fn redirect_error(
+    spec: &PlatformSpec,
+    redirect_uri: &str,
+    state: Option<&str>,
+    error: &str,
+    description: &str,
+) -> Response {
+    let mut params = vec![("error", error), ("error_description", description)];
+    if let Some(state) = state {
+        params.push(("state", state));
+    }
+    redirect_back(spec, StatusCode::FOUND, redirect_uri, &params)
+}
+
+fn authorize(sim: &Simulator, platform: Platform, query: Option<&str>) -> Response {
+    let spec = platform.spec();
+    let params: Vec<(String, String)> = query
+        .and_then(|q| serde_urlencoded::from_str(q).ok())
+        .unwrap_or_default();
+    let param = |name: &str| {
+        params
+            .iter()
+            .find(|(key, _)| key == name)
+            .map(|(_, value)| value.as_str())
+    };
+
+    let Some(client_id) = param(spec.client_param) else {
+        let message = if spec.client_param != "client_id" && param("client_id").is_some() {
+            format!(
+                "Missing parameter {}: {} names the app's identifier {}, not client_id.",
+                spec.client_param, spec.display_name, spec.client_param
+            )
+        } else {
+            format!("Missing parameter {}.", spec.client_param)
+        };
+        return error_page(spec, &message);
+    };
+    let Some(client) = sim.client(platform, client_id) else {
+        return error_page(spec, "Unknown client: no app is registered with this identifier.");
+    };
+    let Some(redirect_uri) = param("redirect_uri") else {
+        return error_page(spec, "Missing parameter redirect_uri.");
+    };
+    if !client.redirect_uris.iter().any(|uri| uri == redirect_uri) {
+        return error_page(
+            spec,
+            "redirect_uri_mismatch: the redirect_uri is not registered for this app (it must match byte for byte).",
+        );
+    }
+    let redirect_uri = redirect_uri.to_owned();
+    let state = param("state");
+    let reject = |error: &str, description: &str| {
+        redirect_error(spec, &redirect_uri, state, error, description)
+    };
+
+    // RFC 6749 §3.1: parameters must not be included more than once.
+    let mut seen = HashSet::new();
+    if let Some((name, _)) = params.iter().find(|(key, _)| !seen.insert(key.as_str())) {
+        return reject(
+            "invalid_request",
+            &format!("Parameter {name} is included more than once."),
+        );
+    }
+    let Some(state_value) = state else {
+        return reject("invalid_request", "Missing required parameter: state.");
+    };
+    if spec
+        .state_max_len
+        .is_some_and(|max| state_value.chars().count() > max)
+    {
+        return reject("invalid_request", "The state parameter is too long.");
+    }
+    match param("response_type") {
+        Some("code") => {}
+        None if spec.response_type_optional => {}
+        None => return reject("invalid_request", "Missing required parameter: response_type."),
+        Some(_) => {
+            return reject(
+                "invalid_request",
+                "Unsupported response_type: only code is allowed.",
+            )
+        }
+    }
+    let requested_scopes = match parse_scopes(spec, param("scope")) {
+        Ok(scopes) => scopes,
+        Err((error, description)) => return reject(error, description),
+    };
+    let pkce = match parse_pkce(spec, param("code_challenge"), param("code_challenge_method")) {
+        Ok(pkce) => pkce,
+        Err(description) => return reject("invalid_request", description),
+    };
+    let (google_offline, google_prompt_consent) = if platform == Platform::Google {
+        match google_options(param("access_type"), param("prompt")) {
+            Ok(options) => options,
+            Err((error, description)) => return reject(error, description),
+        }
+    } else {
+        (false, false)
+    };
+
+    let pending = PendingAuthorization {
+        platform,
+        client_id: client_id.to_owned(),
+        redirect_uri: redirect_uri.clone(),
+        state: Some(state_value.to_owned()),
+        requested_scopes,
+        pkce,
+        google_offline,
+        google_prompt_consent,
+        expires_at: sim.now() + Duration::minutes(PENDING_LIFETIME_MINUTES),
+    };
+    let scopes = pending.requested_scopes.clone();
+    let request_id = sim.store_pending(pending);
+    let page = ConsentPage {
+        platform_key: spec.key,
+        display_name: spec.display_name,
+        account_name: spec.account_name,
+        client_id,
+        redirect_uri: &redirect_uri,
+        scopes: &scopes,
+        request_id: &request_id,
+    };
+    html(StatusCode::OK, page.render())
+}
+
+/// Splits the `scope` parameter by the platform's separator, refusing the other separator.
+fn parse_scopes(
+    spec: &PlatformSpec,
+    scope: Option<&str>,
+) -> Result<Vec<String>, (&'static str, &'static str)> {
+    let Some(scope) = scope.filter(|s| !s.trim().is_empty()) else {
+        return if spec.scope_required {
+            Err(("invalid_request", "Missing required parameter: scope."))
+        } else {
+            Ok(Vec::new())
+        };
+    };
+    let parts: Vec<&str> = match spec.scope_separator {
+        ScopeSeparator::Comma => {
+            if scope.contains(char::is_whitespace) {
+                return Err((
+                    "invalid_scope",
+                    "Scopes must be separated by commas, not spaces.",
+                ));
+            }
+            scope.split(',').collect()
+        }
+        ScopeSeparator::Space => {
+            if scope.contains(',') {
+                return Err((
+                    "invalid_scope",
+                    "Scopes must be separated by spaces, not commas.",
+                ));
+            }
+            scope.split(' ').collect()
+        }
+        ScopeSeparator::CommaOrSpace => scope.split([',', ' ']).collect(),
+    };
+    let mut scopes: Vec<String> = Vec::new();
+    for part in parts.into_iter().filter(|p| !p.is_empty()) {
+        if !scopes.iter().any(|s| s == part) {
+            scopes.push(part.to_owned());
+        }
+    }
+    Ok(scopes)
+}
+
+/// Reads the PKCE parameters according to the platform's rule (RFC 7636 §4.3).
+fn parse_pkce(
+    spec: &PlatformSpec,
+    challenge: Option<&str>,
+    method: Option<&str>,
+) -> Result<Option<PkceChallenge>, &'static str> {
+    match spec.pkce {
+        PkceRule::Ignored => Ok(None),
+        PkceRule::Optional | PkceRule::Required => {
+            let Some(challenge) = challenge.filter(|c| !c.is_empty()) else {
+                return if spec.pkce == PkceRule::Required {
+                    Err("Missing required parameter: code_challenge.")
+                } else {
+                    Ok(None)
+                };
+            };
+            let method = match method {
+                Some("S256") => PkceMethod::S256,
+                Some("plain") => PkceMethod::Plain,
+                // RFC 7636 §4.3 defaults to plain; X insists on the parameter.
+                None if spec.pkce == PkceRule::Optional => PkceMethod::Plain,
+                None => return Err("Missing required parameter: code_challenge_method."),
+                Some(_) => return Err("code_challenge_method must be S256 or plain."),
+            };
+            Ok(Some(PkceChallenge {
+                challenge: challenge.to_owned(),
+                method,
+            }))
+        }
+    }
+}
+
+/// Google's `access_type` and `prompt`: returns (offline, prompt contains consent).
+fn google_options(
+    access_type: Option<&str>,
+    prompt: Option<&str>,
+) -> Result<(bool, bool), (&'static str, &'static str)> {
+    let offline = match access_type {
+        None | Some("online") => false,
+        Some("offline") => true,
+        Some(_) => {
+            return Err((
+                "invalid_request",
+                "Invalid access_type: it must be online or offline.",
+            ))
+        }
+    };
+    let prompts: Vec<&str> = prompt
+        .unwrap_or_default()
+        .split(' ')
+        .filter(|p| !p.is_empty())
+        .collect();
+    if prompts
+        .iter()
+        .any(|p| !matches!(*p, "none" | "consent" | "select_account"))
+    {
+        return Err(("invalid_request", "Invalid prompt value."));
+    }
+    if prompts.contains(&"none") {
+        // The sandbox always needs the user's click, which prompt=none forbids.
+        if prompts.len() > 1 {
+            return Err(("invalid_request", "prompt=none cannot be combined with other values."));
+        }
+        return Err(("interaction_required", "User interaction is required."));
+    }
+    Ok((offline, prompts.contains(&"consent")))
+}
+
+fn answer_consent(sim: &Simulator, platform: Platform, body: &Bytes) -> Response {
+    let spec = platform.spec();
+    let Ok(fields) = serde_urlencoded::from_bytes::<Vec<(String, String)>>(body) else {
+        return error_page(spec, "The consent form could not be read.");
+    };
+    let field = |name: &str| {
+        fields
+            .iter()
+            .find(|(key, _)| key == name)
+            .map(|(_, value)| value.as_str())
+    };
+    let approve = match field("decision") {
+        Some("approve") => true,
+        Some("deny") => false,
+        _ => return error_page(spec, "The consent form must be answered with Allow or Cancel."),
+    };
+    let Some(pending) = field("request_id").and_then(|id| sim.take_pending(id)) else {
+        return error_page(
+            spec,
+            "This consent screen has expired or was already answered. Start the connection again.",
+        );
+    };
+    if pending.platform != platform {
+        return error_page(spec, "This consent screen belongs to another platform.");
+    }
+    let state = pending.state.as_deref();
+
+    if !approve {
+        let mut params = vec![("error", "access_denied")];
+        if let Some(reason) = spec.denial_reason {
+            params.push(("error_reason", reason));
+        }
+        params.push(("error_description", spec.denial_description));
+        if let Some(state) = state {
+            params.push(("state", state));
+        }
+        return redirect_back(spec, StatusCode::SEE_OTHER, &pending.redirect_uri, &params);
+    }
+
+    let checked: Vec<&str> = fields
+        .iter()
+        .filter(|(key, _)| key == "scope")
+        .map(|(_, value)| value.as_str())
+        .collect();
+    let granted_scopes = sim.granted_scopes_override(platform).unwrap_or_else(|| {
+        // Only what was asked for can be granted, whatever else the form carries.
+        pending
+            .requested_scopes
+            .iter()
+            .filter(|scope| checked.contains(&scope.as_str()))
+            .cloned()
+            .collect()
+    });
+    let reported_scopes = granted_scopes.join(",");
+    let code = sim.issue_code(ApprovedAuthorization {
+        platform,
+        client_id: pending.client_id.clone(),
+        redirect_uri: pending.redirect_uri.clone(),
+        requested_scopes: pending.requested_scopes.clone(),
+        granted_scopes,
+        pkce: pending.pkce.clone(),
+        google_offline: pending.google_offline,
+        google_prompt_consent: pending.google_prompt_consent,
+    });
+    let mut params = vec![("code", code.as_str())];
+    if spec.callback_reports_scopes {
+        params.push(("scopes", reported_scopes.as_str()));
+    }
+    if let Some(state) = state {
+        params.push(("state", state));
+    }
+    redirect_back(spec, StatusCode::SEE_OTHER, &pending.redirect_uri, &params)
+}

@@ -1,0 +1,396 @@
+//! Meta's rules: the Graph API token endpoint (code exchange and `fb_exchange_token`, no refresh
+//! token), `/me`, `/me/accounts` (Pages with their own tokens), `/me/permissions` and Graph-shaped
+//! errors.
+//!
+//! Sources: https://developers.facebook.com/documentation/facebook-login/guides/advanced/manual-flow,
+//! https://developers.facebook.com/docs/facebook-login/guides/access-tokens/get-long-lived,
+//! https://developers.facebook.com/docs/graph-api/guides/error-handling
+
+use axum::body::Bytes;
+use axum::extract::{RawQuery, State};
+use axum::http::header::WWW_AUTHENTICATE;
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::Response;
+use axum::routing::get;
+use axum::Router;
+use serde_json::{json, Map, Value};
+
+use super::exchange::{self, bearer_token, ClientCheck, TokenCall};
+use super::spec::Platform;
+use super::{random_string, CodeRedemption, CodeRejection, GrantView, Simulator};
+
+/// Short-lived user tokens last "hours"; the sandbox uses two.
+const SHORT_LIVED_SECONDS: i64 = 7200;
+/// The `expires_in` Meta documents for a long-lived token.
+const LONG_LIVED_SECONDS: i64 = 5_183_944;
+
+const USER_ID: &str = "1000000001";
+const USER_NAME: &str = "Sandbox Merchant";
+const USER_PICTURE: &str = "https://sandbox.example/meta/sandbox-merchant.png";
+const USER_EMAIL: &str = "merchant@sandbox.example";
+
+/// A Facebook Page shared with a grant, with the page token Meta hands out for it.
+#[derive(Clone)]
+pub(crate) struct PageGrant {
+    id: &'static str,
+    name: &'static str,
+    category: &'static str,
+    access_token: String,
+    instagram: Option<(&'static str, &'static str)>,
+}
+
+/// The simulated account's two Pages, each with a fresh page token.
+pub(crate) fn new_page_grants() -> Vec<PageGrant> {
+    vec![
+        PageGrant {
+            id: "2000000001",
+            name: "Sandbox Merchant Shop",
+            category: "Shopping & retail",
+            access_token: format!("EAAP{}", random_string(48)),
+            instagram: Some(("17841400000000001", "sandboxmerchant")),
+        },
+        PageGrant {
+            id: "2000000002",
+            name: "Sandbox Merchant Outlet",
+            category: "Clothing store",
+            access_token: format!("EAAP{}", random_string(48)),
+            instagram: None,
+        },
+    ]
+}
+
+pub(super) fn routes() -> Router<Simulator> {
+    Router::new()
+        .route("/sandbox/meta/v25.0/oauth/access_token", get(token).post(token))
+        .route("/sandbox/meta/v25.0/me", get(me))
+        .route("/sandbox/meta/v25.0/me/accounts", get(accounts))
+        .route(
+            "/sandbox/meta/v25.0/me/permissions",
+            get(permissions).delete(revoke),
+        )
+}
+
+/// A Graph API error: `{"error":{"message","type":"OAuthException","code","error_subcode","fbtrace_id"}}`.
+fn graph_error(status: StatusCode, code: u32, subcode: Option<u32>, message: &str) -> Response {
+    let mut error = json!({
+        "message": message,
+        "type": "OAuthException",
+        "code": code,
+        "fbtrace_id": exchange::trace_id(),
+    });
+    if let (Some(subcode), Some(object)) = (subcode, error.as_object_mut()) {
+        object.insert("error_subcode".to_owned(), json!(subcode));
+    }
+    exchange::json(status, json!({ "error": error }))
+}
+
+fn bad_param(message: &str) -> Response {
+    graph_error(StatusCode::BAD_REQUEST, 100, None, message)
+}
+
+fn bad_client(message: &str) -> Response {
+    graph_error(StatusCode::BAD_REQUEST, 101, None, message)
+}
+
+/// Code 190 for an unknown, expired or revoked token. Graph answers these with HTTP 400 and a
+/// `WWW-Authenticate` header rather than 401.
+fn invalid_token() -> Response {
+    let mut response = graph_error(
+        StatusCode::BAD_REQUEST,
+        190,
+        Some(463),
+        "Error validating access token: the session has expired, was revoked or the token is invalid.",
+    );
+    response.headers_mut().insert(
+        WWW_AUTHENTICATE,
+        HeaderValue::from_static("OAuth \"Facebook Platform\" \"invalid_token\""),
+    );
+    response
+}
+
+pub(super) fn fault_body(status: StatusCode) -> Response {
+    if status == StatusCode::TOO_MANY_REQUESTS {
+        graph_error(status, 4, None, "(#4) Application request limit reached")
+    } else {
+        graph_error(
+            status,
+            2,
+            None,
+            "An unexpected error has occurred. Please retry your request later.",
+        )
+    }
+}
+
+async fn token(
+    State(sim): State<Simulator>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+    body: Bytes,
+) -> Response {
+    let call = TokenCall::parse(&headers, query.as_deref(), &body);
+    exchange::token_endpoint(&sim, Platform::Meta, &call, answer_token).await
+}
+
+fn answer_token(sim: &Simulator, call: &TokenCall) -> Response {
+    // The Graph token endpoint reads its parameters from the query (GET) or the form (POST);
+    // HTTP Basic is never consulted, so a client relying on it fails as it would at Meta.
+    let param = |name: &str| call.body_or_query(name);
+    let Some(client_id) = param("client_id") else {
+        return bad_client("Missing client_id parameter.");
+    };
+    let Some(client_secret) = param("client_secret") else {
+        return bad_client("Missing client_secret parameter.");
+    };
+    match sim.check_client(Platform::Meta, client_id, client_secret) {
+        ClientCheck::Valid => {}
+        ClientCheck::UnknownClient => {
+            return bad_client("Error validating application. Invalid application ID.")
+        }
+        ClientCheck::WrongSecret => return bad_client("Error validating client secret."),
+    }
+    match param("grant_type") {
+        Some("fb_exchange_token") => exchange_for_long_lived(sim, client_id, param("fb_exchange_token")),
+        None | Some("authorization_code") => redeem(sim, client_id, call),
+        Some(_) => bad_param("Unsupported grant_type."),
+    }
+}
+
+fn redeem(sim: &Simulator, client_id: &str, call: &TokenCall) -> Response {
+    let Some(code) = call.body_or_query("code") else {
+        return bad_param("Missing code parameter.");
+    };
+    let redemption = CodeRedemption {
+        code,
+        client_id,
+        redirect_uri: call.body_or_query("redirect_uri"),
+        code_verifier: None,
+        check_pkce: false,
+    };
+    match sim.redeem_code(Platform::Meta, &redemption) {
+        Ok(redeemed) => {
+            let ttl = sim.access_ttl(Platform::Meta, SHORT_LIVED_SECONDS);
+            let access_token = sim.issue_access_token(redeemed.grant_id, ttl);
+            exchange::json(
+                StatusCode::OK,
+                json!({ "access_token": access_token, "token_type": "bearer", "expires_in": ttl }),
+            )
+        }
+        Err(rejection) => code_rejection(rejection),
+    }
+}
+
+fn code_rejection(rejection: CodeRejection) -> Response {
+    let status = StatusCode::BAD_REQUEST;
+    match rejection {
+        CodeRejection::Reused => graph_error(
+            status,
+            100,
+            Some(36009),
+            "This authorization code has been used.",
+        ),
+        CodeRejection::Expired => graph_error(
+            status,
+            100,
+            Some(36007),
+            "This authorization code has expired.",
+        ),
+        CodeRejection::RedirectMissing => bad_param("Missing redirect_uri parameter."),
+        CodeRejection::RedirectMismatch => graph_error(
+            status,
+            100,
+            Some(36008),
+            "Error validating verification code. Please make sure your redirect_uri is identical to the one you used in the OAuth dialog request",
+        ),
+        CodeRejection::Unknown
+        | CodeRejection::WrongClient
+        | CodeRejection::VerifierMissing
+        | CodeRejection::VerifierMismatch
+        | CodeRejection::VerifierUnexpected => bad_param("Invalid verification code format."),
+    }
+}
+
+/// `grant_type=fb_exchange_token`: a valid user token becomes a new long-lived one; an expired
+/// token cannot be exchanged ("the user must log in again").
+fn exchange_for_long_lived(sim: &Simulator, client_id: &str, token: Option<&str>) -> Response {
+    let Some(token) = token else {
+        return bad_param("Missing fb_exchange_token parameter.");
+    };
+    let Some(grant) = sim.authenticate(Platform::Meta, token) else {
+        return invalid_token();
+    };
+    if grant.client_id != client_id {
+        return invalid_token();
+    }
+    let ttl = sim.access_ttl(Platform::Meta, LONG_LIVED_SECONDS);
+    let access_token = sim.issue_access_token(grant.grant_id, ttl);
+    exchange::json(
+        StatusCode::OK,
+        json!({ "access_token": access_token, "token_type": "bearer", "expires_in": ttl }),
+    )
+}
+
+fn query_pairs(query: Option<&str>) -> Vec<(String, String)> {
+    query
+        .and_then(|q| serde_urlencoded::from_str(q).ok())
+        .unwrap_or_default()
+}
+
+fn query_param<'a>(pairs: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    pairs
+        .iter()
+        .find(|(key, _)| key == name)
+        .map(|(_, value)| value.as_str())
+}
+
+/// Graph accepts the user token as an `access_token` parameter or a bearer header.
+fn caller(
+    sim: &Simulator,
+    headers: &HeaderMap,
+    pairs: &[(String, String)],
+) -> Result<(String, GrantView), Response> {
+    let Some(token) = query_param(pairs, "access_token")
+        .map(str::to_owned)
+        .or_else(|| bearer_token(headers))
+    else {
+        return Err(graph_error(
+            StatusCode::BAD_REQUEST,
+            2500,
+            None,
+            "An active access token must be used to query information about the current user.",
+        ));
+    };
+    match sim.authenticate(Platform::Meta, &token) {
+        Some(grant) => Ok((token, grant)),
+        None => Err(invalid_token()),
+    }
+}
+
+async fn me(
+    State(sim): State<Simulator>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Response {
+    let pairs = query_pairs(query.as_deref());
+    let grant = match caller(&sim, &headers, &pairs) {
+        Ok((_, grant)) => grant,
+        Err(response) => return response,
+    };
+    let fields = query_param(&pairs, "fields").unwrap_or("id,name");
+    let mut user = Map::new();
+    for field in fields.split(',').map(str::trim).filter(|f| !f.is_empty()) {
+        let value = match field {
+            "id" => json!(USER_ID),
+            "name" => json!(USER_NAME),
+            "first_name" => json!("Sandbox"),
+            "last_name" => json!("Merchant"),
+            "picture" => json!({ "data": {
+                "height": 50, "is_silhouette": false, "url": USER_PICTURE, "width": 50
+            } }),
+            // Graph silently omits fields whose permission was not granted.
+            "email" if grant.has_scope("email") => json!(USER_EMAIL),
+            "email" => continue,
+            other => {
+                return bad_param(&format!(
+                    "(#100) Tried accessing nonexisting field ({other}) on node type (User)"
+                ))
+            }
+        };
+        user.insert(field.to_owned(), value);
+    }
+    user.entry("id").or_insert(json!(USER_ID));
+    exchange::json(StatusCode::OK, Value::Object(user))
+}
+
+async fn accounts(
+    State(sim): State<Simulator>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Response {
+    let pairs = query_pairs(query.as_deref());
+    let grant = match caller(&sim, &headers, &pairs) {
+        Ok((_, grant)) => grant,
+        Err(response) => return response,
+    };
+    // Without pages_show_list Graph lists no Pages at all.
+    let pages: Vec<Value> = if grant.has_scope("pages_show_list") {
+        sim.meta_pages(grant.grant_id)
+            .into_iter()
+            .map(|page| {
+                let mut value = json!({
+                    "id": page.id,
+                    "name": page.name,
+                    "access_token": page.access_token,
+                    "category": page.category,
+                    "category_list": [{ "id": "2200", "name": page.category }],
+                    "tasks": ["ANALYZE", "ADVERTISE", "MESSAGING", "MODERATE", "CREATE_CONTENT", "MANAGE"],
+                });
+                if let (Some((ig_id, ig_username)), Some(object)) =
+                    (page.instagram, value.as_object_mut())
+                {
+                    object.insert(
+                        "instagram_business_account".to_owned(),
+                        json!({ "id": ig_id, "username": ig_username }),
+                    );
+                }
+                value
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    exchange::json(
+        StatusCode::OK,
+        json!({
+            "data": pages,
+            "paging": { "cursors": { "before": "QVFIUsbxBEFORE", "after": "QVFIUsbxAFTER" } },
+        }),
+    )
+}
+
+async fn permissions(
+    State(sim): State<Simulator>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Response {
+    let pairs = query_pairs(query.as_deref());
+    let grant = match caller(&sim, &headers, &pairs) {
+        Ok((_, grant)) => grant,
+        Err(response) => return response,
+    };
+    let data: Vec<Value> = grant
+        .requested_scopes
+        .iter()
+        .map(|scope| {
+            let status = if grant.has_scope(scope) {
+                "granted"
+            } else {
+                "declined"
+            };
+            json!({ "permission": scope, "status": status })
+        })
+        .chain(
+            grant
+                .scopes
+                .iter()
+                .filter(|scope| !grant.requested_scopes.contains(scope))
+                .map(|scope| json!({ "permission": scope, "status": "granted" })),
+        )
+        .collect();
+    exchange::json(StatusCode::OK, json!({ "data": data }))
+}
+
+/// `DELETE /me/permissions`: the app loses every permission, so every token of the grant dies.
+async fn revoke(
+    State(sim): State<Simulator>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Response {
+    let pairs = query_pairs(query.as_deref());
+    let (token, grant) = match caller(&sim, &headers, &pairs) {
+        Ok(caller) => caller,
+        Err(response) => return response,
+    };
+    sim.kill_grant(grant.grant_id);
+    sim.record_revocation(Platform::Meta, &token);
+    exchange::json(StatusCode::OK, json!({ "success": true }))
+}
