@@ -469,10 +469,8 @@ impl Simulator {
         let state = self.lock();
         let entry = state.access_tokens.get(token)?;
         let grant = state.grants.get(&entry.grant_id)?;
-        let usable = !entry.revoked
-            && entry.expires_at > now
-            && grant.alive
-            && grant.platform == platform;
+        let usable =
+            !entry.revoked && entry.expires_at > now && grant.alive && grant.platform == platform;
         usable.then(|| grant.view(entry.grant_id))
     }
 
