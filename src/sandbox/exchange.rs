@@ -21,7 +21,6 @@ use super::{
 };
 
 /// A request to a token or revocation endpoint, parsed once.
-#[derive(Debug)]
 pub(crate) struct TokenCall {
     /// Whether the body was declared `application/x-www-form-urlencoded`.
     pub(crate) form_encoded: bool,
@@ -31,6 +30,22 @@ pub(crate) struct TokenCall {
     pub(crate) has_authorization_header: bool,
     body: Vec<(String, String)>,
     query: Vec<(String, String)>,
+}
+
+// Parameters carry secrets, codes and tokens: only their names are printed.
+impl std::fmt::Debug for TokenCall {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names = |pairs: &[(String, String)]| -> Vec<String> {
+            pairs.iter().map(|(name, _)| name.clone()).collect()
+        };
+        f.debug_struct("TokenCall")
+            .field("form_encoded", &self.form_encoded)
+            .field("basic", &self.basic)
+            .field("has_authorization_header", &self.has_authorization_header)
+            .field("body_params", &names(&self.body))
+            .field("query_params", &names(&self.query))
+            .finish()
+    }
 }
 
 impl TokenCall {

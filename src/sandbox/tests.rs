@@ -1456,6 +1456,42 @@ async fn twitter_rejects_a_token_request_without_basic_auth() {
 }
 
 #[tokio::test]
+async fn twitter_rejects_the_verifier_under_another_name() {
+    let sandbox = Sandbox::new();
+    let code = sandbox.code("twitter").await;
+    let (form, basic) = exchange_params("twitter", &code);
+    let form = with(without(form, "code_verifier"), "verifier", VERIFIER);
+    let reply = sandbox.token("twitter", &form, basic.as_ref()).await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        reply.json()["error_description"],
+        "Missing required parameter [code_verifier]."
+    );
+}
+
+#[tokio::test]
+async fn twitter_does_not_revoke_another_clients_token() {
+    let sandbox = Sandbox::new();
+    let code = sandbox.code("twitter").await;
+    let body = sandbox.exchange("twitter", &code).await.json();
+    let access = str_field(&body, "/access_token").to_owned();
+    let other = ("sandbox-twitter-client".to_owned(), "wrong".to_owned());
+    let refused = sandbox
+        .post(
+            "/sandbox/twitter/2/oauth2/revoke",
+            &params(&[("token", &access)]),
+            Some(&other),
+        )
+        .await;
+    assert_eq!(refused.status, StatusCode::UNAUTHORIZED);
+    assert!(sandbox.sim.revocations("twitter").is_empty());
+    let me = sandbox
+        .get("/sandbox/twitter/2/users/me", Some(&access))
+        .await;
+    assert_eq!(me.status, StatusCode::OK);
+}
+
+#[tokio::test]
 async fn twitter_rejects_comma_separated_scopes() {
     let sandbox = Sandbox::new();
     let params = with(

@@ -273,13 +273,14 @@ async fn revoke(
     body: Bytes,
 ) -> Response {
     let call = TokenCall::parse(&headers, query.as_deref(), &body);
-    if let Err(response) = authenticate_client(&sim, &call) {
-        return *response;
-    }
+    let client_id = match authenticate_client(&sim, &call) {
+        Ok(client_id) => client_id,
+        Err(response) => return *response,
+    };
     let Some(token) = call.body("token") else {
         return invalid_request("Missing required parameter [token].");
     };
-    if sim.revoke_single_token(Platform::Twitter, token) {
+    if sim.revoke_single_token(Platform::Twitter, &client_id, token) {
         sim.record_revocation(Platform::Twitter, token);
     }
     exchange::json(StatusCode::OK, json!({ "revoked": true }))
