@@ -89,7 +89,7 @@ button { font-size: 1rem; padding: 0.5rem 1.25rem; border-radius: 0.375rem; bord
 <input type="hidden" name="request_id" value="{{ request_id }}">
 <fieldset>
 <legend>Requested permissions</legend>
-{% for scope in scopes %}<label class="scope" for="scope-{{ loop.index }}"><input type="checkbox" name="scope" value="{{ scope }}" id="scope-{{ loop.index }}" checked> {{ scope }}</label>
+{% for scope in scopes %}<label class="scope"><input type="checkbox" name="scope" value="{{ scope }}" checked> {{ scope }}</label>
 {% endfor %}{% if scopes.is_empty() %}<p>No permissions requested.</p>{% endif %}
 </fieldset>
 <div class="actions">

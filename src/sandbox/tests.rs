@@ -379,7 +379,9 @@ async fn consent_page_is_labelled_as_a_sandbox_and_offers_the_requested_scopes()
     assert!(meta
         .body
         .contains("Sandbox — simulated Meta (Facebook) consent screen."));
-    assert!(meta.body.contains("value=\"pages_show_list\""));
+    assert!(meta
+        .body
+        .contains("<input type=\"checkbox\" name=\"scope\" value=\"pages_show_list\" checked>"));
 }
 
 #[tokio::test]
