@@ -19,9 +19,7 @@ use axum::Router;
 use chrono::Duration;
 
 use super::spec::{PkceRule, Platform, PlatformSpec, ScopeSeparator};
-use super::{
-    ApprovedAuthorization, PendingAuthorization, PkceChallenge, PkceMethod, Simulator,
-};
+use super::{ApprovedAuthorization, PendingAuthorization, PkceChallenge, PkceMethod, Simulator};
 
 /// How long a rendered consent screen stays answerable.
 const PENDING_LIFETIME_MINUTES: i64 = 30;
@@ -35,22 +33,28 @@ pub(super) fn routes() -> Router<Simulator> {
         Platform::Pinterest,
         Platform::Twitter,
     ];
-    platforms.into_iter().fold(Router::new(), |router, platform| {
-        let spec = platform.spec();
-        router
-            .route(
-                spec.authorize_path,
-                get(move |State(sim): State<Simulator>, RawQuery(query): RawQuery| async move {
-                    authorize(&sim, platform, query.as_deref())
-                }),
-            )
-            .route(
-                &format!("/sandbox/{}/consent", spec.key),
-                post(move |State(sim): State<Simulator>, body: Bytes| async move {
-                    answer_consent(&sim, platform, &body)
-                }),
-            )
-    })
+    platforms
+        .into_iter()
+        .fold(Router::new(), |router, platform| {
+            let spec = platform.spec();
+            router
+                .route(
+                    spec.authorize_path,
+                    get(
+                        move |State(sim): State<Simulator>, RawQuery(query): RawQuery| async move {
+                            authorize(&sim, platform, query.as_deref())
+                        },
+                    ),
+                )
+                .route(
+                    &format!("/sandbox/{}/consent", spec.key),
+                    post(
+                        move |State(sim): State<Simulator>, body: Bytes| async move {
+                            answer_consent(&sim, platform, &body)
+                        },
+                    ),
+                )
+        })
 }
 
 #[derive(Template)]
@@ -85,7 +89,7 @@ button { font-size: 1rem; padding: 0.5rem 1.25rem; border-radius: 0.375rem; bord
 <input type="hidden" name="request_id" value="{{ request_id }}">
 <fieldset>
 <legend>Requested permissions</legend>
-{% for scope in scopes %}<label class="scope" for="scope-{{ loop.index }}"><input type="checkbox" name="scope" value="{{ scope }}" id="scope-{{ loop.index }}" checked> {{ scope }}</label>
+{% for scope in scopes %}<label class="scope"><input type="checkbox" name="scope" value="{{ scope }}" checked> {{ scope }}</label>
 {% endfor %}{% if scopes.is_empty() %}<p>No permissions requested.</p>{% endif %}
 </fieldset>
 <div class="actions">
@@ -222,7 +226,10 @@ fn authorize(sim: &Simulator, platform: Platform, query: Option<&str>) -> Respon
         return error_page(spec, &message);
     };
     let Some(client) = sim.client(platform, client_id) else {
-        return error_page(spec, "Unknown client: no app is registered with this identifier.");
+        return error_page(
+            spec,
+            "Unknown client: no app is registered with this identifier.",
+        );
     };
     let Some(redirect_uri) = param("redirect_uri") else {
         return error_page(spec, "Missing parameter redirect_uri.");
@@ -259,7 +266,12 @@ fn authorize(sim: &Simulator, platform: Platform, query: Option<&str>) -> Respon
     match param("response_type") {
         Some("code") => {}
         None if spec.response_type_optional => {}
-        None => return reject("invalid_request", "Missing required parameter: response_type."),
+        None => {
+            return reject(
+                "invalid_request",
+                "Missing required parameter: response_type.",
+            )
+        }
         Some(_) => {
             return reject(
                 "invalid_request",
@@ -271,7 +283,11 @@ fn authorize(sim: &Simulator, platform: Platform, query: Option<&str>) -> Respon
         Ok(scopes) => scopes,
         Err((error, description)) => return reject(error, description),
     };
-    let pkce = match parse_pkce(spec, param("code_challenge"), param("code_challenge_method")) {
+    let pkce = match parse_pkce(
+        spec,
+        param("code_challenge"),
+        param("code_challenge_method"),
+    ) {
         Ok(pkce) => pkce,
         Err(description) => return reject("invalid_request", description),
     };
@@ -412,7 +428,10 @@ fn google_options(
     if prompts.contains(&"none") {
         // The sandbox always needs the user's click, which prompt=none forbids.
         if prompts.len() > 1 {
-            return Err(("invalid_request", "prompt=none cannot be combined with other values."));
+            return Err((
+                "invalid_request",
+                "prompt=none cannot be combined with other values.",
+            ));
         }
         return Err(("interaction_required", "User interaction is required."));
     }
@@ -433,7 +452,12 @@ fn answer_consent(sim: &Simulator, platform: Platform, body: &Bytes) -> Response
     let approve = match field("decision") {
         Some("approve") => true,
         Some("deny") => false,
-        _ => return error_page(spec, "The consent form must be answered with Allow or Cancel."),
+        _ => {
+            return error_page(
+                spec,
+                "The consent form must be answered with Allow or Cancel.",
+            )
+        }
     };
     let Some(pending) = field("request_id").and_then(|id| sim.take_pending(id)) else {
         return error_page(

@@ -21,7 +21,6 @@ use super::{
 };
 
 /// A request to a token or revocation endpoint, parsed once.
-#[derive(Debug)]
 pub(crate) struct TokenCall {
     /// Whether the body was declared `application/x-www-form-urlencoded`.
     pub(crate) form_encoded: bool,
@@ -31,6 +30,22 @@ pub(crate) struct TokenCall {
     pub(crate) has_authorization_header: bool,
     body: Vec<(String, String)>,
     query: Vec<(String, String)>,
+}
+
+// Parameters carry secrets, codes and tokens: only their names are printed.
+impl std::fmt::Debug for TokenCall {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names = |pairs: &[(String, String)]| -> Vec<String> {
+            pairs.iter().map(|(name, _)| name.clone()).collect()
+        };
+        f.debug_struct("TokenCall")
+            .field("form_encoded", &self.form_encoded)
+            .field("basic", &self.basic)
+            .field("has_authorization_header", &self.has_authorization_header)
+            .field("body_params", &names(&self.body))
+            .field("query_params", &names(&self.query))
+            .finish()
+    }
 }
 
 impl TokenCall {
@@ -175,12 +190,19 @@ impl Simulator {
 
 /// Checks HTTP Basic credentials, read raw or form-decoded: RFC 6749 §2.3.1 asks clients to
 /// form-encode both halves, most do not, and either reading is accepted.
-pub(crate) fn check_basic(sim: &Simulator, platform: Platform, basic: &BasicCredentials) -> ClientCheck {
+pub(crate) fn check_basic(
+    sim: &Simulator,
+    platform: Platform,
+    basic: &BasicCredentials,
+) -> ClientCheck {
     let raw = sim.check_client(platform, &basic.client_id, &basic.client_secret);
     if raw == ClientCheck::Valid {
         return raw;
     }
-    match (form_decode(&basic.client_id), form_decode(&basic.client_secret)) {
+    match (
+        form_decode(&basic.client_id),
+        form_decode(&basic.client_secret),
+    ) {
         (Some(id), Some(secret)) => sim.check_client(platform, &id, &secret),
         _ => raw,
     }
@@ -205,8 +227,7 @@ pub(crate) fn check_pkce(
                 PkceMethod::Plain => verifier.to_owned(),
                 PkceMethod::S256 => URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes())),
             };
-            if well_formed && bool::from(derived.as_bytes().ct_eq(challenge.challenge.as_bytes()))
-            {
+            if well_formed && bool::from(derived.as_bytes().ct_eq(challenge.challenge.as_bytes())) {
                 Ok(())
             } else {
                 Err(CodeRejection::VerifierMismatch)
@@ -223,7 +244,10 @@ pub(crate) async fn token_endpoint(
     call: &TokenCall,
     answer: impl FnOnce(&Simulator, &TokenCall) -> Response,
 ) -> Response {
-    let grant_type = call.body_or_query("grant_type").unwrap_or_default().to_owned();
+    let grant_type = call
+        .body_or_query("grant_type")
+        .unwrap_or_default()
+        .to_owned();
     let (response, faulted) = match sim.fault(platform) {
         None => (answer(sim, call), false),
         Some(Fault::Delay(delay)) => {
@@ -274,6 +298,12 @@ fn fault_body(platform: Platform, status: StatusCode) -> Response {
         Platform::Pinterest => pinterest::fault_body(status),
         Platform::Twitter => twitter::fault_body(status),
     }
+}
+
+/// Refuses a request with `response`. Boxed because a `Response` is large and these errors are the
+/// cold path of every validation helper.
+pub(crate) fn reject<T>(response: Response) -> Result<T, Box<Response>> {
+    Err(Box::new(response))
 }
 
 /// A JSON answer.

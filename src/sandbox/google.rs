@@ -14,7 +14,7 @@ use axum::routing::{get, post};
 use axum::Router;
 use serde_json::{json, Map};
 
-use super::exchange::{self, bearer_token, check_basic, ClientCheck, TokenCall};
+use super::exchange::{self, bearer_token, check_basic, reject, ClientCheck, TokenCall};
 use super::spec::Platform;
 use super::{CodeRedemption, CodeRejection, RefreshLookup, Simulator};
 
@@ -58,31 +58,35 @@ pub(super) fn fault_body(status: StatusCode) -> Response {
 
 /// Google takes the client's credentials from the body or from HTTP Basic; both together must name
 /// the same client.
-fn authenticate_client(sim: &Simulator, call: &TokenCall) -> Result<String, Response> {
+fn authenticate_client(sim: &Simulator, call: &TokenCall) -> Result<String, Box<Response>> {
     let body_id = call.body("client_id");
     if let Some(basic) = &call.basic {
         if body_id.is_some_and(|id| id != basic.client_id) {
-            return Err(invalid_client("The client_id in the body and in the Authorization header differ."));
+            return reject(invalid_client(
+                "The client_id in the body and in the Authorization header differ.",
+            ));
         }
         return match check_basic(sim, Platform::Google, basic) {
             ClientCheck::Valid => Ok(basic.client_id.clone()),
-            ClientCheck::UnknownClient => Err(invalid_client("The OAuth client was not found.")),
-            ClientCheck::WrongSecret => Err(invalid_client("Unauthorized")),
+            ClientCheck::UnknownClient => reject(invalid_client("The OAuth client was not found.")),
+            ClientCheck::WrongSecret => reject(invalid_client("Unauthorized")),
         };
     }
     if call.has_authorization_header {
-        return Err(invalid_client("Unsupported Authorization header."));
+        return reject(invalid_client("Unsupported Authorization header."));
     }
     let Some(client_id) = body_id else {
-        return Err(invalid_request("Could not determine client ID from request."));
+        return reject(invalid_request(
+            "Could not determine client ID from request.",
+        ));
     };
     let Some(client_secret) = call.body("client_secret") else {
-        return Err(invalid_request("client_secret is missing."));
+        return reject(invalid_request("client_secret is missing."));
     };
     match sim.check_client(Platform::Google, client_id, client_secret) {
         ClientCheck::Valid => Ok(client_id.to_owned()),
-        ClientCheck::UnknownClient => Err(invalid_client("The OAuth client was not found.")),
-        ClientCheck::WrongSecret => Err(invalid_client("Unauthorized")),
+        ClientCheck::UnknownClient => reject(invalid_client("The OAuth client was not found.")),
+        ClientCheck::WrongSecret => reject(invalid_client("Unauthorized")),
     }
 }
 
@@ -102,7 +106,7 @@ fn answer_token(sim: &Simulator, call: &TokenCall) -> Response {
     }
     let client_id = match authenticate_client(sim, call) {
         Ok(client_id) => client_id,
-        Err(response) => return response,
+        Err(response) => return *response,
     };
     match call.body("grant_type") {
         Some("authorization_code") => redeem(sim, &client_id, call),
@@ -134,9 +138,11 @@ fn redeem(sim: &Simulator, client_id: &str, call: &TokenCall) -> Response {
                 CodeRejection::RedirectMissing => {
                     invalid_request("Missing required parameter: redirect_uri")
                 }
-                CodeRejection::RedirectMismatch => {
-                    oauth_error(StatusCode::BAD_REQUEST, "redirect_uri_mismatch", "Bad Request")
-                }
+                CodeRejection::RedirectMismatch => oauth_error(
+                    StatusCode::BAD_REQUEST,
+                    "redirect_uri_mismatch",
+                    "Bad Request",
+                ),
                 CodeRejection::VerifierMissing => invalid_grant("Missing code verifier."),
                 CodeRejection::VerifierMismatch => invalid_grant("Invalid code verifier."),
                 CodeRejection::VerifierUnexpected => {
@@ -203,7 +209,9 @@ async fn userinfo(State(sim): State<Simulator>, headers: HeaderMap) -> Response 
         );
         response.headers_mut().insert(
             WWW_AUTHENTICATE,
-            HeaderValue::from_static("Bearer realm=\"https://accounts.google.com/\", error=\"invalid_token\""),
+            HeaderValue::from_static(
+                "Bearer realm=\"https://accounts.google.com/\", error=\"invalid_token\"",
+            ),
         );
         return response;
     };
@@ -211,7 +219,10 @@ async fn userinfo(State(sim): State<Simulator>, headers: HeaderMap) -> Response 
     let mut user = Map::new();
     user.insert("sub".to_owned(), json!("100000000000000000001"));
     // Claims follow the granted scopes, as at Google: no profile scope, no name.
-    if granted("profile", "https://www.googleapis.com/auth/userinfo.profile") {
+    if granted(
+        "profile",
+        "https://www.googleapis.com/auth/userinfo.profile",
+    ) {
         user.insert("name".to_owned(), json!("Sandbox Merchant"));
         user.insert("given_name".to_owned(), json!("Sandbox"));
         user.insert("family_name".to_owned(), json!("Merchant"));

@@ -15,7 +15,7 @@ use axum::routing::get;
 use axum::Router;
 use serde_json::{json, Map, Value};
 
-use super::exchange::{self, bearer_token, ClientCheck, TokenCall};
+use super::exchange::{self, bearer_token, reject, ClientCheck, TokenCall};
 use super::spec::Platform;
 use super::{random_string, CodeRedemption, CodeRejection, GrantView, Simulator};
 
@@ -61,7 +61,10 @@ pub(crate) fn new_page_grants() -> Vec<PageGrant> {
 
 pub(super) fn routes() -> Router<Simulator> {
     Router::new()
-        .route("/sandbox/meta/v25.0/oauth/access_token", get(token).post(token))
+        .route(
+            "/sandbox/meta/v25.0/oauth/access_token",
+            get(token).post(token),
+        )
         .route("/sandbox/meta/v25.0/me", get(me))
         .route("/sandbox/meta/v25.0/me/accounts", get(accounts))
         .route(
@@ -149,7 +152,9 @@ fn answer_token(sim: &Simulator, call: &TokenCall) -> Response {
         ClientCheck::WrongSecret => return bad_client("Error validating client secret."),
     }
     match param("grant_type") {
-        Some("fb_exchange_token") => exchange_for_long_lived(sim, client_id, param("fb_exchange_token")),
+        Some("fb_exchange_token") => {
+            exchange_for_long_lived(sim, client_id, param("fb_exchange_token"))
+        }
         None | Some("authorization_code") => redeem(sim, client_id, call),
         Some(_) => bad_param("Unsupported grant_type."),
     }
@@ -247,12 +252,12 @@ fn caller(
     sim: &Simulator,
     headers: &HeaderMap,
     pairs: &[(String, String)],
-) -> Result<(String, GrantView), Response> {
+) -> Result<(String, GrantView), Box<Response>> {
     let Some(token) = query_param(pairs, "access_token")
         .map(str::to_owned)
         .or_else(|| bearer_token(headers))
     else {
-        return Err(graph_error(
+        return reject(graph_error(
             StatusCode::BAD_REQUEST,
             2500,
             None,
@@ -261,7 +266,7 @@ fn caller(
     };
     match sim.authenticate(Platform::Meta, &token) {
         Some(grant) => Ok((token, grant)),
-        None => Err(invalid_token()),
+        None => reject(invalid_token()),
     }
 }
 
@@ -273,7 +278,7 @@ async fn me(
     let pairs = query_pairs(query.as_deref());
     let grant = match caller(&sim, &headers, &pairs) {
         Ok((_, grant)) => grant,
-        Err(response) => return response,
+        Err(response) => return *response,
     };
     let fields = query_param(&pairs, "fields").unwrap_or("id,name");
     let mut user = Map::new();
@@ -309,7 +314,7 @@ async fn accounts(
     let pairs = query_pairs(query.as_deref());
     let grant = match caller(&sim, &headers, &pairs) {
         Ok((_, grant)) => grant,
-        Err(response) => return response,
+        Err(response) => return *response,
     };
     // Without pages_show_list Graph lists no Pages at all.
     let pages: Vec<Value> = if grant.has_scope("pages_show_list") {
@@ -355,7 +360,7 @@ async fn permissions(
     let pairs = query_pairs(query.as_deref());
     let grant = match caller(&sim, &headers, &pairs) {
         Ok((_, grant)) => grant,
-        Err(response) => return response,
+        Err(response) => return *response,
     };
     let data: Vec<Value> = grant
         .requested_scopes
@@ -388,7 +393,7 @@ async fn revoke(
     let pairs = query_pairs(query.as_deref());
     let (token, grant) = match caller(&sim, &headers, &pairs) {
         Ok(caller) => caller,
-        Err(response) => return response,
+        Err(response) => return *response,
     };
     sim.kill_grant(grant.grant_id);
     sim.record_revocation(Platform::Meta, &token);

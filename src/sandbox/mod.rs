@@ -325,7 +325,11 @@ impl Simulator {
     /// single-use id.
     pub(crate) fn store_pending(&self, request: PendingAuthorization) -> String {
         let request_id = random_string(32);
-        self.lock().pending.insert(request_id.clone(), request);
+        let now = self.now();
+        let mut state = self.lock();
+        // Abandoned consent screens would otherwise pile up in a long-running dev server.
+        state.pending.retain(|_, pending| pending.expires_at > now);
+        state.pending.insert(request_id.clone(), request);
         request_id
     }
 
@@ -340,13 +344,17 @@ impl Simulator {
     pub(crate) fn issue_code(&self, approved: ApprovedAuthorization) -> String {
         let spec = approved.platform.spec();
         let code = format!("{}{}", spec.code_prefix, random_string(40));
+        let now = self.now();
         let issued = IssuedCode {
-            expires_at: self.now() + Duration::seconds(spec.code_lifetime_seconds),
+            expires_at: now + Duration::seconds(spec.code_lifetime_seconds),
             approved,
             used: false,
             grant: None,
         };
-        self.lock().codes.insert(code.clone(), issued);
+        let mut state = self.lock();
+        // Used codes are kept until they expire so that a replay is recognised as one.
+        state.codes.retain(|_, code| code.expires_at > now);
+        state.codes.insert(code.clone(), issued);
         code
     }
 
@@ -469,10 +477,8 @@ impl Simulator {
         let state = self.lock();
         let entry = state.access_tokens.get(token)?;
         let grant = state.grants.get(&entry.grant_id)?;
-        let usable = !entry.revoked
-            && entry.expires_at > now
-            && grant.alive
-            && grant.platform == platform;
+        let usable =
+            !entry.revoked && entry.expires_at > now && grant.alive && grant.platform == platform;
         usable.then(|| grant.view(entry.grant_id))
     }
 
@@ -534,10 +540,18 @@ impl Simulator {
         usable.then(|| grant.view(entry.grant_id))
     }
 
-    /// Revokes one token of `platform` (access or refresh) without touching the rest of its grant;
-    /// returns whether it was usable before.
-    pub(crate) fn revoke_single_token(&self, platform: Platform, token: &str) -> bool {
-        if self.live_grant_of_token(platform, token).is_none() {
+    /// Revokes one token of `platform` (access or refresh) held by `client_id` without touching
+    /// the rest of its grant; returns whether it was usable before.
+    pub(crate) fn revoke_single_token(
+        &self,
+        platform: Platform,
+        client_id: &str,
+        token: &str,
+    ) -> bool {
+        if self
+            .live_grant_of_token(platform, token)
+            .is_none_or(|grant| grant.client_id != client_id)
+        {
             return false;
         }
         let mut state = self.lock();

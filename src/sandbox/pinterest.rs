@@ -14,7 +14,7 @@ use axum::Router;
 use chrono::Duration;
 use serde_json::json;
 
-use super::exchange::{self, bearer_token, check_basic, ClientCheck, TokenCall};
+use super::exchange::{self, bearer_token, check_basic, reject, ClientCheck, TokenCall};
 use super::spec::Platform;
 use super::{CodeRedemption, CodeRejection, RefreshLookup, Simulator};
 
@@ -45,18 +45,22 @@ pub(super) fn fault_body(status: StatusCode) -> Response {
     if status == StatusCode::TOO_MANY_REQUESTS {
         error(status, 8, "Rate limit exceeded. Please try again later.")
     } else {
-        error(status, 3, "Something went wrong on our end. Sorry about that.")
+        error(
+            status,
+            3,
+            "Something went wrong on our end. Sorry about that.",
+        )
     }
 }
 
 /// Pinterest authenticates the app only by HTTP Basic; credentials in the body do not count.
-fn authenticate_client(sim: &Simulator, call: &TokenCall) -> Result<String, Response> {
+fn authenticate_client(sim: &Simulator, call: &TokenCall) -> Result<String, Box<Response>> {
     let Some(basic) = &call.basic else {
-        return Err(authentication_failed());
+        return reject(authentication_failed());
     };
     match check_basic(sim, Platform::Pinterest, basic) {
         ClientCheck::Valid => Ok(basic.client_id.clone()),
-        ClientCheck::UnknownClient | ClientCheck::WrongSecret => Err(authentication_failed()),
+        ClientCheck::UnknownClient | ClientCheck::WrongSecret => reject(authentication_failed()),
     }
 }
 
@@ -73,7 +77,7 @@ async fn token(
 fn answer_token(sim: &Simulator, call: &TokenCall) -> Response {
     let client_id = match authenticate_client(sim, call) {
         Ok(client_id) => client_id,
-        Err(response) => return response,
+        Err(response) => return *response,
     };
     if !call.form_encoded {
         return bad_request("The request body must be application/x-www-form-urlencoded.");
@@ -173,7 +177,7 @@ async fn revoke(
 ) -> Response {
     let call = TokenCall::parse(&headers, query.as_deref(), &body);
     if let Err(response) = authenticate_client(&sim, &call) {
-        return response;
+        return *response;
     }
     error(
         StatusCode::FORBIDDEN,

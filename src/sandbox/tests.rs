@@ -213,7 +213,11 @@ fn exchange_params(platform: &str, code: &str) -> (Params, Option<(String, Strin
 
 impl Sandbox {
     fn new() -> Self {
-        let clock = ManualClock::new(Utc.with_ymd_and_hms(2026, 1, 1, 12, 0, 0).single().unwrap_or_default());
+        let clock = ManualClock::new(
+            Utc.with_ymd_and_hms(2026, 1, 1, 12, 0, 0)
+                .single()
+                .unwrap_or_default(),
+        );
         let clients = PLATFORMS
             .iter()
             .map(|p| Simulator::sandbox_client(p, &format!("{API}/")))
@@ -268,7 +272,8 @@ impl Sandbox {
             }
             None => Body::empty(),
         };
-        self.send(builder.body(body).expect("a valid request")).await
+        self.send(builder.body(body).expect("a valid request"))
+            .await
     }
 
     async fn get(&self, uri: &str, bearer: Option<&str>) -> Reply {
@@ -294,7 +299,10 @@ impl Sandbox {
         let marker = "name=\"request_id\" value=\"";
         let start = page.body.find(marker).expect("a request_id field") + marker.len();
         let end = start + page.body[start..].find('"').expect("a closing quote");
-        let mut form = params(&[("request_id", &page.body[start..end]), ("decision", decision)]);
+        let mut form = params(&[
+            ("request_id", &page.body[start..end]),
+            ("decision", decision),
+        ]);
         form.extend(scopes.iter().map(|s| ("scope".to_owned(), (*s).to_owned())));
         self.post(&format!("/sandbox/{platform}/consent"), &form, None)
             .await
@@ -321,8 +329,14 @@ impl Sandbox {
         self.code_with(platform, &params, &scopes).await
     }
 
-    async fn token(&self, platform: &str, form: &Params, basic: Option<&(String, String)>) -> Reply {
-        self.post(&Self::endpoints(platform).token, form, basic).await
+    async fn token(
+        &self,
+        platform: &str,
+        form: &Params,
+        basic: Option<&(String, String)>,
+    ) -> Reply {
+        self.post(&Self::endpoints(platform).token, form, basic)
+            .await
     }
 
     async fn exchange(&self, platform: &str, code: &str) -> Reply {
@@ -344,7 +358,9 @@ fn str_field<'a>(value: &'a Value, pointer: &str) -> &'a str {
 async fn consent_page_is_labelled_as_a_sandbox_and_offers_the_requested_scopes() {
     let sandbox = Sandbox::new();
     for platform in PLATFORMS {
-        let page = sandbox.authorize(platform, &authorize_params(platform)).await;
+        let page = sandbox
+            .authorize(platform, &authorize_params(platform))
+            .await;
         assert_eq!(page.status, StatusCode::OK, "{platform}: {}", page.body);
         assert_eq!(page.content_type(), "text/html; charset=utf-8");
         assert!(page.body.contains("No real account is involved."));
@@ -363,7 +379,9 @@ async fn consent_page_is_labelled_as_a_sandbox_and_offers_the_requested_scopes()
     assert!(meta
         .body
         .contains("Sandbox — simulated Meta (Facebook) consent screen."));
-    assert!(meta.body.contains("value=\"pages_show_list\""));
+    assert!(meta
+        .body
+        .contains("<input type=\"checkbox\" name=\"scope\" value=\"pages_show_list\" checked>"));
 }
 
 #[tokio::test]
@@ -384,7 +402,11 @@ async fn consent_page_escapes_what_it_renders() {
 async fn unknown_client_gets_an_html_error_and_no_redirect() {
     let sandbox = Sandbox::new();
     for platform in PLATFORMS {
-        let client_param = if platform == "tiktok" { "client_key" } else { "client_id" };
+        let client_param = if platform == "tiktok" {
+            "client_key"
+        } else {
+            "client_id"
+        };
         let params = with(authorize_params(platform), client_param, "someone-else");
         let reply = sandbox.authorize(platform, &params).await;
         assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{platform}");
@@ -415,16 +437,24 @@ async fn missing_state_is_reported_through_the_redirect() {
         .authorize("google", &without(authorize_params("google"), "state"))
         .await;
     assert_eq!(reply.status, StatusCode::FOUND);
-    assert_eq!(reply.location_param("error").as_deref(), Some("invalid_request"));
+    assert_eq!(
+        reply.location_param("error").as_deref(),
+        Some("invalid_request")
+    );
 }
 
 #[tokio::test]
 async fn denying_consent_redirects_with_access_denied_and_the_state() {
     let sandbox = Sandbox::new();
-    let page = sandbox.authorize("google", &authorize_params("google")).await;
+    let page = sandbox
+        .authorize("google", &authorize_params("google"))
+        .await;
     let reply = sandbox.decide("google", &page, "deny", &[]).await;
     assert_eq!(reply.status, StatusCode::SEE_OTHER);
-    assert_eq!(reply.location_param("error").as_deref(), Some("access_denied"));
+    assert_eq!(
+        reply.location_param("error").as_deref(),
+        Some("access_denied")
+    );
     assert_eq!(reply.location_param("state").as_deref(), Some("st-google"));
     assert!(reply.location_param("code").is_none());
 }
@@ -434,8 +464,14 @@ async fn meta_denial_carries_user_denied_and_permissions_error() {
     let sandbox = Sandbox::new();
     let page = sandbox.authorize("meta", &authorize_params("meta")).await;
     let reply = sandbox.decide("meta", &page, "deny", &[]).await;
-    assert_eq!(reply.location_param("error").as_deref(), Some("access_denied"));
-    assert_eq!(reply.location_param("error_reason").as_deref(), Some("user_denied"));
+    assert_eq!(
+        reply.location_param("error").as_deref(),
+        Some("access_denied")
+    );
+    assert_eq!(
+        reply.location_param("error_reason").as_deref(),
+        Some("user_denied")
+    );
     assert_eq!(
         reply.location_param("error_description").as_deref(),
         Some("Permissions error")
@@ -446,10 +482,16 @@ async fn meta_denial_carries_user_denied_and_permissions_error() {
 #[tokio::test]
 async fn a_consent_screen_can_be_answered_only_once() {
     let sandbox = Sandbox::new();
-    let page = sandbox.authorize("pinterest", &authorize_params("pinterest")).await;
-    let first = sandbox.decide("pinterest", &page, "approve", &["pins:read"]).await;
+    let page = sandbox
+        .authorize("pinterest", &authorize_params("pinterest"))
+        .await;
+    let first = sandbox
+        .decide("pinterest", &page, "approve", &["pins:read"])
+        .await;
     assert_eq!(first.status, StatusCode::SEE_OTHER);
-    let second = sandbox.decide("pinterest", &page, "approve", &["pins:read"]).await;
+    let second = sandbox
+        .decide("pinterest", &page, "approve", &["pins:read"])
+        .await;
     assert_eq!(second.status, StatusCode::BAD_REQUEST);
     assert_eq!(second.content_type(), "text/html; charset=utf-8");
 }
@@ -478,7 +520,10 @@ async fn endpoints_mirror_the_platform_paths_under_the_sandbox_prefix() {
         tiktok.authorize,
         "http://127.0.0.1:8003/sandbox/tiktok/v2/auth/authorize/"
     );
-    assert_eq!(tiktok.token, "http://127.0.0.1:8003/sandbox/tiktok/v2/oauth/token/");
+    assert_eq!(
+        tiktok.token,
+        "http://127.0.0.1:8003/sandbox/tiktok/v2/oauth/token/"
+    );
     let meta = endpoints("http://h", "meta").expect("meta is simulated");
     assert_eq!(meta.revoke, "http://h/sandbox/meta/v25.0/me/permissions");
     assert!(endpoints("http://h", "myspace").is_none());
@@ -505,12 +550,19 @@ async fn injected_status_fault_answers_in_the_platform_shape_and_is_recorded_as_
     sandbox.sim.set_fault("tiktok", Some(Fault::Status(503)));
     let reply = sandbox.exchange("tiktok", &code).await;
     assert_eq!(reply.status, StatusCode::SERVICE_UNAVAILABLE);
-    assert_eq!(str_field(&reply.json(), "/error"), "temporarily_unavailable");
+    assert_eq!(
+        str_field(&reply.json(), "/error"),
+        "temporarily_unavailable"
+    );
     assert!(reply.json().get("log_id").is_some());
 
     sandbox.sim.set_fault("tiktok", None);
     let reply = sandbox.exchange("tiktok", &code).await;
-    assert_eq!(reply.status, StatusCode::OK, "a fault does not consume the code");
+    assert_eq!(
+        reply.status,
+        StatusCode::OK,
+        "a fault does not consume the code"
+    );
     assert_eq!(
         sandbox.sim.token_requests("tiktok"),
         vec![
@@ -558,9 +610,10 @@ async fn garbage_and_rate_limit_faults_look_like_broken_and_throttled_platforms(
 async fn delay_fault_answers_normally_after_waiting() {
     let sandbox = Sandbox::new();
     let code = sandbox.code("pinterest").await;
-    sandbox
-        .sim
-        .set_fault("pinterest", Some(Fault::Delay(StdDuration::from_millis(20))));
+    sandbox.sim.set_fault(
+        "pinterest",
+        Some(Fault::Delay(StdDuration::from_millis(20))),
+    );
     let started = std::time::Instant::now();
     let reply = sandbox.exchange("pinterest", &code).await;
     assert!(started.elapsed() >= StdDuration::from_millis(20));
@@ -590,7 +643,10 @@ async fn meta_token(sandbox: &Sandbox) -> String {
     let (form, _) = exchange_params("meta", &code);
     let query = serde_urlencoded::to_string(&form).expect("encodable");
     let reply = sandbox
-        .get(&format!("/sandbox/meta/v25.0/oauth/access_token?{query}"), None)
+        .get(
+            &format!("/sandbox/meta/v25.0/oauth/access_token?{query}"),
+            None,
+        )
         .await;
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
     str_field(&reply.json(), "/access_token").to_owned()
@@ -603,7 +659,10 @@ async fn meta_happy_path_from_dialog_to_pages_and_permission_removal() {
     let (form, _) = exchange_params("meta", &code);
     let query = serde_urlencoded::to_string(&form).expect("encodable");
     let reply = sandbox
-        .get(&format!("/sandbox/meta/v25.0/oauth/access_token?{query}"), None)
+        .get(
+            &format!("/sandbox/meta/v25.0/oauth/access_token?{query}"),
+            None,
+        )
         .await;
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
     let body = reply.json();
@@ -685,7 +744,11 @@ async fn meta_ignores_basic_auth_and_wants_the_secret_as_a_parameter() {
     let (form, _) = exchange_params("meta", &code);
     let basic = (client_id("meta"), client_secret("meta"));
     let reply = sandbox
-        .token("meta", &without(form.clone(), "client_secret"), Some(&basic))
+        .token(
+            "meta",
+            &without(form.clone(), "client_secret"),
+            Some(&basic),
+        )
         .await;
     assert_eq!(reply.status, StatusCode::BAD_REQUEST);
     assert_eq!(reply.json()["error"]["code"], 101);
@@ -709,7 +772,10 @@ async fn meta_code_needs_the_dialogs_exact_redirect_uri_and_is_single_use() {
     assert_eq!(reply.json()["error"]["code"], 100);
     assert_eq!(reply.json()["error"]["error_subcode"], 36008);
 
-    assert_eq!(sandbox.token("meta", &form, None).await.status, StatusCode::OK);
+    assert_eq!(
+        sandbox.token("meta", &form, None).await.status,
+        StatusCode::OK
+    );
     let again = sandbox.token("meta", &form, None).await;
     assert_eq!(again.status, StatusCode::BAD_REQUEST);
     assert_eq!(again.json()["error"]["error_subcode"], 36009);
@@ -754,7 +820,11 @@ async fn meta_refuses_to_exchange_an_expired_token() {
 async fn meta_lists_no_pages_without_pages_show_list() {
     let sandbox = Sandbox::new();
     let code = sandbox
-        .code_with("meta", &authorize_params("meta"), &["pages_read_engagement"])
+        .code_with(
+            "meta",
+            &authorize_params("meta"),
+            &["pages_read_engagement"],
+        )
         .await;
     let token = sandbox.exchange("meta", &code).await.json();
     let token = str_field(&token, "/access_token");
@@ -775,9 +845,16 @@ async fn meta_lists_no_pages_without_pages_show_list() {
 #[tokio::test]
 async fn tiktok_happy_path_from_consent_to_revocation() {
     let sandbox = Sandbox::new();
-    let page = sandbox.authorize("tiktok", &authorize_params("tiktok")).await;
+    let page = sandbox
+        .authorize("tiktok", &authorize_params("tiktok"))
+        .await;
     let answer = sandbox
-        .decide("tiktok", &page, "approve", &["user.info.basic", "video.publish"])
+        .decide(
+            "tiktok",
+            &page,
+            "approve",
+            &["user.info.basic", "video.publish"],
+        )
         .await;
     assert_eq!(
         answer.location_param("scopes").as_deref(),
@@ -837,7 +914,11 @@ async fn tiktok_rejects_client_id_instead_of_client_key() {
 
     let code = sandbox.code("tiktok").await;
     let (form, _) = exchange_params("tiktok", &code);
-    let form = with(without(form, "client_key"), "client_id", &client_id("tiktok"));
+    let form = with(
+        without(form, "client_key"),
+        "client_id",
+        &client_id("tiktok"),
+    );
     let reply = sandbox.token("tiktok", &form, None).await;
     assert_eq!(reply.status, StatusCode::BAD_REQUEST);
     assert_eq!(reply.json()["error"], "invalid_request");
@@ -865,7 +946,10 @@ async fn tiktok_rejects_space_separated_scopes() {
     );
     let reply = sandbox.authorize("tiktok", &params).await;
     assert_eq!(reply.status, StatusCode::FOUND);
-    assert_eq!(reply.location_param("error").as_deref(), Some("invalid_scope"));
+    assert_eq!(
+        reply.location_param("error").as_deref(),
+        Some("invalid_scope")
+    );
     assert_eq!(reply.location_param("state").as_deref(), Some("st-tiktok"));
 }
 
@@ -881,7 +965,10 @@ async fn tiktok_rejects_a_different_redirect_uri_and_a_reused_code() {
         reply.json()["error_description"],
         "Redirect_uri is not matched with the uri when requesting code."
     );
-    assert_eq!(sandbox.token("tiktok", &form, None).await.status, StatusCode::OK);
+    assert_eq!(
+        sandbox.token("tiktok", &form, None).await.status,
+        StatusCode::OK
+    );
     let again = sandbox.token("tiktok", &form, None).await;
     assert_eq!(again.json()["error"], "invalid_grant");
 }
@@ -922,7 +1009,11 @@ async fn tiktok_refresh_rotates_and_the_old_refresh_token_stops_working() {
     assert_eq!(reuse.status, StatusCode::BAD_REQUEST);
     assert_eq!(reuse.json()["error"], "invalid_grant");
     let next = sandbox.token("tiktok", &refresh(&new), None).await;
-    assert_eq!(next.status, StatusCode::OK, "TikTok does not kill the family");
+    assert_eq!(
+        next.status,
+        StatusCode::OK,
+        "TikTok does not kill the family"
+    );
 }
 
 #[tokio::test]
@@ -944,7 +1035,10 @@ async fn tiktok_user_info_requires_fields() {
 async fn google_happy_path_with_pkce_offline_access_and_revocation() {
     let sandbox = Sandbox::new();
     let code = sandbox.code("google").await;
-    assert!(code.starts_with("4/"), "the callback carried the code URL-encoded");
+    assert!(
+        code.starts_with("4/"),
+        "the callback carried the code URL-encoded"
+    );
     let body = sandbox.exchange("google", &code).await.json();
     assert_eq!(body["token_type"], "Bearer");
     assert_eq!(body["expires_in"], 3599);
@@ -966,7 +1060,11 @@ async fn google_happy_path_with_pkce_offline_access_and_revocation() {
     assert_eq!(me["given_name"], "Sandbox");
 
     let revoke = sandbox
-        .post("/sandbox/google/revoke", &params(&[("token", &refresh)]), None)
+        .post(
+            "/sandbox/google/revoke",
+            &params(&[("token", &refresh)]),
+            None,
+        )
         .await;
     assert_eq!(revoke.status, StatusCode::OK);
     assert_eq!(revoke.json(), serde_json::json!({}));
@@ -974,9 +1072,17 @@ async fn google_happy_path_with_pkce_offline_access_and_revocation() {
     let after = sandbox
         .get("/sandbox/google/v1/userinfo", Some(&access))
         .await;
-    assert_eq!(after.status, StatusCode::UNAUTHORIZED, "revoking the refresh token kills the grant");
+    assert_eq!(
+        after.status,
+        StatusCode::UNAUTHORIZED,
+        "revoking the refresh token kills the grant"
+    );
     let again = sandbox
-        .post("/sandbox/google/revoke", &params(&[("token", &refresh)]), None)
+        .post(
+            "/sandbox/google/revoke",
+            &params(&[("token", &refresh)]),
+            None,
+        )
         .await;
     assert_eq!(again.status, StatusCode::BAD_REQUEST);
     assert_eq!(again.json()["error"], "invalid_token");
@@ -1029,7 +1135,10 @@ async fn google_rejects_comma_separated_scopes() {
     let sandbox = Sandbox::new();
     let params = with(authorize_params("google"), "scope", "openid,email");
     let reply = sandbox.authorize("google", &params).await;
-    assert_eq!(reply.location_param("error").as_deref(), Some("invalid_scope"));
+    assert_eq!(
+        reply.location_param("error").as_deref(),
+        Some("invalid_scope")
+    );
 }
 
 #[tokio::test]
@@ -1050,7 +1159,10 @@ async fn google_rejects_a_missing_or_wrong_pkce_verifier() {
         sandbox.token("google", &wrong, None).await.json()["error"],
         "invalid_grant"
     );
-    assert_eq!(sandbox.token("google", &form, None).await.status, StatusCode::OK);
+    assert_eq!(
+        sandbox.token("google", &form, None).await.status,
+        StatusCode::OK
+    );
 }
 
 #[tokio::test]
@@ -1074,7 +1186,11 @@ async fn google_rejects_client_key_in_place_of_client_id() {
     let sandbox = Sandbox::new();
     let code = sandbox.code("google").await;
     let (form, _) = exchange_params("google", &code);
-    let form = with(without(form, "client_id"), "client_key", &client_id("google"));
+    let form = with(
+        without(form, "client_id"),
+        "client_key",
+        &client_id("google"),
+    );
     let reply = sandbox.token("google", &form, None).await;
     assert_eq!(reply.status, StatusCode::BAD_REQUEST);
     assert_eq!(reply.json()["error"], "invalid_request");
@@ -1096,7 +1212,9 @@ async fn google_rejects_a_different_redirect_uri_and_a_reused_code() {
     let again = sandbox.token("google", &form, None).await;
     assert_eq!(again.json()["error"], "invalid_grant");
     let access = str_field(&first, "/access_token");
-    let info = sandbox.get("/sandbox/google/v1/userinfo", Some(access)).await;
+    let info = sandbox
+        .get("/sandbox/google/v1/userinfo", Some(access))
+        .await;
     assert_eq!(
         info.status,
         StatusCode::UNAUTHORIZED,
@@ -1162,9 +1280,16 @@ async fn pinterest_requires_basic_auth_even_with_credentials_in_the_body() {
 #[tokio::test]
 async fn pinterest_rejects_space_separated_scopes() {
     let sandbox = Sandbox::new();
-    let params = with(authorize_params("pinterest"), "scope", "boards:read pins:read");
+    let params = with(
+        authorize_params("pinterest"),
+        "scope",
+        "boards:read pins:read",
+    );
     let reply = sandbox.authorize("pinterest", &params).await;
-    assert_eq!(reply.location_param("error").as_deref(), Some("invalid_scope"));
+    assert_eq!(
+        reply.location_param("error").as_deref(),
+        Some("invalid_scope")
+    );
 }
 
 #[tokio::test]
@@ -1176,11 +1301,18 @@ async fn pinterest_rejects_a_misnamed_code_a_different_redirect_uri_and_a_reused
     let reply = sandbox.token("pinterest", &misnamed, basic.as_ref()).await;
     assert_eq!(reply.status, StatusCode::BAD_REQUEST);
     assert_eq!(reply.json()["code"], 1);
-    let other = with(form.clone(), "redirect_uri", "http://localhost:8080/elsewhere");
+    let other = with(
+        form.clone(),
+        "redirect_uri",
+        "http://localhost:8080/elsewhere",
+    );
     let reply = sandbox.token("pinterest", &other, basic.as_ref()).await;
     assert_eq!(reply.status, StatusCode::BAD_REQUEST);
     assert_eq!(
-        sandbox.token("pinterest", &form, basic.as_ref()).await.status,
+        sandbox
+            .token("pinterest", &form, basic.as_ref())
+            .await
+            .status,
         StatusCode::OK
     );
     let again = sandbox.token("pinterest", &form, basic.as_ref()).await;
@@ -1245,7 +1377,9 @@ async fn twitter_happy_path_with_pkce_and_revocation() {
         .await;
     assert_eq!(revoke.json(), serde_json::json!({ "revoked": true }));
     assert_eq!(sandbox.sim.revocations("twitter"), vec![access.clone()]);
-    let after = sandbox.get("/sandbox/twitter/2/users/me", Some(&access)).await;
+    let after = sandbox
+        .get("/sandbox/twitter/2/users/me", Some(&access))
+        .await;
     assert_eq!(after.status, StatusCode::UNAUTHORIZED);
     assert_eq!(after.json()["title"], "Unauthorized");
     assert_eq!(after.json()["status"], 401);
@@ -1257,7 +1391,10 @@ async fn twitter_requires_a_pkce_challenge() {
     let params = without(authorize_params("twitter"), "code_challenge");
     let reply = sandbox.authorize("twitter", &params).await;
     assert_eq!(reply.status, StatusCode::FOUND);
-    assert_eq!(reply.location_param("error").as_deref(), Some("invalid_request"));
+    assert_eq!(
+        reply.location_param("error").as_deref(),
+        Some("invalid_request")
+    );
     assert_eq!(reply.location_param("state").as_deref(), Some("st-twitter"));
 }
 
@@ -1267,7 +1404,11 @@ async fn twitter_rejects_a_missing_or_wrong_code_verifier() {
     let code = sandbox.code("twitter").await;
     let (form, basic) = exchange_params("twitter", &code);
     let missing = sandbox
-        .token("twitter", &without(form.clone(), "code_verifier"), basic.as_ref())
+        .token(
+            "twitter",
+            &without(form.clone(), "code_verifier"),
+            basic.as_ref(),
+        )
         .await;
     assert_eq!(missing.status, StatusCode::BAD_REQUEST);
     assert_eq!(missing.json()["error"], "invalid_request");
@@ -1306,16 +1447,65 @@ async fn twitter_rejects_a_token_request_without_basic_auth() {
         reply.json()["error_description"],
         "Missing valid authorization header"
     );
-    let both = sandbox.token("twitter", &form, Some(&twitter_basic())).await;
-    assert_eq!(both.status, StatusCode::OK, "client_id beside Basic is accepted");
+    let both = sandbox
+        .token("twitter", &form, Some(&twitter_basic()))
+        .await;
+    assert_eq!(
+        both.status,
+        StatusCode::OK,
+        "client_id beside Basic is accepted"
+    );
+}
+
+#[tokio::test]
+async fn twitter_rejects_the_verifier_under_another_name() {
+    let sandbox = Sandbox::new();
+    let code = sandbox.code("twitter").await;
+    let (form, basic) = exchange_params("twitter", &code);
+    let form = with(without(form, "code_verifier"), "verifier", VERIFIER);
+    let reply = sandbox.token("twitter", &form, basic.as_ref()).await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        reply.json()["error_description"],
+        "Missing required parameter [code_verifier]."
+    );
+}
+
+#[tokio::test]
+async fn twitter_does_not_revoke_another_clients_token() {
+    let sandbox = Sandbox::new();
+    let code = sandbox.code("twitter").await;
+    let body = sandbox.exchange("twitter", &code).await.json();
+    let access = str_field(&body, "/access_token").to_owned();
+    let other = ("sandbox-twitter-client".to_owned(), "wrong".to_owned());
+    let refused = sandbox
+        .post(
+            "/sandbox/twitter/2/oauth2/revoke",
+            &params(&[("token", &access)]),
+            Some(&other),
+        )
+        .await;
+    assert_eq!(refused.status, StatusCode::UNAUTHORIZED);
+    assert!(sandbox.sim.revocations("twitter").is_empty());
+    let me = sandbox
+        .get("/sandbox/twitter/2/users/me", Some(&access))
+        .await;
+    assert_eq!(me.status, StatusCode::OK);
 }
 
 #[tokio::test]
 async fn twitter_rejects_comma_separated_scopes() {
     let sandbox = Sandbox::new();
-    let params = with(authorize_params("twitter"), "scope", "tweet.read,users.read");
+    let params = with(
+        authorize_params("twitter"),
+        "scope",
+        "tweet.read,users.read",
+    );
     let reply = sandbox.authorize("twitter", &params).await;
-    assert_eq!(reply.location_param("error").as_deref(), Some("invalid_scope"));
+    assert_eq!(
+        reply.location_param("error").as_deref(),
+        Some("invalid_scope")
+    );
 }
 
 #[tokio::test]
@@ -1354,10 +1544,14 @@ async fn twitter_refresh_rotates_and_reuse_kills_the_whole_family() {
     let code = sandbox.code("twitter").await;
     let first = sandbox.exchange("twitter", &code).await.json();
     let old = str_field(&first, "/refresh_token").to_owned();
-    let refresh = |token: &str| params(&[("grant_type", "refresh_token"), ("refresh_token", token)]);
+    let refresh =
+        |token: &str| params(&[("grant_type", "refresh_token"), ("refresh_token", token)]);
     let basic = twitter_basic();
 
-    let second = sandbox.token("twitter", &refresh(&old), Some(&basic)).await.json();
+    let second = sandbox
+        .token("twitter", &refresh(&old), Some(&basic))
+        .await
+        .json();
     let newest = str_field(&second, "/refresh_token").to_owned();
     let newest_access = str_field(&second, "/access_token").to_owned();
     assert_ne!(newest, old);
@@ -1372,8 +1566,14 @@ async fn twitter_refresh_rotates_and_reuse_kills_the_whole_family() {
     let reuse = sandbox.token("twitter", &refresh(&old), Some(&basic)).await;
     assert_eq!(reuse.status, StatusCode::BAD_REQUEST);
     assert_eq!(reuse.json()["error"], "invalid_request");
-    let family = sandbox.token("twitter", &refresh(&newest), Some(&basic)).await;
-    assert_eq!(family.status, StatusCode::BAD_REQUEST, "the newest token died too");
+    let family = sandbox
+        .token("twitter", &refresh(&newest), Some(&basic))
+        .await;
+    assert_eq!(
+        family.status,
+        StatusCode::BAD_REQUEST,
+        "the newest token died too"
+    );
     assert_eq!(
         sandbox
             .get("/sandbox/twitter/2/users/me", Some(&newest_access))
@@ -1389,7 +1589,15 @@ async fn twitter_refresh_rotates_and_reuse_kills_the_whole_family() {
         .collect();
     assert_eq!(
         grant_types,
-        ["authorization_code", "refresh_token", "refresh_token", "refresh_token"]
+        [
+            "authorization_code",
+            "refresh_token",
+            "refresh_token",
+            "refresh_token"
+        ]
     );
-    assert_eq!(sandbox.sim.issued_refresh_tokens("twitter"), vec![old, newest]);
+    assert_eq!(
+        sandbox.sim.issued_refresh_tokens("twitter"),
+        vec![old, newest]
+    );
 }

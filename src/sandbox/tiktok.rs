@@ -14,7 +14,7 @@ use axum::routing::{get, post};
 use axum::Router;
 use serde_json::{json, Map, Value};
 
-use super::exchange::{self, bearer_token, ClientCheck, TokenCall};
+use super::exchange::{self, bearer_token, reject, ClientCheck, TokenCall};
 use super::spec::Platform;
 use super::{CodeRedemption, CodeRejection, RefreshLookup, Simulator};
 
@@ -70,37 +70,39 @@ pub(super) fn fault_body(status: StatusCode) -> Response {
 }
 
 /// Reads `client_key` and `client_secret` from the form body, the only place TikTok looks.
-fn authenticate_client<'a>(sim: &Simulator, call: &'a TokenCall) -> Result<&'a str, Response> {
+fn authenticate_client<'a>(sim: &Simulator, call: &'a TokenCall) -> Result<&'a str, Box<Response>> {
     if !call.form_encoded {
-        return Err(invalid_request(
+        return reject(invalid_request(
             "Content-Type must be application/x-www-form-urlencoded.",
         ));
     }
     let Some(client_key) = call.body("client_key") else {
         if call.body("client_id").is_some() {
-            return Err(invalid_request(
+            return reject(invalid_request(
                 "Missing client_key: TikTok identifies the app by client_key, not client_id.",
             ));
         }
         if call.has_authorization_header {
-            return Err(invalid_client(
+            return reject(invalid_client(
                 "Client authentication must use client_key and client_secret in the request body.",
             ));
         }
-        return Err(invalid_request("Missing required parameter: client_key."));
+        return reject(invalid_request("Missing required parameter: client_key."));
     };
     let Some(client_secret) = call.body("client_secret") else {
         if call.has_authorization_header {
-            return Err(invalid_client(
+            return reject(invalid_client(
                 "Client authentication must use client_key and client_secret in the request body.",
             ));
         }
-        return Err(invalid_request("Missing required parameter: client_secret."));
+        return reject(invalid_request(
+            "Missing required parameter: client_secret.",
+        ));
     };
     match sim.check_client(Platform::TikTok, client_key, client_secret) {
         ClientCheck::Valid => Ok(client_key),
         ClientCheck::UnknownClient | ClientCheck::WrongSecret => {
-            Err(invalid_client("Client key or secret is invalid."))
+            reject(invalid_client("Client key or secret is invalid."))
         }
     }
 }
@@ -118,7 +120,7 @@ async fn token(
 fn answer_token(sim: &Simulator, call: &TokenCall) -> Response {
     let client_key = match authenticate_client(sim, call) {
         Ok(client_key) => client_key,
-        Err(response) => return response,
+        Err(response) => return *response,
     };
     match call.body("grant_type") {
         Some("authorization_code") => redeem(sim, client_key, call),
@@ -146,11 +148,11 @@ fn redeem(sim: &Simulator, client_key: &str, call: &TokenCall) -> Response {
     let redeemed = match sim.redeem_code(Platform::TikTok, &redemption) {
         Ok(redeemed) => redeemed,
         Err(CodeRejection::RedirectMissing | CodeRejection::RedirectMismatch) => {
-            return invalid_request("Redirect_uri is not matched with the uri when requesting code.")
+            return invalid_request(
+                "Redirect_uri is not matched with the uri when requesting code.",
+            )
         }
-        Err(CodeRejection::Reused) => {
-            return invalid_grant("Authorization code has been used.")
-        }
+        Err(CodeRejection::Reused) => return invalid_grant("Authorization code has been used."),
         Err(_) => return invalid_grant("Authorization code is expired or invalid."),
     };
     token_response(sim, redeemed.grant_id, &redeemed.approved.granted_scopes)
@@ -286,7 +288,7 @@ async fn revoke(
     let call = TokenCall::parse(&headers, query.as_deref(), &body);
     let client_key = match authenticate_client(&sim, &call) {
         Ok(client_key) => client_key,
-        Err(response) => return response,
+        Err(response) => return *response,
     };
     let Some(token) = call.body("token") else {
         return invalid_request("Missing required parameter: token.");

@@ -15,7 +15,7 @@ use axum::routing::{get, post};
 use axum::Router;
 use serde_json::{json, Map, Value};
 
-use super::exchange::{self, bearer_token, check_basic, ClientCheck, TokenCall};
+use super::exchange::{self, bearer_token, check_basic, reject, ClientCheck, TokenCall};
 use super::spec::Platform;
 use super::{CodeRedemption, CodeRejection, RefreshLookup, Simulator};
 
@@ -78,15 +78,20 @@ pub(super) fn fault_body(status: StatusCode) -> Response {
 
 /// X's clients here are all confidential: HTTP Basic is required; a `client_id` in the body is
 /// tolerated when it names the same client (X's own SDK sends both).
-fn authenticate_client(sim: &Simulator, call: &TokenCall) -> Result<String, Response> {
+fn authenticate_client(sim: &Simulator, call: &TokenCall) -> Result<String, Box<Response>> {
     let Some(basic) = &call.basic else {
-        return Err(missing_authorization());
+        return reject(missing_authorization());
     };
     if check_basic(sim, Platform::Twitter, basic) != ClientCheck::Valid {
-        return Err(missing_authorization());
+        return reject(missing_authorization());
     }
-    if call.body("client_id").is_some_and(|id| id != basic.client_id) {
-        return Err(invalid_request("Value passed for the client id was invalid."));
+    if call
+        .body("client_id")
+        .is_some_and(|id| id != basic.client_id)
+    {
+        return reject(invalid_request(
+            "Value passed for the client id was invalid.",
+        ));
     }
     Ok(basic.client_id.clone())
 }
@@ -104,7 +109,7 @@ async fn token(
 fn answer_token(sim: &Simulator, call: &TokenCall) -> Response {
     let client_id = match authenticate_client(sim, call) {
         Ok(client_id) => client_id,
-        Err(response) => return response,
+        Err(response) => return *response,
     };
     if !call.form_encoded {
         return invalid_request("The request body must be application/x-www-form-urlencoded.");
@@ -195,8 +200,15 @@ fn user_field(field: &str) -> Option<Option<Value>> {
         "protected" => json!(false),
         "verified" => json!(false),
         "url" => json!("https://sandbox.example/shop"),
-        "id" | "name" | "username" | "location" | "entities" | "pinned_tweet_id"
-        | "public_metrics" | "verified_type" | "most_recent_tweet_id" => return Some(None),
+        "id"
+        | "name"
+        | "username"
+        | "location"
+        | "entities"
+        | "pinned_tweet_id"
+        | "public_metrics"
+        | "verified_type"
+        | "most_recent_tweet_id" => return Some(None),
         _ => return None,
     };
     Some(Some(value))
@@ -261,13 +273,14 @@ async fn revoke(
     body: Bytes,
 ) -> Response {
     let call = TokenCall::parse(&headers, query.as_deref(), &body);
-    if let Err(response) = authenticate_client(&sim, &call) {
-        return response;
-    }
+    let client_id = match authenticate_client(&sim, &call) {
+        Ok(client_id) => client_id,
+        Err(response) => return *response,
+    };
     let Some(token) = call.body("token") else {
         return invalid_request("Missing required parameter [token].");
     };
-    if sim.revoke_single_token(Platform::Twitter, token) {
+    if sim.revoke_single_token(Platform::Twitter, &client_id, token) {
         sim.record_revocation(Platform::Twitter, token);
     }
     exchange::json(StatusCode::OK, json!({ "revoked": true }))
