@@ -16,9 +16,15 @@ async fn assert_no_plaintext_tokens(app: &TestApp, platform: &str) {
     assert!(!stored.is_empty());
     let mut secrets = app.simulator.issued_access_tokens(platform);
     secrets.extend(app.simulator.issued_refresh_tokens(platform));
-    assert!(!secrets.is_empty(), "{platform}: the simulator issued tokens");
+    assert!(
+        !secrets.is_empty(),
+        "{platform}: the simulator issued tokens"
+    );
     for secret in secrets {
-        assert!(!stored.contains(&secret), "{platform}: a plaintext token is stored");
+        assert!(
+            !stored.contains(&secret),
+            "{platform}: a plaintext token is stored"
+        );
     }
 }
 
@@ -28,7 +34,11 @@ async fn full_flow(platform: &str) {
     let started = std::time::Instant::now();
     let result = app.run_flow(platform, &store, true).await;
     let elapsed = started.elapsed();
-    assert_eq!(result.get("connection").map(String::as_str), Some("success"), "{platform}: {result:?}");
+    assert_eq!(
+        result.get("connection").map(String::as_str),
+        Some("success"),
+        "{platform}: {result:?}"
+    );
     assert_eq!(result.get("platform").map(String::as_str), Some(platform));
     println!("{platform}: full flow in {} ms", elapsed.as_millis());
 
@@ -36,16 +46,24 @@ async fn full_flow(platform: &str) {
     let connection = &listed["connections"][0];
     assert_eq!(connection["platform"], platform);
     assert_eq!(connection["status"], "CONNECTED");
-    let expected = EXPECTED_NAMES.iter().find(|(p, _)| *p == platform).unwrap().1;
+    let expected = EXPECTED_NAMES
+        .iter()
+        .find(|(p, _)| *p == platform)
+        .unwrap()
+        .1;
     assert_eq!(connection["account_name"], expected);
-    assert!(connection["account_id"].as_str().is_some_and(|id| !id.is_empty()));
+    assert!(connection["account_id"]
+        .as_str()
+        .is_some_and(|id| !id.is_empty()));
     assert!(connection["connected_at"].is_string());
     assert!(connection.get("access_token").is_none());
 
     assert_no_plaintext_tokens(&app, platform).await;
 
     let response = app
-        .delete(&format!("/api/v1/oauth/disconnect/{platform}?user_id=user-1&store_id={store}"))
+        .delete(&format!(
+            "/api/v1/oauth/disconnect/{platform}?user_id=user-1&store_id={store}"
+        ))
         .await;
     assert_eq!(response.status(), 200);
     let body: serde_json::Value = response.json().await.unwrap();
@@ -59,9 +77,15 @@ async fn full_flow(platform: &str) {
     } else {
         assert_eq!(body["revocation"], "revoked", "{platform}: {body}");
         assert_eq!(body["revoked_at_platform"], true);
-        assert!(!revocations.is_empty(), "{platform}: the simulator saw the revocation");
+        assert!(
+            !revocations.is_empty(),
+            "{platform}: the simulator saw the revocation"
+        );
     }
-    assert_eq!(app.connections(&store).await["connections"], serde_json::json!([]));
+    assert_eq!(
+        app.connections(&store).await["connections"],
+        serde_json::json!([])
+    );
     app.stop().await;
 }
 
