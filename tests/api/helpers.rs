@@ -5,7 +5,6 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use chrono::Utc;
 use growth_engine::app::{AppOptions, Application};
 use growth_engine::clock::{ManualClock, SharedClock, SystemClock};
 use growth_engine::config::Settings;
@@ -526,8 +525,4 @@ impl Browser {
         let dashboard = self.callback(&callback).await;
         query_of(&dashboard)
     }
-}
-
-pub fn now() -> chrono::DateTime<Utc> {
-    Utc::now()
 }

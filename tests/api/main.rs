@@ -7,6 +7,8 @@ mod config;
 mod flow_faults;
 mod flows;
 mod health;
+// Shared by every suite; not every suite uses every helper.
+#[allow(dead_code)]
 mod helpers;
 mod proxy;
 mod state;
