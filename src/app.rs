@@ -16,7 +16,9 @@ use crate::config::{KeySettings, Settings};
 use crate::http::extract::ApiKeys;
 use crate::http::{AppState, HealthProbe, WebSettings};
 use crate::lifecycle::refresher::Refresher;
+use crate::lifecycle::webhooks::WebhookDeliverer;
 use crate::lifecycle::{Connections, TokenCache};
+use crate::metrics::Metrics;
 use crate::oauth::client::PlatformClient;
 use crate::oauth::{Catalog, Flow};
 use crate::redis_conn::RedisHandle;
@@ -57,8 +59,10 @@ pub struct AppOptions {
     pub clock: SharedClock,
     /// Run the background refresher.
     pub refresher: bool,
-    /// How often the refresher looks for due connections.
-    pub refresher_interval: Duration,
+    /// How often the refresher looks for due connections (default: the setting).
+    pub refresher_interval: Option<Duration>,
+    /// How often the webhook deliverer looks for due events.
+    pub webhook_interval: Duration,
 }
 
 impl Default for AppOptions {
@@ -66,7 +70,8 @@ impl Default for AppOptions {
         Self {
             clock: Arc::new(SystemClock),
             refresher: true,
-            refresher_interval: Duration::from_secs(30),
+            refresher_interval: None,
+            webhook_interval: Duration::from_secs(2),
         }
     }
 }
@@ -88,6 +93,10 @@ pub struct Services {
     pub flow: Flow,
     /// The built-in sandbox, when enabled.
     pub sandbox: Option<Simulator>,
+    /// Metrics.
+    pub metrics: Metrics,
+    /// The webhook deliverer, when `WEBHOOK_URL` is set.
+    pub webhooks: Option<WebhookDeliverer>,
 }
 
 /// Reads the keyring, creating the development key file on first start.
@@ -144,7 +153,8 @@ impl Services {
             None => FlowStates::in_process(keyring.clone(), clock.clone()),
         };
         let cache = TokenCache::new(redis.clone(), Duration::from_secs(60));
-        let client = PlatformClient::new(settings.platform_timeout)?;
+        let metrics = Metrics::new();
+        let client = PlatformClient::new(settings.platform_timeout, metrics.clone())?;
         let catalog = Arc::new(Catalog::from_settings(&settings));
         let connections = Connections::new(
             store.clone(),
@@ -154,14 +164,16 @@ impl Services {
             catalog.clone(),
             clock.clone(),
             settings.refresh_window,
+            metrics.clone(),
         );
         let flow = Flow::new(
             catalog.clone(),
             states,
             client,
             connections.clone(),
-            clock,
+            clock.clone(),
             settings.api_url.clone(),
+            metrics.clone(),
         );
         let sandbox = settings.sandbox.then(|| {
             let base = settings.api_url.as_str().trim_end_matches('/').to_owned();
@@ -173,6 +185,15 @@ impl Services {
                     .collect(),
             )
         });
+        let webhooks = match (&settings.webhook_url, &settings.webhook_secret) {
+            (Some(url), Some(secret)) => Some(WebhookDeliverer::new(
+                store.clone(),
+                url.clone(),
+                secret.clone(),
+                clock.clone(),
+            )?),
+            _ => None,
+        };
         Ok(Self {
             settings,
             store,
@@ -181,6 +202,8 @@ impl Services {
             connections,
             flow,
             sandbox,
+            metrics,
+            webhooks,
         })
     }
 
@@ -244,6 +267,7 @@ impl Application {
                 redis: services.redis.clone(),
                 environment: services.settings.environment.as_str(),
             },
+            metrics: services.metrics.clone(),
             web: WebSettings {
                 dashboard_url: services.settings.dashboard_url.clone(),
                 secure_cookies: services.settings.is_production()
@@ -280,16 +304,29 @@ impl Application {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-        if self.options.refresher {
+        if self.options.refresher && self.services.settings.refresher_enabled {
             let refresher = Refresher::new(
                 self.services.connections.clone(),
-                8,
-                self.options.refresher_interval,
+                self.services.settings.refresher_concurrency,
+                self.options
+                    .refresher_interval
+                    .unwrap_or(self.services.settings.refresher_interval),
             );
             let mut rx = stop_rx.clone();
             self.background.push(tokio::spawn(async move {
                 refresher
                     .run(async move {
+                        let _ = rx.changed().await;
+                    })
+                    .await;
+            }));
+        }
+        if let Some(webhooks) = self.services.webhooks.clone() {
+            let mut rx = stop_rx.clone();
+            let interval = self.options.webhook_interval;
+            self.background.push(tokio::spawn(async move {
+                webhooks
+                    .run(interval, async move {
                         let _ = rx.changed().await;
                     })
                     .await;

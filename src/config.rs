@@ -177,6 +177,16 @@ pub struct Settings {
     pub refresh_window: Duration,
     /// `HTTP_TIMEOUT_SECONDS` (default 10): the limit on every call to a platform.
     pub platform_timeout: Duration,
+    /// `WEBHOOK_URL`: where lifecycle events are posted; `None` keeps them in the outbox only.
+    pub webhook_url: Option<Url>,
+    /// `WEBHOOK_SECRET`: the HMAC-SHA256 key events are signed with (required with `WEBHOOK_URL`).
+    pub webhook_secret: Option<SecretString>,
+    /// `REFRESHER_ENABLED` (default true): run the background refresher in this replica.
+    pub refresher_enabled: bool,
+    /// `REFRESHER_INTERVAL_SECONDS` (default 30): how often it looks for due connections.
+    pub refresher_interval: Duration,
+    /// `REFRESHER_CONCURRENCY` (default 8): platform calls it makes at once.
+    pub refresher_concurrency: usize,
     /// The five built-in platforms' settings, by slug.
     pub platforms: BTreeMap<String, PlatformSettings>,
     /// Operator-declared generic providers.
@@ -436,6 +446,36 @@ impl Settings {
         let refresh_window = vars.seconds("TOKEN_REFRESH_WINDOW_SECONDS", 300)?;
         let platform_timeout = vars.seconds("HTTP_TIMEOUT_SECONDS", 10)?;
 
+        let webhook_url = vars.url("WEBHOOK_URL")?;
+        let webhook_secret = vars.secret("WEBHOOK_SECRET");
+        if webhook_url.is_some() && webhook_secret.is_none() {
+            return Err(ConfigError::new(
+                "WEBHOOK_SECRET",
+                "is required when WEBHOOK_URL is set (receivers verify the signature with it)",
+            ));
+        }
+        if webhook_secret
+            .as_ref()
+            .is_some_and(|s| s.expose_secret().len() < 16)
+        {
+            return Err(ConfigError::new(
+                "WEBHOOK_SECRET",
+                "must be at least 16 characters",
+            ));
+        }
+        let refresher_enabled = vars.bool("REFRESHER_ENABLED", true)?;
+        let refresher_interval = vars.seconds("REFRESHER_INTERVAL_SECONDS", 30)?;
+        let refresher_concurrency = match vars.get("REFRESHER_CONCURRENCY") {
+            None => 8,
+            Some(v) => v
+                .parse::<usize>()
+                .ok()
+                .filter(|n| (1..=256).contains(n))
+                .ok_or_else(|| {
+                    ConfigError::new("REFRESHER_CONCURRENCY", "must be a number from 1 to 256")
+                })?,
+        };
+
         let mut platforms = BTreeMap::new();
         for (slug, id_var, secret_var) in BUILT_IN_PLATFORMS {
             let prefix = slug.to_ascii_uppercase();
@@ -539,6 +579,11 @@ impl Settings {
             sandbox,
             refresh_window,
             platform_timeout,
+            webhook_url,
+            webhook_secret,
+            refresher_enabled,
+            refresher_interval,
+            refresher_concurrency,
             platforms,
             generic_providers,
         })
@@ -582,6 +627,14 @@ impl Settings {
                 format!("{} key(s) (hidden)", self.api_keys.len()),
             ),
             ("SANDBOX".into(), self.sandbox.to_string()),
+            (
+                "WEBHOOK_URL".into(),
+                self.webhook_url
+                    .as_ref()
+                    .map(|u| mask_url(u.as_str()))
+                    .unwrap_or_else(|| "not set: events stay in the outbox".into()),
+            ),
+            ("WEBHOOK_SECRET".into(), set(self.webhook_secret.is_some())),
         ];
         for (slug, id_var, secret_var) in BUILT_IN_PLATFORMS {
             let platform = self.platforms.get(slug);

@@ -21,6 +21,7 @@ pub mod config;
 pub mod domain;
 pub mod http;
 pub mod lifecycle;
+pub mod metrics;
 pub mod oauth;
 pub mod redis_conn;
 pub mod sandbox;

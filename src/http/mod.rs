@@ -4,6 +4,7 @@
 pub mod error;
 pub mod extract;
 pub mod health;
+pub mod metrics;
 pub mod oauth;
 pub mod openapi;
 pub mod views;
@@ -20,6 +21,7 @@ use tower_http::trace::TraceLayer;
 use url::Url;
 
 use crate::lifecycle::Connections;
+use crate::metrics::Metrics;
 use crate::oauth::{Flow, OAuthError};
 use crate::redis_conn::RedisHandle;
 use crate::store::Store;
@@ -85,6 +87,8 @@ pub struct AppState {
     pub api_keys: ApiKeys,
     /// Health dependencies.
     pub health: HealthProbe,
+    /// Metrics.
+    pub metrics: Metrics,
     /// Browser-facing settings.
     pub web: WebSettings,
 }
@@ -122,6 +126,7 @@ pub fn router(state: AppState, extra: Router) -> Router {
         .merge(health::router())
         .merge(oauth::router())
         .merge(openapi::router())
+        .merge(metrics::router())
         .with_state(state)
         .merge(extra)
         .layer(axum::middleware::from_fn(log_server_errors))

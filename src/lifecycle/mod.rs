@@ -9,6 +9,7 @@
 pub mod cache;
 pub mod events;
 pub mod refresher;
+pub mod webhooks;
 
 use std::sync::Arc;
 use std::time::Duration as StdDuration;
@@ -19,6 +20,7 @@ use secrecy::{ExposeSecret, SecretString};
 use uuid::Uuid;
 
 use crate::clock::SharedClock;
+use crate::metrics::Metrics;
 use crate::domain::{Connection, ConnectionStatus, PlatformId, StoreId, TokenSet, UserId};
 use crate::oauth::catalog::{Catalog, PlatformSpec, Renewal};
 use crate::oauth::client::{AccountInfo, PlatformClient, RevocationOutcome, TokenGrant};
@@ -82,6 +84,7 @@ pub struct Connections {
     clock: SharedClock,
     refresh_window: Duration,
     replica: Arc<str>,
+    metrics: Metrics,
 }
 
 impl Connections {
@@ -94,6 +97,7 @@ impl Connections {
         catalog: Arc<Catalog>,
         clock: SharedClock,
         refresh_window: StdDuration,
+        metrics: Metrics,
     ) -> Self {
         Self {
             store,
@@ -104,6 +108,7 @@ impl Connections {
             clock,
             refresh_window: Duration::from_std(refresh_window).unwrap_or(Duration::minutes(5)),
             replica: Uuid::new_v4().to_string().into(),
+            metrics,
         }
     }
 
@@ -120,6 +125,11 @@ impl Connections {
     /// The clock.
     pub fn clock(&self) -> &SharedClock {
         &self.clock
+    }
+
+    /// The metrics.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
     }
 
     /// Seals a token set for one store and platform.
@@ -428,6 +438,7 @@ impl Connections {
                 // retry it briefly before giving up (see the lifecycle note).
                 let saved = self.finish_with_retry(&updated, owner, None).await?;
                 self.cache.put(&saved).await;
+                self.metrics.refresh(spec.id.as_str(), "success");
                 Ok(Self::issue(&saved, tokens))
             }
             Err(error) => {
@@ -478,6 +489,12 @@ impl Connections {
                     .finish_with_retry(&updated, owner, Some(&event))
                     .await?;
                 self.cache.put(&saved).await;
+                let outcome = match saved.status {
+                    ConnectionStatus::Revoked => "revoked",
+                    ConnectionStatus::Connected => "transient_failure",
+                    _ => "expired",
+                };
+                self.metrics.refresh(spec.id.as_str(), outcome);
                 tracing::warn!(platform = %spec.id, store_id = %saved.store_id, status = %saved.status, reason = %reason, "refresh failed");
                 if saved.status != ConnectionStatus::Connected {
                     return Err(OAuthError::NotUsable(saved.status));

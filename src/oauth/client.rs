@@ -18,6 +18,7 @@ use url::Url;
 use super::catalog::{ClientAuth, ErrorShape, Hook, PlatformSpec, Revocation, TokenMethod};
 use super::error::{scrub, OAuthError};
 use crate::domain::TokenSet;
+use crate::metrics::Metrics;
 
 /// What a token endpoint granted.
 #[derive(Debug, Clone)]
@@ -56,18 +57,19 @@ pub enum RevocationOutcome {
 #[derive(Debug, Clone)]
 pub struct PlatformClient {
     http: reqwest::Client,
+    metrics: Metrics,
 }
 
 impl PlatformClient {
     /// A client with the given per-call timeout that never follows redirects.
-    pub fn new(timeout: Duration) -> Result<Self, reqwest::Error> {
+    pub fn new(timeout: Duration, metrics: Metrics) -> Result<Self, reqwest::Error> {
         let http = reqwest::Client::builder()
             .timeout(timeout)
             .connect_timeout(timeout.min(Duration::from_secs(5)))
             .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("growth-engine/", env!("CARGO_PKG_VERSION")))
             .build()?;
-        Ok(Self { http })
+        Ok(Self { http, metrics })
     }
 
     /// Exchanges an authorization code for tokens (RFC 6749 §4.1.3).
@@ -151,12 +153,25 @@ impl PlatformClient {
                 ));
             }
         }
+        let grant_type = params
+            .iter()
+            .find(|(name, _)| *name == "grant_type")
+            .map_or("authorization_code", |(_, value)| value.as_str())
+            .to_owned();
         request = match spec.token_method {
             TokenMethod::GetQuery => request.query(&params),
             TokenMethod::PostForm => request.form(&params),
         };
-        self.send_json(spec, request.header("Accept", "application/json"))
-            .await
+        let started = std::time::Instant::now();
+        let result = self
+            .send_json(spec, request.header("Accept", "application/json"))
+            .await;
+        self.metrics.token_call(
+            spec.id.as_str(),
+            &grant_type,
+            started.elapsed().as_secs_f64(),
+        );
+        result
     }
 
     /// Sends a request and returns its JSON body, turning transport failures, HTTP errors and the

@@ -29,6 +29,7 @@ use super::quirks;
 use crate::clock::SharedClock;
 use crate::domain::{Connection, PlatformId, StoreId, UserId};
 use crate::lifecycle::{Connections, GrantDetails};
+use crate::metrics::Metrics;
 use crate::state::FlowStates;
 
 /// How long a flow may take, from `begin` to the callback.
@@ -91,6 +92,7 @@ pub struct Flow {
     connections: Connections,
     clock: SharedClock,
     api_url: Url,
+    metrics: Metrics,
 }
 
 fn random_secret() -> String {
@@ -116,6 +118,7 @@ impl Flow {
         connections: Connections,
         clock: SharedClock,
         api_url: Url,
+        metrics: Metrics,
     ) -> Self {
         Self {
             catalog,
@@ -124,6 +127,7 @@ impl Flow {
             connections,
             clock,
             api_url,
+            metrics,
         }
     }
 
@@ -179,6 +183,7 @@ impl Flow {
             .join("api/v1/oauth/authorize")
             .map_err(|_| OAuthError::TicketInvalid)?;
         url.query_pairs_mut().append_pair("ticket", &ticket_secret);
+        self.metrics.flow_started(platform.as_str());
         Ok(url)
     }
 
@@ -248,6 +253,24 @@ impl Flow {
     /// The callback: consumes the state (whatever happens next, it cannot be replayed), checks it,
     /// exchanges the code and records the connection. Nothing is stored unless everything succeeded.
     pub async fn finish(
+        &self,
+        platform_slug: &str,
+        params: CallbackParams,
+        binding_cookie: Option<&str>,
+    ) -> Result<Connection, OAuthError> {
+        let label = self
+            .catalog
+            .find(platform_slug)
+            .map_or_else(|| "unknown".to_owned(), |spec| spec.id.to_string());
+        let result = self.finish_flow(platform_slug, params, binding_cookie).await;
+        match &result {
+            Ok(_) => self.metrics.flow_completed(&label),
+            Err(error) => self.metrics.flow_failed(&label, error.reason()),
+        }
+        result
+    }
+
+    async fn finish_flow(
         &self,
         platform_slug: &str,
         params: CallbackParams,

@@ -276,7 +276,8 @@ pub async fn spawn_app_with(options: TestAppOptions) -> TestApp {
         AppOptions {
             clock,
             refresher: options.refresher,
-            refresher_interval: std::time::Duration::from_millis(200),
+            refresher_interval: Some(std::time::Duration::from_millis(200)),
+            webhook_interval: std::time::Duration::from_millis(200),
         },
     )
     .await

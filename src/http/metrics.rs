@@ -1,0 +1,36 @@
+//! `GET /metrics`: Prometheus text format, behind the API key (connection counts are business data).
+
+use axum::extract::State;
+use axum::http::header;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::Router;
+
+use super::extract::ApiCaller;
+use super::AppState;
+use crate::lifecycle::Connections;
+use crate::metrics::Metrics;
+
+/// The metrics route.
+pub fn router() -> Router<AppState> {
+    Router::new().route("/metrics", get(metrics))
+}
+
+/// Renders every metric; connection counts are read from the database at scrape time.
+async fn metrics(
+    State(metrics): State<Metrics>,
+    State(connections): State<Connections>,
+    _caller: ApiCaller,
+) -> impl IntoResponse {
+    match connections.store().count_by_status().await {
+        Ok(counts) => metrics.set_connection_counts(&counts),
+        Err(error) => tracing::warn!(error = %error, "could not count connections for /metrics"),
+    }
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        metrics.render(),
+    )
+}

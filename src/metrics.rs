@@ -1,0 +1,191 @@
+//! Prometheus metrics: flows, refreshes, token-endpoint latency and connections by status, in one
+//! registry per application (so that tests running several applications in one process do not mix
+//! their counts). Served as text by `GET /metrics`.
+
+use std::sync::Arc;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+/// `platform`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PlatformLabel {
+    /// Platform slug.
+    pub platform: String,
+}
+
+/// `platform`, `reason`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct FailureLabels {
+    /// Platform slug.
+    pub platform: String,
+    /// Stable reason code.
+    pub reason: String,
+}
+
+/// `platform`, `outcome`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabels {
+    /// Platform slug.
+    pub platform: String,
+    /// `success`, `transient_failure`, `expired`, `revoked`.
+    pub outcome: String,
+}
+
+/// `platform`, `grant_type`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CallLabels {
+    /// Platform slug.
+    pub platform: String,
+    /// `authorization_code`, `refresh_token`, `fb_exchange_token`.
+    pub grant_type: String,
+}
+
+/// `platform`, `status`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StatusLabels {
+    /// Platform slug.
+    pub platform: String,
+    /// Connection status.
+    pub status: String,
+}
+
+fn latency_histogram() -> Histogram {
+    Histogram::new(
+        [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0].into_iter(),
+    )
+}
+
+struct Inner {
+    registry: Registry,
+    flows_started: Family<PlatformLabel, Counter>,
+    flows_completed: Family<PlatformLabel, Counter>,
+    flows_failed: Family<FailureLabels, Counter>,
+    refreshes: Family<OutcomeLabels, Counter>,
+    token_endpoint: Family<CallLabels, Histogram, fn() -> Histogram>,
+    connections: Family<StatusLabels, Gauge>,
+}
+
+/// A cheap-clone handle to the application's metrics.
+#[derive(Clone)]
+pub struct Metrics(Arc<Inner>);
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Metrics")
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// A fresh registry with every metric registered.
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("growth_engine");
+        let flows_started = Family::default();
+        let flows_completed = Family::default();
+        let flows_failed = Family::default();
+        let refreshes = Family::default();
+        let token_endpoint =
+            Family::<CallLabels, Histogram, fn() -> Histogram>::new_with_constructor(latency_histogram);
+        let connections = Family::default();
+        registry.register("flows_started", "Authorization flows started", flows_started.clone());
+        registry.register("flows_completed", "Authorization flows completed", flows_completed.clone());
+        registry.register("flows_failed", "Authorization flows that failed, by reason", flows_failed.clone());
+        registry.register("refreshes", "Token refreshes by outcome", refreshes.clone());
+        registry.register(
+            "token_endpoint_seconds",
+            "Latency of calls to platforms' token endpoints",
+            token_endpoint.clone(),
+        );
+        registry.register("connections", "Connections by platform and status", connections.clone());
+        Self(Arc::new(Inner {
+            registry,
+            flows_started,
+            flows_completed,
+            flows_failed,
+            refreshes,
+            token_endpoint,
+            connections,
+        }))
+    }
+
+    /// A flow began.
+    pub fn flow_started(&self, platform: &str) {
+        self.0
+            .flows_started
+            .get_or_create(&PlatformLabel { platform: platform.into() })
+            .inc();
+    }
+
+    /// A flow ended with a connection.
+    pub fn flow_completed(&self, platform: &str) {
+        self.0
+            .flows_completed
+            .get_or_create(&PlatformLabel { platform: platform.into() })
+            .inc();
+    }
+
+    /// A flow failed.
+    pub fn flow_failed(&self, platform: &str, reason: &str) {
+        self.0
+            .flows_failed
+            .get_or_create(&FailureLabels {
+                platform: platform.into(),
+                reason: reason.into(),
+            })
+            .inc();
+    }
+
+    /// A refresh ended.
+    pub fn refresh(&self, platform: &str, outcome: &str) {
+        self.0
+            .refreshes
+            .get_or_create(&OutcomeLabels {
+                platform: platform.into(),
+                outcome: outcome.into(),
+            })
+            .inc();
+    }
+
+    /// A token-endpoint call took `seconds`.
+    pub fn token_call(&self, platform: &str, grant_type: &str, seconds: f64) {
+        self.0
+            .token_endpoint
+            .get_or_create(&CallLabels {
+                platform: platform.into(),
+                grant_type: grant_type.into(),
+            })
+            .observe(seconds);
+    }
+
+    /// Replaces the connections-by-status gauges with a fresh count.
+    pub fn set_connection_counts(&self, counts: &[crate::store::StatusCount]) {
+        self.0.connections.clear();
+        for count in counts {
+            self.0
+                .connections
+                .get_or_create(&StatusLabels {
+                    platform: count.platform.clone(),
+                    status: count.status.as_str().into(),
+                })
+                .set(count.count);
+        }
+    }
+
+    /// The text exposition format.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.0.registry);
+        out
+    }
+}
