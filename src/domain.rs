@@ -198,6 +198,8 @@ pub struct TokenSet {
     pub token_type: String,
     /// When the access token stops working, if the platform said.
     pub expires_at: Option<DateTime<Utc>>,
+    /// When the platform issued the access token (its lifetime is `expires_at - issued_at`).
+    pub issued_at: Option<DateTime<Utc>>,
     /// When the refresh token stops working, if the platform said.
     pub refresh_expires_at: Option<DateTime<Utc>>,
     /// The scopes the platform granted.
@@ -216,6 +218,7 @@ impl fmt::Debug for TokenSet {
             )
             .field("token_type", &self.token_type)
             .field("expires_at", &self.expires_at)
+            .field("issued_at", &self.issued_at)
             .field("refresh_expires_at", &self.refresh_expires_at)
             .field("scopes", &self.scopes)
             .field("extra", &self.extra.keys().collect::<Vec<_>>())
@@ -234,6 +237,8 @@ struct TokenSetPlain {
     token_type: String,
     #[serde(rename = "e", default, skip_serializing_if = "Option::is_none")]
     expires_at: Option<DateTime<Utc>>,
+    #[serde(rename = "i", default, skip_serializing_if = "Option::is_none")]
+    issued_at: Option<DateTime<Utc>>,
     #[serde(rename = "re", default, skip_serializing_if = "Option::is_none")]
     refresh_expires_at: Option<DateTime<Utc>>,
     #[serde(rename = "s", default)]
@@ -253,6 +258,7 @@ impl TokenSet {
                 .map(|t| t.expose_secret().to_owned()),
             token_type: self.token_type.clone(),
             expires_at: self.expires_at,
+            issued_at: self.issued_at,
             refresh_expires_at: self.refresh_expires_at,
             scopes: self.scopes.clone(),
             extra: self
@@ -273,6 +279,7 @@ impl TokenSet {
             refresh_token: plain.refresh_token.map(Into::into),
             token_type: plain.token_type,
             expires_at: plain.expires_at,
+            issued_at: plain.issued_at,
             refresh_expires_at: plain.refresh_expires_at,
             scopes: plain.scopes,
             extra: plain
@@ -359,6 +366,7 @@ mod tests {
             refresh_token: Some("refresh-secret".into()),
             token_type: "Bearer".into(),
             expires_at: None,
+            issued_at: None,
             refresh_expires_at: None,
             scopes: vec!["a".into()],
             extra,

@@ -56,7 +56,10 @@ pub struct StatusLabels {
 
 fn latency_histogram() -> Histogram {
     Histogram::new(
-        [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0].into_iter(),
+        [
+            0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+        ]
+        .into_iter(),
     )
 }
 
@@ -95,18 +98,36 @@ impl Metrics {
         let flows_failed = Family::default();
         let refreshes = Family::default();
         let token_endpoint =
-            Family::<CallLabels, Histogram, fn() -> Histogram>::new_with_constructor(latency_histogram);
+            Family::<CallLabels, Histogram, fn() -> Histogram>::new_with_constructor(
+                latency_histogram,
+            );
         let connections = Family::default();
-        registry.register("flows_started", "Authorization flows started", flows_started.clone());
-        registry.register("flows_completed", "Authorization flows completed", flows_completed.clone());
-        registry.register("flows_failed", "Authorization flows that failed, by reason", flows_failed.clone());
+        registry.register(
+            "flows_started",
+            "Authorization flows started",
+            flows_started.clone(),
+        );
+        registry.register(
+            "flows_completed",
+            "Authorization flows completed",
+            flows_completed.clone(),
+        );
+        registry.register(
+            "flows_failed",
+            "Authorization flows that failed, by reason",
+            flows_failed.clone(),
+        );
         registry.register("refreshes", "Token refreshes by outcome", refreshes.clone());
         registry.register(
             "token_endpoint_seconds",
             "Latency of calls to platforms' token endpoints",
             token_endpoint.clone(),
         );
-        registry.register("connections", "Connections by platform and status", connections.clone());
+        registry.register(
+            "connections",
+            "Connections by platform and status",
+            connections.clone(),
+        );
         Self(Arc::new(Inner {
             registry,
             flows_started,
@@ -122,7 +143,9 @@ impl Metrics {
     pub fn flow_started(&self, platform: &str) {
         self.0
             .flows_started
-            .get_or_create(&PlatformLabel { platform: platform.into() })
+            .get_or_create(&PlatformLabel {
+                platform: platform.into(),
+            })
             .inc();
     }
 
@@ -130,7 +153,9 @@ impl Metrics {
     pub fn flow_completed(&self, platform: &str) {
         self.0
             .flows_completed
-            .get_or_create(&PlatformLabel { platform: platform.into() })
+            .get_or_create(&PlatformLabel {
+                platform: platform.into(),
+            })
             .inc();
     }
 

@@ -20,8 +20,8 @@ use secrecy::{ExposeSecret, SecretString};
 use uuid::Uuid;
 
 use crate::clock::SharedClock;
-use crate::metrics::Metrics;
 use crate::domain::{Connection, ConnectionStatus, PlatformId, StoreId, TokenSet, UserId};
+use crate::metrics::Metrics;
 use crate::oauth::catalog::{Catalog, PlatformSpec, Renewal};
 use crate::oauth::client::{AccountInfo, PlatformClient, RevocationOutcome, TokenGrant};
 use crate::oauth::error::OAuthError;
@@ -157,14 +157,34 @@ impl Connections {
             .map_err(|_| OAuthError::Vault(crate::vault::VaultError::Malformed))
     }
 
+    /// How long before expiry a token counts as due: the refresh window, but at most half the
+    /// token's lifetime, so that a platform issuing tokens shorter-lived than the window does not see
+    /// a refresh on every request.
+    fn refresh_margin(&self, tokens: &TokenSet) -> Duration {
+        match (tokens.issued_at, tokens.expires_at) {
+            (Some(issued), Some(expires)) if expires > issued => {
+                self.refresh_window.min((expires - issued) / 2)
+            }
+            _ => self.refresh_window,
+        }
+    }
+
+    /// Whether the access token should be refreshed before it is handed out.
+    fn needs_refresh(&self, tokens: &TokenSet) -> bool {
+        tokens
+            .expires_at
+            .is_some_and(|at| at <= self.clock.now() + self.refresh_margin(tokens))
+    }
+
     /// When the refresher should look at a connection next.
     fn schedule(&self, spec: &PlatformSpec, tokens: &TokenSet) -> Option<DateTime<Utc>> {
         let expires_at = tokens.expires_at?;
         match spec.renewal {
             Renewal::MetaExchange => Some(expires_at - Duration::seconds(META_RENEW_BEFORE)),
             Renewal::RefreshToken if tokens.refresh_token.is_some() => {
-                // Ahead of the window, so that callers rarely meet a token that needs refreshing.
-                Some(expires_at - self.refresh_window - self.refresh_window / 2)
+                // Ahead of the margin, so that callers rarely meet a token that needs refreshing.
+                let margin = self.refresh_margin(tokens);
+                Some(expires_at - margin - margin / 2)
             }
             Renewal::RefreshToken => None,
         }
@@ -255,12 +275,6 @@ impl Connections {
         Ok(connection)
     }
 
-    fn needs_refresh(&self, connection: &Connection) -> bool {
-        connection
-            .access_token_expires_at
-            .is_some_and(|at| at <= self.clock.now() + self.refresh_window)
-    }
-
     fn issue(connection: &Connection, tokens: TokenSet) -> IssuedToken {
         IssuedToken {
             access_token: tokens.access_token,
@@ -283,8 +297,8 @@ impl Connections {
         if connection.status != ConnectionStatus::Connected {
             return Err(OAuthError::NotUsable(connection.status));
         }
-        if !force && !self.needs_refresh(&connection) {
-            let tokens = self.open(&connection)?;
+        let tokens = self.open(&connection)?;
+        if !force && !self.needs_refresh(&tokens) {
             return Ok(Self::issue(&connection, tokens));
         }
         self.refresh_under_lease(spec, connection, force).await
@@ -308,17 +322,24 @@ impl Connections {
                 .acquire_refresh_lease(seen.id, &owner, now, lease_until)
                 .await?
             {
-                let someone_refreshed = fresh.version != seen.version;
-                if fresh.status != ConnectionStatus::Connected
-                    || (someone_refreshed && !self.needs_refresh(&fresh))
-                    || (!force && !self.needs_refresh(&fresh))
-                {
+                if fresh.status != ConnectionStatus::Connected {
                     self.store.release_refresh_lease(fresh.id, &owner).await?;
                     self.cache.put(&fresh).await;
-                    if fresh.status != ConnectionStatus::Connected {
-                        return Err(OAuthError::NotUsable(fresh.status));
+                    return Err(OAuthError::NotUsable(fresh.status));
+                }
+                // Someone refreshed between our read and our lease: use their result (a forced
+                // refresh is satisfied by it too), unless it is already due again.
+                let someone_refreshed = fresh.version != seen.version;
+                let tokens = match self.open(&fresh) {
+                    Ok(tokens) => tokens,
+                    Err(error) => {
+                        self.store.release_refresh_lease(fresh.id, &owner).await?;
+                        return Err(error);
                     }
-                    let tokens = self.open(&fresh)?;
+                };
+                if !self.needs_refresh(&tokens) && (someone_refreshed || !force) {
+                    self.store.release_refresh_lease(fresh.id, &owner).await?;
+                    self.cache.put(&fresh).await;
                     return Ok(Self::issue(&fresh, tokens));
                 }
                 return self.refresh_holding_lease(spec, fresh, &owner).await;
@@ -338,9 +359,9 @@ impl Connections {
                 if current.status != ConnectionStatus::Connected {
                     return Err(OAuthError::NotUsable(current.status));
                 }
-                if !self.needs_refresh(&current) {
+                let tokens = self.open(&current)?;
+                if !self.needs_refresh(&tokens) {
                     self.cache.put(&current).await;
-                    let tokens = self.open(&current)?;
                     return Ok(Self::issue(&current, tokens));
                 }
             }
@@ -412,6 +433,7 @@ impl Connections {
                     refresh_token: grant.tokens.refresh_token.or(old.refresh_token),
                     token_type: grant.tokens.token_type,
                     expires_at: grant.tokens.expires_at,
+                    issued_at: grant.tokens.issued_at,
                     refresh_expires_at: new_refresh_expiry.or(old.refresh_expires_at),
                     scopes: if grant.scopes_reported {
                         grant.tokens.scopes

@@ -99,13 +99,17 @@ impl WebhookDeliverer {
         for event in events {
             match self.post(&event).await {
                 Ok(()) => {
-                    self.store.mark_event_delivered(event.id, self.clock.now()).await?;
+                    self.store
+                        .mark_event_delivered(event.id, self.clock.now())
+                        .await?;
                     delivered += 1;
                 }
                 Err(reason) => {
                     let next = self.clock.now() + super::backoff(event.attempts, None);
                     tracing::warn!(event = %event.event_type, delivery = %event.id, attempts = event.attempts, %reason, "webhook delivery failed; will retry");
-                    self.store.mark_event_failed(event.id, next, &reason).await?;
+                    self.store
+                        .mark_event_failed(event.id, next, &reason)
+                        .await?;
                 }
             }
         }
@@ -128,15 +132,27 @@ impl WebhookDeliverer {
             .header("content-type", "application/json")
             .header("growth-engine-event", &event.event_type)
             .header("growth-engine-delivery", event.id.to_string())
-            .header("growth-engine-signature", format!("t={timestamp},v1={signature}"))
+            .header(
+                "growth-engine-signature",
+                format!("t={timestamp},v1={signature}"),
+            )
             .body(body)
             .send()
             .await
-            .map_err(|e| if e.is_timeout() { "timed out".to_owned() } else { "connection failed".to_owned() })?;
+            .map_err(|e| {
+                if e.is_timeout() {
+                    "timed out".to_owned()
+                } else {
+                    "connection failed".to_owned()
+                }
+            })?;
         if response.status().is_success() {
             Ok(())
         } else {
-            Err(format!("receiver answered HTTP {}", response.status().as_u16()))
+            Err(format!(
+                "receiver answered HTTP {}",
+                response.status().as_u16()
+            ))
         }
     }
 }

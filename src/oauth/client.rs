@@ -510,6 +510,7 @@ fn parse_grant(
                 .unwrap_or("Bearer")
                 .to_owned(),
             expires_at,
+            issued_at: Some(now),
             refresh_expires_at,
             scopes,
             extra: Default::default(),

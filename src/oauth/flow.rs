@@ -262,7 +262,9 @@ impl Flow {
             .catalog
             .find(platform_slug)
             .map_or_else(|| "unknown".to_owned(), |spec| spec.id.to_string());
-        let result = self.finish_flow(platform_slug, params, binding_cookie).await;
+        let result = self
+            .finish_flow(platform_slug, params, binding_cookie)
+            .await;
         match &result {
             Ok(_) => self.metrics.flow_completed(&label),
             Err(error) => self.metrics.flow_failed(&label, error.reason()),

@@ -10,6 +10,7 @@ mod health;
 // Shared by every suite; not every suite uses every helper.
 #[allow(dead_code)]
 mod helpers;
+mod lifecycle;
 mod proxy;
 mod state;
 mod store;

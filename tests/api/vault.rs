@@ -23,6 +23,7 @@ fn token_set() -> TokenSet {
         refresh_token: Some("refresh-token-value".into()),
         token_type: "Bearer".into(),
         expires_at: Some(chrono::Utc::now()),
+        issued_at: None,
         refresh_expires_at: None,
         scopes: vec!["pages_show_list".into()],
         extra: Default::default(),
