@@ -12,6 +12,7 @@ mod health;
 mod helpers;
 mod lifecycle;
 mod proxy;
+mod replicas;
 mod state;
 mod store;
 mod vault;
