@@ -141,6 +141,9 @@ pub struct GenericProviderSettings {
     pub client_auth_basic: bool,
     /// `<NAME>_PKCE`: `true` (default) or `false`.
     pub pkce: bool,
+    /// `<NAME>_AUTHORIZE_PARAMS`: further authorization parameters, form-encoded
+    /// (`prompt=consent&access_type=offline`).
+    pub authorize_params: Vec<(String, String)>,
 }
 
 /// Every setting, validated.
@@ -560,6 +563,15 @@ impl Settings {
                 platform,
                 client_auth_basic,
                 pkce: vars.bool(&format!("{prefix}_PKCE"), true)?,
+                authorize_params: match vars.get(&format!("{prefix}_AUTHORIZE_PARAMS")) {
+                    None => Vec::new(),
+                    Some(text) => serde_urlencoded::from_str(text).map_err(|_| {
+                        ConfigError::new(
+                            format!("{prefix}_AUTHORIZE_PARAMS"),
+                            "must be form-encoded, like prompt=consent&access_type=offline",
+                        )
+                    })?,
+                },
             });
         }
 

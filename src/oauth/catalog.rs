@@ -138,7 +138,7 @@ pub struct PlatformSpec {
     /// PKCE.
     pub pkce: Pkce,
     /// Further fixed authorization parameters (Google's `access_type=offline`, `prompt=consent`).
-    pub extra_authorize_params: Vec<(&'static str, &'static str)>,
+    pub extra_authorize_params: Vec<(String, String)>,
     /// How the grant is renewed.
     pub renewal: Renewal,
     /// Whether a refresh invalidates the previous refresh token.
@@ -172,6 +172,12 @@ pub const BUILT_IN: [&str; 5] = ["meta", "tiktok", "google", "pinterest", "twitt
 fn url(text: &str) -> Option<Url> {
     // The literals below are valid URLs; a typo would drop the platform and fail the catalog tests.
     Url::parse(text).ok()
+}
+
+fn params(list: &[(&str, &str)]) -> Vec<(String, String)> {
+    list.iter()
+        .map(|(name, value)| ((*name).to_owned(), (*value).to_owned()))
+        .collect()
 }
 
 fn scopes(list: &[&str]) -> Vec<String> {
@@ -219,7 +225,7 @@ fn built_in(slug: &str) -> Option<PlatformSpec> {
             token_method: TokenMethod::GetQuery,
             // PKCE exists only in Meta's OIDC variant, "still in testing" (providers.md M11).
             pkce: Pkce::None,
-            extra_authorize_params: vec![("response_type", "code")],
+            extra_authorize_params: params(&[("response_type", "code")]),
             renewal: Renewal::MetaExchange,
             refresh_rotates: false,
             revocation: Revocation::MetaDeletePermissions,
@@ -257,7 +263,7 @@ fn built_in(slug: &str) -> Option<PlatformSpec> {
             token_method: TokenMethod::PostForm,
             // The web flow documents no PKCE; desktop PKCE uses hex, not RFC 7636 (providers.md T1, T11).
             pkce: Pkce::None,
-            extra_authorize_params: vec![("response_type", "code")],
+            extra_authorize_params: params(&[("response_type", "code")]),
             renewal: Renewal::RefreshToken,
             refresh_rotates: true,
             revocation: Revocation::Form {
@@ -297,12 +303,12 @@ fn built_in(slug: &str) -> Option<PlatformSpec> {
             client_auth: ClientAuth::RequestBody,
             token_method: TokenMethod::PostForm,
             pkce: Pkce::S256,
-            extra_authorize_params: vec![
+            extra_authorize_params: params(&[
                 ("response_type", "code"),
                 ("access_type", "offline"),
                 ("prompt", "consent"),
                 ("include_granted_scopes", "true"),
-            ],
+            ]),
             renewal: Renewal::RefreshToken,
             refresh_rotates: false,
             revocation: Revocation::Form {
@@ -343,7 +349,7 @@ fn built_in(slug: &str) -> Option<PlatformSpec> {
             client_auth: ClientAuth::Basic,
             token_method: TokenMethod::PostForm,
             pkce: Pkce::None,
-            extra_authorize_params: vec![("response_type", "code")],
+            extra_authorize_params: params(&[("response_type", "code")]),
             renewal: Renewal::RefreshToken,
             refresh_rotates: true,
             revocation: Revocation::Unsupported(
@@ -382,7 +388,7 @@ fn built_in(slug: &str) -> Option<PlatformSpec> {
             client_auth: ClientAuth::Basic,
             token_method: TokenMethod::PostForm,
             pkce: Pkce::S256,
-            extra_authorize_params: vec![("response_type", "code")],
+            extra_authorize_params: params(&[("response_type", "code")]),
             renewal: Renewal::RefreshToken,
             refresh_rotates: true,
             revocation: Revocation::Form {
@@ -500,7 +506,7 @@ impl Catalog {
                 },
                 token_method: TokenMethod::PostForm,
                 pkce: if generic.pkce { Pkce::S256 } else { Pkce::None },
-                extra_authorize_params: vec![("response_type", "code")],
+                extra_authorize_params: params(&[("response_type", "code")]),
                 renewal: Renewal::RefreshToken,
                 refresh_rotates: false,
                 revocation: Revocation::Form {
@@ -521,6 +527,8 @@ impl Catalog {
                 sandboxed: false,
                 generic: true,
             };
+            spec.extra_authorize_params
+                .extend(generic.authorize_params.iter().cloned());
             apply_overrides(&mut spec, &generic.platform);
             if generic.platform.revoke_url.is_none() {
                 spec.revocation = Revocation::Unsupported(

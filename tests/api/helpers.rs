@@ -134,6 +134,8 @@ pub struct TestAppOptions {
     pub extra_env: Vec<(&'static str, String)>,
     pub clock: Option<ManualClock>,
     pub refresher: bool,
+    /// A listener bound in advance, for tests that must know the address before the app starts.
+    pub listener: Option<TcpListener>,
 }
 
 impl Default for TestAppOptions {
@@ -144,6 +146,7 @@ impl Default for TestAppOptions {
             extra_env: Vec::new(),
             clock: None,
             refresher: false,
+            listener: None,
         }
     }
 }
@@ -192,8 +195,11 @@ pub async fn spawn_app() -> TestApp {
     spawn_app_with(TestAppOptions::default()).await
 }
 
-pub async fn spawn_app_with(options: TestAppOptions) -> TestApp {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind app");
+pub async fn spawn_app_with(mut options: TestAppOptions) -> TestApp {
+    let listener = match options.listener.take() {
+        Some(listener) => listener,
+        None => TcpListener::bind("127.0.0.1:0").await.expect("bind app"),
+    };
     let address = format!("http://127.0.0.1:{}", listener.local_addr().unwrap().port());
     let sim_listener = TcpListener::bind("127.0.0.1:0")
         .await

@@ -11,6 +11,7 @@ mod health;
 #[allow(dead_code)]
 mod helpers;
 mod lifecycle;
+mod oidc;
 mod proxy;
 mod replicas;
 mod state;

@@ -21,7 +21,11 @@ impl Drop for Replica {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 async fn wait_healthy(address: &str) {
@@ -32,7 +36,10 @@ async fn wait_healthy(address: &str) {
                 return;
             }
         }
-        assert!(tokio::time::Instant::now() < deadline, "replica {address} never became healthy");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "replica {address} never became healthy"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -43,7 +50,10 @@ async fn fifty_requests_over_three_replicas_cause_exactly_one_refresh() {
     let (_, prefix) = fresh_redis().await;
     let key = growth_engine::vault::Key::generate().to_base64();
     let sim_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let sim_address = format!("http://127.0.0.1:{}", sim_listener.local_addr().unwrap().port());
+    let sim_address = format!(
+        "http://127.0.0.1:{}",
+        sim_listener.local_addr().unwrap().port()
+    );
     let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
     let (client_id, client_secret) = credentials("twitter");
     let simulator = Simulator::new(vec![SimClient {
@@ -103,7 +113,10 @@ async fn fifty_requests_over_three_replicas_cause_exactly_one_refresh() {
     // Connect through the first replica.
     let api = reqwest::Client::new();
     let connect: serde_json::Value = api
-        .get(format!("{}/api/v1/oauth/connect/twitter?user_id=u&store_id=replicated", replicas[0].address))
+        .get(format!(
+            "{}/api/v1/oauth/connect/twitter?user_id=u&store_id=replicated",
+            replicas[0].address
+        ))
         .bearer_auth(API_KEY)
         .send()
         .await
@@ -128,7 +141,10 @@ async fn fifty_requests_over_three_replicas_cause_exactly_one_refresh() {
     tokio::time::sleep(Duration::from_secs(11)).await;
     let mut tasks = Vec::new();
     for n in 0..50 {
-        let url = format!("{}/api/v1/oauth/token/twitter?store_id=replicated", replicas[n % 3].address);
+        let url = format!(
+            "{}/api/v1/oauth/token/twitter?store_id=replicated",
+            replicas[n % 3].address
+        );
         let api = api.clone();
         tasks.push(tokio::spawn(async move {
             let response = api.get(url).bearer_auth(API_KEY).send().await.unwrap();
@@ -141,9 +157,20 @@ async fn fifty_requests_over_three_replicas_cause_exactly_one_refresh() {
     for task in tasks {
         tokens.push(task.await.unwrap());
     }
-    assert_eq!(refreshes(), 1, "exactly one refresh at the platform across three replicas");
-    let newest = simulator.issued_access_tokens("twitter").last().unwrap().clone();
-    assert!(tokens.iter().all(|t| *t == newest), "all 50 answers carry the same new token");
+    assert_eq!(
+        refreshes(),
+        1,
+        "exactly one refresh at the platform across three replicas"
+    );
+    let newest = simulator
+        .issued_access_tokens("twitter")
+        .last()
+        .unwrap()
+        .clone();
+    assert!(
+        tokens.iter().all(|t| *t == newest),
+        "all 50 answers carry the same new token"
+    );
 
     drop(replicas);
     db.drop_database().await;
