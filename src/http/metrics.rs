@@ -16,8 +16,15 @@ pub fn router() -> Router<AppState> {
     Router::new().route("/metrics", get(metrics))
 }
 
-/// Renders every metric; connection counts are read from the database at scrape time.
-async fn metrics(
+/// Prometheus metrics in the text exposition format; connection counts are read from the database
+/// at scrape time.
+#[utoipa::path(get, path = "/metrics", tag = "operations",
+    security(("api_key" = [])),
+    responses(
+        (status = 200, content_type = "application/openmetrics-text", body = String),
+        (status = 401, body = super::error::ErrorBody),
+    ))]
+pub async fn metrics(
     State(metrics): State<Metrics>,
     State(connections): State<Connections>,
     _caller: ApiCaller,

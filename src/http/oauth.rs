@@ -63,7 +63,7 @@ pub async fn platforms(State(flow): State<Flow>, _caller: ApiCaller) -> Json<Pla
 /// Starts an authorization flow and returns the URL the merchant's browser should open.
 #[utoipa::path(get, path = "/api/v1/oauth/connect/{platform}", tag = "oauth",
     security(("api_key" = [])),
-    params(("platform" = String, Path, description = "meta, tiktok, google, pinterest, twitter, or a generic provider"), StoreUserQuery),
+    params(("platform" = BuiltInPlatform, Path, description = "meta, tiktok, google, pinterest, twitter, or a generic provider"), StoreUserQuery),
     responses(
         (status = 200, body = AuthorizationUrl),
         (status = 400, body = ErrorBody, description = "missing or malformed parameters"),
@@ -189,7 +189,7 @@ pub async fn callback(
 /// Revokes at the platform where possible, then deletes the connection and its tokens.
 #[utoipa::path(delete, path = "/api/v1/oauth/disconnect/{platform}", tag = "oauth",
     security(("api_key" = [])),
-    params(("platform" = String, Path), StoreUserQuery),
+    params(("platform" = BuiltInPlatform, Path), StoreUserQuery),
     responses(
         (status = 200, body = DisconnectResponse),
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
@@ -273,7 +273,7 @@ pub async fn connections(
 /// A valid access token for the store's connection, refreshed first when it is about to expire.
 #[utoipa::path(get, path = "/api/v1/oauth/token/{platform}", tag = "tokens",
     security(("api_key" = [])),
-    params(("platform" = String, Path), StoreQuery),
+    params(("platform" = BuiltInPlatform, Path), StoreQuery),
     responses(
         (status = 200, body = TokenResponse),
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
@@ -296,7 +296,7 @@ pub async fn token(
 /// Forces a refresh and returns the new token.
 #[utoipa::path(post, path = "/api/v1/oauth/refresh/{platform}", tag = "tokens",
     security(("api_key" = [])),
-    params(("platform" = String, Path), StoreQuery),
+    params(("platform" = BuiltInPlatform, Path), StoreQuery),
     responses(
         (status = 200, body = TokenResponse),
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),

@@ -33,7 +33,9 @@ impl Modify for BearerKey {
         super::oauth::connections,
         super::oauth::token,
         super::oauth::refresh,
+        super::metrics::metrics,
     ),
+    components(schemas(super::views::BuiltInPlatform)),
     modifiers(&BearerKey),
 )]
 pub struct ApiDoc;

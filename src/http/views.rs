@@ -8,6 +8,23 @@ use utoipa::{IntoParams, ToSchema};
 use crate::domain::{Connection, ConnectionStatus, StoreId, UserId};
 use crate::oauth::PlatformSpec;
 
+/// The built-in platforms, as the OpenAPI document names them (operators may add generic providers,
+/// which the paths accept too).
+#[derive(Debug, ToSchema)]
+#[schema(rename_all = "lowercase")]
+pub enum BuiltInPlatform {
+    /// Meta (Facebook and Instagram).
+    Meta,
+    /// TikTok.
+    Tiktok,
+    /// Google Ads.
+    Google,
+    /// Pinterest.
+    Pinterest,
+    /// X (Twitter).
+    Twitter,
+}
+
 /// `?user_id=..&store_id=..`
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]

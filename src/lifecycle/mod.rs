@@ -89,6 +89,8 @@ pub struct Connections {
 
 impl Connections {
     /// Builds the service.
+    // Plain wiring of the services it stands on; a builder would add ceremony, not clarity.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         store: Arc<dyn Store>,
         keyring: Arc<Keyring>,
