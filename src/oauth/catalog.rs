@@ -82,8 +82,6 @@ pub enum ErrorShape {
 pub struct AccountMapping {
     /// Query parameters the user-info call needs (`fields=...`).
     pub query: Vec<(&'static str, &'static str)>,
-    /// Meta: the token goes in the `access_token` query parameter rather than a header.
-    pub token_in_query: bool,
     /// The path to the object holding the account (`data.user` for TikTok, `data` for X).
     pub wrapper: &'static [&'static str],
     /// Paths to the account id.
@@ -191,7 +189,6 @@ fn built_in(slug: &str) -> Option<PlatformSpec> {
     let id = PlatformId::parse(slug).ok()?;
     let plain_account = AccountMapping {
         query: vec![],
-        token_in_query: false,
         wrapper: &[],
         id: &[&["id"]],
         name: &[&["name"]],
@@ -232,7 +229,6 @@ fn built_in(slug: &str) -> Option<PlatformSpec> {
             errors: ErrorShape::Graph,
             account: AccountMapping {
                 query: vec![("fields", "id,name,picture")],
-                token_in_query: true,
                 picture: &[&["picture", "data", "url"]],
                 ..plain_account
             },
@@ -273,7 +269,6 @@ fn built_in(slug: &str) -> Option<PlatformSpec> {
             errors: ErrorShape::Rfc6749,
             account: AccountMapping {
                 query: vec![("fields", "open_id,union_id,avatar_url,display_name")],
-                token_in_query: false,
                 wrapper: &["data", "user"],
                 id: &[&["open_id"]],
                 name: &[&["display_name"]],
@@ -516,7 +511,6 @@ impl Catalog {
                 errors: ErrorShape::Rfc6749,
                 account: AccountMapping {
                     query: vec![],
-                    token_in_query: false,
                     wrapper: &[],
                     id: &[&["sub"], &["id"]],
                     name: &[&["name"], &["preferred_username"], &["email"]],

@@ -255,7 +255,9 @@ impl PlatformClient {
         })
     }
 
-    /// A `GET` carrying the user's token the way the platform expects it.
+    /// A `GET` carrying the user's token. Always in the `Authorization` header, never in the URL,
+    /// even at Meta, whose Graph API also accepts the header (RFC 6750 §2.1): a URL is one log line
+    /// away from a leak.
     pub async fn get_with_token(
         &self,
         spec: &PlatformSpec,
@@ -263,12 +265,11 @@ impl PlatformClient {
         access_token: &SecretString,
         query: &[(&str, &str)],
     ) -> Result<Value, OAuthError> {
-        let mut request = self.http.get(url).query(query);
-        request = if spec.account.token_in_query {
-            request.query(&[("access_token", access_token.expose_secret())])
-        } else {
-            request.bearer_auth(access_token.expose_secret())
-        };
+        let request = self
+            .http
+            .get(url)
+            .query(query)
+            .bearer_auth(access_token.expose_secret());
         self.send_json(spec, request.header("Accept", "application/json"))
             .await
     }
@@ -286,8 +287,10 @@ impl PlatformClient {
                 )
             }
             (Revocation::MetaDeletePermissions, Some(url)) => {
-                let mut request = self.http.request(Method::DELETE, url.clone());
-                request = request.query(&[("access_token", tokens.access_token.expose_secret())]);
+                let request = self
+                    .http
+                    .request(Method::DELETE, url.clone())
+                    .bearer_auth(tokens.access_token.expose_secret());
                 self.send_json(spec, request).await.map(|_| ())
             }
             (Revocation::Form { authenticate, hint }, Some(url)) => {

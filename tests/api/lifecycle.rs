@@ -549,3 +549,34 @@ async fn metrics_count_flows_refreshes_and_connections() {
     );
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_token_endpoint_timeout_during_refresh_leaves_the_connection_connected() {
+    let app = spawn_app_with(TestAppOptions {
+        extra_env: vec![("HTTP_TIMEOUT_SECONDS", "1".into())],
+        ..Default::default()
+    })
+    .await;
+    connect(&app, "twitter", "slow-platform").await;
+    app.simulator
+        .set_fault("twitter", Some(Fault::Delay(Duration::from_secs(3))));
+    let started = std::time::Instant::now();
+    let response = app
+        .post("/api/v1/oauth/refresh/twitter?store_id=slow-platform")
+        .await;
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "cut at the timeout"
+    );
+    assert_eq!(response.status(), 200, "the still-valid token is served");
+    let connection = status_of(&app, "slow-platform").await;
+    assert_eq!(connection["status"], "CONNECTED");
+    assert!(
+        connection["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("timed out"),
+        "{connection}"
+    );
+    app.stop().await;
+}

@@ -227,3 +227,70 @@ async fn rotate_keys_reseals_rows_written_under_an_old_key_and_they_still_read()
     }
     db.drop_database().await;
 }
+
+#[tokio::test]
+async fn the_rotate_keys_command_reseals_and_reports_what_it_did() {
+    let db = fresh_database().await;
+    let old_key = Key::generate();
+    let new_key = Key::generate();
+    let services = Services::build(
+        settings_from(&[
+            ("DATABASE_URL", db.url.clone()),
+            ("TOKEN_ENCRYPTION_KEY", old_key.to_base64()),
+        ]),
+        Arc::new(SystemClock),
+    )
+    .await
+    .unwrap();
+    services.store.migrate().await.unwrap();
+    let platform = PlatformId::parse("tiktok").unwrap();
+    let spec = services
+        .connections
+        .catalog()
+        .get(&platform)
+        .unwrap()
+        .clone();
+    let grant = growth_engine::oauth::client::TokenGrant {
+        tokens: token_set(),
+        scopes_reported: true,
+        account_hint: None,
+    };
+    services
+        .connections
+        .record_grant(
+            &spec,
+            &StoreId::parse("cli-store").unwrap(),
+            &growth_engine::domain::UserId::parse("u").unwrap(),
+            grant,
+            Default::default(),
+            Default::default(),
+            Default::default(),
+        )
+        .await
+        .unwrap();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_growth-engine"))
+        .arg("rotate-keys")
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("DATABASE_URL", &db.url)
+        .env("TOKEN_ENCRYPTION_KEY", new_key.to_base64())
+        .env("TOKEN_ENCRYPTION_OLD_KEYS", old_key.to_base64())
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains("re-encrypted 1 connection(s)"), "{stdout}");
+    assert!(!stdout.contains(&new_key.to_base64()) && !stdout.contains(&old_key.to_base64()));
+    let row = services
+        .store
+        .get_connection(&StoreId::parse("cli-store").unwrap(), &platform)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(row.key_id.as_deref(), Some(new_key.id()));
+    db.drop_database().await;
+}
