@@ -17,7 +17,7 @@ use crate::domain::StoreId;
 use crate::lifecycle::Connections;
 use crate::oauth::client::RevocationOutcome;
 use crate::oauth::flow::{cookie_name_for_state, CallbackParams};
-use crate::oauth::{Flow, OAuthError};
+use crate::oauth::{Flow, OAuthError, PlatformSpec};
 
 /// The OAuth routes.
 pub fn router() -> Router<AppState> {
@@ -45,6 +45,13 @@ fn platform_error(flow: &Flow, error: OAuthError) -> ApiError {
 
 fn flow_slugs(flow: &Flow) -> Vec<String> {
     flow.catalog().slugs()
+}
+
+/// The platform a path names, configured or not; a 404 listing the platforms otherwise.
+fn known_platform<'a>(flow: &'a Flow, slug: &str) -> Result<&'a PlatformSpec, ApiError> {
+    flow.catalog()
+        .find(slug)
+        .ok_or_else(|| platform_error(flow, OAuthError::UnknownPlatform(slug.to_owned())))
 }
 
 /// Lists the platforms and whether each is configured.
@@ -204,10 +211,7 @@ pub async fn disconnect(
     ApiPath(platform): ApiPath<String>,
     ApiQuery(query): ApiQuery<StoreUserQuery>,
 ) -> Result<Json<DisconnectResponse>, ApiError> {
-    let spec = flow
-        .catalog()
-        .find(&platform)
-        .ok_or_else(|| platform_error(&flow, OAuthError::UnknownPlatform(platform.clone())))?;
+    let spec = known_platform(&flow, &platform)?;
     let outcome = connections.disconnect(spec, &query.store_id).await?;
     tracing::info!(store_id = %query.store_id, user_id = %query.user_id, "disconnected");
     Ok(Json(disconnect_response(
@@ -321,10 +325,7 @@ async fn issue_token(
     store_id: &StoreId,
     force: bool,
 ) -> Result<Response, ApiError> {
-    let spec = flow
-        .catalog()
-        .find(platform)
-        .ok_or_else(|| platform_error(flow, OAuthError::UnknownPlatform(platform.to_owned())))?;
+    let spec = known_platform(flow, platform)?;
     let issued = connections.access_token(spec, store_id, force).await?;
     let body = TokenResponse {
         access_token: issued.access_token.expose_secret().to_owned(),
