@@ -13,7 +13,9 @@ use tokio::task::JoinHandle;
 
 use crate::clock::{SharedClock, SystemClock};
 use crate::config::{KeySettings, Settings};
+use crate::http::dashboard::DashboardAuth;
 use crate::http::extract::ApiKeys;
+use crate::http::perimeter::Perimeter;
 use crate::http::{AppState, HealthProbe, WebSettings};
 use crate::lifecycle::refresher::Refresher;
 use crate::lifecycle::{Connections, TokenCache};
@@ -88,6 +90,8 @@ pub struct Services {
     pub flow: Flow,
     /// The built-in sandbox, when enabled.
     pub sandbox: Option<Simulator>,
+    /// Dashboard links and sessions (the CLI's `dashboard-link` and tests mint links with it).
+    pub dashboard: DashboardAuth,
 }
 
 /// Reads the keyring, creating the development key file on first start.
@@ -155,6 +159,7 @@ impl Services {
             clock.clone(),
             settings.refresh_window,
         );
+        let dashboard = DashboardAuth::from_settings(&settings, &keyring, clock.clone());
         let flow = Flow::new(
             catalog.clone(),
             states,
@@ -181,6 +186,7 @@ impl Services {
             connections,
             flow,
             sandbox,
+            dashboard,
         })
     }
 
@@ -249,6 +255,8 @@ impl Application {
                 secure_cookies: services.settings.is_production()
                     || services.settings.api_url.scheme() == "https",
             },
+            dashboard: services.dashboard.clone(),
+            perimeter: Perimeter::from_settings(&services.settings),
         };
         let extra = match &services.sandbox {
             Some(sim) => crate::sandbox::router(sim.clone()),
@@ -295,9 +303,14 @@ impl Application {
                     .await;
             }));
         }
-        let result = axum::serve(self.listener, self.router)
-            .with_graceful_shutdown(shutdown)
-            .await;
+        // Connect info gives the rate limiter each client's address.
+        let result = axum::serve(
+            self.listener,
+            self.router
+                .into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
+        .with_graceful_shutdown(shutdown)
+        .await;
         let _ = stop_tx.send(true);
         for task in self.background {
             let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
