@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod config;
+mod dashboard;
 mod flow_faults;
 mod flows;
 mod health;
