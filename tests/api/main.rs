@@ -5,6 +5,7 @@
 
 mod config;
 mod dashboard;
+mod dashboard_browser;
 mod flow_faults;
 mod flows;
 mod health;
