@@ -1,5 +1,7 @@
 //! The HTTP edge: routes, extractors, the one error-to-HTTP mapping, and the middleware every response
-//! passes through (request id, tracing without secrets, 5xx cause logging, body limits).
+//! passes through (request id, tracing without secrets, 5xx cause logging, body limits, and the
+//! [`perimeter`]: security headers, CORS, rate limits). [`dashboard`] is the merchant's
+//! connections page.
 
 pub mod dashboard;
 pub mod error;
