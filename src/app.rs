@@ -13,7 +13,9 @@ use tokio::task::JoinHandle;
 
 use crate::clock::{SharedClock, SystemClock};
 use crate::config::{KeySettings, Settings};
+use crate::http::dashboard::DashboardAuth;
 use crate::http::extract::ApiKeys;
+use crate::http::perimeter::Perimeter;
 use crate::http::{AppState, HealthProbe, WebSettings};
 use crate::lifecycle::refresher::Refresher;
 use crate::lifecycle::webhooks::WebhookDeliverer;
@@ -97,6 +99,8 @@ pub struct Services {
     pub metrics: Metrics,
     /// The webhook deliverer, when `WEBHOOK_URL` is set.
     pub webhooks: Option<WebhookDeliverer>,
+    /// Dashboard links and sessions (the CLI's `dashboard-link` and tests mint links with it).
+    pub dashboard: DashboardAuth,
 }
 
 /// Reads the keyring, creating the development key file on first start.
@@ -166,6 +170,7 @@ impl Services {
             settings.refresh_window,
             metrics.clone(),
         );
+        let dashboard = DashboardAuth::from_settings(&settings, &keyring, clock.clone());
         let flow = Flow::new(
             catalog.clone(),
             states,
@@ -204,6 +209,7 @@ impl Services {
             sandbox,
             metrics,
             webhooks,
+            dashboard,
         })
     }
 
@@ -273,6 +279,8 @@ impl Application {
                 secure_cookies: services.settings.is_production()
                     || services.settings.api_url.scheme() == "https",
             },
+            dashboard: services.dashboard.clone(),
+            perimeter: Perimeter::from_settings(&services.settings),
         };
         let extra = match &services.sandbox {
             Some(sim) => crate::sandbox::router(sim.clone()),
@@ -332,9 +340,14 @@ impl Application {
                     .await;
             }));
         }
-        let result = axum::serve(self.listener, self.router)
-            .with_graceful_shutdown(shutdown)
-            .await;
+        // Connect info gives the rate limiter each client's address.
+        let result = axum::serve(
+            self.listener,
+            self.router
+                .into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
+        .with_graceful_shutdown(shutdown)
+        .await;
         let _ = stop_tx.send(true);
         for task in self.background {
             let _ = tokio::time::timeout(Duration::from_secs(5), task).await;

@@ -5,6 +5,9 @@ use anyhow::Context;
 use crate::app::{self, Application, Services};
 use crate::clock::SystemClock;
 use crate::config::Settings;
+use crate::domain::{StoreId, UserId};
+use crate::http::dashboard::session::LINK_MAX_MINUTES;
+use crate::http::dashboard::DashboardAuth;
 
 /// Sets up tracing: JSON in production (or `LOG_FORMAT=json`), readable text otherwise; `RUST_LOG`
 /// filters (default `info`).
@@ -31,6 +34,9 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     tracing::info!(port = application.port(), %api_url, "growth-engine listening");
     if application.services().sandbox.is_some() {
         tracing::info!("sandbox platforms enabled: unconfigured platforms are simulated under {api_url}sandbox/");
+    }
+    if !application.services().settings.is_production() {
+        log_demo_link(application.services());
     }
     application.run_until(app::shutdown_signal()).await?;
     Ok(())
@@ -74,4 +80,38 @@ pub fn check_config(settings: &Settings) -> anyhow::Result<()> {
         println!("  {name:<24} {value}");
     }
     Ok(())
+}
+
+/// `dashboard-link`: prints a link that opens the store's connections page (valid `minutes`).
+pub fn dashboard_link(
+    settings: Settings,
+    store_id: &str,
+    user_id: &str,
+    minutes: i64,
+) -> anyhow::Result<()> {
+    let store_id = StoreId::parse(store_id).context("--store-id")?;
+    let user_id = UserId::parse(user_id).context("--user-id")?;
+    let keyring = app::load_keyring(&settings.keys)?;
+    let auth = DashboardAuth::from_settings(&settings, &keyring, std::sync::Arc::new(SystemClock));
+    let link = auth.mint_link(&store_id, &user_id, minutes)?;
+    println!("{link}");
+    Ok(())
+}
+
+/// Development only: logs a ready link to the demo store's page. The link is a credential, but
+/// only for a demo store on a development machine, where having it in the log is the point.
+fn log_demo_link(services: &Services) {
+    let (Ok(store_id), Ok(user_id)) = (StoreId::parse("demo-store"), UserId::parse("demo-user"))
+    else {
+        return;
+    };
+    match services
+        .dashboard
+        .mint_link(&store_id, &user_id, LINK_MAX_MINUTES)
+    {
+        Ok(link) => tracing::info!(
+            "development: the demo store's connections page (link valid {LINK_MAX_MINUTES} minutes; `growth-engine dashboard-link` prints a new one): {link}"
+        ),
+        Err(error) => tracing::warn!(%error, "could not mint the demo dashboard link"),
+    }
 }

@@ -161,6 +161,17 @@ pub struct Settings {
     pub dashboard_url: Url,
     /// `ALLOWED_ORIGINS`: origins allowed by CORS and allowed to embed the page.
     pub allowed_origins: Vec<String>,
+    /// `DASHBOARD_JWT_SECRET` (at least 32 bytes): signs dashboard links and sessions. Required in
+    /// production; `None` in development means "derive it from the token-encryption key".
+    pub dashboard_jwt_secret: Option<SecretString>,
+    /// `DASHBOARD_SESSION_MINUTES` (default 480): how long a dashboard session lasts.
+    pub dashboard_session: Duration,
+    /// `RATE_LIMIT_PER_MINUTE` (default 60): flow requests (connect, first hop, callback) allowed
+    /// per client IP per minute.
+    pub rate_limit_per_minute: u32,
+    /// `TRUST_PROXY` (default false): take the client IP from the last `X-Forwarded-For` entry,
+    /// which the proxy in front of us appended. Only safe behind such a proxy.
+    pub trust_proxy: bool,
     /// `DATABASE_URL`.
     pub database: DatabaseSettings,
     /// `REDIS_URL`; `None` keeps flow state in process.
@@ -335,6 +346,7 @@ impl Settings {
             let url = parse_http_url("ALLOWED_ORIGINS", &origin)?;
             allowed_origins.push(url.origin().ascii_serialization());
         }
+        let dashboard = dashboard_settings(&vars, production)?;
 
         let database = match vars.get("DATABASE_URL") {
             None if production => {
@@ -582,6 +594,10 @@ impl Settings {
             api_url,
             dashboard_url,
             allowed_origins,
+            dashboard_jwt_secret: dashboard.jwt_secret,
+            dashboard_session: dashboard.session,
+            rate_limit_per_minute: dashboard.rate_limit_per_minute,
+            trust_proxy: dashboard.trust_proxy,
             database,
             redis_url,
             redis_key_prefix,
@@ -615,6 +631,22 @@ impl Settings {
             ("API_URL".into(), self.api_url.to_string()),
             ("DASHBOARD_URL".into(), self.dashboard_url.to_string()),
             ("ALLOWED_ORIGINS".into(), self.allowed_origins.join(",")),
+            (
+                "DASHBOARD_JWT_SECRET".into(),
+                match self.dashboard_jwt_secret {
+                    Some(_) => "set (hidden)".into(),
+                    None => "not set: derived from the token-encryption key".into(),
+                },
+            ),
+            (
+                "DASHBOARD_SESSION_MINUTES".into(),
+                (self.dashboard_session.as_secs() / 60).to_string(),
+            ),
+            (
+                "RATE_LIMIT_PER_MINUTE".into(),
+                self.rate_limit_per_minute.to_string(),
+            ),
+            ("TRUST_PROXY".into(), self.trust_proxy.to_string()),
             ("DATABASE_URL".into(), self.database.describe()),
             (
                 "REDIS_URL".into(),
@@ -689,5 +721,58 @@ fn platform_overrides(
         revoke_url: vars.url(&format!("{prefix}_REVOKE_URL"))?,
         userinfo_url: vars.url(&format!("{prefix}_USERINFO_URL"))?,
         scopes,
+    })
+}
+
+/// The dashboard's and the perimeter's settings, read together.
+struct DashboardVars {
+    jwt_secret: Option<SecretString>,
+    session: Duration,
+    rate_limit_per_minute: u32,
+    trust_proxy: bool,
+}
+
+fn dashboard_settings(vars: &Vars<'_>, production: bool) -> Result<DashboardVars, ConfigError> {
+    // HS256 keys shorter than the hash's output weaken the signature (RFC 7518 §3.2).
+    let jwt_secret = vars.secret("DASHBOARD_JWT_SECRET");
+    match &jwt_secret {
+        Some(secret) if secret.expose_secret().len() < 32 => {
+            return Err(ConfigError::new(
+                "DASHBOARD_JWT_SECRET",
+                "must be at least 32 bytes (generate one with `growth-engine keygen`)",
+            ))
+        }
+        None if production => {
+            return Err(ConfigError::new(
+                "DASHBOARD_JWT_SECRET",
+                "is required in production: the main dashboard signs its links with it",
+            ))
+        }
+        _ => {}
+    }
+    let session_minutes = match vars.get("DASHBOARD_SESSION_MINUTES") {
+        None => 480,
+        Some(v) => v
+            .parse::<u64>()
+            .ok()
+            .filter(|m| (1..=7 * 24 * 60).contains(m))
+            .ok_or_else(|| {
+                ConfigError::new(
+                    "DASHBOARD_SESSION_MINUTES",
+                    "must be a whole number of minutes from 1 to 10080 (a week)",
+                )
+            })?,
+    };
+    let rate_limit_per_minute = match vars.get("RATE_LIMIT_PER_MINUTE") {
+        None => 60,
+        Some(v) => v.parse::<u32>().ok().filter(|n| *n >= 1).ok_or_else(|| {
+            ConfigError::new("RATE_LIMIT_PER_MINUTE", "must be a whole number above 0")
+        })?,
+    };
+    Ok(DashboardVars {
+        jwt_secret,
+        session: Duration::from_secs(session_minutes * 60),
+        rate_limit_per_minute,
+        trust_proxy: vars.bool("TRUST_PROXY", false)?,
     })
 }

@@ -3,7 +3,8 @@
 //! # Layout
 //! - [`config`]: settings from the environment, validated once.
 //! - [`app`]: builds the services, the router and the background tasks from settings.
-//! - [`http`]: the edge. Routes, extractors, the one error-to-HTTP mapping, middleware.
+//! - [`http`]: the edge. Routes, extractors, the one error-to-HTTP mapping, middleware, the security
+//!   perimeter, and the merchant's connections page (`/dashboard/marketing`).
 //! - [`oauth`]: the core. The platform catalog, calls to platforms and their quirks, the flow.
 //! - [`lifecycle`]: valid tokens. Recording grants, refresh under a lease, the background
 //!   refresher, disconnect, webhook events.

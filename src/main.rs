@@ -25,6 +25,18 @@ enum Command {
     RotateKeys,
     /// Validate settings and print what is configured, secrets masked.
     CheckConfig,
+    /// Print a short-lived link that opens a store's connections page.
+    DashboardLink {
+        /// The store the page manages.
+        #[arg(long)]
+        store_id: String,
+        /// The merchant's user.
+        #[arg(long)]
+        user_id: String,
+        /// How long the link works (1 to 15).
+        #[arg(long, default_value_t = 15, value_parser = clap::value_parser!(i64).range(1..=15))]
+        minutes: i64,
+    },
 }
 
 #[tokio::main]
@@ -42,12 +54,20 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    cli::init_tracing(&settings);
+    // `dashboard-link` prints only the link, so that `$(growth-engine dashboard-link ..)` works.
+    if !matches!(cli.command, Some(Command::DashboardLink { .. })) {
+        cli::init_tracing(&settings);
+    }
     let result = match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => cli::serve(settings).await,
         Command::Migrate => cli::migrate(settings).await,
         Command::RotateKeys => cli::rotate_keys(settings).await,
         Command::CheckConfig => cli::check_config(&settings),
+        Command::DashboardLink {
+            store_id,
+            user_id,
+            minutes,
+        } => cli::dashboard_link(settings, &store_id, &user_id, minutes),
         Command::Keygen => Ok(()),
     };
     match result {

@@ -222,6 +222,20 @@ impl Keyring {
             .map_err(|_| VaultError::Tampered)
     }
 
+    /// A 32-byte secret for another purpose (`purpose` names it), derived from the current key with
+    /// HMAC-SHA256. Deterministic: every process holding the same key derives the same secret, and
+    /// the secret reveals nothing about the key.
+    pub fn derive(&self, purpose: &str) -> SecretBox<[u8; 32]> {
+        use hmac::{Hmac, Mac};
+        // HMAC pads a key shorter than the hash's block (64 bytes) with zeros (RFC 2104 §2); doing
+        // it here lets us use the infallible constructor.
+        let mut block = [0u8; 64];
+        block[..32].copy_from_slice(self.current.bytes.expose_secret());
+        let mut mac = <Hmac<Sha256> as hmac::digest::KeyInit>::new(&block.into());
+        mac.update(purpose.as_bytes());
+        SecretBox::new(Box::new(mac.finalize().into_bytes().into()))
+    }
+
     /// Whether a sealed value was sealed with a key other than the current one.
     pub fn needs_reseal(&self, sealed: &str) -> bool {
         split_sealed(sealed).map_or(true, |(id, _)| id != self.current.id)

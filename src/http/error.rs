@@ -162,6 +162,8 @@ impl From<JsonRejection> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        // Bearer only for the API key; the dashboard's 401s are about its session cookie.
+        let bearer = self.status == StatusCode::UNAUTHORIZED && self.code == "unauthorized";
         let body = ErrorBody {
             error: ErrorDetail {
                 code: self.code,
@@ -170,7 +172,7 @@ impl IntoResponse for ApiError {
             },
         };
         let mut response = (self.status, Json(body)).into_response();
-        if self.status == StatusCode::UNAUTHORIZED {
+        if bearer {
             response
                 .headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
@@ -181,5 +183,31 @@ impl IntoResponse for ApiError {
                 .insert(InternalCause(Arc::from(cause)));
         }
         response
+    }
+}
+
+impl From<crate::http::dashboard::session::SessionError> for ApiError {
+    fn from(error: crate::http::dashboard::session::SessionError) -> Self {
+        use crate::http::dashboard::session::SessionError;
+        let (status, code) = match error {
+            SessionError::Missing => (StatusCode::UNAUTHORIZED, "session_required"),
+            SessionError::Invalid | SessionError::LinkTooLong => {
+                (StatusCode::UNAUTHORIZED, "session_invalid")
+            }
+            SessionError::Expired => (StatusCode::UNAUTHORIZED, "session_expired"),
+            SessionError::CrossSite => (StatusCode::FORBIDDEN, "cross_site_request"),
+        };
+        Self::new(status, code, error.merchant_message())
+    }
+}
+
+impl ApiError {
+    /// 429 for a client over its rate limit; the edge adds `Retry-After`.
+    pub fn rate_limited(retry_after_seconds: u64) -> Self {
+        Self::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            format!("Too many requests from this client. Retry in {retry_after_seconds} s."),
+        )
     }
 }

@@ -1,12 +1,16 @@
 //! The HTTP edge: routes, extractors, the one error-to-HTTP mapping, and the middleware every response
-//! passes through (request id, tracing without secrets, 5xx cause logging, body limits).
+//! passes through (request id, tracing without secrets, 5xx cause logging, body limits, and the
+//! [`perimeter`]: security headers, CORS, rate limits). [`dashboard`] is the merchant's
+//! connections page.
 
+pub mod dashboard;
 pub mod error;
 pub mod extract;
 pub mod health;
 pub mod metrics;
 pub mod oauth;
 pub mod openapi;
+pub mod perimeter;
 pub mod views;
 
 use std::sync::Arc;
@@ -91,6 +95,10 @@ pub struct AppState {
     pub metrics: Metrics,
     /// Browser-facing settings.
     pub web: WebSettings,
+    /// Dashboard links and sessions.
+    pub dashboard: dashboard::DashboardAuth,
+    /// Security headers, CORS and rate limits.
+    pub perimeter: perimeter::Perimeter,
 }
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -122,13 +130,19 @@ pub fn router(state: AppState, extra: Router) -> Router {
             .unwrap_or("-");
         tracing::info_span!("request", method = %request.method(), path = %request.uri().path(), request_id = %request_id)
     });
-    Router::new()
+    let perimeter = state.perimeter.clone();
+    let router = Router::new()
         .merge(health::router())
         .merge(oauth::router())
         .merge(openapi::router())
         .merge(metrics::router())
+        .merge(dashboard::router())
         .with_state(state)
         .merge(extra)
+        .layer(axum::middleware::from_fn_with_state(
+            perimeter::FlowRateLimit::new(&perimeter),
+            perimeter::rate_limit,
+        ))
         .layer(axum::middleware::from_fn(log_server_errors))
         .layer(tower_http::limit::RequestBodyLimitLayer::new(64 * 1024))
         .layer(trace)
@@ -142,4 +156,14 @@ pub fn router(state: AppState, extra: Router) -> Router {
             axum::http::header::X_CONTENT_TYPE_OPTIONS,
             HeaderValue::from_static("nosniff"),
         ))
+        .layer(axum::middleware::from_fn_with_state(
+            perimeter::SecurityHeaders::new(&perimeter),
+            perimeter::security_headers,
+        ));
+    // Outermost, so that preflights are answered before anything else and every answer (errors
+    // included) carries the CORS headers.
+    match perimeter.cors() {
+        Some(cors) => router.layer(cors),
+        None => router,
+    }
 }

@@ -18,7 +18,7 @@ fn error_of(pairs: &[(&str, &str)]) -> String {
     Settings::from_vars(&vars(pairs)).unwrap_err().to_string()
 }
 
-const PRODUCTION_OK: [(&str, &str); 6] = [
+const PRODUCTION_OK: [(&str, &str); 7] = [
     ("ENVIRONMENT", "production"),
     ("API_URL", "https://growth.example.com"),
     ("DATABASE_URL", "postgres://app:pw@db/app"),
@@ -28,6 +28,10 @@ const PRODUCTION_OK: [(&str, &str); 6] = [
         "q83vEjRWeJq83vEjRWeJq83vEjRWeJq83vEjRWeJq80=",
     ),
     ("API_KEYS", "a-production-api-key-0001"),
+    (
+        "DASHBOARD_JWT_SECRET",
+        "a-production-dashboard-secret-of-at-least-32-bytes",
+    ),
 ];
 
 fn production_with(name: &str, value: Option<&str>) -> Vec<(&'static str, String)> {
@@ -281,4 +285,123 @@ async fn the_binary_with_no_settings_at_all_serves_health() {
         dir.path().join(".growth-engine-dev.key").exists(),
         "the development key file"
     );
+}
+
+#[test]
+fn production_requires_a_dashboard_secret_of_at_least_32_bytes_and_never_echoes_it() {
+    assert!(production_error("DASHBOARD_JWT_SECRET", None)
+        .starts_with("invalid setting DASHBOARD_JWT_SECRET:"));
+    let short = production_error("DASHBOARD_JWT_SECRET", Some("too-short-a-secret"));
+    assert!(
+        short.starts_with("invalid setting DASHBOARD_JWT_SECRET:"),
+        "{short}"
+    );
+    assert!(short.contains("32 bytes"), "{short}");
+    assert!(!short.contains("too-short-a-secret"), "{short}");
+}
+
+#[test]
+fn the_dashboard_and_perimeter_settings_have_defaults_and_refuse_nonsense() {
+    let settings = Settings::from_vars(&HashMap::new()).unwrap();
+    assert!(
+        settings.dashboard_jwt_secret.is_none(),
+        "derived in development"
+    );
+    assert_eq!(settings.dashboard_session, Duration::from_secs(480 * 60));
+    assert_eq!(settings.rate_limit_per_minute, 60);
+    assert!(!settings.trust_proxy);
+
+    let settings = Settings::from_vars(&vars(&[
+        ("DASHBOARD_SESSION_MINUTES", "30"),
+        ("RATE_LIMIT_PER_MINUTE", "5"),
+        ("TRUST_PROXY", "true"),
+    ]))
+    .unwrap();
+    assert_eq!(settings.dashboard_session, Duration::from_secs(30 * 60));
+    assert_eq!(settings.rate_limit_per_minute, 5);
+    assert!(settings.trust_proxy);
+
+    for (name, value) in [
+        ("DASHBOARD_SESSION_MINUTES", "0"),
+        ("DASHBOARD_SESSION_MINUTES", "forever"),
+        ("RATE_LIMIT_PER_MINUTE", "0"),
+        ("RATE_LIMIT_PER_MINUTE", "-1"),
+        ("TRUST_PROXY", "maybe"),
+    ] {
+        let error = error_of(&[(name, value)]);
+        assert!(
+            error.starts_with(&format!("invalid setting {name}:")),
+            "{name}={value}: {error}"
+        );
+    }
+}
+
+#[test]
+fn dashboard_link_prints_only_a_link_that_the_page_accepts() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = binary()
+        .current_dir(dir.path())
+        .env("API_URL", "https://growth.example.com")
+        .env(
+            "DASHBOARD_JWT_SECRET",
+            "a-dashboard-secret-of-at-least-32-bytes-long",
+        )
+        .args([
+            "dashboard-link",
+            "--store-id",
+            "store-7",
+            "--user-id",
+            "user-7",
+            "--minutes",
+            "5",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    assert_eq!(stdout.lines().count(), 1, "{stdout}");
+    let link = url::Url::parse(stdout.trim()).unwrap();
+    assert_eq!(
+        link.as_str().split('?').next(),
+        Some("https://growth.example.com/dashboard/marketing")
+    );
+    let token = link
+        .query_pairs()
+        .find(|(k, _)| k == "token")
+        .map(|(_, v)| v.into_owned())
+        .unwrap();
+    let settings = Settings::from_vars(&vars(&[
+        ("API_URL", "https://growth.example.com"),
+        (
+            "DASHBOARD_JWT_SECRET",
+            "a-dashboard-secret-of-at-least-32-bytes-long",
+        ),
+    ]))
+    .unwrap();
+    let keyring = growth_engine::vault::Keyring::new(growth_engine::vault::Key::generate(), vec![]);
+    let auth = growth_engine::http::dashboard::DashboardAuth::from_settings(
+        &settings,
+        &keyring,
+        std::sync::Arc::new(growth_engine::clock::SystemClock),
+    );
+    let (store, user) = auth.verify_link(&token).unwrap();
+    assert_eq!(store.as_str(), "store-7");
+    assert_eq!(user.as_str(), "user-7");
+
+    let refused = binary()
+        .current_dir(dir.path())
+        .args([
+            "dashboard-link",
+            "--store-id",
+            "has space",
+            "--user-id",
+            "u",
+        ])
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
 }

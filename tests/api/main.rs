@@ -4,6 +4,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod config;
+mod dashboard;
+mod dashboard_browser;
 mod flow_faults;
 mod flows;
 mod health;

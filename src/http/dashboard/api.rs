@@ -1,0 +1,196 @@
+//! The page's JSON calls: the store's platform cards, starting a connection, disconnecting. The
+//! store is always the session's.
+
+use std::collections::HashMap;
+
+use axum::extract::State;
+use axum::http::{header, HeaderValue};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use super::session::{DashboardSession, DashboardWriter};
+use crate::domain::{Connection, ConnectionStatus};
+use crate::http::error::ApiError;
+use crate::http::extract::ApiPath;
+use crate::http::oauth::disconnect_response;
+use crate::lifecycle::Connections;
+use crate::oauth::{Flow, OAuthError, PlatformSpec};
+
+/// What a card shows, decided here so the page only renders it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CardState {
+    /// A usable connection.
+    Connected,
+    /// The grant ran out: reconnect.
+    Expired,
+    /// Revoked or failing: reconnect.
+    NeedsAttention,
+    /// No connection yet: connect.
+    NotConnected,
+    /// The platform has no credentials here: nothing to do.
+    NotConfigured,
+}
+
+impl CardState {
+    fn of(spec: &PlatformSpec, connection: Option<&Connection>) -> Self {
+        match connection.map(|c| c.status) {
+            Some(ConnectionStatus::Connected) => Self::Connected,
+            Some(ConnectionStatus::Expired) => Self::Expired,
+            Some(ConnectionStatus::Revoked | ConnectionStatus::Error) => Self::NeedsAttention,
+            // A flow that never finished leaves nothing usable; offer to connect.
+            Some(ConnectionStatus::Pending) | None if spec.is_configured() => Self::NotConnected,
+            Some(ConnectionStatus::Pending) | None => Self::NotConfigured,
+        }
+    }
+}
+
+/// One platform's card.
+#[derive(Debug, Serialize)]
+pub struct PlatformCard {
+    /// Slug.
+    pub platform: String,
+    /// Display name.
+    pub name: String,
+    /// Whether flows can run.
+    pub configured: bool,
+    /// Served by the built-in sandbox (development).
+    pub sandbox: bool,
+    /// What the card shows.
+    pub state: CardState,
+    /// The stored status, when there is a connection.
+    pub status: Option<ConnectionStatus>,
+    /// The account's display name.
+    pub account_name: Option<String>,
+    /// The account's id at the platform.
+    pub account_id: Option<String>,
+    /// The account's picture URL.
+    pub account_picture: Option<String>,
+    /// When it was connected.
+    pub connected_at: Option<DateTime<Utc>>,
+    /// When the access token expires (renewed automatically while the grant lasts).
+    pub expires_at: Option<DateTime<Utc>>,
+    /// Scopes asked for but not granted.
+    pub missing_scopes: Vec<String>,
+    /// The last error, a short safe text.
+    pub last_error: Option<String>,
+}
+
+/// The page's data.
+#[derive(Debug, Serialize)]
+pub struct DashboardConnections {
+    /// The session's store.
+    pub store_id: String,
+    /// A card per platform, in catalog order.
+    pub platforms: Vec<PlatformCard>,
+}
+
+/// Where the browser goes to connect.
+#[derive(Debug, Serialize)]
+pub struct ConnectUrl {
+    /// Our first-hop URL; it leads to the platform's consent screen.
+    pub url: String,
+}
+
+fn no_store(response: impl IntoResponse) -> Response {
+    let mut response = response.into_response();
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+/// Builds the cards for a store's connections.
+pub fn cards<'a>(
+    catalog: impl Iterator<Item = &'a PlatformSpec>,
+    connections: Vec<Connection>,
+) -> Vec<PlatformCard> {
+    let mut by_platform: HashMap<String, Connection> = connections
+        .into_iter()
+        .map(|c| (c.platform.to_string(), c))
+        .collect();
+    catalog
+        .map(|spec| {
+            let connection = by_platform.remove(spec.id.as_str());
+            let state = CardState::of(spec, connection.as_ref());
+            let live = connection.filter(|c| c.status != ConnectionStatus::Pending);
+            PlatformCard {
+                platform: spec.id.to_string(),
+                name: spec.display_name.clone(),
+                configured: spec.is_configured(),
+                sandbox: spec.sandboxed,
+                state,
+                status: live.as_ref().map(|c| c.status),
+                account_name: live.as_ref().and_then(|c| c.account_name.clone()),
+                account_id: live.as_ref().and_then(|c| c.account_id.clone()),
+                account_picture: live.as_ref().and_then(|c| c.account_picture.clone()),
+                connected_at: live.as_ref().map(|c| c.created_at),
+                expires_at: live.as_ref().and_then(|c| c.access_token_expires_at),
+                missing_scopes: live
+                    .as_ref()
+                    .map(|c| c.missing_scopes.clone())
+                    .unwrap_or_default(),
+                last_error: live.and_then(|c| c.last_error),
+            }
+        })
+        .collect()
+}
+
+/// `GET /dashboard/api/connections`: the session's store's cards.
+#[tracing::instrument(skip_all, fields(store_id = %session.store_id))]
+pub async fn connections(
+    session: DashboardSession,
+    State(flow): State<Flow>,
+    State(connections): State<Connections>,
+) -> Result<Response, ApiError> {
+    let list = connections.list(&session.store_id).await?;
+    Ok(no_store(Json(DashboardConnections {
+        store_id: session.store_id.to_string(),
+        platforms: cards(flow.catalog().all(), list),
+    })))
+}
+
+/// `POST /dashboard/api/connect/{platform}`: starts a flow for the session's store and user and
+/// returns the first-hop URL, which the page opens.
+#[tracing::instrument(skip_all, fields(%platform, store_id = %writer.0.store_id))]
+pub async fn connect(
+    writer: DashboardWriter,
+    State(flow): State<Flow>,
+    ApiPath(platform): ApiPath<String>,
+) -> Result<Response, ApiError> {
+    let session = writer.0;
+    let spec = flow.platform(&platform)?;
+    let url = flow
+        .begin(&spec.id.clone(), &session.store_id, &session.user_id)
+        .await?;
+    tracing::info!(user_id = %session.user_id, "flow started from the dashboard");
+    Ok(no_store(Json(ConnectUrl {
+        url: url.to_string(),
+    })))
+}
+
+/// `POST /dashboard/api/disconnect/{platform}`: revokes where possible and deletes the session's
+/// store's connection.
+#[tracing::instrument(skip_all, fields(%platform, store_id = %writer.0.store_id))]
+pub async fn disconnect(
+    writer: DashboardWriter,
+    State(flow): State<Flow>,
+    State(connections): State<Connections>,
+    ApiPath(platform): ApiPath<String>,
+) -> Result<Response, ApiError> {
+    let session = writer.0;
+    let spec = flow
+        .catalog()
+        .find(&platform)
+        .ok_or_else(|| OAuthError::UnknownPlatform(platform.clone()))?;
+    let outcome = connections.disconnect(spec, &session.store_id).await?;
+    tracing::info!(user_id = %session.user_id, "disconnected from the dashboard");
+    Ok(no_store(Json(disconnect_response(
+        &spec.display_name,
+        &session.store_id,
+        outcome.revocation,
+        spec.id.as_str(),
+    ))))
+}

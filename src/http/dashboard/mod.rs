@@ -1,0 +1,32 @@
+//! The merchant's connections page at `/dashboard/marketing`, served by the service itself: the
+//! HTML page (askama templates compiled into the binary), its script and stylesheet, and the JSON
+//! calls the page makes under `/dashboard/api/...`.
+//!
+//! Every handler takes the store from the session ([`session::DashboardSession`]), never from the
+//! request, so a session can only ever see and change its own store. State-changing calls also pass
+//! the CSRF and origin checks ([`session::DashboardWriter`]). OAuth logic stays in the flow and the
+//! lifecycle; this module parses, shapes and renders.
+
+pub mod api;
+pub mod page;
+pub mod session;
+
+use axum::routing::{get, post};
+use axum::Router;
+
+use super::AppState;
+pub use session::{DashboardAuth, DashboardSession, DashboardWriter};
+
+/// The page, its assets and its JSON calls.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route(session::PAGE_PATH, get(page::page))
+        .route(page::SCRIPT_PATH, get(page::script))
+        .route(page::STYLESHEET_PATH, get(page::stylesheet))
+        .route("/dashboard/api/connections", get(api::connections))
+        .route("/dashboard/api/connect/{platform}", post(api::connect))
+        .route(
+            "/dashboard/api/disconnect/{platform}",
+            post(api::disconnect),
+        )
+}

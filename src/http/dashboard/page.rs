@@ -1,0 +1,190 @@
+//! The page itself: exchanging a link for a session cookie, rendering the page or the "open it from
+//! your main dashboard" page, and serving the script and stylesheet compiled into the binary.
+
+use std::collections::HashMap;
+use std::sync::OnceLock;
+
+use askama::Template;
+use axum::extract::{Query, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum_extra::extract::cookie::CookieJar;
+use secrecy::ExposeSecret;
+use sha2::{Digest, Sha256};
+
+use super::session::{DashboardAuth, SessionError, PAGE_PATH};
+use crate::oauth::Flow;
+
+/// The script's path.
+pub const SCRIPT_PATH: &str = "/dashboard/static/dashboard.js";
+/// The stylesheet's path.
+pub const STYLESHEET_PATH: &str = "/dashboard/static/dashboard.css";
+
+const SCRIPT: &str = include_str!("../../../static/dashboard.js");
+const STYLESHEET: &str = include_str!("../../../static/dashboard.css");
+
+/// A content hash appended to asset URLs, so that they can be cached for good and still change
+/// with each release.
+fn version(cell: &'static OnceLock<String>, content: &str) -> &'static str {
+    cell.get_or_init(|| hex::encode(&Sha256::digest(content.as_bytes())[..6]))
+}
+
+fn script_version() -> &'static str {
+    static CELL: OnceLock<String> = OnceLock::new();
+    version(&CELL, SCRIPT)
+}
+
+fn stylesheet_version() -> &'static str {
+    static CELL: OnceLock<String> = OnceLock::new();
+    version(&CELL, STYLESHEET)
+}
+
+/// A platform's card as the template lays it out before the page's script fills it in.
+pub struct CardShell {
+    /// Slug.
+    pub id: String,
+    /// Display name.
+    pub name: String,
+    /// The lettered mark.
+    pub mark: String,
+    /// The mark's colour class (`mark--meta`, ..., `mark--generic`).
+    pub mark_class: &'static str,
+}
+
+#[derive(Template)]
+#[template(path = "dashboard.html")]
+struct DashboardPage<'a> {
+    store_id: &'a str,
+    csrf: &'a str,
+    cards: Vec<CardShell>,
+    script: String,
+    stylesheet: String,
+}
+
+#[derive(Template)]
+#[template(path = "dashboard_denied.html")]
+struct DeniedPage<'a> {
+    message: &'a str,
+    stylesheet: String,
+}
+
+fn mark(slug: &str, name: &str) -> (String, &'static str) {
+    match slug {
+        "meta" => ("M".into(), "mark--meta"),
+        "tiktok" => ("T".into(), "mark--tiktok"),
+        "google" => ("G".into(), "mark--google"),
+        "pinterest" => ("P".into(), "mark--pinterest"),
+        "twitter" => ("X".into(), "mark--twitter"),
+        _ => (
+            name.chars()
+                .next()
+                .map(|c| c.to_uppercase().collect())
+                .unwrap_or_else(|| "?".into()),
+            "mark--generic",
+        ),
+    }
+}
+
+fn html_response(status: StatusCode, rendered: askama::Result<String>) -> Response {
+    let mut response = match rendered {
+        Ok(body) => (status, Html(body)).into_response(),
+        Err(error) => {
+            tracing::error!(%error, "dashboard template failed");
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "The page could not be shown.",
+            )
+                .into_response()
+        }
+    };
+    // The page holds the CSRF value and the merchant's data: never cached.
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+fn denied(error: &SessionError) -> Response {
+    let page = DeniedPage {
+        message: error.merchant_message(),
+        stylesheet: format!("{STYLESHEET_PATH}?v={}", stylesheet_version()),
+    };
+    html_response(StatusCode::UNAUTHORIZED, page.render())
+}
+
+/// `GET /dashboard/marketing`: with `?token=` exchanges a link for a session cookie and redirects to
+/// the bare URL (the link leaves the address bar and history); without, renders the page for the
+/// session's store, or a 401 page saying to open it from the main dashboard.
+pub async fn page(
+    State(auth): State<DashboardAuth>,
+    State(flow): State<Flow>,
+    jar: CookieJar,
+    Query(query): Query<HashMap<String, String>>,
+) -> Response {
+    if let Some(token) = query.get("token") {
+        let opened = auth
+            .verify_link(token)
+            .and_then(|(store_id, user_id)| auth.open_session(store_id, user_id));
+        return match opened {
+            Ok((cookie, session)) => {
+                tracing::info!(store_id = %session.store_id, user_id = %session.user_id, "dashboard session opened");
+                let mut response = (jar.add(cookie), Redirect::to(PAGE_PATH)).into_response();
+                response
+                    .headers_mut()
+                    .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+                response
+            }
+            Err(error) => {
+                tracing::info!(reason = %error, "dashboard link refused");
+                (jar.remove(auth.removal_cookie()), denied(&error)).into_response()
+            }
+        };
+    }
+    let session = match auth.read_session(&jar) {
+        Ok(session) => session,
+        Err(error) => return denied(&error),
+    };
+    let cards = flow
+        .catalog()
+        .all()
+        .map(|spec| {
+            let (mark, mark_class) = mark(spec.id.as_str(), &spec.display_name);
+            CardShell {
+                id: spec.id.to_string(),
+                name: spec.display_name.clone(),
+                mark,
+                mark_class,
+            }
+        })
+        .collect();
+    let page = DashboardPage {
+        store_id: session.store_id.as_str(),
+        csrf: session.csrf().expose_secret(),
+        cards,
+        script: format!("{SCRIPT_PATH}?v={}", script_version()),
+        stylesheet: format!("{STYLESHEET_PATH}?v={}", stylesheet_version()),
+    };
+    html_response(StatusCode::OK, page.render())
+}
+
+fn asset(content_type: &'static str, body: &'static str) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, content_type),
+            // URLs carry the content hash, so a cached copy is never stale.
+            (header::CACHE_CONTROL, "public, max-age=31536000, immutable"),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+/// The page's script.
+pub async fn script() -> Response {
+    asset("text/javascript; charset=utf-8", SCRIPT)
+}
+
+/// The page's stylesheet.
+pub async fn stylesheet() -> Response {
+    asset("text/css; charset=utf-8", STYLESHEET)
+}

@@ -1,0 +1,328 @@
+// The connections page's script: loads the store's cards from /dashboard/api/connections, renders
+// them, starts connections, disconnects after a confirmation, and shows the callback's outcome.
+// Text from the server or the URL is only ever inserted with textContent, never as HTML.
+"use strict";
+
+(function () {
+  const LABELS = {
+    connected: "Connected",
+    expired: "Expired",
+    needs_attention: "Needs attention",
+    not_connected: "Not connected",
+    not_configured: "Not configured",
+  };
+
+  const csrfMeta = document.querySelector('meta[name="csrf-token"]');
+  const csrf = csrfMeta ? csrfMeta.content : "";
+  const cardsList = document.getElementById("cards");
+  const loading = document.getElementById("loading");
+  const loadError = document.getElementById("load-error");
+  const retry = document.getElementById("retry");
+  const emptyHint = document.getElementById("empty-hint");
+  const noticeSuccess = document.getElementById("notice-success");
+  const noticeError = document.getElementById("notice-error");
+  const dialog = document.getElementById("confirm");
+  const dialogTitle = document.getElementById("confirm-title");
+  const dialogText = document.getElementById("confirm-text");
+  const dialogCancel = document.getElementById("confirm-cancel");
+  const dialogConfirm = document.getElementById("confirm-disconnect");
+
+  let pendingDisconnect = null;
+  let sessionEnded = false;
+
+  function el(tag, attrs, text) {
+    const node = document.createElement(tag);
+    for (const [name, value] of Object.entries(attrs || {})) {
+      node.setAttribute(name, String(value));
+    }
+    if (text !== undefined) node.textContent = text;
+    return node;
+  }
+
+  function nameOf(slug) {
+    const card = slug ? document.getElementById("card-" + slug) : null;
+    return card ? card.dataset.name : "";
+  }
+
+  function showNotice(kind, text) {
+    const target = kind === "success" ? noticeSuccess : noticeError;
+    const other = kind === "success" ? noticeError : noticeSuccess;
+    other.textContent = "";
+    other.classList.remove("notice--shown");
+    target.textContent = text;
+    target.classList.add("notice--shown");
+  }
+
+  function formatDate(iso) {
+    const date = new Date(iso);
+    if (Number.isNaN(date.getTime())) return "";
+    return date.toLocaleString(undefined, { dateStyle: "medium", timeStyle: "short" });
+  }
+
+  function relative(iso) {
+    const seconds = (new Date(iso).getTime() - Date.now()) / 1000;
+    if (!Number.isFinite(seconds) || typeof Intl.RelativeTimeFormat !== "function") return "";
+    const format = new Intl.RelativeTimeFormat(undefined, { numeric: "auto" });
+    const abs = Math.abs(seconds);
+    if (abs < 3600) return format.format(Math.round(seconds / 60), "minute");
+    if (abs < 86400) return format.format(Math.round(seconds / 3600), "hour");
+    return format.format(Math.round(seconds / 86400), "day");
+  }
+
+  function timeNode(iso, withRelative) {
+    const node = el("time", { datetime: iso }, formatDate(iso));
+    if (withRelative) {
+      const rel = relative(iso);
+      if (rel) node.textContent += " (" + rel + ")";
+    }
+    return node;
+  }
+
+  function fact(list, label, value) {
+    list.append(el("dt", {}, label));
+    const dd = el("dd");
+    dd.append(value);
+    list.append(dd);
+  }
+
+  function button(label, ariaLabel, kind, action) {
+    return el("button", { type: "button", class: "button button--" + kind, "aria-label": ariaLabel, "data-action": action }, label);
+  }
+
+  function fillCard(card, p) {
+    card.dataset.state = p.state;
+    const badge = card.querySelector('[data-role="badge"]');
+    badge.textContent = LABELS[p.state] || p.state;
+    badge.className = "badge badge--" + p.state.replace(/_/g, "-");
+
+    const body = card.querySelector('[data-role="body"]');
+    body.replaceChildren();
+    if (p.sandbox) {
+      body.append(el("p", { class: "tag" }, "Sandbox: simulated platform"));
+    }
+    if (p.status) {
+      const account = el("div", { class: "account" });
+      const accountName = p.account_name || p.account_id || "Connected account";
+      if (p.account_picture) {
+        const picture = el("img", {
+          class: "account__picture",
+          src: p.account_picture,
+          alt: "Picture of " + accountName,
+          width: 40,
+          height: 40,
+          referrerpolicy: "no-referrer",
+        });
+        picture.addEventListener("error", () => picture.replaceWith(placeholder(accountName)));
+        account.append(picture);
+      } else {
+        account.append(placeholder(accountName));
+      }
+      account.append(el("span", { class: "account__name", "data-role": "account-name" }, accountName));
+      body.append(account);
+
+      const facts = el("dl", { class: "facts" });
+      if (p.connected_at) fact(facts, "Connected", timeNode(p.connected_at, false));
+      if (p.expires_at) fact(facts, "Token expires", timeNode(p.expires_at, true));
+      body.append(facts);
+
+      if (p.missing_scopes && p.missing_scopes.length) {
+        body.append(el("p", { class: "warning", "data-role": "missing" }, "Missing permissions: " + p.missing_scopes.join(", ") + ". Reconnect and allow them to use every feature."));
+      }
+      if (p.state === "expired") {
+        body.append(el("p", { class: "muted" }, "Access has expired. Reconnect to keep campaigns running."));
+      } else if (p.state === "needs_attention") {
+        body.append(el("p", { class: "muted" }, (p.last_error ? p.last_error + " " : "") + "Reconnect to restore access."));
+      }
+    } else if (p.state === "not_configured") {
+      body.append(el("p", { class: "muted" }, p.name + " is not set up on this service yet. Ask your administrator to add its app credentials."));
+    } else {
+      body.append(el("p", { class: "muted" }, "Not connected. Connect your " + p.name + " account to use it in your campaigns."));
+    }
+
+    const actions = card.querySelector('[data-role="actions"]');
+    actions.replaceChildren();
+    if (p.configured && p.state === "not_connected") {
+      actions.append(button("Connect", "Connect " + p.name, "primary", "connect"));
+    }
+    if (p.configured && (p.state === "expired" || p.state === "needs_attention")) {
+      actions.append(button("Reconnect", "Reconnect " + p.name, "primary", "connect"));
+    }
+    if (p.status) {
+      actions.append(button("Disconnect", "Disconnect " + p.name, "secondary", "disconnect"));
+    }
+    for (const action of actions.querySelectorAll("button")) {
+      action.addEventListener("click", () => {
+        if (action.dataset.action === "connect") connect(action, p);
+        else askDisconnect(action, p);
+      });
+    }
+  }
+
+  function placeholder(name) {
+    return el("span", { class: "account__placeholder", "aria-hidden": "true" }, (name || "?").charAt(0).toUpperCase());
+  }
+
+  function setLoading(on) {
+    cardsList.setAttribute("aria-busy", on ? "true" : "false");
+    loading.hidden = !on;
+  }
+
+  function endSession() {
+    sessionEnded = true;
+    showNotice("error", "Your session has ended. Open this page again from your main dashboard.");
+    for (const action of document.querySelectorAll(".card button")) action.disabled = true;
+  }
+
+  async function errorMessage(response) {
+    try {
+      const body = await response.json();
+      if (body && body.error && body.error.message) return body.error.message;
+    } catch (_) {
+      // Not JSON: fall through to the generic message.
+    }
+    return "Something went wrong (" + response.status + "). Please try again.";
+  }
+
+  async function load() {
+    setLoading(true);
+    loadError.hidden = true;
+    try {
+      const response = await fetch("/dashboard/api/connections", {
+        credentials: "same-origin",
+        headers: { Accept: "application/json" },
+      });
+      if (response.status === 401) {
+        endSession();
+        return;
+      }
+      if (!response.ok) throw new Error("status " + response.status);
+      const data = await response.json();
+      let connected = 0;
+      for (const p of data.platforms) {
+        const card = document.getElementById("card-" + p.platform);
+        if (!card) continue;
+        fillCard(card, p);
+        if (p.status) connected += 1;
+      }
+      emptyHint.hidden = connected !== 0;
+    } catch (_) {
+      loadError.hidden = false;
+      emptyHint.hidden = true;
+      for (const badge of document.querySelectorAll('.badge--loading')) badge.textContent = "Unavailable";
+    } finally {
+      setLoading(false);
+    }
+  }
+
+  function post(path) {
+    return fetch(path, {
+      method: "POST",
+      credentials: "same-origin",
+      headers: { Accept: "application/json", "X-CSRF-Token": csrf },
+    });
+  }
+
+  function navigate(url) {
+    // Consent screens refuse to be framed: when the page is embedded, the whole window goes.
+    if (window.top !== window.self) {
+      try {
+        window.top.location.href = url;
+        return;
+      } catch (_) {
+        window.open(url, "_top");
+        return;
+      }
+    }
+    window.location.assign(url);
+  }
+
+  async function connect(action, p) {
+    if (sessionEnded) return;
+    const label = action.textContent;
+    action.disabled = true;
+    action.textContent = "Opening " + p.name + "…";
+    try {
+      const response = await post("/dashboard/api/connect/" + encodeURIComponent(p.platform));
+      if (response.status === 401) {
+        endSession();
+        return;
+      }
+      if (response.ok) {
+        const body = await response.json();
+        navigate(body.url);
+        return;
+      }
+      showNotice("error", "Couldn't start connecting " + p.name + ": " + (await errorMessage(response)));
+    } catch (_) {
+      showNotice("error", "Couldn't reach the service to connect " + p.name + ". Check your network and try again.");
+    }
+    action.disabled = false;
+    action.textContent = label;
+  }
+
+  function askDisconnect(action, p) {
+    if (sessionEnded) return;
+    pendingDisconnect = { action, p };
+    dialogTitle.textContent = "Disconnect " + p.name + "?";
+    dialogText.textContent = "Campaigns for this store will stop using " + p.name + " until you connect it again. We will also ask " + p.name + " to revoke this app's access.";
+    dialog.showModal();
+    dialogCancel.focus();
+  }
+
+  async function disconnect() {
+    const pending = pendingDisconnect;
+    pendingDisconnect = null;
+    dialog.close();
+    if (!pending) return;
+    const { p } = pending;
+    try {
+      const response = await post("/dashboard/api/disconnect/" + encodeURIComponent(p.platform));
+      if (response.status === 401) {
+        endSession();
+        return;
+      }
+      if (response.ok) {
+        const body = await response.json();
+        showNotice("success", body.message || p.name + " is disconnected.");
+      } else {
+        showNotice("error", "Couldn't disconnect " + p.name + ": " + (await errorMessage(response)));
+      }
+    } catch (_) {
+      showNotice("error", "Couldn't reach the service to disconnect " + p.name + ". Check your network and try again.");
+    }
+    await load();
+    // The button the merchant pressed is gone: put focus on the card's new first action.
+    const card = document.getElementById("card-" + p.platform);
+    const next = card && card.querySelector(".card__actions button");
+    if (next) next.focus();
+  }
+
+  function showCallbackOutcome() {
+    const params = new URLSearchParams(window.location.search);
+    const outcome = params.get("connection");
+    if (!outcome) return;
+    const name = nameOf(params.get("platform") || "");
+    if (outcome === "success") {
+      showNotice("success", (name || "The account") + " is connected.");
+    } else {
+      const message = params.get("message") || "Something went wrong.";
+      showNotice("error", (name ? "Couldn't connect " + name : "The connection failed") + ": " + message);
+    }
+    // The outcome is shown once: a reload or a shared URL must not show it again.
+    window.history.replaceState(null, "", window.location.pathname);
+  }
+
+  dialogCancel.addEventListener("click", () => dialog.close());
+  dialogConfirm.addEventListener("click", disconnect);
+  dialog.addEventListener("close", () => {
+    if (pendingDisconnect) {
+      const { action } = pendingDisconnect;
+      pendingDisconnect = null;
+      if (action.isConnected) action.focus();
+    }
+  });
+  retry.addEventListener("click", load);
+
+  showCallbackOutcome();
+  load();
+})();

@@ -1,0 +1,306 @@
+//! The connections page in headless Chromium (driven over WebDriver by chromedriver): open a link,
+//! connect all five platforms through the built-in sandbox's consent screens, decline one, disconnect
+//! after confirming, and save screenshots under `target/screenshots/`.
+//!
+//! Needs `chromium` and `chromedriver` (`apt-get install chromium chromium-driver`; `.ci/run` installs
+//! them); `$CHROMIUM` and `$CHROMEDRIVER` override the paths. Missing, the test fails, never skips.
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use fantoccini::{Client, ClientBuilder, Locator};
+use serde_json::json;
+
+use crate::dashboard::link;
+use crate::helpers::{spawn_app_with, TestAppOptions};
+
+const INSTALL: &str = "apt-get install chromium chromium-driver";
+const PLATFORMS: [(&str, &str); 5] = [
+    ("meta", "Meta (Facebook & Instagram)"),
+    ("tiktok", "TikTok"),
+    ("google", "Google Ads"),
+    ("pinterest", "Pinterest"),
+    ("twitter", "X (Twitter)"),
+];
+
+/// A chromedriver on a free port, killed when dropped, and a fresh Chromium profile.
+struct Driver {
+    _process: tokio::process::Child,
+    _profile: tempfile::TempDir,
+    client: Client,
+}
+
+fn executable(variable: &str, default: &str) -> String {
+    let path = std::env::var(variable).unwrap_or_else(|_| default.to_owned());
+    assert!(
+        std::path::Path::new(&path).exists(),
+        "{path} is missing: the browser tests need Chromium and chromedriver ({INSTALL}), or set ${variable}"
+    );
+    path
+}
+
+async fn start_browser() -> Driver {
+    // Two rustls crypto providers are linked into the tests (see Cargo.toml): choose one.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let chromedriver = executable("CHROMEDRIVER", "/usr/bin/chromedriver");
+    let chromium = executable("CHROMIUM", "/usr/bin/chromium");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let process = tokio::process::Command::new(&chromedriver)
+        .arg(format!("--port={port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {chromedriver} ({INSTALL}): {e}"));
+    let webdriver = format!("http://127.0.0.1:{port}");
+    for _ in 0..100 {
+        if reqwest::get(format!("{webdriver}/status")).await.is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let profile = tempfile::tempdir().unwrap();
+    let mut capabilities = serde_json::Map::new();
+    capabilities.insert(
+        "goog:chromeOptions".into(),
+        json!({
+            "binary": chromium,
+            "args": [
+                "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                "--disable-background-networking", "--disable-quic", "--no-first-run",
+                "--disable-component-update", "--disable-sync", "--window-size=1280,900",
+                format!("--user-data-dir={}", profile.path().display()),
+            ],
+        }),
+    );
+    let client = ClientBuilder::rustls()
+        .unwrap()
+        .capabilities(capabilities)
+        .connect(&webdriver)
+        .await
+        .unwrap_or_else(|e| {
+            panic!("chromedriver at {webdriver} did not start Chromium ({INSTALL}): {e}")
+        });
+    Driver {
+        _process: process,
+        _profile: profile,
+        client,
+    }
+}
+
+async fn wait_for(client: &Client, css: &str) -> fantoccini::elements::Element {
+    client
+        .wait()
+        .at_most(Duration::from_secs(15))
+        .for_element(Locator::Css(css))
+        .await
+        .unwrap_or_else(|e| panic!("waiting for {css}: {e}"))
+}
+
+async fn text(client: &Client, css: &str) -> String {
+    wait_for(client, css).await.text().await.unwrap()
+}
+
+async fn script(client: &Client, code: &str) -> serde_json::Value {
+    client.execute(code, vec![]).await.unwrap()
+}
+
+async fn assert_url_is_clean(client: &Client) {
+    let url = client.current_url().await.unwrap();
+    assert_eq!(url.path(), "/dashboard/marketing");
+    assert_eq!(url.query(), None, "the URL is cleaned: {url}");
+}
+
+fn screenshots() -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/screenshots");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+#[tokio::test]
+async fn a_merchant_connects_all_five_declines_one_and_disconnects_in_a_real_browser() {
+    let app = spawn_app_with(TestAppOptions {
+        simulated: vec![],
+        ..Default::default()
+    })
+    .await;
+    let driver = start_browser().await;
+    let browser = &driver.client;
+    // Tall enough for all five cards in one desktop screenshot.
+    browser.set_window_size(1280, 1100).await.unwrap();
+
+    // The link becomes a session; the token leaves the address bar.
+    browser
+        .goto(&link(&app, "shop-42", "owner-1"))
+        .await
+        .unwrap();
+    wait_for(browser, "#card-meta[data-state=\"not_connected\"]").await;
+    assert_url_is_clean(browser).await;
+    assert!(
+        !text(browser, "#empty-hint").await.is_empty(),
+        "the empty-state hint"
+    );
+    assert_eq!(
+        script(
+            browser,
+            "return document.getElementById('cards').getAttribute('aria-busy')"
+        )
+        .await,
+        "false"
+    );
+
+    for (platform, name) in PLATFORMS {
+        let card = format!("#card-{platform}");
+        let connect = wait_for(browser, &format!("{card} button[data-action=\"connect\"]")).await;
+        assert_eq!(
+            connect.attr("aria-label").await.unwrap().as_deref(),
+            Some(format!("Connect {name}").as_str())
+        );
+        connect.click().await.unwrap();
+        // The sandbox's consent screen on our origin.
+        wait_for(browser, "#approve").await.click().await.unwrap();
+        wait_for(browser, &format!("{card}[data-state=\"connected\"]")).await;
+        assert_eq!(text(browser, &format!("{card} .badge")).await, "Connected");
+        let account = text(browser, &format!("{card} [data-role=\"account-name\"]")).await;
+        assert!(!account.is_empty(), "{platform} shows the account name");
+        let notice = text(browser, "#notice-success").await;
+        assert_eq!(notice, format!("{name} is connected."));
+        assert_url_is_clean(browser).await;
+    }
+    assert!(
+        script(
+            browser,
+            "return document.getElementById('empty-hint').hidden"
+        )
+        .await
+            == true,
+        "no empty-state hint once connected"
+    );
+    let labels = script(
+        browser,
+        "return [...document.querySelectorAll('.card button')].map(b => [b.closest('.card').dataset.name, b.getAttribute('aria-label')])",
+    )
+    .await;
+    for pair in labels.as_array().unwrap() {
+        let (name, label) = (pair[0].as_str().unwrap(), pair[1].as_str().unwrap());
+        assert!(label.ends_with(name), "{label} names {name}");
+    }
+    std::fs::write(
+        screenshots().join("dashboard-all-connected.png"),
+        browser.screenshot().await.unwrap(),
+    )
+    .unwrap();
+
+    // On a phone the cards stack in one column and nothing scrolls sideways.
+    browser.set_window_size(390, 844).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let layout = script(
+        browser,
+        "const lefts = [...document.querySelectorAll('.card')].map(c => Math.round(c.getBoundingClientRect().left));
+         return {columns: new Set(lefts).size, overflow: document.documentElement.scrollWidth > window.innerWidth};",
+    )
+    .await;
+    assert_eq!(layout, json!({"columns": 1, "overflow": false}));
+    std::fs::write(
+        screenshots().join("dashboard-phone.png"),
+        browser.screenshot().await.unwrap(),
+    )
+    .unwrap();
+    browser.set_window_size(1280, 900).await.unwrap();
+
+    // Disconnect asks first; Cancel keeps the connection and gives focus back.
+    let disconnect = "#card-google button[data-action=\"disconnect\"]";
+    wait_for(browser, disconnect).await.click().await.unwrap();
+    wait_for(browser, "#confirm[open]").await;
+    assert_eq!(
+        text(browser, "#confirm-title").await,
+        "Disconnect Google Ads?"
+    );
+    assert_eq!(
+        script(browser, "return document.activeElement.id").await,
+        "confirm-cancel",
+        "focus moves into the dialog"
+    );
+    wait_for(browser, "#confirm-cancel")
+        .await
+        .click()
+        .await
+        .unwrap();
+    assert_eq!(
+        script(browser, "return document.getElementById('confirm').open").await,
+        false
+    );
+    assert_eq!(
+        script(
+            browser,
+            "return document.activeElement.getAttribute('aria-label')"
+        )
+        .await,
+        "Disconnect Google Ads",
+        "focus returns to the button"
+    );
+    assert_eq!(
+        text(browser, "#card-google .badge").await,
+        "Connected",
+        "Cancel changes nothing"
+    );
+
+    wait_for(browser, disconnect).await.click().await.unwrap();
+    wait_for(browser, "#confirm-disconnect")
+        .await
+        .click()
+        .await
+        .unwrap();
+    wait_for(browser, "#card-google[data-state=\"not_connected\"]").await;
+    wait_for(browser, "#card-google button[data-action=\"connect\"]").await;
+    assert!(
+        text(browser, "#notice-success")
+            .await
+            .starts_with("Disconnected"),
+        "the disconnect's message"
+    );
+    let stored = app.connections("shop-42").await;
+    assert_eq!(stored["connections"].as_array().unwrap().len(), 4);
+
+    // Declining consent comes back with the error message and changes nothing.
+    wait_for(browser, "#card-google button[data-action=\"connect\"]")
+        .await
+        .click()
+        .await
+        .unwrap();
+    wait_for(browser, "#deny").await.click().await.unwrap();
+    wait_for(browser, "#notice-error.notice--shown").await;
+    let error = text(browser, "#notice-error").await;
+    assert!(
+        error.starts_with("Couldn't connect Google Ads: "),
+        "{error}"
+    );
+    assert_eq!(
+        script(
+            browser,
+            "return document.getElementById('notice-error').getAttribute('role')"
+        )
+        .await,
+        "alert"
+    );
+    wait_for(browser, "#card-google[data-state=\"not_connected\"]").await;
+    assert_url_is_clean(browser).await;
+
+    // A page without a session says where to go.
+    browser.delete_all_cookies().await.unwrap();
+    browser
+        .goto(&app.url("/dashboard/marketing"))
+        .await
+        .unwrap();
+    assert!(text(browser, "#denied-message")
+        .await
+        .contains("main dashboard"));
+
+    driver.client.close().await.unwrap();
+    app.stop().await;
+}
