@@ -463,6 +463,13 @@ fn seconds(value: Option<&Value>) -> Option<i64> {
     }
 }
 
+/// `now` plus a platform-given number of seconds; nonsense (zero, negative) means "not said", and a
+/// lifetime beyond ten years is taken as ten years rather than overflowing the date arithmetic.
+fn after(now: DateTime<Utc>, seconds: i64) -> Option<DateTime<Utc>> {
+    const TEN_YEARS: i64 = 10 * 366 * 24 * 3600;
+    (seconds > 0).then(|| now + chrono::Duration::seconds(seconds.min(TEN_YEARS)))
+}
+
 /// Maps a token response (RFC 6749 §5.1, and each platform's variant of it) onto a [`TokenGrant`].
 fn parse_grant(
     spec: &PlatformSpec,
@@ -483,15 +490,12 @@ fn parse_grant(
         .and_then(Value::as_str)
         .filter(|t| !t.is_empty())
         .map(|t| SecretString::from(t.to_owned()));
-    let expires_at = seconds(body.get("expires_in"))
-        .filter(|s| *s > 0)
-        .map(|s| now + chrono::Duration::seconds(s));
+    let expires_at = seconds(body.get("expires_in")).and_then(|s| after(now, s));
     let refresh_expires_at = seconds(
         body.get("refresh_expires_in")
             .or_else(|| body.get("refresh_token_expires_in")),
     )
-    .filter(|s| *s > 0)
-    .map(|s| now + chrono::Duration::seconds(s));
+    .and_then(|s| after(now, s));
     // Requests join scopes with the platform's separator, but responses vary (Pinterest answers with
     // spaces after being asked with commas): accept either.
     let scope_text = body.get("scope").and_then(Value::as_str);
@@ -524,4 +528,20 @@ fn parse_grant(
             .and_then(Value::as_str)
             .map(str::to_owned),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn absurd_lifetimes_neither_panic_nor_count() {
+        let now = Utc::now();
+        assert!(after(now, 0).is_none());
+        assert!(after(now, -5).is_none());
+        let far = after(now, i64::MAX).expect("clamped");
+        assert!(far - now <= chrono::Duration::days(3700));
+        assert_eq!(seconds(Some(&serde_json::json!("3600"))), Some(3600));
+        assert_eq!(seconds(Some(&serde_json::json!(1e300))), None);
+    }
 }
