@@ -35,7 +35,10 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     if application.services().sandbox.is_some() {
         tracing::info!("sandbox platforms enabled: unconfigured platforms are simulated under {api_url}sandbox/");
     }
-    if !application.services().settings.is_production() {
+    // Only on a pure development setup (sandbox on, no dashboard secret of the operator's own):
+    // once real secrets are configured, a live link in the log would be a credential in the log.
+    let settings = &application.services().settings;
+    if !settings.is_production() && settings.sandbox && !settings.dashboard_secret_configured() {
         log_demo_link(application.services());
     }
     application.run_until(app::shutdown_signal()).await?;

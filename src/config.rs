@@ -459,7 +459,21 @@ impl Settings {
             ));
         }
         let refresh_window = vars.seconds("TOKEN_REFRESH_WINDOW_SECONDS", 300)?;
+        if refresh_window > Duration::from_secs(24 * 3600) {
+            return Err(ConfigError::new(
+                "TOKEN_REFRESH_WINDOW_SECONDS",
+                "must be at most 86400 (one day)",
+            ));
+        }
+        // A refresh holds its lease for 60 s: the platform call and the write of its result must
+        // fit well inside, or a second replica could refresh with an already-rotated token.
         let platform_timeout = vars.seconds("HTTP_TIMEOUT_SECONDS", 10)?;
+        if platform_timeout.is_zero() || platform_timeout > Duration::from_secs(20) {
+            return Err(ConfigError::new(
+                "HTTP_TIMEOUT_SECONDS",
+                "must be from 1 to 20 seconds",
+            ));
+        }
 
         let webhook_url = vars.url("WEBHOOK_URL")?;
         let webhook_secret = vars.secret("WEBHOOK_SECRET");
@@ -615,6 +629,11 @@ impl Settings {
             platforms,
             generic_providers,
         })
+    }
+
+    /// Whether the operator set `DASHBOARD_JWT_SECRET` (rather than the development derivation).
+    pub fn dashboard_secret_configured(&self) -> bool {
+        self.dashboard_jwt_secret.is_some()
     }
 
     /// Whether this is production.

@@ -342,6 +342,19 @@ pub struct Connection {
     pub updated_at: DateTime<Utc>,
 }
 
+/// `Debug` that names the type and hides every field: for answers that carry a token, a state or a
+/// single-use link.
+macro_rules! redacted_debug {
+    ($($ty:ty),+) => {$(
+        impl std::fmt::Debug for $ty {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(concat!(stringify!($ty), " { [redacted] }"))
+            }
+        }
+    )+};
+}
+pub(crate) use redacted_debug;
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -129,6 +129,44 @@ impl FlowStates {
         Ok(())
     }
 
+    /// Records that `secret` was used; `false` if it already was within `ttl`. For bearer links that
+    /// must work once (Redis `SET NX`, or an insert-if-absent under the lock in process).
+    pub async fn claim_once(
+        &self,
+        kind: &str,
+        secret: &str,
+        ttl: Duration,
+    ) -> Result<bool, StateError> {
+        let key = Self::lookup_key(kind, secret);
+        let expires_at = self.clock.now() + ttl;
+        match &self.backend {
+            Backend::Redis(redis) => {
+                let mut conn = redis.connection().await?;
+                let ttl_secs = u64::try_from(ttl.num_seconds().max(1)).unwrap_or(1);
+                let set: Option<String> = redis::cmd("SET")
+                    .arg(redis.key(&key))
+                    .arg("used")
+                    .arg("NX")
+                    .arg("EX")
+                    .arg(ttl_secs)
+                    .query_async(&mut conn)
+                    .await
+                    .map_err(RedisUnavailable)?;
+                Ok(set.is_some())
+            }
+            Backend::Memory(map) => {
+                let now = self.clock.now();
+                let mut map = map.lock().unwrap_or_else(|p| p.into_inner());
+                map.retain(|_, (expiry, _)| *expiry > now);
+                if map.contains_key(&key) {
+                    return Ok(false);
+                }
+                map.insert(key, (expires_at, String::new()));
+                Ok(true)
+            }
+        }
+    }
+
     /// Removes and returns the record under `secret`, if it exists and has not expired. Only one caller
     /// ever gets a given record.
     pub async fn take<T: DeserializeOwned>(

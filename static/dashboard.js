@@ -297,6 +297,23 @@
     if (next) next.focus();
   }
 
+  const REASONS = {
+    access_denied: "access was not granted, so nothing was connected.",
+    link_invalid: "this connection attempt expired or was already used. Please try again.",
+    state_invalid: "this connection attempt expired or was already used. Please try again.",
+    state_platform_mismatch: "this connection attempt expired or was already used. Please try again.",
+    browser_mismatch: "this connection attempt was started in another browser. Please start again here.",
+    missing_parameter: "the platform sent an incomplete answer. Please try again.",
+    platform_unavailable: "the platform did not answer in time. Please try again in a few minutes.",
+    platform_rejected: "the platform refused the connection. Please try again.",
+    platform_bad_response: "the platform refused the connection. Please try again.",
+    platform_not_configured: "this platform is not configured on this service yet.",
+    unknown_platform: "that platform is not supported.",
+    storage_unavailable: "the service is temporarily unavailable. Please try again shortly.",
+    state_store_unavailable: "the service is temporarily unavailable. Please try again shortly.",
+    token_unreadable: "the service is temporarily unavailable. Please try again shortly.",
+  };
+
   function showCallbackOutcome() {
     const params = new URLSearchParams(window.location.search);
     const outcome = params.get("connection");
@@ -305,7 +322,9 @@
     if (outcome === "success") {
       showNotice("success", (name || "The account") + " is connected.");
     } else {
-      const message = params.get("message") || "Something went wrong.";
+      // The text comes from this page, chosen by the reason code: a crafted link cannot make our
+      // origin display words of its own (the `message` parameter is for other dashboards).
+      const message = REASONS[params.get("reason")] || "Something went wrong. Please try again.";
       showNotice("error", (name ? "Couldn't connect " + name : "The connection failed") + ": " + message);
     }
     // The outcome is shown once: a reload or a shared URL must not show it again.

@@ -136,7 +136,7 @@ impl From<OAuthError> for ApiError {
             OAuthError::Store(_) | OAuthError::State(_) | OAuthError::Vault(_) => Self::internal(
                 code,
                 "The service is temporarily unavailable. Please retry shortly.",
-                format!("{error:?}"),
+                error_chain(&error),
             ),
         }
     }
@@ -191,7 +191,7 @@ impl From<crate::http::dashboard::session::SessionError> for ApiError {
         use crate::http::dashboard::session::SessionError;
         let (status, code) = match error {
             SessionError::Missing => (StatusCode::UNAUTHORIZED, "session_required"),
-            SessionError::Invalid | SessionError::LinkTooLong => {
+            SessionError::Invalid | SessionError::LinkTooLong | SessionError::Used => {
                 (StatusCode::UNAUTHORIZED, "session_invalid")
             }
             SessionError::Expired => (StatusCode::UNAUTHORIZED, "session_expired"),
@@ -210,4 +210,17 @@ impl ApiError {
             format!("Too many requests from this client. Retry in {retry_after_seconds} s."),
         )
     }
+}
+
+/// An error and its sources, by their `Display` only: a `Debug` of a database error can carry the
+/// failing row.
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }

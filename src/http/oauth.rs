@@ -16,7 +16,7 @@ use super::{AppState, WebSettings};
 use crate::domain::StoreId;
 use crate::lifecycle::Connections;
 use crate::oauth::client::RevocationOutcome;
-use crate::oauth::flow::{cookie_name_for_state, CallbackParams};
+use crate::oauth::flow::{cookie_name_for_state, CallbackParams, FlowOrigin};
 use crate::oauth::{Flow, OAuthError, PlatformSpec};
 
 /// The OAuth routes.
@@ -90,7 +90,12 @@ pub async fn connect(
         .platform(&platform)
         .map_err(|e| platform_error(&flow, e))?;
     let url = flow
-        .begin(&spec.id.clone(), &query.store_id, &query.user_id)
+        .begin(
+            &spec.id.clone(),
+            &query.store_id,
+            &query.user_id,
+            FlowOrigin::Api,
+        )
         .await?;
     Ok(Json(AuthorizationUrl {
         authorization_url: url.to_string(),
@@ -98,7 +103,7 @@ pub async fn connect(
 }
 
 /// `?ticket=..`
-#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+#[derive(serde::Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct TicketQuery {
     /// The single-use ticket from `authorization_url`.
@@ -118,12 +123,31 @@ pub async fn authorize(
     jar: CookieJar,
     Query(query): Query<HashMap<String, String>>,
 ) -> Response {
-    let Some(ticket) = query.get("ticket") else {
+    first_hop(
+        &flow,
+        &web,
+        jar,
+        query.get("ticket").map(String::as_str),
+        None,
+    )
+    .await
+}
+
+/// Consumes a ticket, sets the browser-binding cookie and sends the browser to the consent screen;
+/// or sends it to the dashboard with the error. Shared by the API's and the page's first hop.
+pub async fn first_hop(
+    flow: &Flow,
+    web: &WebSettings,
+    jar: CookieJar,
+    ticket: Option<&str>,
+    page_session: Option<(&StoreId, &crate::domain::UserId)>,
+) -> Response {
+    let Some(ticket) = ticket else {
         return web
             .error_redirect("", &OAuthError::TicketInvalid)
             .into_response();
     };
-    match flow.start(ticket).await {
+    match flow.start(ticket, page_session).await {
         Ok(start) => {
             let cookie =
                 Cookie::build((start.cookie_name, start.binding.expose_secret().to_owned()))
@@ -338,3 +362,5 @@ async fn issue_token(
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     Ok((headers, Json(body)).into_response())
 }
+
+crate::domain::redacted_debug!(TicketQuery);

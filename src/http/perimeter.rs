@@ -142,7 +142,25 @@ pub async fn security_headers(
     response
 }
 
-/// Per-client-IP limits on the routes that start or finish flows.
+/// Who a limit counts against: a browser by its address; the API's connect, called server to server
+/// by the platform's dashboard for every merchant, by the store it starts a flow for (keying it by
+/// address would make all merchants share one allowance).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum ClientKey {
+    Address(IpAddr),
+    Store(String),
+}
+
+impl std::fmt::Display for ClientKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Address(ip) => write!(f, "{ip}"),
+            Self::Store(store) => write!(f, "store {store}"),
+        }
+    }
+}
+
+/// Per-client limits on the routes that start or finish flows.
 ///
 /// The limiter lives in this process, so each replica limits on its own: N replicas let a client
 /// through at most N times the rate. That is acceptable because its purpose is to protect the
@@ -150,7 +168,7 @@ pub async fn security_headers(
 /// by all replicas would need a round trip to Redis on every request.
 #[derive(Clone)]
 pub struct FlowRateLimit {
-    limiter: Arc<DefaultKeyedRateLimiter<IpAddr>>,
+    limiter: Arc<DefaultKeyedRateLimiter<ClientKey>>,
     trust_proxy: bool,
 }
 
@@ -182,11 +200,26 @@ impl FlowRateLimit {
     pub fn applies_to(path: &str) -> bool {
         path.starts_with("/api/v1/oauth/connect/")
             || path == "/api/v1/oauth/authorize"
+            || path == "/dashboard/authorize"
             || path.starts_with("/api/v1/oauth/callback/")
             || path.starts_with("/dashboard/api/connect/")
     }
 
-    fn client(&self, request: &Request) -> Option<IpAddr> {
+    fn client(&self, request: &Request) -> Option<ClientKey> {
+        if request.uri().path().starts_with("/api/v1/oauth/connect/") {
+            let store = request.uri().query().and_then(|query| {
+                url::form_urlencoded::parse(query.as_bytes())
+                    .find(|(name, _)| name == "store_id")
+                    .map(|(_, value)| value.into_owned())
+            });
+            if let Some(store) = store {
+                return Some(ClientKey::Store(store));
+            }
+        }
+        self.address(request).map(ClientKey::Address)
+    }
+
+    fn address(&self, request: &Request) -> Option<IpAddr> {
         if self.trust_proxy {
             // The last entry is the one our proxy appended: the address it saw. Earlier entries
             // come from the client and can be forged.
@@ -209,11 +242,11 @@ impl FlowRateLimit {
     }
 
     /// `Err(seconds to wait)` when the client is over its limit.
-    fn check(&self, client: IpAddr) -> Result<(), u64> {
+    fn check(&self, client: &ClientKey) -> Result<(), u64> {
         if self.limiter.len() > TRACKED_CLIENTS {
             self.limiter.retain_recent();
         }
-        self.limiter.check_key(&client).map_err(|not_until| {
+        self.limiter.check_key(client).map_err(|not_until| {
             let wait = not_until.wait_time_from(DefaultClock::default().now());
             wait.as_secs() + u64::from(wait.subsec_nanos() > 0)
         })
@@ -230,7 +263,7 @@ pub async fn rate_limit(
         // Without a client address (a server built without connect info) there is nothing to key
         // on; limiting everyone together would let one client lock out all others.
         if let Some(client) = limit.client(&request) {
-            if let Err(seconds) = limit.check(client) {
+            if let Err(seconds) = limit.check(&client) {
                 tracing::warn!(%client, retry_after = seconds, "rate limit exceeded");
                 let mut response = ApiError::rate_limited(seconds).into_response();
                 if let Ok(value) = HeaderValue::from_str(&seconds.max(1).to_string()) {

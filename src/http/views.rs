@@ -47,7 +47,7 @@ pub struct StoreQuery {
 }
 
 /// Where the merchant's browser should go.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Serialize, ToSchema)]
 pub struct AuthorizationUrl {
     /// Open this URL in the merchant's browser (redirects and cookies on); it leads to the
     /// platform's consent screen.
@@ -183,7 +183,7 @@ pub struct DisconnectResponse {
 }
 
 /// A valid access token.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Serialize, ToSchema)]
 pub struct TokenResponse {
     /// The access token.
     pub access_token: String,
@@ -212,3 +212,5 @@ pub struct HealthResponse {
     #[schema(value_type = Object)]
     pub checks: serde_json::Value,
 }
+
+crate::domain::redacted_debug!(AuthorizationUrl, TokenResponse);

@@ -92,9 +92,11 @@ impl TokenCache {
         let Some(redis) = &self.redis else {
             return;
         };
+        static SCRIPT: std::sync::LazyLock<redis::Script> =
+            std::sync::LazyLock::new(|| redis::Script::new(SET_IF_NEWER));
         let result = async {
             let mut conn = redis.connection().await.map_err(|e| e.0)?;
-            redis::Script::new(SET_IF_NEWER)
+            SCRIPT
                 .key(Self::key(redis, &connection.store_id, &connection.platform))
                 .arg(order)
                 .arg(body)
@@ -104,7 +106,14 @@ impl TokenCache {
         }
         .await;
         if let Err(error) = result {
-            tracing::warn!(error = %error, "token cache write failed; reads fall back to the database");
+            tracing::warn!(error = %error, "token cache write failed; dropping the entry");
+            // An entry that could not move forward must not stay behind: try to remove it.
+            if let Ok(mut conn) = redis.connection().await {
+                let _ = redis::cmd("DEL")
+                    .arg(Self::key(redis, &connection.store_id, &connection.platform))
+                    .query_async::<()>(&mut conn)
+                    .await;
+            }
         }
     }
 }

@@ -32,7 +32,7 @@ pub use cache::TokenCache;
 
 /// How long a refresh lease lasts: longer than a platform call may take (its timeout), so a live
 /// holder never loses it, and short enough that a crashed holder frees the connection soon.
-const LEASE: StdDuration = StdDuration::from_secs(30);
+pub(crate) const LEASE: StdDuration = StdDuration::from_secs(60);
 /// How long a caller waits for another replica's refresh before giving up.
 const WAIT_FOR_OTHER_REFRESH: StdDuration = StdDuration::from_secs(25);
 /// Meta's long-lived tokens are renewed this long before they expire.
@@ -182,7 +182,13 @@ impl Connections {
     fn schedule(&self, spec: &PlatformSpec, tokens: &TokenSet) -> Option<DateTime<Utc>> {
         let expires_at = tokens.expires_at?;
         match spec.renewal {
-            Renewal::MetaExchange => Some(expires_at - Duration::seconds(META_RENEW_BEFORE)),
+            // Meta does not promise that re-exchanging extends the token: never plan a renewal sooner
+            // than half a day ahead, or a token with less than a week left would loop.
+            Renewal::MetaExchange => Some(
+                (expires_at - Duration::seconds(META_RENEW_BEFORE))
+                    .max(self.clock.now() + Duration::hours(12))
+                    .min(expires_at),
+            ),
             Renewal::RefreshToken if tokens.refresh_token.is_some() => {
                 // Ahead of the margin, so that callers rarely meet a token that needs refreshing.
                 let margin = self.refresh_margin(tokens);
@@ -300,10 +306,19 @@ impl Connections {
             return Err(OAuthError::NotUsable(connection.status));
         }
         let tokens = self.open(&connection)?;
-        if !force && !self.needs_refresh(&tokens) {
+        if !force && (!self.needs_refresh(&tokens) || self.cooling_down(&connection, &tokens)) {
             return Ok(Self::issue(&connection, tokens));
         }
         self.refresh_under_lease(spec, connection, force).await
+    }
+
+    /// After a transient failure the platform is left alone until the back-off ends, as long as the
+    /// token still works: callers get the valid token instead of hammering an outage.
+    fn cooling_down(&self, connection: &Connection, tokens: &TokenSet) -> bool {
+        let now = self.clock.now();
+        connection.refresh_failures > 0
+            && connection.next_refresh_at.is_some_and(|next| next > now)
+            && tokens.expires_at.is_some_and(|at| at > now)
     }
 
     /// Refreshes a connection while holding its lease, or waits for whoever holds it and uses their
@@ -339,7 +354,8 @@ impl Connections {
                         return Err(error);
                     }
                 };
-                if !self.needs_refresh(&tokens) && (someone_refreshed || !force) {
+                let usable = !self.needs_refresh(&tokens) || self.cooling_down(&fresh, &tokens);
+                if usable && (someone_refreshed || !force) {
                     self.store.release_refresh_lease(fresh.id, &owner).await?;
                     self.cache.put(&fresh).await;
                     return Ok(Self::issue(&fresh, tokens));
@@ -362,7 +378,7 @@ impl Connections {
                     return Err(OAuthError::NotUsable(current.status));
                 }
                 let tokens = self.open(&current)?;
-                if !self.needs_refresh(&tokens) {
+                if !self.needs_refresh(&tokens) || self.cooling_down(&current, &tokens) {
                     self.cache.put(&current).await;
                     return Ok(Self::issue(&current, tokens));
                 }
@@ -387,9 +403,18 @@ impl Connections {
         let old = match self.open(&connection) {
             Ok(tokens) => tokens,
             Err(error) => {
-                self.store
-                    .release_refresh_lease(connection.id, owner)
-                    .await?;
+                // Unreadable tokens cannot be renewed now or later: take the connection out of the
+                // due queue as ERROR, or it would fill every refresher round for good.
+                tracing::error!(platform = %spec.id, store_id = %connection.store_id, error = %error, "refresh impossible");
+                self.park(
+                    connection,
+                    owner,
+                    ConnectionStatus::Error,
+                    None,
+                    "the stored tokens are unreadable (sealed with a key that is no longer configured?)",
+                )
+                .await?;
+                self.metrics.refresh(spec.id.as_str(), "error");
                 return Err(error);
             }
         };
@@ -448,6 +473,12 @@ impl Connections {
                     sealed_tokens: Some(self.seal(&connection.store_id, &spec.id, &tokens)),
                     key_id: Some(self.keyring.current_key_id().to_owned()),
                     granted_scopes: tokens.scopes.clone(),
+                    missing_scopes: spec
+                        .scopes
+                        .iter()
+                        .filter(|s| !tokens.scopes.contains(s))
+                        .cloned()
+                        .collect(),
                     access_token_expires_at: tokens.expires_at,
                     refresh_token_expires_at: tokens.refresh_expires_at,
                     last_refreshed_at: Some(now),
@@ -460,7 +491,14 @@ impl Connections {
                 };
                 // The rotated refresh token exists only in this process until this write lands:
                 // retry it briefly before giving up (see the lifecycle note).
-                let saved = self.finish_with_retry(&updated, owner, None).await?;
+                let saved = match self.finish_with_retry(&updated, owner, None).await {
+                    Ok(saved) => saved,
+                    Err(error) => {
+                        // The platform may have rotated the refresh token we could not store.
+                        tracing::error!(platform = %spec.id, store_id = %updated.store_id, error = %error, rotates = spec.refresh_rotates, "a refreshed token could not be stored; a rotated refresh token may be lost");
+                        return Err(error);
+                    }
+                };
                 self.cache.put(&saved).await;
                 self.metrics.refresh(spec.id.as_str(), "success");
                 Ok(Self::issue(&saved, tokens))
@@ -532,6 +570,33 @@ impl Connections {
         }
     }
 
+    /// Writes a connection back, as the lease's holder, with a status, the next time to look at it and
+    /// the reason, and records `connection.refresh_failed`.
+    pub(crate) async fn park(
+        &self,
+        connection: Connection,
+        owner: &str,
+        status: ConnectionStatus,
+        next_refresh_at: Option<DateTime<Utc>>,
+        reason: &str,
+    ) -> Result<Connection, OAuthError> {
+        let now = self.clock.now();
+        let updated = Connection {
+            status,
+            next_refresh_at,
+            refresh_failures: connection.refresh_failures + 1,
+            last_error: Some(reason.to_owned()),
+            updated_at: now,
+            ..connection
+        };
+        let event = events::event("connection.refresh_failed", &updated, Some(reason), now);
+        let saved = self
+            .finish_with_retry(&updated, owner, Some(&event))
+            .await?;
+        self.cache.put(&saved).await;
+        Ok(saved)
+    }
+
     async fn finish_with_retry(
         &self,
         connection: &Connection,
@@ -574,6 +639,9 @@ impl Connections {
             RevocationOutcome::Unsupported(_) => "not_supported",
             RevocationOutcome::Failed(_) => "failed",
         };
+        // Stop serving the cached tokens before they are deleted (and tombstone after), so a cache
+        // write that fails cannot keep a disconnected token alive.
+        self.cache.tombstone(&connection).await;
         let mut event = events::event("connection.deleted", &connection, None, now);
         event.payload["revocation"] = serde_json::json!(outcome);
         let deleted = self
@@ -623,6 +691,13 @@ pub fn backoff(failures: i32, retry_after: Option<StdDuration>) -> Duration {
     let base = 30_i64.saturating_mul(1_i64 << failures.clamp(0, 16));
     let capped = base.min(MAX_BACKOFF_SECS);
     let jitter = rand::thread_rng().gen_range(0..=capped / 4 + 1);
-    let floor = retry_after.map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
-    Duration::seconds((capped + jitter).max(floor))
+    // A platform's Retry-After is honoured, but never beyond the cap: it is untrusted input.
+    let floor = retry_after.map_or(0, |d| {
+        i64::try_from(d.as_secs()).map_or(MAX_BACKOFF_SECS, |s| s.min(MAX_BACKOFF_SECS))
+    });
+    Duration::seconds(
+        (capped + jitter)
+            .max(floor)
+            .min(MAX_BACKOFF_SECS + MAX_BACKOFF_SECS / 4 + 1),
+    )
 }

@@ -12,6 +12,7 @@ use futures::StreamExt;
 use uuid::Uuid;
 
 use super::Connections;
+use crate::domain::{Connection, ConnectionStatus};
 use crate::oauth::error::OAuthError;
 
 /// What one round did.
@@ -45,7 +46,9 @@ impl Refresher {
         }
     }
 
-    /// Runs rounds until `shutdown` resolves.
+    /// Runs rounds until `shutdown` resolves. A round that found a full batch is followed at once by
+    /// another (up to [`MAX_ROUNDS_PER_TICK`]), so a backlog drains at the platforms' pace rather
+    /// than one batch per interval.
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
         tokio::pin!(shutdown);
         let mut ticker = tokio::time::interval(self.interval);
@@ -54,63 +57,120 @@ impl Refresher {
             tokio::select! {
                 () = &mut shutdown => return,
                 _ = ticker.tick() => {
-                    match self.run_once().await {
-                        Ok(round) if round.due > 0 => tracing::info!(?round, "refresher round"),
-                        Ok(_) => {}
-                        Err(error) => tracing::warn!(error = %error, "refresher round failed"),
+                    for _ in 0..MAX_ROUNDS_PER_TICK {
+                        match self.run_once().await {
+                            Ok(round) => {
+                                if round.due > 0 {
+                                    tracing::info!(?round, "refresher round");
+                                }
+                                if round.due < self.batch() {
+                                    break;
+                                }
+                            }
+                            Err(error) => {
+                                tracing::warn!(error = %error, "refresher round failed");
+                                break;
+                            }
+                        }
                     }
                 }
             }
         }
     }
 
+    fn batch(&self) -> usize {
+        self.concurrency * 8
+    }
+
     /// One round: every due connection, at most `concurrency` at a time.
     pub async fn run_once(&self) -> Result<Round, OAuthError> {
         let now = self.connections.clock.now();
-        let limit = i64::try_from(self.concurrency * 8).unwrap_or(64);
+        let limit = i64::try_from(self.batch()).unwrap_or(64);
         let due = self.connections.store.due_for_refresh(now, limit).await?;
         let mut round = Round {
             due: due.len(),
             ..Round::default()
         };
-        let outcomes: Vec<Option<bool>> = futures::stream::iter(due)
-            .map(|connection| async move {
-                let spec = self.connections.catalog.get(&connection.platform)?.clone();
-                let owner = format!("{}:refresher:{}", self.connections.replica, Uuid::new_v4());
-                let now = self.connections.clock.now();
-                let until = now + chrono::Duration::seconds(30);
-                let leased = self
-                    .connections
-                    .store
-                    .acquire_refresh_lease(connection.id, &owner, now, until)
-                    .await
-                    .ok()
-                    .flatten()?;
-                // Someone refreshed it between the scan and the lease.
-                if leased.version != connection.version {
-                    let _ = self
-                        .connections
-                        .store
-                        .release_refresh_lease(leased.id, &owner)
-                        .await;
-                    return None;
-                }
-                let result = self
-                    .connections
-                    .refresh_holding_lease(&spec, leased, &owner)
-                    .await;
-                Some(result.is_ok())
-            })
+        let outcomes: Vec<Outcome> = futures::stream::iter(due)
+            .map(|connection| self.refresh_one(connection))
             .buffer_unordered(self.concurrency)
             .collect()
             .await;
         for outcome in outcomes {
             match outcome {
-                Some(true) => round.refreshed += 1,
-                Some(false) => round.failed += 1,
-                None => round.skipped += 1,
+                Outcome::Refreshed => round.refreshed += 1,
+                Outcome::Failed => round.failed += 1,
+                Outcome::Skipped => round.skipped += 1,
             }
         }
         Ok(round)
     }
+
+    async fn refresh_one(&self, connection: Connection) -> Outcome {
+        let connections = &self.connections;
+        let owner = format!("{}:refresher:{}", connections.replica, Uuid::new_v4());
+        let now = connections.clock.now();
+        let until =
+            now + chrono::Duration::from_std(super::LEASE).unwrap_or(chrono::Duration::seconds(60));
+        let leased = match connections
+            .store
+            .acquire_refresh_lease(connection.id, &owner, now, until)
+            .await
+        {
+            Ok(Some(leased)) => leased,
+            // Another replica holds it.
+            Ok(None) => return Outcome::Skipped,
+            Err(error) => {
+                tracing::warn!(error = %error, "refresher could not take a lease");
+                return Outcome::Failed;
+            }
+        };
+        // Someone refreshed it between the scan and the lease.
+        if leased.version != connection.version {
+            let _ = connections
+                .store
+                .release_refresh_lease(leased.id, &owner)
+                .await;
+            return Outcome::Skipped;
+        }
+        let Some(spec) = connections.catalog.get(&leased.platform).cloned() else {
+            // The operator removed the platform; it may come back, so look again later rather
+            // than letting the row block the queue.
+            let next = now + chrono::Duration::hours(6);
+            let reason = format!("platform {} is no longer configured", leased.platform);
+            tracing::warn!(platform = %leased.platform, store_id = %leased.store_id, "{reason}");
+            let _ = connections
+                .park(
+                    leased,
+                    &owner,
+                    ConnectionStatus::Connected,
+                    Some(next),
+                    &reason,
+                )
+                .await;
+            return Outcome::Failed;
+        };
+        let failures_before = leased.refresh_failures;
+        let (store_id, platform) = (leased.store_id.clone(), leased.platform.clone());
+        match connections
+            .refresh_holding_lease(&spec, leased, &owner)
+            .await
+        {
+            // A transient failure still hands out the valid old token: count it as failed.
+            Ok(_) => match connections.store.get_connection(&store_id, &platform).await {
+                Ok(Some(row)) if row.refresh_failures > failures_before => Outcome::Failed,
+                _ => Outcome::Refreshed,
+            },
+            Err(_) => Outcome::Failed,
+        }
+    }
 }
+
+enum Outcome {
+    Refreshed,
+    Failed,
+    Skipped,
+}
+
+/// The most rounds run back to back when every round finds a full batch.
+pub const MAX_ROUNDS_PER_TICK: usize = 50;

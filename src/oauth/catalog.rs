@@ -449,6 +449,11 @@ impl Catalog {
             if let Some(overrides) = settings.platforms.get(slug) {
                 apply_overrides(&mut spec, overrides);
             }
+            // X issues no refresh token without `offline.access` (providers.md X2): an override of
+            // TWITTER_SCOPES must not silently lose it.
+            if slug == "twitter" && !spec.scopes.iter().any(|s| s == "offline.access") {
+                spec.scopes.push("offline.access".into());
+            }
             if spec.credentials.is_none() && settings.sandbox {
                 let endpoints = crate::sandbox::endpoints(&api_base, slug).and_then(|e| {
                     Some((

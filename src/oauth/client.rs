@@ -294,11 +294,13 @@ impl PlatformClient {
                 self.send_json(spec, request).await.map(|_| ())
             }
             (Revocation::Form { authenticate, hint }, Some(url)) => {
-                // Revoking the refresh token ends the whole grant where one exists (RFC 7009 §2.1);
-                // the access token is revoked too for platforms that treat them separately.
+                // Platforms that take a type hint (RFC 7009: X, generic providers) get the refresh
+                // token first, which ends the whole grant (§2.1), then the access token. The others
+                // revoke by access token: TikTok's endpoint takes only that, and Google revokes the
+                // refresh token with it (providers.md T1, G1).
                 let mut outcome = Ok(());
                 let mut targets = vec![("access_token", &tokens.access_token)];
-                if let Some(refresh) = &tokens.refresh_token {
+                if let (true, Some(refresh)) = (*hint, &tokens.refresh_token) {
                     targets.insert(0, ("refresh_token", refresh));
                 }
                 for (kind, token) in targets {
@@ -415,16 +417,19 @@ fn platform_error(spec: &PlatformSpec, status: StatusCode, body: &Value) -> Opti
     let revoked = lowered.contains("revoked")
         || lowered.contains("deauthorized")
         || lowered.contains("has not authorized");
+    // Permanent means the merchant's grant is dead. A rejected client (bad secret, missing Basic
+    // header: `invalid_client`, `unauthorized_client`, Pinterest's 401) is the operator's to fix and
+    // must not expire every connection at once, so it counts as transient.
     let permanent = match spec.errors {
         // Graph: 190 is an invalid or expired token, whatever the subcode; 102 a dead session.
         ErrorShape::Graph => code.starts_with("190") || code.starts_with("102"),
         ErrorShape::Rfc6749 => {
             matches!(
                 code.as_str(),
-                "invalid_grant" | "invalid_token" | "unauthorized_client" | "access_denied"
+                "invalid_grant" | "invalid_token" | "access_denied"
             ) || (code == "invalid_request" && lowered.contains("token"))
         }
-        ErrorShape::CodeMessage => status.is_client_error(),
+        ErrorShape::CodeMessage => status.is_client_error() && status != StatusCode::UNAUTHORIZED,
     };
     Some(OAuthError::PlatformRejected {
         platform: spec.id.clone(),
@@ -457,7 +462,8 @@ fn first_string(root: &Value, paths: &[&[&str]]) -> Option<String> {
 /// Reads a number of seconds that some platforms send as a string.
 fn seconds(value: Option<&Value>) -> Option<i64> {
     match value? {
-        Value::Number(n) => n.as_i64(),
+        // Some platforms send 3600.0; `as` saturates and NaN becomes 0 (then ignored).
+        Value::Number(n) => n.as_i64().or_else(|| n.as_f64().map(|f| f as i64)),
         Value::String(s) => s.trim().parse().ok(),
         _ => None,
     }
@@ -542,6 +548,7 @@ mod tests {
         let far = after(now, i64::MAX).expect("clamped");
         assert!(far - now <= chrono::Duration::days(3700));
         assert_eq!(seconds(Some(&serde_json::json!("3600"))), Some(3600));
-        assert_eq!(seconds(Some(&serde_json::json!(1e300))), None);
+        assert_eq!(seconds(Some(&serde_json::json!(3600.0))), Some(3600));
+        assert!(after(now, seconds(Some(&serde_json::json!(1e300))).unwrap_or(0)).is_some());
     }
 }

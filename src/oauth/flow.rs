@@ -37,6 +37,17 @@ pub const FLOW_TTL_MINUTES: i64 = 10;
 const TICKET: &str = "ticket";
 const STATE: &str = "state";
 
+/// Who started a flow, which decides who may open its first hop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum FlowOrigin {
+    /// A backend service through the API: the first hop is `/api/v1/oauth/authorize`.
+    Api,
+    /// The connections page: the first hop is `/dashboard/authorize`, and only a browser holding a
+    /// page session for the same store and user may open it, so a merchant cannot hand the link to
+    /// another merchant and attach that merchant's account to their own store.
+    Dashboard,
+}
+
 /// What the ticket holds between `begin` and the first hop.
 #[derive(Serialize, Deserialize)]
 struct Ticket {
@@ -44,6 +55,7 @@ struct Ticket {
     store_id: StoreId,
     user_id: UserId,
     started_at: DateTime<Utc>,
+    origin: FlowOrigin,
 }
 
 /// What the state holds between the first hop and the callback (sealed at rest by the state store).
@@ -58,7 +70,6 @@ struct PendingFlow {
 }
 
 /// What the first hop hands the edge.
-#[derive(Debug)]
 pub struct FlowStart {
     /// Where to send the browser: the platform's consent screen.
     pub authorization_url: Url,
@@ -73,7 +84,7 @@ pub struct FlowStart {
 }
 
 /// The parameters a platform sends to the callback.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct CallbackParams {
     /// The authorization code.
     pub code: Option<SecretString>,
@@ -136,6 +147,11 @@ impl Flow {
         &self.catalog
     }
 
+    /// The flow-state store (the page also records used links in it).
+    pub fn states(&self) -> &FlowStates {
+        &self.states
+    }
+
     /// The platform behind a path segment, if it is configured.
     pub fn platform(&self, slug: &str) -> Result<&PlatformSpec, OAuthError> {
         let spec = self
@@ -162,6 +178,7 @@ impl Flow {
         platform: &PlatformId,
         store_id: &StoreId,
         user_id: &UserId,
+        origin: FlowOrigin,
     ) -> Result<Url, OAuthError> {
         let ticket_secret = random_secret();
         let ticket = Ticket {
@@ -169,6 +186,7 @@ impl Flow {
             store_id: store_id.clone(),
             user_id: user_id.clone(),
             started_at: self.clock.now(),
+            origin,
         };
         self.states
             .put(
@@ -178,9 +196,13 @@ impl Flow {
                 Duration::minutes(FLOW_TTL_MINUTES),
             )
             .await?;
+        let hop = match origin {
+            FlowOrigin::Api => "api/v1/oauth/authorize",
+            FlowOrigin::Dashboard => "dashboard/authorize",
+        };
         let mut url = self
             .api_url
-            .join("api/v1/oauth/authorize")
+            .join(hop)
             .map_err(|_| OAuthError::TicketInvalid)?;
         url.query_pairs_mut().append_pair("ticket", &ticket_secret);
         self.metrics.flow_started(platform.as_str());
@@ -188,12 +210,23 @@ impl Flow {
     }
 
     /// The first hop: consumes the ticket and prepares the platform's authorization request.
-    pub async fn start(&self, ticket_secret: &str) -> Result<FlowStart, OAuthError> {
+    /// `page_session` is the store and user of the browser's page session, if it has one; a ticket
+    /// started from the page is refused without the same.
+    pub async fn start(
+        &self,
+        ticket_secret: &str,
+        page_session: Option<(&StoreId, &UserId)>,
+    ) -> Result<FlowStart, OAuthError> {
         let ticket: Ticket = self
             .states
             .take(TICKET, ticket_secret)
             .await?
             .ok_or(OAuthError::TicketInvalid)?;
+        if ticket.origin == FlowOrigin::Dashboard
+            && page_session != Some((&ticket.store_id, &ticket.user_id))
+        {
+            return Err(OAuthError::BrowserMismatch);
+        }
         let spec = self.platform(ticket.platform.as_str())?;
         let now = self.clock.now();
         let remaining = ticket.started_at + Duration::minutes(FLOW_TTL_MINUTES) - now;
@@ -345,3 +378,5 @@ impl Flow {
             .await
     }
 }
+
+crate::domain::redacted_debug!(FlowStart, CallbackParams);

@@ -405,3 +405,15 @@ fn dashboard_link_prints_only_a_link_that_the_page_accepts() {
         .unwrap();
     assert!(!refused.status.success());
 }
+
+#[test]
+fn durations_outside_their_safe_range_are_refused() {
+    assert!(
+        error_of(&[("TOKEN_REFRESH_WINDOW_SECONDS", "10000000000000")])
+            .starts_with("invalid setting TOKEN_REFRESH_WINDOW_SECONDS:")
+    );
+    assert!(error_of(&[("HTTP_TIMEOUT_SECONDS", "0")])
+        .starts_with("invalid setting HTTP_TIMEOUT_SECONDS:"));
+    assert!(error_of(&[("HTTP_TIMEOUT_SECONDS", "45")])
+        .starts_with("invalid setting HTTP_TIMEOUT_SECONDS:"));
+}

@@ -6,7 +6,7 @@ use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{json, Value};
 
 use crate::helpers::{
-    location, spawn_app, spawn_app_with, Browser, TestApp, TestAppOptions, API_KEY,
+    location, query_of, spawn_app, spawn_app_with, Browser, TestApp, TestAppOptions, API_KEY,
 };
 
 pub const DASHBOARD_SECRET: &str = "test-dashboard-secret-0123456789-abcdef";
@@ -502,7 +502,7 @@ async fn state_changing_calls_need_the_csrf_value_and_our_origin() {
     assert!(body["url"]
         .as_str()
         .unwrap()
-        .starts_with(&app.url("/api/v1/oauth/authorize?ticket=")));
+        .starts_with(&app.url("/dashboard/authorize?ticket=")));
     assert_eq!(
         client.get(&path).send().await.unwrap().status(),
         405,
@@ -746,6 +746,13 @@ async fn flow_routes_are_rate_limited_per_client_with_retry_after() {
     for _ in 0..3 {
         assert_eq!(app.get(connect).await.status(), 200);
     }
+    // The API's connect counts per store: another merchant is not held back by this one.
+    assert_eq!(
+        app.get("/api/v1/oauth/connect/google?user_id=u&store_id=other-store")
+            .await
+            .status(),
+        200
+    );
     let limited = app.get(connect).await;
     assert_eq!(limited.status(), 429);
     let retry_after: u64 = limited.headers()["retry-after"]
@@ -756,6 +763,14 @@ async fn flow_routes_are_rate_limited_per_client_with_retry_after() {
     assert!((1..=60).contains(&retry_after), "{retry_after}");
     let body: Value = limited.json().await.unwrap();
     assert_eq!(body["error"]["code"], "rate_limited");
+    // The browser's routes count per client address, together.
+    for path in [
+        "/api/v1/oauth/authorize?ticket=x",
+        "/api/v1/oauth/callback/google?state=x",
+        "/dashboard/authorize?ticket=x",
+    ] {
+        assert_eq!(app.get(path).await.status(), 303, "{path}");
+    }
     for path in [
         "/api/v1/oauth/authorize?ticket=x",
         "/api/v1/oauth/callback/google?state=x",
@@ -778,13 +793,55 @@ async fn flow_routes_are_rate_limited_per_client_with_retry_after() {
     .await;
     let from = |ip: &'static str| {
         app.api
-            .get(app.url(connect))
-            .bearer_auth(API_KEY)
+            .get(app.url("/api/v1/oauth/authorize?ticket=unknown"))
             .header("x-forwarded-for", format!("203.0.113.99, {ip}"))
             .send()
     };
-    assert_eq!(from("198.51.100.1").await.unwrap().status(), 200);
+    assert_eq!(from("198.51.100.1").await.unwrap().status(), 303);
     assert_eq!(from("198.51.100.1").await.unwrap().status(), 429);
-    assert_eq!(from("198.51.100.2").await.unwrap().status(), 200);
+    assert_eq!(from("198.51.100.2").await.unwrap().status(), 303);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_flow_started_from_the_page_cannot_be_finished_by_another_merchant() {
+    // The attack: a merchant starts a flow from their own page and sends its link to another merchant,
+    // whose consent would attach their account to the first merchant's store.
+    let app = spawn_app().await;
+    let attacker = Merchant::open(&app, "attacker-store", "mallory").await;
+    let victim = Merchant::open(&app, "victim-store", "victor").await;
+    let stranger = Browser::new();
+    for browser in [&victim.browser, &stranger] {
+        let response = attacker.post(&app, "/dashboard/api/connect/meta").await;
+        let url = response.json::<Value>().await.unwrap()["url"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        assert!(url.contains("/dashboard/authorize?ticket="), "{url}");
+        let hop = browser.client.get(&url).send().await.unwrap();
+        assert_eq!(hop.status(), 303);
+        let outcome = query_of(&location(&hop));
+        assert_eq!(outcome["connection"], "error");
+        assert_eq!(outcome["reason"], "browser_mismatch");
+    }
+    assert_eq!(
+        app.connections("attacker-store").await["connections"],
+        serde_json::json!([])
+    );
+    // The merchant's own browser gets through.
+    let outcome = attacker.connect(&app, "meta", true).await;
+    assert_eq!(outcome["connection"], "success");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_dashboard_link_opens_one_session_only() {
+    let app = spawn_app().await;
+    let link = link(&app, "once-store", "u");
+    let first = Browser::new().client.get(&link).send().await.unwrap();
+    assert_eq!(first.status(), 303);
+    let second = Browser::new().client.get(&link).send().await.unwrap();
+    assert_eq!(second.status(), 401);
+    assert!(second.text().await.unwrap().contains("already used"));
     app.stop().await;
 }

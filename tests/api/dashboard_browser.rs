@@ -277,7 +277,7 @@ async fn a_merchant_connects_all_five_declines_one_and_disconnects_in_a_real_bro
     wait_for(browser, "#notice-error.notice--shown").await;
     let error = text(browser, "#notice-error").await;
     assert!(
-        error.starts_with("Couldn't connect Google Ads: "),
+        error.starts_with("Couldn't connect Google Ads: access was not granted"),
         "{error}"
     );
     assert_eq!(

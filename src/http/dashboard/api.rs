@@ -88,7 +88,7 @@ pub struct DashboardConnections {
 }
 
 /// Where the browser goes to connect.
-#[derive(Debug, Serialize)]
+#[derive(Serialize)]
 pub struct ConnectUrl {
     /// Our first-hop URL; it leads to the platform's consent screen.
     pub url: String,
@@ -163,7 +163,12 @@ pub async fn connect(
     let session = writer.0;
     let spec = flow.platform(&platform)?;
     let url = flow
-        .begin(&spec.id.clone(), &session.store_id, &session.user_id)
+        .begin(
+            &spec.id.clone(),
+            &session.store_id,
+            &session.user_id,
+            crate::oauth::flow::FlowOrigin::Dashboard,
+        )
         .await?;
     tracing::info!(user_id = %session.user_id, "flow started from the dashboard");
     Ok(no_store(Json(ConnectUrl {
@@ -194,3 +199,5 @@ pub async fn disconnect(
         spec.id.as_str(),
     ))))
 }
+
+crate::domain::redacted_debug!(ConnectUrl);

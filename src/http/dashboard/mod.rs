@@ -23,6 +23,7 @@ pub fn router() -> Router<AppState> {
         .route(session::PAGE_PATH, get(page::page))
         .route(page::SCRIPT_PATH, get(page::script))
         .route(page::STYLESHEET_PATH, get(page::stylesheet))
+        .route("/dashboard/authorize", get(page::authorize))
         .route("/dashboard/api/connections", get(api::connections))
         .route("/dashboard/api/connect/{platform}", post(api::connect))
         .route(

@@ -112,6 +112,38 @@ fn denied(error: &SessionError) -> Response {
     html_response(StatusCode::UNAUTHORIZED, page.render())
 }
 
+fn denied_unavailable() -> Response {
+    html_response(
+        StatusCode::SERVICE_UNAVAILABLE,
+        DeniedPage {
+            message: "The service is temporarily unavailable. Please try again shortly.",
+            stylesheet: format!("{STYLESHEET_PATH}?v={}", stylesheet_version()),
+        }
+        .render(),
+    )
+}
+
+/// `GET /dashboard/authorize?ticket=..`: the first hop of a flow started from the page. Only the
+/// browser holding the page session of the flow's store and user gets through.
+pub async fn authorize(
+    State(auth): State<DashboardAuth>,
+    State(flow): State<Flow>,
+    State(web): State<crate::http::WebSettings>,
+    jar: CookieJar,
+    Query(query): Query<HashMap<String, String>>,
+) -> Response {
+    let session = auth.read_session(&jar).ok();
+    let owner = session.as_ref().map(|s| (&s.store_id, &s.user_id));
+    crate::http::oauth::first_hop(
+        &flow,
+        &web,
+        jar.clone(),
+        query.get("ticket").map(String::as_str),
+        owner,
+    )
+    .await
+}
+
 /// `GET /dashboard/marketing`: with `?token=` exchanges a link for a session cookie and redirects to
 /// the bare URL (the link leaves the address bar and history); without, renders the page for the
 /// session's store, or a 401 page saying to open it from the main dashboard.
@@ -122,9 +154,27 @@ pub async fn page(
     Query(query): Query<HashMap<String, String>>,
 ) -> Response {
     if let Some(token) = query.get("token") {
-        let opened = auth
-            .verify_link(token)
-            .and_then(|(store_id, user_id)| auth.open_session(store_id, user_id));
+        let opened = match auth.verify_link(token) {
+            // A link works once, so one that leaks (history, a proxy's log, a forwarded message)
+            // cannot open a second session. Remembered for as long as a link can live.
+            Ok((store_id, user_id)) => match flow
+                .states()
+                .claim_once(
+                    "dashboard-link",
+                    token,
+                    chrono::Duration::minutes(super::session::LINK_MAX_MINUTES + 1),
+                )
+                .await
+            {
+                Ok(true) => auth.open_session(store_id, user_id),
+                Ok(false) => Err(SessionError::Used),
+                Err(error) => {
+                    tracing::warn!(%error, "could not record the link's use");
+                    return denied_unavailable();
+                }
+            },
+            Err(error) => Err(error),
+        };
         return match opened {
             Ok((cookie, session)) => {
                 tracing::info!(store_id = %session.store_id, user_id = %session.user_id, "dashboard session opened");

@@ -63,6 +63,9 @@ pub enum SessionError {
     /// A state-changing call without the CSRF value, or from another origin.
     #[error("cross-site request refused")]
     CrossSite,
+    /// A link opened a second time: links are single-use bearer credentials.
+    #[error("the dashboard link was already used")]
+    Used,
 }
 
 impl SessionError {
@@ -77,6 +80,9 @@ impl SessionError {
                 "This link or session has expired. Open the connections page again from your main dashboard."
             }
             Self::CrossSite => "This request did not come from the connections page.",
+            Self::Used => {
+                "This link was already used. Open the connections page again from your main dashboard."
+            }
         }
     }
 }
