@@ -163,11 +163,6 @@ impl Keyring {
         &self.current.id
     }
 
-    /// Ids of the retired keys.
-    pub fn old_key_ids(&self) -> Vec<&str> {
-        self.old.iter().map(|k| k.id.as_str()).collect()
-    }
-
     /// Seals `plaintext`, bound to `binding`, with the current key and a fresh random nonce.
     pub fn seal(&self, binding: Binding<'_>, plaintext: &[u8]) -> String {
         let mut nonce = [0u8; NONCE_LEN];
@@ -240,11 +235,6 @@ impl Keyring {
     pub fn needs_reseal(&self, sealed: &str) -> bool {
         split_sealed(sealed).map_or(true, |(id, _)| id != self.current.id)
     }
-}
-
-/// The key id a sealed value names.
-pub fn sealed_key_id(sealed: &str) -> Option<&str> {
-    split_sealed(sealed).ok().map(|(id, _)| id)
 }
 
 fn split_sealed(sealed: &str) -> Result<(&str, &str), VaultError> {

@@ -108,7 +108,7 @@ async fn log_server_errors(request: Request, next: Next) -> Response {
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
     let response = next.run(request).await;
-    if response.status().is_server_error() || response.status() == 502 {
+    if response.status().is_server_error() {
         let cause = response
             .extensions()
             .get::<InternalCause>()

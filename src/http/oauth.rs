@@ -37,14 +37,10 @@ fn platform_error(flow: &Flow, error: OAuthError) -> ApiError {
     let unknown = matches!(error, OAuthError::UnknownPlatform(_));
     let api_error = ApiError::from(error);
     if unknown {
-        api_error.with_details(serde_json::json!({ "platforms": flow_slugs(flow) }))
+        api_error.with_details(serde_json::json!({ "platforms": flow.catalog().slugs() }))
     } else {
         api_error
     }
-}
-
-fn flow_slugs(flow: &Flow) -> Vec<String> {
-    flow.catalog().slugs()
 }
 
 /// The platform a path names, configured or not; a 404 listing the platforms otherwise.
