@@ -14,6 +14,10 @@ use secrecy::{ExposeSecret, SecretString};
 use url::Url;
 
 use crate::domain::PlatformId;
+pub use crate::platforms::settings::{
+    ClientCredentials, GenericProviderSettings, PlatformSettings,
+};
+use crate::platforms::BUILT_IN;
 use crate::vault::Key;
 
 /// One bad setting. Its `Display` is the one line start-up prints.
@@ -93,59 +97,6 @@ pub enum KeySettings {
     DevelopmentFile(PathBuf),
 }
 
-/// A platform's client credentials.
-#[derive(Clone)]
-pub struct ClientCredentials {
-    /// The public client id (`META_APP_ID`, `TIKTOK_CLIENT_KEY`, ...).
-    pub client_id: String,
-    /// The client secret.
-    pub client_secret: SecretString,
-}
-
-impl fmt::Debug for ClientCredentials {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ClientCredentials")
-            .field("client_id", &self.client_id)
-            .field("client_secret", &"[redacted]")
-            .finish()
-    }
-}
-
-/// Per-platform settings: credentials and overrides of the catalog's defaults.
-#[derive(Debug, Clone, Default)]
-pub struct PlatformSettings {
-    /// Credentials, if both halves are set.
-    pub credentials: Option<ClientCredentials>,
-    /// `<PLATFORM>_AUTHORIZE_URL`.
-    pub authorize_url: Option<Url>,
-    /// `<PLATFORM>_TOKEN_URL`.
-    pub token_url: Option<Url>,
-    /// `<PLATFORM>_REVOKE_URL`.
-    pub revoke_url: Option<Url>,
-    /// `<PLATFORM>_USERINFO_URL`.
-    pub userinfo_url: Option<Url>,
-    /// `<PLATFORM>_SCOPES` (comma- or space-separated).
-    pub scopes: Option<Vec<String>>,
-}
-
-/// A generic OAuth 2.0 provider declared by the operator (`OAUTH_PROVIDERS=acme` plus `ACME_*`).
-#[derive(Debug, Clone)]
-pub struct GenericProviderSettings {
-    /// Its slug.
-    pub id: PlatformId,
-    /// `<NAME>_DISPLAY_NAME`, default the slug.
-    pub display_name: String,
-    /// Endpoints and scopes; `authorize_url` and `token_url` are required.
-    pub platform: PlatformSettings,
-    /// `<NAME>_CLIENT_AUTH`: `basic` (default) or `body`.
-    pub client_auth_basic: bool,
-    /// `<NAME>_PKCE`: `true` (default) or `false`.
-    pub pkce: bool,
-    /// `<NAME>_AUTHORIZE_PARAMS`: further authorization parameters, form-encoded
-    /// (`prompt=consent&access_type=offline`).
-    pub authorize_params: Vec<(String, String)>,
-}
-
 /// Every setting, validated.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -206,15 +157,6 @@ pub struct Settings {
     /// Operator-declared generic providers.
     pub generic_providers: Vec<GenericProviderSettings>,
 }
-
-/// The built-in platforms: slug and the names of their credential variables.
-pub const BUILT_IN_PLATFORMS: [(&str, &str, &str); 5] = [
-    ("meta", "META_APP_ID", "META_APP_SECRET"),
-    ("tiktok", "TIKTOK_CLIENT_KEY", "TIKTOK_CLIENT_SECRET"),
-    ("google", "GOOGLE_CLIENT_ID", "GOOGLE_CLIENT_SECRET"),
-    ("pinterest", "PINTEREST_APP_ID", "PINTEREST_APP_SECRET"),
-    ("twitter", "TWITTER_CLIENT_ID", "TWITTER_CLIENT_SECRET"),
-];
 
 /// Reads settings from a variable map (the process environment in production, a literal map in
 /// tests).
@@ -506,9 +448,11 @@ impl Settings {
         };
 
         let mut platforms = BTreeMap::new();
-        for (slug, id_var, secret_var) in BUILT_IN_PLATFORMS {
-            let prefix = slug.to_ascii_uppercase();
-            let credentials = match (vars.get(id_var), vars.secret(secret_var)) {
+        for platform in BUILT_IN.iter() {
+            let credentials = match (
+                vars.get(platform.client_id_var),
+                vars.secret(platform.client_secret_var),
+            ) {
                 (Some(id), Some(secret)) => Some(ClientCredentials {
                     client_id: id.to_owned(),
                     client_secret: secret,
@@ -516,8 +460,8 @@ impl Settings {
                 _ => None,
             };
             platforms.insert(
-                slug.to_owned(),
-                platform_overrides(&vars, &prefix, credentials)?,
+                platform.slug.to_owned(),
+                platform_overrides(&vars, platform.env_prefix, credentials)?,
             );
         }
 
@@ -529,10 +473,7 @@ impl Settings {
                     format!("{name:?} is not a slug of lower-case letters, digits and '_'"),
                 )
             })?;
-            if BUILT_IN_PLATFORMS
-                .iter()
-                .any(|(slug, _, _)| *slug == id.as_str())
-            {
+            if BUILT_IN.iter().any(|p| p.slug == id.as_str()) {
                 return Err(ConfigError::new(
                     "OAUTH_PROVIDERS",
                     format!("{id} is a built-in platform"),
@@ -699,16 +640,16 @@ impl Settings {
             ),
             ("WEBHOOK_SECRET".into(), set(self.webhook_secret.is_some())),
         ];
-        for (slug, id_var, secret_var) in BUILT_IN_PLATFORMS {
-            let platform = self.platforms.get(slug);
+        for built_in in BUILT_IN.iter() {
+            let platform = self.platforms.get(built_in.slug);
             let creds = platform.and_then(|p| p.credentials.as_ref());
             rows.push((
-                id_var.into(),
+                built_in.client_id_var.into(),
                 creds
                     .map(|c| c.client_id.clone())
                     .unwrap_or_else(|| "not set".into()),
             ));
-            rows.push((secret_var.into(), set(creds.is_some())));
+            rows.push((built_in.client_secret_var.into(), set(creds.is_some())));
         }
         for provider in &self.generic_providers {
             rows.push((

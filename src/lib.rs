@@ -24,6 +24,7 @@ pub mod http;
 pub mod lifecycle;
 pub mod metrics;
 pub mod oauth;
+pub mod platforms;
 pub mod redis_conn;
 pub mod sandbox;
 pub mod state;

@@ -9,8 +9,9 @@ use std::collections::BTreeMap;
 
 use url::Url;
 
-use crate::config::{ClientCredentials, PlatformSettings, Settings};
+use crate::config::Settings;
 use crate::domain::PlatformId;
+use crate::platforms::settings::{ClientCredentials, PlatformSettings};
 
 /// How the client proves its identity at the token endpoint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

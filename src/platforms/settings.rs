@@ -1,0 +1,62 @@
+//! What the operator's settings say about one platform: client credentials and overrides of the
+//! built-in definition. Read by `config`, applied by the catalog.
+
+use std::fmt;
+
+use secrecy::SecretString;
+use url::Url;
+
+use crate::domain::PlatformId;
+
+/// A platform's client credentials.
+#[derive(Clone)]
+pub struct ClientCredentials {
+    /// The public client id (`META_APP_ID`, `TIKTOK_CLIENT_KEY`, ...).
+    pub client_id: String,
+    /// The client secret.
+    pub client_secret: SecretString,
+}
+
+impl fmt::Debug for ClientCredentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClientCredentials")
+            .field("client_id", &self.client_id)
+            .field("client_secret", &"[redacted]")
+            .finish()
+    }
+}
+
+/// Per-platform settings: credentials and overrides of the catalog's defaults.
+#[derive(Debug, Clone, Default)]
+pub struct PlatformSettings {
+    /// Credentials, if both halves are set.
+    pub credentials: Option<ClientCredentials>,
+    /// `<PLATFORM>_AUTHORIZE_URL`.
+    pub authorize_url: Option<Url>,
+    /// `<PLATFORM>_TOKEN_URL`.
+    pub token_url: Option<Url>,
+    /// `<PLATFORM>_REVOKE_URL`.
+    pub revoke_url: Option<Url>,
+    /// `<PLATFORM>_USERINFO_URL`.
+    pub userinfo_url: Option<Url>,
+    /// `<PLATFORM>_SCOPES` (comma- or space-separated).
+    pub scopes: Option<Vec<String>>,
+}
+
+/// A generic OAuth 2.0 provider declared by the operator (`OAUTH_PROVIDERS=acme` plus `ACME_*`).
+#[derive(Debug, Clone)]
+pub struct GenericProviderSettings {
+    /// Its slug.
+    pub id: PlatformId,
+    /// `<NAME>_DISPLAY_NAME`, default the slug.
+    pub display_name: String,
+    /// Endpoints and scopes; `authorize_url` and `token_url` are required.
+    pub platform: PlatformSettings,
+    /// `<NAME>_CLIENT_AUTH`: `basic` (default) or `body`.
+    pub client_auth_basic: bool,
+    /// `<NAME>_PKCE`: `true` (default) or `false`.
+    pub pkce: bool,
+    /// `<NAME>_AUTHORIZE_PARAMS`: further authorization parameters, form-encoded
+    /// (`prompt=consent&access_type=offline`).
+    pub authorize_params: Vec<(String, String)>,
+}
