@@ -25,8 +25,16 @@ pub fn init_tracing(settings: &Settings) {
     };
 }
 
+/// Logs, once, each setting that works but is probably not what the operator meant.
+pub fn log_warnings(settings: &Settings) {
+    for warning in &settings.warnings {
+        tracing::warn!("{warning}");
+    }
+}
+
 /// `serve`.
 pub async fn serve(settings: Settings) -> anyhow::Result<()> {
+    log_warnings(&settings);
     let api_url = settings.api_url.clone();
     let application = Application::build(settings)
         .await
@@ -78,6 +86,7 @@ pub async fn rotate_keys(settings: Settings) -> anyhow::Result<()> {
 
 /// `check-config`: the settings, secrets masked.
 pub fn check_config(settings: &Settings) -> anyhow::Result<()> {
+    log_warnings(settings);
     println!("configuration is valid");
     for (name, value) in settings.summary() {
         println!("  {name:<24} {value}");

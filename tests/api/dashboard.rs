@@ -704,6 +704,8 @@ async fn cors_answers_only_the_allowed_origins_and_nothing_when_none_are_set() {
 #[tokio::test]
 async fn production_sends_hsts_and_secure_cookies() {
     let app = spawn_app_with(TestAppOptions {
+        // Production refuses the simulators' plain-http endpoints; this test calls no platform.
+        simulated: Vec::new(),
         extra_env: vec![
             ("ENVIRONMENT", "production".into()),
             ("SANDBOX", "false".into()),

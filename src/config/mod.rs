@@ -1,0 +1,433 @@
+//! Settings: the plan's variable names, read from the environment (and a `.env` file, loaded by
+//! `main`), validated once at start-up.
+//!
+//! A platform without credentials is "not configured", never a start-up failure. A bad value stops
+//! start-up with one line naming the variable and what is wrong; secrets are never echoed. The
+//! embedded defaults (SQLite, in-process state, a development key file) make a bare `cargo run` work.
+//!
+//! Layout: this module owns the types ([`Settings`] stays flat, so every field keeps its path) and
+//! builds them in one struct literal, so the compiler checks that every field is read. Each value
+//! comes from the module of its concern, which names the variable, its default, range and unit:
+//! `server`, `storage`, `keys`, `dashboard`, `refresher`, `webhooks`, `platforms`. The shared
+//! rules (blank is unset, `<NAME>_FILE` secrets, ranges, URLs, production-only requirements, the
+//! unknown-variable warnings) live in `vars`.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use secrecy::{ExposeSecret, SecretString};
+use url::Url;
+
+pub use crate::platforms::settings::{
+    ClientCredentials, GenericProviderSettings, PlatformSettings,
+};
+use crate::platforms::BUILT_IN;
+use crate::vault::Key;
+
+mod dashboard;
+mod keys;
+mod platforms;
+mod refresher;
+mod server;
+mod storage;
+mod vars;
+mod webhooks;
+
+use vars::Vars;
+
+/// One bad setting. Its `Display` is the one line start-up prints.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid setting {variable}: {problem}")]
+pub struct ConfigError {
+    /// The variable's name.
+    pub variable: String,
+    /// What is wrong, without the value when the value is secret.
+    pub problem: String,
+}
+
+impl ConfigError {
+    pub(crate) fn new(variable: impl Into<String>, problem: impl Into<String>) -> Self {
+        Self {
+            variable: variable.into(),
+            problem: problem.into(),
+        }
+    }
+}
+
+/// `ENVIRONMENT`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Environment {
+    /// Local work: embedded defaults and the sandbox platforms are allowed.
+    Development,
+    /// Real merchants: PostgreSQL, Redis, a key, API keys and https are required.
+    Production,
+}
+
+impl Environment {
+    /// The setting's value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Development => "development",
+            Self::Production => "production",
+        }
+    }
+}
+
+/// Where connections are stored.
+#[derive(Clone)]
+pub enum DatabaseSettings {
+    /// An embedded SQLite file (the default with no `DATABASE_URL`).
+    Sqlite(String),
+    /// PostgreSQL; the URL may carry a password, so it is secret.
+    Postgres(SecretString),
+}
+
+impl fmt::Debug for DatabaseSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.describe())
+    }
+}
+
+impl DatabaseSettings {
+    /// A printable description with any password masked.
+    pub fn describe(&self) -> String {
+        match self {
+            Self::Sqlite(url) => format!("sqlite ({url})"),
+            Self::Postgres(url) => format!("postgres ({})", mask_url(url.expose_secret())),
+        }
+    }
+}
+
+/// Where the token-encryption key comes from.
+#[derive(Debug, Clone)]
+pub enum KeySettings {
+    /// `TOKEN_ENCRYPTION_KEY` (and `TOKEN_ENCRYPTION_OLD_KEYS`).
+    Configured {
+        /// The key new values are sealed with.
+        current: Box<Key>,
+        /// Retired keys still accepted for reading.
+        old: Vec<Key>,
+    },
+    /// Development only: a key file created on first start.
+    DevelopmentFile(PathBuf),
+}
+
+/// Every setting, validated.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// `ENVIRONMENT`.
+    pub environment: Environment,
+    /// `PORT` (default 8003).
+    pub port: u16,
+    /// `HOST`: default `0.0.0.0` in production or with `API_KEYS`, else `127.0.0.1` (where the
+    /// public development key is accepted, only loopback may listen).
+    pub host: String,
+    /// `HTTP_REQUEST_TIMEOUT_SECONDS` (default 30, 1 to 300): the limit on one request to us.
+    pub request_timeout: Duration,
+    /// `HTTP_HEADER_READ_TIMEOUT_SECONDS` (default 10, 1 to 120): how long a client may take to
+    /// send its request headers.
+    pub header_read_timeout: Duration,
+    /// `SHUTDOWN_GRACE_SECONDS` (default 30; at least `HTTP_TIMEOUT_SECONDS` + 5, at most 300):
+    /// how long a stopping replica lets work in flight finish.
+    pub shutdown_grace: Duration,
+    /// `API_URL`: the service's public base URL; callbacks are built from it.
+    pub api_url: Url,
+    /// `DASHBOARD_URL`: where callbacks send the browser (default `{API_URL}/dashboard/marketing`).
+    pub dashboard_url: Url,
+    /// `ALLOWED_ORIGINS`: origins allowed by CORS and allowed to embed the page.
+    pub allowed_origins: Vec<String>,
+    /// `DASHBOARD_JWT_SECRET` (at least 32 bytes): signs dashboard links and sessions. Required in
+    /// production; `None` in development means "derive it from the token-encryption key".
+    pub dashboard_jwt_secret: Option<SecretString>,
+    /// `DASHBOARD_SESSION_MINUTES` (default 480): how long a dashboard session lasts.
+    pub dashboard_session: Duration,
+    /// `RATE_LIMIT_PER_MINUTE` (default 60): flow requests (connect, first hop, callback) allowed
+    /// per client IP per minute.
+    pub rate_limit_per_minute: u32,
+    /// `TRUST_PROXY` (default false): take the client IP from the last `X-Forwarded-For` entry,
+    /// which the proxy in front of us appended. Only safe behind such a proxy.
+    pub trust_proxy: bool,
+    /// `DATABASE_URL` (or `DATABASE_URL_FILE`); PostgreSQL's `sslmode` in it is honoured.
+    pub database: DatabaseSettings,
+    /// `DATABASE_STATEMENT_TIMEOUT_SECONDS` (default 10, 1 to 300): the longest one statement runs.
+    pub statement_timeout: Duration,
+    /// `REDIS_URL`; `None` keeps flow state in process.
+    pub redis_url: Option<SecretString>,
+    /// `REDIS_KEY_PREFIX` (default `ge:`): lets several deployments or test runs share one Redis.
+    pub redis_key_prefix: String,
+    /// `REDIS_TIMEOUT_MILLISECONDS` (default 500, 50 to 10000): the limit on one Redis command.
+    pub redis_timeout: Duration,
+    /// `TOKEN_ENCRYPTION_KEY` and `TOKEN_ENCRYPTION_OLD_KEYS`.
+    pub keys: KeySettings,
+    /// `API_KEYS`: bearer keys accepted by the API.
+    pub api_keys: Vec<SecretString>,
+    /// `AUTO_MIGRATE` (default true): apply migrations at start.
+    pub auto_migrate: bool,
+    /// `SANDBOX` (default true in development): serve unconfigured platforms from the built-in
+    /// sandbox. Always off in production.
+    pub sandbox: bool,
+    /// `TOKEN_REFRESH_WINDOW_SECONDS` (default 300): a token expiring within this is refreshed first.
+    pub refresh_window: Duration,
+    /// `HTTP_TIMEOUT_SECONDS` (default 10): the limit on every call to a platform.
+    pub platform_timeout: Duration,
+    /// `PLATFORM_MAX_RESPONSE_BYTES` (default 1048576, 1024 to 67108864): the largest platform
+    /// answer read.
+    pub platform_max_response_bytes: usize,
+    /// `WEBHOOK_URL`: where lifecycle events are posted; `None` keeps them in the outbox only.
+    pub webhook_url: Option<Url>,
+    /// `WEBHOOK_SECRET`: the HMAC-SHA256 key events are signed with (required with `WEBHOOK_URL`).
+    pub webhook_secret: Option<SecretString>,
+    /// `WEBHOOK_MAX_ATTEMPTS` (default 12, 1 to 100): deliveries tried before an event is given up.
+    pub webhook_max_attempts: u32,
+    /// `WEBHOOK_RETENTION_DAYS` (default 7, 1 to 365): how long delivered events are kept.
+    pub webhook_retention: Duration,
+    /// `REFRESHER_ENABLED` (default true): run the background refresher in this replica.
+    pub refresher_enabled: bool,
+    /// `REFRESHER_INTERVAL_SECONDS` (default 30): how often it looks for due connections.
+    pub refresher_interval: Duration,
+    /// `REFRESHER_CONCURRENCY` (default 8): platform calls it makes at once.
+    pub refresher_concurrency: usize,
+    /// The five built-in platforms' settings, by slug.
+    pub platforms: BTreeMap<String, PlatformSettings>,
+    /// Operator-declared generic providers.
+    pub generic_providers: Vec<GenericProviderSettings>,
+    /// Settings that work but are probably not what the operator meant (unknown variables in our
+    /// namespaces, clear-text database connections in production): logged once at start.
+    pub warnings: Vec<String>,
+}
+
+/// Masks the password of a URL for printing.
+pub fn mask_url(value: &str) -> String {
+    match Url::parse(value) {
+        Ok(mut url) => {
+            if url.password().is_some() {
+                let _ = url.set_password(Some("****"));
+            }
+            url.to_string()
+        }
+        Err(_) => "[unparseable URL]".into(),
+    }
+}
+
+impl Settings {
+    /// Reads the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let vars: HashMap<String, String> = std::env::vars().collect();
+        Self::from_vars(&vars)
+    }
+
+    /// Reads settings from a variable map.
+    pub fn from_vars(map: &HashMap<String, String>) -> Result<Self, ConfigError> {
+        let mut vars = Vars::new(map);
+        let environment = server::environment(&vars)?;
+        vars.set_production(environment == Environment::Production);
+        // Read first: the defaults or rules of other settings depend on them.
+        let port = server::port(&vars)?;
+        let api_url = server::api_url(&vars, port)?;
+        let api_keys = keys::api_keys(&vars)?;
+        let platform_timeout = platforms::timeout(&vars)?;
+        let webhook_url = webhooks::url(&vars)?;
+        let mut settings = Self {
+            environment,
+            port,
+            host: server::host(&vars, !api_keys.is_empty())?,
+            request_timeout: server::request_timeout(&vars)?,
+            header_read_timeout: server::header_read_timeout(&vars)?,
+            shutdown_grace: server::shutdown_grace(&vars, platform_timeout)?,
+            dashboard_url: dashboard::url(&vars, &api_url)?,
+            api_url,
+            allowed_origins: dashboard::allowed_origins(&vars)?,
+            dashboard_jwt_secret: dashboard::jwt_secret(&vars)?,
+            dashboard_session: dashboard::session(&vars)?,
+            rate_limit_per_minute: dashboard::rate_limit_per_minute(&vars)?,
+            trust_proxy: dashboard::trust_proxy(&vars)?,
+            database: storage::database(&vars)?,
+            statement_timeout: storage::statement_timeout(&vars)?,
+            redis_url: storage::redis_url(&vars)?,
+            redis_key_prefix: storage::redis_key_prefix(&vars)?,
+            redis_timeout: storage::redis_timeout(&vars)?,
+            auto_migrate: storage::auto_migrate(&vars)?,
+            keys: keys::token_keys(&vars)?,
+            api_keys,
+            sandbox: platforms::sandbox(&vars)?,
+            refresh_window: refresher::window(&vars)?,
+            refresher_enabled: refresher::enabled(&vars)?,
+            refresher_interval: refresher::interval(&vars)?,
+            refresher_concurrency: refresher::concurrency(&vars)?,
+            platform_timeout,
+            platform_max_response_bytes: platforms::max_response_bytes(&vars)?,
+            webhook_secret: webhooks::secret(&vars, webhook_url.is_some())?,
+            webhook_url,
+            webhook_max_attempts: webhooks::max_attempts(&vars)?,
+            webhook_retention: webhooks::retention(&vars)?,
+            platforms: platforms::built_in(&vars)?,
+            generic_providers: platforms::generic_providers(&vars)?,
+            warnings: Vec::new(),
+        };
+        server::check_log_format(&vars)?;
+        settings.warnings = vars.finish(&platforms::watched_prefixes(&settings.generic_providers));
+        Ok(settings)
+    }
+
+    /// Whether the operator set `DASHBOARD_JWT_SECRET` (rather than the development derivation).
+    pub fn dashboard_secret_configured(&self) -> bool {
+        self.dashboard_jwt_secret.is_some()
+    }
+
+    /// Whether this is production.
+    pub fn is_production(&self) -> bool {
+        self.environment == Environment::Production
+    }
+
+    /// A human summary for `check-config`, every secret masked.
+    pub fn summary(&self) -> Vec<(String, String)> {
+        let mut rows = self.server_rows();
+        rows.extend(self.storage_rows());
+        rows.extend(self.lifecycle_rows());
+        rows.extend(self.platform_rows());
+        rows
+    }
+
+    fn server_rows(&self) -> Vec<(String, String)> {
+        vec![
+            row("ENVIRONMENT", self.environment.as_str()),
+            row("HOST", &self.host),
+            row("PORT", self.port),
+            row("API_URL", &self.api_url),
+            row("DASHBOARD_URL", &self.dashboard_url),
+            row("ALLOWED_ORIGINS", self.allowed_origins.join(",")),
+            row(
+                "DASHBOARD_JWT_SECRET",
+                match self.dashboard_jwt_secret {
+                    Some(_) => "set (hidden)",
+                    None => "not set: derived from the token-encryption key",
+                },
+            ),
+            row(
+                "DASHBOARD_SESSION_MINUTES",
+                self.dashboard_session.as_secs() / 60,
+            ),
+            row("RATE_LIMIT_PER_MINUTE", self.rate_limit_per_minute),
+            row("TRUST_PROXY", self.trust_proxy),
+            row(
+                "API_KEYS",
+                format!("{} key(s) (hidden)", self.api_keys.len()),
+            ),
+            row(
+                "HTTP_REQUEST_TIMEOUT_SECONDS",
+                self.request_timeout.as_secs(),
+            ),
+            row(
+                "HTTP_HEADER_READ_TIMEOUT_SECONDS",
+                self.header_read_timeout.as_secs(),
+            ),
+            row("SHUTDOWN_GRACE_SECONDS", self.shutdown_grace.as_secs()),
+        ]
+    }
+
+    fn storage_rows(&self) -> Vec<(String, String)> {
+        vec![
+            row("DATABASE_URL", self.database.describe()),
+            row(
+                "DATABASE_STATEMENT_TIMEOUT_SECONDS",
+                self.statement_timeout.as_secs(),
+            ),
+            row("AUTO_MIGRATE", self.auto_migrate),
+            row(
+                "REDIS_URL",
+                self.redis_url
+                    .as_ref()
+                    .map(|u| mask_url(u.expose_secret()))
+                    .unwrap_or_else(|| "not set: flow state in process".into()),
+            ),
+            row("REDIS_KEY_PREFIX", &self.redis_key_prefix),
+            row("REDIS_TIMEOUT_MILLISECONDS", self.redis_timeout.as_millis()),
+            row(
+                "TOKEN_ENCRYPTION_KEY",
+                match &self.keys {
+                    KeySettings::Configured { current, old } => {
+                        format!("set (key id {}, {} old key(s))", current.id(), old.len())
+                    }
+                    KeySettings::DevelopmentFile(path) => {
+                        format!("not set: development key file {}", path.display())
+                    }
+                },
+            ),
+        ]
+    }
+
+    fn lifecycle_rows(&self) -> Vec<(String, String)> {
+        vec![
+            row(
+                "TOKEN_REFRESH_WINDOW_SECONDS",
+                self.refresh_window.as_secs(),
+            ),
+            row("REFRESHER_ENABLED", self.refresher_enabled),
+            row(
+                "REFRESHER_INTERVAL_SECONDS",
+                self.refresher_interval.as_secs(),
+            ),
+            row("REFRESHER_CONCURRENCY", self.refresher_concurrency),
+            row(
+                "WEBHOOK_URL",
+                self.webhook_url
+                    .as_ref()
+                    .map(|u| mask_url(u.as_str()))
+                    .unwrap_or_else(|| "not set: events stay in the outbox".into()),
+            ),
+            row("WEBHOOK_SECRET", set(self.webhook_secret.is_some())),
+            row("WEBHOOK_MAX_ATTEMPTS", self.webhook_max_attempts),
+            row(
+                "WEBHOOK_RETENTION_DAYS",
+                self.webhook_retention.as_secs() / (24 * 3600),
+            ),
+        ]
+    }
+
+    fn platform_rows(&self) -> Vec<(String, String)> {
+        let mut rows = vec![
+            row("SANDBOX", self.sandbox),
+            row("HTTP_TIMEOUT_SECONDS", self.platform_timeout.as_secs()),
+            row(
+                "PLATFORM_MAX_RESPONSE_BYTES",
+                self.platform_max_response_bytes,
+            ),
+        ];
+        for built_in in BUILT_IN.iter() {
+            let platform = self.platforms.get(built_in.slug);
+            let creds = platform.and_then(|p| p.credentials.as_ref());
+            rows.push(row(
+                built_in.client_id_var,
+                creds.map_or("not set", |c| c.client_id.as_str()),
+            ));
+            rows.push(row(built_in.client_secret_var, set(creds.is_some())));
+        }
+        for provider in &self.generic_providers {
+            let creds = provider.platform.credentials.as_ref();
+            let prefix = provider.id.env_prefix();
+            rows.push(row(
+                &format!("{prefix}_CLIENT_ID"),
+                creds.map_or("", |c| c.client_id.as_str()),
+            ));
+            rows.push(row(
+                &format!("{prefix}_CLIENT_SECRET"),
+                set(creds.is_some()),
+            ));
+        }
+        rows
+    }
+}
+
+fn row(name: &str, value: impl fmt::Display) -> (String, String) {
+    (name.to_owned(), value.to_string())
+}
+
+fn set(present: bool) -> &'static str {
+    if present {
+        "set (hidden)"
+    } else {
+        "not set"
+    }
+}

@@ -1,0 +1,191 @@
+//! The platforms: credentials and endpoint overrides of the built-in ones (from the table in
+//! `crate::platforms`), the operator's generic OAuth 2.0 providers, the sandbox, and the limits on
+//! every platform call.
+//!
+//! Every endpoint URL here is one the service sends client secrets, codes or tokens to, or sends
+//! the browser to: in production each must be https.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use super::vars::Vars;
+use super::ConfigError;
+use crate::domain::PlatformId;
+use crate::platforms::settings::{ClientCredentials, GenericProviderSettings, PlatformSettings};
+use crate::platforms::BUILT_IN;
+
+/// Prefixes of variables that are ours whatever the platforms: a variable starting with one that
+/// no reader asked for is reported as a probable typo.
+const OWN_PREFIXES: [&str; 9] = [
+    "GROWTH_",
+    "REFRESHER_",
+    "WEBHOOK_",
+    "DASHBOARD_",
+    "TOKEN_ENCRYPTION_",
+    "TOKEN_REFRESH_",
+    "SHUTDOWN_",
+    "RATE_LIMIT_",
+    "PLATFORM_",
+];
+
+/// `HTTP_TIMEOUT_SECONDS` (default 10, 1 to 20): the limit on every call to a platform.
+pub(super) fn timeout(vars: &Vars<'_>) -> Result<Duration, ConfigError> {
+    // A refresh holds its lease for 60 s: the platform call and the write of its result must fit
+    // well inside, or a second replica could refresh with an already-rotated token.
+    vars.seconds_in("HTTP_TIMEOUT_SECONDS", 10, 1..=20)
+}
+
+/// `PLATFORM_MAX_RESPONSE_BYTES` (default 1 MiB, 1024 to 64 MiB): the largest platform answer read.
+pub(super) fn max_response_bytes(vars: &Vars<'_>) -> Result<usize, ConfigError> {
+    vars.number_in("PLATFORM_MAX_RESPONSE_BYTES", 1_048_576, 1024..=67_108_864)
+}
+
+/// `SANDBOX` (default true in development; refused in production).
+pub(super) fn sandbox(vars: &Vars<'_>) -> Result<bool, ConfigError> {
+    let sandbox = vars.bool("SANDBOX", !vars.production())?;
+    if vars.production() && sandbox {
+        return Err(ConfigError::new(
+            "SANDBOX",
+            "cannot be enabled in production",
+        ));
+    }
+    Ok(sandbox)
+}
+
+/// The built-in platforms' settings, by slug.
+pub(super) fn built_in(vars: &Vars<'_>) -> Result<BTreeMap<String, PlatformSettings>, ConfigError> {
+    let mut platforms = BTreeMap::new();
+    for platform in BUILT_IN.iter() {
+        let credentials = match (
+            vars.get(platform.client_id_var),
+            vars.secret(platform.client_secret_var)?,
+        ) {
+            (Some(id), Some(secret)) => Some(ClientCredentials {
+                client_id: id.to_owned(),
+                client_secret: secret,
+            }),
+            _ => None,
+        };
+        platforms.insert(
+            platform.slug.to_owned(),
+            overrides(vars, platform.env_prefix, credentials)?,
+        );
+    }
+    Ok(platforms)
+}
+
+/// `OAUTH_PROVIDERS` and each one's `<NAME>_*` variables.
+pub(super) fn generic_providers(
+    vars: &Vars<'_>,
+) -> Result<Vec<GenericProviderSettings>, ConfigError> {
+    vars.list("OAUTH_PROVIDERS")
+        .iter()
+        .map(|name| generic_provider(vars, name))
+        .collect()
+}
+
+/// The prefixes watched for unknown variables: ours and every platform's.
+pub(super) fn watched_prefixes(generic: &[GenericProviderSettings]) -> Vec<String> {
+    OWN_PREFIXES
+        .iter()
+        .map(|p| (*p).to_owned())
+        .chain(BUILT_IN.iter().map(|p| format!("{}_", p.env_prefix)))
+        .chain(generic.iter().map(|p| format!("{}_", p.id.env_prefix())))
+        .collect()
+}
+
+fn generic_provider(vars: &Vars<'_>, name: &str) -> Result<GenericProviderSettings, ConfigError> {
+    let id = PlatformId::parse(name).map_err(|_| {
+        ConfigError::new(
+            "OAUTH_PROVIDERS",
+            format!("{name:?} is not a slug of lower-case letters, digits and '_'"),
+        )
+    })?;
+    if BUILT_IN.iter().any(|p| p.slug == id.as_str()) {
+        return Err(ConfigError::new(
+            "OAUTH_PROVIDERS",
+            format!("{id} is a built-in platform"),
+        ));
+    }
+    let prefix = id.env_prefix();
+    let credentials = match (
+        vars.get(&format!("{prefix}_CLIENT_ID")),
+        vars.secret(&format!("{prefix}_CLIENT_SECRET"))?,
+    ) {
+        (Some(id), Some(secret)) => ClientCredentials {
+            client_id: id.to_owned(),
+            client_secret: secret,
+        },
+        _ => {
+            return Err(ConfigError::new(
+                format!("{prefix}_CLIENT_ID"),
+                "and its _CLIENT_SECRET are required for a generic provider",
+            ))
+        }
+    };
+    let platform = overrides(vars, &prefix, Some(credentials))?;
+    for (var, value) in [
+        ("AUTHORIZE_URL", &platform.authorize_url),
+        ("TOKEN_URL", &platform.token_url),
+    ] {
+        if value.is_none() {
+            return Err(ConfigError::new(
+                format!("{prefix}_{var}"),
+                "is required for a generic provider",
+            ));
+        }
+    }
+    Ok(GenericProviderSettings {
+        display_name: vars
+            .get(&format!("{prefix}_DISPLAY_NAME"))
+            .unwrap_or(id.as_str())
+            .to_owned(),
+        client_auth_basic: client_auth_basic(vars, &prefix)?,
+        pkce: vars.bool(&format!("{prefix}_PKCE"), true)?,
+        authorize_params: authorize_params(vars, &prefix)?,
+        id,
+        platform,
+    })
+}
+
+/// `<NAME>_CLIENT_AUTH`: `basic` (default) or `body`.
+fn client_auth_basic(vars: &Vars<'_>, prefix: &str) -> Result<bool, ConfigError> {
+    let name = format!("{prefix}_CLIENT_AUTH");
+    match vars.get(&name).map(str::to_ascii_lowercase).as_deref() {
+        None | Some("basic") => Ok(true),
+        Some("body") => Ok(false),
+        Some(_) => Err(ConfigError::new(name, "must be basic or body")),
+    }
+}
+
+/// `<NAME>_AUTHORIZE_PARAMS`: form-encoded extra authorization parameters.
+fn authorize_params(vars: &Vars<'_>, prefix: &str) -> Result<Vec<(String, String)>, ConfigError> {
+    let name = format!("{prefix}_AUTHORIZE_PARAMS");
+    match vars.get(&name) {
+        None => Ok(Vec::new()),
+        Some(text) => serde_urlencoded::from_str(text).map_err(|_| {
+            ConfigError::new(
+                name,
+                "must be form-encoded, like prompt=consent&access_type=offline",
+            )
+        }),
+    }
+}
+
+/// `<PREFIX>_{AUTHORIZE,TOKEN,REVOKE,USERINFO}_URL` (https in production) and `<PREFIX>_SCOPES`.
+fn overrides(
+    vars: &Vars<'_>,
+    prefix: &str,
+    credentials: Option<ClientCredentials>,
+) -> Result<PlatformSettings, ConfigError> {
+    let endpoint = |suffix: &str| vars.https_url_in_production(&format!("{prefix}_{suffix}"));
+    let scopes_var = format!("{prefix}_SCOPES");
+    Ok(PlatformSettings {
+        credentials,
+        authorize_url: endpoint("AUTHORIZE_URL")?,
+        token_url: endpoint("TOKEN_URL")?,
+        revoke_url: endpoint("REVOKE_URL")?,
+        userinfo_url: endpoint("USERINFO_URL")?,
+        scopes: vars.get(&scopes_var).map(|_| vars.list(&scopes_var)),
+    })
+}
