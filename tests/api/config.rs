@@ -417,3 +417,571 @@ fn durations_outside_their_safe_range_are_refused() {
     assert!(error_of(&[("HTTP_TIMEOUT_SECONDS", "45")])
         .starts_with("invalid setting HTTP_TIMEOUT_SECONDS:"));
 }
+
+fn settings_of(pairs: &[(&str, &str)]) -> Settings {
+    Settings::from_vars(&vars(pairs)).unwrap()
+}
+
+fn production_ok_with(extra: &[(&str, &str)]) -> HashMap<String, String> {
+    let mut map: HashMap<String, String> = PRODUCTION_OK
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+    for (k, v) in extra {
+        map.insert((*k).to_owned(), (*v).to_owned());
+    }
+    map
+}
+
+/// Every numeric setting: its name, the lowest and highest accepted values, and one just outside
+/// each end (`None` where the type itself has no value below).
+const RANGES: [(&str, &str, &str, Option<&str>, &str); 15] = [
+    ("PORT", "0", "65535", Some("-1"), "65536"),
+    ("REFRESHER_INTERVAL_SECONDS", "1", "3600", Some("0"), "3601"),
+    ("REFRESHER_CONCURRENCY", "1", "256", Some("0"), "257"),
+    (
+        "TOKEN_REFRESH_WINDOW_SECONDS",
+        "0",
+        "86400",
+        Some("-1"),
+        "86401",
+    ),
+    ("HTTP_TIMEOUT_SECONDS", "1", "20", Some("0"), "21"),
+    (
+        "DASHBOARD_SESSION_MINUTES",
+        "1",
+        "10080",
+        Some("0"),
+        "10081",
+    ),
+    ("RATE_LIMIT_PER_MINUTE", "1", "100000", Some("0"), "100001"),
+    ("HTTP_REQUEST_TIMEOUT_SECONDS", "1", "300", Some("0"), "301"),
+    (
+        "HTTP_HEADER_READ_TIMEOUT_SECONDS",
+        "1",
+        "120",
+        Some("0"),
+        "121",
+    ),
+    (
+        "PLATFORM_MAX_RESPONSE_BYTES",
+        "1024",
+        "67108864",
+        Some("1023"),
+        "67108865",
+    ),
+    (
+        "DATABASE_STATEMENT_TIMEOUT_SECONDS",
+        "1",
+        "300",
+        Some("0"),
+        "301",
+    ),
+    ("SHUTDOWN_GRACE_SECONDS", "15", "300", Some("14"), "301"),
+    ("WEBHOOK_MAX_ATTEMPTS", "1", "100", Some("0"), "101"),
+    ("WEBHOOK_RETENTION_DAYS", "1", "365", Some("0"), "366"),
+    (
+        "REDIS_TIMEOUT_MILLISECONDS",
+        "50",
+        "10000",
+        Some("49"),
+        "10001",
+    ),
+];
+
+#[test]
+fn every_number_is_accepted_at_its_bounds_and_refused_past_them_with_one_line() {
+    for (name, lowest, highest, below, above) in RANGES {
+        for ok in [lowest, highest] {
+            assert!(
+                Settings::from_vars(&vars(&[(name, ok)])).is_ok(),
+                "{name}={ok} should be accepted"
+            );
+        }
+        for bad in below.into_iter().chain([above, "0x10", "ten"]) {
+            if bad == "0" && lowest == "0" {
+                continue;
+            }
+            let error = error_of(&[(name, bad)]);
+            assert!(
+                error.starts_with(&format!("invalid setting {name}: must be")),
+                "{name}={bad}: {error}"
+            );
+            assert!(
+                error.contains(highest),
+                "{name}: the range is named: {error}"
+            );
+            assert_eq!(error.lines().count(), 1, "{error}");
+        }
+    }
+}
+
+#[test]
+fn the_new_limits_have_their_documented_defaults() {
+    let settings = Settings::from_vars(&HashMap::new()).unwrap();
+    assert_eq!(settings.request_timeout, Duration::from_secs(30));
+    assert_eq!(settings.header_read_timeout, Duration::from_secs(10));
+    assert_eq!(settings.platform_max_response_bytes, 1_048_576);
+    assert_eq!(settings.statement_timeout, Duration::from_secs(10));
+    assert_eq!(settings.shutdown_grace, Duration::from_secs(30));
+    assert_eq!(settings.webhook_max_attempts, 12);
+    assert_eq!(
+        settings.webhook_retention,
+        Duration::from_secs(7 * 24 * 3600)
+    );
+    assert_eq!(settings.redis_timeout, Duration::from_millis(500));
+    assert_eq!(settings.refresher_interval, Duration::from_secs(30));
+    assert!(settings.warnings.is_empty(), "{:?}", settings.warnings);
+
+    let settings = settings_of(&[
+        ("REDIS_TIMEOUT_MILLISECONDS", "1500"),
+        ("WEBHOOK_RETENTION_DAYS", "30"),
+        ("DASHBOARD_SESSION_MINUTES", "2"),
+    ]);
+    assert_eq!(settings.redis_timeout, Duration::from_millis(1500));
+    assert_eq!(
+        settings.webhook_retention,
+        Duration::from_secs(30 * 24 * 3600)
+    );
+    assert_eq!(settings.dashboard_session, Duration::from_secs(120));
+}
+
+#[test]
+fn the_shutdown_grace_outlasts_a_platform_call_by_five_seconds() {
+    let error = error_of(&[
+        ("HTTP_TIMEOUT_SECONDS", "20"),
+        ("SHUTDOWN_GRACE_SECONDS", "24"),
+    ]);
+    assert!(
+        error.starts_with("invalid setting SHUTDOWN_GRACE_SECONDS:"),
+        "{error}"
+    );
+    assert!(error.contains("25 seconds"), "{error}");
+    let settings = settings_of(&[
+        ("HTTP_TIMEOUT_SECONDS", "20"),
+        ("SHUTDOWN_GRACE_SECONDS", "25"),
+    ]);
+    assert_eq!(settings.shutdown_grace, Duration::from_secs(25));
+}
+
+#[test]
+fn the_binary_refuses_a_zero_refresher_interval_before_serving() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = binary()
+        .current_dir(dir.path())
+        .env("REFRESHER_INTERVAL_SECONDS", "0")
+        .env("META_APP_ID", "1234")
+        .env("META_APP_SECRET", "meta-secret-never-printed")
+        .env("PORT", "0")
+        .arg("serve")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    assert_eq!(
+        stderr.trim(),
+        "growth-engine: invalid setting REFRESHER_INTERVAL_SECONDS: must be a whole number of seconds from 1 to 3600"
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    for text in [&stderr, &stdout] {
+        assert!(!text.contains("meta-secret-never-printed"), "{text}");
+    }
+    assert!(
+        !dir.path().join("growth-engine.db").exists(),
+        "nothing was started"
+    );
+}
+
+fn write(dir: &tempfile::TempDir, name: &str, contents: &str) -> String {
+    let path = dir.path().join(name);
+    std::fs::write(&path, contents).unwrap();
+    path.to_str().unwrap().to_owned()
+}
+
+#[test]
+fn secrets_can_come_from_files_without_their_trailing_newline() {
+    use secrecy::ExposeSecret;
+    let dir = tempfile::tempdir().unwrap();
+    let key = growth_engine::vault::Key::generate().to_base64();
+    let key_file = write(&dir, "key", &format!("{key}\n"));
+    let api_keys = write(
+        &dir,
+        "api-keys",
+        "first-production-key-01\nsecond-production-key-02\n",
+    );
+    let jwt = write(
+        &dir,
+        "jwt",
+        "a-production-dashboard-secret-of-at-least-32-bytes\n",
+    );
+    let meta = write(&dir, "meta", "meta-secret-from-a-file\r\n");
+    let database = write(&dir, "database", "postgres://app:from-a-file@db/app\n");
+    let mut map = production_ok_with(&[
+        ("META_APP_ID", "1234"),
+        ("META_APP_SECRET_FILE", &meta),
+        ("TOKEN_ENCRYPTION_KEY_FILE", &key_file),
+        ("API_KEYS_FILE", &api_keys),
+        ("DASHBOARD_JWT_SECRET_FILE", &jwt),
+        ("DATABASE_URL_FILE", &database),
+    ]);
+    for name in [
+        "TOKEN_ENCRYPTION_KEY",
+        "API_KEYS",
+        "DASHBOARD_JWT_SECRET",
+        "DATABASE_URL",
+    ] {
+        map.remove(name);
+    }
+    let settings = Settings::from_vars(&map).unwrap();
+    let meta = settings.platforms["meta"].credentials.as_ref().unwrap();
+    assert_eq!(
+        meta.client_secret.expose_secret(),
+        "meta-secret-from-a-file"
+    );
+    let keys: Vec<&str> = settings
+        .api_keys
+        .iter()
+        .map(|k| k.expose_secret())
+        .collect();
+    assert_eq!(
+        keys,
+        ["first-production-key-01", "second-production-key-02"]
+    );
+    assert_eq!(
+        settings
+            .dashboard_jwt_secret
+            .as_ref()
+            .unwrap()
+            .expose_secret(),
+        "a-production-dashboard-secret-of-at-least-32-bytes"
+    );
+    assert!(settings.database.describe().contains("db/app"));
+    let growth_engine::config::KeySettings::Configured { current, .. } = &settings.keys else {
+        panic!("the key file was not read");
+    };
+    assert_eq!(current.to_base64(), key);
+    assert!(settings.warnings.is_empty(), "{:?}", settings.warnings);
+}
+
+#[test]
+fn a_secret_set_twice_or_from_an_unreadable_file_is_refused_by_its_file_variable() {
+    let dir = tempfile::tempdir().unwrap();
+    let secret = write(&dir, "secret", "webhook-secret-in-a-file\n");
+    let error = error_of(&[
+        ("WEBHOOK_SECRET", "webhook-secret-in-the-env"),
+        ("WEBHOOK_SECRET_FILE", &secret),
+    ]);
+    assert_eq!(
+        error,
+        "invalid setting WEBHOOK_SECRET_FILE: and WEBHOOK_SECRET are both set: set only one"
+    );
+
+    let missing = dir.path().join("missing").display().to_string();
+    let error = error_of(&[("TIKTOK_CLIENT_SECRET_FILE", &missing)]);
+    assert!(
+        error.starts_with("invalid setting TIKTOK_CLIENT_SECRET_FILE:"),
+        "{error}"
+    );
+    assert!(
+        error.contains("does not exist") && error.contains(&missing),
+        "{error}"
+    );
+
+    let directory = dir.path().display().to_string();
+    let error = error_of(&[("API_KEYS_FILE", &directory)]);
+    assert!(
+        error.starts_with("invalid setting API_KEYS_FILE:"),
+        "{error}"
+    );
+
+    // A readable file with a bad value: the value's variable is named, the contents never shown.
+    let bad_key = write(&dir, "bad-key", "dG9vLXNob3J0LXNlY3JldA\n");
+    let error = error_of(&[("TOKEN_ENCRYPTION_KEY_FILE", &bad_key)]);
+    assert!(
+        error.starts_with("invalid setting TOKEN_ENCRYPTION_KEY:"),
+        "{error}"
+    );
+    assert!(!error.contains("dG9vLXNob3J0LXNlY3JldA"), "{error}");
+    assert_eq!(error.lines().count(), 1);
+}
+
+#[test]
+fn a_misspelt_variable_is_a_warning_that_suggests_the_right_name() {
+    let settings = settings_of(&[
+        ("META_APP_SECERT", "x"),
+        ("GROWTH_PORT", "9000"),
+        ("REFRESHER_INTERVAL_SECOND", "60"),
+        ("OAUTH_PROVIDERS", "acme"),
+        ("ACME_CLIENT_ID", "id"),
+        ("ACME_CLIENT_SECRET", "secret"),
+        ("ACME_AUTHORIZE_URL", "https://acme.example/authorize"),
+        ("ACME_TOKEN_URL", "https://acme.example/token"),
+        ("ACME_USERINFO_ULR", "https://acme.example/me"),
+        ("WEBHOOK_SIGNING_KEY_THAT_IS_NOTHING_LIKE_ANY", "x"),
+    ]);
+    let warnings = settings.warnings.join("\n");
+    for (unknown, suggestion) in [
+        ("META_APP_SECERT", "META_APP_SECRET"),
+        ("GROWTH_PORT", "PORT"),
+        ("REFRESHER_INTERVAL_SECOND", "REFRESHER_INTERVAL_SECONDS"),
+        ("ACME_USERINFO_ULR", "ACME_USERINFO_URL"),
+    ] {
+        assert!(
+            settings
+                .warnings
+                .iter()
+                .any(|w| w.starts_with(unknown)
+                    && w.ends_with(&format!("did you mean {suggestion}?"))),
+            "{unknown} -> {suggestion}:\n{warnings}"
+        );
+    }
+    assert!(
+        settings.warnings.iter().any(|w| w
+            .starts_with("WEBHOOK_SIGNING_KEY_THAT_IS_NOTHING_LIKE_ANY")
+            && !w.contains("did you mean")),
+        "{warnings}"
+    );
+    assert_eq!(settings.warnings.len(), 5, "{warnings}");
+    assert_eq!(settings.port, 8003, "an unknown variable changes nothing");
+}
+
+#[test]
+fn known_settings_and_foreign_variables_give_no_warning() {
+    let settings = settings_of(&[
+        ("HOME", "/root"),
+        ("PATH", "/usr/bin"),
+        ("GROWTH_ENGINE_SERVICE_HOST", "10.0.0.7"),
+        ("GROWTH_ENGINE_PORT", "tcp://10.0.0.7:8003"),
+        ("GOOGLE_APPLICATION_CREDENTIALS", "/var/run/gcp.json"),
+        ("META_APP_ID", "1"),
+        ("META_SCOPES", "ads_management"),
+        ("TWITTER_REVOKE_URL", "https://x.example/revoke"),
+        ("WEBHOOK_MAX_ATTEMPTS", "3"),
+        ("REFRESHER_ENABLED", "false"),
+        ("DASHBOARD_SESSION_MINUTES", "60"),
+    ]);
+    assert!(settings.warnings.is_empty(), "{:?}", settings.warnings);
+}
+
+#[test]
+fn check_config_logs_the_warning_for_a_misspelt_variable() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = binary()
+        .current_dir(dir.path())
+        .env("TIKTOK_CLIENT_SECRT", "tiktok-secret-value")
+        .arg("check-config")
+        .output()
+        .unwrap();
+    assert!(output.status.success());
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains("WARN"), "{stdout}");
+    assert!(
+        stdout.contains("TIKTOK_CLIENT_SECRT is not a growth-engine setting and is ignored: did you mean TIKTOK_CLIENT_SECRET?"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("tiktok-secret-value"), "{stdout}");
+}
+
+#[test]
+fn production_requires_https_for_every_url_the_service_calls_or_redirects_to() {
+    let generic = [
+        ("OAUTH_PROVIDERS", "acme"),
+        ("ACME_CLIENT_ID", "id"),
+        ("ACME_CLIENT_SECRET", "secret"),
+        ("ACME_AUTHORIZE_URL", "https://acme.example/authorize"),
+        ("ACME_TOKEN_URL", "https://acme.example/token"),
+    ];
+    let webhook_secret = ("WEBHOOK_SECRET", "a-webhook-secret-of-16+");
+    let names = [
+        "API_URL",
+        "DASHBOARD_URL",
+        "WEBHOOK_URL",
+        "META_AUTHORIZE_URL",
+        "TIKTOK_TOKEN_URL",
+        "GOOGLE_REVOKE_URL",
+        "PINTEREST_USERINFO_URL",
+        "TWITTER_TOKEN_URL",
+        "ACME_AUTHORIZE_URL",
+        "ACME_TOKEN_URL",
+        "ACME_USERINFO_URL",
+        "ACME_REVOKE_URL",
+    ];
+    for name in names {
+        for url in ["http://platform.example/x", "http://127.0.0.1:9/x"] {
+            let mut extra = generic.to_vec();
+            extra.push(webhook_secret);
+            extra.push((name, url));
+            let error = Settings::from_vars(&production_ok_with(&extra))
+                .unwrap_err()
+                .to_string();
+            assert_eq!(
+                error,
+                format!("invalid setting {name}: must be https in production"),
+                "{name}={url}"
+            );
+        }
+        let mut extra = generic.to_vec();
+        extra.push(webhook_secret);
+        extra.push((name, "https://platform.example/x"));
+        assert!(
+            Settings::from_vars(&production_ok_with(&extra)).is_ok(),
+            "{name}"
+        );
+
+        // Development keeps plain http, for the simulators on loopback.
+        let mut extra = generic.to_vec();
+        extra.push(webhook_secret);
+        extra.push((name, "http://127.0.0.1:9/x"));
+        assert!(
+            Settings::from_vars(&vars(&extra)).is_ok(),
+            "{name} in development"
+        );
+    }
+}
+
+#[test]
+fn the_public_development_key_only_listens_on_loopback() {
+    assert_eq!(
+        Settings::from_vars(&HashMap::new()).unwrap().host,
+        "127.0.0.1"
+    );
+    assert_eq!(settings_of(&[("API_KEYS", "own-key")]).host, "0.0.0.0");
+    let production = Settings::from_vars(&production_ok_with(&[])).unwrap();
+    assert_eq!(production.host, "0.0.0.0");
+
+    for host in ["0.0.0.0", "::", "10.1.2.3", "growth.internal"] {
+        assert_eq!(
+            error_of(&[("HOST", host)]),
+            "invalid setting HOST: a non-loopback address needs API_KEYS: the development key dev-api-key is public",
+            "{host}"
+        );
+        assert_eq!(
+            settings_of(&[("HOST", host), ("API_KEYS", "own-key")]).host,
+            host
+        );
+    }
+    for host in ["127.0.0.1", "127.0.0.2", "::1", "[::1]", "localhost"] {
+        assert!(
+            Settings::from_vars(&vars(&[("HOST", host)])).is_ok(),
+            "{host}"
+        );
+    }
+    assert!(error_of(&[("HOST", "not a host!")]).starts_with("invalid setting HOST:"));
+}
+
+#[test]
+fn rediss_and_verified_postgres_tls_are_accepted_and_clear_text_to_a_remote_database_warned() {
+    let settings = Settings::from_vars(&production_ok_with(&[
+        ("REDIS_URL", "rediss://:redis-password@redis.example:6380/0"),
+        (
+            "DATABASE_URL",
+            "postgres://app:db-password@db.example/app?sslmode=verify-full",
+        ),
+    ]))
+    .unwrap();
+    assert!(settings.warnings.is_empty(), "{:?}", settings.warnings);
+    assert!(settings.database.describe().contains("sslmode=verify-full"));
+
+    let settings = Settings::from_vars(&production_ok_with(&[(
+        "DATABASE_URL",
+        "postgres://app:db-password@db.example/app?sslmode=disable",
+    )]))
+    .unwrap();
+    assert_eq!(settings.warnings.len(), 1, "{:?}", settings.warnings);
+    assert!(settings.warnings[0].starts_with("DATABASE_URL: sslmode=disable"));
+    assert!(!settings.warnings[0].contains("db-password"));
+
+    for local in ["127.0.0.1", "localhost"] {
+        let settings = Settings::from_vars(&production_ok_with(&[(
+            "DATABASE_URL",
+            &format!("postgres://app:pw@{local}/app?sslmode=disable"),
+        )]))
+        .unwrap();
+        assert!(
+            settings.warnings.is_empty(),
+            "{local}: {:?}",
+            settings.warnings
+        );
+    }
+    let error = error_of(&[(
+        "DATABASE_URL",
+        "postgres://app:db-password@db/app?sslmode=always",
+    )]);
+    assert!(
+        error.starts_with("invalid setting DATABASE_URL:"),
+        "{error}"
+    );
+    assert!(!error.contains("db-password"), "{error}");
+}
+
+#[tokio::test]
+async fn the_sslmode_of_database_url_is_what_the_connection_uses() {
+    use secrecy::ExposeSecret;
+    let base = crate::helpers::test_database_url();
+    let separator = if base.contains('?') { '&' } else { '?' };
+    let ssl_of = |mode: &'static str| {
+        let url = format!("{base}{separator}sslmode={mode}");
+        async move {
+            let settings = Settings::from_vars(&vars(&[("DATABASE_URL", &url)])).unwrap();
+            let growth_engine::config::DatabaseSettings::Postgres(url) = &settings.database else {
+                panic!("not postgres");
+            };
+            let store = growth_engine::store::PgStore::connect(url.expose_secret())
+                .await
+                .unwrap();
+            let row: Result<(bool,), _> =
+                sqlx::query_as("select ssl from pg_stat_ssl where pid = pg_backend_pid()")
+                    .fetch_one(store.pool())
+                    .await;
+            row.map(|(ssl,)| ssl)
+        }
+    };
+    let plain = ssl_of("disable").await.unwrap_or_else(|e| {
+        panic!("PostgreSQL must run for the tests (scripts/test starts it): {e}")
+    });
+    assert!(!plain, "sslmode=disable connects in clear text");
+    let server_has_tls: (String,) = {
+        let url = format!("{base}{separator}sslmode=disable");
+        let store = growth_engine::store::PgStore::connect(&url).await.unwrap();
+        sqlx::query_as("show ssl")
+            .fetch_one(store.pool())
+            .await
+            .unwrap()
+    };
+    match ssl_of("require").await {
+        Ok(ssl) => {
+            assert_eq!(server_has_tls.0, "on");
+            assert!(ssl, "sslmode=require connects with TLS");
+        }
+        Err(error) => assert_eq!(
+            server_has_tls.0, "off",
+            "sslmode=require fails only against a server without TLS: {error}"
+        ),
+    }
+}
+
+#[tokio::test]
+async fn a_rediss_url_speaks_tls() {
+    // The test build links two rustls providers (the browser tests bring aws-lc-rs); the service's
+    // own build has only ring, which rustls then picks by itself.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let plain = crate::helpers::test_redis_url();
+    let plain_handle =
+        growth_engine::redis_conn::RedisHandle::new(&plain.clone().into(), "tls-test:").unwrap();
+    plain_handle
+        .ping()
+        .await
+        .unwrap_or_else(|e| panic!("Redis must run for the tests (scripts/test starts it): {e:?}"));
+    let tls = plain.replacen("redis://", "rediss://", 1);
+    let settings = settings_of(&[("REDIS_URL", &tls)]);
+    let handle = growth_engine::redis_conn::RedisHandle::new(
+        settings.redis_url.as_ref().unwrap(),
+        "tls-test:",
+    )
+    .expect("the TLS feature is compiled in");
+    assert!(
+        handle.ping().await.is_err(),
+        "a TLS handshake with a plain-text Redis fails"
+    );
+}
