@@ -266,7 +266,7 @@ impl Settings {
             generic_providers: platforms::generic_providers(&vars)?,
             warnings: Vec::new(),
         };
-        server::check_log_format(&vars)?;
+        server::check_logging(&vars)?;
         settings.warnings = vars.finish(&platforms::watched_prefixes(&settings.generic_providers));
         Ok(settings)
     }

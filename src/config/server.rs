@@ -115,18 +115,30 @@ pub(super) fn shutdown_grace(
     Ok(grace)
 }
 
-/// `LOG_FORMAT`: `json`, `text` or `pretty` (read by the binary's logging; checked here so that a
-/// typo stops start-up like any other).
-pub(super) fn check_log_format(vars: &Vars<'_>) -> Result<(), ConfigError> {
+/// `LOG_FORMAT` (`json`, `text` or `pretty`) and `RUST_LOG` (a tracing filter): read by the
+/// binary's logging, checked here so that a typo stops start-up like any other rather than falling
+/// back to a default filter unnoticed.
+pub(super) fn check_logging(vars: &Vars<'_>) -> Result<(), ConfigError> {
     match vars
         .get("LOG_FORMAT")
         .map(str::to_ascii_lowercase)
         .as_deref()
     {
-        None | Some("json" | "text" | "pretty") => Ok(()),
-        Some(_) => Err(ConfigError::new(
-            "LOG_FORMAT",
-            "must be json, text or pretty",
-        )),
+        None | Some("json" | "text" | "pretty") => {}
+        Some(_) => {
+            return Err(ConfigError::new(
+                "LOG_FORMAT",
+                "must be json, text or pretty",
+            ))
+        }
     }
+    if let Some(filter) = vars.get("RUST_LOG") {
+        tracing_subscriber::EnvFilter::try_new(filter).map_err(|_| {
+            ConfigError::new(
+                "RUST_LOG",
+                "is not a valid filter (e.g. info, or warn,growth_engine=debug)",
+            )
+        })?;
+    }
+    Ok(())
 }

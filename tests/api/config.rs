@@ -985,3 +985,24 @@ async fn a_rediss_url_speaks_tls() {
         "a TLS handshake with a plain-text Redis fails"
     );
 }
+
+#[test]
+fn a_bad_log_format_or_filter_stops_start_up_instead_of_falling_back() {
+    assert_eq!(
+        error_of(&[("LOG_FORMAT", "yaml")]),
+        "invalid setting LOG_FORMAT: must be json, text or pretty"
+    );
+    assert!(
+        error_of(&[("RUST_LOG", "growth_engine=loud")]).starts_with("invalid setting RUST_LOG:")
+    );
+    for (name, value) in [
+        ("LOG_FORMAT", "JSON"),
+        ("LOG_FORMAT", "pretty"),
+        ("RUST_LOG", "warn,growth_engine=debug,tower_http=info"),
+    ] {
+        assert!(
+            Settings::from_vars(&vars(&[(name, value)])).is_ok(),
+            "{name}={value}"
+        );
+    }
+}
