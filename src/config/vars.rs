@@ -89,7 +89,7 @@ impl<'a> Vars<'a> {
         match (self.get(name), self.get(&file_var)) {
             (Some(_), Some(_)) => Err(ConfigError::new(
                 file_var,
-                format!("and {name} are both set: set only one"),
+                format!("cannot be set together with {name}: set only one"),
             )),
             (Some(value), None) => Ok(Some(SecretString::from(value.to_owned()))),
             (None, Some(path)) => read_secret_file(&file_var, path).map(Some),

@@ -674,7 +674,7 @@ fn a_secret_set_twice_or_from_an_unreadable_file_is_refused_by_its_file_variable
     ]);
     assert_eq!(
         error,
-        "invalid setting WEBHOOK_SECRET_FILE: and WEBHOOK_SECRET are both set: set only one"
+        "invalid setting WEBHOOK_SECRET_FILE: cannot be set together with WEBHOOK_SECRET: set only one"
     );
 
     let missing = dir.path().join("missing").display().to_string();
@@ -1005,4 +1005,23 @@ fn a_bad_log_format_or_filter_stops_start_up_instead_of_falling_back() {
             "{name}={value}"
         );
     }
+}
+
+#[test]
+fn the_example_env_file_is_valid_and_names_only_real_settings() {
+    let text =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/.env.example")).unwrap();
+    let map: HashMap<String, String> = text
+        .lines()
+        .filter(|line| !line.starts_with('#'))
+        .filter_map(|line| line.split_once('='))
+        .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
+        .collect();
+    assert!(map.len() > 40, "read {} settings", map.len());
+    let settings = Settings::from_vars(&map).unwrap();
+    assert!(settings.warnings.is_empty(), "{:?}", settings.warnings);
+    assert_eq!(
+        settings.host, "127.0.0.1",
+        "a copied example listens on loopback"
+    );
 }
