@@ -393,7 +393,14 @@ impl Settings {
         }
 
         let auto_migrate = vars.bool("AUTO_MIGRATE", true)?;
-        let sandbox = vars.bool("SANDBOX", !production)?;
+        // A build without the `sandbox` feature defaults to off and refuses SANDBOX=true.
+        let sandbox = vars.bool("SANDBOX", !production && cfg!(feature = "sandbox"))?;
+        if sandbox && !cfg!(feature = "sandbox") {
+            return Err(ConfigError::new(
+                "SANDBOX",
+                "this build has no sandbox: rebuild with the `sandbox` feature",
+            ));
+        }
         if production && sandbox {
             return Err(ConfigError::new(
                 "SANDBOX",

@@ -37,7 +37,7 @@ use axum::Router;
 use chrono::{DateTime, Duration, Utc};
 use rand::distributions::{Alphanumeric, DistString};
 
-use crate::clock::{SharedClock, SystemClock};
+use growth_engine_clock::{SharedClock, SystemClock};
 use spec::Platform;
 
 /// The platforms the sandbox simulates, by the key used in its paths.
