@@ -27,7 +27,7 @@ COPY . .
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/usr/local/cargo/git \
     --mount=type=cache,target=/build/target \
-    cargo build --release --locked --bin growth-engine \
+    cargo build --release --locked --no-default-features --package growth-engine --bin growth-engine \
     && install -m 0755 /build/target/release/growth-engine /usr/local/bin/growth-engine
 
 FROM debian:bookworm-slim AS runtime

@@ -24,6 +24,7 @@ use crate::metrics::Metrics;
 use crate::oauth::client::PlatformClient;
 use crate::oauth::{Catalog, Flow};
 use crate::redis_conn::RedisHandle;
+#[cfg(feature = "sandbox")]
 use crate::sandbox::Simulator;
 use crate::state::FlowStates;
 use crate::store::{Store, StoreError};
@@ -93,7 +94,8 @@ pub struct Services {
     pub connections: Connections,
     /// The flow service.
     pub flow: Flow,
-    /// The built-in sandbox, when enabled.
+    /// The built-in sandbox, when enabled (builds with the `sandbox` feature only).
+    #[cfg(feature = "sandbox")]
     pub sandbox: Option<Simulator>,
     /// Metrics.
     pub metrics: Metrics,
@@ -180,6 +182,7 @@ impl Services {
             settings.api_url.clone(),
             metrics.clone(),
         );
+        #[cfg(feature = "sandbox")]
         let sandbox = settings.sandbox.then(|| {
             let base = settings.api_url.as_str().trim_end_matches('/').to_owned();
             Simulator::new(
@@ -206,6 +209,7 @@ impl Services {
             redis,
             connections,
             flow,
+            #[cfg(feature = "sandbox")]
             sandbox,
             metrics,
             webhooks,
@@ -232,6 +236,16 @@ impl Services {
             });
         }
     }
+}
+
+/// What `/sandbox/...` answers in a build without the `sandbox` feature.
+#[cfg(not(feature = "sandbox"))]
+async fn no_sandbox() -> crate::http::error::ApiError {
+    crate::http::error::ApiError::new(
+        axum::http::StatusCode::NOT_FOUND,
+        "not_found",
+        "There is no such route: this build has no sandbox.",
+    )
 }
 
 /// A built application, bound to its port.
@@ -282,10 +296,14 @@ impl Application {
             dashboard: services.dashboard.clone(),
             perimeter: Perimeter::from_settings(&services.settings),
         };
+        #[cfg(feature = "sandbox")]
         let extra = match &services.sandbox {
             Some(sim) => crate::sandbox::router(sim.clone()),
             None => axum::Router::new(),
         };
+        // A build without the sandbox has no simulator routes: /sandbox/... answers a JSON 404.
+        #[cfg(not(feature = "sandbox"))]
+        let extra = axum::Router::new().route("/sandbox/{*path}", axum::routing::any(no_sandbox));
         let router = crate::http::router(state, extra);
         Ok(Self {
             listener,

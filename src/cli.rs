@@ -40,6 +40,7 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
         .await
         .context("starting the service")?;
     tracing::info!(port = application.port(), %api_url, "growth-engine listening");
+    #[cfg(feature = "sandbox")]
     if application.services().sandbox.is_some() {
         tracing::info!("sandbox platforms enabled: unconfigured platforms are simulated under {api_url}sandbox/");
     }

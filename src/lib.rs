@@ -11,8 +11,9 @@
 //! - [`vault`]: AES-256-GCM sealing of tokens at rest, with a keyring for rotation.
 //! - [`state`]: single-use, expiring flow state, in Redis or in process.
 //! - [`store`]: the `Store` trait with PostgreSQL and SQLite implementations.
-//! - [`sandbox`]: strict simulators of the five platforms' OAuth protocols, served in development
-//!   and used by the tests.
+//! - `sandbox` (the `growth-engine-sandbox` crate, behind the default-on `sandbox` feature): strict
+//!   simulators of the five platforms' OAuth protocols, served in development and used by the tests;
+//!   absent from the production build.
 //! - [`domain`], [`clock`], [`redis_conn`]: shared types, time, the Redis handle.
 
 pub mod app;
@@ -26,7 +27,8 @@ pub mod metrics;
 pub mod oauth;
 pub mod platforms;
 pub mod redis_conn;
-pub mod sandbox;
+#[cfg(feature = "sandbox")]
+pub use growth_engine_sandbox as sandbox;
 pub mod state;
 pub mod store;
 pub mod vault;

@@ -40,9 +40,16 @@ pub(super) fn max_response_bytes(vars: &Vars<'_>) -> Result<usize, ConfigError> 
     vars.number_in("PLATFORM_MAX_RESPONSE_BYTES", 1_048_576, 1024..=67_108_864)
 }
 
-/// `SANDBOX` (default true in development; refused in production).
+/// `SANDBOX` (default true in development when the build has the `sandbox` feature; refused in
+/// production and in builds without it).
 pub(super) fn sandbox(vars: &Vars<'_>) -> Result<bool, ConfigError> {
-    let sandbox = vars.bool("SANDBOX", !vars.production())?;
+    let sandbox = vars.bool("SANDBOX", !vars.production() && cfg!(feature = "sandbox"))?;
+    if sandbox && !cfg!(feature = "sandbox") {
+        return Err(ConfigError::new(
+            "SANDBOX",
+            "this build has no sandbox: rebuild with the `sandbox` feature",
+        ));
+    }
     if vars.production() && sandbox {
         return Err(ConfigError::new(
             "SANDBOX",

@@ -442,6 +442,7 @@ impl Catalog {
     pub fn from_settings(settings: &Settings) -> Self {
         let mut platforms = BTreeMap::new();
         let mut order = Vec::new();
+        #[cfg(feature = "sandbox")]
         let api_base = settings.api_url.as_str().trim_end_matches('/').to_owned();
         for slug in BUILT_IN {
             let Some(mut spec) = built_in(slug) else {
@@ -455,6 +456,7 @@ impl Catalog {
             if slug == "twitter" && !spec.scopes.iter().any(|s| s == "offline.access") {
                 spec.scopes.push("offline.access".into());
             }
+            #[cfg(feature = "sandbox")]
             if spec.credentials.is_none() && settings.sandbox {
                 let endpoints = crate::sandbox::endpoints(&api_base, slug).and_then(|e| {
                     Some((

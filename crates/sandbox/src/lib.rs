@@ -1,7 +1,7 @@
 //! Strict offline simulators of the five platforms' OAuth 2.0 protocols (Meta, TikTok, Google,
 //! Pinterest, X).
 //!
-//! This module owns the simulated authorization servers: a sandbox consent screen per platform, the
+//! This crate owns the simulated authorization servers: a sandbox consent screen per platform, the
 //! token, revocation and user-info endpoints, the codes, grants and tokens they hand out, and the
 //! controls and observations the integration tests use (faults, token lifetimes, revoked grants,
 //! recorded token requests). Each platform's rules follow `/work/shared/providers.md`; every rejection
@@ -11,6 +11,12 @@
 //! It does not own the service's OAuth client (that lives in the core) nor decide where it is mounted:
 //! [`router`] returns routes under `/sandbox/{platform}/...` that the service merges in development and
 //! the tests serve alone on their own port.
+//!
+//! It is a crate of its own so that the production build leaves it out: the service depends on it
+//! through its default-on `sandbox` feature (re-exported as `growth_engine::sandbox`), and the
+//! production image is built with `--no-default-features`. It depends on nothing of the service but
+//! the shared clock crate (`growth-engine-clock`), so tests drive its time with the same
+//! `ManualClock` as the service's.
 //!
 //! Layout: [`spec`](self) describes each platform as data, `consent` renders and answers the shared
 //! consent screen, `exchange` holds what the token endpoints share (client authentication, PKCE, code
@@ -37,7 +43,7 @@ use axum::Router;
 use chrono::{DateTime, Duration, Utc};
 use rand::distributions::{Alphanumeric, DistString};
 
-use crate::clock::{SharedClock, SystemClock};
+use growth_engine_clock::{SharedClock, SystemClock};
 use spec::Platform;
 
 /// The platforms the sandbox simulates, by the key used in its paths.

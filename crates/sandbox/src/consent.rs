@@ -202,113 +202,71 @@ fn redirect_error(
     redirect_back(spec, StatusCode::FOUND, redirect_uri, &params)
 }
 
-fn authorize(sim: &Simulator, platform: Platform, query: Option<&str>) -> Response {
-    let spec = platform.spec();
-    let params: Vec<(String, String)> = query
-        .and_then(|q| serde_urlencoded::from_str(q).ok())
-        .unwrap_or_default();
-    let param = |name: &str| {
-        params
+/// The query parameters of an authorization request, in order, duplicates kept.
+struct Params(Vec<(String, String)>);
+
+impl Params {
+    fn parse(query: Option<&str>) -> Self {
+        Self(
+            query
+                .and_then(|q| serde_urlencoded::from_str(q).ok())
+                .unwrap_or_default(),
+        )
+    }
+
+    /// The first value of `name`.
+    fn get(&self, name: &str) -> Option<&str> {
+        self.0
             .iter()
             .find(|(key, _)| key == name)
             .map(|(_, value)| value.as_str())
-    };
+    }
 
-    let Some(client_id) = param(spec.client_param) else {
-        let message = if spec.client_param != "client_id" && param("client_id").is_some() {
-            format!(
-                "Missing parameter {}: {} names the app's identifier {}, not client_id.",
-                spec.client_param, spec.display_name, spec.client_param
-            )
-        } else {
-            format!("Missing parameter {}.", spec.client_param)
-        };
-        return error_page(spec, &message);
-    };
-    let Some(client) = sim.client(platform, client_id) else {
-        return error_page(
-            spec,
-            "Unknown client: no app is registered with this identifier.",
-        );
-    };
-    let Some(redirect_uri) = param("redirect_uri") else {
-        return error_page(spec, "Missing parameter redirect_uri.");
-    };
-    if !client.redirect_uris.iter().any(|uri| uri == redirect_uri) {
-        return error_page(
-            spec,
-            "redirect_uri_mismatch: the redirect_uri is not registered for this app (it must match byte for byte).",
-        );
+    /// The first parameter that appears more than once.
+    fn duplicate(&self) -> Option<&str> {
+        let mut seen = HashSet::new();
+        self.0
+            .iter()
+            .find(|(key, _)| !seen.insert(key.as_str()))
+            .map(|(key, _)| key.as_str())
     }
-    let redirect_uri = redirect_uri.to_owned();
-    let state = param("state");
-    let reject = |error: &str, description: &str| {
-        redirect_error(spec, &redirect_uri, state, error, description)
-    };
+}
 
-    // RFC 6749 §3.1: parameters must not be included more than once.
-    let mut seen = HashSet::new();
-    if let Some((name, _)) = params.iter().find(|(key, _)| !seen.insert(key.as_str())) {
-        return reject(
-            "invalid_request",
-            &format!("Parameter {name} is included more than once."),
-        );
-    }
-    let Some(state_value) = state else {
-        return reject("invalid_request", "Missing required parameter: state.");
+/// An error to redirect to the client with: its `error` code and `error_description`.
+type Refusal = (&'static str, String);
+
+/// What a valid authorization request asks for, once its client and redirect URI are trusted.
+struct CheckedRequest {
+    state: String,
+    requested_scopes: Vec<String>,
+    pkce: Option<PkceChallenge>,
+    google_offline: bool,
+    google_prompt_consent: bool,
+}
+
+fn authorize(sim: &Simulator, platform: Platform, query: Option<&str>) -> Response {
+    let spec = platform.spec();
+    let params = Params::parse(query);
+    let (client_id, redirect_uri) = match trusted_client(sim, platform, &params) {
+        Ok(found) => found,
+        Err(page) => return *page,
     };
-    if spec
-        .state_max_len
-        .is_some_and(|max| state_value.chars().count() > max)
-    {
-        return reject("invalid_request", "The state parameter is too long.");
-    }
-    match param("response_type") {
-        Some("code") => {}
-        None if spec.response_type_optional => {}
-        None => {
-            return reject(
-                "invalid_request",
-                "Missing required parameter: response_type.",
-            )
+    let request = match check_request(platform, &params) {
+        Ok(request) => request,
+        Err((error, description)) => {
+            return redirect_error(spec, redirect_uri, params.get("state"), error, &description)
         }
-        Some(_) => {
-            return reject(
-                "invalid_request",
-                "Unsupported response_type: only code is allowed.",
-            )
-        }
-    }
-    let requested_scopes = match parse_scopes(spec, param("scope")) {
-        Ok(scopes) => scopes,
-        Err((error, description)) => return reject(error, description),
-    };
-    let pkce = match parse_pkce(
-        spec,
-        param("code_challenge"),
-        param("code_challenge_method"),
-    ) {
-        Ok(pkce) => pkce,
-        Err(description) => return reject("invalid_request", description),
-    };
-    let (google_offline, google_prompt_consent) = if platform == Platform::Google {
-        match google_options(param("access_type"), param("prompt")) {
-            Ok(options) => options,
-            Err((error, description)) => return reject(error, description),
-        }
-    } else {
-        (false, false)
     };
 
     let pending = PendingAuthorization {
         platform,
         client_id: client_id.to_owned(),
-        redirect_uri: redirect_uri.clone(),
-        state: Some(state_value.to_owned()),
-        requested_scopes,
-        pkce,
-        google_offline,
-        google_prompt_consent,
+        redirect_uri: redirect_uri.to_owned(),
+        state: Some(request.state),
+        requested_scopes: request.requested_scopes,
+        pkce: request.pkce,
+        google_offline: request.google_offline,
+        google_prompt_consent: request.google_prompt_consent,
         expires_at: sim.now() + Duration::minutes(PENDING_LIFETIME_MINUTES),
     };
     let scopes = pending.requested_scopes.clone();
@@ -318,11 +276,100 @@ fn authorize(sim: &Simulator, platform: Platform, query: Option<&str>) -> Respon
         display_name: spec.display_name,
         account_name: spec.account_name,
         client_id,
-        redirect_uri: &redirect_uri,
+        redirect_uri,
         scopes: &scopes,
         request_id: &request_id,
     };
     html(StatusCode::OK, page.render())
+}
+
+/// The client id and redirect URI, once both are known to belong together. Until then nothing may
+/// be redirected (RFC 6749 §4.1.2.1), so every problem here is an error page (boxed: a `Response`
+/// is large).
+fn trusted_client<'a>(
+    sim: &Simulator,
+    platform: Platform,
+    params: &'a Params,
+) -> Result<(&'a str, &'a str), Box<Response>> {
+    let spec = platform.spec();
+    let Some(client_id) = params.get(spec.client_param) else {
+        let message = if spec.client_param != "client_id" && params.get("client_id").is_some() {
+            format!(
+                "Missing parameter {}: {} names the app's identifier {}, not client_id.",
+                spec.client_param, spec.display_name, spec.client_param
+            )
+        } else {
+            format!("Missing parameter {}.", spec.client_param)
+        };
+        return Err(Box::new(error_page(spec, &message)));
+    };
+    let Some(client) = sim.client(platform, client_id) else {
+        return Err(Box::new(error_page(
+            spec,
+            "Unknown client: no app is registered with this identifier.",
+        )));
+    };
+    let Some(redirect_uri) = params.get("redirect_uri") else {
+        return Err(Box::new(error_page(
+            spec,
+            "Missing parameter redirect_uri.",
+        )));
+    };
+    if !client.redirect_uris.iter().any(|uri| uri == redirect_uri) {
+        return Err(Box::new(error_page(
+            spec,
+            "redirect_uri_mismatch: the redirect_uri is not registered for this app (it must match byte for byte).",
+        )));
+    }
+    Ok((client_id, redirect_uri))
+}
+
+/// Checks the rest of the request against the platform's rules, in the order the platform does.
+fn check_request(platform: Platform, params: &Params) -> Result<CheckedRequest, Refusal> {
+    let spec = platform.spec();
+    let invalid = |description: &str| ("invalid_request", description.to_owned());
+    // RFC 6749 §3.1: parameters must not be included more than once.
+    if let Some(name) = params.duplicate() {
+        return Err(invalid(&format!(
+            "Parameter {name} is included more than once."
+        )));
+    }
+    let Some(state) = params.get("state") else {
+        return Err(invalid("Missing required parameter: state."));
+    };
+    if spec
+        .state_max_len
+        .is_some_and(|max| state.chars().count() > max)
+    {
+        return Err(invalid("The state parameter is too long."));
+    }
+    match params.get("response_type") {
+        Some("code") => {}
+        None if spec.response_type_optional => {}
+        None => return Err(invalid("Missing required parameter: response_type.")),
+        Some(_) => return Err(invalid("Unsupported response_type: only code is allowed.")),
+    }
+    let requested_scopes = parse_scopes(spec, params.get("scope"))
+        .map_err(|(error, description)| (error, description.to_owned()))?;
+    let pkce = parse_pkce(
+        spec,
+        params.get("code_challenge"),
+        params.get("code_challenge_method"),
+    )
+    .map_err(invalid)?;
+    let (google_offline, google_prompt_consent) = if platform == Platform::Google {
+        google_options(params.get("access_type"), params.get("prompt"))
+            .map_err(|(error, description)| (error, description.to_owned()))?
+    } else {
+        (false, false)
+    };
+    Ok(CheckedRequest {
+        state: state.to_owned(),
+        requested_scopes,
+        pkce,
+        google_offline,
+        google_prompt_consent,
+    })
 }
 
 /// Splits the `scope` parameter by the platform's separator, refusing the other separator.

@@ -19,7 +19,7 @@ use sha2::{Digest, Sha256};
 use tower::ServiceExt;
 
 use super::*;
-use crate::clock::ManualClock;
+use growth_engine_clock::ManualClock;
 
 const API: &str = "http://localhost:8080";
 const VERIFIER: &str = "sandbox-verifier-0123456789abcdefghijklmnopqrstuvwxyz";
