@@ -216,23 +216,3 @@ pub struct HealthResponse {
 }
 
 crate::domain::redacted_debug!(AuthorizationUrl, TokenResponse);
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_openapi_platform_enum_is_the_tables_slugs() {
-        let RefOr::T(Schema::Object(object)) = BuiltInPlatform::schema() else {
-            panic!("an object schema");
-        };
-        let listed: Vec<String> = object
-            .enum_values
-            .unwrap_or_default()
-            .iter()
-            .filter_map(|v| v.as_str().map(str::to_owned))
-            .collect();
-        let table: Vec<&str> = BUILT_IN.iter().map(|p| p.slug).collect();
-        assert_eq!(listed, table);
-    }
-}
