@@ -158,3 +158,43 @@ pub struct Grant {
     /// Further secrets to seal with the tokens (Meta's page tokens, by `page:{id}`).
     pub extra_secrets: BTreeMap<String, SecretString>,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::TokenSet;
+
+    #[test]
+    fn a_grants_debug_output_shows_no_secret() {
+        let grant = Grant {
+            platform: PlatformId::parse("acme").expect("slug"),
+            store_id: StoreId::parse("store").expect("id"),
+            user_id: UserId::parse("user").expect("id"),
+            tokens: TokenGrant {
+                tokens: TokenSet {
+                    access_token: "access-secret-1".to_owned().into(),
+                    refresh_token: Some("refresh-secret-2".to_owned().into()),
+                    token_type: "Bearer".into(),
+                    expires_at: None,
+                    issued_at: None,
+                    refresh_expires_at: None,
+                    scopes: vec![],
+                    extra: BTreeMap::new(),
+                },
+                scopes_reported: false,
+                account_hint: None,
+            },
+            account: AccountInfo::default(),
+            details: GrantDetails::default(),
+            extra_secrets: BTreeMap::from([(
+                "page:1".to_owned(),
+                SecretString::from("page-secret-3".to_owned()),
+            )]),
+        };
+        let printed = format!("{grant:?}");
+        for secret in ["access-secret-1", "refresh-secret-2", "page-secret-3"] {
+            assert!(!printed.contains(secret), "{printed}");
+        }
+        assert!(printed.contains("page:1"), "{printed}");
+    }
+}
