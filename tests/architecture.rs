@@ -60,7 +60,7 @@ fn sources() -> Vec<Source> {
     let mut files = Vec::new();
     rust_files(&root, &mut files);
     files.sort();
-    files
+    let mut sources: Vec<Source> = files
         .into_iter()
         .filter_map(|file| {
             let path = file
@@ -84,7 +84,37 @@ fn sources() -> Vec<Source> {
                 test_ranges,
             })
         })
-        .collect()
+        .collect();
+    // A file declared as `#[cfg(test)] mod x;` is test code from top to bottom.
+    let test_files = test_module_files(&sources);
+    for source in &mut sources {
+        if test_files.contains(&source.path) {
+            source.test_ranges = vec![(0, source.code.len())];
+        }
+    }
+    sources
+}
+
+/// The files of modules declared under `#[cfg(test)]` without a body (`#[cfg(test)] mod tests;`).
+fn test_module_files(sources: &[Source]) -> BTreeSet<String> {
+    let mut files = BTreeSet::new();
+    for source in sources {
+        // `a.rs` and `a/mod.rs` declare children in `a/`.
+        let stem = source.path.trim_end_matches(".rs");
+        let dir = stem.strip_suffix("/mod").unwrap_or(stem);
+        for (start, end) in &source.test_ranges {
+            let item: String = source.code[*start..*end].iter().collect();
+            let Some(declaration) = item.split("mod ").nth(1) else {
+                continue;
+            };
+            let name: String = declaration.chars().take_while(|c| is_ident(*c)).collect();
+            if source.code.get(*end) == Some(&';') && !name.is_empty() {
+                files.insert(format!("{dir}/{name}.rs"));
+                files.insert(format!("{dir}/{name}/mod.rs"));
+            }
+        }
+    }
+    files
 }
 
 /// Blanks comments and the contents of string and char literals (keeping newlines), and collects
