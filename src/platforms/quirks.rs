@@ -103,3 +103,36 @@ pub async fn after_account(
     }
     Ok(extras)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::platforms::Catalog;
+
+    fn catalog() -> Catalog {
+        Catalog::resolve(&BTreeMap::new(), &[], None)
+    }
+
+    #[test]
+    fn tiktoks_error_envelope_is_refused_only_at_tiktok() {
+        let catalog = catalog();
+        let body = serde_json::json!({
+            "data": {},
+            "error": { "code": "access_token_invalid", "message": "The access token is invalid." }
+        });
+        let tiktok = catalog.find("tiktok").expect("built in");
+        match check_account_response(tiktok, &body) {
+            Err(OAuthError::PlatformRejected {
+                code, permanent, ..
+            }) => {
+                assert_eq!(code, "access_token_invalid");
+                assert!(permanent);
+            }
+            other => panic!("expected a rejection, got {other:?}"),
+        }
+        let ok = serde_json::json!({ "data": {}, "error": { "code": "ok" } });
+        assert!(check_account_response(tiktok, &ok).is_ok());
+        let google = catalog.find("google").expect("built in");
+        assert!(check_account_response(google, &body).is_ok());
+    }
+}
