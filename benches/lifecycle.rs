@@ -34,8 +34,7 @@ use growth_engine::app::Services;
 use growth_engine::clock::SystemClock;
 use growth_engine::config::Settings;
 use growth_engine::domain::{PlatformId, StoreId, TokenSet, UserId};
-use growth_engine::lifecycle::GrantDetails;
-use growth_engine::oauth::client::{AccountInfo, TokenGrant};
+use growth_engine::platforms::{AccountInfo, Grant, GrantDetails, TokenGrant};
 use growth_engine::store::{PgStore, Store};
 use growth_engine::vault::Key;
 use sqlx::postgres::PgPool;
@@ -310,12 +309,15 @@ async fn record_token_connection(url: &str, key: &Key) -> BenchResult<()> {
         .connections
         .record_grant(
             &spec,
-            &StoreId::parse(TOKEN_STORE)?,
-            &UserId::parse("bench-user")?,
-            grant,
-            account,
-            GrantDetails::default(),
-            Default::default(),
+            Grant {
+                platform: spec.id.clone(),
+                store_id: StoreId::parse(TOKEN_STORE)?,
+                user_id: UserId::parse("bench-user")?,
+                tokens: grant,
+                account,
+                details: GrantDetails::default(),
+                extra_secrets: Default::default(),
+            },
         )
         .await?;
     println!(

@@ -12,7 +12,7 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
 use crate::clock::{SharedClock, SystemClock};
-use crate::config::{KeySettings, Settings};
+use crate::config::{DatabaseSettings, KeySettings, Settings};
 use crate::http::dashboard::DashboardAuth;
 use crate::http::extract::ApiKeys;
 use crate::http::perimeter::Perimeter;
@@ -20,14 +20,15 @@ use crate::http::{AppState, HealthProbe, WebSettings};
 use crate::lifecycle::refresher::Refresher;
 use crate::lifecycle::webhooks::WebhookDeliverer;
 use crate::lifecycle::{Connections, TokenCache};
+use crate::links::DashboardLinks;
 use crate::metrics::Metrics;
-use crate::oauth::client::PlatformClient;
-use crate::oauth::{Catalog, Flow};
+use crate::oauth::Flow;
+use crate::platforms::{Catalog, PlatformClient};
 use crate::redis_conn::RedisHandle;
 #[cfg(feature = "sandbox")]
 use crate::sandbox::Simulator;
 use crate::state::FlowStates;
-use crate::store::{Store, StoreError};
+use crate::store::{PgStore, SqliteStore, Store, StoreError};
 use crate::vault::{Key, Keyring};
 
 /// Why the application could not start.
@@ -102,7 +103,26 @@ pub struct Services {
     /// The webhook deliverer, when `WEBHOOK_URL` is set.
     pub webhooks: Option<WebhookDeliverer>,
     /// Dashboard links and sessions (the CLI's `dashboard-link` and tests mint links with it).
-    pub dashboard: DashboardAuth,
+    pub dashboard: DashboardLinks,
+}
+
+/// Opens the store the settings name.
+pub async fn connect_store(database: &DatabaseSettings) -> Result<Arc<dyn Store>, StoreError> {
+    use secrecy::ExposeSecret;
+    Ok(match database {
+        DatabaseSettings::Postgres(url) => Arc::new(PgStore::connect(url.expose_secret()).await?),
+        DatabaseSettings::Sqlite(url) => Arc::new(SqliteStore::connect(url).await?),
+    })
+}
+
+/// The catalog the settings describe: the built-in platforms with their settings, the sandbox
+/// standing in for unconfigured ones when it is on, and the generic providers.
+pub fn catalog(settings: &Settings) -> Catalog {
+    Catalog::resolve(
+        &settings.platforms,
+        &settings.generic_providers,
+        settings.sandbox.then_some(&settings.api_url),
+    )
 }
 
 /// Reads the keyring, creating the development key file on first start.
@@ -148,7 +168,7 @@ impl Services {
     pub async fn build(settings: Settings, clock: SharedClock) -> Result<Self, StartupError> {
         let settings = Arc::new(settings);
         let keyring = Arc::new(load_keyring(&settings.keys)?);
-        let store = crate::store::connect(&settings.database).await?;
+        let store = connect_store(&settings.database).await?;
         let redis = settings
             .redis_url
             .as_ref()
@@ -161,7 +181,7 @@ impl Services {
         let cache = TokenCache::new(redis.clone(), Duration::from_secs(60));
         let metrics = Metrics::new();
         let client = PlatformClient::new(settings.platform_timeout, metrics.clone())?;
-        let catalog = Arc::new(Catalog::from_settings(&settings));
+        let catalog = Arc::new(catalog(&settings));
         let connections = Connections::new(
             store.clone(),
             keyring.clone(),
@@ -172,12 +192,11 @@ impl Services {
             settings.refresh_window,
             metrics.clone(),
         );
-        let dashboard = DashboardAuth::from_settings(&settings, &keyring, clock.clone());
+        let dashboard = DashboardLinks::from_settings(&settings, &keyring, clock.clone());
         let flow = Flow::new(
             catalog.clone(),
             states,
             client,
-            connections.clone(),
             clock.clone(),
             settings.api_url.clone(),
             metrics.clone(),
@@ -278,6 +297,8 @@ impl Application {
         if services.settings.auto_migrate {
             services.migrate_or_retry().await;
         }
+        let secure_cookies =
+            services.settings.is_production() || services.settings.api_url.scheme() == "https";
         let state = AppState {
             flow: services.flow.clone(),
             connections: services.connections.clone(),
@@ -290,10 +311,9 @@ impl Application {
             metrics: services.metrics.clone(),
             web: WebSettings {
                 dashboard_url: services.settings.dashboard_url.clone(),
-                secure_cookies: services.settings.is_production()
-                    || services.settings.api_url.scheme() == "https",
+                secure_cookies,
             },
-            dashboard: services.dashboard.clone(),
+            dashboard: DashboardAuth::new(services.dashboard.clone(), secure_cookies),
             perimeter: Perimeter::from_settings(&services.settings),
         };
         #[cfg(feature = "sandbox")]

@@ -6,8 +6,7 @@ use crate::app::{self, Application, Services};
 use crate::clock::SystemClock;
 use crate::config::Settings;
 use crate::domain::{StoreId, UserId};
-use crate::http::dashboard::session::LINK_MAX_MINUTES;
-use crate::http::dashboard::DashboardAuth;
+use crate::links::{DashboardLinks, LINK_MAX_MINUTES};
 
 /// Sets up tracing: JSON in production (or `LOG_FORMAT=json`), readable text otherwise; `RUST_LOG`
 /// filters (default `info`).
@@ -56,7 +55,7 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
 
 /// `migrate`.
 pub async fn migrate(settings: Settings) -> anyhow::Result<()> {
-    let store = crate::store::connect(&settings.database).await?;
+    let store = app::connect_store(&settings.database).await?;
     store.migrate().await.context("applying migrations")?;
     println!("migrations applied ({})", store.backend());
     Ok(())
@@ -105,8 +104,9 @@ pub fn dashboard_link(
     let store_id = StoreId::parse(store_id).context("--store-id")?;
     let user_id = UserId::parse(user_id).context("--user-id")?;
     let keyring = app::load_keyring(&settings.keys)?;
-    let auth = DashboardAuth::from_settings(&settings, &keyring, std::sync::Arc::new(SystemClock));
-    let link = auth.mint_link(&store_id, &user_id, minutes)?;
+    let links =
+        DashboardLinks::from_settings(&settings, &keyring, std::sync::Arc::new(SystemClock));
+    let link = links.mint_link(&store_id, &user_id, minutes)?;
     println!("{link}");
     Ok(())
 }

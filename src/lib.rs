@@ -1,20 +1,32 @@
 //! Growth Engine: the OAuth foundation of the marketing hub.
 //!
 //! # Layout
-//! - [`config`]: settings from the environment, validated once.
-//! - [`app`]: builds the services, the router and the background tasks from settings.
+//! From the edge down; a module imports only modules below it (`tests/architecture.rs` keeps the
+//! graph of top-level modules free of cycles).
+//! - [`app`], [`cli`]: build the services, the router and the background tasks from settings; the
+//!   binary's commands.
 //! - [`http`]: the edge. Routes, extractors, the one error-to-HTTP mapping, middleware, the security
-//!   perimeter, and the merchant's connections page (`/dashboard/marketing`).
-//! - [`oauth`]: the core. The platform catalog, calls to platforms and their quirks, the flow.
+//!   perimeter, and the merchant's connections page (`/dashboard/marketing`). Parses and shapes;
+//!   holds no OAuth logic.
+//! - [`oauth`]: the authorization-code flow (begin, first hop, callback). It returns a grant; its
+//!   caller records it with the lifecycle.
 //! - [`lifecycle`]: valid tokens. Recording grants, refresh under a lease, the background
-//!   refresher, disconnect, webhook events.
-//! - [`vault`]: AES-256-GCM sealing of tokens at rest, with a keyring for rotation.
-//! - [`state`]: single-use, expiring flow state, in Redis or in process.
-//! - [`store`]: the `Store` trait with PostgreSQL and SQLite implementations.
+//!   refresher, disconnect, webhook events. A sibling of the flow: neither imports the other.
+//! - [`links`]: dashboard links and sessions as signed tokens (minted by the CLI and the app,
+//!   carried in URLs and cookies by the edge).
+//! - [`config`]: settings from the environment, validated once; the platforms' variables come from
+//!   the platform table.
+//! - [`platforms`]: the platform layer at the bottom of the core. The table of built-in platforms
+//!   (one module each), the catalog resolved from it and the settings, the HTTP client that speaks
+//!   to platforms, the quirk hooks, and the core's error type.
 //! - `sandbox` (the `growth-engine-sandbox` crate, behind the default-on `sandbox` feature): strict
 //!   simulators of the five platforms' OAuth protocols, served in development and used by the tests;
 //!   absent from the production build.
-//! - [`domain`], [`clock`], [`redis_conn`]: shared types, time, the Redis handle.
+//! - [`state`]: single-use, expiring flow state, in Redis or in process.
+//! - [`store`]: the `Store` trait with PostgreSQL and SQLite implementations.
+//! - [`vault`]: AES-256-GCM sealing of tokens at rest, with a keyring for rotation.
+//! - [`metrics`], [`domain`], [`clock`], [`redis_conn`]: counters, shared types, time, the Redis
+//!   handle.
 
 pub mod app;
 pub mod cli;
@@ -23,6 +35,7 @@ pub mod config;
 pub mod domain;
 pub mod http;
 pub mod lifecycle;
+pub mod links;
 pub mod metrics;
 pub mod oauth;
 pub mod platforms;

@@ -13,11 +13,11 @@ use super::error::{ApiError, ErrorBody};
 use super::extract::{ApiCaller, ApiPath, ApiQuery};
 use super::views::*;
 use super::{AppState, WebSettings};
-use crate::domain::StoreId;
+use crate::domain::{Connection, StoreId};
 use crate::lifecycle::Connections;
-use crate::oauth::client::RevocationOutcome;
 use crate::oauth::flow::{cookie_name_for_state, CallbackParams, FlowOrigin};
-use crate::oauth::{Flow, OAuthError, PlatformSpec};
+use crate::oauth::{Flow, OAuthError};
+use crate::platforms::{PlatformSpec, RevocationOutcome};
 
 /// The OAuth routes.
 pub fn router() -> Router<AppState> {
@@ -66,7 +66,7 @@ pub async fn platforms(State(flow): State<Flow>, _caller: ApiCaller) -> Json<Pla
 /// Starts an authorization flow and returns the URL the merchant's browser should open.
 #[utoipa::path(get, path = "/api/v1/oauth/connect/{platform}", tag = "oauth",
     security(("api_key" = [])),
-    params(("platform" = BuiltInPlatform, Path, description = "meta, tiktok, google, pinterest, twitter, or a generic provider"), StoreUserQuery),
+    params(("platform" = BuiltInPlatform, Path, description = "a built-in platform or a generic provider"), StoreUserQuery),
     responses(
         (status = 200, body = AuthorizationUrl),
         (status = 400, body = ErrorBody, description = "missing or malformed parameters"),
@@ -178,6 +178,7 @@ pub async fn first_hop(
 #[tracing::instrument(skip_all, fields(platform = %platform))]
 pub async fn callback(
     State(flow): State<Flow>,
+    State(connections): State<Connections>,
     State(web): State<WebSettings>,
     jar: CookieJar,
     axum::extract::Path(platform): axum::extract::Path<String>,
@@ -199,7 +200,7 @@ pub async fn callback(
         .find(&platform)
         .map(|s| s.id.to_string())
         .unwrap_or_default();
-    let result = flow.finish(&platform, params, binding.as_deref()).await;
+    let result = complete_flow(&flow, &connections, &platform, params, binding.as_deref()).await;
     let jar = match cookie_name {
         Some(name) => jar.remove(Cookie::build(name).path("/api/v1/oauth/callback")),
         None => jar,
@@ -211,6 +212,28 @@ pub async fn callback(
             (jar, web.error_redirect(&slug, &error)).into_response()
         }
     }
+}
+
+/// Finishes the flow and records its grant as the store's connection, then counts the outcome:
+/// nothing is stored unless the whole flow succeeded.
+async fn complete_flow(
+    flow: &Flow,
+    connections: &Connections,
+    platform: &str,
+    params: CallbackParams,
+    binding: Option<&str>,
+) -> Result<Connection, OAuthError> {
+    let result = async {
+        let grant = flow.finish(platform, params, binding).await?;
+        let spec = flow
+            .catalog()
+            .get(&grant.platform)
+            .ok_or_else(|| OAuthError::UnknownPlatform(grant.platform.to_string()))?;
+        connections.record_grant(spec, grant).await
+    }
+    .await;
+    flow.count_outcome(platform, &result);
+    result
 }
 
 /// Revokes at the platform where possible, then deletes the connection and its tokens.

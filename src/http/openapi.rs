@@ -47,3 +47,24 @@ pub fn router() -> Router<AppState> {
         get(|| async { Json(ApiDoc::openapi()) }),
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_document_lists_the_tables_platforms_for_the_platform_paths() {
+        let document = serde_json::to_value(ApiDoc::openapi()).expect("serializable");
+        let slugs: Vec<&str> = crate::platforms::BUILT_IN.iter().map(|p| p.slug).collect();
+        let schema = &document["components"]["schemas"]["BuiltInPlatform"];
+        assert_eq!(schema["type"], "string");
+        assert_eq!(schema["enum"], serde_json::json!(slugs));
+        let parameter =
+            &document["paths"]["/api/v1/oauth/connect/{platform}"]["get"]["parameters"][0];
+        assert_eq!(parameter["name"], "platform");
+        assert_eq!(
+            parameter["schema"]["$ref"],
+            "#/components/schemas/BuiltInPlatform"
+        );
+    }
+}

@@ -3,27 +3,32 @@
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use utoipa::{IntoParams, ToSchema};
+use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
+use utoipa::openapi::RefOr;
+use utoipa::{IntoParams, PartialSchema, ToSchema};
 
 use crate::domain::{Connection, ConnectionStatus, StoreId, UserId};
-use crate::oauth::PlatformSpec;
+use crate::platforms::{PlatformSpec, Revocation, BUILT_IN};
 
 /// The built-in platforms, as the OpenAPI document names them (operators may add generic providers,
-/// which the paths accept too).
-#[derive(Debug, ToSchema)]
-#[schema(rename_all = "lowercase")]
-pub enum BuiltInPlatform {
-    /// Meta (Facebook and Instagram).
-    Meta,
-    /// TikTok.
-    Tiktok,
-    /// Google Ads.
-    Google,
-    /// Pinterest.
-    Pinterest,
-    /// X (Twitter).
-    Twitter,
+/// which the paths accept too). The enum is the table's slugs ([`crate::platforms::BUILT_IN`]).
+#[derive(Debug)]
+pub struct BuiltInPlatform;
+
+impl PartialSchema for BuiltInPlatform {
+    fn schema() -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .description(Some(
+                "The built-in platforms, as the OpenAPI document names them (operators may add \
+                 generic providers, which the paths accept too).",
+            ))
+            .enum_values(Some(BUILT_IN.iter().map(|platform| platform.slug)))
+            .into()
+    }
 }
+
+impl ToSchema for BuiltInPlatform {}
 
 /// `?user_id=..&store_id=..`
 #[derive(Debug, Deserialize, IntoParams)]
@@ -150,10 +155,7 @@ impl From<&PlatformSpec> for PlatformView {
             generic: spec.generic,
             scopes: spec.scopes.clone(),
             supports_revocation: spec.revoke_url.is_some()
-                && !matches!(
-                    spec.revocation,
-                    crate::oauth::catalog::Revocation::Unsupported(_)
-                ),
+                && !matches!(spec.revocation, Revocation::Unsupported(_)),
         }
     }
 }

@@ -20,14 +20,16 @@ use secrecy::{ExposeSecret, SecretString};
 use uuid::Uuid;
 
 use crate::clock::SharedClock;
-use crate::domain::{Connection, ConnectionStatus, PlatformId, StoreId, TokenSet, UserId};
+use crate::domain::{Connection, ConnectionStatus, PlatformId, StoreId, TokenSet};
 use crate::metrics::Metrics;
-use crate::oauth::catalog::{Catalog, PlatformSpec, Renewal};
-use crate::oauth::client::{AccountInfo, PlatformClient, RevocationOutcome, TokenGrant};
-use crate::oauth::error::OAuthError;
+use crate::platforms::catalog::{Catalog, PlatformSpec, Renewal};
+use crate::platforms::client::{PlatformClient, RevocationOutcome};
+use crate::platforms::error::OAuthError;
+use crate::platforms::Grant;
 use crate::store::{NewEvent, Store, StoreError};
 use crate::vault::{Binding, Keyring};
 
+pub use crate::platforms::GrantDetails;
 pub use cache::TokenCache;
 
 /// How long a refresh lease lasts: longer than a platform call may take (its timeout), so a live
@@ -62,15 +64,6 @@ pub struct DisconnectOutcome {
     pub connection: Connection,
     /// What the platform said to revocation.
     pub revocation: RevocationOutcome,
-}
-
-/// What a grant adds besides tokens and the account.
-#[derive(Debug, Default)]
-pub struct GrantDetails {
-    /// Non-secret metadata (Meta pages, Instagram accounts).
-    pub metadata: serde_json::Value,
-    /// Scopes the platform reported granting by other means than the token response.
-    pub granted_scopes: Option<Vec<String>>,
 }
 
 /// The lifecycle service, shared by the HTTP edge, the flow and the background refresher.
@@ -200,16 +193,18 @@ impl Connections {
 
     /// Stores a fresh grant as the store's connection to the platform (replacing any earlier one)
     /// and records `connection.created`.
-    #[allow(clippy::too_many_arguments)]
     pub async fn record_grant(
         &self,
         spec: &PlatformSpec,
-        store_id: &StoreId,
-        user_id: &UserId,
-        grant: TokenGrant,
-        account: AccountInfo,
-        details: GrantDetails,
-        extra_secrets: std::collections::BTreeMap<String, SecretString>,
+        Grant {
+            ref store_id,
+            ref user_id,
+            tokens: grant,
+            account,
+            details,
+            extra_secrets,
+            ..
+        }: Grant,
     ) -> Result<Connection, OAuthError> {
         let now = self.clock.now();
         let mut tokens = grant.tokens;
@@ -537,7 +532,7 @@ impl Connections {
                         )
                     }
                 };
-                let reason = crate::oauth::error::scrub(&error.to_string());
+                let reason = crate::platforms::error::scrub(&error.to_string());
                 let updated = Connection {
                     status,
                     next_refresh_at: next,

@@ -13,7 +13,7 @@ use uuid::Uuid;
 
 use super::Connections;
 use crate::domain::{Connection, ConnectionStatus};
-use crate::oauth::error::OAuthError;
+use crate::platforms::error::OAuthError;
 
 /// What one round did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]

@@ -5,13 +5,13 @@
 //!    verifier and the hash of a fresh browser-binding secret, and returns the platform's
 //!    authorization URL plus that secret, which the edge sets as an HttpOnly cookie.
 //! 3. `finish` (the platform redirects back) consumes the state once, checks platform and cookie,
-//!    exchanges the code, applies the platform's hooks and records the connection.
+//!    exchanges the code, applies the platform's hooks and returns the [`Grant`]; the caller records
+//!    it with the lifecycle, then reports the outcome ([`Flow::count_outcome`]).
 //!
 //! The binding cookie means a victim who is sent someone else's callback URL (or first hop already
 //! used) cannot complete a flow that would attach the victim's account to an attacker's store. Both
 //! records live 10 minutes from `begin` and are single-use.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use chrono::{DateTime, Duration, Utc};
@@ -22,14 +22,13 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use url::Url;
 
-use super::catalog::{Catalog, Pkce, PlatformSpec};
-use super::client::PlatformClient;
-use super::error::OAuthError;
-use super::quirks;
 use crate::clock::SharedClock;
-use crate::domain::{Connection, PlatformId, StoreId, UserId};
-use crate::lifecycle::{Connections, GrantDetails};
+use crate::domain::{PlatformId, StoreId, UserId};
 use crate::metrics::Metrics;
+use crate::platforms::error::scrub;
+use crate::platforms::{
+    quirks, Catalog, Grant, GrantDetails, OAuthError, Pkce, PlatformClient, PlatformSpec,
+};
 use crate::state::FlowStates;
 
 /// How long a flow may take, from `begin` to the callback.
@@ -100,7 +99,6 @@ pub struct Flow {
     catalog: Arc<Catalog>,
     states: FlowStates,
     client: PlatformClient,
-    connections: Connections,
     clock: SharedClock,
     api_url: Url,
     metrics: Metrics,
@@ -126,7 +124,6 @@ impl Flow {
         catalog: Arc<Catalog>,
         states: FlowStates,
         client: PlatformClient,
-        connections: Connections,
         clock: SharedClock,
         api_url: Url,
         metrics: Metrics,
@@ -135,7 +132,6 @@ impl Flow {
             catalog,
             states,
             client,
-            connections,
             clock,
             api_url,
             metrics,
@@ -284,33 +280,14 @@ impl Flow {
     }
 
     /// The callback: consumes the state (whatever happens next, it cannot be replayed), checks it,
-    /// exchanges the code and records the connection. Nothing is stored unless everything succeeded.
+    /// exchanges the code and applies the platform's hooks. Nothing is stored: the caller records
+    /// the grant, so that nothing is stored unless everything succeeded.
     pub async fn finish(
         &self,
         platform_slug: &str,
         params: CallbackParams,
         binding_cookie: Option<&str>,
-    ) -> Result<Connection, OAuthError> {
-        let label = self
-            .catalog
-            .find(platform_slug)
-            .map_or_else(|| "unknown".to_owned(), |spec| spec.id.to_string());
-        let result = self
-            .finish_flow(platform_slug, params, binding_cookie)
-            .await;
-        match &result {
-            Ok(_) => self.metrics.flow_completed(&label),
-            Err(error) => self.metrics.flow_failed(&label, error.reason()),
-        }
-        result
-    }
-
-    async fn finish_flow(
-        &self,
-        platform_slug: &str,
-        params: CallbackParams,
-        binding_cookie: Option<&str>,
-    ) -> Result<Connection, OAuthError> {
+    ) -> Result<Grant, OAuthError> {
         let state = params.state.as_deref().ok_or(OAuthError::StateInvalid)?;
         let pending: PendingFlow = self
             .states
@@ -331,13 +308,13 @@ impl Flow {
             return Err(OAuthError::BrowserMismatch);
         }
         if let Some(error) = params.error {
-            return Err(OAuthError::Declined(super::error::scrub(&error)));
+            return Err(OAuthError::Declined(scrub(&error)));
         }
         let code = params.code.ok_or(OAuthError::MissingParameter("code"))?;
         let spec = self.platform(pending.platform.as_str())?;
         let verifier = pending.pkce_verifier.map(SecretString::from);
         let now = self.clock.now();
-        let grant = self
+        let tokens = self
             .client
             .exchange_code(
                 spec,
@@ -347,35 +324,42 @@ impl Flow {
                 now,
             )
             .await?;
-        let grant = quirks::meta_long_lived(&self.client, spec, grant, now).await?;
+        let tokens = quirks::after_code_exchange(&self.client, spec, tokens, now).await?;
         let account = self
             .client
-            .fetch_account(spec, &grant.tokens.access_token)
+            .fetch_account(spec, &tokens.tokens.access_token)
             .await?;
-        let meta =
-            quirks::meta_pages_and_permissions(&self.client, spec, &grant.tokens.access_token)
-                .await?;
-        let details = GrantDetails {
-            metadata: if meta.metadata.is_null() {
-                serde_json::json!({})
-            } else {
-                meta.metadata
-            },
-            granted_scopes: meta.granted_scopes,
-        };
-        let extra: BTreeMap<String, SecretString> = meta.page_tokens;
+        let extras = quirks::after_account(&self.client, spec, &tokens.tokens.access_token).await?;
         tracing::info!(platform = %spec.id, store_id = %pending.store_id, "connection authorized");
-        self.connections
-            .record_grant(
-                spec,
-                &pending.store_id,
-                &pending.user_id,
-                grant,
-                account,
-                details,
-                extra,
-            )
-            .await
+        Ok(Grant {
+            platform: spec.id.clone(),
+            store_id: pending.store_id,
+            user_id: pending.user_id,
+            tokens,
+            account,
+            details: GrantDetails {
+                metadata: if extras.metadata.is_null() {
+                    serde_json::json!({})
+                } else {
+                    extras.metadata
+                },
+                granted_scopes: extras.granted_scopes,
+            },
+            extra_secrets: extras.page_tokens,
+        })
+    }
+
+    /// Counts a finished flow (completed, or failed with its reason) under its platform: called by
+    /// the caller of [`Flow::finish`] once the grant is recorded or refused.
+    pub fn count_outcome<T>(&self, platform_slug: &str, result: &Result<T, OAuthError>) {
+        let label = self
+            .catalog
+            .find(platform_slug)
+            .map_or_else(|| "unknown".to_owned(), |spec| spec.id.to_string());
+        match result {
+            Ok(_) => self.metrics.flow_completed(&label),
+            Err(error) => self.metrics.flow_failed(&label, error.reason()),
+        }
     }
 }
 

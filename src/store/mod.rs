@@ -190,18 +190,3 @@ pub trait Store: Send + Sync + Debug {
         error: &str,
     ) -> Result<(), StoreError>;
 }
-
-/// Opens the store a settings URL names.
-pub async fn connect(
-    database: &crate::config::DatabaseSettings,
-) -> Result<std::sync::Arc<dyn Store>, StoreError> {
-    use secrecy::ExposeSecret;
-    Ok(match database {
-        crate::config::DatabaseSettings::Postgres(url) => {
-            std::sync::Arc::new(PgStore::connect(url.expose_secret()).await?)
-        }
-        crate::config::DatabaseSettings::Sqlite(url) => {
-            std::sync::Arc::new(SqliteStore::connect(url).await?)
-        }
-    })
-}

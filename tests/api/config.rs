@@ -149,7 +149,7 @@ fn production_requires_postgres_redis_a_key_api_keys_and_https() {
 fn a_platform_without_credentials_is_simply_not_configured() {
     let settings =
         Settings::from_vars(&vars(&[("META_APP_ID", "123"), ("SANDBOX", "false")])).unwrap();
-    let catalog = growth_engine::oauth::Catalog::from_settings(&settings);
+    let catalog = growth_engine::app::catalog(&settings);
     let meta = catalog.find("meta").unwrap();
     assert!(
         !meta.is_configured(),
@@ -167,7 +167,7 @@ fn endpoint_and_scope_overrides_replace_the_defaults() {
         ("TIKTOK_SCOPES", "user.info.basic,video.publish"),
     ]))
     .unwrap();
-    let catalog = growth_engine::oauth::Catalog::from_settings(&settings);
+    let catalog = growth_engine::app::catalog(&settings);
     let tiktok = catalog.find("tiktok").unwrap();
     assert_eq!(tiktok.token_url.as_str(), "http://127.0.0.1:9/token");
     assert_eq!(tiktok.scopes, vec!["user.info.basic", "video.publish"]);
@@ -383,7 +383,7 @@ fn dashboard_link_prints_only_a_link_that_the_page_accepts() {
     ]))
     .unwrap();
     let keyring = growth_engine::vault::Keyring::new(growth_engine::vault::Key::generate(), vec![]);
-    let auth = growth_engine::http::dashboard::DashboardAuth::from_settings(
+    let auth = growth_engine::links::DashboardLinks::from_settings(
         &settings,
         &keyring,
         std::sync::Arc::new(growth_engine::clock::SystemClock),

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use growth_engine::app::{AppOptions, Application};
 use growth_engine::clock::{ManualClock, SharedClock, SystemClock};
 use growth_engine::config::Settings;
+use growth_engine::platforms::BuiltInPlatform;
 use growth_engine::redis_conn::RedisHandle;
 use growth_engine::sandbox::{self, SimClient, Simulator};
 use sqlx::Connection as _;
@@ -171,24 +172,19 @@ pub fn credentials(platform: &str) -> (String, String) {
     )
 }
 
+/// The table line of a built-in platform.
+fn built_in(platform: &str) -> &'static BuiltInPlatform {
+    growth_engine::platforms::built_in(platform)
+        .unwrap_or_else(|| panic!("{platform} is not a built-in platform"))
+}
+
 pub fn env_prefix(platform: &str) -> &'static str {
-    match platform {
-        "meta" => "META",
-        "tiktok" => "TIKTOK",
-        "google" => "GOOGLE",
-        "pinterest" => "PINTEREST",
-        _ => "TWITTER",
-    }
+    built_in(platform).env_prefix
 }
 
 fn credential_vars(platform: &str) -> (&'static str, &'static str) {
-    match platform {
-        "meta" => ("META_APP_ID", "META_APP_SECRET"),
-        "tiktok" => ("TIKTOK_CLIENT_KEY", "TIKTOK_CLIENT_SECRET"),
-        "google" => ("GOOGLE_CLIENT_ID", "GOOGLE_CLIENT_SECRET"),
-        "pinterest" => ("PINTEREST_APP_ID", "PINTEREST_APP_SECRET"),
-        _ => ("TWITTER_CLIENT_ID", "TWITTER_CLIENT_SECRET"),
-    }
+    let platform = built_in(platform);
+    (platform.client_id_var, platform.client_secret_var)
 }
 
 pub async fn spawn_app() -> TestApp {

@@ -163,7 +163,7 @@ async fn rotate_keys_reseals_rows_written_under_an_old_key_and_they_still_read()
     before.store.migrate().await.unwrap();
     let (store_id, platform) = ids("rotating-store", "google");
     let spec = before.connections.catalog().get(&platform).unwrap().clone();
-    let grant = growth_engine::oauth::client::TokenGrant {
+    let grant = growth_engine::platforms::TokenGrant {
         tokens: token_set(),
         scopes_reported: true,
         account_hint: None,
@@ -172,15 +172,7 @@ async fn rotate_keys_reseals_rows_written_under_an_old_key_and_they_still_read()
         let store = StoreId::parse(format!("rotating-store-{n}")).unwrap();
         before
             .connections
-            .record_grant(
-                &spec,
-                &store,
-                &growth_engine::domain::UserId::parse("u").unwrap(),
-                grant.clone(),
-                Default::default(),
-                Default::default(),
-                Default::default(),
-            )
+            .record_grant(&spec, grant_for(&spec, store, grant.clone()))
             .await
             .unwrap();
     }
@@ -250,7 +242,7 @@ async fn the_rotate_keys_command_reseals_and_reports_what_it_did() {
         .get(&platform)
         .unwrap()
         .clone();
-    let grant = growth_engine::oauth::client::TokenGrant {
+    let grant = growth_engine::platforms::TokenGrant {
         tokens: token_set(),
         scopes_reported: true,
         account_hint: None,
@@ -259,12 +251,7 @@ async fn the_rotate_keys_command_reseals_and_reports_what_it_did() {
         .connections
         .record_grant(
             &spec,
-            &StoreId::parse("cli-store").unwrap(),
-            &growth_engine::domain::UserId::parse("u").unwrap(),
-            grant,
-            Default::default(),
-            Default::default(),
-            Default::default(),
+            grant_for(&spec, StoreId::parse("cli-store").unwrap(), grant),
         )
         .await
         .unwrap();
@@ -293,4 +280,21 @@ async fn the_rotate_keys_command_reseals_and_reports_what_it_did() {
         .unwrap();
     assert_eq!(row.key_id.as_deref(), Some(new_key.id()));
     db.drop_database().await;
+}
+
+/// A grant of `tokens` for `store_id`, from user `u`, with nothing else.
+fn grant_for(
+    spec: &growth_engine::platforms::PlatformSpec,
+    store_id: StoreId,
+    tokens: growth_engine::platforms::TokenGrant,
+) -> growth_engine::platforms::Grant {
+    growth_engine::platforms::Grant {
+        platform: spec.id.clone(),
+        store_id,
+        user_id: growth_engine::domain::UserId::parse("u").unwrap(),
+        tokens,
+        account: Default::default(),
+        details: Default::default(),
+        extra_secrets: Default::default(),
+    }
 }

@@ -16,7 +16,9 @@ use crate::http::error::ApiError;
 use crate::http::extract::ApiPath;
 use crate::http::oauth::disconnect_response;
 use crate::lifecycle::Connections;
-use crate::oauth::{Flow, OAuthError, PlatformSpec};
+use crate::oauth::flow::FlowOrigin;
+use crate::oauth::{Flow, OAuthError};
+use crate::platforms::PlatformSpec;
 
 /// What a card shows, decided here so the page only renders it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -167,7 +169,7 @@ pub async fn connect(
             &spec.id.clone(),
             &session.store_id,
             &session.user_id,
-            crate::oauth::flow::FlowOrigin::Dashboard,
+            FlowOrigin::Dashboard,
         )
         .await?;
     tracing::info!(user_id = %session.user_id, "flow started from the dashboard");

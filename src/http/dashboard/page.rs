@@ -14,6 +14,7 @@ use sha2::{Digest, Sha256};
 
 use super::session::{DashboardAuth, SessionError, PAGE_PATH};
 use crate::oauth::Flow;
+use crate::platforms::PlatformSpec;
 
 /// The script's path.
 pub const SCRIPT_PATH: &str = "/dashboard/static/dashboard.js";
@@ -68,15 +69,13 @@ struct DeniedPage<'a> {
     stylesheet: String,
 }
 
-fn mark(slug: &str, name: &str) -> (String, &'static str) {
-    match slug {
-        "meta" => ("M".into(), "mark--meta"),
-        "tiktok" => ("T".into(), "mark--tiktok"),
-        "google" => ("G".into(), "mark--google"),
-        "pinterest" => ("P".into(), "mark--pinterest"),
-        "twitter" => ("X".into(), "mark--twitter"),
-        _ => (
-            name.chars()
+/// A built-in platform's mark from the table; a generic provider's initial otherwise.
+fn mark(spec: &PlatformSpec) -> (String, &'static str) {
+    match crate::platforms::built_in(spec.id.as_str()) {
+        Some(platform) => (platform.mark.letter.into(), platform.mark.class),
+        None => (
+            spec.display_name
+                .chars()
                 .next()
                 .map(|c| c.to_uppercase().collect())
                 .unwrap_or_else(|| "?".into()),
@@ -154,7 +153,7 @@ pub async fn page(
     Query(query): Query<HashMap<String, String>>,
 ) -> Response {
     if let Some(token) = query.get("token") {
-        let opened = match auth.verify_link(token) {
+        let opened = match auth.links().verify_link(token) {
             // A link works once, so one that leaks (history, a proxy's log, a forwarded message)
             // cannot open a second session. Remembered for as long as a link can live.
             Ok((store_id, user_id)) => match flow
@@ -198,7 +197,7 @@ pub async fn page(
         .catalog()
         .all()
         .map(|spec| {
-            let (mark, mark_class) = mark(spec.id.as_str(), &spec.display_name);
+            let (mark, mark_class) = mark(spec);
             CardShell {
                 id: spec.id.to_string(),
                 name: spec.display_name.clone(),

@@ -1,5 +1,6 @@
-//! The OAuth layer's one error type. Every variant knows a short text that is safe to show a merchant
-//! (no token, code, secret or raw platform body) and a stable reason code.
+//! The core's one error type, shared by the platform layer, the flow and the lifecycle. Every variant
+//! knows a short text that is safe to show a merchant (no token, code, secret or raw platform body)
+//! and a stable reason code; `http::error` turns it into a response.
 
 use std::time::Duration;
 

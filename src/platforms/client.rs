@@ -1,5 +1,5 @@
-//! Calls to a platform: code exchange, refresh, Meta's long-lived exchange, user info and revocation,
-//! each shaped by the platform's [`PlatformSpec`].
+//! Calls to a platform: code exchange, refresh, user info and revocation, each shaped by the
+//! platform's [`PlatformSpec`] (Meta's long-lived exchange is in `meta.rs`, on the same client).
 //!
 //! These requests are built by hand over one shared `reqwest` client rather than with the `oauth2`
 //! crate's client, because the catalog's platforms rename parameters (`client_key`), use `GET` for the
@@ -15,8 +15,9 @@ use secrecy::{ExposeSecret, SecretString};
 use serde_json::Value;
 use url::Url;
 
-use super::catalog::{ClientAuth, ErrorShape, Hook, PlatformSpec, Revocation, TokenMethod};
+use super::catalog::{ClientAuth, ErrorShape, PlatformSpec, Revocation, TokenMethod};
 use super::error::{scrub, OAuthError};
+use super::quirks;
 use crate::domain::TokenSet;
 use crate::metrics::Metrics;
 
@@ -112,23 +113,9 @@ impl PlatformClient {
         parse_grant(spec, &body, now)
     }
 
-    /// Meta: exchanges a still-valid token for a long-lived one (`fb_exchange_token`).
-    /// <https://developers.facebook.com/docs/facebook-login/guides/access-tokens/get-long-lived>
-    pub async fn meta_exchange(
-        &self,
-        spec: &PlatformSpec,
-        access_token: &SecretString,
-        now: DateTime<Utc>,
-    ) -> Result<TokenGrant, OAuthError> {
-        let params = vec![
-            ("grant_type", "fb_exchange_token".to_owned()),
-            ("fb_exchange_token", access_token.expose_secret().to_owned()),
-        ];
-        let body = self.token_call(spec, params).await?;
-        parse_grant(spec, &body, now)
-    }
-
-    async fn token_call(
+    /// Calls the token endpoint with the grant's parameters and the platform's client
+    /// authentication, and times the call.
+    pub(super) async fn token_call(
         &self,
         spec: &PlatformSpec,
         mut params: Vec<(&'static str, String)>,
@@ -237,11 +224,9 @@ impl PlatformClient {
             return Ok(AccountInfo::default());
         };
         let body = self
-            .get_with_token(spec, url, access_token, &spec.account.query)
+            .get_with_token(spec, url, access_token, spec.account.query)
             .await?;
-        if spec.hooks.contains(&Hook::TikTokEnvelopeError) {
-            super::quirks::tiktok_check_envelope(spec, &body)?;
-        }
+        quirks::check_account_response(spec, &body)?;
         let root = spec
             .account
             .wrapper
@@ -477,7 +462,7 @@ fn after(now: DateTime<Utc>, seconds: i64) -> Option<DateTime<Utc>> {
 }
 
 /// Maps a token response (RFC 6749 §5.1, and each platform's variant of it) onto a [`TokenGrant`].
-fn parse_grant(
+pub(super) fn parse_grant(
     spec: &PlatformSpec,
     body: &Value,
     now: DateTime<Utc>,

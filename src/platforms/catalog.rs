@@ -1,0 +1,429 @@
+//! The platform catalog: the spec types that describe a platform as data (endpoints, parameter
+//! names, scope separator, client authentication, PKCE, response shapes, revocation), and the
+//! [`Catalog`] of every platform this deployment knows, resolved from the table of built-in
+//! platforms and the operator's settings (credentials, `<PLATFORM>_<ENDPOINT>_URL` and
+//! `<PLATFORM>_SCOPES` overrides, generic providers, the sandbox).
+//!
+//! The definitions themselves live in the platform modules (`meta.rs`, ...); this module only
+//! turns them into [`PlatformSpec`]s. It reads the settings types, not `config`, so that the
+//! settings can be built from the table without a cycle.
+
+use std::collections::BTreeMap;
+
+use url::Url;
+
+use super::quirks::{self, Hook};
+use super::settings::{ClientCredentials, GenericProviderSettings, PlatformSettings};
+use super::{BuiltInPlatform, BUILT_IN};
+use crate::domain::PlatformId;
+
+/// How the client proves its identity at the token endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientAuth {
+    /// `Authorization: Basic base64(client_id:client_secret)` (RFC 6749 §2.3.1).
+    Basic,
+    /// Client id and secret as form (or query) parameters.
+    RequestBody,
+}
+
+/// How the token endpoint is called.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenMethod {
+    /// `POST` with a form body (RFC 6749).
+    PostForm,
+    /// `GET` with query parameters (Meta's documented manual flow).
+    GetQuery,
+}
+
+/// Whether PKCE (RFC 7636) is sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pkce {
+    /// Not sent: the platform's web flow does not document it.
+    None,
+    /// `S256` challenge with every authorization request.
+    S256,
+}
+
+/// How a grant is renewed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Renewal {
+    /// `grant_type=refresh_token`.
+    RefreshToken,
+    /// Meta: no refresh token; a still-valid long-lived token is exchanged (`fb_exchange_token`).
+    MetaExchange,
+}
+
+/// How tokens are revoked at the platform.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Revocation {
+    /// `POST` form `token` (+ `token_type_hint`), RFC 7009, with the platform's client authentication
+    /// when `authenticate` is set.
+    Form {
+        /// Send client credentials as the token endpoint does.
+        authenticate: bool,
+        /// Send `token_type_hint=access_token`.
+        hint: bool,
+    },
+    /// Meta: `DELETE /me/permissions` with the user token removes the app's every permission.
+    MetaDeletePermissions,
+    /// The platform offers no revocation for user tokens; the text tells the merchant what to do.
+    Unsupported(&'static str),
+}
+
+/// The shape of the platform's error bodies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorShape {
+    /// RFC 6749 §5.2: `{"error": "...", "error_description": "..."}`.
+    Rfc6749,
+    /// Meta Graph: `{"error": {"message", "type", "code", "error_subcode"}}`.
+    Graph,
+    /// Pinterest: `{"code": <int>, "message": "..."}`.
+    CodeMessage,
+}
+
+/// Where the account's fields sit in the user-info response. Each field lists JSON paths tried in
+/// order, relative to `wrapper`.
+#[derive(Debug, Clone)]
+pub struct AccountMapping {
+    /// Query parameters the user-info call needs (`fields=...`).
+    pub query: &'static [(&'static str, &'static str)],
+    /// The path to the object holding the account (`data.user` for TikTok, `data` for X).
+    pub wrapper: &'static [&'static str],
+    /// Paths to the account id.
+    pub id: &'static [&'static [&'static str]],
+    /// Paths to the display name.
+    pub name: &'static [&'static [&'static str]],
+    /// Paths to a picture URL.
+    pub picture: &'static [&'static [&'static str]],
+}
+
+/// Everything the engine needs to speak to one platform.
+#[derive(Debug, Clone)]
+pub struct PlatformSpec {
+    /// Slug used in paths and settings.
+    pub id: PlatformId,
+    /// Name shown to merchants.
+    pub display_name: String,
+    /// Authorization endpoint.
+    pub authorize_url: Url,
+    /// Token endpoint (Meta: also the long-lived exchange).
+    pub token_url: Url,
+    /// Revocation endpoint.
+    pub revoke_url: Option<Url>,
+    /// User-info endpoint.
+    pub userinfo_url: Option<Url>,
+    /// Scopes requested.
+    pub scopes: Vec<String>,
+    /// How scopes are joined in the authorization request.
+    pub scope_separator: &'static str,
+    /// The name of the client-id parameter (`client_key` at TikTok).
+    pub client_id_param: &'static str,
+    /// Token endpoint client authentication.
+    pub client_auth: ClientAuth,
+    /// Token endpoint method.
+    pub token_method: TokenMethod,
+    /// PKCE.
+    pub pkce: Pkce,
+    /// Further fixed authorization parameters (Google's `access_type=offline`, `prompt=consent`).
+    pub extra_authorize_params: Vec<(String, String)>,
+    /// How the grant is renewed.
+    pub renewal: Renewal,
+    /// Whether a refresh invalidates the previous refresh token.
+    pub refresh_rotates: bool,
+    /// How to revoke.
+    pub revocation: Revocation,
+    /// Error body shape.
+    pub errors: ErrorShape,
+    /// Where the account's fields are.
+    pub account: AccountMapping,
+    /// Named quirks, applied in order (see [`quirks`]).
+    pub hooks: &'static [Hook],
+    /// Client credentials; `None` means not configured.
+    pub credentials: Option<ClientCredentials>,
+    /// Served by the built-in sandbox rather than the real platform.
+    pub sandboxed: bool,
+    /// Whether the operator declared it (a generic provider).
+    pub generic: bool,
+}
+
+impl PlatformSpec {
+    /// Whether flows can run (credentials present, or the sandbox stands in).
+    pub fn is_configured(&self) -> bool {
+        self.credentials.is_some()
+    }
+}
+
+fn url(text: &str) -> Option<Url> {
+    // The table's literals are valid URLs; a typo would drop the platform and fail the tests below.
+    Url::parse(text).ok()
+}
+
+fn params(list: &[(&str, &str)]) -> Vec<(String, String)> {
+    list.iter()
+        .map(|(name, value)| ((*name).to_owned(), (*value).to_owned()))
+        .collect()
+}
+
+/// A built-in platform's definition as a spec, with its real endpoints and no credentials.
+fn built_in_spec(platform: &BuiltInPlatform) -> Option<PlatformSpec> {
+    let endpoints = &platform.endpoints;
+    let protocol = &platform.protocol;
+    let optional = |text: Option<&str>| match text {
+        Some(text) => url(text).map(Some),
+        None => Some(None),
+    };
+    Some(PlatformSpec {
+        id: PlatformId::parse(platform.slug).ok()?,
+        display_name: platform.display_name.into(),
+        authorize_url: url(endpoints.authorize)?,
+        token_url: url(endpoints.token)?,
+        revoke_url: optional(endpoints.revoke)?,
+        userinfo_url: optional(endpoints.userinfo)?,
+        scopes: platform.scopes.iter().map(|s| (*s).to_owned()).collect(),
+        scope_separator: protocol.scope_separator,
+        client_id_param: protocol.client_id_param,
+        client_auth: protocol.client_auth,
+        token_method: protocol.token_method,
+        pkce: protocol.pkce,
+        extra_authorize_params: params(protocol.authorize_params),
+        renewal: platform.renewal,
+        refresh_rotates: protocol.refresh_rotates,
+        revocation: protocol.revocation.clone(),
+        errors: protocol.errors,
+        account: protocol.account.clone(),
+        hooks: platform.hooks,
+        credentials: None,
+        sandboxed: false,
+        generic: false,
+    })
+}
+
+/// An operator-declared generic provider as a spec: plain OAuth 2.0 with the declared endpoints.
+fn generic_spec(generic: &GenericProviderSettings) -> Option<PlatformSpec> {
+    // Settings refuse a generic provider without these two URLs.
+    let authorize_url = generic.platform.authorize_url.clone()?;
+    let token_url = generic.platform.token_url.clone()?;
+    let mut spec = PlatformSpec {
+        id: generic.id.clone(),
+        display_name: generic.display_name.clone(),
+        authorize_url,
+        token_url,
+        revoke_url: None,
+        userinfo_url: None,
+        scopes: vec![],
+        scope_separator: " ",
+        client_id_param: "client_id",
+        client_auth: if generic.client_auth_basic {
+            ClientAuth::Basic
+        } else {
+            ClientAuth::RequestBody
+        },
+        token_method: TokenMethod::PostForm,
+        pkce: if generic.pkce { Pkce::S256 } else { Pkce::None },
+        extra_authorize_params: params(&[("response_type", "code")]),
+        renewal: Renewal::RefreshToken,
+        refresh_rotates: false,
+        revocation: Revocation::Form {
+            authenticate: true,
+            hint: true,
+        },
+        errors: ErrorShape::Rfc6749,
+        account: AccountMapping {
+            query: &[],
+            wrapper: &[],
+            id: &[&["sub"], &["id"]],
+            name: &[&["name"], &["preferred_username"], &["email"]],
+            picture: &[&["picture"]],
+        },
+        hooks: &[],
+        credentials: None,
+        sandboxed: false,
+        generic: true,
+    };
+    spec.extra_authorize_params
+        .extend(generic.authorize_params.iter().cloned());
+    apply_overrides(&mut spec, &generic.platform);
+    if generic.platform.revoke_url.is_none() {
+        spec.revocation = Revocation::Unsupported(
+            "This provider has no revocation endpoint configured; the tokens were deleted here.",
+        );
+    }
+    Some(spec)
+}
+
+/// Applies the operator's overrides to a definition.
+fn apply_overrides(spec: &mut PlatformSpec, settings: &PlatformSettings) {
+    if let Some(u) = &settings.authorize_url {
+        spec.authorize_url = u.clone();
+    }
+    if let Some(u) = &settings.token_url {
+        spec.token_url = u.clone();
+    }
+    if let Some(u) = &settings.revoke_url {
+        spec.revoke_url = Some(u.clone());
+    }
+    if let Some(u) = &settings.userinfo_url {
+        spec.userinfo_url = Some(u.clone());
+    }
+    if let Some(s) = &settings.scopes {
+        spec.scopes = s.clone();
+    }
+    spec.credentials = settings.credentials.clone();
+}
+
+/// Points an unconfigured platform at the built-in sandbox, with the sandbox's own client.
+///
+/// The one call into `crate::sandbox`, kept in one small function so that a build without the
+/// sandbox only has to leave this out.
+#[cfg(feature = "sandbox")]
+fn sandbox_endpoints(spec: &mut PlatformSpec, api_base: &str) {
+    let slug = spec.id.as_str();
+    let endpoints = crate::sandbox::endpoints(api_base, slug).and_then(|e| {
+        Some((
+            url(&e.authorize)?,
+            url(&e.token)?,
+            url(&e.userinfo)?,
+            url(&e.revoke)?,
+        ))
+    });
+    let Some((authorize, token, userinfo, revoke)) = endpoints else {
+        return;
+    };
+    let client = crate::sandbox::Simulator::sandbox_client(slug, api_base);
+    spec.authorize_url = authorize;
+    spec.token_url = token;
+    spec.userinfo_url = Some(userinfo);
+    if spec.revoke_url.is_some() {
+        spec.revoke_url = Some(revoke);
+    }
+    spec.credentials = Some(ClientCredentials {
+        client_id: client.client_id,
+        client_secret: client.client_secret.into(),
+    });
+    spec.sandboxed = true;
+}
+
+/// Without the sandbox feature nothing stands in for an unconfigured platform (and settings refuse
+/// `SANDBOX=true`).
+#[cfg(not(feature = "sandbox"))]
+fn sandbox_endpoints(_spec: &mut PlatformSpec, _api_base: &str) {}
+
+/// A built-in platform resolved against its settings: overrides applied, then the platform's
+/// scope hooks, then the sandbox standing in when it has no credentials.
+fn resolve_built_in(
+    platform: &BuiltInPlatform,
+    overrides: Option<&PlatformSettings>,
+    sandbox_api_base: Option<&str>,
+) -> Option<PlatformSpec> {
+    let mut spec = built_in_spec(platform)?;
+    if let Some(overrides) = overrides {
+        apply_overrides(&mut spec, overrides);
+    }
+    quirks::adjust_scopes(&mut spec);
+    if let (None, true, Some(api_base)) = (&spec.credentials, platform.simulated, sandbox_api_base)
+    {
+        sandbox_endpoints(&mut spec, api_base);
+    }
+    Some(spec)
+}
+
+/// Every platform this deployment knows, resolved against its settings.
+#[derive(Debug, Clone, Default)]
+pub struct Catalog {
+    platforms: BTreeMap<PlatformId, PlatformSpec>,
+    order: Vec<PlatformId>,
+}
+
+impl Catalog {
+    /// Builds the catalog: the built-in platforms of the table with their settings (by slug),
+    /// unconfigured ones replaced by the sandbox when `sandbox_api_url` (the service's `API_URL`,
+    /// which serves the sandbox) is given, then the operator's generic providers.
+    pub fn resolve(
+        platforms: &BTreeMap<String, PlatformSettings>,
+        generic: &[GenericProviderSettings],
+        sandbox_api_url: Option<&Url>,
+    ) -> Self {
+        let sandbox_api_base = sandbox_api_url.map(|u| u.as_str().trim_end_matches('/'));
+        let mut catalog = Self::default();
+        for platform in BUILT_IN.iter() {
+            let overrides = platforms.get(platform.slug);
+            if let Some(spec) = resolve_built_in(platform, overrides, sandbox_api_base) {
+                catalog.insert(spec);
+            }
+        }
+        for generic in generic {
+            if let Some(spec) = generic_spec(generic) {
+                catalog.insert(spec);
+            }
+        }
+        catalog
+    }
+
+    fn insert(&mut self, spec: PlatformSpec) {
+        self.order.push(spec.id.clone());
+        self.platforms.insert(spec.id.clone(), spec);
+    }
+
+    /// A platform by slug.
+    pub fn get(&self, id: &PlatformId) -> Option<&PlatformSpec> {
+        self.platforms.get(id)
+    }
+
+    /// Looks a platform up by the text of a path segment.
+    pub fn find(&self, slug: &str) -> Option<&PlatformSpec> {
+        PlatformId::parse(slug)
+            .ok()
+            .and_then(|id| self.platforms.get(&id))
+    }
+
+    /// Every platform, built-in first, in display order.
+    pub fn all(&self) -> impl Iterator<Item = &PlatformSpec> {
+        self.order.iter().filter_map(|id| self.platforms.get(id))
+    }
+
+    /// The slugs, for error messages.
+    pub fn slugs(&self) -> Vec<String> {
+        self.order.iter().map(|id| id.to_string()).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn twitter() -> &'static BuiltInPlatform {
+        BUILT_IN
+            .iter()
+            .find(|p| p.slug == "twitter")
+            .expect("X is built in")
+    }
+
+    #[test]
+    fn every_built_in_platform_has_real_https_endpoints() {
+        for platform in BUILT_IN.iter() {
+            let spec = built_in_spec(platform).expect("defined");
+            assert_eq!(spec.authorize_url.scheme(), "https", "{}", platform.slug);
+            assert_eq!(spec.token_url.scheme(), "https", "{}", platform.slug);
+            assert!(!spec.scopes.is_empty(), "{}", platform.slug);
+            assert!(url(platform.api_base).is_some(), "{}", platform.slug);
+        }
+    }
+
+    #[test]
+    fn x_always_uses_pkce_and_asks_for_offline_access() {
+        let x = built_in_spec(twitter()).expect("defined");
+        assert_eq!(x.pkce, Pkce::S256);
+        assert!(x.scopes.iter().any(|s| s == "offline.access"));
+        assert_eq!(x.client_auth, ClientAuth::Basic);
+    }
+
+    #[test]
+    fn an_x_scope_override_without_offline_access_gets_it_back() {
+        let overrides = PlatformSettings {
+            scopes: Some(vec!["tweet.read".into()]),
+            ..PlatformSettings::default()
+        };
+        let x = resolve_built_in(twitter(), Some(&overrides), None).expect("defined");
+        assert_eq!(x.scopes, ["tweet.read", "offline.access"]);
+    }
+}

@@ -1,0 +1,218 @@
+//! Meta (Facebook and Instagram): the definition and its quirks, long-lived token exchange and the
+//! merchant's pages and permissions. Sources: `shared/providers.md` §1.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::{json, Value};
+
+use super::catalog::{
+    AccountMapping, ClientAuth, ErrorShape, Pkce, PlatformSpec, Renewal, Revocation, TokenMethod,
+};
+use super::client::{PlatformClient, TokenGrant};
+use super::error::OAuthError;
+use super::quirks::{AccountExtras, Hook};
+use super::{BuiltInPlatform, Endpoints, Mark, Protocol};
+
+/// A Graph API URL, with the version pinned in one place (providers.md: "pin the Graph version in
+/// both URLs").
+macro_rules! graph {
+    ($host:literal, $path:literal) => {
+        concat!("https://", $host, "/v25.0", $path)
+    };
+}
+
+// providers.md §1: GET token endpoint, params not Basic, Graph errors, no refresh token, long-lived
+// exchange, pages via /me/accounts.
+pub(super) const PLATFORM: BuiltInPlatform = BuiltInPlatform {
+    slug: "meta",
+    env_prefix: "META",
+    client_id_var: "META_APP_ID",
+    client_secret_var: "META_APP_SECRET",
+    display_name: "Meta (Facebook & Instagram)",
+    mark: Mark {
+        letter: "M",
+        class: "mark--meta",
+    },
+    endpoints: Endpoints {
+        authorize: graph!("www.facebook.com", "/dialog/oauth"),
+        token: graph!("graph.facebook.com", "/oauth/access_token"),
+        revoke: Some(graph!("graph.facebook.com", "/me/permissions")),
+        userinfo: Some(graph!("graph.facebook.com", "/me")),
+    },
+    scopes: &[
+        "pages_show_list",
+        "pages_read_engagement",
+        "pages_manage_posts",
+        "read_insights",
+        "instagram_basic",
+        "instagram_content_publish",
+        "instagram_manage_insights",
+        "ads_management",
+        "ads_read",
+        "business_management",
+    ],
+    renewal: Renewal::MetaExchange,
+    hooks: &[Hook::MetaLongLivedExchange, Hook::MetaPagesAndPermissions],
+    api_base: graph!("graph.facebook.com", "/"),
+    simulated: true,
+    protocol: Protocol {
+        scope_separator: ",",
+        client_id_param: "client_id",
+        client_auth: ClientAuth::RequestBody,
+        token_method: TokenMethod::GetQuery,
+        // PKCE exists only in Meta's OIDC variant, "still in testing" (providers.md M11).
+        pkce: Pkce::None,
+        authorize_params: &[("response_type", "code")],
+        refresh_rotates: false,
+        revocation: Revocation::MetaDeletePermissions,
+        errors: ErrorShape::Graph,
+        account: AccountMapping {
+            query: &[("fields", "id,name,picture")],
+            wrapper: &[],
+            id: &[&["id"]],
+            name: &[&["name"]],
+            picture: &[&["picture", "data", "url"]],
+        },
+    },
+};
+
+impl PlatformClient {
+    /// Meta: exchanges a still-valid token for a long-lived one (`fb_exchange_token`), at the code
+    /// exchange and at each renewal.
+    /// <https://developers.facebook.com/docs/facebook-login/guides/access-tokens/get-long-lived>
+    pub async fn meta_exchange(
+        &self,
+        spec: &PlatformSpec,
+        access_token: &SecretString,
+        now: DateTime<Utc>,
+    ) -> Result<TokenGrant, OAuthError> {
+        let params = vec![
+            ("grant_type", "fb_exchange_token".to_owned()),
+            ("fb_exchange_token", access_token.expose_secret().to_owned()),
+        ];
+        let body = self.token_call(spec, params).await?;
+        super::client::parse_grant(spec, &body, now)
+    }
+}
+
+/// Meta has no refresh token: right after the code exchange, the short-lived token is exchanged for a
+/// long-lived one (about 60 days) whose real expiry is recorded. Meta's docs: "an expired token cannot
+/// be exchanged", so this must happen while the short-lived token is fresh.
+/// <https://developers.facebook.com/docs/facebook-login/guides/access-tokens/get-long-lived>
+pub(super) async fn long_lived_exchange(
+    client: &PlatformClient,
+    spec: &PlatformSpec,
+    grant: TokenGrant,
+    now: DateTime<Utc>,
+) -> Result<TokenGrant, OAuthError> {
+    let long = client
+        .meta_exchange(spec, &grant.tokens.access_token, now)
+        .await?;
+    Ok(TokenGrant {
+        tokens: crate::domain::TokenSet {
+            // The long-lived token's expiry is also the last moment it can be renewed.
+            refresh_expires_at: long.tokens.expires_at,
+            ..long.tokens
+        },
+        scopes_reported: false,
+        account_hint: grant.account_hint,
+    })
+}
+
+/// Reads the permissions the merchant granted (Facebook Login lets them untick some), the pages the
+/// merchant manages with their tokens, and each page's Instagram business account.
+/// <https://developers.facebook.com/docs/graph-api/reference/user/permissions/>,
+/// <https://developers.facebook.com/docs/facebook-login/guides/access-tokens/get-long-lived> (page tokens),
+/// <https://developers.facebook.com/docs/instagram-platform/instagram-graph-api/reference/page>
+pub(super) async fn pages_and_permissions(
+    client: &PlatformClient,
+    spec: &PlatformSpec,
+    access_token: &SecretString,
+) -> Result<AccountExtras, OAuthError> {
+    let Some(me) = spec.userinfo_url.clone() else {
+        return Ok(AccountExtras::default());
+    };
+    let child = |segment: &str| {
+        let mut url = me.clone();
+        let path = format!("{}/{segment}", me.path().trim_end_matches('/'));
+        url.set_path(&path);
+        url
+    };
+    let permissions = client
+        .get_with_token(spec, child("permissions"), access_token, &[])
+        .await?;
+    let accounts = client
+        .get_with_token(
+            spec,
+            child("accounts"),
+            access_token,
+            &[
+                (
+                    "fields",
+                    "id,name,category,tasks,access_token,instagram_business_account{id,username}",
+                ),
+                ("limit", "100"),
+            ],
+        )
+        .await?;
+    let (metadata, page_tokens) = pages(&accounts);
+    Ok(AccountExtras {
+        granted_scopes: granted_permissions(&permissions),
+        metadata,
+        page_tokens,
+    })
+}
+
+/// The permissions with status `granted`, from `/me/permissions`.
+fn granted_permissions(permissions: &Value) -> Option<Vec<String>> {
+    permissions
+        .get("data")
+        .and_then(Value::as_array)
+        .map(|list| {
+            list.iter()
+                .filter(|p| p.get("status").and_then(Value::as_str) == Some("granted"))
+                .filter_map(|p| p.get("permission").and_then(Value::as_str))
+                .map(str::to_owned)
+                .collect()
+        })
+}
+
+/// The pages and Instagram business accounts from `/me/accounts`, without their tokens, and the
+/// page tokens apart, by `page:{id}`, for the sealed set only.
+fn pages(accounts: &Value) -> (Value, BTreeMap<String, SecretString>) {
+    let mut pages = Vec::new();
+    let mut instagram = Vec::new();
+    let mut page_tokens = BTreeMap::new();
+    for page in accounts
+        .get("data")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        let Some(id) = page.get("id").and_then(Value::as_str) else {
+            continue;
+        };
+        if let Some(token) = page.get("access_token").and_then(Value::as_str) {
+            page_tokens.insert(format!("page:{id}"), SecretString::from(token.to_owned()));
+        }
+        pages.push(json!({
+            "id": id,
+            "name": page.get("name"),
+            "category": page.get("category"),
+            "tasks": page.get("tasks"),
+        }));
+        if let Some(ig) = page.get("instagram_business_account") {
+            instagram.push(json!({
+                "id": ig.get("id"),
+                "username": ig.get("username"),
+                "page_id": id,
+            }));
+        }
+    }
+    (
+        json!({ "pages": pages, "instagram_business_accounts": instagram }),
+        page_tokens,
+    )
+}

@@ -1,0 +1,138 @@
+//! The named hooks for platforms' genuine deviations from plain OAuth 2.0 ([`Hook`]), and the one
+//! place each stage calls them from: one dispatch function per stage. The hooks' bodies live in the
+//! platform modules, next to the definitions they belong to, each citing its documentation.
+//!
+//! Every dispatch matches every hook, so a new hook cannot be forgotten at a stage.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use secrecy::SecretString;
+use serde_json::Value;
+
+use super::catalog::PlatformSpec;
+use super::client::{PlatformClient, TokenGrant};
+use super::error::OAuthError;
+use super::{meta, tiktok, twitter};
+
+/// A platform's genuine deviations from plain OAuth 2.0, each a named function in its platform's
+/// module.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hook {
+    /// Meta: exchange the short-lived token for a long-lived one right after the code exchange.
+    /// <https://developers.facebook.com/docs/facebook-login/guides/access-tokens/get-long-lived>
+    MetaLongLivedExchange,
+    /// Meta: read granted permissions, the merchant's pages (tokens go to the sealed set) and their
+    /// Instagram business accounts.
+    /// <https://developers.facebook.com/docs/graph-api/reference/user/permissions/>
+    MetaPagesAndPermissions,
+    /// TikTok's user-info answers HTTP 200 with `error.code` other than `ok` on failure.
+    /// <https://developers.tiktok.com/doc/tiktok-api-v2-get-user-info>
+    TikTokEnvelopeError,
+    /// X: `offline.access` stays in the requested scopes, or X issues no refresh token.
+    /// <https://docs.x.com/fundamentals/authentication/oauth-2-0/authorization-code> (providers.md X2)
+    XOfflineAccess,
+}
+
+/// What hooks add to a grant after reading the account.
+#[derive(Debug, Default)]
+pub struct AccountExtras {
+    /// Permissions the platform says were granted.
+    pub granted_scopes: Option<Vec<String>>,
+    /// Non-secret metadata (Meta's pages and Instagram business accounts, without their tokens).
+    pub metadata: Value,
+    /// Further tokens (Meta's page tokens, by `page:{id}`), for the sealed set only.
+    pub page_tokens: BTreeMap<String, SecretString>,
+}
+
+/// Stage "catalog": adjusts the requested scopes once settings are applied.
+pub fn adjust_scopes(spec: &mut PlatformSpec) {
+    for hook in spec.hooks {
+        match hook {
+            Hook::XOfflineAccess => twitter::keep_offline_access(&mut spec.scopes),
+            Hook::MetaLongLivedExchange
+            | Hook::MetaPagesAndPermissions
+            | Hook::TikTokEnvelopeError => {}
+        }
+    }
+}
+
+/// Stage "code exchanged": may replace the grant the token endpoint gave.
+pub async fn after_code_exchange(
+    client: &PlatformClient,
+    spec: &PlatformSpec,
+    mut grant: TokenGrant,
+    now: DateTime<Utc>,
+) -> Result<TokenGrant, OAuthError> {
+    for hook in spec.hooks {
+        match hook {
+            Hook::MetaLongLivedExchange => {
+                grant = meta::long_lived_exchange(client, spec, grant, now).await?;
+            }
+            Hook::MetaPagesAndPermissions | Hook::TikTokEnvelopeError | Hook::XOfflineAccess => {}
+        }
+    }
+    Ok(grant)
+}
+
+/// Stage "user info read": checks the body of the user-info response before it is mapped.
+pub fn check_account_response(spec: &PlatformSpec, body: &Value) -> Result<(), OAuthError> {
+    for hook in spec.hooks {
+        match hook {
+            Hook::TikTokEnvelopeError => tiktok::check_envelope(spec, body)?,
+            Hook::MetaLongLivedExchange | Hook::MetaPagesAndPermissions | Hook::XOfflineAccess => {}
+        }
+    }
+    Ok(())
+}
+
+/// Stage "account known": further calls with the new access token that add to the grant.
+pub async fn after_account(
+    client: &PlatformClient,
+    spec: &PlatformSpec,
+    access_token: &SecretString,
+) -> Result<AccountExtras, OAuthError> {
+    let mut extras = AccountExtras::default();
+    for hook in spec.hooks {
+        match hook {
+            Hook::MetaPagesAndPermissions => {
+                extras = meta::pages_and_permissions(client, spec, access_token).await?;
+            }
+            Hook::MetaLongLivedExchange | Hook::TikTokEnvelopeError | Hook::XOfflineAccess => {}
+        }
+    }
+    Ok(extras)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::platforms::Catalog;
+
+    fn catalog() -> Catalog {
+        Catalog::resolve(&BTreeMap::new(), &[], None)
+    }
+
+    #[test]
+    fn tiktoks_error_envelope_is_refused_only_at_tiktok() {
+        let catalog = catalog();
+        let body = serde_json::json!({
+            "data": {},
+            "error": { "code": "access_token_invalid", "message": "The access token is invalid." }
+        });
+        let tiktok = catalog.find("tiktok").expect("built in");
+        match check_account_response(tiktok, &body) {
+            Err(OAuthError::PlatformRejected {
+                code, permanent, ..
+            }) => {
+                assert_eq!(code, "access_token_invalid");
+                assert!(permanent);
+            }
+            other => panic!("expected a rejection, got {other:?}"),
+        }
+        let ok = serde_json::json!({ "data": {}, "error": { "code": "ok" } });
+        assert!(check_account_response(tiktok, &ok).is_ok());
+        let google = catalog.find("google").expect("built in");
+        assert!(check_account_response(google, &body).is_ok());
+    }
+}

@@ -1,0 +1,70 @@
+//! X (Twitter): the definition and its quirk, `offline.access` kept whatever the scope override.
+//! Sources: `shared/providers.md` §5.
+
+use super::catalog::{
+    AccountMapping, ClientAuth, ErrorShape, Pkce, Renewal, Revocation, TokenMethod,
+};
+use super::quirks::Hook;
+use super::{BuiltInPlatform, Endpoints, Mark, Protocol};
+
+/// The scope without which X issues no refresh token.
+const OFFLINE_ACCESS: &str = "offline.access";
+
+// providers.md §5: PKCE mandatory, Basic, offline.access for a refresh token, rotation.
+pub(super) const PLATFORM: BuiltInPlatform = BuiltInPlatform {
+    slug: "twitter",
+    env_prefix: "TWITTER",
+    client_id_var: "TWITTER_CLIENT_ID",
+    client_secret_var: "TWITTER_CLIENT_SECRET",
+    display_name: "X (Twitter)",
+    mark: Mark {
+        letter: "X",
+        class: "mark--twitter",
+    },
+    endpoints: Endpoints {
+        authorize: "https://x.com/i/oauth2/authorize",
+        token: "https://api.x.com/2/oauth2/token",
+        revoke: Some("https://api.x.com/2/oauth2/revoke"),
+        userinfo: Some("https://api.x.com/2/users/me"),
+    },
+    scopes: &[
+        "tweet.read",
+        "tweet.write",
+        "users.read",
+        "media.write",
+        OFFLINE_ACCESS,
+    ],
+    renewal: Renewal::RefreshToken,
+    hooks: &[Hook::XOfflineAccess],
+    api_base: "https://api.x.com/2/",
+    simulated: true,
+    protocol: Protocol {
+        scope_separator: " ",
+        client_id_param: "client_id",
+        client_auth: ClientAuth::Basic,
+        token_method: TokenMethod::PostForm,
+        pkce: Pkce::S256,
+        authorize_params: &[("response_type", "code")],
+        refresh_rotates: true,
+        revocation: Revocation::Form {
+            authenticate: true,
+            hint: true,
+        },
+        errors: ErrorShape::Rfc6749,
+        account: AccountMapping {
+            query: &[("user.fields", "profile_image_url")],
+            wrapper: &["data"],
+            id: &[&["id"]],
+            name: &[&["name"], &["username"]],
+            picture: &[&["profile_image_url"]],
+        },
+    },
+};
+
+/// X issues no refresh token without `offline.access` (providers.md X2): an override of
+/// `TWITTER_SCOPES` must not silently lose it.
+pub(super) fn keep_offline_access(scopes: &mut Vec<String>) {
+    if !scopes.iter().any(|s| s == OFFLINE_ACCESS) {
+        scopes.push(OFFLINE_ACCESS.into());
+    }
+}
