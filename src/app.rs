@@ -147,17 +147,24 @@ impl Services {
         let settings = Arc::new(settings);
         let keyring = Arc::new(load_keyring(&settings.keys)?);
         let store = crate::store::connect(&settings.database).await?;
+        let metrics = Metrics::new();
         let redis = settings
             .redis_url
             .as_ref()
-            .map(|url| RedisHandle::new(url, &settings.redis_key_prefix))
+            .map(|url| {
+                RedisHandle::new(url, &settings.redis_key_prefix).map(|redis| {
+                    // merge: settings.redis_timeout
+                    redis
+                        .with_timeout(crate::redis_conn::DEFAULT_TIMEOUT)
+                        .with_metrics(metrics.clone())
+                })
+            })
             .transpose()?;
         let states = match &redis {
             Some(redis) => FlowStates::redis(redis.clone(), keyring.clone(), clock.clone()),
             None => FlowStates::in_process(keyring.clone(), clock.clone()),
         };
         let cache = TokenCache::new(redis.clone(), Duration::from_secs(60));
-        let metrics = Metrics::new();
         let client = PlatformClient::new(settings.platform_timeout, metrics.clone())?;
         let catalog = Arc::new(Catalog::from_settings(&settings));
         let connections = Connections::new(
@@ -191,12 +198,13 @@ impl Services {
             )
         });
         let webhooks = match (&settings.webhook_url, &settings.webhook_secret) {
-            (Some(url), Some(secret)) => Some(WebhookDeliverer::new(
-                store.clone(),
-                url.clone(),
-                secret.clone(),
-                clock.clone(),
-            )?),
+            (Some(url), Some(secret)) => Some(
+                WebhookDeliverer::new(store.clone(), url.clone(), secret.clone(), clock.clone())?
+                    // merge: settings.webhook_max_attempts, settings.webhook_retention
+                    .with_max_attempts(crate::lifecycle::webhooks::DEFAULT_MAX_ATTEMPTS)
+                    .with_retention(crate::lifecycle::webhooks::DEFAULT_RETENTION)
+                    .with_metrics(metrics.clone()),
+            ),
             _ => None,
         };
         Ok(Self {
@@ -272,6 +280,7 @@ impl Application {
                 store: services.store.clone(),
                 redis: services.redis.clone(),
                 environment: services.settings.environment.as_str(),
+                checks: Default::default(),
             },
             metrics: services.metrics.clone(),
             web: WebSettings {

@@ -189,6 +189,26 @@ pub trait Store: Send + Sync + Debug {
         next_attempt_at: DateTime<Utc>,
         error: &str,
     ) -> Result<(), StoreError>;
+
+    /// Gives up on an event (its last attempt failed): it becomes a dead letter, kept for inspection
+    /// and never claimed again.
+    async fn mark_event_dead(
+        &self,
+        id: Uuid,
+        at: DateTime<Utc>,
+        error: &str,
+    ) -> Result<(), StoreError>;
+
+    /// Deletes up to `limit` events delivered before `before`, oldest first; returns how many.
+    /// Bounded so that one call never holds a long transaction.
+    async fn prune_delivered_events(
+        &self,
+        before: DateTime<Utc>,
+        limit: i64,
+    ) -> Result<u64, StoreError>;
+
+    /// How many events are dead letters.
+    async fn count_dead_events(&self) -> Result<i64, StoreError>;
 }
 
 /// Opens the store a settings URL names.
@@ -198,7 +218,10 @@ pub async fn connect(
     use secrecy::ExposeSecret;
     Ok(match database {
         crate::config::DatabaseSettings::Postgres(url) => {
-            std::sync::Arc::new(PgStore::connect(url.expose_secret()).await?)
+            // merge: settings.statement_timeout
+            std::sync::Arc::new(
+                PgStore::connect_with(url.expose_secret(), pg::DEFAULT_STATEMENT_TIMEOUT).await?,
+            )
         }
         crate::config::DatabaseSettings::Sqlite(url) => {
             std::sync::Arc::new(SqliteStore::connect(url).await?)
