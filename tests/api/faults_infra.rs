@@ -492,3 +492,180 @@ async fn load(app: &TestApp, path: &str, duration: Duration) -> (f64, Duration) 
     let elapsed = started.elapsed();
     (total as f64 / elapsed.as_secs_f64(), elapsed)
 }
+
+/// A webhook receiver answering `status` after `delay`; it records each delivery id.
+async fn slow_receiver(status: u16, delay: Duration) -> (url::Url, Received) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = url::Url::parse(&format!("http://{}/hooks", listener.local_addr().unwrap())).unwrap();
+    let received: Received = Arc::default();
+    let sink = received.clone();
+    let router = axum::Router::new().route(
+        "/hooks",
+        axum::routing::post(move |headers: HeaderMap| {
+            let sink = sink.clone();
+            async move {
+                let id = headers["growth-engine-delivery"]
+                    .to_str()
+                    .unwrap()
+                    .to_owned();
+                sink.lock().unwrap().push(id);
+                tokio::time::sleep(delay).await;
+                axum::http::StatusCode::from_u16(status).unwrap()
+            }
+        }),
+    );
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, router).await;
+    });
+    (url, received)
+}
+
+/// A PostgreSQL store holding `n` undelivered events, and a clock just after them.
+async fn outbox_with_events(
+    n: usize,
+) -> (
+    Arc<dyn growth_engine::store::Store>,
+    crate::helpers::TestDatabase,
+    growth_engine::clock::ManualClock,
+) {
+    use growth_engine::store::{NewEvent, PgStore, Store};
+    let db = fresh_database().await;
+    let store = PgStore::connect(&db.url).await.unwrap();
+    store.migrate().await.unwrap();
+    let mut direct = <sqlx::PgConnection as sqlx::Connection>::connect(&db.url)
+        .await
+        .unwrap();
+    let now = chrono::Utc::now();
+    for i in 0..n {
+        let event = NewEvent {
+            event_type: format!("test.event_{i}"),
+            payload: serde_json::json!({ "n": i }),
+            at: now,
+        };
+        sqlx::query(
+            "insert into webhook_outbox (id, event_type, payload, created_at, attempts, next_attempt_at) \
+             values ($1, $2, $3, $4, 0, $4)",
+        )
+        .bind(uuid::Uuid::new_v4())
+        .bind(&event.event_type)
+        .bind(&event.payload)
+        .bind(event.at)
+        .execute(&mut direct)
+        .await
+        .unwrap();
+    }
+    let clock = growth_engine::clock::ManualClock::new(now + chrono::Duration::seconds(1));
+    (Arc::new(store), db, clock)
+}
+
+fn deliverer(
+    store: &Arc<dyn growth_engine::store::Store>,
+    url: &url::Url,
+    clock: &growth_engine::clock::ManualClock,
+) -> growth_engine::lifecycle::webhooks::WebhookDeliverer {
+    growth_engine::lifecycle::webhooks::WebhookDeliverer::new(
+        store.clone(),
+        url.clone(),
+        "webhook-secret-0123456789".to_owned().into(),
+        Arc::new(clock.clone()),
+    )
+    .unwrap()
+}
+
+#[tokio::test]
+async fn a_slow_receiver_cannot_outlive_the_claim_so_another_replica_never_posts_the_same_events() {
+    let (store, db, clock) = outbox_with_events(3).await;
+    let (url, received) = slow_receiver(200, Duration::from_millis(400)).await;
+    let first = deliverer(&store, &url, &clock);
+    let second = deliverer(&store, &url, &clock);
+    let busy = tokio::spawn(async move { first.deliver_due().await.unwrap() });
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    // Past the old 60-second claim, but within this batch's claim (batch × post timeout + margin).
+    clock.advance(chrono::Duration::seconds(61));
+    assert_eq!(second.deliver_due().await.unwrap(), 0);
+    assert_eq!(busy.await.unwrap(), 3);
+    let ids = received.lock().unwrap().clone();
+    let unique: std::collections::HashSet<&String> = ids.iter().collect();
+    assert_eq!(
+        (ids.len(), unique.len()),
+        (3, 3),
+        "each event posted once: {ids:?}"
+    );
+    db.drop_database().await;
+}
+
+#[tokio::test]
+async fn an_event_that_keeps_failing_becomes_a_dead_letter_after_the_last_attempt() {
+    let (store, db, clock) = outbox_with_events(1).await;
+    let (url, received) = slow_receiver(500, Duration::ZERO).await;
+    let metrics = growth_engine::metrics::Metrics::new();
+    let webhooks = deliverer(&store, &url, &clock)
+        .with_max_attempts(3)
+        .with_metrics(metrics.clone());
+    for attempt in 1..=3 {
+        assert_eq!(webhooks.deliver_due().await.unwrap(), 0);
+        assert_eq!(received.lock().unwrap().len(), attempt);
+        clock.advance(chrono::Duration::days(1)); // past any back-off
+    }
+    assert_eq!(store.count_dead_events().await.unwrap(), 1);
+    assert!(
+        metrics
+            .render()
+            .contains("growth_engine_webhook_dead_letters_total 1"),
+        "{}",
+        metrics.render()
+    );
+    webhooks.deliver_due().await.unwrap();
+    assert_eq!(received.lock().unwrap().len(), 3, "never posted again");
+    db.drop_database().await;
+}
+
+#[tokio::test]
+async fn pruning_removes_only_delivered_events_older_than_the_retention() {
+    let (store, db, clock) = outbox_with_events(3).await;
+    let (url, _) = slow_receiver(200, Duration::ZERO).await;
+    let webhooks = deliverer(&store, &url, &clock).with_retention(chrono::Duration::days(7));
+    assert_eq!(webhooks.deliver_due().await.unwrap(), 3);
+    assert_eq!(webhooks.prune().await.unwrap(), 0, "delivered just now");
+    clock.advance(chrono::Duration::days(8));
+    assert_eq!(webhooks.prune().await.unwrap(), 3);
+    db.drop_database().await;
+}
+
+#[tokio::test]
+async fn postgres_cancels_a_statement_that_runs_past_the_statement_timeout() {
+    use growth_engine::store::{PgStore, Store};
+    let db = fresh_database().await;
+    let store = PgStore::connect_with(&db.url, Duration::from_secs(1))
+        .await
+        .unwrap();
+    let setting: (String,) = sqlx::query_as("show statement_timeout")
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+    assert_eq!(setting.0, "1s");
+    let started = Instant::now();
+    let error = sqlx::query("select pg_sleep(5)")
+        .execute(store.pool())
+        .await
+        .unwrap_err();
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    let code = error
+        .as_database_error()
+        .and_then(|e| e.code().map(|c| c.into_owned()));
+    assert_eq!(code.as_deref(), Some("57014"), "query_canceled: {error}");
+    // The connection is still good for the next statement.
+    store.ping().await.unwrap();
+    let default = PgStore::connect(&db.url).await.unwrap();
+    let setting: (String,) = sqlx::query_as("show statement_timeout")
+        .fetch_one(default.pool())
+        .await
+        .unwrap();
+    assert_eq!(setting.0, "10s", "the default");
+    drop((store, default));
+    db.drop_database().await;
+}
