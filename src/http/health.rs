@@ -4,14 +4,17 @@
 //! PostgreSQL is the source of truth, so only the database decides readiness: with Redis down the
 //! service still serves every token (the cache is an accelerator), so `/health` answers 200
 //! `degraded` rather than asking a load balancer to pull a replica that works. The checks run at
-//! most once a second, one at a time; every other request reuses the last result, so a probe storm
-//! costs the dependencies nothing.
+//! most once a second, one at a time; every other request answers at once with the last result
+//! (even while a slow check is under way), so a probe storm costs the dependencies nothing and a
+//! probe never waits on a dependency's timeout, except the very first.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::json;
@@ -39,27 +42,53 @@ enum RedisState {
     Down,
 }
 
-/// One round of checks.
-#[derive(Debug, Clone, Copy)]
+/// One round of checks, with the `/health` answer rendered once for every request that reuses it.
+#[derive(Debug, Clone)]
 struct Snapshot {
     database_up: bool,
-    redis: RedisState,
+    status: StatusCode,
+    body: Bytes,
 }
 
 /// The last check result, shared by every request of one application.
 #[derive(Debug, Clone, Default)]
 pub struct CheckCache {
-    // A tokio mutex on purpose: it is held across the check so that only one runs at a time and
-    // the requests that arrive meanwhile wait for its result instead of checking again.
-    last: Arc<tokio::sync::Mutex<Option<(Instant, Snapshot)>>>,
+    last: Arc<std::sync::RwLock<Option<(Instant, Snapshot)>>>,
+    // Held by the one request running a check (across its I/O, hence tokio's mutex). Requests that
+    // arrive meanwhile answer with the last result instead of waiting for it.
+    running: Arc<tokio::sync::Mutex<()>>,
+}
+
+impl CheckCache {
+    fn last(&self) -> Option<(Instant, Snapshot)> {
+        self.last.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    fn fresh(&self) -> Option<Snapshot> {
+        self.last()
+            .filter(|(at, _)| at.elapsed() < CHECK_TTL)
+            .map(|(_, snapshot)| snapshot)
+    }
 }
 
 async fn check(probe: &HealthProbe) -> Snapshot {
-    let mut last = probe.checks.last.lock().await;
-    if let Some((at, snapshot)) = *last {
-        if at.elapsed() < CHECK_TTL {
-            return snapshot;
+    let cache = &probe.checks;
+    if let Some(snapshot) = cache.fresh() {
+        return snapshot;
+    }
+    let _running = match cache.running.try_lock() {
+        Ok(guard) => guard,
+        Err(_) => {
+            // A check is under way: the previous result is at most a check's duration staler.
+            if let Some((_, snapshot)) = cache.last() {
+                return snapshot;
+            }
+            cache.running.lock().await
         }
+    };
+    // Another request may have finished a check while this one waited for the lock.
+    if let Some(snapshot) = cache.fresh() {
+        return snapshot;
     }
     let database = async {
         matches!(
@@ -78,8 +107,9 @@ async fn check(probe: &HealthProbe) -> Snapshot {
         }
     };
     let (database_up, redis) = tokio::join!(database, redis);
-    let snapshot = Snapshot { database_up, redis };
-    *last = Some((Instant::now(), snapshot));
+    let snapshot = render(probe, database_up, redis);
+    *cache.last.write().unwrap_or_else(|p| p.into_inner()) =
+        Some((Instant::now(), snapshot.clone()));
     snapshot
 }
 
@@ -90,24 +120,36 @@ async fn check(probe: &HealthProbe) -> Snapshot {
         (status = 200, body = HealthResponse, description = "healthy, or degraded: Redis is down but every token is still served"),
         (status = 503, body = HealthResponse, description = "unhealthy: the database is down"),
     ))]
-pub async fn health(State(probe): State<HealthProbe>) -> (StatusCode, Json<HealthResponse>) {
+pub async fn health(State(probe): State<HealthProbe>) -> Response {
     let snapshot = check(&probe).await;
-    let redis = match snapshot.redis {
+    (
+        snapshot.status,
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        snapshot.body,
+    )
+        .into_response()
+}
+
+fn render(probe: &HealthProbe, database_up: bool, redis: RedisState) -> Snapshot {
+    let redis_down = redis == RedisState::Down;
+    let redis = match redis {
         RedisState::NotConfigured => {
             json!({ "status": "not_configured", "flow_state": "in-process" })
         }
         RedisState::Up => json!({ "status": "up" }),
         RedisState::Down => json!({ "status": "down" }),
     };
-    let redis_down = snapshot.redis == RedisState::Down;
     let mut failing = Vec::new();
-    if !snapshot.database_up {
+    if !database_up {
         failing.push("database");
     }
     if redis_down {
         failing.push("redis");
     }
-    let (status, text) = match (snapshot.database_up, redis_down) {
+    let (status, text) = match (database_up, redis_down) {
         (false, _) => (StatusCode::SERVICE_UNAVAILABLE, "unhealthy"),
         (true, true) => (StatusCode::OK, "degraded"),
         (true, false) => (StatusCode::OK, "healthy"),
@@ -119,14 +161,21 @@ pub async fn health(State(probe): State<HealthProbe>) -> (StatusCode, Json<Healt
         environment: probe.environment.into(),
         checks: json!({
             "database": {
-                "status": if snapshot.database_up { "up" } else { "down" },
+                "status": if database_up { "up" } else { "down" },
                 "backend": probe.store.backend(),
             },
             "redis": redis,
             "failing": failing,
         }),
     };
-    (status, Json(body))
+    Snapshot {
+        database_up,
+        status,
+        // Serializing strings and a JSON value cannot fail; an empty body would be the symptom.
+        body: serde_json::to_vec(&body)
+            .map(Bytes::from)
+            .unwrap_or_default(),
+    }
 }
 
 /// Liveness: 200 whenever the process serves requests. No I/O, so a dependency outage never gets a
