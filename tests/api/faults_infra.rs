@@ -216,6 +216,16 @@ async fn a_frozen_redis_costs_token_reads_nothing_and_is_used_again_within_5_s()
     let start = app.connect_url("google", "frozen-mid-flow").await;
 
     redis.freeze();
+    // The requests caught by the freeze wait out the timeout side by side, not one behind another.
+    let burst =
+        futures::future::join_all((0..20).map(|i| token(&app, &stores[i % stores.len()]))).await;
+    assert!(burst.iter().all(|(status, _, _)| *status == 200));
+    let slowest = burst.iter().map(|(_, _, elapsed)| *elapsed).max().unwrap();
+    println!("[redis frozen] 20 concurrent reads caught by the freeze: slowest {slowest:?}");
+    assert!(
+        slowest < Duration::from_secs(1),
+        "{slowest:?}: requests queued"
+    );
     let reads = timed_reads(&app, &stores, READS).await;
     let during = p95(&reads);
     let (status, body) = health(&app, "/health").await;
@@ -233,6 +243,14 @@ async fn a_frozen_redis_costs_token_reads_nothing_and_is_used_again_within_5_s()
         "p95 {during:?} with Redis frozen (PostgreSQL-only: {postgres_only:?})"
     );
     assert_cache_used(&app, &redis, &stores[0]).await;
+    let metrics = app.get("/metrics").await.text().await.unwrap();
+    for line in [
+        r#"growth_engine_redis_circuit_transitions_total{state="open"} 1"#,
+        r#"growth_engine_redis_circuit_transitions_total{state="closed"} 1"#,
+        "growth_engine_redis_available 1",
+    ] {
+        assert!(metrics.contains(line), "{line} in {metrics}");
+    }
     // Nothing was lost: the flow interrupted by the freeze completes.
     let done = query_of(
         &browser
