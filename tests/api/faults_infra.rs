@@ -5,9 +5,10 @@
 //!
 //! Bounds: with Redis frozen or killed, the p95 of 40 token reads stays under 300 ms (the first read
 //! pays the 500 ms command timeout that opens the breaker; the rest go straight to PostgreSQL), next
-//! to PostgreSQL-only reads measured in the same test; a flow answers its 503 in under a second;
-//! Redis is used again within 5 s of coming back; with PostgreSQL cut, an uncached read answers 503
-//! in under 5 s. Run with `--nocapture` to see the measured figures.
+//! to PostgreSQL-only reads measured in the same test; 20 concurrent reads caught by a freeze all
+//! finish within 1.5 s (they wait out one timeout side by side); a flow answers its 503 in under a
+//! second; Redis is used again within 5 s of coming back; with PostgreSQL cut, an uncached read
+//! answers 503 in under 5 s. Run with `--nocapture` to see the measured figures.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -223,7 +224,7 @@ async fn a_frozen_redis_costs_token_reads_nothing_and_is_used_again_within_5_s()
     let slowest = burst.iter().map(|(_, _, elapsed)| *elapsed).max().unwrap();
     println!("[redis frozen] 20 concurrent reads caught by the freeze: slowest {slowest:?}");
     assert!(
-        slowest < Duration::from_secs(1),
+        slowest < Duration::from_millis(1500),
         "{slowest:?}: requests queued"
     );
     let reads = timed_reads(&app, &stores, READS).await;
@@ -734,7 +735,7 @@ async fn a_health_probe_never_waits_on_a_check_already_under_way() {
         "the last result"
     );
     assert!(
-        waited < Duration::from_millis(150),
+        waited < Duration::from_millis(300),
         "answered at once: {waited:?}"
     );
     let (body, took) = checking.await.unwrap();

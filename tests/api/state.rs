@@ -228,7 +228,7 @@ async fn while_redis_is_frozen_the_state_store_fails_at_once_and_recovers_by_its
     }
     let hundred = started.elapsed();
     assert!(
-        hundred < StdDuration::from_millis(50),
+        hundred < StdDuration::from_millis(150),
         "an open breaker costs no I/O: 100 calls took {hundred:?}"
     );
     server.thaw();
