@@ -31,8 +31,9 @@ use crate::store::{OutboxEvent, Store, StoreError};
 pub const DEFAULT_MAX_ATTEMPTS: i32 = 12;
 /// How long delivered events are kept (`WEBHOOK_RETENTION_DAYS` once settings carry it).
 pub const DEFAULT_RETENTION: chrono::Duration = chrono::Duration::days(7);
-/// Events claimed per round.
+/// Events claimed per round, and rounds per tick while batches come back full.
 const BATCH: usize = 10;
+const DRAIN_ROUNDS: usize = 5;
 /// How long one post may take.
 const POST_TIMEOUT: Duration = Duration::from_secs(10);
 /// Slack in a claim for the database writes around the posts.
@@ -131,8 +132,18 @@ impl WebhookDeliverer {
             tokio::select! {
                 () = &mut shutdown => return,
                 _ = ticker.tick() => {
-                    if let Err(error) = self.deliver_due().await {
-                        tracing::warn!(error = %error, "webhook round failed");
+                    // A full batch means more may be waiting: a few more rounds, as many events
+                    // per tick as one big claim would take, with each claim still covering its
+                    // own posts.
+                    for _ in 0..DRAIN_ROUNDS {
+                        match self.deliver_due().await {
+                            Ok(delivered) if delivered == BATCH => continue,
+                            Ok(_) => break,
+                            Err(error) => {
+                                tracing::warn!(error = %error, "webhook round failed");
+                                break;
+                            }
+                        }
                     }
                 }
                 _ = cleanup.tick() => {
