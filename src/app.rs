@@ -107,10 +107,15 @@ pub struct Services {
 }
 
 /// Opens the store the settings name.
-pub async fn connect_store(database: &DatabaseSettings) -> Result<Arc<dyn Store>, StoreError> {
+pub async fn connect_store(
+    database: &DatabaseSettings,
+    statement_timeout: Duration,
+) -> Result<Arc<dyn Store>, StoreError> {
     use secrecy::ExposeSecret;
     Ok(match database {
-        DatabaseSettings::Postgres(url) => Arc::new(PgStore::connect(url.expose_secret()).await?),
+        DatabaseSettings::Postgres(url) => {
+            Arc::new(PgStore::connect_with(url.expose_secret(), statement_timeout).await?)
+        }
         DatabaseSettings::Sqlite(url) => Arc::new(SqliteStore::connect(url).await?),
     })
 }
@@ -168,18 +173,24 @@ impl Services {
     pub async fn build(settings: Settings, clock: SharedClock) -> Result<Self, StartupError> {
         let settings = Arc::new(settings);
         let keyring = Arc::new(load_keyring(&settings.keys)?);
-        let store = connect_store(&settings.database).await?;
+        let store = connect_store(&settings.database, settings.statement_timeout).await?;
+        let metrics = Metrics::new();
         let redis = settings
             .redis_url
             .as_ref()
-            .map(|url| RedisHandle::new(url, &settings.redis_key_prefix))
+            .map(|url| {
+                RedisHandle::new(url, &settings.redis_key_prefix).map(|redis| {
+                    redis
+                        .with_timeout(settings.redis_timeout)
+                        .with_metrics(metrics.clone())
+                })
+            })
             .transpose()?;
         let states = match &redis {
             Some(redis) => FlowStates::redis(redis.clone(), keyring.clone(), clock.clone()),
             None => FlowStates::in_process(keyring.clone(), clock.clone()),
         };
         let cache = TokenCache::new(redis.clone(), Duration::from_secs(60));
-        let metrics = Metrics::new();
         let client = PlatformClient::new(settings.platform_timeout, metrics.clone())?;
         let catalog = Arc::new(catalog(&settings));
         let connections = Connections::new(
@@ -213,12 +224,16 @@ impl Services {
             )
         });
         let webhooks = match (&settings.webhook_url, &settings.webhook_secret) {
-            (Some(url), Some(secret)) => Some(WebhookDeliverer::new(
-                store.clone(),
-                url.clone(),
-                secret.clone(),
-                clock.clone(),
-            )?),
+            (Some(url), Some(secret)) => Some(
+                WebhookDeliverer::new(store.clone(), url.clone(), secret.clone(), clock.clone())?
+                    // Settings bound both (1 to 100 attempts, 1 to 365 days), so neither conversion fails.
+                    .with_max_attempts(i32::try_from(settings.webhook_max_attempts).unwrap_or(100))
+                    .with_retention(
+                        chrono::Duration::from_std(settings.webhook_retention)
+                            .unwrap_or(chrono::Duration::days(7)),
+                    )
+                    .with_metrics(metrics.clone()),
+            ),
             _ => None,
         };
         Ok(Self {
@@ -307,6 +322,7 @@ impl Application {
                 store: services.store.clone(),
                 redis: services.redis.clone(),
                 environment: services.settings.environment.as_str(),
+                checks: Default::default(),
             },
             metrics: services.metrics.clone(),
             web: WebSettings {

@@ -55,7 +55,7 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
 
 /// `migrate`.
 pub async fn migrate(settings: Settings) -> anyhow::Result<()> {
-    let store = app::connect_store(&settings.database).await?;
+    let store = app::connect_store(&settings.database, settings.statement_timeout).await?;
     store.migrate().await.context("applying migrations")?;
     println!("migrations applied ({})", store.backend());
     Ok(())

@@ -1,6 +1,6 @@
-//! Prometheus metrics: flows, refreshes, token-endpoint latency and connections by status, in one
-//! registry per application (so that tests running several applications in one process do not mix
-//! their counts). Served as text by `GET /metrics`.
+//! Prometheus metrics: flows, refreshes, token-endpoint latency, connections by status, the Redis
+//! circuit breaker and webhook dead letters, in one registry per application (so that tests running
+//! several applications in one process do not mix their counts). Served as text by `GET /metrics`.
 
 use std::sync::Arc;
 
@@ -54,6 +54,13 @@ pub struct StatusLabels {
     pub status: String,
 }
 
+/// `state`: the state a circuit breaker moved to.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CircuitLabel {
+    /// `open` (Redis unreachable) or `closed` (Redis answers again).
+    pub state: String,
+}
+
 fn latency_histogram() -> Histogram {
     Histogram::new([
         0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
@@ -68,6 +75,9 @@ struct Inner {
     refreshes: Family<OutcomeLabels, Counter>,
     token_endpoint: Family<CallLabels, Histogram, fn() -> Histogram>,
     connections: Family<StatusLabels, Gauge>,
+    redis_circuit: Family<CircuitLabel, Counter>,
+    redis_available: Gauge,
+    webhook_dead_letters: Counter,
 }
 
 /// A cheap-clone handle to the application's metrics.
@@ -125,6 +135,24 @@ impl Metrics {
             "Connections by platform and status",
             connections.clone(),
         );
+        let redis_circuit = Family::default();
+        let redis_available = Gauge::default();
+        let webhook_dead_letters = Counter::default();
+        registry.register(
+            "redis_circuit_transitions",
+            "Changes of the Redis circuit breaker, by the state it moved to",
+            redis_circuit.clone(),
+        );
+        registry.register(
+            "redis_available",
+            "1 while Redis answers, 0 while the circuit breaker is open",
+            redis_available.clone(),
+        );
+        registry.register(
+            "webhook_dead_letters",
+            "Webhook events given up on after the maximum number of attempts",
+            webhook_dead_letters.clone(),
+        );
         Self(Arc::new(Inner {
             registry,
             flows_started,
@@ -133,6 +161,9 @@ impl Metrics {
             refreshes,
             token_endpoint,
             connections,
+            redis_circuit,
+            redis_available,
+            webhook_dead_letters,
         }))
     }
 
@@ -201,6 +232,28 @@ impl Metrics {
                 })
                 .set(count.count);
         }
+    }
+
+    /// The Redis circuit breaker closed (`available`) or opened.
+    pub fn redis_circuit_changed(&self, available: bool) {
+        let state = if available { "closed" } else { "open" };
+        self.0
+            .redis_circuit
+            .get_or_create(&CircuitLabel {
+                state: state.into(),
+            })
+            .inc();
+        self.redis_available(available);
+    }
+
+    /// Sets the Redis availability gauge.
+    pub fn redis_available(&self, available: bool) {
+        self.0.redis_available.set(i64::from(available));
+    }
+
+    /// A webhook event was moved to the dead letters.
+    pub fn webhook_dead_lettered(&self) {
+        self.0.webhook_dead_letters.inc();
     }
 
     /// The text exposition format.

@@ -5,6 +5,10 @@
 //! by the vault (the PKCE verifier inside is never stored in clear), expires after its TTL, and is
 //! consumed atomically: `GETDEL` in Redis, a map removal under one lock in process. Of any number of
 //! concurrent takers, exactly one gets the record.
+//!
+//! Redis calls go through the handle's circuit breaker: while Redis is known to be unreachable, a
+//! flow fails at once with [`StateError::Unavailable`] (a 503 `state_store_unavailable`) instead of
+//! waiting on a dead connection.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -41,7 +45,7 @@ type MemoryRecords = Arc<Mutex<HashMap<String, (DateTime<Utc>, String)>>>;
 
 #[derive(Clone)]
 enum Backend {
-    Redis(RedisHandle),
+    Redis(Box<RedisHandle>),
     Memory(MemoryRecords),
 }
 
@@ -66,7 +70,7 @@ impl FlowStates {
     /// Records in Redis, shared by replicas.
     pub fn redis(redis: RedisHandle, keyring: Arc<Keyring>, clock: SharedClock) -> Self {
         Self {
-            backend: Backend::Redis(redis),
+            backend: Backend::Redis(Box::new(redis)),
             keyring,
             clock,
         }
@@ -108,16 +112,16 @@ impl FlowStates {
         let sealed = self.keyring.seal(Binding::FlowState(&key), &plain);
         match &self.backend {
             Backend::Redis(redis) => {
-                let mut conn = redis.connection().await?;
                 let ttl_secs = u64::try_from(ttl.num_seconds().max(1)).unwrap_or(1);
-                redis::cmd("SET")
+                let command = redis::cmd("SET")
                     .arg(redis.key(&key))
                     .arg(sealed)
                     .arg("EX")
                     .arg(ttl_secs)
-                    .query_async::<()>(&mut conn)
-                    .await
-                    .map_err(RedisUnavailable)?;
+                    .clone();
+                redis
+                    .call(|mut conn| async move { command.query_async::<()>(&mut conn).await })
+                    .await?;
             }
             Backend::Memory(map) => {
                 let now = self.clock.now();
@@ -141,17 +145,17 @@ impl FlowStates {
         let expires_at = self.clock.now() + ttl;
         match &self.backend {
             Backend::Redis(redis) => {
-                let mut conn = redis.connection().await?;
                 let ttl_secs = u64::try_from(ttl.num_seconds().max(1)).unwrap_or(1);
-                let set: Option<String> = redis::cmd("SET")
+                let command = redis::cmd("SET")
                     .arg(redis.key(&key))
                     .arg("used")
                     .arg("NX")
                     .arg("EX")
                     .arg(ttl_secs)
-                    .query_async(&mut conn)
-                    .await
-                    .map_err(RedisUnavailable)?;
+                    .clone();
+                let set: Option<String> = redis
+                    .call(|mut conn| async move { command.query_async(&mut conn).await })
+                    .await?;
                 Ok(set.is_some())
             }
             Backend::Memory(map) => {
@@ -177,12 +181,10 @@ impl FlowStates {
         let key = Self::lookup_key(kind, secret);
         let sealed: Option<String> = match &self.backend {
             Backend::Redis(redis) => {
-                let mut conn = redis.connection().await?;
-                redis::cmd("GETDEL")
-                    .arg(redis.key(&key))
-                    .query_async(&mut conn)
-                    .await
-                    .map_err(RedisUnavailable)?
+                let command = redis::cmd("GETDEL").arg(redis.key(&key)).clone();
+                redis
+                    .call(|mut conn| async move { command.query_async(&mut conn).await })
+                    .await?
             }
             Backend::Memory(map) => map
                 .lock()

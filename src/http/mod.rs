@@ -41,6 +41,8 @@ pub struct HealthProbe {
     pub redis: Option<RedisHandle>,
     /// `development` or `production`.
     pub environment: &'static str,
+    /// The last check result (checks run at most once a second).
+    pub checks: health::CheckCache,
 }
 
 /// Browser-facing settings: where callbacks land, whether cookies are `Secure`.

@@ -25,6 +25,8 @@ impl Modify for BearerKey {
     info(title = "Growth Engine", description = "OAuth connections to Meta, TikTok, Google, Pinterest and X, and valid access tokens for the platform's services."),
     paths(
         super::health::health,
+        super::health::live,
+        super::health::ready,
         super::oauth::platforms,
         super::oauth::connect,
         super::oauth::authorize,

@@ -202,7 +202,7 @@ pub struct TokenResponse {
 /// The health report.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct HealthResponse {
-    /// `healthy` or `unhealthy`.
+    /// `healthy`, `degraded` (Redis down, tokens still served) or `unhealthy` (database down).
     pub status: String,
     /// `growth-engine`.
     pub service: String,

@@ -4,13 +4,16 @@
 //! every entry carries an order key `{row id (UUIDv7, time-ordered)}|{version}`, and a Lua script
 //! writes only a strictly newer key. Writers write their new row through after committing; a delete
 //! leaves a tombstone with the highest version of that row id. So a reader that loaded an old row
-//! before a write cannot put it back over the newer one. Redis failures are logged and ignored:
-//! reads fall back to the database.
+//! before a write cannot put it back over the newer one.
+//!
+//! Redis failures are misses: reads fall back to the database, and while the handle's circuit
+//! breaker is open they do not even try Redis. An entry that could not be updated or removed during
+//! an outage is deleted before the breaker closes, so no stale copy outlives the outage.
 
 use std::time::Duration;
 
 use crate::domain::{Connection, PlatformId, StoreId};
-use crate::redis_conn::RedisHandle;
+use crate::redis_conn::{RedisHandle, RedisUnavailable};
 
 const TOMBSTONE_VERSION: i64 = 99_999_999_999_999_999;
 
@@ -49,15 +52,20 @@ impl TokenCache {
         redis.key(&format!("conn:{}:{}", platform, store_id))
     }
 
-    /// The cached connection, if any. A tombstone or any Redis failure reads as a miss.
+    /// The cached connection, if any. A tombstone or any Redis failure reads as a miss; while the
+    /// breaker is open this costs no I/O at all.
     pub async fn get(&self, store_id: &StoreId, platform: &PlatformId) -> Option<Connection> {
         let redis = self.redis.as_ref()?;
-        let mut conn = redis.connection().await.ok()?;
-        let value: Option<String> = redis::cmd("GET")
+        let command = redis::cmd("GET")
             .arg(Self::key(redis, store_id, platform))
-            .query_async(&mut conn)
+            .clone();
+        let value: Option<String> = redis
+            .call(|mut conn| async move { command.query_async(&mut conn).await })
             .await
-            .map_err(|e| tracing::warn!(error = %e, "token cache read failed"))
+            .map_err(|e| match e {
+                RedisUnavailable::CircuitOpen => {}
+                other => tracing::warn!(error = %other, "token cache read failed"),
+            })
             .ok()?;
         let (_, body) = value?
             .split_once('\n')
@@ -94,26 +102,29 @@ impl TokenCache {
         };
         static SCRIPT: std::sync::LazyLock<redis::Script> =
             std::sync::LazyLock::new(|| redis::Script::new(SET_IF_NEWER));
-        let result = async {
-            let mut conn = redis.connection().await.map_err(|e| e.0)?;
-            SCRIPT
-                .key(Self::key(redis, &connection.store_id, &connection.platform))
-                .arg(order)
-                .arg(body)
-                .arg(self.ttl.as_secs().max(1))
-                .invoke_async::<i64>(&mut conn)
-                .await
-        }
-        .await;
-        if let Err(error) = result {
+        let key = Self::key(redis, &connection.store_id, &connection.platform);
+        let mut invocation = SCRIPT.key(&key);
+        invocation
+            .arg(order)
+            .arg(body)
+            .arg(self.ttl.as_secs().max(1));
+        let result = redis
+            .call(|mut conn| async move { invocation.invoke_async::<i64>(&mut conn).await })
+            .await;
+        let Err(error) = result else {
+            return;
+        };
+        if !matches!(error, RedisUnavailable::CircuitOpen) {
             tracing::warn!(error = %error, "token cache write failed; dropping the entry");
-            // An entry that could not move forward must not stay behind: try to remove it.
-            if let Ok(mut conn) = redis.connection().await {
-                let _ = redis::cmd("DEL")
-                    .arg(Self::key(redis, &connection.store_id, &connection.platform))
-                    .query_async::<()>(&mut conn)
-                    .await;
-            }
+        }
+        // An entry that could not move forward must not stay behind: remove it now if Redis
+        // answers, and in any case before the cache is used again after an outage.
+        let del = redis::cmd("DEL").arg(&key).clone();
+        let deleted = redis
+            .call(|mut conn| async move { del.query_async::<()>(&mut conn).await })
+            .await;
+        if deleted.is_err() {
+            redis.forget_when_back(key, &redis.key("conn:*"));
         }
     }
 }

@@ -189,4 +189,24 @@ pub trait Store: Send + Sync + Debug {
         next_attempt_at: DateTime<Utc>,
         error: &str,
     ) -> Result<(), StoreError>;
+
+    /// Gives up on an event (its last attempt failed): it becomes a dead letter, kept for inspection
+    /// and never claimed again.
+    async fn mark_event_dead(
+        &self,
+        id: Uuid,
+        at: DateTime<Utc>,
+        error: &str,
+    ) -> Result<(), StoreError>;
+
+    /// Deletes up to `limit` events delivered before `before`, oldest first; returns how many.
+    /// Bounded so that one call never holds a long transaction.
+    async fn prune_delivered_events(
+        &self,
+        before: DateTime<Utc>,
+        limit: i64,
+    ) -> Result<u64, StoreError>;
+
+    /// How many events are dead letters.
+    async fn count_dead_events(&self) -> Result<i64, StoreError>;
 }

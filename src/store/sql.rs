@@ -335,7 +335,8 @@ macro_rules! impl_store {
             ) -> Result<Vec<OutboxEvent>, StoreError> {
                 let candidates = sqlx::query(
                     "select id, next_attempt_at from webhook_outbox \
-                     where delivered_at is null and next_attempt_at <= $1 order by next_attempt_at limit $2",
+                     where delivered_at is null and dead_at is null and next_attempt_at <= $1 \
+                     order by next_attempt_at limit $2",
                 )
                 .bind(now)
                 .bind(limit)
@@ -348,7 +349,7 @@ macro_rules! impl_store {
                     // A conditional update is the claim: of two replicas, only one moves the row.
                     let row = sqlx::query(
                         "update webhook_outbox set next_attempt_at = $3, attempts = attempts + 1 \
-                         where id = $1 and next_attempt_at = $2 and delivered_at is null \
+                         where id = $1 and next_attempt_at = $2 and delivered_at is null and dead_at is null \
                          returning id, event_type, payload, created_at, attempts",
                     )
                     .bind(id)
@@ -391,6 +392,44 @@ macro_rules! impl_store {
                     .execute(&self.pool)
                     .await?;
                 Ok(())
+            }
+
+            async fn mark_event_dead(
+                &self,
+                id: Uuid,
+                at: DateTime<Utc>,
+                error: &str,
+            ) -> Result<(), StoreError> {
+                sqlx::query("update webhook_outbox set dead_at = $2, last_error = $3 where id = $1")
+                    .bind(id)
+                    .bind(at)
+                    .bind(error)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(())
+            }
+
+            async fn prune_delivered_events(
+                &self,
+                before: DateTime<Utc>,
+                limit: i64,
+            ) -> Result<u64, StoreError> {
+                let done = sqlx::query(
+                    "delete from webhook_outbox where id in (select id from webhook_outbox \
+                     where delivered_at is not null and delivered_at < $1 order by delivered_at limit $2)",
+                )
+                .bind(before)
+                .bind(limit)
+                .execute(&self.pool)
+                .await?;
+                Ok(done.rows_affected())
+            }
+
+            async fn count_dead_events(&self) -> Result<i64, StoreError> {
+                let row = sqlx::query("select count(*) as n from webhook_outbox where dead_at is not null")
+                    .fetch_one(&self.pool)
+                    .await?;
+                Ok(row.try_get("n")?)
             }
         }
 

@@ -3,9 +3,11 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod chaos;
 mod config;
 mod dashboard;
 mod dashboard_browser;
+mod faults_infra;
 mod flow_faults;
 mod flows;
 mod health;

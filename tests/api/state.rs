@@ -191,3 +191,93 @@ async fn the_cache_never_goes_back_to_an_older_version_or_past_a_delete() {
         reconnected.id
     );
 }
+
+/// A handle with a short timeout on a Redis of the test's own.
+fn own_handle(server: &crate::chaos::RedisServer) -> growth_engine::redis_conn::RedisHandle {
+    growth_engine::redis_conn::RedisHandle::new(&server.url().into(), "breaker-test:")
+        .unwrap()
+        .with_timeout(std::time::Duration::from_millis(200))
+}
+
+#[tokio::test]
+async fn while_redis_is_frozen_the_state_store_fails_at_once_and_recovers_by_itself() {
+    use std::time::{Duration as StdDuration, Instant};
+    let mut server = crate::chaos::RedisServer::start().await;
+    let redis = own_handle(&server);
+    let clock: SharedClock = Arc::new(ManualClock::new(Utc::now()));
+    let states = FlowStates::redis(redis.clone(), keyring(), clock);
+    states
+        .put("state", "before", &1u32, Duration::minutes(10))
+        .await
+        .unwrap();
+    server.freeze();
+    let started = Instant::now();
+    assert!(states
+        .put("state", "a", &1u32, Duration::minutes(10))
+        .await
+        .is_err());
+    let first = started.elapsed();
+    assert!(
+        first < StdDuration::from_millis(400),
+        "bounded by the timeout: {first:?}"
+    );
+    assert!(!redis.is_available());
+    let started = Instant::now();
+    for _ in 0..100 {
+        assert!(states.take::<u32>("state", "before").await.is_err());
+    }
+    let hundred = started.elapsed();
+    assert!(
+        hundred < StdDuration::from_millis(150),
+        "an open breaker costs no I/O: 100 calls took {hundred:?}"
+    );
+    server.thaw();
+    let thawed = Instant::now();
+    while !redis.is_available() {
+        assert!(
+            thawed.elapsed() < StdDuration::from_secs(3),
+            "Redis noticed back"
+        );
+        tokio::time::sleep(StdDuration::from_millis(20)).await;
+    }
+    let kept: Option<u32> = states.take("state", "before").await.unwrap();
+    assert_eq!(kept, Some(1), "a freeze loses nothing");
+}
+
+#[tokio::test]
+async fn a_cache_entry_that_could_not_be_updated_during_an_outage_is_gone_when_redis_is_back() {
+    let mut server = crate::chaos::RedisServer::start().await;
+    let redis = own_handle(&server);
+    let cache = TokenCache::new(Some(redis.clone()), std::time::Duration::from_secs(60));
+    let v1 = cached_connection(1);
+    cache.put(&v1).await;
+    assert_eq!(
+        cache.get(&v1.store_id, &v1.platform).await.unwrap().version,
+        1
+    );
+    // A partition: the database moves on to version 2 (a refresh) while the cache cannot hear of
+    // it, and Redis keeps version 1.
+    server.freeze();
+    let v2 = growth_engine::domain::Connection {
+        version: 2,
+        ..v1.clone()
+    };
+    cache.put(&v2).await;
+    assert!(!redis.is_available());
+    assert!(cache.get(&v1.store_id, &v1.platform).await.is_none());
+    server.thaw();
+    let started = std::time::Instant::now();
+    while !redis.is_available() {
+        assert!(started.elapsed() < std::time::Duration::from_secs(3));
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(
+        cache.get(&v1.store_id, &v1.platform).await.is_none(),
+        "the stale version 1 was deleted before the cache was used again"
+    );
+    cache.put(&v2).await;
+    assert_eq!(
+        cache.get(&v1.store_id, &v1.platform).await.unwrap().version,
+        2
+    );
+}

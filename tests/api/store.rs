@@ -360,3 +360,91 @@ contract!(counts_by_status_group_platform_and_status, |store: Arc<
         1
     );
 });
+
+contract!(
+    an_event_whose_last_attempt_failed_is_a_dead_letter_and_never_claimed_again,
+    |store: Arc<dyn Store>| async move {
+        store
+            .save_connection(
+                &connection("s", "google"),
+                Some(&event("connection.created")),
+            )
+            .await
+            .unwrap();
+        let now = Utc::now() + Duration::seconds(1);
+        let claimed = store
+            .claim_events(now, now + Duration::seconds(60), 10)
+            .await
+            .unwrap();
+        assert_eq!(claimed.len(), 1);
+        assert_eq!(store.count_dead_events().await.unwrap(), 0);
+        store
+            .mark_event_dead(claimed[0].id, now, "receiver answered HTTP 500")
+            .await
+            .unwrap();
+        assert_eq!(store.count_dead_events().await.unwrap(), 1);
+        let later = now + Duration::days(30);
+        assert!(
+            store
+                .claim_events(later, later + Duration::seconds(60), 10)
+                .await
+                .unwrap()
+                .is_empty(),
+            "a dead letter is never delivered again"
+        );
+        assert_eq!(
+            store.prune_delivered_events(later, 100).await.unwrap(),
+            0,
+            "dead letters are kept for inspection"
+        );
+    }
+);
+
+contract!(
+    delivered_events_past_the_retention_are_pruned_in_bounded_batches,
+    |store: Arc<dyn Store>| async move {
+        for i in 0..5 {
+            store
+                .save_connection(
+                    &connection(&format!("s{i}"), "google"),
+                    Some(&event("connection.created")),
+                )
+                .await
+                .unwrap();
+        }
+        let now = Utc::now() + Duration::seconds(1);
+        let claimed = store
+            .claim_events(now, now + Duration::seconds(60), 10)
+            .await
+            .unwrap();
+        assert_eq!(claimed.len(), 5);
+        let old = now - Duration::days(8);
+        for event in &claimed[..3] {
+            store.mark_event_delivered(event.id, old).await.unwrap();
+        }
+        store
+            .mark_event_delivered(claimed[3].id, now)
+            .await
+            .unwrap();
+        // claimed[4] stays undelivered.
+        let cutoff = now - Duration::days(7);
+        assert_eq!(store.prune_delivered_events(cutoff, 2).await.unwrap(), 2);
+        assert_eq!(store.prune_delivered_events(cutoff, 2).await.unwrap(), 1);
+        assert_eq!(store.prune_delivered_events(cutoff, 2).await.unwrap(), 0);
+        let later = now + Duration::minutes(5);
+        let pending = store
+            .claim_events(later, later + Duration::seconds(60), 10)
+            .await
+            .unwrap();
+        assert_eq!(pending.len(), 1, "an undelivered event is never pruned");
+        assert_eq!(pending[0].id, claimed[4].id);
+        assert_eq!(
+            store
+                .prune_delivered_events(now + Duration::seconds(1), 10)
+                .await
+                .unwrap(),
+            1,
+            "the recent delivery goes once it is past the cutoff"
+        );
+    }
+);
