@@ -32,8 +32,16 @@ pub struct FailureLabels {
 pub struct OutcomeLabels {
     /// Platform slug.
     pub platform: String,
-    /// `success`, `transient_failure`, `expired`, `revoked`.
+    /// `success`, `transient_failure`, `expired`, `revoked`, `error`, `unknown_key` (sealed with a
+    /// key this replica lacks), `recovery_record` (renewed but kept for a later write).
     pub outcome: String,
+}
+
+/// `task`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TaskLabel {
+    /// The background task's name.
+    pub task: String,
 }
 
 /// `platform`, `grant_type`.
@@ -68,6 +76,7 @@ struct Inner {
     refreshes: Family<OutcomeLabels, Counter>,
     token_endpoint: Family<CallLabels, Histogram, fn() -> Histogram>,
     connections: Family<StatusLabels, Gauge>,
+    task_panics: Family<TaskLabel, Counter>,
 }
 
 /// A cheap-clone handle to the application's metrics.
@@ -99,6 +108,12 @@ impl Metrics {
                 latency_histogram,
             );
         let connections = Family::default();
+        let task_panics = Family::default();
+        registry.register(
+            "background_task_panics",
+            "Background tasks that panicked and were restarted",
+            task_panics.clone(),
+        );
         registry.register(
             "flows_started",
             "Authorization flows started",
@@ -133,6 +148,7 @@ impl Metrics {
             refreshes,
             token_endpoint,
             connections,
+            task_panics,
         }))
     }
 
@@ -175,6 +191,14 @@ impl Metrics {
                 platform: platform.into(),
                 outcome: outcome.into(),
             })
+            .inc();
+    }
+
+    /// A background task panicked (and is being restarted).
+    pub fn background_task_panic(&self, task: &str) {
+        self.0
+            .task_panics
+            .get_or_create(&TaskLabel { task: task.into() })
             .inc();
     }
 

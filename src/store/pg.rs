@@ -31,5 +31,6 @@ super::sql::impl_store!(
     PgStore,
     sqlx::Postgres,
     "postgres",
-    sqlx::migrate!("./migrations/postgres")
+    sqlx::migrate!("./migrations/postgres"),
+    "select now()"
 );
