@@ -6,6 +6,7 @@
 mod config;
 mod dashboard;
 mod dashboard_browser;
+mod faults_refresh;
 mod flow_faults;
 mod flows;
 mod health;
