@@ -439,6 +439,7 @@ async fn sigterm_mid_refresh_exits_only_after_the_rotated_tokens_are_stored() {
 /// Settings of a second service on `app`'s database, Redis keyspace and simulator, with its own keys.
 fn sibling_settings(
     app: &TestApp,
+    database_url: &str,
     platforms: &[&str],
     current: &Key,
     old: Option<&Key>,
@@ -446,7 +447,7 @@ fn sibling_settings(
     let mut vars: Vec<(&str, String)> = vec![
         ("API_URL", app.address.clone()),
         ("API_KEYS", API_KEY.into()),
-        ("DATABASE_URL", app.database.as_ref().unwrap().url.clone()),
+        ("DATABASE_URL", database_url.to_owned()),
         ("REDIS_URL", test_redis_url()),
         ("REDIS_KEY_PREFIX", app.redis_prefix.clone().unwrap()),
         ("TOKEN_ENCRYPTION_KEY", current.to_base64()),
@@ -536,8 +537,17 @@ async fn a_key_rollout_across_two_services_never_parks_a_connection() {
         b.simulator.set_access_token_ttl(platform, 3600);
         connect(&b, platform, "rollout").await;
     }
-    let (a_address, a, stop_a) =
-        start_sibling(sibling_settings(&b, &platforms, &old, None), &clock).await;
+    let (a_address, a, stop_a) = start_sibling(
+        sibling_settings(
+            &b,
+            &b.database.as_ref().unwrap().url,
+            &platforms,
+            &old,
+            None,
+        ),
+        &clock,
+    )
+    .await;
     // Every row is due for A's refresher, and its token inside the refresh window.
     clock.advance(chrono::Duration::seconds(3600 - 60));
     tokio::time::sleep(Duration::from_millis(1500)).await;
@@ -610,8 +620,17 @@ async fn a_key_rollout_across_two_services_never_parks_a_connection() {
 
     // Phase one of the rollout reaches A: the new key as an old key.
     let _ = stop_a.send(());
-    let (a2_address, a2, stop_a2) =
-        start_sibling(sibling_settings(&b, &platforms, &old, Some(&new)), &clock).await;
+    let (a2_address, a2, stop_a2) = start_sibling(
+        sibling_settings(
+            &b,
+            &b.database.as_ref().unwrap().url,
+            &platforms,
+            &old,
+            Some(&new),
+        ),
+        &clock,
+    )
+    .await;
     // Past A's back-off (at most 15 minutes for an unknown key).
     clock.advance(chrono::Duration::minutes(16));
     let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
@@ -668,4 +687,108 @@ async fn a_key_rollout_across_two_services_never_parks_a_connection() {
     assert!(!stdout.contains("unreadable"), "{stdout}");
     let _ = stop_a2.send(());
     b.stop().await;
+}
+
+#[tokio::test]
+async fn a_recovery_record_left_by_a_stopped_replica_is_applied_by_another_before_it_refreshes() {
+    let db = fresh_database().await;
+    let pg = url::Url::parse(&db.url).unwrap();
+    let proxy = CuttableProxy::start(format!(
+        "{}:{}",
+        pg.host_str().unwrap(),
+        pg.port().unwrap_or(5432)
+    ))
+    .await;
+    let mut proxied = pg.clone();
+    proxied.set_port(Some(proxy.port)).unwrap();
+    let key = Key::generate();
+    let mut a = spawn_app_with(TestAppOptions {
+        extra_env: vec![
+            ("DATABASE_URL", proxied.to_string()),
+            ("TOKEN_ENCRYPTION_KEY", key.to_base64()),
+        ],
+        ..Default::default()
+    })
+    .await;
+    connect(&a, "twitter", "handover").await;
+    a.simulator
+        .set_fault("twitter", Some(Fault::Delay(Duration::from_millis(1500))));
+    let refresh = {
+        let api = a.api.clone();
+        let url = a.url("/api/v1/oauth/refresh/twitter?store_id=handover");
+        tokio::spawn(async move { api.post(url).bearer_auth(API_KEY).send().await })
+    };
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    proxy.cut();
+    assert_eq!(refresh.await.unwrap().unwrap().status(), 200);
+    a.simulator.set_fault("twitter", None);
+    // Replica A stops while PostgreSQL is still unreachable: only Redis holds the rotated set.
+    let b_settings = sibling_settings(&a, proxied.as_str(), &["twitter"], &key, None);
+    let simulator = a.simulator.clone();
+    let sim_address = a.simulator_address.clone();
+    let unused = a.database.take();
+    a.stop().await;
+    // Long enough for A's drain to try its last write (the pool gives up after 3 s) and stop.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    proxy.restore();
+    // A's lease (60 s, held since its write failed) runs out: stand in for the wait by ending it
+    // now, as the database's clock would.
+    let mut conn = sqlx::PgConnection::connect(&db.url).await.unwrap();
+    let leased: u64 = sqlx::query(
+        "update platform_connections set refresh_lease_until = now() - interval '1 second' \
+         where refresh_lease_owner is not null",
+    )
+    .execute(&mut conn)
+    .await
+    .unwrap()
+    .rows_affected();
+    assert_eq!(leased, 1, "A's failed write left its lease behind");
+
+    let b = growth_engine::app::Services::build(
+        b_settings,
+        Arc::new(growth_engine::clock::SystemClock),
+    )
+    .await
+    .unwrap();
+    let platform = PlatformId::parse("twitter").unwrap();
+    let spec = b.connections.catalog().get(&platform).unwrap().clone();
+    let issued = b
+        .connections
+        .access_token(&spec, &StoreId::parse("handover").unwrap(), true)
+        .await
+        .unwrap();
+    let calls = refresh_calls(&simulator, "twitter");
+    assert_eq!(calls.len(), 2, "A's refresh, then B's");
+    assert!(
+        calls.iter().all(|c| c.ok),
+        "B presented the rotated refresh token, not the stale one: {calls:?}"
+    );
+    assert_eq!(
+        issued.access_token.expose_secret(),
+        simulator
+            .issued_access_tokens("twitter")
+            .last()
+            .unwrap()
+            .as_str()
+    );
+    assert!(simulator_accepts(&sim_address, "twitter", issued.access_token.expose_secret()).await);
+    let stored = row(&b, "handover", "twitter").await;
+    assert_eq!(stored.status, ConnectionStatus::Connected);
+    assert_eq!(
+        b.connections
+            .open(&stored)
+            .unwrap()
+            .refresh_token
+            .unwrap()
+            .expose_secret(),
+        simulator
+            .issued_refresh_tokens("twitter")
+            .last()
+            .unwrap()
+            .as_str()
+    );
+    if let Some(unused) = unused {
+        unused.drop_database().await;
+    }
+    db.drop_database().await;
 }
