@@ -635,6 +635,13 @@ async fn a_failed_refresh_token_revocation_is_not_reported_as_revoked() {
     assert_eq!(body["revocation"], "failed", "{body}");
     assert_eq!(body["revoked_at_platform"], false);
     assert_eq!(
+        body["revocation_tokens"],
+        serde_json::json!([
+            {"token": "refresh_token", "revoked": false},
+            {"token": "access_token", "revoked": true},
+        ])
+    );
+    assert_eq!(
         *seen.lock().unwrap(),
         vec!["refresh_token".to_owned(), "access_token".to_owned()]
     );
