@@ -5,6 +5,13 @@
 //! database (a conditional update, so PostgreSQL arbitrates between replicas), and only the lease's
 //! holder may write the result (the lease is the fencing token). Others wait and then read the fresh
 //! row. A rotated refresh token is written to the database before anything uses it.
+//!
+//! Layout: `renewal` (pure: is a token due, which renewal, the schedule), `merge` (pure: a renewal's
+//! answer merged into the old token set; the row rewrites), `outcome` (pure: a failure classified
+//! into a [`RefreshFailure`] and what it implies), `refresh` (the thin I/O: lease, platform call,
+//! write, cache, metrics, in a tracked task that outlives its caller), `recovery` (renewed sets the
+//! database refused, kept until written), `refresher` (the background loop), `supervise` (restarts
+//! background tasks that panic), `cache`, `events` and `webhooks`.
 
 pub mod cache;
 pub mod events;

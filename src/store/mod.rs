@@ -2,7 +2,8 @@
 //! replicas) and SQLite (the embedded default).
 //!
 //! The store holds connections with their tokens already sealed, and the webhook outbox. It knows
-//! nothing of OAuth or HTTP; callers pass the time in, so the store never reads a clock. Both backends
+//! nothing of OAuth or HTTP; callers pass the time in, so the store reads no clock of its own, except
+//! the database's clock for refresh leases (one clock for every replica). Both backends
 //! run the same SQL (see `sql.rs`) and the same contract tests.
 
 mod pg;
