@@ -618,6 +618,23 @@ async fn a_key_rollout_across_two_services_never_parks_a_connection() {
         "{stdout}"
     );
 
+    // check-config on A's settings names the key id A cannot open.
+    let output = Command::new(env!("CARGO_BIN_EXE_growth-engine"))
+        .arg("check-config")
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("DATABASE_URL", &b.database.as_ref().unwrap().url)
+        .env("TOKEN_ENCRYPTION_KEY", old.to_base64())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}");
+    assert!(
+        stdout.contains(&format!("key {} sealed 3 connection(s)", new.id())),
+        "{stdout}"
+    );
+    assert!(!stdout.contains(&old.to_base64()) && !stdout.contains(&new.to_base64()));
+
     // Phase one of the rollout reaches A: the new key as an old key.
     let _ = stop_a.send(());
     let (a2_address, a2, stop_a2) = start_sibling(
