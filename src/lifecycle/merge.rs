@@ -174,6 +174,74 @@ mod tests {
         assert_eq!(kept.expires_at, Some(clock.now() + Duration::hours(2)));
     }
 
+    fn row(clock: &crate::clock::ManualClock) -> Connection {
+        let now = clock.now();
+        Connection {
+            id: uuid::Uuid::now_v7(),
+            store_id: crate::domain::StoreId::parse("s").unwrap(),
+            user_id: crate::domain::UserId::parse("u").unwrap(),
+            platform: crate::domain::PlatformId::parse("tiktok").unwrap(),
+            status: ConnectionStatus::Connected,
+            account_id: Some("acct".into()),
+            account_name: None,
+            account_picture: None,
+            sealed_tokens: Some("v1.old.x".into()),
+            key_id: Some("old".into()),
+            metadata: serde_json::json!({}),
+            granted_scopes: vec!["a".into()],
+            missing_scopes: vec![],
+            access_token_expires_at: Some(now),
+            refresh_token_expires_at: None,
+            last_refreshed_at: None,
+            next_refresh_at: Some(now),
+            refresh_failures: 3,
+            last_error: Some("HTTP 503".into()),
+            version: 7,
+            created_at: now,
+            updated_at: now,
+        }
+    }
+
+    #[test]
+    fn a_row_with_new_tokens_is_connected_with_failures_cleared_and_scopes_recomputed() {
+        let clock = start();
+        let before = row(&clock);
+        clock.advance(Duration::minutes(1));
+        let set = tokens(&clock, Some(7200), Some("r2"));
+        let next = clock.now() + Duration::hours(1);
+        let sealed = Sealed {
+            text: "v1.new.y".into(),
+            key_id: "new".into(),
+        };
+        let wanted = vec!["a".to_owned(), "b".to_owned()];
+        let after = before
+            .clone()
+            .with_tokens(&set, sealed, &wanted, Some(next), clock.now());
+        assert_eq!(after.sealed_tokens.as_deref(), Some("v1.new.y"));
+        assert_eq!(after.key_id.as_deref(), Some("new"));
+        assert_eq!(after.missing_scopes, vec!["b".to_owned()]);
+        assert_eq!(after.refresh_failures, 0);
+        assert_eq!(after.last_error, None);
+        assert_eq!(after.last_refreshed_at, Some(clock.now()));
+        assert_eq!(after.next_refresh_at, Some(next));
+        assert_eq!(after.access_token_expires_at, set.expires_at);
+        assert_eq!((after.id, after.version), (before.id, before.version));
+    }
+
+    #[test]
+    fn a_parked_row_keeps_its_tokens_and_counts_one_more_failure() {
+        let clock = start();
+        let before = row(&clock);
+        let after = before
+            .clone()
+            .parked(ConnectionStatus::Revoked, None, "revoked", clock.now());
+        assert_eq!(after.status, ConnectionStatus::Revoked);
+        assert_eq!(after.refresh_failures, 4);
+        assert_eq!(after.last_error.as_deref(), Some("revoked"));
+        assert_eq!(after.next_refresh_at, None);
+        assert_eq!(after.sealed_tokens, before.sealed_tokens);
+    }
+
     #[test]
     fn meta_bounds_the_grant_by_the_exchanged_tokens_expiry() {
         let clock = start();
