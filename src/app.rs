@@ -18,6 +18,7 @@ use crate::http::extract::ApiKeys;
 use crate::http::perimeter::Perimeter;
 use crate::http::{AppState, HealthProbe, WebSettings};
 use crate::lifecycle::refresher::Refresher;
+use crate::lifecycle::supervise::supervise;
 use crate::lifecycle::webhooks::WebhookDeliverer;
 use crate::lifecycle::{Connections, TokenCache};
 use crate::links::DashboardLinks;
@@ -202,7 +203,8 @@ impl Services {
             clock.clone(),
             settings.refresh_window,
             metrics.clone(),
-        );
+        )
+        .with_recovery_in(redis.clone());
         let dashboard = DashboardLinks::from_settings(&settings, &keyring, clock.clone());
         let flow = Flow::new(
             catalog.clone(),
@@ -360,12 +362,19 @@ impl Application {
         &self.services
     }
 
-    /// Serves until `shutdown` resolves, with the background tasks running alongside.
+    /// Serves until `shutdown` resolves, with the background tasks running alongside, each
+    /// supervised (a panic is logged, counted and the task restarted). On shutdown: no new refresh
+    /// lease is taken, the HTTP server finishes its requests, and the refreshes in flight are awaited
+    /// (up to the platform timeout plus the write) so that no renewed token set is dropped.
     pub async fn run_until(
         mut self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let stopped = move |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+            let _ = rx.wait_for(|stop| *stop).await;
+        };
+        let metrics = self.services.metrics.clone();
         if self.options.refresher && self.services.settings.refresher_enabled {
             let refresher = Refresher::new(
                 self.services.connections.clone(),
@@ -374,26 +383,34 @@ impl Application {
                     .refresher_interval
                     .unwrap_or(self.services.settings.refresher_interval),
             );
-            let mut rx = stop_rx.clone();
-            self.background.push(tokio::spawn(async move {
-                refresher
-                    .run(async move {
-                        let _ = rx.changed().await;
-                    })
-                    .await;
-            }));
+            let rx = stop_rx.clone();
+            self.background
+                .push(supervise("refresher", metrics.clone(), move || {
+                    refresher.clone().run(stopped(rx.clone()))
+                }));
         }
         if let Some(webhooks) = self.services.webhooks.clone() {
-            let mut rx = stop_rx.clone();
+            let rx = stop_rx.clone();
             let interval = self.options.webhook_interval;
-            self.background.push(tokio::spawn(async move {
-                webhooks
-                    .run(interval, async move {
-                        let _ = rx.changed().await;
-                    })
-                    .await;
-            }));
+            self.background
+                .push(supervise("webhooks", metrics.clone(), move || {
+                    let webhooks = webhooks.clone();
+                    let stop = stopped(rx.clone());
+                    async move { webhooks.run(interval, stop).await }
+                }));
         }
+        let connections = self.services.connections.clone();
+        let rx = stop_rx.clone();
+        self.background
+            .push(supervise("recovery", metrics, move || {
+                write_recoveries(connections.clone(), stopped(rx.clone()))
+            }));
+        // The moment shutdown begins, refreshes stop taking leases; the server then drains.
+        let draining = self.services.connections.clone();
+        let shutdown = async move {
+            shutdown.await;
+            draining.stop_taking_leases();
+        };
         // Connect info gives the rate limiter each client's address.
         let result = axum::serve(
             self.listener,
@@ -403,10 +420,30 @@ impl Application {
         .with_graceful_shutdown(shutdown)
         .await;
         let _ = stop_tx.send(true);
+        // Refreshes in flight finish and are stored before the process exits (SHUTDOWN_GRACE_SECONDS
+        // is at least the platform timeout plus the write).
+        self.services
+            .connections
+            .drain(self.services.settings.shutdown_grace)
+            .await;
         for task in self.background {
             let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
         }
         result
+    }
+}
+
+/// Writes pending recovery records every second until `stop`.
+async fn write_recoveries(connections: Connections, stop: impl Future<Output = ()>) {
+    tokio::pin!(stop);
+    let mut ticker = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            () = &mut stop => return,
+            _ = ticker.tick() => {
+                connections.write_pending_recoveries().await;
+            }
+        }
     }
 }
 

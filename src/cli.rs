@@ -61,7 +61,8 @@ pub async fn migrate(settings: Settings) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `rotate-keys`: re-seals, in batches, every row sealed with an old key.
+/// `rotate-keys`: re-seals, in pages, every row sealed with an old key, going past rows it cannot
+/// open, and prints what it did: re-sealed, already current, and unreadable rows by key id.
 pub async fn rotate_keys(settings: Settings) -> anyhow::Result<()> {
     let services = Services::build(settings, std::sync::Arc::new(SystemClock)).await?;
     services
@@ -69,29 +70,57 @@ pub async fn rotate_keys(settings: Settings) -> anyhow::Result<()> {
         .migrate()
         .await
         .context("applying migrations")?;
-    let mut total = 0;
-    loop {
-        let done = services.connections.reseal_batch(500).await?;
-        total += done;
-        if done == 0 {
-            break;
-        }
-    }
+    let report = services.connections.reseal_all(500).await?;
     println!(
-        "re-encrypted {total} connection(s) with key {}",
-        services.keyring.current_key_id()
+        "re-encrypted {} connection(s) with key {}; {} already current",
+        report.resealed,
+        services.keyring.current_key_id(),
+        report.already_current
     );
+    for (key_id, count) in &report.unreadable {
+        println!(
+            "  unreadable: {count} connection(s) sealed with key {key_id}, which these settings cannot open (add it to TOKEN_ENCRYPTION_OLD_KEYS)"
+        );
+    }
     Ok(())
 }
 
-/// `check-config`: the settings, secrets masked.
-pub fn check_config(settings: &Settings) -> anyhow::Result<()> {
+/// `check-config`: the settings, secrets masked; and, when the database answers, the key ids it
+/// holds tokens under that these settings cannot open (a key rollout not finished here).
+pub async fn check_config(settings: &Settings) -> anyhow::Result<()> {
     log_warnings(settings);
     println!("configuration is valid");
     for (name, value) in settings.summary() {
         println!("  {name:<24} {value}");
     }
+    match unknown_key_ids(settings).await {
+        Ok(unknown) if unknown.is_empty() => {
+            println!("every key id in the database can be opened with these settings");
+        }
+        Ok(unknown) => {
+            for (key_id, count) in unknown {
+                println!("  key {key_id} sealed {count} connection(s) but is not in TOKEN_ENCRYPTION_KEY or TOKEN_ENCRYPTION_OLD_KEYS");
+            }
+        }
+        Err(error) => println!("  (database not checked for key ids: {error})"),
+    }
     Ok(())
+}
+
+async fn unknown_key_ids(settings: &Settings) -> anyhow::Result<Vec<(String, i64)>> {
+    // Never create the development key file from a check.
+    if !matches!(settings.keys, crate::config::KeySettings::Configured { .. }) {
+        anyhow::bail!("TOKEN_ENCRYPTION_KEY is not set");
+    }
+    let keyring = app::load_keyring(&settings.keys)?;
+    let store = app::connect_store(&settings.database, settings.statement_timeout).await?;
+    let counts = tokio::time::timeout(std::time::Duration::from_secs(5), store.key_id_counts())
+        .await
+        .context("the database did not answer")??;
+    Ok(counts
+        .into_iter()
+        .filter(|(id, _)| !keyring.knows(id))
+        .collect())
 }
 
 /// `dashboard-link`: prints a link that opens the store's connections page (valid `minutes`).

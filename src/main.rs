@@ -62,7 +62,7 @@ async fn main() -> ExitCode {
         Command::Serve => cli::serve(settings).await,
         Command::Migrate => cli::migrate(settings).await,
         Command::RotateKeys => cli::rotate_keys(settings).await,
-        Command::CheckConfig => cli::check_config(&settings),
+        Command::CheckConfig => cli::check_config(&settings).await,
         Command::DashboardLink {
             store_id,
             user_id,

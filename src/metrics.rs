@@ -32,8 +32,16 @@ pub struct FailureLabels {
 pub struct OutcomeLabels {
     /// Platform slug.
     pub platform: String,
-    /// `success`, `transient_failure`, `expired`, `revoked`.
+    /// `success`, `transient_failure`, `expired`, `revoked`, `error`, `unknown_key` (sealed with a
+    /// key this replica lacks), `recovery_record` (renewed but kept for a later write).
     pub outcome: String,
+}
+
+/// `task`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TaskLabel {
+    /// The background task's name.
+    pub task: String,
 }
 
 /// `platform`, `grant_type`.
@@ -78,6 +86,7 @@ struct Inner {
     redis_circuit: Family<CircuitLabel, Counter>,
     redis_available: Gauge,
     webhook_dead_letters: Counter,
+    task_panics: Family<TaskLabel, Counter>,
 }
 
 /// A cheap-clone handle to the application's metrics.
@@ -109,6 +118,12 @@ impl Metrics {
                 latency_histogram,
             );
         let connections = Family::default();
+        let task_panics = Family::default();
+        registry.register(
+            "background_task_panics",
+            "Background tasks that panicked and were restarted",
+            task_panics.clone(),
+        );
         registry.register(
             "flows_started",
             "Authorization flows started",
@@ -164,6 +179,7 @@ impl Metrics {
             redis_circuit,
             redis_available,
             webhook_dead_letters,
+            task_panics,
         }))
     }
 
@@ -206,6 +222,14 @@ impl Metrics {
                 platform: platform.into(),
                 outcome: outcome.into(),
             })
+            .inc();
+    }
+
+    /// A background task panicked (and is being restarted).
+    pub fn background_task_panic(&self, task: &str) {
+        self.0
+            .task_panics
+            .get_or_create(&TaskLabel { task: task.into() })
             .inc();
     }
 

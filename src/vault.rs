@@ -29,7 +29,9 @@ pub enum VaultError {
     /// The sealed text is not in the `v1.<key>.<data>` form.
     #[error("sealed value is malformed")]
     Malformed,
-    /// The key that sealed the value is neither the current key nor a listed old key.
+    /// The key that sealed the value is neither the current key nor a listed old key. During a key
+    /// rollout this is transient (another replica already seals with a key this one lacks), never a
+    /// reason to give a connection up; unlike [`VaultError::Tampered`] it carries the key's id.
     #[error(
         "sealed with key {0}, which is not in the keyring (add it to TOKEN_ENCRYPTION_OLD_KEYS)"
     )]
@@ -163,6 +165,16 @@ impl Keyring {
         &self.current.id
     }
 
+    /// The ids of every key this keyring opens: the current one first, then the old ones.
+    pub fn key_ids(&self) -> impl Iterator<Item = &str> {
+        std::iter::once(self.current.id.as_str()).chain(self.old.iter().map(|k| k.id.as_str()))
+    }
+
+    /// Whether this keyring holds the key with id `key_id`.
+    pub fn knows(&self, key_id: &str) -> bool {
+        self.key_ids().any(|id| id == key_id)
+    }
+
     /// Seals `plaintext`, bound to `binding`, with the current key and a fresh random nonce.
     pub fn seal(&self, binding: Binding<'_>, plaintext: &[u8]) -> String {
         let mut nonce = [0u8; NONCE_LEN];
@@ -270,6 +282,33 @@ mod tests {
         assert!(matches!(Key::parse("!!!"), Err(VaultError::BadKey(_))));
         let key = Key::generate();
         assert_eq!(Key::parse(&key.to_base64()).expect("parses").id(), key.id());
+    }
+
+    #[test]
+    fn an_unknown_key_is_told_apart_from_a_tampered_value_and_named() {
+        let (store, platform) = ids();
+        let binding = Binding::Tokens {
+            store_id: &store,
+            platform: &platform,
+        };
+        let newer = Keyring::new(Key::generate(), vec![]);
+        let sealed = newer.seal(binding, b"secret");
+        let older = Keyring::new(Key::generate(), vec![]);
+        assert_eq!(
+            older.open(binding, &sealed).err(),
+            Some(VaultError::UnknownKey(newer.current_key_id().to_owned()))
+        );
+        assert!(!older.knows(newer.current_key_id()));
+        let mut altered = sealed.clone();
+        altered.pop();
+        altered.push(if sealed.ends_with('A') { 'B' } else { 'A' });
+        assert_eq!(
+            newer.open(binding, &altered).err(),
+            Some(VaultError::Tampered)
+        );
+        let both = Keyring::new(Key::generate(), vec![Key::generate()]);
+        assert_eq!(both.key_ids().count(), 2);
+        assert!(both.knows(both.current_key_id()));
     }
 
     #[test]

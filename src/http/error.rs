@@ -133,7 +133,12 @@ impl From<OAuthError> for ApiError {
                 cause: Some(error.to_string()),
                 ..Self::new(StatusCode::BAD_GATEWAY, code, error.merchant_message())
             },
-            OAuthError::Store(_) | OAuthError::State(_) | OAuthError::Vault(_) => Self::internal(
+            // A row sealed with a key this replica lacks answers `key_unavailable` (a key rollout in
+            // progress); a replica shutting down answers `shutting_down`: both 503, retry elsewhere.
+            OAuthError::Store(_)
+            | OAuthError::State(_)
+            | OAuthError::Vault(_)
+            | OAuthError::ShuttingDown => Self::internal(
                 code,
                 "The service is temporarily unavailable. Please retry shortly.",
                 error_chain(&error),

@@ -257,12 +257,14 @@ pub async fn disconnect(
     let spec = known_platform(&flow, &platform)?;
     let outcome = connections.disconnect(spec, &query.store_id).await?;
     tracing::info!(store_id = %query.store_id, user_id = %query.user_id, "disconnected");
-    Ok(Json(disconnect_response(
+    let mut response = disconnect_response(
         &spec.display_name,
         &query.store_id,
         outcome.revocation,
         spec.id.as_str(),
-    )))
+    );
+    response.revocation_tokens = serde_json::json!(outcome.tokens);
+    Ok(Json(response))
 }
 
 /// Shapes what disconnecting did for the API and the page.
@@ -293,6 +295,7 @@ pub fn disconnect_response(
         store_id: store_id.to_string(),
         revocation: kind.to_owned(),
         revoked_at_platform: revoked,
+        revocation_tokens: serde_json::json!([]),
         message,
     }
 }

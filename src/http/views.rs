@@ -180,6 +180,9 @@ pub struct DisconnectResponse {
     pub revocation: String,
     /// Whether the platform confirmed revocation.
     pub revoked_at_platform: bool,
+    /// Each token revocation attempted: `{"token": "refresh_token", "revoked": false}`, ...
+    #[schema(value_type = Vec<Object>)]
+    pub revocation_tokens: serde_json::Value,
     /// A sentence for the merchant.
     pub message: String,
 }

@@ -5,42 +5,55 @@
 //! database (a conditional update, so PostgreSQL arbitrates between replicas), and only the lease's
 //! holder may write the result (the lease is the fencing token). Others wait and then read the fresh
 //! row. A rotated refresh token is written to the database before anything uses it.
+//!
+//! Layout: `renewal` (pure: is a token due, which renewal, the schedule), `merge` (pure: a renewal's
+//! answer merged into the old token set; the row rewrites), `outcome` (pure: a failure classified
+//! into a [`RefreshFailure`] and what it implies), `refresh` (the thin I/O: lease, platform call,
+//! write, cache, metrics, in a tracked task that outlives its caller), `recovery` (renewed sets the
+//! database refused, kept until written), `refresher` (the background loop), `supervise` (restarts
+//! background tasks that panic), `cache`, `events` and `webhooks`.
 
 pub mod cache;
 pub mod events;
+mod merge;
+pub mod outcome;
+mod recovery;
+mod refresh;
 pub mod refresher;
+mod renewal;
+pub mod supervise;
 pub mod webhooks;
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration as StdDuration;
 
 use chrono::{DateTime, Duration, Utc};
-use rand::Rng;
 use secrecy::{ExposeSecret, SecretString};
+use tokio_util::task::TaskTracker;
 use uuid::Uuid;
 
 use crate::clock::SharedClock;
 use crate::domain::{Connection, ConnectionStatus, PlatformId, StoreId, TokenSet};
 use crate::metrics::Metrics;
-use crate::platforms::catalog::{Catalog, PlatformSpec, Renewal};
-use crate::platforms::client::{PlatformClient, RevocationOutcome};
+use crate::platforms::catalog::{Catalog, PlatformSpec};
+use crate::platforms::client::{
+    PlatformClient, RevocationOutcome, RevocationReport, TokenRevocation,
+};
 use crate::platforms::error::OAuthError;
 use crate::platforms::Grant;
-use crate::store::{NewEvent, Store, StoreError};
-use crate::vault::{Binding, Keyring};
+use crate::redis_conn::RedisHandle;
+use crate::store::{Store, StoreError};
+use crate::vault::{Binding, Keyring, VaultError};
 
 pub use crate::platforms::GrantDetails;
 pub use cache::TokenCache;
+pub use outcome::{backoff, RefreshFailure};
+use recovery::RecoveryStore;
 
 /// How long a refresh lease lasts: longer than a platform call may take (its timeout), so a live
 /// holder never loses it, and short enough that a crashed holder frees the connection soon.
 pub(crate) const LEASE: StdDuration = StdDuration::from_secs(60);
-/// How long a caller waits for another replica's refresh before giving up.
-const WAIT_FOR_OTHER_REFRESH: StdDuration = StdDuration::from_secs(25);
-/// Meta's long-lived tokens are renewed this long before they expire.
-const META_RENEW_BEFORE: i64 = 7 * 24 * 3600;
-/// The longest cool-down after repeated transient refresh failures.
-const MAX_BACKOFF_SECS: i64 = 6 * 3600;
 
 /// A valid access token, ready for a calling service.
 #[derive(Debug, Clone)]
@@ -62,8 +75,10 @@ pub struct IssuedToken {
 pub struct DisconnectOutcome {
     /// The connection that was removed.
     pub connection: Connection,
-    /// What the platform said to revocation.
+    /// What the platform said to revocation: `Revoked` only if every token attempted was revoked.
     pub revocation: RevocationOutcome,
+    /// Each token attempted and whether it was revoked.
+    pub tokens: Vec<TokenRevocation>,
 }
 
 /// The lifecycle service, shared by the HTTP edge, the flow and the background refresher.
@@ -78,6 +93,9 @@ pub struct Connections {
     refresh_window: Duration,
     replica: Arc<str>,
     metrics: Metrics,
+    recovery: RecoveryStore,
+    inflight: TaskTracker,
+    shutting_down: Arc<AtomicBool>,
 }
 
 impl Connections {
@@ -104,7 +122,48 @@ impl Connections {
             refresh_window: Duration::from_std(refresh_window).unwrap_or(Duration::minutes(5)),
             replica: Uuid::new_v4().to_string().into(),
             metrics,
+            recovery: RecoveryStore::new(None),
+            inflight: TaskTracker::new(),
+            shutting_down: Arc::new(AtomicBool::new(false)),
         }
+    }
+
+    /// Keeps recovery records in Redis too, where every replica finds them (see `recovery.rs`).
+    pub fn with_recovery_in(mut self, redis: Option<RedisHandle>) -> Self {
+        self.recovery = RecoveryStore::new(redis);
+        self
+    }
+
+    /// Stops taking refresh leases (callers get [`OAuthError::ShuttingDown`]) and waits up to `grace`
+    /// for the refreshes in flight to be written; then tries once more to write pending recovery
+    /// records. Returns whether every refresh finished in time.
+    pub async fn drain(&self, grace: StdDuration) -> bool {
+        self.stop_taking_leases();
+        self.inflight.close();
+        let finished = tokio::time::timeout(grace, self.inflight.wait())
+            .await
+            .is_ok();
+        if !finished {
+            tracing::error!(
+                in_flight = self.inflight.len(),
+                "refreshes still in flight at the end of the shutdown grace period"
+            );
+        }
+        let left = self.recovery.pending().len();
+        if left > 0 && self.write_pending_recoveries().await < left {
+            tracing::error!("renewed token sets are still waiting for the database at shutdown: they remain in Redis as recovery records, if Redis took them");
+        }
+        finished
+    }
+
+    /// From now on, refuse new refresh leases (the first step of shutting down).
+    pub fn stop_taking_leases(&self) {
+        self.shutting_down.store(true, Ordering::SeqCst);
+    }
+
+    /// Refreshes in flight right now.
+    pub fn refreshes_in_flight(&self) -> usize {
+        self.inflight.len()
     }
 
     /// The store (for health checks and tooling).
@@ -141,6 +200,11 @@ impl Connections {
             .sealed_tokens
             .as_deref()
             .ok_or(OAuthError::NotUsable(connection.status))?;
+        self.open_sealed(connection, sealed)
+    }
+
+    /// Opens a token set sealed for `connection`'s store and platform.
+    fn open_sealed(&self, connection: &Connection, sealed: &str) -> Result<TokenSet, OAuthError> {
         let plain = self.keyring.open(
             Binding::Tokens {
                 store_id: &connection.store_id,
@@ -149,46 +213,12 @@ impl Connections {
             sealed,
         )?;
         TokenSet::from_plaintext(plain.expose_secret())
-            .map_err(|_| OAuthError::Vault(crate::vault::VaultError::Malformed))
-    }
-
-    /// How long before expiry a token counts as due: the refresh window, but at most half the
-    /// token's lifetime, so that a platform issuing tokens shorter-lived than the window does not see
-    /// a refresh on every request.
-    fn refresh_margin(&self, tokens: &TokenSet) -> Duration {
-        match (tokens.issued_at, tokens.expires_at) {
-            (Some(issued), Some(expires)) if expires > issued => {
-                self.refresh_window.min((expires - issued) / 2)
-            }
-            _ => self.refresh_window,
-        }
-    }
-
-    /// Whether the access token should be refreshed before it is handed out.
-    fn needs_refresh(&self, tokens: &TokenSet) -> bool {
-        tokens
-            .expires_at
-            .is_some_and(|at| at <= self.clock.now() + self.refresh_margin(tokens))
+            .map_err(|_| OAuthError::Vault(VaultError::Malformed))
     }
 
     /// When the refresher should look at a connection next.
     fn schedule(&self, spec: &PlatformSpec, tokens: &TokenSet) -> Option<DateTime<Utc>> {
-        let expires_at = tokens.expires_at?;
-        match spec.renewal {
-            // Meta does not promise that re-exchanging extends the token: never plan a renewal sooner
-            // than half a day ahead, or a token with less than a week left would loop.
-            Renewal::MetaExchange => Some(
-                (expires_at - Duration::seconds(META_RENEW_BEFORE))
-                    .max(self.clock.now() + Duration::hours(12))
-                    .min(expires_at),
-            ),
-            Renewal::RefreshToken if tokens.refresh_token.is_some() => {
-                // Ahead of the margin, so that callers rarely meet a token that needs refreshing.
-                let margin = self.refresh_margin(tokens);
-                Some(expires_at - margin - margin / 2)
-            }
-            Renewal::RefreshToken => None,
-        }
+        renewal::schedule(spec.renewal, self.refresh_window, tokens, self.clock.now())
     }
 
     /// Stores a fresh grant as the store's connection to the platform (replacing any earlier one)
@@ -301,10 +331,10 @@ impl Connections {
             return Err(OAuthError::NotUsable(connection.status));
         }
         let tokens = self.open(&connection)?;
-        if !force && (!self.needs_refresh(&tokens) || self.cooling_down(&connection, &tokens)) {
+        if !force && self.usable(&connection, &tokens) {
             return Ok(Self::issue(&connection, tokens));
         }
-        self.refresh_under_lease(spec, connection, force).await
+        self.refresh_detached(spec, connection, force).await
     }
 
     /// After a transient failure the platform is left alone until the back-off ends, as long as the
@@ -316,304 +346,14 @@ impl Connections {
             && tokens.expires_at.is_some_and(|at| at > now)
     }
 
-    /// Refreshes a connection while holding its lease, or waits for whoever holds it and uses their
-    /// result. `seen` is the row the caller decided on; a newer row means someone else refreshed.
-    async fn refresh_under_lease(
-        &self,
-        spec: &PlatformSpec,
-        seen: Connection,
-        force: bool,
-    ) -> Result<IssuedToken, OAuthError> {
-        let owner = format!("{}:{}", self.replica, Uuid::new_v4());
-        let give_up = tokio::time::Instant::now() + WAIT_FOR_OTHER_REFRESH;
-        loop {
-            let now = self.clock.now();
-            let lease_until = now + Duration::from_std(LEASE).unwrap_or(Duration::seconds(30));
-            if let Some(fresh) = self
-                .store
-                .acquire_refresh_lease(seen.id, &owner, now, lease_until)
-                .await?
-            {
-                if fresh.status != ConnectionStatus::Connected {
-                    self.store.release_refresh_lease(fresh.id, &owner).await?;
-                    self.cache.put(&fresh).await;
-                    return Err(OAuthError::NotUsable(fresh.status));
-                }
-                // Someone refreshed between our read and our lease: use their result (a forced
-                // refresh is satisfied by it too), unless it is already due again.
-                let someone_refreshed = fresh.version != seen.version;
-                let tokens = match self.open(&fresh) {
-                    Ok(tokens) => tokens,
-                    Err(error) => {
-                        self.store.release_refresh_lease(fresh.id, &owner).await?;
-                        return Err(error);
-                    }
-                };
-                let usable = !self.needs_refresh(&tokens) || self.cooling_down(&fresh, &tokens);
-                if usable && (someone_refreshed || !force) {
-                    self.store.release_refresh_lease(fresh.id, &owner).await?;
-                    self.cache.put(&fresh).await;
-                    return Ok(Self::issue(&fresh, tokens));
-                }
-                return self.refresh_holding_lease(spec, fresh, &owner).await;
-            }
-            // Another caller (here or in another replica) is refreshing: wait for its result.
-            let pause = rand::thread_rng().gen_range(30..80);
-            tokio::time::sleep(StdDuration::from_millis(pause)).await;
-            let current = self
-                .store
-                .get_connection(&seen.store_id, &seen.platform)
-                .await?
-                .ok_or(OAuthError::NotFound)?;
-            if current.id != seen.id {
-                return Err(OAuthError::NotFound);
-            }
-            if current.version != seen.version {
-                if current.status != ConnectionStatus::Connected {
-                    return Err(OAuthError::NotUsable(current.status));
-                }
-                let tokens = self.open(&current)?;
-                if !self.needs_refresh(&tokens) || self.cooling_down(&current, &tokens) {
-                    self.cache.put(&current).await;
-                    return Ok(Self::issue(&current, tokens));
-                }
-            }
-            if tokio::time::Instant::now() > give_up {
-                return Err(OAuthError::PlatformUnavailable {
-                    platform: spec.id.clone(),
-                    detail: "a refresh in progress did not finish in time".into(),
-                    retry_after: Some(StdDuration::from_secs(5)),
-                });
-            }
-        }
-    }
-
-    /// Calls the platform and writes the outcome, as the holder of the connection's lease.
-    pub(crate) async fn refresh_holding_lease(
-        &self,
-        spec: &PlatformSpec,
-        connection: Connection,
-        owner: &str,
-    ) -> Result<IssuedToken, OAuthError> {
-        let old = match self.open(&connection) {
-            Ok(tokens) => tokens,
-            Err(error) => {
-                // Unreadable tokens cannot be renewed now or later: take the connection out of the
-                // due queue as ERROR, or it would fill every refresher round for good.
-                tracing::error!(platform = %spec.id, store_id = %connection.store_id, error = %error, "refresh impossible");
-                self.park(
-                    connection,
-                    owner,
-                    ConnectionStatus::Error,
-                    None,
-                    "the stored tokens are unreadable (sealed with a key that is no longer configured?)",
-                )
-                .await?;
-                self.metrics.refresh(spec.id.as_str(), "error");
-                return Err(error);
-            }
-        };
-        let now = self.clock.now();
-        let result = match spec.renewal {
-            Renewal::RefreshToken => match &old.refresh_token {
-                Some(refresh_token) => self.client.refresh(spec, refresh_token, now).await,
-                None => Err(OAuthError::PlatformRejected {
-                    platform: spec.id.clone(),
-                    code: "no_refresh_token".into(),
-                    description: "the platform issued no refresh token; reconnect to renew".into(),
-                    permanent: true,
-                    revoked: false,
-                }),
-            },
-            // Meta: an expired token cannot be exchanged (providers.md §1).
-            Renewal::MetaExchange if old.expires_at.is_some_and(|at| at <= now) => {
-                Err(OAuthError::PlatformRejected {
-                    platform: spec.id.clone(),
-                    code: "token_expired".into(),
-                    description: "Meta's long-lived token expired before it could be renewed"
-                        .into(),
-                    permanent: true,
-                    revoked: false,
-                })
-            }
-            Renewal::MetaExchange => {
-                self.client
-                    .meta_exchange(spec, &old.access_token, now)
-                    .await
-            }
-        };
-        let now = self.clock.now();
-        match result {
-            Ok(grant) => {
-                let new_refresh_expiry = match spec.renewal {
-                    Renewal::MetaExchange => grant.tokens.expires_at,
-                    Renewal::RefreshToken => grant.tokens.refresh_expires_at,
-                };
-                let tokens = TokenSet {
-                    access_token: grant.tokens.access_token,
-                    // A response without a refresh token keeps the stored one (Google never rotates).
-                    refresh_token: grant.tokens.refresh_token.or(old.refresh_token),
-                    token_type: grant.tokens.token_type,
-                    expires_at: grant.tokens.expires_at,
-                    issued_at: grant.tokens.issued_at,
-                    refresh_expires_at: new_refresh_expiry.or(old.refresh_expires_at),
-                    scopes: if grant.scopes_reported {
-                        grant.tokens.scopes
-                    } else {
-                        old.scopes
-                    },
-                    extra: old.extra,
-                };
-                let updated = Connection {
-                    sealed_tokens: Some(self.seal(&connection.store_id, &spec.id, &tokens)),
-                    key_id: Some(self.keyring.current_key_id().to_owned()),
-                    granted_scopes: tokens.scopes.clone(),
-                    missing_scopes: spec
-                        .scopes
-                        .iter()
-                        .filter(|s| !tokens.scopes.contains(s))
-                        .cloned()
-                        .collect(),
-                    access_token_expires_at: tokens.expires_at,
-                    refresh_token_expires_at: tokens.refresh_expires_at,
-                    last_refreshed_at: Some(now),
-                    next_refresh_at: self.schedule(spec, &tokens),
-                    refresh_failures: 0,
-                    last_error: None,
-                    status: ConnectionStatus::Connected,
-                    updated_at: now,
-                    ..connection
-                };
-                // The rotated refresh token exists only in this process until this write lands:
-                // retry it briefly before giving up (see the lifecycle note).
-                let saved = match self.finish_with_retry(&updated, owner, None).await {
-                    Ok(saved) => saved,
-                    Err(error) => {
-                        // The platform may have rotated the refresh token we could not store.
-                        tracing::error!(platform = %spec.id, store_id = %updated.store_id, error = %error, rotates = spec.refresh_rotates, "a refreshed token could not be stored; a rotated refresh token may be lost");
-                        return Err(error);
-                    }
-                };
-                self.cache.put(&saved).await;
-                self.metrics.refresh(spec.id.as_str(), "success");
-                Ok(Self::issue(&saved, tokens))
-            }
-            Err(error) => {
-                let (status, event_type, next, failures) = match &error {
-                    OAuthError::PlatformRejected {
-                        permanent: true,
-                        revoked,
-                        ..
-                    } => {
-                        let status = if *revoked {
-                            ConnectionStatus::Revoked
-                        } else {
-                            ConnectionStatus::Expired
-                        };
-                        let event = if *revoked {
-                            "connection.revoked"
-                        } else {
-                            "connection.expired"
-                        };
-                        (status, event, None, connection.refresh_failures + 1)
-                    }
-                    _ => {
-                        let failures = connection.refresh_failures + 1;
-                        let retry_after = match &error {
-                            OAuthError::PlatformUnavailable { retry_after, .. } => *retry_after,
-                            _ => None,
-                        };
-                        let next = now + backoff(failures, retry_after);
-                        (
-                            ConnectionStatus::Connected,
-                            "connection.refresh_failed",
-                            Some(next),
-                            failures,
-                        )
-                    }
-                };
-                let reason = crate::platforms::error::scrub(&error.to_string());
-                let updated = Connection {
-                    status,
-                    next_refresh_at: next,
-                    refresh_failures: failures,
-                    last_error: Some(reason.clone()),
-                    updated_at: now,
-                    ..connection
-                };
-                let event = events::event(event_type, &updated, Some(&reason), now);
-                let saved = self
-                    .finish_with_retry(&updated, owner, Some(&event))
-                    .await?;
-                self.cache.put(&saved).await;
-                let outcome = match saved.status {
-                    ConnectionStatus::Revoked => "revoked",
-                    ConnectionStatus::Connected => "transient_failure",
-                    _ => "expired",
-                };
-                self.metrics.refresh(spec.id.as_str(), outcome);
-                tracing::warn!(platform = %spec.id, store_id = %saved.store_id, status = %saved.status, reason = %reason, "refresh failed");
-                if saved.status != ConnectionStatus::Connected {
-                    return Err(OAuthError::NotUsable(saved.status));
-                }
-                // A platform outage does not make a still-valid token useless.
-                match old.expires_at {
-                    Some(at) if at > now => Ok(Self::issue(&saved, old)),
-                    _ => Err(error),
-                }
-            }
-        }
-    }
-
-    /// Writes a connection back, as the lease's holder, with a status, the next time to look at it and
-    /// the reason, and records `connection.refresh_failed`.
-    pub(crate) async fn park(
-        &self,
-        connection: Connection,
-        owner: &str,
-        status: ConnectionStatus,
-        next_refresh_at: Option<DateTime<Utc>>,
-        reason: &str,
-    ) -> Result<Connection, OAuthError> {
-        let now = self.clock.now();
-        let updated = Connection {
-            status,
-            next_refresh_at,
-            refresh_failures: connection.refresh_failures + 1,
-            last_error: Some(reason.to_owned()),
-            updated_at: now,
-            ..connection
-        };
-        let event = events::event("connection.refresh_failed", &updated, Some(reason), now);
-        let saved = self
-            .finish_with_retry(&updated, owner, Some(&event))
-            .await?;
-        self.cache.put(&saved).await;
-        Ok(saved)
-    }
-
-    async fn finish_with_retry(
-        &self,
-        connection: &Connection,
-        owner: &str,
-        event: Option<&NewEvent>,
-    ) -> Result<Connection, OAuthError> {
-        let mut attempt = 0;
-        loop {
-            match self.store.finish_refresh(connection, owner, event).await {
-                Ok(saved) => return Ok(saved),
-                Err(StoreError::Unavailable(error)) if attempt < 5 => {
-                    attempt += 1;
-                    tracing::error!(error = %error, attempt, "could not write a refresh result; retrying");
-                    tokio::time::sleep(StdDuration::from_millis(200 * attempt)).await;
-                }
-                Err(error) => return Err(error.into()),
-            }
-        }
-    }
-
     /// Revokes at the platform where it allows it, deletes the connection and its tokens, and records
-    /// `connection.deleted` with the revocation's outcome.
+    /// `connection.deleted` with the revocation's outcome, overall and per token.
+    ///
+    /// The delete is bound to the row that was read and revoked (its id and version): a reconnect
+    /// (or a refresh) that changed the row in between is neither deleted with tokens nobody revoked
+    /// nor left behind silently. The caller then gets a retryable 503 and, retrying, revokes and
+    /// deletes the new row. Retrying here instead would revoke a grant the merchant may have just
+    /// made on purpose, without them seeing it.
     pub async fn disconnect(
         &self,
         spec: &PlatformSpec,
@@ -624,12 +364,15 @@ impl Connections {
             .get_connection(store_id, &spec.id)
             .await?
             .ok_or(OAuthError::NotFound)?;
-        let revocation = match self.open(&connection) {
+        let report = match self.open(&connection) {
             Ok(tokens) => self.client.revoke(spec, &tokens).await,
-            Err(_) => RevocationOutcome::Failed("the stored tokens were unreadable".into()),
+            Err(_) => RevocationReport {
+                outcome: RevocationOutcome::Failed("the stored tokens were unreadable".into()),
+                tokens: Vec::new(),
+            },
         };
         let now = self.clock.now();
-        let outcome = match &revocation {
+        let outcome = match &report.outcome {
             RevocationOutcome::Revoked => "revoked",
             RevocationOutcome::Unsupported(_) => "not_supported",
             RevocationOutcome::Failed(_) => "failed",
@@ -639,21 +382,28 @@ impl Connections {
         self.cache.tombstone(&connection).await;
         let mut event = events::event("connection.deleted", &connection, None, now);
         event.payload["revocation"] = serde_json::json!(outcome);
-        let deleted = self
+        event.payload["revocation_tokens"] = serde_json::json!(report.tokens);
+        let Some(deleted) = self
             .store
-            .delete_connection(store_id, &spec.id, Some(&event))
+            .delete_connection_row(connection.id, connection.version, Some(&event))
             .await?
-            .ok_or(OAuthError::NotFound)?;
+        else {
+            return match self.store.get_connection(store_id, &spec.id).await? {
+                None => Err(OAuthError::NotFound),
+                Some(_) => Err(OAuthError::Store(StoreError::Conflict)),
+            };
+        };
         self.cache.tombstone(&deleted).await;
+        self.recovery.forget(deleted.id).await;
         Ok(DisconnectOutcome {
             connection: deleted,
-            revocation,
+            revocation: report.outcome,
+            tokens: report.tokens,
         })
     }
 
-    /// Re-seals up to `batch` rows sealed with an old key; returns how many were re-sealed. Safe while
-    /// the service runs: each write is conditional on the row's version, and a row changed meanwhile
-    /// was re-sealed by its writer with the current key anyway.
+    /// Re-seals up to `batch` rows sealed with an old key; returns how many were re-sealed. Rows it
+    /// cannot open are left as they are (see [`Self::reseal_all`] for the counts).
     pub async fn reseal_batch(&self, batch: i64) -> Result<usize, OAuthError> {
         let rows = self
             .store
@@ -661,38 +411,108 @@ impl Connections {
             .await?;
         let mut done = 0;
         for row in rows {
-            let tokens = self.open(&row)?;
-            let updated = Connection {
-                sealed_tokens: Some(self.seal(&row.store_id, &row.platform, &tokens)),
-                key_id: Some(self.keyring.current_key_id().to_owned()),
-                ..row
-            };
-            match self.store.update_connection(&updated, None).await {
-                Ok(saved) => {
-                    self.cache.put(&saved).await;
-                    done += 1;
-                }
-                Err(StoreError::Conflict) => {}
-                Err(error) => return Err(error.into()),
+            if self.reseal(row).await? {
+                done += 1;
             }
         }
         Ok(done)
     }
+
+    /// Re-seals every row sealed with an old key this keyring holds, in pages, going past rows it
+    /// cannot open. Safe while the service runs: each write is conditional on the row's version, and
+    /// a row changed meanwhile was re-sealed by its writer with the current key anyway.
+    pub async fn reseal_all(&self, batch: i64) -> Result<ResealReport, OAuthError> {
+        let mut report = ResealReport::default();
+        for (key_id, count) in self.store.key_id_counts().await? {
+            if key_id == self.keyring.current_key_id() {
+                report.already_current += usize::try_from(count).unwrap_or(0);
+                continue;
+            }
+            if !self.keyring.knows(&key_id) {
+                report
+                    .unreadable
+                    .insert(key_id, usize::try_from(count).unwrap_or(0));
+                continue;
+            }
+            let mut after = Uuid::nil();
+            loop {
+                let rows = self
+                    .store
+                    .connections_sealed_with(&key_id, after, batch)
+                    .await?;
+                let Some(last) = rows.last() else { break };
+                after = last.id;
+                for row in rows {
+                    match self.reseal(row).await {
+                        Ok(true) => report.resealed += 1,
+                        Ok(false) => {}
+                        Err(_) => *report.unreadable.entry(key_id.clone()).or_default() += 1,
+                    }
+                }
+            }
+        }
+        Ok(report)
+    }
+
+    /// Re-seals one row with the current key; `false` when it changed meanwhile. An error when its
+    /// tokens cannot be opened or the database failed.
+    async fn reseal(&self, row: Connection) -> Result<bool, OAuthError> {
+        let tokens = self.open(&row)?;
+        let updated = Connection {
+            sealed_tokens: Some(self.seal(&row.store_id, &row.platform, &tokens)),
+            key_id: Some(self.keyring.current_key_id().to_owned()),
+            ..row
+        };
+        match self.store.update_connection(&updated, None).await {
+            Ok(saved) => {
+                self.cache.put(&saved).await;
+                Ok(true)
+            }
+            Err(StoreError::Conflict) => Ok(false),
+            Err(error) => Err(error.into()),
+        }
+    }
+
+    /// Puts back in service the ERROR rows that an older release parked because their key was
+    /// unknown, for every key this keyring now holds. Cheap (a partial index on ERROR rows); run by
+    /// the refresher each round.
+    pub async fn heal_unknown_keys(&self) -> Result<usize, OAuthError> {
+        let mut healed = 0;
+        for key_id in self.keyring.key_ids() {
+            let now = self.clock.now();
+            let rows = self
+                .store
+                .revive_errors_sealed_with(key_id, outcome::LEGACY_UNREADABLE, now)
+                .await?;
+            for row in &rows {
+                tracing::warn!(store_id = %row.store_id, platform = %row.platform, key_id, "a connection parked for an unknown key is back: its key is known now");
+                self.cache.put(row).await;
+            }
+            healed += rows.len();
+        }
+        Ok(healed)
+    }
+
+    /// The key ids the database holds tokens under that this keyring cannot open, with their row
+    /// counts (for `check-config` and the key rollout).
+    pub async fn unknown_key_ids(&self) -> Result<Vec<(String, i64)>, OAuthError> {
+        Ok(self
+            .store
+            .key_id_counts()
+            .await?
+            .into_iter()
+            .filter(|(id, _)| !self.keyring.knows(id))
+            .collect())
+    }
 }
 
-/// Exponential back-off with jitter after `failures` transient failures, at least the platform's
-/// `Retry-After`, at most six hours.
-pub fn backoff(failures: i32, retry_after: Option<StdDuration>) -> Duration {
-    let base = 30_i64.saturating_mul(1_i64 << failures.clamp(0, 16));
-    let capped = base.min(MAX_BACKOFF_SECS);
-    let jitter = rand::thread_rng().gen_range(0..=capped / 4 + 1);
-    // A platform's Retry-After is honoured, but never beyond the cap: it is untrusted input.
-    let floor = retry_after.map_or(0, |d| {
-        i64::try_from(d.as_secs()).map_or(MAX_BACKOFF_SECS, |s| s.min(MAX_BACKOFF_SECS))
-    });
-    Duration::seconds(
-        (capped + jitter)
-            .max(floor)
-            .min(MAX_BACKOFF_SECS + MAX_BACKOFF_SECS / 4 + 1),
-    )
+/// What `rotate-keys` did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct ResealReport {
+    /// Rows re-sealed with the current key.
+    pub resealed: usize,
+    /// Rows already sealed with the current key.
+    pub already_current: usize,
+    /// Rows left as they are because they cannot be opened, by the key id that sealed them.
+    pub unreadable: std::collections::BTreeMap<String, usize>,
 }

@@ -82,8 +82,10 @@ impl Refresher {
         self.concurrency * 8
     }
 
-    /// One round: every due connection, at most `concurrency` at a time.
+    /// One round: every due connection, at most `concurrency` at a time. Rows parked as ERROR
+    /// because their key was unknown come back first once the key is known.
     pub async fn run_once(&self) -> Result<Round, OAuthError> {
+        self.connections.heal_unknown_keys().await?;
         let now = self.connections.clock.now();
         let limit = i64::try_from(self.batch()).unwrap_or(64);
         let due = self.connections.store.due_for_refresh(now, limit).await?;
@@ -109,17 +111,11 @@ impl Refresher {
     async fn refresh_one(&self, connection: Connection) -> Outcome {
         let connections = &self.connections;
         let owner = format!("{}:refresher:{}", connections.replica, Uuid::new_v4());
-        let now = connections.clock.now();
-        let until =
-            now + chrono::Duration::from_std(super::LEASE).unwrap_or(chrono::Duration::seconds(60));
-        let leased = match connections
-            .store
-            .acquire_refresh_lease(connection.id, &owner, now, until)
-            .await
-        {
+        let leased = match connections.take_lease(connection.id, &owner).await {
             Ok(Some(leased)) => leased,
             // Another replica holds it.
             Ok(None) => return Outcome::Skipped,
+            Err(OAuthError::ShuttingDown) => return Outcome::Skipped,
             Err(error) => {
                 tracing::warn!(error = %error, "refresher could not take a lease");
                 return Outcome::Failed;
@@ -134,35 +130,62 @@ impl Refresher {
             return Outcome::Skipped;
         }
         let Some(spec) = connections.catalog.get(&leased.platform).cloned() else {
-            // The operator removed the platform; it may come back, so look again later rather
-            // than letting the row block the queue.
-            let next = now + chrono::Duration::hours(6);
-            let reason = format!("platform {} is no longer configured", leased.platform);
-            tracing::warn!(platform = %leased.platform, store_id = %leased.store_id, "{reason}");
-            let _ = connections
-                .park(
-                    leased,
-                    &owner,
-                    ConnectionStatus::Connected,
-                    Some(next),
-                    &reason,
-                )
-                .await;
+            self.park_unconfigured(leased, &owner).await;
             return Outcome::Failed;
         };
-        let failures_before = leased.refresh_failures;
-        let (store_id, platform) = (leased.store_id.clone(), leased.platform.clone());
+        // A renewed set another process could not store comes first.
         match connections
-            .refresh_holding_lease(&spec, leased, &owner)
+            .settle_recovery(&spec, leased.clone(), &owner)
             .await
         {
+            Ok(Some(_)) => return Outcome::Refreshed,
+            Ok(None) => {}
+            Err(error) => {
+                tracing::warn!(error = %error, "a recovery record could not be applied yet");
+                let _ = connections
+                    .store
+                    .release_refresh_lease(leased.id, &owner)
+                    .await;
+                return Outcome::Failed;
+            }
+        }
+        let failures_before = leased.refresh_failures;
+        let (store_id, platform) = (leased.store_id.clone(), leased.platform.clone());
+        // In the service's tracked task set, so that shutdown waits for it.
+        let task = {
+            let connections = connections.clone();
+            connections.inflight.clone().spawn(async move {
+                connections
+                    .refresh_holding_lease(&spec, leased, &owner)
+                    .await
+            })
+        };
+        match task.await {
             // A transient failure still hands out the valid old token: count it as failed.
-            Ok(_) => match connections.store.get_connection(&store_id, &platform).await {
+            Ok(Ok(_)) => match connections.store.get_connection(&store_id, &platform).await {
                 Ok(Some(row)) if row.refresh_failures > failures_before => Outcome::Failed,
                 _ => Outcome::Refreshed,
             },
-            Err(_) => Outcome::Failed,
+            _ => Outcome::Failed,
         }
+    }
+
+    /// The operator removed the platform; it may come back, so look again later rather than
+    /// letting the row block the queue.
+    async fn park_unconfigured(&self, leased: Connection, owner: &str) {
+        let next = self.connections.clock.now() + chrono::Duration::hours(6);
+        let reason = format!("platform {} is no longer configured", leased.platform);
+        tracing::warn!(platform = %leased.platform, store_id = %leased.store_id, "{reason}");
+        let _ = self
+            .connections
+            .park(
+                leased,
+                owner,
+                ConnectionStatus::Connected,
+                Some(next),
+                &reason,
+            )
+            .await;
     }
 }
 

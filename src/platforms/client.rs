@@ -54,6 +54,25 @@ pub enum RevocationOutcome {
     Failed(String),
 }
 
+/// What revoking one token achieved: `token` is `access_token` or `refresh_token`, `revoked` whether
+/// the platform confirmed it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct TokenRevocation {
+    /// Which token.
+    pub token: &'static str,
+    /// Whether the platform confirmed its revocation.
+    pub revoked: bool,
+}
+
+/// The overall outcome and, per token attempted, what the platform said.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RevocationReport {
+    /// `Revoked` only if every token attempted was revoked.
+    pub outcome: RevocationOutcome,
+    /// Each token attempted, in order.
+    pub tokens: Vec<TokenRevocation>,
+}
+
 /// The HTTP client every platform call goes through.
 #[derive(Debug, Clone)]
 pub struct PlatformClient {
@@ -259,14 +278,17 @@ impl PlatformClient {
             .await
     }
 
-    /// Revokes the grant at the platform, where the platform allows it.
-    pub async fn revoke(&self, spec: &PlatformSpec, tokens: &TokenSet) -> RevocationOutcome {
+    /// Revokes the grant at the platform, where the platform allows it, reporting each token.
+    pub async fn revoke(&self, spec: &PlatformSpec, tokens: &TokenSet) -> RevocationReport {
+        let unsupported = |text: String| RevocationReport {
+            outcome: RevocationOutcome::Unsupported(text),
+            tokens: Vec::new(),
+        };
+        let mut attempted = Vec::new();
         let result = match (&spec.revocation, &spec.revoke_url) {
-            (Revocation::Unsupported(text), _) => {
-                return RevocationOutcome::Unsupported((*text).to_owned())
-            }
+            (Revocation::Unsupported(text), _) => return unsupported((*text).to_owned()),
             (_, None) => {
-                return RevocationOutcome::Unsupported(
+                return unsupported(
                     "This platform has no revocation endpoint; the tokens were deleted here."
                         .into(),
                 )
@@ -276,7 +298,12 @@ impl PlatformClient {
                     .http
                     .request(Method::DELETE, url.clone())
                     .bearer_auth(tokens.access_token.expose_secret());
-                self.send_json(spec, request).await.map(|_| ())
+                let result = self.send_json(spec, request).await.map(|_| ());
+                attempted.push(TokenRevocation {
+                    token: "access_token",
+                    revoked: result.is_ok(),
+                });
+                result
             }
             (Revocation::Form { authenticate, hint }, Some(url)) => {
                 // Platforms that take a type hint (RFC 7009: X, generic providers) get the refresh
@@ -321,23 +348,32 @@ impl PlatformClient {
                         .send_json(spec, request.form(&params))
                         .await
                         .map(|_| ());
+                    attempted.push(TokenRevocation {
+                        token: kind,
+                        revoked: result.is_ok(),
+                    });
                     match result {
-                        Ok(()) => {
-                            outcome = Ok(());
-                            // One successful revocation of the refresh token ends the grant.
-                            if kind == "refresh_token" {
-                                break;
+                        // One successful revocation of the refresh token ends the grant.
+                        Ok(()) if kind == "refresh_token" => break,
+                        Ok(()) => {}
+                        // The first failure is the one reported: a later success of another
+                        // token does not make the grant revoked.
+                        Err(error) => {
+                            if outcome.is_ok() {
+                                outcome = Err(error);
                             }
                         }
-                        Err(error) => outcome = Err(error),
                     }
                 }
                 outcome
             }
         };
-        match result {
-            Ok(()) => RevocationOutcome::Revoked,
-            Err(error) => RevocationOutcome::Failed(error.to_string()),
+        RevocationReport {
+            outcome: match result {
+                Ok(()) => RevocationOutcome::Revoked,
+                Err(error) => RevocationOutcome::Failed(error.to_string()),
+            },
+            tokens: attempted,
         }
     }
 }

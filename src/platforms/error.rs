@@ -83,6 +83,9 @@ pub enum OAuthError {
     /// A sealed value could not be opened.
     #[error(transparent)]
     Vault(#[from] VaultError),
+    /// The service is shutting down and takes no new refresh.
+    #[error("the service is shutting down")]
+    ShuttingDown,
 }
 
 impl OAuthError {
@@ -104,7 +107,9 @@ impl OAuthError {
             Self::NotUsable(_) => "reconnect_required",
             Self::Store(_) => "storage_unavailable",
             Self::State(_) => "state_store_unavailable",
+            Self::Vault(VaultError::UnknownKey(_)) => "key_unavailable",
             Self::Vault(_) => "token_unreadable",
+            Self::ShuttingDown => "shutting_down",
         }
     }
 
@@ -132,7 +137,7 @@ impl OAuthError {
             }
             Self::NotFound => "There is no connection for this platform.".into(),
             Self::NotUsable(_) => "This connection needs to be reconnected.".into(),
-            Self::Store(_) | Self::State(_) | Self::Vault(_) => {
+            Self::Store(_) | Self::State(_) | Self::Vault(_) | Self::ShuttingDown => {
                 "The service is temporarily unavailable. Please try again shortly.".into()
             }
         }

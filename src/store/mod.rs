@@ -2,7 +2,8 @@
 //! replicas) and SQLite (the embedded default).
 //!
 //! The store holds connections with their tokens already sealed, and the webhook outbox. It knows
-//! nothing of OAuth or HTTP; callers pass the time in, so the store never reads a clock. Both backends
+//! nothing of OAuth or HTTP; callers pass the time in, so the store reads no clock of its own, except
+//! the database's clock for refresh leases (one clock for every replica). Both backends
 //! run the same SQL (see `sql.rs`) and the same contract tests.
 
 mod pg;
@@ -138,15 +139,47 @@ pub trait Store: Send + Sync + Debug {
         limit: i64,
     ) -> Result<Vec<Connection>, StoreError>;
 
-    /// Takes the refresh lease of a connection if nobody holds a live one; returns the fresh row.
-    /// The lease is the fencing token: only its holder can finish the refresh.
+    /// Takes the refresh lease of a connection for `lease` if nobody holds a live one; returns the
+    /// fresh row. The lease is the fencing token: only its holder can finish the refresh. Its times
+    /// come from the database's clock, not the caller's: replicas whose clocks disagree still
+    /// exclude each other (for SQLite, embedded in one process, the machine's clock is the
+    /// database's).
     async fn acquire_refresh_lease(
         &self,
         id: Uuid,
         owner: &str,
-        now: DateTime<Utc>,
-        until: DateTime<Utc>,
+        lease: std::time::Duration,
     ) -> Result<Option<Connection>, StoreError>;
+
+    /// Deletes exactly the row that was read (its id and version), recording `event` in the same
+    /// transaction; `None` when that row is gone or has changed since.
+    async fn delete_connection_row(
+        &self,
+        id: Uuid,
+        version: i64,
+        event: Option<&NewEvent>,
+    ) -> Result<Option<Connection>, StoreError>;
+
+    /// How many rows each key id sealed.
+    async fn key_id_counts(&self) -> Result<Vec<(String, i64)>, StoreError>;
+
+    /// Up to `limit` rows sealed with `key_id` whose id is above `after`, by id (for paging past
+    /// rows that cannot be re-sealed).
+    async fn connections_sealed_with(
+        &self,
+        key_id: &str,
+        after: Uuid,
+        limit: i64,
+    ) -> Result<Vec<Connection>, StoreError>;
+
+    /// Puts back to CONNECTED, due at `now`, the ERROR rows sealed with `key_id` whose last error
+    /// is `reason` (rows parked because their key was unknown); returns them.
+    async fn revive_errors_sealed_with(
+        &self,
+        key_id: &str,
+        reason: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Connection>, StoreError>;
 
     /// Writes a refreshed connection and frees the lease, only if `owner` still holds it.
     async fn finish_refresh(

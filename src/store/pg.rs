@@ -62,5 +62,6 @@ super::sql::impl_store!(
     PgStore,
     sqlx::Postgres,
     "postgres",
-    sqlx::migrate!("./migrations/postgres")
+    sqlx::migrate!("./migrations/postgres"),
+    "select now()"
 );

@@ -8,10 +8,10 @@ pub(super) const CONNECTION_COLUMNS: &str = "id, store_id, user_id, platform, st
     access_token_expires_at, refresh_token_expires_at, last_refreshed_at, next_refresh_at, \
     refresh_failures, last_error, version, created_at, updated_at";
 
-/// Stamps the [`Store`](super::Store) implementation onto a backend: `$store` wraps a `$pool`, and
-/// `$json` is the SQL type JSON parameters are cast to.
+/// Stamps the [`Store`](super::Store) implementation onto a backend: `$store` wraps a pool of `$db`,
+/// and `$db_now` is the query that reads the database's clock (for leases).
 macro_rules! impl_store {
-    ($store:ty, $db:ty, $backend:literal, $migrator:expr) => {
+    ($store:ty, $db:ty, $backend:literal, $migrator:expr, $db_now:literal) => {
         use async_trait::async_trait;
         use chrono::{DateTime, Utc};
         use sqlx::types::Json;
@@ -238,9 +238,13 @@ macro_rules! impl_store {
                 &self,
                 id: Uuid,
                 owner: &str,
-                now: DateTime<Utc>,
-                until: DateTime<Utc>,
+                lease: std::time::Duration,
             ) -> Result<Option<Connection>, StoreError> {
+                // The database's clock: the conditional update below stays the arbiter, only the
+                // times come from one clock for every replica.
+                let now: DateTime<Utc> = sqlx::query_scalar($db_now).fetch_one(&self.pool).await?;
+                let until = now
+                    + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::seconds(60));
                 let sql = format!(
                     "update platform_connections set refresh_lease_owner = $2, refresh_lease_until = $3 \
                      where id = $1 and (refresh_lease_until is null or refresh_lease_until < $4) \
@@ -256,6 +260,87 @@ macro_rules! impl_store {
                     .as_ref()
                     .map(decode_connection)
                     .transpose()
+            }
+
+            async fn delete_connection_row(
+                &self,
+                id: Uuid,
+                version: i64,
+                event: Option<&NewEvent>,
+            ) -> Result<Option<Connection>, StoreError> {
+                let mut tx = self.pool.begin().await?;
+                let sql = format!(
+                    "delete from platform_connections where id = $1 and version = $2 returning {CONNECTION_COLUMNS}"
+                );
+                let deleted = sqlx::query(&sql)
+                    .bind(id)
+                    .bind(version)
+                    .fetch_optional(&mut *tx)
+                    .await?
+                    .as_ref()
+                    .map(decode_connection)
+                    .transpose()?;
+                if deleted.is_some() {
+                    insert_event(&mut tx, event).await?;
+                }
+                tx.commit().await?;
+                Ok(deleted)
+            }
+
+            async fn key_id_counts(&self) -> Result<Vec<(String, i64)>, StoreError> {
+                let rows = sqlx::query(
+                    "select key_id, count(*) as n from platform_connections \
+                     where key_id is not null and sealed_tokens is not null group by key_id order by key_id",
+                )
+                .fetch_all(&self.pool)
+                .await?;
+                rows.iter()
+                    .map(|row| Ok((row.try_get("key_id")?, row.try_get("n")?)))
+                    .collect()
+            }
+
+            async fn connections_sealed_with(
+                &self,
+                key_id: &str,
+                after: Uuid,
+                limit: i64,
+            ) -> Result<Vec<Connection>, StoreError> {
+                let sql = format!(
+                    "select {CONNECTION_COLUMNS} from platform_connections \
+                     where key_id = $1 and sealed_tokens is not null and id > $2 order by id limit $3"
+                );
+                sqlx::query(&sql)
+                    .bind(key_id)
+                    .bind(after)
+                    .bind(limit)
+                    .fetch_all(&self.pool)
+                    .await?
+                    .iter()
+                    .map(decode_connection)
+                    .collect()
+            }
+
+            async fn revive_errors_sealed_with(
+                &self,
+                key_id: &str,
+                reason: &str,
+                now: DateTime<Utc>,
+            ) -> Result<Vec<Connection>, StoreError> {
+                let sql = format!(
+                    "update platform_connections set status = 'CONNECTED', next_refresh_at = $3, \
+                     last_error = null, refresh_failures = 0, version = version + 1, updated_at = $3 \
+                     where status = 'ERROR' and key_id = $1 and last_error = $2 \
+                     returning {CONNECTION_COLUMNS}"
+                );
+                sqlx::query(&sql)
+                    .bind(key_id)
+                    .bind(reason)
+                    .bind(now)
+                    .fetch_all(&self.pool)
+                    .await?
+                    .iter()
+                    .map(decode_connection)
+                    .collect()
             }
 
             async fn finish_refresh(

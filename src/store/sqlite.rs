@@ -32,5 +32,6 @@ super::sql::impl_store!(
     SqliteStore,
     sqlx::Sqlite,
     "sqlite",
-    sqlx::migrate!("./migrations/sqlite")
+    sqlx::migrate!("./migrations/sqlite"),
+    "select strftime('%Y-%m-%dT%H:%M:%fZ', 'now')"
 );

@@ -580,3 +580,157 @@ async fn a_token_endpoint_timeout_during_refresh_leaves_the_connection_connected
     );
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_failed_refresh_token_revocation_is_not_reported_as_revoked() {
+    // X's revocation endpoint refuses the refresh token but accepts the access token.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let revoke_url = format!(
+        "http://127.0.0.1:{}/revoke",
+        listener.local_addr().unwrap().port()
+    );
+    let seen = Arc::new(Mutex::new(Vec::<String>::new()));
+    let recorded = seen.clone();
+    let router = axum::Router::new().route(
+        "/revoke",
+        axum::routing::post(move |body: Bytes| {
+            let recorded = recorded.clone();
+            async move {
+                let form: Vec<(String, String)> =
+                    serde_urlencoded::from_bytes(&body).unwrap_or_default();
+                let hint = form
+                    .iter()
+                    .find(|(k, _)| k == "token_type_hint")
+                    .map(|(_, v)| v.clone())
+                    .unwrap_or_default();
+                recorded.lock().unwrap().push(hint.clone());
+                if hint == "refresh_token" {
+                    (
+                        axum::http::StatusCode::BAD_REQUEST,
+                        axum::Json(serde_json::json!({"error": "invalid_request"})),
+                    )
+                } else {
+                    (
+                        axum::http::StatusCode::OK,
+                        axum::Json(serde_json::json!({"revoked": true})),
+                    )
+                }
+            }
+        }),
+    );
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, router).await;
+    });
+    let app = spawn_app_with(TestAppOptions {
+        extra_env: vec![("TWITTER_REVOKE_URL", revoke_url)],
+        ..Default::default()
+    })
+    .await;
+    connect(&app, "twitter", "half-revoked").await;
+    let response = app
+        .delete("/api/v1/oauth/disconnect/twitter?user_id=user-1&store_id=half-revoked")
+        .await;
+    assert_eq!(response.status(), 200);
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(body["revocation"], "failed", "{body}");
+    assert_eq!(body["revoked_at_platform"], false);
+    assert_eq!(
+        body["revocation_tokens"],
+        serde_json::json!([
+            {"token": "refresh_token", "revoked": false},
+            {"token": "access_token", "revoked": true},
+        ])
+    );
+    assert_eq!(
+        *seen.lock().unwrap(),
+        vec!["refresh_token".to_owned(), "access_token".to_owned()]
+    );
+    // The event names each token's outcome.
+    use sqlx::Connection as _;
+    let mut conn = sqlx::PgConnection::connect(&app.database.as_ref().unwrap().url)
+        .await
+        .unwrap();
+    let (payload,): (serde_json::Value,) = sqlx::query_as(
+        "select payload from webhook_outbox where event_type = 'connection.deleted'",
+    )
+    .fetch_one(&mut conn)
+    .await
+    .unwrap();
+    assert_eq!(payload["revocation"], "failed");
+    assert_eq!(
+        payload["revocation_tokens"],
+        serde_json::json!([
+            {"token": "refresh_token", "revoked": false},
+            {"token": "access_token", "revoked": true},
+        ])
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_panicking_refresher_is_counted_and_restarted_while_the_service_keeps_serving() {
+    use growth_engine::app::{AppOptions, Application};
+    let app = spawn_app().await;
+    // A zero interval makes the refresher's ticker panic at once (settings validation is the
+    // config's job; this proves the supervision).
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = format!("http://127.0.0.1:{}", listener.local_addr().unwrap().port());
+    let settings = crate::helpers::settings_from(&[
+        ("DATABASE_URL", app.database.as_ref().unwrap().url.clone()),
+        ("API_KEYS", crate::helpers::API_KEY.into()),
+        ("REFRESHER_ENABLED", "true".into()),
+        (
+            "TOKEN_ENCRYPTION_KEY",
+            growth_engine::vault::Key::generate().to_base64(),
+        ),
+    ]);
+    let panicky = Application::build_with(
+        settings,
+        listener,
+        AppOptions {
+            refresher_interval: Some(Duration::ZERO),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let metrics = panicky.services().metrics.clone();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(panicky.run_until(async move {
+        let _ = rx.await;
+    }));
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let text = metrics.render();
+    let restarts: u64 = text
+        .lines()
+        .find(|l| l.starts_with("growth_engine_background_task_panics_total{task=\"refresher\"}"))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    assert!(restarts >= 2, "restarted more than once: {text}");
+    let health = reqwest::get(format!("{address}/health")).await.unwrap();
+    assert_eq!(health.status(), 200);
+    let _ = tx.send(());
+    server.await.unwrap().unwrap();
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_service_shutting_down_takes_no_new_refresh_and_says_so() {
+    let app = spawn_app().await;
+    connect(&app, "twitter", "closing").await;
+    app.services.connections.stop_taking_leases();
+    let calls = refreshes(&app, "twitter").len();
+    let response = app
+        .post("/api/v1/oauth/refresh/twitter?store_id=closing")
+        .await;
+    assert_eq!(response.status(), 503);
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "shutting_down", "{body}");
+    assert_eq!(refreshes(&app, "twitter").len(), calls, "no platform call");
+    // A token that needs no refresh is still served.
+    let (status, _) = token(&app, "twitter", "closing").await;
+    assert_eq!(status, 200);
+    assert_eq!(status_of(&app, "closing").await["status"], "CONNECTED");
+    app.stop().await;
+}

@@ -8,6 +8,7 @@ mod config;
 mod dashboard;
 mod dashboard_browser;
 mod faults_infra;
+mod faults_refresh;
 mod flow_faults;
 mod flows;
 mod health;

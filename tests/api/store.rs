@@ -212,14 +212,13 @@ contract!(
             .save_connection(&connection("s", "twitter"), None)
             .await
             .unwrap();
-        let now = Utc::now();
-        let until = now + Duration::seconds(30);
+        let lease = std::time::Duration::from_secs(30);
         let a = store
-            .acquire_refresh_lease(saved.id, "a", now, until)
+            .acquire_refresh_lease(saved.id, "a", lease)
             .await
             .unwrap();
         let b = store
-            .acquire_refresh_lease(saved.id, "b", now, until)
+            .acquire_refresh_lease(saved.id, "b", lease)
             .await
             .unwrap();
         assert!(a.is_some());
@@ -234,13 +233,13 @@ contract!(
         assert_eq!(done.sealed_tokens.as_deref(), Some("v1.key.new"));
         // The lease is free again, and an expired lease can be taken over.
         assert!(store
-            .acquire_refresh_lease(saved.id, "b", now, now + Duration::seconds(1))
+            .acquire_refresh_lease(saved.id, "b", std::time::Duration::from_secs(1))
             .await
             .unwrap()
             .is_some());
-        let later = now + Duration::seconds(5);
+        tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
         assert!(store
-            .acquire_refresh_lease(saved.id, "c", later, later + Duration::seconds(30))
+            .acquire_refresh_lease(saved.id, "c", lease)
             .await
             .unwrap()
             .is_some());
@@ -266,7 +265,7 @@ contract!(
             store.save_connection(c, None).await.unwrap();
         }
         store
-            .acquire_refresh_lease(leased.id, "x", now, now + Duration::seconds(30))
+            .acquire_refresh_lease(leased.id, "x", std::time::Duration::from_secs(30))
             .await
             .unwrap();
         let due = store.due_for_refresh(now, 10).await.unwrap();
@@ -446,5 +445,118 @@ contract!(
             1,
             "the recent delivery goes once it is past the cutoff"
         );
+    }
+);
+
+contract!(
+    a_lease_is_timed_by_the_database_clock_whatever_time_the_caller_believes,
+    |store: Arc<dyn Store>| async move {
+        let saved = store
+            .save_connection(&connection("s", "tiktok"), None)
+            .await
+            .unwrap();
+        store
+            .acquire_refresh_lease(saved.id, "a", std::time::Duration::from_secs(30))
+            .await
+            .unwrap()
+            .unwrap();
+        // A replica whose clock runs a day ahead sees the row as due, but cannot take the lease:
+        // the lease's end was set, and is compared, by the database's clock.
+        let skewed = Utc::now() + Duration::days(1);
+        assert_eq!(store.due_for_refresh(skewed, 10).await.unwrap().len(), 1);
+        assert!(store
+            .acquire_refresh_lease(saved.id, "b", std::time::Duration::from_secs(30))
+            .await
+            .unwrap()
+            .is_none());
+    }
+);
+
+contract!(
+    a_delete_bound_to_a_row_spares_a_row_changed_since,
+    |store: Arc<dyn Store>| async move {
+        let read = store
+            .save_connection(&connection("s", "twitter"), None)
+            .await
+            .unwrap();
+        // A reconnect replaces the grant in place (same id, newer version).
+        let mut again = connection("s", "twitter");
+        again.sealed_tokens = Some("v1.key.regranted".into());
+        let newer = store.save_connection(&again, None).await.unwrap();
+        assert_eq!(newer.id, read.id);
+        assert!(store
+            .delete_connection_row(read.id, read.version, Some(&event("connection.deleted")))
+            .await
+            .unwrap()
+            .is_none());
+        let kept = store
+            .get_connection(&read.store_id, &read.platform)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(kept.sealed_tokens.as_deref(), Some("v1.key.regranted"));
+        let deleted = store
+            .delete_connection_row(newer.id, newer.version, Some(&event("connection.deleted")))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(deleted.id, newer.id);
+        assert!(store
+            .get_connection(&read.store_id, &read.platform)
+            .await
+            .unwrap()
+            .is_none());
+    }
+);
+
+contract!(
+    key_ids_are_counted_paged_and_unknown_key_errors_revived,
+    |store: Arc<dyn Store>| async move {
+        for (n, key) in ["k1", "k1", "k1", "k2"].iter().enumerate() {
+            let mut c = connection(&format!("s{n}"), "meta");
+            c.key_id = Some((*key).into());
+            if n == 0 {
+                c.status = ConnectionStatus::Error;
+                c.last_error = Some("unreadable for a legacy reason".into());
+            }
+            if n == 1 {
+                c.status = ConnectionStatus::Error;
+                c.last_error = Some("another reason".into());
+            }
+            store.save_connection(&c, None).await.unwrap();
+        }
+        assert_eq!(
+            store.key_id_counts().await.unwrap(),
+            vec![("k1".to_owned(), 3), ("k2".to_owned(), 1)]
+        );
+        let first = store
+            .connections_sealed_with("k1", Uuid::nil(), 2)
+            .await
+            .unwrap();
+        assert_eq!(first.len(), 2);
+        let rest = store
+            .connections_sealed_with("k1", first[1].id, 2)
+            .await
+            .unwrap();
+        assert_eq!(rest.len(), 1);
+        assert!(first.iter().all(|c| c.id != rest[0].id));
+        let now = Utc::now();
+        let revived = store
+            .revive_errors_sealed_with("k1", "unreadable for a legacy reason", now)
+            .await
+            .unwrap();
+        assert_eq!(revived.len(), 1);
+        assert_eq!(revived[0].status, ConnectionStatus::Connected);
+        assert_eq!(revived[0].last_error, None);
+        assert!(revived[0].next_refresh_at.is_some());
+        let other = store
+            .get_connection(
+                &StoreId::parse("s1").unwrap(),
+                &PlatformId::parse("meta").unwrap(),
+            )
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(other.status, ConnectionStatus::Error, "other errors stay");
     }
 );

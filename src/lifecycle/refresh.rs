@@ -1,0 +1,443 @@
+//! The refresh's I/O, kept thin around the pure pieces (`renewal`, `merge`, `outcome`): take the
+//! lease, apply a pending recovery record, call the platform, write the result, update the cache
+//! and the metrics.
+//!
+//! A refresh runs in its own task, tracked by the lifecycle service: the caller awaits its result,
+//! and a caller that hangs up (an HTTP client timing out, a dropped handler) changes nothing, so a
+//! token set a platform has issued is always written. On shutdown no new lease is taken and the
+//! tasks in flight are awaited (see [`Connections::drain`]). A write the database refuses leaves a
+//! recovery record (`recovery.rs`).
+
+use std::sync::atomic::Ordering;
+use std::time::Duration as StdDuration;
+
+use rand::Rng;
+use uuid::Uuid;
+
+use super::merge::{merge, Sealed};
+use super::outcome::RefreshFailure;
+use super::recovery::RecoveryRecord;
+use super::renewal::{self, Plan};
+use super::{events, Connections, IssuedToken, LEASE};
+use crate::domain::{Connection, ConnectionStatus, TokenSet};
+use crate::platforms::catalog::PlatformSpec;
+use crate::platforms::client::TokenGrant;
+use crate::platforms::error::OAuthError;
+use crate::store::{NewEvent, StoreError};
+
+/// How long a caller waits for another replica's refresh before giving up.
+const WAIT_FOR_OTHER_REFRESH: StdDuration = StdDuration::from_secs(25);
+/// Writes of a refresh's result are retried this many times before a recovery record takes over.
+const WRITE_ATTEMPTS: u64 = 5;
+
+/// What the lease holder found on taking the lease.
+enum Step {
+    /// Done: hand this out.
+    Issue(IssuedToken),
+    /// Call the platform.
+    Refresh(Connection),
+    /// A recovery record was written (lease released): decide again on the new row.
+    Again(Connection),
+}
+
+impl Connections {
+    /// Runs [`Self::refresh_under_lease`] in its own tracked task and awaits it: dropping the
+    /// caller does not stop the refresh.
+    pub(super) async fn refresh_detached(
+        &self,
+        spec: &PlatformSpec,
+        seen: Connection,
+        force: bool,
+    ) -> Result<IssuedToken, OAuthError> {
+        let this = self.clone();
+        let spec_owned = spec.clone();
+        let task = self
+            .inflight
+            .spawn(async move { this.refresh_under_lease(&spec_owned, seen, force).await });
+        task.await.unwrap_or_else(|error| {
+            tracing::error!(platform = %spec.id, %error, "a refresh task failed");
+            Err(OAuthError::PlatformUnavailable {
+                platform: spec.id.clone(),
+                detail: "the refresh did not complete".into(),
+                retry_after: Some(StdDuration::from_secs(5)),
+            })
+        })
+    }
+
+    /// Takes a connection's refresh lease, timed by the database's clock; refuses once shutting
+    /// down, so that the refreshes in flight are the last ones.
+    pub(super) async fn take_lease(
+        &self,
+        id: Uuid,
+        owner: &str,
+    ) -> Result<Option<Connection>, OAuthError> {
+        if self.shutting_down.load(Ordering::SeqCst) {
+            return Err(OAuthError::ShuttingDown);
+        }
+        Ok(self.store.acquire_refresh_lease(id, owner, LEASE).await?)
+    }
+
+    /// Refreshes a connection while holding its lease, or waits for whoever holds it and uses their
+    /// result. `seen` is the row the caller decided on; a newer row means someone else refreshed.
+    async fn refresh_under_lease(
+        &self,
+        spec: &PlatformSpec,
+        mut seen: Connection,
+        force: bool,
+    ) -> Result<IssuedToken, OAuthError> {
+        let owner = format!("{}:{}", self.replica, Uuid::new_v4());
+        let give_up = tokio::time::Instant::now() + WAIT_FOR_OTHER_REFRESH;
+        loop {
+            if let Some(fresh) = self.take_lease(seen.id, &owner).await? {
+                match self.on_lease(spec, &seen, fresh, &owner, force).await? {
+                    Step::Issue(token) => return Ok(token),
+                    Step::Refresh(fresh) => {
+                        return self.refresh_holding_lease(spec, fresh, &owner).await
+                    }
+                    Step::Again(saved) => {
+                        seen = saved;
+                        continue;
+                    }
+                }
+            }
+            // Another caller (here or in another replica) is refreshing: wait for its result.
+            let pause = rand::thread_rng().gen_range(30..80);
+            tokio::time::sleep(StdDuration::from_millis(pause)).await;
+            if let Some(token) = self.their_result(&seen).await? {
+                return Ok(token);
+            }
+            if tokio::time::Instant::now() > give_up {
+                return Err(OAuthError::PlatformUnavailable {
+                    platform: spec.id.clone(),
+                    detail: "a refresh in progress did not finish in time".into(),
+                    retry_after: Some(StdDuration::from_secs(5)),
+                });
+            }
+        }
+    }
+
+    /// Decides, as the new lease holder, whether a platform call is still needed.
+    async fn on_lease(
+        &self,
+        spec: &PlatformSpec,
+        seen: &Connection,
+        fresh: Connection,
+        owner: &str,
+        force: bool,
+    ) -> Result<Step, OAuthError> {
+        if fresh.status != ConnectionStatus::Connected {
+            self.store.release_refresh_lease(fresh.id, owner).await?;
+            self.cache.put(&fresh).await;
+            return Err(OAuthError::NotUsable(fresh.status));
+        }
+        match self.settle_recovery(spec, fresh.clone(), owner).await {
+            Ok(Some(saved)) => return Ok(Step::Again(saved)),
+            Ok(None) => {}
+            Err(error) => {
+                self.store.release_refresh_lease(fresh.id, owner).await?;
+                return Err(error);
+            }
+        }
+        // Someone refreshed between our read and our lease: use their result (a forced refresh is
+        // satisfied by it too), unless it is already due again.
+        let someone_refreshed = fresh.version != seen.version;
+        let tokens = match self.open(&fresh) {
+            Ok(tokens) => tokens,
+            Err(error) => {
+                self.store.release_refresh_lease(fresh.id, owner).await?;
+                return Err(error);
+            }
+        };
+        if self.usable(&fresh, &tokens) && (someone_refreshed || !force) {
+            self.store.release_refresh_lease(fresh.id, owner).await?;
+            self.cache.put(&fresh).await;
+            return Ok(Step::Issue(Self::issue(&fresh, tokens)));
+        }
+        Ok(Step::Refresh(fresh))
+    }
+
+    /// The row another refresher left, if it is usable now.
+    async fn their_result(&self, seen: &Connection) -> Result<Option<IssuedToken>, OAuthError> {
+        let current = self
+            .store
+            .get_connection(&seen.store_id, &seen.platform)
+            .await?
+            .ok_or(OAuthError::NotFound)?;
+        if current.id != seen.id {
+            return Err(OAuthError::NotFound);
+        }
+        if current.version == seen.version {
+            return Ok(None);
+        }
+        if current.status != ConnectionStatus::Connected {
+            return Err(OAuthError::NotUsable(current.status));
+        }
+        let tokens = self.open(&current)?;
+        if !self.usable(&current, &tokens) {
+            return Ok(None);
+        }
+        self.cache.put(&current).await;
+        Ok(Some(Self::issue(&current, tokens)))
+    }
+
+    /// Calls the platform and writes the outcome, as the holder of the connection's lease.
+    pub(crate) async fn refresh_holding_lease(
+        &self,
+        spec: &PlatformSpec,
+        connection: Connection,
+        owner: &str,
+    ) -> Result<IssuedToken, OAuthError> {
+        let old = match self.open(&connection) {
+            Ok(tokens) => tokens,
+            Err(error) => {
+                self.store_failure(spec, connection, &error, owner).await?;
+                return Err(error);
+            }
+        };
+        match self.renew(spec, &old).await {
+            Ok(grant) => {
+                self.store_renewal(spec, connection, old, grant, owner)
+                    .await
+            }
+            Err(error) => {
+                let saved = self.store_failure(spec, connection, &error, owner).await?;
+                // A platform outage does not make a still-valid token useless.
+                match old.expires_at {
+                    Some(at) if at > self.clock.now() => Ok(Self::issue(&saved, old)),
+                    _ => Err(error),
+                }
+            }
+        }
+    }
+
+    /// The platform call the renewal plan asks for.
+    async fn renew(&self, spec: &PlatformSpec, old: &TokenSet) -> Result<TokenGrant, OAuthError> {
+        let now = self.clock.now();
+        match renewal::choose(spec.renewal, old, now) {
+            Plan::RefreshToken(token) => self.client.refresh(spec, token, now).await,
+            Plan::MetaExchange(token) => self.client.meta_exchange(spec, token, now).await,
+            Plan::Impossible(why) => Err(why.into_error(&spec.id)),
+        }
+    }
+
+    /// Writes a renewal's tokens; if the database refuses them, keeps a recovery record and still
+    /// hands the (valid) new token out.
+    async fn store_renewal(
+        &self,
+        spec: &PlatformSpec,
+        connection: Connection,
+        old: TokenSet,
+        grant: TokenGrant,
+        owner: &str,
+    ) -> Result<IssuedToken, OAuthError> {
+        let now = self.clock.now();
+        let tokens = merge(old, grant, spec.renewal);
+        let sealed = self.seal_with_id(&connection, &tokens);
+        let next = renewal::schedule(spec.renewal, self.refresh_window, &tokens, now);
+        let updated = connection.with_tokens(&tokens, sealed.clone(), &spec.scopes, next, now);
+        match self.finish_with_retry(&updated, owner, None).await {
+            Ok(saved) => {
+                self.recovery.forget(saved.id).await;
+                self.cache.put(&saved).await;
+                self.metrics.refresh(spec.id.as_str(), "success");
+                Ok(Self::issue(&saved, tokens))
+            }
+            Err(OAuthError::Store(StoreError::Unavailable(error))) => {
+                tracing::error!(platform = %spec.id, store_id = %updated.store_id, %error, rotates = spec.refresh_rotates, "the database refused a renewed token set: keeping it as a recovery record until it is written");
+                self.recovery
+                    .keep(RecoveryRecord {
+                        connection_id: updated.id,
+                        store_id: updated.store_id.clone(),
+                        platform: updated.platform.clone(),
+                        sealed,
+                        renewed_at: now,
+                        owner: Some(owner.to_owned()),
+                    })
+                    .await;
+                self.metrics.refresh(spec.id.as_str(), "recovery_record");
+                Ok(Self::issue(&updated, tokens))
+            }
+            Err(error) => {
+                tracing::error!(platform = %spec.id, store_id = %updated.store_id, error = %error, rotates = spec.refresh_rotates, "a refreshed token could not be stored (the lease was lost)");
+                Err(error)
+            }
+        }
+    }
+
+    /// Writes a failed refresh: the status, event and next look its classification implies.
+    async fn store_failure(
+        &self,
+        spec: &PlatformSpec,
+        connection: Connection,
+        error: &OAuthError,
+        owner: &str,
+    ) -> Result<Connection, OAuthError> {
+        let now = self.clock.now();
+        let failure = RefreshFailure::classify(error, connection.refresh_failures + 1, now);
+        let reason = failure
+            .own_reason()
+            .unwrap_or_else(|| crate::platforms::error::scrub(&error.to_string()));
+        match &failure {
+            RefreshFailure::KeyUnavailable { key_id, .. } => {
+                tracing::error!(platform = %spec.id, store_id = %connection.store_id, key_id = %key_id, "a connection is sealed with a key this replica does not hold: add it to TOKEN_ENCRYPTION_OLD_KEYS (key rollout); backing off, the connection stays CONNECTED");
+            }
+            RefreshFailure::Unreadable => {
+                tracing::error!(platform = %spec.id, store_id = %connection.store_id, error = %error, "refresh impossible: the stored tokens are unreadable");
+            }
+            _ => {}
+        }
+        let updated = connection.parked(failure.status(), failure.next_refresh_at(), &reason, now);
+        let event = events::event(failure.event_type(), &updated, Some(&reason), now);
+        let saved = self
+            .finish_with_retry(&updated, owner, Some(&event))
+            .await?;
+        self.cache.put(&saved).await;
+        self.metrics.refresh(spec.id.as_str(), failure.metric());
+        tracing::warn!(platform = %spec.id, store_id = %saved.store_id, status = %saved.status, reason = %reason, "refresh failed");
+        if saved.status != ConnectionStatus::Connected {
+            return Err(OAuthError::NotUsable(saved.status));
+        }
+        Ok(saved)
+    }
+
+    /// Writes a connection back, as the lease's holder, with a status, the next time to look at it
+    /// and the reason, and records `connection.refresh_failed`.
+    pub(crate) async fn park(
+        &self,
+        connection: Connection,
+        owner: &str,
+        status: ConnectionStatus,
+        next_refresh_at: Option<chrono::DateTime<chrono::Utc>>,
+        reason: &str,
+    ) -> Result<Connection, OAuthError> {
+        let now = self.clock.now();
+        let updated = connection.parked(status, next_refresh_at, reason, now);
+        let event = events::event("connection.refresh_failed", &updated, Some(reason), now);
+        let saved = self
+            .finish_with_retry(&updated, owner, Some(&event))
+            .await?;
+        self.cache.put(&saved).await;
+        Ok(saved)
+    }
+
+    pub(super) async fn finish_with_retry(
+        &self,
+        connection: &Connection,
+        owner: &str,
+        event: Option<&NewEvent>,
+    ) -> Result<Connection, OAuthError> {
+        let mut attempt = 0;
+        loop {
+            match self.store.finish_refresh(connection, owner, event).await {
+                Ok(saved) => return Ok(saved),
+                Err(StoreError::Unavailable(error)) if attempt < WRITE_ATTEMPTS => {
+                    attempt += 1;
+                    tracing::error!(error = %error, attempt, "could not write a refresh result; retrying");
+                    tokio::time::sleep(StdDuration::from_millis(200 * attempt)).await;
+                }
+                Err(error) => return Err(error.into()),
+            }
+        }
+    }
+
+    /// As the lease holder, writes a pending recovery record of `leased` (which frees the lease);
+    /// `None` when there is none or the row is already newer than it.
+    pub(super) async fn settle_recovery(
+        &self,
+        spec: &PlatformSpec,
+        leased: Connection,
+        owner: &str,
+    ) -> Result<Option<Connection>, OAuthError> {
+        let Some(record) = self.recovery.find(leased.id).await else {
+            return Ok(None);
+        };
+        if leased
+            .last_refreshed_at
+            .is_some_and(|at| at >= record.renewed_at)
+        {
+            self.recovery.forget(leased.id).await;
+            return Ok(None);
+        }
+        let tokens = self.open_sealed(&leased, &record.sealed.text)?;
+        let next = renewal::schedule(
+            spec.renewal,
+            self.refresh_window,
+            &tokens,
+            record.renewed_at,
+        );
+        let row = leased.with_tokens(
+            &tokens,
+            record.sealed,
+            &spec.scopes,
+            next,
+            record.renewed_at,
+        );
+        let saved = self.finish_with_retry(&row, owner, None).await?;
+        tracing::info!(platform = %spec.id, store_id = %saved.store_id, "a recovery record was written");
+        self.recovery.forget(saved.id).await;
+        self.cache.put(&saved).await;
+        Ok(Some(saved))
+    }
+
+    /// Writes the recovery records this process holds, where the database now answers; returns how
+    /// many were written. Run by a background task every second.
+    pub async fn write_pending_recoveries(&self) -> usize {
+        let mut written = 0;
+        for record in self.recovery.pending() {
+            let Some(spec) = self.catalog.get(&record.platform).cloned() else {
+                continue;
+            };
+            let result = async {
+                let Some(row) = self
+                    .store
+                    .get_connection(&record.store_id, &record.platform)
+                    .await?
+                    .filter(|row| row.id == record.connection_id)
+                else {
+                    // The connection is gone (disconnected): nothing left to renew.
+                    self.recovery.forget(record.connection_id).await;
+                    return Ok::<_, OAuthError>(false);
+                };
+                // The lease the failed write held, if it is still ours; else a new one.
+                let owner = record.owner.clone().unwrap_or_default();
+                match self.settle_recovery(&spec, row.clone(), &owner).await {
+                    Ok(Some(_)) => return Ok(true),
+                    Ok(None) => return Ok(false),
+                    Err(OAuthError::Store(StoreError::Conflict)) => {}
+                    Err(error) => return Err(error),
+                }
+                let owner = format!("{}:recovery:{}", self.replica, Uuid::new_v4());
+                let Some(leased) = self.take_lease(row.id, &owner).await? else {
+                    return Ok(false);
+                };
+                let settled = self.settle_recovery(&spec, leased.clone(), &owner).await;
+                if !matches!(settled, Ok(Some(_))) {
+                    let _ = self.store.release_refresh_lease(leased.id, &owner).await;
+                }
+                Ok(settled?.is_some())
+            }
+            .await;
+            match result {
+                Ok(true) => written += 1,
+                Ok(false) => {}
+                Err(error) => {
+                    tracing::warn!(%error, connection_id = %record.connection_id, "a recovery record is still waiting for the database");
+                }
+            }
+        }
+        written
+    }
+
+    fn seal_with_id(&self, connection: &Connection, tokens: &TokenSet) -> Sealed {
+        Sealed {
+            text: self.seal(&connection.store_id, &connection.platform, tokens),
+            key_id: self.keyring.current_key_id().to_owned(),
+        }
+    }
+
+    /// Whether a token may be handed out as it is: not due, or due but cooling down after failures.
+    pub(super) fn usable(&self, connection: &Connection, tokens: &TokenSet) -> bool {
+        !renewal::needs_refresh(self.refresh_window, tokens, self.clock.now())
+            || self.cooling_down(connection, tokens)
+    }
+}
