@@ -3,11 +3,16 @@
 //!
 //! It owns no error bodies: each platform words a [`Denial`] in its own shape.
 
-use axum::http::HeaderMap;
+use axum::body::{to_bytes, Body};
+use axum::extract::Request;
+use axum::http::header::CONTENT_TYPE;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
 
 use super::ApiCaller;
 use crate::exchange::bearer_token;
-use crate::meta::query_param;
+use crate::exchange::reject;
+use crate::meta::{graph_error, query_param};
 use crate::spec::Platform;
 use crate::Simulator;
 
@@ -38,6 +43,36 @@ pub(crate) fn presented_token(
         .filter(|token| !token.is_empty())
         .map(str::to_owned);
     from_query.or_else(|| bearer_token(headers))
+}
+
+/// The largest Graph form body the sandbox reads.
+const FORM_LIMIT: usize = 1 << 20;
+
+/// The parameters of a form-encoded Graph request body, with the request rebuilt around the same
+/// bytes: Graph reads `access_token` and `appsecret_proof` from a POST's form as from its query
+/// (M18), so the gate must see them there too.
+pub(crate) async fn meta_form_params(
+    request: Request,
+) -> Result<(Request, Vec<(String, String)>), Box<Response>> {
+    let is_form = request
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
+    if !is_form {
+        return Ok((request, Vec::new()));
+    }
+    let (parts, body) = request.into_parts();
+    let Ok(bytes) = to_bytes(body, FORM_LIMIT).await else {
+        return reject(graph_error(
+            StatusCode::BAD_REQUEST,
+            100,
+            None,
+            "(#100) The request body could not be read.",
+        ));
+    };
+    let form = serde_urlencoded::from_bytes(&bytes).unwrap_or_default();
+    Ok((Request::from_parts(parts, Body::from(bytes)), form))
 }
 
 impl Simulator {

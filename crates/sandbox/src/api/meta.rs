@@ -28,7 +28,7 @@ use crate::{random_string, Simulator};
 pub(super) fn routes() -> Router<Simulator> {
     let at = |rest: &str| api_path(Platform::Meta, rest);
     Router::new()
-        .route(&at("me"), get(me))
+        .route(&at("me"), get(me_or_page))
         .route(&at("me/accounts"), get(accounts))
         .route(&at("me/adaccounts"), get(ad_accounts))
         .route(&at("{node}"), get(node))
@@ -195,6 +195,24 @@ fn select(object: &Value, fields: Option<&str>, defaults: &[&str]) -> Value {
         }
     }
     Value::Object(out)
+}
+
+/// `GET /me`: the user (the OAuth side's handler) or, for a Page token, the Page itself.
+async fn me_or_page(
+    State(sim): State<Simulator>,
+    Extension(caller): Extension<ApiCaller>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Response {
+    let Some(page) = &caller.page else {
+        return me(State(sim), headers, RawQuery(query)).await;
+    };
+    let pairs = query_pairs(query.as_deref());
+    let object = json!({ "id": page.id(), "name": page.name() });
+    exchange::json(
+        StatusCode::OK,
+        select(&object, query_param(&pairs, "fields"), &["name"]),
+    )
 }
 
 /// `GET /me/adaccounts` (M24): needs `ads_read` or `ads_management`, answered with code 200.

@@ -237,15 +237,25 @@ fn platform_of(path: &str) -> Option<Platform> {
 /// resource (a forced failure, a missing, unknown, expired or revoked token, a wrong
 /// `appsecret_proof`, a throttle), adds the usage headers the platform always sends, and records
 /// the call.
-async fn gate(State(sim): State<Simulator>, mut request: Request, next: Next) -> Response {
+async fn gate(State(sim): State<Simulator>, request: Request, next: Next) -> Response {
     let Some(platform) = platform_of(request.uri().path()) else {
         return next.run(request).await;
     };
     let method = request.method().to_string();
     let path = request.uri().path().to_owned();
-    let query = crate::meta::query_pairs(request.uri().query());
-    let token = bearer::presented_token(platform, request.headers(), &query);
-    let response = match admit(&sim, platform, token.as_deref(), &query) {
+    let mut params = crate::meta::query_pairs(request.uri().query());
+    let mut request = request;
+    if platform == Platform::Meta {
+        match bearer::meta_form_params(request).await {
+            Ok((rebuilt, form)) => {
+                request = rebuilt;
+                params.extend(form);
+            }
+            Err(response) => return *response,
+        }
+    }
+    let token = bearer::presented_token(platform, request.headers(), &params);
+    let response = match admit(&sim, platform, token.as_deref(), &params) {
         Ok(caller) => {
             request.extensions_mut().insert(caller.clone());
             let mut response = next.run(request).await;

@@ -972,3 +972,37 @@ async fn twitter_answers_a_missing_scope_with_403_and_throttles_with_its_headers
     assert_eq!(header(&throttled, "x-rate-limit-reset"), reset.to_string());
     assert!(!header(&throttled, "x-rate-limit-limit").is_empty());
 }
+
+#[tokio::test]
+async fn meta_reads_the_token_and_its_proof_from_a_form_body_and_me_is_the_page_for_a_page_token() {
+    let sandbox = Sandbox::new();
+    let token = full_token(&sandbox, "meta").await;
+    let (page_token, page_id, _) = meta_page(&sandbox, &token).await;
+    let me = sandbox
+        .api("GET", &at("meta", "me"), Some(&page_token), &[], None)
+        .await;
+    assert_eq!(me.status, StatusCode::OK, "{}", me.body);
+    assert_eq!(me.json()["id"], page_id.as_str());
+
+    let feed = at("meta", &format!("{page_id}/feed"));
+    let proof = appsecret_proof(&page_token);
+    let form = params(&[
+        ("message", "From a form"),
+        ("access_token", &page_token),
+        ("appsecret_proof", &proof),
+    ]);
+    let posted = sandbox
+        .request("POST", &feed, None, Some(&form), None)
+        .await;
+    assert_eq!(posted.status, StatusCode::OK, "{}", posted.body);
+    let published = sandbox.sim.published("meta");
+    assert_eq!(published[0].fields, json!({ "message": "From a form" }));
+
+    let wrong = with(form, "appsecret_proof", &appsecret_proof(&token));
+    let refused = sandbox
+        .request("POST", &feed, None, Some(&wrong), None)
+        .await;
+    assert_eq!(refused.status, StatusCode::BAD_REQUEST);
+    assert_eq!(refused.json()["error"]["type"], "GraphMethodException");
+    assert_eq!(sandbox.sim.published("meta").len(), 1);
+}
