@@ -1,12 +1,16 @@
 //! Strict offline simulators of the five platforms' OAuth 2.0 protocols (Meta, TikTok, Google,
-//! Pinterest, X).
+//! Pinterest, X) and of the parts of their APIs the service's clients use.
 //!
 //! This crate owns the simulated authorization servers: a sandbox consent screen per platform, the
 //! token, revocation and user-info endpoints, the codes, grants and tokens they hand out, and the
 //! controls and observations the integration tests use (faults, token lifetimes, revoked grants,
-//! recorded token requests). Each platform's rules follow `/work/shared/providers.md`; every rejection
-//! carries the real platform's status code and error body shape, so a client that passes against the
-//! simulator has handled the platform's quirks rather than a forgiving stand-in.
+//! recorded token requests). It also owns the simulated resource APIs (identity, asset listings,
+//! one publishing call per platform) that accept only the access tokens the simulated
+//! authorization servers issued, with the controls and observations of those calls (throttling,
+//! forced token failures, recorded API requests, published items). Each platform's rules follow
+//! `/work/shared/providers.md` and `/work/shared/platform-apis.md`; every rejection carries the real
+//! platform's status code and error body shape, so a client that passes against the simulator has
+//! handled the platform's quirks rather than a forgiving stand-in.
 //!
 //! It does not own the service's OAuth client (that lives in the core) nor decide where it is mounted:
 //! [`router`] returns routes under `/sandbox/{platform}/...` that the service merges in development and
@@ -20,8 +24,12 @@
 //!
 //! Layout: [`spec`](self) describes each platform as data, `consent` renders and answers the shared
 //! consent screen, `exchange` holds what the token endpoints share (client authentication, PKCE, code
-//! redemption, faults), and one file per platform holds that platform's rules.
+//! redemption, faults), and one file per platform holds that platform's OAuth rules. `api` serves
+//! the platforms' resource APIs under `/sandbox/{platform}/api/...` ([`api_base`]): a shared gate
+//! and bearer check, then one file per platform (`api/meta.rs`, ...) following
+//! `/work/shared/platform-apis.md`.
 
+mod api;
 mod consent;
 mod exchange;
 mod google;
@@ -45,6 +53,8 @@ use rand::distributions::{Alphanumeric, DistString};
 
 use growth_engine_clock::{SharedClock, SystemClock};
 use spec::Platform;
+
+pub use api::{api_base, ApiRateLimit, ApiRequestRecord, PublishedItem};
 
 /// The platforms the sandbox simulates, by the key used in its paths.
 pub const PLATFORMS: [&str; 5] = ["meta", "tiktok", "google", "pinterest", "twitter"];
@@ -138,6 +148,7 @@ pub fn router(sim: Simulator) -> Router {
         .merge(google::routes())
         .merge(pinterest::routes())
         .merge(twitter::routes())
+        .merge(api::routes(sim.clone()))
         .with_state(sim)
 }
 
@@ -723,6 +734,7 @@ struct PlatformState {
     fault: Option<Fault>,
     access_ttl_override: Option<i64>,
     granted_scopes_override: Option<Vec<String>>,
+    api: api::ApiState,
 }
 
 struct IssuedCode {

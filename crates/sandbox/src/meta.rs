@@ -39,6 +39,28 @@ pub(crate) struct PageGrant {
     instagram: Option<(&'static str, &'static str)>,
 }
 
+impl PageGrant {
+    /// The Page's id.
+    pub(crate) fn id(&self) -> &'static str {
+        self.id
+    }
+
+    /// The Page's name.
+    pub(crate) fn name(&self) -> &'static str {
+        self.name
+    }
+
+    /// The Page token Meta hands out for this Page.
+    pub(crate) fn access_token(&self) -> &str {
+        &self.access_token
+    }
+
+    /// The Instagram professional account linked to the Page: its id and username.
+    pub(crate) fn instagram(&self) -> Option<(&'static str, &'static str)> {
+        self.instagram
+    }
+}
+
 /// The simulated account's two Pages, each with a fresh page token.
 pub(crate) fn new_page_grants() -> Vec<PageGrant> {
     vec![
@@ -74,7 +96,12 @@ pub(super) fn routes() -> Router<Simulator> {
 }
 
 /// A Graph API error: `{"error":{"message","type":"OAuthException","code","error_subcode","fbtrace_id"}}`.
-fn graph_error(status: StatusCode, code: u32, subcode: Option<u32>, message: &str) -> Response {
+pub(crate) fn graph_error(
+    status: StatusCode,
+    code: u32,
+    subcode: Option<u32>,
+    message: &str,
+) -> Response {
     let mut error = json!({
         "message": message,
         "type": "OAuthException",
@@ -234,13 +261,13 @@ fn exchange_for_long_lived(sim: &Simulator, client_id: &str, token: Option<&str>
     )
 }
 
-fn query_pairs(query: Option<&str>) -> Vec<(String, String)> {
+pub(crate) fn query_pairs(query: Option<&str>) -> Vec<(String, String)> {
     query
         .and_then(|q| serde_urlencoded::from_str(q).ok())
         .unwrap_or_default()
 }
 
-fn query_param<'a>(pairs: &'a [(String, String)], name: &str) -> Option<&'a str> {
+pub(crate) fn query_param<'a>(pairs: &'a [(String, String)], name: &str) -> Option<&'a str> {
     pairs
         .iter()
         .find(|(key, _)| key == name)
@@ -270,7 +297,7 @@ fn caller(
     }
 }
 
-async fn me(
+pub(crate) async fn me(
     State(sim): State<Simulator>,
     headers: HeaderMap,
     RawQuery(query): RawQuery,
@@ -306,7 +333,7 @@ async fn me(
     exchange::json(StatusCode::OK, Value::Object(user))
 }
 
-async fn accounts(
+pub(crate) async fn accounts(
     State(sim): State<Simulator>,
     headers: HeaderMap,
     RawQuery(query): RawQuery,

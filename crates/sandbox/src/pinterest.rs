@@ -29,7 +29,7 @@ pub(super) fn routes() -> Router<Simulator> {
 }
 
 /// A Pinterest error: `{"code": <int>, "message": "..."}`.
-fn error(status: StatusCode, code: u32, message: &str) -> Response {
+pub(crate) fn error(status: StatusCode, code: u32, message: &str) -> Response {
     exchange::json(status, json!({ "code": code, "message": message }))
 }
 

@@ -21,6 +21,9 @@ use tower::ServiceExt;
 use super::*;
 use growth_engine_clock::ManualClock;
 
+#[cfg(test)]
+mod api;
+
 const API: &str = "http://localhost:8080";
 const VERIFIER: &str = "sandbox-verifier-0123456789abcdefghijklmnopqrstuvwxyz";
 

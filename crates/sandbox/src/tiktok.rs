@@ -50,7 +50,7 @@ fn invalid_client(description: &str) -> Response {
 }
 
 /// An API error: `{"data":{},"error":{"code","message","log_id"}}`.
-fn api_error(status: StatusCode, code: &str, message: &str) -> Response {
+pub(crate) fn api_error(status: StatusCode, code: &str, message: &str) -> Response {
     exchange::json(
         status,
         json!({
@@ -217,7 +217,7 @@ fn user_field(field: &str) -> Option<(&'static str, Value)> {
     Some((scope, value))
 }
 
-async fn user_info(
+pub(crate) async fn user_info(
     State(sim): State<Simulator>,
     headers: HeaderMap,
     RawQuery(query): RawQuery,

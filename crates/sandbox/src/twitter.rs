@@ -49,7 +49,7 @@ fn missing_authorization() -> Response {
 }
 
 /// An API error in problem-JSON form (RFC 7807).
-fn problem(status: StatusCode, title: &str, extra: Option<Value>) -> Response {
+pub(crate) fn problem(status: StatusCode, title: &str, extra: Option<Value>) -> Response {
     let mut body = json!({
         "title": title,
         "type": "about:blank",
@@ -214,7 +214,7 @@ fn user_field(field: &str) -> Option<Option<Value>> {
     Some(Some(value))
 }
 
-async fn users_me(
+pub(crate) async fn users_me(
     State(sim): State<Simulator>,
     headers: HeaderMap,
     RawQuery(query): RawQuery,
