@@ -158,7 +158,9 @@ impl Services {
         };
         let cache = TokenCache::new(redis.clone(), Duration::from_secs(60));
         let metrics = Metrics::new();
-        let client = PlatformClient::new(settings.platform_timeout, metrics.clone())?;
+        let client = PlatformClient::new(settings.platform_timeout, metrics.clone())?
+            // merge: settings.platform_max_response_bytes
+            .with_max_response_bytes(crate::oauth::client::DEFAULT_MAX_RESPONSE_BYTES);
         let catalog = Arc::new(Catalog::from_settings(&settings));
         let connections = Connections::new(
             store.clone(),
@@ -340,14 +342,8 @@ impl Application {
                     .await;
             }));
         }
-        // Connect info gives the rate limiter each client's address.
-        let result = axum::serve(
-            self.listener,
-            self.router
-                .into_make_service_with_connect_info::<std::net::SocketAddr>(),
-        )
-        .with_graceful_shutdown(shutdown)
-        .await;
+        let timeouts = crate::http::ServerTimeouts::default(); // merge: settings.header_read_timeout
+        let result = crate::http::serve(self.listener, self.router, timeouts, shutdown).await;
         let _ = stop_tx.send(true);
         for task in self.background {
             let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
