@@ -224,7 +224,7 @@ impl ApiError {
         Self::internal(
             "request_timeout",
             "The service took too long to answer. Please retry shortly.",
-            format!("request exceeded the {} s request timeout", limit.as_secs()),
+            format!("request exceeded the request timeout ({limit:?})"),
         )
     }
 }
