@@ -207,8 +207,6 @@ impl PlatformClient {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse::<u64>().ok())
             .map(Duration::from_secs);
-        let body = self.read_body(spec, response).await?;
-        let text = String::from_utf8_lossy(&body);
         if status == StatusCode::TOO_MANY_REQUESTS
             || status == StatusCode::REQUEST_TIMEOUT
             || status.is_server_error()
@@ -219,6 +217,10 @@ impl PlatformClient {
                 retry_after,
             });
         }
+        // Read after the status check, so that an unavailable platform's long error page is not
+        // read at all and stays a retryable `PlatformUnavailable`.
+        let body = self.read_body(spec, response).await?;
+        let text = String::from_utf8_lossy(&body);
         let body: Option<Value> = serde_json::from_str(&text).ok();
         if let Some(error) = body.as_ref().and_then(|b| platform_error(spec, status, b)) {
             return Err(error);
