@@ -391,3 +391,44 @@ async fn a_platform_answer_larger_than_the_cap_is_refused() {
     assert_eq!(outcome["connection"], "success", "{outcome:?}");
     app.stop().await;
 }
+
+#[tokio::test]
+async fn shutdown_lets_the_request_in_flight_finish_and_closes_idle_connections() {
+    let router = Router::new().route(
+        "/slow",
+        get(|| async {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            "finished"
+        }),
+    );
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(serve(
+        listener,
+        router,
+        ServerTimeouts::default(),
+        async move {
+            let _ = stopped.await;
+        },
+    ));
+    // An idle connection must not hold the shutdown for the header-read timeout.
+    let _idle = TcpStream::connect(address).await.unwrap();
+    let in_flight = tokio::spawn(reqwest::get(format!("http://{address}/slow")));
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let started = Instant::now();
+    stop.send(()).unwrap();
+    let response = in_flight.await.unwrap().unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.text().await.unwrap(), "finished");
+    tokio::time::timeout(Duration::from_secs(3), server)
+        .await
+        .expect("the server stopped without waiting for the idle connection")
+        .unwrap()
+        .unwrap();
+    assert!(started.elapsed() < Duration::from_secs(3));
+    assert!(
+        TcpStream::connect(address).await.is_err(),
+        "no longer accepting"
+    );
+}
