@@ -192,7 +192,8 @@ impl Services {
             None => FlowStates::in_process(keyring.clone(), clock.clone()),
         };
         let cache = TokenCache::new(redis.clone(), Duration::from_secs(60));
-        let client = PlatformClient::new(settings.platform_timeout, metrics.clone())?;
+        let client = PlatformClient::new(settings.platform_timeout, metrics.clone())?
+            .with_max_response_bytes(settings.platform_max_response_bytes);
         let catalog = Arc::new(catalog(&settings));
         let connections = Connections::new(
             store.clone(),
@@ -411,14 +412,10 @@ impl Application {
             shutdown.await;
             draining.stop_taking_leases();
         };
-        // Connect info gives the rate limiter each client's address.
-        let result = axum::serve(
-            self.listener,
-            self.router
-                .into_make_service_with_connect_info::<std::net::SocketAddr>(),
-        )
-        .with_graceful_shutdown(shutdown)
-        .await;
+        let timeouts = crate::http::ServerTimeouts {
+            header_read: self.services.settings.header_read_timeout,
+        };
+        let result = crate::http::serve(self.listener, self.router, timeouts, shutdown).await;
         let _ = stop_tx.send(true);
         // Refreshes in flight finish and are stored before the process exits (SHUTDOWN_GRACE_SECONDS
         // is at least the platform timeout plus the write).

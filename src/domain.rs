@@ -1,5 +1,16 @@
 //! Domain types shared by every layer: identifiers, connection status, the connection record and the
 //! secret token set. Parsed once at the edge, trusted everywhere else.
+//!
+//! # Identifiers
+//! Every identifier a client sends is checked before anything is keyed on it (a rate-limit table,
+//! a cache entry, a query):
+//! - `store_id` and `user_id` ([`StoreId`], [`UserId`]): 1 to [`ID_MAX_LEN`] (128) characters,
+//!   each an ASCII letter or digit or one of `.` `_` `:` `@` `-` (`^[A-Za-z0-9._:@-]{1,128}$`);
+//! - `platform` ([`PlatformId`]): 1 to [`PLATFORM_MAX_LEN`] (32) ASCII letters, digits or `_`,
+//!   lower-cased (`^[a-z0-9_]{1,32}$` after lower-casing).
+//!
+//! Anything else is refused with [`InvalidId`], which names the field; the edge answers it with a
+//! 400 (after the API key was checked: an unauthenticated request gets its 401 first).
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -12,13 +23,23 @@ use uuid::Uuid;
 
 /// Why an identifier was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{field} must be 1 to {max} characters of letters, digits, '-', '_', '.', ':' or '@'")]
+#[error("{field} must be 1 to {max} characters of {allowed}")]
 pub struct InvalidId {
     /// The name of the field that was refused.
     pub field: &'static str,
     /// The maximum length.
     pub max: usize,
+    /// The characters allowed, in words.
+    pub allowed: &'static str,
 }
+
+const ID_CHARACTERS: &str = "letters, digits, '-', '_', '.', ':' or '@'";
+const PLATFORM_CHARACTERS: &str = "letters, digits or '_'";
+
+/// The longest `store_id` or `user_id`, in characters (all ASCII, so also in bytes).
+pub const ID_MAX_LEN: usize = 128;
+/// The longest platform slug.
+pub const PLATFORM_MAX_LEN: usize = 32;
 
 fn valid_id_chars(value: &str, max: usize) -> bool {
     !value.is_empty()
@@ -29,7 +50,7 @@ fn valid_id_chars(value: &str, max: usize) -> bool {
 }
 
 macro_rules! id_newtype {
-    ($(#[$doc:meta])* $name:ident, $field:literal, $max:literal) => {
+    ($(#[$doc:meta])* $name:ident, $field:literal, $max:expr) => {
         $(#[$doc])*
         #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
         #[serde(try_from = "String", into = "String")]
@@ -42,7 +63,7 @@ macro_rules! id_newtype {
                 if valid_id_chars(&value, $max) {
                     Ok(Self(value))
                 } else {
-                    Err(InvalidId { field: $field, max: $max })
+                    Err(InvalidId { field: $field, max: $max, allowed: ID_CHARACTERS })
                 }
             }
 
@@ -74,12 +95,14 @@ macro_rules! id_newtype {
 }
 
 id_newtype!(
-    /// The merchant's store, as the commerce platform names it.
-    StoreId, "store_id", 128
+    /// The merchant's store, as the commerce platform names it: 1 to [`ID_MAX_LEN`] characters of
+    /// `[A-Za-z0-9._:@-]`.
+    StoreId, "store_id", ID_MAX_LEN
 );
 id_newtype!(
-    /// The user (merchant staff member) who started a flow.
-    UserId, "user_id", 128
+    /// The user (merchant staff member) who started a flow: 1 to [`ID_MAX_LEN`] characters of
+    /// `[A-Za-z0-9._:@-]`.
+    UserId, "user_id", ID_MAX_LEN
 );
 
 /// A platform's slug: one of the five built-in platforms (`meta`, `tiktok`, `google`, `pinterest`,
@@ -91,19 +114,24 @@ pub struct PlatformId(String);
 impl PlatformId {
     /// Parses a slug: 1 to 32 lower-case letters, digits or '_' (lower-cased first).
     pub fn parse(value: &str) -> Result<Self, InvalidId> {
+        let invalid = InvalidId {
+            field: "platform",
+            max: PLATFORM_MAX_LEN,
+            allowed: PLATFORM_CHARACTERS,
+        };
+        // The length first, so that a long slug is refused before it is copied.
+        if value.len() > PLATFORM_MAX_LEN {
+            return Err(invalid);
+        }
         let value = value.to_ascii_lowercase();
         if !value.is_empty()
-            && value.len() <= 32
             && value
                 .chars()
                 .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
         {
             Ok(Self(value))
         } else {
-            Err(InvalidId {
-                field: "platform",
-                max: 32,
-            })
+            Err(invalid)
         }
     }
 
@@ -363,6 +391,11 @@ mod tests {
     fn ids_refuse_empty_long_and_odd_characters() {
         assert!(StoreId::parse("").is_err());
         assert!(StoreId::parse("a".repeat(129)).is_err());
+        assert!(StoreId::parse("a".repeat(ID_MAX_LEN)).is_ok());
+        assert!(UserId::parse("user@example.com:eu-1_a").is_ok());
+        assert!(UserId::parse("é").is_err());
+        assert!(PlatformId::parse(&"a".repeat(PLATFORM_MAX_LEN + 1)).is_err());
+        assert!(PlatformId::parse(&"a".repeat(PLATFORM_MAX_LEN)).is_ok());
         assert!(StoreId::parse("store 1").is_err());
         assert!(StoreId::parse("store<script>").is_err());
         assert!(StoreId::parse("store_42-eu.1").is_ok());

@@ -11,6 +11,7 @@ use axum::Json;
 use serde::Serialize;
 use utoipa::ToSchema;
 
+use crate::domain::PlatformId;
 use crate::oauth::OAuthError;
 
 /// The error body.
@@ -96,11 +97,16 @@ impl From<OAuthError> for ApiError {
     fn from(error: OAuthError) -> Self {
         let code = error.reason();
         match &error {
-            OAuthError::UnknownPlatform(slug) => Self::new(
-                StatusCode::NOT_FOUND,
-                code,
-                format!("Unknown platform {slug:?}."),
-            ),
+            // A slug that could not name any platform is malformed input, not an unknown
+            // platform; the answer names the parameter and does not echo it (it can be 64 KB).
+            OAuthError::UnknownPlatform(slug) => match PlatformId::parse(slug) {
+                Err(invalid) => Self::bad_request("invalid_path", invalid.to_string()),
+                Ok(_) => Self::new(
+                    StatusCode::NOT_FOUND,
+                    code,
+                    format!("Unknown platform {slug:?}."),
+                ),
+            },
             OAuthError::NotConfigured(platform) => Self::new(
                 StatusCode::CONFLICT,
                 code,
@@ -213,6 +219,17 @@ impl ApiError {
             StatusCode::TOO_MANY_REQUESTS,
             "rate_limited",
             format!("Too many requests from this client. Retry in {retry_after_seconds} s."),
+        )
+    }
+
+    /// 503 for a request that ran longer than `HTTP_REQUEST_TIMEOUT_SECONDS`. A 5xx, since the
+    /// time went on our side (a slow client is cut by the header-read timeout before it gets here,
+    /// and bodies are small); the cause is logged.
+    pub fn request_timeout(limit: std::time::Duration) -> Self {
+        Self::internal(
+            "request_timeout",
+            "The service took too long to answer. Please retry shortly.",
+            format!("request exceeded the request timeout ({limit:?})"),
         )
     }
 }

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use axum::extract::{FromRef, FromRequestParts};
 use axum::http::request::Parts;
+use axum::http::HeaderMap;
 use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
@@ -42,6 +43,12 @@ impl ApiKeys {
         ))
     }
 
+    /// Whether the request's `Authorization: Bearer` header carries an accepted key. The rate
+    /// limiter asks this before it keys anything on the request's parameters.
+    pub fn authenticates(&self, headers: &HeaderMap) -> bool {
+        presented_key(headers).is_some_and(|key| self.accepts(key))
+    }
+
     fn accepts(&self, presented: &str) -> bool {
         let digest: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
         // Check every key, not stopping at the first match, so timing says nothing about which.
@@ -65,21 +72,22 @@ where
     // Instrumented with skip_all so that the Authorization header can never reach a span.
     #[tracing::instrument(skip_all, level = "trace")]
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        let keys = ApiKeys::from_ref(state);
-        let presented = parts
-            .headers
-            .get(axum::http::header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| {
-                v.strip_prefix("Bearer ")
-                    .or_else(|| v.strip_prefix("bearer "))
-            })
-            .map(str::trim)
-            .ok_or_else(ApiError::unauthorized)?;
-        if keys.accepts(presented) {
+        if ApiKeys::from_ref(state).authenticates(&parts.headers) {
             Ok(ApiCaller)
         } else {
             Err(ApiError::unauthorized())
         }
     }
+}
+
+/// The key in `Authorization: Bearer <key>`, if the header has that shape.
+fn presented_key(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
+        .map(str::trim)
 }

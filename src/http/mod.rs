@@ -1,7 +1,7 @@
 //! The HTTP edge: routes, extractors, the one error-to-HTTP mapping, and the middleware every response
 //! passes through (request id, tracing without secrets, 5xx cause logging, body limits, and the
-//! [`perimeter`]: security headers, CORS, rate limits). [`dashboard`] is the merchant's
-//! connections page.
+//! [`perimeter`]: security headers, CORS, rate limits, the request timeout), and the server loop
+//! ([`serve()`], with the header-read timeout). [`dashboard`] is the merchant's connections page.
 
 pub mod dashboard;
 pub mod error;
@@ -11,7 +11,10 @@ pub mod metrics;
 pub mod oauth;
 pub mod openapi;
 pub mod perimeter;
+pub mod serve;
 pub mod views;
+
+pub use serve::{serve, ServerTimeouts};
 
 use std::sync::Arc;
 
@@ -133,6 +136,7 @@ pub fn router(state: AppState, extra: Router) -> Router {
         tracing::info_span!("request", method = %request.method(), path = %request.uri().path(), request_id = %request_id)
     });
     let perimeter = state.perimeter.clone();
+    let limit = perimeter::FlowRateLimit::new(&perimeter, state.api_keys.clone());
     let router = Router::new()
         .merge(health::router())
         .merge(oauth::router())
@@ -142,8 +146,13 @@ pub fn router(state: AppState, extra: Router) -> Router {
         .with_state(state)
         .merge(extra)
         .layer(axum::middleware::from_fn_with_state(
-            perimeter::FlowRateLimit::new(&perimeter),
+            limit,
             perimeter::rate_limit,
+        ))
+        // Inside the 5xx logging, so that a timed-out request's cause is logged.
+        .layer(axum::middleware::from_fn_with_state(
+            perimeter::RequestTimeout(perimeter.request_timeout),
+            perimeter::request_timeout,
         ))
         .layer(axum::middleware::from_fn(log_server_errors))
         .layer(tower_http::limit::RequestBodyLimitLayer::new(64 * 1024))

@@ -1,12 +1,18 @@
 //! The security perimeter around every route: security headers (Content-Security-Policy with the
-//! embedding origins, HSTS in production), CORS for `ALLOWED_ORIGINS` only, and per-client rate
-//! limits on the flow's entry points.
+//! embedding origins, HSTS in production), CORS for `ALLOWED_ORIGINS` only, per-client rate limits
+//! on the flow's entry points (in tables of bounded size, keyed only on authenticated callers and
+//! validated ids), and the per-request timeout.
 //!
-//! It does not authenticate anyone (extractors do) nor log (the trace layer does).
+//! It does not authenticate anyone (extractors do; the rate limiter only asks [`ApiKeys`] before
+//! counting a store) nor log requests (the trace layer does). Connection-level limits (the
+//! header-read timeout) are the server's, in [`super::serve`].
 
-use std::net::{IpAddr, SocketAddr};
+use std::hash::Hash;
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::header::{CONTENT_SECURITY_POLICY, RETRY_AFTER, STRICT_TRANSPORT_SECURITY};
@@ -14,11 +20,16 @@ use axum::http::{HeaderName, HeaderValue, Method};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use governor::clock::{Clock, DefaultClock};
-use governor::{DefaultKeyedRateLimiter, Quota};
+use governor::nanos::Nanos;
+use governor::state::keyed::{DashMapStateStore, ShrinkableKeyedStateStore};
+use governor::state::StateStore;
+use governor::{Quota, RateLimiter};
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
 use super::error::ApiError;
+use super::extract::ApiKeys;
 use crate::config::Settings;
+use crate::domain::StoreId;
 
 /// The perimeter's settings.
 #[derive(Debug, Clone)]
@@ -31,6 +42,8 @@ pub struct Perimeter {
     pub rate_limit_per_minute: u32,
     /// `TRUST_PROXY`.
     pub trust_proxy: bool,
+    /// `HTTP_REQUEST_TIMEOUT_SECONDS`: the longest a request may take.
+    pub request_timeout: Duration,
 }
 
 impl Perimeter {
@@ -41,6 +54,7 @@ impl Perimeter {
             allowed_origins: settings.allowed_origins.clone(),
             rate_limit_per_minute: settings.rate_limit_per_minute,
             trust_proxy: settings.trust_proxy,
+            request_timeout: settings.request_timeout,
         }
     }
 
@@ -142,25 +156,139 @@ pub async fn security_headers(
     response
 }
 
-/// Who a limit counts against: a browser by its address; the API's connect, called server to server
-/// by the platform's dashboard for every merchant, by the store it starts a flow for (keying it by
-/// address would make all merchants share one allowance).
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-enum ClientKey {
-    Address(IpAddr),
-    Store(String),
+/// A table of per-key rate-limit states with a hard cap on its size.
+///
+/// Governor's keyed limiter never forgets a key by itself, so a table keyed on anything a client
+/// chooses grows without bound. This one cannot:
+/// - every [`SWEEP_EVERY`], the next request drops the keys whose allowance has fully come back
+///   (`retain_recent`: such a key's state is the same as a fresh one's, so nothing is lost) and
+///   gives the memory back (`shrink_to_fit`);
+/// - a key that is not in the table is only added below the cap. At the cap, one sweep runs (at
+///   most once per [`FULL_SWEEP_EVERY`], so a flood cannot make every request walk the table) and
+///   if the table is still full the new key is refused with a 429, while keys already in it carry
+///   on. A flood therefore costs new clients at most the time their predecessors' allowances take
+///   to come back (one interval of the quota per request they made), and never memory.
+///
+/// Evicting instead (dropping the oldest, or everything) was rejected: it gives every client a
+/// fresh allowance whenever the table is flooded, which is exactly when the limit matters.
+///
+/// Concurrent requests can overshoot the cap by at most the number of requests in flight, since
+/// the check and the insert are not one step.
+struct BoundedLimiter<K: Hash + Eq + Clone> {
+    limiter: RateLimiter<K, SharedTable<K>, DefaultClock>,
+    table: Arc<DashMapStateStore<K>>,
+    capacity: usize,
+    /// Milliseconds since `epoch` of the last sweep.
+    last_sweep: AtomicU64,
+    epoch: Instant,
 }
 
-impl std::fmt::Display for ClientKey {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Self::Address(ip) => write!(f, "{ip}"),
-            Self::Store(store) => write!(f, "store {store}"),
+/// How often the table is swept of keys whose allowance came back.
+const SWEEP_EVERY: Duration = Duration::from_secs(10);
+/// How often a full table may be swept to make room for a new key.
+const FULL_SWEEP_EVERY: Duration = Duration::from_secs(1);
+/// What a refused new key is told to wait.
+const FULL_RETRY_AFTER_SECONDS: u64 = 1;
+
+impl<K: Hash + Eq + Clone> BoundedLimiter<K> {
+    fn new(quota: Quota, capacity: usize) -> Self {
+        let table = Arc::new(DashMapStateStore::<K>::default());
+        Self {
+            limiter: RateLimiter::new(quota, SharedTable(table.clone()), DefaultClock::default()),
+            table,
+            capacity,
+            last_sweep: AtomicU64::new(0),
+            epoch: Instant::now(),
         }
+    }
+
+    /// `Err(seconds to wait)` when the key is over its limit, or new while the table is full.
+    fn check(&self, key: &K) -> Result<(), u64> {
+        self.sweep_if_older_than(SWEEP_EVERY);
+        if !self.table.contains_key(key) && self.table.len() >= self.capacity {
+            if self.sweep_if_older_than(FULL_SWEEP_EVERY) {
+                tracing::debug!(len = self.table.len(), "swept a full rate-limit table");
+            }
+            if self.table.len() >= self.capacity {
+                return Err(FULL_RETRY_AFTER_SECONDS);
+            }
+        }
+        self.limiter.check_key(key).map_err(|not_until| {
+            let wait = not_until.wait_time_from(DefaultClock::default().now());
+            wait.as_secs() + u64::from(wait.subsec_nanos() > 0)
+        })
+    }
+
+    /// Sweeps when the last sweep is older than `age`; only one caller wins the race. Whether it
+    /// swept.
+    fn sweep_if_older_than(&self, age: Duration) -> bool {
+        let now = u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let last = self.last_sweep.load(Ordering::Relaxed);
+        let due = now.saturating_sub(last) >= u64::try_from(age.as_millis()).unwrap_or(u64::MAX);
+        if !due
+            || self
+                .last_sweep
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_err()
+        {
+            return false;
+        }
+        self.limiter.retain_recent();
+        self.limiter.shrink_to_fit();
+        true
+    }
+
+    fn len(&self) -> usize {
+        self.table.len()
     }
 }
 
+/// Governor's DashMap state store behind an `Arc`, so that [`BoundedLimiter`] can ask whether a
+/// key is present (governor's limiter does not expose its store).
+struct SharedTable<K: Hash + Eq + Clone>(Arc<DashMapStateStore<K>>);
+
+impl<K: Hash + Eq + Clone> StateStore for SharedTable<K> {
+    type Key = K;
+
+    fn measure_and_replace<T, F, E>(&self, key: &K, f: F) -> Result<T, E>
+    where
+        F: Fn(Option<Nanos>) -> Result<(T, Nanos), E>,
+    {
+        self.0.measure_and_replace(key, f)
+    }
+}
+
+impl<K: Hash + Eq + Clone> ShrinkableKeyedStateStore<K> for SharedTable<K> {
+    fn retain_recent(&self, drop_below: Nanos) {
+        ShrinkableKeyedStateStore::retain_recent(self.0.as_ref(), drop_below);
+    }
+
+    fn shrink_to_fit(&self) {
+        ShrinkableKeyedStateStore::shrink_to_fit(self.0.as_ref());
+    }
+
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+/// How many keys each rate-limit table holds at most: about 1 MB for addresses, 3 MB for stores.
+pub const TRACKED_CLIENTS: usize = 10_000;
+
 /// Per-client limits on the routes that start or finish flows.
+///
+/// Two tables, so that one kind of traffic cannot crowd out the other:
+/// - the API's connect, called server to server by the platform's dashboard for every merchant, is
+///   counted per store (keying it by address would make all merchants share one allowance). Only
+///   a caller that presented a valid API key, with a valid `store_id`, is counted: anyone else is
+///   answered 401 or 400 by the handler without touching the table, so a stranger can neither
+///   grow it nor spend a real store's allowance;
+/// - the browser's routes are counted per client address (an IPv6 client per /64, the block one
+///   subscriber usually holds, so that one host cannot take 2^64 entries).
 ///
 /// The limiter lives in this process, so each replica limits on its own: N replicas let a client
 /// through at most N times the rate. That is acceptable because its purpose is to protect the
@@ -168,88 +296,130 @@ impl std::fmt::Display for ClientKey {
 /// by all replicas would need a round trip to Redis on every request.
 #[derive(Clone)]
 pub struct FlowRateLimit {
-    limiter: Arc<DefaultKeyedRateLimiter<ClientKey>>,
+    stores: Arc<BoundedLimiter<StoreId>>,
+    addresses: Arc<BoundedLimiter<IpAddr>>,
+    api_keys: ApiKeys,
     trust_proxy: bool,
 }
 
 impl std::fmt::Debug for FlowRateLimit {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("FlowRateLimit")
+            .field("stores", &self.stores.len())
+            .field("addresses", &self.addresses.len())
             .field("trust_proxy", &self.trust_proxy)
             .finish_non_exhaustive()
     }
 }
 
-/// How many client addresses the limiter tracks before it forgets the idle ones.
-const TRACKED_CLIENTS: usize = 10_000;
+/// Who a request counts against.
+#[derive(Debug)]
+enum ClientKey {
+    Address(IpAddr),
+    Store(StoreId),
+}
 
 impl FlowRateLimit {
-    /// `per_minute` requests per client IP per minute, in bursts of up to `per_minute`.
-    pub fn new(perimeter: &Perimeter) -> Self {
+    /// `per_minute` requests per client per minute, in bursts of up to `per_minute`, with tables
+    /// of at most [`TRACKED_CLIENTS`] keys.
+    pub fn new(perimeter: &Perimeter, api_keys: ApiKeys) -> Self {
+        Self::with_capacity(perimeter, api_keys, TRACKED_CLIENTS)
+    }
+
+    /// The same with tables of at most `capacity` keys each.
+    pub fn with_capacity(perimeter: &Perimeter, api_keys: ApiKeys, capacity: usize) -> Self {
         let per_minute =
             NonZeroU32::new(perimeter.rate_limit_per_minute).unwrap_or(NonZeroU32::MIN);
+        let quota = Quota::per_minute(per_minute);
         Self {
-            limiter: Arc::new(DefaultKeyedRateLimiter::keyed(Quota::per_minute(
-                per_minute,
-            ))),
+            stores: Arc::new(BoundedLimiter::new(quota, capacity)),
+            addresses: Arc::new(BoundedLimiter::new(quota, capacity)),
+            api_keys,
             trust_proxy: perimeter.trust_proxy,
         }
     }
 
+    /// How many stores and how many client addresses the tables hold now.
+    pub fn len(&self) -> (usize, usize) {
+        (self.stores.len(), self.addresses.len())
+    }
+
+    /// Whether both tables are empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == (0, 0)
+    }
+
     /// Whether a path is limited: the API's connect, the first hop, the callback, the page's connect.
     pub fn applies_to(path: &str) -> bool {
-        path.starts_with("/api/v1/oauth/connect/")
+        path.starts_with(API_CONNECT)
             || path == "/api/v1/oauth/authorize"
             || path == "/dashboard/authorize"
             || path.starts_with("/api/v1/oauth/callback/")
             || path.starts_with("/dashboard/api/connect/")
     }
 
+    /// What the request counts against; `None` when it is not counted.
     fn client(&self, request: &Request) -> Option<ClientKey> {
-        if request.uri().path().starts_with("/api/v1/oauth/connect/") {
-            let store = request.uri().query().and_then(|query| {
-                url::form_urlencoded::parse(query.as_bytes())
-                    .find(|(name, _)| name == "store_id")
-                    .map(|(_, value)| value.into_owned())
-            });
-            if let Some(store) = store {
-                return Some(ClientKey::Store(store));
+        if request.uri().path().starts_with(API_CONNECT) {
+            // Authenticate first, and validate the id before it keys anything.
+            if !self.api_keys.authenticates(request.headers()) {
+                return None;
             }
+            let query = request.uri().query()?;
+            let store = url::form_urlencoded::parse(query.as_bytes())
+                .find(|(name, _)| name == "store_id")
+                .and_then(|(_, value)| StoreId::parse(value).ok())?;
+            return Some(ClientKey::Store(store));
         }
         self.address(request).map(ClientKey::Address)
     }
 
     fn address(&self, request: &Request) -> Option<IpAddr> {
-        if self.trust_proxy {
+        let address = if self.trust_proxy {
             // The last entry is the one our proxy appended: the address it saw. Earlier entries
             // come from the client and can be forged.
-            let forwarded = request
+            request
                 .headers()
                 .get_all("x-forwarded-for")
                 .iter()
                 .filter_map(|v| v.to_str().ok())
                 .flat_map(|v| v.split(','))
                 .filter_map(|v| v.trim().parse::<IpAddr>().ok())
-                .next_back();
-            if forwarded.is_some() {
-                return forwarded;
-            }
-        }
-        request
-            .extensions()
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|info| info.0.ip())
+                .next_back()
+        } else {
+            None
+        };
+        address
+            .or_else(|| {
+                request
+                    .extensions()
+                    .get::<ConnectInfo<SocketAddr>>()
+                    .map(|info| info.0.ip())
+            })
+            .map(subscriber)
     }
 
     /// `Err(seconds to wait)` when the client is over its limit.
     fn check(&self, client: &ClientKey) -> Result<(), u64> {
-        if self.limiter.len() > TRACKED_CLIENTS {
-            self.limiter.retain_recent();
+        match client {
+            ClientKey::Store(store) => self.stores.check(store),
+            ClientKey::Address(address) => self.addresses.check(address),
         }
-        self.limiter.check_key(client).map_err(|not_until| {
-            let wait = not_until.wait_time_from(DefaultClock::default().now());
-            wait.as_secs() + u64::from(wait.subsec_nanos() > 0)
-        })
+    }
+}
+
+const API_CONNECT: &str = "/api/v1/oauth/connect/";
+
+/// The address a client is counted by: IPv4 as is (IPv4-mapped IPv6 too), IPv6 by its /64.
+fn subscriber(address: IpAddr) -> IpAddr {
+    match address {
+        IpAddr::V4(_) => address,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6(Ipv6Addr::from(
+                u128::from(v6) & 0xffff_ffff_ffff_ffff_0000_0000_0000_0000,
+            )),
+        },
     }
 }
 
@@ -264,7 +434,8 @@ pub async fn rate_limit(
         // on; limiting everyone together would let one client lock out all others.
         if let Some(client) = limit.client(&request) {
             if let Err(seconds) = limit.check(&client) {
-                tracing::warn!(%client, retry_after = seconds, "rate limit exceeded");
+                // The store id is validated and the address is an address: both are safe to log.
+                tracing::warn!(?client, retry_after = seconds, "rate limit exceeded");
                 let mut response = ApiError::rate_limited(seconds).into_response();
                 if let Ok(value) = HeaderValue::from_str(&seconds.max(1).to_string()) {
                     response.headers_mut().insert(RETRY_AFTER, value);
@@ -274,4 +445,81 @@ pub async fn rate_limit(
         }
     }
     next.run(request).await
+}
+
+/// Ends a request that takes longer than `limit` with a JSON 503 `request_timeout`.
+///
+/// tower-http's `TimeoutLayer` was not used: it answers with an empty body, and every error here
+/// is JSON from the one mapping in `error.rs`. A response that has started streaming is not cut.
+pub async fn request_timeout(
+    State(limit): State<RequestTimeout>,
+    request: Request,
+    next: Next,
+) -> Response {
+    match tokio::time::timeout(limit.0, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => ApiError::request_timeout(limit.0).into_response(),
+    }
+}
+
+/// The longest a request may take, `HTTP_REQUEST_TIMEOUT_SECONDS`.
+#[derive(Debug, Clone, Copy)]
+pub struct RequestTimeout(pub Duration);
+
+/// The request timeout when none is configured.
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_table_refuses_new_keys_and_keeps_serving_known_ones() {
+        let limiter =
+            BoundedLimiter::new(Quota::per_minute(NonZeroU32::MIN.saturating_add(9)), 100);
+        for key in 0..100u32 {
+            assert_eq!(limiter.check(&key), Ok(()), "key {key}");
+        }
+        for key in 100..1_000u32 {
+            assert_eq!(
+                limiter.check(&key),
+                Err(FULL_RETRY_AFTER_SECONDS),
+                "key {key}"
+            );
+        }
+        assert_eq!(limiter.len(), 100);
+        assert_eq!(limiter.check(&7), Ok(()), "a known key keeps its allowance");
+    }
+
+    #[test]
+    fn a_sweep_makes_room_once_allowances_have_come_back() {
+        // One cell per millisecond: every allowance is whole again a few milliseconds after use.
+        let per_second = NonZeroU32::new(1_000).unwrap_or(NonZeroU32::MIN);
+        let limiter = BoundedLimiter::new(Quota::per_second(per_second), 10);
+        for key in 0..10u32 {
+            assert_eq!(limiter.check(&key), Ok(()));
+        }
+        // The first sweep is due FULL_SWEEP_EVERY after the table was made.
+        std::thread::sleep(FULL_SWEEP_EVERY + Duration::from_millis(50));
+        assert_eq!(limiter.check(&10), Ok(()), "the sweep freed the table");
+        assert_eq!(limiter.len(), 1);
+    }
+
+    #[test]
+    fn ipv6_clients_count_per_64_and_mapped_ipv4_as_ipv4() {
+        let parse = |s: &str| {
+            s.parse::<IpAddr>()
+                .unwrap_or(IpAddr::V4([0, 0, 0, 0].into()))
+        };
+        assert_eq!(
+            subscriber(parse("2001:db8:1:2:aaaa:bbbb:cccc:dddd")),
+            subscriber(parse("2001:db8:1:2::1"))
+        );
+        assert_ne!(
+            subscriber(parse("2001:db8:1:2::1")),
+            subscriber(parse("2001:db8:1:3::1"))
+        );
+        assert_eq!(subscriber(parse("::ffff:192.0.2.7")), parse("192.0.2.7"));
+        assert_eq!(subscriber(parse("192.0.2.7")), parse("192.0.2.7"));
+    }
 }

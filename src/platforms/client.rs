@@ -78,7 +78,12 @@ pub struct RevocationReport {
 pub struct PlatformClient {
     http: reqwest::Client,
     metrics: Metrics,
+    max_response_bytes: usize,
 }
+
+/// The largest platform answer read when none is configured: token and account answers are a
+/// few kilobytes, Meta's with pages a few hundred at most.
+pub const DEFAULT_MAX_RESPONSE_BYTES: usize = 1024 * 1024;
 
 impl PlatformClient {
     /// A client with the given per-call timeout that never follows redirects.
@@ -89,7 +94,17 @@ impl PlatformClient {
             .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("growth-engine/", env!("CARGO_PKG_VERSION")))
             .build()?;
-        Ok(Self { http, metrics })
+        Ok(Self {
+            http,
+            metrics,
+            max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
+        })
+    }
+
+    /// Refuses platform answers longer than `bytes` (`PLATFORM_MAX_RESPONSE_BYTES`).
+    pub fn with_max_response_bytes(mut self, bytes: usize) -> Self {
+        self.max_response_bytes = bytes;
+        self
     }
 
     /// Exchanges an authorization code for tokens (RFC 6749 §4.1.3).
@@ -198,10 +213,6 @@ impl PlatformClient {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse::<u64>().ok())
             .map(Duration::from_secs);
-        let text = response
-            .text()
-            .await
-            .map_err(|e| transport_error(spec, &e))?;
         if status == StatusCode::TOO_MANY_REQUESTS
             || status == StatusCode::REQUEST_TIMEOUT
             || status.is_server_error()
@@ -212,6 +223,10 @@ impl PlatformClient {
                 retry_after,
             });
         }
+        // Read after the status check, so that an unavailable platform's long error page is not
+        // read at all and stays a retryable `PlatformUnavailable`.
+        let body = self.read_body(spec, response).await?;
+        let text = String::from_utf8_lossy(&body);
         let body: Option<Value> = serde_json::from_str(&text).ok();
         if let Some(error) = body.as_ref().and_then(|b| platform_error(spec, status, b)) {
             return Err(error);
@@ -231,6 +246,40 @@ impl PlatformClient {
                 detail: format!("HTTP {} with a body that is not JSON", status.as_u16()),
             }),
         }
+    }
+
+    /// Reads a body chunk by chunk, refusing it as a bad answer once it passes
+    /// `max_response_bytes`: a platform (or whatever answers at its URL) cannot make us buffer an
+    /// unbounded body.
+    async fn read_body(
+        &self,
+        spec: &PlatformSpec,
+        mut response: reqwest::Response,
+    ) -> Result<Vec<u8>, OAuthError> {
+        let limit = self.max_response_bytes;
+        let status = response.status().as_u16();
+        let too_large = || OAuthError::BadResponse {
+            platform: spec.id.clone(),
+            detail: format!("HTTP {status} with a body larger than {limit} bytes"),
+        };
+        if response
+            .content_length()
+            .is_some_and(|length| length > u64::try_from(limit).unwrap_or(u64::MAX))
+        {
+            return Err(too_large());
+        }
+        let mut body = Vec::new();
+        while let Some(chunk) = response
+            .chunk()
+            .await
+            .map_err(|e| transport_error(spec, &e))?
+        {
+            if body.len().saturating_add(chunk.len()) > limit {
+                return Err(too_large());
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(body)
     }
 
     /// Reads the connected account from the user-info endpoint.

@@ -17,6 +17,7 @@ mod health;
 mod helpers;
 mod lifecycle;
 mod oidc;
+mod perimeter_junk;
 mod proxy;
 mod replicas;
 mod state;
