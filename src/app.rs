@@ -11,6 +11,8 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
+use crate::access::ApiKeyRegistry;
+use crate::audit::AuditLog;
 use crate::clock::{SharedClock, SystemClock};
 use crate::config::{DatabaseSettings, KeySettings, Settings};
 use crate::http::dashboard::DashboardAuth;
@@ -104,6 +106,10 @@ pub struct Services {
     pub webhooks: Option<WebhookDeliverer>,
     /// Dashboard links and sessions (the CLI's `dashboard-link` and tests mint links with it).
     pub dashboard: DashboardLinks,
+    /// The audit trail.
+    pub audit: AuditLog,
+    /// The clock every service reads.
+    pub clock: SharedClock,
 }
 
 /// Opens the store the settings name.
@@ -236,6 +242,7 @@ impl Services {
             ),
             _ => None,
         };
+        let audit = AuditLog::start(store.clone(), clock.clone(), metrics.clone());
         Ok(Self {
             settings,
             store,
@@ -248,6 +255,8 @@ impl Services {
             metrics,
             webhooks,
             dashboard,
+            audit,
+            clock,
         })
     }
 
@@ -317,7 +326,11 @@ impl Application {
         let state = AppState {
             flow: services.flow.clone(),
             connections: services.connections.clone(),
-            api_keys: ApiKeys::new(&services.settings.api_keys),
+            api_keys: ApiKeys::with_registry(ApiKeyRegistry::new(
+                &services.settings.api_keys,
+                services.store.clone(),
+                services.clock.clone(),
+            )),
             health: HealthProbe {
                 store: services.store.clone(),
                 redis: services.redis.clone(),
@@ -331,6 +344,7 @@ impl Application {
             },
             dashboard: DashboardAuth::new(services.dashboard.clone(), secure_cookies),
             perimeter: Perimeter::from_settings(&services.settings),
+            audit: services.audit.clone(),
         };
         #[cfg(feature = "sandbox")]
         let extra = match &services.sandbox {
@@ -389,6 +403,20 @@ impl Application {
             self.background.push(tokio::spawn(async move {
                 webhooks
                     .run(interval, async move {
+                        let _ = rx.changed().await;
+                    })
+                    .await;
+            }));
+        }
+        // The audit trail's retention: an hourly prune in bounded batches.
+        {
+            let mut rx = stop_rx.clone();
+            let retention = chrono::Duration::from_std(self.services.settings.audit_retention)
+                .unwrap_or(chrono::Duration::days(90));
+            let audit = self.services.audit.clone();
+            self.background.push(tokio::spawn(async move {
+                audit
+                    .run_pruner(retention, Duration::from_secs(3600), async move {
                         let _ = rx.changed().await;
                     })
                     .await;

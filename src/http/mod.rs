@@ -3,6 +3,7 @@
 //! [`perimeter`]: security headers, CORS, rate limits). [`dashboard`] is the merchant's
 //! connections page.
 
+pub mod audit;
 pub mod dashboard;
 pub mod error;
 pub mod extract;
@@ -101,6 +102,8 @@ pub struct AppState {
     pub dashboard: dashboard::DashboardAuth,
     /// Security headers, CORS and rate limits.
     pub perimeter: perimeter::Perimeter,
+    /// The audit trail.
+    pub audit: crate::audit::AuditLog,
 }
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -136,6 +139,7 @@ pub fn router(state: AppState, extra: Router) -> Router {
     let router = Router::new()
         .merge(health::router())
         .merge(oauth::router())
+        .merge(audit::router())
         .merge(openapi::router())
         .merge(metrics::router())
         .merge(dashboard::router())
