@@ -11,6 +11,7 @@ mod faults_infra;
 mod flow_faults;
 mod flows;
 mod health;
+mod keys_audit;
 // Shared by every suite; not every suite uses every helper.
 #[allow(dead_code)]
 mod helpers;
