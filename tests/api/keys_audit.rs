@@ -267,7 +267,7 @@ async fn audit_of(app: &TestApp, store: &str, count: usize) -> Vec<Value> {
 fn find<'a>(entries: &'a [Value], operation: &str, actor: &str) -> &'a Value {
     entries
         .iter()
-        .find(|e| e["operation"] == operation && e["actor"] == actor)
+        .find(|e| e["operation"] == operation && e["actor"] == actor && e["platform"] == "meta")
         .unwrap_or_else(|| panic!("no {operation} by {actor} in {entries:#?}"))
 }
 
