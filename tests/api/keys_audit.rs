@@ -662,3 +662,40 @@ async fn the_cli_creates_lists_and_revokes_keys_that_the_service_honours() {
     assert!(record[0].revoked_at.is_some());
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_failed_audit_write_is_counted_and_never_fails_the_request() {
+    let app = spawn_app().await;
+    app.run_flow("pinterest", "shop-f", true).await;
+    let db = app.database.as_ref().unwrap();
+    let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&db.url)
+        .await
+        .unwrap();
+    sqlx::query("drop table audit")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let token = app
+        .get("/api/v1/oauth/token/pinterest?store_id=shop-f")
+        .await;
+    assert_eq!(
+        token.status(),
+        200,
+        "the hand-out does not wait for the audit"
+    );
+    for _ in 0..100 {
+        let metrics = app.get("/metrics").await.text().await.unwrap();
+        let failures = metrics
+            .lines()
+            .find(|l| l.starts_with("growth_engine_audit_write_failures_total "))
+            .and_then(|l| l.split(' ').nth(1))
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0);
+        if failures >= 1.0 {
+            app.stop().await;
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the failed audit write was never counted");
+}
