@@ -1,5 +1,6 @@
-//! The OAuth endpoints: parse the request, check the caller's scope for the operation (`Caller::require`),
-//! call the flow or the lifecycle, record the outcome in the audit trail, shape the answer.
+//! The OAuth endpoints: parse the request, check the caller's scope for the operation
+//! (`Caller::require`), call the flow or the lifecycle, record the outcome in the audit trail,
+//! shape the answer.
 
 use axum::extract::{Query, State};
 use axum::http::{header, HeaderMap, HeaderValue};

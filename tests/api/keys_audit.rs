@@ -699,3 +699,23 @@ async fn a_failed_audit_write_is_counted_and_never_fails_the_request() {
     }
     panic!("the failed audit write was never counted");
 }
+
+#[test]
+fn the_audit_retention_is_1_to_3650_days_and_90_by_default() {
+    use growth_engine::config::Settings;
+    let with = |value: Option<&str>| {
+        let map: std::collections::HashMap<String, String> = value
+            .map(|v| ("AUDIT_RETENTION_DAYS".to_owned(), v.to_owned()))
+            .into_iter()
+            .collect();
+        Settings::from_vars(&map)
+    };
+    let days = |s: Settings| s.audit_retention.as_secs() / 86_400;
+    assert_eq!(days(with(None).unwrap()), 90);
+    assert_eq!(days(with(Some("1")).unwrap()), 1);
+    assert_eq!(days(with(Some("3650")).unwrap()), 3650);
+    for bad in ["0", "3651", "ninety"] {
+        let error = with(Some(bad)).unwrap_err();
+        assert_eq!(error.variable, "AUDIT_RETENTION_DAYS", "{bad}");
+    }
+}
