@@ -11,6 +11,8 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
+use crate::access::ApiKeyRegistry;
+use crate::audit::AuditLog;
 use crate::clock::{SharedClock, SystemClock};
 use crate::config::{DatabaseSettings, KeySettings, Settings};
 use crate::http::dashboard::DashboardAuth;
@@ -105,6 +107,10 @@ pub struct Services {
     pub webhooks: Option<WebhookDeliverer>,
     /// Dashboard links and sessions (the CLI's `dashboard-link` and tests mint links with it).
     pub dashboard: DashboardLinks,
+    /// The audit trail.
+    pub audit: AuditLog,
+    /// The clock every service reads.
+    pub clock: SharedClock,
 }
 
 /// Opens the store the settings name.
@@ -239,6 +245,7 @@ impl Services {
             ),
             _ => None,
         };
+        let audit = AuditLog::start(store.clone(), clock.clone(), metrics.clone());
         Ok(Self {
             settings,
             store,
@@ -251,6 +258,8 @@ impl Services {
             metrics,
             webhooks,
             dashboard,
+            audit,
+            clock,
         })
     }
 
@@ -320,7 +329,11 @@ impl Application {
         let state = AppState {
             flow: services.flow.clone(),
             connections: services.connections.clone(),
-            api_keys: ApiKeys::new(&services.settings.api_keys),
+            api_keys: ApiKeys::with_registry(ApiKeyRegistry::new(
+                &services.settings.api_keys,
+                services.store.clone(),
+                services.clock.clone(),
+            )),
             health: HealthProbe {
                 store: services.store.clone(),
                 redis: services.redis.clone(),
@@ -334,6 +347,7 @@ impl Application {
             },
             dashboard: DashboardAuth::new(services.dashboard.clone(), secure_cookies),
             perimeter: Perimeter::from_settings(&services.settings),
+            audit: services.audit.clone(),
         };
         #[cfg(feature = "sandbox")]
         let extra = match &services.sandbox {
@@ -399,6 +413,20 @@ impl Application {
                     let stop = stopped(rx.clone());
                     async move { webhooks.run(interval, stop).await }
                 }));
+        }
+        // The audit trail's retention: an hourly prune in bounded batches.
+        {
+            let mut rx = stop_rx.clone();
+            let retention = chrono::Duration::from_std(self.services.settings.audit_retention)
+                .unwrap_or(chrono::Duration::days(90));
+            let audit = self.services.audit.clone();
+            self.background.push(tokio::spawn(async move {
+                audit
+                    .run_pruner(retention, Duration::from_secs(3600), async move {
+                        let _ = rx.changed().await;
+                    })
+                    .await;
+            }));
         }
         let connections = self.services.connections.clone();
         let rx = stop_rx.clone();

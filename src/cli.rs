@@ -2,11 +2,16 @@
 
 use anyhow::Context;
 
+use secrecy::ExposeSecret;
+
+use crate::access;
 use crate::app::{self, Application, Services};
+use crate::audit::{Actor, AuditEvent};
 use crate::clock::SystemClock;
 use crate::config::Settings;
 use crate::domain::{StoreId, UserId};
 use crate::links::{DashboardLinks, LINK_MAX_MINUTES};
+use crate::store::ApiKeyRecord;
 
 /// Sets up tracing: JSON in production (or `LOG_FORMAT=json`), readable text otherwise; `RUST_LOG`
 /// filters (default `info`).
@@ -137,6 +142,119 @@ pub fn dashboard_link(
         DashboardLinks::from_settings(&settings, &keyring, std::sync::Arc::new(SystemClock));
     let link = links.mint_link(&store_id, &user_id, minutes)?;
     println!("{link}");
+    Ok(())
+}
+
+/// A command line the operator must fix (an invalid name or scope): `main` exits with status 2.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct UsageError(pub String);
+
+/// Opens and migrates the store for the `api-key` commands.
+async fn key_store(settings: &Settings) -> anyhow::Result<std::sync::Arc<dyn crate::store::Store>> {
+    let store = app::connect_store(&settings.database, settings.statement_timeout).await?;
+    store.migrate().await.context("applying migrations")?;
+    Ok(store)
+}
+
+/// Writes a key change to the audit trail, synchronously (the command exits right after).
+async fn audit_key_change(
+    store: &dyn crate::store::Store,
+    operation: &'static str,
+    name: &str,
+    detail: String,
+) -> anyhow::Result<()> {
+    let row = AuditEvent::new(Actor::System("cli".into()), operation, "success")
+        .with_detail(format!("key {name}: {detail}"))
+        .into_row(chrono::Utc::now());
+    store
+        .insert_audit(&[row])
+        .await
+        .context("recording the change in the audit trail")
+}
+
+/// `api-key create`: stores a new key's hash and prints the key, once, on stdout.
+pub async fn api_key_create(settings: Settings, name: &str, scopes: &str) -> anyhow::Result<()> {
+    if !access::valid_key_name(name) {
+        return Err(UsageError(format!(
+            "--name {name:?}: use 1 to 64 characters of a-z, 0-9, '_' and '-'"
+        ))
+        .into());
+    }
+    let scopes = access::parse_scopes(scopes, &app::catalog(&settings).slugs())
+        .map_err(|e| UsageError(format!("--scopes: {e}")))?;
+    let store = key_store(&settings).await?;
+    let key = access::generate_key();
+    let record = ApiKeyRecord {
+        id: uuid::Uuid::now_v7(),
+        name: name.to_owned(),
+        scopes: access::format_scopes(&scopes),
+        created_at: chrono::Utc::now(),
+        last_used_at: None,
+        revoked_at: None,
+    };
+    match store
+        .create_api_key(&record, &access::hash_key(key.expose_secret()))
+        .await
+    {
+        Ok(()) => {}
+        Err(crate::store::StoreError::Conflict) => {
+            return Err(UsageError(format!("a key named {name:?} already exists")).into())
+        }
+        Err(error) => return Err(error).context("storing the key"),
+    }
+    audit_key_change(
+        &*store,
+        "api_key.create",
+        name,
+        format!("scopes {}", record.scopes),
+    )
+    .await?;
+    println!("{}", key.expose_secret());
+    eprintln!(
+        "created API key {name} with scopes {}. It is shown once: store it now.",
+        record.scopes
+    );
+    Ok(())
+}
+
+/// `api-key list`: every key's name, scopes and dates; never the key or its hash.
+pub async fn api_key_list(settings: Settings) -> anyhow::Result<()> {
+    let store = key_store(&settings).await?;
+    let keys = store.list_api_keys().await.context("listing keys")?;
+    let date = |at: Option<chrono::DateTime<chrono::Utc>>| {
+        at.map(|at| at.format("%Y-%m-%dT%H:%M:%SZ").to_string())
+            .unwrap_or_else(|| "-".into())
+    };
+    println!("NAME\tSCOPES\tCREATED\tLAST_USED\tREVOKED");
+    for key in keys {
+        println!(
+            "{}\t{}\t{}\t{}\t{}",
+            key.name,
+            key.scopes,
+            date(Some(key.created_at)),
+            date(key.last_used_at),
+            date(key.revoked_at)
+        );
+    }
+    Ok(())
+}
+
+/// `api-key revoke`: the key stops working within the services' cache window (30 s).
+pub async fn api_key_revoke(settings: Settings, name: &str) -> anyhow::Result<()> {
+    let store = key_store(&settings).await?;
+    if !store
+        .revoke_api_key(name, chrono::Utc::now())
+        .await
+        .context("revoking the key")?
+    {
+        return Err(UsageError(format!("no active key named {name:?}")).into());
+    }
+    audit_key_change(&*store, "api_key.revoke", name, "revoked".into()).await?;
+    eprintln!(
+        "revoked API key {name}; running services refuse it within {} s",
+        access::CACHE_WINDOW.num_seconds()
+    );
     Ok(())
 }
 

@@ -12,6 +12,10 @@
 //!   caller records it with the lifecycle.
 //! - [`lifecycle`]: valid tokens. Recording grants, refresh under a lease, the background
 //!   refresher, disconnect, webhook events. A sibling of the flow: neither imports the other.
+//! - [`access`]: who may call the API: API keys (from `API_KEYS`, or created by the CLI and stored
+//!   as hashes), their scopes, and the check each API handler makes.
+//! - [`audit`]: the append-only audit trail of token hand-outs, connects, disconnects and key
+//!   changes, written off the request path and pruned by age.
 //! - [`links`]: dashboard links and sessions as signed tokens (minted by the CLI and the app,
 //!   carried in URLs and cookies by the edge).
 //! - [`config`]: settings from the environment, validated once; the platforms' variables come from
@@ -28,7 +32,9 @@
 //! - [`metrics`], [`domain`], [`clock`], [`redis_conn`]: counters, shared types, time, the Redis
 //!   handle.
 
+pub mod access;
 pub mod app;
+pub mod audit;
 pub mod cli;
 pub mod clock;
 pub mod config;

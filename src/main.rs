@@ -37,6 +37,33 @@ enum Command {
         #[arg(long, default_value_t = 15, value_parser = clap::value_parser!(i64).range(1..=15))]
         minutes: i64,
     },
+    /// Create, list or revoke scoped API keys (stored as hashes in the database).
+    ApiKey {
+        #[command(subcommand)]
+        command: ApiKeyCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ApiKeyCommand {
+    /// Create a key and print it once on stdout.
+    Create {
+        /// A unique name (1 to 64 of a-z, 0-9, '_', '-'); the audit trail names the key by it.
+        #[arg(long)]
+        name: String,
+        /// Comma-separated scopes: connections:read, connect, disconnect, tokens:read, proxy,
+        /// selection:write, audit:read, each optionally narrowed with :<platform>.
+        #[arg(long)]
+        scopes: String,
+    },
+    /// List keys: name, scopes, created, last used, revoked (never the key).
+    List,
+    /// Revoke a key by name.
+    Revoke {
+        /// The key's name.
+        #[arg(long)]
+        name: String,
+    },
 }
 
 #[tokio::main]
@@ -54,8 +81,12 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    // `dashboard-link` prints only the link, so that `$(growth-engine dashboard-link ..)` works.
-    if !matches!(cli.command, Some(Command::DashboardLink { .. })) {
+    // `dashboard-link` prints only the link, so that `$(growth-engine dashboard-link ..)` works;
+    // `api-key` likewise prints only the key on stdout.
+    if !matches!(
+        cli.command,
+        Some(Command::DashboardLink { .. } | Command::ApiKey { .. })
+    ) {
         cli::init_tracing(&settings);
     }
     let result = match cli.command.unwrap_or(Command::Serve) {
@@ -68,10 +99,21 @@ async fn main() -> ExitCode {
             user_id,
             minutes,
         } => cli::dashboard_link(settings, &store_id, &user_id, minutes),
+        Command::ApiKey { command } => match command {
+            ApiKeyCommand::Create { name, scopes } => {
+                cli::api_key_create(settings, &name, &scopes).await
+            }
+            ApiKeyCommand::List => cli::api_key_list(settings).await,
+            ApiKeyCommand::Revoke { name } => cli::api_key_revoke(settings, &name).await,
+        },
         Command::Keygen => Ok(()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        Err(error) if error.downcast_ref::<cli::UsageError>().is_some() => {
+            eprintln!("growth-engine: {error}");
+            ExitCode::from(2)
+        }
         Err(error) => {
             eprintln!("growth-engine: {error:#}");
             ExitCode::FAILURE

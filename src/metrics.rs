@@ -1,5 +1,5 @@
 //! Prometheus metrics: flows, refreshes, token-endpoint latency, connections by status, the Redis
-//! circuit breaker and webhook dead letters, in one registry per application (so that tests running
+//! circuit breaker, webhook dead letters and lost audit events, in one registry per application (so that tests running
 //! several applications in one process do not mix their counts). Served as text by `GET /metrics`.
 
 use std::sync::Arc;
@@ -87,6 +87,8 @@ struct Inner {
     redis_available: Gauge,
     webhook_dead_letters: Counter,
     task_panics: Family<TaskLabel, Counter>,
+    audit_dropped: Counter,
+    audit_write_failures: Counter,
 }
 
 /// A cheap-clone handle to the application's metrics.
@@ -168,6 +170,18 @@ impl Metrics {
             "Webhook events given up on after the maximum number of attempts",
             webhook_dead_letters.clone(),
         );
+        let audit_dropped = Counter::default();
+        let audit_write_failures = Counter::default();
+        registry.register(
+            "audit_dropped",
+            "Audit events dropped because the writer's queue was full",
+            audit_dropped.clone(),
+        );
+        registry.register(
+            "audit_write_failures",
+            "Audit events lost because the database refused the write",
+            audit_write_failures.clone(),
+        );
         Self(Arc::new(Inner {
             registry,
             flows_started,
@@ -180,6 +194,8 @@ impl Metrics {
             redis_available,
             webhook_dead_letters,
             task_panics,
+            audit_dropped,
+            audit_write_failures,
         }))
     }
 
@@ -278,6 +294,16 @@ impl Metrics {
     /// A webhook event was moved to the dead letters.
     pub fn webhook_dead_lettered(&self) {
         self.0.webhook_dead_letters.inc();
+    }
+
+    /// An audit event was dropped (queue full).
+    pub fn audit_dropped(&self) {
+        self.0.audit_dropped.inc();
+    }
+
+    /// `rows` audit events could not be written.
+    pub fn audit_write_failed(&self, rows: u64) {
+        self.0.audit_write_failures.inc_by(rows);
     }
 
     /// The text exposition format.

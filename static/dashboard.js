@@ -1,5 +1,6 @@
 // The connections page's script: loads the store's cards from /dashboard/api/connections, renders
-// them, starts connections, disconnects after a confirmation, and shows the callback's outcome.
+// them, starts connections, disconnects after a confirmation, shows the callback's outcome, and
+// lists the store's recent activity from /dashboard/api/activity.
 // Text from the server or the URL is only ever inserted with textContent, never as HTML.
 "use strict";
 
@@ -21,6 +22,9 @@
   const emptyHint = document.getElementById("empty-hint");
   const noticeSuccess = document.getElementById("notice-success");
   const noticeError = document.getElementById("notice-error");
+  const activityList = document.getElementById("activity");
+  const activityEmpty = document.getElementById("activity-empty");
+  const activityError = document.getElementById("activity-error");
   const dialog = document.getElementById("confirm");
   const dialogTitle = document.getElementById("confirm-title");
   const dialogText = document.getElementById("confirm-text");
@@ -211,6 +215,49 @@
       for (const badge of document.querySelectorAll('.badge--loading')) badge.textContent = "Unavailable";
     } finally {
       setLoading(false);
+    }
+    await loadActivity();
+  }
+
+  const OPERATIONS = {
+    connect: "Connect",
+    disconnect: "Disconnect",
+    token: "Token handed out",
+    refresh: "Token refreshed",
+    proxy: "API call",
+    selection: "Account selection",
+  };
+
+  function actorText(entry) {
+    if (entry.actor_kind === "api_key") return "Service key " + entry.actor;
+    if (entry.actor_kind === "page_user") return "User " + entry.actor;
+    return "System (" + entry.actor + ")";
+  }
+
+  async function loadActivity() {
+    try {
+      const response = await fetch("/dashboard/api/activity", {
+        credentials: "same-origin",
+        headers: { Accept: "application/json" },
+      });
+      if (!response.ok) throw new Error("status " + response.status);
+      const data = await response.json();
+      activityList.replaceChildren();
+      for (const entry of data.entries) {
+        const item = el("li", { class: "activity__item" });
+        item.append(timeNode(entry.at, false));
+        const platform = entry.platform ? " · " + (nameOf(entry.platform) || entry.platform) : "";
+        const what = (OPERATIONS[entry.operation] || entry.operation) + platform;
+        item.append(el("span", { class: "activity__what" }, what));
+        item.append(el("span", { class: "activity__actor" }, actorText(entry)));
+        const outcome = entry.outcome + (entry.detail ? " (" + entry.detail + ")" : "");
+        item.append(el("span", { class: "activity__outcome activity__outcome--" + entry.outcome }, outcome));
+        activityList.append(item);
+      }
+      activityEmpty.hidden = data.entries.length !== 0;
+      activityError.hidden = true;
+    } catch (_) {
+      activityError.hidden = false;
     }
   }
 

@@ -8,7 +8,7 @@
 //! Layout: this module owns the types ([`Settings`] stays flat, so every field keeps its path) and
 //! builds them in one struct literal, so the compiler checks that every field is read. Each value
 //! comes from the module of its concern, which names the variable, its default, range and unit:
-//! `server`, `storage`, `keys`, `dashboard`, `refresher`, `webhooks`, `platforms`. The shared
+//! `server`, `storage`, `keys`, `dashboard`, `refresher`, `webhooks`, `audit`, `platforms`. The shared
 //! rules (blank is unset, `<NAME>_FILE` secrets, ranges, URLs, production-only requirements, the
 //! unknown-variable warnings) live in `vars`.
 
@@ -26,6 +26,7 @@ pub use crate::platforms::settings::{
 use crate::platforms::BUILT_IN;
 use crate::vault::Key;
 
+mod audit;
 mod dashboard;
 mod keys;
 mod platforms;
@@ -183,6 +184,8 @@ pub struct Settings {
     pub webhook_max_attempts: u32,
     /// `WEBHOOK_RETENTION_DAYS` (default 7, 1 to 365): how long delivered events are kept.
     pub webhook_retention: Duration,
+    /// `AUDIT_RETENTION_DAYS` (default 90, 1 to 3650): how long audit rows are kept.
+    pub audit_retention: Duration,
     /// `REFRESHER_ENABLED` (default true): run the background refresher in this replica.
     pub refresher_enabled: bool,
     /// `REFRESHER_INTERVAL_SECONDS` (default 30): how often it looks for due connections.
@@ -262,6 +265,7 @@ impl Settings {
             webhook_url,
             webhook_max_attempts: webhooks::max_attempts(&vars)?,
             webhook_retention: webhooks::retention(&vars)?,
+            audit_retention: audit::retention(&vars)?,
             platforms: platforms::built_in(&vars)?,
             generic_providers: platforms::generic_providers(&vars)?,
             warnings: Vec::new(),
@@ -382,6 +386,10 @@ impl Settings {
             row(
                 "WEBHOOK_RETENTION_DAYS",
                 self.webhook_retention.as_secs() / (24 * 3600),
+            ),
+            row(
+                "AUDIT_RETENTION_DAYS",
+                self.audit_retention.as_secs() / (24 * 3600),
             ),
         ]
     }

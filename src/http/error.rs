@@ -11,6 +11,7 @@ use axum::Json;
 use serde::Serialize;
 use utoipa::ToSchema;
 
+use crate::access::MissingScope;
 use crate::domain::PlatformId;
 use crate::oauth::OAuthError;
 
@@ -91,6 +92,11 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         self.status
     }
+
+    /// The stable code (`missing_scope`, `not_found`, ...), for the audit trail.
+    pub fn code(&self) -> &str {
+        &self.code
+    }
 }
 
 impl From<OAuthError> for ApiError {
@@ -150,6 +156,21 @@ impl From<OAuthError> for ApiError {
                 error_chain(&error),
             ),
         }
+    }
+}
+
+impl From<MissingScope> for ApiError {
+    /// 403 `missing_scope`, naming the scope in the message and in `details.missing_scope`.
+    fn from(missing: MissingScope) -> Self {
+        Self::new(
+            StatusCode::FORBIDDEN,
+            "missing_scope",
+            format!(
+                "This API key may not make this call: it lacks the scope {}.",
+                missing.scope
+            ),
+        )
+        .with_details(serde_json::json!({ "missing_scope": missing.scope }))
     }
 }
 

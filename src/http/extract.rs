@@ -1,16 +1,14 @@
-//! Extractors: the API caller (bearer key, compared in constant time), and query/path wrappers whose
+//! Extractors: the API caller (a bearer key from `API_KEYS`, compared in constant time, or a scoped
+//! key from the database; see [`crate::access`]), and query/path wrappers whose
 //! rejections come back in our JSON error format.
-
-use std::sync::Arc;
 
 use axum::extract::{FromRef, FromRequestParts};
 use axum::http::request::Parts;
 use axum::http::HeaderMap;
-use secrecy::{ExposeSecret, SecretString};
-use sha2::{Digest, Sha256};
-use subtle::ConstantTimeEq;
+use secrecy::SecretString;
 
 use super::error::ApiError;
+use crate::access::{ApiKeyRegistry, Caller};
 
 /// `Query<T>` whose rejection is an [`ApiError`].
 #[derive(Debug, FromRequestParts)]
@@ -22,45 +20,44 @@ pub struct ApiQuery<T>(pub T);
 #[from_request(via(axum::extract::Path), rejection(ApiError))]
 pub struct ApiPath<T>(pub T);
 
-/// The configured API keys, kept as SHA-256 digests so comparisons take the same time whatever the
-/// key's length.
-#[derive(Clone)]
-pub struct ApiKeys(Arc<Vec<[u8; 32]>>);
-
-impl std::fmt::Debug for ApiKeys {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "ApiKeys({} keys)", self.0.len())
-    }
-}
+/// Verifies API keys for the [`ApiCaller`] extractor: the keys of `API_KEYS` (full access) and
+/// the scoped keys stored in the database ([`ApiKeyRegistry`]).
+#[derive(Clone, Debug)]
+pub struct ApiKeys(ApiKeyRegistry);
 
 impl ApiKeys {
-    /// Digests the keys.
+    /// Only the keys of `API_KEYS`.
     pub fn new(keys: &[SecretString]) -> Self {
-        Self(Arc::new(
-            keys.iter()
-                .map(|k| Sha256::digest(k.expose_secret().as_bytes()).into())
-                .collect(),
-        ))
+        Self(ApiKeyRegistry::from_env_keys(keys))
+    }
+
+    /// The keys of `API_KEYS` and the database's keys.
+    pub fn with_registry(registry: ApiKeyRegistry) -> Self {
+        Self(registry)
     }
 
     /// Whether the request's `Authorization: Bearer` header carries an accepted key. The rate
     /// limiter asks this before it keys anything on the request's parameters.
-    pub fn authenticates(&self, headers: &HeaderMap) -> bool {
-        presented_key(headers).is_some_and(|key| self.accepts(key))
-    }
-
-    fn accepts(&self, presented: &str) -> bool {
-        let digest: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
-        // Check every key, not stopping at the first match, so timing says nothing about which.
-        self.0
-            .iter()
-            .fold(false, |found, key| found | bool::from(key.ct_eq(&digest)))
+    pub async fn authenticates(&self, headers: &HeaderMap) -> bool {
+        match presented_key(headers) {
+            Some(key) => matches!(self.0.verify(key).await, Ok(Some(_))),
+            None => false,
+        }
     }
 }
 
-/// A backend service that presented a valid API key.
-#[derive(Debug, Clone, Copy)]
-pub struct ApiCaller;
+/// A backend service that presented a valid API key: its name (the audit's actor) and scopes.
+/// Each handler checks the operation it performs with [`Caller::require`].
+#[derive(Debug, Clone)]
+pub struct ApiCaller(pub Caller);
+
+impl std::ops::Deref for ApiCaller {
+    type Target = Caller;
+
+    fn deref(&self) -> &Caller {
+        &self.0
+    }
+}
 
 impl<S> FromRequestParts<S> for ApiCaller
 where
@@ -72,10 +69,12 @@ where
     // Instrumented with skip_all so that the Authorization header can never reach a span.
     #[tracing::instrument(skip_all, level = "trace")]
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        if ApiKeys::from_ref(state).authenticates(&parts.headers) {
-            Ok(ApiCaller)
-        } else {
-            Err(ApiError::unauthorized())
+        let keys = ApiKeys::from_ref(state);
+        let presented = presented_key(&parts.headers).ok_or_else(ApiError::unauthorized)?;
+        match keys.0.verify(presented).await {
+            Ok(Some(caller)) => Ok(ApiCaller(caller)),
+            Ok(None) => Err(ApiError::unauthorized()),
+            Err(error) => Err(ApiError::from(crate::oauth::OAuthError::Store(error))),
         }
     }
 }

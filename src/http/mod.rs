@@ -3,6 +3,7 @@
 //! [`perimeter`]: security headers, CORS, rate limits, the request timeout), and the server loop
 //! ([`serve()`], with the header-read timeout). [`dashboard`] is the merchant's connections page.
 
+pub mod audit;
 pub mod dashboard;
 pub mod error;
 pub mod extract;
@@ -104,6 +105,8 @@ pub struct AppState {
     pub dashboard: dashboard::DashboardAuth,
     /// Security headers, CORS and rate limits.
     pub perimeter: perimeter::Perimeter,
+    /// The audit trail.
+    pub audit: crate::audit::AuditLog,
 }
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -140,6 +143,7 @@ pub fn router(state: AppState, extra: Router) -> Router {
     let router = Router::new()
         .merge(health::router())
         .merge(oauth::router())
+        .merge(audit::router())
         .merge(openapi::router())
         .merge(metrics::router())
         .merge(dashboard::router())

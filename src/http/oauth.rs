@@ -1,4 +1,6 @@
-//! The OAuth endpoints: parse the request, call the flow or the lifecycle, shape the answer.
+//! The OAuth endpoints: parse the request, check the caller's scope for the operation
+//! (`Caller::require`), call the flow or the lifecycle, record the outcome in the audit trail,
+//! shape the answer.
 
 use axum::extract::{Query, State};
 use axum::http::{header, HeaderMap, HeaderValue};
@@ -13,6 +15,8 @@ use super::error::{ApiError, ErrorBody};
 use super::extract::{ApiCaller, ApiPath, ApiQuery};
 use super::views::*;
 use super::{AppState, WebSettings};
+use crate::access::Operation;
+use crate::audit::{Actor, AuditEvent, AuditLog};
 use crate::domain::{Connection, StoreId};
 use crate::lifecycle::Connections;
 use crate::oauth::flow::{cookie_name_for_state, CallbackParams, FlowOrigin};
@@ -50,7 +54,8 @@ fn known_platform<'a>(flow: &'a Flow, slug: &str) -> Result<&'a PlatformSpec, Ap
         .ok_or_else(|| platform_error(flow, OAuthError::UnknownPlatform(slug.to_owned())))
 }
 
-/// Lists the platforms and whether each is configured.
+/// Lists the platforms and whether each is configured. Any valid key may: it is the catalog, not a
+/// merchant's data.
 #[utoipa::path(get, path = "/api/v1/oauth/platforms", tag = "oauth",
     security(("api_key" = [])),
     responses(
@@ -71,6 +76,7 @@ pub async fn platforms(State(flow): State<Flow>, _caller: ApiCaller) -> Json<Pla
         (status = 200, body = AuthorizationUrl),
         (status = 400, body = ErrorBody, description = "missing or malformed parameters"),
         (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody, description = "missing_scope: the key lacks `connect[:platform]`"),
         (status = 404, body = ErrorBody, description = "unknown platform; details list the platforms"),
         (status = 409, body = ErrorBody, description = "platform not configured"),
         (status = 503, body = ErrorBody),
@@ -78,13 +84,15 @@ pub async fn platforms(State(flow): State<Flow>, _caller: ApiCaller) -> Json<Pla
 #[tracing::instrument(skip_all, fields(platform = %platform))]
 pub async fn connect(
     State(flow): State<Flow>,
-    _caller: ApiCaller,
+    State(audit): State<AuditLog>,
+    caller: ApiCaller,
     ApiPath(platform): ApiPath<String>,
     ApiQuery(query): ApiQuery<StoreUserQuery>,
 ) -> Result<Json<AuthorizationUrl>, ApiError> {
     let spec = flow
         .platform(&platform)
         .map_err(|e| platform_error(&flow, e))?;
+    caller.require(Operation::Connect, Some(spec.id.as_str()))?;
     let url = flow
         .begin(
             &spec.id.clone(),
@@ -92,10 +100,30 @@ pub async fn connect(
             &query.user_id,
             FlowOrigin::Api,
         )
-        .await?;
+        .await
+        .map_err(ApiError::from);
+    let event = AuditEvent::new(Actor::ApiKey(caller.name.clone()), "connect", "started")
+        .with_detail(format!("for user {}", query.user_id));
+    record_api(&audit, event, &query.store_id, spec.id.as_str(), &url);
     Ok(Json(AuthorizationUrl {
-        authorization_url: url.to_string(),
+        authorization_url: url?.to_string(),
     }))
+}
+
+/// Records an API call in the audit trail: the event as built on success, else `failure` with the
+/// error's stable code as the detail.
+fn record_api<T>(
+    audit: &AuditLog,
+    event: AuditEvent,
+    store_id: &StoreId,
+    platform: &str,
+    result: &Result<T, ApiError>,
+) {
+    let event = match result {
+        Ok(_) => event,
+        Err(error) => event.failed(error.code()),
+    };
+    audit.record(event.with_store(store_id).with_platform(platform));
 }
 
 /// `?ticket=..`
@@ -180,6 +208,7 @@ pub async fn callback(
     State(flow): State<Flow>,
     State(connections): State<Connections>,
     State(web): State<WebSettings>,
+    State(audit): State<AuditLog>,
     jar: CookieJar,
     axum::extract::Path(platform): axum::extract::Path<String>,
     Query(query): Query<HashMap<String, String>>,
@@ -206,7 +235,20 @@ pub async fn callback(
         None => jar,
     };
     match result {
-        Ok(connection) => (jar, web.success_redirect(connection.platform.as_str())).into_response(),
+        Ok(connection) => {
+            // The merchant's user finished the consent screen: the grant is theirs.
+            audit.record(
+                AuditEvent::new(
+                    Actor::PageUser(connection.user_id.to_string()),
+                    "connect",
+                    "success",
+                )
+                .with_store(&connection.store_id)
+                .with_platform(connection.platform.as_str())
+                .with_detail("consent completed"),
+            );
+            (jar, web.success_redirect(connection.platform.as_str())).into_response()
+        }
         Err(error) => {
             tracing::warn!(reason = error.reason(), error = %error, "callback failed");
             (jar, web.error_redirect(&slug, &error)).into_response()
@@ -243,6 +285,7 @@ async fn complete_flow(
     responses(
         (status = 200, body = DisconnectResponse),
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody, description = "missing_scope: the key lacks `disconnect[:platform]`"),
         (status = 404, body = ErrorBody, description = "unknown platform or no connection"),
         (status = 409, body = ErrorBody), (status = 503, body = ErrorBody),
     ))]
@@ -250,21 +293,35 @@ async fn complete_flow(
 pub async fn disconnect(
     State(flow): State<Flow>,
     State(connections): State<Connections>,
-    _caller: ApiCaller,
+    State(audit): State<AuditLog>,
+    caller: ApiCaller,
     ApiPath(platform): ApiPath<String>,
     ApiQuery(query): ApiQuery<StoreUserQuery>,
 ) -> Result<Json<DisconnectResponse>, ApiError> {
     let spec = known_platform(&flow, &platform)?;
-    let outcome = connections.disconnect(spec, &query.store_id).await?;
+    caller.require(Operation::Disconnect, Some(spec.id.as_str()))?;
+    let outcome = connections
+        .disconnect(spec, &query.store_id)
+        .await
+        .map_err(ApiError::from);
+    let response = outcome.map(|outcome| {
+        let mut response = disconnect_response(
+            &spec.display_name,
+            &query.store_id,
+            outcome.revocation,
+            spec.id.as_str(),
+        );
+        response.revocation_tokens = serde_json::json!(outcome.tokens);
+        response
+    });
+    let event = AuditEvent::new(Actor::ApiKey(caller.name.clone()), "disconnect", "success");
+    let event = match &response {
+        Ok(r) => event.with_detail(format!("revocation {}", r.revocation)),
+        Err(_) => event,
+    };
+    record_api(&audit, event, &query.store_id, spec.id.as_str(), &response);
     tracing::info!(store_id = %query.store_id, user_id = %query.user_id, "disconnected");
-    let mut response = disconnect_response(
-        &spec.display_name,
-        &query.store_id,
-        outcome.revocation,
-        spec.id.as_str(),
-    );
-    response.revocation_tokens = serde_json::json!(outcome.tokens);
-    Ok(Json(response))
+    Ok(Json(response?))
 }
 
 /// Shapes what disconnecting did for the API and the page.
@@ -306,14 +363,26 @@ pub fn disconnect_response(
     params(("store_id" = String, Path, pattern = r"^[A-Za-z0-9_.:@-]{1,128}$")),
     responses(
         (status = 200, body = ConnectionsResponse),
-        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 503, body = ErrorBody),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody, description = "missing_scope: the key has no `connections:read` scope"),
+        (status = 503, body = ErrorBody),
     ))]
 pub async fn connections(
     State(connections): State<Connections>,
-    _caller: ApiCaller,
+    caller: ApiCaller,
     ApiPath(store_id): ApiPath<StoreId>,
 ) -> Result<Json<ConnectionsResponse>, ApiError> {
-    let list = connections.list(&store_id).await?;
+    // A bare `connections:read` sees every platform; narrowed ones see their platforms only.
+    let everything = caller.require(Operation::ConnectionsRead, None);
+    if everything.is_err() && !caller.has_any(Operation::ConnectionsRead) {
+        everything?;
+    }
+    let mut list = connections.list(&store_id).await?;
+    list.retain(|c| {
+        caller
+            .require(Operation::ConnectionsRead, Some(c.platform.as_str()))
+            .is_ok()
+    });
     Ok(Json(ConnectionsResponse {
         store_id: store_id.to_string(),
         connections: list.iter().map(ConnectionView::from).collect(),
@@ -327,6 +396,7 @@ pub async fn connections(
     responses(
         (status = 200, body = TokenResponse),
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody, description = "missing_scope: the key lacks `tokens:read[:platform]`"),
         (status = 404, body = ErrorBody, description = "unknown platform or no connection"),
         (status = 409, body = ErrorBody, description = "EXPIRED, REVOKED or ERROR: the merchant must reconnect"),
         (status = 502, body = ErrorBody, description = "the platform failed and the stored token has expired"),
@@ -336,11 +406,17 @@ pub async fn connections(
 pub async fn token(
     State(flow): State<Flow>,
     State(connections): State<Connections>,
-    _caller: ApiCaller,
+    State(audit): State<AuditLog>,
+    caller: ApiCaller,
     ApiPath(platform): ApiPath<String>,
     ApiQuery(query): ApiQuery<StoreQuery>,
 ) -> Result<Response, ApiError> {
-    issue_token(&flow, &connections, &platform, &query.store_id, false).await
+    let spec = known_platform(&flow, &platform)?;
+    caller.require(Operation::TokensRead, Some(spec.id.as_str()))?;
+    let result = issue_token(&connections, spec, &query.store_id, false).await;
+    let event = AuditEvent::new(Actor::ApiKey(caller.name.clone()), "token", "success");
+    record_api(&audit, event, &query.store_id, spec.id.as_str(), &result);
+    result
 }
 
 /// Forces a refresh and returns the new token.
@@ -350,6 +426,7 @@ pub async fn token(
     responses(
         (status = 200, body = TokenResponse),
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody, description = "missing_scope: the key lacks `tokens:read[:platform]`"),
         (status = 404, body = ErrorBody), (status = 409, body = ErrorBody),
         (status = 502, body = ErrorBody), (status = 503, body = ErrorBody),
     ))]
@@ -357,21 +434,25 @@ pub async fn token(
 pub async fn refresh(
     State(flow): State<Flow>,
     State(connections): State<Connections>,
-    _caller: ApiCaller,
+    State(audit): State<AuditLog>,
+    caller: ApiCaller,
     ApiPath(platform): ApiPath<String>,
     ApiQuery(query): ApiQuery<StoreQuery>,
 ) -> Result<Response, ApiError> {
-    issue_token(&flow, &connections, &platform, &query.store_id, true).await
+    let spec = known_platform(&flow, &platform)?;
+    caller.require(Operation::TokensRead, Some(spec.id.as_str()))?;
+    let result = issue_token(&connections, spec, &query.store_id, true).await;
+    let event = AuditEvent::new(Actor::ApiKey(caller.name.clone()), "refresh", "success");
+    record_api(&audit, event, &query.store_id, spec.id.as_str(), &result);
+    result
 }
 
 async fn issue_token(
-    flow: &Flow,
     connections: &Connections,
-    platform: &str,
+    spec: &PlatformSpec,
     store_id: &StoreId,
     force: bool,
 ) -> Result<Response, ApiError> {
-    let spec = known_platform(flow, platform)?;
     let issued = connections.access_token(spec, store_id, force).await?;
     let body = TokenResponse {
         access_token: issued.access_token.expose_secret().to_owned(),

@@ -36,6 +36,7 @@ impl Modify for BearerKey {
         super::oauth::token,
         super::oauth::refresh,
         super::metrics::metrics,
+        super::audit::audit,
     ),
     components(schemas(super::views::BuiltInPlatform)),
     modifiers(&BearerKey),

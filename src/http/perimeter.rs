@@ -358,20 +358,34 @@ impl FlowRateLimit {
             || path.starts_with("/dashboard/api/connect/")
     }
 
-    /// What the request counts against; `None` when it is not counted.
-    fn client(&self, request: &Request) -> Option<ClientKey> {
+    /// What the request counts against, read from the request without awaiting (a `Request` is
+    /// not `Sync`, so it cannot be held across the key check).
+    fn candidate(&self, request: &Request) -> Candidate {
         if request.uri().path().starts_with(API_CONNECT) {
-            // Authenticate first, and validate the id before it keys anything.
-            if !self.api_keys.authenticates(request.headers()) {
-                return None;
-            }
-            let query = request.uri().query()?;
-            let store = url::form_urlencoded::parse(query.as_bytes())
-                .find(|(name, _)| name == "store_id")
-                .and_then(|(_, value)| StoreId::parse(value).ok())?;
-            return Some(ClientKey::Store(store));
+            return Candidate::Store {
+                headers: request.headers().clone(),
+                query: request.uri().query().map(str::to_owned),
+            };
         }
-        self.address(request).map(ClientKey::Address)
+        Candidate::Known(self.address(request).map(ClientKey::Address))
+    }
+
+    /// What the request counts against; `None` when it is not counted. The API's connect counts
+    /// per store, but only for a caller whose key is accepted, and only once the id is valid.
+    async fn client(&self, candidate: Candidate) -> Option<ClientKey> {
+        match candidate {
+            Candidate::Known(key) => key,
+            Candidate::Store { headers, query } => {
+                if !self.api_keys.authenticates(&headers).await {
+                    return None;
+                }
+                let query = query?;
+                let store = url::form_urlencoded::parse(query.as_bytes())
+                    .find(|(name, _)| name == "store_id")
+                    .and_then(|(_, value)| StoreId::parse(value).ok())?;
+                Some(ClientKey::Store(store))
+            }
+        }
     }
 
     fn address(&self, request: &Request) -> Option<IpAddr> {
@@ -423,6 +437,17 @@ fn subscriber(address: IpAddr) -> IpAddr {
     }
 }
 
+/// What a request may count against, before its key is checked.
+enum Candidate {
+    /// Decided already: an address, or nothing to key on.
+    Known(Option<ClientKey>),
+    /// The API's connect: the store, once the key and the id pass.
+    Store {
+        headers: axum::http::HeaderMap,
+        query: Option<String>,
+    },
+}
+
 /// Answers 429 with `Retry-After` to a client over its limit on a limited route.
 pub async fn rate_limit(
     State(limit): State<FlowRateLimit>,
@@ -432,7 +457,8 @@ pub async fn rate_limit(
     if FlowRateLimit::applies_to(request.uri().path()) {
         // Without a client address (a server built without connect info) there is nothing to key
         // on; limiting everyone together would let one client lock out all others.
-        if let Some(client) = limit.client(&request) {
+        let candidate = limit.candidate(&request);
+        if let Some(client) = limit.client(candidate).await {
             if let Err(seconds) = limit.check(&client) {
                 // The store id is validated and the address is an address: both are safe to log.
                 tracing::warn!(?client, retry_after = seconds, "rate limit exceeded");

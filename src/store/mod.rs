@@ -86,6 +86,46 @@ pub struct StatusCount {
     pub count: i64,
 }
 
+/// A stored API key: never the key, only what `api-key list` shows and the hash it was found by.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiKeyRecord {
+    /// Row id.
+    pub id: Uuid,
+    /// Unique name (`posting-agent`); the audit's actor.
+    pub name: String,
+    /// Comma-separated scopes.
+    pub scopes: String,
+    /// When it was created.
+    pub created_at: DateTime<Utc>,
+    /// When it was last used (written at most once a minute).
+    pub last_used_at: Option<DateTime<Utc>>,
+    /// When it was revoked; a revoked key is refused.
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
+/// One row of the audit trail. Holds no token, code, state, secret or key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditRow {
+    /// Time-ordered id (UUIDv7).
+    pub id: Uuid,
+    /// When it happened.
+    pub at: DateTime<Utc>,
+    /// `api_key`, `page_user` or `system`.
+    pub actor_kind: String,
+    /// The key's name, the page user's id, or the system task (`refresher`, `cli`).
+    pub actor: String,
+    /// The store concerned, if any.
+    pub store_id: Option<String>,
+    /// The platform concerned, if any.
+    pub platform: Option<String>,
+    /// `connect`, `disconnect`, `token`, `refresh`, ...
+    pub operation: String,
+    /// `success`, `started`, `failure`, ...
+    pub outcome: String,
+    /// A short, non-secret detail (a revocation outcome, an error code).
+    pub detail: Option<String>,
+}
+
 /// Where connections and the webhook outbox live.
 #[async_trait]
 pub trait Store: Send + Sync + Debug {
@@ -242,4 +282,40 @@ pub trait Store: Send + Sync + Debug {
 
     /// How many events are dead letters.
     async fn count_dead_events(&self) -> Result<i64, StoreError>;
+
+    /// Stores a new API key by its hash; [`StoreError::Conflict`] when the name (or hash) exists.
+    async fn create_api_key(&self, record: &ApiKeyRecord, hash: &str) -> Result<(), StoreError>;
+
+    /// The key with this hash, revoked or not.
+    async fn find_api_key(&self, hash: &str) -> Result<Option<ApiKeyRecord>, StoreError>;
+
+    /// Every key, by name.
+    async fn list_api_keys(&self) -> Result<Vec<ApiKeyRecord>, StoreError>;
+
+    /// Revokes the named key; `false` when there is no such key or it was already revoked.
+    async fn revoke_api_key(&self, name: &str, at: DateTime<Utc>) -> Result<bool, StoreError>;
+
+    /// Sets a key's `last_used_at` to `at` unless it was already set after `stale_before`.
+    async fn touch_api_key(
+        &self,
+        id: Uuid,
+        at: DateTime<Utc>,
+        stale_before: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
+
+    /// Appends audit rows in one transaction.
+    async fn insert_audit(&self, rows: &[AuditRow]) -> Result<(), StoreError>;
+
+    /// A store's audit rows at or after `since`, newest first, strictly before the `(at, id)`
+    /// cursor when given; at most `limit`. Served by the `(store_id, at)` index.
+    async fn list_audit(
+        &self,
+        store_id: &StoreId,
+        since: DateTime<Utc>,
+        before: Option<(DateTime<Utc>, Uuid)>,
+        limit: i64,
+    ) -> Result<Vec<AuditRow>, StoreError>;
+
+    /// Deletes up to `limit` audit rows older than `before`, oldest first; returns how many.
+    async fn prune_audit(&self, before: DateTime<Utc>, limit: i64) -> Result<u64, StoreError>;
 }

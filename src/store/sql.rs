@@ -8,6 +8,16 @@ pub(super) const CONNECTION_COLUMNS: &str = "id, store_id, user_id, platform, st
     access_token_expires_at, refresh_token_expires_at, last_refreshed_at, next_refresh_at, \
     refresh_failures, last_error, version, created_at, updated_at";
 
+/// The columns of `api_keys` that leave the store (never `hash`).
+pub(super) const API_KEY_COLUMNS: &str = "id, name, scopes, created_at, last_used_at, revoked_at";
+
+/// Whether a failed statement broke a unique constraint (a duplicate key name).
+pub(super) fn is_unique_violation(error: &sqlx::Error) -> bool {
+    error
+        .as_database_error()
+        .is_some_and(|e| e.is_unique_violation())
+}
+
 /// Stamps the [`Store`](super::Store) implementation onto a backend: `$store` wraps a pool of `$db`,
 /// and `$db_now` is the query that reads the database's clock (for leases).
 macro_rules! impl_store {
@@ -19,8 +29,10 @@ macro_rules! impl_store {
         use uuid::Uuid;
 
         use crate::domain::{Connection, PlatformId, StoreId};
-        use crate::store::sql::{update_sql, CONNECTION_COLUMNS};
-        use crate::store::{NewEvent, OutboxEvent, StatusCount, Store, StoreError};
+        use crate::store::sql::{update_sql, API_KEY_COLUMNS, CONNECTION_COLUMNS};
+        use crate::store::{
+            ApiKeyRecord, AuditRow, NewEvent, OutboxEvent, StatusCount, Store, StoreError,
+        };
 
         type DbRow = <$db as sqlx::Database>::Row;
 
@@ -516,6 +528,170 @@ macro_rules! impl_store {
                     .await?;
                 Ok(row.try_get("n")?)
             }
+
+            async fn create_api_key(
+                &self,
+                record: &ApiKeyRecord,
+                hash: &str,
+            ) -> Result<(), StoreError> {
+                let done = sqlx::query(
+                    "insert into api_keys (id, name, hash, scopes, created_at) values ($1, $2, $3, $4, $5)",
+                )
+                .bind(record.id)
+                .bind(&record.name)
+                .bind(hash)
+                .bind(&record.scopes)
+                .bind(record.created_at)
+                .execute(&self.pool)
+                .await;
+                match done {
+                    Ok(_) => Ok(()),
+                    Err(error) if crate::store::sql::is_unique_violation(&error) => {
+                        Err(StoreError::Conflict)
+                    }
+                    Err(error) => Err(error.into()),
+                }
+            }
+
+            async fn find_api_key(&self, hash: &str) -> Result<Option<ApiKeyRecord>, StoreError> {
+                let sql = format!("select {API_KEY_COLUMNS} from api_keys where hash = $1");
+                sqlx::query(&sql)
+                    .bind(hash)
+                    .fetch_optional(&self.pool)
+                    .await?
+                    .as_ref()
+                    .map(decode_api_key)
+                    .transpose()
+            }
+
+            async fn list_api_keys(&self) -> Result<Vec<ApiKeyRecord>, StoreError> {
+                let sql = format!("select {API_KEY_COLUMNS} from api_keys order by name");
+                sqlx::query(&sql)
+                    .fetch_all(&self.pool)
+                    .await?
+                    .iter()
+                    .map(decode_api_key)
+                    .collect()
+            }
+
+            async fn revoke_api_key(&self, name: &str, at: DateTime<Utc>) -> Result<bool, StoreError> {
+                let done = sqlx::query(
+                    "update api_keys set revoked_at = $2 where name = $1 and revoked_at is null",
+                )
+                .bind(name)
+                .bind(at)
+                .execute(&self.pool)
+                .await?;
+                Ok(done.rows_affected() > 0)
+            }
+
+            async fn touch_api_key(
+                &self,
+                id: Uuid,
+                at: DateTime<Utc>,
+                stale_before: DateTime<Utc>,
+            ) -> Result<(), StoreError> {
+                sqlx::query(
+                    "update api_keys set last_used_at = $2 \
+                     where id = $1 and (last_used_at is null or last_used_at < $3)",
+                )
+                .bind(id)
+                .bind(at)
+                .bind(stale_before)
+                .execute(&self.pool)
+                .await?;
+                Ok(())
+            }
+
+            async fn insert_audit(&self, rows: &[AuditRow]) -> Result<(), StoreError> {
+                let mut tx = self.pool.begin().await?;
+                for row in rows {
+                    sqlx::query(
+                        "insert into audit (id, at, actor_kind, actor, store_id, platform, operation, outcome, detail) \
+                         values ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                    )
+                    .bind(row.id)
+                    .bind(row.at)
+                    .bind(&row.actor_kind)
+                    .bind(&row.actor)
+                    .bind(row.store_id.as_deref())
+                    .bind(row.platform.as_deref())
+                    .bind(&row.operation)
+                    .bind(&row.outcome)
+                    .bind(row.detail.as_deref())
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn list_audit(
+                &self,
+                store_id: &StoreId,
+                since: DateTime<Utc>,
+                before: Option<(DateTime<Utc>, Uuid)>,
+                limit: i64,
+            ) -> Result<Vec<AuditRow>, StoreError> {
+                let page = match before {
+                    Some((at, id)) => sqlx::query(
+                        "select id, at, actor_kind, actor, store_id, platform, operation, outcome, detail \
+                         from audit where store_id = $1 and at >= $2 and (at < $3 or (at = $3 and id < $4)) \
+                         order by at desc, id desc limit $5",
+                    )
+                    .bind(store_id.as_str())
+                    .bind(since)
+                    .bind(at)
+                    .bind(id)
+                    .bind(limit),
+                    None => sqlx::query(
+                        "select id, at, actor_kind, actor, store_id, platform, operation, outcome, detail \
+                         from audit where store_id = $1 and at >= $2 order by at desc, id desc limit $3",
+                    )
+                    .bind(store_id.as_str())
+                    .bind(since)
+                    .bind(limit),
+                };
+                page.fetch_all(&self.pool)
+                    .await?
+                    .iter()
+                    .map(|row| {
+                        Ok(AuditRow {
+                            id: row.try_get("id")?,
+                            at: row.try_get("at")?,
+                            actor_kind: row.try_get("actor_kind")?,
+                            actor: row.try_get("actor")?,
+                            store_id: row.try_get("store_id")?,
+                            platform: row.try_get("platform")?,
+                            operation: row.try_get("operation")?,
+                            outcome: row.try_get("outcome")?,
+                            detail: row.try_get("detail")?,
+                        })
+                    })
+                    .collect()
+            }
+
+            async fn prune_audit(&self, before: DateTime<Utc>, limit: i64) -> Result<u64, StoreError> {
+                let done = sqlx::query(
+                    "delete from audit where id in (select id from audit where at < $1 order by at limit $2)",
+                )
+                .bind(before)
+                .bind(limit)
+                .execute(&self.pool)
+                .await?;
+                Ok(done.rows_affected())
+            }
+        }
+
+        fn decode_api_key(row: &DbRow) -> Result<ApiKeyRecord, StoreError> {
+            Ok(ApiKeyRecord {
+                id: row.try_get("id")?,
+                name: row.try_get("name")?,
+                scopes: row.try_get("scopes")?,
+                created_at: row.try_get("created_at")?,
+                last_used_at: row.try_get("last_used_at")?,
+                revoked_at: row.try_get("revoked_at")?,
+            })
         }
 
         /// The update of every mutable field, guarded by `$21`: the connection's version for

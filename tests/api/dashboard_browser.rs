@@ -181,6 +181,21 @@ async fn a_merchant_connects_all_five_declines_one_and_disconnects_in_a_real_bro
             == true,
         "no empty-state hint once connected"
     );
+    // "Recent activity" lists the page user's connects (the audit trail of this store).
+    wait_for(browser, "#activity .activity__item").await;
+    let activity = script(
+        browser,
+        "return [...document.querySelectorAll('#activity .activity__item')].map(i => i.textContent)",
+    )
+    .await;
+    assert!(
+        activity.as_array().unwrap().iter().any(|line| line
+            .as_str()
+            .unwrap()
+            .contains("Connect · Meta")
+            && line.as_str().unwrap().contains("User owner-1")),
+        "Recent activity shows the Meta connect: {activity}"
+    );
     let labels = script(
         browser,
         "return [...document.querySelectorAll('.card button')].map(b => [b.closest('.card').dataset.name, b.getAttribute('aria-label')])",

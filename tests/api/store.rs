@@ -4,7 +4,9 @@ use std::sync::Arc;
 
 use chrono::{Duration, TimeZone, Utc};
 use growth_engine::domain::{Connection, ConnectionStatus, PlatformId, StoreId, UserId};
-use growth_engine::store::{NewEvent, PgStore, SqliteStore, Store, StoreError};
+use growth_engine::store::{
+    ApiKeyRecord, AuditRow, NewEvent, PgStore, SqliteStore, Store, StoreError,
+};
 use uuid::Uuid;
 
 use crate::helpers::{fresh_database, TestDatabase};
@@ -558,5 +560,146 @@ contract!(
             .unwrap()
             .unwrap();
         assert_eq!(other.status, ConnectionStatus::Error, "other errors stay");
+    }
+);
+
+fn api_key(name: &str, scopes: &str) -> ApiKeyRecord {
+    ApiKeyRecord {
+        id: Uuid::now_v7(),
+        name: name.into(),
+        scopes: scopes.into(),
+        created_at: Utc.with_ymd_and_hms(2026, 11, 1, 12, 0, 0).unwrap(),
+        last_used_at: None,
+        revoked_at: None,
+    }
+}
+
+contract!(
+    api_keys_are_found_by_hash_listed_by_name_and_revoked_once,
+    |store: Arc<dyn Store>| async move {
+        let key = api_key("posting-agent", "tokens:read:meta,connections:read");
+        store.create_api_key(&key, "hash-1").await.unwrap();
+        store
+            .create_api_key(&api_key("another", "audit:read"), "hash-2")
+            .await
+            .unwrap();
+        assert!(matches!(
+            store
+                .create_api_key(&api_key("posting-agent", "connect"), "hash-3")
+                .await,
+            Err(StoreError::Conflict)
+        ));
+        let found = store.find_api_key("hash-1").await.unwrap().expect("found");
+        assert_eq!(found, key);
+        assert!(store.find_api_key("hash-x").await.unwrap().is_none());
+        let names: Vec<String> = store
+            .list_api_keys()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|k| k.name)
+            .collect();
+        assert_eq!(names, vec!["another", "posting-agent"]);
+        let at = Utc.with_ymd_and_hms(2026, 11, 2, 8, 0, 0).unwrap();
+        assert!(store.revoke_api_key("posting-agent", at).await.unwrap());
+        assert!(!store.revoke_api_key("posting-agent", at).await.unwrap());
+        assert!(!store.revoke_api_key("nobody", at).await.unwrap());
+        let revoked = store.find_api_key("hash-1").await.unwrap().unwrap();
+        assert_eq!(revoked.revoked_at, Some(at));
+    }
+);
+
+contract!(last_use_is_written_only_when_stale, |store: Arc<
+    dyn Store,
+>| async move {
+    let key = api_key("agent", "connect");
+    store.create_api_key(&key, "h").await.unwrap();
+    let t0 = Utc.with_ymd_and_hms(2026, 11, 2, 8, 0, 0).unwrap();
+    store
+        .touch_api_key(key.id, t0, t0 - Duration::seconds(60))
+        .await
+        .unwrap();
+    let t1 = t0 + Duration::seconds(30);
+    store
+        .touch_api_key(key.id, t1, t1 - Duration::seconds(60))
+        .await
+        .unwrap();
+    let read = store.find_api_key("h").await.unwrap().unwrap();
+    assert_eq!(read.last_used_at, Some(t0), "a recent use is not rewritten");
+    let t2 = t0 + Duration::seconds(61);
+    store
+        .touch_api_key(key.id, t2, t2 - Duration::seconds(60))
+        .await
+        .unwrap();
+    let read = store.find_api_key("h").await.unwrap().unwrap();
+    assert_eq!(read.last_used_at, Some(t2));
+});
+
+fn audit_row(store: &str, at: chrono::DateTime<Utc>, operation: &str) -> AuditRow {
+    AuditRow {
+        id: Uuid::now_v7(),
+        at,
+        actor_kind: "api_key".into(),
+        actor: "agent".into(),
+        store_id: Some(store.into()),
+        platform: Some("meta".into()),
+        operation: operation.into(),
+        outcome: "success".into(),
+        detail: None,
+    }
+}
+
+contract!(
+    audit_rows_page_newest_first_by_store_and_prune_by_age,
+    |store: Arc<dyn Store>| async move {
+        let t0 = Utc.with_ymd_and_hms(2026, 11, 2, 8, 0, 0).unwrap();
+        // Two rows share an instant: the id breaks the tie, so no row is skipped or repeated.
+        let mut rows: Vec<AuditRow> = (0..5)
+            .map(|n| audit_row("s1", t0 + Duration::seconds(n.min(3)), "token"))
+            .collect();
+        rows.push(audit_row("s2", t0, "connect"));
+        store.insert_audit(&rows).await.unwrap();
+        let s1 = StoreId::parse("s1").unwrap();
+        let first = store.list_audit(&s1, t0, None, 3).await.unwrap();
+        assert_eq!(first.len(), 3);
+        assert!(first
+            .windows(2)
+            .all(|w| (w[0].at, w[0].id) > (w[1].at, w[1].id)));
+        let last = first.last().unwrap();
+        let second = store
+            .list_audit(&s1, t0, Some((last.at, last.id)), 3)
+            .await
+            .unwrap();
+        assert_eq!(second.len(), 2);
+        let mut seen: Vec<Uuid> = first.iter().chain(&second).map(|r| r.id).collect();
+        seen.sort();
+        let mut expected: Vec<Uuid> = rows[..5].iter().map(|r| r.id).collect();
+        expected.sort();
+        assert_eq!(
+            seen, expected,
+            "every row of the store once, none of another store"
+        );
+        let newest = rows[3..5].iter().max_by_key(|r| r.id).unwrap();
+        assert_eq!(&first[0], newest, "rows read back field for field");
+        let since = store
+            .list_audit(&s1, t0 + Duration::seconds(2), None, 10)
+            .await
+            .unwrap();
+        assert_eq!(since.len(), 3);
+        assert_eq!(
+            store
+                .prune_audit(t0 + Duration::seconds(1), 1)
+                .await
+                .unwrap(),
+            1
+        );
+        assert_eq!(
+            store
+                .prune_audit(t0 + Duration::seconds(1), 10)
+                .await
+                .unwrap(),
+            1
+        );
+        assert_eq!(store.list_audit(&s1, t0, None, 10).await.unwrap().len(), 4);
     }
 );

@@ -1,5 +1,6 @@
-//! The page's JSON calls: the store's platform cards, starting a connection, disconnecting. The
-//! store is always the session's.
+//! The page's JSON calls: the store's platform cards, starting a connection, disconnecting (both
+//! recorded in the audit trail as the page's user), and the store's recent activity. The store is
+//! always the session's.
 
 use std::collections::HashMap;
 
@@ -11,6 +12,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use super::session::{DashboardSession, DashboardWriter};
+use crate::audit::{Actor, AuditEvent, AuditLog};
 use crate::domain::{Connection, ConnectionStatus};
 use crate::http::error::ApiError;
 use crate::http::extract::ApiPath;
@@ -160,6 +162,7 @@ pub async fn connections(
 pub async fn connect(
     writer: DashboardWriter,
     State(flow): State<Flow>,
+    State(audit): State<AuditLog>,
     ApiPath(platform): ApiPath<String>,
 ) -> Result<Response, ApiError> {
     let session = writer.0;
@@ -171,7 +174,22 @@ pub async fn connect(
             &session.user_id,
             FlowOrigin::Dashboard,
         )
-        .await?;
+        .await;
+    let event = AuditEvent::new(
+        Actor::PageUser(session.user_id.to_string()),
+        "connect",
+        "started",
+    );
+    let event = match &url {
+        Ok(_) => event,
+        Err(error) => event.failed(error.reason()),
+    };
+    audit.record(
+        event
+            .with_store(&session.store_id)
+            .with_platform(spec.id.as_str()),
+    );
+    let url = url?;
     tracing::info!(user_id = %session.user_id, "flow started from the dashboard");
     Ok(no_store(Json(ConnectUrl {
         url: url.to_string(),
@@ -185,6 +203,7 @@ pub async fn disconnect(
     writer: DashboardWriter,
     State(flow): State<Flow>,
     State(connections): State<Connections>,
+    State(audit): State<AuditLog>,
     ApiPath(platform): ApiPath<String>,
 ) -> Result<Response, ApiError> {
     let session = writer.0;
@@ -192,14 +211,93 @@ pub async fn disconnect(
         .catalog()
         .find(&platform)
         .ok_or_else(|| OAuthError::UnknownPlatform(platform.clone()))?;
-    let outcome = connections.disconnect(spec, &session.store_id).await?;
+    let outcome = connections.disconnect(spec, &session.store_id).await;
+    let response = outcome.map(|outcome| {
+        disconnect_response(
+            &spec.display_name,
+            &session.store_id,
+            outcome.revocation,
+            spec.id.as_str(),
+        )
+    });
+    let event = AuditEvent::new(
+        Actor::PageUser(session.user_id.to_string()),
+        "disconnect",
+        "success",
+    );
+    let event = match &response {
+        Ok(r) => event.with_detail(format!("revocation {}", r.revocation)),
+        Err(error) => event.failed(error.reason()),
+    };
+    audit.record(
+        event
+            .with_store(&session.store_id)
+            .with_platform(spec.id.as_str()),
+    );
+    let response = response?;
     tracing::info!(user_id = %session.user_id, "disconnected from the dashboard");
-    Ok(no_store(Json(disconnect_response(
-        &spec.display_name,
-        &session.store_id,
-        outcome.revocation,
-        spec.id.as_str(),
-    ))))
+    Ok(no_store(Json(response)))
+}
+
+/// How many entries "Recent activity" shows.
+const RECENT_ACTIVITY: usize = 20;
+
+/// One line of "Recent activity": no store id (it is the session's) and nothing secret.
+#[derive(Debug, Serialize)]
+pub struct ActivityEntry {
+    /// When it happened.
+    pub at: DateTime<Utc>,
+    /// `api_key`, `page_user` or `system`.
+    pub actor_kind: String,
+    /// Who: a key's name, a user id, a system task.
+    pub actor: String,
+    /// What.
+    pub operation: String,
+    /// On which platform.
+    pub platform: Option<String>,
+    /// How it ended.
+    pub outcome: String,
+    /// A short detail.
+    pub detail: Option<String>,
+}
+
+/// The page's "Recent activity".
+#[derive(Debug, Serialize)]
+pub struct Activity {
+    /// Newest first.
+    pub entries: Vec<ActivityEntry>,
+}
+
+/// `GET /dashboard/api/activity`: the session's store's last entries of the audit trail.
+#[tracing::instrument(skip_all, fields(store_id = %session.store_id))]
+pub async fn activity(
+    session: DashboardSession,
+    State(audit): State<AuditLog>,
+) -> Result<Response, ApiError> {
+    let page = audit
+        .page(
+            &session.store_id,
+            DateTime::UNIX_EPOCH,
+            None,
+            RECENT_ACTIVITY,
+        )
+        .await
+        .map_err(OAuthError::Store)?;
+    Ok(no_store(Json(Activity {
+        entries: page
+            .rows
+            .into_iter()
+            .map(|row| ActivityEntry {
+                at: row.at,
+                actor_kind: row.actor_kind,
+                actor: row.actor,
+                operation: row.operation,
+                platform: row.platform,
+                outcome: row.outcome,
+                detail: row.detail,
+            })
+            .collect(),
+    })))
 }
 
 crate::domain::redacted_debug!(ConnectUrl);

@@ -25,6 +25,7 @@ pub fn router() -> Router<AppState> {
         .route(page::STYLESHEET_PATH, get(page::stylesheet))
         .route("/dashboard/authorize", get(page::authorize))
         .route("/dashboard/api/connections", get(api::connections))
+        .route("/dashboard/api/activity", get(api::activity))
         .route("/dashboard/api/connect/{platform}", post(api::connect))
         .route(
             "/dashboard/api/disconnect/{platform}",

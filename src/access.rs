@@ -1,0 +1,504 @@
+//! Who may call the API and what they may do: API keys, their scopes, and the check every API
+//! handler makes.
+//!
+//! Owns key generation and hashing, the scope grammar ([`Scope`], [`Operation`]), the verified
+//! caller ([`Caller`] and [`Caller::require`]), and [`ApiKeyRegistry`], which turns a presented key
+//! into a caller: keys from `API_KEYS` are full-access callers named `env:<n>`; other keys are looked
+//! up by hash in the store (the `api_keys` table), with a short in-process cache. It does not own
+//! HTTP (the edge's extractor reads the header and maps [`MissingScope`] to a 403) nor the CLI.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::str::FromStr;
+use std::sync::{Arc, Mutex};
+
+use base64::Engine as _;
+use chrono::{DateTime, Duration, Utc};
+use rand::RngCore;
+use secrecy::{ExposeSecret, SecretString};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use crate::clock::SharedClock;
+use crate::store::{ApiKeyRecord, Store, StoreError};
+
+/// What every generated key starts with, so that a leaked key is recognisable by secret scanners.
+pub const KEY_PREFIX: &str = "ge_";
+
+/// How long a verified database key is trusted without asking the database again; also the longest
+/// a revoked key keeps working in a replica that verified it just before the revoke.
+pub const CACHE_WINDOW: Duration = Duration::seconds(30);
+
+/// The most keys the cache holds; beyond it, the cache is emptied and refills on demand.
+const CACHE_CAPACITY: usize = 1024;
+
+/// `last_used_at` is written at most this often per key.
+const TOUCH_EVERY: Duration = Duration::seconds(60);
+
+/// An operation of the API, as a scope names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Operation {
+    /// `connections:read`: list a store's connections.
+    ConnectionsRead,
+    /// `connect`: start an authorization flow.
+    Connect,
+    /// `disconnect`: revoke and delete a connection.
+    Disconnect,
+    /// `tokens:read`: fetch (or force the refresh of) an access token.
+    TokensRead,
+    /// `proxy`: call a platform's API through the service.
+    Proxy,
+    /// `selection:write`: choose the ad account or page a connection uses.
+    SelectionWrite,
+    /// `audit:read`: read the audit trail.
+    AuditRead,
+}
+
+impl Operation {
+    /// Every operation, in the order `api-key list` prints them.
+    pub const ALL: [Operation; 7] = [
+        Self::ConnectionsRead,
+        Self::Connect,
+        Self::Disconnect,
+        Self::TokensRead,
+        Self::Proxy,
+        Self::SelectionWrite,
+        Self::AuditRead,
+    ];
+
+    /// The scope's name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::ConnectionsRead => "connections:read",
+            Self::Connect => "connect",
+            Self::Disconnect => "disconnect",
+            Self::TokensRead => "tokens:read",
+            Self::Proxy => "proxy",
+            Self::SelectionWrite => "selection:write",
+            Self::AuditRead => "audit:read",
+        }
+    }
+}
+
+/// A scope: an operation, on every platform or on one.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Scope {
+    /// The operation it allows.
+    pub operation: Operation,
+    /// The one platform it is narrowed to; `None` covers every platform.
+    pub platform: Option<String>,
+}
+
+/// Why a scope list was refused (`api-key create` prints it as one line).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ScopeError {
+    /// Not one of the operations.
+    #[error("unknown scope {0:?} (known: connections:read, connect, disconnect, tokens:read, proxy, selection:write, audit:read, each optionally :<platform>)")]
+    UnknownScope(String),
+    /// A platform suffix that names no platform.
+    #[error("unknown platform {platform:?} in scope {scope:?} (known: {known})")]
+    UnknownPlatform {
+        /// The scope as written.
+        scope: String,
+        /// The platform it names.
+        platform: String,
+        /// The known platforms, comma-separated.
+        known: String,
+    },
+    /// No scope at all.
+    #[error("at least one scope is required")]
+    Empty,
+}
+
+impl FromStr for Scope {
+    type Err = ScopeError;
+
+    /// Parses `operation[:platform]`; the platform is checked against the catalog by
+    /// [`parse_scopes`], not here.
+    fn from_str(text: &str) -> Result<Self, ScopeError> {
+        let text = text.trim();
+        // The longest operation name that prefixes the text, so `connections:read:meta` is not
+        // read as an unknown `connections` with a platform.
+        let operation = Operation::ALL
+            .iter()
+            .copied()
+            .filter(|op| {
+                text == op.as_str()
+                    || text
+                        .strip_prefix(op.as_str())
+                        .is_some_and(|rest| rest.starts_with(':'))
+            })
+            .max_by_key(|op| op.as_str().len())
+            .ok_or_else(|| ScopeError::UnknownScope(text.to_owned()))?;
+        let platform = text[operation.as_str().len()..].strip_prefix(':');
+        match platform {
+            None => Ok(Self {
+                operation,
+                platform: None,
+            }),
+            Some(p)
+                if !p.is_empty()
+                    && p.len() <= 32
+                    && p.chars()
+                        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_') =>
+            {
+                Ok(Self {
+                    operation,
+                    platform: Some(p.to_owned()),
+                })
+            }
+            Some(_) => Err(ScopeError::UnknownScope(text.to_owned())),
+        }
+    }
+}
+
+impl fmt::Display for Scope {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.platform {
+            Some(platform) => write!(f, "{}:{platform}", self.operation.as_str()),
+            None => f.write_str(self.operation.as_str()),
+        }
+    }
+}
+
+/// Parses a comma-separated scope list, checking each platform suffix against `platforms`.
+pub fn parse_scopes(text: &str, platforms: &[String]) -> Result<Vec<Scope>, ScopeError> {
+    let mut scopes = Vec::new();
+    for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let scope: Scope = part.parse()?;
+        if let Some(platform) = &scope.platform {
+            if !platforms.iter().any(|p| p == platform) {
+                return Err(ScopeError::UnknownPlatform {
+                    scope: part.to_owned(),
+                    platform: platform.clone(),
+                    known: platforms.join(", "),
+                });
+            }
+        }
+        if !scopes.contains(&scope) {
+            scopes.push(scope);
+        }
+    }
+    if scopes.is_empty() {
+        return Err(ScopeError::Empty);
+    }
+    Ok(scopes)
+}
+
+/// Scopes as stored and printed: comma-separated.
+pub fn format_scopes(scopes: &[Scope]) -> String {
+    scopes
+        .iter()
+        .map(Scope::to_string)
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// A call outside the caller's scopes: names the scope that would allow it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("this API key lacks the scope {scope} needed for this call")]
+pub struct MissingScope {
+    /// The narrowest scope that would allow the call (`tokens:read:meta`).
+    pub scope: String,
+}
+
+/// A verified API caller.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    /// The key's name (`env:<n>` for a key from `API_KEYS`); recorded as the actor in the audit.
+    pub name: String,
+    /// What it may do.
+    pub scopes: Vec<Scope>,
+}
+
+impl Caller {
+    /// A caller allowed everything on every platform (the keys of `API_KEYS`).
+    pub fn full_access(name: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            scopes: Operation::ALL
+                .iter()
+                .map(|&operation| Scope {
+                    operation,
+                    platform: None,
+                })
+                .collect(),
+        }
+    }
+
+    /// Whether any scope, bare or narrowed, allows `operation`.
+    pub fn has_any(&self, operation: Operation) -> bool {
+        self.scopes.iter().any(|scope| scope.operation == operation)
+    }
+
+    /// Allows `operation` on `platform` (`None`: a call not about one platform, which only a bare
+    /// scope covers), or names the missing scope.
+    pub fn require(
+        &self,
+        operation: Operation,
+        platform: Option<&str>,
+    ) -> Result<(), MissingScope> {
+        let allowed = self.scopes.iter().any(|scope| {
+            scope.operation == operation
+                && match (&scope.platform, platform) {
+                    (None, _) => true,
+                    (Some(narrow), Some(asked)) => narrow == asked,
+                    (Some(_), None) => false,
+                }
+        });
+        if allowed {
+            Ok(())
+        } else {
+            Err(MissingScope {
+                scope: Scope {
+                    operation,
+                    platform: platform.map(str::to_owned),
+                }
+                .to_string(),
+            })
+        }
+    }
+}
+
+/// Validates a key name: 1 to 64 characters of `a-z`, `0-9`, `_` and `-`.
+pub fn valid_key_name(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-')
+}
+
+/// A new key: `ge_` and 32 random bytes in URL-safe base64. Shown once, stored only as its hash.
+pub fn generate_key() -> SecretString {
+    let mut bytes = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut bytes);
+    let encoded = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
+    SecretString::from(format!("{KEY_PREFIX}{encoded}"))
+}
+
+/// The stored form of a key: hex SHA-256. Generated keys carry 256 random bits, so a fast hash is
+/// enough: there is nothing to guess, and a slow password hash would only cost every request.
+pub fn hash_key(key: &str) -> String {
+    hex::encode(Sha256::digest(key.as_bytes()))
+}
+
+struct CachedKey {
+    caller: Caller,
+    verified_at: DateTime<Utc>,
+}
+
+/// Turns a presented key into a [`Caller`]: `API_KEYS` first, then the store.
+///
+/// A key verified in the store is cached in process for [`CACHE_WINDOW`] (by the clock), so a
+/// request does not cost a database round trip, and a revoke takes effect everywhere within that
+/// window. Unknown keys are not cached: the rate limiter bounds how often they are tried.
+#[derive(Clone)]
+pub struct ApiKeyRegistry {
+    env: Arc<Vec<[u8; 32]>>,
+    store: Option<Arc<dyn Store>>,
+    clock: Option<SharedClock>,
+    cache: Arc<Mutex<HashMap<String, CachedKey>>>,
+}
+
+impl fmt::Debug for ApiKeyRegistry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ApiKeyRegistry({} environment keys)", self.env.len())
+    }
+}
+
+impl ApiKeyRegistry {
+    /// Only the environment's keys (no database keys).
+    pub fn from_env_keys(keys: &[SecretString]) -> Self {
+        Self {
+            env: Arc::new(
+                keys.iter()
+                    .map(|k| Sha256::digest(k.expose_secret().as_bytes()).into())
+                    .collect(),
+            ),
+            store: None,
+            clock: None,
+            cache: Arc::default(),
+        }
+    }
+
+    /// The environment's keys, and the database's keys from `store`.
+    pub fn new(keys: &[SecretString], store: Arc<dyn Store>, clock: SharedClock) -> Self {
+        Self {
+            store: Some(store),
+            clock: Some(clock),
+            ..Self::from_env_keys(keys)
+        }
+    }
+
+    /// The caller a key belongs to; `None` for an unknown or revoked key.
+    pub async fn verify(&self, presented: &str) -> Result<Option<Caller>, StoreError> {
+        let digest: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
+        // Check every key, not stopping at the first match, so timing says nothing about which.
+        let env_match = self.env.iter().enumerate().fold(None, |found, (n, key)| {
+            if bool::from(key.ct_eq(&digest)) {
+                Some(n + 1)
+            } else {
+                found
+            }
+        });
+        if let Some(n) = env_match {
+            return Ok(Some(Caller::full_access(format!("env:{n}"))));
+        }
+        let (Some(store), Some(clock)) = (&self.store, &self.clock) else {
+            return Ok(None);
+        };
+        if !presented.starts_with(KEY_PREFIX) {
+            return Ok(None);
+        }
+        // Looking a key up by its hash leaks nothing by timing: the hash of a guess says nothing
+        // about the hash of a real key.
+        let hash = hex::encode(digest);
+        let now = clock.now();
+        if let Some(caller) = self.cached(&hash, now) {
+            return Ok(Some(caller));
+        }
+        let Some(record) = store.find_api_key(&hash).await? else {
+            return Ok(None);
+        };
+        if record.revoked_at.is_some() {
+            self.forget(&hash);
+            return Ok(None);
+        }
+        let caller = caller_of(&record)?;
+        if record.last_used_at.is_none_or(|at| at < now - TOUCH_EVERY) {
+            // Best effort: a failed write only leaves "last used" stale.
+            if let Err(error) = store.touch_api_key(record.id, now, now - TOUCH_EVERY).await {
+                tracing::warn!(error = %error, key = %record.name, "could not record the key's last use");
+            }
+        }
+        self.remember(hash, caller.clone(), now);
+        Ok(Some(caller))
+    }
+
+    fn cached(&self, hash: &str, now: DateTime<Utc>) -> Option<Caller> {
+        let cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        cache
+            .get(hash)
+            .filter(|entry| now - entry.verified_at < CACHE_WINDOW && entry.verified_at <= now)
+            .map(|entry| entry.caller.clone())
+    }
+
+    fn remember(&self, hash: String, caller: Caller, now: DateTime<Utc>) {
+        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        if cache.len() >= CACHE_CAPACITY {
+            cache.retain(|_, entry| now - entry.verified_at < CACHE_WINDOW);
+            if cache.len() >= CACHE_CAPACITY {
+                cache.clear();
+            }
+        }
+        cache.insert(
+            hash,
+            CachedKey {
+                caller,
+                verified_at: now,
+            },
+        );
+    }
+
+    fn forget(&self, hash: &str) {
+        self.cache
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(hash);
+    }
+}
+
+/// The caller a stored key describes; a scope list that no longer parses is a corrupt row.
+fn caller_of(record: &ApiKeyRecord) -> Result<Caller, StoreError> {
+    let scopes = record
+        .scopes
+        .split(',')
+        .filter(|s| !s.is_empty())
+        .map(Scope::from_str)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| StoreError::Corrupt(format!("api key {}: {e}", record.name)))?;
+    Ok(Caller {
+        name: record.name.clone(),
+        scopes,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn platforms() -> Vec<String> {
+        vec!["meta".into(), "tiktok".into()]
+    }
+
+    #[test]
+    fn scopes_parse_with_and_without_a_platform() {
+        let scopes = parse_scopes(
+            "tokens:read:meta,connections:read,proxy:tiktok,selection:write",
+            &platforms(),
+        )
+        .unwrap();
+        assert_eq!(
+            format_scopes(&scopes),
+            "tokens:read:meta,connections:read,proxy:tiktok,selection:write"
+        );
+    }
+
+    #[test]
+    fn unknown_scopes_and_platforms_are_refused() {
+        assert!(matches!(
+            parse_scopes("tokens:write", &platforms()),
+            Err(ScopeError::UnknownScope(_))
+        ));
+        assert!(matches!(
+            parse_scopes("tokens:read:myspace", &platforms()),
+            Err(ScopeError::UnknownPlatform { .. })
+        ));
+        assert!(matches!(
+            parse_scopes(" , ", &platforms()),
+            Err(ScopeError::Empty)
+        ));
+        assert!(parse_scopes("connections", &platforms()).is_err());
+    }
+
+    #[test]
+    fn a_narrowed_scope_covers_only_its_platform() {
+        let caller = Caller {
+            name: "k".into(),
+            scopes: parse_scopes("tokens:read:meta,connect", &platforms()).unwrap(),
+        };
+        assert!(caller.require(Operation::TokensRead, Some("meta")).is_ok());
+        assert_eq!(
+            caller.require(Operation::TokensRead, Some("tiktok")),
+            Err(MissingScope {
+                scope: "tokens:read:tiktok".into()
+            })
+        );
+        assert!(caller.require(Operation::TokensRead, None).is_err());
+        assert!(caller.require(Operation::Connect, Some("tiktok")).is_ok());
+        assert_eq!(
+            caller
+                .require(Operation::AuditRead, None)
+                .unwrap_err()
+                .scope,
+            "audit:read"
+        );
+    }
+
+    #[test]
+    fn generated_keys_are_prefixed_random_and_hashed_as_hex() {
+        let a = generate_key();
+        let b = generate_key();
+        assert!(a.expose_secret().starts_with("ge_"));
+        assert_ne!(a.expose_secret(), b.expose_secret());
+        assert_eq!(hash_key(a.expose_secret()).len(), 64);
+    }
+
+    #[test]
+    fn key_names_are_short_lower_case_words() {
+        assert!(valid_key_name("posting-agent_2"));
+        assert!(!valid_key_name(""));
+        assert!(!valid_key_name("Posting"));
+        assert!(!valid_key_name(&"a".repeat(65)));
+    }
+}

@@ -1,0 +1,296 @@
+//! The audit trail: who did what to which store's connection, and how it ended.
+//!
+//! Owns the [`AuditLog`] service that records [`AuditEvent`]s (token hand-outs, forced refreshes,
+//! connects, disconnects, page actions, key changes, and, once wired by their owners, background
+//! refreshes and proxied calls), the writer task that stores them, and the pruning of rows older
+//! than `AUDIT_RETENTION_DAYS`. The rows live in the store (`audit` table); reading them is the
+//! edge's job (`GET /api/v1/audit`, the page's "Recent activity").
+//!
+//! Recording is best-effort and off the request path: [`AuditLog::record`] puts the event on a
+//! bounded channel and returns; a writer task stores events in small batches. When the channel is
+//! full the event is dropped and counted (`growth_engine_audit_dropped`); a failed write is logged
+//! and counted (`growth_engine_audit_write_failures`). Neither ever fails the request.
+//!
+//! An event never carries a token, code, state, secret or key: its fields are names, ids, and short
+//! outcome codes chosen by the caller.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use tokio::sync::mpsc;
+use uuid::Uuid;
+
+use crate::clock::SharedClock;
+use crate::domain::StoreId;
+use crate::metrics::Metrics;
+use crate::store::{AuditRow, Store, StoreError};
+
+/// How many events wait for the writer before new ones are dropped.
+const CHANNEL_CAPACITY: usize = 4096;
+
+/// The most events one write stores.
+const BATCH: usize = 100;
+
+/// The most rows one prune statement deletes, so it never holds a long transaction.
+const PRUNE_BATCH: i64 = 1000;
+
+/// Who acted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Actor {
+    /// A backend service, by its API key's name (`env:1` for a key from `API_KEYS`).
+    ApiKey(String),
+    /// The merchant's user on the connections page (or finishing a consent screen).
+    PageUser(String),
+    /// A task of the service itself (`refresher`, `cli`).
+    System(String),
+}
+
+impl Actor {
+    fn kind(&self) -> &'static str {
+        match self {
+            Self::ApiKey(_) => "api_key",
+            Self::PageUser(_) => "page_user",
+            Self::System(_) => "system",
+        }
+    }
+
+    fn name(&self) -> &str {
+        match self {
+            Self::ApiKey(name) | Self::PageUser(name) | Self::System(name) => name,
+        }
+    }
+}
+
+/// One thing that happened. Build it with [`AuditEvent::new`] and the `with_*` methods.
+#[derive(Debug, Clone)]
+pub struct AuditEvent {
+    actor: Actor,
+    operation: &'static str,
+    outcome: String,
+    store_id: Option<String>,
+    platform: Option<String>,
+    detail: Option<String>,
+}
+
+impl AuditEvent {
+    /// `actor` did `operation` (`connect`, `disconnect`, `token`, `refresh`, `proxy`,
+    /// `selection`, `api_key.create`, `api_key.revoke`) with `outcome` (`success`, `started`,
+    /// `failure`).
+    pub fn new(actor: Actor, operation: &'static str, outcome: impl Into<String>) -> Self {
+        Self {
+            actor,
+            operation,
+            outcome: outcome.into(),
+            store_id: None,
+            platform: None,
+            detail: None,
+        }
+    }
+
+    /// The store concerned.
+    pub fn with_store(mut self, store_id: &StoreId) -> Self {
+        self.store_id = Some(store_id.to_string());
+        self
+    }
+
+    /// The platform concerned.
+    pub fn with_platform(mut self, platform: &str) -> Self {
+        self.platform = Some(platform.to_owned());
+        self
+    }
+
+    /// A short, non-secret detail: an error code, a revocation outcome, a status code, a key name.
+    pub fn with_detail(mut self, detail: impl Into<String>) -> Self {
+        let mut detail: String = detail.into();
+        detail.truncate(200);
+        self.detail = Some(detail);
+        self
+    }
+
+    /// The same event, ended in `failure` with `code` (a stable error code) as its detail.
+    pub fn failed(self, code: &str) -> Self {
+        Self {
+            outcome: "failure".to_owned(),
+            ..self
+        }
+        .with_detail(code)
+    }
+
+    /// The row this event becomes at `at`.
+    pub fn into_row(self, at: DateTime<Utc>) -> AuditRow {
+        AuditRow {
+            id: Uuid::now_v7(),
+            at,
+            actor_kind: self.actor.kind().to_owned(),
+            actor: self.actor.name().to_owned(),
+            store_id: self.store_id,
+            platform: self.platform,
+            operation: self.operation.to_owned(),
+            outcome: self.outcome,
+            detail: self.detail,
+        }
+    }
+}
+
+/// Records audit events; a cheap-clone handle.
+#[derive(Clone)]
+pub struct AuditLog {
+    tx: mpsc::Sender<AuditRow>,
+    store: Arc<dyn Store>,
+    clock: SharedClock,
+    metrics: Metrics,
+}
+
+impl std::fmt::Debug for AuditLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AuditLog")
+    }
+}
+
+impl AuditLog {
+    /// The log and its writer task (spawned here; it ends when the last handle is dropped).
+    pub fn start(store: Arc<dyn Store>, clock: SharedClock, metrics: Metrics) -> Self {
+        let (tx, rx) = mpsc::channel(CHANNEL_CAPACITY);
+        tokio::spawn(write_events(rx, store.clone(), metrics.clone()));
+        Self {
+            tx,
+            store,
+            clock,
+            metrics,
+        }
+    }
+
+    /// Records an event, stamped now. Never waits and never fails: a full queue drops the event
+    /// (counted and logged).
+    pub fn record(&self, event: AuditEvent) {
+        let row = event.into_row(self.clock.now());
+        if let Err(error) = self.tx.try_send(row) {
+            self.metrics.audit_dropped();
+            let operation = match &error {
+                mpsc::error::TrySendError::Full(row) | mpsc::error::TrySendError::Closed(row) => {
+                    row.operation.clone()
+                }
+            };
+            tracing::warn!(%operation, "audit queue full: event dropped");
+        }
+    }
+
+    /// Deletes rows older than `retention`, in bounded batches; returns how many.
+    pub async fn prune(&self, retention: chrono::Duration) -> Result<u64, StoreError> {
+        let before = self.clock.now() - retention;
+        let mut total = 0;
+        loop {
+            let done = self.store.prune_audit(before, PRUNE_BATCH).await?;
+            total += done;
+            if done < PRUNE_BATCH as u64 {
+                return Ok(total);
+            }
+        }
+    }
+
+    /// Prunes every `interval` until `shutdown` resolves.
+    pub async fn run_pruner(
+        self,
+        retention: chrono::Duration,
+        interval: Duration,
+        shutdown: impl std::future::Future<Output = ()>,
+    ) {
+        tokio::pin!(shutdown);
+        loop {
+            match self.prune(retention).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(rows = n, "pruned old audit rows"),
+                Err(error) => tracing::warn!(error = %error, "could not prune the audit trail"),
+            }
+            tokio::select! {
+                () = &mut shutdown => return,
+                () = tokio::time::sleep(interval) => {}
+            }
+        }
+    }
+}
+
+/// Where a page of the trail stops: the `(at, id)` of its last row, as opaque URL-safe base64.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cursor {
+    at: DateTime<Utc>,
+    id: Uuid,
+}
+
+impl Cursor {
+    /// The opaque text form.
+    pub fn encode(&self) -> String {
+        use base64::Engine as _;
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!(
+            "{}|{}",
+            self.at.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
+            self.id
+        ))
+    }
+
+    /// Reads the text form back; `None` for anything this service did not hand out.
+    pub fn decode(text: &str) -> Option<Self> {
+        use base64::Engine as _;
+        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(text)
+            .ok()?;
+        let text = String::from_utf8(bytes).ok()?;
+        let (at, id) = text.split_once('|')?;
+        Some(Self {
+            at: DateTime::parse_from_rfc3339(at).ok()?.with_timezone(&Utc),
+            id: id.parse().ok()?,
+        })
+    }
+}
+
+/// A page of a store's trail, newest first.
+#[derive(Debug, Clone)]
+pub struct Page {
+    /// The rows.
+    pub rows: Vec<AuditRow>,
+    /// Where the next page starts, when there is one.
+    pub next: Option<Cursor>,
+}
+
+impl AuditLog {
+    /// Up to `limit` of a store's rows at or after `since`, newest first, after `cursor`.
+    pub async fn page(
+        &self,
+        store_id: &StoreId,
+        since: DateTime<Utc>,
+        cursor: Option<&Cursor>,
+        limit: usize,
+    ) -> Result<Page, StoreError> {
+        let asked = i64::try_from(limit).unwrap_or(200);
+        let mut rows = self
+            .store
+            .list_audit(
+                store_id,
+                since,
+                cursor.map(|c| (c.at, c.id)),
+                asked.saturating_add(1),
+            )
+            .await?;
+        // One row more than asked says whether another page exists.
+        let more = rows.len() > limit;
+        rows.truncate(limit);
+        let next = rows.last().filter(|_| more).map(|row| Cursor {
+            at: row.at,
+            id: row.id,
+        });
+        Ok(Page { rows, next })
+    }
+}
+
+/// The writer task: stores queued events in batches until every sender is gone.
+async fn write_events(mut rx: mpsc::Receiver<AuditRow>, store: Arc<dyn Store>, metrics: Metrics) {
+    let mut batch = Vec::with_capacity(BATCH);
+    while rx.recv_many(&mut batch, BATCH).await > 0 {
+        if let Err(error) = store.insert_audit(&batch).await {
+            metrics.audit_write_failed(batch.len() as u64);
+            tracing::warn!(error = %error, rows = batch.len(), "could not write audit rows");
+        }
+        batch.clear();
+    }
+}

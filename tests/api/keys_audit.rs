@@ -1,0 +1,721 @@
+//! Scoped API keys and the audit trail: every API route enforces its scope (403 naming the missing
+//! scope, a pass with it), platform-narrowed scopes, revocation after the cache window, `API_KEYS`
+//! as full access, the `api-key` CLI through the real binary, the audit rows of a full run (and no
+//! secret in any of them), pagination, retention.
+
+use std::process::Command;
+use std::time::Duration;
+
+use chrono::Utc;
+use growth_engine::access::{format_scopes, hash_key, parse_scopes};
+use growth_engine::clock::ManualClock;
+use growth_engine::domain::StoreId;
+use growth_engine::store::{ApiKeyRecord, AuditRow};
+use reqwest::Method;
+use secrecy::ExposeSecret;
+use serde_json::Value;
+use uuid::Uuid;
+
+use crate::dashboard::Merchant;
+use crate::helpers::{
+    credentials, query_of, spawn_app, spawn_app_with, Browser, TestApp, TestAppOptions, API_KEY,
+};
+
+/// Creates a database key with `scopes` through the store, as `api-key create` does.
+async fn create_key(app: &TestApp, name: &str, scopes: &str) -> String {
+    let platforms = growth_engine::app::catalog(&app.services.settings).slugs();
+    let scopes = parse_scopes(scopes, &platforms).expect("valid scopes");
+    let key = growth_engine::access::generate_key();
+    let record = ApiKeyRecord {
+        id: Uuid::now_v7(),
+        name: name.into(),
+        scopes: format_scopes(&scopes),
+        created_at: Utc::now(),
+        last_used_at: None,
+        revoked_at: None,
+    };
+    app.services
+        .store
+        .create_api_key(&record, &hash_key(key.expose_secret()))
+        .await
+        .unwrap();
+    key.expose_secret().to_owned()
+}
+
+async fn call(app: &TestApp, method: Method, path: &str, key: &str) -> reqwest::Response {
+    app.api
+        .request(method, app.url(path))
+        .bearer_auth(key)
+        .send()
+        .await
+        .unwrap()
+}
+
+/// Every API route, the scope it needs (on `meta` for the platform routes).
+fn routes() -> Vec<(Method, &'static str, &'static str)> {
+    vec![
+        (
+            Method::GET,
+            "/api/v1/oauth/connect/meta?user_id=u1&store_id=s1",
+            "connect:meta",
+        ),
+        (
+            Method::DELETE,
+            "/api/v1/oauth/disconnect/meta?user_id=u1&store_id=s1",
+            "disconnect:meta",
+        ),
+        (
+            Method::GET,
+            "/api/v1/oauth/connections/s1",
+            "connections:read",
+        ),
+        (
+            Method::GET,
+            "/api/v1/oauth/token/meta?store_id=s1",
+            "tokens:read:meta",
+        ),
+        (
+            Method::POST,
+            "/api/v1/oauth/refresh/meta?store_id=s1",
+            "tokens:read:meta",
+        ),
+        (Method::GET, "/api/v1/audit?store_id=s1", "audit:read"),
+    ]
+}
+
+const ALL_SCOPES: [&str; 7] = [
+    "connections:read",
+    "connect",
+    "disconnect",
+    "tokens:read",
+    "proxy",
+    "selection:write",
+    "audit:read",
+];
+
+#[tokio::test]
+async fn every_api_route_refuses_a_key_without_its_scope_and_accepts_one_with_it() {
+    let app = spawn_app().await;
+    for (n, (method, path, scope)) in routes().into_iter().enumerate() {
+        let operation = ALL_SCOPES
+            .iter()
+            .copied()
+            .filter(|s| scope.starts_with(s))
+            .max_by_key(|s| s.len())
+            .unwrap();
+        let others: Vec<&str> = ALL_SCOPES
+            .iter()
+            .copied()
+            .filter(|s| *s != operation)
+            .collect();
+        let without = create_key(&app, &format!("without-{n}"), &others.join(",")).await;
+        let response = call(&app, method.clone(), path, &without).await;
+        assert_eq!(response.status(), 403, "{method} {path} without {scope}");
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(body["error"]["code"], "missing_scope");
+        assert_eq!(body["error"]["details"]["missing_scope"], scope);
+        assert!(body["error"]["message"].as_str().unwrap().contains(scope));
+
+        let with = create_key(&app, &format!("with-{n}"), scope).await;
+        let response = call(&app, method.clone(), path, &with).await;
+        let status = response.status().as_u16();
+        assert!(
+            ![401, 403].contains(&status) && status < 500,
+            "{method} {path} with {scope} passed the check, got {status}"
+        );
+    }
+    // The catalog and the metrics need any valid key; the OpenAPI document is public.
+    let minimal = create_key(&app, "minimal", "proxy:tiktok").await;
+    for path in ["/api/v1/oauth/platforms", "/metrics"] {
+        assert_eq!(
+            call(&app, Method::GET, path, &minimal).await.status(),
+            200,
+            "{path}"
+        );
+        assert_eq!(
+            call(&app, Method::GET, path, "ge_unknown").await.status(),
+            401
+        );
+    }
+    let document = app
+        .api
+        .get(app.url("/api/v1/openapi.json"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(document.status(), 200);
+    let document: Value = document.json().await.unwrap();
+    assert!(document["paths"]["/api/v1/audit"]["get"].is_object());
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_platform_narrowed_scope_covers_only_its_platform() {
+    let app = spawn_app().await;
+    app.run_flow("meta", "shop-n", true).await;
+    app.run_flow("tiktok", "shop-n", true).await;
+    let key = create_key(
+        &app,
+        "posting-agent",
+        "tokens:read:meta,connections:read:meta,connect:tiktok",
+    )
+    .await;
+    let meta = call(
+        &app,
+        Method::GET,
+        "/api/v1/oauth/token/meta?store_id=shop-n",
+        &key,
+    )
+    .await;
+    assert_eq!(meta.status(), 200);
+    let tiktok = call(
+        &app,
+        Method::GET,
+        "/api/v1/oauth/token/tiktok?store_id=shop-n",
+        &key,
+    )
+    .await;
+    assert_eq!(tiktok.status(), 403);
+    let body: Value = tiktok.json().await.unwrap();
+    assert_eq!(
+        body["error"]["details"]["missing_scope"],
+        "tokens:read:tiktok"
+    );
+    let connect_meta = call(
+        &app,
+        Method::GET,
+        "/api/v1/oauth/connect/meta?user_id=u&store_id=shop-n",
+        &key,
+    )
+    .await;
+    assert_eq!(connect_meta.status(), 403);
+    let connect_tiktok = call(
+        &app,
+        Method::GET,
+        "/api/v1/oauth/connect/tiktok?user_id=u&store_id=shop-n",
+        &key,
+    )
+    .await;
+    assert_eq!(connect_tiktok.status(), 200);
+    // connections:read:meta lists the meta connection only.
+    let list: Value = call(&app, Method::GET, "/api/v1/oauth/connections/shop-n", &key)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let platforms: Vec<&str> = list["connections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["platform"].as_str().unwrap())
+        .collect();
+    assert_eq!(platforms, vec!["meta"]);
+    let all: Value = app.connections("shop-n").await;
+    assert_eq!(all["connections"].as_array().unwrap().len(), 2);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_revoked_key_is_refused_once_the_cache_window_has_passed() {
+    let clock = ManualClock::new(Utc::now());
+    let app = spawn_app_with(TestAppOptions {
+        clock: Some(clock.clone()),
+        ..Default::default()
+    })
+    .await;
+    let key = create_key(&app, "short-lived", "connections:read").await;
+    let path = "/api/v1/oauth/connections/s1";
+    assert_eq!(call(&app, Method::GET, path, &key).await.status(), 200);
+    assert!(app
+        .services
+        .store
+        .revoke_api_key("short-lived", Utc::now())
+        .await
+        .unwrap());
+    // Within the window the verified key is still trusted: the documented bound of a revoke.
+    clock.advance(chrono::Duration::seconds(10));
+    assert_eq!(call(&app, Method::GET, path, &key).await.status(), 200);
+    clock.advance(growth_engine::access::CACHE_WINDOW);
+    let refused = call(&app, Method::GET, path, &key).await;
+    assert_eq!(refused.status(), 401);
+    let body: Value = refused.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "unauthorized");
+    // The key's last use was recorded.
+    let listed = app.services.store.list_api_keys().await.unwrap();
+    assert!(listed[0].last_used_at.is_some());
+    app.stop().await;
+}
+
+/// Waits until the audit trail of `store` holds at least `count` rows, then returns them all.
+async fn audit_of(app: &TestApp, store: &str, count: usize) -> Vec<Value> {
+    for _ in 0..100 {
+        let body: Value = app
+            .get(&format!("/api/v1/audit?store_id={store}&limit=200"))
+            .await
+            .json()
+            .await
+            .unwrap();
+        let entries = body["entries"].as_array().unwrap().clone();
+        if entries.len() >= count {
+            return entries;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the audit trail of {store} never reached {count} rows");
+}
+
+fn find<'a>(entries: &'a [Value], operation: &str, actor: &str) -> &'a Value {
+    entries
+        .iter()
+        .find(|e| e["operation"] == operation && e["actor"] == actor && e["platform"] == "meta")
+        .unwrap_or_else(|| panic!("no {operation} by {actor} in {entries:#?}"))
+}
+
+#[tokio::test]
+async fn a_full_run_is_audited_with_actors_and_outcomes_and_no_secret_in_any_row() {
+    let app = spawn_app().await;
+    let agent = create_key(&app, "posting-agent", "tokens:read,disconnect").await;
+    // The flow by hand, so that its code and state are known.
+    let browser = Browser::new();
+    let start = app.connect_url("meta", "shop-a").await;
+    let authorize = browser.first_hop(&start).await;
+    let callback = browser.consent(&authorize, true).await;
+    let callback_query = query_of(&callback);
+    let outcome = query_of(&browser.callback(&callback).await);
+    assert_eq!(outcome["connection"], "success");
+
+    let token: Value = call(
+        &app,
+        Method::GET,
+        "/api/v1/oauth/token/meta?store_id=shop-a",
+        &agent,
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    let refreshed: Value = call(
+        &app,
+        Method::POST,
+        "/api/v1/oauth/refresh/meta?store_id=shop-a",
+        &agent,
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    assert_ne!(token["access_token"], refreshed["access_token"]);
+    let missing = call(
+        &app,
+        Method::GET,
+        "/api/v1/oauth/token/tiktok?store_id=shop-a",
+        &agent,
+    )
+    .await;
+    assert_eq!(missing.status(), 404);
+    let gone = call(
+        &app,
+        Method::DELETE,
+        "/api/v1/oauth/disconnect/meta?user_id=user-1&store_id=shop-a",
+        &agent,
+    )
+    .await;
+    assert_eq!(gone.status(), 200);
+
+    let entries = audit_of(&app, "shop-a", 6).await;
+    let started = find(&entries, "connect", "env:1");
+    assert_eq!(started["actor_kind"], "api_key");
+    assert_eq!(started["outcome"], "started");
+    assert_eq!(started["platform"], "meta");
+    let completed = find(&entries, "connect", "user-1");
+    assert_eq!(completed["actor_kind"], "page_user");
+    assert_eq!(completed["outcome"], "success");
+    assert_eq!(
+        find(&entries, "token", "posting-agent")["outcome"],
+        "success"
+    );
+    assert_eq!(
+        find(&entries, "refresh", "posting-agent")["outcome"],
+        "success"
+    );
+    let failed = entries
+        .iter()
+        .find(|e| e["operation"] == "token" && e["platform"] == "tiktok")
+        .expect("the failed hand-out is recorded");
+    assert_eq!(failed["outcome"], "failure");
+    assert_eq!(failed["detail"], "connection_not_found");
+    let disconnect = find(&entries, "disconnect", "posting-agent");
+    assert_eq!(disconnect["outcome"], "success");
+    assert!(disconnect["detail"]
+        .as_str()
+        .unwrap()
+        .starts_with("revocation "));
+    // Newest first.
+    let times: Vec<&str> = entries.iter().map(|e| e["at"].as_str().unwrap()).collect();
+    let mut sorted = times.clone();
+    sorted.sort_by(|a, b| b.cmp(a));
+    assert_eq!(times, sorted);
+
+    // Every row, as stored, against every secret of the run.
+    let db = app.database.as_ref().unwrap();
+    let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&db.url)
+        .await
+        .unwrap();
+    let rows: Vec<(String,)> = sqlx::query_as("select row_to_json(a)::text from audit a")
+        .fetch_all(&mut conn)
+        .await
+        .unwrap();
+    assert!(rows.len() >= 6);
+    let all = rows
+        .into_iter()
+        .map(|(r,)| r)
+        .collect::<Vec<_>>()
+        .join("\n");
+    let secrets = [
+        token["access_token"].as_str().unwrap().to_owned(),
+        refreshed["access_token"].as_str().unwrap().to_owned(),
+        callback_query["code"].clone(),
+        callback_query["state"].clone(),
+        agent.clone(),
+        API_KEY.to_owned(),
+        hash_key(&agent),
+        credentials("meta").1,
+    ];
+    for secret in secrets {
+        assert!(secret.len() >= 8, "a real secret: {secret}");
+        assert!(!all.contains(&secret), "a secret is in the audit trail");
+    }
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn the_page_records_its_users_actions_and_shows_only_its_stores_activity() {
+    let app = spawn_app().await;
+    let merchant = Merchant::open(&app, "shop-p", "alice").await;
+    merchant.connect(&app, "tiktok", true).await;
+    let response = merchant
+        .post(&app, "/dashboard/api/disconnect/tiktok")
+        .await;
+    assert_eq!(response.status(), 200);
+    app.run_flow("meta", "other-shop", true).await;
+    let entries = audit_of(&app, "shop-p", 3).await;
+    let actions: Vec<(String, String)> = entries
+        .iter()
+        .filter(|e| e["actor"] == "alice")
+        .map(|e| {
+            (
+                e["operation"].as_str().unwrap().to_owned(),
+                e["outcome"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert!(actions.contains(&("connect".into(), "started".into())));
+    assert!(actions.contains(&("connect".into(), "success".into())));
+    assert!(actions.contains(&("disconnect".into(), "success".into())));
+
+    let activity = merchant
+        .browser
+        .client
+        .get(app.url("/dashboard/api/activity"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(activity.status(), 200);
+    let activity: Value = activity.json().await.unwrap();
+    let shown = activity["entries"].as_array().unwrap();
+    assert_eq!(shown.len(), entries.len());
+    assert!(shown.iter().all(|e| e["platform"] == "tiktok"));
+    let anonymous = app
+        .api
+        .get(app.url("/dashboard/api/activity"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(anonymous.status(), 401);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn the_audit_trail_pages_newest_first_and_validates_its_parameters() {
+    let app = spawn_app().await;
+    let t0 = Utc::now() - chrono::Duration::hours(1);
+    let rows: Vec<AuditRow> = (0..7)
+        .map(|n| AuditRow {
+            id: Uuid::now_v7(),
+            at: t0 + chrono::Duration::seconds(n),
+            actor_kind: "system".into(),
+            actor: "refresher".into(),
+            store_id: Some("paged".into()),
+            platform: Some("google".into()),
+            operation: "refresh".into(),
+            outcome: "success".into(),
+            detail: Some(format!("n{n}")),
+        })
+        .collect();
+    app.services.store.insert_audit(&rows).await.unwrap();
+    let mut seen = Vec::new();
+    let mut cursor: Option<String> = None;
+    let mut pages = 0;
+    loop {
+        let path = match &cursor {
+            Some(c) => format!("/api/v1/audit?store_id=paged&limit=3&cursor={c}"),
+            None => "/api/v1/audit?store_id=paged&limit=3".to_owned(),
+        };
+        let body: Value = app.get(&path).await.json().await.unwrap();
+        pages += 1;
+        for entry in body["entries"].as_array().unwrap() {
+            seen.push(entry["detail"].as_str().unwrap().to_owned());
+        }
+        match body["next_cursor"].as_str() {
+            Some(next) => cursor = Some(next.to_owned()),
+            None => break,
+        }
+    }
+    assert_eq!(pages, 3);
+    assert_eq!(seen, vec!["n6", "n5", "n4", "n3", "n2", "n1", "n0"]);
+    let since =
+        (t0 + chrono::Duration::seconds(5)).to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let body: Value = app
+        .get(&format!("/api/v1/audit?store_id=paged&since={since}"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(body["entries"].as_array().unwrap().len(), 2);
+    assert!(body["next_cursor"].is_null());
+    for (query, code) in [
+        ("store_id=paged&limit=0", "invalid_limit"),
+        ("store_id=paged&limit=201", "invalid_limit"),
+        ("store_id=paged&cursor=bm90LWEtY3Vyc29y", "invalid_cursor"),
+        ("store_id=bad%20store", "invalid_query"),
+    ] {
+        let response = app.get(&format!("/api/v1/audit?{query}")).await;
+        assert_eq!(response.status(), 400, "{query}");
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(body["error"]["code"], code, "{query}");
+    }
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn pruning_deletes_only_rows_older_than_the_retention() {
+    let app = spawn_app_with(TestAppOptions {
+        extra_env: vec![("AUDIT_RETENTION_DAYS", "30".into())],
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(
+        app.services.settings.audit_retention,
+        Duration::from_secs(30 * 24 * 3600)
+    );
+    let now = Utc::now();
+    let row = |days: i64| AuditRow {
+        id: Uuid::now_v7(),
+        at: now - chrono::Duration::days(days),
+        actor_kind: "system".into(),
+        actor: "refresher".into(),
+        store_id: Some("old-shop".into()),
+        platform: None,
+        operation: "refresh".into(),
+        outcome: "success".into(),
+        detail: Some(format!("{days} days")),
+    };
+    let rows: Vec<AuditRow> = (0..1500)
+        .map(|_| row(40))
+        .chain([row(29), row(1)])
+        .collect();
+    app.services.store.insert_audit(&rows).await.unwrap();
+    let pruned = app
+        .services
+        .audit
+        .prune(chrono::Duration::days(30))
+        .await
+        .unwrap();
+    assert_eq!(pruned, 1500, "in batches until none is left");
+    let left = app
+        .services
+        .store
+        .list_audit(
+            &StoreId::parse("old-shop").unwrap(),
+            chrono::DateTime::UNIX_EPOCH,
+            None,
+            10,
+        )
+        .await
+        .unwrap();
+    let details: Vec<&str> = left.iter().filter_map(|r| r.detail.as_deref()).collect();
+    assert_eq!(details, vec!["1 days", "29 days"]);
+    app.stop().await;
+}
+
+fn cli(app: &TestApp, args: &[&str]) -> std::process::Output {
+    let dir = tempfile::tempdir().unwrap();
+    Command::new(env!("CARGO_BIN_EXE_growth-engine"))
+        .args(args)
+        // No .env of the developer's: the test database only.
+        .current_dir(dir.path())
+        .env("DATABASE_URL", &app.database.as_ref().unwrap().url)
+        .env_remove("API_KEYS")
+        .env_remove("REDIS_URL")
+        .output()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn the_cli_creates_lists_and_revokes_keys_that_the_service_honours() {
+    let app = spawn_app().await;
+    let created = cli(
+        &app,
+        &[
+            "api-key",
+            "create",
+            "--name",
+            "posting-agent",
+            "--scopes",
+            "tokens:read:meta,connections:read",
+        ],
+    );
+    assert!(created.status.success(), "{created:?}");
+    let stdout = String::from_utf8(created.stdout).unwrap();
+    let key = stdout.trim();
+    assert_eq!(stdout.lines().count(), 1, "stdout is the key alone");
+    assert!(key.starts_with("ge_") && key.len() > 40);
+    assert!(!String::from_utf8_lossy(&created.stderr).contains(key));
+
+    let response = call(&app, Method::GET, "/api/v1/oauth/connections/s1", key).await;
+    assert_eq!(response.status(), 200);
+    let response = call(&app, Method::GET, "/api/v1/audit?store_id=s1", key).await;
+    assert_eq!(response.status(), 403);
+
+    let listed = cli(&app, &["api-key", "list"]);
+    assert!(listed.status.success());
+    let listing = String::from_utf8(listed.stdout).unwrap();
+    assert!(listing.contains("posting-agent\ttokens:read:meta,connections:read\t"));
+    assert!(!listing.contains(key));
+    assert!(!listing.contains(&hash_key(key)));
+
+    for (args, needle) in [
+        (
+            vec![
+                "api-key",
+                "create",
+                "--name",
+                "x",
+                "--scopes",
+                "tokens:write",
+            ],
+            "unknown scope",
+        ),
+        (
+            vec![
+                "api-key",
+                "create",
+                "--name",
+                "x",
+                "--scopes",
+                "tokens:read:myspace",
+            ],
+            "unknown platform",
+        ),
+        (
+            vec![
+                "api-key", "create", "--name", "Bad Name", "--scopes", "connect",
+            ],
+            "--name",
+        ),
+        (
+            vec![
+                "api-key",
+                "create",
+                "--name",
+                "posting-agent",
+                "--scopes",
+                "connect",
+            ],
+            "already exists",
+        ),
+        (
+            vec!["api-key", "revoke", "--name", "nobody"],
+            "no active key",
+        ),
+    ] {
+        let refused = cli(&app, &args);
+        assert_eq!(refused.status.code(), Some(2), "{args:?}");
+        let stderr = String::from_utf8(refused.stderr).unwrap();
+        assert_eq!(stderr.lines().count(), 1, "one line: {stderr}");
+        assert!(stderr.contains(needle), "{stderr}");
+        assert!(refused.stdout.is_empty());
+    }
+
+    let revoked = cli(&app, &["api-key", "revoke", "--name", "posting-agent"]);
+    assert!(revoked.status.success(), "{revoked:?}");
+    let listing = String::from_utf8(cli(&app, &["api-key", "list"]).stdout).unwrap();
+    let line = listing
+        .lines()
+        .find(|l| l.starts_with("posting-agent\t"))
+        .unwrap();
+    assert!(
+        !line.ends_with("\t-"),
+        "the revocation date is listed: {line}"
+    );
+    let record = app.services.store.list_api_keys().await.unwrap();
+    assert!(record[0].revoked_at.is_some());
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_failed_audit_write_is_counted_and_never_fails_the_request() {
+    let app = spawn_app().await;
+    app.run_flow("pinterest", "shop-f", true).await;
+    let db = app.database.as_ref().unwrap();
+    let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&db.url)
+        .await
+        .unwrap();
+    sqlx::query("drop table audit")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let token = app
+        .get("/api/v1/oauth/token/pinterest?store_id=shop-f")
+        .await;
+    assert_eq!(
+        token.status(),
+        200,
+        "the hand-out does not wait for the audit"
+    );
+    for _ in 0..100 {
+        let metrics = app.get("/metrics").await.text().await.unwrap();
+        let failures = metrics
+            .lines()
+            .find(|l| l.starts_with("growth_engine_audit_write_failures_total "))
+            .and_then(|l| l.split(' ').nth(1))
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0);
+        if failures >= 1.0 {
+            app.stop().await;
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the failed audit write was never counted");
+}
+
+#[test]
+fn the_audit_retention_is_1_to_3650_days_and_90_by_default() {
+    use growth_engine::config::Settings;
+    let with = |value: Option<&str>| {
+        let map: std::collections::HashMap<String, String> = value
+            .map(|v| ("AUDIT_RETENTION_DAYS".to_owned(), v.to_owned()))
+            .into_iter()
+            .collect();
+        Settings::from_vars(&map)
+    };
+    let days = |s: Settings| s.audit_retention.as_secs() / 86_400;
+    assert_eq!(days(with(None).unwrap()), 90);
+    assert_eq!(days(with(Some("1")).unwrap()), 1);
+    assert_eq!(days(with(Some("3650")).unwrap()), 3650);
+    for bad in ["0", "3651", "ninety"] {
+        let error = with(Some(bad)).unwrap_err();
+        assert_eq!(error.variable, "AUDIT_RETENTION_DAYS", "{bad}");
+    }
+}
