@@ -12,6 +12,8 @@
 //!   caller records it with the lifecycle.
 //! - [`lifecycle`]: valid tokens. Recording grants, refresh under a lease, the background
 //!   refresher, disconnect, webhook events. A sibling of the flow: neither imports the other.
+//! - [`proxy`]: the authenticated proxy to each platform's API: target URLs that cannot leave the
+//!   API base, credentials injected per platform, one refresh and retry on a dead token.
 //! - [`links`]: dashboard links and sessions as signed tokens (minted by the CLI and the app,
 //!   carried in URLs and cookies by the edge).
 //! - [`config`]: settings from the environment, validated once; the platforms' variables come from
@@ -39,6 +41,7 @@ pub mod links;
 pub mod metrics;
 pub mod oauth;
 pub mod platforms;
+pub mod proxy;
 pub mod redis_conn;
 #[cfg(feature = "sandbox")]
 pub use growth_engine_sandbox as sandbox;

@@ -11,6 +11,7 @@ pub mod metrics;
 pub mod oauth;
 pub mod openapi;
 pub mod perimeter;
+pub mod proxy;
 pub mod views;
 
 use std::sync::Arc;
@@ -99,6 +100,8 @@ pub struct AppState {
     pub dashboard: dashboard::DashboardAuth,
     /// Security headers, CORS and rate limits.
     pub perimeter: perimeter::Perimeter,
+    /// The authenticated proxy to the platforms' APIs.
+    pub proxy: crate::proxy::Proxy,
 }
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -137,14 +140,16 @@ pub fn router(state: AppState, extra: Router) -> Router {
         .merge(openapi::router())
         .merge(metrics::router())
         .merge(dashboard::router())
-        .with_state(state)
+        .with_state(state.clone())
         .merge(extra)
+        .layer(tower_http::limit::RequestBodyLimitLayer::new(64 * 1024))
+        // After the 64 KiB limit: the proxy streams bodies up to its own PROXY_MAX_BODY_BYTES.
+        .merge(proxy::router().with_state(state))
         .layer(axum::middleware::from_fn_with_state(
             perimeter::FlowRateLimit::new(&perimeter),
             perimeter::rate_limit,
         ))
         .layer(axum::middleware::from_fn(log_server_errors))
-        .layer(tower_http::limit::RequestBodyLimitLayer::new(64 * 1024))
         .layer(trace)
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))

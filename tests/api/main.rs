@@ -15,6 +15,7 @@ mod helpers;
 mod lifecycle;
 mod oidc;
 mod proxy;
+mod proxy_gateway;
 mod replicas;
 mod state;
 mod store;
