@@ -12,6 +12,7 @@
 
 pub mod body;
 pub mod headers;
+pub mod memo;
 pub mod observe;
 pub mod target;
 
@@ -117,6 +118,7 @@ pub struct Proxy {
     connections: Connections,
     settings: std::sync::Arc<ProxySettings>,
     metrics: Metrics,
+    memo: memo::TokenMemo,
 }
 
 /// Statuses whose body is peeked: "token dead" answers (Meta's 400, everyone's 401) and 429s
@@ -132,6 +134,14 @@ fn idempotent(method: &Method) -> bool {
         *method,
         Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE
     )
+}
+
+/// The `Content-Length` a message announces.
+fn content_length(headers: &HeaderMap) -> Option<u64> {
+    headers
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
 }
 
 /// What one attempt gave.
@@ -166,6 +176,7 @@ impl Proxy {
             connections,
             settings: std::sync::Arc::new(settings),
             metrics,
+            memo: memo::TokenMemo::default(),
         })
     }
 
@@ -192,14 +203,11 @@ impl Proxy {
             .as_ref()
             .ok_or_else(|| ProxyError::NoApi(spec.id.to_string()))?;
         let target = target::build(base, &path, query.as_deref())?;
-        let content_length = caller_headers
-            .get(CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok());
         let max_body = self.settings.max_body_bytes;
-        let mut body = OutgoingBody::prepare(caller_body, content_length, max_body)
-            .await
-            .map_err(|_| ProxyError::BodyTooLarge(max_body))?;
+        let mut body =
+            OutgoingBody::prepare(caller_body, content_length(&caller_headers), max_body)
+                .await
+                .map_err(|_| ProxyError::BodyTooLarge(max_body))?;
         let outgoing = headers::outgoing(&caller_headers, !body.replayable());
         let mut credential = self
             .credential(spec, &store_id, account.as_deref(), false)
@@ -223,15 +231,7 @@ impl Proxy {
                 .attempt(spec, &target, &method, &outgoing, &credential, &mut body)
                 .await;
             match attempt {
-                Attempt::Answer(answer) => {
-                    record(Some(answer.status.as_u16()));
-                    return self.finish(spec, answer);
-                }
-                Attempt::TokenDead(answer) if refreshed || !body.replayable() => {
-                    record(Some(answer.status.as_u16()));
-                    return self.finish(spec, answer);
-                }
-                Attempt::TokenDead(answer) => {
+                Attempt::TokenDead(answer) if !refreshed && body.replayable() => {
                     refreshed = true;
                     match self
                         .credential(spec, &store_id, account.as_deref(), true)
@@ -254,11 +254,22 @@ impl Proxy {
                     self.metrics
                         .proxy_retry(spec.id.as_str(), "token_refreshed");
                 }
-                Attempt::Broken(error) if !resent && idempotent(&method) && body.replayable() => {
+                // A timeout is a slow platform, not a broken connection: waiting twice would
+                // only double the caller's wait.
+                Attempt::Broken(error)
+                    if !resent
+                        && !error.is_timeout()
+                        && idempotent(&method)
+                        && body.replayable() =>
+                {
                     resent = true;
                     tracing::debug!(platform = %spec.id, error = %error.without_url(), "retrying after a broken connection");
                     self.metrics
                         .proxy_retry(spec.id.as_str(), "connection_broken");
+                }
+                Attempt::Answer(answer) | Attempt::TokenDead(answer) => {
+                    record(Some(answer.status.as_u16()));
+                    return self.finish(spec, answer);
                 }
                 Attempt::Broken(error) => {
                     record(None);
@@ -280,7 +291,21 @@ impl Proxy {
         account: Option<&str>,
         force: bool,
     ) -> Result<Credential, ProxyError> {
-        let issued = self.connections.access_token(spec, store_id, force).await?;
+        let remembered = if force {
+            self.memo.forget(store_id, &spec.id);
+            None
+        } else {
+            self.memo.get(store_id, &spec.id)
+        };
+        let issued = match remembered {
+            Some(issued) => issued,
+            None => {
+                let issued = self.connections.access_token(spec, store_id, force).await?;
+                let now = self.connections.clock().now();
+                self.memo.put(store_id, &spec.id, &issued, now);
+                issued
+            }
+        };
         let app_secret = spec.credentials.as_ref().map(|c| &c.client_secret);
         let Some(account) = account else {
             return Ok(Credential::new(
@@ -379,12 +404,7 @@ impl Proxy {
         let metrics = self.metrics.clone();
         let platform = spec.id.to_string();
         let max = self.settings.max_response_bytes;
-        let announced = answer
-            .headers
-            .get(CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok());
-        if announced.is_some_and(|n| n > max as u64) {
+        if content_length(&answer.headers).is_some_and(|n| n > max as u64) {
             metrics.proxy_cut(&platform);
             return Err(ProxyError::ResponseTooLarge(max));
         }
