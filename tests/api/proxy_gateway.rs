@@ -129,6 +129,7 @@ struct Seen {
     path: String,
     query: Option<String>,
     headers: HeaderMap,
+    body_len: usize,
 }
 
 #[derive(Clone, Default)]
@@ -148,8 +149,12 @@ fn json_response(status: StatusCode, body: serde_json::Value) -> Response {
 
 async fn echo_handler(State(echo): State<Echo>, request: Request) -> Response {
     let (parts, body) = request.into_parts();
-    let _ = axum::body::to_bytes(body, usize::MAX).await;
+    let body_len = axum::body::to_bytes(body, usize::MAX)
+        .await
+        .map(|b| b.len())
+        .unwrap_or(0);
     echo.seen.lock().unwrap().push(Seen {
+        body_len,
         method: parts.method.to_string(),
         path: parts.uri.path().to_owned(),
         query: parts.uri.query().map(str::to_owned),
@@ -636,5 +641,37 @@ async fn bad_calls_get_json_errors() {
         (404, "connection_not_found".into())
     );
     assert!(echo.seen().is_empty());
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn bodies_beyond_the_apis_own_limit_reach_the_platform_whole() {
+    let (api, echo) = echo_server().await;
+    let app = spawn_with_api("tiktok", format!("{api}/v2/"), vec![]).await;
+    connect(&app, "tiktok", "shop").await;
+    // 200 KiB: kept in memory (it could be sent again); 3 MiB: streamed, with its length.
+    for size in [200 * 1024, 3 * 1024 * 1024] {
+        let response = proxy_request(
+            &app,
+            reqwest::Method::PUT,
+            "tiktok",
+            "post/publish/upload/",
+            "shop",
+        )
+        .body(vec![b'v'; size])
+        .send()
+        .await
+        .unwrap();
+        assert_eq!(response.status(), 200, "{size} bytes");
+        let seen = echo.seen();
+        let call = seen.last().unwrap();
+        assert_eq!(call.method, "PUT");
+        assert_eq!(call.body_len, size);
+    }
+    assert_eq!(
+        echo.seen()[1].headers["content-length"],
+        (3 * 1024 * 1024).to_string().as_str(),
+        "a streamed body keeps its announced length"
+    );
     app.stop().await;
 }
