@@ -348,6 +348,12 @@ impl Application {
             dashboard: DashboardAuth::new(services.dashboard.clone(), secure_cookies),
             perimeter: Perimeter::from_settings(&services.settings),
             audit: services.audit.clone(),
+            proxy: crate::proxy::Proxy::new(
+                services.connections.clone(),
+                services.settings.proxy.clone(),
+                services.settings.platform_timeout,
+                services.metrics.clone(),
+            )?,
         };
         #[cfg(feature = "sandbox")]
         let extra = match &services.sandbox {

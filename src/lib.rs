@@ -16,6 +16,8 @@
 //!   as hashes), their scopes, and the check each API handler makes.
 //! - [`audit`]: the append-only audit trail of token hand-outs, connects, disconnects and key
 //!   changes, written off the request path and pruned by age.
+//! - [`proxy`]: the authenticated proxy to each platform's API: target URLs that cannot leave the
+//!   API base, credentials injected per platform, one refresh and retry on a dead token.
 //! - [`links`]: dashboard links and sessions as signed tokens (minted by the CLI and the app,
 //!   carried in URLs and cookies by the edge).
 //! - [`config`]: settings from the environment, validated once; the platforms' variables come from
@@ -45,6 +47,7 @@ pub mod links;
 pub mod metrics;
 pub mod oauth;
 pub mod platforms;
+pub mod proxy;
 pub mod redis_conn;
 #[cfg(feature = "sandbox")]
 pub use growth_engine_sandbox as sandbox;

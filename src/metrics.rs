@@ -1,6 +1,7 @@
 //! Prometheus metrics: flows, refreshes, token-endpoint latency, connections by status, the Redis
-//! circuit breaker, webhook dead letters and lost audit events, in one registry per application (so that tests running
-//! several applications in one process do not mix their counts). Served as text by `GET /metrics`.
+//! circuit breaker, webhook dead letters, lost audit events, the proxy's calls and the platforms'
+//! rate-limit headers, in one registry per application (so that tests running several applications
+//! in one process do not mix their counts). Served as text by `GET /metrics`.
 
 use std::sync::Arc;
 
@@ -69,6 +70,70 @@ pub struct CircuitLabel {
     pub state: String,
 }
 
+/// `platform`, `status_class` (`2xx`, ..., or `error` when no answer came).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ProxyLabels {
+    /// Platform slug.
+    pub platform: String,
+    /// Status class.
+    pub status_class: String,
+}
+
+/// The proxy's metrics: calls, latency, retries, cut answers and the platforms' rate-limit
+/// headers.
+struct ProxyMetrics {
+    requests: Family<ProxyLabels, Counter>,
+    seconds: Family<PlatformLabel, Histogram, fn() -> Histogram>,
+    retries: Family<FailureLabels, Counter>,
+    cut: Family<PlatformLabel, Counter>,
+    remaining: Family<PlatformLabel, Gauge>,
+    usage: Family<PlatformLabel, Gauge>,
+}
+
+impl ProxyMetrics {
+    fn register(registry: &mut Registry) -> Self {
+        let metrics = Self {
+            requests: Family::default(),
+            seconds: Family::new_with_constructor(latency_histogram),
+            retries: Family::default(),
+            cut: Family::default(),
+            remaining: Family::default(),
+            usage: Family::default(),
+        };
+        registry.register(
+            "proxy_requests",
+            "Proxied platform API calls by status class",
+            metrics.requests.clone(),
+        );
+        registry.register(
+            "proxy_request_seconds",
+            "Time from a proxied call to the platform's status line",
+            metrics.seconds.clone(),
+        );
+        registry.register(
+            "proxy_retries",
+            "Proxied calls sent a second time, by reason",
+            metrics.retries.clone(),
+        );
+        registry.register(
+            "proxy_responses_cut",
+            "Platform answers cut at PROXY_MAX_RESPONSE_BYTES",
+            metrics.cut.clone(),
+        );
+        registry.register(
+            "proxy_rate_limit_remaining",
+            "Calls left in the platform's window, from its last answer's rate-limit headers",
+            metrics.remaining.clone(),
+        );
+        registry.register(
+            "proxy_rate_limit_usage_percent",
+            "Meta's highest usage percentage, from its last answer's usage headers",
+            metrics.usage.clone(),
+        );
+        metrics
+    }
+}
+
 fn latency_histogram() -> Histogram {
     Histogram::new([
         0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
@@ -89,6 +154,7 @@ struct Inner {
     task_panics: Family<TaskLabel, Counter>,
     audit_dropped: Counter,
     audit_write_failures: Counter,
+    proxy: ProxyMetrics,
 }
 
 /// A cheap-clone handle to the application's metrics.
@@ -126,6 +192,7 @@ impl Metrics {
             "Background tasks that panicked and were restarted",
             task_panics.clone(),
         );
+        let proxy = ProxyMetrics::register(&mut registry);
         registry.register(
             "flows_started",
             "Authorization flows started",
@@ -196,6 +263,7 @@ impl Metrics {
             task_panics,
             audit_dropped,
             audit_write_failures,
+            proxy,
         }))
     }
 
@@ -304,6 +372,62 @@ impl Metrics {
     /// `rows` audit events could not be written.
     pub fn audit_write_failed(&self, rows: u64) {
         self.0.audit_write_failures.inc_by(rows);
+    }
+
+    /// A proxied call got its answer's status line (`status` `None`: no answer) after `seconds`.
+    pub fn proxy_call(&self, platform: &str, status: Option<u16>, seconds: f64) {
+        let status_class = match status {
+            Some(status) => format!("{}xx", status / 100),
+            None => "error".into(),
+        };
+        let label = PlatformLabel {
+            platform: platform.into(),
+        };
+        self.0
+            .proxy
+            .requests
+            .get_or_create(&ProxyLabels {
+                platform: platform.into(),
+                status_class,
+            })
+            .inc();
+        self.0.proxy.seconds.get_or_create(&label).observe(seconds);
+    }
+
+    /// A proxied call was sent again (`token_refreshed`, `connection_broken`).
+    pub fn proxy_retry(&self, platform: &str, reason: &str) {
+        self.0
+            .proxy
+            .retries
+            .get_or_create(&FailureLabels {
+                platform: platform.into(),
+                reason: reason.into(),
+            })
+            .inc();
+    }
+
+    /// A platform answer was cut at the size limit.
+    pub fn proxy_cut(&self, platform: &str) {
+        self.0
+            .proxy
+            .cut
+            .get_or_create(&PlatformLabel {
+                platform: platform.into(),
+            })
+            .inc();
+    }
+
+    /// The platform's rate-limit headers said: `remaining` calls left, `usage` percent used.
+    pub fn proxy_rate_limit(&self, platform: &str, remaining: Option<i64>, usage: Option<i64>) {
+        let label = PlatformLabel {
+            platform: platform.into(),
+        };
+        if let Some(remaining) = remaining {
+            self.0.proxy.remaining.get_or_create(&label).set(remaining);
+        }
+        if let Some(usage) = usage {
+            self.0.proxy.usage.get_or_create(&label).set(usage);
+        }
     }
 
     /// The text exposition format.

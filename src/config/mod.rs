@@ -176,6 +176,8 @@ pub struct Settings {
     /// `PLATFORM_MAX_RESPONSE_BYTES` (default 1048576, 1024 to 67108864): the largest platform
     /// answer read.
     pub platform_max_response_bytes: usize,
+    /// The proxy's limits and extra platform credentials (`PROXY_*`, `GOOGLE_ADS_*`).
+    pub proxy: crate::proxy::ProxySettings,
     /// `WEBHOOK_URL`: where lifecycle events are posted; `None` keeps them in the outbox only.
     pub webhook_url: Option<Url>,
     /// `WEBHOOK_SECRET`: the HMAC-SHA256 key events are signed with (required with `WEBHOOK_URL`).
@@ -261,6 +263,7 @@ impl Settings {
             refresher_concurrency: refresher::concurrency(&vars)?,
             platform_timeout,
             platform_max_response_bytes: platforms::max_response_bytes(&vars)?,
+            proxy: platforms::proxy(&vars)?,
             webhook_secret: webhooks::secret(&vars, webhook_url.is_some())?,
             webhook_url,
             webhook_max_attempts: webhooks::max_attempts(&vars)?,
@@ -401,6 +404,20 @@ impl Settings {
             row(
                 "PLATFORM_MAX_RESPONSE_BYTES",
                 self.platform_max_response_bytes,
+            ),
+            row("PROXY_MAX_BODY_BYTES", self.proxy.max_body_bytes),
+            row("PROXY_MAX_RESPONSE_BYTES", self.proxy.max_response_bytes),
+            row(
+                "GOOGLE_ADS_DEVELOPER_TOKEN",
+                set(self.proxy.extra.google_ads_developer_token.is_some()),
+            ),
+            row(
+                "GOOGLE_ADS_LOGIN_CUSTOMER_ID",
+                self.proxy
+                    .extra
+                    .google_ads_login_customer_id
+                    .as_deref()
+                    .unwrap_or("not set"),
             ),
         ];
         for built_in in BUILT_IN.iter() {

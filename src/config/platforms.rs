@@ -1,6 +1,6 @@
 //! The platforms: credentials and endpoint overrides of the built-in ones (from the table in
 //! `crate::platforms`), the operator's generic OAuth 2.0 providers, the sandbox, and the limits on
-//! every platform call.
+//! every platform call and the proxy's limits and Google Ads headers.
 //!
 //! Every endpoint URL here is one the service sends client secrets, codes or tokens to, or sends
 //! the browser to: in production each must be https.
@@ -13,10 +13,12 @@ use super::ConfigError;
 use crate::domain::PlatformId;
 use crate::platforms::settings::{ClientCredentials, GenericProviderSettings, PlatformSettings};
 use crate::platforms::BUILT_IN;
+use crate::proxy::headers::ExtraCredentials;
+use crate::proxy::ProxySettings;
 
 /// Prefixes of variables that are ours whatever the platforms: a variable starting with one that
 /// no reader asked for is reported as a probable typo.
-const OWN_PREFIXES: [&str; 9] = [
+const OWN_PREFIXES: [&str; 10] = [
     "GROWTH_",
     "REFRESHER_",
     "WEBHOOK_",
@@ -26,6 +28,7 @@ const OWN_PREFIXES: [&str; 9] = [
     "SHUTDOWN_",
     "RATE_LIMIT_",
     "PLATFORM_",
+    "PROXY_",
 ];
 
 /// `HTTP_TIMEOUT_SECONDS` (default 10, 1 to 20): the limit on every call to a platform.
@@ -38,6 +41,34 @@ pub(super) fn timeout(vars: &Vars<'_>) -> Result<Duration, ConfigError> {
 /// `PLATFORM_MAX_RESPONSE_BYTES` (default 1 MiB, 1024 to 64 MiB): the largest platform answer read.
 pub(super) fn max_response_bytes(vars: &Vars<'_>) -> Result<usize, ConfigError> {
     vars.number_in("PLATFORM_MAX_RESPONSE_BYTES", 1_048_576, 1024..=67_108_864)
+}
+
+/// The proxy: `PROXY_MAX_BODY_BYTES` (default 10 MiB, 1 KiB to 1 GiB), `PROXY_MAX_RESPONSE_BYTES`
+/// (default 50 MiB, 1 KiB to 4 GiB), and Google Ads' `GOOGLE_ADS_DEVELOPER_TOKEN` (secret) and
+/// `GOOGLE_ADS_LOGIN_CUSTOMER_ID` (the manager account's ten digits, dashes allowed).
+pub(super) fn proxy(vars: &Vars<'_>) -> Result<ProxySettings, ConfigError> {
+    let login = "GOOGLE_ADS_LOGIN_CUSTOMER_ID";
+    let login_customer_id = match vars.get(login) {
+        None => None,
+        Some(text) => {
+            let digits: String = text.chars().filter(|c| *c != '-').collect();
+            if digits.len() != 10 || !digits.chars().all(|c| c.is_ascii_digit()) {
+                return Err(ConfigError::new(
+                    login,
+                    "must be a customer id of ten digits",
+                ));
+            }
+            Some(digits)
+        }
+    };
+    Ok(ProxySettings {
+        max_body_bytes: vars.number_in("PROXY_MAX_BODY_BYTES", 10 << 20, 1024..=1 << 30)?,
+        max_response_bytes: vars.number_in("PROXY_MAX_RESPONSE_BYTES", 50 << 20, 1024..=4 << 30)?,
+        extra: ExtraCredentials {
+            google_ads_developer_token: vars.secret("GOOGLE_ADS_DEVELOPER_TOKEN")?,
+            google_ads_login_customer_id: login_customer_id,
+        },
+    })
 }
 
 /// `SANDBOX` (default true in development when the build has the `sandbox` feature; refused in
@@ -179,7 +210,7 @@ fn authorize_params(vars: &Vars<'_>, prefix: &str) -> Result<Vec<(String, String
     }
 }
 
-/// `<PREFIX>_{AUTHORIZE,TOKEN,REVOKE,USERINFO}_URL` (https in production) and `<PREFIX>_SCOPES`.
+/// `<PREFIX>_{AUTHORIZE,TOKEN,REVOKE,USERINFO,API}_URL` (https in production) and `<PREFIX>_SCOPES`.
 fn overrides(
     vars: &Vars<'_>,
     prefix: &str,
@@ -194,5 +225,7 @@ fn overrides(
         revoke_url: endpoint("REVOKE_URL")?,
         userinfo_url: endpoint("USERINFO_URL")?,
         scopes: vars.get(&scopes_var).map(|_| vars.list(&scopes_var)),
+        // Tokens go there: https in production like every other endpoint.
+        api_url: endpoint("API_URL")?,
     })
 }

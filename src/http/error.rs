@@ -174,6 +174,47 @@ impl From<MissingScope> for ApiError {
     }
 }
 
+impl From<crate::proxy::ProxyError> for ApiError {
+    fn from(error: crate::proxy::ProxyError) -> Self {
+        use crate::proxy::ProxyError;
+        match error {
+            ProxyError::Token(error) => error.into(),
+            ProxyError::NoApi(platform) => Self::new(
+                StatusCode::NOT_FOUND,
+                "proxy_not_available",
+                format!("{platform} has no API configured for the proxy: set its _API_URL."),
+            ),
+            ProxyError::InvalidPath(why) => Self::bad_request(
+                "invalid_proxy_path",
+                format!("The path cannot be proxied: {why}."),
+            ),
+            ProxyError::AccountNotFound(account) => Self::new(
+                StatusCode::NOT_FOUND,
+                "account_not_found",
+                format!("The connection has no account {account:?}."),
+            ),
+            ProxyError::BodyTooLarge(max) => Self::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "request_too_large",
+                format!("The request body exceeds the proxy's limit of {max} bytes."),
+            ),
+            ProxyError::ResponseTooLarge(max) => Self::new(
+                StatusCode::BAD_GATEWAY,
+                "platform_response_too_large",
+                format!("The platform's answer exceeds the proxy's limit of {max} bytes."),
+            ),
+            ProxyError::Unreachable(cause) => Self {
+                cause: Some(cause),
+                ..Self::new(
+                    StatusCode::BAD_GATEWAY,
+                    "platform_unreachable",
+                    "The platform could not be reached or broke the connection. Please retry.",
+                )
+            },
+        }
+    }
+}
+
 impl From<QueryRejection> for ApiError {
     fn from(rejection: QueryRejection) -> Self {
         Self::bad_request("invalid_query", rejection.body_text())

@@ -12,6 +12,7 @@ pub mod metrics;
 pub mod oauth;
 pub mod openapi;
 pub mod perimeter;
+pub mod proxy;
 pub mod serve;
 pub mod views;
 
@@ -107,6 +108,8 @@ pub struct AppState {
     pub perimeter: perimeter::Perimeter,
     /// The audit trail.
     pub audit: crate::audit::AuditLog,
+    /// The authenticated proxy to the platforms' APIs.
+    pub proxy: crate::proxy::Proxy,
 }
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -147,8 +150,11 @@ pub fn router(state: AppState, extra: Router) -> Router {
         .merge(openapi::router())
         .merge(metrics::router())
         .merge(dashboard::router())
-        .with_state(state)
+        .with_state(state.clone())
         .merge(extra)
+        .layer(tower_http::limit::RequestBodyLimitLayer::new(64 * 1024))
+        // After the 64 KiB limit: the proxy streams bodies up to its own PROXY_MAX_BODY_BYTES.
+        .merge(proxy::router().with_state(state))
         .layer(axum::middleware::from_fn_with_state(
             limit,
             perimeter::rate_limit,
@@ -159,7 +165,6 @@ pub fn router(state: AppState, extra: Router) -> Router {
             perimeter::request_timeout,
         ))
         .layer(axum::middleware::from_fn(log_server_errors))
-        .layer(tower_http::limit::RequestBodyLimitLayer::new(64 * 1024))
         .layer(trace)
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))

@@ -35,6 +35,7 @@ impl Modify for BearerKey {
         super::oauth::connections,
         super::oauth::token,
         super::oauth::refresh,
+        super::proxy::proxy,
         super::metrics::metrics,
         super::audit::audit,
     ),
@@ -69,5 +70,21 @@ mod tests {
             parameter["schema"]["$ref"],
             "#/components/schemas/BuiltInPlatform"
         );
+    }
+
+    #[test]
+    fn the_document_covers_the_proxy_with_its_headers() {
+        let document = serde_json::to_value(ApiDoc::openapi()).expect("serializable");
+        let path = &document["paths"]["/api/v1/proxy/{platform}/{path}"];
+        for method in ["get", "post", "put", "patch", "delete"] {
+            assert!(path[method].is_object(), "{method} missing: {path}");
+        }
+        let names: Vec<&str> = path["get"]["parameters"]
+            .as_array()
+            .expect("parameters")
+            .iter()
+            .filter_map(|p| p["name"].as_str())
+            .collect();
+        assert!(names.contains(&"Growth-Engine-Store"), "{names:?}");
     }
 }

@@ -12,6 +12,7 @@ use std::collections::BTreeMap;
 
 use url::Url;
 
+use super::api::{DeadToken, ProxyAuth};
 use super::quirks::{self, Hook};
 use super::settings::{ClientCredentials, GenericProviderSettings, PlatformSettings};
 use super::{BuiltInPlatform, BUILT_IN};
@@ -138,6 +139,13 @@ pub struct PlatformSpec {
     pub account: AccountMapping,
     /// Named quirks, applied in order (see [`quirks`]).
     pub hooks: &'static [Hook],
+    /// The API base the proxy forwards to (`<PLATFORM>_API_URL` overrides the table's); `None`
+    /// for a generic provider without one, which then has no proxy.
+    pub api_base: Option<Url>,
+    /// How the proxy injects the token.
+    pub proxy_auth: ProxyAuth,
+    /// How the API says the token is dead.
+    pub dead_token: DeadToken,
     /// Client credentials; `None` means not configured.
     pub credentials: Option<ClientCredentials>,
     /// Served by the built-in sandbox rather than the real platform.
@@ -192,6 +200,9 @@ fn built_in_spec(platform: &BuiltInPlatform) -> Option<PlatformSpec> {
         errors: protocol.errors,
         account: protocol.account.clone(),
         hooks: platform.hooks,
+        api_base: url(platform.api_base),
+        proxy_auth: platform.proxy_auth,
+        dead_token: platform.dead_token,
         credentials: None,
         sandboxed: false,
         generic: false,
@@ -236,6 +247,9 @@ fn generic_spec(generic: &GenericProviderSettings) -> Option<PlatformSpec> {
             picture: &[&["picture"]],
         },
         hooks: &[],
+        api_base: None,
+        proxy_auth: ProxyAuth::Bearer,
+        dead_token: DeadToken::Status401,
         credentials: None,
         sandboxed: false,
         generic: true,
@@ -267,6 +281,9 @@ fn apply_overrides(spec: &mut PlatformSpec, settings: &PlatformSettings) {
     }
     if let Some(s) = &settings.scopes {
         spec.scopes = s.clone();
+    }
+    if let Some(u) = &settings.api_url {
+        spec.api_base = Some(u.clone());
     }
     spec.credentials = settings.credentials.clone();
 }
@@ -300,6 +317,9 @@ fn sandbox_endpoints(spec: &mut PlatformSpec, api_base: &str) {
         client_id: client.client_id,
         client_secret: client.client_secret.into(),
     });
+    // The sandbox serves each platform's API too (identity, assets, publishing), so sandbox tokens
+    // are never sent to the real platform's API.
+    spec.api_base = crate::sandbox::api_base(api_base, slug).and_then(|u| url(&u));
     spec.sandboxed = true;
 }
 
@@ -323,6 +343,10 @@ fn resolve_built_in(
     if let (None, true, Some(api_base)) = (&spec.credentials, platform.simulated, sandbox_api_base)
     {
         sandbox_endpoints(&mut spec, api_base);
+        // An explicit `<PLATFORM>_API_URL` still wins over the sandbox's API.
+        if let Some(u) = overrides.and_then(|o| o.api_url.as_ref()) {
+            spec.api_base = Some(u.clone());
+        }
     }
     Some(spec)
 }

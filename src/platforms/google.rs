@@ -33,6 +33,8 @@ pub(super) const PLATFORM: BuiltInPlatform = BuiltInPlatform {
     hooks: &[],
     // platform-apis.md §3: v26 is "the latest active version" in the late-2026 docs.
     api_base: "https://googleads.googleapis.com/v26/",
+    proxy_auth: super::ProxyAuth::GoogleAds,
+    dead_token: super::DeadToken::Status401,
     simulated: true,
     protocol: Protocol {
         scope_separator: " ",

@@ -56,6 +56,8 @@ pub(super) const PLATFORM: BuiltInPlatform = BuiltInPlatform {
     renewal: Renewal::MetaExchange,
     hooks: &[Hook::MetaLongLivedExchange, Hook::MetaPagesAndPermissions],
     api_base: graph!("graph.facebook.com", "/"),
+    proxy_auth: super::ProxyAuth::MetaGraph,
+    dead_token: super::DeadToken::GraphCode190,
     simulated: true,
     protocol: Protocol {
         scope_separator: ",",

@@ -11,6 +11,7 @@
 //! This layer knows nothing of flows, connections, HTTP routing or SQL: the flow (`oauth`) and the
 //! lifecycle sit above it, side by side.
 
+pub mod api;
 pub mod catalog;
 pub mod client;
 pub mod error;
@@ -35,6 +36,7 @@ pub use client::{AccountInfo, PlatformClient, RevocationOutcome, TokenGrant};
 pub use error::OAuthError;
 
 use crate::domain::{PlatformId, StoreId, UserId};
+pub use api::{DeadToken, ProxyAuth};
 use quirks::Hook;
 
 /// One line of the table of built-in platforms.
@@ -63,6 +65,10 @@ pub struct BuiltInPlatform {
     /// The base URL of the platform's API, version pinned, for calls made with its tokens
     /// (`shared/platform-apis.md`, "At a glance").
     pub api_base: &'static str,
+    /// How the authenticated proxy injects the token into calls to `api_base`.
+    pub proxy_auth: ProxyAuth,
+    /// How the API says the token is dead (what a forced refresh can fix).
+    pub dead_token: DeadToken,
     /// Whether the built-in sandbox simulates it (and stands in when it has no credentials).
     pub simulated: bool,
     /// How it speaks OAuth, beyond endpoints and scopes.

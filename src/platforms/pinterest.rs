@@ -35,6 +35,8 @@ pub(super) const PLATFORM: BuiltInPlatform = BuiltInPlatform {
     renewal: Renewal::RefreshToken,
     hooks: &[],
     api_base: "https://api.pinterest.com/v5/",
+    proxy_auth: super::ProxyAuth::Bearer,
+    dead_token: super::DeadToken::PinterestCode2,
     simulated: true,
     protocol: Protocol {
         scope_separator: ",",

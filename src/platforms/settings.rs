@@ -41,6 +41,8 @@ pub struct PlatformSettings {
     pub userinfo_url: Option<Url>,
     /// `<PLATFORM>_SCOPES` (comma- or space-separated).
     pub scopes: Option<Vec<String>>,
+    /// `<PLATFORM>_API_URL`: the API base the proxy forwards to.
+    pub api_url: Option<Url>,
 }
 
 /// A generic OAuth 2.0 provider declared by the operator (`OAUTH_PROVIDERS=acme` plus `ACME_*`).

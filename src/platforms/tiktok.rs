@@ -38,6 +38,8 @@ pub(super) const PLATFORM: BuiltInPlatform = BuiltInPlatform {
     renewal: Renewal::RefreshToken,
     hooks: &[Hook::TikTokEnvelopeError],
     api_base: "https://open.tiktokapis.com/v2/",
+    proxy_auth: super::ProxyAuth::Bearer,
+    dead_token: super::DeadToken::TikTokCode,
     simulated: true,
     protocol: Protocol {
         scope_separator: ",",

@@ -37,6 +37,8 @@ pub(super) const PLATFORM: BuiltInPlatform = BuiltInPlatform {
     renewal: Renewal::RefreshToken,
     hooks: &[Hook::XOfflineAccess],
     api_base: "https://api.x.com/2/",
+    proxy_auth: super::ProxyAuth::Bearer,
+    dead_token: super::DeadToken::Status401,
     simulated: true,
     protocol: Protocol {
         scope_separator: " ",

@@ -80,6 +80,7 @@ fn routes() -> Vec<(Method, &'static str, &'static str)> {
             "tokens:read:meta",
         ),
         (Method::GET, "/api/v1/audit?store_id=s1", "audit:read"),
+        (Method::GET, "/api/v1/proxy/meta/me", "proxy:meta"),
     ]
 }
 

@@ -20,6 +20,7 @@ mod lifecycle;
 mod oidc;
 mod perimeter_junk;
 mod proxy;
+mod proxy_gateway;
 mod replicas;
 mod state;
 mod store;

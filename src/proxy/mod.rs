@@ -1,0 +1,421 @@
+//! The authenticated proxy to each platform's API: a caller names a store and a path under the
+//! platform's API base, the proxy sends the call with the store's valid token (refreshed on the
+//! platform's "token dead" answer, once), and streams the answer back.
+//!
+//! It owns: building the target URL without letting the path escape the base ([`target`]), the
+//! headers that cross it and the credentials it adds ([`headers`]), bodies, their limits and the
+//! peek at error answers ([`body`]), the retry rules, and the record of each call ([`observe`]).
+//! Tokens come from the lifecycle (`Connections::access_token`, the same single-flight refresh as
+//! the token endpoint); how each platform takes a token and says it is dead comes from the
+//! platform layer (`platforms::api`). It knows nothing of HTTP routing: the edge parses the
+//! request into a [`ProxyRequest`] and turns a [`ProxyResponse`] or [`ProxyError`] into HTTP.
+
+pub mod body;
+pub mod headers;
+pub mod memo;
+pub mod observe;
+pub mod target;
+
+use std::time::{Duration, Instant};
+
+use reqwest::header::{HeaderMap, HeaderValue, CONTENT_LENGTH, RETRY_AFTER};
+use reqwest::{Method, StatusCode};
+use secrecy::{ExposeSecret, SecretString};
+use url::Url;
+
+use crate::domain::StoreId;
+use crate::lifecycle::Connections;
+use crate::metrics::Metrics;
+use crate::platforms::api::google_retry_delay;
+use crate::platforms::{OAuthError, PlatformSpec};
+pub use body::BodyStream;
+use body::OutgoingBody;
+use headers::{Credential, ExtraCredentials};
+use observe::CallRecord;
+
+/// The proxy's settings.
+#[derive(Debug, Clone)]
+pub struct ProxySettings {
+    /// `PROXY_MAX_BODY_BYTES` (default 10 MiB): the largest request body forwarded.
+    pub max_body_bytes: usize,
+    /// `PROXY_MAX_RESPONSE_BYTES` (default 50 MiB): the largest platform answer passed back.
+    pub max_response_bytes: usize,
+    /// `GOOGLE_ADS_DEVELOPER_TOKEN` and `GOOGLE_ADS_LOGIN_CUSTOMER_ID`.
+    pub extra: ExtraCredentials,
+}
+
+impl Default for ProxySettings {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: 10 * 1024 * 1024,
+            max_response_bytes: 50 * 1024 * 1024,
+            extra: ExtraCredentials::default(),
+        }
+    }
+}
+
+/// Why a call could not be proxied (a platform's own error answers are not errors: they are
+/// passed through).
+#[derive(Debug, thiserror::Error)]
+pub enum ProxyError {
+    /// The platform has no API base (a generic provider without `<NAME>_API_URL`).
+    #[error("{0} has no API configured for the proxy")]
+    NoApi(String),
+    /// The path could leave the API base.
+    #[error("invalid path: {0}")]
+    InvalidPath(&'static str),
+    /// `Growth-Engine-Account` names no asset of the connection.
+    #[error("the connection has no account {0:?}")]
+    AccountNotFound(String),
+    /// The request body exceeds `PROXY_MAX_BODY_BYTES`.
+    #[error("the request body exceeds {0} bytes")]
+    BodyTooLarge(usize),
+    /// The platform announced an answer larger than `PROXY_MAX_RESPONSE_BYTES`.
+    #[error("the platform's answer exceeds {0} bytes")]
+    ResponseTooLarge(usize),
+    /// The platform could not be reached, or broke the connection before answering.
+    #[error("platform unreachable: {0}")]
+    Unreachable(String),
+    /// The connection's token could not be had (no connection, dead grant, store down, ...).
+    #[error(transparent)]
+    Token(#[from] OAuthError),
+}
+
+/// A call to proxy, as the edge parsed it.
+pub struct ProxyRequest {
+    /// The platform (the catalog's slug).
+    pub platform: String,
+    /// `Growth-Engine-Store`.
+    pub store_id: StoreId,
+    /// `Growth-Engine-Account`: one of the connection's assets (a Meta Page).
+    pub account: Option<String>,
+    /// The method.
+    pub method: Method,
+    /// The path under the API base, as sent (still percent-encoded).
+    pub path: String,
+    /// The raw query string.
+    pub query: Option<String>,
+    /// The caller's headers (filtered here).
+    pub headers: HeaderMap,
+    /// The body.
+    pub body: BodyStream,
+}
+
+/// The platform's answer, to stream back.
+pub struct ProxyResponse {
+    /// Its status.
+    pub status: StatusCode,
+    /// Its headers, filtered.
+    pub headers: HeaderMap,
+    /// Its body, capped.
+    pub body: BodyStream,
+}
+
+/// The proxy service: a cheap-clone handle.
+#[derive(Debug, Clone)]
+pub struct Proxy {
+    client: reqwest::Client,
+    connections: Connections,
+    settings: std::sync::Arc<ProxySettings>,
+    metrics: Metrics,
+    memo: memo::TokenMemo,
+}
+
+/// Statuses whose body is peeked: "token dead" answers (Meta's 400, everyone's 401) and 429s
+/// (Google's retry delay is in the body).
+fn worth_peeking(status: StatusCode) -> bool {
+    matches!(status.as_u16(), 400 | 401 | 429)
+}
+
+/// Methods that may be sent again after a broken connection (RFC 9110 §9.2.2; POST and PATCH may
+/// have reached the platform and acted).
+fn idempotent(method: &Method) -> bool {
+    matches!(
+        *method,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE
+    )
+}
+
+/// The `Content-Length` a message announces.
+fn content_length(headers: &HeaderMap) -> Option<u64> {
+    headers
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+}
+
+/// What one attempt gave.
+enum Attempt {
+    /// An answer to pass back.
+    Answer(ProxyResponse),
+    /// The token is dead: refresh and send again.
+    TokenDead(ProxyResponse),
+    /// The connection broke before an answer.
+    Broken(reqwest::Error),
+}
+
+impl Proxy {
+    /// The service, with its own HTTP client: redirects never followed (a redirect could carry the
+    /// token elsewhere), the platform timeout, rustls.
+    pub fn new(
+        connections: Connections,
+        settings: ProxySettings,
+        timeout: Duration,
+        metrics: Metrics,
+    ) -> Result<Self, reqwest::Error> {
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .connect_timeout(timeout)
+            // The whole answer may stream for longer than a token call: only waiting for the
+            // status line and each read is bounded by the platform timeout.
+            .read_timeout(timeout)
+            .use_rustls_tls()
+            .build()?;
+        Ok(Self {
+            client,
+            connections,
+            settings: std::sync::Arc::new(settings),
+            metrics,
+            memo: memo::TokenMemo::default(),
+        })
+    }
+
+    /// Proxies one call: at most one extra send after a forced refresh, and one after a broken
+    /// connection for an idempotent method with a buffered body.
+    pub async fn forward(&self, request: ProxyRequest) -> Result<ProxyResponse, ProxyError> {
+        let started = Instant::now();
+        let ProxyRequest {
+            platform,
+            store_id,
+            account,
+            method,
+            path,
+            query,
+            headers: caller_headers,
+            body: caller_body,
+        } = request;
+        let catalog = self.connections.catalog().clone();
+        let spec = catalog
+            .find(&platform)
+            .ok_or_else(|| OAuthError::UnknownPlatform(platform.clone()))?;
+        let base = spec
+            .api_base
+            .as_ref()
+            .ok_or_else(|| ProxyError::NoApi(spec.id.to_string()))?;
+        let target = target::build(base, &path, query.as_deref())?;
+        let max_body = self.settings.max_body_bytes;
+        let mut body =
+            OutgoingBody::prepare(caller_body, content_length(&caller_headers), max_body)
+                .await
+                .map_err(|_| ProxyError::BodyTooLarge(max_body))?;
+        let outgoing = headers::outgoing(&caller_headers, !body.replayable());
+        let mut credential = self
+            .credential(spec, &store_id, account.as_deref(), false)
+            .await?;
+        let (mut refreshed, mut resent) = (false, false);
+        let record = |status: Option<u16>| {
+            observe::record(
+                &self.metrics,
+                &CallRecord {
+                    store: store_id.as_str(),
+                    platform: spec.id.as_str(),
+                    method: method.as_str(),
+                    path: &observe::redacted_path(&path, query.as_deref()),
+                    status,
+                    latency_ms: started.elapsed().as_secs_f64() * 1000.0,
+                },
+            )
+        };
+        loop {
+            let attempt = self
+                .attempt(spec, &target, &method, &outgoing, &credential, &mut body)
+                .await;
+            match attempt {
+                Attempt::TokenDead(answer) if !refreshed && body.replayable() => {
+                    refreshed = true;
+                    match self
+                        .credential(spec, &store_id, account.as_deref(), true)
+                        .await
+                    {
+                        Ok(fresh) => credential = fresh,
+                        // The refresh marked the connection (EXPIRED/REVOKED): answer like the
+                        // token endpoint.
+                        Err(ProxyError::Token(OAuthError::NotUsable(status))) => {
+                            record(Some(answer.status.as_u16()));
+                            return Err(OAuthError::NotUsable(status).into());
+                        }
+                        // A transient refresh failure: the platform's answer stands.
+                        Err(error) => {
+                            tracing::warn!(platform = %spec.id, error = %error, "forced refresh failed");
+                            record(Some(answer.status.as_u16()));
+                            return self.finish(spec, answer);
+                        }
+                    }
+                    self.metrics
+                        .proxy_retry(spec.id.as_str(), "token_refreshed");
+                }
+                // A timeout is a slow platform, not a broken connection: waiting twice would
+                // only double the caller's wait.
+                Attempt::Broken(error)
+                    if !resent
+                        && !error.is_timeout()
+                        && idempotent(&method)
+                        && body.replayable() =>
+                {
+                    resent = true;
+                    tracing::debug!(platform = %spec.id, error = %error.without_url(), "retrying after a broken connection");
+                    self.metrics
+                        .proxy_retry(spec.id.as_str(), "connection_broken");
+                }
+                Attempt::Answer(answer) | Attempt::TokenDead(answer) => {
+                    record(Some(answer.status.as_u16()));
+                    return self.finish(spec, answer);
+                }
+                Attempt::Broken(error) => {
+                    record(None);
+                    if body.over_limit() {
+                        return Err(ProxyError::BodyTooLarge(max_body));
+                    }
+                    return Err(ProxyError::Unreachable(error.without_url().to_string()));
+                }
+            }
+        }
+    }
+
+    /// The token to send: the connection's (refreshed first when `force`), or the chosen Meta
+    /// Page's from the sealed token set.
+    async fn credential(
+        &self,
+        spec: &PlatformSpec,
+        store_id: &StoreId,
+        account: Option<&str>,
+        force: bool,
+    ) -> Result<Credential, ProxyError> {
+        let remembered = if force {
+            self.memo.forget(store_id, &spec.id);
+            None
+        } else {
+            self.memo.get(store_id, &spec.id)
+        };
+        let issued = match remembered {
+            Some(issued) => issued,
+            None => {
+                let issued = self.connections.access_token(spec, store_id, force).await?;
+                let now = self.connections.clock().now();
+                self.memo.put(store_id, &spec.id, &issued, now);
+                issued
+            }
+        };
+        let app_secret = spec.credentials.as_ref().map(|c| &c.client_secret);
+        let Some(account) = account else {
+            return Ok(Credential::new(
+                spec.proxy_auth,
+                issued.access_token,
+                app_secret,
+            ));
+        };
+        let connection = self
+            .connections
+            .store()
+            .get_connection(store_id, &spec.id)
+            .await
+            .map_err(OAuthError::from)?
+            .ok_or(OAuthError::NotFound)?;
+        let tokens = self.connections.open(&connection)?;
+        let page = tokens
+            .extra
+            .get(&format!("page:{account}"))
+            .map(|token| SecretString::from(token.expose_secret().to_owned()))
+            .ok_or_else(|| ProxyError::AccountNotFound(account.to_owned()))?;
+        Ok(Credential::new(spec.proxy_auth, page, app_secret))
+    }
+
+    /// Sends once and sorts the outcome; peeks at error answers to classify them.
+    async fn attempt(
+        &self,
+        spec: &PlatformSpec,
+        target: &Url,
+        method: &Method,
+        outgoing: &HeaderMap,
+        credential: &Credential,
+        body: &mut OutgoingBody,
+    ) -> Attempt {
+        let mut url = target.clone();
+        if let Some(proof) = &credential.proof {
+            url.query_pairs_mut()
+                .append_pair("appsecret_proof", proof.expose_secret());
+        }
+        let mut headers = outgoing.clone();
+        headers::inject(
+            &mut headers,
+            spec.proxy_auth,
+            credential,
+            &self.settings.extra,
+        );
+        let mut builder = self.client.request(method.clone(), url).headers(headers);
+        if let Some(body) = body.attempt() {
+            builder = builder.body(body);
+        }
+        let response = match builder.send().await {
+            Ok(response) => response,
+            Err(error) => return Attempt::Broken(error),
+        };
+        let status = response.status();
+        let headers = response.headers().clone();
+        let stream = futures::StreamExt::boxed(futures::TryStreamExt::map_err(
+            response.bytes_stream(),
+            |e| std::io::Error::other(e.without_url()),
+        ));
+        if !worth_peeking(status) {
+            return Attempt::Answer(ProxyResponse {
+                status,
+                headers,
+                body: stream,
+            });
+        }
+        let (head, complete, stream) = body::peek(stream).await;
+        let mut answer = ProxyResponse {
+            status,
+            headers,
+            body: stream,
+        };
+        if status == StatusCode::TOO_MANY_REQUESTS && !answer.headers.contains_key(RETRY_AFTER) {
+            if let Some(seconds) = complete.then(|| google_retry_delay(&head)).flatten() {
+                answer
+                    .headers
+                    .insert(RETRY_AFTER, HeaderValue::from(seconds));
+            }
+        }
+        if complete && spec.dead_token.is_dead(status.as_u16(), &head) {
+            Attempt::TokenDead(answer)
+        } else {
+            Attempt::Answer(answer)
+        }
+    }
+
+    /// Filters the answer's headers, reads its rate-limit headers and caps its body. An answer
+    /// announced as too large is refused before anything is sent back.
+    fn finish(
+        &self,
+        spec: &PlatformSpec,
+        answer: ProxyResponse,
+    ) -> Result<ProxyResponse, ProxyError> {
+        observe::rate_limits(&self.metrics, spec.id.as_str(), &answer.headers);
+        let metrics = self.metrics.clone();
+        let platform = spec.id.to_string();
+        let max = self.settings.max_response_bytes;
+        if content_length(&answer.headers).is_some_and(|n| n > max as u64) {
+            metrics.proxy_cut(&platform);
+            return Err(ProxyError::ResponseTooLarge(max));
+        }
+        let body = body::cap(answer.body, max, move || {
+            tracing::warn!(platform = %platform, max, "platform answer cut at the size limit");
+            metrics.proxy_cut(&platform);
+        });
+        Ok(ProxyResponse {
+            status: answer.status,
+            headers: headers::incoming(&answer.headers),
+            body,
+        })
+    }
+}

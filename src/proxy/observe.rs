@@ -1,0 +1,147 @@
+//! What the proxy records about each call: the audit event, the metrics, and the platforms'
+//! rate-limit headers read into gauges. Never a body, a header value other than the rate-limit
+//! figures, or a token.
+//!
+//! The audit trail is a `tracing` event with target `growth_engine::audit` for now; the audit table
+//! comes in a later issue and will be fed from the same place.
+
+use reqwest::header::HeaderMap;
+use serde_json::Value;
+
+use crate::metrics::Metrics;
+
+/// One proxied call, as recorded.
+#[derive(Debug)]
+pub struct CallRecord<'a> {
+    /// The store.
+    pub store: &'a str,
+    /// The platform.
+    pub platform: &'a str,
+    /// The method.
+    pub method: &'a str,
+    /// The path under the API base, query values removed.
+    pub path: &'a str,
+    /// The platform's status, or `None` when it never answered.
+    pub status: Option<u16>,
+    /// Milliseconds until the status line (the body streams afterwards).
+    pub latency_ms: f64,
+}
+
+/// Emits the audit event and counts the call.
+pub fn record(metrics: &Metrics, call: &CallRecord<'_>) {
+    tracing::info!(
+        target: "growth_engine::audit",
+        store = call.store,
+        platform = call.platform,
+        method = call.method,
+        path = call.path,
+        status = call.status,
+        latency_ms = call.latency_ms,
+        "proxied call"
+    );
+    metrics.proxy_call(call.platform, call.status, call.latency_ms / 1000.0);
+}
+
+/// `path?query` with every query value dropped: names say what was asked, values may be personal
+/// data (or, mistakenly sent by a caller, a token).
+pub fn redacted_path(path: &str, query: Option<&str>) -> String {
+    match query.filter(|q| !q.is_empty()) {
+        None => path.to_owned(),
+        Some(query) => {
+            let names: Vec<&str> = query
+                .split('&')
+                .filter_map(|pair| pair.split('=').next())
+                .filter(|name| !name.is_empty())
+                .collect();
+            format!("{path}?{}", names.join("&"))
+        }
+    }
+}
+
+/// Feeds the platform's rate-limit headers into the gauges: X `x-rate-limit-remaining` [X10],
+/// Pinterest/TikTok-style `x-ratelimit-remaining`, and Meta's JSON usage headers `X-App-Usage`,
+/// `X-Business-Use-Case-Usage`, `X-Ad-Account-Usage` (percentages) [M16].
+pub fn rate_limits(metrics: &Metrics, platform: &str, headers: &HeaderMap) {
+    let number = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<i64>().ok())
+    };
+    let remaining = number("x-rate-limit-remaining").or_else(|| number("x-ratelimit-remaining"));
+    let usage = [
+        "x-app-usage",
+        "x-business-use-case-usage",
+        "x-ad-account-usage",
+    ]
+    .iter()
+    .filter_map(|name| headers.get(*name))
+    .filter_map(|v| serde_json::from_slice::<Value>(v.as_bytes()).ok())
+    .filter_map(|v| highest_percent(&v))
+    .max();
+    if remaining.is_some() || usage.is_some() {
+        metrics.proxy_rate_limit(platform, remaining, usage);
+    }
+}
+
+/// The highest usage percentage anywhere in a Meta usage header.
+fn highest_percent(value: &Value) -> Option<i64> {
+    const FIELDS: [&str; 4] = [
+        "call_count",
+        "total_cputime",
+        "total_time",
+        "acc_id_util_pct",
+    ];
+    match value {
+        Value::Object(map) => map
+            .iter()
+            .filter_map(|(key, v)| {
+                if FIELDS.contains(&key.as_str()) {
+                    v.as_f64().map(|f| f.round() as i64)
+                } else {
+                    highest_percent(v)
+                }
+            })
+            .max(),
+        Value::Array(items) => items.iter().filter_map(highest_percent).max(),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use reqwest::header::HeaderValue;
+
+    #[test]
+    fn query_values_never_reach_the_record() {
+        assert_eq!(
+            redacted_path("me", Some("fields=id,name&access_token=secret")),
+            "me?fields&access_token"
+        );
+        assert_eq!(redacted_path("me", None), "me");
+    }
+
+    #[test]
+    fn metas_usage_headers_and_xs_remaining_become_gauges() {
+        let metrics = Metrics::new();
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            "x-business-use-case-usage",
+            HeaderValue::from_static(
+                r#"{"1":[{"type":"pages","call_count":12,"total_cputime":40,"total_time":7}]}"#,
+            ),
+        );
+        headers.insert("x-rate-limit-remaining", HeaderValue::from_static("73"));
+        rate_limits(&metrics, "meta", &headers);
+        let text = metrics.render();
+        assert!(
+            text.contains("proxy_rate_limit_usage_percent{platform=\"meta\"} 40"),
+            "{text}"
+        );
+        assert!(
+            text.contains("proxy_rate_limit_remaining{platform=\"meta\"} 73"),
+            "{text}"
+        );
+    }
+}
