@@ -201,6 +201,7 @@ impl Services {
         let client = PlatformClient::new(settings.platform_timeout, metrics.clone())?
             .with_max_response_bytes(settings.platform_max_response_bytes);
         let catalog = Arc::new(catalog(&settings));
+        let audit = AuditLog::start(store.clone(), clock.clone(), metrics.clone());
         let connections = Connections::new(
             store.clone(),
             keyring.clone(),
@@ -211,7 +212,8 @@ impl Services {
             settings.refresh_window,
             metrics.clone(),
         )
-        .with_recovery_in(redis.clone());
+        .with_recovery_in(redis.clone())
+        .with_audit(audit.clone());
         let dashboard = DashboardLinks::from_settings(&settings, &keyring, clock.clone());
         let flow = Flow::new(
             catalog.clone(),
@@ -245,7 +247,6 @@ impl Services {
             ),
             _ => None,
         };
-        let audit = AuditLog::start(store.clone(), clock.clone(), metrics.clone());
         Ok(Self {
             settings,
             store,

@@ -33,6 +33,7 @@ use secrecy::{ExposeSecret, SecretString};
 use tokio_util::task::TaskTracker;
 use uuid::Uuid;
 
+use crate::audit::{Actor, AuditEvent, AuditLog};
 use crate::clock::SharedClock;
 use crate::domain::{Connection, ConnectionStatus, PlatformId, StoreId, TokenSet};
 use crate::metrics::Metrics;
@@ -96,6 +97,7 @@ pub struct Connections {
     recovery: RecoveryStore,
     inflight: TaskTracker,
     shutting_down: Arc<AtomicBool>,
+    audit: Option<AuditLog>,
 }
 
 impl Connections {
@@ -125,6 +127,7 @@ impl Connections {
             recovery: RecoveryStore::new(None),
             inflight: TaskTracker::new(),
             shutting_down: Arc::new(AtomicBool::new(false)),
+            audit: None,
         }
     }
 
@@ -132,6 +135,26 @@ impl Connections {
     pub fn with_recovery_in(mut self, redis: Option<RedisHandle>) -> Self {
         self.recovery = RecoveryStore::new(redis);
         self
+    }
+
+    /// Records every refresh's outcome in the audit trail (actor `system`/`refresher`).
+    pub fn with_audit(mut self, audit: AuditLog) -> Self {
+        self.audit = Some(audit);
+        self
+    }
+
+    /// Records a refresh's outcome (the metric's label) in the audit trail, when there is one.
+    fn audit_refresh(&self, spec: &PlatformSpec, store_id: &StoreId, outcome: &str) {
+        let Some(audit) = &self.audit else {
+            return;
+        };
+        let event = AuditEvent::new(Actor::System("refresher".into()), "refresh", "success")
+            .with_store(store_id)
+            .with_platform(spec.id.as_str());
+        audit.record(match outcome {
+            "success" => event,
+            other => event.failed(other),
+        });
     }
 
     /// Stops taking refresh leases (callers get [`OAuthError::ShuttingDown`]) and waits up to `grace`

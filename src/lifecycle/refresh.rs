@@ -240,6 +240,7 @@ impl Connections {
                 self.recovery.forget(saved.id).await;
                 self.cache.put(&saved).await;
                 self.metrics.refresh(spec.id.as_str(), "success");
+                self.audit_refresh(spec, &saved.store_id, "success");
                 Ok(Self::issue(&saved, tokens))
             }
             Err(OAuthError::Store(StoreError::Unavailable(error))) => {
@@ -255,6 +256,7 @@ impl Connections {
                     })
                     .await;
                 self.metrics.refresh(spec.id.as_str(), "recovery_record");
+                self.audit_refresh(spec, &updated.store_id, "recovery_record");
                 Ok(Self::issue(&updated, tokens))
             }
             Err(error) => {
@@ -293,6 +295,7 @@ impl Connections {
             .await?;
         self.cache.put(&saved).await;
         self.metrics.refresh(spec.id.as_str(), failure.metric());
+        self.audit_refresh(spec, &saved.store_id, failure.metric());
         tracing::warn!(platform = %spec.id, store_id = %saved.store_id, status = %saved.status, reason = %reason, "refresh failed");
         if saved.status != ConnectionStatus::Connected {
             return Err(OAuthError::NotUsable(saved.status));

@@ -323,7 +323,7 @@ async fn a_full_run_is_audited_with_actors_and_outcomes_and_no_secret_in_any_row
     .await;
     assert_eq!(gone.status(), 200);
 
-    let entries = audit_of(&app, "shop-a", 6).await;
+    let entries = audit_of(&app, "shop-a", 7).await;
     let started = find(&entries, "connect", "env:1");
     assert_eq!(started["actor_kind"], "api_key");
     assert_eq!(started["outcome"], "started");
@@ -339,6 +339,10 @@ async fn a_full_run_is_audited_with_actors_and_outcomes_and_no_secret_in_any_row
         find(&entries, "refresh", "posting-agent")["outcome"],
         "success"
     );
+    // The platform call behind the forced refresh is recorded by the lifecycle itself.
+    let renewal = find(&entries, "refresh", "refresher");
+    assert_eq!(renewal["actor_kind"], "system");
+    assert_eq!(renewal["outcome"], "success");
     let failed = entries
         .iter()
         .find(|e| e["operation"] == "token" && e["platform"] == "tiktok")
