@@ -303,7 +303,11 @@ mod tests {
         // padding bits, so changing it can make the text undecodable rather than tampered.
         let middle = sealed.len() - 10;
         let mut altered = sealed.clone();
-        let swapped = if &sealed[middle..=middle] == "A" { "B" } else { "A" };
+        let swapped = if &sealed[middle..=middle] == "A" {
+            "B"
+        } else {
+            "A"
+        };
         altered.replace_range(middle..=middle, swapped);
         assert_eq!(
             newer.open(binding, &altered).err(),

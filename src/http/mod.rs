@@ -3,6 +3,7 @@
 //! [`perimeter`]: security headers, CORS, rate limits, the request timeout), and the server loop
 //! ([`serve()`], with the header-read timeout). [`dashboard`] is the merchant's connections page.
 
+pub mod assets;
 pub mod dashboard;
 pub mod error;
 pub mod extract;
@@ -140,6 +141,7 @@ pub fn router(state: AppState, extra: Router) -> Router {
     let router = Router::new()
         .merge(health::router())
         .merge(oauth::router())
+        .merge(assets::router())
         .merge(openapi::router())
         .merge(metrics::router())
         .merge(dashboard::router())

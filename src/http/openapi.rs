@@ -35,6 +35,8 @@ impl Modify for BearerKey {
         super::oauth::connections,
         super::oauth::token,
         super::oauth::refresh,
+        super::assets::refresh_assets,
+        super::assets::select,
         super::metrics::metrics,
     ),
     components(schemas(super::views::BuiltInPlatform)),

@@ -13,6 +13,7 @@
 //! database refused, kept until written), `refresher` (the background loop), `supervise` (restarts
 //! background tasks that panic), `cache`, `events` and `webhooks`.
 
+mod assets;
 pub mod cache;
 pub mod events;
 mod merge;
@@ -47,6 +48,7 @@ use crate::store::{Store, StoreError};
 use crate::vault::{Binding, Keyring, VaultError};
 
 pub use crate::platforms::GrantDetails;
+pub use assets::{AccountRef, AccountToken};
 pub use cache::TokenCache;
 pub use outcome::{backoff, RefreshFailure};
 use recovery::RecoveryStore;

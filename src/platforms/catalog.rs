@@ -112,6 +112,9 @@ pub struct PlatformSpec {
     pub revoke_url: Option<Url>,
     /// User-info endpoint.
     pub userinfo_url: Option<Url>,
+    /// The base URL of the platform's API (version pinned, trailing slash) for calls made with its
+    /// tokens: asset discovery, the proxy. The sandbox's when it stands in.
+    pub api_base: Url,
     /// Scopes requested.
     pub scopes: Vec<String>,
     /// How scopes are joined in the authorization request.
@@ -179,6 +182,7 @@ fn built_in_spec(platform: &BuiltInPlatform) -> Option<PlatformSpec> {
         token_url: url(endpoints.token)?,
         revoke_url: optional(endpoints.revoke)?,
         userinfo_url: optional(endpoints.userinfo)?,
+        api_base: url(platform.api_base)?,
         scopes: platform.scopes.iter().map(|s| (*s).to_owned()).collect(),
         scope_separator: protocol.scope_separator,
         client_id_param: protocol.client_id_param,
@@ -203,6 +207,11 @@ fn generic_spec(generic: &GenericProviderSettings) -> Option<PlatformSpec> {
     // Settings refuse a generic provider without these two URLs.
     let authorize_url = generic.platform.authorize_url.clone()?;
     let token_url = generic.platform.token_url.clone()?;
+    // A generic provider declares no API: its token endpoint's origin stands as a base that
+    // nothing built in calls (it has no discovery hook).
+    let mut api_base = token_url.clone();
+    api_base.set_path("/");
+    api_base.set_query(None);
     let mut spec = PlatformSpec {
         id: generic.id.clone(),
         display_name: generic.display_name.clone(),
@@ -210,6 +219,7 @@ fn generic_spec(generic: &GenericProviderSettings) -> Option<PlatformSpec> {
         token_url,
         revoke_url: None,
         userinfo_url: None,
+        api_base,
         scopes: vec![],
         scope_separator: " ",
         client_id_param: "client_id",
@@ -290,6 +300,13 @@ fn sandbox_endpoints(spec: &mut PlatformSpec, api_base: &str) {
         return;
     };
     let client = crate::sandbox::Simulator::sandbox_client(slug, api_base);
+    // The sandbox serves the platform's API too, under its real path after the real base.
+    if let Some(base) = crate::sandbox::api_base(api_base, slug)
+        .as_deref()
+        .and_then(url)
+    {
+        spec.api_base = base;
+    }
     spec.authorize_url = authorize;
     spec.token_url = token;
     spec.userinfo_url = Some(userinfo);

@@ -327,6 +327,24 @@ impl PlatformClient {
             .await
     }
 
+    /// A `POST` of a JSON body carrying the user's token in the `Authorization` header (TikTok's
+    /// `creator_info/query/` is a POST with an empty JSON body).
+    pub async fn post_json_with_token(
+        &self,
+        spec: &PlatformSpec,
+        url: Url,
+        access_token: &SecretString,
+        body: &Value,
+    ) -> Result<Value, OAuthError> {
+        let request = self
+            .http
+            .post(url)
+            .json(body)
+            .bearer_auth(access_token.expose_secret());
+        self.send_json(spec, request.header("Accept", "application/json"))
+            .await
+    }
+
     /// Revokes the grant at the platform, where the platform allows it, reporting each token.
     pub async fn revoke(&self, spec: &PlatformSpec, tokens: &TokenSet) -> RevocationReport {
         let unsupported = |text: String| RevocationReport {

@@ -11,6 +11,7 @@
 //! This layer knows nothing of flows, connections, HTTP routing or SQL: the flow (`oauth`) and the
 //! lifecycle sit above it, side by side.
 
+pub mod assets;
 pub mod catalog;
 pub mod client;
 pub mod error;
@@ -27,6 +28,7 @@ use std::collections::BTreeMap;
 
 use secrecy::SecretString;
 
+pub use assets::{Asset, AssetKind, AssetSet};
 pub use catalog::{
     AccountMapping, Catalog, ClientAuth, ErrorShape, Pkce, PlatformSpec, Renewal, Revocation,
     TokenMethod,
