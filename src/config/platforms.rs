@@ -179,7 +179,7 @@ fn authorize_params(vars: &Vars<'_>, prefix: &str) -> Result<Vec<(String, String
     }
 }
 
-/// `<PREFIX>_{AUTHORIZE,TOKEN,REVOKE,USERINFO}_URL` (https in production) and `<PREFIX>_SCOPES`.
+/// `<PREFIX>_{AUTHORIZE,TOKEN,REVOKE,USERINFO,API}_URL` (https in production) and `<PREFIX>_SCOPES`.
 fn overrides(
     vars: &Vars<'_>,
     prefix: &str,
@@ -193,6 +193,7 @@ fn overrides(
         token_url: endpoint("TOKEN_URL")?,
         revoke_url: endpoint("REVOKE_URL")?,
         userinfo_url: endpoint("USERINFO_URL")?,
+        api_url: endpoint("API_URL")?,
         scopes: vars.get(&scopes_var).map(|_| vars.list(&scopes_var)),
     })
 }

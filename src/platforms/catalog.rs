@@ -275,6 +275,9 @@ fn apply_overrides(spec: &mut PlatformSpec, settings: &PlatformSettings) {
     if let Some(u) = &settings.userinfo_url {
         spec.userinfo_url = Some(u.clone());
     }
+    if let Some(u) = &settings.api_url {
+        spec.api_base = u.clone();
+    }
     if let Some(s) = &settings.scopes {
         spec.scopes = s.clone();
     }

@@ -39,6 +39,8 @@ pub struct PlatformSettings {
     pub revoke_url: Option<Url>,
     /// `<PLATFORM>_USERINFO_URL`.
     pub userinfo_url: Option<Url>,
+    /// `<PLATFORM>_API_URL`: the API base (asset discovery, the proxy).
+    pub api_url: Option<Url>,
     /// `<PLATFORM>_SCOPES` (comma- or space-separated).
     pub scopes: Option<Vec<String>>,
 }

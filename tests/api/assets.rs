@@ -422,3 +422,23 @@ async fn no_page_token_appears_in_the_connections_api_or_the_database() {
     }
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_platform_api_url_setting_sends_discovery_to_that_api() {
+    // Credentials of a standalone simulator and `<PLATFORM>_API_URL` pointing at its API.
+    let app = crate::helpers::spawn_app().await;
+    connect(&app, "pinterest", "shop-1").await;
+    let pinterest = connection(&app, "shop-1", "pinterest").await;
+    assert_eq!(
+        of_kind(&pinterest, "pinterest_board"),
+        [("900000000000000001".to_owned(), true)]
+    );
+    let calls = app.simulator.api_requests("pinterest");
+    assert!(
+        calls
+            .iter()
+            .any(|c| c.path.ends_with("/v5/boards") && c.status == 200),
+        "{calls:?}"
+    );
+    app.stop().await;
+}
