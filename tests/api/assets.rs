@@ -442,3 +442,69 @@ async fn a_platform_api_url_setting_sends_discovery_to_that_api() {
     );
     app.stop().await;
 }
+
+#[tokio::test]
+async fn the_page_lists_selects_and_saves_a_choice_only_with_csrf_for_its_own_store() {
+    use crate::dashboard::Merchant;
+    let app = spawn().await;
+    let merchant = Merchant::open(&app, "shop-1", "owner-1").await;
+    merchant.connect(&app, "meta", true).await;
+    let cards = merchant.cards(&app).await;
+    let meta = cards["platforms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["platform"] == "meta")
+        .unwrap();
+    let kinds: Vec<&str> = meta["selections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| g["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["facebook_page", "instagram_account", "ad_account"]);
+    assert_eq!(meta["selections"][0]["label"], "Default Facebook Page");
+
+    let path = app.url("/dashboard/api/selection/meta");
+    let body = json!({ "kind": "facebook_page", "id": "2000000001" });
+    let without_csrf = merchant
+        .browser
+        .client
+        .post(&path)
+        .header("origin", &merchant.origin)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(without_csrf.status(), 403);
+    let saved = merchant
+        .browser
+        .client
+        .post(&path)
+        .header("x-csrf-token", &merchant.csrf)
+        .header("origin", &merchant.origin)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(saved.status(), 200);
+    let listed = connection(&app, "shop-1", "meta").await;
+    assert!(of_kind(&listed, "facebook_page").contains(&("2000000001".to_owned(), true)));
+
+    // Another store's session cannot choose for shop-1: it has no such connection.
+    let other = Merchant::open(&app, "shop-2", "owner-2").await;
+    let refused = other
+        .browser
+        .client
+        .post(&path)
+        .header("x-csrf-token", &other.csrf)
+        .header("origin", &other.origin)
+        .json(&json!({ "kind": "facebook_page", "id": "2000000002" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 404);
+    let listed = connection(&app, "shop-1", "meta").await;
+    assert!(of_kind(&listed, "facebook_page").contains(&("2000000001".to_owned(), true)));
+    app.stop().await;
+}
