@@ -11,7 +11,8 @@
 //! into a [`RefreshFailure`] and what it implies), `refresh` (the thin I/O: lease, platform call,
 //! write, cache, metrics, in a tracked task that outlives its caller), `recovery` (renewed sets the
 //! database refused, kept until written), `refresher` (the background loop), `supervise` (restarts
-//! background tasks that panic), `cache`, `events` and `webhooks`.
+//! background tasks that panic), `cache`, `events` and `webhooks`; `assets` (the merchant's assets:
+//! discovery after connect and on demand, the selection, the token for an account).
 
 mod assets;
 pub mod cache;

@@ -1,6 +1,7 @@
 //! The platform layer, at the bottom of the core: the table of built-in platforms, the catalog
 //! resolved from it and the operator's settings, the HTTP client that speaks to platforms, their
-//! quirks, and the core's error type.
+//! quirks, the discovery of the merchant's assets (`assets`, hooks in each platform module), and
+//! the core's error type.
 //!
 //! The table ([`BUILT_IN`]) is the one list of built-in platforms: settings, the catalog, the page's
 //! cards, the OpenAPI document and the tests all derive theirs from it. Each platform is one module

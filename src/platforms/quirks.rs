@@ -50,20 +50,6 @@ pub enum Hook {
     XUser,
 }
 
-impl Hook {
-    /// Whether the hook discovers assets (and so has no part in the OAuth stages).
-    fn discovers(self) -> bool {
-        matches!(
-            self,
-            Self::MetaAssets
-                | Self::TikTokCreatorInfo
-                | Self::GoogleAdsCustomers
-                | Self::PinterestAssets
-                | Self::XUser
-        )
-    }
-}
-
 /// What hooks add to a grant after reading the account.
 #[derive(Debug, Default)]
 pub struct AccountExtras {
@@ -83,7 +69,11 @@ pub fn adjust_scopes(spec: &mut PlatformSpec) {
             Hook::MetaLongLivedExchange
             | Hook::MetaPagesAndPermissions
             | Hook::TikTokEnvelopeError => {}
-            discovery => debug_assert!(discovery.discovers()),
+            Hook::MetaAssets
+            | Hook::TikTokCreatorInfo
+            | Hook::GoogleAdsCustomers
+            | Hook::PinterestAssets
+            | Hook::XUser => {}
         }
     }
 }
@@ -101,7 +91,11 @@ pub async fn after_code_exchange(
                 grant = meta::long_lived_exchange(client, spec, grant, now).await?;
             }
             Hook::MetaPagesAndPermissions | Hook::TikTokEnvelopeError | Hook::XOfflineAccess => {}
-            discovery => debug_assert!(discovery.discovers()),
+            Hook::MetaAssets
+            | Hook::TikTokCreatorInfo
+            | Hook::GoogleAdsCustomers
+            | Hook::PinterestAssets
+            | Hook::XUser => {}
         }
     }
     Ok(grant)
@@ -113,7 +107,11 @@ pub fn check_account_response(spec: &PlatformSpec, body: &Value) -> Result<(), O
         match hook {
             Hook::TikTokEnvelopeError => tiktok::check_envelope(spec, body)?,
             Hook::MetaLongLivedExchange | Hook::MetaPagesAndPermissions | Hook::XOfflineAccess => {}
-            discovery => debug_assert!(discovery.discovers()),
+            Hook::MetaAssets
+            | Hook::TikTokCreatorInfo
+            | Hook::GoogleAdsCustomers
+            | Hook::PinterestAssets
+            | Hook::XUser => {}
         }
     }
     Ok(())
@@ -132,7 +130,11 @@ pub async fn after_account(
                 extras = meta::pages_and_permissions(client, spec, access_token).await?;
             }
             Hook::MetaLongLivedExchange | Hook::TikTokEnvelopeError | Hook::XOfflineAccess => {}
-            discovery => debug_assert!(discovery.discovers()),
+            Hook::MetaAssets
+            | Hook::TikTokCreatorInfo
+            | Hook::GoogleAdsCustomers
+            | Hook::PinterestAssets
+            | Hook::XUser => {}
         }
     }
     Ok(extras)
