@@ -73,10 +73,11 @@ pub(super) fn built_in(vars: &Vars<'_>) -> Result<BTreeMap<String, PlatformSetti
             }),
             _ => None,
         };
-        platforms.insert(
-            platform.slug.to_owned(),
-            overrides(vars, platform.env_prefix, credentials)?,
-        );
+        let mut settings = overrides(vars, platform.env_prefix, credentials)?;
+        if let Some(header) = platform.api_secret_header {
+            settings.api_secret = vars.secret(header.var)?;
+        }
+        platforms.insert(platform.slug.to_owned(), settings);
     }
     Ok(platforms)
 }
@@ -194,6 +195,7 @@ fn overrides(
         revoke_url: endpoint("REVOKE_URL")?,
         userinfo_url: endpoint("USERINFO_URL")?,
         api_url: endpoint("API_URL")?,
+        api_secret: None,
         scopes: vars.get(&scopes_var).map(|_| vars.list(&scopes_var)),
     })
 }

@@ -10,6 +10,7 @@
 
 use std::collections::BTreeMap;
 
+use secrecy::SecretString;
 use url::Url;
 
 use super::quirks::{self, Hook};
@@ -115,6 +116,8 @@ pub struct PlatformSpec {
     /// The base URL of the platform's API (version pinned, trailing slash) for calls made with its
     /// tokens: asset discovery, the proxy. The sandbox's when it stands in.
     pub api_base: Url,
+    /// Secret headers every API call carries (Google Ads' `developer-token`, when set).
+    pub api_headers: Vec<(&'static str, SecretString)>,
     /// Scopes requested.
     pub scopes: Vec<String>,
     /// How scopes are joined in the authorization request.
@@ -183,6 +186,7 @@ fn built_in_spec(platform: &BuiltInPlatform) -> Option<PlatformSpec> {
         revoke_url: optional(endpoints.revoke)?,
         userinfo_url: optional(endpoints.userinfo)?,
         api_base: url(platform.api_base)?,
+        api_headers: Vec::new(),
         scopes: platform.scopes.iter().map(|s| (*s).to_owned()).collect(),
         scope_separator: protocol.scope_separator,
         client_id_param: protocol.client_id_param,
@@ -220,6 +224,7 @@ fn generic_spec(generic: &GenericProviderSettings) -> Option<PlatformSpec> {
         revoke_url: None,
         userinfo_url: None,
         api_base,
+        api_headers: Vec::new(),
         scopes: vec![],
         scope_separator: " ",
         client_id_param: "client_id",
@@ -338,6 +343,9 @@ fn resolve_built_in(
     let mut spec = built_in_spec(platform)?;
     if let Some(overrides) = overrides {
         apply_overrides(&mut spec, overrides);
+        if let (Some(header), Some(value)) = (platform.api_secret_header, &overrides.api_secret) {
+            spec.api_headers.push((header.header, value.clone()));
+        }
     }
     quirks::adjust_scopes(&mut spec);
     if let (None, true, Some(api_base)) = (&spec.credentials, platform.simulated, sandbox_api_base)

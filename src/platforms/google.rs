@@ -12,7 +12,7 @@ use super::catalog::{
 use super::client::PlatformClient;
 use super::error::OAuthError;
 use super::quirks::Hook;
-use super::{BuiltInPlatform, Endpoints, Mark, Protocol};
+use super::{ApiSecretHeader, BuiltInPlatform, Endpoints, Mark, Protocol};
 
 // providers.md §3: offline access and consent, or there is no refresh token.
 pub(super) const PLATFORM: BuiltInPlatform = BuiltInPlatform {
@@ -41,6 +41,11 @@ pub(super) const PLATFORM: BuiltInPlatform = BuiltInPlatform {
     hooks: &[Hook::GoogleAdsCustomers],
     // platform-apis.md §3: v26 is "the latest active version" in the late-2026 docs.
     api_base: "https://googleads.googleapis.com/v26/",
+    // platform-apis.md G8: Google now ignores it, Nango still sends it (R3); sent when set.
+    api_secret_header: Some(ApiSecretHeader {
+        var: "GOOGLE_ADS_DEVELOPER_TOKEN",
+        header: "developer-token",
+    }),
     simulated: true,
     protocol: Protocol {
         scope_separator: " ",
@@ -81,7 +86,7 @@ pub(super) async fn discover_assets(
 ) -> Result<AssetSet, OAuthError> {
     // "./": without it, `customers:` would parse as a URL scheme.
     let url = assets::api_url(spec, "./customers:listAccessibleCustomers");
-    let body = client.get_with_token(spec, url, access_token, &[]).await?;
+    let body = client.get_api(spec, url, access_token, &[]).await?;
     let assets = assets::items(&body, "resourceNames")
         .filter_map(Value::as_str)
         .filter_map(|name| {

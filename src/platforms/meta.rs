@@ -61,6 +61,7 @@ pub(super) const PLATFORM: BuiltInPlatform = BuiltInPlatform {
         Hook::MetaAssets,
     ],
     api_base: graph!("graph.facebook.com", "/"),
+    api_secret_header: None,
     simulated: true,
     protocol: Protocol {
         scope_separator: ",",
@@ -241,7 +242,7 @@ async fn graph_list(
         .append_pair("limit", "100");
     let mut all = Vec::new();
     for _ in 0..MAX_GRAPH_PAGES {
-        let body = client.get_with_token(spec, url, access_token, &[]).await?;
+        let body = client.get_api(spec, url, access_token, &[]).await?;
         all.extend(assets::items(&body, "data").cloned());
         let next = body
             .pointer("/paging/next")

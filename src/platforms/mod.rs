@@ -66,10 +66,22 @@ pub struct BuiltInPlatform {
     /// The base URL of the platform's API, version pinned, for calls made with its tokens
     /// (`shared/platform-apis.md`, "At a glance").
     pub api_base: &'static str,
+    /// A secret header every call to the API carries, from a setting (Google Ads'
+    /// `developer-token` from `GOOGLE_ADS_DEVELOPER_TOKEN`).
+    pub api_secret_header: Option<ApiSecretHeader>,
     /// Whether the built-in sandbox simulates it (and stands in when it has no credentials).
     pub simulated: bool,
     /// How it speaks OAuth, beyond endpoints and scopes.
     pub protocol: Protocol,
+}
+
+/// A secret header of a platform's API calls and the setting that holds its value.
+#[derive(Debug, Clone, Copy)]
+pub struct ApiSecretHeader {
+    /// The variable (`GOOGLE_ADS_DEVELOPER_TOKEN`); a secret, also read from `<VAR>_FILE`.
+    pub var: &'static str,
+    /// The header (`developer-token`).
+    pub header: &'static str,
 }
 
 /// The lettered mark the connections page shows on a platform's card.

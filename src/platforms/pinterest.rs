@@ -43,6 +43,7 @@ pub(super) const PLATFORM: BuiltInPlatform = BuiltInPlatform {
     renewal: Renewal::RefreshToken,
     hooks: &[Hook::PinterestAssets],
     api_base: "https://api.pinterest.com/v5/",
+    api_secret_header: None,
     simulated: true,
     protocol: Protocol {
         scope_separator: ",",
@@ -85,9 +86,7 @@ async fn listing(
             query.push(("bookmark", bookmark));
         }
         let url = assets::api_url(spec, edge);
-        let body = client
-            .get_with_token(spec, url, access_token, &query)
-            .await?;
+        let body = client.get_api(spec, url, access_token, &query).await?;
         all.extend(assets::items(&body, "items").cloned());
         bookmark = assets::text(&body, "bookmark");
         if bookmark.is_none() {

@@ -42,6 +42,7 @@ pub(super) const PLATFORM: BuiltInPlatform = BuiltInPlatform {
     renewal: Renewal::RefreshToken,
     hooks: &[Hook::TikTokEnvelopeError, Hook::TikTokCreatorInfo],
     api_base: "https://open.tiktokapis.com/v2/",
+    api_secret_header: None,
     simulated: true,
     protocol: Protocol {
         scope_separator: ",",

@@ -43,6 +43,7 @@ pub(super) const PLATFORM: BuiltInPlatform = BuiltInPlatform {
     renewal: Renewal::RefreshToken,
     hooks: &[Hook::XOfflineAccess, Hook::XUser],
     api_base: "https://api.x.com/2/",
+    api_secret_header: None,
     simulated: true,
     protocol: Protocol {
         scope_separator: " ",
@@ -83,7 +84,7 @@ pub(super) async fn discover_assets(
     access_token: &SecretString,
 ) -> Result<AssetSet, OAuthError> {
     let url = assets::api_url(spec, "users/me");
-    let body = client.get_with_token(spec, url, access_token, &[]).await?;
+    let body = client.get_api(spec, url, access_token, &[]).await?;
     let data = body.get("data").cloned().unwrap_or_default();
     let Some(id) = assets::text(&data, "id") else {
         return Err(OAuthError::BadResponse {

@@ -508,3 +508,57 @@ async fn the_page_lists_selects_and_saves_a_choice_only_with_csrf_for_its_own_st
     assert!(of_kind(&listed, "facebook_page").contains(&("2000000001".to_owned(), true)));
     app.stop().await;
 }
+
+#[tokio::test]
+async fn google_ads_discovery_sends_the_developer_token_header_when_it_is_set() {
+    use axum::http::HeaderMap;
+    use std::sync::{Arc, Mutex};
+    // A stand-in for the Google Ads API that records the header and answers one customer.
+    let seen: Arc<Mutex<Vec<Option<String>>>> = Arc::default();
+    let record = seen.clone();
+    let api = axum::Router::new().route(
+        "/v26/customers:listAccessibleCustomers",
+        axum::routing::get(move |headers: HeaderMap| {
+            let record = record.clone();
+            async move {
+                let token = headers
+                    .get("developer-token")
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_owned);
+                record.lock().unwrap().push(token);
+                axum::Json(json!({ "resourceNames": ["customers/1112223334"] }))
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let api_url = format!("http://{}/v26/", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, api).await;
+    });
+    let app = spawn_app_with(TestAppOptions {
+        simulated: vec!["google"],
+        extra_env: vec![
+            ("GOOGLE_API_URL", api_url),
+            ("GOOGLE_ADS_DEVELOPER_TOKEN", "dev-token-7c1e9a".into()),
+        ],
+        ..Default::default()
+    })
+    .await;
+    connect(&app, "google", "shop-1").await;
+    assert_eq!(*seen.lock().unwrap(), [Some("dev-token-7c1e9a".to_owned())]);
+    let google = connection(&app, "shop-1", "google").await;
+    assert_eq!(
+        of_kind(&google, "google_ads_customer"),
+        [("1112223334".to_owned(), true)]
+    );
+    let catalog = format!("{:?}", app.services.connections.catalog());
+    assert!(
+        catalog.contains("developer-token"),
+        "the header is configured"
+    );
+    assert!(
+        !catalog.contains("dev-token-7c1e9a"),
+        "the Debug output hides its value"
+    );
+    app.stop().await;
+}
