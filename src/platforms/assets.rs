@@ -135,3 +135,47 @@ pub(super) fn items<'a>(value: &'a Value, field: &str) -> impl Iterator<Item = &
         .into_iter()
         .flatten()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::platforms::Catalog;
+
+    #[test]
+    fn every_kind_reads_back_from_its_api_text() {
+        let texts: Vec<&str> = AssetKind::ALL.iter().map(|k| k.as_str()).collect();
+        assert_eq!(
+            texts,
+            [
+                "facebook_page",
+                "instagram_account",
+                "ad_account",
+                "google_ads_customer",
+                "tiktok_creator",
+                "pinterest_board",
+                "pinterest_ad_account",
+                "x_user"
+            ]
+        );
+        for kind in AssetKind::ALL {
+            assert_eq!(AssetKind::parse(kind.as_str()), Some(kind));
+        }
+        assert_eq!(AssetKind::parse("Facebook_Page"), None);
+    }
+
+    #[test]
+    fn api_paths_stay_under_the_versioned_base() {
+        let catalog = Catalog::resolve(&BTreeMap::new(), &[], None);
+        let google = catalog.find("google").expect("built in");
+        assert_eq!(
+            api_url(google, "./customers:listAccessibleCustomers").as_str(),
+            "https://googleads.googleapis.com/v26/customers:listAccessibleCustomers"
+        );
+        let mut spec = google.clone();
+        spec.api_base = Url::parse("http://127.0.0.1:9/sandbox/google/api/v26").expect("url");
+        assert_eq!(
+            api_url(&spec, "./customers:listAccessibleCustomers").as_str(),
+            "http://127.0.0.1:9/sandbox/google/api/v26/customers:listAccessibleCustomers"
+        );
+    }
+}
