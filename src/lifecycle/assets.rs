@@ -207,7 +207,12 @@ impl Connections {
                 return Ok(connection);
             }
             let mut tokens = self.open(&connection)?;
-            let same = tokens.extra.len() == secrets.len()
+            let pages_held = tokens
+                .extra
+                .keys()
+                .filter(|k| k.starts_with("page:"))
+                .count();
+            let same = pages_held == secrets.len()
                 && secrets.iter().all(|(name, value)| {
                     tokens
                         .extra

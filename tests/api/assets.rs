@@ -562,3 +562,83 @@ async fn google_ads_discovery_sends_the_developer_token_header_when_it_is_set() 
     );
     app.stop().await;
 }
+
+#[tokio::test]
+async fn an_on_demand_refresh_picks_up_added_and_removed_assets_and_keeps_the_selection() {
+    use std::sync::{Arc, Mutex};
+    // A Google Ads API stand-in whose list of customers the test changes.
+    let customers: Arc<Mutex<Vec<&'static str>>> =
+        Arc::new(Mutex::new(vec!["1000000001", "1000000002"]));
+    let answer = customers.clone();
+    let api = axum::Router::new().route(
+        "/v26/customers:listAccessibleCustomers",
+        axum::routing::get(move || {
+            let answer = answer.clone();
+            async move {
+                let names: Vec<String> = answer
+                    .lock()
+                    .unwrap()
+                    .iter()
+                    .map(|id| format!("customers/{id}"))
+                    .collect();
+                axum::Json(json!({ "resourceNames": names }))
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let api_url = format!("http://{}/v26/", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, api).await;
+    });
+    let app = spawn_app_with(TestAppOptions {
+        simulated: vec!["google"],
+        extra_env: vec![("GOOGLE_API_URL", api_url)],
+        ..Default::default()
+    })
+    .await;
+    connect(&app, "google", "shop-1").await;
+    let listed = connection(&app, "shop-1", "google").await;
+    assert_eq!(
+        of_kind(&listed, "google_ads_customer"),
+        [
+            ("1000000001".to_owned(), false),
+            ("1000000002".to_owned(), false)
+        ]
+    );
+    let chosen = put_selection(
+        &app,
+        "shop-1",
+        "google",
+        json!({ "kind": "google_ads_customer", "id": "1000000002" }),
+    )
+    .await;
+    assert_eq!(chosen.status(), 200);
+
+    *customers.lock().unwrap() = vec!["1000000002", "1000000003"];
+    let refresh = "/api/v1/oauth/connections/shop-1/google/assets/refresh";
+    let view: Value = app.post(refresh).await.json().await.unwrap();
+    assert_eq!(
+        of_kind(&view, "google_ads_customer"),
+        [
+            ("1000000002".to_owned(), true),
+            ("1000000003".to_owned(), false)
+        ],
+        "the gone customer is removed, the new one added, the choice kept"
+    );
+
+    *customers.lock().unwrap() = vec!["1000000003"];
+    let view: Value = app.post(refresh).await.json().await.unwrap();
+    assert_eq!(
+        of_kind(&view, "google_ads_customer"),
+        [("1000000003".to_owned(), true)],
+        "the chosen customer is gone: the only one left becomes the default"
+    );
+    let token: Value = app
+        .get("/api/v1/oauth/token/google?store_id=shop-1")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(token["account"]["id"], "1000000003");
+    app.stop().await;
+}
