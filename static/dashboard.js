@@ -129,6 +129,9 @@
       if (p.expires_at) fact(facts, "Token expires", timeNode(p.expires_at, true));
       body.append(facts);
 
+      if (p.selections && p.selections.length) {
+        body.append(selectionFields(p));
+      }
       if (p.missing_scopes && p.missing_scopes.length) {
         body.append(el("p", { class: "warning", "data-role": "missing" }, "Missing permissions: " + p.missing_scopes.join(", ") + ". Reconnect and allow them to use every feature."));
       }
@@ -162,6 +165,64 @@
     }
   }
 
+  // One labelled select per kind of asset (default page, Instagram account, ad account...), and
+  // one polite live region that announces what was saved.
+  function selectionFields(p) {
+    const group = el("div", { class: "selections", "data-role": "selections" });
+    const status = el("p", { class: "selections__status", role: "status", "aria-live": "polite", "data-role": "selection-status" });
+    for (const g of p.selections) {
+      const id = "select-" + p.platform + "-" + g.kind;
+      const field = el("div", { class: "field" });
+      field.append(el("label", { class: "field__label", for: id }, g.label));
+      const select = el("select", { class: "field__select", id: id, "data-kind": g.kind });
+      if (!g.options.some((o) => o.selected)) {
+        const none = el("option", { value: "" }, "Choose…");
+        none.selected = true;
+        select.append(none);
+      }
+      for (const o of g.options) {
+        const option = el("option", { value: o.id }, o.name);
+        if (o.selected) option.selected = true;
+        select.append(option);
+      }
+      select.addEventListener("change", () => saveSelection(select, p, g, status));
+      field.append(select);
+      group.append(field);
+    }
+    group.append(status);
+    return group;
+  }
+
+  async function saveSelection(select, p, g, status) {
+    if (sessionEnded || !select.value) return;
+    const chosen = select.options[select.selectedIndex].textContent;
+    select.disabled = true;
+    status.textContent = "Saving…";
+    try {
+      const response = await fetch("/dashboard/api/selection/" + encodeURIComponent(p.platform), {
+        method: "POST",
+        credentials: "same-origin",
+        headers: { Accept: "application/json", "Content-Type": "application/json", "X-CSRF-Token": csrf },
+        body: JSON.stringify({ kind: g.kind, id: select.value }),
+      });
+      if (response.status === 401) {
+        endSession();
+        status.textContent = "";
+        return;
+      }
+      if (!response.ok) {
+        status.textContent = await errorMessage(response);
+        return;
+      }
+      for (const option of select.querySelectorAll('option[value=""]')) option.remove();
+      status.textContent = g.label + " saved: " + chosen + ".";
+    } catch (_) {
+      status.textContent = "The choice could not be saved. Check your network and try again.";
+    } finally {
+      select.disabled = sessionEnded;
+    }
+  }
+
   function placeholder(name) {
     return el("span", { class: "account__placeholder", "aria-hidden": "true" }, (name || "?").charAt(0).toUpperCase());
   }
@@ -174,7 +235,7 @@
   function endSession() {
     sessionEnded = true;
     showNotice("error", "Your session has ended. Open this page again from your main dashboard.");
-    for (const action of document.querySelectorAll(".card button")) action.disabled = true;
+    for (const action of document.querySelectorAll(".card button, .card select")) action.disabled = true;
   }
 
   async function errorMessage(response) {

@@ -118,6 +118,26 @@ async fn no_token_code_secret_or_key_reaches_the_debug_logs() {
         assert_eq!(token.status(), 200, "{platform}");
     }
 
+    // Assets: an on-demand discovery, and the Meta page tokens it keeps in the sealed set.
+    let refreshed = app
+        .post(&format!(
+            "/api/v1/oauth/connections/{store}/meta/assets/refresh"
+        ))
+        .await;
+    assert_eq!(refreshed.status(), 200);
+    for page in ["2000000001", "2000000002"] {
+        let answer: serde_json::Value = app
+            .get(&format!(
+                "/api/v1/oauth/token/meta?store_id={store}&account={page}"
+            ))
+            .await
+            .json()
+            .await
+            .unwrap();
+        let page_token = answer["access_token"].as_str().unwrap().to_owned();
+        secrets.push((format!("meta page {page} token"), page_token));
+    }
+
     // The connections page: a link, its session, the CSRF value, a connect and a disconnect.
     let link = app
         .services

@@ -104,10 +104,11 @@ pub(super) fn built_in(vars: &Vars<'_>) -> Result<BTreeMap<String, PlatformSetti
             }),
             _ => None,
         };
-        platforms.insert(
-            platform.slug.to_owned(),
-            overrides(vars, platform.env_prefix, credentials)?,
-        );
+        let mut settings = overrides(vars, platform.env_prefix, credentials)?;
+        if let Some(header) = platform.api_secret_header {
+            settings.api_secret = vars.secret(header.var)?;
+        }
+        platforms.insert(platform.slug.to_owned(), settings);
     }
     Ok(platforms)
 }
@@ -224,8 +225,8 @@ fn overrides(
         token_url: endpoint("TOKEN_URL")?,
         revoke_url: endpoint("REVOKE_URL")?,
         userinfo_url: endpoint("USERINFO_URL")?,
-        scopes: vars.get(&scopes_var).map(|_| vars.list(&scopes_var)),
-        // Tokens go there: https in production like every other endpoint.
         api_url: endpoint("API_URL")?,
+        api_secret: None,
+        scopes: vars.get(&scopes_var).map(|_| vars.list(&scopes_var)),
     })
 }

@@ -131,6 +131,11 @@ impl From<OAuthError> for ApiError {
                 code,
                 "There is no connection for this store and platform.",
             ),
+            OAuthError::AssetNotFound => Self::new(
+                StatusCode::NOT_FOUND,
+                code,
+                "The connection has no such asset; refresh its assets or pick one it lists.",
+            ),
             OAuthError::NotUsable(status) => Self::new(
                 StatusCode::CONFLICT,
                 code,

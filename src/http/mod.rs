@@ -3,6 +3,7 @@
 //! [`perimeter`]: security headers, CORS, rate limits, the request timeout), and the server loop
 //! ([`serve()`], with the header-read timeout). [`dashboard`] is the merchant's connections page.
 
+pub mod assets;
 pub mod audit;
 pub mod dashboard;
 pub mod error;
@@ -147,6 +148,7 @@ pub fn router(state: AppState, extra: Router) -> Router {
         .merge(health::router())
         .merge(oauth::router())
         .merge(audit::router())
+        .merge(assets::router())
         .merge(openapi::router())
         .merge(metrics::router())
         .merge(dashboard::router())

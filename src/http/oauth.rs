@@ -18,7 +18,7 @@ use super::{AppState, WebSettings};
 use crate::access::Operation;
 use crate::audit::{Actor, AuditEvent, AuditLog};
 use crate::domain::{Connection, StoreId};
-use crate::lifecycle::Connections;
+use crate::lifecycle::{Connections, IssuedToken};
 use crate::oauth::flow::{cookie_name_for_state, CallbackParams, FlowOrigin};
 use crate::oauth::{Flow, OAuthError};
 use crate::platforms::{PlatformSpec, RevocationOutcome};
@@ -256,8 +256,9 @@ pub async fn callback(
     }
 }
 
-/// Finishes the flow and records its grant as the store's connection, then counts the outcome:
-/// nothing is stored unless the whole flow succeeded.
+/// Finishes the flow and records its grant as the store's connection (then discovers its assets,
+/// which never fails the connect), then counts the outcome: nothing is stored unless the whole
+/// flow succeeded.
 async fn complete_flow(
     flow: &Flow,
     connections: &Connections,
@@ -271,7 +272,7 @@ async fn complete_flow(
             .catalog()
             .get(&grant.platform)
             .ok_or_else(|| OAuthError::UnknownPlatform(grant.platform.to_string()))?;
-        connections.record_grant(spec, grant).await
+        connections.record_grant_and_discover(spec, grant).await
     }
     .await;
     flow.count_outcome(platform, &result);
@@ -383,16 +384,21 @@ pub async fn connections(
             .require(Operation::ConnectionsRead, Some(c.platform.as_str()))
             .is_ok()
     });
+    let assets = connections.assets(&store_id).await?;
     Ok(Json(ConnectionsResponse {
         store_id: store_id.to_string(),
-        connections: list.iter().map(ConnectionView::from).collect(),
+        connections: list
+            .iter()
+            .map(|c| ConnectionView::with_assets(c, &assets))
+            .collect(),
     }))
 }
 
 /// A valid access token for the store's connection, refreshed first when it is about to expire.
+/// With `account=<asset id>` of a Meta page (or its Instagram account), that page's token.
 #[utoipa::path(get, path = "/api/v1/oauth/token/{platform}", tag = "tokens",
     security(("api_key" = [])),
-    params(("platform" = BuiltInPlatform, Path), StoreQuery),
+    params(("platform" = BuiltInPlatform, Path), TokenQuery),
     responses(
         (status = 200, body = TokenResponse),
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
@@ -409,11 +415,17 @@ pub async fn token(
     State(audit): State<AuditLog>,
     caller: ApiCaller,
     ApiPath(platform): ApiPath<String>,
-    ApiQuery(query): ApiQuery<StoreQuery>,
+    ApiQuery(query): ApiQuery<TokenQuery>,
 ) -> Result<Response, ApiError> {
     let spec = known_platform(&flow, &platform)?;
     caller.require(Operation::TokensRead, Some(spec.id.as_str()))?;
-    let result = issue_token(&connections, spec, &query.store_id, false).await;
+    let result = account_token(
+        &connections,
+        spec,
+        &query.store_id,
+        query.account.as_deref(),
+    )
+    .await;
     let event = AuditEvent::new(Actor::ApiKey(caller.name.clone()), "token", "success");
     record_api(&audit, event, &query.store_id, spec.id.as_str(), &result);
     result
@@ -454,16 +466,40 @@ async fn issue_token(
     force: bool,
 ) -> Result<Response, ApiError> {
     let issued = connections.access_token(spec, store_id, force).await?;
+    Ok(token_response(issued, None))
+}
+
+/// The token for one of the connection's accounts (a Meta page), or the selection's, or the user's.
+async fn account_token(
+    connections: &Connections,
+    spec: &PlatformSpec,
+    store_id: &StoreId,
+    account: Option<&str>,
+) -> Result<Response, ApiError> {
+    let answer = connections
+        .token_for_account(spec, store_id, account)
+        .await?;
+    let account = answer.account.map(|a| AccountView {
+        kind: a.kind,
+        id: a.id,
+        name: a.name,
+    });
+    Ok(token_response(answer.token, account))
+}
+
+/// A token answer, never cached by anything between us and the caller.
+fn token_response(issued: IssuedToken, account: Option<AccountView>) -> Response {
     let body = TokenResponse {
         access_token: issued.access_token.expose_secret().to_owned(),
         token_type: issued.token_type,
         expires_at: issued.expires_at,
         scopes: issued.scopes,
         account_id: issued.account_id,
+        account,
     };
     let mut headers = HeaderMap::new();
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    Ok((headers, Json(body)).into_response())
+    (headers, Json(body)).into_response()
 }
 
 crate::domain::redacted_debug!(TicketQuery);

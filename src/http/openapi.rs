@@ -36,6 +36,8 @@ impl Modify for BearerKey {
         super::oauth::token,
         super::oauth::refresh,
         super::proxy::proxy,
+        super::assets::refresh_assets,
+        super::assets::select,
         super::metrics::metrics,
         super::audit::audit,
     ),
@@ -86,5 +88,29 @@ mod tests {
             .filter_map(|p| p["name"].as_str())
             .collect();
         assert!(names.contains(&"Growth-Engine-Store"), "{names:?}");
+    }
+
+    #[test]
+    fn the_document_covers_assets_selection_and_the_token_account() {
+        let document = serde_json::to_value(ApiDoc::openapi()).expect("serializable");
+        let paths = &document["paths"];
+        assert!(
+            paths["/api/v1/oauth/connections/{store_id}/{platform}/assets/refresh"]["post"]
+                .is_object()
+        );
+        let selection = &paths["/api/v1/oauth/connections/{store_id}/{platform}/selection"]["put"];
+        assert!(selection["requestBody"].is_object(), "{selection}");
+        assert!(selection["responses"]["404"].is_object());
+        let token_params = paths["/api/v1/oauth/token/{platform}"]["get"]["parameters"]
+            .as_array()
+            .expect("parameters");
+        assert!(token_params.iter().any(|p| p["name"] == "account"));
+        let schemas = &document["components"]["schemas"];
+        assert!(schemas["ConnectionView"]["properties"]["assets"].is_object());
+        let asset = &schemas["AssetView"]["properties"];
+        for field in ["kind", "id", "name", "selected"] {
+            assert!(asset[field].is_object(), "{field}");
+        }
+        assert!(schemas["TokenResponse"]["properties"]["account"].is_object());
     }
 }

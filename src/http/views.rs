@@ -9,6 +9,7 @@ use utoipa::{IntoParams, PartialSchema, ToSchema};
 
 use crate::domain::{Connection, ConnectionStatus, StoreId, UserId};
 use crate::platforms::{PlatformSpec, Revocation, BUILT_IN};
+use crate::store::StoredAsset;
 
 /// The built-in platforms, as the OpenAPI document names them (operators may add generic providers,
 /// which the paths accept too). The enum is the table's slugs ([`crate::platforms::BUILT_IN`]).
@@ -93,6 +94,81 @@ pub struct ConnectionView {
     /// Platform details (Meta pages, Instagram business accounts).
     #[schema(value_type = Object)]
     pub metadata: serde_json::Value,
+    /// The merchant's assets on the platform (pages, Instagram accounts, ad accounts, boards...),
+    /// each marked `selected` when it is the default of its kind. Never a token.
+    pub assets: Vec<AssetView>,
+}
+
+/// One asset of a connection.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AssetView {
+    /// `facebook_page`, `instagram_account`, `ad_account`, `google_ads_customer`,
+    /// `tiktok_creator`, `pinterest_board`, `pinterest_ad_account` or `x_user`.
+    pub kind: String,
+    /// The platform's id of it (pass it as `account=` to the token endpoint).
+    pub id: String,
+    /// Its display name.
+    pub name: Option<String>,
+    /// Whether it is the connection's default of its kind.
+    pub selected: bool,
+}
+
+impl From<&StoredAsset> for AssetView {
+    fn from(asset: &StoredAsset) -> Self {
+        Self {
+            kind: asset.kind.clone(),
+            id: asset.id.clone(),
+            name: asset.name.clone(),
+            selected: asset.selected,
+        }
+    }
+}
+
+impl ConnectionView {
+    /// The view with the connection's assets, picked from a store's (`assets` may hold other
+    /// connections' too).
+    pub fn with_assets(connection: &Connection, assets: &[StoredAsset]) -> Self {
+        let mut view = Self::from(connection);
+        view.assets = assets
+            .iter()
+            .filter(|asset| asset.connection_id == connection.id)
+            .map(AssetView::from)
+            .collect();
+        view
+    }
+}
+
+/// `PUT .../selection`: the asset to make the default of its kind.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct SelectionRequest {
+    /// The asset's kind (`facebook_page`, ...).
+    pub kind: String,
+    /// The asset's id.
+    pub id: String,
+}
+
+/// `?store_id=..&account=..` for the token endpoint.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct TokenQuery {
+    /// The merchant's store id.
+    #[param(value_type = String, pattern = r"^[A-Za-z0-9_.:@-]{1,128}$")]
+    pub store_id: StoreId,
+    /// An asset id of the connection (`GET /connections/{store_id}` lists them). For a Meta page,
+    /// or the Instagram account linked to one, the answer is that page's token; without it, the
+    /// connection's token and the selected account.
+    pub account: Option<String>,
+}
+
+/// The account a token is for.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AccountView {
+    /// The asset's kind.
+    pub kind: String,
+    /// The asset's id.
+    pub id: String,
+    /// Its display name.
+    pub name: Option<String>,
 }
 
 impl From<&Connection> for ConnectionView {
@@ -113,6 +189,7 @@ impl From<&Connection> for ConnectionView {
             missing_scopes: c.missing_scopes.clone(),
             last_error: c.last_error.clone(),
             metadata: c.metadata.clone(),
+            assets: Vec::new(),
         }
     }
 }
@@ -200,6 +277,10 @@ pub struct TokenResponse {
     pub scopes: Vec<String>,
     /// The platform's account id.
     pub account_id: Option<String>,
+    /// The account (asset) the token is for: the one asked with `account=`, or else the selected
+    /// one, when the connection has assets.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub account: Option<AccountView>,
 }
 
 /// The health report.

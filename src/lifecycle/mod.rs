@@ -11,8 +11,10 @@
 //! into a [`RefreshFailure`] and what it implies), `refresh` (the thin I/O: lease, platform call,
 //! write, cache, metrics, in a tracked task that outlives its caller), `recovery` (renewed sets the
 //! database refused, kept until written), `refresher` (the background loop), `supervise` (restarts
-//! background tasks that panic), `cache`, `events` and `webhooks`.
+//! background tasks that panic), `cache`, `events` and `webhooks`; `assets` (the merchant's assets:
+//! discovery after connect and on demand, the selection, the token for an account).
 
+mod assets;
 pub mod cache;
 pub mod events;
 mod merge;
@@ -48,6 +50,7 @@ use crate::store::{Store, StoreError};
 use crate::vault::{Binding, Keyring, VaultError};
 
 pub use crate::platforms::GrantDetails;
+pub use assets::{AccountRef, AccountToken};
 pub use cache::TokenCache;
 pub use outcome::{backoff, RefreshFailure};
 use recovery::RecoveryStore;

@@ -10,6 +10,7 @@
 
 use std::collections::BTreeMap;
 
+use secrecy::SecretString;
 use url::Url;
 
 use super::api::{DeadToken, ProxyAuth};
@@ -113,6 +114,8 @@ pub struct PlatformSpec {
     pub revoke_url: Option<Url>,
     /// User-info endpoint.
     pub userinfo_url: Option<Url>,
+    /// Secret headers every API call carries (Google Ads' `developer-token`, when set).
+    pub api_headers: Vec<(&'static str, SecretString)>,
     /// Scopes requested.
     pub scopes: Vec<String>,
     /// How scopes are joined in the authorization request.
@@ -139,8 +142,9 @@ pub struct PlatformSpec {
     pub account: AccountMapping,
     /// Named quirks, applied in order (see [`quirks`]).
     pub hooks: &'static [Hook],
-    /// The API base the proxy forwards to (`<PLATFORM>_API_URL` overrides the table's); `None`
-    /// for a generic provider without one, which then has no proxy.
+    /// The base URL of the platform's API (version pinned, trailing slash) for calls made with its
+    /// tokens: asset discovery and the proxy. `<PLATFORM>_API_URL` overrides the table's; the
+    /// sandbox's when it stands in; `None` for a generic provider, which then has neither.
     pub api_base: Option<Url>,
     /// How the proxy injects the token.
     pub proxy_auth: ProxyAuth,
@@ -187,6 +191,7 @@ fn built_in_spec(platform: &BuiltInPlatform) -> Option<PlatformSpec> {
         token_url: url(endpoints.token)?,
         revoke_url: optional(endpoints.revoke)?,
         userinfo_url: optional(endpoints.userinfo)?,
+        api_headers: Vec::new(),
         scopes: platform.scopes.iter().map(|s| (*s).to_owned()).collect(),
         scope_separator: protocol.scope_separator,
         client_id_param: protocol.client_id_param,
@@ -221,6 +226,7 @@ fn generic_spec(generic: &GenericProviderSettings) -> Option<PlatformSpec> {
         token_url,
         revoke_url: None,
         userinfo_url: None,
+        api_headers: Vec::new(),
         scopes: vec![],
         scope_separator: " ",
         client_id_param: "client_id",
@@ -338,6 +344,9 @@ fn resolve_built_in(
     let mut spec = built_in_spec(platform)?;
     if let Some(overrides) = overrides {
         apply_overrides(&mut spec, overrides);
+        if let (Some(header), Some(value)) = (platform.api_secret_header, &overrides.api_secret) {
+            spec.api_headers.push((header.header, value.clone()));
+        }
     }
     quirks::adjust_scopes(&mut spec);
     if let (None, true, Some(api_base)) = (&spec.credentials, platform.simulated, sandbox_api_base)

@@ -327,6 +327,48 @@ impl PlatformClient {
             .await
     }
 
+    /// A `GET` to the platform's API (not its OAuth endpoints): the user's token, and the secret
+    /// headers the platform's API wants (Google Ads' `developer-token`, when set).
+    pub async fn get_api(
+        &self,
+        spec: &PlatformSpec,
+        url: Url,
+        access_token: &SecretString,
+        query: &[(&str, &str)],
+    ) -> Result<Value, OAuthError> {
+        let mut request = self
+            .http
+            .get(url)
+            .query(query)
+            .bearer_auth(access_token.expose_secret());
+        for (name, value) in &spec.api_headers {
+            request = request.header(*name, value.expose_secret());
+        }
+        self.send_json(spec, request.header("Accept", "application/json"))
+            .await
+    }
+
+    /// A `POST` of a JSON body carrying the user's token in the `Authorization` header (TikTok's
+    /// `creator_info/query/` is a POST with an empty JSON body).
+    pub async fn post_json_with_token(
+        &self,
+        spec: &PlatformSpec,
+        url: Url,
+        access_token: &SecretString,
+        body: &Value,
+    ) -> Result<Value, OAuthError> {
+        let mut request = self
+            .http
+            .post(url)
+            .json(body)
+            .bearer_auth(access_token.expose_secret());
+        for (name, value) in &spec.api_headers {
+            request = request.header(*name, value.expose_secret());
+        }
+        self.send_json(spec, request.header("Accept", "application/json"))
+            .await
+    }
+
     /// Revokes the grant at the platform, where the platform allows it, reporting each token.
     pub async fn revoke(&self, spec: &PlatformSpec, tokens: &TokenSet) -> RevocationReport {
         let unsupported = |text: String| RevocationReport {

@@ -86,6 +86,9 @@ pub enum OAuthError {
     /// The service is shutting down and takes no new refresh.
     #[error("the service is shutting down")]
     ShuttingDown,
+    /// The connection has no asset with this id (or kind and id).
+    #[error("no such asset on this connection")]
+    AssetNotFound,
 }
 
 impl OAuthError {
@@ -110,6 +113,7 @@ impl OAuthError {
             Self::Vault(VaultError::UnknownKey(_)) => "key_unavailable",
             Self::Vault(_) => "token_unreadable",
             Self::ShuttingDown => "shutting_down",
+            Self::AssetNotFound => "asset_not_found",
         }
     }
 
@@ -137,6 +141,7 @@ impl OAuthError {
             }
             Self::NotFound => "There is no connection for this platform.".into(),
             Self::NotUsable(_) => "This connection needs to be reconnected.".into(),
+            Self::AssetNotFound => "That account is not among this connection's accounts.".into(),
             Self::Store(_) | Self::State(_) | Self::Vault(_) | Self::ShuttingDown => {
                 "The service is temporarily unavailable. Please try again shortly.".into()
             }

@@ -1,10 +1,18 @@
-//! Google (Google Ads): the definition. No quirk hook: offline access and consent are plain
-//! authorization parameters. Sources: `shared/providers.md` §3.
+//! Google (Google Ads): the definition and asset discovery (the customers the user can access).
+//! No OAuth quirk: offline access and consent are plain authorization parameters. Sources:
+//! `shared/providers.md` §3, `shared/platform-apis.md` §3.
 
+use secrecy::SecretString;
+use serde_json::{json, Value};
+
+use super::assets::{self, Asset, AssetKind, AssetSet};
 use super::catalog::{
-    AccountMapping, ClientAuth, ErrorShape, Pkce, Renewal, Revocation, TokenMethod,
+    AccountMapping, ClientAuth, ErrorShape, Pkce, PlatformSpec, Renewal, Revocation, TokenMethod,
 };
-use super::{BuiltInPlatform, Endpoints, Mark, Protocol};
+use super::client::PlatformClient;
+use super::error::OAuthError;
+use super::quirks::Hook;
+use super::{ApiSecretHeader, BuiltInPlatform, Endpoints, Mark, Protocol};
 
 // providers.md §3: offline access and consent, or there is no refresh token.
 pub(super) const PLATFORM: BuiltInPlatform = BuiltInPlatform {
@@ -30,11 +38,16 @@ pub(super) const PLATFORM: BuiltInPlatform = BuiltInPlatform {
         "https://www.googleapis.com/auth/adwords",
     ],
     renewal: Renewal::RefreshToken,
-    hooks: &[],
+    hooks: &[Hook::GoogleAdsCustomers],
     // platform-apis.md §3: v26 is "the latest active version" in the late-2026 docs.
     api_base: "https://googleads.googleapis.com/v26/",
     proxy_auth: super::ProxyAuth::GoogleAds,
     dead_token: super::DeadToken::Status401,
+    // platform-apis.md G8: Google now ignores it, Nango still sends it (R3); sent when set.
+    api_secret_header: Some(ApiSecretHeader {
+        var: "GOOGLE_ADS_DEVELOPER_TOKEN",
+        header: "developer-token",
+    }),
     simulated: true,
     protocol: Protocol {
         scope_separator: " ",
@@ -63,3 +76,33 @@ pub(super) const PLATFORM: BuiltInPlatform = BuiltInPlatform {
         },
     },
 };
+
+/// Google Ads' assets: the customers the user reaches directly
+/// (`customers:listAccessibleCustomers`, answered as resource names `customers/<id>`). Names need
+/// a query per customer (and a developer token), so none are read here: the id is the name.
+/// <https://developers.google.com/google-ads/api/rest/reference/rest/v26/customers/listAccessibleCustomers>
+pub(super) async fn discover_assets(
+    client: &PlatformClient,
+    spec: &PlatformSpec,
+    access_token: &SecretString,
+) -> Result<AssetSet, OAuthError> {
+    // "./": without it, `customers:` would parse as a URL scheme.
+    let url = assets::api_url(spec, "./customers:listAccessibleCustomers")?;
+    let body = client.get_api(spec, url, access_token, &[]).await?;
+    let assets = assets::items(&body, "resourceNames")
+        .filter_map(Value::as_str)
+        .filter_map(|name| {
+            let id = name.strip_prefix("customers/")?;
+            Some(Asset {
+                kind: AssetKind::GoogleAdsCustomer,
+                id: id.to_owned(),
+                name: Some(id.to_owned()),
+                details: json!({ "resource_name": name }),
+            })
+        })
+        .collect();
+    Ok(AssetSet {
+        assets,
+        ..AssetSet::default()
+    })
+}

@@ -1,5 +1,5 @@
-//! Meta (Facebook and Instagram): the definition and its quirks, long-lived token exchange and the
-//! merchant's pages and permissions. Sources: `shared/providers.md` §1.
+//! Meta (Facebook and Instagram): the definition and its quirks, long-lived token exchange, the
+//! merchant's pages and permissions, and asset discovery (Pages, Instagram accounts, ad accounts). Sources: `shared/providers.md` §1.
 
 use std::collections::BTreeMap;
 
@@ -7,6 +7,7 @@ use chrono::{DateTime, Utc};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{json, Value};
 
+use super::assets::{self, Asset, AssetKind, AssetSet};
 use super::catalog::{
     AccountMapping, ClientAuth, ErrorShape, Pkce, PlatformSpec, Renewal, Revocation, TokenMethod,
 };
@@ -54,10 +55,15 @@ pub(super) const PLATFORM: BuiltInPlatform = BuiltInPlatform {
         "business_management",
     ],
     renewal: Renewal::MetaExchange,
-    hooks: &[Hook::MetaLongLivedExchange, Hook::MetaPagesAndPermissions],
+    hooks: &[
+        Hook::MetaLongLivedExchange,
+        Hook::MetaPagesAndPermissions,
+        Hook::MetaAssets,
+    ],
     api_base: graph!("graph.facebook.com", "/"),
     proxy_auth: super::ProxyAuth::MetaGraph,
     dead_token: super::DeadToken::GraphCode190,
+    api_secret_header: None,
     simulated: true,
     protocol: Protocol {
         scope_separator: ",",
@@ -217,4 +223,112 @@ fn pages(accounts: &Value) -> (Value, BTreeMap<String, SecretString>) {
         json!({ "pages": pages, "instagram_business_accounts": instagram }),
         page_tokens,
     )
+}
+
+/// The most pages of one Graph listing followed (`paging.next`), so that a platform answering
+/// `next` for ever cannot keep discovery running.
+const MAX_GRAPH_PAGES: usize = 10;
+
+/// Reads a Graph listing, following `paging.next` on the API's own host (an empty page may still
+/// carry `next`, platform-apis.md §1 "Discovery").
+async fn graph_list(
+    client: &PlatformClient,
+    spec: &PlatformSpec,
+    access_token: &SecretString,
+    edge: &str,
+    fields: &str,
+) -> Result<Vec<Value>, OAuthError> {
+    let mut url = assets::api_url(spec, edge)?;
+    url.query_pairs_mut()
+        .append_pair("fields", fields)
+        .append_pair("limit", "100");
+    let mut all = Vec::new();
+    for _ in 0..MAX_GRAPH_PAGES {
+        let body = client.get_api(spec, url, access_token, &[]).await?;
+        all.extend(assets::items(&body, "data").cloned());
+        let next = body
+            .pointer("/paging/next")
+            .and_then(Value::as_str)
+            .and_then(|next| url::Url::parse(next).ok())
+            .filter(|next| {
+                spec.api_base
+                    .as_ref()
+                    .is_some_and(|base| next.host_str() == base.host_str())
+            });
+        match next {
+            Some(next) => url = next,
+            None => break,
+        }
+    }
+    Ok(all)
+}
+
+/// Meta's assets: the Pages (`/me/accounts`, their page tokens to the sealed set only), the
+/// Instagram business accounts linked to them, and the ad accounts (`/me/adaccounts`, skipped when
+/// the ads permissions were not granted: Graph answers code 200 then).
+/// <https://developers.facebook.com/docs/graph-api/reference/user/accounts/>,
+/// <https://developers.facebook.com/docs/instagram-platform/instagram-graph-api/reference/page>,
+/// <https://developers.facebook.com/docs/marketing-api/reference/user/adaccounts/>
+pub(super) async fn discover_assets(
+    client: &PlatformClient,
+    spec: &PlatformSpec,
+    access_token: &SecretString,
+) -> Result<AssetSet, OAuthError> {
+    let pages = graph_list(
+        client,
+        spec,
+        access_token,
+        "me/accounts",
+        "id,name,category,tasks,access_token,instagram_business_account{id,username}",
+    )
+    .await?;
+    let mut set = AssetSet::default();
+    for page in &pages {
+        let Some(id) = assets::text(page, "id") else {
+            continue;
+        };
+        if let Some(token) = assets::text(page, "access_token") {
+            set.secrets
+                .insert(format!("page:{id}"), SecretString::from(token));
+        }
+        set.assets.push(Asset {
+            kind: AssetKind::FacebookPage,
+            id: id.clone(),
+            name: assets::text(page, "name"),
+            details: json!({ "category": page.get("category"), "tasks": page.get("tasks") }),
+        });
+        if let Some(ig) = page.get("instagram_business_account") {
+            if let Some(ig_id) = assets::text(ig, "id") {
+                set.assets.push(Asset {
+                    kind: AssetKind::InstagramAccount,
+                    id: ig_id,
+                    name: assets::text(ig, "username"),
+                    details: json!({ "page_id": id }),
+                });
+            }
+        }
+    }
+    let fields = "id,account_id,name,account_status,currency";
+    match graph_list(client, spec, access_token, "me/adaccounts", fields).await {
+        Ok(accounts) => set.assets.extend(accounts.iter().filter_map(|account| {
+            Some(Asset {
+                kind: AssetKind::AdAccount,
+                id: assets::text(account, "id")?,
+                name: assets::text(account, "name"),
+                details: json!({
+                    "account_status": account.get("account_status"),
+                    "currency": account.get("currency"),
+                }),
+            })
+        })),
+        // A permission not granted (code 10 or 200-299, platform-apis.md §1) is the merchant's
+        // choice, not a failure.
+        Err(OAuthError::PlatformRejected { code, .. })
+            if code == "10" || (code.len() == 3 && code.starts_with('2')) =>
+        {
+            tracing::info!(%code, "Meta ad accounts not readable with this grant");
+        }
+        Err(error) => return Err(error),
+    }
+    Ok(set)
 }

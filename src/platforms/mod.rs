@@ -1,6 +1,7 @@
 //! The platform layer, at the bottom of the core: the table of built-in platforms, the catalog
 //! resolved from it and the operator's settings, the HTTP client that speaks to platforms, their
-//! quirks, and the core's error type.
+//! quirks, the discovery of the merchant's assets (`assets`, hooks in each platform module), and
+//! the core's error type.
 //!
 //! The table ([`BUILT_IN`]) is the one list of built-in platforms: settings, the catalog, the page's
 //! cards, the OpenAPI document and the tests all derive theirs from it. Each platform is one module
@@ -12,6 +13,7 @@
 //! lifecycle sit above it, side by side.
 
 pub mod api;
+pub mod assets;
 pub mod catalog;
 pub mod client;
 pub mod error;
@@ -28,6 +30,7 @@ use std::collections::BTreeMap;
 
 use secrecy::SecretString;
 
+pub use assets::{Asset, AssetKind, AssetSet};
 pub use catalog::{
     AccountMapping, Catalog, ClientAuth, ErrorShape, Pkce, PlatformSpec, Renewal, Revocation,
     TokenMethod,
@@ -69,10 +72,22 @@ pub struct BuiltInPlatform {
     pub proxy_auth: ProxyAuth,
     /// How the API says the token is dead (what a forced refresh can fix).
     pub dead_token: DeadToken,
+    /// A secret header every call to the API carries, from a setting (Google Ads'
+    /// `developer-token` from `GOOGLE_ADS_DEVELOPER_TOKEN`).
+    pub api_secret_header: Option<ApiSecretHeader>,
     /// Whether the built-in sandbox simulates it (and stands in when it has no credentials).
     pub simulated: bool,
     /// How it speaks OAuth, beyond endpoints and scopes.
     pub protocol: Protocol,
+}
+
+/// A secret header of a platform's API calls and the setting that holds its value.
+#[derive(Debug, Clone, Copy)]
+pub struct ApiSecretHeader {
+    /// The variable (`GOOGLE_ADS_DEVELOPER_TOKEN`); a secret, also read from `<VAR>_FILE`.
+    pub var: &'static str,
+    /// The header (`developer-token`).
+    pub header: &'static str,
 }
 
 /// The lettered mark the connections page shows on a platform's card.

@@ -1,9 +1,17 @@
-//! Pinterest: the definition. No quirk hook: Basic authentication, comma scopes and the missing
-//! user-token revocation are all data. Sources: `shared/providers.md` §4.
+//! Pinterest: the definition and asset discovery (boards, ad accounts). No OAuth quirk: Basic
+//! authentication, comma scopes and the missing user-token revocation are all data. Sources:
+//! `shared/providers.md` §4, `shared/platform-apis.md` §4.
 
+use secrecy::SecretString;
+use serde_json::{json, Value};
+
+use super::assets::{self, Asset, AssetKind, AssetSet};
 use super::catalog::{
-    AccountMapping, ClientAuth, ErrorShape, Pkce, Renewal, Revocation, TokenMethod,
+    AccountMapping, ClientAuth, ErrorShape, Pkce, PlatformSpec, Renewal, Revocation, TokenMethod,
 };
+use super::client::PlatformClient;
+use super::error::OAuthError;
+use super::quirks::Hook;
 use super::{BuiltInPlatform, Endpoints, Mark, Protocol};
 
 // providers.md §4: Basic at the token endpoint, comma scopes, no user-token revocation.
@@ -33,10 +41,11 @@ pub(super) const PLATFORM: BuiltInPlatform = BuiltInPlatform {
         "ads:write",
     ],
     renewal: Renewal::RefreshToken,
-    hooks: &[],
+    hooks: &[Hook::PinterestAssets],
     api_base: "https://api.pinterest.com/v5/",
     proxy_auth: super::ProxyAuth::Bearer,
     dead_token: super::DeadToken::PinterestCode2,
+    api_secret_header: None,
     simulated: true,
     protocol: Protocol {
         scope_separator: ",",
@@ -60,3 +69,66 @@ pub(super) const PLATFORM: BuiltInPlatform = BuiltInPlatform {
         },
     },
 };
+
+/// The most pages of one listing followed (`bookmark`), so that a listing cannot run for ever.
+const MAX_PAGES: usize = 10;
+
+/// Reads a Pinterest listing (`items`), following `bookmark` until it is null.
+async fn listing(
+    client: &PlatformClient,
+    spec: &PlatformSpec,
+    access_token: &SecretString,
+    edge: &str,
+) -> Result<Vec<Value>, OAuthError> {
+    let mut all = Vec::new();
+    let mut bookmark: Option<String> = None;
+    for _ in 0..MAX_PAGES {
+        let mut query = vec![("page_size", "100")];
+        if let Some(bookmark) = bookmark.as_deref() {
+            query.push(("bookmark", bookmark));
+        }
+        let url = assets::api_url(spec, edge)?;
+        let body = client.get_api(spec, url, access_token, &query).await?;
+        all.extend(assets::items(&body, "items").cloned());
+        bookmark = assets::text(&body, "bookmark");
+        if bookmark.is_none() {
+            break;
+        }
+    }
+    Ok(all)
+}
+
+/// Pinterest's assets: the boards (`GET /v5/boards`) and the ad accounts (`GET /v5/ad_accounts`).
+/// <https://developers.pinterest.com/docs/api/v5/boards-list>,
+/// <https://developers.pinterest.com/docs/api/v5/ad_accounts-list>
+pub(super) async fn discover_assets(
+    client: &PlatformClient,
+    spec: &PlatformSpec,
+    access_token: &SecretString,
+) -> Result<AssetSet, OAuthError> {
+    let mut set = AssetSet::default();
+    for board in listing(client, spec, access_token, "boards").await? {
+        if let Some(id) = assets::text(&board, "id") {
+            set.assets.push(Asset {
+                kind: AssetKind::PinterestBoard,
+                id,
+                name: assets::text(&board, "name"),
+                details: json!({ "privacy": board.get("privacy") }),
+            });
+        }
+    }
+    for account in listing(client, spec, access_token, "ad_accounts").await? {
+        if let Some(id) = assets::text(&account, "id") {
+            set.assets.push(Asset {
+                kind: AssetKind::PinterestAdAccount,
+                id,
+                name: assets::text(&account, "name"),
+                details: json!({
+                    "country": account.get("country"),
+                    "currency": account.get("currency"),
+                }),
+            });
+        }
+    }
+    Ok(set)
+}

@@ -10,10 +10,11 @@ use chrono::{DateTime, Utc};
 use secrecy::SecretString;
 use serde_json::Value;
 
+use super::assets::AssetSet;
 use super::catalog::PlatformSpec;
 use super::client::{PlatformClient, TokenGrant};
 use super::error::OAuthError;
-use super::{meta, tiktok, twitter};
+use super::{google, meta, pinterest, tiktok, twitter};
 
 /// A platform's genuine deviations from plain OAuth 2.0, each a named function in its platform's
 /// module.
@@ -32,6 +33,21 @@ pub enum Hook {
     /// X: `offline.access` stays in the requested scopes, or X issues no refresh token.
     /// <https://docs.x.com/fundamentals/authentication/oauth-2-0/authorization-code> (providers.md X2)
     XOfflineAccess,
+    /// Meta's assets: Pages (tokens to the sealed set), their Instagram accounts, ad accounts.
+    /// <https://developers.facebook.com/docs/graph-api/reference/user/accounts/>
+    MetaAssets,
+    /// TikTok's asset: the creator and what its posting API allows.
+    /// <https://developers.tiktok.com/doc/content-posting-api-reference-query-creator-info>
+    TikTokCreatorInfo,
+    /// Google Ads' assets: the customers the user can access.
+    /// <https://developers.google.com/google-ads/api/rest/reference/rest/v26/customers/listAccessibleCustomers>
+    GoogleAdsCustomers,
+    /// Pinterest's assets: boards and ad accounts.
+    /// <https://developers.pinterest.com/docs/api/v5/boards-list>
+    PinterestAssets,
+    /// X's asset: the user.
+    /// <https://docs.x.com/x-api/users/user-lookup-me>
+    XUser,
 }
 
 /// What hooks add to a grant after reading the account.
@@ -53,6 +69,11 @@ pub fn adjust_scopes(spec: &mut PlatformSpec) {
             Hook::MetaLongLivedExchange
             | Hook::MetaPagesAndPermissions
             | Hook::TikTokEnvelopeError => {}
+            Hook::MetaAssets
+            | Hook::TikTokCreatorInfo
+            | Hook::GoogleAdsCustomers
+            | Hook::PinterestAssets
+            | Hook::XUser => {}
         }
     }
 }
@@ -70,6 +91,11 @@ pub async fn after_code_exchange(
                 grant = meta::long_lived_exchange(client, spec, grant, now).await?;
             }
             Hook::MetaPagesAndPermissions | Hook::TikTokEnvelopeError | Hook::XOfflineAccess => {}
+            Hook::MetaAssets
+            | Hook::TikTokCreatorInfo
+            | Hook::GoogleAdsCustomers
+            | Hook::PinterestAssets
+            | Hook::XUser => {}
         }
     }
     Ok(grant)
@@ -81,6 +107,11 @@ pub fn check_account_response(spec: &PlatformSpec, body: &Value) -> Result<(), O
         match hook {
             Hook::TikTokEnvelopeError => tiktok::check_envelope(spec, body)?,
             Hook::MetaLongLivedExchange | Hook::MetaPagesAndPermissions | Hook::XOfflineAccess => {}
+            Hook::MetaAssets
+            | Hook::TikTokCreatorInfo
+            | Hook::GoogleAdsCustomers
+            | Hook::PinterestAssets
+            | Hook::XUser => {}
         }
     }
     Ok(())
@@ -99,9 +130,40 @@ pub async fn after_account(
                 extras = meta::pages_and_permissions(client, spec, access_token).await?;
             }
             Hook::MetaLongLivedExchange | Hook::TikTokEnvelopeError | Hook::XOfflineAccess => {}
+            Hook::MetaAssets
+            | Hook::TikTokCreatorInfo
+            | Hook::GoogleAdsCustomers
+            | Hook::PinterestAssets
+            | Hook::XUser => {}
         }
     }
     Ok(extras)
+}
+
+/// Stage "assets": discovers what the merchant's consumers act on, with a valid access token. A
+/// platform without a discovery hook (a generic provider) has none.
+pub async fn discover_assets(
+    client: &PlatformClient,
+    spec: &PlatformSpec,
+    access_token: &SecretString,
+) -> Result<AssetSet, OAuthError> {
+    let mut set = AssetSet::default();
+    for hook in spec.hooks {
+        let found = match hook {
+            Hook::MetaAssets => meta::discover_assets(client, spec, access_token).await?,
+            Hook::TikTokCreatorInfo => tiktok::discover_assets(client, spec, access_token).await?,
+            Hook::GoogleAdsCustomers => google::discover_assets(client, spec, access_token).await?,
+            Hook::PinterestAssets => pinterest::discover_assets(client, spec, access_token).await?,
+            Hook::XUser => twitter::discover_assets(client, spec, access_token).await?,
+            Hook::MetaLongLivedExchange
+            | Hook::MetaPagesAndPermissions
+            | Hook::TikTokEnvelopeError
+            | Hook::XOfflineAccess => continue,
+        };
+        set.assets.extend(found.assets);
+        set.secrets.extend(found.secrets);
+    }
+    Ok(set)
 }
 
 #[cfg(test)]

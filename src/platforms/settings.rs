@@ -39,10 +39,13 @@ pub struct PlatformSettings {
     pub revoke_url: Option<Url>,
     /// `<PLATFORM>_USERINFO_URL`.
     pub userinfo_url: Option<Url>,
+    /// `<PLATFORM>_API_URL`: the API base (asset discovery, the proxy).
+    pub api_url: Option<Url>,
+    /// The value of the platform's secret API header (`GOOGLE_ADS_DEVELOPER_TOKEN`), if it has one
+    /// and it is set.
+    pub api_secret: Option<SecretString>,
     /// `<PLATFORM>_SCOPES` (comma- or space-separated).
     pub scopes: Option<Vec<String>>,
-    /// `<PLATFORM>_API_URL`: the API base the proxy forwards to.
-    pub api_url: Option<Url>,
 }
 
 /// A generic OAuth 2.0 provider declared by the operator (`OAUTH_PROVIDERS=acme` plus `ACME_*`).

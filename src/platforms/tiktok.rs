@@ -1,11 +1,15 @@
-//! TikTok (Login Kit): the definition and its quirk, errors inside a 200 envelope. Sources:
-//! `shared/providers.md` §2.
+//! TikTok (Login Kit): the definition and its quirk, errors inside a 200 envelope, and asset
+//! discovery (the creator and what its posting API allows). Sources: `shared/providers.md` §2,
+//! `shared/platform-apis.md` §2.
 
-use serde_json::Value;
+use secrecy::SecretString;
+use serde_json::{json, Value};
 
+use super::assets::{self, Asset, AssetKind, AssetSet};
 use super::catalog::{
     AccountMapping, ClientAuth, ErrorShape, Pkce, PlatformSpec, Renewal, Revocation, TokenMethod,
 };
+use super::client::PlatformClient;
 use super::error::{scrub, OAuthError};
 use super::quirks::Hook;
 use super::{BuiltInPlatform, Endpoints, Mark, Protocol};
@@ -36,10 +40,11 @@ pub(super) const PLATFORM: BuiltInPlatform = BuiltInPlatform {
         "video.upload",
     ],
     renewal: Renewal::RefreshToken,
-    hooks: &[Hook::TikTokEnvelopeError],
+    hooks: &[Hook::TikTokEnvelopeError, Hook::TikTokCreatorInfo],
     api_base: "https://open.tiktokapis.com/v2/",
     proxy_auth: super::ProxyAuth::Bearer,
     dead_token: super::DeadToken::TikTokCode,
+    api_secret_header: None,
     simulated: true,
     protocol: Protocol {
         scope_separator: ",",
@@ -87,4 +92,44 @@ pub(super) fn check_envelope(spec: &PlatformSpec, body: &Value) -> Result<(), OA
             revoked: false,
         }),
     }
+}
+
+/// TikTok's asset: the creator (its `open_id` from user info) with what the Content Posting API
+/// allows it (`post/publish/creator_info/query/`: privacy levels, the longest video, the
+/// interactions it may turn off), which a poster must respect (platform-apis.md T18).
+/// <https://developers.tiktok.com/doc/content-posting-api-reference-query-creator-info>
+pub(super) async fn discover_assets(
+    client: &PlatformClient,
+    spec: &PlatformSpec,
+    access_token: &SecretString,
+) -> Result<AssetSet, OAuthError> {
+    let account = client.fetch_account(spec, access_token).await?;
+    let url = assets::api_url(spec, "post/publish/creator_info/query/")?;
+    let body = client
+        .post_json_with_token(spec, url, access_token, &json!({}))
+        .await?;
+    check_envelope(spec, &body)?;
+    let data = body.get("data").cloned().unwrap_or(Value::Null);
+    let Some(id) = account.id else {
+        return Err(OAuthError::BadResponse {
+            platform: spec.id.clone(),
+            detail: "user info without open_id".into(),
+        });
+    };
+    Ok(AssetSet {
+        assets: vec![Asset {
+            kind: AssetKind::TiktokCreator,
+            id,
+            name: assets::text(&data, "creator_nickname").or(account.name),
+            details: json!({
+                "username": data.get("creator_username"),
+                "privacy_level_options": data.get("privacy_level_options"),
+                "max_video_post_duration_sec": data.get("max_video_post_duration_sec"),
+                "comment_disabled": data.get("comment_disabled"),
+                "duet_disabled": data.get("duet_disabled"),
+                "stitch_disabled": data.get("stitch_disabled"),
+            }),
+        }],
+        ..AssetSet::default()
+    })
 }

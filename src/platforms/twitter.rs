@@ -1,9 +1,15 @@
-//! X (Twitter): the definition and its quirk, `offline.access` kept whatever the scope override.
-//! Sources: `shared/providers.md` §5.
+//! X (Twitter): the definition and its quirk, `offline.access` kept whatever the scope override,
+//! and asset discovery (the user). Sources: `shared/providers.md` §5, `shared/platform-apis.md` §5.
 
+use secrecy::SecretString;
+use serde_json::json;
+
+use super::assets::{self, Asset, AssetKind, AssetSet};
 use super::catalog::{
-    AccountMapping, ClientAuth, ErrorShape, Pkce, Renewal, Revocation, TokenMethod,
+    AccountMapping, ClientAuth, ErrorShape, Pkce, PlatformSpec, Renewal, Revocation, TokenMethod,
 };
+use super::client::PlatformClient;
+use super::error::OAuthError;
 use super::quirks::Hook;
 use super::{BuiltInPlatform, Endpoints, Mark, Protocol};
 
@@ -35,10 +41,11 @@ pub(super) const PLATFORM: BuiltInPlatform = BuiltInPlatform {
         OFFLINE_ACCESS,
     ],
     renewal: Renewal::RefreshToken,
-    hooks: &[Hook::XOfflineAccess],
+    hooks: &[Hook::XOfflineAccess, Hook::XUser],
     api_base: "https://api.x.com/2/",
     proxy_auth: super::ProxyAuth::Bearer,
     dead_token: super::DeadToken::Status401,
+    api_secret_header: None,
     simulated: true,
     protocol: Protocol {
         scope_separator: " ",
@@ -69,4 +76,31 @@ pub(super) fn keep_offline_access(scopes: &mut Vec<String>) {
     if !scopes.iter().any(|s| s == OFFLINE_ACCESS) {
         scopes.push(OFFLINE_ACCESS.into());
     }
+}
+
+/// X's asset: the user (`GET /2/users/me`).
+/// <https://docs.x.com/x-api/users/user-lookup-me>
+pub(super) async fn discover_assets(
+    client: &PlatformClient,
+    spec: &PlatformSpec,
+    access_token: &SecretString,
+) -> Result<AssetSet, OAuthError> {
+    let url = assets::api_url(spec, "users/me")?;
+    let body = client.get_api(spec, url, access_token, &[]).await?;
+    let data = body.get("data").cloned().unwrap_or_default();
+    let Some(id) = assets::text(&data, "id") else {
+        return Err(OAuthError::BadResponse {
+            platform: spec.id.clone(),
+            detail: "users/me without data.id".into(),
+        });
+    };
+    Ok(AssetSet {
+        assets: vec![Asset {
+            kind: AssetKind::XUser,
+            id,
+            name: assets::text(&data, "name"),
+            details: json!({ "username": data.get("username") }),
+        }],
+        ..AssetSet::default()
+    })
 }

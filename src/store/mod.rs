@@ -126,6 +126,58 @@ pub struct AuditRow {
     pub detail: Option<String>,
 }
 
+/// An asset as discovery hands it to the store (the kind as its API text).
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewAsset {
+    /// `facebook_page`, `ad_account`, ...
+    pub kind: String,
+    /// The platform's id of it.
+    pub id: String,
+    /// Its display name.
+    pub name: Option<String>,
+    /// Non-secret facts.
+    pub details: serde_json::Value,
+}
+
+/// A stored asset of a connection.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredAsset {
+    /// The connection it belongs to.
+    pub connection_id: Uuid,
+    /// The connection's platform.
+    pub platform: PlatformId,
+    /// `facebook_page`, `ad_account`, ...
+    pub kind: String,
+    /// The platform's id of it.
+    pub id: String,
+    /// Its display name.
+    pub name: Option<String>,
+    /// Non-secret facts.
+    pub details: serde_json::Value,
+    /// Whether it is the connection's default of its kind.
+    pub selected: bool,
+    /// When discovery last saw it.
+    pub discovered_at: DateTime<Utc>,
+}
+
+/// Which of `assets` are selected after a discovery, given the `(kind, id)` pairs selected before:
+/// a selection survives while its asset does; a kind left without one whose only asset is this
+/// one gets it by default.
+pub fn plan_selection(assets: &[NewAsset], selected_before: &[(String, String)]) -> Vec<bool> {
+    let kept = |a: &NewAsset| {
+        selected_before
+            .iter()
+            .any(|(k, i)| *k == a.kind && *i == a.id)
+    };
+    assets
+        .iter()
+        .map(|asset| {
+            let same_kind = assets.iter().filter(|a| a.kind == asset.kind);
+            kept(asset) || (same_kind.clone().count() == 1 && !same_kind.clone().any(kept))
+        })
+        .collect()
+}
+
 /// Where connections and the webhook outbox live.
 #[async_trait]
 pub trait Store: Send + Sync + Debug {
@@ -318,4 +370,26 @@ pub trait Store: Send + Sync + Debug {
 
     /// Deletes up to `limit` audit rows older than `before`, oldest first; returns how many.
     async fn prune_audit(&self, before: DateTime<Utc>, limit: i64) -> Result<u64, StoreError>;
+
+    /// Replaces a connection's assets with what discovery found at `now`, in one transaction:
+    /// assets gone are removed, the selection of those still there is kept, and a kind with a
+    /// single asset and no selection gets it selected ([`plan_selection`]).
+    async fn replace_assets(
+        &self,
+        connection_id: Uuid,
+        assets: &[NewAsset],
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
+
+    /// Every asset of a store's connections, in one query, by platform, kind and name.
+    async fn list_assets(&self, store_id: &StoreId) -> Result<Vec<StoredAsset>, StoreError>;
+
+    /// Makes `(kind, id)` the connection's default of its kind (one per kind); `false` when the
+    /// connection has no such asset (nothing changes then).
+    async fn select_asset(
+        &self,
+        connection_id: Uuid,
+        kind: &str,
+        id: &str,
+    ) -> Result<bool, StoreError>;
 }

@@ -31,7 +31,8 @@ macro_rules! impl_store {
         use crate::domain::{Connection, PlatformId, StoreId};
         use crate::store::sql::{update_sql, API_KEY_COLUMNS, CONNECTION_COLUMNS};
         use crate::store::{
-            ApiKeyRecord, AuditRow, NewEvent, OutboxEvent, StatusCount, Store, StoreError,
+            plan_selection, ApiKeyRecord, AuditRow, NewAsset, NewEvent, OutboxEvent, StatusCount,
+            Store, StoreError, StoredAsset,
         };
 
         type DbRow = <$db as sqlx::Database>::Row;
@@ -680,6 +681,111 @@ macro_rules! impl_store {
                 .execute(&self.pool)
                 .await?;
                 Ok(done.rows_affected())
+            }
+
+            async fn replace_assets(
+                &self,
+                connection_id: Uuid,
+                assets: &[NewAsset],
+                now: DateTime<Utc>,
+            ) -> Result<(), StoreError> {
+                let mut tx = self.pool.begin().await?;
+                let before: Vec<(String, String)> = sqlx::query_as(
+                    "select kind, asset_id from connection_assets where connection_id = $1 and selected",
+                )
+                .bind(connection_id)
+                .fetch_all(&mut *tx)
+                .await?;
+                sqlx::query("delete from connection_assets where connection_id = $1")
+                    .bind(connection_id)
+                    .execute(&mut *tx)
+                    .await?;
+                for (asset, selected) in assets.iter().zip(plan_selection(assets, &before)) {
+                    sqlx::query(
+                        "insert into connection_assets \
+                         (connection_id, kind, asset_id, name, details, selected, discovered_at) \
+                         values ($1, $2, $3, $4, $5, $6, $7) on conflict do nothing",
+                    )
+                    .bind(connection_id)
+                    .bind(&asset.kind)
+                    .bind(&asset.id)
+                    .bind(&asset.name)
+                    .bind(Json(&asset.details))
+                    .bind(selected)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn list_assets(&self, store_id: &StoreId) -> Result<Vec<StoredAsset>, StoreError> {
+                let rows = sqlx::query(
+                    "select a.connection_id, c.platform, a.kind, a.asset_id, a.name, a.details, \
+                     a.selected, a.discovered_at from connection_assets a \
+                     join platform_connections c on c.id = a.connection_id \
+                     where c.store_id = $1 order by c.platform, a.kind, a.name, a.asset_id",
+                )
+                .bind(store_id.as_str())
+                .fetch_all(&self.pool)
+                .await?;
+                rows.iter()
+                    .map(|row| {
+                        Ok(StoredAsset {
+                            connection_id: row.try_get("connection_id")?,
+                            platform: PlatformId::parse(&row.try_get::<String, _>("platform")?)
+                                .map_err(|_| StoreError::Corrupt("platform".into()))?,
+                            kind: row.try_get("kind")?,
+                            id: row.try_get("asset_id")?,
+                            name: row.try_get("name")?,
+                            details: row.try_get::<Json<serde_json::Value>, _>("details")?.0,
+                            selected: row.try_get("selected")?,
+                            discovered_at: row.try_get("discovered_at")?,
+                        })
+                    })
+                    .collect()
+            }
+
+            async fn select_asset(
+                &self,
+                connection_id: Uuid,
+                kind: &str,
+                id: &str,
+            ) -> Result<bool, StoreError> {
+                let mut tx = self.pool.begin().await?;
+                // Clear first, then set: the partial unique index allows one selected per kind at
+                // every statement's end.
+                let exists = sqlx::query(
+                    "select 1 from connection_assets where connection_id = $1 and kind = $2 and asset_id = $3",
+                )
+                .bind(connection_id)
+                .bind(kind)
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await?
+                .is_some();
+                if !exists {
+                    return Ok(false);
+                }
+                sqlx::query(
+                    "update connection_assets set selected = false where connection_id = $1 and kind = $2 and selected",
+                )
+                .bind(connection_id)
+                .bind(kind)
+                .execute(&mut *tx)
+                .await?;
+                sqlx::query(
+                    "update connection_assets set selected = true \
+                     where connection_id = $1 and kind = $2 and asset_id = $3",
+                )
+                .bind(connection_id)
+                .bind(kind)
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                Ok(true)
             }
         }
 

@@ -319,3 +319,98 @@ async fn a_merchant_connects_all_five_declines_one_and_disconnects_in_a_real_bro
     driver.client.close().await.unwrap();
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_merchant_chooses_the_default_page_with_a_labelled_select_and_it_persists() {
+    let app = spawn_app_with(TestAppOptions {
+        simulated: vec![],
+        ..Default::default()
+    })
+    .await;
+    let driver = start_browser().await;
+    let browser = &driver.client;
+    browser
+        .goto(&link(&app, "shop-7", "owner-1"))
+        .await
+        .unwrap();
+    wait_for(browser, "#card-meta button[data-action=\"connect\"]")
+        .await
+        .click()
+        .await
+        .unwrap();
+    wait_for(browser, "#approve").await.click().await.unwrap();
+    wait_for(browser, "#card-meta[data-state=\"connected\"]").await;
+
+    // A visible label names each select; two pages and no default yet: "Choose…" first.
+    let select = "#select-meta-facebook_page";
+    wait_for(browser, select).await;
+    assert_eq!(
+        text(browser, "label[for=\"select-meta-facebook_page\"]").await,
+        "Default Facebook Page"
+    );
+    assert!(
+        !text(browser, "label[for=\"select-meta-instagram_account\"]")
+            .await
+            .is_empty()
+    );
+    assert_eq!(
+        script(
+            browser,
+            "return document.querySelector('#select-meta-facebook_page').value"
+        )
+        .await,
+        ""
+    );
+    // Keyboard: focus the select, move to the outlet page, and the change is saved.
+    let element = wait_for(browser, select).await;
+    element.select_by_value("2000000002").await.unwrap();
+    let status = "#card-meta [data-role=\"selection-status\"]";
+    browser
+        .wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(Locator::XPath(
+            "//*[@data-role='selection-status'][contains(., 'saved')]",
+        ))
+        .await
+        .unwrap();
+    assert_eq!(
+        text(browser, status).await,
+        "Default Facebook Page saved: Sandbox Merchant Outlet."
+    );
+    assert_eq!(
+        script(
+            browser,
+            "const s = document.querySelector('#card-meta [data-role=\"selection-status\"]'); return [s.getAttribute('role'), s.getAttribute('aria-live')]"
+        )
+        .await,
+        json!(["status", "polite"])
+    );
+
+    // Reloaded, the page shows the saved choice; the API agrees.
+    browser.refresh().await.unwrap();
+    wait_for(browser, "#card-meta[data-state=\"connected\"]").await;
+    wait_for(browser, select).await;
+    assert_eq!(
+        script(
+            browser,
+            "return document.querySelector('#select-meta-facebook_page').value"
+        )
+        .await,
+        "2000000002"
+    );
+    let stored = app.connections("shop-7").await;
+    let assets = stored["connections"][0]["assets"]
+        .as_array()
+        .unwrap()
+        .clone();
+    assert!(assets
+        .iter()
+        .any(|a| a["id"] == "2000000002" && a["selected"] == true));
+    std::fs::write(
+        screenshots().join("dashboard-selection.png"),
+        browser.screenshot().await.unwrap(),
+    )
+    .unwrap();
+    driver.client.close().await.unwrap();
+    app.stop().await;
+}

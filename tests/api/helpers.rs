@@ -227,6 +227,11 @@ pub async fn spawn_app_with(mut options: TestAppOptions) -> TestApp {
             ("TOKEN_URL", endpoints.token),
             ("REVOKE_URL", endpoints.revoke),
             ("USERINFO_URL", endpoints.userinfo),
+            // Asset discovery (and the proxy) call the simulator's API, not the real one.
+            (
+                "API_URL",
+                sandbox::api_base(&simulator_address, platform).expect("known platform"),
+            ),
         ] {
             let name: &'static str = Box::leak(format!("{prefix}_{suffix}").into_boxed_str());
             vars.push((name, url));

@@ -5,7 +5,8 @@ use std::sync::Arc;
 use chrono::{Duration, TimeZone, Utc};
 use growth_engine::domain::{Connection, ConnectionStatus, PlatformId, StoreId, UserId};
 use growth_engine::store::{
-    ApiKeyRecord, AuditRow, NewEvent, PgStore, SqliteStore, Store, StoreError,
+    ApiKeyRecord, AuditRow, NewAsset, NewEvent, PgStore, SqliteStore, Store, StoreError,
+    StoredAsset,
 };
 use uuid::Uuid;
 
@@ -703,3 +704,123 @@ contract!(
         assert_eq!(store.list_audit(&s1, t0, None, 10).await.unwrap().len(), 4);
     }
 );
+
+fn asset(kind: &str, id: &str) -> NewAsset {
+    NewAsset {
+        kind: kind.into(),
+        id: id.into(),
+        name: Some(format!("name {id}")),
+        details: serde_json::json!({ "category": "Shop" }),
+    }
+}
+
+fn selected_ids(assets: &[StoredAsset], kind: &str) -> Vec<String> {
+    assets
+        .iter()
+        .filter(|a| a.kind == kind && a.selected)
+        .map(|a| a.id.clone())
+        .collect()
+}
+
+contract!(
+    replacing_assets_selects_a_lone_asset_per_kind_and_lists_them_per_store,
+    |store: Arc<dyn Store>| async move {
+        let c = store
+            .save_connection(&connection("store-a", "meta"), None)
+            .await
+            .unwrap();
+        let other = store
+            .save_connection(&connection("store-b", "meta"), None)
+            .await
+            .unwrap();
+        let at = Utc.with_ymd_and_hms(2026, 11, 2, 9, 0, 0).unwrap();
+        let found = [
+            asset("facebook_page", "p1"),
+            asset("facebook_page", "p2"),
+            asset("ad_account", "act_1"),
+        ];
+        store.replace_assets(c.id, &found, at).await.unwrap();
+        store
+            .replace_assets(other.id, &[asset("facebook_page", "q1")], at)
+            .await
+            .unwrap();
+        let listed = store.list_assets(&c.store_id).await.unwrap();
+        assert_eq!(listed.len(), 3, "only store-a's assets: {listed:?}");
+        assert!(listed.iter().all(|a| a.connection_id == c.id));
+        assert_eq!(selected_ids(&listed, "facebook_page"), Vec::<String>::new());
+        assert_eq!(selected_ids(&listed, "ad_account"), ["act_1"]);
+        let page = listed.iter().find(|a| a.id == "p1").unwrap();
+        assert_eq!(page.name.as_deref(), Some("name p1"));
+        assert_eq!(page.details["category"], "Shop");
+        assert_eq!(page.discovered_at, at);
+        assert_eq!(page.platform.as_str(), "meta");
+    }
+);
+
+contract!(
+    selecting_an_asset_keeps_one_per_kind_and_survives_a_rediscovery,
+    |store: Arc<dyn Store>| async move {
+        let c = store
+            .save_connection(&connection("store-a", "meta"), None)
+            .await
+            .unwrap();
+        let at = Utc::now();
+        let found = [asset("facebook_page", "p1"), asset("facebook_page", "p2")];
+        store.replace_assets(c.id, &found, at).await.unwrap();
+        assert!(store
+            .select_asset(c.id, "facebook_page", "p1")
+            .await
+            .unwrap());
+        assert!(store
+            .select_asset(c.id, "facebook_page", "p2")
+            .await
+            .unwrap());
+        assert!(!store
+            .select_asset(c.id, "facebook_page", "nope")
+            .await
+            .unwrap());
+        assert!(!store.select_asset(c.id, "ad_account", "p1").await.unwrap());
+        let listed = store.list_assets(&c.store_id).await.unwrap();
+        assert_eq!(selected_ids(&listed, "facebook_page"), ["p2"]);
+        // Rediscovered with a new page: the selection of p2 stays.
+        let again = [
+            asset("facebook_page", "p1"),
+            asset("facebook_page", "p2"),
+            asset("facebook_page", "p3"),
+        ];
+        store.replace_assets(c.id, &again, at).await.unwrap();
+        let listed = store.list_assets(&c.store_id).await.unwrap();
+        assert_eq!(listed.len(), 3);
+        assert_eq!(selected_ids(&listed, "facebook_page"), ["p2"]);
+        // p2 gone and one page left: that one becomes the default.
+        store
+            .replace_assets(c.id, &[asset("facebook_page", "p3")], at)
+            .await
+            .unwrap();
+        let listed = store.list_assets(&c.store_id).await.unwrap();
+        assert_eq!(selected_ids(&listed, "facebook_page"), ["p3"]);
+    }
+);
+
+contract!(deleting_a_connection_deletes_its_assets, |store: Arc<
+    dyn Store,
+>| async move {
+    let c = store
+        .save_connection(&connection("store-a", "meta"), None)
+        .await
+        .unwrap();
+    store
+        .replace_assets(c.id, &[asset("facebook_page", "p1")], Utc::now())
+        .await
+        .unwrap();
+    store
+        .delete_connection(&c.store_id, &c.platform, None)
+        .await
+        .unwrap();
+    // A new connection for the same store starts with no assets.
+    store
+        .save_connection(&connection("store-a", "meta"), None)
+        .await
+        .unwrap();
+    assert!(store.list_assets(&c.store_id).await.unwrap().is_empty());
+});

@@ -1,6 +1,6 @@
-//! The page's JSON calls: the store's platform cards, starting a connection, disconnecting (both
-//! recorded in the audit trail as the page's user), and the store's recent activity. The store is
-//! always the session's.
+//! The page's JSON calls: the store's platform cards (with the selects of their assets), starting a
+//! connection, disconnecting, choosing a default asset (each recorded in the audit trail as the
+//! page's user), and the store's recent activity. The store is always the session's.
 
 use std::collections::HashMap;
 
@@ -14,13 +14,16 @@ use serde::Serialize;
 use super::session::{DashboardSession, DashboardWriter};
 use crate::audit::{Actor, AuditEvent, AuditLog};
 use crate::domain::{Connection, ConnectionStatus};
+use crate::http::assets::{parse_kind, ApiJson};
 use crate::http::error::ApiError;
 use crate::http::extract::ApiPath;
 use crate::http::oauth::disconnect_response;
+use crate::http::views::SelectionRequest;
 use crate::lifecycle::Connections;
 use crate::oauth::flow::FlowOrigin;
 use crate::oauth::{Flow, OAuthError};
-use crate::platforms::PlatformSpec;
+use crate::platforms::{AssetKind, PlatformSpec};
+use crate::store::StoredAsset;
 
 /// What a card shows, decided here so the page only renders it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -80,6 +83,61 @@ pub struct PlatformCard {
     pub missing_scopes: Vec<String>,
     /// The last error, a short safe text.
     pub last_error: Option<String>,
+    /// A select per kind of asset the merchant chooses a default of (pages, Instagram accounts,
+    /// ad accounts...), when connected.
+    pub selections: Vec<SelectionGroup>,
+}
+
+/// The assets of one kind, for the card's select.
+#[derive(Debug, Serialize)]
+pub struct SelectionGroup {
+    /// The kind (`facebook_page`, ...).
+    pub kind: &'static str,
+    /// The select's visible label.
+    pub label: &'static str,
+    /// The choices.
+    pub options: Vec<SelectionOption>,
+}
+
+/// One choice of a select.
+#[derive(Debug, Serialize)]
+pub struct SelectionOption {
+    /// The asset's id.
+    pub id: String,
+    /// Its name (the id when it has none).
+    pub name: String,
+    /// Whether it is the default now.
+    pub selected: bool,
+}
+
+/// The kinds a merchant picks a default of: an identity (the TikTok creator, the X user) is not
+/// a choice.
+fn selectable(kind: AssetKind) -> bool {
+    !matches!(kind, AssetKind::TiktokCreator | AssetKind::XUser)
+}
+
+/// The selects of one connection's assets, in the kinds' order.
+fn selections(connection: &Connection, assets: &[StoredAsset]) -> Vec<SelectionGroup> {
+    AssetKind::ALL
+        .into_iter()
+        .filter(|kind| selectable(*kind))
+        .filter_map(|kind| {
+            let options: Vec<SelectionOption> = assets
+                .iter()
+                .filter(|a| a.connection_id == connection.id && a.kind == kind.as_str())
+                .map(|a| SelectionOption {
+                    id: a.id.clone(),
+                    name: a.name.clone().unwrap_or_else(|| a.id.clone()),
+                    selected: a.selected,
+                })
+                .collect();
+            (!options.is_empty()).then_some(SelectionGroup {
+                kind: kind.as_str(),
+                label: kind.label(),
+                options,
+            })
+        })
+        .collect()
 }
 
 /// The page's data.
@@ -110,6 +168,7 @@ fn no_store(response: impl IntoResponse) -> Response {
 pub fn cards<'a>(
     catalog: impl Iterator<Item = &'a PlatformSpec>,
     connections: Vec<Connection>,
+    assets: &[StoredAsset],
 ) -> Vec<PlatformCard> {
     let mut by_platform: HashMap<String, Connection> = connections
         .into_iter()
@@ -120,6 +179,10 @@ pub fn cards<'a>(
             let connection = by_platform.remove(spec.id.as_str());
             let state = CardState::of(spec, connection.as_ref());
             let live = connection.filter(|c| c.status != ConnectionStatus::Pending);
+            let selections = match &live {
+                Some(c) if state == CardState::Connected => selections(c, assets),
+                _ => Vec::new(),
+            };
             PlatformCard {
                 platform: spec.id.to_string(),
                 name: spec.display_name.clone(),
@@ -137,6 +200,7 @@ pub fn cards<'a>(
                     .map(|c| c.missing_scopes.clone())
                     .unwrap_or_default(),
                 last_error: live.and_then(|c| c.last_error),
+                selections,
             }
         })
         .collect()
@@ -150,9 +214,10 @@ pub async fn connections(
     State(connections): State<Connections>,
 ) -> Result<Response, ApiError> {
     let list = connections.list(&session.store_id).await?;
+    let assets = connections.assets(&session.store_id).await?;
     Ok(no_store(Json(DashboardConnections {
         store_id: session.store_id.to_string(),
-        platforms: cards(flow.catalog().all(), list),
+        platforms: cards(flow.catalog().all(), list, &assets),
     })))
 }
 
@@ -297,6 +362,40 @@ pub async fn activity(
                 detail: row.detail,
             })
             .collect(),
+    })))
+}
+
+/// What choosing a default did.
+#[derive(Debug, Serialize)]
+pub struct SelectionSaved {
+    /// The kind.
+    pub kind: String,
+    /// The asset now the default.
+    pub id: String,
+}
+
+/// `POST /dashboard/api/selection/{platform}` with `{"kind", "id"}`: makes an asset of the
+/// session's store's connection the default of its kind.
+#[tracing::instrument(skip_all, fields(%platform, store_id = %writer.0.store_id))]
+pub async fn select(
+    writer: DashboardWriter,
+    State(flow): State<Flow>,
+    State(connections): State<Connections>,
+    ApiPath(platform): ApiPath<String>,
+    ApiJson(request): ApiJson<SelectionRequest>,
+) -> Result<Response, ApiError> {
+    let session = writer.0;
+    let spec = flow
+        .catalog()
+        .find(&platform)
+        .ok_or_else(|| OAuthError::UnknownPlatform(platform.clone()))?;
+    let kind = parse_kind(&request.kind)?;
+    connections
+        .select_asset(spec, &session.store_id, kind, &request.id)
+        .await?;
+    Ok(no_store(Json(SelectionSaved {
+        kind: kind.as_str().to_owned(),
+        id: request.id,
     })))
 }
 

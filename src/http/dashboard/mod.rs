@@ -31,4 +31,5 @@ pub fn router() -> Router<AppState> {
             "/dashboard/api/disconnect/{platform}",
             post(api::disconnect),
         )
+        .route("/dashboard/api/selection/{platform}", post(api::select))
 }

@@ -1,0 +1,125 @@
+//! The asset endpoints: discover a connection's assets on demand and choose the default of a kind.
+//! Parse, call the lifecycle, shape the answer; the rules live in `lifecycle::assets`.
+
+use axum::extract::{FromRequest, State};
+use axum::routing::{post, put};
+use axum::{Json, Router};
+
+use super::error::{ApiError, ErrorBody};
+use super::extract::{ApiCaller, ApiPath};
+use super::views::{ConnectionView, SelectionRequest};
+use super::AppState;
+use crate::domain::StoreId;
+use crate::lifecycle::Connections;
+use crate::oauth::{Flow, OAuthError};
+use crate::platforms::{AssetKind, PlatformSpec};
+
+/// The asset routes.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route(
+            "/api/v1/oauth/connections/{store_id}/{platform}/assets/refresh",
+            post(refresh_assets),
+        )
+        .route(
+            "/api/v1/oauth/connections/{store_id}/{platform}/selection",
+            put(select),
+        )
+}
+
+/// A JSON body whose rejection (malformed JSON, wrong content type) is our JSON error.
+#[derive(FromRequest)]
+#[from_request(via(Json), rejection(ApiError))]
+pub struct ApiJson<T>(pub T);
+
+/// The platform a path names; a 404 listing the platforms otherwise.
+pub(crate) fn find_platform<'a>(flow: &'a Flow, slug: &str) -> Result<&'a PlatformSpec, ApiError> {
+    flow.catalog().find(slug).ok_or_else(|| {
+        ApiError::from(OAuthError::UnknownPlatform(slug.to_owned()))
+            .with_details(serde_json::json!({ "platforms": flow.catalog().slugs() }))
+    })
+}
+
+/// The kind a request names; a 400 listing the kinds otherwise.
+pub(crate) fn parse_kind(text: &str) -> Result<AssetKind, ApiError> {
+    AssetKind::parse(text).ok_or_else(|| {
+        ApiError::bad_request("invalid_kind", "Unknown asset kind.")
+            .with_details(serde_json::json!({ "kinds": AssetKind::ALL.map(AssetKind::as_str) }))
+    })
+}
+
+/// The connection's view with its current assets.
+async fn view(
+    connections: &Connections,
+    spec: &PlatformSpec,
+    store_id: &StoreId,
+) -> Result<Json<ConnectionView>, ApiError> {
+    let connection = connections
+        .list(store_id)
+        .await?
+        .into_iter()
+        .find(|c| c.platform == spec.id)
+        .ok_or(OAuthError::NotFound)?;
+    let assets = connections.assets(store_id).await?;
+    Ok(Json(ConnectionView::with_assets(&connection, &assets)))
+}
+
+/// Discovers the connection's assets now (with a valid token, refreshed first when due) and
+/// returns the connection with them; the selection of assets still there is kept.
+#[utoipa::path(post, path = "/api/v1/oauth/connections/{store_id}/{platform}/assets/refresh",
+    tag = "assets", security(("api_key" = [])),
+    params(
+        ("store_id" = String, Path, pattern = r"^[A-Za-z0-9_.:@-]{1,128}$"),
+        ("platform" = super::views::BuiltInPlatform, Path),
+    ),
+    responses(
+        (status = 200, body = ConnectionView),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 404, body = ErrorBody, description = "unknown platform or no connection"),
+        (status = 409, body = ErrorBody, description = "the merchant must reconnect"),
+        (status = 502, body = ErrorBody, description = "the platform failed or throttled discovery"),
+        (status = 503, body = ErrorBody),
+    ))]
+#[tracing::instrument(skip_all, fields(%platform))]
+pub async fn refresh_assets(
+    State(flow): State<Flow>,
+    State(connections): State<Connections>,
+    _caller: ApiCaller,
+    ApiPath((store_id, platform)): ApiPath<(StoreId, String)>,
+) -> Result<Json<ConnectionView>, ApiError> {
+    let spec = find_platform(&flow, &platform)?;
+    connections.refresh_assets(spec, &store_id).await?;
+    view(&connections, spec, &store_id).await
+}
+
+/// Makes an asset the connection's default of its kind (what the token endpoint and the proxy use
+/// when no account is named).
+#[utoipa::path(put, path = "/api/v1/oauth/connections/{store_id}/{platform}/selection",
+    tag = "assets", security(("api_key" = [])),
+    params(
+        ("store_id" = String, Path, pattern = r"^[A-Za-z0-9_.:@-]{1,128}$"),
+        ("platform" = super::views::BuiltInPlatform, Path),
+    ),
+    request_body = SelectionRequest,
+    responses(
+        (status = 200, body = ConnectionView),
+        (status = 400, body = ErrorBody, description = "unknown kind or malformed body"),
+        (status = 401, body = ErrorBody),
+        (status = 404, body = ErrorBody, description = "unknown platform, no connection, or `asset_not_found`"),
+        (status = 503, body = ErrorBody),
+    ))]
+#[tracing::instrument(skip_all, fields(%platform))]
+pub async fn select(
+    State(flow): State<Flow>,
+    State(connections): State<Connections>,
+    _caller: ApiCaller,
+    ApiPath((store_id, platform)): ApiPath<(StoreId, String)>,
+    ApiJson(request): ApiJson<SelectionRequest>,
+) -> Result<Json<ConnectionView>, ApiError> {
+    let spec = find_platform(&flow, &platform)?;
+    let kind = parse_kind(&request.kind)?;
+    connections
+        .select_asset(spec, &store_id, kind, &request.id)
+        .await?;
+    view(&connections, spec, &store_id).await
+}

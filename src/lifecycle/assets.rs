@@ -1,0 +1,255 @@
+//! The merchant's assets on each platform, kept with the connection: discovery (right after a
+//! connect and on demand), the selection of a default per kind, and the token for an account
+//! (`account=<asset id>` on the token endpoint, `Growth-Engine-Account` at the proxy).
+//!
+//! It owns the rules around assets: discovery uses a valid token (refreshed first when due, through
+//! [`Connections::access_token`]); a failed discovery never undoes a connect; Meta's page tokens
+//! go to the sealed token set (`page:{id}`) and never to the asset rows. It does not own the
+//! platform calls (the discovery hooks in `platforms`) nor the refresh (`refresh.rs`).
+//!
+//! Decision, the token for a Meta account: with `account=<page id>` (or the id of the Instagram
+//! account linked to a page) the answer is that page's token, the one Meta requires for page and
+//! Instagram calls. Without `account`, the answer stays the user token, as before assets existed
+//! (consumers written then keep working), and describes the selected account beside it.
+
+use std::collections::BTreeMap;
+
+use secrecy::{ExposeSecret, SecretString};
+
+use super::{Connections, IssuedToken};
+use crate::domain::{Connection, StoreId};
+use crate::platforms::catalog::PlatformSpec;
+use crate::platforms::error::OAuthError;
+use crate::platforms::{quirks, AssetKind, Grant};
+use crate::store::{NewAsset, StoreError, StoredAsset};
+
+/// How many times writing new page tokens is retried when a refresh changed the row meanwhile.
+const SEAL_ATTEMPTS: usize = 3;
+
+/// The account a token answer is for (or, without `account`, the selected one).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct AccountRef {
+    /// `facebook_page`, `instagram_account`, ...
+    pub kind: String,
+    /// The platform's id of it.
+    pub id: String,
+    /// Its display name.
+    pub name: Option<String>,
+}
+
+impl From<&StoredAsset> for AccountRef {
+    fn from(asset: &StoredAsset) -> Self {
+        Self {
+            kind: asset.kind.clone(),
+            id: asset.id.clone(),
+            name: asset.name.clone(),
+        }
+    }
+}
+
+/// A token for an account: the page's token for a Meta page or its Instagram account, else the
+/// connection's token; with the account it is for.
+#[derive(Debug, Clone)]
+pub struct AccountToken {
+    /// The token.
+    pub token: IssuedToken,
+    /// The account asked for, or the selected one when none was asked for.
+    pub account: Option<AccountRef>,
+}
+
+impl Connections {
+    /// Records a fresh grant, then discovers its assets. A discovery failure is logged and leaves
+    /// the connection as recorded (CONNECTED): its assets can be refreshed later.
+    pub async fn record_grant_and_discover(
+        &self,
+        spec: &PlatformSpec,
+        grant: Grant,
+    ) -> Result<Connection, OAuthError> {
+        let connection = self.record_grant(spec, grant).await?;
+        if let Err(error) = self.refresh_assets(spec, &connection.store_id).await {
+            tracing::warn!(
+                platform = %spec.id,
+                store_id = %connection.store_id,
+                reason = error.reason(),
+                error = %error,
+                "asset discovery after connect failed; the connection stays, its assets can be refreshed"
+            );
+        }
+        Ok(connection)
+    }
+
+    /// Discovers the connection's assets now, with a valid token, and stores them (keeping the
+    /// selection of those still there). Returns the connection's assets.
+    pub async fn refresh_assets(
+        &self,
+        spec: &PlatformSpec,
+        store_id: &StoreId,
+    ) -> Result<Vec<StoredAsset>, OAuthError> {
+        let issued = self.access_token(spec, store_id, false).await?;
+        let found = quirks::discover_assets(&self.client, spec, &issued.access_token).await?;
+        let connection = self.keep_secrets(spec, store_id, found.secrets).await?;
+        let assets: Vec<NewAsset> = found
+            .assets
+            .into_iter()
+            .map(|asset| NewAsset {
+                kind: asset.kind.as_str().to_owned(),
+                id: asset.id,
+                name: asset.name,
+                details: asset.details,
+            })
+            .collect();
+        self.store
+            .replace_assets(connection.id, &assets, self.clock.now())
+            .await?;
+        self.connection_assets(&connection).await
+    }
+
+    /// Every asset of a store's connections (one query).
+    pub async fn assets(&self, store_id: &StoreId) -> Result<Vec<StoredAsset>, OAuthError> {
+        Ok(self.store.list_assets(store_id).await?)
+    }
+
+    async fn connection_assets(
+        &self,
+        connection: &Connection,
+    ) -> Result<Vec<StoredAsset>, OAuthError> {
+        let mut all = self.store.list_assets(&connection.store_id).await?;
+        all.retain(|asset| asset.connection_id == connection.id);
+        Ok(all)
+    }
+
+    /// Makes `(kind, id)` the connection's default of its kind. [`OAuthError::NotFound`] without a
+    /// connection, [`OAuthError::AssetNotFound`] when it has no such asset.
+    pub async fn select_asset(
+        &self,
+        spec: &PlatformSpec,
+        store_id: &StoreId,
+        kind: AssetKind,
+        id: &str,
+    ) -> Result<Connection, OAuthError> {
+        let connection = self
+            .store
+            .get_connection(store_id, &spec.id)
+            .await?
+            .ok_or(OAuthError::NotFound)?;
+        if !self
+            .store
+            .select_asset(connection.id, kind.as_str(), id)
+            .await?
+        {
+            return Err(OAuthError::AssetNotFound);
+        }
+        Ok(connection)
+    }
+
+    /// A valid token for `account` (an asset id of the store's connection), or without one the
+    /// connection's token and its selected account. See the module's decision for Meta.
+    pub async fn token_for_account(
+        &self,
+        spec: &PlatformSpec,
+        store_id: &StoreId,
+        account: Option<&str>,
+    ) -> Result<AccountToken, OAuthError> {
+        let mut token = self.access_token(spec, store_id, false).await?;
+        let mut assets = self.store.list_assets(store_id).await?;
+        assets.retain(|asset| asset.platform == spec.id);
+        let Some(wanted) = account else {
+            return Ok(AccountToken {
+                token,
+                account: default_account(&assets),
+            });
+        };
+        let asset = assets
+            .iter()
+            .find(|asset| asset.id == wanted)
+            .ok_or(OAuthError::AssetNotFound)?;
+        let page_id = match AssetKind::parse(&asset.kind) {
+            Some(AssetKind::FacebookPage) => Some(asset.id.clone()),
+            Some(AssetKind::InstagramAccount) => asset
+                .details
+                .get("page_id")
+                .and_then(serde_json::Value::as_str)
+                .map(str::to_owned),
+            _ => None,
+        };
+        if let Some(page_id) = page_id {
+            let connection = self.load(store_id, &spec.id).await?;
+            let tokens = self.open(&connection)?;
+            let page_token = tokens
+                .extra
+                .get(&format!("page:{page_id}"))
+                .ok_or(OAuthError::AssetNotFound)?;
+            // Page tokens made from a long-lived user token carry no expiry (platform-apis.md §1).
+            token.access_token = page_token.clone();
+            token.expires_at = None;
+        }
+        Ok(AccountToken {
+            token,
+            account: Some(AccountRef::from(asset)),
+        })
+    }
+
+    /// Puts the page tokens discovery found into the sealed set (replacing the old ones), unless
+    /// they are the same; retried when a refresh changed the row meanwhile. Returns the row.
+    async fn keep_secrets(
+        &self,
+        spec: &PlatformSpec,
+        store_id: &StoreId,
+        secrets: BTreeMap<String, SecretString>,
+    ) -> Result<Connection, OAuthError> {
+        for _ in 0..SEAL_ATTEMPTS {
+            let connection = self
+                .store
+                .get_connection(store_id, &spec.id)
+                .await?
+                .ok_or(OAuthError::NotFound)?;
+            if secrets.is_empty() {
+                return Ok(connection);
+            }
+            let mut tokens = self.open(&connection)?;
+            let pages_held = tokens
+                .extra
+                .keys()
+                .filter(|k| k.starts_with("page:"))
+                .count();
+            let same = pages_held == secrets.len()
+                && secrets.iter().all(|(name, value)| {
+                    tokens
+                        .extra
+                        .get(name)
+                        .is_some_and(|old| old.expose_secret() == value.expose_secret())
+                });
+            if same {
+                return Ok(connection);
+            }
+            tokens.extra.retain(|name, _| !name.starts_with("page:"));
+            tokens.extra.extend(secrets.clone());
+            let updated = Connection {
+                sealed_tokens: Some(self.seal(store_id, &spec.id, &tokens)),
+                key_id: Some(self.keyring.current_key_id().to_owned()),
+                updated_at: self.clock.now(),
+                ..connection
+            };
+            match self.store.update_connection(&updated, None).await {
+                Ok(saved) => {
+                    self.cache.put(&saved).await;
+                    return Ok(saved);
+                }
+                Err(StoreError::Conflict) => continue,
+                Err(error) => return Err(error.into()),
+            }
+        }
+        Err(OAuthError::Store(StoreError::Conflict))
+    }
+}
+
+/// The selected asset a token answer describes when no account was asked for: the first selected
+/// in the kinds' order (a Meta connection's page before its Instagram account).
+fn default_account(assets: &[StoredAsset]) -> Option<AccountRef> {
+    AssetKind::ALL.iter().find_map(|kind| {
+        assets
+            .iter()
+            .find(|asset| asset.selected && asset.kind == kind.as_str())
+            .map(AccountRef::from)
+    })
+}
