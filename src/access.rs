@@ -23,7 +23,7 @@ use crate::clock::SharedClock;
 use crate::store::{ApiKeyRecord, Store, StoreError};
 
 /// What every generated key starts with, so that a leaked key is recognisable by secret scanners.
-pub const KEY_PREFIX: &str = "ge_";
+pub(crate) const KEY_PREFIX: &str = "ge_";
 
 /// How long a verified database key is trusted without asking the database again; also the longest
 /// a revoked key keeps working in a replica that verified it just before the revoke.
@@ -56,7 +56,7 @@ pub enum Operation {
 
 impl Operation {
     /// Every operation, in the order `api-key list` prints them.
-    pub const ALL: [Operation; 7] = [
+    pub(crate) const ALL: [Operation; 7] = [
         Self::ConnectionsRead,
         Self::Connect,
         Self::Disconnect,
@@ -213,7 +213,7 @@ pub struct Caller {
 
 impl Caller {
     /// A caller allowed everything on every platform (the keys of `API_KEYS`).
-    pub fn full_access(name: impl Into<String>) -> Self {
+    pub(crate) fn full_access(name: impl Into<String>) -> Self {
         Self {
             name: name.into(),
             scopes: Operation::ALL
@@ -227,7 +227,7 @@ impl Caller {
     }
 
     /// Whether any scope, bare or narrowed, allows `operation`.
-    pub fn has_any(&self, operation: Operation) -> bool {
+    pub(crate) fn has_any(&self, operation: Operation) -> bool {
         self.scopes.iter().any(|scope| scope.operation == operation)
     }
 
@@ -261,7 +261,7 @@ impl Caller {
 }
 
 /// Validates a key name: 1 to 64 characters of `a-z`, `0-9`, `_` and `-`.
-pub fn valid_key_name(name: &str) -> bool {
+pub(crate) fn valid_key_name(name: &str) -> bool {
     (1..=64).contains(&name.len())
         && name
             .chars()
@@ -293,7 +293,7 @@ struct CachedKey {
 /// request does not cost a database round trip, and a revoke takes effect everywhere within that
 /// window. Unknown keys are not cached: the rate limiter bounds how often they are tried.
 #[derive(Clone)]
-pub struct ApiKeyRegistry {
+pub(crate) struct ApiKeyRegistry {
     env: Arc<Vec<[u8; 32]>>,
     store: Option<Arc<dyn Store>>,
     clock: Option<SharedClock>,
@@ -308,7 +308,7 @@ impl fmt::Debug for ApiKeyRegistry {
 
 impl ApiKeyRegistry {
     /// Only the environment's keys (no database keys).
-    pub fn from_env_keys(keys: &[SecretString]) -> Self {
+    pub(crate) fn from_env_keys(keys: &[SecretString]) -> Self {
         Self {
             env: Arc::new(
                 keys.iter()

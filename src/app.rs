@@ -114,7 +114,7 @@ pub struct Services {
 }
 
 /// Opens the store the settings name.
-pub async fn connect_store(
+pub(crate) async fn connect_store(
     database: &DatabaseSettings,
     statement_timeout: Duration,
 ) -> Result<Arc<dyn Store>, StoreError> {
@@ -138,7 +138,7 @@ pub fn catalog(settings: &Settings) -> Catalog {
 }
 
 /// Reads the keyring, creating the development key file on first start.
-pub fn load_keyring(keys: &KeySettings) -> Result<Keyring, StartupError> {
+pub(crate) fn load_keyring(keys: &KeySettings) -> Result<Keyring, StartupError> {
     match keys {
         KeySettings::Configured { current, old } => {
             Ok(Keyring::new(current.as_ref().clone(), old.clone()))
@@ -265,7 +265,7 @@ impl Services {
     }
 
     /// Applies migrations; when the database is down, keeps trying in the background.
-    pub async fn migrate_or_retry(&self) {
+    pub(crate) async fn migrate_or_retry(&self) {
         if let Err(error) = self.store.migrate().await {
             tracing::error!(error = %error, "migrations could not run; retrying in the background");
             let store = self.store.clone();
@@ -480,7 +480,7 @@ async fn write_recoveries(connections: Connections, stop: impl Future<Output = (
 }
 
 /// Resolves on Ctrl-C or SIGTERM.
-pub async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
     };

@@ -89,19 +89,19 @@ impl AuditEvent {
     }
 
     /// The store concerned.
-    pub fn with_store(mut self, store_id: &StoreId) -> Self {
+    pub(crate) fn with_store(mut self, store_id: &StoreId) -> Self {
         self.store_id = Some(store_id.to_string());
         self
     }
 
     /// The platform concerned.
-    pub fn with_platform(mut self, platform: &str) -> Self {
+    pub(crate) fn with_platform(mut self, platform: &str) -> Self {
         self.platform = Some(platform.to_owned());
         self
     }
 
     /// A short, non-secret detail: an error code, a revocation outcome, a status code, a key name.
-    pub fn with_detail(mut self, detail: impl Into<String>) -> Self {
+    pub(crate) fn with_detail(mut self, detail: impl Into<String>) -> Self {
         let mut detail: String = detail.into();
         detail.truncate(200);
         self.detail = Some(detail);
@@ -118,7 +118,7 @@ impl AuditEvent {
     }
 
     /// The row this event becomes at `at`.
-    pub fn into_row(self, at: DateTime<Utc>) -> AuditRow {
+    pub(crate) fn into_row(self, at: DateTime<Utc>) -> AuditRow {
         AuditRow {
             id: Uuid::now_v7(),
             at,
@@ -190,7 +190,7 @@ impl AuditLog {
     }
 
     /// Prunes every `interval` until `shutdown` resolves.
-    pub async fn run_pruner(
+    pub(crate) async fn run_pruner(
         self,
         retention: chrono::Duration,
         interval: Duration,

@@ -30,7 +30,7 @@ pub fn init_tracing(settings: &Settings) {
 }
 
 /// Logs, once, each setting that works but is probably not what the operator meant.
-pub fn log_warnings(settings: &Settings) {
+pub(crate) fn log_warnings(settings: &Settings) {
     for warning in &settings.warnings {
         tracing::warn!("{warning}");
     }

@@ -37,9 +37,9 @@ const ID_CHARACTERS: &str = "letters, digits, '-', '_', '.', ':' or '@'";
 const PLATFORM_CHARACTERS: &str = "letters, digits or '_'";
 
 /// The longest `store_id` or `user_id`, in characters (all ASCII, so also in bytes).
-pub const ID_MAX_LEN: usize = 128;
+pub(crate) const ID_MAX_LEN: usize = 128;
 /// The longest platform slug.
-pub const PLATFORM_MAX_LEN: usize = 32;
+pub(crate) const PLATFORM_MAX_LEN: usize = 32;
 
 fn valid_id_chars(value: &str, max: usize) -> bool {
     !value.is_empty()

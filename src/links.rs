@@ -59,7 +59,7 @@ pub enum SessionError {
 
 impl SessionError {
     /// A sentence for the merchant.
-    pub fn merchant_message(&self) -> &'static str {
+    pub(crate) fn merchant_message(&self) -> &'static str {
         match self {
             Self::Missing => "Open the connections page from your main dashboard to sign in.",
             Self::Invalid | Self::LinkTooLong => {
@@ -215,7 +215,7 @@ impl DashboardLinks {
     }
 
     /// How long a session lasts.
-    pub fn session_ttl(&self) -> Duration {
+    pub(crate) fn session_ttl(&self) -> Duration {
         self.0.session_ttl
     }
 
@@ -288,7 +288,7 @@ impl DashboardLinks {
 
     /// Opens a session for a verified link's store and user: the signed session token and the
     /// session it stands for.
-    pub fn issue_session(
+    pub(crate) fn issue_session(
         &self,
         store_id: StoreId,
         user_id: UserId,
@@ -320,7 +320,7 @@ impl DashboardLinks {
     }
 
     /// Reads a session token: signed with the session key, not expired.
-    pub fn read_session(&self, token: &str) -> Result<DashboardSession, SessionError> {
+    pub(crate) fn read_session(&self, token: &str) -> Result<DashboardSession, SessionError> {
         let claims = jsonwebtoken::decode::<SessionClaims>(
             token,
             &self.0.session_decoding,

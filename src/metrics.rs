@@ -14,14 +14,14 @@ use prometheus_client::registry::Registry;
 
 /// `platform`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct PlatformLabel {
+pub(crate) struct PlatformLabel {
     /// Platform slug.
     pub platform: String,
 }
 
 /// `platform`, `reason`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct FailureLabels {
+pub(crate) struct FailureLabels {
     /// Platform slug.
     pub platform: String,
     /// Stable reason code.
@@ -30,7 +30,7 @@ pub struct FailureLabels {
 
 /// `platform`, `outcome`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct OutcomeLabels {
+pub(crate) struct OutcomeLabels {
     /// Platform slug.
     pub platform: String,
     /// `success`, `transient_failure`, `expired`, `revoked`, `error`, `unknown_key` (sealed with a
@@ -40,14 +40,14 @@ pub struct OutcomeLabels {
 
 /// `task`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct TaskLabel {
+pub(crate) struct TaskLabel {
     /// The background task's name.
     pub task: String,
 }
 
 /// `platform`, `grant_type`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct CallLabels {
+pub(crate) struct CallLabels {
     /// Platform slug.
     pub platform: String,
     /// `authorization_code`, `refresh_token`, `fb_exchange_token`.
@@ -56,7 +56,7 @@ pub struct CallLabels {
 
 /// `platform`, `status`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct StatusLabels {
+pub(crate) struct StatusLabels {
     /// Platform slug.
     pub platform: String,
     /// Connection status.
@@ -65,14 +65,14 @@ pub struct StatusLabels {
 
 /// `state`: the state a circuit breaker moved to.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct CircuitLabel {
+pub(crate) struct CircuitLabel {
     /// `open` (Redis unreachable) or `closed` (Redis answers again).
     pub state: String,
 }
 
 /// `platform`, `status_class` (`2xx`, ..., or `error` when no answer came).
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct ProxyLabels {
+pub(crate) struct ProxyLabels {
     /// Platform slug.
     pub platform: String,
     /// Status class.
@@ -268,7 +268,7 @@ impl Metrics {
     }
 
     /// A flow began.
-    pub fn flow_started(&self, platform: &str) {
+    pub(crate) fn flow_started(&self, platform: &str) {
         self.0
             .flows_started
             .get_or_create(&PlatformLabel {
@@ -278,7 +278,7 @@ impl Metrics {
     }
 
     /// A flow ended with a connection.
-    pub fn flow_completed(&self, platform: &str) {
+    pub(crate) fn flow_completed(&self, platform: &str) {
         self.0
             .flows_completed
             .get_or_create(&PlatformLabel {
@@ -288,7 +288,7 @@ impl Metrics {
     }
 
     /// A flow failed.
-    pub fn flow_failed(&self, platform: &str, reason: &str) {
+    pub(crate) fn flow_failed(&self, platform: &str, reason: &str) {
         self.0
             .flows_failed
             .get_or_create(&FailureLabels {
@@ -310,7 +310,7 @@ impl Metrics {
     }
 
     /// A background task panicked (and is being restarted).
-    pub fn background_task_panic(&self, task: &str) {
+    pub(crate) fn background_task_panic(&self, task: &str) {
         self.0
             .task_panics
             .get_or_create(&TaskLabel { task: task.into() })
@@ -318,7 +318,7 @@ impl Metrics {
     }
 
     /// A token-endpoint call took `seconds`.
-    pub fn token_call(&self, platform: &str, grant_type: &str, seconds: f64) {
+    pub(crate) fn token_call(&self, platform: &str, grant_type: &str, seconds: f64) {
         self.0
             .token_endpoint
             .get_or_create(&CallLabels {
@@ -329,7 +329,7 @@ impl Metrics {
     }
 
     /// Replaces the connections-by-status gauges with a fresh count.
-    pub fn set_connection_counts(&self, counts: &[crate::store::StatusCount]) {
+    pub(crate) fn set_connection_counts(&self, counts: &[crate::store::StatusCount]) {
         self.0.connections.clear();
         for count in counts {
             self.0
@@ -343,7 +343,7 @@ impl Metrics {
     }
 
     /// The Redis circuit breaker closed (`available`) or opened.
-    pub fn redis_circuit_changed(&self, available: bool) {
+    pub(crate) fn redis_circuit_changed(&self, available: bool) {
         let state = if available { "closed" } else { "open" };
         self.0
             .redis_circuit
@@ -355,27 +355,27 @@ impl Metrics {
     }
 
     /// Sets the Redis availability gauge.
-    pub fn redis_available(&self, available: bool) {
+    pub(crate) fn redis_available(&self, available: bool) {
         self.0.redis_available.set(i64::from(available));
     }
 
     /// A webhook event was moved to the dead letters.
-    pub fn webhook_dead_lettered(&self) {
+    pub(crate) fn webhook_dead_lettered(&self) {
         self.0.webhook_dead_letters.inc();
     }
 
     /// An audit event was dropped (queue full).
-    pub fn audit_dropped(&self) {
+    pub(crate) fn audit_dropped(&self) {
         self.0.audit_dropped.inc();
     }
 
     /// `rows` audit events could not be written.
-    pub fn audit_write_failed(&self, rows: u64) {
+    pub(crate) fn audit_write_failed(&self, rows: u64) {
         self.0.audit_write_failures.inc_by(rows);
     }
 
     /// A proxied call got its answer's status line (`status` `None`: no answer) after `seconds`.
-    pub fn proxy_call(&self, platform: &str, status: Option<u16>, seconds: f64) {
+    pub(crate) fn proxy_call(&self, platform: &str, status: Option<u16>, seconds: f64) {
         let status_class = match status {
             Some(status) => format!("{}xx", status / 100),
             None => "error".into(),
@@ -395,7 +395,7 @@ impl Metrics {
     }
 
     /// A proxied call was sent again (`token_refreshed`, `connection_broken`).
-    pub fn proxy_retry(&self, platform: &str, reason: &str) {
+    pub(crate) fn proxy_retry(&self, platform: &str, reason: &str) {
         self.0
             .proxy
             .retries
@@ -407,7 +407,7 @@ impl Metrics {
     }
 
     /// A platform answer was cut at the size limit.
-    pub fn proxy_cut(&self, platform: &str) {
+    pub(crate) fn proxy_cut(&self, platform: &str) {
         self.0
             .proxy
             .cut
@@ -418,7 +418,12 @@ impl Metrics {
     }
 
     /// The platform's rate-limit headers said: `remaining` calls left, `usage` percent used.
-    pub fn proxy_rate_limit(&self, platform: &str, remaining: Option<i64>, usage: Option<i64>) {
+    pub(crate) fn proxy_rate_limit(
+        &self,
+        platform: &str,
+        remaining: Option<i64>,
+        usage: Option<i64>,
+    ) {
         let label = PlatformLabel {
             platform: platform.into(),
         };

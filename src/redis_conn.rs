@@ -26,7 +26,7 @@ use crate::metrics::Metrics;
 
 /// How long one command may take before Redis counts as unreachable
 /// (`REDIS_TIMEOUT_MILLISECONDS` once settings carry it).
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_millis(500);
+pub(crate) const DEFAULT_TIMEOUT: Duration = Duration::from_millis(500);
 
 /// How often the probe tries Redis while the breaker is open: it bounds how long the service takes
 /// to notice that Redis is back.
@@ -178,7 +178,7 @@ impl RedisHandle {
     /// Remembers `key` (a full key) for deletion before the breaker closes again: an entry that
     /// could not be updated while Redis was unreachable must not be served once it is back. If too
     /// many keys pile up, every key matching `overflow_pattern` is deleted instead.
-    pub fn forget_when_back(&self, key: String, overflow_pattern: &str) {
+    pub(crate) fn forget_when_back(&self, key: String, overflow_pattern: &str) {
         let mut stale = self.breaker.stale.lock().unwrap_or_else(|p| p.into_inner());
         if stale.overflow_pattern.is_some() {
             return;

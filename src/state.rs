@@ -135,7 +135,7 @@ impl FlowStates {
 
     /// Records that `secret` was used; `false` if it already was within `ttl`. For bearer links that
     /// must work once (Redis `SET NX`, or an insert-if-absent under the lock in process).
-    pub async fn claim_once(
+    pub(crate) async fn claim_once(
         &self,
         kind: &str,
         secret: &str,

@@ -166,7 +166,7 @@ impl Keyring {
     }
 
     /// The ids of every key this keyring opens: the current one first, then the old ones.
-    pub fn key_ids(&self) -> impl Iterator<Item = &str> {
+    pub(crate) fn key_ids(&self) -> impl Iterator<Item = &str> {
         std::iter::once(self.current.id.as_str()).chain(self.old.iter().map(|k| k.id.as_str()))
     }
 

@@ -204,7 +204,7 @@ pub struct Settings {
 }
 
 /// Masks the password of a URL for printing.
-pub fn mask_url(value: &str) -> String {
+pub(crate) fn mask_url(value: &str) -> String {
     match Url::parse(value) {
         Ok(mut url) => {
             if url.password().is_some() {
@@ -279,7 +279,7 @@ impl Settings {
     }
 
     /// Whether the operator set `DASHBOARD_JWT_SECRET` (rather than the development derivation).
-    pub fn dashboard_secret_configured(&self) -> bool {
+    pub(crate) fn dashboard_secret_configured(&self) -> bool {
         self.dashboard_jwt_secret.is_some()
     }
 
@@ -289,7 +289,7 @@ impl Settings {
     }
 
     /// A human summary for `check-config`, every secret masked.
-    pub fn summary(&self) -> Vec<(String, String)> {
+    pub(crate) fn summary(&self) -> Vec<(String, String)> {
         let mut rows = self.server_rows();
         rows.extend(self.storage_rows());
         rows.extend(self.lifecycle_rows());

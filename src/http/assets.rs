@@ -81,7 +81,7 @@ async fn view(
         (status = 503, body = ErrorBody),
     ))]
 #[tracing::instrument(skip_all, fields(%platform))]
-pub async fn refresh_assets(
+pub(crate) async fn refresh_assets(
     State(flow): State<Flow>,
     State(connections): State<Connections>,
     _caller: ApiCaller,

@@ -17,14 +17,14 @@ use crate::oauth::OAuthError;
 
 /// The error body.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct ErrorBody {
+pub(crate) struct ErrorBody {
     /// The error.
     pub error: ErrorDetail,
 }
 
 /// The error's code, message and, where useful, details.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct ErrorDetail {
+pub(crate) struct ErrorDetail {
     /// A stable machine-readable code.
     pub code: String,
     /// A human sentence.
@@ -37,7 +37,7 @@ pub struct ErrorDetail {
 
 /// The cause of a 5xx, kept for the logging middleware (never sent to the client).
 #[derive(Debug, Clone)]
-pub struct InternalCause(pub Arc<str>);
+pub(crate) struct InternalCause(pub Arc<str>);
 
 /// An error at the edge.
 #[derive(Debug)]
@@ -62,7 +62,7 @@ impl ApiError {
     }
 
     /// Adds details.
-    pub fn with_details(mut self, details: serde_json::Value) -> Self {
+    pub(crate) fn with_details(mut self, details: serde_json::Value) -> Self {
         self.details = Some(details);
         self
     }

@@ -32,7 +32,7 @@ impl ApiKeys {
     }
 
     /// The keys of `API_KEYS` and the database's keys.
-    pub fn with_registry(registry: ApiKeyRegistry) -> Self {
+    pub(crate) fn with_registry(registry: ApiKeyRegistry) -> Self {
         Self(registry)
     }
 

@@ -73,12 +73,12 @@ impl WebSettings {
     }
 
     /// `303` to the dashboard with `connection=success`.
-    pub fn success_redirect(&self, platform: &str) -> Redirect {
+    pub(crate) fn success_redirect(&self, platform: &str) -> Redirect {
         self.redirect(&[("connection", "success"), ("platform", platform)])
     }
 
     /// `303` to the dashboard with `connection=error`, a reason code and a safe message.
-    pub fn error_redirect(&self, platform: &str, error: &OAuthError) -> Redirect {
+    pub(crate) fn error_redirect(&self, platform: &str, error: &OAuthError) -> Redirect {
         self.redirect(&[
             ("connection", "error"),
             ("platform", platform),

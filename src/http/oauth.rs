@@ -326,7 +326,7 @@ pub async fn disconnect(
 }
 
 /// Shapes what disconnecting did for the API and the page.
-pub fn disconnect_response(
+pub(crate) fn disconnect_response(
     name: &str,
     store_id: &StoreId,
     revocation: RevocationOutcome,

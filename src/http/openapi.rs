@@ -44,7 +44,7 @@ impl Modify for BearerKey {
     components(schemas(super::views::BuiltInPlatform)),
     modifiers(&BearerKey),
 )]
-pub struct ApiDoc;
+pub(crate) struct ApiDoc;
 
 /// The document's route.
 pub fn router() -> Router<AppState> {

@@ -61,13 +61,13 @@ impl Perimeter {
     /// The page's policy: scripts, styles and fetches from our origin only, no inline code, images
     /// also from https (platform account pictures), and framing only by ourselves and the
     /// embedding origins.
-    pub fn content_security_policy(&self) -> String {
+    pub(crate) fn content_security_policy(&self) -> String {
         self.policy("style-src 'self'")
     }
 
     /// The sandbox consent pages' policy: the same, except that their inline `<style>` is allowed.
     /// The sandbox exists in development only.
-    pub fn sandbox_content_security_policy(&self) -> String {
+    pub(crate) fn sandbox_content_security_policy(&self) -> String {
         self.policy("style-src 'unsafe-inline'")
     }
 
@@ -85,7 +85,7 @@ impl Perimeter {
 
     /// CORS for `ALLOWED_ORIGINS`; `None` (no CORS headers at all) when none are configured. The API
     /// authenticates with a bearer key, never cookies, so credentials stay off.
-    pub fn cors(&self) -> Option<CorsLayer> {
+    pub(crate) fn cors(&self) -> Option<CorsLayer> {
         let origins: Vec<HeaderValue> = self
             .allowed_origins
             .iter()
@@ -110,7 +110,7 @@ impl Perimeter {
 
 /// The headers every response carries, computed once.
 #[derive(Debug, Clone)]
-pub struct SecurityHeaders {
+pub(crate) struct SecurityHeaders {
     csp: HeaderValue,
     sandbox_csp: HeaderValue,
     hsts: Option<HeaderValue>,
@@ -136,7 +136,7 @@ impl SecurityHeaders {
 }
 
 /// Adds the Content-Security-Policy (the sandbox's for `/sandbox/*`) and, in production, HSTS.
-pub async fn security_headers(
+pub(crate) async fn security_headers(
     State(headers): State<SecurityHeaders>,
     request: Request,
     next: Next,
@@ -277,7 +277,7 @@ impl<K: Hash + Eq + Clone> ShrinkableKeyedStateStore<K> for SharedTable<K> {
 }
 
 /// How many keys each rate-limit table holds at most: about 1 MB for addresses, 3 MB for stores.
-pub const TRACKED_CLIENTS: usize = 10_000;
+pub(crate) const TRACKED_CLIENTS: usize = 10_000;
 
 /// Per-client limits on the routes that start or finish flows.
 ///
@@ -350,7 +350,7 @@ impl FlowRateLimit {
     }
 
     /// Whether a path is limited: the API's connect, the first hop, the callback, the page's connect.
-    pub fn applies_to(path: &str) -> bool {
+    pub(crate) fn applies_to(path: &str) -> bool {
         path.starts_with(API_CONNECT)
             || path == "/api/v1/oauth/authorize"
             || path == "/dashboard/authorize"

@@ -19,9 +19,9 @@ use crate::domain::StoreId;
 use crate::proxy::{Proxy, ProxyRequest};
 
 /// `Growth-Engine-Store`: the store whose connection is used.
-pub const STORE_HEADER: HeaderName = HeaderName::from_static("growth-engine-store");
+pub(crate) const STORE_HEADER: HeaderName = HeaderName::from_static("growth-engine-store");
 /// `Growth-Engine-Account`: one of the connection's assets (a Meta Page id).
-pub const ACCOUNT_HEADER: HeaderName = HeaderName::from_static("growth-engine-account");
+pub(crate) const ACCOUNT_HEADER: HeaderName = HeaderName::from_static("growth-engine-account");
 
 const PREFIX: &str = "/api/v1/proxy/";
 

@@ -127,7 +127,7 @@ impl From<&StoredAsset> for AssetView {
 impl ConnectionView {
     /// The view with the connection's assets, picked from a store's (`assets` may hold other
     /// connections' too).
-    pub fn with_assets(connection: &Connection, assets: &[StoredAsset]) -> Self {
+    pub(crate) fn with_assets(connection: &Connection, assets: &[StoredAsset]) -> Self {
         let mut view = Self::from(connection);
         view.assets = assets
             .iter()
@@ -162,7 +162,7 @@ pub struct TokenQuery {
 
 /// The account a token is for.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct AccountView {
+pub(crate) struct AccountView {
     /// The asset's kind.
     pub kind: String,
     /// The asset's id.
@@ -266,7 +266,7 @@ pub struct DisconnectResponse {
 
 /// A valid access token.
 #[derive(Serialize, ToSchema)]
-pub struct TokenResponse {
+pub(crate) struct TokenResponse {
     /// The access token.
     pub access_token: String,
     /// Its type.
@@ -285,7 +285,7 @@ pub struct TokenResponse {
 
 /// The health report.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct HealthResponse {
+pub(crate) struct HealthResponse {
     /// `healthy`, `degraded` (Redis down, tokens still served) or `unhealthy` (database down).
     pub status: String,
     /// `growth-engine`.

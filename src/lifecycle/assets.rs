@@ -60,7 +60,7 @@ pub struct AccountToken {
 impl Connections {
     /// Records a fresh grant, then discovers its assets. A discovery failure is logged and leaves
     /// the connection as recorded (CONNECTED): its assets can be refreshed later.
-    pub async fn record_grant_and_discover(
+    pub(crate) async fn record_grant_and_discover(
         &self,
         spec: &PlatformSpec,
         grant: Grant,
@@ -80,7 +80,7 @@ impl Connections {
 
     /// Discovers the connection's assets now, with a valid token, and stores them (keeping the
     /// selection of those still there). Returns the connection's assets.
-    pub async fn refresh_assets(
+    pub(crate) async fn refresh_assets(
         &self,
         spec: &PlatformSpec,
         store_id: &StoreId,
@@ -144,7 +144,7 @@ impl Connections {
 
     /// A valid token for `account` (an asset id of the store's connection), or without one the
     /// connection's token and its selected account. See the module's decision for Meta.
-    pub async fn token_for_account(
+    pub(crate) async fn token_for_account(
         &self,
         spec: &PlatformSpec,
         store_id: &StoreId,

@@ -135,13 +135,13 @@ impl Connections {
     }
 
     /// Keeps recovery records in Redis too, where every replica finds them (see `recovery.rs`).
-    pub fn with_recovery_in(mut self, redis: Option<RedisHandle>) -> Self {
+    pub(crate) fn with_recovery_in(mut self, redis: Option<RedisHandle>) -> Self {
         self.recovery = RecoveryStore::new(redis);
         self
     }
 
     /// Records every refresh's outcome in the audit trail (actor `system`/`refresher`).
-    pub fn with_audit(mut self, audit: AuditLog) -> Self {
+    pub(crate) fn with_audit(mut self, audit: AuditLog) -> Self {
         self.audit = Some(audit);
         self
     }
@@ -185,11 +185,6 @@ impl Connections {
     /// From now on, refuse new refresh leases (the first step of shutting down).
     pub fn stop_taking_leases(&self) {
         self.shutting_down.store(true, Ordering::SeqCst);
-    }
-
-    /// Refreshes in flight right now.
-    pub fn refreshes_in_flight(&self) -> usize {
-        self.inflight.len()
     }
 
     /// The store (for health checks and tooling).
@@ -447,7 +442,7 @@ impl Connections {
     /// Re-seals every row sealed with an old key this keyring holds, in pages, going past rows it
     /// cannot open. Safe while the service runs: each write is conditional on the row's version, and
     /// a row changed meanwhile was re-sealed by its writer with the current key anyway.
-    pub async fn reseal_all(&self, batch: i64) -> Result<ResealReport, OAuthError> {
+    pub(crate) async fn reseal_all(&self, batch: i64) -> Result<ResealReport, OAuthError> {
         let mut report = ResealReport::default();
         for (key_id, count) in self.store.key_id_counts().await? {
             if key_id == self.keyring.current_key_id() {
@@ -502,7 +497,7 @@ impl Connections {
     /// Puts back in service the ERROR rows that an older release parked because their key was
     /// unknown, for every key this keyring now holds. Cheap (a partial index on ERROR rows); run by
     /// the refresher each round.
-    pub async fn heal_unknown_keys(&self) -> Result<usize, OAuthError> {
+    pub(crate) async fn heal_unknown_keys(&self) -> Result<usize, OAuthError> {
         let mut healed = 0;
         for key_id in self.keyring.key_ids() {
             let now = self.clock.now();
@@ -518,23 +513,11 @@ impl Connections {
         }
         Ok(healed)
     }
-
-    /// The key ids the database holds tokens under that this keyring cannot open, with their row
-    /// counts (for `check-config` and the key rollout).
-    pub async fn unknown_key_ids(&self) -> Result<Vec<(String, i64)>, OAuthError> {
-        Ok(self
-            .store
-            .key_id_counts()
-            .await?
-            .into_iter()
-            .filter(|(id, _)| !self.keyring.knows(id))
-            .collect())
-    }
 }
 
 /// What `rotate-keys` did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct ResealReport {
+pub(crate) struct ResealReport {
     /// Rows re-sealed with the current key.
     pub resealed: usize,
     /// Rows already sealed with the current key.

@@ -48,7 +48,7 @@ pub enum RefreshFailure {
 
 impl RefreshFailure {
     /// Classifies `error`; `failures` counts this failure too.
-    pub fn classify(error: &OAuthError, failures: i32, now: DateTime<Utc>) -> Self {
+    pub(crate) fn classify(error: &OAuthError, failures: i32, now: DateTime<Utc>) -> Self {
         match error {
             OAuthError::PlatformRejected {
                 permanent: true,
@@ -101,7 +101,7 @@ impl RefreshFailure {
     }
 
     /// The `outcome` label of the refresh metric.
-    pub fn metric(&self) -> &'static str {
+    pub(crate) fn metric(&self) -> &'static str {
         match self {
             Self::Revoked => "revoked",
             Self::Expired => "expired",
@@ -112,7 +112,7 @@ impl RefreshFailure {
     }
 
     /// The row's `last_error` when the failure is ours rather than the platform's.
-    pub fn own_reason(&self) -> Option<String> {
+    pub(crate) fn own_reason(&self) -> Option<String> {
         match self {
             Self::KeyUnavailable { key_id, .. } => Some(format!(
                 "sealed with key {key_id}, which this replica does not hold yet (key rollout in progress?)"

@@ -384,7 +384,7 @@ impl Connections {
 
     /// Writes the recovery records this process holds, where the database now answers; returns how
     /// many were written. Run by a background task every second.
-    pub async fn write_pending_recoveries(&self) -> usize {
+    pub(crate) async fn write_pending_recoveries(&self) -> usize {
         let mut written = 0;
         for record in self.recovery.pending() {
             let Some(spec) = self.catalog.get(&record.platform).cloned() else {

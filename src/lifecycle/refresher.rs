@@ -196,4 +196,4 @@ enum Outcome {
 }
 
 /// The most rounds run back to back when every round finds a full batch.
-pub const MAX_ROUNDS_PER_TICK: usize = 50;
+pub(crate) const MAX_ROUNDS_PER_TICK: usize = 50;

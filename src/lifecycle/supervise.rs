@@ -16,7 +16,7 @@ const RESTART_PAUSE: Duration = Duration::from_secs(1);
 
 /// Runs the task `start` makes, and starts a new one each time it panics. Ends when a task returns
 /// normally (its shutdown signal) or is cancelled.
-pub fn supervise<F, Fut>(name: &'static str, metrics: Metrics, start: F) -> JoinHandle<()>
+pub(crate) fn supervise<F, Fut>(name: &'static str, metrics: Metrics, start: F) -> JoinHandle<()>
 where
     F: Fn() -> Fut + Send + 'static,
     Fut: Future<Output = ()> + Send + 'static,

@@ -28,9 +28,9 @@ use crate::store::{OutboxEvent, Store, StoreError};
 
 /// Attempts before an event becomes a dead letter (`WEBHOOK_MAX_ATTEMPTS` once settings carry it).
 /// With the back-off capped, twelve attempts span more than a day.
-pub const DEFAULT_MAX_ATTEMPTS: i32 = 12;
+pub(crate) const DEFAULT_MAX_ATTEMPTS: i32 = 12;
 /// How long delivered events are kept (`WEBHOOK_RETENTION_DAYS` once settings carry it).
-pub const DEFAULT_RETENTION: chrono::Duration = chrono::Duration::days(7);
+pub(crate) const DEFAULT_RETENTION: chrono::Duration = chrono::Duration::days(7);
 /// Events claimed per round, and rounds per tick while batches come back full.
 const BATCH: usize = 10;
 const DRAIN_ROUNDS: usize = 5;

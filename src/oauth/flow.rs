@@ -32,7 +32,7 @@ use crate::platforms::{
 use crate::state::FlowStates;
 
 /// How long a flow may take, from `begin` to the callback.
-pub const FLOW_TTL_MINUTES: i64 = 10;
+pub(crate) const FLOW_TTL_MINUTES: i64 = 10;
 const TICKET: &str = "ticket";
 const STATE: &str = "state";
 
@@ -114,7 +114,7 @@ fn hash(secret: &str) -> String {
 }
 
 /// The cookie a flow's binding secret travels in: one per flow, so parallel flows in two tabs work.
-pub fn cookie_name_for_state(state: &str) -> String {
+pub(crate) fn cookie_name_for_state(state: &str) -> String {
     format!("ge_flow_{}", &hash(state)[..16])
 }
 
@@ -351,7 +351,7 @@ impl Flow {
 
     /// Counts a finished flow (completed, or failed with its reason) under its platform: called by
     /// the caller of [`Flow::finish`] once the grant is recorded or refused.
-    pub fn count_outcome<T>(&self, platform_slug: &str, result: &Result<T, OAuthError>) {
+    pub(crate) fn count_outcome<T>(&self, platform_slug: &str, result: &Result<T, OAuthError>) {
         let label = self
             .catalog
             .find(platform_slug)

@@ -41,7 +41,7 @@ const GRAPH_USER_ACTION_SUBCODES: [i64; 3] = [459, 464, 492];
 
 impl DeadToken {
     /// Whether an answer with this status and (possibly partial) body says the token is dead.
-    pub fn is_dead(self, status: u16, body: &[u8]) -> bool {
+    pub(crate) fn is_dead(self, status: u16, body: &[u8]) -> bool {
         let json = || serde_json::from_slice::<Value>(body).ok();
         match self {
             Self::GraphCode190 => {
@@ -67,7 +67,7 @@ impl DeadToken {
 
 /// Google's wait hint for a 429 (`QuotaErrorDetails.retryDelay`, like `"30s"`), in whole seconds,
 /// found anywhere in the error body: Google sends no `Retry-After` [G12].
-pub fn google_retry_delay(body: &[u8]) -> Option<u64> {
+pub(crate) fn google_retry_delay(body: &[u8]) -> Option<u64> {
     fn find(value: &Value) -> Option<u64> {
         match value {
             Value::Object(map) => map.iter().find_map(|(key, v)| {

@@ -37,7 +37,7 @@ pub enum AssetKind {
 
 impl AssetKind {
     /// Every kind, in the order views list them.
-    pub const ALL: [AssetKind; 8] = [
+    pub(crate) const ALL: [AssetKind; 8] = [
         Self::FacebookPage,
         Self::InstagramAccount,
         Self::AdAccount,

@@ -371,7 +371,7 @@ impl Catalog {
     /// Builds the catalog: the built-in platforms of the table with their settings (by slug),
     /// unconfigured ones replaced by the sandbox when `sandbox_api_url` (the service's `API_URL`,
     /// which serves the sandbox) is given, then the operator's generic providers.
-    pub fn resolve(
+    pub(crate) fn resolve(
         platforms: &BTreeMap<String, PlatformSettings>,
         generic: &[GenericProviderSettings],
         sandbox_api_url: Option<&Url>,

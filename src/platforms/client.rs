@@ -102,13 +102,13 @@ impl PlatformClient {
     }
 
     /// Refuses platform answers longer than `bytes` (`PLATFORM_MAX_RESPONSE_BYTES`).
-    pub fn with_max_response_bytes(mut self, bytes: usize) -> Self {
+    pub(crate) fn with_max_response_bytes(mut self, bytes: usize) -> Self {
         self.max_response_bytes = bytes;
         self
     }
 
     /// Exchanges an authorization code for tokens (RFC 6749 §4.1.3).
-    pub async fn exchange_code(
+    pub(crate) async fn exchange_code(
         &self,
         spec: &PlatformSpec,
         code: &SecretString,
@@ -283,7 +283,7 @@ impl PlatformClient {
     }
 
     /// Reads the connected account from the user-info endpoint.
-    pub async fn fetch_account(
+    pub(crate) async fn fetch_account(
         &self,
         spec: &PlatformSpec,
         access_token: &SecretString,
@@ -311,7 +311,7 @@ impl PlatformClient {
     /// A `GET` carrying the user's token. Always in the `Authorization` header, never in the URL,
     /// even at Meta, whose Graph API also accepts the header (RFC 6750 §2.1): a URL is one log line
     /// away from a leak.
-    pub async fn get_with_token(
+    pub(crate) async fn get_with_token(
         &self,
         spec: &PlatformSpec,
         url: Url,
@@ -329,7 +329,7 @@ impl PlatformClient {
 
     /// A `GET` to the platform's API (not its OAuth endpoints): the user's token, and the secret
     /// headers the platform's API wants (Google Ads' `developer-token`, when set).
-    pub async fn get_api(
+    pub(crate) async fn get_api(
         &self,
         spec: &PlatformSpec,
         url: Url,
@@ -350,7 +350,7 @@ impl PlatformClient {
 
     /// A `POST` of a JSON body carrying the user's token in the `Authorization` header (TikTok's
     /// `creator_info/query/` is a POST with an empty JSON body).
-    pub async fn post_json_with_token(
+    pub(crate) async fn post_json_with_token(
         &self,
         spec: &PlatformSpec,
         url: Url,

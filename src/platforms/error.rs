@@ -118,7 +118,7 @@ impl OAuthError {
     }
 
     /// A short sentence safe to show the merchant.
-    pub fn merchant_message(&self) -> String {
+    pub(crate) fn merchant_message(&self) -> String {
         match self {
             Self::UnknownPlatform(_) => "That platform is not supported.".into(),
             Self::NotConfigured(p) => format!("{p} is not configured on this service yet."),
@@ -150,7 +150,7 @@ impl OAuthError {
 }
 
 /// Removes anything token-like (long unbroken words) from a platform's free text, and bounds it.
-pub fn scrub(text: &str) -> String {
+pub(crate) fn scrub(text: &str) -> String {
     let cleaned: Vec<&str> = text
         .split_whitespace()
         .map(|word| if word.len() > 32 { "[…]" } else { word })

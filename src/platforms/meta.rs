@@ -90,7 +90,7 @@ impl PlatformClient {
     /// Meta: exchanges a still-valid token for a long-lived one (`fb_exchange_token`), at the code
     /// exchange and at each renewal.
     /// <https://developers.facebook.com/docs/facebook-login/guides/access-tokens/get-long-lived>
-    pub async fn meta_exchange(
+    pub(crate) async fn meta_exchange(
         &self,
         spec: &PlatformSpec,
         access_token: &SecretString,

@@ -52,7 +52,7 @@ pub enum Hook {
 
 /// What hooks add to a grant after reading the account.
 #[derive(Debug, Default)]
-pub struct AccountExtras {
+pub(crate) struct AccountExtras {
     /// Permissions the platform says were granted.
     pub granted_scopes: Option<Vec<String>>,
     /// Non-secret metadata (Meta's pages and Instagram business accounts, without their tokens).
@@ -62,7 +62,7 @@ pub struct AccountExtras {
 }
 
 /// Stage "catalog": adjusts the requested scopes once settings are applied.
-pub fn adjust_scopes(spec: &mut PlatformSpec) {
+pub(crate) fn adjust_scopes(spec: &mut PlatformSpec) {
     for hook in spec.hooks {
         match hook {
             Hook::XOfflineAccess => twitter::keep_offline_access(&mut spec.scopes),
@@ -79,7 +79,7 @@ pub fn adjust_scopes(spec: &mut PlatformSpec) {
 }
 
 /// Stage "code exchanged": may replace the grant the token endpoint gave.
-pub async fn after_code_exchange(
+pub(crate) async fn after_code_exchange(
     client: &PlatformClient,
     spec: &PlatformSpec,
     mut grant: TokenGrant,
@@ -102,7 +102,7 @@ pub async fn after_code_exchange(
 }
 
 /// Stage "user info read": checks the body of the user-info response before it is mapped.
-pub fn check_account_response(spec: &PlatformSpec, body: &Value) -> Result<(), OAuthError> {
+pub(crate) fn check_account_response(spec: &PlatformSpec, body: &Value) -> Result<(), OAuthError> {
     for hook in spec.hooks {
         match hook {
             Hook::TikTokEnvelopeError => tiktok::check_envelope(spec, body)?,
@@ -118,7 +118,7 @@ pub fn check_account_response(spec: &PlatformSpec, body: &Value) -> Result<(), O
 }
 
 /// Stage "account known": further calls with the new access token that add to the grant.
-pub async fn after_account(
+pub(crate) async fn after_account(
     client: &PlatformClient,
     spec: &PlatformSpec,
     access_token: &SecretString,
@@ -142,7 +142,7 @@ pub async fn after_account(
 
 /// Stage "assets": discovers what the merchant's consumers act on, with a valid access token. A
 /// platform without a discovery hook (a generic provider) has none.
-pub async fn discover_assets(
+pub(crate) async fn discover_assets(
     client: &PlatformClient,
     spec: &PlatformSpec,
     access_token: &SecretString,

@@ -18,13 +18,13 @@ pub type BodyStream = BoxStream<'static, Result<Bytes, io::Error>>;
 /// every body up to `PROXY_MAX_BODY_BYTES` (10 MiB by default) in memory would let a few large
 /// uploads exhaust the service, so only bodies up to this size are buffered; larger ones are
 /// streamed straight to the platform and their calls are never retried.
-pub const RETRY_BUFFER_BYTES: usize = 1024 * 1024;
+pub(crate) const RETRY_BUFFER_BYTES: usize = 1024 * 1024;
 
 /// How much of an error answer is read to classify it ("token dead", Google's retry delay).
-pub const PEEK_BYTES: usize = 64 * 1024;
+pub(crate) const PEEK_BYTES: usize = 64 * 1024;
 
 /// The request body, ready to be sent once or more.
-pub enum OutgoingBody {
+pub(crate) enum OutgoingBody {
     /// Small enough to keep: can be sent again.
     Buffered(Bytes),
     /// Streamed (taken by the first attempt); `tripped` says it went over the limit.
@@ -74,7 +74,7 @@ impl OutgoingBody {
     }
 
     /// Whether the body can be sent again.
-    pub fn replayable(&self) -> bool {
+    pub(crate) fn replayable(&self) -> bool {
         matches!(self, Self::Buffered(_))
     }
 
@@ -88,7 +88,7 @@ impl OutgoingBody {
     }
 
     /// Whether a streamed body went over the limit.
-    pub fn over_limit(&self) -> bool {
+    pub(crate) fn over_limit(&self) -> bool {
         match self {
             Self::Buffered(_) => false,
             Self::Streamed { tripped, .. } => tripped.load(Ordering::Relaxed),
@@ -98,7 +98,7 @@ impl OutgoingBody {
 
 /// The caller's body exceeds `PROXY_MAX_BODY_BYTES`.
 #[derive(Debug)]
-pub struct TooLarge;
+pub(crate) struct TooLarge;
 
 /// Passes at most `max` bytes, then fails the stream (and sets `tripped`).
 fn limit(body: BodyStream, max: usize, tripped: Arc<AtomicBool>) -> BodyStream {
@@ -117,7 +117,7 @@ fn limit(body: BodyStream, max: usize, tripped: Arc<AtomicBool>) -> BodyStream {
 
 /// Reads up to [`PEEK_BYTES`] of `body`. Returns what was read, whether that was all of it, and the
 /// body again (the read part first) to pass on.
-pub async fn peek(mut body: BodyStream) -> (Bytes, bool, BodyStream) {
+pub(crate) async fn peek(mut body: BodyStream) -> (Bytes, bool, BodyStream) {
     let mut buffer = BytesMut::new();
     let mut complete = true;
     while buffer.len() < PEEK_BYTES {

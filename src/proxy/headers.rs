@@ -58,7 +58,7 @@ fn connection_named(headers: &HeaderMap) -> Vec<String> {
 
 /// The caller's headers that may go to the platform. `keep_length` keeps `Content-Length` for a
 /// streamed body (the client computes it for a buffered one).
-pub fn outgoing(caller: &HeaderMap, keep_length: bool) -> HeaderMap {
+pub(crate) fn outgoing(caller: &HeaderMap, keep_length: bool) -> HeaderMap {
     let named = connection_named(caller);
     let mut out = HeaderMap::with_capacity(caller.len());
     for (name, value) in caller {
@@ -77,7 +77,7 @@ pub fn outgoing(caller: &HeaderMap, keep_length: bool) -> HeaderMap {
 }
 
 /// The platform's headers that may go back to the caller.
-pub fn incoming(platform: &HeaderMap) -> HeaderMap {
+pub(crate) fn incoming(platform: &HeaderMap) -> HeaderMap {
     let named = connection_named(platform);
     let mut out = HeaderMap::with_capacity(platform.len());
     for (name, value) in platform {
@@ -121,7 +121,7 @@ impl std::fmt::Debug for ExtraCredentials {
 }
 
 /// The token one proxied call is made with, and the Meta proof computed for it.
-pub struct Credential {
+pub(crate) struct Credential {
     /// The access token (the user's, or a Meta Page's).
     pub token: SecretString,
     /// Meta's `appsecret_proof` for that token.
@@ -156,7 +156,7 @@ fn appsecret_proof(secret: &SecretString, token: &SecretString) -> SecretString 
 }
 
 /// Adds the platform's credentials to outgoing headers (the Meta proof goes in the URL).
-pub fn inject(
+pub(crate) fn inject(
     headers: &mut HeaderMap,
     auth: ProxyAuth,
     credential: &Credential,

@@ -18,7 +18,7 @@ use crate::domain::{PlatformId, StoreId};
 use crate::lifecycle::IssuedToken;
 
 /// How long a token is remembered.
-pub const MEMO_TTL: Duration = Duration::from_secs(5);
+pub(crate) const MEMO_TTL: Duration = Duration::from_secs(5);
 /// A token expiring within this is not remembered.
 const EXPIRY_MARGIN_SECS: i64 = 600;
 /// Past this many entries, stale ones are swept on insert.
@@ -28,7 +28,7 @@ type Key = (StoreId, PlatformId);
 
 /// The memory; a cheap-clone handle.
 #[derive(Debug, Clone, Default)]
-pub struct TokenMemo {
+pub(crate) struct TokenMemo {
     entries: Arc<Mutex<HashMap<Key, (Instant, IssuedToken)>>>,
 }
 
@@ -69,7 +69,7 @@ impl TokenMemo {
     }
 
     /// Forgets a token the platform rejected.
-    pub fn forget(&self, store_id: &StoreId, platform: &PlatformId) {
+    pub(crate) fn forget(&self, store_id: &StoreId, platform: &PlatformId) {
         if let Ok(mut entries) = self.entries.lock() {
             entries.remove(&(store_id.clone(), platform.clone()));
         }

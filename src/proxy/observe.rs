@@ -44,7 +44,7 @@ pub fn record(metrics: &Metrics, call: &CallRecord<'_>) {
 
 /// `path?query` with every query value dropped: names say what was asked, values may be personal
 /// data (or, mistakenly sent by a caller, a token).
-pub fn redacted_path(path: &str, query: Option<&str>) -> String {
+pub(crate) fn redacted_path(path: &str, query: Option<&str>) -> String {
     match query.filter(|q| !q.is_empty()) {
         None => path.to_owned(),
         Some(query) => {
@@ -61,7 +61,7 @@ pub fn redacted_path(path: &str, query: Option<&str>) -> String {
 /// Feeds the platform's rate-limit headers into the gauges: X `x-rate-limit-remaining` [X10],
 /// Pinterest/TikTok-style `x-ratelimit-remaining`, and Meta's JSON usage headers `X-App-Usage`,
 /// `X-Business-Use-Case-Usage`, `X-Ad-Account-Usage` (percentages) [M16].
-pub fn rate_limits(metrics: &Metrics, platform: &str, headers: &HeaderMap) {
+pub(crate) fn rate_limits(metrics: &Metrics, platform: &str, headers: &HeaderMap) {
     let number = |name: &str| {
         headers
             .get(name)

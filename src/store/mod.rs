@@ -163,7 +163,10 @@ pub struct StoredAsset {
 /// Which of `assets` are selected after a discovery, given the `(kind, id)` pairs selected before:
 /// a selection survives while its asset does; a kind left without one whose only asset is this
 /// one gets it by default.
-pub fn plan_selection(assets: &[NewAsset], selected_before: &[(String, String)]) -> Vec<bool> {
+pub(crate) fn plan_selection(
+    assets: &[NewAsset],
+    selected_before: &[(String, String)],
+) -> Vec<bool> {
     let kept = |a: &NewAsset| {
         selected_before
             .iter()

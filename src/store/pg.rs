@@ -12,10 +12,10 @@ use std::time::Duration;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 
 /// How long a request waits for a pooled connection before answering 503.
-pub const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
+pub(crate) const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// The default statement timeout (`DATABASE_STATEMENT_TIMEOUT_SECONDS` once settings carry it).
-pub const DEFAULT_STATEMENT_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const DEFAULT_STATEMENT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Connections in PostgreSQL.
 #[derive(Debug, Clone)]

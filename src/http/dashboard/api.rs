@@ -142,7 +142,7 @@ fn selections(connection: &Connection, assets: &[StoredAsset]) -> Vec<SelectionG
 
 /// The page's data.
 #[derive(Debug, Serialize)]
-pub struct DashboardConnections {
+pub(crate) struct DashboardConnections {
     /// The session's store.
     pub store_id: String,
     /// A card per platform, in catalog order.
@@ -151,7 +151,7 @@ pub struct DashboardConnections {
 
 /// Where the browser goes to connect.
 #[derive(Serialize)]
-pub struct ConnectUrl {
+pub(crate) struct ConnectUrl {
     /// Our first-hop URL; it leads to the platform's consent screen.
     pub url: String,
 }
@@ -309,7 +309,7 @@ const RECENT_ACTIVITY: usize = 20;
 
 /// One line of "Recent activity": no store id (it is the session's) and nothing secret.
 #[derive(Debug, Serialize)]
-pub struct ActivityEntry {
+pub(crate) struct ActivityEntry {
     /// When it happened.
     pub at: DateTime<Utc>,
     /// `api_key`, `page_user` or `system`.
@@ -328,7 +328,7 @@ pub struct ActivityEntry {
 
 /// The page's "Recent activity".
 #[derive(Debug, Serialize)]
-pub struct Activity {
+pub(crate) struct Activity {
     /// Newest first.
     pub entries: Vec<ActivityEntry>,
 }
@@ -367,7 +367,7 @@ pub async fn activity(
 
 /// What choosing a default did.
 #[derive(Debug, Serialize)]
-pub struct SelectionSaved {
+pub(crate) struct SelectionSaved {
     /// The kind.
     pub kind: String,
     /// The asset now the default.

@@ -17,9 +17,9 @@ use crate::oauth::Flow;
 use crate::platforms::PlatformSpec;
 
 /// The script's path.
-pub const SCRIPT_PATH: &str = "/dashboard/static/dashboard.js";
+pub(crate) const SCRIPT_PATH: &str = "/dashboard/static/dashboard.js";
 /// The stylesheet's path.
-pub const STYLESHEET_PATH: &str = "/dashboard/static/dashboard.css";
+pub(crate) const STYLESHEET_PATH: &str = "/dashboard/static/dashboard.css";
 
 const SCRIPT: &str = include_str!("../../../static/dashboard.js");
 const STYLESHEET: &str = include_str!("../../../static/dashboard.css");
@@ -41,7 +41,7 @@ fn stylesheet_version() -> &'static str {
 }
 
 /// A platform's card as the template lays it out before the page's script fills it in.
-pub struct CardShell {
+pub(crate) struct CardShell {
     /// Slug.
     pub id: String,
     /// Display name.

@@ -17,9 +17,9 @@ pub use crate::links::{
 };
 
 /// The session cookie's name.
-pub const SESSION_COOKIE: &str = "ge_dashboard";
+pub(crate) const SESSION_COOKIE: &str = "ge_dashboard";
 /// The header the page echoes the CSRF value in.
-pub const CSRF_HEADER: &str = "x-csrf-token";
+pub(crate) const CSRF_HEADER: &str = "x-csrf-token";
 
 /// Links and sessions with their cookies. Cheap to clone.
 #[derive(Debug, Clone)]
@@ -43,7 +43,7 @@ impl DashboardAuth {
     }
 
     /// Opens a session for a verified link's store and user: the cookie to set and the session.
-    pub fn open_session(
+    pub(crate) fn open_session(
         &self,
         store_id: StoreId,
         user_id: UserId,
@@ -62,12 +62,12 @@ impl DashboardAuth {
     }
 
     /// A cookie that removes the session (sent with a refused link).
-    pub fn removal_cookie(&self) -> Cookie<'static> {
+    pub(crate) fn removal_cookie(&self) -> Cookie<'static> {
         Cookie::build(SESSION_COOKIE).path("/dashboard").build()
     }
 
     /// Reads the session from the request's cookies.
-    pub fn read_session(&self, jar: &CookieJar) -> Result<DashboardSession, SessionError> {
+    pub(crate) fn read_session(&self, jar: &CookieJar) -> Result<DashboardSession, SessionError> {
         let token = jar.get(SESSION_COOKIE).ok_or(SessionError::Missing)?;
         self.links.read_session(token.value())
     }
@@ -75,7 +75,7 @@ impl DashboardAuth {
     /// The checks on a state-changing call: an `Origin`, when sent, must be ours; a
     /// `Sec-Fetch-Site`, when sent, must not say cross-site; `X-CSRF-Token` must equal the session's
     /// value. A cross-site form or `fetch` can do none of these.
-    pub fn check_write(
+    pub(crate) fn check_write(
         &self,
         session: &DashboardSession,
         headers: &HeaderMap,
