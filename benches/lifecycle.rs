@@ -234,6 +234,11 @@ async fn seed(pool: &PgPool, rows: i64) -> BenchResult<()> {
     sqlx::query("set local synchronous_commit = off")
         .execute(&mut *tx)
         .await?;
+    // Seeding a million rows takes longer than the store's statement timeout (which protects the
+    // service, not a fixture): lift it for this transaction only.
+    sqlx::query("set local statement_timeout = 0")
+        .execute(&mut *tx)
+        .await?;
     sqlx::query("delete from platform_connections where store_id like 'bench-store-%'")
         .execute(&mut *tx)
         .await?;
@@ -258,10 +263,11 @@ async fn seed(pool: &PgPool, rows: i64) -> BenchResult<()> {
     .bind(rows)
     .execute(&mut *tx)
     .await?;
-    tx.commit().await?;
+    // Inside the transaction, so that it runs without the statement timeout too.
     sqlx::query("analyze platform_connections")
-        .execute(pool)
+        .execute(&mut *tx)
         .await?;
+    tx.commit().await?;
     Ok(())
 }
 
