@@ -103,7 +103,12 @@ impl AuditEvent {
     /// A short, non-secret detail: an error code, a revocation outcome, a status code, a key name.
     pub(crate) fn with_detail(mut self, detail: impl Into<String>) -> Self {
         let mut detail: String = detail.into();
-        detail.truncate(200);
+        // At a character boundary: `truncate` panics inside a multi-byte character.
+        let mut end = detail.len().min(200);
+        while !detail.is_char_boundary(end) {
+            end -= 1;
+        }
+        detail.truncate(end);
         self.detail = Some(detail);
         self
     }

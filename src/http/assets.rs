@@ -9,6 +9,8 @@ use super::error::{ApiError, ErrorBody};
 use super::extract::{ApiCaller, ApiPath};
 use super::views::{ConnectionView, SelectionRequest};
 use super::AppState;
+use crate::access::Operation;
+use crate::audit::{Actor, AuditEvent, AuditLog};
 use crate::domain::StoreId;
 use crate::lifecycle::Connections;
 use crate::oauth::{Flow, OAuthError};
@@ -84,12 +86,44 @@ async fn view(
 pub(crate) async fn refresh_assets(
     State(flow): State<Flow>,
     State(connections): State<Connections>,
-    _caller: ApiCaller,
+    State(audit): State<AuditLog>,
+    caller: ApiCaller,
     ApiPath((store_id, platform)): ApiPath<(StoreId, String)>,
 ) -> Result<Json<ConnectionView>, ApiError> {
     let spec = find_platform(&flow, &platform)?;
-    connections.refresh_assets(spec, &store_id).await?;
+    caller.require(Operation::SelectionWrite, Some(spec.id.as_str()))?;
+    let result = connections
+        .refresh_assets(spec, &store_id)
+        .await
+        .map_err(ApiError::from);
+    record(
+        &audit,
+        &caller,
+        "assets_refresh",
+        &store_id,
+        spec.id.as_str(),
+        &result,
+    );
+    result?;
     view(&connections, spec, &store_id).await
+}
+
+/// Records an asset operation by the calling key in the audit trail.
+fn record<T>(
+    audit: &AuditLog,
+    caller: &ApiCaller,
+    operation: &'static str,
+    store_id: &StoreId,
+    platform: &str,
+    result: &Result<T, ApiError>,
+) {
+    let event = AuditEvent::new(Actor::ApiKey(caller.name.clone()), operation, "success")
+        .with_store(store_id)
+        .with_platform(platform);
+    audit.record(match result {
+        Ok(_) => event,
+        Err(error) => event.failed(error.code()),
+    });
 }
 
 /// Makes an asset the connection's default of its kind (what the token endpoint and the proxy use
@@ -112,14 +146,26 @@ pub(crate) async fn refresh_assets(
 pub async fn select(
     State(flow): State<Flow>,
     State(connections): State<Connections>,
-    _caller: ApiCaller,
+    State(audit): State<AuditLog>,
+    caller: ApiCaller,
     ApiPath((store_id, platform)): ApiPath<(StoreId, String)>,
     ApiJson(request): ApiJson<SelectionRequest>,
 ) -> Result<Json<ConnectionView>, ApiError> {
     let spec = find_platform(&flow, &platform)?;
+    caller.require(Operation::SelectionWrite, Some(spec.id.as_str()))?;
     let kind = parse_kind(&request.kind)?;
-    connections
+    let result = connections
         .select_asset(spec, &store_id, kind, &request.id)
-        .await?;
+        .await
+        .map_err(ApiError::from);
+    record(
+        &audit,
+        &caller,
+        "selection",
+        &store_id,
+        spec.id.as_str(),
+        &result,
+    );
+    result?;
     view(&connections, spec, &store_id).await
 }

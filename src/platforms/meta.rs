@@ -251,9 +251,13 @@ async fn graph_list(
             .and_then(Value::as_str)
             .and_then(|next| url::Url::parse(next).ok())
             .filter(|next| {
-                spec.api_base
-                    .as_ref()
-                    .is_some_and(|base| next.host_str() == base.host_str())
+                // Only back to the API's own origin: a link elsewhere, or to plain http, would
+                // carry the bearer token there.
+                spec.api_base.as_ref().is_some_and(|base| {
+                    next.scheme() == base.scheme()
+                        && next.host_str() == base.host_str()
+                        && next.port_or_known_default() == base.port_or_known_default()
+                })
             });
         match next {
             Some(next) => url = next,

@@ -43,12 +43,17 @@ async fn create_key(app: &TestApp, name: &str, scopes: &str) -> String {
 }
 
 async fn call(app: &TestApp, method: Method, path: &str, key: &str) -> reqwest::Response {
-    app.api
-        .request(method, app.url(path))
-        .bearer_auth(key)
-        .send()
-        .await
-        .unwrap()
+    let request = app
+        .api
+        .request(method.clone(), app.url(path))
+        .bearer_auth(key);
+    // The selection route reads a JSON body: send a well-formed one, so that only the scope decides.
+    let request = if method == Method::PUT {
+        request.json(&serde_json::json!({"kind": "facebook_page", "id": "1"}))
+    } else {
+        request
+    };
+    request.send().await.unwrap()
 }
 
 /// Every API route, the scope it needs (on `meta` for the platform routes).
@@ -81,6 +86,16 @@ fn routes() -> Vec<(Method, &'static str, &'static str)> {
         ),
         (Method::GET, "/api/v1/audit?store_id=s1", "audit:read"),
         (Method::GET, "/api/v1/proxy/meta/me", "proxy:meta"),
+        (
+            Method::POST,
+            "/api/v1/oauth/connections/s1/meta/assets/refresh",
+            "selection:write:meta",
+        ),
+        (
+            Method::PUT,
+            "/api/v1/oauth/connections/s1/meta/selection",
+            "selection:write:meta",
+        ),
     ]
 }
 
