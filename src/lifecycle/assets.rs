@@ -173,20 +173,31 @@ impl Connections {
             _ => None,
         };
         if let Some(page_id) = page_id {
-            let connection = self.load(store_id, &spec.id).await?;
-            let tokens = self.open(&connection)?;
-            let page_token = tokens
-                .extra
-                .get(&format!("page:{page_id}"))
-                .ok_or(OAuthError::AssetNotFound)?;
             // Page tokens made from a long-lived user token carry no expiry (platform-apis.md §1).
-            token.access_token = page_token.clone();
+            token.access_token = self.page_token(spec, store_id, &page_id).await?;
             token.expires_at = None;
         }
         Ok(AccountToken {
             token,
             account: Some(AccountRef::from(asset)),
         })
+    }
+
+    /// The token of one of the connection's Meta Pages, from its sealed token set
+    /// (`AssetNotFound` when the set holds none for that page).
+    pub(crate) async fn page_token(
+        &self,
+        spec: &PlatformSpec,
+        store_id: &StoreId,
+        page_id: &str,
+    ) -> Result<SecretString, OAuthError> {
+        let connection = self.load(store_id, &spec.id).await?;
+        let tokens = self.open(&connection)?;
+        tokens
+            .extra
+            .get(&format!("page:{page_id}"))
+            .cloned()
+            .ok_or(OAuthError::AssetNotFound)
     }
 
     /// Puts the page tokens discovery found into the sealed set (replacing the old ones), unless

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use reqwest::header::{HeaderMap, HeaderValue, CONTENT_LENGTH, RETRY_AFTER};
 use reqwest::{Method, StatusCode};
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::ExposeSecret;
 use url::Url;
 
 use crate::domain::StoreId;
@@ -314,19 +314,10 @@ impl Proxy {
                 app_secret,
             ));
         };
-        let connection = self
-            .connections
-            .store()
-            .get_connection(store_id, &spec.id)
-            .await
-            .map_err(OAuthError::from)?
-            .ok_or(OAuthError::NotFound)?;
-        let tokens = self.connections.open(&connection)?;
-        let page = tokens
-            .extra
-            .get(&format!("page:{account}"))
-            .map(|token| SecretString::from(token.expose_secret().to_owned()))
-            .ok_or_else(|| ProxyError::AccountNotFound(account.to_owned()))?;
+        let page = match self.connections.page_token(spec, store_id, account).await {
+            Err(OAuthError::AssetNotFound) => Err(ProxyError::AccountNotFound(account.to_owned())),
+            other => other.map_err(ProxyError::from),
+        }?;
         Ok(Credential::new(spec.proxy_auth, page, app_secret))
     }
 
