@@ -409,7 +409,7 @@ impl Settings {
             row("PROXY_MAX_RESPONSE_BYTES", self.proxy.max_response_bytes),
             row(
                 "GOOGLE_ADS_DEVELOPER_TOKEN",
-                set(self.proxy.extra.google_ads_developer_token.is_some()),
+                set(self.platforms.values().any(|p| p.api_secret.is_some())),
             ),
             row(
                 "GOOGLE_ADS_LOGIN_CUSTOMER_ID",

@@ -44,8 +44,9 @@ pub(super) fn max_response_bytes(vars: &Vars<'_>) -> Result<usize, ConfigError> 
 }
 
 /// The proxy: `PROXY_MAX_BODY_BYTES` (default 10 MiB, 1 KiB to 1 GiB), `PROXY_MAX_RESPONSE_BYTES`
-/// (default 50 MiB, 1 KiB to 4 GiB), and Google Ads' `GOOGLE_ADS_DEVELOPER_TOKEN` (secret) and
-/// `GOOGLE_ADS_LOGIN_CUSTOMER_ID` (the manager account's ten digits, dashes allowed).
+/// (default 50 MiB, 1 KiB to 4 GiB), and Google Ads' `GOOGLE_ADS_LOGIN_CUSTOMER_ID` (the manager
+/// account's ten digits, dashes allowed). Its `GOOGLE_ADS_DEVELOPER_TOKEN` is the table's secret API
+/// header, read with the platform's settings.
 pub(super) fn proxy(vars: &Vars<'_>) -> Result<ProxySettings, ConfigError> {
     let login = "GOOGLE_ADS_LOGIN_CUSTOMER_ID";
     let login_customer_id = match vars.get(login) {
@@ -65,7 +66,6 @@ pub(super) fn proxy(vars: &Vars<'_>) -> Result<ProxySettings, ConfigError> {
         max_body_bytes: vars.number_in("PROXY_MAX_BODY_BYTES", 10 << 20, 1024..=1 << 30)?,
         max_response_bytes: vars.number_in("PROXY_MAX_RESPONSE_BYTES", 50 << 20, 1024..=4 << 30)?,
         extra: ExtraCredentials {
-            google_ads_developer_token: vars.secret("GOOGLE_ADS_DEVELOPER_TOKEN")?,
             google_ads_login_customer_id: login_customer_id,
         },
     })

@@ -10,6 +10,7 @@ use reqwest::header::{HeaderMap, HeaderName, HeaderValue, AUTHORIZATION, CONNECT
 use secrecy::{ExposeSecret, SecretString};
 use sha2::Sha256;
 
+use crate::platforms::catalog::PlatformSpec;
 use crate::platforms::ProxyAuth;
 
 /// Hop-by-hop headers (RFC 9110 §7.6.1 and the ones it retired) and `Expect`, answered by our own
@@ -93,31 +94,12 @@ pub(crate) fn incoming(platform: &HeaderMap) -> HeaderMap {
     out
 }
 
-/// The settings-side credentials some platforms want besides the token.
-#[derive(Clone, Default)]
+/// The settings-side values some platforms want besides the token and the spec's secret API
+/// headers.
+#[derive(Clone, Debug, Default)]
 pub struct ExtraCredentials {
-    /// `GOOGLE_ADS_DEVELOPER_TOKEN`.
-    pub google_ads_developer_token: Option<SecretString>,
     /// `GOOGLE_ADS_LOGIN_CUSTOMER_ID`.
     pub google_ads_login_customer_id: Option<String>,
-}
-
-impl std::fmt::Debug for ExtraCredentials {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ExtraCredentials")
-            .field(
-                "google_ads_developer_token",
-                &self
-                    .google_ads_developer_token
-                    .as_ref()
-                    .map(|_| "[redacted]"),
-            )
-            .field(
-                "google_ads_login_customer_id",
-                &self.google_ads_login_customer_id,
-            )
-            .finish()
-    }
 }
 
 /// The token one proxied call is made with, and the Meta proof computed for it.
@@ -155,10 +137,12 @@ fn appsecret_proof(secret: &SecretString, token: &SecretString) -> SecretString 
     SecretString::from(hex::encode(mac.finalize().into_bytes()))
 }
 
-/// Adds the platform's credentials to outgoing headers (the Meta proof goes in the URL).
+/// Adds the platform's credentials to outgoing headers (the Meta proof goes in the URL): the token,
+/// the spec's secret API headers (Google Ads' `developer-token`, when set) and Google Ads' default
+/// `login-customer-id`.
 pub(crate) fn inject(
     headers: &mut HeaderMap,
-    auth: ProxyAuth,
+    spec: &PlatformSpec,
     credential: &Credential,
     extra: &ExtraCredentials,
 ) {
@@ -168,16 +152,17 @@ pub(crate) fn inject(
         value.set_sensitive(true);
         headers.insert(AUTHORIZATION, value);
     }
-    if auth != ProxyAuth::GoogleAds {
-        return;
+    for (name, secret) in &spec.api_headers {
+        if let (Ok(name), Ok(mut value)) = (
+            HeaderName::from_bytes(name.as_bytes()),
+            HeaderValue::from_str(secret.expose_secret()),
+        ) {
+            value.set_sensitive(true);
+            headers.insert(name, value);
+        }
     }
-    if let Some(Ok(mut value)) = extra
-        .google_ads_developer_token
-        .as_ref()
-        .map(|t| HeaderValue::from_str(t.expose_secret()))
-    {
-        value.set_sensitive(true);
-        headers.insert(HeaderName::from_static("developer-token"), value);
+    if spec.proxy_auth != ProxyAuth::GoogleAds {
+        return;
     }
     // The caller may address another manager account; ours is only the default.
     let login = HeaderName::from_static("login-customer-id");
@@ -239,15 +224,22 @@ mod tests {
         assert_eq!(proof(&a).map(|p| p.len()), Some(64));
 
         let extra = ExtraCredentials {
-            google_ads_developer_token: Some("dev-token".to_owned().into()),
             google_ads_login_customer_id: Some("1234567890".into()),
         };
+        let catalog = crate::platforms::catalog::Catalog::resolve(
+            &std::collections::BTreeMap::new(),
+            &[],
+            None,
+        );
+        let mut spec = catalog.find("google").expect("built in").clone();
+        spec.api_headers
+            .push(("developer-token", "dev-token".to_owned().into()));
         let mut headers = HeaderMap::new();
         let google = Credential::new(ProxyAuth::GoogleAds, "tok".to_owned().into(), None);
-        inject(&mut headers, ProxyAuth::GoogleAds, &google, &extra);
+        inject(&mut headers, &spec, &google, &extra);
         assert_eq!(headers["authorization"], "Bearer tok");
         assert_eq!(headers["developer-token"], "dev-token");
+        assert!(headers["developer-token"].is_sensitive());
         assert_eq!(headers["login-customer-id"], "1234567890");
-        assert!(!format!("{extra:?}").contains("dev-token"));
     }
 }

@@ -337,12 +337,7 @@ impl Proxy {
                 .append_pair("appsecret_proof", proof.expose_secret());
         }
         let mut headers = outgoing.clone();
-        headers::inject(
-            &mut headers,
-            spec.proxy_auth,
-            credential,
-            &self.settings.extra,
-        );
+        headers::inject(&mut headers, spec, credential, &self.settings.extra);
         let mut builder = self.client.request(method.clone(), url).headers(headers);
         if let Some(body) = body.attempt() {
             builder = builder.body(body);
