@@ -237,12 +237,8 @@ impl Services {
         let webhooks = match (&settings.webhook_url, &settings.webhook_secret) {
             (Some(url), Some(secret)) => Some(
                 WebhookDeliverer::new(store.clone(), url.clone(), secret.clone(), clock.clone())?
-                    // Settings bound both (1 to 100 attempts, 1 to 365 days), so neither conversion fails.
-                    .with_max_attempts(i32::try_from(settings.webhook_max_attempts).unwrap_or(100))
-                    .with_retention(
-                        chrono::Duration::from_std(settings.webhook_retention)
-                            .unwrap_or(chrono::Duration::days(7)),
-                    )
+                    .with_max_attempts(settings.webhook_max_attempts)
+                    .with_retention(settings.webhook_retention)
                     .with_metrics(metrics.clone()),
             ),
             _ => None,

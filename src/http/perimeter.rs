@@ -492,9 +492,6 @@ pub async fn request_timeout(
 #[derive(Debug, Clone, Copy)]
 pub struct RequestTimeout(pub Duration);
 
-/// The request timeout when none is configured.
-pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
-
 #[cfg(test)]
 mod tests {
     use super::*;

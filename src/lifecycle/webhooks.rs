@@ -103,14 +103,15 @@ impl WebhookDeliverer {
     }
 
     /// Gives an event up after `max_attempts` failed posts (at least one).
-    pub fn with_max_attempts(mut self, max_attempts: i32) -> Self {
-        self.max_attempts = max_attempts.max(1);
+    pub fn with_max_attempts(mut self, max_attempts: u32) -> Self {
+        self.max_attempts = i32::try_from(max_attempts).unwrap_or(i32::MAX).max(1);
         self
     }
 
     /// Keeps delivered events for `retention`.
-    pub fn with_retention(mut self, retention: chrono::Duration) -> Self {
-        self.retention = retention;
+    pub fn with_retention(mut self, retention: std::time::Duration) -> Self {
+        // Beyond chrono's range (hundreds of millions of years) means "keep everything".
+        self.retention = chrono::Duration::from_std(retention).unwrap_or(chrono::Duration::MAX);
         self
     }
 

@@ -662,7 +662,8 @@ async fn an_event_that_keeps_failing_becomes_a_dead_letter_after_the_last_attemp
 async fn pruning_removes_only_delivered_events_older_than_the_retention() {
     let (store, db, clock) = outbox_with_events(3).await;
     let (url, _) = slow_receiver(200, Duration::ZERO).await;
-    let webhooks = deliverer(&store, &url, &clock).with_retention(chrono::Duration::days(7));
+    let webhooks = deliverer(&store, &url, &clock)
+        .with_retention(std::time::Duration::from_secs(7 * 24 * 3600));
     assert_eq!(webhooks.deliver_due().await.unwrap(), 3);
     assert_eq!(webhooks.prune().await.unwrap(), 0, "delivered just now");
     clock.advance(chrono::Duration::days(8));
