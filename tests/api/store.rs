@@ -52,6 +52,13 @@ fn connection(store: &str, platform: &str) -> Connection {
         version: 1,
         created_at: at,
         updated_at: at,
+        failing_since: None,
+        health_since: None,
+        last_checked_at: None,
+        next_check_at: None,
+        expiry_warned_for: None,
+        expiry_warned_days: None,
+        failing_alerted_at: None,
     }
 }
 
