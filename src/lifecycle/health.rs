@@ -57,9 +57,9 @@ pub fn reconnect_by(rule: ReconnectRule, connection: &Connection) -> Option<Date
         ReconnectRule::MetaLongLived => {
             // Meta's long-lived token expiry is stored as the renewal credential's expiry (merge.rs).
             let not_extended = connection.refresh_token_expires_at.filter(|end| {
-                connection
-                    .last_refreshed_at
-                    .is_some_and(|exchanged| *end - exchanged <= Duration::days(META_EXCHANGE_AHEAD))
+                connection.last_refreshed_at.is_some_and(|exchanged| {
+                    *end - exchanged <= Duration::days(META_EXCHANGE_AHEAD)
+                })
             });
             let data_access = connection
                 .metadata
@@ -112,7 +112,10 @@ pub fn assess(
         ConnectionStatus::Connected
             if reconnect_by.is_some_and(|by| now >= by - warning_window) =>
         {
-            (HealthState::Expiring, reconnect_by.map(|by| by - warning_window))
+            (
+                HealthState::Expiring,
+                reconnect_by.map(|by| by - warning_window),
+            )
         }
         ConnectionStatus::Connected if !connection.missing_scopes.is_empty() => {
             (HealthState::MissingScopes, stored_since)
@@ -249,7 +252,10 @@ mod tests {
         let health = assess_at(&c, clock.now());
         assert_eq!(health.state, HealthState::RefreshFailing);
         assert_eq!(health.since, Some(failing));
-        assert_eq!(health.last_error.as_deref(), Some("tiktok is unavailable: HTTP 503"));
+        assert_eq!(
+            health.last_error.as_deref(),
+            Some("tiktok is unavailable: HTTP 503")
+        );
 
         // Dead beats everything; reconnect_by is still shown.
         for status in [
@@ -306,16 +312,31 @@ mod tests {
         assert_eq!(expiry_warning(by, &thresholds, now, None, None), None);
         let week = by - Duration::days(7);
         assert_eq!(expiry_warning(by, &thresholds, week, None, None), Some(7));
-        assert_eq!(expiry_warning(by, &thresholds, week, Some(by), Some(7)), None);
+        assert_eq!(
+            expiry_warning(by, &thresholds, week, Some(by), Some(7)),
+            None
+        );
         let day = by - Duration::days(1);
-        assert_eq!(expiry_warning(by, &thresholds, day, Some(by), Some(7)), Some(1));
-        assert_eq!(expiry_warning(by, &thresholds, day, Some(by), Some(1)), None);
+        assert_eq!(
+            expiry_warning(by, &thresholds, day, Some(by), Some(7)),
+            Some(1)
+        );
+        assert_eq!(
+            expiry_warning(by, &thresholds, day, Some(by), Some(1)),
+            None
+        );
         // Both crossed at once (the sweep did not run for a week): the 1-day warning only.
         assert_eq!(expiry_warning(by, &thresholds, day, None, None), Some(1));
         // A new reconnect_by (reconnected) is a new episode.
         let later = by + Duration::days(365);
         assert_eq!(
-            expiry_warning(later, &thresholds, later - Duration::days(7), Some(by), Some(1)),
+            expiry_warning(
+                later,
+                &thresholds,
+                later - Duration::days(7),
+                Some(by),
+                Some(1)
+            ),
             Some(7)
         );
         assert_eq!(expiry_warning(by, &thresholds, by, None, None), None);
@@ -327,12 +348,17 @@ mod tests {
         let offsets: Vec<Duration> = (0..200)
             .map(|_| first_check_offset(Uuid::now_v7(), interval))
             .collect();
-        assert!(offsets.iter().all(|o| *o >= Duration::zero() && *o < interval));
+        assert!(offsets
+            .iter()
+            .all(|o| *o >= Duration::zero() && *o < interval));
         let distinct: std::collections::BTreeSet<i64> =
             offsets.iter().map(Duration::num_seconds).collect();
         assert!(distinct.len() > 150, "{}", distinct.len());
         let id = Uuid::now_v7();
-        assert_eq!(first_check_offset(id, interval), first_check_offset(id, interval));
+        assert_eq!(
+            first_check_offset(id, interval),
+            first_check_offset(id, interval)
+        );
         // Spread: no hour of the day holds more than a fifth of 200 connections made together.
         let mut hours = [0_usize; 24];
         for o in &offsets {

@@ -281,9 +281,13 @@ impl Liveness {
         let Some(by) = health::reconnect_by(rule, row) else {
             return Ok(false);
         };
-        let Some(days) =
-            health::expiry_warning(by, thresholds, now, row.expiry_warned_for, row.expiry_warned_days)
-        else {
+        let Some(days) = health::expiry_warning(
+            by,
+            thresholds,
+            now,
+            row.expiry_warned_for,
+            row.expiry_warned_days,
+        ) else {
             return Ok(false);
         };
         let event = events::expiring(row, days, by, now);

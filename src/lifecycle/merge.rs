@@ -102,14 +102,19 @@ impl Connection {
         } else {
             None
         };
-        let changed = status != self.status || failing_since.is_some() != self.failing_since.is_some();
+        let changed =
+            status != self.status || failing_since.is_some() != self.failing_since.is_some();
         Self {
             status,
             next_refresh_at,
             refresh_failures: self.refresh_failures + 1,
             last_error: Some(reason.to_owned()),
             failing_since,
-            health_since: if changed { Some(now) } else { self.health_since },
+            health_since: if changed {
+                Some(now)
+            } else {
+                self.health_since
+            },
             updated_at: now,
             ..self
         }
@@ -271,7 +276,11 @@ mod tests {
         let started = clock.now();
         clock.advance(Duration::minutes(10));
         let second = first.parked(ConnectionStatus::Connected, None, "HTTP 503", clock.now());
-        assert_eq!(second.failing_since, Some(started), "the episode began at the first failure");
+        assert_eq!(
+            second.failing_since,
+            Some(started),
+            "the episode began at the first failure"
+        );
         assert_eq!(second.health_since, Some(started));
         let dead = second.parked(ConnectionStatus::Revoked, None, "revoked", clock.now());
         assert_eq!(dead.failing_since, None);

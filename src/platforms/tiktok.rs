@@ -7,8 +7,8 @@ use serde_json::{json, Value};
 
 use super::assets::{self, Asset, AssetKind, AssetSet};
 use super::catalog::{
-    ReconnectRule,
-    AccountMapping, ClientAuth, ErrorShape, Pkce, PlatformSpec, Renewal, Revocation, TokenMethod,
+    AccountMapping, ClientAuth, ErrorShape, Pkce, PlatformSpec, ReconnectRule, Renewal, Revocation,
+    TokenMethod,
 };
 use super::client::PlatformClient;
 use super::error::{scrub, OAuthError};

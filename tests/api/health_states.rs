@@ -67,9 +67,13 @@ async fn events(app: &TestApp, event_type: &str) -> Vec<Value> {
 }
 
 fn time(value: &Value) -> DateTime<Utc> {
-    DateTime::parse_from_rfc3339(value.as_str().unwrap_or_else(|| panic!("not a time: {value}")))
-        .unwrap()
-        .with_timezone(&Utc)
+    DateTime::parse_from_rfc3339(
+        value
+            .as_str()
+            .unwrap_or_else(|| panic!("not a time: {value}")),
+    )
+    .unwrap()
+    .with_timezone(&Utc)
 }
 
 async fn sweep(app: &TestApp) {
@@ -85,7 +89,11 @@ async fn a_new_connection_is_healthy_with_its_reconnect_by_and_first_check() {
     let health = health(&app, "h-healthy", "tiktok").await;
     assert_eq!(health["state"], "healthy", "{health}");
     assert_eq!(time(&health["since"]), connected_at);
-    assert_eq!(time(&health["last_checked_at"]), connected_at, "the connect's identity call");
+    assert_eq!(
+        time(&health["last_checked_at"]),
+        connected_at,
+        "the connect's identity call"
+    );
     assert!(health["last_error"].is_null());
     // TikTok reports refresh_expires_in (365 days in the sandbox).
     let by = time(&health["reconnect_by"]);
@@ -138,7 +146,10 @@ async fn expiry_warnings_go_out_once_per_threshold_and_episode() {
     clock.advance(Duration::days(357));
     sweep(&app).await;
     assert!(events(&app, "connection.expiring").await.is_empty());
-    assert_eq!(health(&app, "h-expiring", "tiktok").await["state"], "healthy");
+    assert_eq!(
+        health(&app, "h-expiring", "tiktok").await["state"],
+        "healthy"
+    );
 
     clock.advance(Duration::days(1) + Duration::seconds(1));
     sweep(&app).await;
@@ -181,14 +192,22 @@ async fn failing_refreshes_alert_once_after_an_hour_and_recover_once() {
     let health = health(&app, "h-failing", "tiktok").await;
     assert_eq!(health["state"], "refresh_failing", "{health}");
     assert_eq!(time(&health["since"]), failed_at);
-    assert!(health["last_error"].as_str().is_some_and(|e| e.contains("503")), "{health}");
+    assert!(
+        health["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("503")),
+        "{health}"
+    );
 
     // More failures within the hour: same episode, no alert yet.
     clock.advance(Duration::minutes(30));
     let _ = app.post(refresh).await;
     sweep(&app).await;
     assert!(events(&app, "connection.refresh_failing").await.is_empty());
-    assert_eq!(time(&health_of(&app, "h-failing", "tiktok").await["since"]), failed_at);
+    assert_eq!(
+        time(&health_of(&app, "h-failing", "tiktok").await["since"]),
+        failed_at
+    );
 
     clock.advance(Duration::minutes(31));
     sweep(&app).await;
@@ -258,7 +277,8 @@ async fn the_probe_finds_a_grant_revoked_at_the_platform_within_one_period() {
     assert_eq!(pass.checked, 0, "{pass:?}");
     let metrics = app.get("/metrics").await.text().await.unwrap();
     assert!(
-        metrics.contains("growth_engine_liveness_probes_total{platform=\"meta\",outcome=\"dead\"} 1"),
+        metrics
+            .contains("growth_engine_liveness_probes_total{platform=\"meta\",outcome=\"dead\"} 1"),
         "{metrics}"
     );
     app.stop().await;
@@ -310,7 +330,10 @@ async fn two_instances_on_one_database_check_once_and_warn_once() {
         "{pass_a:?} {pass_b:?}"
     );
     // Both instances show the same health.
-    assert_eq!(health(&b, "h-replicas", "tiktok").await["state"], "expiring");
+    assert_eq!(
+        health(&b, "h-replicas", "tiktok").await["state"],
+        "expiring"
+    );
     b.stop().await;
     a.stop().await;
 }
@@ -319,12 +342,7 @@ async fn two_instances_on_one_database_check_once_and_warn_once() {
 async fn the_openapi_document_describes_health() {
     let clock = clock();
     let app = app_with(&clock, vec![]).await;
-    let doc: Value = app
-        .get("/api/v1/openapi.json")
-        .await
-        .json()
-        .await
-        .unwrap();
+    let doc: Value = app.get("/api/v1/openapi.json").await.json().await.unwrap();
     let schemas = &doc["components"]["schemas"];
     assert!(
         schemas["ConnectionView"]["properties"]["health"].is_object(),
@@ -332,11 +350,26 @@ async fn the_openapi_document_describes_health() {
         schemas["ConnectionView"]
     );
     let states = schemas["HealthState"]["enum"].to_string();
-    for state in ["healthy", "refresh_failing", "expiring", "missing_scopes", "dead"] {
+    for state in [
+        "healthy",
+        "refresh_failing",
+        "expiring",
+        "missing_scopes",
+        "dead",
+    ] {
         assert!(states.contains(state), "{states}");
     }
-    for field in ["state", "since", "reconnect_by", "last_checked_at", "last_error"] {
-        assert!(schemas["Health"]["properties"][field].is_object(), "{field}");
+    for field in [
+        "state",
+        "since",
+        "reconnect_by",
+        "last_checked_at",
+        "last_error",
+    ] {
+        assert!(
+            schemas["Health"]["properties"][field].is_object(),
+            "{field}"
+        );
     }
     app.stop().await;
 }

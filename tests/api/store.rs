@@ -878,7 +878,12 @@ contract!(
         c.failing_since = Some(at - Duration::hours(2));
         let saved = store.save_connection(&c, None).await.unwrap();
         let candidates = store
-            .health_sweep_candidates(at - Duration::hours(1), at + Duration::days(7), Uuid::nil(), 10)
+            .health_sweep_candidates(
+                at - Duration::hours(1),
+                at + Duration::days(7),
+                Uuid::nil(),
+                10,
+            )
             .await
             .unwrap();
         assert_eq!(candidates.len(), 1);
@@ -889,7 +894,10 @@ contract!(
         assert!(store.mark_expiry_warned(c.id, by, 1, &warn).await.unwrap());
         assert!(!store.mark_expiry_warned(c.id, by, 7, &warn).await.unwrap());
         let other_episode = by + Duration::days(365);
-        assert!(store.mark_expiry_warned(c.id, other_episode, 7, &warn).await.unwrap());
+        assert!(store
+            .mark_expiry_warned(c.id, other_episode, 7, &warn)
+            .await
+            .unwrap());
 
         let since = c.failing_since.unwrap();
         let alert = event("connection.refresh_failing");
@@ -899,14 +907,26 @@ contract!(
             .await
             .unwrap()
             .expect("lease");
-        assert!(!store.mark_failing_alerted(c.id, since, at, &alert).await.unwrap());
-        store.release_refresh_lease(c.id, "refresher").await.unwrap();
+        assert!(!store
+            .mark_failing_alerted(c.id, since, at, &alert)
+            .await
+            .unwrap());
+        store
+            .release_refresh_lease(c.id, "refresher")
+            .await
+            .unwrap();
         assert!(!store
             .mark_failing_alerted(c.id, since + Duration::seconds(1), at, &alert)
             .await
             .unwrap());
-        assert!(store.mark_failing_alerted(c.id, since, at, &alert).await.unwrap());
-        assert!(!store.mark_failing_alerted(c.id, since, at, &alert).await.unwrap());
+        assert!(store
+            .mark_failing_alerted(c.id, since, at, &alert)
+            .await
+            .unwrap());
+        assert!(!store
+            .mark_failing_alerted(c.id, since, at, &alert)
+            .await
+            .unwrap());
 
         // A write from an older copy of the row keeps the alerts; clearing the failures ends the
         // episode's alert.
