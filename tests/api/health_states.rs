@@ -267,6 +267,25 @@ async fn the_probe_finds_a_grant_revoked_at_the_platform_within_one_period() {
     let revoked = events(&app, "connection.revoked").await;
     assert_eq!(revoked.len(), 1, "{revoked:?}");
     assert_eq!(revoked[0]["connection"]["platform"], "meta");
+    // The page's JSON carries the same health.
+    let merchant = crate::dashboard::Merchant::open(&app, "h-probe", "merchant").await;
+    let cards = merchant.cards(&app).await;
+    let card = cards["platforms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["platform"] == "meta")
+        .cloned()
+        .unwrap();
+    assert_eq!(card["health"], meta["health"], "{card}");
+    let unconnected = cards["platforms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["platform"] == "pinterest")
+        .cloned()
+        .unwrap();
+    assert!(unconnected["health"].is_null(), "{unconnected}");
     // The live one was checked and recorded.
     let tiktok = health(&app, "h-probe", "tiktok").await;
     assert_eq!(tiktok["state"], "healthy");
