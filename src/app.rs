@@ -19,6 +19,7 @@ use crate::http::dashboard::DashboardAuth;
 use crate::http::extract::ApiKeys;
 use crate::http::perimeter::Perimeter;
 use crate::http::{AppState, HealthProbe, WebSettings};
+use crate::lifecycle::liveness::{self, Liveness};
 use crate::lifecycle::refresher::Refresher;
 use crate::lifecycle::supervise::supervise;
 use crate::lifecycle::webhooks::WebhookDeliverer;
@@ -96,6 +97,8 @@ pub struct Services {
     pub redis: Option<RedisHandle>,
     /// The lifecycle service.
     pub connections: Connections,
+    /// The liveness probe and health sweep (tests run a pass with `run_once`).
+    pub liveness: Liveness,
     /// The flow service.
     pub flow: Flow,
     /// The built-in sandbox, when enabled (builds with the `sandbox` feature only).
@@ -213,7 +216,9 @@ impl Services {
             metrics.clone(),
         )
         .with_recovery_in(redis.clone())
-        .with_audit(audit.clone());
+        .with_audit(audit.clone())
+        .with_health(settings.health.clone());
+        let liveness = Liveness::new(connections.clone(), settings.refresher_concurrency);
         let dashboard = DashboardLinks::from_settings(&settings, &keyring, clock.clone());
         let flow = Flow::new(
             catalog.clone(),
@@ -249,6 +254,7 @@ impl Services {
             keyring,
             redis,
             connections,
+            liveness,
             flow,
             #[cfg(feature = "sandbox")]
             sandbox,
@@ -405,6 +411,21 @@ impl Application {
             self.background
                 .push(supervise("refresher", metrics.clone(), move || {
                     refresher.clone().run(stopped(rx.clone()))
+                }));
+        }
+        // The liveness probe and health sweep run where the refresher runs.
+        if self.options.refresher && self.services.settings.refresher_enabled {
+            let probe = self.services.liveness.clone();
+            let tick = self
+                .services
+                .settings
+                .health
+                .check_interval
+                .min(liveness::MAX_TICK);
+            let rx = stop_rx.clone();
+            self.background
+                .push(supervise("liveness", metrics.clone(), move || {
+                    probe.clone().run(tick, stopped(rx.clone()))
                 }));
         }
         if let Some(webhooks) = self.services.webhooks.clone() {

@@ -362,6 +362,28 @@ pub struct Connection {
     pub refresh_failures: i32,
     /// The last error, as a short safe text.
     pub last_error: Option<String>,
+    /// When the current run of refresh failures began (`None` while refreshes succeed).
+    #[serde(default)]
+    pub failing_since: Option<DateTime<Utc>>,
+    /// When the connection's stored health last changed: connected, failures started or stopped,
+    /// status changed.
+    #[serde(default)]
+    pub health_since: Option<DateTime<Utc>>,
+    /// The last time the liveness probe (or the connect itself) found the token working.
+    #[serde(default)]
+    pub last_checked_at: Option<DateTime<Utc>>,
+    /// When the liveness probe should next check the token.
+    #[serde(default)]
+    pub next_check_at: Option<DateTime<Utc>>,
+    /// The `reconnect_by` of the last expiry warning's episode.
+    #[serde(default)]
+    pub expiry_warned_for: Option<DateTime<Utc>>,
+    /// The smallest threshold, in days, already warned of in that episode.
+    #[serde(default)]
+    pub expiry_warned_days: Option<i32>,
+    /// When the `connection.refresh_failing` alert of the current failure episode was sent.
+    #[serde(default)]
+    pub failing_alerted_at: Option<DateTime<Utc>>,
     /// Bumped on every write; optimistic concurrency and cache freshness hang on it.
     pub version: i64,
     /// When the connection was first made.

@@ -146,6 +146,7 @@ struct Inner {
     flows_completed: Family<PlatformLabel, Counter>,
     flows_failed: Family<FailureLabels, Counter>,
     refreshes: Family<OutcomeLabels, Counter>,
+    liveness_probes: Family<OutcomeLabels, Counter>,
     token_endpoint: Family<CallLabels, Histogram, fn() -> Histogram>,
     connections: Family<StatusLabels, Gauge>,
     redis_circuit: Family<CircuitLabel, Counter>,
@@ -181,6 +182,7 @@ impl Metrics {
         let flows_completed = Family::default();
         let flows_failed = Family::default();
         let refreshes = Family::default();
+        let liveness_probes = Family::default();
         let token_endpoint =
             Family::<CallLabels, Histogram, fn() -> Histogram>::new_with_constructor(
                 latency_histogram,
@@ -209,6 +211,12 @@ impl Metrics {
             flows_failed.clone(),
         );
         registry.register("refreshes", "Token refreshes by outcome", refreshes.clone());
+        registry.register(
+            "liveness_probes",
+            "Liveness checks of connections' tokens by outcome (alive, renewed, dead, still_dead, \
+             refused, unavailable, skipped)",
+            liveness_probes.clone(),
+        );
         registry.register(
             "token_endpoint_seconds",
             "Latency of calls to platforms' token endpoints",
@@ -255,6 +263,7 @@ impl Metrics {
             flows_completed,
             flows_failed,
             refreshes,
+            liveness_probes,
             token_endpoint,
             connections,
             redis_circuit,
@@ -302,6 +311,17 @@ impl Metrics {
     pub fn refresh(&self, platform: &str, outcome: &str) {
         self.0
             .refreshes
+            .get_or_create(&OutcomeLabels {
+                platform: platform.into(),
+                outcome: outcome.into(),
+            })
+            .inc();
+    }
+
+    /// A liveness check of a connection's token ended with `outcome`.
+    pub(crate) fn liveness_probe(&self, platform: &str, outcome: &str) {
+        self.0
+            .liveness_probes
             .get_or_create(&OutcomeLabels {
                 platform: platform.into(),
                 outcome: outcome.into(),

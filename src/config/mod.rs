@@ -194,6 +194,9 @@ pub struct Settings {
     pub refresher_interval: Duration,
     /// `REFRESHER_CONCURRENCY` (default 8): platform calls it makes at once.
     pub refresher_concurrency: usize,
+    /// `LIVENESS_CHECK_INTERVAL_SECONDS`, `EXPIRY_WARNING_DAYS`, `REFRESH_FAILING_ALERT_SECONDS`:
+    /// connection health.
+    pub health: crate::lifecycle::HealthSettings,
     /// The five built-in platforms' settings, by slug.
     pub platforms: BTreeMap<String, PlatformSettings>,
     /// Operator-declared generic providers.
@@ -261,6 +264,11 @@ impl Settings {
             refresher_enabled: refresher::enabled(&vars)?,
             refresher_interval: refresher::interval(&vars)?,
             refresher_concurrency: refresher::concurrency(&vars)?,
+            health: crate::lifecycle::HealthSettings {
+                check_interval: refresher::liveness_interval(&vars)?,
+                warning_days: refresher::expiry_warning_days(&vars)?,
+                failing_alert: refresher::refresh_failing_alert(&vars)?,
+            },
             platform_timeout,
             platform_max_response_bytes: platforms::max_response_bytes(&vars)?,
             proxy: platforms::proxy(&vars)?,
@@ -377,6 +385,23 @@ impl Settings {
                 self.refresher_interval.as_secs(),
             ),
             row("REFRESHER_CONCURRENCY", self.refresher_concurrency),
+            row(
+                "LIVENESS_CHECK_INTERVAL_SECONDS",
+                self.health.check_interval.as_secs(),
+            ),
+            row(
+                "EXPIRY_WARNING_DAYS",
+                self.health
+                    .warning_days
+                    .iter()
+                    .map(u32::to_string)
+                    .collect::<Vec<_>>()
+                    .join(","),
+            ),
+            row(
+                "REFRESH_FAILING_ALERT_SECONDS",
+                self.health.failing_alert.as_secs(),
+            ),
             row(
                 "WEBHOOK_URL",
                 self.webhook_url

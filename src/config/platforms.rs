@@ -18,9 +18,12 @@ use crate::proxy::ProxySettings;
 
 /// Prefixes of variables that are ours whatever the platforms: a variable starting with one that
 /// no reader asked for is reported as a probable typo.
-const OWN_PREFIXES: [&str; 10] = [
+const OWN_PREFIXES: [&str; 13] = [
     "GROWTH_",
     "REFRESHER_",
+    "LIVENESS_",
+    "EXPIRY_WARNING_",
+    "REFRESH_FAILING_",
     "WEBHOOK_",
     "DASHBOARD_",
     "TOKEN_ENCRYPTION_",

@@ -63,7 +63,12 @@ async fn view(
         .find(|c| c.platform == spec.id)
         .ok_or(OAuthError::NotFound)?;
     let assets = connections.assets(store_id).await?;
-    Ok(Json(ConnectionView::with_assets(&connection, &assets)))
+    let health = connections.health(&connection);
+    Ok(Json(ConnectionView::with_assets(
+        &connection,
+        &assets,
+        health,
+    )))
 }
 
 /// Discovers the connection's assets now (with a valid token, refreshed first when due) and

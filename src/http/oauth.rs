@@ -389,7 +389,7 @@ pub async fn connections(
         store_id: store_id.to_string(),
         connections: list
             .iter()
-            .map(|c| ConnectionView::with_assets(c, &assets))
+            .map(|c| ConnectionView::with_assets(c, &assets, connections.health(c)))
             .collect(),
     }))
 }

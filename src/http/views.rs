@@ -8,6 +8,7 @@ use utoipa::openapi::RefOr;
 use utoipa::{IntoParams, PartialSchema, ToSchema};
 
 use crate::domain::{Connection, ConnectionStatus, StoreId, UserId};
+use crate::lifecycle::health::Health;
 use crate::platforms::{PlatformSpec, Revocation, BUILT_IN};
 use crate::store::StoredAsset;
 
@@ -97,6 +98,10 @@ pub struct ConnectionView {
     /// The merchant's assets on the platform (pages, Instagram accounts, ad accounts, boards...),
     /// each marked `selected` when it is the default of its kind. Never a token.
     pub assets: Vec<AssetView>,
+    /// The connection's health: `healthy`, `refresh_failing`, `expiring`, `missing_scopes` or
+    /// `dead`, since when, until when it lasts without the merchant (`reconnect_by`, where the
+    /// platform's rules say), the last liveness check and the last error.
+    pub health: Health,
 }
 
 /// One asset of a connection.
@@ -125,10 +130,14 @@ impl From<&StoredAsset> for AssetView {
 }
 
 impl ConnectionView {
-    /// The view with the connection's assets, picked from a store's (`assets` may hold other
-    /// connections' too).
-    pub(crate) fn with_assets(connection: &Connection, assets: &[StoredAsset]) -> Self {
-        let mut view = Self::from(connection);
+    /// The view with the connection's health (`Connections::health`) and assets, picked from a
+    /// store's (`assets` may hold other connections' too).
+    pub(crate) fn with_assets(
+        connection: &Connection,
+        assets: &[StoredAsset],
+        health: Health,
+    ) -> Self {
+        let mut view = Self::of(connection, health);
         view.assets = assets
             .iter()
             .filter(|asset| asset.connection_id == connection.id)
@@ -171,8 +180,8 @@ pub(crate) struct AccountView {
     pub name: Option<String>,
 }
 
-impl From<&Connection> for ConnectionView {
-    fn from(c: &Connection) -> Self {
+impl ConnectionView {
+    fn of(c: &Connection, health: Health) -> Self {
         Self {
             platform: c.platform.to_string(),
             status: c.status,
@@ -190,6 +199,7 @@ impl From<&Connection> for ConnectionView {
             last_error: c.last_error.clone(),
             metadata: c.metadata.clone(),
             assets: Vec::new(),
+            health,
         }
     }
 }

@@ -71,6 +71,16 @@ impl Connection {
             next_refresh_at,
             refresh_failures: 0,
             last_error: None,
+            // The failure episode (and its alert, cleared by the store) ends here.
+            failing_since: None,
+            failing_alerted_at: None,
+            health_since: if self.failing_since.is_some()
+                || self.status != ConnectionStatus::Connected
+            {
+                Some(now)
+            } else {
+                self.health_since
+            },
             status: ConnectionStatus::Connected,
             updated_at: now,
             ..self
@@ -85,11 +95,26 @@ impl Connection {
         reason: &str,
         now: DateTime<Utc>,
     ) -> Self {
+        // A transient failure starts (or continues) a failure episode; a final one ends it: the
+        // connection is dead, which is its own state.
+        let failing_since = if status == ConnectionStatus::Connected {
+            self.failing_since.or(Some(now))
+        } else {
+            None
+        };
+        let changed =
+            status != self.status || failing_since.is_some() != self.failing_since.is_some();
         Self {
             status,
             next_refresh_at,
             refresh_failures: self.refresh_failures + 1,
             last_error: Some(reason.to_owned()),
+            failing_since,
+            health_since: if changed {
+                Some(now)
+            } else {
+                self.health_since
+            },
             updated_at: now,
             ..self
         }
@@ -199,6 +224,13 @@ mod tests {
             version: 7,
             created_at: now,
             updated_at: now,
+            failing_since: Some(now - Duration::hours(2)),
+            health_since: Some(now - Duration::hours(2)),
+            last_checked_at: None,
+            next_check_at: None,
+            expiry_warned_for: None,
+            expiry_warned_days: None,
+            failing_alerted_at: Some(now - Duration::hours(1)),
         }
     }
 
@@ -226,6 +258,33 @@ mod tests {
         assert_eq!(after.next_refresh_at, Some(next));
         assert_eq!(after.access_token_expires_at, set.expires_at);
         assert_eq!((after.id, after.version), (before.id, before.version));
+        // The failure episode ends, and health changed now.
+        assert_eq!(after.failing_since, None);
+        assert_eq!(after.failing_alerted_at, None);
+        assert_eq!(after.health_since, Some(clock.now()));
+    }
+
+    #[test]
+    fn a_transient_failure_starts_an_episode_once_and_a_final_one_ends_it() {
+        let clock = start();
+        let mut healthy = row(&clock);
+        healthy.refresh_failures = 0;
+        healthy.failing_since = None;
+        let first = healthy.parked(ConnectionStatus::Connected, None, "HTTP 503", clock.now());
+        assert_eq!(first.failing_since, Some(clock.now()));
+        assert_eq!(first.health_since, Some(clock.now()));
+        let started = clock.now();
+        clock.advance(Duration::minutes(10));
+        let second = first.parked(ConnectionStatus::Connected, None, "HTTP 503", clock.now());
+        assert_eq!(
+            second.failing_since,
+            Some(started),
+            "the episode began at the first failure"
+        );
+        assert_eq!(second.health_since, Some(started));
+        let dead = second.parked(ConnectionStatus::Revoked, None, "revoked", clock.now());
+        assert_eq!(dead.failing_since, None);
+        assert_eq!(dead.health_since, Some(clock.now()));
     }
 
     #[test]

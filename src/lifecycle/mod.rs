@@ -12,11 +12,15 @@
 //! write, cache, metrics, in a tracked task that outlives its caller), `recovery` (renewed sets the
 //! database refused, kept until written), `refresher` (the background loop), `supervise` (restarts
 //! background tasks that panic), `cache`, `events` and `webhooks`; `assets` (the merchant's assets:
-//! discovery after connect and on demand, the selection, the token for an account).
+//! discovery after connect and on demand, the selection, the token for an account); `health` (pure:
+//! a connection's health state, `reconnect_by`, which expiry warning is owed) and `liveness` (the
+//! background probe of tokens and the sweep that sends the health events).
 
 mod assets;
 pub mod cache;
 pub mod events;
+pub mod health;
+pub mod liveness;
 mod merge;
 pub mod outcome;
 mod recovery;
@@ -44,7 +48,7 @@ use crate::platforms::client::{
     PlatformClient, RevocationOutcome, RevocationReport, TokenRevocation,
 };
 use crate::platforms::error::OAuthError;
-use crate::platforms::Grant;
+use crate::platforms::{Grant, ReconnectRule};
 use crate::redis_conn::RedisHandle;
 use crate::store::{Store, StoreError};
 use crate::vault::{Binding, Keyring, VaultError};
@@ -58,6 +62,43 @@ use recovery::RecoveryStore;
 /// How long a refresh lease lasts: longer than a platform call may take (its timeout), so a live
 /// holder never loses it, and short enough that a crashed holder frees the connection soon.
 pub(crate) const LEASE: StdDuration = StdDuration::from_secs(60);
+
+/// The health settings: the liveness probe's period, the expiry warnings' thresholds and how long
+/// refreshes fail before an alert.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HealthSettings {
+    /// `LIVENESS_CHECK_INTERVAL_SECONDS`: each connection's token is checked once per period.
+    pub check_interval: StdDuration,
+    /// `EXPIRY_WARNING_DAYS`: `connection.expiring` this many days before `reconnect_by`, largest
+    /// first.
+    pub warning_days: Vec<u32>,
+    /// `REFRESH_FAILING_ALERT_SECONDS`: `connection.refresh_failing` once failures last this long.
+    pub failing_alert: StdDuration,
+}
+
+impl Default for HealthSettings {
+    fn default() -> Self {
+        Self {
+            check_interval: StdDuration::from_secs(86_400),
+            warning_days: vec![7, 1],
+            failing_alert: StdDuration::from_secs(3600),
+        }
+    }
+}
+
+impl HealthSettings {
+    /// The largest warning threshold: from then on, a known `reconnect_by` makes a connection
+    /// `expiring`.
+    pub fn warning_window(&self) -> Duration {
+        Duration::days(i64::from(
+            self.warning_days.iter().copied().max().unwrap_or(0),
+        ))
+    }
+
+    fn interval(&self) -> Duration {
+        Duration::from_std(self.check_interval).unwrap_or(Duration::days(1))
+    }
+}
 
 /// A valid access token, ready for a calling service.
 #[derive(Debug, Clone)]
@@ -101,6 +142,7 @@ pub struct Connections {
     inflight: TaskTracker,
     shutting_down: Arc<AtomicBool>,
     audit: Option<AuditLog>,
+    health: Arc<HealthSettings>,
 }
 
 impl Connections {
@@ -131,7 +173,28 @@ impl Connections {
             inflight: TaskTracker::new(),
             shutting_down: Arc::new(AtomicBool::new(false)),
             audit: None,
+            health: Arc::new(HealthSettings::default()),
         }
+    }
+
+    /// Uses these health settings (probe period, warning thresholds, alert delay).
+    pub(crate) fn with_health(mut self, settings: HealthSettings) -> Self {
+        self.health = Arc::new(settings);
+        self
+    }
+
+    /// A connection's health now, by its platform's rules.
+    pub fn health(&self, connection: &Connection) -> health::Health {
+        let rule = self
+            .catalog
+            .get(&connection.platform)
+            .map_or(ReconnectRule::RefreshTokenExpiry, |spec| spec.reconnect);
+        health::assess(
+            connection,
+            rule,
+            self.clock.now(),
+            self.health.warning_window(),
+        )
     }
 
     /// Keeps recovery records in Redis too, where every replica finds them (see `recovery.rs`).
@@ -273,8 +336,9 @@ impl Connections {
             .filter(|s| !granted.contains(s))
             .cloned()
             .collect();
+        let id = Uuid::now_v7();
         let connection = Connection {
-            id: Uuid::now_v7(),
+            id,
             store_id: store_id.clone(),
             user_id: user_id.clone(),
             platform: spec.id.clone(),
@@ -296,6 +360,15 @@ impl Connections {
             version: 1,
             created_at: now,
             updated_at: now,
+            failing_since: None,
+            health_since: Some(now),
+            // The identity call made at connect is the first liveness check; the next falls at a
+            // fixed point of the period, spread by the connection's id.
+            last_checked_at: spec.userinfo_url.is_some().then_some(now),
+            next_check_at: Some(now + health::first_check_offset(id, self.health.interval())),
+            expiry_warned_for: None,
+            expiry_warned_days: None,
+            failing_alerted_at: None,
         };
         let event = events::event("connection.created", &connection, None, now);
         let saved = self

@@ -234,8 +234,13 @@ impl Connections {
         let tokens = merge(old, grant, spec.renewal);
         let sealed = self.seal_with_id(&connection, &tokens);
         let next = renewal::schedule(spec.renewal, self.refresh_window, &tokens, now);
+        let alerted = connection.clone();
         let updated = connection.with_tokens(&tokens, sealed.clone(), &spec.scopes, next, now);
-        match self.finish_with_retry(&updated, owner, None).await {
+        let recovered = events::recovered(&alerted, &updated, now);
+        match self
+            .finish_with_retry(&updated, owner, recovered.as_ref())
+            .await
+        {
             Ok(saved) => {
                 self.recovery.forget(saved.id).await;
                 self.cache.put(&saved).await;
@@ -368,6 +373,7 @@ impl Connections {
             &tokens,
             record.renewed_at,
         );
+        let alerted = leased.clone();
         let row = leased.with_tokens(
             &tokens,
             record.sealed,
@@ -375,7 +381,10 @@ impl Connections {
             next,
             record.renewed_at,
         );
-        let saved = self.finish_with_retry(&row, owner, None).await?;
+        let recovered = events::recovered(&alerted, &row, self.clock.now());
+        let saved = self
+            .finish_with_retry(&row, owner, recovered.as_ref())
+            .await?;
         tracing::info!(platform = %spec.id, store_id = %saved.store_id, "a recovery record was written");
         self.recovery.forget(saved.id).await;
         self.cache.put(&saved).await;

@@ -55,6 +55,22 @@ pub enum Renewal {
     MetaExchange,
 }
 
+/// Until when a connection lasts without the merchant: the rule behind its health's
+/// `reconnect_by` (each platform module quotes its source next to its choice).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReconnectRule {
+    /// The refresh token's own lifetime, where the platform reports one (`refresh_expires_in`,
+    /// `refresh_token_expires_in`/`_at`): stored as the connection's `refresh_token_expires_at`.
+    /// A platform that reports none has no known `reconnect_by`.
+    RefreshTokenExpiry,
+    /// Meta: no refresh token. The long-lived token (~60 days) is re-exchanged a week before it
+    /// expires, but Meta does not promise that an exchange extends it; once an exchange leaves the
+    /// expiry where it was (the last exchange came within a week of the expiry it left), that expiry
+    /// is the end. A data-access expiry (`data_access_expires_at` from `debug_token`), when one is
+    /// recorded in the connection's metadata, bounds it too.
+    MetaLongLived,
+}
+
 /// How tokens are revoked at the platform.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Revocation {
@@ -132,6 +148,8 @@ pub struct PlatformSpec {
     pub extra_authorize_params: Vec<(String, String)>,
     /// How the grant is renewed.
     pub renewal: Renewal,
+    /// Until when the grant lasts without the merchant (health's `reconnect_by`).
+    pub reconnect: ReconnectRule,
     /// Whether a refresh invalidates the previous refresh token.
     pub refresh_rotates: bool,
     /// How to revoke.
@@ -200,6 +218,7 @@ fn built_in_spec(platform: &BuiltInPlatform) -> Option<PlatformSpec> {
         pkce: protocol.pkce,
         extra_authorize_params: params(protocol.authorize_params),
         renewal: platform.renewal,
+        reconnect: platform.reconnect,
         refresh_rotates: protocol.refresh_rotates,
         revocation: protocol.revocation.clone(),
         errors: protocol.errors,
@@ -239,6 +258,9 @@ fn generic_spec(generic: &GenericProviderSettings) -> Option<PlatformSpec> {
         pkce: if generic.pkce { Pkce::S256 } else { Pkce::None },
         extra_authorize_params: params(&[("response_type", "code")]),
         renewal: Renewal::RefreshToken,
+        // An operator's provider: only what its token endpoint reports (RFC 6749 defines no
+        // refresh-token lifetime).
+        reconnect: ReconnectRule::RefreshTokenExpiry,
         refresh_rotates: false,
         revocation: Revocation::Form {
             authenticate: true,

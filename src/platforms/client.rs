@@ -43,6 +43,21 @@ pub struct AccountInfo {
     pub picture: Option<String>,
 }
 
+/// What the platform's identity endpoint said of an access token (the liveness probe's question).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Identity {
+    /// The token works.
+    Alive,
+    /// The platform says the token is dead, as its API says it ([`super::DeadToken`]).
+    Dead,
+    /// The platform refused for another reason (a missing scope, an odd answer): safe text.
+    Refused(String),
+    /// The platform or the network failed (5xx, 429, timeout): safe text.
+    Unavailable(String),
+    /// The platform has no identity endpoint to ask.
+    Unsupported,
+}
+
 /// What revocation achieved.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RevocationOutcome {
@@ -306,6 +321,56 @@ impl PlatformClient {
             name: first_string(root, spec.account.name),
             picture: first_string(root, spec.account.picture),
         })
+    }
+
+    /// Asks the user-info endpoint (the identity call made at connect) whether `access_token`
+    /// still works, telling a dead token from an outage and from any other refusal.
+    pub(crate) async fn probe_identity(
+        &self,
+        spec: &PlatformSpec,
+        access_token: &SecretString,
+    ) -> Identity {
+        let Some(url) = spec.userinfo_url.clone() else {
+            return Identity::Unsupported;
+        };
+        let request = self
+            .http
+            .get(url)
+            .query(spec.account.query)
+            .bearer_auth(access_token.expose_secret())
+            .header("Accept", "application/json");
+        let response = match request.send().await {
+            Ok(response) => response,
+            Err(error) => return Identity::Unavailable(transport_error(spec, &error).to_string()),
+        };
+        let status = response.status();
+        if status == StatusCode::TOO_MANY_REQUESTS
+            || status == StatusCode::REQUEST_TIMEOUT
+            || status.is_server_error()
+        {
+            return Identity::Unavailable(format!("HTTP {}", status.as_u16()));
+        }
+        let body = match self.read_body(spec, response).await {
+            Ok(body) => body,
+            Err(error) => return Identity::Refused(error.to_string()),
+        };
+        if spec.dead_token.is_dead(status.as_u16(), &body) {
+            return Identity::Dead;
+        }
+        if !status.is_success() {
+            return Identity::Refused(format!("HTTP {}", status.as_u16()));
+        }
+        let Ok(json) = serde_json::from_slice::<Value>(&body) else {
+            return Identity::Refused("an answer that is not JSON".into());
+        };
+        // TikTok answers a dead token inside a 200 envelope too.
+        match quirks::check_account_response(spec, &json) {
+            Ok(()) => Identity::Alive,
+            Err(OAuthError::PlatformRejected {
+                permanent: true, ..
+            }) => Identity::Dead,
+            Err(error) => Identity::Refused(error.to_string()),
+        }
     }
 
     /// A `GET` carrying the user's token. Always in the `Authorization` header, never in the URL,

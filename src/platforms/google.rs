@@ -7,7 +7,8 @@ use serde_json::{json, Value};
 
 use super::assets::{self, Asset, AssetKind, AssetSet};
 use super::catalog::{
-    AccountMapping, ClientAuth, ErrorShape, Pkce, PlatformSpec, Renewal, Revocation, TokenMethod,
+    AccountMapping, ClientAuth, ErrorShape, Pkce, PlatformSpec, ReconnectRule, Renewal, Revocation,
+    TokenMethod,
 };
 use super::client::PlatformClient;
 use super::error::OAuthError;
@@ -38,6 +39,11 @@ pub(super) const PLATFORM: BuiltInPlatform = BuiltInPlatform {
         "https://www.googleapis.com/auth/adwords",
     ],
     renewal: Renewal::RefreshToken,
+    // providers.md §3: refresh tokens do not expire by time, except `refresh_token_expires_in`
+    // "only for time-based access" [G1, G4] and "Testing" consent screens (7 days) [G2], which the
+    // token response then reports; they also die "unused 6 months" [G2], which the refresher's
+    // regular use prevents. So `reconnect_by` only when Google reported a lifetime.
+    reconnect: ReconnectRule::RefreshTokenExpiry,
     hooks: &[Hook::GoogleAdsCustomers],
     // platform-apis.md §3: v26 is "the latest active version" in the late-2026 docs.
     api_base: "https://googleads.googleapis.com/v26/",

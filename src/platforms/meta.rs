@@ -9,7 +9,8 @@ use serde_json::{json, Value};
 
 use super::assets::{self, Asset, AssetKind, AssetSet};
 use super::catalog::{
-    AccountMapping, ClientAuth, ErrorShape, Pkce, PlatformSpec, Renewal, Revocation, TokenMethod,
+    AccountMapping, ClientAuth, ErrorShape, Pkce, PlatformSpec, ReconnectRule, Renewal, Revocation,
+    TokenMethod,
 };
 use super::client::{PlatformClient, TokenGrant};
 use super::error::OAuthError;
@@ -55,6 +56,11 @@ pub(super) const PLATFORM: BuiltInPlatform = BuiltInPlatform {
         "business_management",
     ],
     renewal: Renewal::MetaExchange,
+    // providers.md §1: no refresh token; the long-lived user token "generally lasts about 60 days"
+    // [M2], re-exchanging it to restart the clock "is not stated by Meta" (Nango does it [M10]),
+    // and `debug_token` reports `data_access_expires_at` [M6]. So: the token's expiry once an
+    // exchange no longer extends it, bounded by a recorded data-access expiry.
+    reconnect: ReconnectRule::MetaLongLived,
     hooks: &[
         Hook::MetaLongLivedExchange,
         Hook::MetaPagesAndPermissions,

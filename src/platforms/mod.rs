@@ -32,8 +32,8 @@ use secrecy::SecretString;
 
 pub use assets::{Asset, AssetKind, AssetSet};
 pub use catalog::{
-    AccountMapping, Catalog, ClientAuth, ErrorShape, Pkce, PlatformSpec, Renewal, Revocation,
-    TokenMethod,
+    AccountMapping, Catalog, ClientAuth, ErrorShape, Pkce, PlatformSpec, ReconnectRule, Renewal,
+    Revocation, TokenMethod,
 };
 pub use client::{AccountInfo, PlatformClient, RevocationOutcome, TokenGrant};
 pub use error::OAuthError;
@@ -63,6 +63,8 @@ pub struct BuiltInPlatform {
     pub scopes: &'static [&'static str],
     /// How a grant is renewed.
     pub renewal: Renewal,
+    /// Until when a grant lasts without the merchant (health's `reconnect_by`), with its source.
+    pub reconnect: ReconnectRule,
     /// The platform's genuine quirks, applied in order at their stage.
     pub hooks: &'static [Hook],
     /// The base URL of the platform's API, version pinned, for calls made with its tokens

@@ -7,7 +7,8 @@ use serde_json::{json, Value};
 
 use super::assets::{self, Asset, AssetKind, AssetSet};
 use super::catalog::{
-    AccountMapping, ClientAuth, ErrorShape, Pkce, PlatformSpec, Renewal, Revocation, TokenMethod,
+    AccountMapping, ClientAuth, ErrorShape, Pkce, PlatformSpec, ReconnectRule, Renewal, Revocation,
+    TokenMethod,
 };
 use super::client::PlatformClient;
 use super::error::OAuthError;
@@ -41,6 +42,9 @@ pub(super) const PLATFORM: BuiltInPlatform = BuiltInPlatform {
         "ads:write",
     ],
     renewal: Renewal::RefreshToken,
+    // providers.md §4: continuous refresh tokens have a "60-day expiration, refreshable
+    // indefinitely", and every token response carries `refresh_token_expires_in`/`_at` [P1].
+    reconnect: ReconnectRule::RefreshTokenExpiry,
     hooks: &[Hook::PinterestAssets],
     api_base: "https://api.pinterest.com/v5/",
     proxy_auth: super::ProxyAuth::Bearer,

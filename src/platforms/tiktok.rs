@@ -7,7 +7,8 @@ use serde_json::{json, Value};
 
 use super::assets::{self, Asset, AssetKind, AssetSet};
 use super::catalog::{
-    AccountMapping, ClientAuth, ErrorShape, Pkce, PlatformSpec, Renewal, Revocation, TokenMethod,
+    AccountMapping, ClientAuth, ErrorShape, Pkce, PlatformSpec, ReconnectRule, Renewal, Revocation,
+    TokenMethod,
 };
 use super::client::PlatformClient;
 use super::error::{scrub, OAuthError};
@@ -40,6 +41,9 @@ pub(super) const PLATFORM: BuiltInPlatform = BuiltInPlatform {
         "video.upload",
     ],
     renewal: Renewal::RefreshToken,
+    // providers.md §2: "refresh 365 days" [T1], "refresh 180 days" in the Nov 2026 pages, which say
+    // to use `refresh_expires_in` ("remaining lifetime in seconds") rather than hard-coding [T3, T4].
+    reconnect: ReconnectRule::RefreshTokenExpiry,
     hooks: &[Hook::TikTokEnvelopeError, Hook::TikTokCreatorInfo],
     api_base: "https://open.tiktokapis.com/v2/",
     proxy_auth: super::ProxyAuth::Bearer,

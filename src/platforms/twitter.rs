@@ -6,7 +6,8 @@ use serde_json::json;
 
 use super::assets::{self, Asset, AssetKind, AssetSet};
 use super::catalog::{
-    AccountMapping, ClientAuth, ErrorShape, Pkce, PlatformSpec, Renewal, Revocation, TokenMethod,
+    AccountMapping, ClientAuth, ErrorShape, Pkce, PlatformSpec, ReconnectRule, Renewal, Revocation,
+    TokenMethod,
 };
 use super::client::PlatformClient;
 use super::error::OAuthError;
@@ -41,6 +42,10 @@ pub(super) const PLATFORM: BuiltInPlatform = BuiltInPlatform {
         OFFLINE_ACCESS,
     ],
     renewal: Renewal::RefreshToken,
+    // providers.md §5: refresh tokens rotate ("always save the newest one" [X3]) and need
+    // `offline.access` [X2]; no source gives a lifetime or an idle limit, and the token response
+    // carries none, so X has a `reconnect_by` only if it ever reports one.
+    reconnect: ReconnectRule::RefreshTokenExpiry,
     hooks: &[Hook::XOfflineAccess, Hook::XUser],
     api_base: "https://api.x.com/2/",
     proxy_auth: super::ProxyAuth::Bearer,

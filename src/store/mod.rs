@@ -295,6 +295,52 @@ pub trait Store: Send + Sync + Debug {
         limit: i64,
     ) -> Result<Vec<Connection>, StoreError>;
 
+    /// Claims up to `limit` connected rows whose liveness check is due at `now`, moving their
+    /// `next_check_at` to `next` in the same statement: another replica claiming at the same time
+    /// gets other rows (PostgreSQL skips the rows being claimed), so each is checked once a period.
+    async fn claim_liveness_checks(
+        &self,
+        now: DateTime<Utc>,
+        next: DateTime<Utc>,
+        limit: i64,
+    ) -> Result<Vec<Connection>, StoreError>;
+
+    /// Records that the liveness probe found the connection's token working at `at`.
+    async fn record_liveness_check(&self, id: Uuid, at: DateTime<Utc>) -> Result<(), StoreError>;
+
+    /// Connected rows the health sweep looks at, by id after `after`, at most `limit`: failing since
+    /// `failing_before` or earlier without an alert yet, or whose renewal credential runs out by
+    /// `expiring_before`.
+    async fn health_sweep_candidates(
+        &self,
+        failing_before: DateTime<Utc>,
+        expiring_before: DateTime<Utc>,
+        after: Uuid,
+        limit: i64,
+    ) -> Result<Vec<Connection>, StoreError>;
+
+    /// Records an expiry warning of `days` for the episode ending at `reconnect_by`, with `event`
+    /// in the same transaction, unless that episode was already warned of `days` or fewer; `true`
+    /// when this call recorded it (so exactly one replica sends each warning).
+    async fn mark_expiry_warned(
+        &self,
+        id: Uuid,
+        reconnect_by: DateTime<Utc>,
+        days: i32,
+        event: &NewEvent,
+    ) -> Result<bool, StoreError>;
+
+    /// Records the `refresh_failing` alert of the episode that began at `failing_since`, with
+    /// `event` in the same transaction, unless it was sent already, the episode ended, or a refresh
+    /// holds the lease; `true` when this call recorded it.
+    async fn mark_failing_alerted(
+        &self,
+        id: Uuid,
+        failing_since: DateTime<Utc>,
+        at: DateTime<Utc>,
+        event: &NewEvent,
+    ) -> Result<bool, StoreError>;
+
     /// Connections counted by platform and status.
     async fn count_by_status(&self) -> Result<Vec<StatusCount>, StoreError>;
 

@@ -63,5 +63,6 @@ super::sql::impl_store!(
     sqlx::Postgres,
     "postgres",
     sqlx::migrate!("./migrations/postgres"),
-    "select now()"
+    "select now()",
+    " for update skip locked"
 );

@@ -6,7 +6,8 @@
 pub(super) const CONNECTION_COLUMNS: &str = "id, store_id, user_id, platform, status, account_id, \
     account_name, account_picture, sealed_tokens, key_id, metadata, granted_scopes, missing_scopes, \
     access_token_expires_at, refresh_token_expires_at, last_refreshed_at, next_refresh_at, \
-    refresh_failures, last_error, version, created_at, updated_at";
+    refresh_failures, last_error, version, created_at, updated_at, failing_since, health_since, \
+    last_checked_at, next_check_at, expiry_warned_for, expiry_warned_days, failing_alerted_at";
 
 /// The columns of `api_keys` that leave the store (never `hash`).
 pub(super) const API_KEY_COLUMNS: &str = "id, name, scopes, created_at, last_used_at, revoked_at";
@@ -19,9 +20,11 @@ pub(super) fn is_unique_violation(error: &sqlx::Error) -> bool {
 }
 
 /// Stamps the [`Store`](super::Store) implementation onto a backend: `$store` wraps a pool of `$db`,
-/// and `$db_now` is the query that reads the database's clock (for leases).
+/// `$db_now` is the query that reads the database's clock (for leases), and `$skip_locked` ends a
+/// subquery that claims rows (PostgreSQL's `for update skip locked`; nothing on SQLite, whose
+/// writes are serialised anyway).
 macro_rules! impl_store {
-    ($store:ty, $db:ty, $backend:literal, $migrator:expr, $db_now:literal) => {
+    ($store:ty, $db:ty, $backend:literal, $migrator:expr, $db_now:literal, $skip_locked:literal) => {
         use async_trait::async_trait;
         use chrono::{DateTime, Utc};
         use sqlx::types::Json;
@@ -66,6 +69,13 @@ macro_rules! impl_store {
                 version: row.try_get("version")?,
                 created_at: row.try_get("created_at")?,
                 updated_at: row.try_get("updated_at")?,
+                failing_since: row.try_get("failing_since")?,
+                health_since: row.try_get("health_since")?,
+                last_checked_at: row.try_get("last_checked_at")?,
+                next_check_at: row.try_get("next_check_at")?,
+                expiry_warned_for: row.try_get("expiry_warned_for")?,
+                expiry_warned_days: row.try_get("expiry_warned_days")?,
+                failing_alerted_at: row.try_get("failing_alerted_at")?,
             })
         }
 
@@ -111,7 +121,8 @@ macro_rules! impl_store {
                 let mut tx = self.pool.begin().await?;
                 let sql = format!(
                     "insert into platform_connections ({CONNECTION_COLUMNS}) values \
-                     ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, 1, $20, $21) \
+                     ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, 1, $20, $21, \
+                     $22, $23, $24, $25, $26, $27, $28) \
                      on conflict (store_id, platform) do update set \
                      user_id = excluded.user_id, status = excluded.status, account_id = excluded.account_id, \
                      account_name = excluded.account_name, account_picture = excluded.account_picture, \
@@ -123,6 +134,11 @@ macro_rules! impl_store {
                      last_refreshed_at = excluded.last_refreshed_at, next_refresh_at = excluded.next_refresh_at, \
                      refresh_failures = excluded.refresh_failures, last_error = excluded.last_error, \
                      refresh_lease_owner = null, refresh_lease_until = null, \
+                     failing_since = excluded.failing_since, health_since = excluded.health_since, \
+                     last_checked_at = excluded.last_checked_at, next_check_at = excluded.next_check_at, \
+                     expiry_warned_for = excluded.expiry_warned_for, \
+                     expiry_warned_days = excluded.expiry_warned_days, \
+                     failing_alerted_at = excluded.failing_alerted_at, \
                      version = platform_connections.version + 1, updated_at = excluded.updated_at \
                      returning {CONNECTION_COLUMNS}"
                 );
@@ -148,6 +164,13 @@ macro_rules! impl_store {
                     .bind(&c.last_error)
                     .bind(c.created_at)
                     .bind(c.updated_at)
+                    .bind(c.failing_since)
+                    .bind(c.health_since)
+                    .bind(c.last_checked_at)
+                    .bind(c.next_check_at)
+                    .bind(c.expiry_warned_for)
+                    .bind(c.expiry_warned_days)
+                    .bind(c.failing_alerted_at)
                     .fetch_one(&mut *tx)
                     .await?;
                 let saved = decode_connection(&row)?;
@@ -404,6 +427,128 @@ macro_rules! impl_store {
                     .iter()
                     .map(decode_connection)
                     .collect()
+            }
+
+            async fn claim_liveness_checks(
+                &self,
+                now: DateTime<Utc>,
+                next: DateTime<Utc>,
+                limit: i64,
+            ) -> Result<Vec<Connection>, StoreError> {
+                // One statement claims: the rows it moves to `next` are this caller's alone.
+                let sql = format!(
+                    "update platform_connections set next_check_at = $2 where id in (\
+                     select id from platform_connections where next_check_at is not null \
+                     and next_check_at <= $1 and status = 'CONNECTED' \
+                     order by next_check_at limit $3{}) returning {CONNECTION_COLUMNS}",
+                    $skip_locked
+                );
+                sqlx::query(&sql)
+                    .bind(now)
+                    .bind(next)
+                    .bind(limit)
+                    .fetch_all(&self.pool)
+                    .await?
+                    .iter()
+                    .map(decode_connection)
+                    .collect()
+            }
+
+            async fn record_liveness_check(
+                &self,
+                id: Uuid,
+                at: DateTime<Utc>,
+            ) -> Result<(), StoreError> {
+                sqlx::query("update platform_connections set last_checked_at = $2 where id = $1")
+                    .bind(id)
+                    .bind(at)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(())
+            }
+
+            async fn health_sweep_candidates(
+                &self,
+                failing_before: DateTime<Utc>,
+                expiring_before: DateTime<Utc>,
+                after: Uuid,
+                limit: i64,
+            ) -> Result<Vec<Connection>, StoreError> {
+                let sql = format!(
+                    "select {CONNECTION_COLUMNS} from platform_connections \
+                     where status = 'CONNECTED' and id > $3 and (\
+                     (failing_since is not null and failing_since <= $1 and failing_alerted_at is null) \
+                     or (refresh_token_expires_at is not null and refresh_token_expires_at <= $2)) \
+                     order by id limit $4"
+                );
+                sqlx::query(&sql)
+                    .bind(failing_before)
+                    .bind(expiring_before)
+                    .bind(after)
+                    .bind(limit)
+                    .fetch_all(&self.pool)
+                    .await?
+                    .iter()
+                    .map(decode_connection)
+                    .collect()
+            }
+
+            async fn mark_expiry_warned(
+                &self,
+                id: Uuid,
+                reconnect_by: DateTime<Utc>,
+                days: i32,
+                event: &NewEvent,
+            ) -> Result<bool, StoreError> {
+                let mut tx = self.pool.begin().await?;
+                // Of two replicas sweeping at once, one moves the row; only it records the event.
+                let done = sqlx::query(
+                    "update platform_connections set expiry_warned_for = $2, expiry_warned_days = $3 \
+                     where id = $1 and status = 'CONNECTED' and (expiry_warned_for is null \
+                     or expiry_warned_for <> $2 or expiry_warned_days is null or expiry_warned_days > $3)",
+                )
+                .bind(id)
+                .bind(reconnect_by)
+                .bind(days)
+                .execute(&mut *tx)
+                .await?;
+                let claimed = done.rows_affected() == 1;
+                if claimed {
+                    insert_event(&mut tx, Some(event)).await?;
+                }
+                tx.commit().await?;
+                Ok(claimed)
+            }
+
+            async fn mark_failing_alerted(
+                &self,
+                id: Uuid,
+                failing_since: DateTime<Utc>,
+                at: DateTime<Utc>,
+                event: &NewEvent,
+            ) -> Result<bool, StoreError> {
+                // Not while a refresh holds the lease: its write decides from the row it leased
+                // whether a `connection.recovered` is owed, so the alert must not land under it.
+                let db_now: DateTime<Utc> = sqlx::query_scalar($db_now).fetch_one(&self.pool).await?;
+                let mut tx = self.pool.begin().await?;
+                let done = sqlx::query(
+                    "update platform_connections set failing_alerted_at = $3 \
+                     where id = $1 and status = 'CONNECTED' and failing_since = $2 \
+                     and failing_alerted_at is null \
+                     and (refresh_lease_until is null or refresh_lease_until < $4)",
+                )
+                .bind(id)
+                .bind(failing_since)
+                .bind(at)
+                .bind(db_now)
+                .execute(&mut *tx)
+                .await?;
+                let claimed = done.rows_affected() == 1;
+                if claimed {
+                    insert_event(&mut tx, Some(event)).await?;
+                }
+                tx.commit().await?;
+                Ok(claimed)
             }
 
             async fn count_by_status(&self) -> Result<Vec<StatusCount>, StoreError> {
@@ -836,10 +981,11 @@ macro_rules! impl_store {
                 .bind(c.user_id.as_str())
                 .bind(c.store_id.as_str())
                 .bind(c.platform.as_str());
-            match owner {
+            let query = match owner {
                 Some(owner) => query.bind(owner),
                 None => query.bind(c.version),
-            }
+            };
+            query.bind(c.failing_since).bind(c.health_since)
         }
     };
 }
@@ -847,6 +993,11 @@ macro_rules! impl_store {
 pub(super) use impl_store;
 
 /// The guarded update of every mutable column of a connection.
+///
+/// Not the probe's schedule (`last_checked_at`, `next_check_at`) nor the alerts sent
+/// (`expiry_warned_*`, `failing_alerted_at`): those belong to their own conditional statements, so
+/// that a writer holding an older copy of the row cannot undo them. The one exception: a write
+/// that clears the failures (`refresh_failures = 0`) ends the failure episode, and its alert with it.
 pub(super) fn update_sql(guard: &str, extra_sets: &str) -> String {
     format!(
         "update platform_connections set status = $2, account_id = $3, account_name = $4, \
@@ -854,6 +1005,8 @@ pub(super) fn update_sql(guard: &str, extra_sets: &str) -> String {
          missing_scopes = $10, access_token_expires_at = $11, refresh_token_expires_at = $12, \
          last_refreshed_at = $13, next_refresh_at = $14, refresh_failures = $15, last_error = $16, \
          updated_at = $17, user_id = $18, store_id = $19, platform = $20{extra_sets}, \
+         failing_since = $22, health_since = $23, \
+         failing_alerted_at = case when $15 = 0 then null else failing_alerted_at end, \
          version = version + 1 where id = $1 and {guard} returning {CONNECTION_COLUMNS}"
     )
 }

@@ -33,5 +33,6 @@ super::sql::impl_store!(
     sqlx::Sqlite,
     "sqlite",
     sqlx::migrate!("./migrations/sqlite"),
-    "select strftime('%Y-%m-%dT%H:%M:%fZ', 'now')"
+    "select strftime('%Y-%m-%dT%H:%M:%fZ', 'now')",
+    ""
 );

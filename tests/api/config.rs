@@ -435,7 +435,7 @@ fn production_ok_with(extra: &[(&str, &str)]) -> HashMap<String, String> {
 
 /// Every numeric setting: its name, the lowest and highest accepted values, and one just outside
 /// each end (`None` where the type itself has no value below).
-const RANGES: [(&str, &str, &str, Option<&str>, &str); 15] = [
+const RANGES: [(&str, &str, &str, Option<&str>, &str); 17] = [
     ("PORT", "0", "65535", Some("-1"), "65536"),
     ("REFRESHER_INTERVAL_SECONDS", "1", "3600", Some("0"), "3601"),
     ("REFRESHER_CONCURRENCY", "1", "256", Some("0"), "257"),
@@ -487,7 +487,45 @@ const RANGES: [(&str, &str, &str, Option<&str>, &str); 15] = [
         Some("49"),
         "10001",
     ),
+    (
+        "LIVENESS_CHECK_INTERVAL_SECONDS",
+        "60",
+        "2592000",
+        Some("59"),
+        "2592001",
+    ),
+    (
+        "REFRESH_FAILING_ALERT_SECONDS",
+        "60",
+        "604800",
+        Some("59"),
+        "604801",
+    ),
 ];
+
+#[test]
+fn expiry_warning_days_are_distinct_days_largest_first_with_a_documented_default() {
+    let defaults = settings_of(&[]);
+    assert_eq!(defaults.health.warning_days, vec![7, 1]);
+    assert_eq!(
+        defaults.health.check_interval,
+        std::time::Duration::from_secs(86_400)
+    );
+    assert_eq!(
+        defaults.health.failing_alert,
+        std::time::Duration::from_secs(3600)
+    );
+    let set = settings_of(&[("EXPIRY_WARNING_DAYS", "1, 14,3")]);
+    assert_eq!(set.health.warning_days, vec![14, 3, 1]);
+    for bad in ["0", "366", "7,7", "seven", "1,2,3,4,5,6,7,8,9,10,11", "-1"] {
+        let error = error_of(&[("EXPIRY_WARNING_DAYS", bad)]);
+        assert!(
+            error.starts_with("invalid setting EXPIRY_WARNING_DAYS: must be"),
+            "{bad}: {error}"
+        );
+        assert_eq!(error.lines().count(), 1, "{error}");
+    }
+}
 
 #[test]
 fn every_number_is_accepted_at_its_bounds_and_refused_past_them_with_one_line() {

@@ -13,6 +13,7 @@ mod faults_refresh;
 mod flow_faults;
 mod flows;
 mod health;
+mod health_states;
 mod keys_audit;
 // Shared by every suite; not every suite uses every helper.
 #[allow(dead_code)]

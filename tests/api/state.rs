@@ -163,6 +163,13 @@ fn cached_connection(version: i64) -> growth_engine::domain::Connection {
         version,
         created_at: Utc::now(),
         updated_at: Utc::now(),
+        failing_since: None,
+        health_since: None,
+        last_checked_at: None,
+        next_check_at: None,
+        expiry_warned_for: None,
+        expiry_warned_days: None,
+        failing_alerted_at: None,
     }
 }
 

@@ -52,6 +52,13 @@ fn connection(store: &str, platform: &str) -> Connection {
         version: 1,
         created_at: at,
         updated_at: at,
+        failing_since: None,
+        health_since: None,
+        last_checked_at: None,
+        next_check_at: None,
+        expiry_warned_for: None,
+        expiry_warned_days: None,
+        failing_alerted_at: None,
     }
 }
 
@@ -824,3 +831,117 @@ contract!(deleting_a_connection_deletes_its_assets, |store: Arc<
         .unwrap();
     assert!(store.list_assets(&c.store_id).await.unwrap().is_empty());
 });
+
+contract!(
+    liveness_claims_move_due_rows_a_period_ahead_once,
+    |store: Arc<dyn Store>| async move {
+        let at = Utc.with_ymd_and_hms(2026, 11, 1, 12, 0, 0).unwrap();
+        let mut due = connection("store-1", "tiktok");
+        due.next_check_at = Some(at);
+        let mut later = connection("store-1", "meta");
+        later.next_check_at = Some(at + Duration::hours(5));
+        let mut dead = connection("store-1", "google");
+        dead.status = ConnectionStatus::Revoked;
+        dead.next_check_at = Some(at);
+        for c in [&due, &later, &dead] {
+            store.save_connection(c, None).await.unwrap();
+        }
+        let now = at + Duration::minutes(1);
+        let next = now + Duration::days(1);
+        let claimed = store.claim_liveness_checks(now, next, 10).await.unwrap();
+        assert_eq!(claimed.len(), 1);
+        assert_eq!(claimed[0].id, due.id);
+        assert_eq!(claimed[0].next_check_at, Some(next));
+        assert!(store
+            .claim_liveness_checks(now, next, 10)
+            .await
+            .unwrap()
+            .is_empty());
+        store.record_liveness_check(due.id, now).await.unwrap();
+        let read = store
+            .get_connection(&due.store_id, &due.platform)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(read.last_checked_at, Some(now));
+        assert_eq!(read.version, 1, "a check is not a change of the connection");
+    }
+);
+
+contract!(
+    health_alerts_are_recorded_once_per_episode_and_refresh_writes_keep_them,
+    |store: Arc<dyn Store>| async move {
+        let at = Utc.with_ymd_and_hms(2026, 11, 1, 12, 0, 0).unwrap();
+        let mut c = connection("store-1", "tiktok");
+        c.refresh_token_expires_at = Some(at + Duration::days(5));
+        c.refresh_failures = 2;
+        c.failing_since = Some(at - Duration::hours(2));
+        let saved = store.save_connection(&c, None).await.unwrap();
+        let candidates = store
+            .health_sweep_candidates(
+                at - Duration::hours(1),
+                at + Duration::days(7),
+                Uuid::nil(),
+                10,
+            )
+            .await
+            .unwrap();
+        assert_eq!(candidates.len(), 1);
+        let by = at + Duration::days(5);
+        let warn = event("connection.expiring");
+        assert!(store.mark_expiry_warned(c.id, by, 7, &warn).await.unwrap());
+        assert!(!store.mark_expiry_warned(c.id, by, 7, &warn).await.unwrap());
+        assert!(store.mark_expiry_warned(c.id, by, 1, &warn).await.unwrap());
+        assert!(!store.mark_expiry_warned(c.id, by, 7, &warn).await.unwrap());
+        let other_episode = by + Duration::days(365);
+        assert!(store
+            .mark_expiry_warned(c.id, other_episode, 7, &warn)
+            .await
+            .unwrap());
+
+        let since = c.failing_since.unwrap();
+        let alert = event("connection.refresh_failing");
+        // Not while a refresh holds the lease.
+        store
+            .acquire_refresh_lease(c.id, "refresher", std::time::Duration::from_secs(60))
+            .await
+            .unwrap()
+            .expect("lease");
+        assert!(!store
+            .mark_failing_alerted(c.id, since, at, &alert)
+            .await
+            .unwrap());
+        store
+            .release_refresh_lease(c.id, "refresher")
+            .await
+            .unwrap();
+        assert!(!store
+            .mark_failing_alerted(c.id, since + Duration::seconds(1), at, &alert)
+            .await
+            .unwrap());
+        assert!(store
+            .mark_failing_alerted(c.id, since, at, &alert)
+            .await
+            .unwrap());
+        assert!(!store
+            .mark_failing_alerted(c.id, since, at, &alert)
+            .await
+            .unwrap());
+
+        // A write from an older copy of the row keeps the alerts; clearing the failures ends the
+        // episode's alert.
+        let mut stale = saved.clone();
+        stale.refresh_failures = 3;
+        let kept = store.update_connection(&stale, None).await.unwrap();
+        assert_eq!(kept.failing_alerted_at, Some(at));
+        assert_eq!(kept.expiry_warned_for, Some(other_episode));
+        assert_eq!(kept.expiry_warned_days, Some(7));
+        let mut healed = kept.clone();
+        healed.refresh_failures = 0;
+        healed.failing_since = None;
+        let healed = store.update_connection(&healed, None).await.unwrap();
+        assert_eq!(healed.failing_alerted_at, None);
+        assert_eq!(healed.failing_since, None);
+        assert_eq!(healed.expiry_warned_for, Some(other_episode));
+    }
+);

@@ -19,6 +19,7 @@ use crate::http::error::ApiError;
 use crate::http::extract::ApiPath;
 use crate::http::oauth::disconnect_response;
 use crate::http::views::SelectionRequest;
+use crate::lifecycle::health::Health;
 use crate::lifecycle::Connections;
 use crate::oauth::flow::FlowOrigin;
 use crate::oauth::{Flow, OAuthError};
@@ -83,6 +84,8 @@ pub struct PlatformCard {
     pub missing_scopes: Vec<String>,
     /// The last error, a short safe text.
     pub last_error: Option<String>,
+    /// The connection's health (the API's `health`), when there is a connection.
+    pub health: Option<Health>,
     /// A select per kind of asset the merchant chooses a default of (pages, Instagram accounts,
     /// ad accounts...), when connected.
     pub selections: Vec<SelectionGroup>,
@@ -169,6 +172,7 @@ pub fn cards<'a>(
     catalog: impl Iterator<Item = &'a PlatformSpec>,
     connections: Vec<Connection>,
     assets: &[StoredAsset],
+    health: impl Fn(&Connection) -> Health,
 ) -> Vec<PlatformCard> {
     let mut by_platform: HashMap<String, Connection> = connections
         .into_iter()
@@ -199,6 +203,7 @@ pub fn cards<'a>(
                     .as_ref()
                     .map(|c| c.missing_scopes.clone())
                     .unwrap_or_default(),
+                health: live.as_ref().map(&health),
                 last_error: live.and_then(|c| c.last_error),
                 selections,
             }
@@ -217,7 +222,9 @@ pub async fn connections(
     let assets = connections.assets(&session.store_id).await?;
     Ok(no_store(Json(DashboardConnections {
         store_id: session.store_id.to_string(),
-        platforms: cards(flow.catalog().all(), list, &assets),
+        platforms: cards(flow.catalog().all(), list, &assets, |c| {
+            connections.health(c)
+        }),
     })))
 }
 
