@@ -19,7 +19,7 @@ use crate::access::Operation;
 use crate::audit::{Actor, AuditEvent, AuditLog};
 use crate::domain::{Connection, StoreId};
 use crate::lifecycle::{Connections, IssuedToken};
-use crate::oauth::flow::{cookie_name_for_state, CallbackParams, FlowOrigin};
+use crate::oauth::flow::{cookie_name_for_state, CallbackParams, Finished, FlowOrigin};
 use crate::oauth::{Flow, OAuthError};
 use crate::platforms::{PlatformSpec, RevocationOutcome};
 
@@ -71,7 +71,7 @@ pub async fn platforms(State(flow): State<Flow>, _caller: ApiCaller) -> Json<Pla
 /// Starts an authorization flow and returns the URL the merchant's browser should open.
 #[utoipa::path(get, path = "/api/v1/oauth/connect/{platform}", tag = "oauth",
     security(("api_key" = [])),
-    params(("platform" = BuiltInPlatform, Path, description = "a built-in platform or a generic provider"), StoreUserQuery),
+    params(("platform" = BuiltInPlatform, Path, description = "a built-in platform or a generic provider"), StoreUserQuery, GrantQuery),
     responses(
         (status = 200, body = AuthorizationUrl),
         (status = 400, body = ErrorBody, description = "missing or malformed parameters"),
@@ -87,27 +87,86 @@ pub async fn connect(
     State(audit): State<AuditLog>,
     caller: ApiCaller,
     ApiPath(platform): ApiPath<String>,
+    State(connections): State<Connections>,
     ApiQuery(query): ApiQuery<StoreUserQuery>,
+    ApiQuery(grant): ApiQuery<GrantQuery>,
 ) -> Result<Json<AuthorizationUrl>, ApiError> {
     let spec = flow
         .platform(&platform)
         .map_err(|e| platform_error(&flow, e))?;
     caller.require(Operation::Connect, Some(spec.id.as_str()))?;
-    let url = flow
-        .begin(
-            &spec.id.clone(),
-            &query.store_id,
-            &query.user_id,
-            FlowOrigin::Api,
-        )
-        .await
-        .map_err(ApiError::from);
+    let url = async {
+        let missing = grant.missing_scopes(&connections, spec, &query.store_id).await?;
+        let detail = consent_detail(&missing);
+        let url = flow
+            .begin(
+                &spec.id.clone(),
+                &query.store_id,
+                &query.user_id,
+                FlowOrigin::Api,
+                missing,
+            )
+            .await?;
+        Ok::<_, OAuthError>((url, detail))
+    }
+    .await
+    .map_err(ApiError::from);
+    let detail = url.as_ref().map_or("", |(_, detail)| *detail);
     let event = AuditEvent::new(Actor::ApiKey(caller.name.clone()), "connect", "started")
-        .with_detail(format!("for user {}", query.user_id));
+        .with_detail(format!("for user {}{detail}", query.user_id));
     record_api(&audit, event, &query.store_id, spec.id.as_str(), &url);
     Ok(Json(AuthorizationUrl {
-        authorization_url: url?.to_string(),
+        authorization_url: url?.0.to_string(),
     }))
+}
+
+/// `?grant=missing`: what a connect asks for.
+#[derive(Debug, Default, serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct GrantQuery {
+    /// `missing` asks only for the permissions the store's connection lacks (its
+    /// `missing_scopes`) where the platform supports incremental consent (Google
+    /// `include_granted_scopes=true`, Meta `auth_type=rerequest`), and for every scope with a
+    /// forced consent screen elsewhere. The granted scopes are then those granted so far.
+    /// Without a connection it is a plain connect.
+    pub grant: Option<GrantMode>,
+}
+
+/// The values of `grant`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum GrantMode {
+    /// Only the missing permissions.
+    Missing,
+}
+
+impl GrantQuery {
+    /// The scopes to ask for: `None` for a full consent, else the connection's missing scopes.
+    pub(crate) async fn missing_scopes(
+        &self,
+        connections: &Connections,
+        spec: &PlatformSpec,
+        store_id: &StoreId,
+    ) -> Result<Option<Vec<String>>, OAuthError> {
+        if self.grant != Some(GrantMode::Missing) {
+            return Ok(None);
+        }
+        Ok(connections
+            .list(store_id)
+            .await?
+            .into_iter()
+            .find(|c| c.platform == spec.id)
+            .map(|c| c.missing_scopes))
+    }
+}
+
+/// The audit detail of a flow started for the missing permissions.
+pub(crate) fn consent_detail(missing: &Option<Vec<String>>) -> &'static str {
+    if missing.is_some() {
+        ", missing permissions only"
+    } else {
+        ""
+    }
 }
 
 /// Records an API call in the audit trail: the event as built on success, else `failure` with the
@@ -267,7 +326,7 @@ async fn complete_flow(
     binding: Option<&str>,
 ) -> Result<Connection, OAuthError> {
     let result = async {
-        let grant = flow.finish(platform, params, binding).await?;
+        let Finished { grant, .. } = flow.finish(platform, params, binding).await?;
         let spec = flow
             .catalog()
             .get(&grant.platform)

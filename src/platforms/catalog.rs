@@ -130,6 +130,8 @@ pub struct PlatformSpec {
     pub pkce: Pkce,
     /// Further fixed authorization parameters (Google's `access_type=offline`, `prompt=consent`).
     pub extra_authorize_params: Vec<(String, String)>,
+    /// How "Grant missing permissions" asks for what the merchant declined.
+    pub missing_consent: ConsentMode,
     /// How the grant is renewed.
     pub renewal: Renewal,
     /// Whether a refresh invalidates the previous refresh token.
@@ -163,6 +165,57 @@ impl PlatformSpec {
     pub fn is_configured(&self) -> bool {
         self.credentials.is_some()
     }
+
+    /// The scopes and authorization parameters of a consent request: every scope with the fixed
+    /// parameters, or, for "Grant missing permissions" (`missing` is `Some`), what the platform's
+    /// [`ConsentMode`] asks for. A mode's parameter replaces a fixed one of the same name, since
+    /// a platform refuses a parameter sent twice (RFC 6749 §3.1).
+    pub fn consent_request(&self, missing: Option<&[String]>) -> ConsentRequest {
+        let (scopes, added) = match (missing, self.missing_consent) {
+            (None, _) => (self.scopes.clone(), &[][..]),
+            (Some(missing), ConsentMode::Incremental { params }) if !missing.is_empty() => {
+                (missing.to_vec(), params)
+            }
+            (Some(_), ConsentMode::Incremental { params } | ConsentMode::Full { params }) => {
+                (self.scopes.clone(), params)
+            }
+        };
+        let mut params: Vec<(String, String)> = self
+            .extra_authorize_params
+            .iter()
+            .filter(|(name, _)| !added.iter().any(|(added, _)| added == name))
+            .cloned()
+            .collect();
+        params.extend(added.iter().map(|(n, v)| ((*n).to_owned(), (*v).to_owned())));
+        ConsentRequest { scopes, params }
+    }
+}
+
+/// How a platform asks a merchant again for permissions they declined.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConsentMode {
+    /// Incremental consent: request only the missing scopes, with these parameters (Google's
+    /// `include_granted_scopes=true`, Meta's `auth_type=rerequest`); the platform then reports
+    /// every scope granted so far.
+    Incremental {
+        /// Parameters that make the platform ask again and report the union.
+        params: &'static [(&'static str, &'static str)],
+    },
+    /// No incremental consent documented: request every scope again, with these parameters
+    /// (TikTok's `disable_auto_auth=1` shows the consent screen even to a returning user).
+    Full {
+        /// Parameters that force the consent screen, where the platform has one.
+        params: &'static [(&'static str, &'static str)],
+    },
+}
+
+/// The scopes and parameters one authorization request carries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsentRequest {
+    /// Scopes to request.
+    pub scopes: Vec<String>,
+    /// Further authorization parameters.
+    pub params: Vec<(String, String)>,
 }
 
 fn url(text: &str) -> Option<Url> {
@@ -199,6 +252,7 @@ fn built_in_spec(platform: &BuiltInPlatform) -> Option<PlatformSpec> {
         token_method: protocol.token_method,
         pkce: protocol.pkce,
         extra_authorize_params: params(protocol.authorize_params),
+        missing_consent: protocol.missing_consent,
         renewal: platform.renewal,
         refresh_rotates: protocol.refresh_rotates,
         revocation: protocol.revocation.clone(),
@@ -238,6 +292,8 @@ fn generic_spec(generic: &GenericProviderSettings) -> Option<PlatformSpec> {
         token_method: TokenMethod::PostForm,
         pkce: if generic.pkce { Pkce::S256 } else { Pkce::None },
         extra_authorize_params: params(&[("response_type", "code")]),
+        // A generic provider documents no incremental consent here: ask for everything again.
+        missing_consent: ConsentMode::Full { params: &[] },
         renewal: Renewal::RefreshToken,
         refresh_rotates: false,
         revocation: Revocation::Form {
