@@ -21,6 +21,7 @@ mod lifecycle;
 mod oidc;
 mod perimeter_junk;
 mod proxy;
+mod reconnect;
 mod proxy_gateway;
 mod replicas;
 mod state;
