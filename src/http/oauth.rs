@@ -20,6 +20,7 @@ use crate::audit::{Actor, AuditEvent, AuditLog};
 use crate::domain::{Connection, StoreId};
 use crate::lifecycle::{Connections, IssuedToken};
 use crate::oauth::flow::{cookie_name_for_state, CallbackParams, Finished, FlowOrigin};
+use crate::oauth::parked::account_id_of;
 use crate::oauth::{Flow, OAuthError};
 use crate::platforms::{PlatformSpec, RevocationOutcome};
 
@@ -294,7 +295,7 @@ pub async fn callback(
         None => jar,
     };
     match result {
-        Ok(connection) => {
+        Ok(Completed::Recorded(connection)) => {
             // The merchant's user finished the consent screen: the grant is theirs.
             audit.record(
                 AuditEvent::new(
@@ -308,6 +309,9 @@ pub async fn callback(
             );
             (jar, web.success_redirect(connection.platform.as_str())).into_response()
         }
+        Ok(Completed::Parked { id, platform }) => {
+            (jar, web.confirm_redirect(platform.as_str(), &id)).into_response()
+        }
         Err(error) => {
             tracing::warn!(reason = error.reason(), error = %error, "callback failed");
             (jar, web.error_redirect(&slug, &error)).into_response()
@@ -315,27 +319,71 @@ pub async fn callback(
     }
 }
 
+/// What the callback did with the grant.
+enum Completed {
+    /// Recorded as the store's connection.
+    Recorded(Connection),
+    /// Parked until the merchant confirms replacing another account (page flows only).
+    Parked {
+        /// The id the page confirms with.
+        id: String,
+        /// The platform.
+        platform: crate::domain::PlatformId,
+    },
+}
+
 /// Finishes the flow and records its grant as the store's connection (then discovers its assets,
 /// which never fails the connect), then counts the outcome: nothing is stored unless the whole
-/// flow succeeded.
+/// flow succeeded. A flow started from the page that signed in to another account than the
+/// stored connection's is parked instead, for the merchant to confirm
+/// ([`crate::oauth::parked`]); API flows replace the account as before.
 async fn complete_flow(
     flow: &Flow,
     connections: &Connections,
     platform: &str,
     params: CallbackParams,
     binding: Option<&str>,
-) -> Result<Connection, OAuthError> {
+) -> Result<Completed, OAuthError> {
     let result = async {
-        let Finished { grant, .. } = flow.finish(platform, params, binding).await?;
+        let Finished { grant, origin, .. } = flow.finish(platform, params, binding).await?;
         let spec = flow
             .catalog()
             .get(&grant.platform)
             .ok_or_else(|| OAuthError::UnknownPlatform(grant.platform.to_string()))?;
-        connections.record_grant_and_discover(spec, grant).await
+        if origin == FlowOrigin::Dashboard {
+            if let Some(old) = replaced_account(connections, &grant).await? {
+                let platform = grant.platform.clone();
+                let id = flow.park(grant, old.account_id, old.account_name).await?;
+                return Ok(Completed::Parked { id, platform });
+            }
+        }
+        connections
+            .record_grant_and_discover(spec, grant)
+            .await
+            .map(Completed::Recorded)
     }
     .await;
     flow.count_outcome(platform, &result);
     result
+}
+
+/// The store's connection a grant would replace with a different account, if any: one with an
+/// account id that differs from the grant's. A connection never completed, or one whose account
+/// is unknown, is simply replaced.
+async fn replaced_account(
+    connections: &Connections,
+    grant: &crate::platforms::Grant,
+) -> Result<Option<Connection>, OAuthError> {
+    let Some(new_id) = account_id_of(grant) else {
+        return Ok(None);
+    };
+    Ok(connections
+        .list(&grant.store_id)
+        .await?
+        .into_iter()
+        .find(|c| c.platform == grant.platform)
+        .filter(|c| c.status != crate::domain::ConnectionStatus::Pending)
+        .filter(|c| c.account_id.as_deref().is_some_and(|old| old != new_id)))
 }
 
 /// Revokes at the platform where possible, then deletes the connection and its tokens.

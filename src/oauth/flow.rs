@@ -123,7 +123,7 @@ pub struct Flow {
     metrics: Metrics,
 }
 
-fn random_secret() -> String {
+pub(crate) fn random_secret() -> String {
     // 32 random bytes, base64url: the state must carry at least 32 bytes of entropy.
     CsrfToken::new_random_len(32).secret().clone()
 }
@@ -160,6 +160,11 @@ impl Flow {
     /// The catalog.
     pub fn catalog(&self) -> &Catalog {
         &self.catalog
+    }
+
+    /// The platform client.
+    pub(crate) fn client(&self) -> &PlatformClient {
+        &self.client
     }
 
     /// The flow-state store (the page also records used links in it).

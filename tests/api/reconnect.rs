@@ -210,3 +210,94 @@ async fn a_reconnect_keeps_the_connections_id_selection_and_history() {
     }
     app.stop().await;
 }
+
+fn page_app_options() -> crate::helpers::TestAppOptions {
+    crate::helpers::TestAppOptions {
+        extra_env: vec![(
+            "DASHBOARD_JWT_SECRET",
+            crate::dashboard::DASHBOARD_SECRET.into(),
+        )],
+        ..Default::default()
+    }
+}
+
+#[tokio::test]
+async fn a_page_reconnect_with_another_account_waits_for_the_merchants_word() {
+    use crate::dashboard::Merchant;
+    let app = crate::helpers::spawn_app_with(page_app_options()).await;
+    let merchant = Merchant::open(&app, "shop", "owner").await;
+    assert_eq!(merchant.connect(&app, "meta", true).await["connection"], "success");
+    let (id, _) = row_id(&app, "shop", "meta").await;
+    let account = |listing: &Value| connection(listing, "meta")["account_name"].clone();
+    assert_eq!(account(&app.connections("shop").await), "Sandbox Merchant");
+
+    // The same account again replaces nothing: no question.
+    assert_eq!(merchant.connect(&app, "meta", true).await["connection"], "success");
+
+    // Another account: parked, the old one still in place.
+    app.simulator.set_signed_in_account("meta", 2);
+    let outcome = merchant.connect(&app, "meta", true).await;
+    assert_eq!(outcome["connection"], "confirm", "{outcome}");
+    assert_eq!(outcome["platform"], "meta");
+    let pending = outcome["pending"].as_str().unwrap().to_owned();
+    assert_eq!(account(&app.connections("shop").await), "Sandbox Merchant");
+    let shown: Value = merchant
+        .browser
+        .client
+        .get(app.url(&format!("/dashboard/api/replacement/{pending}")))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(shown["new_account_name"], "Other Merchant 2", "{shown}");
+    assert_eq!(shown["old_account_name"], "Sandbox Merchant", "{shown}");
+
+    // Another store's session can neither see nor settle it.
+    let stranger = Merchant::open(&app, "other-shop", "owner").await;
+    let refused = stranger
+        .post(&app, &format!("/dashboard/api/replacement/{pending}/confirm"))
+        .await;
+    assert_eq!(refused.status(), 400);
+
+    // Keep: the new grant is revoked at Meta, the old account stays.
+    let revocations = app.simulator.revocations("meta").len();
+    let kept = merchant
+        .post(&app, &format!("/dashboard/api/replacement/{pending}/cancel"))
+        .await;
+    assert_eq!(kept.status(), 200);
+    assert_eq!(app.simulator.revocations("meta").len(), revocations + 1);
+    assert_eq!(account(&app.connections("shop").await), "Sandbox Merchant");
+    let again = merchant
+        .post(&app, &format!("/dashboard/api/replacement/{pending}/confirm"))
+        .await;
+    assert_eq!(again.status(), 400, "single use");
+
+    // Replace: the new account takes the same connection.
+    let outcome = merchant.connect(&app, "meta", true).await;
+    let pending = outcome["pending"].as_str().unwrap().to_owned();
+    let replaced = merchant
+        .post(&app, &format!("/dashboard/api/replacement/{pending}/confirm"))
+        .await;
+    assert_eq!(replaced.status(), 200);
+    let body: Value = replaced.json().await.unwrap();
+    assert!(
+        body["message"].as_str().unwrap().contains("replaced Sandbox Merchant"),
+        "{body}"
+    );
+    assert_eq!(account(&app.connections("shop").await), "Other Merchant 2");
+    assert_eq!(row_id(&app, "shop", "meta").await.0, id, "same row");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn an_api_reconnect_with_another_account_replaces_it_at_once() {
+    let app = spawn_app().await;
+    assert_eq!(app.run_flow("meta", "shop", true).await["connection"], "success");
+    app.simulator.set_signed_in_account("meta", 3);
+    assert_eq!(app.run_flow("meta", "shop", true).await["connection"], "success");
+    let listing = app.connections("shop").await;
+    assert_eq!(connection(&listing, "meta")["account_name"], "Other Merchant 3");
+    app.stop().await;
+}

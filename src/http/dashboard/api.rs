@@ -86,6 +86,24 @@ pub struct PlatformCard {
     /// A select per kind of asset the merchant chooses a default of (pages, Instagram accounts,
     /// ad accounts...), when connected.
     pub selections: Vec<SelectionGroup>,
+    /// The connection's health, when known: the page's banners and card texts read it.
+    pub health: Option<CardHealth>,
+}
+
+/// A connection's health as the page reads it (issue 11): `state` is `healthy`,
+/// `refresh_failing`, `expiring`, `missing_scopes` or `dead`.
+#[derive(Debug, Clone, Serialize)]
+pub struct CardHealth {
+    /// The state.
+    pub state: String,
+    /// Since when.
+    pub since: Option<DateTime<Utc>>,
+    /// When the merchant must reconnect by (the grant cannot be renewed past it).
+    pub reconnect_by: Option<DateTime<Utc>>,
+    /// The last liveness check.
+    pub last_checked_at: Option<DateTime<Utc>>,
+    /// The last error, a short safe text.
+    pub last_error: Option<String>,
 }
 
 /// The assets of one kind, for the card's select.
@@ -156,7 +174,7 @@ pub(crate) struct ConnectUrl {
     pub url: String,
 }
 
-fn no_store(response: impl IntoResponse) -> Response {
+pub(super) fn no_store(response: impl IntoResponse) -> Response {
     let mut response = response.into_response();
     response
         .headers_mut()
@@ -201,6 +219,8 @@ pub fn cards<'a>(
                     .unwrap_or_default(),
                 last_error: live.and_then(|c| c.last_error),
                 selections,
+                // Filled from the lifecycle's health once it computes one per connection.
+                health: None,
             }
         })
         .collect()
