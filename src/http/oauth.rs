@@ -97,7 +97,9 @@ pub async fn connect(
         .map_err(|e| platform_error(&flow, e))?;
     caller.require(Operation::Connect, Some(spec.id.as_str()))?;
     let url = async {
-        let missing = grant.missing_scopes(&connections, spec, &query.store_id).await?;
+        let missing = grant
+            .missing_scopes(&connections, spec, &query.store_id)
+            .await?;
         let detail = consent_detail(&missing);
         let url = flow
             .begin(

@@ -170,7 +170,12 @@ impl Flow {
     /// Drops a grant the merchant did not want: revokes it at the platform where it can be.
     pub async fn discard(&self, grant: &Grant) -> RevocationOutcome {
         match self.platform(grant.platform.as_str()) {
-            Ok(spec) => self.client().revoke(spec, &grant.tokens.tokens).await.outcome,
+            Ok(spec) => {
+                self.client()
+                    .revoke(spec, &grant.tokens.tokens)
+                    .await
+                    .outcome
+            }
             Err(_) => RevocationOutcome::Unsupported("This platform is not configured.".into()),
         }
     }

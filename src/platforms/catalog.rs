@@ -186,7 +186,11 @@ impl PlatformSpec {
             .filter(|(name, _)| !added.iter().any(|(added, _)| added == name))
             .cloned()
             .collect();
-        params.extend(added.iter().map(|(n, v)| ((*n).to_owned(), (*v).to_owned())));
+        params.extend(
+            added
+                .iter()
+                .map(|(n, v)| ((*n).to_owned(), (*v).to_owned())),
+        );
         ConsentRequest { scopes, params }
     }
 }

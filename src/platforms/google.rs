@@ -12,7 +12,7 @@ use super::catalog::{
 use super::client::PlatformClient;
 use super::error::OAuthError;
 use super::quirks::Hook;
-use super::{ConsentMode, ApiSecretHeader, BuiltInPlatform, Endpoints, Mark, Protocol};
+use super::{ApiSecretHeader, BuiltInPlatform, ConsentMode, Endpoints, Mark, Protocol};
 
 // providers.md §3: offline access and consent, or there is no refresh token.
 pub(super) const PLATFORM: BuiltInPlatform = BuiltInPlatform {

@@ -14,7 +14,7 @@ use super::catalog::{
 use super::client::{PlatformClient, TokenGrant};
 use super::error::OAuthError;
 use super::quirks::{AccountExtras, Hook};
-use super::{ConsentMode, BuiltInPlatform, Endpoints, Mark, Protocol};
+use super::{BuiltInPlatform, ConsentMode, Endpoints, Mark, Protocol};
 
 /// A Graph API URL, with the version pinned in one place (providers.md: "pin the Graph version in
 /// both URLs").

@@ -12,7 +12,7 @@ use super::catalog::{
 use super::client::PlatformClient;
 use super::error::OAuthError;
 use super::quirks::Hook;
-use super::{ConsentMode, BuiltInPlatform, Endpoints, Mark, Protocol};
+use super::{BuiltInPlatform, ConsentMode, Endpoints, Mark, Protocol};
 
 // providers.md §4: Basic at the token endpoint, comma scopes, no user-token revocation.
 pub(super) const PLATFORM: BuiltInPlatform = BuiltInPlatform {

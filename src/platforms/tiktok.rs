@@ -12,7 +12,7 @@ use super::catalog::{
 use super::client::PlatformClient;
 use super::error::{scrub, OAuthError};
 use super::quirks::Hook;
-use super::{ConsentMode, BuiltInPlatform, Endpoints, Mark, Protocol};
+use super::{BuiltInPlatform, ConsentMode, Endpoints, Mark, Protocol};
 
 // providers.md §2: client_key, comma scopes, flat token response, data-wrapped user info.
 pub(super) const PLATFORM: BuiltInPlatform = BuiltInPlatform {

@@ -11,7 +11,7 @@ use super::catalog::{
 use super::client::PlatformClient;
 use super::error::OAuthError;
 use super::quirks::Hook;
-use super::{ConsentMode, BuiltInPlatform, Endpoints, Mark, Protocol};
+use super::{BuiltInPlatform, ConsentMode, Endpoints, Mark, Protocol};
 
 /// The scope without which X issues no refresh token.
 const OFFLINE_ACCESS: &str = "offline.access";

@@ -48,7 +48,10 @@ async fn decline_then_grant_missing(
         platform,
         Some(granted.iter().map(|s| (*s).to_owned()).collect()),
     );
-    assert_eq!(app.run_flow(platform, &store, true).await["connection"], "success");
+    assert_eq!(
+        app.run_flow(platform, &store, true).await["connection"],
+        "success"
+    );
     app.simulator.set_granted_scopes_override(platform, None);
     let listing = app.connections(&store).await;
     let before = connection(&listing, platform).clone();
@@ -90,7 +93,11 @@ async fn google_grant_missing_asks_only_for_the_missing_scopes_and_ends_with_all
 async fn meta_grant_missing_rerequests_only_the_declined_permissions() {
     decline_then_grant_missing(
         "meta",
-        &["pages_show_list", "pages_read_engagement", "pages_manage_posts"],
+        &[
+            "pages_show_list",
+            "pages_read_engagement",
+            "pages_manage_posts",
+        ],
         |query| {
             assert_eq!(query["auth_type"], "rerequest");
             let asked: Vec<&str> = query["scope"].split(',').collect();
@@ -118,11 +125,12 @@ async fn tiktok_grant_missing_is_a_full_consent_that_always_shows_the_screen() {
 #[tokio::test]
 async fn without_grant_missing_a_reconnect_asks_for_every_scope_and_meta_not_again_for_declined() {
     let app = spawn_app().await;
-    app.simulator.set_granted_scopes_override(
-        "meta",
-        Some(vec!["pages_show_list".to_owned()]),
+    app.simulator
+        .set_granted_scopes_override("meta", Some(vec!["pages_show_list".to_owned()]));
+    assert_eq!(
+        app.run_flow("meta", "shop", true).await["connection"],
+        "success"
     );
-    assert_eq!(app.run_flow("meta", "shop", true).await["connection"], "success");
     app.simulator.set_granted_scopes_override("meta", None);
     let url = app.connect_url("meta", "shop").await;
     let browser = Browser::new();
@@ -132,7 +140,10 @@ async fn without_grant_missing_a_reconnect_asks_for_every_scope_and_meta_not_aga
     assert_eq!(query["scope"].split(',').count(), 10);
     // Meta does not ask again for what was declined without auth_type=rerequest: still missing.
     let callback = browser.consent(&authorize, true).await;
-    assert_eq!(query_of(&browser.callback(&callback).await)["connection"], "success");
+    assert_eq!(
+        query_of(&browser.callback(&callback).await)["connection"],
+        "success"
+    );
     let listing = app.connections("shop").await;
     assert_eq!(
         connection(&listing, "meta")["missing_scopes"]
@@ -144,16 +155,22 @@ async fn without_grant_missing_a_reconnect_asks_for_every_scope_and_meta_not_aga
     app.stop().await;
 }
 
-async fn row_id(app: &TestApp, store: &str, platform: &str) -> (uuid::Uuid, chrono::DateTime<chrono::Utc>) {
+async fn row_id(
+    app: &TestApp,
+    store: &str,
+    platform: &str,
+) -> (uuid::Uuid, chrono::DateTime<chrono::Utc>) {
     use sqlx::Connection as _;
     let url = &app.database.as_ref().expect("a PostgreSQL app").url;
     let mut conn = sqlx::PgConnection::connect(url).await.unwrap();
-    sqlx::query_as("select id, created_at from platform_connections where store_id = $1 and platform = $2")
-        .bind(store)
-        .bind(platform)
-        .fetch_one(&mut conn)
-        .await
-        .unwrap()
+    sqlx::query_as(
+        "select id, created_at from platform_connections where store_id = $1 and platform = $2",
+    )
+    .bind(store)
+    .bind(platform)
+    .fetch_one(&mut conn)
+    .await
+    .unwrap()
 }
 
 async fn audit_entries(app: &TestApp, store: &str, at_least: usize) -> Vec<Value> {
@@ -176,7 +193,10 @@ async fn audit_entries(app: &TestApp, store: &str, at_least: usize) -> Vec<Value
 #[tokio::test]
 async fn a_reconnect_keeps_the_connections_id_selection_and_history() {
     let app = spawn_app().await;
-    assert_eq!(app.run_flow("meta", "shop", true).await["connection"], "success");
+    assert_eq!(
+        app.run_flow("meta", "shop", true).await["connection"],
+        "success"
+    );
     let (id, created_at) = row_id(&app, "shop", "meta").await;
     let selected = app
         .api
@@ -189,8 +209,15 @@ async fn a_reconnect_keeps_the_connections_id_selection_and_history() {
     assert_eq!(selected.status(), 200);
     let history = audit_entries(&app, "shop", 3).await;
 
-    assert_eq!(app.run_flow("meta", "shop", true).await["connection"], "success");
-    assert_eq!(row_id(&app, "shop", "meta").await, (id, created_at), "same row");
+    assert_eq!(
+        app.run_flow("meta", "shop", true).await["connection"],
+        "success"
+    );
+    assert_eq!(
+        row_id(&app, "shop", "meta").await,
+        (id, created_at),
+        "same row"
+    );
     let listing = app.connections("shop").await;
     let meta = connection(&listing, "meta");
     let page = |page_id: &str| {
@@ -202,7 +229,11 @@ async fn a_reconnect_keeps_the_connections_id_selection_and_history() {
             .unwrap_or_else(|| panic!("page {page_id} in {meta}"))["selected"]
             .clone()
     };
-    assert_eq!(page("2000000002"), json!(true), "the chosen page stays the default");
+    assert_eq!(
+        page("2000000002"),
+        json!(true),
+        "the chosen page stays the default"
+    );
     assert_eq!(page("2000000001"), json!(false));
     let after = audit_entries(&app, "shop", history.len() + 2).await;
     for entry in &history {
@@ -226,13 +257,19 @@ async fn a_page_reconnect_with_another_account_waits_for_the_merchants_word() {
     use crate::dashboard::Merchant;
     let app = crate::helpers::spawn_app_with(page_app_options()).await;
     let merchant = Merchant::open(&app, "shop", "owner").await;
-    assert_eq!(merchant.connect(&app, "meta", true).await["connection"], "success");
+    assert_eq!(
+        merchant.connect(&app, "meta", true).await["connection"],
+        "success"
+    );
     let (id, _) = row_id(&app, "shop", "meta").await;
     let account = |listing: &Value| connection(listing, "meta")["account_name"].clone();
     assert_eq!(account(&app.connections("shop").await), "Sandbox Merchant");
 
     // The same account again replaces nothing: no question.
-    assert_eq!(merchant.connect(&app, "meta", true).await["connection"], "success");
+    assert_eq!(
+        merchant.connect(&app, "meta", true).await["connection"],
+        "success"
+    );
 
     // Another account: parked, the old one still in place.
     app.simulator.set_signed_in_account("meta", 2);
@@ -257,20 +294,29 @@ async fn a_page_reconnect_with_another_account_waits_for_the_merchants_word() {
     // Another store's session can neither see nor settle it.
     let stranger = Merchant::open(&app, "other-shop", "owner").await;
     let refused = stranger
-        .post(&app, &format!("/dashboard/api/replacement/{pending}/confirm"))
+        .post(
+            &app,
+            &format!("/dashboard/api/replacement/{pending}/confirm"),
+        )
         .await;
     assert_eq!(refused.status(), 400);
 
     // Keep: the new grant is revoked at Meta, the old account stays.
     let revocations = app.simulator.revocations("meta").len();
     let kept = merchant
-        .post(&app, &format!("/dashboard/api/replacement/{pending}/cancel"))
+        .post(
+            &app,
+            &format!("/dashboard/api/replacement/{pending}/cancel"),
+        )
         .await;
     assert_eq!(kept.status(), 200);
     assert_eq!(app.simulator.revocations("meta").len(), revocations + 1);
     assert_eq!(account(&app.connections("shop").await), "Sandbox Merchant");
     let again = merchant
-        .post(&app, &format!("/dashboard/api/replacement/{pending}/confirm"))
+        .post(
+            &app,
+            &format!("/dashboard/api/replacement/{pending}/confirm"),
+        )
         .await;
     assert_eq!(again.status(), 400, "single use");
 
@@ -278,12 +324,18 @@ async fn a_page_reconnect_with_another_account_waits_for_the_merchants_word() {
     let outcome = merchant.connect(&app, "meta", true).await;
     let pending = outcome["pending"].as_str().unwrap().to_owned();
     let replaced = merchant
-        .post(&app, &format!("/dashboard/api/replacement/{pending}/confirm"))
+        .post(
+            &app,
+            &format!("/dashboard/api/replacement/{pending}/confirm"),
+        )
         .await;
     assert_eq!(replaced.status(), 200);
     let body: Value = replaced.json().await.unwrap();
     assert!(
-        body["message"].as_str().unwrap().contains("replaced Sandbox Merchant"),
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("replaced Sandbox Merchant"),
         "{body}"
     );
     assert_eq!(account(&app.connections("shop").await), "Other Merchant 2");
@@ -294,10 +346,19 @@ async fn a_page_reconnect_with_another_account_waits_for_the_merchants_word() {
 #[tokio::test]
 async fn an_api_reconnect_with_another_account_replaces_it_at_once() {
     let app = spawn_app().await;
-    assert_eq!(app.run_flow("meta", "shop", true).await["connection"], "success");
+    assert_eq!(
+        app.run_flow("meta", "shop", true).await["connection"],
+        "success"
+    );
     app.simulator.set_signed_in_account("meta", 3);
-    assert_eq!(app.run_flow("meta", "shop", true).await["connection"], "success");
+    assert_eq!(
+        app.run_flow("meta", "shop", true).await["connection"],
+        "success"
+    );
     let listing = app.connections("shop").await;
-    assert_eq!(connection(&listing, "meta")["account_name"], "Other Merchant 3");
+    assert_eq!(
+        connection(&listing, "meta")["account_name"],
+        "Other Merchant 3"
+    );
     app.stop().await;
 }

@@ -37,7 +37,12 @@ impl Simulator {
     }
 
     /// What `account` granted and declined `client_id` at `platform` so far.
-    pub(crate) fn remembered(&self, platform: Platform, client_id: &str, account: u32) -> Remembered {
+    pub(crate) fn remembered(
+        &self,
+        platform: Platform,
+        client_id: &str,
+        account: u32,
+    ) -> Remembered {
         self.lock()
             .remembered
             .get(&(platform, client_id.to_owned(), account))

@@ -340,7 +340,10 @@ fn account_identity(account: u32) -> (String, String) {
     if account == 0 {
         (USER_ID.to_owned(), USER_NAME.to_owned())
     } else {
-        (format!("20000000{account:02}"), format!("Other Merchant {account}"))
+        (
+            format!("20000000{account:02}"),
+            format!("Other Merchant {account}"),
+        )
     }
 }
 

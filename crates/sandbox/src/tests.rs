@@ -1642,7 +1642,11 @@ async fn meta_asks_again_for_a_declined_permission_only_with_auth_type_rerequest
 
     // A plain re-request does not show it again.
     let page = sandbox.authorize("meta", &authorize_params("meta")).await;
-    assert!(!page.body.contains("value=\"pages_read_engagement\""), "{}", page.body);
+    assert!(
+        !page.body.contains("value=\"pages_read_engagement\""),
+        "{}",
+        page.body
+    );
 
     // auth_type=rerequest does; granting it yields a token with both, and the permission list says so.
     let rerequest = with(
@@ -1651,7 +1655,11 @@ async fn meta_asks_again_for_a_declined_permission_only_with_auth_type_rerequest
         "rerequest",
     );
     let page = sandbox.authorize("meta", &rerequest).await;
-    assert!(page.body.contains("value=\"pages_read_engagement\""), "{}", page.body);
+    assert!(
+        page.body.contains("value=\"pages_read_engagement\""),
+        "{}",
+        page.body
+    );
     let answer = sandbox
         .decide("meta", &page, "approve", &["pages_read_engagement"])
         .await;

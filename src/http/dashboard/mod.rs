@@ -38,5 +38,8 @@ pub fn router() -> Router<AppState> {
             "/dashboard/api/replacement/{id}/confirm",
             post(replace::confirm),
         )
-        .route("/dashboard/api/replacement/{id}/cancel", post(replace::cancel))
+        .route(
+            "/dashboard/api/replacement/{id}/cancel",
+            post(replace::cancel),
+        )
 }

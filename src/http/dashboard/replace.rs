@@ -53,7 +53,11 @@ fn names(flow: &Flow, r: &Replacement) -> ReplacementView {
             .get(&r.platform)
             .map_or_else(|| r.platform.to_string(), |s| s.display_name.clone()),
         new_account_name: display(&r.new_account_name, &r.new_account_id, "another account"),
-        old_account_name: display(&r.old_account_name, &r.old_account_id, "the current account"),
+        old_account_name: display(
+            &r.old_account_name,
+            &r.old_account_id,
+            "the current account",
+        ),
     }
 }
 
