@@ -323,8 +323,8 @@ pub async fn callback(
 
 /// What the callback did with the grant.
 enum Completed {
-    /// Recorded as the store's connection.
-    Recorded(Connection),
+    /// Recorded as the store's connection (boxed: a connection is large).
+    Recorded(Box<Connection>),
     /// Parked until the merchant confirms replacing another account (page flows only).
     Parked {
         /// The id the page confirms with.
@@ -362,7 +362,7 @@ async fn complete_flow(
         connections
             .record_grant_and_discover(spec, grant)
             .await
-            .map(Completed::Recorded)
+            .map(|c| Completed::Recorded(Box::new(c)))
     }
     .await;
     flow.count_outcome(platform, &result);
