@@ -492,6 +492,46 @@ mod tests {
     }
 
     #[test]
+    fn a_consent_for_missing_scopes_follows_the_platforms_mode_and_sends_no_parameter_twice() {
+        let spec = |slug: &str| {
+            BUILT_IN
+                .iter()
+                .find(|p| p.slug == slug)
+                .and_then(|p| built_in_spec(p))
+                .expect("built in")
+        };
+        let missing = vec!["https://www.googleapis.com/auth/adwords".to_owned()];
+        let google = spec("google").consent_request(Some(&missing));
+        assert_eq!(google.scopes, missing);
+        let named = |request: &ConsentRequest, name: &str| {
+            request
+                .params
+                .iter()
+                .filter(|(n, _)| n == name)
+                .map(|(_, v)| v.clone())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(named(&google, "include_granted_scopes"), ["true"]);
+        assert_eq!(named(&google, "prompt"), ["consent"]);
+
+        let meta = spec("meta");
+        let declined = vec!["ads_read".to_owned()];
+        let request = meta.consent_request(Some(&declined));
+        assert_eq!(request.scopes, declined);
+        assert_eq!(named(&request, "auth_type"), ["rerequest"]);
+        // A plain connect asks for everything, without the rerequest.
+        let plain = meta.consent_request(None);
+        assert_eq!(plain.scopes, meta.scopes);
+        assert!(named(&plain, "auth_type").is_empty());
+
+        let tiktok = spec("tiktok");
+        let request = tiktok.consent_request(Some(&["video.list".to_owned()]));
+        assert_eq!(request.scopes, tiktok.scopes);
+        assert_eq!(named(&request, "disable_auto_auth"), ["1"]);
+        assert!(named(&tiktok.consent_request(None), "disable_auto_auth").is_empty());
+    }
+
+    #[test]
     fn every_built_in_platform_has_real_https_endpoints() {
         for platform in BUILT_IN.iter() {
             let spec = built_in_spec(platform).expect("defined");
