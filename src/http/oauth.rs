@@ -311,7 +311,19 @@ pub async fn callback(
             );
             (jar, web.success_redirect(connection.platform.as_str())).into_response()
         }
-        Ok(Completed::Parked { id, platform }) => {
+        Ok(Completed::Parked {
+            id,
+            platform,
+            store_id,
+            user_id,
+        }) => {
+            // Nothing is replaced until the merchant answers the page's question.
+            audit.record(
+                AuditEvent::new(Actor::PageUser(user_id.to_string()), "connect", "pending")
+                    .with_store(&store_id)
+                    .with_platform(platform.as_str())
+                    .with_detail("signed in to another account; awaiting confirmation"),
+            );
             (jar, web.confirm_redirect(platform.as_str(), &id)).into_response()
         }
         Err(error) => {
@@ -331,6 +343,10 @@ enum Completed {
         id: String,
         /// The platform.
         platform: crate::domain::PlatformId,
+        /// The flow's store.
+        store_id: StoreId,
+        /// The flow's user.
+        user_id: crate::domain::UserId,
     },
 }
 
@@ -354,9 +370,18 @@ async fn complete_flow(
             .ok_or_else(|| OAuthError::UnknownPlatform(grant.platform.to_string()))?;
         if origin == FlowOrigin::Dashboard {
             if let Some(old) = replaced_account(connections, &grant).await? {
-                let platform = grant.platform.clone();
+                let (platform, store_id, user_id) = (
+                    grant.platform.clone(),
+                    grant.store_id.clone(),
+                    grant.user_id.clone(),
+                );
                 let id = flow.park(grant, old.account_id, old.account_name).await?;
-                return Ok(Completed::Parked { id, platform });
+                return Ok(Completed::Parked {
+                    id,
+                    platform,
+                    store_id,
+                    user_id,
+                });
             }
         }
         connections

@@ -340,6 +340,19 @@ async fn a_page_reconnect_with_another_account_waits_for_the_merchants_word() {
     );
     assert_eq!(account(&app.connections("shop").await), "Other Merchant 2");
     assert_eq!(row_id(&app, "shop", "meta").await.0, id, "same row");
+    // The history tells the story: parked twice, kept once, replaced once.
+    let entries = audit_entries(&app, "shop", 8).await;
+    let outcomes = |outcome: &str| {
+        entries
+            .iter()
+            .filter(|e| e["operation"] == "connect" && e["outcome"] == outcome)
+            .count()
+    };
+    assert_eq!(outcomes("pending"), 2, "{entries:#?}");
+    assert_eq!(outcomes("cancelled"), 1, "{entries:#?}");
+    assert!(entries.iter().any(|e| e["detail"]
+        .as_str()
+        .is_some_and(|d| d.contains("replaced account Sandbox Merchant"))));
     app.stop().await;
 }
 
