@@ -171,6 +171,51 @@ impl FlowStates {
         }
     }
 
+    /// Reads the record under `secret` without consuming it (a confirmation page shows what it is
+    /// about to confirm; the confirmation itself still [`FlowStates::take`]s it).
+    pub async fn peek<T: DeserializeOwned>(
+        &self,
+        kind: &str,
+        secret: &str,
+    ) -> Result<Option<T>, StateError> {
+        let key = Self::lookup_key(kind, secret);
+        let sealed: Option<String> = match &self.backend {
+            Backend::Redis(redis) => {
+                let command = redis::cmd("GET").arg(redis.key(&key)).clone();
+                redis
+                    .call(|mut conn| async move { command.query_async(&mut conn).await })
+                    .await?
+            }
+            Backend::Memory(map) => map
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get(&key)
+                .map(|(_, sealed)| sealed.clone()),
+        };
+        self.open_record(&key, sealed)
+    }
+
+    fn open_record<T: DeserializeOwned>(
+        &self,
+        key: &str,
+        sealed: Option<String>,
+    ) -> Result<Option<T>, StateError> {
+        let Some(sealed) = sealed else {
+            return Ok(None);
+        };
+        let plain = self
+            .keyring
+            .open(Binding::FlowState(key), &sealed)
+            .map_err(|_| StateError::Unreadable)?;
+        let envelope: Envelope<T> =
+            serde_json::from_slice(plain.expose_secret()).map_err(|_| StateError::Unreadable)?;
+        // Redis' TTL is the first line; the clock check makes expiry exact and testable.
+        if envelope.expires_at <= self.clock.now() {
+            return Ok(None);
+        }
+        Ok(Some(envelope.value))
+    }
+
     /// Removes and returns the record under `secret`, if it exists and has not expired. Only one caller
     /// ever gets a given record.
     pub async fn take<T: DeserializeOwned>(
@@ -192,19 +237,6 @@ impl FlowStates {
                 .remove(&key)
                 .map(|(_, sealed)| sealed),
         };
-        let Some(sealed) = sealed else {
-            return Ok(None);
-        };
-        let plain = self
-            .keyring
-            .open(Binding::FlowState(&key), &sealed)
-            .map_err(|_| StateError::Unreadable)?;
-        let envelope: Envelope<T> =
-            serde_json::from_slice(plain.expose_secret()).map_err(|_| StateError::Unreadable)?;
-        // Redis' TTL is the first line; the clock check makes expiry exact and testable.
-        if envelope.expires_at <= self.clock.now() {
-            return Ok(None);
-        }
-        Ok(Some(envelope.value))
+        self.open_record(&key, sealed)
     }
 }

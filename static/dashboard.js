@@ -1,6 +1,8 @@
 // The connections page's script: loads the store's cards from /dashboard/api/connections, renders
-// them, starts connections, disconnects after a confirmation, shows the callback's outcome, and
-// lists the store's recent activity from /dashboard/api/activity.
+// them with their health ("Reconnect Meta by 12 January" banners above the cards), starts
+// connections (or asks only for missing permissions), disconnects after a confirmation, shows the
+// callback's outcome (and asks before another account replaces the connected one), and lists the
+// store's recent activity from /dashboard/api/activity.
 // Text from the server or the URL is only ever inserted with textContent, never as HTML.
 "use strict";
 
@@ -30,6 +32,13 @@
   const dialogText = document.getElementById("confirm-text");
   const dialogCancel = document.getElementById("confirm-cancel");
   const dialogConfirm = document.getElementById("confirm-disconnect");
+  const banners = document.getElementById("banners");
+  const replacePanel = document.getElementById("replace");
+  const replaceText = document.getElementById("replace-text");
+  const replaceConfirm = document.getElementById("replace-confirm");
+  const replaceKeep = document.getElementById("replace-keep");
+  const MONTHS = ["January", "February", "March", "April", "May", "June", "July", "August", "September", "October", "November", "December"];
+  const WARN_DAYS = 7;
 
   let pendingDisconnect = null;
   let sessionEnded = false;
@@ -61,6 +70,25 @@
     const date = new Date(iso);
     if (Number.isNaN(date.getTime())) return "";
     return date.toLocaleString(undefined, { dateStyle: "medium", timeStyle: "short" });
+  }
+
+  // "12 January", with the year when it is not this year: the same words in every locale.
+  function dayMonth(iso) {
+    const date = new Date(iso);
+    if (Number.isNaN(date.getTime())) return "";
+    const text = date.getDate() + " " + MONTHS[date.getMonth()];
+    return date.getFullYear() === new Date().getFullYear() ? text : text + " " + date.getFullYear();
+  }
+
+  // Whether a connection must be reconnected soon: the health says so, or its reconnect-by date
+  // is within a week.
+  function expiring(p) {
+    const h = p.health;
+    if (!h || !p.status) return false;
+    if (h.state === "expiring") return true;
+    if (!h.reconnect_by || h.state === "dead") return false;
+    const left = new Date(h.reconnect_by).getTime() - Date.now();
+    return Number.isFinite(left) && left < WARN_DAYS * 86400 * 1000;
   }
 
   function relative(iso) {
@@ -133,7 +161,11 @@
         body.append(selectionFields(p));
       }
       if (p.missing_scopes && p.missing_scopes.length) {
-        body.append(el("p", { class: "warning", "data-role": "missing" }, "Missing permissions: " + p.missing_scopes.join(", ") + ". Reconnect and allow them to use every feature."));
+        body.append(el("p", { class: "warning", "data-role": "missing" }, "Missing permissions: " + p.missing_scopes.join(", ") + ". Grant them to use every feature."));
+      }
+      const health = healthText(p);
+      if (health) {
+        body.append(el("p", { class: "health health--" + p.health.state, "data-role": "health" }, health));
       }
       if (p.state === "expired") {
         body.append(el("p", { class: "muted" }, "Access has expired. Reconnect to keep campaigns running."));
@@ -151,17 +183,61 @@
     if (p.configured && p.state === "not_connected") {
       actions.append(button("Connect", "Connect " + p.name, "primary", "connect"));
     }
-    if (p.configured && (p.state === "expired" || p.state === "needs_attention")) {
+    if (p.configured && (p.state === "expired" || p.state === "needs_attention" || needsReconnect(p))) {
       actions.append(button("Reconnect", "Reconnect " + p.name, "primary", "connect"));
+    }
+    if (p.configured && p.status && p.missing_scopes && p.missing_scopes.length) {
+      actions.append(button("Grant missing permissions", "Grant missing permissions for " + p.name, "primary", "grant-missing"));
     }
     if (p.status) {
       actions.append(button("Disconnect", "Disconnect " + p.name, "secondary", "disconnect"));
     }
     for (const action of actions.querySelectorAll("button")) {
       action.addEventListener("click", () => {
-        if (action.dataset.action === "connect") connect(action, p);
+        if (action.dataset.action === "connect") connect(action, p, false);
+        else if (action.dataset.action === "grant-missing") connect(action, p, true);
         else askDisconnect(action, p);
       });
+    }
+  }
+
+  // A connected card whose health asks for a reconnect offers it too.
+  function needsReconnect(p) {
+    const state = p.health && p.health.state;
+    return p.state === "connected" && (state === "dead" || state === "refresh_failing" || expiring(p));
+  }
+
+  // The card's sentence about its health; the platform's error is shown as text only.
+  function healthText(p) {
+    const h = p.health;
+    if (!h || !p.status) return "";
+    const error = h.last_error ? " (" + h.last_error + ")" : "";
+    if (h.state === "refresh_failing") {
+      return "Refresh failing" + (h.since ? " since " + formatDate(h.since) : "") + error + ". We keep trying; reconnect if it lasts.";
+    }
+    if (h.state === "dead") {
+      if (p.status === "REVOKED") return "Access revoked at " + p.name + " — reconnect" + error + ".";
+      if (p.status === "EXPIRED") return "Access expired — reconnect" + error + ".";
+      return "This connection stopped working — reconnect" + error + ".";
+    }
+    if (expiring(p) && h.reconnect_by) {
+      return p.name + " cannot renew this access by itself: reconnect by " + dayMonth(h.reconnect_by) + ".";
+    }
+    return "";
+  }
+
+  // One banner per connection to reconnect soon, above the cards; its button starts the same
+  // reconnect as the card's.
+  function renderBanners(platforms) {
+    banners.replaceChildren();
+    for (const p of platforms) {
+      if (!p.configured || !expiring(p) || !p.health.reconnect_by) continue;
+      const banner = el("div", { class: "banner", role: "status", "data-platform": p.platform });
+      banner.append(el("p", { class: "banner__text" }, "Reconnect " + p.name + " by " + dayMonth(p.health.reconnect_by)));
+      const action = button("Reconnect", "Reconnect " + p.name, "primary", "connect");
+      action.addEventListener("click", () => connect(action, p, false));
+      banner.append(action);
+      banners.append(banner);
     }
   }
 
@@ -263,6 +339,7 @@
       if (!response.ok) throw new Error("status " + response.status);
       const data = await response.json();
       let connected = 0;
+      renderBanners(data.platforms);
       for (const p of data.platforms) {
         const card = document.getElementById("card-" + p.platform);
         if (!card) continue;
@@ -344,13 +421,14 @@
     window.location.assign(url);
   }
 
-  async function connect(action, p) {
+  async function connect(action, p, missingOnly) {
     if (sessionEnded) return;
     const label = action.textContent;
     action.disabled = true;
     action.textContent = "Opening " + p.name + "…";
     try {
-      const response = await post("/dashboard/api/connect/" + encodeURIComponent(p.platform));
+      const path = "/dashboard/api/connect/" + encodeURIComponent(p.platform) + (missingOnly ? "?grant=missing" : "");
+      const response = await post(path);
       if (response.status === 401) {
         endSession();
         return;
@@ -429,6 +507,8 @@
     const name = nameOf(params.get("platform") || "");
     if (outcome === "success") {
       showNotice("success", (name || "The account") + " is connected.");
+    } else if (outcome === "confirm" && params.get("pending")) {
+      askReplace(params.get("pending"));
     } else {
       // The text comes from this page, chosen by the reason code: a crafted link cannot make our
       // origin display words of its own (the `message` parameter is for other dashboards).
@@ -439,6 +519,65 @@
     window.history.replaceState(null, "", window.location.pathname);
   }
 
+  // A reconnect signed in to another account: say so, and let the merchant replace the connected
+  // account or keep it. Nothing changed until they choose.
+  let pendingReplace = null;
+
+  async function askReplace(id) {
+    try {
+      const response = await fetch("/dashboard/api/replacement/" + encodeURIComponent(id), {
+        credentials: "same-origin",
+        headers: { Accept: "application/json" },
+      });
+      if (response.status === 401) {
+        endSession();
+        return;
+      }
+      if (!response.ok) {
+        showNotice("error", await errorMessage(response));
+        return;
+      }
+      const r = await response.json();
+      pendingReplace = id;
+      replaceText.textContent = "You signed in to " + r.platform_name + " as " + r.new_account_name + ". This replaces " + r.old_account_name + ".";
+      replaceKeep.textContent = "Keep " + r.old_account_name;
+      replacePanel.hidden = false;
+      replaceConfirm.focus();
+    } catch (_) {
+      showNotice("error", "Couldn't reach the service. Check your network and try again.");
+    }
+  }
+
+  async function settleReplace(choice) {
+    const id = pendingReplace;
+    if (!id || sessionEnded) return;
+    pendingReplace = null;
+    replaceConfirm.disabled = true;
+    replaceKeep.disabled = true;
+    try {
+      const response = await post("/dashboard/api/replacement/" + encodeURIComponent(id) + "/" + choice);
+      if (response.status === 401) {
+        endSession();
+        return;
+      }
+      if (response.ok) {
+        const body = await response.json();
+        showNotice("success", body.message);
+      } else {
+        showNotice("error", await errorMessage(response));
+      }
+    } catch (_) {
+      showNotice("error", "Couldn't reach the service. Check your network and try again.");
+    } finally {
+      replacePanel.hidden = true;
+      replaceConfirm.disabled = false;
+      replaceKeep.disabled = false;
+    }
+    await load();
+  }
+
+  replaceConfirm.addEventListener("click", () => settleReplace("confirm"));
+  replaceKeep.addEventListener("click", () => settleReplace("cancel"));
   dialogCancel.addEventListener("click", () => dialog.close());
   dialogConfirm.addEventListener("click", disconnect);
   dialog.addEventListener("close", () => {

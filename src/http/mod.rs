@@ -77,6 +77,16 @@ impl WebSettings {
         self.redirect(&[("connection", "success"), ("platform", platform)])
     }
 
+    /// `303` to the dashboard with `connection=confirm` and the parked grant's id: the reconnect
+    /// signed in to another account, and the merchant decides whether it replaces the old one.
+    pub(crate) fn confirm_redirect(&self, platform: &str, pending: &str) -> Redirect {
+        self.redirect(&[
+            ("connection", "confirm"),
+            ("platform", platform),
+            ("pending", pending),
+        ])
+    }
+
     /// `303` to the dashboard with `connection=error`, a reason code and a safe message.
     pub(crate) fn error_redirect(&self, platform: &str, error: &OAuthError) -> Redirect {
         self.redirect(&[

@@ -19,7 +19,8 @@ use crate::access::Operation;
 use crate::audit::{Actor, AuditEvent, AuditLog};
 use crate::domain::{Connection, StoreId};
 use crate::lifecycle::{Connections, IssuedToken};
-use crate::oauth::flow::{cookie_name_for_state, CallbackParams, FlowOrigin};
+use crate::oauth::flow::{cookie_name_for_state, CallbackParams, Finished, FlowOrigin};
+use crate::oauth::parked::account_id_of;
 use crate::oauth::{Flow, OAuthError};
 use crate::platforms::{PlatformSpec, RevocationOutcome};
 
@@ -71,7 +72,7 @@ pub async fn platforms(State(flow): State<Flow>, _caller: ApiCaller) -> Json<Pla
 /// Starts an authorization flow and returns the URL the merchant's browser should open.
 #[utoipa::path(get, path = "/api/v1/oauth/connect/{platform}", tag = "oauth",
     security(("api_key" = [])),
-    params(("platform" = BuiltInPlatform, Path, description = "a built-in platform or a generic provider"), StoreUserQuery),
+    params(("platform" = BuiltInPlatform, Path, description = "a built-in platform or a generic provider"), StoreUserQuery, GrantQuery),
     responses(
         (status = 200, body = AuthorizationUrl),
         (status = 400, body = ErrorBody, description = "missing or malformed parameters"),
@@ -87,27 +88,88 @@ pub async fn connect(
     State(audit): State<AuditLog>,
     caller: ApiCaller,
     ApiPath(platform): ApiPath<String>,
+    State(connections): State<Connections>,
     ApiQuery(query): ApiQuery<StoreUserQuery>,
+    ApiQuery(grant): ApiQuery<GrantQuery>,
 ) -> Result<Json<AuthorizationUrl>, ApiError> {
     let spec = flow
         .platform(&platform)
         .map_err(|e| platform_error(&flow, e))?;
     caller.require(Operation::Connect, Some(spec.id.as_str()))?;
-    let url = flow
-        .begin(
-            &spec.id.clone(),
-            &query.store_id,
-            &query.user_id,
-            FlowOrigin::Api,
-        )
-        .await
-        .map_err(ApiError::from);
+    let url = async {
+        let missing = grant
+            .missing_scopes(&connections, spec, &query.store_id)
+            .await?;
+        let detail = consent_detail(&missing);
+        let url = flow
+            .begin(
+                &spec.id.clone(),
+                &query.store_id,
+                &query.user_id,
+                FlowOrigin::Api,
+                missing,
+            )
+            .await?;
+        Ok::<_, OAuthError>((url, detail))
+    }
+    .await
+    .map_err(ApiError::from);
+    let detail = url.as_ref().map_or("", |(_, detail)| *detail);
     let event = AuditEvent::new(Actor::ApiKey(caller.name.clone()), "connect", "started")
-        .with_detail(format!("for user {}", query.user_id));
+        .with_detail(format!("for user {}{detail}", query.user_id));
     record_api(&audit, event, &query.store_id, spec.id.as_str(), &url);
     Ok(Json(AuthorizationUrl {
-        authorization_url: url?.to_string(),
+        authorization_url: url?.0.to_string(),
     }))
+}
+
+/// `?grant=missing`: what a connect asks for.
+#[derive(Debug, Default, serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct GrantQuery {
+    /// `missing` asks only for the permissions the store's connection lacks (its
+    /// `missing_scopes`) where the platform supports incremental consent (Google
+    /// `include_granted_scopes=true`, Meta `auth_type=rerequest`), and for every scope with a
+    /// forced consent screen elsewhere. The granted scopes are then those granted so far.
+    /// Without a connection it is a plain connect.
+    pub grant: Option<GrantMode>,
+}
+
+/// The values of `grant`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum GrantMode {
+    /// Only the missing permissions.
+    Missing,
+}
+
+impl GrantQuery {
+    /// The scopes to ask for: `None` for a full consent, else the connection's missing scopes.
+    pub(crate) async fn missing_scopes(
+        &self,
+        connections: &Connections,
+        spec: &PlatformSpec,
+        store_id: &StoreId,
+    ) -> Result<Option<Vec<String>>, OAuthError> {
+        if self.grant != Some(GrantMode::Missing) {
+            return Ok(None);
+        }
+        Ok(connections
+            .list(store_id)
+            .await?
+            .into_iter()
+            .find(|c| c.platform == spec.id)
+            .map(|c| c.missing_scopes))
+    }
+}
+
+/// The audit detail of a flow started for the missing permissions.
+pub(crate) fn consent_detail(missing: &Option<Vec<String>>) -> &'static str {
+    if missing.is_some() {
+        ", missing permissions only"
+    } else {
+        ""
+    }
 }
 
 /// Records an API call in the audit trail: the event as built on success, else `failure` with the
@@ -235,7 +297,7 @@ pub async fn callback(
         None => jar,
     };
     match result {
-        Ok(connection) => {
+        Ok(Completed::Recorded(connection)) => {
             // The merchant's user finished the consent screen: the grant is theirs.
             audit.record(
                 AuditEvent::new(
@@ -249,6 +311,21 @@ pub async fn callback(
             );
             (jar, web.success_redirect(connection.platform.as_str())).into_response()
         }
+        Ok(Completed::Parked {
+            id,
+            platform,
+            store_id,
+            user_id,
+        }) => {
+            // Nothing is replaced until the merchant answers the page's question.
+            audit.record(
+                AuditEvent::new(Actor::PageUser(user_id.to_string()), "connect", "pending")
+                    .with_store(&store_id)
+                    .with_platform(platform.as_str())
+                    .with_detail("signed in to another account; awaiting confirmation"),
+            );
+            (jar, web.confirm_redirect(platform.as_str(), &id)).into_response()
+        }
         Err(error) => {
             tracing::warn!(reason = error.reason(), error = %error, "callback failed");
             (jar, web.error_redirect(&slug, &error)).into_response()
@@ -256,27 +333,84 @@ pub async fn callback(
     }
 }
 
+/// What the callback did with the grant.
+enum Completed {
+    /// Recorded as the store's connection (boxed: a connection is large).
+    Recorded(Box<Connection>),
+    /// Parked until the merchant confirms replacing another account (page flows only).
+    Parked {
+        /// The id the page confirms with.
+        id: String,
+        /// The platform.
+        platform: crate::domain::PlatformId,
+        /// The flow's store.
+        store_id: StoreId,
+        /// The flow's user.
+        user_id: crate::domain::UserId,
+    },
+}
+
 /// Finishes the flow and records its grant as the store's connection (then discovers its assets,
 /// which never fails the connect), then counts the outcome: nothing is stored unless the whole
-/// flow succeeded.
+/// flow succeeded. A flow started from the page that signed in to another account than the
+/// stored connection's is parked instead, for the merchant to confirm
+/// ([`crate::oauth::parked`]); API flows replace the account as before.
 async fn complete_flow(
     flow: &Flow,
     connections: &Connections,
     platform: &str,
     params: CallbackParams,
     binding: Option<&str>,
-) -> Result<Connection, OAuthError> {
+) -> Result<Completed, OAuthError> {
     let result = async {
-        let grant = flow.finish(platform, params, binding).await?;
+        let Finished { grant, origin, .. } = flow.finish(platform, params, binding).await?;
         let spec = flow
             .catalog()
             .get(&grant.platform)
             .ok_or_else(|| OAuthError::UnknownPlatform(grant.platform.to_string()))?;
-        connections.record_grant_and_discover(spec, grant).await
+        if origin == FlowOrigin::Dashboard {
+            if let Some(old) = replaced_account(connections, &grant).await? {
+                let (platform, store_id, user_id) = (
+                    grant.platform.clone(),
+                    grant.store_id.clone(),
+                    grant.user_id.clone(),
+                );
+                let id = flow.park(grant, old.account_id, old.account_name).await?;
+                return Ok(Completed::Parked {
+                    id,
+                    platform,
+                    store_id,
+                    user_id,
+                });
+            }
+        }
+        connections
+            .record_grant_and_discover(spec, grant)
+            .await
+            .map(|c| Completed::Recorded(Box::new(c)))
     }
     .await;
     flow.count_outcome(platform, &result);
     result
+}
+
+/// The store's connection a grant would replace with a different account, if any: one with an
+/// account id that differs from the grant's. A connection never completed, or one whose account
+/// is unknown, is simply replaced.
+async fn replaced_account(
+    connections: &Connections,
+    grant: &crate::platforms::Grant,
+) -> Result<Option<Connection>, OAuthError> {
+    let Some(new_id) = account_id_of(grant) else {
+        return Ok(None);
+    };
+    Ok(connections
+        .list(&grant.store_id)
+        .await?
+        .into_iter()
+        .find(|c| c.platform == grant.platform)
+        .filter(|c| c.status != crate::domain::ConnectionStatus::Pending)
+        .filter(|c| c.account_id.as_deref().is_some_and(|old| old != new_id)))
 }
 
 /// Revokes at the platform where possible, then deletes the connection and its tokens.

@@ -41,7 +41,7 @@ impl Modify for BearerKey {
         super::metrics::metrics,
         super::audit::audit,
     ),
-    components(schemas(super::views::BuiltInPlatform)),
+    components(schemas(super::views::BuiltInPlatform, super::oauth::GrantMode)),
     modifiers(&BearerKey),
 )]
 pub(crate) struct ApiDoc;
@@ -72,6 +72,29 @@ mod tests {
             parameter["schema"]["$ref"],
             "#/components/schemas/BuiltInPlatform"
         );
+    }
+
+    #[test]
+    fn connect_documents_grant_missing() {
+        let document = serde_json::to_value(ApiDoc::openapi()).expect("serializable");
+        let parameters = document["paths"]["/api/v1/oauth/connect/{platform}"]["get"]["parameters"]
+            .as_array()
+            .expect("parameters")
+            .clone();
+        let grant = parameters
+            .iter()
+            .find(|p| p["name"] == "grant")
+            .expect("a grant parameter");
+        assert_eq!(grant["in"], "query");
+        assert_eq!(grant["required"], false);
+        let schema = match grant["schema"]["$ref"].as_str() {
+            Some(reference) => {
+                let name = reference.rsplit('/').next().expect("a name");
+                document["components"]["schemas"][name].clone()
+            }
+            None => grant["schema"].clone(),
+        };
+        assert!(schema.to_string().contains("missing"), "{schema}");
     }
 
     #[test]

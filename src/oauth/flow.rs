@@ -55,6 +55,10 @@ struct Ticket {
     user_id: UserId,
     started_at: DateTime<Utc>,
     origin: FlowOrigin,
+    /// "Grant missing permissions": the scopes the connection lacks, asked for as the platform's
+    /// [`crate::platforms::ConsentMode`] says. `None` is a full consent.
+    #[serde(default)]
+    missing: Option<Vec<String>>,
 }
 
 /// What the state holds between the first hop and the callback (sealed at rest by the state store).
@@ -66,6 +70,21 @@ struct PendingFlow {
     pkce_verifier: Option<String>,
     binding_hash: String,
     started_at: DateTime<Utc>,
+    /// Carried from the ticket, so the callback knows who started the flow and how.
+    origin: FlowOrigin,
+    #[serde(default)]
+    grant_missing: bool,
+}
+
+/// What the callback hands its caller: the grant, and how the flow was started.
+#[derive(Debug)]
+pub struct Finished {
+    /// The grant, not yet recorded.
+    pub grant: Grant,
+    /// Who started the flow.
+    pub origin: FlowOrigin,
+    /// Whether it asked for the missing permissions only ("Grant missing permissions").
+    pub grant_missing: bool,
 }
 
 /// What the first hop hands the edge.
@@ -104,7 +123,7 @@ pub struct Flow {
     metrics: Metrics,
 }
 
-fn random_secret() -> String {
+pub(crate) fn random_secret() -> String {
     // 32 random bytes, base64url: the state must carry at least 32 bytes of entropy.
     CsrfToken::new_random_len(32).secret().clone()
 }
@@ -143,6 +162,11 @@ impl Flow {
         &self.catalog
     }
 
+    /// The platform client.
+    pub(crate) fn client(&self) -> &PlatformClient {
+        &self.client
+    }
+
     /// The flow-state store (the page also records used links in it).
     pub fn states(&self) -> &FlowStates {
         &self.states
@@ -175,6 +199,7 @@ impl Flow {
         store_id: &StoreId,
         user_id: &UserId,
         origin: FlowOrigin,
+        missing: Option<Vec<String>>,
     ) -> Result<Url, OAuthError> {
         let ticket_secret = random_secret();
         let ticket = Ticket {
@@ -183,6 +208,7 @@ impl Flow {
             user_id: user_id.clone(),
             started_at: self.clock.now(),
             origin,
+            missing,
         };
         self.states
             .put(
@@ -245,17 +271,20 @@ impl Flow {
             pkce_verifier: verifier,
             binding_hash: hash(&binding),
             started_at: ticket.started_at,
+            origin: ticket.origin,
+            grant_missing: ticket.missing.is_some(),
         };
         self.states.put(STATE, &state, &pending, remaining).await?;
 
+        let consent = spec.consent_request(ticket.missing.as_deref());
         let mut url = spec.authorize_url.clone();
         {
             let mut query = url.query_pairs_mut();
             query.append_pair(spec.client_id_param, &self.client_id(spec)?);
             query.append_pair("redirect_uri", &self.redirect_uri(&spec.id));
-            query.append_pair("scope", &spec.scopes.join(spec.scope_separator));
+            query.append_pair("scope", &consent.scopes.join(spec.scope_separator));
             query.append_pair("state", &state);
-            for (name, value) in &spec.extra_authorize_params {
+            for (name, value) in &consent.params {
                 query.append_pair(name, value);
             }
             if let Some(challenge) = &challenge {
@@ -287,7 +316,7 @@ impl Flow {
         platform_slug: &str,
         params: CallbackParams,
         binding_cookie: Option<&str>,
-    ) -> Result<Grant, OAuthError> {
+    ) -> Result<Finished, OAuthError> {
         let state = params.state.as_deref().ok_or(OAuthError::StateInvalid)?;
         let pending: PendingFlow = self
             .states
@@ -331,7 +360,7 @@ impl Flow {
             .await?;
         let extras = quirks::after_account(&self.client, spec, &tokens.tokens.access_token).await?;
         tracing::info!(platform = %spec.id, store_id = %pending.store_id, "connection authorized");
-        Ok(Grant {
+        let grant = Grant {
             platform: spec.id.clone(),
             store_id: pending.store_id,
             user_id: pending.user_id,
@@ -346,6 +375,11 @@ impl Flow {
                 granted_scopes: extras.granted_scopes,
             },
             extra_secrets: extras.page_tokens,
+        };
+        Ok(Finished {
+            grant,
+            origin: pending.origin,
+            grant_missing: pending.grant_missing,
         })
     }
 

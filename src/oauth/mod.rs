@@ -3,6 +3,7 @@
 //! to its caller. It speaks in domain types; it knows nothing of HTTP routing or SQL.
 
 pub mod flow;
+pub mod parked;
 
 pub use crate::platforms::{Grant, OAuthError};
 pub use flow::Flow;

@@ -146,6 +146,8 @@ pub struct PlatformSpec {
     pub pkce: Pkce,
     /// Further fixed authorization parameters (Google's `access_type=offline`, `prompt=consent`).
     pub extra_authorize_params: Vec<(String, String)>,
+    /// How "Grant missing permissions" asks for what the merchant declined.
+    pub missing_consent: ConsentMode,
     /// How the grant is renewed.
     pub renewal: Renewal,
     /// Until when the grant lasts without the merchant (health's `reconnect_by`).
@@ -181,6 +183,61 @@ impl PlatformSpec {
     pub fn is_configured(&self) -> bool {
         self.credentials.is_some()
     }
+
+    /// The scopes and authorization parameters of a consent request: every scope with the fixed
+    /// parameters, or, for "Grant missing permissions" (`missing` is `Some`), what the platform's
+    /// [`ConsentMode`] asks for. A mode's parameter replaces a fixed one of the same name, since
+    /// a platform refuses a parameter sent twice (RFC 6749 §3.1).
+    pub fn consent_request(&self, missing: Option<&[String]>) -> ConsentRequest {
+        let (scopes, added) = match (missing, self.missing_consent) {
+            (None, _) => (self.scopes.clone(), &[][..]),
+            (Some(missing), ConsentMode::Incremental { params }) if !missing.is_empty() => {
+                (missing.to_vec(), params)
+            }
+            (Some(_), ConsentMode::Incremental { params } | ConsentMode::Full { params }) => {
+                (self.scopes.clone(), params)
+            }
+        };
+        let mut params: Vec<(String, String)> = self
+            .extra_authorize_params
+            .iter()
+            .filter(|(name, _)| !added.iter().any(|(added, _)| added == name))
+            .cloned()
+            .collect();
+        params.extend(
+            added
+                .iter()
+                .map(|(n, v)| ((*n).to_owned(), (*v).to_owned())),
+        );
+        ConsentRequest { scopes, params }
+    }
+}
+
+/// How a platform asks a merchant again for permissions they declined.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConsentMode {
+    /// Incremental consent: request only the missing scopes, with these parameters (Google's
+    /// `include_granted_scopes=true`, Meta's `auth_type=rerequest`); the platform then reports
+    /// every scope granted so far.
+    Incremental {
+        /// Parameters that make the platform ask again and report the union.
+        params: &'static [(&'static str, &'static str)],
+    },
+    /// No incremental consent documented: request every scope again, with these parameters
+    /// (TikTok's `disable_auto_auth=1` shows the consent screen even to a returning user).
+    Full {
+        /// Parameters that force the consent screen, where the platform has one.
+        params: &'static [(&'static str, &'static str)],
+    },
+}
+
+/// The scopes and parameters one authorization request carries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsentRequest {
+    /// Scopes to request.
+    pub scopes: Vec<String>,
+    /// Further authorization parameters.
+    pub params: Vec<(String, String)>,
 }
 
 fn url(text: &str) -> Option<Url> {
@@ -217,6 +274,7 @@ fn built_in_spec(platform: &BuiltInPlatform) -> Option<PlatformSpec> {
         token_method: protocol.token_method,
         pkce: protocol.pkce,
         extra_authorize_params: params(protocol.authorize_params),
+        missing_consent: protocol.missing_consent,
         renewal: platform.renewal,
         reconnect: platform.reconnect,
         refresh_rotates: protocol.refresh_rotates,
@@ -257,6 +315,8 @@ fn generic_spec(generic: &GenericProviderSettings) -> Option<PlatformSpec> {
         token_method: TokenMethod::PostForm,
         pkce: if generic.pkce { Pkce::S256 } else { Pkce::None },
         extra_authorize_params: params(&[("response_type", "code")]),
+        // A generic provider documents no incremental consent here: ask for everything again.
+        missing_consent: ConsentMode::Full { params: &[] },
         renewal: Renewal::RefreshToken,
         // An operator's provider: only what its token endpoint reports (RFC 6749 defines no
         // refresh-token lifetime).
@@ -451,6 +511,46 @@ mod tests {
             .iter()
             .find(|p| p.slug == "twitter")
             .expect("X is built in")
+    }
+
+    #[test]
+    fn a_consent_for_missing_scopes_follows_the_platforms_mode_and_sends_no_parameter_twice() {
+        let spec = |slug: &str| {
+            BUILT_IN
+                .iter()
+                .find(|p| p.slug == slug)
+                .and_then(|p| built_in_spec(p))
+                .expect("built in")
+        };
+        let missing = vec!["https://www.googleapis.com/auth/adwords".to_owned()];
+        let google = spec("google").consent_request(Some(&missing));
+        assert_eq!(google.scopes, missing);
+        let named = |request: &ConsentRequest, name: &str| {
+            request
+                .params
+                .iter()
+                .filter(|(n, _)| n == name)
+                .map(|(_, v)| v.clone())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(named(&google, "include_granted_scopes"), ["true"]);
+        assert_eq!(named(&google, "prompt"), ["consent"]);
+
+        let meta = spec("meta");
+        let declined = vec!["ads_read".to_owned()];
+        let request = meta.consent_request(Some(&declined));
+        assert_eq!(request.scopes, declined);
+        assert_eq!(named(&request, "auth_type"), ["rerequest"]);
+        // A plain connect asks for everything, without the rerequest.
+        let plain = meta.consent_request(None);
+        assert_eq!(plain.scopes, meta.scopes);
+        assert!(named(&plain, "auth_type").is_empty());
+
+        let tiktok = spec("tiktok");
+        let request = tiktok.consent_request(Some(&["video.list".to_owned()]));
+        assert_eq!(request.scopes, tiktok.scopes);
+        assert_eq!(named(&request, "disable_auto_auth"), ["1"]);
+        assert!(named(&tiktok.consent_request(None), "disable_auto_auth").is_empty());
     }
 
     #[test]

@@ -13,7 +13,7 @@ use super::catalog::{
 use super::client::PlatformClient;
 use super::error::OAuthError;
 use super::quirks::Hook;
-use super::{ApiSecretHeader, BuiltInPlatform, Endpoints, Mark, Protocol};
+use super::{ApiSecretHeader, BuiltInPlatform, ConsentMode, Endpoints, Mark, Protocol};
 
 // providers.md §3: offline access and consent, or there is no refresh token.
 pub(super) const PLATFORM: BuiltInPlatform = BuiltInPlatform {
@@ -67,6 +67,11 @@ pub(super) const PLATFORM: BuiltInPlatform = BuiltInPlatform {
             ("prompt", "consent"),
             ("include_granted_scopes", "true"),
         ],
+        // providers.md §3 / platform-apis.md "Incremental authorization": include_granted_scopes
+        // asks for the new scopes only, and the token response's `scope` lists all granted.
+        missing_consent: ConsentMode::Incremental {
+            params: &[("include_granted_scopes", "true")],
+        },
         refresh_rotates: false,
         revocation: Revocation::Form {
             authenticate: false,

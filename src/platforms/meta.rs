@@ -15,7 +15,7 @@ use super::catalog::{
 use super::client::{PlatformClient, TokenGrant};
 use super::error::OAuthError;
 use super::quirks::{AccountExtras, Hook};
-use super::{BuiltInPlatform, Endpoints, Mark, Protocol};
+use super::{BuiltInPlatform, ConsentMode, Endpoints, Mark, Protocol};
 
 /// A Graph API URL, with the version pinned in one place (providers.md: "pin the Graph version in
 /// both URLs").
@@ -79,6 +79,11 @@ pub(super) const PLATFORM: BuiltInPlatform = BuiltInPlatform {
         // PKCE exists only in Meta's OIDC variant, "still in testing" (providers.md M11).
         pkce: Pkce::None,
         authorize_params: &[("response_type", "code")],
+        // platform-apis.md §1 "Incremental authorization": declined permissions are asked again
+        // only with auth_type=rerequest [M22]; /me/permissions then lists all granted.
+        missing_consent: ConsentMode::Incremental {
+            params: &[("auth_type", "rerequest")],
+        },
         refresh_rotates: false,
         revocation: Revocation::MetaDeletePermissions,
         errors: ErrorShape::Graph,

@@ -32,8 +32,8 @@ use secrecy::SecretString;
 
 pub use assets::{Asset, AssetKind, AssetSet};
 pub use catalog::{
-    AccountMapping, Catalog, ClientAuth, ErrorShape, Pkce, PlatformSpec, ReconnectRule, Renewal,
-    Revocation, TokenMethod,
+    AccountMapping, Catalog, ClientAuth, ConsentMode, ConsentRequest, ErrorShape, Pkce,
+    PlatformSpec, ReconnectRule, Renewal, Revocation, TokenMethod,
 };
 pub use client::{AccountInfo, PlatformClient, RevocationOutcome, TokenGrant};
 pub use error::OAuthError;
@@ -129,6 +129,8 @@ pub struct Protocol {
     pub pkce: Pkce,
     /// Further fixed authorization parameters.
     pub authorize_params: &'static [(&'static str, &'static str)],
+    /// How "Grant missing permissions" asks again (incremental where the platform supports it).
+    pub missing_consent: ConsentMode,
     /// Whether a refresh invalidates the previous refresh token.
     pub refresh_rotates: bool,
     /// How to revoke.

@@ -13,7 +13,7 @@ use super::catalog::{
 use super::client::PlatformClient;
 use super::error::OAuthError;
 use super::quirks::Hook;
-use super::{BuiltInPlatform, Endpoints, Mark, Protocol};
+use super::{BuiltInPlatform, ConsentMode, Endpoints, Mark, Protocol};
 
 // providers.md §4: Basic at the token endpoint, comma scopes, no user-token revocation.
 pub(super) const PLATFORM: BuiltInPlatform = BuiltInPlatform {
@@ -58,6 +58,9 @@ pub(super) const PLATFORM: BuiltInPlatform = BuiltInPlatform {
         token_method: TokenMethod::PostForm,
         pkce: Pkce::None,
         authorize_params: &[("response_type", "code")],
+        // platform-apis.md §4: no incremental authorization documented, and no parameter that forces
+        // the consent screen: all scopes again.
+        missing_consent: ConsentMode::Full { params: &[] },
         refresh_rotates: true,
         revocation: Revocation::Unsupported(
             "Pinterest does not let apps revoke a user's token. The tokens were deleted here; \

@@ -13,7 +13,7 @@ use super::catalog::{
 use super::client::PlatformClient;
 use super::error::{scrub, OAuthError};
 use super::quirks::Hook;
-use super::{BuiltInPlatform, Endpoints, Mark, Protocol};
+use super::{BuiltInPlatform, ConsentMode, Endpoints, Mark, Protocol};
 
 // providers.md §2: client_key, comma scopes, flat token response, data-wrapped user info.
 pub(super) const PLATFORM: BuiltInPlatform = BuiltInPlatform {
@@ -58,6 +58,11 @@ pub(super) const PLATFORM: BuiltInPlatform = BuiltInPlatform {
         // The web flow documents no PKCE; desktop PKCE uses hex, not RFC 7636 (providers.md T1, T11).
         pkce: Pkce::None,
         authorize_params: &[("response_type", "code")],
+        // platform-apis.md §2: no incremental parameter; all scopes again, and disable_auto_auth=1
+        // so a returning merchant sees the consent screen (providers.md T5).
+        missing_consent: ConsentMode::Full {
+            params: &[("disable_auto_auth", "1")],
+        },
         refresh_rotates: true,
         revocation: Revocation::Form {
             authenticate: true,

@@ -12,7 +12,7 @@ use super::catalog::{
 use super::client::PlatformClient;
 use super::error::OAuthError;
 use super::quirks::Hook;
-use super::{BuiltInPlatform, Endpoints, Mark, Protocol};
+use super::{BuiltInPlatform, ConsentMode, Endpoints, Mark, Protocol};
 
 /// The scope without which X issues no refresh token.
 const OFFLINE_ACCESS: &str = "offline.access";
@@ -59,6 +59,9 @@ pub(super) const PLATFORM: BuiltInPlatform = BuiltInPlatform {
         token_method: TokenMethod::PostForm,
         pkce: Pkce::S256,
         authorize_params: &[("response_type", "code")],
+        // platform-apis.md §5: no incremental authorization documented, and no parameter that forces
+        // the consent screen: all scopes again.
+        missing_consent: ConsentMode::Full { params: &[] },
         refresh_rotates: true,
         revocation: Revocation::Form {
             authenticate: true,

@@ -23,6 +23,7 @@ mod oidc;
 mod perimeter_junk;
 mod proxy;
 mod proxy_gateway;
+mod reconnect;
 mod replicas;
 mod state;
 mod store;

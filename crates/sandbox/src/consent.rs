@@ -242,6 +242,8 @@ struct CheckedRequest {
     pkce: Option<PkceChallenge>,
     google_offline: bool,
     google_prompt_consent: bool,
+    include_granted_scopes: bool,
+    meta_rerequest: bool,
 }
 
 fn authorize(sim: &Simulator, platform: Platform, query: Option<&str>) -> Response {
@@ -258,6 +260,19 @@ fn authorize(sim: &Simulator, platform: Platform, query: Option<&str>) -> Respon
         }
     };
 
+    let account = sim.signed_in_account(platform);
+    // Meta does not ask again for a permission the user declined, unless auth_type=rerequest.
+    let declined = if platform == Platform::Meta && !request.meta_rerequest {
+        sim.remembered(platform, client_id, account).declined
+    } else {
+        Vec::new()
+    };
+    let shown_scopes: Vec<String> = request
+        .requested_scopes
+        .iter()
+        .filter(|scope| !declined.contains(scope))
+        .cloned()
+        .collect();
     let pending = PendingAuthorization {
         platform,
         client_id: client_id.to_owned(),
@@ -267,14 +282,23 @@ fn authorize(sim: &Simulator, platform: Platform, query: Option<&str>) -> Respon
         pkce: request.pkce,
         google_offline: request.google_offline,
         google_prompt_consent: request.google_prompt_consent,
+        include_granted_scopes: request.include_granted_scopes,
+        shown_scopes: shown_scopes.clone(),
+        account,
         expires_at: sim.now() + Duration::minutes(PENDING_LIFETIME_MINUTES),
     };
-    let scopes = pending.requested_scopes.clone();
+    let scopes = shown_scopes;
     let request_id = sim.store_pending(pending);
+    let other_account;
     let page = ConsentPage {
         platform_key: spec.key,
         display_name: spec.display_name,
-        account_name: spec.account_name,
+        account_name: if account == 0 {
+            spec.account_name
+        } else {
+            other_account = format!("Other Merchant {account}");
+            &other_account
+        },
         client_id,
         redirect_uri,
         scopes: &scopes,
@@ -363,12 +387,19 @@ fn check_request(platform: Platform, params: &Params) -> Result<CheckedRequest, 
     } else {
         (false, false)
     };
+    // Google: "include_granted_scopes=true" (providers.md §3); Meta: auth_type=rerequest asks
+    // again for declined permissions (platform-apis.md §1 [M22]). Other platforms ignore both.
+    let include_granted_scopes =
+        platform == Platform::Google && params.get("include_granted_scopes") == Some("true");
+    let meta_rerequest = platform == Platform::Meta && params.get("auth_type") == Some("rerequest");
     Ok(CheckedRequest {
         state: state.to_owned(),
         requested_scopes,
         pkce,
         google_offline,
         google_prompt_consent,
+        include_granted_scopes,
+        meta_rerequest,
     })
 }
 
@@ -534,25 +565,27 @@ fn answer_consent(sim: &Simulator, platform: Platform, body: &Bytes) -> Response
         .filter(|(key, _)| key == "scope")
         .map(|(_, value)| value.as_str())
         .collect();
-    let granted_scopes = sim.granted_scopes_override(platform).unwrap_or_else(|| {
-        // Only what was asked for can be granted, whatever else the form carries.
+    let granted_now = sim.granted_scopes_override(platform).unwrap_or_else(|| {
+        // Only what the screen asked for can be granted, whatever else the form carries.
         pending
-            .requested_scopes
+            .shown_scopes
             .iter()
             .filter(|scope| checked.contains(&scope.as_str()))
             .cloned()
             .collect()
     });
+    let (requested_scopes, granted_scopes) = granted_with_memory(sim, &pending, granted_now);
     let reported_scopes = granted_scopes.join(",");
     let code = sim.issue_code(ApprovedAuthorization {
         platform,
         client_id: pending.client_id.clone(),
         redirect_uri: pending.redirect_uri.clone(),
-        requested_scopes: pending.requested_scopes.clone(),
+        requested_scopes,
         granted_scopes,
         pkce: pending.pkce.clone(),
         google_offline: pending.google_offline,
         google_prompt_consent: pending.google_prompt_consent,
+        account: pending.account,
     });
     let mut params = vec![("code", code.as_str())];
     if spec.callback_reports_scopes {
@@ -562,4 +595,34 @@ fn answer_consent(sim: &Simulator, platform: Platform, body: &Bytes) -> Response
         params.push(("state", state));
     }
     redirect_back(spec, StatusCode::SEE_OTHER, &pending.redirect_uri, &params)
+}
+
+/// The grant's requested and granted scopes once what the account granted the client before
+/// counts: Google's `include_granted_scopes` adds every scope granted before; a Meta user token
+/// carries every permission granted to the app, and its permission list the declined ones.
+fn granted_with_memory(
+    sim: &Simulator,
+    pending: &PendingAuthorization,
+    granted_now: Vec<String>,
+) -> (Vec<String>, Vec<String>) {
+    let remembered = sim.remember_consent(
+        pending.platform,
+        &pending.client_id,
+        pending.account,
+        &pending.shown_scopes,
+        &granted_now,
+    );
+    let mut requested = pending.requested_scopes.clone();
+    match pending.platform {
+        Platform::Google if pending.include_granted_scopes => (requested, remembered.granted),
+        Platform::Meta => {
+            for scope in remembered.declined.iter().chain(&remembered.granted) {
+                if !requested.contains(scope) {
+                    requested.push(scope.clone());
+                }
+            }
+            (requested, remembered.granted)
+        }
+        _ => (requested, granted_now),
+    }
 }

@@ -217,14 +217,19 @@ async fn userinfo(State(sim): State<Simulator>, headers: HeaderMap) -> Response 
     };
     let granted = |short: &str, long: &str| grant.has_scope(short) || grant.has_scope(long);
     let mut user = Map::new();
-    user.insert("sub".to_owned(), json!("100000000000000000001"));
+    // Another simulated account (Simulator::set_signed_in_account) has its own subject and name.
+    let (sub, given) = match grant.account {
+        0 => ("100000000000000000001".to_owned(), "Sandbox".to_owned()),
+        n => (format!("2000000000000000000{n:02}"), format!("Other {n}")),
+    };
+    user.insert("sub".to_owned(), json!(sub));
     // Claims follow the granted scopes, as at Google: no profile scope, no name.
     if granted(
         "profile",
         "https://www.googleapis.com/auth/userinfo.profile",
     ) {
-        user.insert("name".to_owned(), json!("Sandbox Merchant"));
-        user.insert("given_name".to_owned(), json!("Sandbox"));
+        user.insert("name".to_owned(), json!(format!("{given} Merchant")));
+        user.insert("given_name".to_owned(), json!(given));
         user.insert("family_name".to_owned(), json!("Merchant"));
         user.insert(
             "picture".to_owned(),
@@ -232,7 +237,11 @@ async fn userinfo(State(sim): State<Simulator>, headers: HeaderMap) -> Response 
         );
     }
     if granted("email", "https://www.googleapis.com/auth/userinfo.email") {
-        user.insert("email".to_owned(), json!("merchant@sandbox.example"));
+        let email = match grant.account {
+            0 => "merchant@sandbox.example".to_owned(),
+            n => format!("merchant{n}@sandbox.example"),
+        };
+        user.insert("email".to_owned(), json!(email));
         user.insert("email_verified".to_owned(), json!(true));
     }
     exchange::json(StatusCode::OK, serde_json::Value::Object(user))

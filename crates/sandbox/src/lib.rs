@@ -33,6 +33,7 @@ mod api;
 mod consent;
 mod exchange;
 mod google;
+mod memory;
 mod meta;
 mod pinterest;
 mod spec;
@@ -255,6 +256,8 @@ impl Simulator {
         if platform == Platform::Google {
             state.google_consented_clients.clear();
         }
+        // The user removed the app: nothing granted before carries over to a new consent.
+        state.remembered.retain(|(p, _, _), _| *p != platform);
     }
 
     /// Makes approval on `platform`'s consent screen grant exactly these scopes, whatever was checked
@@ -384,7 +387,11 @@ impl Simulator {
     }
 
     pub(crate) fn forget_google_consent(&self, client_id: &str) {
-        self.lock().google_consented_clients.remove(client_id);
+        let mut state = self.lock();
+        state.google_consented_clients.remove(client_id);
+        state
+            .remembered
+            .retain(|(p, c, _), _| !(*p == Platform::Google && c == client_id));
     }
 
     /// Redeems an authorization code: checks it is known, unused, unexpired, issued to `client_id`
@@ -607,6 +614,13 @@ pub(crate) struct PendingAuthorization {
     pub(crate) pkce: Option<PkceChallenge>,
     pub(crate) google_offline: bool,
     pub(crate) google_prompt_consent: bool,
+    /// Google's `include_granted_scopes=true`: the grant carries every scope granted before.
+    pub(crate) include_granted_scopes: bool,
+    /// The scopes the consent screen shows: the requested ones, less those Meta will not ask
+    /// again (declined before, without `auth_type=rerequest`).
+    pub(crate) shown_scopes: Vec<String>,
+    /// The simulated account signed in on the consent screen.
+    pub(crate) account: u32,
     pub(crate) expires_at: DateTime<Utc>,
 }
 
@@ -621,6 +635,7 @@ pub(crate) struct ApprovedAuthorization {
     pub(crate) pkce: Option<PkceChallenge>,
     pub(crate) google_offline: bool,
     pub(crate) google_prompt_consent: bool,
+    pub(crate) account: u32,
 }
 
 /// A PKCE challenge as sent to the authorization endpoint (RFC 7636 §4.3).
@@ -673,6 +688,8 @@ pub(crate) struct GrantView {
     pub(crate) client_id: String,
     pub(crate) requested_scopes: Vec<String>,
     pub(crate) scopes: Vec<String>,
+    /// The simulated account that consented (0 the default merchant).
+    pub(crate) account: u32,
 }
 
 impl GrantView {
@@ -699,6 +716,8 @@ struct State {
     refresh_tokens: HashMap<String, RefreshTokenEntry>,
     platforms: HashMap<Platform, PlatformState>,
     google_consented_clients: HashSet<String>,
+    /// What each account has granted and declined each client before, by platform.
+    remembered: HashMap<(Platform, String, u32), memory::Remembered>,
 }
 
 impl State {
@@ -718,6 +737,7 @@ impl State {
                 requested_scopes: approved.requested_scopes.clone(),
                 scopes: approved.granted_scopes.clone(),
                 alive: true,
+                account: approved.account,
                 meta_pages,
             },
         );
@@ -734,6 +754,8 @@ struct PlatformState {
     fault: Option<Fault>,
     access_ttl_override: Option<i64>,
     granted_scopes_override: Option<Vec<String>>,
+    /// The account the consent screen signs in as (0 the default merchant).
+    account: u32,
     api: api::ApiState,
 }
 
@@ -750,6 +772,7 @@ struct Grant {
     requested_scopes: Vec<String>,
     scopes: Vec<String>,
     alive: bool,
+    account: u32,
     meta_pages: Vec<meta::PageGrant>,
 }
 
@@ -760,6 +783,7 @@ impl Grant {
             client_id: self.client_id.clone(),
             requested_scopes: self.requested_scopes.clone(),
             scopes: self.scopes.clone(),
+            account: self.account,
         }
     }
 }

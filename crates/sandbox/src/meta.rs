@@ -308,11 +308,12 @@ pub(crate) async fn me(
         Err(response) => return *response,
     };
     let fields = query_param(&pairs, "fields").unwrap_or("id,name");
+    let (user_id, user_name) = account_identity(grant.account);
     let mut user = Map::new();
     for field in fields.split(',').map(str::trim).filter(|f| !f.is_empty()) {
         let value = match field {
-            "id" => json!(USER_ID),
-            "name" => json!(USER_NAME),
+            "id" => json!(user_id),
+            "name" => json!(user_name),
             "first_name" => json!("Sandbox"),
             "last_name" => json!("Merchant"),
             "picture" => json!({ "data": {
@@ -329,8 +330,21 @@ pub(crate) async fn me(
         };
         user.insert(field.to_owned(), value);
     }
-    user.entry("id").or_insert(json!(USER_ID));
+    user.entry("id").or_insert(json!(user_id));
     exchange::json(StatusCode::OK, Value::Object(user))
+}
+
+/// The id and name of a simulated account: the default merchant, or another one
+/// ([`Simulator::set_signed_in_account`]).
+fn account_identity(account: u32) -> (String, String) {
+    if account == 0 {
+        (USER_ID.to_owned(), USER_NAME.to_owned())
+    } else {
+        (
+            format!("20000000{account:02}"),
+            format!("Other Merchant {account}"),
+        )
+    }
 }
 
 pub(crate) async fn accounts(
@@ -423,6 +437,7 @@ async fn revoke(
         Err(response) => return *response,
     };
     sim.kill_grant(grant.grant_id);
+    sim.forget_consent(Platform::Meta, &grant.client_id, grant.account);
     sim.record_revocation(Platform::Meta, &token);
     exchange::json(StatusCode::OK, json!({ "success": true }))
 }

@@ -1604,3 +1604,94 @@ async fn twitter_refresh_rotates_and_reuse_kills_the_whole_family() {
         vec![old, newest]
     );
 }
+
+#[tokio::test]
+async fn google_include_granted_scopes_adds_what_was_granted_before_and_only_then() {
+    let sandbox = Sandbox::new();
+    let code = sandbox
+        .code_with("google", &authorize_params("google"), &["openid", "email"])
+        .await;
+    let reply = sandbox.exchange("google", &code).await;
+    assert_eq!(str_field(&reply.json(), "/scope"), "openid email");
+
+    // Without include_granted_scopes the new grant holds only what this consent granted.
+    let ads = "https://www.googleapis.com/auth/adwords";
+    let only_ads = with(authorize_params("google"), "scope", ads);
+    let code = sandbox.code_with("google", &only_ads, &[ads]).await;
+    let reply = sandbox.exchange("google", &code).await;
+    assert_eq!(str_field(&reply.json(), "/scope"), ads);
+
+    // With it, the previously granted scopes come back with the new one.
+    let incremental = with(only_ads, "include_granted_scopes", "true");
+    let code = sandbox.code_with("google", &incremental, &[ads]).await;
+    let reply = sandbox.exchange("google", &code).await;
+    assert_eq!(
+        str_field(&reply.json(), "/scope"),
+        format!("openid email {ads}")
+    );
+}
+
+#[tokio::test]
+async fn meta_asks_again_for_a_declined_permission_only_with_auth_type_rerequest() {
+    let sandbox = Sandbox::new();
+    // The user declines pages_read_engagement.
+    let code = sandbox
+        .code_with("meta", &authorize_params("meta"), &["pages_show_list"])
+        .await;
+    assert_eq!(sandbox.exchange("meta", &code).await.status, StatusCode::OK);
+
+    // A plain re-request does not show it again.
+    let page = sandbox.authorize("meta", &authorize_params("meta")).await;
+    assert!(
+        !page.body.contains("value=\"pages_read_engagement\""),
+        "{}",
+        page.body
+    );
+
+    // auth_type=rerequest does; granting it yields a token with both, and the permission list says so.
+    let rerequest = with(
+        with(authorize_params("meta"), "scope", "pages_read_engagement"),
+        "auth_type",
+        "rerequest",
+    );
+    let page = sandbox.authorize("meta", &rerequest).await;
+    assert!(
+        page.body.contains("value=\"pages_read_engagement\""),
+        "{}",
+        page.body
+    );
+    let answer = sandbox
+        .decide("meta", &page, "approve", &["pages_read_engagement"])
+        .await;
+    let code = answer.location_param("code").expect("a code");
+    let reply = sandbox.exchange("meta", &code).await;
+    let token = str_field(&reply.json(), "/access_token").to_owned();
+    let permissions = sandbox
+        .get("/sandbox/meta/v25.0/me/permissions", Some(&token))
+        .await
+        .json();
+    let mut granted: Vec<&str> = permissions["data"]
+        .as_array()
+        .expect("a list")
+        .iter()
+        .filter(|p| p["status"] == "granted")
+        .filter_map(|p| p["permission"].as_str())
+        .collect();
+    granted.sort_unstable();
+    assert_eq!(granted, vec!["pages_read_engagement", "pages_show_list"]);
+}
+
+#[tokio::test]
+async fn another_signed_in_account_has_its_own_identity() {
+    let sandbox = Sandbox::new();
+    sandbox.sim.set_signed_in_account("meta", 2);
+    let code = sandbox.code("meta").await;
+    let reply = sandbox.exchange("meta", &code).await;
+    let token = str_field(&reply.json(), "/access_token").to_owned();
+    let me = sandbox
+        .get("/sandbox/meta/v25.0/me?fields=id,name", Some(&token))
+        .await
+        .json();
+    assert_eq!(me["name"], "Other Merchant 2");
+    assert_ne!(me["id"], "1000000001");
+}

@@ -16,8 +16,8 @@ use crate::audit::{Actor, AuditEvent, AuditLog};
 use crate::domain::{Connection, ConnectionStatus};
 use crate::http::assets::{parse_kind, ApiJson};
 use crate::http::error::ApiError;
-use crate::http::extract::ApiPath;
-use crate::http::oauth::disconnect_response;
+use crate::http::extract::{ApiPath, ApiQuery};
+use crate::http::oauth::{consent_detail, disconnect_response, GrantQuery};
 use crate::http::views::SelectionRequest;
 use crate::lifecycle::health::Health;
 use crate::lifecycle::Connections;
@@ -159,7 +159,7 @@ pub(crate) struct ConnectUrl {
     pub url: String,
 }
 
-fn no_store(response: impl IntoResponse) -> Response {
+pub(super) fn no_store(response: impl IntoResponse) -> Response {
     let mut response = response.into_response();
     response
         .headers_mut()
@@ -234,17 +234,24 @@ pub async fn connections(
 pub async fn connect(
     writer: DashboardWriter,
     State(flow): State<Flow>,
+    State(connections): State<Connections>,
     State(audit): State<AuditLog>,
     ApiPath(platform): ApiPath<String>,
+    ApiQuery(grant): ApiQuery<GrantQuery>,
 ) -> Result<Response, ApiError> {
     let session = writer.0;
     let spec = flow.platform(&platform)?;
+    let missing = grant
+        .missing_scopes(&connections, spec, &session.store_id)
+        .await?;
+    let detail = consent_detail(&missing);
     let url = flow
         .begin(
             &spec.id.clone(),
             &session.store_id,
             &session.user_id,
             FlowOrigin::Dashboard,
+            missing,
         )
         .await;
     let event = AuditEvent::new(
@@ -252,6 +259,11 @@ pub async fn connect(
         "connect",
         "started",
     );
+    let event = if detail.is_empty() {
+        event
+    } else {
+        event.with_detail(detail.trim_start_matches(", "))
+    };
     let event = match &url {
         Ok(_) => event,
         Err(error) => event.failed(error.reason()),

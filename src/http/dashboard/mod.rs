@@ -9,6 +9,7 @@
 
 pub mod api;
 pub mod page;
+pub mod replace;
 pub mod session;
 
 use axum::routing::{get, post};
@@ -32,4 +33,13 @@ pub fn router() -> Router<AppState> {
             post(api::disconnect),
         )
         .route("/dashboard/api/selection/{platform}", post(api::select))
+        .route("/dashboard/api/replacement/{id}", get(replace::show))
+        .route(
+            "/dashboard/api/replacement/{id}/confirm",
+            post(replace::confirm),
+        )
+        .route(
+            "/dashboard/api/replacement/{id}/cancel",
+            post(replace::cancel),
+        )
 }

@@ -1,0 +1,159 @@
+//! The page's answer to a reconnect that signed in to a different account: what the parked grant
+//! would replace, and the merchant's choice, "Replace" (record it) or "Keep" the old account
+//! (discard it, revoked at the platform where it can be). Only the page session of the flow's
+//! store and user sees or settles a parked grant ([`crate::oauth::parked`]).
+
+use axum::extract::State;
+use axum::response::Response;
+use axum::Json;
+use serde::Serialize;
+
+use super::api::no_store;
+use super::session::{DashboardSession, DashboardWriter};
+use crate::audit::{Actor, AuditEvent, AuditLog};
+use crate::http::error::ApiError;
+use crate::http::extract::ApiPath;
+use crate::lifecycle::Connections;
+use crate::oauth::parked::Replacement;
+use crate::oauth::{Flow, OAuthError};
+use crate::platforms::RevocationOutcome;
+
+/// What the page shows before the merchant decides.
+#[derive(Debug, Serialize)]
+pub(crate) struct ReplacementView {
+    /// The platform's slug.
+    pub platform: String,
+    /// Its display name.
+    pub platform_name: String,
+    /// The account signed in to now.
+    pub new_account_name: String,
+    /// The account the store is connected to.
+    pub old_account_name: String,
+}
+
+/// What the merchant's choice did.
+#[derive(Debug, Serialize)]
+pub(crate) struct ReplacementOutcome {
+    /// The platform's slug.
+    pub platform: String,
+    /// A sentence for the page.
+    pub message: String,
+}
+
+fn names(flow: &Flow, r: &Replacement) -> ReplacementView {
+    let display = |name: &Option<String>, id: &Option<String>, fallback: &str| {
+        name.clone()
+            .or_else(|| id.clone())
+            .unwrap_or_else(|| fallback.to_owned())
+    };
+    ReplacementView {
+        platform: r.platform.to_string(),
+        platform_name: flow
+            .catalog()
+            .get(&r.platform)
+            .map_or_else(|| r.platform.to_string(), |s| s.display_name.clone()),
+        new_account_name: display(&r.new_account_name, &r.new_account_id, "another account"),
+        old_account_name: display(
+            &r.old_account_name,
+            &r.old_account_id,
+            "the current account",
+        ),
+    }
+}
+
+/// `GET /dashboard/api/replacement/{id}`: what a parked grant would replace.
+pub async fn show(
+    session: DashboardSession,
+    State(flow): State<Flow>,
+    ApiPath(id): ApiPath<String>,
+) -> Result<Response, ApiError> {
+    let replacement = flow
+        .replacement(&id, &session.store_id, &session.user_id)
+        .await?
+        .ok_or(OAuthError::StateInvalid)?;
+    Ok(no_store(Json(names(&flow, &replacement))))
+}
+
+/// `POST /dashboard/api/replacement/{id}/confirm`: records the parked grant, replacing the old
+/// account (the connection keeps its row, selection and history).
+pub async fn confirm(
+    writer: DashboardWriter,
+    State(flow): State<Flow>,
+    State(connections): State<Connections>,
+    State(audit): State<AuditLog>,
+    ApiPath(id): ApiPath<String>,
+) -> Result<Response, ApiError> {
+    let session = writer.0;
+    let (grant, replacement) = flow
+        .take_parked(&id, &session.store_id, &session.user_id)
+        .await?
+        .ok_or(OAuthError::StateInvalid)?;
+    let view = names(&flow, &replacement);
+    let spec = flow
+        .catalog()
+        .get(&replacement.platform)
+        .ok_or_else(|| OAuthError::UnknownPlatform(replacement.platform.to_string()))?;
+    let recorded = connections.record_grant_and_discover(spec, grant).await;
+    let event = AuditEvent::new(
+        Actor::PageUser(session.user_id.to_string()),
+        "connect",
+        "success",
+    )
+    .with_detail(format!("replaced account {}", view.old_account_name));
+    let event = match &recorded {
+        Ok(_) => event,
+        Err(error) => event.failed(error.reason()),
+    };
+    audit.record(
+        event
+            .with_store(&session.store_id)
+            .with_platform(&view.platform),
+    );
+    recorded?;
+    Ok(no_store(Json(ReplacementOutcome {
+        message: format!(
+            "{} is connected as {}; it replaced {}.",
+            view.platform_name, view.new_account_name, view.old_account_name
+        ),
+        platform: view.platform,
+    })))
+}
+
+/// `POST /dashboard/api/replacement/{id}/cancel`: keeps the old account and drops the parked
+/// grant, revoking it at the platform where it can be.
+pub async fn cancel(
+    writer: DashboardWriter,
+    State(flow): State<Flow>,
+    State(audit): State<AuditLog>,
+    ApiPath(id): ApiPath<String>,
+) -> Result<Response, ApiError> {
+    let session = writer.0;
+    let (grant, replacement) = flow
+        .take_parked(&id, &session.store_id, &session.user_id)
+        .await?
+        .ok_or(OAuthError::StateInvalid)?;
+    let view = names(&flow, &replacement);
+    let revocation = flow.discard(&grant).await;
+    let revoked = matches!(revocation, RevocationOutcome::Revoked);
+    audit.record(
+        AuditEvent::new(
+            Actor::PageUser(session.user_id.to_string()),
+            "connect",
+            "cancelled",
+        )
+        .with_detail(format!(
+            "kept account {}; new grant {}",
+            view.old_account_name,
+            if revoked { "revoked" } else { "not revoked" }
+        ))
+        .with_store(&session.store_id)
+        .with_platform(&view.platform),
+    );
+    Ok(no_store(Json(ReplacementOutcome {
+        message: format!(
+            "{} stays connected as {}.",
+            view.platform_name, view.old_account_name
+        ),
+        platform: view.platform,
+    })))
+}

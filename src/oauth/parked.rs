@@ -1,0 +1,182 @@
+//! Grants parked until the merchant confirms: a reconnect from the page that signed in to a
+//! different account than the stored connection's is not recorded at the callback. Its grant waits
+//! here, sealed in the flow-state store (Redis or in process, like flow states: single use, 10
+//! minutes), under a random id the page receives in its redirect. The page shows "You signed in
+//! as X. This replaces Y." and either confirms (the grant is taken and recorded) or keeps the old
+//! account (the grant is taken and revoked at the platform where it can be).
+//!
+//! The record carries the store and user of the flow, so only the same page session can read or
+//! act on it.
+
+use std::collections::BTreeMap;
+
+use chrono::Duration;
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+
+use super::flow::{Flow, FLOW_TTL_MINUTES};
+use crate::domain::{PlatformId, StoreId, TokenSet, UserId};
+use crate::platforms::{
+    AccountInfo, Grant, GrantDetails, OAuthError, RevocationOutcome, TokenGrant,
+};
+
+const PARKED: &str = "parked-grant";
+
+/// What the page shows about a parked grant: names only, nothing secret.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Replacement {
+    /// The platform.
+    pub platform: PlatformId,
+    /// The store of the flow.
+    pub store_id: StoreId,
+    /// The user of the flow.
+    pub user_id: UserId,
+    /// The account signed in to now.
+    pub new_account_name: Option<String>,
+    /// Its id at the platform.
+    pub new_account_id: Option<String>,
+    /// The account it would replace.
+    pub old_account_name: Option<String>,
+    /// Its id at the platform.
+    pub old_account_id: Option<String>,
+}
+
+/// A parked grant as stored (sealed whole by the flow-state store).
+#[derive(Serialize, Deserialize)]
+struct ParkedGrant {
+    replacement: Replacement,
+    /// [`TokenSet::to_plaintext`], as text.
+    tokens: String,
+    scopes_reported: bool,
+    account_hint: Option<String>,
+    account_picture: Option<String>,
+    metadata: serde_json::Value,
+    granted_scopes: Option<Vec<String>>,
+    extra_secrets: BTreeMap<String, String>,
+}
+
+impl ParkedGrant {
+    fn from_grant(grant: Grant, replacement: Replacement) -> Self {
+        Self {
+            replacement,
+            tokens: String::from_utf8(grant.tokens.tokens.to_plaintext()).unwrap_or_default(),
+            scopes_reported: grant.tokens.scopes_reported,
+            account_hint: grant.tokens.account_hint,
+            account_picture: grant.account.picture,
+            metadata: grant.details.metadata,
+            granted_scopes: grant.details.granted_scopes,
+            extra_secrets: grant
+                .extra_secrets
+                .into_iter()
+                .map(|(k, v)| (k, v.expose_secret().to_owned()))
+                .collect(),
+        }
+    }
+
+    fn into_grant(self) -> Result<(Grant, Replacement), OAuthError> {
+        let tokens = TokenSet::from_plaintext(self.tokens.as_bytes())
+            .map_err(|_| OAuthError::StateInvalid)?;
+        let r = self.replacement;
+        let grant = Grant {
+            platform: r.platform.clone(),
+            store_id: r.store_id.clone(),
+            user_id: r.user_id.clone(),
+            tokens: TokenGrant {
+                tokens,
+                scopes_reported: self.scopes_reported,
+                account_hint: self.account_hint,
+            },
+            account: AccountInfo {
+                id: r.new_account_id.clone(),
+                name: r.new_account_name.clone(),
+                picture: self.account_picture,
+            },
+            details: GrantDetails {
+                metadata: self.metadata,
+                granted_scopes: self.granted_scopes,
+            },
+            extra_secrets: self
+                .extra_secrets
+                .into_iter()
+                .map(|(k, v)| (k, SecretString::from(v)))
+                .collect(),
+        };
+        Ok((grant, r))
+    }
+}
+
+/// The account id a grant names (user info first, then what the token response said).
+pub fn account_id_of(grant: &Grant) -> Option<&str> {
+    grant
+        .account
+        .id
+        .as_deref()
+        .or(grant.tokens.account_hint.as_deref())
+}
+
+impl Flow {
+    /// Parks a grant that would replace `old`'s account; returns the id the page confirms with.
+    pub async fn park(
+        &self,
+        grant: Grant,
+        old_account_id: Option<String>,
+        old_account_name: Option<String>,
+    ) -> Result<String, OAuthError> {
+        let replacement = Replacement {
+            platform: grant.platform.clone(),
+            store_id: grant.store_id.clone(),
+            user_id: grant.user_id.clone(),
+            new_account_id: account_id_of(&grant).map(str::to_owned),
+            new_account_name: grant.account.name.clone(),
+            old_account_name,
+            old_account_id,
+        };
+        let id = super::flow::random_secret();
+        let parked = ParkedGrant::from_grant(grant, replacement);
+        self.states()
+            .put(PARKED, &id, &parked, Duration::minutes(FLOW_TTL_MINUTES))
+            .await?;
+        Ok(id)
+    }
+
+    /// What a parked grant would replace, for the page session of `store_id` and `user_id`.
+    pub async fn replacement(
+        &self,
+        id: &str,
+        store_id: &StoreId,
+        user_id: &UserId,
+    ) -> Result<Option<Replacement>, OAuthError> {
+        let parked: Option<ParkedGrant> = self.states().peek(PARKED, id).await?;
+        Ok(parked
+            .map(|p| p.replacement)
+            .filter(|r| &r.store_id == store_id && &r.user_id == user_id))
+    }
+
+    /// Takes a parked grant (single use) for the page session of `store_id` and `user_id`. A
+    /// record of another session is left where it is.
+    pub async fn take_parked(
+        &self,
+        id: &str,
+        store_id: &StoreId,
+        user_id: &UserId,
+    ) -> Result<Option<(Grant, Replacement)>, OAuthError> {
+        if self.replacement(id, store_id, user_id).await?.is_none() {
+            return Ok(None);
+        }
+        let parked: Option<ParkedGrant> = self.states().take(PARKED, id).await?;
+        parked.map(ParkedGrant::into_grant).transpose()
+    }
+
+    /// Drops a grant the merchant did not want: revokes it at the platform where it can be.
+    pub async fn discard(&self, grant: &Grant) -> RevocationOutcome {
+        match self.platform(grant.platform.as_str()) {
+            Ok(spec) => {
+                self.client()
+                    .revoke(spec, &grant.tokens.tokens)
+                    .await
+                    .outcome
+            }
+            Err(_) => RevocationOutcome::Unsupported("This platform is not configured.".into()),
+        }
+    }
+}
