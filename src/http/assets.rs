@@ -56,14 +56,16 @@ async fn view(
     spec: &PlatformSpec,
     store_id: &StoreId,
 ) -> Result<Json<ConnectionView>, ApiError> {
-    let connection = connections
-        .list(store_id)
-        .await?
-        .into_iter()
+    let listing = connections.listing(store_id).await?;
+    let connection = listing
+        .connections
+        .iter()
         .find(|c| c.platform == spec.id)
         .ok_or(OAuthError::NotFound)?;
-    let assets = connections.assets(store_id).await?;
-    Ok(Json(ConnectionView::with_assets(&connection, &assets)))
+    Ok(Json(ConnectionView::with_assets(
+        connection,
+        &listing.assets,
+    )))
 }
 
 /// Discovers the connection's assets now (with a valid token, refreshed first when due) and
