@@ -49,6 +49,8 @@ const RESUBSCRIBE_AFTER: Duration = Duration::from_millis(500);
 const MAX_ENTRIES: usize = 10_000;
 /// The most bytes (estimated as the rows' JSON size) held.
 const MAX_BYTES: usize = 64 * 1024 * 1024;
+/// How many fill locks the stores are spread over.
+const FILL_STRIPES: usize = 64;
 /// The channel, under the key prefix.
 const CHANNEL: &str = "listing-changed";
 
@@ -87,6 +89,9 @@ struct Entries {
 struct Inner {
     mode: Mode,
     entries: Mutex<Entries>,
+    /// One fill at a time per stripe of stores: when an entry expires under load, the readers
+    /// that miss together wait for one read of the database instead of each making their own.
+    fills: [tokio::sync::Mutex<()>; FILL_STRIPES],
     /// Bumped (under the entries' lock) by every invalidation.
     epoch: AtomicU64,
     /// Milliseconds since `started` until which the subscription is trusted; 0 when not
@@ -117,6 +122,7 @@ impl ListingCache {
         Self(Arc::new(Inner {
             mode,
             entries: Mutex::default(),
+            fills: std::array::from_fn(|_| tokio::sync::Mutex::new(())),
             epoch: AtomicU64::new(0),
             live_until: AtomicU64::new(0),
             started: Instant::now(),
@@ -174,6 +180,16 @@ impl ListingCache {
             .get(store_id)
             .filter(|entry| entry.at.elapsed() < MAX_AGE)
             .map(|entry| entry.listing.clone())
+    }
+
+    /// Waits for the store's fill lock (held while one reader fills the entry); a reader that
+    /// missed takes it, then looks again before reading the database.
+    pub(crate) async fn fill_lock(&self, store_id: &StoreId) -> tokio::sync::MutexGuard<'_, ()> {
+        use std::hash::{BuildHasher, RandomState};
+        static STRIPE_HASHER: std::sync::LazyLock<RandomState> =
+            std::sync::LazyLock::new(RandomState::new);
+        let stripe = STRIPE_HASHER.hash_one(store_id.as_str()) as usize % FILL_STRIPES;
+        self.0.fills[stripe].lock().await
     }
 
     /// Taken before reading the database; `None` when the result must not be stored.

@@ -329,6 +329,15 @@ impl Connections {
         if let Some(hit) = self.listings.get(store_id) {
             return Ok(hit);
         }
+        // Readers that missed together wait for the first one's read (only while the cache is
+        // usable: otherwise nothing would be stored for them to find).
+        let _filling = match self.listings.ticket() {
+            Some(_) => Some(self.listings.fill_lock(store_id).await),
+            None => None,
+        };
+        if let Some(hit) = self.listings.get(store_id) {
+            return Ok(hit);
+        }
         let ticket = self.listings.ticket();
         let (connections, assets) = tokio::try_join!(
             self.store.list_connections(store_id),
