@@ -12,8 +12,8 @@
 //!   prefix (`{prefix}listing-changed`); every replica holds a subscription of its own and drops
 //!   the entry when the message comes;
 //! - **while not subscribed** (Redis down, the subscription lost or being re-established, or its
-//!   liveness unproven for [`LIVENESS`]: a PING on the subscribed connection every
-//!   [`PING_EVERY`]), the cache is bypassed: reads go to the database and nothing is stored. Each
+//!   liveness unproven for [`LIVENESS`]: a round trip on the subscribed connection every
+//!   [`PROBE_EVERY`]), the cache is bypassed: reads go to the database and nothing is stored. Each
 //!   (re)subscription empties the cache, so a message missed while unsubscribed cannot matter;
 //! - a fill that raced with an invalidation is not stored: each read notes an epoch before asking
 //!   the database and stores its rows only if no invalidation (of any store) happened meanwhile;
@@ -39,10 +39,10 @@ use crate::store::StoredAsset;
 
 /// How long an entry is served at most, whatever the invalidation says.
 pub const MAX_AGE: Duration = Duration::from_secs(2);
-/// How long a successful PING of the subscription keeps it trusted.
+/// How long a successful probe of the subscription keeps it trusted.
 pub const LIVENESS: Duration = Duration::from_millis(1000);
-/// How often the subscription is PINGed.
-pub const PING_EVERY: Duration = Duration::from_millis(250);
+/// How often the subscription's connection is probed (a repeated SUBSCRIBE, confirmed by Redis).
+pub const PROBE_EVERY: Duration = Duration::from_millis(250);
 /// How long the subscriber waits before subscribing again after losing the subscription.
 const RESUBSCRIBE_AFTER: Duration = Duration::from_millis(500);
 /// The most stores held.
@@ -318,7 +318,7 @@ fn estimated_size(listing: &Listing) -> usize {
     counter.0 + PER_ROW * (1 + listing.connections.len() + listing.assets.len())
 }
 
-/// The subscriber: subscribes, drops the entries each message names, PINGs to prove the
+/// The subscriber: subscribes, drops the entries each message names, probes to prove the
 /// subscription alive, and starts over when it is lost. Holds the cache only weakly, so that it
 /// ends once the cache is dropped.
 async fn subscribe(cache: Weak<Inner>, redis: RedisHandle, channel: String) {
@@ -372,8 +372,8 @@ async fn listen(
     if !alive {
         return Ok(());
     }
-    let mut ping = tokio::time::interval(PING_EVERY);
-    ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut probe = tokio::time::interval(PROBE_EVERY);
+    probe.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             message = stream.next() => {
@@ -391,14 +391,17 @@ async fn listen(
                     return Ok(());
                 }
             }
-            _ = ping.tick() => {
+            _ = probe.tick() => {
                 if cache.strong_count() == 0 {
                     return Ok(());
                 }
-                tokio::time::timeout(timeout.min(LIVENESS), sink.ping::<redis::Value>())
+                // Subscribing again to the same channel is a no-op that Redis confirms on this
+                // connection: a round trip that proves it alive (and, unlike a PING, does not
+                // count as a health check in Redis's statistics).
+                tokio::time::timeout(timeout.min(LIVENESS), sink.subscribe(channel))
                     .await
-                    .map_err(|_| "ping timed out")?
-                    .map_err(|_| "ping failed")?;
+                    .map_err(|_| "probe timed out")?
+                    .map_err(|_| "probe failed")?;
                 if !with_cache(cache, ListingCache::mark_live) {
                     return Ok(());
                 }
