@@ -205,15 +205,7 @@ impl Proxy {
             headers: caller_headers,
             body: caller_body,
         } = request;
-        let catalog = self.0.connections.catalog().clone();
-        let spec = catalog
-            .find(&platform)
-            .ok_or_else(|| OAuthError::UnknownPlatform(platform.clone()))?;
-        let base = spec
-            .api_base
-            .as_ref()
-            .ok_or_else(|| ProxyError::NoApi(spec.id.to_string()))?;
-        let target = target::build(base, &path, query.as_deref())?;
+        let (spec, target) = self.target_of(&platform, &path, query.as_deref())?;
         let max_body = self.0.settings.max_body_bytes;
         let mut body =
             OutgoingBody::prepare(caller_body, content_length(&caller_headers), max_body)
@@ -293,6 +285,20 @@ impl Proxy {
                 }
             }
         }
+    }
+
+    /// The platform's spec and the call's URL under its API base.
+    fn target_of(
+        &self,
+        platform: &str,
+        path: &str,
+        query: Option<&str>,
+    ) -> Result<(&PlatformSpec, Url), ProxyError> {
+        let spec = (self.0.connections.catalog().find(platform))
+            .ok_or_else(|| OAuthError::UnknownPlatform(platform.to_owned()))?;
+        let base =
+            (spec.api_base.as_ref()).ok_or_else(|| ProxyError::NoApi(spec.id.to_string()))?;
+        Ok((spec, target::build(base, path, query)?))
     }
 
     /// The token to send: the connection's (refreshed first when `force`), or the chosen Meta
