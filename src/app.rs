@@ -18,12 +18,12 @@ use crate::config::{DatabaseSettings, KeySettings, Settings};
 use crate::http::dashboard::DashboardAuth;
 use crate::http::extract::ApiKeys;
 use crate::http::perimeter::Perimeter;
-use crate::http::{AppState, HealthProbe, WebSettings};
+use crate::http::{AppParts, AppState, HealthProbe, WebSettings};
 use crate::lifecycle::liveness::{self, Liveness};
 use crate::lifecycle::refresher::Refresher;
 use crate::lifecycle::supervise::supervise;
 use crate::lifecycle::webhooks::WebhookDeliverer;
-use crate::lifecycle::{Connections, TokenCache};
+use crate::lifecycle::{Connections, ListingCache, TokenCache};
 use crate::links::DashboardLinks;
 use crate::metrics::Metrics;
 use crate::oauth::Flow;
@@ -217,7 +217,8 @@ impl Services {
         )
         .with_recovery_in(redis.clone())
         .with_audit(audit.clone())
-        .with_health(settings.health.clone());
+        .with_health(settings.health.clone())
+        .with_listings(ListingCache::for_deployment(redis.clone(), store.backend()));
         let liveness = Liveness::new(connections.clone(), settings.refresher_concurrency);
         let dashboard = DashboardLinks::from_settings(&settings, &keyring, clock.clone());
         let flow = Flow::new(
@@ -329,7 +330,7 @@ impl Application {
         }
         let secure_cookies =
             services.settings.is_production() || services.settings.api_url.scheme() == "https";
-        let state = AppState {
+        let state = AppState::from(AppParts {
             flow: services.flow.clone(),
             connections: services.connections.clone(),
             api_keys: ApiKeys::with_registry(ApiKeyRegistry::new(
@@ -357,7 +358,7 @@ impl Application {
                 services.settings.platform_timeout,
                 services.metrics.clone(),
             )?,
-        };
+        });
         #[cfg(feature = "sandbox")]
         let extra = match &services.sandbox {
             Some(sim) => crate::sandbox::router(sim.clone()),
@@ -475,6 +476,8 @@ impl Application {
             .connections
             .drain(self.services.settings.shutdown_grace)
             .await;
+        // Then the audit trail's queue, so that a graceful stop loses none of its events.
+        self.services.audit.flush(Duration::from_secs(5)).await;
         for task in self.background {
             let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
         }

@@ -7,9 +7,18 @@
 //! edge's job (`GET /api/v1/audit`, the page's "Recent activity").
 //!
 //! Recording is best-effort and off the request path: [`AuditLog::record`] puts the event on a
-//! bounded channel and returns; a writer task stores events in small batches. When the channel is
-//! full the event is dropped and counted (`growth_engine_audit_dropped`); a failed write is logged
-//! and counted (`growth_engine_audit_write_failures`). Neither ever fails the request.
+//! bounded channel and returns; one writer task stores what is queued in one multi-row insert per
+//! batch (up to [`BATCH`] rows). An idle writer writes an event as soon as it comes; under load it
+//! writes at most once per [`LINGER`] (sooner when a batch is full), so a busy replica makes a few
+//! writes a second whatever its rate of calls, and an event reaches the table within about
+//! [`LINGER`] plus one write. When the channel is full the event is
+//! dropped and counted (`growth_engine_audit_dropped`); a failed write is logged and counted
+//! (`growth_engine_audit_write_failures`). Neither ever fails the request.
+//!
+//! Under normal operation the trail is complete: a graceful shutdown calls [`AuditLog::flush`],
+//! which returns once every event recorded before it is stored. What a crash (or a kill) loses is
+//! what sits in memory: the queued events and the batch being written, i.e. the last moments'
+//! events (at most [`CHANNEL_CAPACITY`] plus one batch).
 //!
 //! An event never carries a token, code, state, secret or key: its fields are names, ids, and short
 //! outcome codes chosen by the caller.
@@ -18,7 +27,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
 use crate::clock::SharedClock;
@@ -27,10 +36,13 @@ use crate::metrics::Metrics;
 use crate::store::{AuditRow, Store, StoreError};
 
 /// How many events wait for the writer before new ones are dropped.
-const CHANNEL_CAPACITY: usize = 4096;
+pub const CHANNEL_CAPACITY: usize = 4096;
 
-/// The most events one write stores.
-const BATCH: usize = 100;
+/// The most events one write stores (9 bound values each: far below either backend's limit).
+pub const BATCH: usize = 500;
+
+/// Under load, the least time between the starts of two writes: what a batch waits to fill.
+pub const LINGER: Duration = Duration::from_millis(100);
 
 /// The most rows one prune statement deletes, so it never holds a long transaction.
 const PRUNE_BATCH: i64 = 1000;
@@ -138,10 +150,16 @@ impl AuditEvent {
     }
 }
 
+/// What the writer is sent: rows, or a request to say when everything before it is stored.
+enum Queued {
+    Row(AuditRow),
+    Flush(oneshot::Sender<()>),
+}
+
 /// Records audit events; a cheap-clone handle.
 #[derive(Clone)]
 pub struct AuditLog {
-    tx: mpsc::Sender<AuditRow>,
+    tx: mpsc::Sender<Queued>,
     store: Arc<dyn Store>,
     clock: SharedClock,
     metrics: Metrics,
@@ -170,15 +188,30 @@ impl AuditLog {
     /// (counted and logged).
     pub fn record(&self, event: AuditEvent) {
         let row = event.into_row(self.clock.now());
-        if let Err(error) = self.tx.try_send(row) {
+        if let Err(error) = self.tx.try_send(Queued::Row(row)) {
             self.metrics.audit_dropped();
             let operation = match &error {
-                mpsc::error::TrySendError::Full(row) | mpsc::error::TrySendError::Closed(row) => {
-                    row.operation.clone()
-                }
+                mpsc::error::TrySendError::Full(Queued::Row(row))
+                | mpsc::error::TrySendError::Closed(Queued::Row(row)) => row.operation.clone(),
+                _ => String::new(),
             };
             tracing::warn!(%operation, "audit queue full: event dropped");
         }
+    }
+
+    /// Waits (up to `grace`) until every event recorded before this call is stored (or its write
+    /// failed, which is logged). For shutdown; `false` when the grace ran out.
+    pub async fn flush(&self, grace: Duration) -> bool {
+        let (done, stored) = oneshot::channel();
+        let flushed =
+            async { self.tx.send(Queued::Flush(done)).await.is_ok() && stored.await.is_ok() };
+        let finished = tokio::time::timeout(grace, flushed).await.unwrap_or(false);
+        if !finished {
+            tracing::error!(
+                "the audit trail could not be flushed at shutdown: its last events may be missing"
+            );
+        }
+        finished
     }
 
     /// Deletes rows older than `retention`, in bounded batches; returns how many.
@@ -288,14 +321,41 @@ impl AuditLog {
     }
 }
 
-/// The writer task: stores queued events in batches until every sender is gone.
-async fn write_events(mut rx: mpsc::Receiver<AuditRow>, store: Arc<dyn Store>, metrics: Metrics) {
-    let mut batch = Vec::with_capacity(BATCH);
-    while rx.recv_many(&mut batch, BATCH).await > 0 {
-        if let Err(error) = store.insert_audit(&batch).await {
-            metrics.audit_write_failed(batch.len() as u64);
-            tracing::warn!(error = %error, rows = batch.len(), "could not write audit rows");
+/// The writer task: stores what is queued, one multi-row insert per batch, until every sender is
+/// gone; answers a flush once everything queued before it is written.
+async fn write_events(mut rx: mpsc::Receiver<Queued>, store: Arc<dyn Store>, metrics: Metrics) {
+    let mut queued = Vec::with_capacity(BATCH);
+    let mut rows = Vec::with_capacity(BATCH);
+    let mut flushes = Vec::new();
+    // When the last write started; an event arriving within LINGER of it waits for company.
+    let mut last_write: Option<tokio::time::Instant> = None;
+    while rx.recv_many(&mut queued, BATCH).await > 0 {
+        if let Some(fill_until) = last_write.map(|at| at + LINGER) {
+            let flushing = |queued: &[Queued]| queued.iter().any(|q| matches!(q, Queued::Flush(_)));
+            while queued.len() < BATCH && !flushing(&queued) {
+                let room = BATCH - queued.len();
+                match tokio::time::timeout_at(fill_until, rx.recv_many(&mut queued, room)).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) => {}
+                }
+            }
         }
-        batch.clear();
+        for item in queued.drain(..) {
+            match item {
+                Queued::Row(row) => rows.push(row),
+                Queued::Flush(done) => flushes.push(done),
+            }
+        }
+        if !rows.is_empty() {
+            last_write = Some(tokio::time::Instant::now());
+            if let Err(error) = store.insert_audit(&rows).await {
+                metrics.audit_write_failed(rows.len() as u64);
+                tracing::warn!(error = %error, rows = rows.len(), "could not write audit rows");
+            }
+            rows.clear();
+        }
+        for done in flushes.drain(..) {
+            let _ = done.send(());
+        }
     }
 }

@@ -71,7 +71,8 @@ struct Breaker {
 /// cache.
 #[derive(Clone)]
 pub struct RedisHandle {
-    client: redis::Client,
+    /// Shared: handles are cloned with the services on every request, and a client holds strings.
+    client: Arc<redis::Client>,
     prefix: Arc<str>,
     timeout: Duration,
     probe_interval: Duration,
@@ -103,7 +104,7 @@ impl RedisHandle {
     pub fn new(url: &SecretString, prefix: &str) -> Result<Self, RedisUnavailable> {
         let client = redis::Client::open(url.expose_secret()).map_err(RedisUnavailable::Failed)?;
         Ok(Self {
-            client,
+            client: Arc::new(client),
             prefix: prefix.into(),
             timeout: DEFAULT_TIMEOUT,
             probe_interval: PROBE_INTERVAL,
@@ -173,6 +174,34 @@ impl RedisHandle {
                 .map(|_| ())
         })
         .await
+    }
+
+    /// Publishes `message` on `channel` (a full channel name), through the breaker. Returns how
+    /// many subscribers received it.
+    pub(crate) async fn publish(
+        &self,
+        channel: &str,
+        message: &str,
+    ) -> Result<i64, RedisUnavailable> {
+        let command = redis::cmd("PUBLISH").arg(channel).arg(message).clone();
+        self.call(|mut conn| async move { command.query_async(&mut conn).await })
+            .await
+    }
+
+    /// A connection of its own in subscriber mode (a subscribed connection can carry nothing
+    /// else), opened within the timeout. Not through the breaker: its owner watches it itself and
+    /// must be able to come back before any other call trips the breaker closed.
+    pub(crate) async fn subscriber(&self) -> Result<redis::aio::PubSub, RedisUnavailable> {
+        match tokio::time::timeout(self.timeout, self.client.get_async_pubsub()).await {
+            Ok(Ok(pubsub)) => Ok(pubsub),
+            Ok(Err(error)) => Err(RedisUnavailable::Failed(error)),
+            Err(_) => Err(RedisUnavailable::TimedOut),
+        }
+    }
+
+    /// How long one command may take.
+    pub(crate) fn timeout(&self) -> Duration {
+        self.timeout
     }
 
     /// Remembers `key` (a full key) for deletion before the breaker closes again: an entry that
@@ -269,7 +298,7 @@ async fn open_connection(
 /// The one task that watches an open breaker; it ends when it closes it, or when every handle is
 /// gone.
 struct Probe {
-    client: redis::Client,
+    client: Arc<redis::Client>,
     timeout: Duration,
     interval: Duration,
     metrics: Option<Metrics>,

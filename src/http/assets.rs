@@ -56,17 +56,16 @@ async fn view(
     spec: &PlatformSpec,
     store_id: &StoreId,
 ) -> Result<Json<ConnectionView>, ApiError> {
-    let connection = connections
-        .list(store_id)
-        .await?
-        .into_iter()
+    let listing = connections.listing(store_id).await?;
+    let connection = listing
+        .connections
+        .iter()
         .find(|c| c.platform == spec.id)
         .ok_or(OAuthError::NotFound)?;
-    let assets = connections.assets(store_id).await?;
-    let health = connections.health(&connection);
+    let health = connections.health(connection);
     Ok(Json(ConnectionView::with_assets(
-        &connection,
-        &assets,
+        connection,
+        &listing.assets,
         health,
     )))
 }

@@ -512,18 +512,19 @@ pub async fn connections(
     if everything.is_err() && !caller.has_any(Operation::ConnectionsRead) {
         everything?;
     }
-    let mut list = connections.list(&store_id).await?;
-    list.retain(|c| {
-        caller
-            .require(Operation::ConnectionsRead, Some(c.platform.as_str()))
-            .is_ok()
-    });
-    let assets = connections.assets(&store_id).await?;
+    // One read of the store's rows (both tables, or the listing cache): shared, never copied.
+    let listing = connections.listing(&store_id).await?;
     Ok(Json(ConnectionsResponse {
         store_id: store_id.to_string(),
-        connections: list
+        connections: listing
+            .connections
             .iter()
-            .map(|c| ConnectionView::with_assets(c, &assets, connections.health(c)))
+            .filter(|c| {
+                caller
+                    .require(Operation::ConnectionsRead, Some(c.platform.as_str()))
+                    .is_ok()
+            })
+            .map(|c| ConnectionView::with_assets(c, &listing.assets, connections.health(c)))
             .collect(),
     }))
 }

@@ -16,7 +16,7 @@ use super::AppState;
 use crate::access::Operation;
 use crate::audit::{Actor, AuditEvent, AuditLog};
 use crate::domain::StoreId;
-use crate::proxy::{Proxy, ProxyRequest};
+use crate::proxy::{observe, Proxy, ProxyRequest};
 
 /// `Growth-Engine-Store`: the store whose connection is used.
 pub(crate) const STORE_HEADER: HeaderName = HeaderName::from_static("growth-engine-store");
@@ -88,11 +88,12 @@ pub async fn proxy(
     ApiPath(ProxyPath { platform, .. }): ApiPath<ProxyPath>,
     request: Request,
 ) -> Result<Response, ApiError> {
+    let started = std::time::Instant::now();
     let slug = platform.to_ascii_lowercase();
     caller.require(Operation::Proxy, Some(&slug))?;
     let (parts, body) = request.into_parts();
     let store_id = store_of(&parts.headers)?;
-    let method = parts.method.to_string();
+    let method = parts.method.clone();
     let account = header_text(&parts.headers, &ACCOUNT_HEADER)
         .filter(|a| !a.is_empty())
         .map(str::to_owned);
@@ -104,6 +105,7 @@ pub async fn proxy(
         .and_then(|rest| rest.split_once('/'))
         .map(|(_, path)| path.to_owned())
         .unwrap_or_default();
+    let recorded_path = observe::redacted_path(&path, parts.uri.query());
     let request = ProxyRequest {
         platform,
         store_id: store_id.clone(),
@@ -115,18 +117,23 @@ pub async fn proxy(
         body: Box::pin(body.into_data_stream().map_err(std::io::Error::other)),
     };
     let answer = proxy.forward(request).await.map_err(ApiError::from);
-    // The audit row names the key and the outcome; the path and latency go to the tracing event and
-    // the metrics (`proxy::observe`), never a body or a token.
+    // The audit row is the call's record: key, store, platform, method, path without query
+    // values, status and latency until the status line (`proxy::observe`); never a body or a
+    // token.
     let event = AuditEvent::new(Actor::ApiKey(caller.name.clone()), "proxy", "success")
         .with_store(&store_id)
         .with_platform(&slug);
+    let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
+    let detail = |status: Option<u16>| {
+        observe::audit_detail(method.as_str(), &recorded_path, status, latency_ms)
+    };
     audit.record(match &answer {
         Ok(answer) if answer.status.is_success() => {
-            event.with_detail(format!("{method} {}", answer.status.as_u16()))
+            event.with_detail(detail(Some(answer.status.as_u16())))
         }
         Ok(answer) => event
             .failed("platform_error")
-            .with_detail(format!("{method} {}", answer.status.as_u16())),
+            .with_detail(detail(Some(answer.status.as_u16()))),
         Err(error) => event.failed(error.code()),
     });
     let answer = answer?;

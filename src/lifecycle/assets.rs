@@ -98,15 +98,21 @@ impl Connections {
                 details: asset.details,
             })
             .collect();
-        self.store
+        let replaced = self
+            .store
             .replace_assets(connection.id, &assets, self.clock.now())
-            .await?;
+            .await;
+        self.changed(store_id).await;
+        replaced?;
         self.connection_assets(&connection).await
     }
 
-    /// Every asset of a store's connections (one query).
+    /// Every asset of a store's connections (one query, or none from the listing cache).
     pub async fn assets(&self, store_id: &StoreId) -> Result<Vec<StoredAsset>, OAuthError> {
-        Ok(self.store.list_assets(store_id).await?)
+        if self.listings.ticket().is_none() {
+            return Ok(self.store.list_assets(store_id).await?);
+        }
+        Ok(self.listing(store_id).await?.assets.clone())
     }
 
     async fn connection_assets(
@@ -132,11 +138,12 @@ impl Connections {
             .get_connection(store_id, &spec.id)
             .await?
             .ok_or(OAuthError::NotFound)?;
-        if !self
+        let selected = self
             .store
             .select_asset(connection.id, kind.as_str(), id)
-            .await?
-        {
+            .await;
+        self.changed(store_id).await;
+        if !selected? {
             return Err(OAuthError::AssetNotFound);
         }
         Ok(connection)
@@ -241,7 +248,9 @@ impl Connections {
                 updated_at: self.clock.now(),
                 ..connection
             };
-            match self.store.update_connection(&updated, None).await {
+            let saved = self.store.update_connection(&updated, None).await;
+            self.changed(store_id).await;
+            match saved {
                 Ok(saved) => {
                     self.cache.put(&saved).await;
                     return Ok(saved);

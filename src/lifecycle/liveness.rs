@@ -217,6 +217,8 @@ impl Liveness {
         {
             tracing::warn!(error = %error, "could not record a liveness check");
         }
+        // `last_checked_at` is part of the listed health.
+        self.connections.changed(&connection.store_id).await;
         outcome
     }
 

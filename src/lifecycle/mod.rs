@@ -12,14 +12,17 @@
 //! write, cache, metrics, in a tracked task that outlives its caller), `recovery` (renewed sets the
 //! database refused, kept until written), `refresher` (the background loop), `supervise` (restarts
 //! background tasks that panic), `cache`, `events` and `webhooks`; `assets` (the merchant's assets:
-//! discovery after connect and on demand, the selection, the token for an account); `health` (pure:
-//! a connection's health state, `reconnect_by`, which expiry warning is owed) and `liveness` (the
-//! background probe of tokens and the sweep that sends the health events).
+//! discovery after connect and on demand, the selection, the token for an account); `listing` (the
+//! per-replica cache of a store's rows behind the connections listing, which every write path
+//! below invalidates through [`Connections::changed`]); `health` (pure: a connection's health state,
+//! `reconnect_by`, which expiry warning is owed) and `liveness` (the background probe of tokens and
+//! the sweep that sends the health events).
 
 mod assets;
 pub mod cache;
 pub mod events;
 pub mod health;
+pub mod listing;
 pub mod liveness;
 mod merge;
 pub mod outcome;
@@ -56,6 +59,7 @@ use crate::vault::{Binding, Keyring, VaultError};
 pub use crate::platforms::GrantDetails;
 pub use assets::{AccountRef, AccountToken};
 pub use cache::TokenCache;
+pub use listing::{Listing, ListingCache};
 pub use outcome::{backoff, RefreshFailure};
 use recovery::RecoveryStore;
 
@@ -143,6 +147,7 @@ pub struct Connections {
     shutting_down: Arc<AtomicBool>,
     audit: Option<AuditLog>,
     health: Arc<HealthSettings>,
+    listings: ListingCache,
 }
 
 impl Connections {
@@ -174,6 +179,7 @@ impl Connections {
             shutting_down: Arc::new(AtomicBool::new(false)),
             audit: None,
             health: Arc::new(HealthSettings::default()),
+            listings: ListingCache::off(),
         }
     }
 
@@ -195,6 +201,18 @@ impl Connections {
             self.clock.now(),
             self.health.warning_window(),
         )
+    }
+
+    /// Serves listings from `listings` (see `listing.rs` for when it may be used).
+    pub(crate) fn with_listings(mut self, listings: ListingCache) -> Self {
+        self.listings = listings;
+        self
+    }
+
+    /// After a write (attempted: a failed one may still have committed) that changes a store's
+    /// connection or its assets: no replica serves the old listing any more.
+    pub(crate) async fn changed(&self, store_id: &StoreId) {
+        self.listings.changed(store_id).await;
     }
 
     /// Keeps recovery records in Redis too, where every replica finds them (see `recovery.rs`).
@@ -371,17 +389,49 @@ impl Connections {
             failing_alerted_at: None,
         };
         let event = events::event("connection.created", &connection, None, now);
-        let saved = self
-            .store
-            .save_connection(&connection, Some(&event))
-            .await?;
+        let saved = self.store.save_connection(&connection, Some(&event)).await;
+        self.changed(store_id).await;
+        let saved = saved?;
         self.cache.put(&saved).await;
         Ok(saved)
     }
 
-    /// A store's connections.
+    /// A store's rows (connections and their assets), from the listing cache when it may be used
+    /// and holds them, else from the database (both queries at once), then cached.
+    pub async fn listing(&self, store_id: &StoreId) -> Result<Arc<Listing>, OAuthError> {
+        if let Some(hit) = self.listings.get(store_id) {
+            return Ok(hit);
+        }
+        // Readers that missed together wait for the first one's read (only while the cache is
+        // usable: otherwise nothing would be stored for them to find).
+        let _filling = match self.listings.ticket() {
+            Some(_) => Some(self.listings.fill_lock(store_id).await),
+            None => None,
+        };
+        if let Some(hit) = self.listings.get(store_id) {
+            return Ok(hit);
+        }
+        let ticket = self.listings.ticket();
+        let (connections, assets) = tokio::try_join!(
+            self.store.list_connections(store_id),
+            self.store.list_assets(store_id)
+        )?;
+        let listing = Arc::new(Listing {
+            connections,
+            assets,
+        });
+        if let Some(ticket) = ticket {
+            self.listings.put(store_id, ticket, listing.clone());
+        }
+        Ok(listing)
+    }
+
+    /// A store's connections (from the listing cache when it may be used).
     pub async fn list(&self, store_id: &StoreId) -> Result<Vec<Connection>, OAuthError> {
-        Ok(self.store.list_connections(store_id).await?)
+        if self.listings.ticket().is_none() {
+            return Ok(self.store.list_connections(store_id).await?);
+        }
+        Ok(self.listing(store_id).await?.connections.clone())
     }
 
     /// The connection, from the cache when it has it, else from the database (then cached).
@@ -477,11 +527,12 @@ impl Connections {
         let mut event = events::event("connection.deleted", &connection, None, now);
         event.payload["revocation"] = serde_json::json!(outcome);
         event.payload["revocation_tokens"] = serde_json::json!(report.tokens);
-        let Some(deleted) = self
+        let deleted = self
             .store
             .delete_connection_row(connection.id, connection.version, Some(&event))
-            .await?
-        else {
+            .await;
+        self.changed(store_id).await;
+        let Some(deleted) = deleted? else {
             return match self.store.get_connection(store_id, &spec.id).await? {
                 None => Err(OAuthError::NotFound),
                 Some(_) => Err(OAuthError::Store(StoreError::Conflict)),
@@ -557,7 +608,9 @@ impl Connections {
             key_id: Some(self.keyring.current_key_id().to_owned()),
             ..row
         };
-        match self.store.update_connection(&updated, None).await {
+        let saved = self.store.update_connection(&updated, None).await;
+        self.changed(&updated.store_id).await;
+        match saved {
             Ok(saved) => {
                 self.cache.put(&saved).await;
                 Ok(true)
@@ -579,6 +632,7 @@ impl Connections {
                 .revive_errors_sealed_with(key_id, outcome::LEGACY_UNREADABLE, now)
                 .await?;
             for row in &rows {
+                self.changed(&row.store_id).await;
                 tracing::warn!(store_id = %row.store_id, platform = %row.platform, key_id, "a connection parked for an unknown key is back: its key is known now");
                 self.cache.put(row).await;
             }

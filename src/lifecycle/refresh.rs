@@ -335,17 +335,19 @@ impl Connections {
         event: Option<&NewEvent>,
     ) -> Result<Connection, OAuthError> {
         let mut attempt = 0;
-        loop {
+        let result = loop {
             match self.store.finish_refresh(connection, owner, event).await {
-                Ok(saved) => return Ok(saved),
+                Ok(saved) => break Ok(saved),
                 Err(StoreError::Unavailable(error)) if attempt < WRITE_ATTEMPTS => {
                     attempt += 1;
                     tracing::error!(error = %error, attempt, "could not write a refresh result; retrying");
                     tokio::time::sleep(StdDuration::from_millis(200 * attempt)).await;
                 }
-                Err(error) => return Err(error.into()),
+                Err(error) => break Err(error.into()),
             }
-        }
+        };
+        self.changed(&connection.store_id).await;
+        result
     }
 
     /// As the lease holder, writes a pending recovery record of `leased` (which frees the lease);

@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
+use secrecy::SecretString;
 
 use crate::domain::{PlatformId, StoreId};
 use crate::lifecycle::IssuedToken;
@@ -29,14 +30,14 @@ type Key = (StoreId, PlatformId);
 /// The memory; a cheap-clone handle.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct TokenMemo {
-    entries: Arc<Mutex<HashMap<Key, (Instant, IssuedToken)>>>,
+    entries: Arc<Mutex<HashMap<Key, (Instant, SecretString)>>>,
 }
 
 impl TokenMemo {
-    /// The remembered token, if still fresh.
-    pub fn get(&self, store_id: &StoreId, platform: &PlatformId) -> Option<IssuedToken> {
-        let entries = self.entries.lock().ok()?;
+    /// The remembered access token, if still fresh (the only part of an answer the proxy uses).
+    pub fn get(&self, store_id: &StoreId, platform: &PlatformId) -> Option<SecretString> {
         let key = (store_id.clone(), platform.clone());
+        let entries = self.entries.lock().ok()?;
         entries
             .get(&key)
             .filter(|(at, _)| at.elapsed() < MEMO_TTL)
@@ -65,7 +66,7 @@ impl TokenMemo {
         if entries.len() >= SWEEP_ABOVE {
             entries.retain(|_, (at, _)| at.elapsed() < MEMO_TTL);
         }
-        entries.insert(key, (Instant::now(), token.clone()));
+        entries.insert(key, (Instant::now(), token.access_token.clone()));
     }
 
     /// Forgets a token the platform rejected.

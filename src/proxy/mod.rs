@@ -111,12 +111,16 @@ pub struct ProxyResponse {
     pub body: BodyStream,
 }
 
-/// The proxy service: a cheap-clone handle.
+/// The proxy service: a cheap-clone handle (one reference count: the edge clones it per call).
 #[derive(Debug, Clone)]
-pub struct Proxy {
+pub struct Proxy(std::sync::Arc<Shared>);
+
+/// What every clone of a [`Proxy`] shares.
+#[derive(Debug)]
+struct Shared {
     client: reqwest::Client,
     connections: Connections,
-    settings: std::sync::Arc<ProxySettings>,
+    settings: ProxySettings,
     metrics: Metrics,
     memo: memo::TokenMemo,
 }
@@ -169,15 +173,22 @@ impl Proxy {
             // The whole answer may stream for longer than a token call: only waiting for the
             // status line and each read is bounded by the platform timeout.
             .read_timeout(timeout)
+            // Calls reuse kept-alive connections (HTTP/1.1, or HTTP/2 where ALPN offers it): a
+            // new TCP and TLS handshake per call would cost more than everything else the proxy
+            // does. Idle ones are kept a while per platform host, for bursts of up to that many
+            // concurrent calls.
+            .pool_idle_timeout(Duration::from_secs(90))
+            .pool_max_idle_per_host(256)
+            .tcp_nodelay(true)
             .use_rustls_tls()
             .build()?;
-        Ok(Self {
+        Ok(Self(std::sync::Arc::new(Shared {
             client,
             connections,
-            settings: std::sync::Arc::new(settings),
+            settings,
             metrics,
             memo: memo::TokenMemo::default(),
-        })
+        })))
     }
 
     /// Proxies one call: at most one extra send after a forced refresh, and one after a broken
@@ -194,16 +205,8 @@ impl Proxy {
             headers: caller_headers,
             body: caller_body,
         } = request;
-        let catalog = self.connections.catalog().clone();
-        let spec = catalog
-            .find(&platform)
-            .ok_or_else(|| OAuthError::UnknownPlatform(platform.clone()))?;
-        let base = spec
-            .api_base
-            .as_ref()
-            .ok_or_else(|| ProxyError::NoApi(spec.id.to_string()))?;
-        let target = target::build(base, &path, query.as_deref())?;
-        let max_body = self.settings.max_body_bytes;
+        let (spec, target) = self.target_of(&platform, &path, query.as_deref())?;
+        let max_body = self.0.settings.max_body_bytes;
         let mut body =
             OutgoingBody::prepare(caller_body, content_length(&caller_headers), max_body)
                 .await
@@ -215,7 +218,7 @@ impl Proxy {
         let (mut refreshed, mut resent) = (false, false);
         let record = |status: Option<u16>| {
             observe::record(
-                &self.metrics,
+                &self.0.metrics,
                 &CallRecord {
                     store: store_id.as_str(),
                     platform: spec.id.as_str(),
@@ -251,7 +254,8 @@ impl Proxy {
                             return self.finish(spec, answer);
                         }
                     }
-                    self.metrics
+                    self.0
+                        .metrics
                         .proxy_retry(spec.id.as_str(), "token_refreshed");
                 }
                 // A timeout is a slow platform, not a broken connection: waiting twice would
@@ -264,7 +268,8 @@ impl Proxy {
                 {
                     resent = true;
                     tracing::debug!(platform = %spec.id, error = %error.without_url(), "retrying after a broken connection");
-                    self.metrics
+                    self.0
+                        .metrics
                         .proxy_retry(spec.id.as_str(), "connection_broken");
                 }
                 Attempt::Answer(answer) | Attempt::TokenDead(answer) => {
@@ -282,6 +287,20 @@ impl Proxy {
         }
     }
 
+    /// The platform's spec and the call's URL under its API base.
+    fn target_of(
+        &self,
+        platform: &str,
+        path: &str,
+        query: Option<&str>,
+    ) -> Result<(&PlatformSpec, Url), ProxyError> {
+        let spec = (self.0.connections.catalog().find(platform))
+            .ok_or_else(|| OAuthError::UnknownPlatform(platform.to_owned()))?;
+        let base =
+            (spec.api_base.as_ref()).ok_or_else(|| ProxyError::NoApi(spec.id.to_string()))?;
+        Ok((spec, target::build(base, path, query)?))
+    }
+
     /// The token to send: the connection's (refreshed first when `force`), or the chosen Meta
     /// Page's from the sealed token set.
     async fn credential(
@@ -292,29 +311,29 @@ impl Proxy {
         force: bool,
     ) -> Result<Credential, ProxyError> {
         let remembered = if force {
-            self.memo.forget(store_id, &spec.id);
+            self.0.memo.forget(store_id, &spec.id);
             None
         } else {
-            self.memo.get(store_id, &spec.id)
+            self.0.memo.get(store_id, &spec.id)
         };
-        let issued = match remembered {
-            Some(issued) => issued,
+        let token = match remembered {
+            Some(token) => token,
             None => {
-                let issued = self.connections.access_token(spec, store_id, force).await?;
-                let now = self.connections.clock().now();
-                self.memo.put(store_id, &spec.id, &issued, now);
-                issued
+                let issued = self
+                    .0
+                    .connections
+                    .access_token(spec, store_id, force)
+                    .await?;
+                let now = self.0.connections.clock().now();
+                self.0.memo.put(store_id, &spec.id, &issued, now);
+                issued.access_token
             }
         };
         let app_secret = spec.credentials.as_ref().map(|c| &c.client_secret);
         let Some(account) = account else {
-            return Ok(Credential::new(
-                spec.proxy_auth,
-                issued.access_token,
-                app_secret,
-            ));
+            return Ok(Credential::new(spec.proxy_auth, token, app_secret));
         };
-        let page = match self.connections.page_token(spec, store_id, account).await {
+        let page = match self.0.connections.page_token(spec, store_id, account).await {
             Err(OAuthError::AssetNotFound) => Err(ProxyError::AccountNotFound(account.to_owned())),
             other => other.map_err(ProxyError::from),
         }?;
@@ -337,8 +356,8 @@ impl Proxy {
                 .append_pair("appsecret_proof", proof.expose_secret());
         }
         let mut headers = outgoing.clone();
-        headers::inject(&mut headers, spec, credential, &self.settings.extra);
-        let mut builder = self.client.request(method.clone(), url).headers(headers);
+        headers::inject(&mut headers, spec, credential, &self.0.settings.extra);
+        let mut builder = self.0.client.request(method.clone(), url).headers(headers);
         if let Some(body) = body.attempt() {
             builder = builder.body(body);
         }
@@ -386,10 +405,10 @@ impl Proxy {
         spec: &PlatformSpec,
         answer: ProxyResponse,
     ) -> Result<ProxyResponse, ProxyError> {
-        observe::rate_limits(&self.metrics, spec.id.as_str(), &answer.headers);
-        let metrics = self.metrics.clone();
+        observe::rate_limits(&self.0.metrics, spec.id.as_str(), &answer.headers);
+        let metrics = self.0.metrics.clone();
         let platform = spec.id.to_string();
-        let max = self.settings.max_response_bytes;
+        let max = self.0.settings.max_response_bytes;
         if content_length(&answer.headers).is_some_and(|n| n > max as u64) {
             metrics.proxy_cut(&platform);
             return Err(ProxyError::ResponseTooLarge(max));

@@ -9,6 +9,10 @@ pub(super) const CONNECTION_COLUMNS: &str = "id, store_id, user_id, platform, st
     refresh_failures, last_error, version, created_at, updated_at, failing_since, health_since, \
     last_checked_at, next_check_at, expiry_warned_for, expiry_warned_days, failing_alerted_at";
 
+/// The most audit rows one insert carries: 9 bound values a row stays far below SQLite's 32766 and
+/// PostgreSQL's 65535.
+pub(super) const AUDIT_ROWS_PER_STATEMENT: usize = 1000;
+
 /// The columns of `api_keys` that leave the store (never `hash`).
 pub(super) const API_KEY_COLUMNS: &str = "id, name, scopes, created_at, last_used_at, revoked_at";
 
@@ -32,7 +36,9 @@ macro_rules! impl_store {
         use uuid::Uuid;
 
         use crate::domain::{Connection, PlatformId, StoreId};
-        use crate::store::sql::{update_sql, API_KEY_COLUMNS, CONNECTION_COLUMNS};
+        use crate::store::sql::{
+            update_sql, API_KEY_COLUMNS, AUDIT_ROWS_PER_STATEMENT, CONNECTION_COLUMNS,
+        };
         use crate::store::{
             plan_selection, ApiKeyRecord, AuditRow, NewAsset, NewEvent, OutboxEvent, StatusCount,
             Store, StoreError, StoredAsset,
@@ -750,23 +756,14 @@ macro_rules! impl_store {
             }
 
             async fn insert_audit(&self, rows: &[AuditRow]) -> Result<(), StoreError> {
+                // A writer's batch is one statement: one round trip, atomic by itself.
+                if rows.len() <= AUDIT_ROWS_PER_STATEMENT {
+                    audit_insert(rows).build().execute(&self.pool).await?;
+                    return Ok(());
+                }
                 let mut tx = self.pool.begin().await?;
-                for row in rows {
-                    sqlx::query(
-                        "insert into audit (id, at, actor_kind, actor, store_id, platform, operation, outcome, detail) \
-                         values ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-                    )
-                    .bind(row.id)
-                    .bind(row.at)
-                    .bind(&row.actor_kind)
-                    .bind(&row.actor)
-                    .bind(row.store_id.as_deref())
-                    .bind(row.platform.as_deref())
-                    .bind(&row.operation)
-                    .bind(&row.outcome)
-                    .bind(row.detail.as_deref())
-                    .execute(&mut *tx)
-                    .await?;
+                for chunk in rows.chunks(AUDIT_ROWS_PER_STATEMENT) {
+                    audit_insert(chunk).build().execute(&mut *tx).await?;
                 }
                 tx.commit().await?;
                 Ok(())
@@ -932,6 +929,26 @@ macro_rules! impl_store {
                 tx.commit().await?;
                 Ok(true)
             }
+        }
+
+        /// One multi-row insert of audit rows (at most [`AUDIT_ROWS_PER_STATEMENT`]).
+        fn audit_insert(rows: &[AuditRow]) -> sqlx::QueryBuilder<'_, $db> {
+            let mut insert = sqlx::QueryBuilder::<$db>::new(
+                "insert into audit (id, at, actor_kind, actor, store_id, platform, operation, outcome, detail) ",
+            );
+            insert.push_values(rows, |mut values, row| {
+                values
+                    .push_bind(row.id)
+                    .push_bind(row.at)
+                    .push_bind(row.actor_kind.as_str())
+                    .push_bind(row.actor.as_str())
+                    .push_bind(row.store_id.as_deref())
+                    .push_bind(row.platform.as_deref())
+                    .push_bind(row.operation.as_str())
+                    .push_bind(row.outcome.as_str())
+                    .push_bind(row.detail.as_deref());
+            });
+            insert
         }
 
         fn decode_api_key(row: &DbRow) -> Result<ApiKeyRecord, StoreError> {

@@ -19,6 +19,7 @@ mod keys_audit;
 #[allow(dead_code)]
 mod helpers;
 mod lifecycle;
+mod listing;
 mod oidc;
 mod perimeter_junk;
 mod proxy;
