@@ -436,7 +436,7 @@ impl Simulator {
             exchange::check_pkce(code.approved.pkce.as_ref(), redemption.code_verifier)?;
         }
         let approved = code.approved.clone();
-        let grant_id = state.start_grant(&approved);
+        let grant_id = state.start_grant(&approved, now);
         if let Some(code) = state.codes.get_mut(redemption.code) {
             code.used = true;
             code.grant = Some(grant_id);
@@ -504,6 +504,35 @@ impl Simulator {
         let usable =
             !entry.revoked && entry.expires_at > now && grant.alive && grant.platform == platform;
         usable.then(|| grant.view(entry.grant_id))
+    }
+
+    /// What `platform` knows of an access token it issued, whatever its state (Meta's
+    /// `debug_token` reports expired and revoked tokens too); `None` for a token it never issued.
+    pub(crate) fn inspect_access_token(
+        &self,
+        platform: Platform,
+        token: &str,
+    ) -> Option<TokenInspection> {
+        let now = self.now();
+        let state = self.lock();
+        let entry = state.access_tokens.get(token)?;
+        let grant = state.grants.get(&entry.grant_id)?;
+        if grant.platform != platform {
+            return None;
+        }
+        let status = if entry.revoked || !grant.alive {
+            TokenStatus::Revoked
+        } else if entry.expires_at <= now {
+            TokenStatus::Expired
+        } else {
+            TokenStatus::Valid
+        };
+        Some(TokenInspection {
+            grant: grant.view(entry.grant_id),
+            granted_at: grant.granted_at,
+            expires_at: entry.expires_at,
+            status,
+        })
     }
 
     /// Looks up a refresh token of `platform` held by `client_id`, whatever its status.
@@ -698,6 +727,22 @@ impl GrantView {
     }
 }
 
+/// An access token as its platform sees it ([`Simulator::inspect_access_token`]).
+pub(crate) struct TokenInspection {
+    pub(crate) grant: GrantView,
+    pub(crate) granted_at: DateTime<Utc>,
+    pub(crate) expires_at: DateTime<Utc>,
+    pub(crate) status: TokenStatus,
+}
+
+/// Whether an issued access token still works, and if not why.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum TokenStatus {
+    Valid,
+    Expired,
+    Revoked,
+}
+
 /// The state of a refresh token presented to a token endpoint.
 pub(crate) enum RefreshLookup {
     Unknown,
@@ -721,7 +766,7 @@ struct State {
 }
 
 impl State {
-    fn start_grant(&mut self, approved: &ApprovedAuthorization) -> u64 {
+    fn start_grant(&mut self, approved: &ApprovedAuthorization, now: DateTime<Utc>) -> u64 {
         self.next_grant_id += 1;
         let grant_id = self.next_grant_id;
         let meta_pages = if approved.platform == Platform::Meta {
@@ -739,6 +784,7 @@ impl State {
                 alive: true,
                 account: approved.account,
                 meta_pages,
+                granted_at: now,
             },
         );
         grant_id
@@ -774,6 +820,8 @@ struct Grant {
     alive: bool,
     account: u32,
     meta_pages: Vec<meta::PageGrant>,
+    /// When the user consented (Meta's data-access window runs from here).
+    granted_at: DateTime<Utc>,
 }
 
 impl Grant {
