@@ -392,3 +392,36 @@ async fn the_openapi_document_describes_health() {
     }
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_meta_connection_must_be_reconnected_by_its_data_access_expiry() {
+    let clock = clock();
+    let app = app_with(&clock, vec![]).await;
+    let connected_at = clock_now(&clock);
+    connect(&app, "meta", "h-meta-dae").await;
+    let meta = connection(&app, "h-meta-dae", "meta").await;
+    // debug_token's data_access_expires_at: the sandbox's 90 days from the consent.
+    let data_access = connected_at + Duration::seconds(90 * DAY);
+    assert_eq!(
+        meta["metadata"]["data_access_expires_at"],
+        data_access.timestamp(),
+        "{meta}"
+    );
+    // The pages the other hook records are still there beside it.
+    assert_eq!(
+        meta["metadata"]["pages"].as_array().map(Vec::len),
+        Some(2),
+        "{meta}"
+    );
+    assert_eq!(meta["health"]["state"], "healthy", "{meta}");
+    assert_eq!(time(&meta["health"]["reconnect_by"]), data_access);
+
+    // Five days before it (the refresher is off, so nothing else changes the connection), inside
+    // the default 7-day warning.
+    clock.advance(Duration::seconds(85 * DAY));
+    let health = health(&app, "h-meta-dae", "meta").await;
+    assert_eq!(health["state"], "expiring", "{health}");
+    assert_eq!(time(&health["reconnect_by"]), data_access);
+    assert_eq!(time(&health["since"]), data_access - Duration::seconds(7 * DAY));
+    app.stop().await;
+}
