@@ -433,3 +433,38 @@ async fn a_meta_connection_must_be_reconnected_by_its_data_access_expiry() {
     );
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_failing_debug_token_leaves_meta_connected_and_the_next_exchange_records_the_expiry() {
+    let clock = clock();
+    let app = app_with(&clock, vec![]).await;
+    app.simulator.set_meta_debug_token_unavailable(true);
+    connect(&app, "meta", "h-meta-nodebug").await;
+    assert_eq!(app.simulator.meta_debug_token_calls(), 1);
+    let meta = connection(&app, "h-meta-nodebug", "meta").await;
+    assert_eq!(meta["status"], "CONNECTED", "{meta}");
+    assert!(
+        meta["metadata"].get("data_access_expires_at").is_none(),
+        "{meta}"
+    );
+    assert!(meta["health"]["reconnect_by"].is_null(), "{meta}");
+
+    app.simulator.set_meta_debug_token_unavailable(false);
+    let response = app
+        .post("/api/v1/oauth/refresh/meta?store_id=h-meta-nodebug")
+        .await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(app.simulator.meta_debug_token_calls(), 2);
+    let meta = connection(&app, "h-meta-nodebug", "meta").await;
+    let recorded = meta["metadata"]["data_access_expires_at"]
+        .as_i64()
+        .unwrap_or_else(|| panic!("the exchange recorded no data-access expiry: {meta}"));
+    assert_eq!(
+        time(&meta["health"]["reconnect_by"]).timestamp(),
+        recorded,
+        "{meta}"
+    );
+    // The renewal kept the pages recorded at connect.
+    assert_eq!(meta["metadata"]["pages"].as_array().map(Vec::len), Some(2));
+    app.stop().await;
+}

@@ -260,6 +260,25 @@ impl Simulator {
         state.remembered.retain(|(p, _, _), _| *p != platform);
     }
 
+    /// Makes Meta's `debug_token` answer HTTP 503 with Graph's code 2 (`true`), or work again
+    /// (`false`); the token endpoint and the Graph API are unaffected.
+    pub fn set_meta_debug_token_unavailable(&self, unavailable: bool) {
+        self.control("meta", |p| p.debug_token_unavailable = unavailable);
+    }
+
+    /// How many `debug_token` calls Meta has answered, failed ones included.
+    pub fn meta_debug_token_calls(&self) -> usize {
+        self.observe("meta", |p| p.debug_token_calls)
+    }
+
+    /// Counts a `debug_token` call and says whether it should fail.
+    pub(crate) fn debug_token_call(&self) -> bool {
+        let mut state = self.lock();
+        let meta = state.platforms.entry(Platform::Meta).or_default();
+        meta.debug_token_calls += 1;
+        meta.debug_token_unavailable
+    }
+
     /// Makes approval on `platform`'s consent screen grant exactly these scopes, whatever was checked
     /// (`None` restores the checkboxes' say).
     pub fn set_granted_scopes_override(&self, platform: &str, scopes: Option<Vec<String>>) {
@@ -803,6 +822,9 @@ struct PlatformState {
     /// The account the consent screen signs in as (0 the default merchant).
     account: u32,
     api: api::ApiState,
+    /// Meta's `debug_token`: failing on purpose, and the calls answered.
+    debug_token_unavailable: bool,
+    debug_token_calls: usize,
 }
 
 struct IssuedCode {

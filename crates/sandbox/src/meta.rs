@@ -461,6 +461,9 @@ async fn debug_token(
     headers: HeaderMap,
     RawQuery(query): RawQuery,
 ) -> Response {
+    if sim.debug_token_call() {
+        return fault_body(StatusCode::SERVICE_UNAVAILABLE);
+    }
     let pairs = query_pairs(query.as_deref());
     let Some(app_token) = query_param(&pairs, "access_token")
         .map(str::to_owned)
