@@ -22,8 +22,8 @@ use super::{events, Connections, IssuedToken, LEASE};
 use crate::domain::{Connection, ConnectionStatus, TokenSet};
 use crate::platforms::catalog::PlatformSpec;
 use crate::platforms::client::TokenGrant;
-use crate::platforms::quirks;
 use crate::platforms::error::OAuthError;
+use crate::platforms::quirks;
 use crate::store::{NewEvent, StoreError};
 
 /// How long a caller waits for another replica's refresh before giving up.

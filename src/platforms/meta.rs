@@ -226,10 +226,7 @@ async fn data_access_expiry(
     spec: &PlatformSpec,
     access_token: &SecretString,
 ) -> Result<i64, &'static str> {
-    let credentials = spec
-        .credentials
-        .as_ref()
-        .ok_or("platform_not_configured")?;
+    let credentials = spec.credentials.as_ref().ok_or("platform_not_configured")?;
     // `debug_token` sits at the Graph root, beside `/me` (the identity URL, pinned version).
     let mut url = spec.userinfo_url.clone().ok_or("no identity URL")?;
     let parent = url

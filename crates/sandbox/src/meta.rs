@@ -19,7 +19,8 @@ use serde_json::{json, Map, Value};
 use super::exchange::{self, bearer_token, reject, ClientCheck, TokenCall};
 use super::spec::Platform;
 use super::{
-    random_string, CodeRedemption, CodeRejection, GrantView, Simulator, TokenInspection, TokenStatus,
+    random_string, CodeRedemption, CodeRejection, GrantView, Simulator, TokenInspection,
+    TokenStatus,
 };
 
 /// Short-lived user tokens last "hours"; the sandbox uses two.
