@@ -23,6 +23,7 @@ use crate::domain::{Connection, ConnectionStatus, TokenSet};
 use crate::platforms::catalog::PlatformSpec;
 use crate::platforms::client::TokenGrant;
 use crate::platforms::error::OAuthError;
+use crate::platforms::quirks;
 use crate::store::{NewEvent, StoreError};
 
 /// How long a caller waits for another replica's refresh before giving up.
@@ -196,6 +197,15 @@ impl Connections {
         };
         match self.renew(spec, &old).await {
             Ok(grant) => {
+                let mut connection = connection;
+                // Meta: the data-access expiry as `debug_token` now reports it (best effort).
+                quirks::after_renewal(
+                    &self.client,
+                    spec,
+                    &grant.tokens.access_token,
+                    &mut connection.metadata,
+                )
+                .await;
                 self.store_renewal(spec, connection, old, grant, owner)
                     .await
             }

@@ -392,6 +392,24 @@ impl PlatformClient {
             .await
     }
 
+    /// A `GET` whose query carries secrets, for the one call whose platform requires them there
+    /// (Meta's `debug_token`: the app access token and the token inspected). The URL is never
+    /// logged and never reaches an error: [`transport_error`] describes only the failure's kind.
+    pub(super) async fn get_with_secret_query(
+        &self,
+        spec: &PlatformSpec,
+        url: Url,
+        query: &[(&str, &SecretString)],
+    ) -> Result<Value, OAuthError> {
+        let query: Vec<(&str, &str)> = query
+            .iter()
+            .map(|(name, value)| (*name, value.expose_secret()))
+            .collect();
+        let request = self.http.get(url).query(&query);
+        self.send_json(spec, request.header("Accept", "application/json"))
+            .await
+    }
+
     /// A `GET` to the platform's API (not its OAuth endpoints): the user's token, and the secret
     /// headers the platform's API wants (Google Ads' `developer-token`, when set).
     pub(crate) async fn get_api(

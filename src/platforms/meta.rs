@@ -1,5 +1,6 @@
 //! Meta (Facebook and Instagram): the definition and its quirks, long-lived token exchange, the
-//! merchant's pages and permissions, and asset discovery (Pages, Instagram accounts, ad accounts). Sources: `shared/providers.md` §1.
+//! merchant's pages and permissions, the token's data-access expiry (`debug_token`), and asset
+//! discovery (Pages, Instagram accounts, ad accounts). Sources: `shared/providers.md` §1.
 
 use std::collections::BTreeMap;
 
@@ -64,6 +65,7 @@ pub(super) const PLATFORM: BuiltInPlatform = BuiltInPlatform {
     hooks: &[
         Hook::MetaLongLivedExchange,
         Hook::MetaPagesAndPermissions,
+        Hook::MetaDataAccessExpiry,
         Hook::MetaAssets,
     ],
     api_base: graph!("graph.facebook.com", "/"),
@@ -182,6 +184,87 @@ pub(super) async fn pages_and_permissions(
         metadata,
         page_tokens,
     })
+}
+
+/// Meta's `debug_token` (the "Debugging" guide, providers.md [M6]): records the token's
+/// data-access expiry (`data_access_expires_at`, Unix seconds) in `metadata`, the bound
+/// `health::reconnect_by` puts on a Meta connection: past it the token is still valid but reads
+/// no data until the merchant consents again (platform-apis.md §1, [M21]).
+///
+/// Best effort: a connect or a renewal does not fail for want of it. A failure is logged with a
+/// safe reason and leaves `metadata` as it was (a renewal keeps the expiry recorded before).
+/// <https://developers.facebook.com/docs/facebook-login/guides/access-tokens/debugging>
+pub(super) async fn record_data_access_expiry(
+    client: &PlatformClient,
+    spec: &PlatformSpec,
+    access_token: &SecretString,
+    metadata: &mut Value,
+) {
+    match data_access_expiry(client, spec, access_token).await {
+        Ok(expires_at) => {
+            if !metadata.is_object() {
+                *metadata = json!({});
+            }
+            if let Some(object) = metadata.as_object_mut() {
+                object.insert(DATA_ACCESS_EXPIRES_AT.to_owned(), json!(expires_at));
+            }
+        }
+        Err(reason) => {
+            tracing::warn!(platform = %spec.id, reason, "Meta's debug_token gave no data-access expiry; the connection has none recorded");
+        }
+    }
+}
+
+/// The metadata key, as `debug_token` names it and `health::reconnect_by` reads it.
+const DATA_ACCESS_EXPIRES_AT: &str = "data_access_expires_at";
+
+/// Asks `debug_token` about `access_token` with the app access token (`{app-id}|{app-secret}`),
+/// which Meta wants in the query: both tokens travel only inside the request, whose URL no log
+/// line or error carries. Returns `data_access_expires_at`, or a safe reason.
+async fn data_access_expiry(
+    client: &PlatformClient,
+    spec: &PlatformSpec,
+    access_token: &SecretString,
+) -> Result<i64, &'static str> {
+    let credentials = spec.credentials.as_ref().ok_or("platform_not_configured")?;
+    // `debug_token` sits at the Graph root, beside `/me` (the identity URL, pinned version).
+    let mut url = spec.userinfo_url.clone().ok_or("no identity URL")?;
+    let parent = url
+        .path()
+        .trim_end_matches('/')
+        .rsplit_once('/')
+        .map_or(String::new(), |(parent, _)| parent.to_owned());
+    url.set_path(&format!("{parent}/debug_token"));
+    url.set_query(None);
+    let app_token = SecretString::from(format!(
+        "{}|{}",
+        credentials.client_id,
+        credentials.client_secret.expose_secret()
+    ));
+    let body = client
+        .get_with_secret_query(
+            spec,
+            url,
+            &[("input_token", access_token), ("access_token", &app_token)],
+        )
+        .await
+        .map_err(|error| error.reason())?;
+    let data = body.get("data").ok_or("an answer without data")?;
+    if data.get("is_valid").and_then(Value::as_bool) != Some(true) {
+        return Err("the token is not valid");
+    }
+    // The Debugging guide: check `app_id` is your app's before trusting the rest.
+    let app_id = data.get("app_id").map(|id| match id {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    });
+    if app_id.as_deref() != Some(credentials.client_id.as_str()) {
+        return Err("the token belongs to another app");
+    }
+    data.get(DATA_ACCESS_EXPIRES_AT)
+        .and_then(Value::as_i64)
+        .filter(|at| *at > 0)
+        .ok_or("no data_access_expires_at")
 }
 
 /// The permissions with status `granted`, from `/me/permissions`.

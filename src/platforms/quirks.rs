@@ -27,6 +27,10 @@ pub enum Hook {
     /// Instagram business accounts.
     /// <https://developers.facebook.com/docs/graph-api/reference/user/permissions/>
     MetaPagesAndPermissions,
+    /// Meta: record the token's data-access expiry from `debug_token`, at connect and after each
+    /// long-lived exchange (best effort: never fails either).
+    /// <https://developers.facebook.com/docs/facebook-login/guides/access-tokens/debugging>
+    MetaDataAccessExpiry,
     /// TikTok's user-info answers HTTP 200 with `error.code` other than `ok` on failure.
     /// <https://developers.tiktok.com/doc/tiktok-api-v2-get-user-info>
     TikTokEnvelopeError,
@@ -68,6 +72,7 @@ pub(crate) fn adjust_scopes(spec: &mut PlatformSpec) {
             Hook::XOfflineAccess => twitter::keep_offline_access(&mut spec.scopes),
             Hook::MetaLongLivedExchange
             | Hook::MetaPagesAndPermissions
+            | Hook::MetaDataAccessExpiry
             | Hook::TikTokEnvelopeError => {}
             Hook::MetaAssets
             | Hook::TikTokCreatorInfo
@@ -90,7 +95,10 @@ pub(crate) async fn after_code_exchange(
             Hook::MetaLongLivedExchange => {
                 grant = meta::long_lived_exchange(client, spec, grant, now).await?;
             }
-            Hook::MetaPagesAndPermissions | Hook::TikTokEnvelopeError | Hook::XOfflineAccess => {}
+            Hook::MetaPagesAndPermissions
+            | Hook::MetaDataAccessExpiry
+            | Hook::TikTokEnvelopeError
+            | Hook::XOfflineAccess => {}
             Hook::MetaAssets
             | Hook::TikTokCreatorInfo
             | Hook::GoogleAdsCustomers
@@ -106,7 +114,10 @@ pub(crate) fn check_account_response(spec: &PlatformSpec, body: &Value) -> Resul
     for hook in spec.hooks {
         match hook {
             Hook::TikTokEnvelopeError => tiktok::check_envelope(spec, body)?,
-            Hook::MetaLongLivedExchange | Hook::MetaPagesAndPermissions | Hook::XOfflineAccess => {}
+            Hook::MetaLongLivedExchange
+            | Hook::MetaPagesAndPermissions
+            | Hook::MetaDataAccessExpiry
+            | Hook::XOfflineAccess => {}
             Hook::MetaAssets
             | Hook::TikTokCreatorInfo
             | Hook::GoogleAdsCustomers
@@ -127,7 +138,14 @@ pub(crate) async fn after_account(
     for hook in spec.hooks {
         match hook {
             Hook::MetaPagesAndPermissions => {
-                extras = meta::pages_and_permissions(client, spec, access_token).await?;
+                let found = meta::pages_and_permissions(client, spec, access_token).await?;
+                merge_metadata(&mut extras.metadata, found.metadata);
+                extras.granted_scopes = found.granted_scopes;
+                extras.page_tokens.extend(found.page_tokens);
+            }
+            Hook::MetaDataAccessExpiry => {
+                meta::record_data_access_expiry(client, spec, access_token, &mut extras.metadata)
+                    .await;
             }
             Hook::MetaLongLivedExchange | Hook::TikTokEnvelopeError | Hook::XOfflineAccess => {}
             Hook::MetaAssets
@@ -138,6 +156,43 @@ pub(crate) async fn after_account(
         }
     }
     Ok(extras)
+}
+
+/// Stage "renewed": after a renewal the platform accepted, may update the connection's
+/// non-secret metadata; never fails the renewal.
+pub(crate) async fn after_renewal(
+    client: &PlatformClient,
+    spec: &PlatformSpec,
+    access_token: &SecretString,
+    metadata: &mut Value,
+) {
+    for hook in spec.hooks {
+        match hook {
+            Hook::MetaDataAccessExpiry => {
+                meta::record_data_access_expiry(client, spec, access_token, metadata).await;
+            }
+            Hook::MetaLongLivedExchange
+            | Hook::MetaPagesAndPermissions
+            | Hook::TikTokEnvelopeError
+            | Hook::XOfflineAccess => {}
+            Hook::MetaAssets
+            | Hook::TikTokCreatorInfo
+            | Hook::GoogleAdsCustomers
+            | Hook::PinterestAssets
+            | Hook::XUser => {}
+        }
+    }
+}
+
+/// Adds `found`'s keys to `metadata` (an object, or nothing yet), so that hooks compose.
+fn merge_metadata(metadata: &mut Value, found: Value) {
+    let Value::Object(found) = found else {
+        return;
+    };
+    match metadata {
+        Value::Object(object) => object.extend(found),
+        _ => *metadata = Value::Object(found),
+    }
 }
 
 /// Stage "assets": discovers what the merchant's consumers act on, with a valid access token. A
@@ -157,6 +212,7 @@ pub(crate) async fn discover_assets(
             Hook::XUser => twitter::discover_assets(client, spec, access_token).await?,
             Hook::MetaLongLivedExchange
             | Hook::MetaPagesAndPermissions
+            | Hook::MetaDataAccessExpiry
             | Hook::TikTokEnvelopeError
             | Hook::XOfflineAccess => continue,
         };

@@ -392,3 +392,79 @@ async fn the_openapi_document_describes_health() {
     }
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_meta_connection_must_be_reconnected_by_its_data_access_expiry() {
+    let clock = clock();
+    let app = app_with(&clock, vec![]).await;
+    let connected_at = clock_now(&clock);
+    connect(&app, "meta", "h-meta-dae").await;
+    let meta = connection(&app, "h-meta-dae", "meta").await;
+    // debug_token's data_access_expires_at: the sandbox's 90 days from the consent. The standalone
+    // simulator reads the system clock, not the test's ManualClock: a few seconds apart at most.
+    let recorded = meta["metadata"]["data_access_expires_at"]
+        .as_i64()
+        .unwrap_or_else(|| panic!("no data-access expiry recorded: {meta}"));
+    let data_access = DateTime::from_timestamp(recorded, 0).unwrap();
+    let drift = data_access - (connected_at + Duration::seconds(90 * DAY));
+    assert!(
+        drift >= Duration::zero() && drift < Duration::seconds(60),
+        "{data_access} is not 90 days after {connected_at}"
+    );
+    // The pages the other hook records are still there beside it.
+    assert_eq!(
+        meta["metadata"]["pages"].as_array().map(Vec::len),
+        Some(2),
+        "{meta}"
+    );
+    assert_eq!(meta["health"]["state"], "healthy", "{meta}");
+    // Not the long-lived token's 60 days: never exchanged since, that one is not yet the end.
+    assert_eq!(time(&meta["health"]["reconnect_by"]), data_access);
+
+    // Five days before it (the refresher is off, so nothing else changes the connection), inside
+    // the default 7-day warning.
+    clock.advance(Duration::seconds(85 * DAY));
+    let health = health(&app, "h-meta-dae", "meta").await;
+    assert_eq!(health["state"], "expiring", "{health}");
+    assert_eq!(time(&health["reconnect_by"]), data_access);
+    assert_eq!(
+        time(&health["since"]),
+        data_access - Duration::seconds(7 * DAY)
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_failing_debug_token_leaves_meta_connected_and_the_next_exchange_records_the_expiry() {
+    let clock = clock();
+    let app = app_with(&clock, vec![]).await;
+    app.simulator.set_meta_debug_token_unavailable(true);
+    connect(&app, "meta", "h-meta-nodebug").await;
+    assert_eq!(app.simulator.meta_debug_token_calls(), 1);
+    let meta = connection(&app, "h-meta-nodebug", "meta").await;
+    assert_eq!(meta["status"], "CONNECTED", "{meta}");
+    assert!(
+        meta["metadata"].get("data_access_expires_at").is_none(),
+        "{meta}"
+    );
+    assert!(meta["health"]["reconnect_by"].is_null(), "{meta}");
+
+    app.simulator.set_meta_debug_token_unavailable(false);
+    let response = app
+        .post("/api/v1/oauth/refresh/meta?store_id=h-meta-nodebug")
+        .await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(app.simulator.meta_debug_token_calls(), 2);
+    let meta = connection(&app, "h-meta-nodebug", "meta").await;
+    let recorded = meta["metadata"]["data_access_expires_at"]
+        .as_i64()
+        .unwrap_or_else(|| panic!("the exchange recorded no data-access expiry: {meta}"));
+    assert_eq!(
+        time(&meta["health"]["reconnect_by"]).timestamp(),
+        recorded,
+        "{meta}"
+    );
+    // The renewal kept the pages recorded at connect.
+    assert_eq!(meta["metadata"]["pages"].as_array().map(Vec::len), Some(2));
+    app.stop().await;
+}

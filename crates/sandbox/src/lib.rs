@@ -260,6 +260,25 @@ impl Simulator {
         state.remembered.retain(|(p, _, _), _| *p != platform);
     }
 
+    /// Makes Meta's `debug_token` answer HTTP 503 with Graph's code 2 (`true`), or work again
+    /// (`false`); the token endpoint and the Graph API are unaffected.
+    pub fn set_meta_debug_token_unavailable(&self, unavailable: bool) {
+        self.control("meta", |p| p.debug_token_unavailable = unavailable);
+    }
+
+    /// How many `debug_token` calls Meta has answered, failed ones included.
+    pub fn meta_debug_token_calls(&self) -> usize {
+        self.observe("meta", |p| p.debug_token_calls)
+    }
+
+    /// Counts a `debug_token` call and says whether it should fail.
+    pub(crate) fn debug_token_call(&self) -> bool {
+        let mut state = self.lock();
+        let meta = state.platforms.entry(Platform::Meta).or_default();
+        meta.debug_token_calls += 1;
+        meta.debug_token_unavailable
+    }
+
     /// Makes approval on `platform`'s consent screen grant exactly these scopes, whatever was checked
     /// (`None` restores the checkboxes' say).
     pub fn set_granted_scopes_override(&self, platform: &str, scopes: Option<Vec<String>>) {
@@ -436,7 +455,7 @@ impl Simulator {
             exchange::check_pkce(code.approved.pkce.as_ref(), redemption.code_verifier)?;
         }
         let approved = code.approved.clone();
-        let grant_id = state.start_grant(&approved);
+        let grant_id = state.start_grant(&approved, now);
         if let Some(code) = state.codes.get_mut(redemption.code) {
             code.used = true;
             code.grant = Some(grant_id);
@@ -504,6 +523,35 @@ impl Simulator {
         let usable =
             !entry.revoked && entry.expires_at > now && grant.alive && grant.platform == platform;
         usable.then(|| grant.view(entry.grant_id))
+    }
+
+    /// What `platform` knows of an access token it issued, whatever its state (Meta's
+    /// `debug_token` reports expired and revoked tokens too); `None` for a token it never issued.
+    pub(crate) fn inspect_access_token(
+        &self,
+        platform: Platform,
+        token: &str,
+    ) -> Option<TokenInspection> {
+        let now = self.now();
+        let state = self.lock();
+        let entry = state.access_tokens.get(token)?;
+        let grant = state.grants.get(&entry.grant_id)?;
+        if grant.platform != platform {
+            return None;
+        }
+        let status = if entry.revoked || !grant.alive {
+            TokenStatus::Revoked
+        } else if entry.expires_at <= now {
+            TokenStatus::Expired
+        } else {
+            TokenStatus::Valid
+        };
+        Some(TokenInspection {
+            grant: grant.view(entry.grant_id),
+            granted_at: grant.granted_at,
+            expires_at: entry.expires_at,
+            status,
+        })
     }
 
     /// Looks up a refresh token of `platform` held by `client_id`, whatever its status.
@@ -698,6 +746,22 @@ impl GrantView {
     }
 }
 
+/// An access token as its platform sees it ([`Simulator::inspect_access_token`]).
+pub(crate) struct TokenInspection {
+    pub(crate) grant: GrantView,
+    pub(crate) granted_at: DateTime<Utc>,
+    pub(crate) expires_at: DateTime<Utc>,
+    pub(crate) status: TokenStatus,
+}
+
+/// Whether an issued access token still works, and if not why.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum TokenStatus {
+    Valid,
+    Expired,
+    Revoked,
+}
+
 /// The state of a refresh token presented to a token endpoint.
 pub(crate) enum RefreshLookup {
     Unknown,
@@ -721,7 +785,7 @@ struct State {
 }
 
 impl State {
-    fn start_grant(&mut self, approved: &ApprovedAuthorization) -> u64 {
+    fn start_grant(&mut self, approved: &ApprovedAuthorization, now: DateTime<Utc>) -> u64 {
         self.next_grant_id += 1;
         let grant_id = self.next_grant_id;
         let meta_pages = if approved.platform == Platform::Meta {
@@ -739,6 +803,7 @@ impl State {
                 alive: true,
                 account: approved.account,
                 meta_pages,
+                granted_at: now,
             },
         );
         grant_id
@@ -757,6 +822,9 @@ struct PlatformState {
     /// The account the consent screen signs in as (0 the default merchant).
     account: u32,
     api: api::ApiState,
+    /// Meta's `debug_token`: failing on purpose, and the calls answered.
+    debug_token_unavailable: bool,
+    debug_token_calls: usize,
 }
 
 struct IssuedCode {
@@ -774,6 +842,8 @@ struct Grant {
     alive: bool,
     account: u32,
     meta_pages: Vec<meta::PageGrant>,
+    /// When the user consented (Meta's data-access window runs from here).
+    granted_at: DateTime<Utc>,
 }
 
 impl Grant {

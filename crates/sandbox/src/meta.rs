@@ -1,9 +1,10 @@
 //! Meta's rules: the Graph API token endpoint (code exchange and `fb_exchange_token`, no refresh
-//! token), `/me`, `/me/accounts` (Pages with their own tokens), `/me/permissions` and Graph-shaped
-//! errors.
+//! token), `/me`, `/me/accounts` (Pages with their own tokens), `/me/permissions`, `debug_token`
+//! (with the app access token only) and Graph-shaped errors.
 //!
 //! Sources: https://developers.facebook.com/documentation/facebook-login/guides/advanced/manual-flow,
 //! https://developers.facebook.com/docs/facebook-login/guides/access-tokens/get-long-lived,
+//! https://developers.facebook.com/docs/facebook-login/guides/access-tokens/debugging,
 //! https://developers.facebook.com/docs/graph-api/guides/error-handling
 
 use axum::body::Bytes;
@@ -17,7 +18,10 @@ use serde_json::{json, Map, Value};
 
 use super::exchange::{self, bearer_token, reject, ClientCheck, TokenCall};
 use super::spec::Platform;
-use super::{random_string, CodeRedemption, CodeRejection, GrantView, Simulator};
+use super::{
+    random_string, CodeRedemption, CodeRejection, GrantView, Simulator, TokenInspection,
+    TokenStatus,
+};
 
 /// Short-lived user tokens last "hours"; the sandbox uses two.
 const SHORT_LIVED_SECONDS: i64 = 7200;
@@ -28,6 +32,11 @@ const USER_ID: &str = "1000000001";
 const USER_NAME: &str = "Sandbox Merchant";
 const USER_PICTURE: &str = "https://sandbox.example/meta/sandbox-merchant.png";
 const USER_EMAIL: &str = "merchant@sandbox.example";
+/// The app's name as `debug_token` reports it (`application`).
+const APP_NAME: &str = "Sandbox App";
+/// Meta's data-access window: 90 days, counted from the user's last activity with the app
+/// (platform-apis.md §1, [M21]); the sandbox counts from the consent.
+const DATA_ACCESS_DAYS: i64 = 90;
 
 /// A Facebook Page shared with a grant, with the page token Meta hands out for it.
 #[derive(Clone)]
@@ -93,6 +102,7 @@ pub(super) fn routes() -> Router<Simulator> {
             "/sandbox/meta/v25.0/me/permissions",
             get(permissions).delete(revoke),
         )
+        .route("/sandbox/meta/v25.0/debug_token", get(debug_token))
 }
 
 /// A Graph API error: `{"error":{"message","type":"OAuthException","code","error_subcode","fbtrace_id"}}`.
@@ -440,4 +450,111 @@ async fn revoke(
     sim.forget_consent(Platform::Meta, &grant.client_id, grant.account);
     sim.record_revocation(Platform::Meta, &token);
     exchange::json(StatusCode::OK, json!({ "success": true }))
+}
+
+/// `GET /debug_token?input_token={token}&access_token={app-id}|{app-secret}` [M6]: what Meta knows
+/// of a token of this app, wrapped in `data`. Only the app access token of a registered app is
+/// accepted (a missing one is code 104, a wrong or unparsable one code 190, HTTP 400); the input
+/// token is described even when expired or revoked (`is_valid: false` with an `error` inside
+/// `data`), and an unknown one, or another app's, is `is_valid: false` with no details.
+async fn debug_token(
+    State(sim): State<Simulator>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Response {
+    if sim.debug_token_call() {
+        return fault_body(StatusCode::SERVICE_UNAVAILABLE);
+    }
+    let pairs = query_pairs(query.as_deref());
+    let Some(app_token) = query_param(&pairs, "access_token")
+        .map(str::to_owned)
+        .or_else(|| bearer_token(&headers))
+    else {
+        return graph_error(
+            StatusCode::BAD_REQUEST,
+            104,
+            None,
+            "An access token is required to request this resource.",
+        );
+    };
+    let Some((app_id, app_secret)) = app_token.split_once('|') else {
+        return graph_error(
+            StatusCode::BAD_REQUEST,
+            190,
+            None,
+            "Invalid OAuth access token - Cannot parse access token",
+        );
+    };
+    if sim.check_client(Platform::Meta, app_id, app_secret) != ClientCheck::Valid {
+        return graph_error(
+            StatusCode::BAD_REQUEST,
+            190,
+            None,
+            "Invalid OAuth access token signature.",
+        );
+    }
+    let Some(input) = query_param(&pairs, "input_token") else {
+        return bad_param("(#100) The parameter input_token is required");
+    };
+    let data = match sim.inspect_access_token(Platform::Meta, input) {
+        Some(found) if found.grant.client_id == app_id => inspected(&sim, app_id, &found),
+        _ => json!({
+            "error": { "code": 190, "message": "Invalid OAuth access token." },
+            "is_valid": false,
+            "scopes": [],
+        }),
+    };
+    exchange::json(StatusCode::OK, json!({ "data": data }))
+}
+
+/// `debug_token`'s `data` for a token of this app: times in Unix seconds, the granted scopes, and
+/// for the Page permissions the Pages they cover (`granular_scopes[].target_ids`).
+fn inspected(sim: &Simulator, app_id: &str, found: &TokenInspection) -> Value {
+    let (user_id, _) = account_identity(found.grant.account);
+    let page_ids: Vec<&str> = sim
+        .meta_pages(found.grant.grant_id)
+        .iter()
+        .map(PageGrant::id)
+        .collect();
+    let granular: Vec<Value> = found
+        .grant
+        .scopes
+        .iter()
+        .map(|scope| {
+            if scope.starts_with("pages_") && scope != "pages_show_list" {
+                json!({ "scope": scope, "target_ids": page_ids })
+            } else {
+                json!({ "scope": scope })
+            }
+        })
+        .collect();
+    let data_access = found.granted_at + chrono::Duration::days(DATA_ACCESS_DAYS);
+    let mut data = json!({
+        "app_id": app_id,
+        "type": "USER",
+        "application": APP_NAME,
+        "data_access_expires_at": data_access.timestamp(),
+        "expires_at": found.expires_at.timestamp(),
+        "is_valid": found.status == TokenStatus::Valid,
+        "scopes": found.grant.scopes,
+        "granular_scopes": granular,
+        "user_id": user_id,
+    });
+    let error = match found.status {
+        TokenStatus::Valid => None,
+        TokenStatus::Expired => Some(json!({
+            "code": 190,
+            "subcode": 463,
+            "message": "Error validating access token: Session has expired. The current time is later than the expiry time.",
+        })),
+        TokenStatus::Revoked => Some(json!({
+            "code": 190,
+            "subcode": 458,
+            "message": "Error validating access token: The user has not authorized application.",
+        })),
+    };
+    if let (Some(error), Some(object)) = (error, data.as_object_mut()) {
+        object.insert("error".to_owned(), error);
+    }
+    data
 }

@@ -19,7 +19,7 @@ use sha2::{Digest, Sha256};
 use tower::ServiceExt;
 
 use super::*;
-use growth_engine_clock::ManualClock;
+use growth_engine_clock::{Clock, ManualClock};
 
 #[cfg(test)]
 mod api;
@@ -841,6 +841,114 @@ async fn meta_lists_no_pages_without_pages_show_list() {
         .await
         .json();
     assert_eq!(permissions["data"][0]["status"], "declined");
+}
+
+/// Calls `debug_token` about `input` with `app_token` as the app access token.
+async fn debug_token(sandbox: &Sandbox, input: &str, app_token: Option<&str>) -> Reply {
+    let mut query = params(&[("input_token", input)]);
+    if let Some(app_token) = app_token {
+        query.push(("access_token".to_owned(), app_token.to_owned()));
+    }
+    let query = serde_urlencoded::to_string(&query).expect("encodable");
+    sandbox
+        .get(&format!("/sandbox/meta/v25.0/debug_token?{query}"), None)
+        .await
+}
+
+fn app_token() -> String {
+    format!("{}|{}", client_id("meta"), client_secret("meta"))
+}
+
+#[tokio::test]
+async fn meta_debug_token_reports_the_data_access_window_from_the_grant() {
+    let sandbox = Sandbox::new();
+    let granted_at = sandbox.clock.now();
+    let token = meta_token(&sandbox).await;
+    sandbox.clock.advance(Duration::minutes(30));
+    let reply = debug_token(&sandbox, &token, Some(&app_token())).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    let data = &reply.json()["data"];
+    assert_eq!(data["is_valid"], true);
+    assert_eq!(data["app_id"], client_id("meta"));
+    assert_eq!(data["type"], "USER");
+    assert_eq!(data["user_id"], "1000000001");
+    assert_eq!(
+        data["data_access_expires_at"],
+        (granted_at + Duration::days(90)).timestamp()
+    );
+    assert_eq!(
+        data["expires_at"],
+        (granted_at + Duration::hours(2)).timestamp()
+    );
+    assert_eq!(
+        data["scopes"],
+        serde_json::json!(["pages_show_list", "pages_read_engagement"])
+    );
+    assert_eq!(data["granular_scopes"][1]["scope"], "pages_read_engagement");
+    assert_eq!(data["granular_scopes"][1]["target_ids"][0], "2000000001");
+    assert!(data.get("error").is_none());
+}
+
+#[tokio::test]
+async fn meta_debug_token_wants_this_apps_access_token() {
+    let sandbox = Sandbox::new();
+    let token = meta_token(&sandbox).await;
+    let missing = debug_token(&sandbox, &token, None).await;
+    assert_eq!(missing.status, StatusCode::BAD_REQUEST);
+    assert_eq!(missing.json()["error"]["code"], 104);
+    let wrong_secret = format!("{}|nope", client_id("meta"));
+    let unknown_app = format!("123456|{}", client_secret("meta"));
+    // The user's own token is not the app's.
+    for app_token in [wrong_secret.as_str(), unknown_app.as_str(), token.as_str()] {
+        let reply = debug_token(&sandbox, &token, Some(app_token)).await;
+        assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{app_token}");
+        let error = &reply.json()["error"];
+        assert_eq!(error["code"], 190);
+        assert_eq!(error["type"], "OAuthException");
+        assert!(error["fbtrace_id"].is_string());
+    }
+    let no_input = sandbox
+        .get(
+            &format!(
+                "/sandbox/meta/v25.0/debug_token?access_token={}",
+                app_token().replace('|', "%7C")
+            ),
+            None,
+        )
+        .await;
+    assert_eq!(no_input.status, StatusCode::BAD_REQUEST);
+    assert_eq!(no_input.json()["error"]["code"], 100);
+}
+
+#[tokio::test]
+async fn meta_debug_token_says_invalid_for_expired_revoked_and_unknown_tokens() {
+    let sandbox = Sandbox::new();
+    let expired = meta_token(&sandbox).await;
+    sandbox.clock.advance(Duration::hours(3));
+    let data = debug_token(&sandbox, &expired, Some(&app_token()))
+        .await
+        .json()["data"]
+        .clone();
+    assert_eq!(data["is_valid"], false);
+    assert_eq!(data["error"]["code"], 190);
+    assert_eq!(data["error"]["subcode"], 463);
+    assert!(data["data_access_expires_at"].is_i64(), "still described");
+
+    let revoked = meta_token(&sandbox).await;
+    sandbox.sim.revoke_all_grants("meta");
+    let data = debug_token(&sandbox, &revoked, Some(&app_token()))
+        .await
+        .json()["data"]
+        .clone();
+    assert_eq!(data["is_valid"], false);
+    assert_eq!(data["error"]["subcode"], 458);
+
+    let reply = debug_token(&sandbox, "EAAnotatoken", Some(&app_token())).await;
+    assert_eq!(reply.status, StatusCode::OK);
+    let data = &reply.json()["data"];
+    assert_eq!(data["is_valid"], false);
+    assert_eq!(data["error"]["code"], 190);
+    assert!(data.get("data_access_expires_at").is_none());
 }
 
 // ---- TikTok ----------------------------------------------------------------------------------
