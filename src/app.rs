@@ -441,17 +441,20 @@ impl Application {
         }
         // The audit trail's retention: an hourly prune in bounded batches.
         {
-            let mut rx = stop_rx.clone();
+            let rx = stop_rx.clone();
             let retention = chrono::Duration::from_std(self.services.settings.audit_retention)
                 .unwrap_or(chrono::Duration::days(90));
             let audit = self.services.audit.clone();
-            self.background.push(tokio::spawn(async move {
-                audit
-                    .run_pruner(retention, Duration::from_secs(3600), async move {
-                        let _ = rx.changed().await;
-                    })
-                    .await;
-            }));
+            self.background
+                .push(supervise("audit-pruner", metrics.clone(), move || {
+                    let audit = audit.clone();
+                    let stop = stopped(rx.clone());
+                    async move {
+                        audit
+                            .run_pruner(retention, Duration::from_secs(3600), stop)
+                            .await;
+                    }
+                }));
         }
         let connections = self.services.connections.clone();
         let rx = stop_rx.clone();

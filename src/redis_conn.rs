@@ -24,8 +24,8 @@ use secrecy::{ExposeSecret, SecretString};
 
 use crate::metrics::Metrics;
 
-/// How long one command may take before Redis counts as unreachable
-/// (`REDIS_TIMEOUT_MILLISECONDS` once settings carry it).
+/// How long one command may take before Redis counts as unreachable, unless
+/// `REDIS_TIMEOUT_MILLISECONDS` says otherwise.
 pub(crate) const DEFAULT_TIMEOUT: Duration = Duration::from_millis(500);
 
 /// How often the probe tries Redis while the breaker is open: it bounds how long the service takes

@@ -264,6 +264,8 @@ async fn a_revoked_key_is_refused_once_the_cache_window_has_passed() {
 
 /// Waits until the audit trail of `store` holds at least `count` rows, then returns them all.
 async fn audit_of(app: &TestApp, store: &str, count: usize) -> Vec<Value> {
+    // The audit writer batches under load: what was recorded before now is stored once flushed.
+    assert!(app.services.audit.flush(Duration::from_secs(5)).await);
     for _ in 0..100 {
         let body: Value = app
             .get(&format!("/api/v1/audit?store_id={store}&limit=200"))

@@ -174,6 +174,8 @@ async fn row_id(
 }
 
 async fn audit_entries(app: &TestApp, store: &str, at_least: usize) -> Vec<Value> {
+    // The audit writer batches under load: what was recorded before now is stored once flushed.
+    assert!(app.services.audit.flush(Duration::from_secs(5)).await);
     for _ in 0..100 {
         let body: Value = app
             .get(&format!("/api/v1/audit?store_id={store}&limit=200"))
