@@ -214,7 +214,7 @@ impl Metrics {
         registry.register(
             "liveness_probes",
             "Liveness checks of connections' tokens by outcome (alive, renewed, dead, still_dead, \
-             refused, unavailable, skipped)",
+             refused, unavailable, skipped, interrupted)",
             liveness_probes.clone(),
         );
         registry.register(

@@ -155,6 +155,20 @@ pub fn expiry_warning(
     (!already).then_some(smallest)
 }
 
+/// How far a `reconnect_by` may move and still be the same episode: platforms report lifetimes as
+/// seconds remaining (TikTok's `refresh_expires_in`), so each refresh recomputes the same end a
+/// moment apart; a reconnect or a real extension moves it by days.
+const EPISODE_TOLERANCE: Duration = Duration::hours(1);
+
+/// The `reconnect_by` of the episode a warning belongs to: the one already warned of when `now_by`
+/// is the same end give or take [`EPISODE_TOLERANCE`], else `now_by` (a new episode).
+pub fn episode_end(now_by: DateTime<Utc>, warned_for: Option<DateTime<Utc>>) -> DateTime<Utc> {
+    match warned_for {
+        Some(warned) if (now_by - warned).abs() <= EPISODE_TOLERANCE => warned,
+        _ => now_by,
+    }
+}
+
 /// Where in the probe's period a connection's first check falls: a fixed offset in
 /// `[0, interval)` derived from its id, so that connections made together are not all checked
 /// together.
@@ -340,6 +354,27 @@ mod tests {
             Some(7)
         );
         assert_eq!(expiry_warning(by, &thresholds, by, None, None), None);
+    }
+
+    #[test]
+    fn a_reconnect_by_recomputed_a_moment_apart_is_the_same_episode() {
+        let warned = clock().now() + Duration::days(5);
+        let drifted = warned + Duration::seconds(2);
+        assert_eq!(episode_end(drifted, Some(warned)), warned);
+        assert_eq!(
+            expiry_warning(
+                episode_end(drifted, Some(warned)),
+                &[7, 1],
+                clock().now(),
+                Some(warned),
+                Some(7)
+            ),
+            None,
+            "no second 7-day warning for the same end"
+        );
+        let extended = warned + Duration::days(60);
+        assert_eq!(episode_end(extended, Some(warned)), extended);
+        assert_eq!(episode_end(drifted, None), drifted);
     }
 
     #[test]

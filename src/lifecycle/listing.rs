@@ -6,7 +6,8 @@
 //! the rows (the store) nor decide what a write is (the lifecycle calls [`ListingCache::changed`]
 //! after every write that changes a connection or its assets).
 //!
-//! Never stale after a change:
+//! Not stale after a change, beyond the moment pub/sub takes to deliver (on loopback, well under a
+//! millisecond; `tests/api/listing.rs` allows 500 ms):
 //! - **locally**, every write path of the lifecycle drops the store's entry after writing;
 //! - **across replicas**, the same call publishes the store id on a Redis channel under the key
 //!   prefix (`{prefix}listing-changed`); every replica holds a subscription of its own and drops

@@ -26,6 +26,10 @@ use crate::platforms::client::Identity;
 use crate::platforms::error::OAuthError;
 use crate::platforms::{PlatformSpec, ReconnectRule};
 
+/// How long a claim holds a row before another pass may take it (a check cut short by a crash or
+/// a shutdown is taken up again after this, not a period later).
+const CLAIM_HOLD: Duration = Duration::minutes(15);
+
 /// Rows claimed or swept per statement.
 const BATCH: i64 = 64;
 /// The most batches one pass claims, so a backlog drains over several ticks.
@@ -60,6 +64,8 @@ enum Checked {
     Refused,
     Unavailable,
     Skipped,
+    /// The service began shutting down: the row's claim runs out and another pass takes it up.
+    Interrupted,
 }
 
 impl Checked {
@@ -72,6 +78,7 @@ impl Checked {
             Self::Refused => "refused",
             Self::Unavailable => "unavailable",
             Self::Skipped => "skipped",
+            Self::Interrupted => "interrupted",
         }
     }
 }
@@ -115,10 +122,11 @@ impl Liveness {
         let interval = self.connections.health.interval();
         for _ in 0..MAX_BATCHES {
             let now = self.connections.clock.now();
+            // The claim holds the rows briefly; each finished check sets its next one a period on.
             let claimed = self
                 .connections
                 .store
-                .claim_liveness_checks(now, now + interval, BATCH)
+                .claim_liveness_checks(now, now + CLAIM_HOLD.min(interval), BATCH)
                 .await?;
             let full = claimed.len() >= usize::try_from(BATCH).unwrap_or(64);
             let outcomes: Vec<Checked> = futures::stream::iter(claimed)
@@ -149,6 +157,9 @@ impl Liveness {
             Some(spec) => self.check_with(&spec, &connection).await,
             None => Checked::Skipped,
         };
+        if outcome != Checked::Interrupted {
+            self.finish(&connection, outcome).await;
+        }
         self.connections
             .metrics
             .liveness_probe(platform.as_str(), outcome.label());
@@ -174,7 +185,7 @@ impl Liveness {
             .probe_identity(spec, &token.access_token)
             .await
         {
-            Identity::Alive => self.alive(connection, Checked::Alive).await,
+            Identity::Alive => Checked::Alive,
             Identity::Dead => self.after_dead_token(spec, connection).await,
             Identity::Refused(detail) => {
                 tracing::info!(platform = %spec.id, store_id = %connection.store_id, detail = %detail, "the identity call was refused; not a dead token");
@@ -198,7 +209,7 @@ impl Liveness {
                 .probe_identity(spec, &token.access_token)
                 .await
             {
-                Identity::Alive => self.alive(connection, Checked::Renewed).await,
+                Identity::Alive => Checked::Renewed,
                 Identity::Dead => Checked::StillDead,
                 Identity::Unavailable(_) => Checked::Unavailable,
                 Identity::Refused(_) | Identity::Unsupported => Checked::Refused,
@@ -207,28 +218,34 @@ impl Liveness {
         }
     }
 
-    async fn alive(&self, connection: &Connection, outcome: Checked) -> Checked {
+    /// Records the finished check: when the token was found working, and the next check a period on.
+    async fn finish(&self, connection: &Connection, outcome: Checked) {
         let now = self.connections.clock.now();
+        let alive = matches!(outcome, Checked::Alive | Checked::Renewed);
         if let Err(error) = self
             .connections
             .store
-            .record_liveness_check(connection.id, now)
+            .record_liveness_check(
+                connection.id,
+                alive.then_some(now),
+                now + self.connections.health.interval(),
+            )
             .await
         {
             tracing::warn!(error = %error, "could not record a liveness check");
         }
-        // `last_checked_at` is part of the listed health.
-        self.connections.changed(&connection.store_id).await;
-        outcome
+        if alive {
+            // `last_checked_at` is part of the listed health.
+            self.connections.changed(&connection.store_id).await;
+        }
     }
 
     fn failed(error: &OAuthError) -> Checked {
         match error {
             // The refresh marked the connection (REVOKED, EXPIRED or ERROR) and sent its event.
             OAuthError::NotUsable(_) => Checked::Dead,
-            OAuthError::PlatformUnavailable { .. } | OAuthError::ShuttingDown => {
-                Checked::Unavailable
-            }
+            OAuthError::PlatformUnavailable { .. } => Checked::Unavailable,
+            OAuthError::ShuttingDown => Checked::Interrupted,
             _ => Checked::Refused,
         }
     }
@@ -283,6 +300,7 @@ impl Liveness {
         let Some(by) = health::reconnect_by(rule, row) else {
             return Ok(false);
         };
+        let by = health::episode_end(by, row.expiry_warned_for);
         let Some(days) = health::expiry_warning(
             by,
             thresholds,

@@ -354,7 +354,12 @@ impl Connections {
             .filter(|s| !granted.contains(s))
             .cloned()
             .collect();
-        let id = Uuid::now_v7();
+        // A reconnect updates the store's row in place (the upsert keeps its id): the event and the
+        // first check's offset must name that id, not a fresh one.
+        let id = match self.store.get_connection(store_id, &spec.id).await? {
+            Some(existing) => existing.id,
+            None => Uuid::now_v7(),
+        };
         let connection = Connection {
             id,
             store_id: store_id.clone(),

@@ -26,6 +26,10 @@ use crate::platforms::error::OAuthError;
 use crate::platforms::quirks;
 use crate::store::{NewEvent, StoreError};
 
+/// The most a platform's follow-up call after a renewal (Meta's `debug_token`) may add to a
+/// refresh held under its lease.
+const AFTER_RENEWAL_BUDGET: std::time::Duration = std::time::Duration::from_secs(3);
+
 /// How long a caller waits for another replica's refresh before giving up.
 const WAIT_FOR_OTHER_REFRESH: StdDuration = StdDuration::from_secs(25);
 /// Writes of a refresh's result are retried this many times before a recovery record takes over.
@@ -198,14 +202,22 @@ impl Connections {
         match self.renew(spec, &old).await {
             Ok(grant) => {
                 let mut connection = connection;
-                // Meta: the data-access expiry as `debug_token` now reports it (best effort).
-                quirks::after_renewal(
-                    &self.client,
-                    spec,
-                    &grant.tokens.access_token,
-                    &mut connection.metadata,
+                // Meta: the data-access expiry as `debug_token` now reports it (best effort). It runs
+                // under the lease and before the write, so it gets a short budget of its own: the
+                // renewed tokens must be stored well within the shutdown grace.
+                let noted = tokio::time::timeout(
+                    AFTER_RENEWAL_BUDGET,
+                    quirks::after_renewal(
+                        &self.client,
+                        spec,
+                        &grant.tokens.access_token,
+                        &mut connection.metadata,
+                    ),
                 )
                 .await;
+                if noted.is_err() {
+                    tracing::warn!(platform = %spec.id, "the call after a renewal took too long; the renewal is stored without it");
+                }
                 self.store_renewal(spec, connection, old, grant, owner)
                     .await
             }

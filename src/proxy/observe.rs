@@ -58,12 +58,24 @@ pub(crate) fn redacted_path(path: &str, query: Option<&str>) -> String {
         Some(query) => {
             let names: Vec<&str> = query
                 .split('&')
-                .filter_map(|pair| pair.split('=').next())
-                .filter(|name| !name.is_empty())
+                .filter(|pair| !pair.is_empty())
+                .map(|pair| match pair.split_once('=') {
+                    // Only a `name=` part keeps its name, and only a name-shaped one: a bare part
+                    // (`?<token>`) or an odd name may itself be the value.
+                    Some((name, _)) if is_name_shaped(name) => name,
+                    _ => "…",
+                })
                 .collect();
             format!("{path}?{}", names.join("&"))
         }
     }
+}
+
+fn is_name_shaped(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-' | b'[' | b']'))
 }
 
 /// Feeds the platform's rate-limit headers into the gauges: X `x-rate-limit-remaining` [X10],
@@ -128,6 +140,10 @@ mod tests {
             "me?fields&access_token"
         );
         assert_eq!(redacted_path("me", None), "me");
+        assert_eq!(
+            redacted_path("me", Some("EAAB0secret&fields=id&a%20b=1")),
+            "me?…&fields&…"
+        );
     }
 
     #[test]

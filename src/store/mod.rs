@@ -305,11 +305,19 @@ pub trait Store: Send + Sync + Debug {
         limit: i64,
     ) -> Result<Vec<Connection>, StoreError>;
 
-    /// Records that the liveness probe found the connection's token working at `at`.
-    async fn record_liveness_check(&self, id: Uuid, at: DateTime<Utc>) -> Result<(), StoreError>;
+    /// Records a finished liveness check: `alive_at` when the token was found working, and the
+    /// next check at `next` (a claim only holds the row for a short while, so a check cut short by
+    /// a crash or a shutdown is taken up again soon, not a period later).
+    async fn record_liveness_check(
+        &self,
+        id: Uuid,
+        alive_at: Option<DateTime<Utc>>,
+        next: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
 
     /// Connected rows the health sweep looks at, by id after `after`, at most `limit`: failing since
-    /// `failing_before` or earlier without an alert yet, or whose renewal credential runs out by
+    /// `failing_before` or earlier without an alert yet, or whose renewal credential or reported
+    /// data-access expiry (`metadata.data_access_expires_at`, Unix seconds) runs out by
     /// `expiring_before`.
     async fn health_sweep_candidates(
         &self,

@@ -64,5 +64,6 @@ super::sql::impl_store!(
     "postgres",
     sqlx::migrate!("./migrations/postgres"),
     "select now()",
-    " for update skip locked"
+    " for update skip locked",
+    "(case when jsonb_typeof(metadata->'data_access_expires_at') = 'number' then (metadata->>'data_access_expires_at')::numeric end)"
 );

@@ -26,9 +26,11 @@ pub(super) fn is_unique_violation(error: &sqlx::Error) -> bool {
 /// Stamps the [`Store`](super::Store) implementation onto a backend: `$store` wraps a pool of `$db`,
 /// `$db_now` is the query that reads the database's clock (for leases), and `$skip_locked` ends a
 /// subquery that claims rows (PostgreSQL's `for update skip locked`; nothing on SQLite, whose
-/// writes are serialised anyway).
+/// writes are serialised anyway), and `$data_access_expiry` is the SQL expression of a reported
+/// data-access expiry in `metadata` (Unix seconds, or null; the same text as the index on it in
+/// migration 0030).
 macro_rules! impl_store {
-    ($store:ty, $db:ty, $backend:literal, $migrator:expr, $db_now:literal, $skip_locked:literal) => {
+    ($store:ty, $db:ty, $backend:literal, $migrator:expr, $db_now:literal, $skip_locked:literal, $data_access_expiry:literal) => {
         use async_trait::async_trait;
         use chrono::{DateTime, Utc};
         use sqlx::types::Json;
@@ -463,13 +465,19 @@ macro_rules! impl_store {
             async fn record_liveness_check(
                 &self,
                 id: Uuid,
-                at: DateTime<Utc>,
+                alive_at: Option<DateTime<Utc>>,
+                next: DateTime<Utc>,
             ) -> Result<(), StoreError> {
-                sqlx::query("update platform_connections set last_checked_at = $2 where id = $1")
-                    .bind(id)
-                    .bind(at)
-                    .execute(&self.pool)
-                    .await?;
+                sqlx::query(
+                    "update platform_connections set \
+                     last_checked_at = coalesce($2, last_checked_at), next_check_at = $3 \
+                     where id = $1 and next_check_at is not null",
+                )
+                .bind(id)
+                .bind(alive_at)
+                .bind(next)
+                .execute(&self.pool)
+                .await?;
                 Ok(())
             }
 
@@ -484,14 +492,17 @@ macro_rules! impl_store {
                     "select {CONNECTION_COLUMNS} from platform_connections \
                      where status = 'CONNECTED' and id > $3 and (\
                      (failing_since is not null and failing_since <= $1 and failing_alerted_at is null) \
-                     or (refresh_token_expires_at is not null and refresh_token_expires_at <= $2)) \
-                     order by id limit $4"
+                     or (refresh_token_expires_at is not null and refresh_token_expires_at <= $2) \
+                     or {expiry} <= $5) \
+                     order by id limit $4",
+                    expiry = $data_access_expiry
                 );
                 sqlx::query(&sql)
                     .bind(failing_before)
                     .bind(expiring_before)
                     .bind(after)
                     .bind(limit)
+                    .bind(expiring_before.timestamp())
                     .fetch_all(&self.pool)
                     .await?
                     .iter()

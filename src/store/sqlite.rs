@@ -34,5 +34,6 @@ super::sql::impl_store!(
     "sqlite",
     sqlx::migrate!("./migrations/sqlite"),
     "select strftime('%Y-%m-%dT%H:%M:%fZ', 'now')",
-    ""
+    "",
+    "(case when json_type(metadata, '$.data_access_expires_at') in ('integer', 'real') then json_extract(metadata, '$.data_access_expires_at') end)"
 );

@@ -397,6 +397,9 @@ async fn the_openapi_document_describes_health() {
 async fn a_meta_connection_must_be_reconnected_by_its_data_access_expiry() {
     let clock = clock();
     let app = app_with(&clock, vec![]).await;
+    // A long-lived token that outlasts the data-access window (as one re-exchanged on schedule
+    // does): only the data-access expiry can make this connection expire.
+    app.simulator.set_access_token_ttl("meta", 200 * DAY);
     let connected_at = clock_now(&clock);
     connect(&app, "meta", "h-meta-dae").await;
     let meta = connection(&app, "h-meta-dae", "meta").await;
@@ -431,6 +434,18 @@ async fn a_meta_connection_must_be_reconnected_by_its_data_access_expiry() {
         time(&health["since"]),
         data_access - Duration::seconds(7 * DAY)
     );
+    // The sweep finds the row by its data-access expiry too (its token's own expiry is far): one
+    // warning, not one per pass.
+    sweep(&app).await;
+    sweep(&app).await;
+    let sent: Vec<Value> = events(&app, "connection.expiring")
+        .await
+        .into_iter()
+        .filter(|e| e["connection"]["store_id"] == "h-meta-dae")
+        .collect();
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    assert_eq!(sent[0]["days_left"], 7);
+    assert_eq!(time(&sent[0]["reconnect_by"]), data_access);
     app.stop().await;
 }
 

@@ -857,7 +857,11 @@ contract!(
             .await
             .unwrap()
             .is_empty());
-        store.record_liveness_check(due.id, now).await.unwrap();
+        let period_on = now + chrono::Duration::days(1);
+        store
+            .record_liveness_check(due.id, Some(now), period_on)
+            .await
+            .unwrap();
         let read = store
             .get_connection(&due.store_id, &due.platform)
             .await
