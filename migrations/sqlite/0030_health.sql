@@ -21,7 +21,3 @@ create index platform_connections_failing_idx on platform_connections (failing_s
     where failing_since is not null;
 create index platform_connections_refresh_expiry_idx on platform_connections (refresh_token_expires_at)
     where refresh_token_expires_at is not null;
-
--- A data-access expiry a platform reported (Meta's `debug_token`, Unix seconds in metadata) also
--- bounds reconnect_by: the sweep reads it through this expression, the same text as in the store.
-create index platform_connections_data_access_expiry_idx on platform_connections ((case when json_type(metadata, '$.data_access_expires_at') in ('integer', 'real') then json_extract(metadata, '$.data_access_expires_at') end));

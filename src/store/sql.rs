@@ -28,7 +28,7 @@ pub(super) fn is_unique_violation(error: &sqlx::Error) -> bool {
 /// subquery that claims rows (PostgreSQL's `for update skip locked`; nothing on SQLite, whose
 /// writes are serialised anyway), and `$data_access_expiry` is the SQL expression of a reported
 /// data-access expiry in `metadata` (Unix seconds, or null; the same text as the index on it in
-/// migration 0030).
+/// migration 0031).
 macro_rules! impl_store {
     ($store:ty, $db:ty, $backend:literal, $migrator:expr, $db_now:literal, $skip_locked:literal, $data_access_expiry:literal) => {
         use async_trait::async_trait;
