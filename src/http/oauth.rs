@@ -51,8 +51,8 @@ fn platform_error(flow: &Flow, error: OAuthError) -> ApiError {
 /// The platform a path names, configured or not; a 404 listing the platforms otherwise.
 fn known_platform<'a>(flow: &'a Flow, slug: &str) -> Result<&'a PlatformSpec, ApiError> {
     flow.catalog()
-        .find(slug)
-        .ok_or_else(|| platform_error(flow, OAuthError::UnknownPlatform(slug.to_owned())))
+        .require(slug)
+        .map_err(|error| platform_error(flow, error))
 }
 
 /// Lists the platforms and whether each is configured. Any valid key may: it is the catalog, not a
@@ -364,10 +364,7 @@ async fn complete_flow(
 ) -> Result<Completed, OAuthError> {
     let result = async {
         let Finished { grant, origin, .. } = flow.finish(platform, params, binding).await?;
-        let spec = flow
-            .catalog()
-            .get(&grant.platform)
-            .ok_or_else(|| OAuthError::UnknownPlatform(grant.platform.to_string()))?;
+        let spec = flow.catalog().require(grant.platform.as_str())?;
         if origin == FlowOrigin::Dashboard {
             if let Some(old) = replaced_account(connections, &grant).await? {
                 let (platform, store_id, user_id) = (

@@ -24,7 +24,7 @@ use super::{events, health, Connections};
 use crate::domain::Connection;
 use crate::platforms::client::Identity;
 use crate::platforms::error::OAuthError;
-use crate::platforms::{PlatformSpec, ReconnectRule};
+use crate::platforms::PlatformSpec;
 
 /// How long a claim holds a row before another pass may take it (a check cut short by a crash or
 /// a shutdown is taken up again after this, not a period later).
@@ -292,11 +292,7 @@ impl Liveness {
         thresholds: &[u32],
         now: DateTime<Utc>,
     ) -> Result<bool, OAuthError> {
-        let rule = self
-            .connections
-            .catalog
-            .get(&row.platform)
-            .map_or(ReconnectRule::RefreshTokenExpiry, |spec| spec.reconnect);
+        let rule = self.connections.reconnect_rule(row);
         let Some(by) = health::reconnect_by(rule, row) else {
             return Ok(false);
         };

@@ -189,15 +189,19 @@ impl Connections {
         self
     }
 
+    /// The rule that says until when a connection lasts without the merchant: its platform's
+    /// (a platform gone from the settings falls back to the refresh token's reported expiry).
+    pub(crate) fn reconnect_rule(&self, connection: &Connection) -> ReconnectRule {
+        self.catalog
+            .get(&connection.platform)
+            .map_or(ReconnectRule::RefreshTokenExpiry, |spec| spec.reconnect)
+    }
+
     /// A connection's health now, by its platform's rules.
     pub fn health(&self, connection: &Connection) -> health::Health {
-        let rule = self
-            .catalog
-            .get(&connection.platform)
-            .map_or(ReconnectRule::RefreshTokenExpiry, |spec| spec.reconnect);
         health::assess(
             connection,
-            rule,
+            self.reconnect_rule(connection),
             self.clock.now(),
             self.health.warning_window(),
         )

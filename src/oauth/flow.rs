@@ -174,10 +174,7 @@ impl Flow {
 
     /// The platform behind a path segment, if it is configured.
     pub fn platform(&self, slug: &str) -> Result<&PlatformSpec, OAuthError> {
-        let spec = self
-            .catalog
-            .find(slug)
-            .ok_or_else(|| OAuthError::UnknownPlatform(slug.to_owned()))?;
+        let spec = self.catalog.require(slug)?;
         if !spec.is_configured() {
             return Err(OAuthError::NotConfigured(spec.id.clone()));
         }

@@ -14,6 +14,7 @@ use secrecy::SecretString;
 use url::Url;
 
 use super::api::{DeadToken, ProxyAuth};
+use super::error::OAuthError;
 use super::quirks::{self, Hook};
 use super::settings::{ClientCredentials, GenericProviderSettings, PlatformSettings};
 use super::{BuiltInPlatform, BUILT_IN};
@@ -489,6 +490,13 @@ impl Catalog {
         PlatformId::parse(slug)
             .ok()
             .and_then(|id| self.platforms.get(&id))
+    }
+
+    /// Looks a platform up by the text of a path segment; an unknown one is
+    /// [`OAuthError::UnknownPlatform`].
+    pub fn require(&self, slug: &str) -> Result<&PlatformSpec, OAuthError> {
+        self.find(slug)
+            .ok_or_else(|| OAuthError::UnknownPlatform(slug.to_owned()))
     }
 
     /// Every platform, built-in first, in display order.

@@ -294,8 +294,7 @@ impl Proxy {
         path: &str,
         query: Option<&str>,
     ) -> Result<(&PlatformSpec, Url), ProxyError> {
-        let spec = (self.0.connections.catalog().find(platform))
-            .ok_or_else(|| OAuthError::UnknownPlatform(platform.to_owned()))?;
+        let spec = self.0.connections.catalog().require(platform)?;
         let base =
             (spec.api_base.as_ref()).ok_or_else(|| ProxyError::NoApi(spec.id.to_string()))?;
         Ok((spec, target::build(base, path, query)?))

@@ -291,10 +291,7 @@ pub async fn disconnect(
     ApiPath(platform): ApiPath<String>,
 ) -> Result<Response, ApiError> {
     let session = writer.0;
-    let spec = flow
-        .catalog()
-        .find(&platform)
-        .ok_or_else(|| OAuthError::UnknownPlatform(platform.clone()))?;
+    let spec = flow.catalog().require(&platform)?;
     let outcome = connections.disconnect(spec, &session.store_id).await;
     let response = outcome.map(|outcome| {
         disconnect_response(
@@ -404,10 +401,7 @@ pub async fn select(
     ApiJson(request): ApiJson<SelectionRequest>,
 ) -> Result<Response, ApiError> {
     let session = writer.0;
-    let spec = flow
-        .catalog()
-        .find(&platform)
-        .ok_or_else(|| OAuthError::UnknownPlatform(platform.clone()))?;
+    let spec = flow.catalog().require(&platform)?;
     let kind = parse_kind(&request.kind)?;
     connections
         .select_asset(spec, &session.store_id, kind, &request.id)

@@ -89,10 +89,7 @@ pub async fn confirm(
         .await?
         .ok_or(OAuthError::StateInvalid)?;
     let view = names(&flow, &replacement);
-    let spec = flow
-        .catalog()
-        .get(&replacement.platform)
-        .ok_or_else(|| OAuthError::UnknownPlatform(replacement.platform.to_string()))?;
+    let spec = flow.catalog().require(replacement.platform.as_str())?;
     let recorded = connections.record_grant_and_discover(spec, grant).await;
     let event = AuditEvent::new(
         Actor::PageUser(session.user_id.to_string()),
