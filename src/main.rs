@@ -5,6 +5,9 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use growth_engine::{cli, config::Settings};
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Growth Engine: OAuth connections to marketing platforms.
 #[derive(Parser)]
 #[command(version, about)]
