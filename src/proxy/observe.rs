@@ -21,22 +21,25 @@ pub struct CallRecord<'a> {
     pub platform: &'a str,
     /// The method.
     pub method: &'a str,
-    /// The path under the API base, query values removed.
+    /// The path under the API base, as sent.
     pub path: &'a str,
+    /// The query string, as sent (only its parameter names are recorded).
+    pub query: Option<&'a str>,
     /// The platform's status, or `None` when it never answered.
     pub status: Option<u16>,
     /// Milliseconds until the status line (the body streams afterwards).
     pub latency_ms: f64,
 }
 
-/// Counts the call and emits the debug event.
+/// Counts the call and emits the debug event (whose fields, the redacted path among them, are only
+/// computed when debug events are on).
 pub fn record(metrics: &Metrics, call: &CallRecord<'_>) {
     tracing::debug!(
         target: "growth_engine::audit",
         store = call.store,
         platform = call.platform,
         method = call.method,
-        path = call.path,
+        path = %redacted_path(call.path, call.query),
         status = call.status,
         latency_ms = call.latency_ms,
         "proxied call"

@@ -56,8 +56,11 @@ fn check_path(path: &str) -> Result<(), ProxyError> {
     if path.is_empty() {
         return Err(ProxyError::InvalidPath("the path is empty"));
     }
-    let lower = path.to_ascii_lowercase();
-    if lower.starts_with("http:") || lower.starts_with("https:") || lower.contains("://") {
+    let starts_with = |prefix: &str| {
+        path.get(..prefix.len())
+            .is_some_and(|head| head.eq_ignore_ascii_case(prefix))
+    };
+    if starts_with("http:") || starts_with("https:") || path.contains("://") {
         return Err(ProxyError::InvalidPath("an absolute URL is not a path"));
     }
     if path.contains('\\') || path.contains('@') {
