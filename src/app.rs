@@ -456,6 +456,18 @@ impl Application {
                     }
                 }));
         }
+        // Parked grants nobody answered are revoked once their offer ends: every replica reaps,
+        // each grant is taken by one.
+        {
+            let rx = stop_rx.clone();
+            let flow = self.services.flow.clone();
+            let audit = self.services.audit.clone();
+            self.background.push(supervise(
+                "parked-grant-reaper",
+                metrics.clone(),
+                move || reap_parked_grants(flow.clone(), audit.clone(), stopped(rx.clone())),
+            ));
+        }
         let connections = self.services.connections.clone();
         let rx = stop_rx.clone();
         self.background
@@ -497,6 +509,24 @@ async fn write_recoveries(connections: Connections, stop: impl Future<Output = (
             () = &mut stop => return,
             _ = ticker.tick() => {
                 connections.write_pending_recoveries().await;
+            }
+        }
+    }
+}
+
+/// Revokes unanswered parked grants every minute until `stop`.
+async fn reap_parked_grants(flow: Flow, audit: AuditLog, stop: impl Future<Output = ()>) {
+    tokio::pin!(stop);
+    let mut ticker = tokio::time::interval(Duration::from_secs(60));
+    loop {
+        tokio::select! {
+            () = &mut stop => return,
+            _ = ticker.tick() => {
+                match crate::http::dashboard::replace::reap_unanswered(&flow, &audit).await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(grants = n, "revoked parked grants nobody answered"),
+                    Err(error) => tracing::warn!(error = %error, "could not reap parked grants"),
+                }
             }
         }
     }

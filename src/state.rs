@@ -6,6 +6,12 @@
 //! consumed atomically: `GETDEL` in Redis, a map removal under one lock in process. Of any number of
 //! concurrent takers, exactly one gets the record.
 //!
+//! A kind of record that must not simply vanish (a parked grant, which is revoked at the platform
+//! when nobody settles it) is also put on a due index ([`FlowStates::schedule_reap`]): a sorted
+//! set of lookup keys by due time in Redis, a list in process. [`FlowStates::take_due`] takes the
+//! records whose time has come, each by the same atomic take, so that of several replicas reaping
+//! at once exactly one gets a record, and a record already taken (settled) is simply skipped.
+//!
 //! Redis calls go through the handle's circuit breaker: while Redis is known to be unreachable, a
 //! flow fails at once with [`StateError::Unavailable`] (a 503 `state_store_unavailable`) instead of
 //! waiting on a dead connection.
@@ -43,10 +49,13 @@ struct Envelope<T> {
 /// In-process records: lookup key to (expiry, sealed value).
 type MemoryRecords = Arc<Mutex<HashMap<String, (DateTime<Utc>, String)>>>;
 
+/// The in-process due index: (due time, lookup key).
+type MemoryDue = Arc<Mutex<Vec<(DateTime<Utc>, String)>>>;
+
 #[derive(Clone)]
 enum Backend {
     Redis(Box<RedisHandle>),
-    Memory(MemoryRecords),
+    Memory(MemoryRecords, MemoryDue),
 }
 
 /// Single-use, expiring records.
@@ -61,7 +70,7 @@ impl std::fmt::Debug for FlowStates {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self.backend {
             Backend::Redis(_) => "FlowStates(redis)",
-            Backend::Memory(_) => "FlowStates(in-process)",
+            Backend::Memory(..) => "FlowStates(in-process)",
         })
     }
 }
@@ -79,7 +88,7 @@ impl FlowStates {
     /// Records in this process only (one replica, development).
     pub fn in_process(keyring: Arc<Keyring>, clock: SharedClock) -> Self {
         Self {
-            backend: Backend::Memory(Arc::default()),
+            backend: Backend::Memory(Arc::default(), Arc::default()),
             keyring,
             clock,
         }
@@ -89,7 +98,7 @@ impl FlowStates {
     pub fn backend_name(&self) -> &'static str {
         match self.backend {
             Backend::Redis(_) => "redis",
-            Backend::Memory(_) => "in-process",
+            Backend::Memory(..) => "in-process",
         }
     }
 
@@ -123,7 +132,7 @@ impl FlowStates {
                     .call(|mut conn| async move { command.query_async::<()>(&mut conn).await })
                     .await?;
             }
-            Backend::Memory(map) => {
+            Backend::Memory(map, _) => {
                 let now = self.clock.now();
                 let mut map = map.lock().unwrap_or_else(|p| p.into_inner());
                 map.retain(|_, (expiry, _)| *expiry > now);
@@ -158,7 +167,7 @@ impl FlowStates {
                     .await?;
                 Ok(set.is_some())
             }
-            Backend::Memory(map) => {
+            Backend::Memory(map, _) => {
                 let now = self.clock.now();
                 let mut map = map.lock().unwrap_or_else(|p| p.into_inner());
                 map.retain(|_, (expiry, _)| *expiry > now);
@@ -186,7 +195,7 @@ impl FlowStates {
                     .call(|mut conn| async move { command.query_async(&mut conn).await })
                     .await?
             }
-            Backend::Memory(map) => map
+            Backend::Memory(map, _) => map
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .get(&key)
@@ -231,12 +240,104 @@ impl FlowStates {
                     .call(|mut conn| async move { command.query_async(&mut conn).await })
                     .await?
             }
-            Backend::Memory(map) => map
+            Backend::Memory(map, _) => map
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .remove(&key)
                 .map(|(_, sealed)| sealed),
         };
         self.open_record(&key, sealed)
+    }
+
+    /// Puts the record under `secret` on `kind`'s due index, to be taken by
+    /// [`FlowStates::take_due`] from `due_at` on (the record's TTL must outlast `due_at`).
+    pub async fn schedule_reap(
+        &self,
+        kind: &str,
+        secret: &str,
+        due_at: DateTime<Utc>,
+    ) -> Result<(), StateError> {
+        let key = Self::lookup_key(kind, secret);
+        match &self.backend {
+            Backend::Redis(redis) => {
+                let command = redis::cmd("ZADD")
+                    .arg(redis.key(&Self::due_index(kind)))
+                    .arg(due_at.timestamp())
+                    .arg(key)
+                    .clone();
+                redis
+                    .call(|mut conn| async move { command.query_async::<()>(&mut conn).await })
+                    .await?;
+            }
+            Backend::Memory(_, due) => due
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push((due_at, key)),
+        }
+        Ok(())
+    }
+
+    /// Takes up to `limit` records of `kind` whose due time has come and that nobody took before
+    /// (each with the atomic take: of concurrent reapers, one gets it). Unreadable records are
+    /// dropped from the index and skipped.
+    pub async fn take_due<T: DeserializeOwned>(
+        &self,
+        kind: &str,
+        limit: usize,
+    ) -> Result<Vec<T>, StateError> {
+        let now = self.clock.now();
+        let sealed: Vec<(String, Option<String>)> = match &self.backend {
+            Backend::Redis(redis) => {
+                let index = redis.key(&Self::due_index(kind));
+                let range = redis::cmd("ZRANGEBYSCORE")
+                    .arg(&index)
+                    .arg("-inf")
+                    .arg(now.timestamp())
+                    .arg("LIMIT")
+                    .arg(0)
+                    .arg(limit)
+                    .clone();
+                let keys: Vec<String> = redis
+                    .call(|mut conn| async move { range.query_async(&mut conn).await })
+                    .await?;
+                let mut taken = Vec::with_capacity(keys.len());
+                for key in keys {
+                    let take = redis::pipe()
+                        .cmd("GETDEL")
+                        .arg(redis.key(&key))
+                        .cmd("ZREM")
+                        .arg(&index)
+                        .arg(&key)
+                        .ignore()
+                        .clone();
+                    let (sealed,): (Option<String>,) = redis
+                        .call(|mut conn| async move { take.query_async(&mut conn).await })
+                        .await?;
+                    taken.push((key, sealed));
+                }
+                taken
+            }
+            Backend::Memory(map, due) => {
+                let mut due = due.lock().unwrap_or_else(|p| p.into_inner());
+                let mut map = map.lock().unwrap_or_else(|p| p.into_inner());
+                let mut taken = Vec::new();
+                due.retain(|(at, key)| {
+                    if *at > now || taken.len() >= limit {
+                        return true;
+                    }
+                    taken.push((key.clone(), map.remove(key).map(|(_, sealed)| sealed)));
+                    false
+                });
+                taken
+            }
+        };
+        Ok(sealed
+            .into_iter()
+            .filter_map(|(key, sealed)| self.open_record(&key, sealed).ok().flatten())
+            .collect())
+    }
+
+    fn due_index(kind: &str) -> String {
+        format!("due:{kind}")
     }
 }

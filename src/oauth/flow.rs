@@ -172,6 +172,11 @@ impl Flow {
         &self.states
     }
 
+    /// The flow's clock's now.
+    pub(crate) fn now(&self) -> chrono::DateTime<chrono::Utc> {
+        self.clock.now()
+    }
+
     /// The platform behind a path segment, if it is configured.
     pub fn platform(&self, slug: &str) -> Result<&PlatformSpec, OAuthError> {
         let spec = self.catalog.require(slug)?;

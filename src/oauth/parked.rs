@@ -7,10 +7,15 @@
 //!
 //! The record carries the store and user of the flow, so only the same page session can read or
 //! act on it.
+//!
+//! A grant nobody settles (the merchant closed the tab) must not stay live at the platform: the
+//! offer ends after 10 minutes, but the record is kept [`REAP_GRACE`] longer on the flow-state
+//! store's due index, and [`Flow::reap_parked`] (run every minute by the app, on every replica)
+//! takes each unsettled grant once its offer has ended and revokes it like "Keep".
 
 use std::collections::BTreeMap;
 
-use chrono::Duration;
+use chrono::{DateTime, Duration, Utc};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
@@ -21,6 +26,14 @@ use crate::platforms::{
 };
 
 const PARKED: &str = "parked-grant";
+
+/// How long past its offer an unsettled grant is kept for the reaper: if no replica reaps within
+/// this (all down for an hour), the record expires and the grant is left to the platform's own
+/// expiry.
+pub const REAP_GRACE: Duration = Duration::hours(1);
+
+/// The most grants one reaping round takes.
+const REAP_BATCH: usize = 100;
 
 /// What the page shows about a parked grant: names only, nothing secret.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -45,6 +58,10 @@ pub struct Replacement {
 #[derive(Serialize, Deserialize)]
 struct ParkedGrant {
     replacement: Replacement,
+    /// When the merchant can no longer confirm (`None` in records parked before the reaper
+    /// existed, which expired with their offer).
+    #[serde(default)]
+    offer_ends_at: Option<DateTime<Utc>>,
     /// [`TokenSet::to_plaintext`], as text.
     tokens: String,
     scopes_reported: bool,
@@ -56,9 +73,10 @@ struct ParkedGrant {
 }
 
 impl ParkedGrant {
-    fn from_grant(grant: Grant, replacement: Replacement) -> Self {
+    fn from_grant(grant: Grant, replacement: Replacement, offer_ends_at: DateTime<Utc>) -> Self {
         Self {
             replacement,
+            offer_ends_at: Some(offer_ends_at),
             tokens: String::from_utf8(grant.tokens.tokens.to_plaintext()).unwrap_or_default(),
             scopes_reported: grant.tokens.scopes_reported,
             account_hint: grant.tokens.account_hint,
@@ -132,9 +150,14 @@ impl Flow {
             old_account_id,
         };
         let id = super::flow::random_secret();
-        let parked = ParkedGrant::from_grant(grant, replacement);
+        let offer = Duration::minutes(FLOW_TTL_MINUTES);
+        let offer_ends_at = self.now() + offer;
+        let parked = ParkedGrant::from_grant(grant, replacement, offer_ends_at);
         self.states()
-            .put(PARKED, &id, &parked, Duration::minutes(FLOW_TTL_MINUTES))
+            .put(PARKED, &id, &parked, offer + REAP_GRACE)
+            .await?;
+        self.states()
+            .schedule_reap(PARKED, &id, offer_ends_at)
             .await?;
         Ok(id)
     }
@@ -147,7 +170,10 @@ impl Flow {
         user_id: &UserId,
     ) -> Result<Option<Replacement>, OAuthError> {
         let parked: Option<ParkedGrant> = self.states().peek(PARKED, id).await?;
+        let now = self.now();
         Ok(parked
+            // An ended offer is the reaper's.
+            .filter(|p| p.offer_ends_at.is_none_or(|end| end > now))
             .map(|p| p.replacement)
             .filter(|r| &r.store_id == store_id && &r.user_id == user_id))
     }
@@ -165,6 +191,21 @@ impl Flow {
         }
         let parked: Option<ParkedGrant> = self.states().take(PARKED, id).await?;
         parked.map(ParkedGrant::into_grant).transpose()
+    }
+
+    /// Takes the parked grants whose offer ended unsettled and revokes each at the platform where
+    /// it can be; returns what each would have replaced and how its revocation went.
+    pub async fn reap_parked(&self) -> Result<Vec<(Replacement, RevocationOutcome)>, OAuthError> {
+        let due: Vec<ParkedGrant> = self.states().take_due(PARKED, REAP_BATCH).await?;
+        let mut reaped = Vec::with_capacity(due.len());
+        for parked in due {
+            let Ok((grant, replacement)) = parked.into_grant() else {
+                continue;
+            };
+            let outcome = self.discard(&grant).await;
+            reaped.push((replacement, outcome));
+        }
+        Ok(reaped)
     }
 
     /// Drops a grant the merchant did not want: revokes it at the platform where it can be.

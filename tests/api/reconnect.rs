@@ -358,6 +358,97 @@ async fn a_page_reconnect_with_another_account_waits_for_the_merchants_word() {
     app.stop().await;
 }
 
+/// A parked grant nobody answers (the tab closed) is revoked at the platform once its offer ends,
+/// by the reaper every replica runs, and recorded as kept by the service.
+async fn an_unanswered_parked_grant_is_revoked_when_its_offer_ends(
+    backend: crate::helpers::Backend,
+) {
+    use crate::dashboard::Merchant;
+    use growth_engine::http::dashboard::replace::reap_unanswered;
+    let clock = growth_engine::clock::ManualClock::new(chrono::Utc::now());
+    let app = crate::helpers::spawn_app_with(crate::helpers::TestAppOptions {
+        backend,
+        clock: Some(clock.clone()),
+        ..page_app_options()
+    })
+    .await;
+    let (flow, audit) = (&app.services.flow, &app.services.audit);
+    let merchant = Merchant::open(&app, "shop", "owner").await;
+    assert_eq!(
+        merchant.connect(&app, "meta", true).await["connection"],
+        "success"
+    );
+    app.simulator.set_signed_in_account("meta", 2);
+    let outcome = merchant.connect(&app, "meta", true).await;
+    assert_eq!(outcome["connection"], "confirm", "{outcome}");
+    let pending = outcome["pending"].as_str().unwrap().to_owned();
+    let shown = |merchant: &Merchant| {
+        let request = merchant
+            .browser
+            .client
+            .get(app.url(&format!("/dashboard/api/replacement/{pending}")));
+        async move { request.send().await.unwrap().status() }
+    };
+    let revocations = app.simulator.revocations("meta").len();
+
+    // While the offer stands, the reaper leaves it alone.
+    clock.advance(chrono::Duration::minutes(9));
+    assert_eq!(reap_unanswered(flow, audit).await.unwrap(), 0);
+    assert_eq!(shown(&merchant).await, 200);
+    assert_eq!(app.simulator.revocations("meta").len(), revocations);
+
+    // Past it: the page can no longer settle it, and the reaper revokes it, once.
+    clock.advance(chrono::Duration::minutes(2));
+    let merchant = Merchant::open(&app, "shop", "owner").await;
+    assert_eq!(shown(&merchant).await, 400, "the offer has ended");
+    // The app's own reaper (every minute) may be the one that takes it: either way, once.
+    let reaped = reap_unanswered(flow, audit).await.unwrap();
+    assert!(reaped <= 1);
+    for _ in 0..100 {
+        if app.simulator.revocations("meta").len() > revocations {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(reap_unanswered(flow, audit).await.unwrap(), 0, "taken once");
+    assert_eq!(app.simulator.revocations("meta").len(), revocations + 1);
+    let confirm = merchant
+        .post(
+            &app,
+            &format!("/dashboard/api/replacement/{pending}/confirm"),
+        )
+        .await;
+    assert_eq!(confirm.status(), 400);
+    assert_eq!(
+        connection(&app.connections("shop").await, "meta")["account_name"],
+        "Sandbox Merchant",
+        "the old account stays"
+    );
+    let entries = audit_entries(&app, "shop", 4).await;
+    assert!(
+        entries.iter().any(|e| e["operation"] == "connect"
+            && e["outcome"] == "cancelled"
+            && e["actor_kind"] == "system"
+            && e["detail"]
+                .as_str()
+                .is_some_and(|d| d.contains("no answer") && d.contains("revoked"))),
+        "{entries:#?}"
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn an_unanswered_parked_grant_is_revoked_in_redis() {
+    an_unanswered_parked_grant_is_revoked_when_its_offer_ends(crate::helpers::Backend::Shared)
+        .await;
+}
+
+#[tokio::test]
+async fn an_unanswered_parked_grant_is_revoked_in_process() {
+    an_unanswered_parked_grant_is_revoked_when_its_offer_ends(crate::helpers::Backend::Embedded)
+        .await;
+}
+
 #[tokio::test]
 async fn an_api_reconnect_with_another_account_replaces_it_at_once() {
     let app = spawn_app().await;

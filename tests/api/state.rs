@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use chrono::{Duration, Utc};
-use growth_engine::clock::{ManualClock, SharedClock};
+use growth_engine::clock::{Clock, ManualClock, SharedClock};
 use growth_engine::lifecycle::TokenCache;
 use growth_engine::state::FlowStates;
 use growth_engine::vault::{Key, Keyring};
@@ -95,6 +95,52 @@ async fn when_100_callbacks_race_for_one_state_exactly_one_wins() {
             }
         }
         assert_eq!(winners, 1, "{name}: exactly one of 100 takers wins");
+    }
+}
+
+#[tokio::test]
+async fn due_records_are_taken_once_by_racing_reapers_and_settled_ones_are_skipped() {
+    let clock = ManualClock::new(Utc::now());
+    for (name, states) in both(&clock).await {
+        let due_at = clock.now() + Duration::minutes(10);
+        for (secret, value) in [("a", 1u32), ("b", 2), ("settled", 3)] {
+            states
+                .put("parked", secret, &value, Duration::minutes(70))
+                .await
+                .unwrap();
+            states
+                .schedule_reap("parked", secret, due_at)
+                .await
+                .unwrap();
+        }
+        let settled: Option<u32> = states.take("parked", "settled").await.unwrap();
+        assert_eq!(settled, Some(3), "{name}");
+        let early: Vec<u32> = states.take_due("parked", 100).await.unwrap();
+        assert!(early.is_empty(), "{name}: nothing is due before its time");
+
+        clock.advance(Duration::minutes(11));
+        let mut reapers = Vec::new();
+        for _ in 0..10 {
+            let states = states.clone();
+            reapers.push(tokio::spawn(async move {
+                states.take_due::<u32>("parked", 100).await.unwrap()
+            }));
+        }
+        let mut taken = Vec::new();
+        for reaper in reapers {
+            taken.extend(reaper.await.unwrap());
+        }
+        taken.sort_unstable();
+        assert_eq!(
+            taken,
+            [1, 2],
+            "{name}: each due record once, the settled one never"
+        );
+        let after: Vec<u32> = states.take_due("parked", 100).await.unwrap();
+        assert!(after.is_empty(), "{name}");
+        let gone: Option<u32> = states.take("parked", "a").await.unwrap();
+        assert!(gone.is_none(), "{name}: a reaped record is gone");
+        clock.advance(-Duration::minutes(11));
     }
 }
 

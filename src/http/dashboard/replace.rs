@@ -1,7 +1,9 @@
 //! The page's answer to a reconnect that signed in to a different account: what the parked grant
 //! would replace, and the merchant's choice, "Replace" (record it) or "Keep" the old account
 //! (discard it, revoked at the platform where it can be). Only the page session of the flow's
-//! store and user sees or settles a parked grant ([`crate::oauth::parked`]).
+//! store and user sees or settles a parked grant ([`crate::oauth::parked`]). A grant left without
+//! an answer is revoked once its offer ends ([`reap_unanswered`], run by the app every minute) and
+//! recorded like a "Keep".
 
 use axum::extract::State;
 use axum::response::Response;
@@ -131,21 +133,13 @@ pub async fn cancel(
         .ok_or(OAuthError::StateInvalid)?;
     let view = names(&flow, &replacement);
     let revocation = flow.discard(&grant).await;
-    let revoked = matches!(revocation, RevocationOutcome::Revoked);
-    audit.record(
-        AuditEvent::new(
-            Actor::PageUser(session.user_id.to_string()),
-            "connect",
-            "cancelled",
-        )
-        .with_detail(format!(
-            "kept account {}; new grant {}",
-            view.old_account_name,
-            if revoked { "revoked" } else { "not revoked" }
-        ))
-        .with_store(&session.store_id)
-        .with_platform(&view.platform),
-    );
+    audit.record(kept_event(
+        Actor::PageUser(session.user_id.to_string()),
+        &replacement,
+        &view,
+        &revocation,
+        "kept",
+    ));
     Ok(no_store(Json(ReplacementOutcome {
         message: format!(
             "{} stays connected as {}.",
@@ -153,4 +147,41 @@ pub async fn cancel(
         ),
         platform: view.platform,
     })))
+}
+
+/// The audit row of a parked grant not taken: the old account kept, the new grant revoked or not.
+fn kept_event(
+    actor: Actor,
+    replacement: &Replacement,
+    view: &ReplacementView,
+    revocation: &RevocationOutcome,
+    how: &str,
+) -> AuditEvent {
+    let revoked = matches!(revocation, RevocationOutcome::Revoked);
+    AuditEvent::new(actor, "connect", "cancelled")
+        .with_detail(format!(
+            "{how} account {}; new grant {}",
+            view.old_account_name,
+            if revoked { "revoked" } else { "not revoked" }
+        ))
+        .with_store(&replacement.store_id)
+        .with_platform(&view.platform)
+}
+
+/// Revokes the parked grants whose offer ended without the merchant's answer (the tab closed) and
+/// records each as a "Keep" by the service; returns how many. Safe on every replica at once: each
+/// grant is taken by one.
+pub async fn reap_unanswered(flow: &Flow, audit: &AuditLog) -> Result<usize, OAuthError> {
+    let reaped = flow.reap_parked().await?;
+    for (replacement, revocation) in &reaped {
+        let view = names(flow, replacement);
+        audit.record(kept_event(
+            Actor::System("parked-grant-reaper".into()),
+            replacement,
+            &view,
+            revocation,
+            "no answer: kept",
+        ));
+    }
+    Ok(reaped.len())
 }
