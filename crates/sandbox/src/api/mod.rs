@@ -139,10 +139,15 @@ pub(crate) struct ApiCaller {
     pub(crate) page: Option<PageGrant>,
 }
 
+/// The most API calls remembered per platform: the oldest are forgotten beyond it, so that a
+/// sandbox serving for days (the development default) or under a benchmark's load neither grows
+/// without bound nor stalls, under its lock, to copy an ever larger log.
+const REMEMBERED_REQUESTS: usize = 10_000;
+
 /// The API side of one platform's simulator state.
 #[derive(Default)]
 pub(crate) struct ApiState {
-    requests: Vec<ApiRequestRecord>,
+    requests: std::collections::VecDeque<ApiRequestRecord>,
     published: Vec<PublishedItem>,
     rate_limit: Option<ApiRateLimit>,
     forced_invalid: u32,
@@ -171,9 +176,9 @@ impl Simulator {
         self.control("meta", |p| p.api.meta_requires_proof = required);
     }
 
-    /// Every call to `platform`'s API so far, in order.
+    /// The calls to `platform`'s API so far (the last 10,000), in order.
     pub fn api_requests(&self, platform: &str) -> Vec<ApiRequestRecord> {
-        self.observe(platform, |p| p.api.requests.clone())
+        self.observe(platform, |p| p.api.requests.iter().cloned().collect())
     }
 
     /// Everything `platform`'s publishing calls have published, in order.
@@ -266,7 +271,10 @@ async fn gate(State(sim): State<Simulator>, request: Request, next: Next) -> Res
     };
     let status = response.status().as_u16();
     sim.with_api(platform, |api| {
-        api.requests.push(ApiRequestRecord {
+        if api.requests.len() >= REMEMBERED_REQUESTS {
+            api.requests.pop_front();
+        }
+        api.requests.push_back(ApiRequestRecord {
             method,
             path,
             token,
