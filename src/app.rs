@@ -500,36 +500,46 @@ impl Application {
     }
 }
 
-/// Writes pending recovery records every second until `stop`.
-async fn write_recoveries(connections: Connections, stop: impl Future<Output = ()>) {
+/// Runs `round` every `period` (the first at once) until `stop`; a round in progress finishes.
+async fn every<Round: Future<Output = ()>>(
+    period: Duration,
+    stop: impl Future<Output = ()>,
+    mut round: impl FnMut() -> Round,
+) {
     tokio::pin!(stop);
-    let mut ticker = tokio::time::interval(Duration::from_secs(1));
+    let mut ticker = tokio::time::interval(period);
     loop {
         tokio::select! {
             () = &mut stop => return,
-            _ = ticker.tick() => {
-                connections.write_pending_recoveries().await;
-            }
+            _ = ticker.tick() => round().await,
         }
     }
 }
 
+/// Writes pending recovery records every second until `stop`.
+async fn write_recoveries(connections: Connections, stop: impl Future<Output = ()>) {
+    every(Duration::from_secs(1), stop, || {
+        let connections = connections.clone();
+        async move {
+            connections.write_pending_recoveries().await;
+        }
+    })
+    .await;
+}
+
 /// Revokes unanswered parked grants every minute until `stop`.
 async fn reap_parked_grants(flow: Flow, audit: AuditLog, stop: impl Future<Output = ()>) {
-    tokio::pin!(stop);
-    let mut ticker = tokio::time::interval(Duration::from_secs(60));
-    loop {
-        tokio::select! {
-            () = &mut stop => return,
-            _ = ticker.tick() => {
-                match crate::http::dashboard::replace::reap_unanswered(&flow, &audit).await {
-                    Ok(0) => {}
-                    Ok(n) => tracing::info!(grants = n, "revoked parked grants nobody answered"),
-                    Err(error) => tracing::warn!(error = %error, "could not reap parked grants"),
-                }
+    every(Duration::from_secs(60), stop, || {
+        let (flow, audit) = (flow.clone(), audit.clone());
+        async move {
+            match crate::http::dashboard::replace::reap_unanswered(&flow, &audit).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(grants = n, "revoked parked grants nobody answered"),
+                Err(error) => tracing::warn!(error = %error, "could not reap parked grants"),
             }
         }
-    }
+    })
+    .await;
 }
 
 /// Resolves on Ctrl-C or SIGTERM.
