@@ -387,15 +387,10 @@ impl Application {
         &self.services
     }
 
-    /// Serves until `shutdown` resolves, with the background tasks running alongside, each
-    /// supervised (a panic is logged, counted and the task restarted). On shutdown: no new refresh
-    /// lease is taken, the HTTP server finishes its requests, and the refreshes in flight are awaited
-    /// (up to the platform timeout plus the write) so that no renewed token set is dropped.
-    pub async fn run_until(
-        mut self,
-        shutdown: impl Future<Output = ()> + Send + 'static,
-    ) -> std::io::Result<()> {
-        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    /// Starts the background tasks, each supervised (a panic is logged, counted and the task
+    /// restarted), each ending when `stop` turns true.
+    fn start_background(&mut self, stop: &tokio::sync::watch::Receiver<bool>) {
+        let stop_rx = stop.clone();
         let stopped = move |mut rx: tokio::sync::watch::Receiver<bool>| async move {
             let _ = rx.wait_for(|stop| *stop).await;
         };
@@ -474,6 +469,18 @@ impl Application {
             .push(supervise("recovery", metrics, move || {
                 write_recoveries(connections.clone(), stopped(rx.clone()))
             }));
+    }
+
+    /// Serves until `shutdown` resolves, with the background tasks running alongside, each
+    /// supervised (a panic is logged, counted and the task restarted). On shutdown: no new refresh
+    /// lease is taken, the HTTP server finishes its requests, and the refreshes in flight are awaited
+    /// (up to the platform timeout plus the write) so that no renewed token set is dropped.
+    pub async fn run_until(
+        mut self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        self.start_background(&stop_rx);
         // The moment shutdown begins, refreshes stop taking leases; the server then drains.
         let draining = self.services.connections.clone();
         let shutdown = async move {
