@@ -4,12 +4,15 @@
 //! Owns key generation and hashing, the scope grammar ([`Scope`], [`Operation`]), the verified
 //! caller ([`Caller`] and [`Caller::require`]), and [`ApiKeyRegistry`], which turns a presented key
 //! into a caller: keys from `API_KEYS` are full-access callers named `env:<n>`; other keys are looked
-//! up by hash in the store (the `api_keys` table), with a short in-process cache. It does not own
-//! HTTP (the edge's extractor reads the header and maps [`MissingScope`] to a 403) nor the CLI.
+//! up by hash in the store (the `api_keys` table), with a short in-process cache that every replica
+//! empties as soon as it sees a new revocation ([`ApiKeyRegistry::check_revocations`], every
+//! [`REVOCATION_CHECK`]). It does not own HTTP (the edge's extractor reads the header and maps
+//! [`MissingScope`] to a 403) nor the CLI.
 
 use std::collections::HashMap;
 use std::fmt;
 use std::str::FromStr;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use base64::Engine as _;
@@ -26,8 +29,12 @@ use crate::store::{ApiKeyRecord, Store, StoreError};
 pub(crate) const KEY_PREFIX: &str = "ge_";
 
 /// How long a verified database key is trusted without asking the database again; also the longest
-/// a revoked key keeps working in a replica that verified it just before the revoke.
+/// a revoked key keeps working in a replica that cannot ask the database whether keys were revoked.
 pub const CACHE_WINDOW: Duration = Duration::seconds(30);
+
+/// How often each replica asks the database whether a key was revoked (one `count` of a small
+/// table): a revoked key stops working within about this.
+pub const REVOCATION_CHECK: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// The most keys the cache holds; beyond it, the cache is emptied and refills on demand.
 const CACHE_CAPACITY: usize = 1024;
@@ -290,14 +297,25 @@ struct CachedKey {
 /// Turns a presented key into a [`Caller`]: `API_KEYS` first, then the store.
 ///
 /// A key verified in the store is cached in process for [`CACHE_WINDOW`] (by the clock), so a
-/// request does not cost a database round trip, and a revoke takes effect everywhere within that
-/// window. Unknown keys are not cached: the rate limiter bounds how often they are tried.
+/// request does not cost a database round trip. A revoke empties the cache of every replica at its
+/// next [`ApiKeyRegistry::check_revocations`]; the window bounds it when the database cannot be
+/// asked. Unknown keys are not cached: the rate limiter bounds how often they are tried.
 #[derive(Clone)]
 pub(crate) struct ApiKeyRegistry {
     env: Arc<Vec<[u8; 32]>>,
     store: Option<Arc<dyn Store>>,
     clock: Option<SharedClock>,
     cache: Arc<Mutex<HashMap<String, CachedKey>>>,
+    revocations: Arc<RevocationWatch>,
+}
+
+/// What [`ApiKeyRegistry::check_revocations`] last saw, and a generation bumped at each emptying:
+/// a verification that read its row before an emptying does not cache it after (its row may
+/// predate the revoke).
+struct RevocationWatch {
+    /// The revoked-key count last read; -1 before the first reading.
+    seen: AtomicI64,
+    generation: AtomicU64,
 }
 
 impl fmt::Debug for ApiKeyRegistry {
@@ -318,6 +336,10 @@ impl ApiKeyRegistry {
             store: None,
             clock: None,
             cache: Arc::default(),
+            revocations: Arc::new(RevocationWatch {
+                seen: AtomicI64::new(-1),
+                generation: AtomicU64::new(0),
+            }),
         }
     }
 
@@ -357,6 +379,7 @@ impl ApiKeyRegistry {
         if let Some(caller) = self.cached(&hash, now) {
             return Ok(Some(caller));
         }
+        let generation = self.revocations.generation.load(Ordering::SeqCst);
         let Some(record) = store.find_api_key(&hash).await? else {
             return Ok(None);
         };
@@ -371,8 +394,25 @@ impl ApiKeyRegistry {
                 tracing::warn!(error = %error, key = %record.name, "could not record the key's last use");
             }
         }
-        self.remember(hash, caller.clone(), now);
+        self.remember(hash, caller.clone(), now, generation);
         Ok(Some(caller))
+    }
+
+    /// Asks the store whether a key was revoked since the last call; if so, forgets every cached
+    /// key (they are verified again on their next use). Returns whether it did. The app calls this
+    /// every [`REVOCATION_CHECK`] on every replica.
+    pub(crate) async fn check_revocations(&self) -> Result<bool, StoreError> {
+        let Some(store) = &self.store else {
+            return Ok(false);
+        };
+        let count = store.revoked_api_key_count().await?;
+        if self.revocations.seen.swap(count, Ordering::SeqCst) == count {
+            return Ok(false);
+        }
+        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        self.revocations.generation.fetch_add(1, Ordering::SeqCst);
+        cache.clear();
+        Ok(true)
     }
 
     fn cached(&self, hash: &str, now: DateTime<Utc>) -> Option<Caller> {
@@ -383,8 +423,12 @@ impl ApiKeyRegistry {
             .map(|entry| entry.caller.clone())
     }
 
-    fn remember(&self, hash: String, caller: Caller, now: DateTime<Utc>) {
+    fn remember(&self, hash: String, caller: Caller, now: DateTime<Utc>, generation: u64) {
         let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        // Emptied since this key's row was read: the row may predate a revoke.
+        if self.revocations.generation.load(Ordering::SeqCst) != generation {
+            return;
+        }
         if cache.len() >= CACHE_CAPACITY {
             cache.retain(|_, entry| now - entry.verified_at < CACHE_WINDOW);
             if cache.len() >= CACHE_CAPACITY {

@@ -303,6 +303,7 @@ pub struct Application {
     listener: TcpListener,
     router: axum::Router,
     services: Services,
+    key_registry: ApiKeyRegistry,
     background: Vec<JoinHandle<()>>,
     options: AppOptions,
 }
@@ -330,14 +331,15 @@ impl Application {
         }
         let secure_cookies =
             services.settings.is_production() || services.settings.api_url.scheme() == "https";
+        let key_registry = ApiKeyRegistry::new(
+            &services.settings.api_keys,
+            services.store.clone(),
+            services.clock.clone(),
+        );
         let state = AppState::from(AppParts {
             flow: services.flow.clone(),
             connections: services.connections.clone(),
-            api_keys: ApiKeys::with_registry(ApiKeyRegistry::new(
-                &services.settings.api_keys,
-                services.store.clone(),
-                services.clock.clone(),
-            )),
+            api_keys: ApiKeys::with_registry(key_registry.clone()),
             health: HealthProbe {
                 store: services.store.clone(),
                 redis: services.redis.clone(),
@@ -372,6 +374,7 @@ impl Application {
             listener,
             router,
             services,
+            key_registry,
             background: Vec::new(),
             options,
         })
@@ -463,6 +466,16 @@ impl Application {
                 move || reap_parked_grants(flow.clone(), audit.clone(), stopped(rx.clone())),
             ));
         }
+        // A revoked API key stops working within a second on every replica.
+        {
+            let rx = stop_rx.clone();
+            let registry = self.key_registry.clone();
+            self.background.push(supervise(
+                "api-key-revocations",
+                metrics.clone(),
+                move || watch_key_revocations(registry.clone(), stopped(rx.clone())),
+            ));
+        }
         let connections = self.services.connections.clone();
         let rx = stop_rx.clone();
         self.background
@@ -529,6 +542,19 @@ async fn write_recoveries(connections: Connections, stop: impl Future<Output = (
         let connections = connections.clone();
         async move {
             connections.write_pending_recoveries().await;
+        }
+    })
+    .await;
+}
+
+/// Empties the API key cache whenever a key was revoked, checking every second until `stop`.
+async fn watch_key_revocations(registry: ApiKeyRegistry, stop: impl Future<Output = ()>) {
+    every(crate::access::REVOCATION_CHECK, stop, || {
+        let registry = registry.clone();
+        async move {
+            if let Err(error) = registry.check_revocations().await {
+                tracing::debug!(error = %error, "could not check for revoked API keys");
+            }
         }
     })
     .await;

@@ -404,6 +404,10 @@ pub trait Store: Send + Sync + Debug {
     /// Revokes the named key; `false` when there is no such key or it was already revoked.
     async fn revoke_api_key(&self, name: &str, at: DateTime<Utc>) -> Result<bool, StoreError>;
 
+    /// How many keys are revoked (keys are never un-revoked nor deleted, so the count only grows:
+    /// a change tells a replica that a key it cached may have been revoked).
+    async fn revoked_api_key_count(&self) -> Result<i64, StoreError>;
+
     /// Sets a key's `last_used_at` to `at` unless it was already set after `stale_before`.
     async fn touch_api_key(
         &self,

@@ -748,6 +748,14 @@ macro_rules! impl_store {
                 Ok(done.rows_affected() > 0)
             }
 
+            async fn revoked_api_key_count(&self) -> Result<i64, StoreError> {
+                let (count,): (i64,) =
+                    sqlx::query_as("select count(revoked_at) from api_keys")
+                        .fetch_one(&self.pool)
+                        .await?;
+                Ok(count)
+            }
+
             async fn touch_api_key(
                 &self,
                 id: Uuid,

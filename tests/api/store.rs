@@ -609,9 +609,15 @@ contract!(
             .collect();
         assert_eq!(names, vec!["another", "posting-agent"]);
         let at = Utc.with_ymd_and_hms(2026, 11, 2, 8, 0, 0).unwrap();
+        assert_eq!(store.revoked_api_key_count().await.unwrap(), 0);
         assert!(store.revoke_api_key("posting-agent", at).await.unwrap());
         assert!(!store.revoke_api_key("posting-agent", at).await.unwrap());
         assert!(!store.revoke_api_key("nobody", at).await.unwrap());
+        assert_eq!(
+            store.revoked_api_key_count().await.unwrap(),
+            1,
+            "a second revoke of the same key counts once"
+        );
         let revoked = store.find_api_key("hash-1").await.unwrap().unwrap();
         assert_eq!(revoked.revoked_at, Some(at));
     }
