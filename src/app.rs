@@ -511,11 +511,12 @@ impl Application {
             .connections
             .drain(self.services.settings.shutdown_grace)
             .await;
-        // Then the audit trail's queue, so that a graceful stop loses none of its events.
-        self.services.audit.flush(Duration::from_secs(5)).await;
         for task in self.background {
             let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
         }
+        // Then the audit trail's queue (the background tasks' last rounds included), so that a
+        // graceful stop loses none of its events.
+        self.services.audit.flush(Duration::from_secs(5)).await;
         result
     }
 }

@@ -8,9 +8,10 @@
 //!
 //! A kind of record that must not simply vanish (a parked grant, which is revoked at the platform
 //! when nobody settles it) is also put on a due index ([`FlowStates::schedule_reap`]): a sorted
-//! set of lookup keys by due time in Redis, a list in process. [`FlowStates::take_due`] takes the
-//! records whose time has come, each by the same atomic take, so that of several replicas reaping
-//! at once exactly one gets a record, and a record already taken (settled) is simply skipped.
+//! set of lookup keys by due time (milliseconds) in Redis, a list in process.
+//! [`FlowStates::take_next_due`] takes one record whose time has come, by the same atomic take, so
+//! that of several replicas reaping at once exactly one gets a record, and a record already taken
+//! (settled) is simply skipped.
 //!
 //! Redis calls go through the handle's circuit breaker: while Redis is known to be unreachable, a
 //! flow fails at once with [`StateError::Unavailable`] (a 503 `state_store_unavailable`) instead of
@@ -250,7 +251,9 @@ impl FlowStates {
     }
 
     /// Puts the record under `secret` on `kind`'s due index, to be taken by
-    /// [`FlowStates::take_due`] from `due_at` on (the record's TTL must outlast `due_at`).
+    /// [`FlowStates::take_next_due`] from `due_at` on (the record's TTL must outlast `due_at`).
+    /// Call it before putting the record: an index entry without a record is skipped, a record
+    /// without an index entry would never be reaped.
     pub async fn schedule_reap(
         &self,
         kind: &str,
@@ -260,9 +263,11 @@ impl FlowStates {
         let key = Self::lookup_key(kind, secret);
         match &self.backend {
             Backend::Redis(redis) => {
+                // Milliseconds: a score in whole seconds would make a record due up to a second
+                // early.
                 let command = redis::cmd("ZADD")
                     .arg(redis.key(&Self::due_index(kind)))
-                    .arg(due_at.timestamp())
+                    .arg(due_at.timestamp_millis())
                     .arg(key)
                     .clone();
                 redis
@@ -277,64 +282,75 @@ impl FlowStates {
         Ok(())
     }
 
-    /// Takes up to `limit` records of `kind` whose due time has come and that nobody took before
-    /// (each with the atomic take: of concurrent reapers, one gets it). Unreadable records are
-    /// dropped from the index and skipped.
-    pub async fn take_due<T: DeserializeOwned>(
+    /// Takes the next record of `kind` whose due time has come and that nobody took before, with
+    /// the atomic take (of concurrent reapers, one gets it); `None` when none is due. Index
+    /// entries whose record is gone (settled, taken by another reaper, expired) are dropped on the
+    /// way, as are unreadable records (logged).
+    pub async fn take_next_due<T: DeserializeOwned>(
         &self,
         kind: &str,
-        limit: usize,
-    ) -> Result<Vec<T>, StateError> {
+    ) -> Result<Option<T>, StateError> {
+        loop {
+            let Some((key, sealed)) = self.take_first_due(kind).await? else {
+                return Ok(None);
+            };
+            match self.open_record(&key, sealed) {
+                Ok(Some(value)) => return Ok(Some(value)),
+                Ok(None) => {}
+                Err(_) => tracing::warn!(kind, "a due flow-state record was unreadable: dropped"),
+            }
+        }
+    }
+
+    /// Removes the first due entry of `kind`'s index and takes its record (`None` inside when the
+    /// record is gone); `None` when nothing is due. Each call removes one entry, so a caller that
+    /// loops always ends.
+    async fn take_first_due(
+        &self,
+        kind: &str,
+    ) -> Result<Option<(String, Option<String>)>, StateError> {
         let now = self.clock.now();
-        let sealed: Vec<(String, Option<String>)> = match &self.backend {
+        match &self.backend {
             Backend::Redis(redis) => {
                 let index = redis.key(&Self::due_index(kind));
-                let range = redis::cmd("ZRANGEBYSCORE")
+                let first = redis::cmd("ZRANGEBYSCORE")
                     .arg(&index)
                     .arg("-inf")
-                    .arg(now.timestamp())
+                    .arg(now.timestamp_millis())
                     .arg("LIMIT")
                     .arg(0)
-                    .arg(limit)
+                    .arg(1)
                     .clone();
                 let keys: Vec<String> = redis
-                    .call(|mut conn| async move { range.query_async(&mut conn).await })
+                    .call(|mut conn| async move { first.query_async(&mut conn).await })
                     .await?;
-                let mut taken = Vec::with_capacity(keys.len());
-                for key in keys {
-                    let take = redis::pipe()
-                        .cmd("GETDEL")
-                        .arg(redis.key(&key))
-                        .cmd("ZREM")
-                        .arg(&index)
-                        .arg(&key)
-                        .ignore()
-                        .clone();
-                    let (sealed,): (Option<String>,) = redis
-                        .call(|mut conn| async move { take.query_async(&mut conn).await })
-                        .await?;
-                    taken.push((key, sealed));
-                }
-                taken
+                let Some(key) = keys.into_iter().next() else {
+                    return Ok(None);
+                };
+                let take = redis::pipe()
+                    .cmd("GETDEL")
+                    .arg(redis.key(&key))
+                    .cmd("ZREM")
+                    .arg(&index)
+                    .arg(&key)
+                    .ignore()
+                    .clone();
+                let (sealed,): (Option<String>,) = redis
+                    .call(|mut conn| async move { take.query_async(&mut conn).await })
+                    .await?;
+                Ok(Some((key, sealed)))
             }
             Backend::Memory(map, due) => {
                 let mut due = due.lock().unwrap_or_else(|p| p.into_inner());
+                let Some(position) = due.iter().position(|(at, _)| *at <= now) else {
+                    return Ok(None);
+                };
+                let (_, key) = due.swap_remove(position);
                 let mut map = map.lock().unwrap_or_else(|p| p.into_inner());
-                let mut taken = Vec::new();
-                due.retain(|(at, key)| {
-                    if *at > now || taken.len() >= limit {
-                        return true;
-                    }
-                    taken.push((key.clone(), map.remove(key).map(|(_, sealed)| sealed)));
-                    false
-                });
-                taken
+                let sealed = map.remove(&key).map(|(_, sealed)| sealed);
+                Ok(Some((key, sealed)))
             }
-        };
-        Ok(sealed
-            .into_iter()
-            .filter_map(|(key, sealed)| self.open_record(&key, sealed).ok().flatten())
-            .collect())
+        }
     }
 
     fn due_index(kind: &str) -> String {

@@ -11,7 +11,8 @@
 //! A grant nobody settles (the merchant closed the tab) must not stay live at the platform: the
 //! offer ends after 10 minutes, but the record is kept [`REAP_GRACE`] longer on the flow-state
 //! store's due index, and [`Flow::reap_parked`] (run every minute by the app, on every replica)
-//! takes each unsettled grant once its offer has ended and revokes it like "Keep".
+//! takes each unsettled grant once its offer has ended (30 s later, [`REAP_SLACK`]) and revokes it
+//! like "Keep". A grant that could not be parked is revoked at once.
 
 use std::collections::BTreeMap;
 
@@ -32,8 +33,9 @@ const PARKED: &str = "parked-grant";
 /// expiry.
 pub const REAP_GRACE: Duration = Duration::hours(1);
 
-/// The most grants one reaping round takes.
-const REAP_BATCH: usize = 100;
+/// How long past the offer's end a grant waits for the reaper: a confirm that passed its check in
+/// the offer's last moment (or on a replica whose clock is a little behind) still finds it.
+const REAP_SLACK: Duration = Duration::seconds(30);
 
 /// What the page shows about a parked grant: names only, nothing secret.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -152,13 +154,23 @@ impl Flow {
         let id = super::flow::random_secret();
         let offer = Duration::minutes(FLOW_TTL_MINUTES);
         let offer_ends_at = self.now() + offer;
+        let (platform, tokens) = (grant.platform.clone(), grant.tokens.tokens.clone());
         let parked = ParkedGrant::from_grant(grant, replacement, offer_ends_at);
-        self.states()
-            .put(PARKED, &id, &parked, offer + REAP_GRACE)
-            .await?;
-        self.states()
-            .schedule_reap(PARKED, &id, offer_ends_at)
-            .await?;
+        // The index entry first: without it a stored grant would never be reaped.
+        let stored = async {
+            self.states()
+                .schedule_reap(PARKED, &id, offer_ends_at + REAP_SLACK)
+                .await?;
+            self.states()
+                .put(PARKED, &id, &parked, offer + REAP_GRACE)
+                .await
+        }
+        .await;
+        if let Err(error) = stored {
+            // Nobody could ever confirm it: it must not stay live at the platform.
+            self.discard_tokens(&platform, &tokens).await;
+            return Err(error.into());
+        }
         Ok(id)
     }
 
@@ -193,30 +205,38 @@ impl Flow {
         parked.map(ParkedGrant::into_grant).transpose()
     }
 
-    /// Takes the parked grants whose offer ended unsettled and revokes each at the platform where
-    /// it can be; returns what each would have replaced and how its revocation went.
-    pub async fn reap_parked(&self) -> Result<Vec<(Replacement, RevocationOutcome)>, OAuthError> {
-        let due: Vec<ParkedGrant> = self.states().take_due(PARKED, REAP_BATCH).await?;
-        let mut reaped = Vec::with_capacity(due.len());
-        for parked in due {
-            let Ok((grant, replacement)) = parked.into_grant() else {
-                continue;
+    /// Takes one parked grant whose offer ended unsettled and revokes it at the platform where it
+    /// can be; returns what it would have replaced and how its revocation went, or `None` when no
+    /// grant is due.
+    pub async fn reap_next_parked(
+        &self,
+    ) -> Result<Option<(Replacement, RevocationOutcome)>, OAuthError> {
+        loop {
+            let Some(parked) = self.states().take_next_due::<ParkedGrant>(PARKED).await? else {
+                return Ok(None);
             };
-            let outcome = self.discard(&grant).await;
-            reaped.push((replacement, outcome));
+            let platform = parked.replacement.platform.clone();
+            match parked.into_grant() {
+                Ok((grant, replacement)) => {
+                    let outcome = self.discard(&grant).await;
+                    return Ok(Some((replacement, outcome)));
+                }
+                Err(_) => {
+                    tracing::warn!(%platform, "a parked grant's tokens were unreadable: dropped unrevoked");
+                }
+            }
         }
-        Ok(reaped)
     }
 
     /// Drops a grant the merchant did not want: revokes it at the platform where it can be.
     pub async fn discard(&self, grant: &Grant) -> RevocationOutcome {
-        match self.platform(grant.platform.as_str()) {
-            Ok(spec) => {
-                self.client()
-                    .revoke(spec, &grant.tokens.tokens)
-                    .await
-                    .outcome
-            }
+        self.discard_tokens(&grant.platform, &grant.tokens.tokens)
+            .await
+    }
+
+    async fn discard_tokens(&self, platform: &PlatformId, tokens: &TokenSet) -> RevocationOutcome {
+        match self.platform(platform.as_str()) {
+            Ok(spec) => self.client().revoke(spec, tokens).await.outcome,
             Err(_) => RevocationOutcome::Unsupported("This platform is not configured.".into()),
         }
     }

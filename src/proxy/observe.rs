@@ -12,8 +12,8 @@ use serde_json::Value;
 
 use crate::metrics::Metrics;
 
-/// One proxied call, as recorded.
-#[derive(Debug)]
+/// One proxied call, as recorded. No `Debug`: it holds the raw query, whose values may be
+/// personal data or a caller's mistaken token.
 pub struct CallRecord<'a> {
     /// The store.
     pub store: &'a str,

@@ -102,28 +102,34 @@ async fn when_100_callbacks_race_for_one_state_exactly_one_wins() {
 async fn due_records_are_taken_once_by_racing_reapers_and_settled_ones_are_skipped() {
     let clock = ManualClock::new(Utc::now());
     for (name, states) in both(&clock).await {
-        let due_at = clock.now() + Duration::minutes(10);
+        // Due in ten minutes and a half second: a whole-second score would make it due early.
+        let due_at = clock.now() + Duration::minutes(10) + Duration::milliseconds(500);
         for (secret, value) in [("a", 1u32), ("b", 2), ("settled", 3)] {
             states
-                .put("parked", secret, &value, Duration::minutes(70))
+                .schedule_reap("parked", secret, due_at)
                 .await
                 .unwrap();
             states
-                .schedule_reap("parked", secret, due_at)
+                .put("parked", secret, &value, Duration::minutes(70))
                 .await
                 .unwrap();
         }
         let settled: Option<u32> = states.take("parked", "settled").await.unwrap();
         assert_eq!(settled, Some(3), "{name}");
-        let early: Vec<u32> = states.take_due("parked", 100).await.unwrap();
-        assert!(early.is_empty(), "{name}: nothing is due before its time");
+        clock.advance(Duration::minutes(10));
+        let early: Option<u32> = states.take_next_due("parked").await.unwrap();
+        assert!(early.is_none(), "{name}: nothing is due before its time");
 
-        clock.advance(Duration::minutes(11));
+        clock.advance(Duration::seconds(1));
         let mut reapers = Vec::new();
         for _ in 0..10 {
             let states = states.clone();
             reapers.push(tokio::spawn(async move {
-                states.take_due::<u32>("parked", 100).await.unwrap()
+                let mut taken = Vec::new();
+                while let Some(value) = states.take_next_due::<u32>("parked").await.unwrap() {
+                    taken.push(value);
+                }
+                taken
             }));
         }
         let mut taken = Vec::new();
@@ -136,11 +142,11 @@ async fn due_records_are_taken_once_by_racing_reapers_and_settled_ones_are_skipp
             [1, 2],
             "{name}: each due record once, the settled one never"
         );
-        let after: Vec<u32> = states.take_due("parked", 100).await.unwrap();
-        assert!(after.is_empty(), "{name}");
+        let after: Option<u32> = states.take_next_due("parked").await.unwrap();
+        assert!(after.is_none(), "{name}");
         let gone: Option<u32> = states.take("parked", "a").await.unwrap();
         assert!(gone.is_none(), "{name}: a reaped record is gone");
-        clock.advance(-Duration::minutes(11));
+        clock.advance(-Duration::minutes(10) - Duration::seconds(1));
     }
 }
 

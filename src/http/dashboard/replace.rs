@@ -168,20 +168,27 @@ fn kept_event(
         .with_platform(&view.platform)
 }
 
+/// The most grants one reaping round takes (the next round, a minute later, goes on).
+const REAP_ROUND: usize = 1_000;
+
 /// Revokes the parked grants whose offer ended without the merchant's answer (the tab closed) and
-/// records each as a "Keep" by the service; returns how many. Safe on every replica at once: each
-/// grant is taken by one.
+/// records each as a "Keep" by the service; returns how many. One grant at a time, each recorded
+/// as soon as it is revoked. Safe on every replica at once: each grant is taken by one.
 pub async fn reap_unanswered(flow: &Flow, audit: &AuditLog) -> Result<usize, OAuthError> {
-    let reaped = flow.reap_parked().await?;
-    for (replacement, revocation) in &reaped {
-        let view = names(flow, replacement);
+    let mut reaped = 0;
+    while reaped < REAP_ROUND {
+        let Some((replacement, revocation)) = flow.reap_next_parked().await? else {
+            break;
+        };
+        let view = names(flow, &replacement);
         audit.record(kept_event(
             Actor::System("parked-grant-reaper".into()),
-            replacement,
+            &replacement,
             &view,
-            revocation,
+            &revocation,
             "no answer: kept",
         ));
+        reaped += 1;
     }
-    Ok(reaped.len())
+    Ok(reaped)
 }
