@@ -21,7 +21,7 @@ use crate::http::perimeter::Perimeter;
 use crate::http::{AppParts, AppState, HealthProbe, WebSettings};
 use crate::lifecycle::liveness::{self, Liveness};
 use crate::lifecycle::refresher::Refresher;
-use crate::lifecycle::supervise::supervise;
+use crate::lifecycle::supervise::{every, supervise};
 use crate::lifecycle::webhooks::WebhookDeliverer;
 use crate::lifecycle::{Connections, ListingCache, TokenCache};
 use crate::links::DashboardLinks;
@@ -521,41 +521,21 @@ impl Application {
     }
 }
 
-/// Runs `round` every `period` (the first at once) until `stop`; a round in progress finishes.
-async fn every<Round: Future<Output = ()>>(
-    period: Duration,
-    stop: impl Future<Output = ()>,
-    mut round: impl FnMut() -> Round,
-) {
-    tokio::pin!(stop);
-    let mut ticker = tokio::time::interval(period);
-    loop {
-        tokio::select! {
-            () = &mut stop => return,
-            _ = ticker.tick() => round().await,
-        }
-    }
-}
-
 /// Writes pending recovery records every second until `stop`.
 async fn write_recoveries(connections: Connections, stop: impl Future<Output = ()>) {
-    every(Duration::from_secs(1), stop, || {
-        let connections = connections.clone();
-        async move {
-            connections.write_pending_recoveries().await;
-        }
+    let connections = &connections;
+    every(Duration::from_secs(1), stop, move || async move {
+        connections.write_pending_recoveries().await;
     })
     .await;
 }
 
 /// Empties the API key cache whenever a key was revoked, checking every second until `stop`.
 async fn watch_key_revocations(registry: ApiKeyRegistry, stop: impl Future<Output = ()>) {
-    every(crate::access::REVOCATION_CHECK, stop, || {
-        let registry = registry.clone();
-        async move {
-            if let Err(error) = registry.check_revocations().await {
-                tracing::debug!(error = %error, "could not check for revoked API keys");
-            }
+    let registry = &registry;
+    every(crate::access::REVOCATION_CHECK, stop, move || async move {
+        if let Err(error) = registry.check_revocations().await {
+            tracing::debug!(error = %error, "could not check for revoked API keys");
         }
     })
     .await;
@@ -563,14 +543,12 @@ async fn watch_key_revocations(registry: ApiKeyRegistry, stop: impl Future<Outpu
 
 /// Revokes unanswered parked grants every minute until `stop`.
 async fn reap_parked_grants(flow: Flow, audit: AuditLog, stop: impl Future<Output = ()>) {
-    every(Duration::from_secs(60), stop, || {
-        let (flow, audit) = (flow.clone(), audit.clone());
-        async move {
-            match crate::http::dashboard::replace::reap_unanswered(&flow, &audit).await {
-                Ok(0) => {}
-                Ok(n) => tracing::info!(grants = n, "revoked parked grants nobody answered"),
-                Err(error) => tracing::warn!(error = %error, "could not reap parked grants"),
-            }
+    let (flow, audit) = (&flow, &audit);
+    every(Duration::from_secs(60), stop, move || async move {
+        match crate::http::dashboard::replace::reap_unanswered(flow, audit).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(grants = n, "revoked parked grants nobody answered"),
+            Err(error) => tracing::warn!(error = %error, "could not reap parked grants"),
         }
     })
     .await;

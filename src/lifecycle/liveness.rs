@@ -101,19 +101,15 @@ impl Liveness {
 
     /// Runs a pass every `tick` until `shutdown` resolves.
     pub async fn run(self, tick: StdDuration, shutdown: impl Future<Output = ()>) {
-        tokio::pin!(shutdown);
-        let mut ticker = tokio::time::interval(tick);
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                () = &mut shutdown => return,
-                _ = ticker.tick() => match self.run_once().await {
-                    Ok(pass) if pass != Pass::default() => tracing::info!(?pass, "liveness pass"),
-                    Ok(_) => {}
-                    Err(error) => tracing::warn!(error = %error, "liveness pass failed"),
-                },
+        let this = &self;
+        super::supervise::every(tick, shutdown, move || async move {
+            match this.run_once().await {
+                Ok(pass) if pass != Pass::default() => tracing::info!(?pass, "liveness pass"),
+                Ok(_) => {}
+                Err(error) => tracing::warn!(error = %error, "liveness pass failed"),
             }
-        }
+        })
+        .await;
     }
 
     /// One pass now: the checks due (claimed by this replica), then the health sweep.

@@ -2,7 +2,8 @@
 //! panics is logged, counted in `background_task_panics_total{task}` and started again after a short
 //! pause, so one bad round cannot silently stop token renewal for good.
 //!
-//! This module owns the restart loop only; each task owns its own work and its shutdown.
+//! This module owns the restart loop and [`every`], the periodic loop most tasks run their rounds
+//! in; each task owns its own work and its shutdown.
 
 use std::future::Future;
 use std::time::Duration;
@@ -40,6 +41,24 @@ where
             }
         }
     })
+}
+
+/// Runs `round` every `period` (the first at once) until `stop`; a round in progress finishes, and
+/// a round longer than the period delays the next tick rather than bunching the missed ones.
+pub(crate) async fn every<Round: Future<Output = ()>>(
+    period: Duration,
+    stop: impl Future<Output = ()>,
+    mut round: impl FnMut() -> Round,
+) {
+    tokio::pin!(stop);
+    let mut ticker = tokio::time::interval(period);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = &mut stop => return,
+            _ = ticker.tick() => round().await,
+        }
+    }
 }
 
 #[cfg(test)]

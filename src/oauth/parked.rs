@@ -10,9 +10,9 @@
 //!
 //! A grant nobody settles (the merchant closed the tab) must not stay live at the platform: the
 //! offer ends after 10 minutes, but the record is kept [`REAP_GRACE`] longer on the flow-state
-//! store's due index, and [`Flow::reap_parked`] (run every minute by the app, on every replica)
-//! takes each unsettled grant once its offer has ended (30 s later, [`REAP_SLACK`]) and revokes it
-//! like "Keep". A grant that could not be parked is revoked at once.
+//! store's due index, and [`Flow::reap_next_parked`] (run every minute by the app, on every
+//! replica) takes each unsettled grant once its offer has ended (30 s later, [`REAP_SLACK`]) and
+//! revokes it like "Keep". A grant that could not be parked is revoked at once.
 
 use std::collections::BTreeMap;
 
