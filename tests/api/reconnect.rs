@@ -254,6 +254,18 @@ fn page_app_options() -> crate::helpers::TestAppOptions {
     }
 }
 
+/// Reconnects Meta from the page with another account than the connected one: the grant is
+/// parked for the merchant's answer; returns its id.
+async fn reconnect_awaiting_an_answer(
+    app: &TestApp,
+    merchant: &crate::dashboard::Merchant,
+) -> String {
+    let outcome = merchant.connect(app, "meta", true).await;
+    assert_eq!(outcome["connection"], "confirm", "{outcome}");
+    assert_eq!(outcome["platform"], "meta");
+    outcome["pending"].as_str().unwrap().to_owned()
+}
+
 #[tokio::test]
 async fn a_page_reconnect_with_another_account_waits_for_the_merchants_word() {
     use crate::dashboard::Merchant;
@@ -275,10 +287,7 @@ async fn a_page_reconnect_with_another_account_waits_for_the_merchants_word() {
 
     // Another account: parked, the old one still in place.
     app.simulator.set_signed_in_account("meta", 2);
-    let outcome = merchant.connect(&app, "meta", true).await;
-    assert_eq!(outcome["connection"], "confirm", "{outcome}");
-    assert_eq!(outcome["platform"], "meta");
-    let pending = outcome["pending"].as_str().unwrap().to_owned();
+    let pending = reconnect_awaiting_an_answer(&app, &merchant).await;
     assert_eq!(account(&app.connections("shop").await), "Sandbox Merchant");
     let shown: Value = merchant
         .browser
@@ -323,8 +332,7 @@ async fn a_page_reconnect_with_another_account_waits_for_the_merchants_word() {
     assert_eq!(again.status(), 400, "single use");
 
     // Replace: the new account takes the same connection.
-    let outcome = merchant.connect(&app, "meta", true).await;
-    let pending = outcome["pending"].as_str().unwrap().to_owned();
+    let pending = reconnect_awaiting_an_answer(&app, &merchant).await;
     let replaced = merchant
         .post(
             &app,
@@ -379,9 +387,7 @@ async fn an_unanswered_parked_grant_is_revoked_when_its_offer_ends(
         "success"
     );
     app.simulator.set_signed_in_account("meta", 2);
-    let outcome = merchant.connect(&app, "meta", true).await;
-    assert_eq!(outcome["connection"], "confirm", "{outcome}");
-    let pending = outcome["pending"].as_str().unwrap().to_owned();
+    let pending = reconnect_awaiting_an_answer(&app, &merchant).await;
     let shown = |merchant: &Merchant| {
         let request = merchant
             .browser
