@@ -55,6 +55,9 @@ pub enum StartupError {
     /// The HTTP client could not be built.
     #[error("http client: {0}")]
     HttpClient(#[from] reqwest::Error),
+    /// The proxy's TLS settings could not be built.
+    #[error("proxy TLS: {0}")]
+    ProxyTls(#[from] rustls::Error),
     /// The listener could not bind.
     #[error("cannot listen: {0}")]
     Listen(#[from] std::io::Error),

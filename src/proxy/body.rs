@@ -9,6 +9,8 @@ use std::sync::Arc;
 use bytes::{Bytes, BytesMut};
 use futures::stream::{self, BoxStream, StreamExt};
 
+use super::client::{self, OutBody};
+
 /// A body as a stream of chunks.
 pub type BodyStream = BoxStream<'static, Result<Bytes, io::Error>>;
 
@@ -78,12 +80,14 @@ impl OutgoingBody {
         matches!(self, Self::Buffered(_))
     }
 
-    /// The body for one attempt; `None` when there is none to send (empty, or already taken).
-    pub fn attempt(&mut self) -> Option<reqwest::Body> {
+    /// The body for one attempt (empty when there is none, or a stream already taken).
+    pub fn attempt(&mut self) -> OutBody {
         match self {
-            Self::Buffered(bytes) if bytes.is_empty() => None,
-            Self::Buffered(bytes) => Some(reqwest::Body::from(bytes.clone())),
-            Self::Streamed { stream, .. } => stream.take().map(reqwest::Body::wrap_stream),
+            Self::Buffered(bytes) if bytes.is_empty() => client::empty(),
+            Self::Buffered(bytes) => client::full(bytes.clone()),
+            Self::Streamed { stream, .. } => {
+                stream.take().map_or_else(client::empty, client::streamed)
+            }
         }
     }
 

@@ -6,7 +6,7 @@
 //! headers minus hop-by-hop ones and `Set-Cookie`.
 
 use hmac::{Hmac, Mac};
-use reqwest::header::{HeaderMap, HeaderName, HeaderValue, AUTHORIZATION, CONNECTION};
+use http::header::{HeaderMap, HeaderName, HeaderValue, AUTHORIZATION, CONNECTION};
 use secrecy::{ExposeSecret, SecretString};
 use sha2::Sha256;
 

@@ -11,6 +11,7 @@
 //! request into a [`ProxyRequest`] and turns a [`ProxyResponse`] or [`ProxyError`] into HTTP.
 
 pub mod body;
+mod client;
 pub mod headers;
 pub mod memo;
 pub mod observe;
@@ -18,8 +19,8 @@ pub mod target;
 
 use std::time::{Duration, Instant};
 
-use reqwest::header::{HeaderMap, HeaderValue, CONTENT_LENGTH, RETRY_AFTER};
-use reqwest::{Method, StatusCode};
+use http::header::{HeaderMap, HeaderValue, CONTENT_LENGTH, RETRY_AFTER};
+use http::{Method, StatusCode, Uri};
 use secrecy::ExposeSecret;
 use url::Url;
 
@@ -30,6 +31,7 @@ use crate::platforms::api::google_retry_delay;
 use crate::platforms::{OAuthError, PlatformSpec};
 pub use body::BodyStream;
 use body::OutgoingBody;
+use client::{PlatformClient, SendFailure};
 use headers::{Credential, ExtraCredentials};
 use observe::CallRecord;
 
@@ -118,7 +120,7 @@ pub struct Proxy(std::sync::Arc<Shared>);
 /// What every clone of a [`Proxy`] shares.
 #[derive(Debug)]
 struct Shared {
-    client: reqwest::Client,
+    client: PlatformClient,
     connections: Connections,
     settings: ProxySettings,
     metrics: Metrics,
@@ -154,36 +156,21 @@ enum Attempt {
     Answer(ProxyResponse),
     /// The token is dead: refresh and send again.
     TokenDead(ProxyResponse),
-    /// The connection broke before an answer.
-    Broken(reqwest::Error),
+    /// The connection broke (or the platform was too slow) before an answer.
+    Broken(SendFailure),
 }
 
 impl Proxy {
-    /// The service, with its own HTTP client: redirects never followed (a redirect could carry the
-    /// token elsewhere), the platform timeout, rustls.
+    /// The service, with its own HTTP client ([`client`]): redirects never followed (a redirect
+    /// could carry the token elsewhere), the platform timeout.
     pub fn new(
         connections: Connections,
         settings: ProxySettings,
         timeout: Duration,
         metrics: Metrics,
-    ) -> Result<Self, reqwest::Error> {
-        let client = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .connect_timeout(timeout)
-            // The whole answer may stream for longer than a token call: only waiting for the
-            // status line and each read is bounded by the platform timeout.
-            .read_timeout(timeout)
-            // Calls reuse kept-alive connections (HTTP/1.1, or HTTP/2 where ALPN offers it): a
-            // new TCP and TLS handshake per call would cost more than everything else the proxy
-            // does. Idle ones are kept a while per platform host, for bursts of up to that many
-            // concurrent calls.
-            .pool_idle_timeout(Duration::from_secs(90))
-            .pool_max_idle_per_host(256)
-            .tcp_nodelay(true)
-            .use_rustls_tls()
-            .build()?;
+    ) -> Result<Self, rustls::Error> {
         Ok(Self(std::sync::Arc::new(Shared {
-            client,
+            client: PlatformClient::new(timeout)?,
             connections,
             settings,
             metrics,
@@ -261,14 +248,14 @@ impl Proxy {
                 }
                 // A timeout is a slow platform, not a broken connection: waiting twice would
                 // only double the caller's wait.
-                Attempt::Broken(error)
+                Attempt::Broken(failure)
                     if !resent
-                        && !error.is_timeout()
+                        && !failure.timed_out
                         && idempotent(&method)
                         && body.replayable() =>
                 {
                     resent = true;
-                    tracing::debug!(platform = %spec.id, error = %error.without_url(), "retrying after a broken connection");
+                    tracing::debug!(platform = %spec.id, error = %failure.message, "retrying after a broken connection");
                     self.0
                         .metrics
                         .proxy_retry(spec.id.as_str(), "connection_broken");
@@ -277,12 +264,12 @@ impl Proxy {
                     record(Some(answer.status.as_u16()));
                     return self.finish(spec, answer);
                 }
-                Attempt::Broken(error) => {
+                Attempt::Broken(failure) => {
                     record(None);
                     if body.over_limit() {
                         return Err(ProxyError::BodyTooLarge(max_body));
                     }
-                    return Err(ProxyError::Unreachable(error.without_url().to_string()));
+                    return Err(ProxyError::Unreachable(failure.message));
                 }
             }
         }
@@ -298,7 +285,10 @@ impl Proxy {
         let spec = self.0.connections.catalog().require(platform)?;
         let base =
             (spec.api_base.as_ref()).ok_or_else(|| ProxyError::NoApi(spec.id.to_string()))?;
-        Ok((spec, target::build(base, path, query)?))
+        let url = target::build(base, path, query)?;
+        // What the URL parser accepts but an HTTP request line may not carry.
+        Uri::try_from(url.as_str()).map_err(|_| ProxyError::InvalidPath("not a valid URI"))?;
+        Ok((spec, url))
     }
 
     /// The token to send: the connection's (refreshed first when `force`), or the chosen Meta
@@ -350,27 +340,35 @@ impl Proxy {
         credential: &Credential,
         body: &mut OutgoingBody,
     ) -> Attempt {
-        let mut url = target.clone();
-        if let Some(proof) = &credential.proof {
-            url.query_pairs_mut()
-                .append_pair("appsecret_proof", proof.expose_secret());
-        }
-        let mut headers = outgoing.clone();
-        headers::inject(&mut headers, spec, credential, &self.0.settings.extra);
-        let mut builder = self.0.client.request(method.clone(), url).headers(headers);
-        if let Some(body) = body.attempt() {
-            builder = builder.body(body);
-        }
-        let response = match builder.send().await {
-            Ok(response) => response,
-            Err(error) => return Attempt::Broken(error),
+        let uri = match &credential.proof {
+            None => Uri::try_from(target.as_str()),
+            Some(proof) => {
+                let mut url = target.clone();
+                url.query_pairs_mut()
+                    .append_pair("appsecret_proof", proof.expose_secret());
+                Uri::try_from(url.as_str())
+            }
         };
-        let status = response.status();
-        let headers = response.headers().clone();
-        let stream = futures::StreamExt::boxed(futures::TryStreamExt::map_err(
-            response.bytes_stream(),
-            |e| std::io::Error::other(e.without_url()),
-        ));
+        let mut request = http::Request::new(body.attempt());
+        *request.method_mut() = method.clone();
+        match uri {
+            Ok(uri) => *request.uri_mut() = uri,
+            // Checked when the target was built; a hex proof cannot make it invalid.
+            Err(error) => {
+                return Attempt::Broken(SendFailure {
+                    timed_out: false,
+                    message: error.to_string(),
+                })
+            }
+        }
+        let headers = request.headers_mut();
+        headers.clone_from(outgoing);
+        headers::inject(headers, spec, credential, &self.0.settings.extra);
+        let (head, stream) = match self.0.client.send(request).await {
+            Ok(response) => response.into_parts(),
+            Err(failure) => return Attempt::Broken(failure),
+        };
+        let (status, headers) = (head.status, head.headers);
         if !worth_peeking(status) {
             return Attempt::Answer(ProxyResponse {
                 status,

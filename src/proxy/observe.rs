@@ -7,7 +7,7 @@
 //! `growth_engine::audit`) is at debug level, since a log line per call cost the proxy about 5% of
 //! its CPU and said nothing the row does not.
 
-use reqwest::header::HeaderMap;
+use http::header::HeaderMap;
 use serde_json::Value;
 
 use crate::metrics::Metrics;
@@ -134,7 +134,7 @@ fn highest_percent(value: &Value) -> Option<i64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use reqwest::header::HeaderValue;
+    use http::header::HeaderValue;
 
     #[test]
     fn query_values_never_reach_the_record() {

@@ -1,7 +1,7 @@
 //! The authenticated proxy to the platforms' APIs (`/api/v1/proxy/{platform}/{*path}`): each
 //! platform's identity endpoint through it, what crosses it (credentials, headers, cookies), paths
 //! that could leave the API base, one refresh and one retry on a dead token, dead grants, broken
-//! connections, throttling and size limits.
+//! connections, stalled platforms, throttling and size limits.
 //!
 //! The simulators' user-info endpoints stand in for the APIs (they check bearer tokens and answer
 //! dead ones in each platform's shape); a small echo server stands in where a test needs to see
@@ -234,6 +234,34 @@ async fn dropping_server() -> (String, Arc<AtomicUsize>) {
                 }
                 counter.fetch_add(1, Ordering::SeqCst);
                 drop(socket);
+            });
+        }
+    });
+    (address, count)
+}
+
+/// A server that reads each request's head, writes `answer` (perhaps nothing, perhaps part of an
+/// answer) and then holds the connection without another byte; counts the requests that reached it.
+async fn stalling_server(answer: &'static [u8]) -> (String, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = format!("http://127.0.0.1:{}", listener.local_addr().unwrap().port());
+    let count = Arc::new(AtomicUsize::new(0));
+    let counter = count.clone();
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let counter = counter.clone();
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut buffer = [0u8; 1024];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match socket.read(&mut buffer).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&buffer[..n]),
+                    }
+                }
+                counter.fetch_add(1, Ordering::SeqCst);
+                let _ = socket.write_all(answer).await;
+                tokio::time::sleep(Duration::from_secs(60)).await;
             });
         }
     });
@@ -493,6 +521,46 @@ async fn a_post_is_never_sent_again_after_a_broken_connection_but_a_get_is() {
     let response = proxy_get(&app, "twitter", "users/me", "shop").await;
     assert_eq!(response.status(), 502);
     assert_eq!(count.load(Ordering::SeqCst), 3, "the GET was sent twice");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_platform_that_stalls_is_given_up_after_the_timeout_and_not_asked_again() {
+    let timeout = ("HTTP_TIMEOUT_SECONDS", "1".to_owned());
+    let (api, count) = stalling_server(b"").await;
+    let app = spawn_with_api("twitter", format!("{api}/2/"), vec![timeout.clone()]).await;
+    connect(&app, "twitter", "shop").await;
+    count.store(0, Ordering::SeqCst);
+    let started = std::time::Instant::now();
+    let response = proxy_get(&app, "twitter", "users/me", "shop").await;
+    let waited = started.elapsed();
+    let (status, code) = error_code(response).await;
+    assert_eq!((status, code.as_str()), (502, "platform_unreachable"));
+    assert!(
+        waited >= Duration::from_secs(1) && waited < Duration::from_secs(5),
+        "given up after the 1 s timeout: {waited:?}"
+    );
+    assert_eq!(
+        count.load(Ordering::SeqCst),
+        1,
+        "a slow platform is not a broken connection: the GET was not sent again"
+    );
+    app.stop().await;
+
+    // An answer whose body stops midway is cut once nothing has come for the timeout: the caller
+    // gets the status and then a broken body, never a hang.
+    let (api, _) = stalling_server(
+        b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{\"data\":",
+    )
+    .await;
+    let app = spawn_with_api("twitter", format!("{api}/2/"), vec![timeout]).await;
+    connect(&app, "twitter", "shop").await;
+    let response = proxy_get(&app, "twitter", "users/me", "shop").await;
+    assert_eq!(response.status(), 200);
+    let body = tokio::time::timeout(Duration::from_secs(5), response.bytes())
+        .await
+        .expect("the stalled body is cut after the platform timeout, not held open");
+    assert!(body.is_err(), "a cut body is not a complete one: {body:?}");
     app.stop().await;
 }
 
