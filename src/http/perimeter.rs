@@ -15,7 +15,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::extract::{ConnectInfo, Request, State};
-use axum::http::header::{CONTENT_SECURITY_POLICY, RETRY_AFTER, STRICT_TRANSPORT_SECURITY};
+use axum::http::header::{
+    CONTENT_SECURITY_POLICY, REFERRER_POLICY, RETRY_AFTER, STRICT_TRANSPORT_SECURITY,
+    X_CONTENT_TYPE_OPTIONS,
+};
 use axum::http::{HeaderName, HeaderValue, Method};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -135,7 +138,9 @@ impl SecurityHeaders {
     }
 }
 
-/// Adds the Content-Security-Policy (the sandbox's for `/sandbox/*`) and, in production, HSTS.
+/// Adds the Content-Security-Policy (the sandbox's for `/sandbox/*`), `Referrer-Policy:
+/// no-referrer` (our URLs carry store ids), `X-Content-Type-Options: nosniff` and, in production,
+/// HSTS.
 pub(crate) async fn security_headers(
     State(headers): State<SecurityHeaders>,
     request: Request,
@@ -150,6 +155,8 @@ pub(crate) async fn security_headers(
         &headers.csp
     };
     out.insert(CONTENT_SECURITY_POLICY, csp.clone());
+    out.insert(REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    out.insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     if let Some(hsts) = &headers.hsts {
         out.insert(STRICT_TRANSPORT_SECURITY, hsts.clone());
     }
@@ -448,12 +455,33 @@ enum Candidate {
     },
 }
 
-/// Answers 429 with `Retry-After` to a client over its limit on a limited route.
-pub async fn rate_limit(
-    State(limit): State<FlowRateLimit>,
+/// The per-request limits, one middleware: the request timeout around the rate limit.
+#[derive(Clone)]
+pub(crate) struct RequestLimits {
+    /// The rate limit of the flow's entry points.
+    pub flow: FlowRateLimit,
+    /// `HTTP_REQUEST_TIMEOUT_SECONDS`.
+    pub timeout: Duration,
+}
+
+/// Ends a request that takes longer than the timeout with a JSON 503 `request_timeout`, and
+/// answers 429 with `Retry-After` to a client over its limit on a limited route.
+///
+/// tower-http's `TimeoutLayer` was not used: it answers with an empty body, and every error here
+/// is JSON from the one mapping in `error.rs`. A response that has started streaming is not cut.
+pub(crate) async fn limit_requests(
+    State(limits): State<RequestLimits>,
     request: Request,
     next: Next,
 ) -> Response {
+    match tokio::time::timeout(limits.timeout, rate_limit(&limits.flow, request, next)).await {
+        Ok(response) => response,
+        Err(_) => ApiError::request_timeout(limits.timeout).into_response(),
+    }
+}
+
+/// Answers 429 with `Retry-After` to a client over its limit on a limited route.
+async fn rate_limit(limit: &FlowRateLimit, request: Request, next: Next) -> Response {
     if FlowRateLimit::applies_to(request.uri().path()) {
         // Without a client address (a server built without connect info) there is nothing to key
         // on; limiting everyone together would let one client lock out all others.
@@ -472,25 +500,6 @@ pub async fn rate_limit(
     }
     next.run(request).await
 }
-
-/// Ends a request that takes longer than `limit` with a JSON 503 `request_timeout`.
-///
-/// tower-http's `TimeoutLayer` was not used: it answers with an empty body, and every error here
-/// is JSON from the one mapping in `error.rs`. A response that has started streaming is not cut.
-pub async fn request_timeout(
-    State(limit): State<RequestTimeout>,
-    request: Request,
-    next: Next,
-) -> Response {
-    match tokio::time::timeout(limit.0, next.run(request)).await {
-        Ok(response) => response,
-        Err(_) => ApiError::request_timeout(limit.0).into_response(),
-    }
-}
-
-/// The longest a request may take, `HTTP_REQUEST_TIMEOUT_SECONDS`.
-#[derive(Debug, Clone, Copy)]
-pub struct RequestTimeout(pub Duration);
 
 #[cfg(test)]
 mod tests {
