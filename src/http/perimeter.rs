@@ -456,8 +456,8 @@ enum Candidate {
 }
 
 /// The per-request limits, one middleware: the request timeout around the rate limit.
-#[derive(Clone)]
-pub(crate) struct RequestLimits {
+#[derive(Debug, Clone)]
+pub struct RequestLimits {
     /// The rate limit of the flow's entry points.
     pub flow: FlowRateLimit,
     /// `HTTP_REQUEST_TIMEOUT_SECONDS`.
@@ -469,7 +469,7 @@ pub(crate) struct RequestLimits {
 ///
 /// tower-http's `TimeoutLayer` was not used: it answers with an empty body, and every error here
 /// is JSON from the one mapping in `error.rs`. A response that has started streaming is not cut.
-pub(crate) async fn limit_requests(
+pub async fn limit_requests(
     State(limits): State<RequestLimits>,
     request: Request,
     next: Next,

@@ -4,22 +4,28 @@
 //! Not reqwest, which the rest of the service uses for token and asset calls: a forwarded call
 //! needs none of its layers (redirects, which the proxy never follows; its retry policy; a second
 //! parse of every URL), and on a proxied call they cost about a tenth of the service's CPU
-//! (`scripts/bench-proxy`). Both are hyper's client underneath, with the same pool.
+//! (`scripts/bench-proxy`). Both are hyper's client underneath, with the same pool, and this one
+//! keeps reqwest's TCP keepalive and user timeout. It connects to the platform's host directly:
+//! unlike reqwest it does not read `HTTPS_PROXY`/`NO_PROXY`.
 
+use std::future::Future;
 use std::io;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
-use http::{Request, Response};
+use http::{Request, Response, Uri};
 use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Empty, Full, StreamBody};
 use hyper::body::Frame;
-use hyper_rustls::HttpsConnector;
+use hyper_rustls::{HttpsConnector, MaybeHttpsStream};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use tokio::net::TcpStream;
 
 use super::body::BodyStream;
 
@@ -64,23 +70,64 @@ impl SendFailure {
 
     fn of(error: &(dyn std::error::Error + 'static)) -> Self {
         let mut message = error.to_string();
-        let mut source = error.source();
-        while let Some(cause) = source {
-            message.push_str(": ");
-            message.push_str(&cause.to_string());
-            source = cause.source();
+        let mut timed_out = false;
+        let mut cause = Some(error);
+        while let Some(error) = cause {
+            // A connect that timed out (ours, or hyper's per address) is a slow platform too.
+            timed_out |= error
+                .downcast_ref::<io::Error>()
+                .is_some_and(|e| e.kind() == io::ErrorKind::TimedOut)
+                || error
+                    .downcast_ref::<hyper::Error>()
+                    .is_some_and(hyper::Error::is_timeout);
+            cause = error.source();
+            if let Some(next) = cause {
+                message.push_str(": ");
+                message.push_str(&next.to_string());
+            }
         }
-        Self {
-            timed_out: false,
-            message,
-        }
+        Self { timed_out, message }
+    }
+}
+
+/// The connector with the platform timeout on all of connecting: the name lookup, TCP and TLS.
+/// (`HttpConnector`'s own timeout covers TCP only, and a connect the pool goes on with in the
+/// background after a call took another connection would otherwise have no bound.)
+#[derive(Debug, Clone)]
+struct TimedConnector {
+    inner: HttpsConnector<HttpConnector>,
+    timeout: Duration,
+}
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+impl tower::Service<Uri> for TimedConnector {
+    type Response = MaybeHttpsStream<TokioIo<TcpStream>>;
+    type Error = BoxError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, BoxError>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, uri: Uri) -> Self::Future {
+        let connecting = self.inner.call(uri);
+        let timeout = self.timeout;
+        Box::pin(async move {
+            match tokio::time::timeout(timeout, connecting).await {
+                Ok(connected) => connected,
+                Err(_) => {
+                    Err(io::Error::new(io::ErrorKind::TimedOut, "connecting timed out").into())
+                }
+            }
+        })
     }
 }
 
 /// The client: a cheap-clone handle on one pool of kept-alive connections per platform host.
 #[derive(Debug, Clone)]
 pub(crate) struct PlatformClient {
-    client: Client<HttpsConnector<HttpConnector>, OutBody>,
+    client: Client<TimedConnector, OutBody>,
     timeout: Duration,
 }
 
@@ -101,11 +148,22 @@ impl PlatformClient {
         http.enforce_http(false);
         http.set_nodelay(true);
         http.set_connect_timeout(Some(timeout));
+        // reqwest's defaults, which the rest of the service has: a pooled connection that a NAT or
+        // load balancer dropped without a word is found out, not written to until the timeout.
+        http.set_keepalive(Some(Duration::from_secs(15)));
+        http.set_keepalive_interval(Some(Duration::from_secs(15)));
+        http.set_keepalive_retries(Some(3));
+        #[cfg(target_os = "linux")]
+        http.set_tcp_user_timeout(Some(Duration::from_secs(30)));
         let https = hyper_rustls::HttpsConnectorBuilder::new()
             .with_tls_config(tls)
             .https_or_http()
             .enable_http1()
             .wrap_connector(http);
+        let connector = TimedConnector {
+            inner: https,
+            timeout,
+        };
         // Calls reuse kept-alive connections: a new TCP and TLS handshake per call would cost more
         // than everything else the proxy does. Idle ones are kept a while per platform host, for
         // bursts of up to that many concurrent calls.
@@ -113,7 +171,7 @@ impl PlatformClient {
             .pool_timer(TokioTimer::new())
             .pool_idle_timeout(Duration::from_secs(90))
             .pool_max_idle_per_host(256)
-            .build(https);
+            .build(connector);
         Ok(Self { client, timeout })
     }
 
@@ -134,5 +192,44 @@ impl PlatformClient {
                 .map_err(io::Error::other)
                 .boxed()
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An error with a cause, as hyper-util's client reports a failed connect.
+    #[derive(Debug)]
+    struct Client(io::Error);
+
+    impl std::fmt::Display for Client {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("client error (Connect)")
+        }
+    }
+
+    impl std::error::Error for Client {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            Some(&self.0)
+        }
+    }
+
+    #[test]
+    fn a_connect_that_timed_out_is_a_timeout_and_a_reset_is_not() {
+        let timed_out = Client(io::Error::new(
+            io::ErrorKind::TimedOut,
+            "connecting timed out",
+        ));
+        assert!(SendFailure::of(&timed_out).timed_out);
+        let reset = SendFailure::of(&Client(io::Error::from(io::ErrorKind::ConnectionReset)));
+        assert!(!reset.timed_out);
+        assert!(
+            reset
+                .message
+                .starts_with("client error (Connect): connection reset"),
+            "{}",
+            reset.message
+        );
     }
 }

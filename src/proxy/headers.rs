@@ -6,7 +6,10 @@
 //! headers minus hop-by-hop ones and `Set-Cookie`.
 
 use hmac::{Hmac, Mac};
-use http::header::{HeaderMap, HeaderName, HeaderValue, AUTHORIZATION, CONNECTION};
+use http::header::{
+    HeaderMap, HeaderName, HeaderValue, ACCEPT, AUTHORIZATION, CONNECTION, CONTENT_LENGTH,
+};
+use http::Method;
 use secrecy::{ExposeSecret, SecretString};
 use sha2::Sha256;
 
@@ -92,6 +95,17 @@ pub(crate) fn incoming(platform: &HeaderMap) -> HeaderMap {
         }
     }
     out
+}
+
+/// What an HTTP client adds when the caller did not say: `Accept: */*`, and `Content-Length: 0` on
+/// a POST, PUT or PATCH without a body (Google's front ends answer 411 to one without it).
+pub(crate) fn defaults(headers: &mut HeaderMap, method: &Method, empty_body: bool) {
+    if !headers.contains_key(ACCEPT) {
+        headers.insert(ACCEPT, HeaderValue::from_static("*/*"));
+    }
+    if empty_body && matches!(*method, Method::POST | Method::PUT | Method::PATCH) {
+        headers.insert(CONTENT_LENGTH, HeaderValue::from_static("0"));
+    }
 }
 
 /// The settings-side values some platforms want besides the token and the spec's secret API

@@ -361,9 +361,11 @@ impl Proxy {
                 })
             }
         }
+        let empty = hyper::body::Body::size_hint(request.body()).exact() == Some(0);
         let headers = request.headers_mut();
         headers.clone_from(outgoing);
         headers::inject(headers, spec, credential, &self.0.settings.extra);
+        headers::defaults(headers, method, empty);
         let (head, stream) = match self.0.client.send(request).await {
             Ok(response) => response.into_parts(),
             Err(failure) => return Attempt::Broken(failure),

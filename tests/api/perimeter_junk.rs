@@ -12,7 +12,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::routing::get;
 use axum::Router;
 use growth_engine::http::extract::ApiKeys;
-use growth_engine::http::perimeter::{self, FlowRateLimit, Perimeter, RequestTimeout};
+use growth_engine::http::perimeter::{self, FlowRateLimit, Perimeter, RequestLimits};
 use growth_engine::http::{serve, ServerTimeouts};
 use secrecy::SecretString;
 use serde_json::Value;
@@ -135,12 +135,16 @@ async fn the_rate_limit_tables_stay_under_their_cap_whatever_the_keys() {
     let keys = ApiKeys::new(&[SecretString::from(API_KEY)]);
     let limit = FlowRateLimit::with_capacity(&perimeter(5, true), keys, CAP);
     let ok = || async { "ok" };
+    let limits = RequestLimits {
+        flow: limit.clone(),
+        timeout: Duration::from_secs(30),
+    };
     let router = Router::new()
         .route("/api/v1/oauth/authorize", get(ok))
         .route("/api/v1/oauth/connect/{platform}", get(ok))
         .layer(axum::middleware::from_fn_with_state(
-            limit.clone(),
-            perimeter::rate_limit,
+            limits,
+            perimeter::limit_requests,
         ));
     let base = serve_on_loopback(router, ServerTimeouts::default()).await;
     let client = reqwest::Client::new();
@@ -274,8 +278,11 @@ async fn a_request_longer_than_the_request_timeout_is_a_json_503() {
         )
         .route("/fast", get(|| async { "ok" }))
         .layer(axum::middleware::from_fn_with_state(
-            RequestTimeout(Duration::from_millis(300)),
-            perimeter::request_timeout,
+            RequestLimits {
+                flow: FlowRateLimit::new(&perimeter(5, true), ApiKeys::new(&[])),
+                timeout: Duration::from_millis(300),
+            },
+            perimeter::limit_requests,
         ));
     let base = serve_on_loopback(router, ServerTimeouts::default()).await;
     let started = Instant::now();

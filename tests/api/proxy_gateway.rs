@@ -759,5 +759,24 @@ async fn bodies_beyond_the_apis_own_limit_reach_the_platform_whole() {
         (3 * 1024 * 1024).to_string().as_str(),
         "a streamed body keeps its announced length"
     );
+
+    // A POST without a body says so (some front ends answer 411 otherwise); a call without an
+    // Accept gets an HTTP client's default.
+    let response = proxy_request(
+        &app,
+        reqwest::Method::POST,
+        "tiktok",
+        "post/publish/status/",
+        "shop",
+    )
+    .send()
+    .await
+    .unwrap();
+    assert_eq!(response.status(), 200);
+    let seen = echo.seen();
+    let call = seen.last().unwrap();
+    assert_eq!((call.method.as_str(), call.body_len), ("POST", 0));
+    assert_eq!(call.headers["content-length"], "0");
+    assert_eq!(call.headers["accept"], "*/*");
     app.stop().await;
 }
