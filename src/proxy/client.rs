@@ -4,9 +4,8 @@
 //! Not reqwest, which the rest of the service uses for token and asset calls: a forwarded call
 //! needs none of its layers (redirects, which the proxy never follows; its retry policy; a second
 //! parse of every URL), and on a proxied call they cost about a tenth of the service's CPU
-//! (`scripts/bench-proxy`). Both are hyper's client underneath, with the same pool, and this one
-//! keeps reqwest's TCP keepalive and user timeout. It connects to the platform's host directly:
-//! unlike reqwest it does not read `HTTPS_PROXY`/`NO_PROXY`.
+//! (`scripts/bench-proxy`). Both are hyper's client underneath, with the same pool; this one keeps
+//! reqwest's TCP keepalive and user timeout, and its use of an egress proxy (`HTTPS_PROXY`).
 
 use std::future::Future;
 use std::io;
@@ -22,8 +21,10 @@ use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Empty, Full, StreamBody};
 use hyper::body::Frame;
 use hyper_rustls::{HttpsConnector, MaybeHttpsStream};
+use hyper_util::client::legacy::connect::proxy::Tunnel;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
+use hyper_util::client::proxy::matcher::Matcher;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::TcpStream;
 
@@ -90,16 +91,52 @@ impl SendFailure {
     }
 }
 
-/// The connector with the platform timeout on all of connecting: the name lookup, TCP and TLS.
-/// (`HttpConnector`'s own timeout covers TCP only, and a connect the pool goes on with in the
-/// background after a call took another connection would otherwise have no bound.)
-#[derive(Debug, Clone)]
+/// The connector: straight to the platform, or through the egress proxy `HTTPS_PROXY` names (an
+/// HTTP `CONNECT` tunnel, TLS to the platform inside it, `NO_PROXY` honoured), as reqwest does for
+/// the service's other calls; with the platform timeout on all of connecting: the name lookup, TCP,
+/// the tunnel and TLS. (`HttpConnector`'s own timeout covers TCP only, and a connect the pool goes
+/// on with in the background after a call took another connection would otherwise have no bound.)
+/// Plain `http://` APIs (the sandbox) are always reached directly.
+#[derive(Clone)]
 struct TimedConnector {
-    inner: HttpsConnector<HttpConnector>,
+    direct: HttpsConnector<HttpConnector>,
+    tcp: HttpConnector,
+    tls: Arc<rustls::ClientConfig>,
+    egress: Arc<Matcher>,
     timeout: Duration,
 }
 
+impl std::fmt::Debug for TimedConnector {
+    // The matcher holds the egress proxy's URL, which may carry its password.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TimedConnector")
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+impl TimedConnector {
+    /// The tunnel to `uri` through the egress proxy, when one applies.
+    fn tunnel(&self, uri: &Uri) -> Option<HttpsConnector<Tunnel<HttpConnector>>> {
+        if uri.scheme() != Some(&http::uri::Scheme::HTTPS) {
+            return None;
+        }
+        let egress = self.egress.intercept(uri)?;
+        let mut tunnel = Tunnel::new(egress.uri().clone(), self.tcp.clone());
+        if let Some(auth) = egress.basic_auth() {
+            tunnel = tunnel.with_auth(auth.clone());
+        }
+        Some(
+            hyper_rustls::HttpsConnectorBuilder::new()
+                .with_tls_config((*self.tls).clone())
+                .https_only()
+                .enable_http1()
+                .wrap_connector(tunnel),
+        )
+    }
+}
 
 impl tower::Service<Uri> for TimedConnector {
     type Response = MaybeHttpsStream<TokioIo<TcpStream>>;
@@ -107,11 +144,15 @@ impl tower::Service<Uri> for TimedConnector {
     type Future = Pin<Box<dyn Future<Output = Result<Self::Response, BoxError>> + Send>>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
-        self.inner.poll_ready(cx)
+        self.direct.poll_ready(cx)
     }
 
     fn call(&mut self, uri: Uri) -> Self::Future {
-        let connecting = self.inner.call(uri);
+        let connecting = match self.tunnel(&uri) {
+            // Always ready, like the direct one: hyper's connector and rustls have no backlog.
+            Some(mut tunnel) => tunnel.call(uri),
+            None => self.direct.call(uri),
+        };
         let timeout = self.timeout;
         Box::pin(async move {
             match tokio::time::timeout(timeout, connecting).await {
@@ -135,6 +176,11 @@ impl PlatformClient {
     /// HTTP/1.1 over TLS (the Mozilla roots, ring) or plain HTTP (the sandbox, tests); never a
     /// redirect followed (hyper's client follows none: a redirect could carry the token elsewhere).
     pub fn new(timeout: Duration) -> Result<Self, rustls::Error> {
+        Self::with_egress(timeout, Matcher::from_env())
+    }
+
+    /// The same, with the egress proxy rules given rather than read from the environment.
+    fn with_egress(timeout: Duration, egress: Matcher) -> Result<Self, rustls::Error> {
         let roots = rustls::RootCertStore {
             roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
         };
@@ -155,13 +201,16 @@ impl PlatformClient {
         http.set_keepalive_retries(Some(3));
         #[cfg(target_os = "linux")]
         http.set_tcp_user_timeout(Some(Duration::from_secs(30)));
-        let https = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(tls)
+        let direct = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls.clone())
             .https_or_http()
             .enable_http1()
-            .wrap_connector(http);
+            .wrap_connector(http.clone());
         let connector = TimedConnector {
-            inner: https,
+            direct,
+            tcp: http,
+            tls: Arc::new(tls),
+            egress: Arc::new(egress),
             timeout,
         };
         // Calls reuse kept-alive connections: a new TCP and TLS handshake per call would cost more
@@ -230,6 +279,78 @@ mod tests {
                 .starts_with("client error (Connect): connection reset"),
             "{}",
             reset.message
+        );
+    }
+
+    /// Accepts connections on a free port; sends the head of each request received, then answers
+    /// `reply`.
+    async fn recording_server(
+        reply: &'static [u8],
+    ) -> (String, tokio::sync::mpsc::UnboundedReceiver<String>) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let address = listener.local_addr().expect("address").to_string();
+        let (heads, received) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                let mut head = Vec::new();
+                let mut buffer = [0u8; 1024];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match socket.read(&mut buffer).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => head.extend_from_slice(&buffer[..n]),
+                    }
+                }
+                let _ = heads.send(String::from_utf8_lossy(&head).into_owned());
+                let _ = socket.write_all(reply).await;
+            }
+        });
+        (address, received)
+    }
+
+    #[tokio::test]
+    async fn an_https_api_is_reached_through_the_egress_proxy_and_a_plain_one_directly() {
+        let (proxy, mut tunnels) =
+            recording_server(b"HTTP/1.1 403 Forbidden\r\ncontent-length: 0\r\n\r\n").await;
+        let (plain, mut calls) = recording_server(b"HTTP/1.1 204 No Content\r\n\r\n").await;
+        let egress = Matcher::builder()
+            .https(format!("http://user:s3cret@{proxy}"))
+            .http(format!("http://{proxy}"))
+            .build();
+        let client = PlatformClient::with_egress(Duration::from_secs(5), egress).expect("client");
+
+        let request = Request::get("https://graph.facebook.com/v25.0/me")
+            .body(empty())
+            .expect("request");
+        let Err(failure) = client.send(request).await else {
+            panic!("the proxy refused the tunnel: the call cannot have an answer");
+        };
+        assert!(!failure.timed_out);
+        assert!(!failure.message.contains("s3cret"), "{}", failure.message);
+        let head = tunnels.recv().await.expect("the egress proxy was asked");
+        assert!(
+            head.starts_with("CONNECT graph.facebook.com:443 HTTP/1.1\r\n"),
+            "{head}"
+        );
+        // base64("user:s3cret")
+        assert!(
+            head.to_ascii_lowercase()
+                .contains("proxy-authorization: basic dxnlcjpzm2nyzxq="),
+            "{head}"
+        );
+
+        let request = Request::get(format!("http://{plain}/v2/users/me"))
+            .body(empty())
+            .expect("request");
+        let response = client.send(request).await.expect("a direct answer");
+        assert_eq!(response.status(), 204);
+        let head = calls.recv().await.expect("the API was called");
+        assert!(head.starts_with("GET /v2/users/me HTTP/1.1\r\n"), "{head}");
+        assert!(
+            tunnels.try_recv().is_err(),
+            "plain HTTP never goes through the egress proxy"
         );
     }
 }
