@@ -216,33 +216,18 @@ async fn echo_server() -> (String, Echo) {
 /// A server that reads each request's head and closes the connection without answering; counts
 /// the requests that reached it.
 async fn dropping_server() -> (String, Arc<AtomicUsize>) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let address = format!("http://127.0.0.1:{}", listener.local_addr().unwrap().port());
-    let count = Arc::new(AtomicUsize::new(0));
-    let counter = count.clone();
-    tokio::spawn(async move {
-        while let Ok((mut socket, _)) = listener.accept().await {
-            let counter = counter.clone();
-            tokio::spawn(async move {
-                let mut head = Vec::new();
-                let mut buffer = [0u8; 1024];
-                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match socket.read(&mut buffer).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => head.extend_from_slice(&buffer[..n]),
-                    }
-                }
-                counter.fetch_add(1, Ordering::SeqCst);
-                drop(socket);
-            });
-        }
-    });
-    (address, count)
+    head_reading_server(None).await
 }
 
 /// A server that reads each request's head, writes `answer` (perhaps nothing, perhaps part of an
 /// answer) and then holds the connection without another byte; counts the requests that reached it.
 async fn stalling_server(answer: &'static [u8]) -> (String, Arc<AtomicUsize>) {
+    head_reading_server(Some(answer)).await
+}
+
+/// Reads each request's head, counts it, then closes the connection (`None`) or writes `stall`'s
+/// bytes and holds it open for a minute.
+async fn head_reading_server(stall: Option<&'static [u8]>) -> (String, Arc<AtomicUsize>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = format!("http://127.0.0.1:{}", listener.local_addr().unwrap().port());
     let count = Arc::new(AtomicUsize::new(0));
@@ -260,8 +245,10 @@ async fn stalling_server(answer: &'static [u8]) -> (String, Arc<AtomicUsize>) {
                     }
                 }
                 counter.fetch_add(1, Ordering::SeqCst);
-                let _ = socket.write_all(answer).await;
-                tokio::time::sleep(Duration::from_secs(60)).await;
+                if let Some(answer) = stall {
+                    let _ = socket.write_all(answer).await;
+                    tokio::time::sleep(Duration::from_secs(60)).await;
+                }
             });
         }
     });
