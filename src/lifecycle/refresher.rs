@@ -50,29 +50,24 @@ impl Refresher {
     /// another (up to [`MAX_ROUNDS_PER_TICK`]), so a backlog drains at the platforms' pace rather
     /// than one batch per interval.
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
-        tokio::pin!(shutdown);
-        let mut ticker = tokio::time::interval(self.interval);
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                () = &mut shutdown => return,
-                _ = ticker.tick() => {
-                    for _ in 0..MAX_ROUNDS_PER_TICK {
-                        match self.run_once().await {
-                            Ok(round) => {
-                                if round.due > 0 {
-                                    tracing::info!(?round, "refresher round");
-                                }
-                                if round.due < self.batch() {
-                                    break;
-                                }
-                            }
-                            Err(error) => {
-                                tracing::warn!(error = %error, "refresher round failed");
-                                break;
-                            }
-                        }
+        super::supervise::every(self.interval, shutdown, || self.tick()).await;
+    }
+
+    /// One tick: rounds until one finds less than a full batch (or fails).
+    async fn tick(&self) {
+        for _ in 0..MAX_ROUNDS_PER_TICK {
+            match self.run_once().await {
+                Ok(round) => {
+                    if round.due > 0 {
+                        tracing::info!(?round, "refresher round");
                     }
+                    if round.due < self.batch() {
+                        break;
+                    }
+                }
+                Err(error) => {
+                    tracing::warn!(error = %error, "refresher round failed");
+                    break;
                 }
             }
         }

@@ -124,33 +124,26 @@ impl WebhookDeliverer {
     /// Delivers until `shutdown` resolves, looking for due events every `interval`, and prunes
     /// delivered events every hour.
     pub async fn run(self, interval: Duration, shutdown: impl Future<Output = ()>) {
-        tokio::pin!(shutdown);
-        let mut ticker = tokio::time::interval(interval);
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut cleanup = tokio::time::interval(PRUNE_EVERY);
-        cleanup.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                () = &mut shutdown => return,
-                _ = ticker.tick() => {
-                    // A full batch means more may be waiting: a few more rounds, as many events
-                    // per tick as one big claim would take, with each claim still covering its
-                    // own posts.
-                    for _ in 0..DRAIN_ROUNDS {
-                        match self.deliver_due().await {
-                            Ok(delivered) if delivered == BATCH => continue,
-                            Ok(_) => break,
-                            Err(error) => {
-                                tracing::warn!(error = %error, "webhook round failed");
-                                break;
-                            }
-                        }
-                    }
-                }
-                _ = cleanup.tick() => {
-                    if let Err(error) = self.prune().await {
-                        tracing::warn!(error = %error, "webhook outbox cleanup failed");
-                    }
+        let shutdown = futures::FutureExt::shared(Box::pin(shutdown));
+        let deliver = super::supervise::every(interval, shutdown.clone(), || self.deliver_tick());
+        let cleanup = super::supervise::every(PRUNE_EVERY, shutdown, || async {
+            if let Err(error) = self.prune().await {
+                tracing::warn!(error = %error, "webhook outbox cleanup failed");
+            }
+        });
+        futures::future::join(deliver, cleanup).await;
+    }
+
+    /// One delivery tick. A full batch means more may be waiting: a few more rounds, as many events
+    /// per tick as one big claim would take, with each claim still covering its own posts.
+    async fn deliver_tick(&self) {
+        for _ in 0..DRAIN_ROUNDS {
+            match self.deliver_due().await {
+                Ok(delivered) if delivered == BATCH => continue,
+                Ok(_) => break,
+                Err(error) => {
+                    tracing::warn!(error = %error, "webhook round failed");
+                    break;
                 }
             }
         }
