@@ -150,6 +150,25 @@ fn content_length(headers: &HeaderMap) -> Option<u64> {
         .and_then(|v| v.parse::<u64>().ok())
 }
 
+/// Where a call goes: its URL under the API base, and the same as a request URI, checked once.
+struct Target {
+    url: Url,
+    uri: Uri,
+}
+
+impl Target {
+    /// The URI to send with `credential`: with Meta's `appsecret_proof` added when it has one.
+    fn uri_for(&self, credential: &Credential) -> Result<Uri, http::uri::InvalidUri> {
+        let Some(proof) = &credential.proof else {
+            return Ok(self.uri.clone());
+        };
+        let mut url = self.url.clone();
+        url.query_pairs_mut()
+            .append_pair("appsecret_proof", proof.expose_secret());
+        Uri::try_from(url.as_str())
+    }
+}
+
 /// What one attempt gave.
 enum Attempt {
     /// An answer to pass back.
@@ -281,14 +300,15 @@ impl Proxy {
         platform: &str,
         path: &str,
         query: Option<&str>,
-    ) -> Result<(&PlatformSpec, Url), ProxyError> {
+    ) -> Result<(&PlatformSpec, Target), ProxyError> {
         let spec = self.0.connections.catalog().require(platform)?;
         let base =
             (spec.api_base.as_ref()).ok_or_else(|| ProxyError::NoApi(spec.id.to_string()))?;
         let url = target::build(base, path, query)?;
         // What the URL parser accepts but an HTTP request line may not carry.
-        Uri::try_from(url.as_str()).map_err(|_| ProxyError::InvalidPath("not a valid URI"))?;
-        Ok((spec, url))
+        let uri =
+            Uri::try_from(url.as_str()).map_err(|_| ProxyError::InvalidPath("not a valid URI"))?;
+        Ok((spec, Target { url, uri }))
     }
 
     /// The token to send: the connection's (refreshed first when `force`), or the chosen Meta
@@ -334,26 +354,17 @@ impl Proxy {
     async fn attempt(
         &self,
         spec: &PlatformSpec,
-        target: &Url,
+        target: &Target,
         method: &Method,
         outgoing: &HeaderMap,
         credential: &Credential,
         body: &mut OutgoingBody,
     ) -> Attempt {
-        let uri = match &credential.proof {
-            None => Uri::try_from(target.as_str()),
-            Some(proof) => {
-                let mut url = target.clone();
-                url.query_pairs_mut()
-                    .append_pair("appsecret_proof", proof.expose_secret());
-                Uri::try_from(url.as_str())
-            }
-        };
         let mut request = http::Request::new(body.attempt());
         *request.method_mut() = method.clone();
-        match uri {
+        match target.uri_for(credential) {
             Ok(uri) => *request.uri_mut() = uri,
-            // Checked when the target was built; a hex proof cannot make it invalid.
+            // The target was checked when built; a hex proof cannot make it invalid.
             Err(error) => {
                 return Attempt::Broken(SendFailure {
                     timed_out: false,
