@@ -432,19 +432,20 @@ impl Settings {
             ),
             row("PROXY_MAX_BODY_BYTES", self.proxy.max_body_bytes),
             row("PROXY_MAX_RESPONSE_BYTES", self.proxy.max_response_bytes),
-            row(
-                "GOOGLE_ADS_DEVELOPER_TOKEN",
-                set(self.platforms.values().any(|p| p.api_secret.is_some())),
-            ),
-            row(
-                "GOOGLE_ADS_LOGIN_CUSTOMER_ID",
-                self.proxy
-                    .extra
-                    .google_ads_login_customer_id
-                    .as_deref()
-                    .unwrap_or("not set"),
-            ),
         ];
+        for built_in in BUILT_IN.iter() {
+            for setting in built_in.api_settings {
+                let value = self
+                    .platforms
+                    .get(built_in.slug)
+                    .and_then(|p| p.api_headers.iter().find(|h| h.name == setting.header));
+                rows.push(match value {
+                    Some(_) if setting.secret => row(setting.var, "set"),
+                    Some(header) => row(setting.var, header.value.expose_secret()),
+                    None => row(setting.var, "not set"),
+                });
+            }
+        }
         for built_in in BUILT_IN.iter() {
             let platform = self.platforms.get(built_in.slug);
             let creds = platform.and_then(|p| p.credentials.as_ref());

@@ -14,6 +14,7 @@ use crate::audit::{Actor, AuditEvent, AuditLog};
 use crate::domain::StoreId;
 use crate::lifecycle::Connections;
 use crate::oauth::{Flow, OAuthError};
+use crate::platforms::builtin::{asset_kind, asset_kinds};
 use crate::platforms::{AssetKind, PlatformSpec};
 
 /// The asset routes.
@@ -44,9 +45,9 @@ pub(crate) fn find_platform<'a>(flow: &'a Flow, slug: &str) -> Result<&'a Platfo
 
 /// The kind a request names; a 400 listing the kinds otherwise.
 pub(crate) fn parse_kind(text: &str) -> Result<AssetKind, ApiError> {
-    AssetKind::parse(text).ok_or_else(|| {
+    asset_kind(text).ok_or_else(|| {
         ApiError::bad_request("invalid_kind", "Unknown asset kind.")
-            .with_details(serde_json::json!({ "kinds": AssetKind::ALL.map(AssetKind::as_str) }))
+            .with_details(serde_json::json!({ "kinds": asset_kinds().iter().map(|k| k.as_str()).collect::<Vec<_>>() }))
     })
 }
 

@@ -66,10 +66,10 @@ fn store_of(headers: &HeaderMap) -> Result<StoreId, ApiError> {
     path = "/api/v1/proxy/{platform}/{path}", tag = "proxy",
     security(("api_key" = [])),
     params(
-        ("platform" = String, Path, description = "meta, tiktok, google, pinterest, twitter"),
-        ("path" = String, Path, description = "the path under the platform's API base, e.g. `me` (Graph), `user/info/` (TikTok), `users/me` (X)"),
+        ("platform" = String, Path, description = "a platform's slug, as `GET /api/v1/oauth/platforms` lists them"),
+        ("path" = String, Path, description = "the path under the platform's API base (`api_base` in `GET /api/v1/oauth/platforms`), e.g. `users/me`"),
         ("Growth-Engine-Store" = String, Header, description = "the store whose connection is used"),
-        ("Growth-Engine-Account" = Option<String>, Header, description = "a Meta Page id: call with that Page's token"),
+        ("Growth-Engine-Account" = Option<String>, Header, description = "an asset id whose page token the call uses (a page the connection manages)"),
     ),
     responses(
         (status = 200, description = "the platform's answer (any status, passed through)"),

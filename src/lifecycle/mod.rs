@@ -46,11 +46,11 @@ use crate::audit::{Actor, AuditEvent, AuditLog};
 use crate::clock::SharedClock;
 use crate::domain::{Connection, ConnectionStatus, PlatformId, StoreId, TokenSet};
 use crate::metrics::Metrics;
-use crate::platforms::catalog::{Catalog, PlatformSpec};
 use crate::platforms::client::{
     PlatformClient, RevocationOutcome, RevocationReport, TokenRevocation,
 };
 use crate::platforms::error::OAuthError;
+use crate::platforms::{Catalog, PlatformSpec};
 use crate::platforms::{Grant, ReconnectRule};
 use crate::redis_conn::RedisHandle;
 use crate::store::{Store, StoreError};

@@ -20,10 +20,9 @@ use super::recovery::RecoveryRecord;
 use super::renewal::{self, Plan};
 use super::{events, Connections, IssuedToken, LEASE};
 use crate::domain::{Connection, ConnectionStatus, TokenSet};
-use crate::platforms::catalog::PlatformSpec;
-use crate::platforms::client::TokenGrant;
 use crate::platforms::error::OAuthError;
-use crate::platforms::quirks;
+use crate::platforms::PlatformSpec;
+use crate::platforms::TokenGrant;
 use crate::store::{NewEvent, StoreError};
 
 /// The most a platform's follow-up call after a renewal (Meta's `debug_token`) may add to a
@@ -202,12 +201,12 @@ impl Connections {
         match self.renew(spec, &old).await {
             Ok(grant) => {
                 let mut connection = connection;
-                // Meta: the data-access expiry as `debug_token` now reports it (best effort). It runs
+                // What the platform notes after a renewal (a data-access expiry; best effort). It runs
                 // under the lease and before the write, so it gets a short budget of its own: the
                 // renewed tokens must be stored well within the shutdown grace.
                 let noted = tokio::time::timeout(
                     AFTER_RENEWAL_BUDGET,
-                    quirks::after_renewal(
+                    spec.behaviour.after_renewal(
                         &self.client,
                         spec,
                         &grant.tokens.access_token,
@@ -237,7 +236,11 @@ impl Connections {
         let now = self.clock.now();
         match renewal::choose(spec.renewal, old, now) {
             Plan::RefreshToken(token) => self.client.refresh(spec, token, now).await,
-            Plan::MetaExchange(token) => self.client.meta_exchange(spec, token, now).await,
+            Plan::ExchangeLiveToken(token) => {
+                (spec.behaviour)
+                    .exchange_live_token(&self.client, spec, token, now)
+                    .await
+            }
             Plan::Impossible(why) => Err(why.into_error(&spec.id)),
         }
     }

@@ -4,15 +4,16 @@
 use secrecy::SecretString;
 use serde_json::json;
 
-use super::assets::{self, Asset, AssetKind, AssetSet};
-use super::catalog::{
-    AccountMapping, ClientAuth, ErrorShape, Pkce, PlatformSpec, ReconnectRule, Renewal, Revocation,
-    TokenMethod,
+use async_trait::async_trait;
+
+use crate::platforms::assets::{Asset, AssetKind, AssetSet, AssetToken};
+use crate::platforms::definition::{BuiltInPlatform, Endpoints, Mark, Protocol};
+use crate::platforms::discovery;
+use crate::platforms::error::OAuthError;
+use crate::platforms::platform::{
+    AccountMapping, ClientAuth, ConsentMode, ErrorShape, Pkce, Platform, PlatformHttp,
+    PlatformSpec, ReconnectRule, Renewal, Revocation, TokenMethod,
 };
-use super::client::PlatformClient;
-use super::error::OAuthError;
-use super::quirks::Hook;
-use super::{BuiltInPlatform, ConsentMode, Endpoints, Mark, Protocol};
 
 /// The scope without which X issues no refresh token.
 const OFFLINE_ACCESS: &str = "offline.access";
@@ -46,11 +47,12 @@ pub(super) const PLATFORM: BuiltInPlatform = BuiltInPlatform {
     // `offline.access` [X2]; no source gives a lifetime or an idle limit, and the token response
     // carries none, so X has a `reconnect_by` only if it ever reports one.
     reconnect: ReconnectRule::RefreshTokenExpiry,
-    hooks: &[Hook::XOfflineAccess, Hook::XUser],
+    behaviour: &Twitter,
     api_base: "https://api.x.com/2/",
-    proxy_auth: super::ProxyAuth::Bearer,
-    dead_token: super::DeadToken::Status401,
-    api_secret_header: None,
+    api_settings: &[],
+    fixed_api_headers: &[],
+    asset_kinds: &[USER],
+    foreign_vars: &[],
     simulated: true,
     protocol: Protocol {
         scope_separator: " ",
@@ -78,25 +80,49 @@ pub(super) const PLATFORM: BuiltInPlatform = BuiltInPlatform {
     },
 };
 
-/// X issues no refresh token without `offline.access` (providers.md X2): an override of
-/// `TWITTER_SCOPES` must not silently lose it.
-pub(super) fn keep_offline_access(scopes: &mut Vec<String>) {
-    if !scopes.iter().any(|s| s == OFFLINE_ACCESS) {
-        scopes.push(OFFLINE_ACCESS.into());
+/// The X user: an identity, not a choice.
+const USER: AssetKind = AssetKind {
+    key: "x_user",
+    label: "X user",
+    selectable: false,
+    token: AssetToken::Connection,
+};
+
+/// X's behaviour: `offline.access` kept, the user as its asset.
+#[derive(Debug)]
+pub(super) struct Twitter;
+
+#[async_trait]
+impl Platform for Twitter {
+    /// X issues no refresh token without `offline.access` (providers.md X2): an override of
+    /// `TWITTER_SCOPES` must not silently lose it.
+    fn adjust_scopes(&self, scopes: &mut Vec<String>) {
+        if !scopes.iter().any(|s| s == OFFLINE_ACCESS) {
+            scopes.push(OFFLINE_ACCESS.into());
+        }
+    }
+
+    async fn discover_assets(
+        &self,
+        http: &dyn PlatformHttp,
+        spec: &PlatformSpec,
+        access_token: &SecretString,
+    ) -> Result<AssetSet, OAuthError> {
+        discover_assets(http, spec, access_token).await
     }
 }
 
 /// X's asset: the user (`GET /2/users/me`).
 /// <https://docs.x.com/x-api/users/user-lookup-me>
-pub(super) async fn discover_assets(
-    client: &PlatformClient,
+async fn discover_assets(
+    client: &dyn PlatformHttp,
     spec: &PlatformSpec,
     access_token: &SecretString,
 ) -> Result<AssetSet, OAuthError> {
-    let url = assets::api_url(spec, "users/me")?;
+    let url = discovery::api_url(spec, "users/me")?;
     let body = client.get_api(spec, url, access_token, &[]).await?;
     let data = body.get("data").cloned().unwrap_or_default();
-    let Some(id) = assets::text(&data, "id") else {
+    let Some(id) = discovery::text(&data, "id") else {
         return Err(OAuthError::BadResponse {
             platform: spec.id.clone(),
             detail: "users/me without data.id".into(),
@@ -104,9 +130,9 @@ pub(super) async fn discover_assets(
     };
     Ok(AssetSet {
         assets: vec![Asset {
-            kind: AssetKind::XUser,
+            kind: USER,
             id,
-            name: assets::text(&data, "name"),
+            name: discovery::text(&data, "name"),
             details: json!({ "username": data.get("username") }),
         }],
         ..AssetSet::default()

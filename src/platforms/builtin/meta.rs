@@ -8,15 +8,18 @@ use chrono::{DateTime, Utc};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{json, Value};
 
-use super::assets::{self, Asset, AssetKind, AssetSet};
-use super::catalog::{
-    AccountMapping, ClientAuth, ErrorShape, Pkce, PlatformSpec, ReconnectRule, Renewal, Revocation,
-    TokenMethod,
+use async_trait::async_trait;
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+
+use crate::platforms::assets::{Asset, AssetKind, AssetSet, AssetToken};
+use crate::platforms::definition::{BuiltInPlatform, Endpoints, Mark, Protocol};
+use crate::platforms::discovery;
+use crate::platforms::error::OAuthError;
+use crate::platforms::platform::{
+    AccountExtras, AccountMapping, ClientAuth, ConsentMode, ErrorShape, Pkce, Platform,
+    PlatformHttp, PlatformSpec, ReconnectRule, Renewal, Revocation, TokenGrant, TokenMethod,
 };
-use super::client::{PlatformClient, TokenGrant};
-use super::error::OAuthError;
-use super::quirks::{AccountExtras, Hook};
-use super::{BuiltInPlatform, ConsentMode, Endpoints, Mark, Protocol};
 
 /// A Graph API URL, with the version pinned in one place (providers.md: "pin the Graph version in
 /// both URLs").
@@ -56,22 +59,18 @@ pub(super) const PLATFORM: BuiltInPlatform = BuiltInPlatform {
         "ads_read",
         "business_management",
     ],
-    renewal: Renewal::MetaExchange,
+    renewal: Renewal::ExchangeLiveToken,
     // providers.md §1: no refresh token; the long-lived user token "generally lasts about 60 days"
     // [M2], re-exchanging it to restart the clock "is not stated by Meta" (Nango does it [M10]),
     // and `debug_token` reports `data_access_expires_at` [M6]. So: the token's expiry once an
     // exchange no longer extends it, bounded by a recorded data-access expiry.
-    reconnect: ReconnectRule::MetaLongLived,
-    hooks: &[
-        Hook::MetaLongLivedExchange,
-        Hook::MetaPagesAndPermissions,
-        Hook::MetaDataAccessExpiry,
-        Hook::MetaAssets,
-    ],
+    reconnect: ReconnectRule::ExchangedTokenExpiry,
+    behaviour: &Meta,
     api_base: graph!("graph.facebook.com", "/"),
-    proxy_auth: super::ProxyAuth::MetaGraph,
-    dead_token: super::DeadToken::GraphCode190,
-    api_secret_header: None,
+    api_settings: &[],
+    fixed_api_headers: &[],
+    asset_kinds: &[FACEBOOK_PAGE, INSTAGRAM_ACCOUNT, AD_ACCOUNT],
+    foreign_vars: &[],
     simulated: true,
     protocol: Protocol {
         scope_separator: ",",
@@ -87,8 +86,9 @@ pub(super) const PLATFORM: BuiltInPlatform = BuiltInPlatform {
             params: &[("auth_type", "rerequest")],
         },
         refresh_rotates: false,
-        revocation: Revocation::MetaDeletePermissions,
-        errors: ErrorShape::Graph,
+        // `DELETE /me/permissions` with the user token removes the app's every permission.
+        revocation: Revocation::DeleteWithAccessToken,
+        errors: ErrorShape::ErrorObject,
         account: AccountMapping {
             query: &[("fields", "id,name,picture")],
             wrapper: &[],
@@ -99,38 +99,154 @@ pub(super) const PLATFORM: BuiltInPlatform = BuiltInPlatform {
     },
 };
 
-impl PlatformClient {
-    /// Meta: exchanges a still-valid token for a long-lived one (`fb_exchange_token`), at the code
-    /// exchange and at each renewal.
-    /// <https://developers.facebook.com/docs/facebook-login/guides/access-tokens/get-long-lived>
-    pub(crate) async fn meta_exchange(
+/// A Facebook Page; its page token acts for it.
+const FACEBOOK_PAGE: AssetKind = AssetKind {
+    key: "facebook_page",
+    label: "Default Facebook Page",
+    selectable: true,
+    token: AssetToken::OwnPage,
+};
+
+/// An Instagram business account linked to a Page; the Page's token acts for it.
+const INSTAGRAM_ACCOUNT: AssetKind = AssetKind {
+    key: "instagram_account",
+    label: "Default Instagram account",
+    selectable: true,
+    token: AssetToken::LinkedPage("page_id"),
+};
+
+/// A Meta ad account (`act_<n>`).
+const AD_ACCOUNT: AssetKind = AssetKind {
+    key: "ad_account",
+    label: "Default ad account",
+    selectable: true,
+    token: AssetToken::Connection,
+};
+
+/// Meta's behaviour: the long-lived exchange (at connect and as its renewal), pages and
+/// permissions, the data-access expiry, Graph's dead-token codes, `appsecret_proof`, discovery.
+#[derive(Debug)]
+pub(super) struct Meta;
+
+#[async_trait]
+impl Platform for Meta {
+    async fn after_code_exchange(
         &self,
+        http: &dyn PlatformHttp,
+        spec: &PlatformSpec,
+        grant: TokenGrant,
+        now: DateTime<Utc>,
+    ) -> Result<TokenGrant, OAuthError> {
+        long_lived_exchange(http, spec, grant, now).await
+    }
+
+    async fn after_account(
+        &self,
+        http: &dyn PlatformHttp,
+        spec: &PlatformSpec,
+        access_token: &SecretString,
+    ) -> Result<AccountExtras, OAuthError> {
+        let mut extras = pages_and_permissions(http, spec, access_token).await?;
+        record_data_access_expiry(http, spec, access_token, &mut extras.metadata).await;
+        Ok(extras)
+    }
+
+    async fn exchange_live_token(
+        &self,
+        http: &dyn PlatformHttp,
         spec: &PlatformSpec,
         access_token: &SecretString,
         now: DateTime<Utc>,
     ) -> Result<TokenGrant, OAuthError> {
-        let params = vec![
-            ("grant_type", "fb_exchange_token".to_owned()),
-            ("fb_exchange_token", access_token.expose_secret().to_owned()),
-        ];
-        let body = self.token_call(spec, params).await?;
-        super::client::parse_grant(spec, &body, now)
+        exchange(http, spec, access_token, now).await
     }
+
+    async fn after_renewal(
+        &self,
+        http: &dyn PlatformHttp,
+        spec: &PlatformSpec,
+        access_token: &SecretString,
+        metadata: &mut Value,
+    ) {
+        record_data_access_expiry(http, spec, access_token, metadata).await;
+    }
+
+    /// 400/401 with `error.code` 190, except subcodes that need the user on facebook.com (459,
+    /// 464) or a re-derived Page token (492) [M4].
+    fn is_dead_token(&self, status: u16, body: &[u8]) -> bool {
+        if status != 400 && status != 401 {
+            return false;
+        }
+        let Ok(body) = serde_json::from_slice::<Value>(body) else {
+            return false;
+        };
+        let error = &body["error"];
+        error["code"].as_i64() == Some(190)
+            && !error["error_subcode"]
+                .as_i64()
+                .is_some_and(|s| USER_ACTION_SUBCODES.contains(&s))
+    }
+
+    async fn discover_assets(
+        &self,
+        http: &dyn PlatformHttp,
+        spec: &PlatformSpec,
+        access_token: &SecretString,
+    ) -> Result<AssetSet, OAuthError> {
+        discover_assets(http, spec, access_token).await
+    }
+
+    /// `appsecret_proof`, required by apps with "Require App Secret" [M17, M18].
+    fn token_proof(
+        &self,
+        spec: &PlatformSpec,
+        access_token: &SecretString,
+    ) -> Option<(&'static str, SecretString)> {
+        let secret = &spec.credentials.as_ref()?.client_secret;
+        Some(("appsecret_proof", appsecret_proof(secret, access_token)))
+    }
+}
+
+/// Graph subcodes under code 190 that a new token cannot fix [M4].
+const USER_ACTION_SUBCODES: [i64; 3] = [459, 464, 492];
+
+/// hex HMAC-SHA256(key = app secret, message = access token) [M17].
+fn appsecret_proof(secret: &SecretString, token: &SecretString) -> SecretString {
+    // HMAC takes keys of any length: the error branch cannot happen.
+    let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(secret.expose_secret().as_bytes()) else {
+        return SecretString::from(String::new());
+    };
+    mac.update(token.expose_secret().as_bytes());
+    SecretString::from(hex::encode(mac.finalize().into_bytes()))
+}
+
+/// Exchanges a still-valid token for a long-lived one (`fb_exchange_token`), at the code exchange
+/// and at each renewal.
+/// <https://developers.facebook.com/docs/facebook-login/guides/access-tokens/get-long-lived>
+async fn exchange(
+    http: &dyn PlatformHttp,
+    spec: &PlatformSpec,
+    access_token: &SecretString,
+    now: DateTime<Utc>,
+) -> Result<TokenGrant, OAuthError> {
+    let params = vec![
+        ("grant_type", "fb_exchange_token".to_owned()),
+        ("fb_exchange_token", access_token.expose_secret().to_owned()),
+    ];
+    http.token_grant(spec, params, now).await
 }
 
 /// Meta has no refresh token: right after the code exchange, the short-lived token is exchanged for a
 /// long-lived one (about 60 days) whose real expiry is recorded. Meta's docs: "an expired token cannot
 /// be exchanged", so this must happen while the short-lived token is fresh.
 /// <https://developers.facebook.com/docs/facebook-login/guides/access-tokens/get-long-lived>
-pub(super) async fn long_lived_exchange(
-    client: &PlatformClient,
+async fn long_lived_exchange(
+    client: &dyn PlatformHttp,
     spec: &PlatformSpec,
     grant: TokenGrant,
     now: DateTime<Utc>,
 ) -> Result<TokenGrant, OAuthError> {
-    let long = client
-        .meta_exchange(spec, &grant.tokens.access_token, now)
-        .await?;
+    let long = exchange(client, spec, &grant.tokens.access_token, now).await?;
     Ok(TokenGrant {
         tokens: crate::domain::TokenSet {
             // The long-lived token's expiry is also the last moment it can be renewed.
@@ -147,8 +263,8 @@ pub(super) async fn long_lived_exchange(
 /// <https://developers.facebook.com/docs/graph-api/reference/user/permissions/>,
 /// <https://developers.facebook.com/docs/facebook-login/guides/access-tokens/get-long-lived> (page tokens),
 /// <https://developers.facebook.com/docs/instagram-platform/instagram-graph-api/reference/page>
-pub(super) async fn pages_and_permissions(
-    client: &PlatformClient,
+async fn pages_and_permissions(
+    client: &dyn PlatformHttp,
     spec: &PlatformSpec,
     access_token: &SecretString,
 ) -> Result<AccountExtras, OAuthError> {
@@ -194,8 +310,8 @@ pub(super) async fn pages_and_permissions(
 /// Best effort: a connect or a renewal does not fail for want of it. A failure is logged with a
 /// safe reason and leaves `metadata` as it was (a renewal keeps the expiry recorded before).
 /// <https://developers.facebook.com/docs/facebook-login/guides/access-tokens/debugging>
-pub(super) async fn record_data_access_expiry(
-    client: &PlatformClient,
+async fn record_data_access_expiry(
+    client: &dyn PlatformHttp,
     spec: &PlatformSpec,
     access_token: &SecretString,
     metadata: &mut Value,
@@ -222,7 +338,7 @@ const DATA_ACCESS_EXPIRES_AT: &str = "data_access_expires_at";
 /// which Meta wants in the query: both tokens travel only inside the request, whose URL no log
 /// line or error carries. Returns `data_access_expires_at`, or a safe reason.
 async fn data_access_expiry(
-    client: &PlatformClient,
+    client: &dyn PlatformHttp,
     spec: &PlatformSpec,
     access_token: &SecretString,
 ) -> Result<i64, &'static str> {
@@ -326,20 +442,20 @@ const MAX_GRAPH_PAGES: usize = 10;
 /// Reads a Graph listing, following `paging.next` on the API's own host (an empty page may still
 /// carry `next`, platform-apis.md §1 "Discovery").
 async fn graph_list(
-    client: &PlatformClient,
+    client: &dyn PlatformHttp,
     spec: &PlatformSpec,
     access_token: &SecretString,
     edge: &str,
     fields: &str,
 ) -> Result<Vec<Value>, OAuthError> {
-    let mut url = assets::api_url(spec, edge)?;
+    let mut url = discovery::api_url(spec, edge)?;
     url.query_pairs_mut()
         .append_pair("fields", fields)
         .append_pair("limit", "100");
     let mut all = Vec::new();
     for _ in 0..MAX_GRAPH_PAGES {
         let body = client.get_api(spec, url, access_token, &[]).await?;
-        all.extend(assets::items(&body, "data").cloned());
+        all.extend(discovery::items(&body, "data").cloned());
         let next = body
             .pointer("/paging/next")
             .and_then(Value::as_str)
@@ -367,8 +483,8 @@ async fn graph_list(
 /// <https://developers.facebook.com/docs/graph-api/reference/user/accounts/>,
 /// <https://developers.facebook.com/docs/instagram-platform/instagram-graph-api/reference/page>,
 /// <https://developers.facebook.com/docs/marketing-api/reference/user/adaccounts/>
-pub(super) async fn discover_assets(
-    client: &PlatformClient,
+async fn discover_assets(
+    client: &dyn PlatformHttp,
     spec: &PlatformSpec,
     access_token: &SecretString,
 ) -> Result<AssetSet, OAuthError> {
@@ -382,25 +498,25 @@ pub(super) async fn discover_assets(
     .await?;
     let mut set = AssetSet::default();
     for page in &pages {
-        let Some(id) = assets::text(page, "id") else {
+        let Some(id) = discovery::text(page, "id") else {
             continue;
         };
-        if let Some(token) = assets::text(page, "access_token") {
+        if let Some(token) = discovery::text(page, "access_token") {
             set.secrets
                 .insert(format!("page:{id}"), SecretString::from(token));
         }
         set.assets.push(Asset {
-            kind: AssetKind::FacebookPage,
+            kind: FACEBOOK_PAGE,
             id: id.clone(),
-            name: assets::text(page, "name"),
+            name: discovery::text(page, "name"),
             details: json!({ "category": page.get("category"), "tasks": page.get("tasks") }),
         });
         if let Some(ig) = page.get("instagram_business_account") {
-            if let Some(ig_id) = assets::text(ig, "id") {
+            if let Some(ig_id) = discovery::text(ig, "id") {
                 set.assets.push(Asset {
-                    kind: AssetKind::InstagramAccount,
+                    kind: INSTAGRAM_ACCOUNT,
                     id: ig_id,
-                    name: assets::text(ig, "username"),
+                    name: discovery::text(ig, "username"),
                     details: json!({ "page_id": id }),
                 });
             }
@@ -410,9 +526,9 @@ pub(super) async fn discover_assets(
     match graph_list(client, spec, access_token, "me/adaccounts", fields).await {
         Ok(accounts) => set.assets.extend(accounts.iter().filter_map(|account| {
             Some(Asset {
-                kind: AssetKind::AdAccount,
-                id: assets::text(account, "id")?,
-                name: assets::text(account, "name"),
+                kind: AD_ACCOUNT,
+                id: discovery::text(account, "id")?,
+                name: discovery::text(account, "name"),
                 details: json!({
                     "account_status": account.get("account_status"),
                     "currency": account.get("currency"),
@@ -429,4 +545,19 @@ pub(super) async fn discover_assets(
         Err(error) => return Err(error),
     }
     Ok(set)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn code_190_is_a_dead_token_but_a_checkpoint_is_not() {
+        let dead = br#"{"error":{"code":190,"error_subcode":463,"type":"OAuthException"}}"#;
+        assert!(Meta.is_dead_token(400, dead));
+        let checkpoint = br#"{"error":{"code":190,"error_subcode":459}}"#;
+        assert!(!Meta.is_dead_token(400, checkpoint));
+        let permission = br#"{"error":{"code":200}}"#;
+        assert!(!Meta.is_dead_token(400, permission));
+    }
 }

@@ -5,15 +5,16 @@
 use secrecy::SecretString;
 use serde_json::{json, Value};
 
-use super::assets::{self, Asset, AssetKind, AssetSet};
-use super::catalog::{
-    AccountMapping, ClientAuth, ErrorShape, Pkce, PlatformSpec, ReconnectRule, Renewal, Revocation,
-    TokenMethod,
+use async_trait::async_trait;
+
+use crate::platforms::assets::{Asset, AssetKind, AssetSet, AssetToken};
+use crate::platforms::definition::{BuiltInPlatform, Endpoints, Mark, Protocol};
+use crate::platforms::discovery;
+use crate::platforms::error::OAuthError;
+use crate::platforms::platform::{
+    AccountMapping, ClientAuth, ConsentMode, ErrorShape, Pkce, Platform, PlatformHttp,
+    PlatformSpec, ReconnectRule, Renewal, Revocation, TokenMethod,
 };
-use super::client::PlatformClient;
-use super::error::OAuthError;
-use super::quirks::Hook;
-use super::{BuiltInPlatform, ConsentMode, Endpoints, Mark, Protocol};
 
 // providers.md §4: Basic at the token endpoint, comma scopes, no user-token revocation.
 pub(super) const PLATFORM: BuiltInPlatform = BuiltInPlatform {
@@ -45,11 +46,12 @@ pub(super) const PLATFORM: BuiltInPlatform = BuiltInPlatform {
     // providers.md §4: continuous refresh tokens have a "60-day expiration, refreshable
     // indefinitely", and every token response carries `refresh_token_expires_in`/`_at` [P1].
     reconnect: ReconnectRule::RefreshTokenExpiry,
-    hooks: &[Hook::PinterestAssets],
+    behaviour: &Pinterest,
     api_base: "https://api.pinterest.com/v5/",
-    proxy_auth: super::ProxyAuth::Bearer,
-    dead_token: super::DeadToken::PinterestCode2,
-    api_secret_header: None,
+    api_settings: &[],
+    fixed_api_headers: &[],
+    asset_kinds: &[BOARD, AD_ACCOUNT],
+    foreign_vars: &[],
     simulated: true,
     protocol: Protocol {
         scope_separator: ",",
@@ -77,12 +79,49 @@ pub(super) const PLATFORM: BuiltInPlatform = BuiltInPlatform {
     },
 };
 
+/// A Pinterest board.
+const BOARD: AssetKind = AssetKind {
+    key: "pinterest_board",
+    label: "Default board",
+    selectable: true,
+    token: AssetToken::Connection,
+};
+
+/// A Pinterest ad account.
+const AD_ACCOUNT: AssetKind = AssetKind {
+    key: "pinterest_ad_account",
+    label: "Default ad account",
+    selectable: true,
+    token: AssetToken::Connection,
+};
+
+/// Pinterest's behaviour: its dead-token code, boards and ad accounts as assets.
+#[derive(Debug)]
+pub(super) struct Pinterest;
+
+#[async_trait]
+impl Platform for Pinterest {
+    /// 401 with `code` 2 (not 3 or 29, missing scopes / permission) [P1].
+    fn is_dead_token(&self, status: u16, body: &[u8]) -> bool {
+        status == 401 && serde_json::from_slice::<Value>(body).is_ok_and(|b| b["code"] == 2)
+    }
+
+    async fn discover_assets(
+        &self,
+        http: &dyn PlatformHttp,
+        spec: &PlatformSpec,
+        access_token: &SecretString,
+    ) -> Result<AssetSet, OAuthError> {
+        discover_assets(http, spec, access_token).await
+    }
+}
+
 /// The most pages of one listing followed (`bookmark`), so that a listing cannot run for ever.
 const MAX_PAGES: usize = 10;
 
 /// Reads a Pinterest listing (`items`), following `bookmark` until it is null.
 async fn listing(
-    client: &PlatformClient,
+    client: &dyn PlatformHttp,
     spec: &PlatformSpec,
     access_token: &SecretString,
     edge: &str,
@@ -94,10 +133,10 @@ async fn listing(
         if let Some(bookmark) = bookmark.as_deref() {
             query.push(("bookmark", bookmark));
         }
-        let url = assets::api_url(spec, edge)?;
+        let url = discovery::api_url(spec, edge)?;
         let body = client.get_api(spec, url, access_token, &query).await?;
-        all.extend(assets::items(&body, "items").cloned());
-        bookmark = assets::text(&body, "bookmark");
+        all.extend(discovery::items(&body, "items").cloned());
+        bookmark = discovery::text(&body, "bookmark");
         if bookmark.is_none() {
             break;
         }
@@ -108,28 +147,28 @@ async fn listing(
 /// Pinterest's assets: the boards (`GET /v5/boards`) and the ad accounts (`GET /v5/ad_accounts`).
 /// <https://developers.pinterest.com/docs/api/v5/boards-list>,
 /// <https://developers.pinterest.com/docs/api/v5/ad_accounts-list>
-pub(super) async fn discover_assets(
-    client: &PlatformClient,
+async fn discover_assets(
+    client: &dyn PlatformHttp,
     spec: &PlatformSpec,
     access_token: &SecretString,
 ) -> Result<AssetSet, OAuthError> {
     let mut set = AssetSet::default();
     for board in listing(client, spec, access_token, "boards").await? {
-        if let Some(id) = assets::text(&board, "id") {
+        if let Some(id) = discovery::text(&board, "id") {
             set.assets.push(Asset {
-                kind: AssetKind::PinterestBoard,
+                kind: BOARD,
                 id,
-                name: assets::text(&board, "name"),
+                name: discovery::text(&board, "name"),
                 details: json!({ "privacy": board.get("privacy") }),
             });
         }
     }
     for account in listing(client, spec, access_token, "ad_accounts").await? {
-        if let Some(id) = assets::text(&account, "id") {
+        if let Some(id) = discovery::text(&account, "id") {
             set.assets.push(Asset {
-                kind: AssetKind::PinterestAdAccount,
+                kind: AD_ACCOUNT,
                 id,
-                name: assets::text(&account, "name"),
+                name: discovery::text(&account, "name"),
                 details: json!({
                     "country": account.get("country"),
                     "currency": account.get("currency"),
@@ -138,4 +177,16 @@ pub(super) async fn discover_assets(
         }
     }
     Ok(set)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_missing_scope_401_is_not_a_dead_token() {
+        assert!(!Pinterest.is_dead_token(401, br#"{"code":3,"message":"scopes"}"#));
+        assert!(Pinterest.is_dead_token(401, br#"{"code":2,"message":"auth"}"#));
+        assert!(!Pinterest.is_dead_token(403, br#"{"code":2,"message":"auth"}"#));
+    }
 }

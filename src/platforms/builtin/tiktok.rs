@@ -5,15 +5,16 @@
 use secrecy::SecretString;
 use serde_json::{json, Value};
 
-use super::assets::{self, Asset, AssetKind, AssetSet};
-use super::catalog::{
-    AccountMapping, ClientAuth, ErrorShape, Pkce, PlatformSpec, ReconnectRule, Renewal, Revocation,
-    TokenMethod,
+use async_trait::async_trait;
+
+use crate::platforms::assets::{Asset, AssetKind, AssetSet, AssetToken};
+use crate::platforms::definition::{BuiltInPlatform, Endpoints, Mark, Protocol};
+use crate::platforms::discovery;
+use crate::platforms::error::{scrub, OAuthError};
+use crate::platforms::platform::{
+    AccountMapping, ClientAuth, ConsentMode, ErrorShape, Pkce, Platform, PlatformHttp,
+    PlatformSpec, ReconnectRule, Renewal, Revocation, TokenMethod,
 };
-use super::client::PlatformClient;
-use super::error::{scrub, OAuthError};
-use super::quirks::Hook;
-use super::{BuiltInPlatform, ConsentMode, Endpoints, Mark, Protocol};
 
 // providers.md §2: client_key, comma scopes, flat token response, data-wrapped user info.
 pub(super) const PLATFORM: BuiltInPlatform = BuiltInPlatform {
@@ -44,11 +45,12 @@ pub(super) const PLATFORM: BuiltInPlatform = BuiltInPlatform {
     // providers.md §2: "refresh 365 days" [T1], "refresh 180 days" in the Nov 2026 pages, which say
     // to use `refresh_expires_in` ("remaining lifetime in seconds") rather than hard-coding [T3, T4].
     reconnect: ReconnectRule::RefreshTokenExpiry,
-    hooks: &[Hook::TikTokEnvelopeError, Hook::TikTokCreatorInfo],
+    behaviour: &TikTok,
     api_base: "https://open.tiktokapis.com/v2/",
-    proxy_auth: super::ProxyAuth::Bearer,
-    dead_token: super::DeadToken::TikTokCode,
-    api_secret_header: None,
+    api_settings: &[],
+    fixed_api_headers: &[],
+    asset_kinds: &[CREATOR],
+    foreign_vars: &[],
     simulated: true,
     protocol: Protocol {
         scope_separator: ",",
@@ -79,9 +81,44 @@ pub(super) const PLATFORM: BuiltInPlatform = BuiltInPlatform {
     },
 };
 
+/// The TikTok creator and what its posting API allows: an identity, not a choice.
+const CREATOR: AssetKind = AssetKind {
+    key: "tiktok_creator",
+    label: "TikTok creator",
+    selectable: false,
+    token: AssetToken::Connection,
+};
+
+/// TikTok's behaviour: the error envelope, its dead-token code, the creator as its asset.
+#[derive(Debug)]
+pub(super) struct TikTok;
+
+#[async_trait]
+impl Platform for TikTok {
+    fn check_account_response(&self, spec: &PlatformSpec, body: &Value) -> Result<(), OAuthError> {
+        check_envelope(spec, body)
+    }
+
+    /// 401 with `error.code` `access_token_invalid` (not `scope_not_authorized`) [T6].
+    fn is_dead_token(&self, status: u16, body: &[u8]) -> bool {
+        status == 401
+            && serde_json::from_slice::<Value>(body)
+                .is_ok_and(|b| b["error"]["code"] == "access_token_invalid")
+    }
+
+    async fn discover_assets(
+        &self,
+        http: &dyn PlatformHttp,
+        spec: &PlatformSpec,
+        access_token: &SecretString,
+    ) -> Result<AssetSet, OAuthError> {
+        discover_assets(http, spec, access_token).await
+    }
+}
+
 /// TikTok's API answers failures inside an envelope, `error.code` other than `"ok"`, sometimes with
 /// HTTP 200. <https://developers.tiktok.com/doc/tiktok-api-v2-error-handling>
-pub(super) fn check_envelope(spec: &PlatformSpec, body: &Value) -> Result<(), OAuthError> {
+fn check_envelope(spec: &PlatformSpec, body: &Value) -> Result<(), OAuthError> {
     let code = body
         .get("error")
         .and_then(|e| e.get("code"))
@@ -107,16 +144,14 @@ pub(super) fn check_envelope(spec: &PlatformSpec, body: &Value) -> Result<(), OA
 /// allows it (`post/publish/creator_info/query/`: privacy levels, the longest video, the
 /// interactions it may turn off), which a poster must respect (platform-apis.md T18).
 /// <https://developers.tiktok.com/doc/content-posting-api-reference-query-creator-info>
-pub(super) async fn discover_assets(
-    client: &PlatformClient,
+async fn discover_assets(
+    client: &dyn PlatformHttp,
     spec: &PlatformSpec,
     access_token: &SecretString,
 ) -> Result<AssetSet, OAuthError> {
     let account = client.fetch_account(spec, access_token).await?;
-    let url = assets::api_url(spec, "post/publish/creator_info/query/")?;
-    let body = client
-        .post_json_with_token(spec, url, access_token, &json!({}))
-        .await?;
+    let url = discovery::api_url(spec, "post/publish/creator_info/query/")?;
+    let body = client.post_api(spec, url, access_token, &json!({})).await?;
     check_envelope(spec, &body)?;
     let data = body.get("data").cloned().unwrap_or(Value::Null);
     let Some(id) = account.id else {
@@ -127,9 +162,9 @@ pub(super) async fn discover_assets(
     };
     Ok(AssetSet {
         assets: vec![Asset {
-            kind: AssetKind::TiktokCreator,
+            kind: CREATOR,
             id,
-            name: assets::text(&data, "creator_nickname").or(account.name),
+            name: discovery::text(&data, "creator_nickname").or(account.name),
             details: json!({
                 "username": data.get("creator_username"),
                 "privacy_level_options": data.get("privacy_level_options"),
@@ -141,4 +176,42 @@ pub(super) async fn discover_assets(
         }],
         ..AssetSet::default()
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::platforms::Catalog;
+
+    #[test]
+    fn the_error_envelope_is_refused_even_with_http_200() {
+        let catalog = Catalog::resolve(&std::collections::BTreeMap::new(), &[], None);
+        let spec = catalog.find(PLATFORM.slug).expect("built in");
+        let body = json!({
+            "data": {},
+            "error": { "code": "access_token_invalid", "message": "The access token is invalid." }
+        });
+        match TikTok.check_account_response(spec, &body) {
+            Err(OAuthError::PlatformRejected {
+                code, permanent, ..
+            }) => {
+                assert_eq!(code, "access_token_invalid");
+                assert!(permanent);
+            }
+            other => panic!("expected a rejection, got {other:?}"),
+        }
+        let ok = json!({ "data": {}, "error": { "code": "ok" } });
+        assert!(TikTok.check_account_response(spec, &ok).is_ok());
+        assert!(crate::platforms::platform::PlainOAuth
+            .check_account_response(spec, &body)
+            .is_ok());
+    }
+
+    #[test]
+    fn a_missing_scope_401_is_not_a_dead_token() {
+        let scope = br#"{"data":{},"error":{"code":"scope_not_authorized"}}"#;
+        assert!(!TikTok.is_dead_token(401, scope));
+        let invalid = br#"{"data":{},"error":{"code":"access_token_invalid"}}"#;
+        assert!(TikTok.is_dead_token(401, invalid));
+    }
 }
