@@ -278,12 +278,8 @@ impl PlatformClient {
         let Some(url) = spec.userinfo_url.clone() else {
             return Identity::Unsupported;
         };
-        let request = self
-            .http
-            .get(url)
-            .query(spec.account.query)
-            .bearer_auth(access_token.expose_secret())
-            .header("Accept", "application/json");
+        let request = self.http.get(url).query(spec.account.query);
+        let request = with_token(spec, request, access_token).header("Accept", "application/json");
         let response = match request.send().await {
             Ok(response) => response,
             Err(error) => return Identity::Unavailable(transport_error(spec, &error).to_string()),
@@ -334,10 +330,8 @@ impl PlatformClient {
                 )
             }
             (Revocation::DeleteWithAccessToken, Some(url)) => {
-                let request = self
-                    .http
-                    .request(Method::DELETE, url.clone())
-                    .bearer_auth(tokens.access_token.expose_secret());
+                let request = self.http.request(Method::DELETE, url.clone());
+                let request = with_token(spec, request, &tokens.access_token);
                 let result = self.send_json(spec, request).await.map(|_| ());
                 attempted.push(TokenRevocation {
                     token: "access_token",
@@ -420,7 +414,7 @@ impl PlatformClient {
         access_token: &SecretString,
         api_headers: bool,
     ) -> Result<Value, OAuthError> {
-        let mut request = request.bearer_auth(access_token.expose_secret());
+        let mut request = with_token(spec, request, access_token);
         if api_headers {
             for header in &spec.api_headers {
                 request = request.header(header.name, header.value.expose_secret());
@@ -428,6 +422,20 @@ impl PlatformClient {
         }
         self.send_json(spec, request.header("Accept", "application/json"))
             .await
+    }
+}
+
+/// The user's token on a request: in the `Authorization` header, with the platform's proof of it
+/// in the query where the platform takes one (an app that requires it refuses every call without).
+fn with_token(
+    spec: &PlatformSpec,
+    request: RequestBuilder,
+    access_token: &SecretString,
+) -> RequestBuilder {
+    let request = request.bearer_auth(access_token.expose_secret());
+    match spec.behaviour.token_proof(spec, access_token) {
+        Some((name, proof)) => request.query(&[(name, proof.expose_secret())]),
+        None => request,
     }
 }
 
