@@ -33,6 +33,22 @@ pub fn test_redis_url() -> String {
     std::env::var("TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
 }
 
+/// The `host:port` a service URL (`redis://`, `postgres://`) points at, its scheme's default port
+/// when it names none.
+pub fn host_port(url: &str) -> String {
+    let url = Url::parse(url).expect("a service URL");
+    let default = if url.scheme().starts_with("redis") {
+        6379
+    } else {
+        5432
+    };
+    format!(
+        "{}:{}",
+        url.host_str().expect("a host"),
+        url.port().unwrap_or(default)
+    )
+}
+
 /// A PostgreSQL database made for one test and dropped by [`TestDatabase::drop_database`] (or, if a
 /// test panicked first, by the next run's sweep).
 pub struct TestDatabase {
@@ -417,14 +433,28 @@ impl TestApp {
                 .await
                 .unwrap();
             for key in keys {
-                let value: Option<String> = redis::cmd("GET")
+                // Every kind of value, each read with its own command: a token in a hash, a
+                // sorted set or a list must be found as surely as one in a string.
+                let kind: String = redis::cmd("TYPE")
                     .arg(&key)
                     .query_async(&mut conn)
                     .await
-                    .unwrap_or(None);
+                    .unwrap();
+                let read = match kind.as_str() {
+                    "string" => redis::cmd("GET").arg(&key).clone(),
+                    "hash" => redis::cmd("HGETALL").arg(&key).clone(),
+                    "list" => redis::cmd("LRANGE").arg(&key).arg(0).arg(-1).clone(),
+                    "set" => redis::cmd("SMEMBERS").arg(&key).clone(),
+                    "zset" => redis::cmd("ZRANGE").arg(&key).arg(0).arg(-1).clone(),
+                    "stream" => redis::cmd("XRANGE").arg(&key).arg("-").arg("+").clone(),
+                    // Gone since KEYS listed it.
+                    "none" => continue,
+                    other => panic!("a Redis value of an unscanned type {other} at {key}"),
+                };
+                let value: redis::Value = read.query_async(&mut conn).await.unwrap();
                 all.push_str(&key);
                 all.push(' ');
-                all.push_str(&value.unwrap_or_default());
+                all.push_str(&redis_text(&value));
                 all.push('\n');
             }
         }
@@ -433,6 +463,23 @@ impl TestApp {
 }
 
 /// A browser: keeps cookies, follows no redirect by itself so each hop can be checked.
+/// Every byte string inside a Redis value, as text, one after another.
+fn redis_text(value: &redis::Value) -> String {
+    match value {
+        redis::Value::BulkString(bytes) => String::from_utf8_lossy(bytes).into_owned(),
+        redis::Value::SimpleString(text) => text.clone(),
+        redis::Value::Array(items) | redis::Value::Set(items) => {
+            items.iter().map(redis_text).collect::<Vec<_>>().join(" ")
+        }
+        redis::Value::Map(pairs) => pairs
+            .iter()
+            .map(|(k, v)| format!("{} {}", redis_text(k), redis_text(v)))
+            .collect::<Vec<_>>()
+            .join(" "),
+        other => format!("{other:?}"),
+    }
+}
+
 pub struct Browser {
     pub client: reqwest::Client,
 }

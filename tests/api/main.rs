@@ -8,6 +8,7 @@ mod chaos;
 mod config;
 mod dashboard;
 mod dashboard_browser;
+mod error_paths;
 mod faults_infra;
 mod faults_refresh;
 mod flow_faults;

@@ -259,7 +259,9 @@ contract!(
 contract!(
     due_connections_come_soonest_first_and_skip_leased_and_dead_ones,
     |store: Arc<dyn Store>| async move {
-        let now = Utc.with_ymd_and_hms(2026, 11, 1, 12, 0, 0).unwrap();
+        // The lease is timed by the database's clock: the schedule is read at the same time, not
+        // at a fixed date that one clock or the other could pass.
+        let now = Utc::now();
         let mut soon = connection("s1", "meta");
         soon.next_refresh_at = Some(now - Duration::minutes(1));
         let mut sooner = connection("s2", "meta");
