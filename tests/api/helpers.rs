@@ -33,6 +33,36 @@ pub fn test_redis_url() -> String {
     std::env::var("TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
 }
 
+/// hex HMAC-SHA256 of `message` keyed with `key`, computed by Python's standard library: a
+/// signature or proof checked against it is checked against code that is not ours.
+pub fn python_hmac_sha256_hex(key: &[u8], message: &[u8]) -> String {
+    use std::io::Write;
+    let script = "import hmac, hashlib, sys\n\
+                  key, message = sys.stdin.read().split()\n\
+                  print(hmac.new(bytes.fromhex(key), bytes.fromhex(message), hashlib.sha256).hexdigest())";
+    let mut child = std::process::Command::new("python3")
+        .args(["-c", script])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect(
+            "python3 computes the independent HMAC vectors: install it (apt-get install python3)",
+        );
+    let input = format!("{} {}", hex::encode(key), hex::encode(message));
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(input.as_bytes())
+        .expect("python3's stdin");
+    let output = child.wait_with_output().expect("python3 ran");
+    assert!(output.status.success(), "python3 failed: {output:?}");
+    String::from_utf8(output.stdout)
+        .expect("hex")
+        .trim()
+        .to_owned()
+}
+
 /// The `host:port` a service URL (`redis://`, `postgres://`) points at, its scheme's default port
 /// when it names none.
 pub fn host_port(url: &str) -> String {

@@ -8,7 +8,7 @@ use axum::body::Bytes;
 use axum::http::HeaderMap;
 use growth_engine::lifecycle::webhooks::sign;
 use growth_engine::sandbox::Fault;
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 
 use crate::helpers::{spawn_app, spawn_app_with, TestApp, TestAppOptions};
 
@@ -497,14 +497,17 @@ async fn webhooks_wait_in_the_outbox_while_the_receiver_is_down_and_arrive_signe
         let header = headers["growth-engine-signature"].to_str().unwrap();
         let (t, v1) = header.split_once(',').unwrap();
         let timestamp: i64 = t.trim_start_matches("t=").parse().unwrap();
+        // What a receiver computes, in another language: HMAC-SHA256 over `{t}.{body}`.
+        let signed = [format!("{timestamp}.").as_bytes(), &body[..]].concat();
         assert_eq!(
             v1.trim_start_matches("v1="),
-            sign(&secret, timestamp, body),
+            crate::helpers::python_hmac_sha256_hex(secret.expose_secret().as_bytes(), &signed),
             "a receiver can verify it"
         );
-        assert_ne!(
-            sign(&SecretString::from("another-secret-000"), timestamp, body),
-            v1.trim_start_matches("v1=")
+        assert_eq!(
+            sign(&secret, timestamp, body),
+            v1.trim_start_matches("v1="),
+            "the service's own signer agrees"
         );
         let text = String::from_utf8_lossy(body);
         for token in app.simulator.issued_access_tokens("tiktok") {
