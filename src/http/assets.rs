@@ -82,6 +82,7 @@ async fn view(
     responses(
         (status = 200, body = ConnectionView),
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody, description = "missing_scope: the key lacks `selection:write[:platform]`"),
         (status = 404, body = ErrorBody, description = "unknown platform or no connection"),
         (status = 409, body = ErrorBody, description = "the merchant must reconnect"),
         (status = 502, body = ErrorBody, description = "the platform failed or throttled discovery"),
@@ -144,6 +145,7 @@ fn record<T>(
         (status = 200, body = ConnectionView),
         (status = 400, body = ErrorBody, description = "unknown kind or malformed body"),
         (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody, description = "missing_scope: the key lacks `selection:write[:platform]`"),
         (status = 404, body = ErrorBody, description = "unknown platform, no connection, or `asset_not_found`"),
         (status = 503, body = ErrorBody),
     ))]

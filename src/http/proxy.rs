@@ -75,6 +75,7 @@ fn store_of(headers: &HeaderMap) -> Result<StoreId, ApiError> {
         (status = 200, description = "the platform's answer (any status, passed through)"),
         (status = 400, body = ErrorBody, description = "missing store header, or a path that could leave the API base"),
         (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody, description = "missing_scope: the key lacks `proxy[:platform]`"),
         (status = 404, body = ErrorBody, description = "unknown platform, no connection, or unknown account"),
         (status = 409, body = ErrorBody, description = "the connection is EXPIRED or REVOKED: the merchant must reconnect"),
         (status = 413, body = ErrorBody, description = "request body over PROXY_MAX_BODY_BYTES"),
