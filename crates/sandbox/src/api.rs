@@ -13,6 +13,7 @@
 //! Every fact follows `/work/shared/platform-apis.md`; the platform modules cite its source keys.
 
 use axum::extract::{Request, State};
+use axum::http::HeaderMap;
 use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::Router;
@@ -79,7 +80,14 @@ async fn gate(State(sim): State<Simulator>, request: Request, next: Next) -> Res
         }
     }
     let token = presented_token(platform.spec, request.headers(), &params);
-    let admitted = admit(&sim, platform, token.as_deref(), &params);
+    let admitted = admit(
+        &sim,
+        platform,
+        token.as_deref(),
+        &params,
+        request.headers(),
+        &path,
+    );
     let response = match admitted {
         Ok(caller) => {
             request.extensions_mut().insert(caller.clone());
@@ -109,6 +117,8 @@ fn admit(
     platform: Platform,
     token: Option<&str>,
     params: &[(String, String)],
+    headers: &HeaderMap,
+    path: &str,
 ) -> Result<ApiCaller, Box<Response>> {
     let key = platform.spec.key;
     if sim.take_forced_invalid(key) {
@@ -120,7 +130,12 @@ fn admit(
     let caller = sim
         .inspect_api_token(key, token)
         .map_err(|denial| Box::new(platform.rules.api_denied(denial)))?;
-    let call = ApiCall { token, params };
+    let call = ApiCall {
+        token,
+        params,
+        headers,
+        path,
+    };
     platform.rules.api_admit(sim, &call, &caller)?;
     let limit = sim.with_api(key, |api| api.rate_limit);
     if let Some(limit) = limit {

@@ -83,7 +83,7 @@ pub(crate) trait SimulatedPlatform: Sync {
     }
 
     /// The platform's own checks of an API call whose token is live, before throttling (proofs,
-    /// required headers).
+    /// required headers such as a version).
     fn api_admit(
         &self,
         _sim: &Simulator,
@@ -123,6 +123,9 @@ pub(crate) struct ApiCall<'a> {
     pub(crate) token: &'a str,
     /// Query (and, where the platform reads them, form) parameters.
     pub(crate) params: &'a [(String, String)],
+    pub(crate) headers: &'a HeaderMap,
+    /// The request's path, without the query.
+    pub(crate) path: &'a str,
 }
 
 /// One simulated platform as the table lists it: its description and its behaviour.

@@ -528,7 +528,8 @@ impl Simulator {
 
     /// Mints an access token for a live grant, valid for `ttl_seconds`.
     pub(crate) fn issue_access_token(&self, grant_id: u64, ttl_seconds: i64) -> String {
-        let expires_at = self.now() + Duration::seconds(ttl_seconds);
+        let issued_at = self.now();
+        let expires_at = issued_at + Duration::seconds(ttl_seconds);
         let mut state = self.lock();
         let Some(spec) = state.grants.get(&grant_id).map(|g| g.spec) else {
             return String::new();
@@ -538,6 +539,7 @@ impl Simulator {
             token.clone(),
             AccessTokenEntry {
                 grant_id,
+                issued_at,
                 expires_at,
                 revoked: false,
             },
@@ -576,6 +578,14 @@ impl Simulator {
         token
     }
 
+    /// When a refresh token stops working (`None`: never, or not a refresh token).
+    pub(crate) fn refresh_token_expiry(&self, token: &str) -> Option<DateTime<Utc>> {
+        self.lock()
+            .refresh_tokens
+            .get(token)
+            .and_then(|entry| entry.expires_at)
+    }
+
     /// The grant behind a usable access token of `platform`: known, unexpired, not revoked, grant
     /// alive.
     pub(crate) fn authenticate(&self, platform: &str, token: &str) -> Option<GrantView> {
@@ -612,6 +622,7 @@ impl Simulator {
         Some(TokenInspection {
             grant: grant.view(entry.grant_id),
             granted_at: grant.granted_at,
+            issued_at: entry.issued_at,
             expires_at: entry.expires_at,
             status,
         })
@@ -847,6 +858,7 @@ impl GrantView {
 pub(crate) struct TokenInspection {
     pub(crate) grant: GrantView,
     pub(crate) granted_at: DateTime<Utc>,
+    pub(crate) issued_at: DateTime<Utc>,
     pub(crate) expires_at: DateTime<Utc>,
     pub(crate) status: TokenStatus,
 }
@@ -978,6 +990,7 @@ impl Grant {
 
 pub(crate) struct AccessTokenEntry {
     pub(crate) grant_id: u64,
+    issued_at: DateTime<Utc>,
     pub(crate) expires_at: DateTime<Utc>,
     pub(crate) revoked: bool,
 }

@@ -5,6 +5,7 @@
 //! in [`TABLE`]. Nothing else in the crate names a platform.
 
 mod google;
+mod linkedin;
 mod meta;
 mod pinterest;
 mod tiktok;
@@ -19,6 +20,7 @@ pub(crate) const TABLE: &[Platform] = &[
     google::PLATFORM,
     pinterest::PLATFORM,
     twitter::PLATFORM,
+    linkedin::PLATFORM,
 ];
 
 /// The platforms the sandbox simulates, by the key used in its paths (the table's keys, in its
