@@ -23,6 +23,8 @@ use growth_engine_clock::{Clock, ManualClock};
 
 #[cfg(test)]
 mod api;
+#[cfg(test)]
+mod linkedin;
 
 const API: &str = "http://localhost:8080";
 const VERIFIER: &str = "sandbox-verifier-0123456789abcdefghijklmnopqrstuvwxyz";
