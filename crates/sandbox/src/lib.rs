@@ -5,12 +5,13 @@
 //! token, revocation and user-info endpoints, the codes, grants and tokens they hand out, and the
 //! controls and observations the integration tests use (faults, token lifetimes, revoked grants,
 //! recorded token requests). It also owns the simulated resource APIs (identity, asset listings,
-//! one publishing call per platform) that accept only the access tokens the simulated
-//! authorization servers issued, with the controls and observations of those calls (throttling,
-//! forced token failures, recorded API requests, published items). Each platform's rules follow
-//! `/work/shared/providers.md` and `/work/shared/platform-apis.md`; every rejection carries the real
-//! platform's status code and error body shape, so a client that passes against the simulator has
-//! handled the platform's quirks rather than a forgiving stand-in.
+//! publishing calls) that accept only the access tokens the simulated authorization servers
+//! issued, with the controls and observations of those calls (throttling, forced token failures,
+//! recorded API requests, published items). Each platform's rules follow the sourced references
+//! in `/work/shared/` (`providers.md`, `platform-apis.md` and one file per later platform), cited
+//! in its module; every rejection carries the real platform's status code and error body shape,
+//! so a client that passes against the simulator has handled the platform's quirks rather than a
+//! forgiving stand-in.
 //!
 //! It does not own the service's OAuth client (that lives in the core) nor decide where it is mounted:
 //! [`router`] returns routes under `/sandbox/{platform}/...` that the service merges in development and
