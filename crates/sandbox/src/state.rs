@@ -670,6 +670,33 @@ impl Simulator {
         }
     }
 
+    /// Kills every other live grant the same account gave the same client at `platform` whose
+    /// scopes differ from `grant_id`'s (a platform where a new scope set ends the earlier
+    /// tokens); grants with the same scopes live on.
+    pub(crate) fn kill_grants_with_other_scopes(&self, platform: &str, grant_id: u64) {
+        let mut state = self.lock();
+        let Some((client_id, account, mut scopes)) = state
+            .grants
+            .get(&grant_id)
+            .map(|g| (g.client_id.clone(), g.account, g.scopes.clone()))
+        else {
+            return;
+        };
+        scopes.sort();
+        for (id, grant) in &mut state.grants {
+            let mut theirs = grant.scopes.clone();
+            theirs.sort();
+            if *id != grant_id
+                && grant.spec.key == platform
+                && grant.client_id == client_id
+                && grant.account == account
+                && theirs != scopes
+            {
+                grant.alive = false;
+            }
+        }
+    }
+
     /// Finds the live grant behind a token of `platform` (access or refresh, not expired).
     pub(crate) fn live_grant_of_token(&self, platform: &str, token: &str) -> Option<GrantView> {
         if let Some(grant) = self.authenticate(platform, token) {

@@ -591,3 +591,28 @@ async fn linkedin_throttle_is_a_429_without_retry_after() {
     assert_eq!(reply.json()["status"], 429);
     assert_eq!(sandbox.sim.api_requests("linkedin").len(), 1);
 }
+
+#[tokio::test]
+async fn linkedin_a_new_scope_set_ends_the_earlier_tokens_and_the_same_one_does_not() {
+    let sandbox = Sandbox::new();
+    let first = access(&sandbox.linkedin_tokens().await);
+    let same = access(&sandbox.linkedin_tokens().await);
+    for token in [&first, &same] {
+        assert_eq!(sandbox.introspect(token).await.json()["status"], "active");
+    }
+    let code = sandbox
+        .code_with(
+            "linkedin",
+            &with(authorize_params("linkedin"), "scope", "openid profile"),
+            &["openid", "profile"],
+        )
+        .await;
+    let narrower = access(&sandbox.exchange("linkedin", &code).await.json());
+    for token in [&first, &same] {
+        assert_eq!(sandbox.introspect(token).await.json()["status"], "revoked");
+    }
+    assert_eq!(
+        sandbox.introspect(&narrower).await.json()["status"],
+        "active"
+    );
+}

@@ -1,8 +1,8 @@
 //! LinkedIn's OAuth rules: the 3-legged authorization code flow (30-minute single-use codes, no
 //! PKCE on the web flow, known scopes only, `user_cancelled_authorize` on cancel), client
-//! credentials in the form body only, 60-day access tokens, refresh tokens for partner apps only
-//! whose 365-day life runs from the first grant and never slides, revocation, introspection, and
-//! RFC 6749 errors with LinkedIn's wording.
+//! credentials in the form body only, 60-day access tokens, a new scope set ending the earlier
+//! tokens, refresh tokens for partner apps only whose 365-day life runs from the first grant and
+//! never slides, revocation, introspection, and RFC 6749 errors with LinkedIn's wording.
 //!
 //! Facts and their sources are in `/work/shared/linkedin.md` (cited as "fact N"):
 //! https://learn.microsoft.com/en-us/linkedin/shared/authentication/authorization-code-flow,
@@ -230,6 +230,9 @@ fn redeem(sim: &Simulator, client_id: &str, call: &TokenCall) -> Response {
             )
         }
     };
+    // "If you request a different scope than the previously granted scope, all the previous
+    // access tokens are invalidated" (fact 12); the same scopes again leave them working.
+    sim.kill_grants_with_other_scopes(SLUG, redeemed.grant_id);
     let refresh_token =
         is_partner(sim).then(|| sim.issue_refresh_token(redeemed.grant_id, Some(REFRESH_SECONDS)));
     token_response(
