@@ -13,10 +13,9 @@ use axum::routing::get;
 use axum::{Extension, Router};
 use serde_json::{json, Value};
 
-use super::{api_path, ApiCaller, ApiRateLimit, Denial};
+use super::oauth::SPEC;
 use crate::exchange;
-use crate::spec::Platform;
-use crate::Simulator;
+use crate::state::{ApiCaller, ApiRateLimit, Denial, Simulator};
 
 const ADWORDS_SCOPE: &str = "https://www.googleapis.com/auth/adwords";
 
@@ -25,7 +24,7 @@ const CUSTOMERS: [&str; 2] = ["customers/1234567890", "customers/2345678901"];
 
 pub(super) fn routes() -> Router<Simulator> {
     Router::new().route(
-        &api_path(Platform::Google, "customers:listAccessibleCustomers"),
+        &SPEC.api_path("customers:listAccessibleCustomers"),
         get(list_accessible_customers),
     )
 }

@@ -14,22 +14,57 @@ use axum::Router;
 use chrono::Duration;
 use serde_json::json;
 
-use super::exchange::{self, bearer_token, check_basic, reject, ClientCheck, TokenCall};
-use super::spec::Platform;
-use super::{CodeRedemption, CodeRejection, RefreshLookup, Simulator};
+use crate::exchange::{self, bearer_token, check_basic, reject, TokenCall};
+use crate::spec::{ConsentMemory, PkceRule, PlatformSpec, ScopeSeparator, TEN_MINUTES};
+use crate::state::{
+    no_object_tokens, ClientCheck, CodeRedemption, CodeRejection, RefreshLookup, Simulator,
+};
+
+/// The platform's key.
+pub(super) const SLUG: &str = "pinterest";
+
+/// Pinterest API v5. https://developers.pinterest.com/docs/getting-started/set-up-authentication-and-authorization/
+pub(super) static SPEC: PlatformSpec = PlatformSpec {
+    key: SLUG,
+    display_name: "Pinterest",
+    authorize_path: "/sandbox/pinterest/oauth/",
+    token_path: "/sandbox/pinterest/v5/oauth/token",
+    revoke_path: "/sandbox/pinterest/v5/oauth/token/revoke",
+    userinfo_path: "/sandbox/pinterest/v5/user_account",
+    token_accepts_get: false,
+    // P1: `https://api.pinterest.com/v5`.
+    api_root: "v5",
+    client_param: "client_id",
+    scope_separator: ScopeSeparator::Comma,
+    scope_required: true,
+    response_type_optional: false,
+    pkce: PkceRule::Ignored,
+    state_max_len: None,
+    callback_reports_scopes: false,
+    consent_memory: ConsentMemory::Forgotten,
+    api_token_in_params: false,
+    code_lifetime_seconds: TEN_MINUTES,
+    code_prefix: "sbxpin",
+    access_prefix: "pina_",
+    refresh_prefix: "pinr_",
+    account_name: "Sandbox Merchant (@sandboxmerchant)",
+    denial_error: "access_denied",
+    denial_reason: None,
+    denial_description: "The user denied the request.",
+};
 
 const ACCESS_SECONDS: i64 = 2_592_000;
 const REFRESH_SECONDS: i64 = 5_184_000;
 
+/// Revocation and the user account; the token route is the shared one.
 pub(super) fn routes() -> Router<Simulator> {
     Router::new()
-        .route("/sandbox/pinterest/v5/oauth/token", post(token))
         .route("/sandbox/pinterest/v5/oauth/token/revoke", post(revoke))
         .route("/sandbox/pinterest/v5/user_account", get(user_account))
 }
 
 /// A Pinterest error: `{"code": <int>, "message": "..."}`.
-pub(crate) fn error(status: StatusCode, code: u32, message: &str) -> Response {
+pub(super) fn error(status: StatusCode, code: u32, message: &str) -> Response {
     exchange::json(status, json!({ "code": code, "message": message }))
 }
 
@@ -58,23 +93,13 @@ fn authenticate_client(sim: &Simulator, call: &TokenCall) -> Result<String, Box<
     let Some(basic) = &call.basic else {
         return reject(authentication_failed());
     };
-    match check_basic(sim, Platform::Pinterest, basic) {
+    match check_basic(sim, SLUG, basic) {
         ClientCheck::Valid => Ok(basic.client_id.clone()),
         ClientCheck::UnknownClient | ClientCheck::WrongSecret => reject(authentication_failed()),
     }
 }
 
-async fn token(
-    State(sim): State<Simulator>,
-    headers: HeaderMap,
-    RawQuery(query): RawQuery,
-    body: Bytes,
-) -> Response {
-    let call = TokenCall::parse(&headers, query.as_deref(), &body);
-    exchange::token_endpoint(&sim, Platform::Pinterest, &call, answer_token).await
-}
-
-fn answer_token(sim: &Simulator, call: &TokenCall) -> Response {
+pub(super) fn answer_token(sim: &Simulator, call: &TokenCall) -> Response {
     let client_id = match authenticate_client(sim, call) {
         Ok(client_id) => client_id,
         Err(response) => return *response,
@@ -100,8 +125,9 @@ fn redeem(sim: &Simulator, client_id: &str, call: &TokenCall) -> Response {
         redirect_uri: call.body("redirect_uri"),
         code_verifier: None,
         check_pkce: false,
+        object_tokens: no_object_tokens,
     };
-    match sim.redeem_code(Platform::Pinterest, &redemption) {
+    match sim.redeem_code(SLUG, &redemption) {
         Ok(redeemed) => token_response(sim, redeemed.grant_id, &redeemed.approved.granted_scopes),
         Err(CodeRejection::RedirectMissing) => {
             bad_request("Missing request body parameter: redirect_uri")
@@ -118,7 +144,7 @@ fn refresh(sim: &Simulator, client_id: &str, call: &TokenCall) -> Response {
     let Some(refresh_token) = call.body("refresh_token") else {
         return bad_request("Missing request body parameter: refresh_token");
     };
-    match sim.refresh_token_state(Platform::Pinterest, client_id, refresh_token) {
+    match sim.refresh_token_state(SLUG, client_id, refresh_token) {
         RefreshLookup::Active(grant) => token_response(sim, grant.grant_id, &grant.scopes),
         RefreshLookup::Unknown | RefreshLookup::Dead | RefreshLookup::Rotated(_) => {
             bad_request("Invalid refresh token.")
@@ -127,7 +153,7 @@ fn refresh(sim: &Simulator, client_id: &str, call: &TokenCall) -> Response {
 }
 
 fn token_response(sim: &Simulator, grant_id: u64, scopes: &[String]) -> Response {
-    let ttl = sim.access_ttl(Platform::Pinterest, ACCESS_SECONDS);
+    let ttl = sim.access_ttl(SLUG, ACCESS_SECONDS);
     let access_token = sim.issue_access_token(grant_id, ttl);
     let refresh_token = sim.issue_refresh_token(grant_id, Some(REFRESH_SECONDS));
     let refresh_expires_at = (sim.now() + Duration::seconds(REFRESH_SECONDS)).timestamp();
@@ -149,7 +175,7 @@ fn token_response(sim: &Simulator, grant_id: u64, scopes: &[String]) -> Response
 
 async fn user_account(State(sim): State<Simulator>, headers: HeaderMap) -> Response {
     if bearer_token(&headers)
-        .and_then(|t| sim.authenticate(Platform::Pinterest, &t))
+        .and_then(|t| sim.authenticate(SLUG, &t))
         .is_none()
     {
         return authentication_failed();

@@ -6,7 +6,7 @@
 //! It owns Graph's token errors (HTTP 400, code 190 with subcodes, `WWW-Authenticate`; M4, M23),
 //! permission errors (codes 10 and 200; M4, M24), throttling (codes 4 and 80001 with usage
 //! headers; M16) and `appsecret_proof` checking (M17, M18). `/me` and `/me/accounts` reuse the
-//! handlers of the OAuth side (`crate::meta`).
+//! handlers of the OAuth side (`super::oauth`).
 
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
@@ -19,14 +19,14 @@ use hmac::{Hmac, Mac};
 use serde_json::{json, Map, Value};
 use sha2::Sha256;
 
-use super::{api_path, ApiCaller, ApiRateLimit, Denial, PublishedItem};
+use super::oauth::{accounts, graph_error, me, SLUG, SPEC};
 use crate::exchange::{self, reject};
-use crate::meta::{accounts, graph_error, me, query_pairs, query_param};
-use crate::spec::Platform;
-use crate::{random_string, Simulator};
+use crate::params::{query_pairs, query_param};
+use crate::platform::ApiCall;
+use crate::state::{random_string, ApiCaller, ApiRateLimit, Denial, PublishedItem, Simulator};
 
 pub(super) fn routes() -> Router<Simulator> {
-    let at = |rest: &str| api_path(Platform::Meta, rest);
+    let at = |rest: &str| SPEC.api_path(rest);
     Router::new()
         .route(&at("me"), get(me_or_page))
         .route(&at("me/accounts"), get(accounts))
@@ -89,7 +89,7 @@ fn unknown_object(method: &str, id: &str) -> Response {
 /// a Page token hits the Pages Business Use Case limit (code 80001, `X-Business-Use-Case-Usage`).
 /// Code 4 was observed as HTTP 403 (M23); clients must key on `error.code`.
 pub(super) fn throttled(caller: &ApiCaller, limit: ApiRateLimit) -> Response {
-    let mut response = match &caller.page {
+    let mut response = match &caller.object {
         None => graph_error(
             StatusCode::FORBIDDEN,
             4,
@@ -115,7 +115,7 @@ pub(super) fn usage_headers(
     limit: Option<ApiRateLimit>,
 ) {
     let percent = if limit.is_some() { 100 } else { 1 };
-    let (name, value) = match &caller.page {
+    let (name, value) = match &caller.object {
         None => (
             "x-app-usage",
             json!({ "call_count": percent, "total_cputime": percent, "total_time": percent }),
@@ -131,7 +131,7 @@ pub(super) fn usage_headers(
                 "ads_api_access_tier": "development_access",
             }]);
             let mut by_business = Map::new();
-            by_business.insert(page.id().to_owned(), usage);
+            by_business.insert(page.id.to_owned(), usage);
             ("x-business-use-case-usage", Value::Object(by_business))
         }
     };
@@ -145,10 +145,10 @@ pub(super) fn usage_headers(
 /// the app requires it.
 pub(super) fn check_appsecret_proof(
     sim: &Simulator,
+    call: &ApiCall<'_>,
     caller: &ApiCaller,
-    token: &str,
-    query: &[(String, String)],
 ) -> Result<(), Box<Response>> {
+    let (token, query) = (call.token, call.params);
     let refuse = |message: &str| {
         reject(exchange::json(
             StatusCode::BAD_REQUEST,
@@ -161,13 +161,13 @@ pub(super) fn check_appsecret_proof(
         ))
     };
     let Some(proof) = query_param(query, "appsecret_proof") else {
-        if sim.with_api(Platform::Meta, |api| api.meta_requires_proof) {
+        if sim.switch(SLUG, REQUIRES_APPSECRET_PROOF) {
             return refuse("API calls from the server require an appsecret_proof argument");
         }
         return Ok(());
     };
     let secret = sim
-        .client(Platform::Meta, &caller.grant.client_id)
+        .client(SLUG, &caller.grant.client_id)
         .map(|client| client.client_secret.clone())
         .unwrap_or_default();
     let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(secret.as_bytes()) else {
@@ -204,11 +204,11 @@ async fn me_or_page(
     headers: HeaderMap,
     RawQuery(query): RawQuery,
 ) -> Response {
-    let Some(page) = &caller.page else {
+    let Some(page) = &caller.object else {
         return me(State(sim), headers, RawQuery(query)).await;
     };
     let pairs = query_pairs(query.as_deref());
-    let object = json!({ "id": page.id(), "name": page.name() });
+    let object = json!({ "id": page.id, "name": page.name });
     exchange::json(
         StatusCode::OK,
         select(&object, query_param(&pairs, "fields"), &["name"]),
@@ -255,22 +255,22 @@ async fn node(
 ) -> Response {
     let pairs = query_pairs(query.as_deref());
     let fields = query_param(&pairs, "fields");
-    if let Some(container) = sim.draft(Platform::Meta, &id) {
+    if let Some(container) = sim.draft(SLUG, &id) {
         if ig_owner(&sim, &caller, &container.target).is_some() {
             let object = json!({ "id": id, "status_code": "FINISHED", "status": "Finished: Media has been uploaded and it is ready to be published." });
             return exchange::json(StatusCode::OK, select(&object, fields, &[]));
         }
     }
-    let pages = sim.meta_pages(caller.grant.grant_id);
-    let Some(page) = pages.iter().find(|page| page.id() == id) else {
+    let pages = sim.object_tokens(caller.grant.grant_id);
+    let Some(page) = pages.iter().find(|page| page.id == id) else {
         return unknown_object("get", &id);
     };
     let wants_instagram = fields.is_some_and(|f| f.contains("instagram_business_account"));
     if wants_instagram && !caller.grant.has_scope("instagram_basic") {
         return missing_permission(10, "(#10) To use 'Instagram Graph API', your use of this endpoint must be reviewed and approved by Facebook. Requires instagram_basic permission.");
     }
-    let mut object = json!({ "id": page.id(), "name": page.name() });
-    if let (Some((ig_id, _)), Some(map)) = (page.instagram(), object.as_object_mut()) {
+    let mut object = json!({ "id": page.id, "name": page.name });
+    if let (Some((ig_id, _)), Some(map)) = (page.linked, object.as_object_mut()) {
         map.insert(
             "instagram_business_account".to_owned(),
             json!({ "id": ig_id }),
@@ -281,10 +281,10 @@ async fn node(
 
 /// The Page an Instagram account of the caller's grant is linked to.
 fn ig_owner(sim: &Simulator, caller: &ApiCaller, ig_user_id: &str) -> Option<String> {
-    sim.meta_pages(caller.grant.grant_id)
+    sim.object_tokens(caller.grant.grant_id)
         .into_iter()
-        .find(|page| page.instagram().is_some_and(|(id, _)| id == ig_user_id))
-        .map(|page| page.id().to_owned())
+        .find(|page| page.linked.is_some_and(|(id, _)| id == ig_user_id))
+        .map(|page| page.id.to_owned())
 }
 
 /// The parameters of a Graph POST: the query, then a form or JSON body (Graph reads all three).
@@ -347,19 +347,19 @@ fn page_post(
     params: Map<String, Value>,
 ) -> Response {
     let own_page = caller
-        .page
+        .object
         .as_ref()
-        .is_some_and(|page| page.id() == page_id);
+        .is_some_and(|page| page.id == page_id);
     let grant = &caller.grant;
     if !own_page
         || !grant.has_scope("pages_manage_posts")
         || !grant.has_scope("pages_read_engagement")
     {
-        if caller.page.is_none()
+        if caller.object.is_none()
             && !sim
-                .meta_pages(grant.grant_id)
+                .object_tokens(grant.grant_id)
                 .iter()
-                .any(|p| p.id() == page_id)
+                .any(|p| p.id == page_id)
         {
             return unknown_object("post", page_id);
         }
@@ -370,7 +370,7 @@ fn page_post(
     }
     let id = format!("{page_id}_{}", numeric_id());
     sim.publish(
-        Platform::Meta,
+        SLUG,
         PublishedItem {
             kind: "facebook_post".to_owned(),
             id: id.clone(),
@@ -426,7 +426,7 @@ fn ig_container(
     }
     let id = numeric_id();
     sim.store_draft(
-        Platform::Meta,
+        SLUG,
         PublishedItem {
             kind: "instagram_media".to_owned(),
             id: id.clone(),
@@ -452,9 +452,9 @@ fn ig_publish(
         return bad_param("(#100) The parameter creation_id is required");
     };
     let Some(mut item) = sim
-        .draft(Platform::Meta, creation_id)
+        .draft(SLUG, creation_id)
         .filter(|draft| draft.target == ig_user_id)
-        .and_then(|_| sim.take_draft(Platform::Meta, creation_id))
+        .and_then(|_| sim.take_draft(SLUG, creation_id))
     else {
         // The error Instagram gives for an unknown or already published container.
         return graph_error(
@@ -466,7 +466,7 @@ fn ig_publish(
     };
     item.id = numeric_id();
     let id = item.id.clone();
-    sim.publish(Platform::Meta, item);
+    sim.publish(SLUG, item);
     exchange::json(StatusCode::OK, json!({ "id": id }))
 }
 
@@ -478,4 +478,26 @@ fn numeric_id() -> String {
         .take(17)
         .collect();
     format!("1{digits}")
+}
+
+/// The switch of an app with *Require App Secret* (see
+/// [`Simulator::set_meta_requires_appsecret_proof`]).
+const REQUIRES_APPSECRET_PROOF: &str = "requires_appsecret_proof";
+
+impl Simulator {
+    /// Makes Meta's API refuse calls without `appsecret_proof`, as an app with *Require App
+    /// Secret* does (M17).
+    pub fn set_meta_requires_appsecret_proof(&self, required: bool) {
+        self.set_switch(SLUG, REQUIRES_APPSECRET_PROOF, required);
+    }
+}
+
+/// Graph's answer when the gate could not read a form body it needed for the token.
+pub(super) fn unreadable_body() -> Response {
+    graph_error(
+        StatusCode::BAD_REQUEST,
+        100,
+        None,
+        "(#100) The request body could not be read.",
+    )
 }

@@ -16,12 +16,9 @@ use axum::routing::{get, post};
 use axum::{Extension, Router};
 use serde_json::{json, Value};
 
-use super::{api_path, ApiCaller, Denial, PublishedItem};
+use super::oauth::{api_error, user_info, SLUG, SPEC};
 use crate::exchange;
-use crate::random_string;
-use crate::spec::Platform;
-use crate::tiktok::{api_error, user_info};
-use crate::Simulator;
+use crate::state::{random_string, ApiCaller, Denial, PublishedItem, Simulator};
 
 /// The `open_id` of the simulated creator (the OAuth side's value).
 const OPEN_ID: &str = "sbx-tiktok-open-id";
@@ -35,7 +32,7 @@ const PRIVACY_LEVELS: [&str; 4] = [
 ];
 
 pub(super) fn routes() -> Router<Simulator> {
-    let at = |rest: &str| api_path(Platform::TikTok, rest);
+    let at = |rest: &str| SPEC.api_path(rest);
     Router::new()
         .route(&at("user/info/"), get(user_info))
         .route(&at("post/publish/creator_info/query/"), post(creator_info))
@@ -147,7 +144,7 @@ async fn video_init(
         random_string(19)
     );
     sim.publish(
-        Platform::TikTok,
+        SLUG,
         PublishedItem {
             kind: "tiktok_video".to_owned(),
             id: publish_id.clone(),

@@ -14,15 +14,56 @@ use axum::routing::{get, post};
 use axum::Router;
 use serde_json::{json, Map};
 
-use super::exchange::{self, bearer_token, check_basic, reject, ClientCheck, TokenCall};
-use super::spec::Platform;
-use super::{CodeRedemption, CodeRejection, RefreshLookup, Simulator};
+use crate::exchange::{self, bearer_token, check_basic, reject, TokenCall};
+use crate::params::QueryParams;
+use crate::platform::Refusal;
+use crate::spec::{
+    AuthorizeOptions, ConsentMemory, PkceRule, PlatformSpec, ScopeSeparator, TEN_MINUTES,
+};
+use crate::state::{
+    no_object_tokens, ClientCheck, CodeRedemption, CodeRejection, RefreshLookup, Simulator,
+};
+
+/// The platform's key.
+pub(super) const SLUG: &str = "google";
+
+/// Google web-server flow. https://developers.google.com/identity/protocols/oauth2/web-server
+pub(super) static SPEC: PlatformSpec = PlatformSpec {
+    key: SLUG,
+    display_name: "Google",
+    authorize_path: "/sandbox/google/o/oauth2/v2/auth",
+    token_path: "/sandbox/google/token",
+    revoke_path: "/sandbox/google/revoke",
+    userinfo_path: "/sandbox/google/v1/userinfo",
+    token_accepts_get: false,
+    // G9: docs crawled late 2026 call v26 "the latest active version".
+    api_root: "v26",
+    client_param: "client_id",
+    scope_separator: ScopeSeparator::Space,
+    scope_required: true,
+    response_type_optional: false,
+    pkce: PkceRule::Optional,
+    state_max_len: None,
+    callback_reports_scopes: false,
+    // "include_granted_scopes=true" (providers.md §3).
+    consent_memory: ConsentMemory::OnRequest,
+    api_token_in_params: false,
+    code_lifetime_seconds: TEN_MINUTES,
+    // Real Google codes start with "4/" so a client that forgets to URL-decode the callback breaks.
+    code_prefix: "4/0Asbx",
+    access_prefix: "ya29.sbx",
+    refresh_prefix: "1//sbx",
+    account_name: "Sandbox Merchant (merchant@sandbox.example)",
+    denial_error: "access_denied",
+    denial_reason: None,
+    denial_description: "The user denied the request.",
+};
 
 const ACCESS_SECONDS: i64 = 3599;
 
+/// Revocation and user info; the token route is the shared one.
 pub(super) fn routes() -> Router<Simulator> {
     Router::new()
-        .route("/sandbox/google/token", post(token))
         .route("/sandbox/google/revoke", post(revoke))
         .route("/sandbox/google/v1/userinfo", get(userinfo))
 }
@@ -66,7 +107,7 @@ fn authenticate_client(sim: &Simulator, call: &TokenCall) -> Result<String, Box<
                 "The client_id in the body and in the Authorization header differ.",
             ));
         }
-        return match check_basic(sim, Platform::Google, basic) {
+        return match check_basic(sim, SLUG, basic) {
             ClientCheck::Valid => Ok(basic.client_id.clone()),
             ClientCheck::UnknownClient => reject(invalid_client("The OAuth client was not found.")),
             ClientCheck::WrongSecret => reject(invalid_client("Unauthorized")),
@@ -83,24 +124,14 @@ fn authenticate_client(sim: &Simulator, call: &TokenCall) -> Result<String, Box<
     let Some(client_secret) = call.body("client_secret") else {
         return reject(invalid_request("client_secret is missing."));
     };
-    match sim.check_client(Platform::Google, client_id, client_secret) {
+    match sim.check_client(SLUG, client_id, client_secret) {
         ClientCheck::Valid => Ok(client_id.to_owned()),
         ClientCheck::UnknownClient => reject(invalid_client("The OAuth client was not found.")),
         ClientCheck::WrongSecret => reject(invalid_client("Unauthorized")),
     }
 }
 
-async fn token(
-    State(sim): State<Simulator>,
-    headers: HeaderMap,
-    RawQuery(query): RawQuery,
-    body: Bytes,
-) -> Response {
-    let call = TokenCall::parse(&headers, query.as_deref(), &body);
-    exchange::token_endpoint(&sim, Platform::Google, &call, answer_token).await
-}
-
-fn answer_token(sim: &Simulator, call: &TokenCall) -> Response {
+pub(super) fn answer_token(sim: &Simulator, call: &TokenCall) -> Response {
     if !call.form_encoded {
         return invalid_request("The request body must be application/x-www-form-urlencoded.");
     }
@@ -130,8 +161,9 @@ fn redeem(sim: &Simulator, client_id: &str, call: &TokenCall) -> Response {
         redirect_uri: call.body("redirect_uri"),
         code_verifier: call.body("code_verifier"),
         check_pkce: true,
+        object_tokens: no_object_tokens,
     };
-    let redeemed = match sim.redeem_code(Platform::Google, &redemption) {
+    let redeemed = match sim.redeem_code(SLUG, &redemption) {
         Ok(redeemed) => redeemed,
         Err(rejection) => {
             return match rejection {
@@ -158,15 +190,15 @@ fn redeem(sim: &Simulator, client_id: &str, call: &TokenCall) -> Response {
     let approved = &redeemed.approved;
     // "The refresh_token is only returned on the first authorization", unless the app asked for
     // consent again with prompt=consent; only offline access ever gets one.
-    let first_consent = sim.google_first_consent(client_id);
-    let ttl = sim.access_ttl(Platform::Google, ACCESS_SECONDS);
+    let first_consent = sim.first_consent(SLUG, client_id);
+    let ttl = sim.access_ttl(SLUG, ACCESS_SECONDS);
     let mut body = json!({
         "access_token": sim.issue_access_token(redeemed.grant_id, ttl),
         "expires_in": ttl,
         "token_type": "Bearer",
         "scope": exchange::join_scopes(&approved.granted_scopes, " "),
     });
-    if approved.google_offline && (first_consent || approved.google_prompt_consent) {
+    if approved.options.offline_access && (first_consent || approved.options.force_consent) {
         let refresh_token = sim.issue_refresh_token(redeemed.grant_id, None);
         if let Some(object) = body.as_object_mut() {
             object.insert("refresh_token".to_owned(), json!(refresh_token));
@@ -180,9 +212,9 @@ fn refresh(sim: &Simulator, client_id: &str, call: &TokenCall) -> Response {
     let Some(refresh_token) = call.body("refresh_token") else {
         return invalid_request("Missing required parameter: refresh_token");
     };
-    match sim.refresh_token_state(Platform::Google, client_id, refresh_token) {
+    match sim.refresh_token_state(SLUG, client_id, refresh_token) {
         RefreshLookup::Active(grant) => {
-            let ttl = sim.access_ttl(Platform::Google, ACCESS_SECONDS);
+            let ttl = sim.access_ttl(SLUG, ACCESS_SECONDS);
             exchange::json(
                 StatusCode::OK,
                 json!({
@@ -200,8 +232,7 @@ fn refresh(sim: &Simulator, client_id: &str, call: &TokenCall) -> Response {
 }
 
 async fn userinfo(State(sim): State<Simulator>, headers: HeaderMap) -> Response {
-    let Some(grant) = bearer_token(&headers).and_then(|t| sim.authenticate(Platform::Google, &t))
-    else {
+    let Some(grant) = bearer_token(&headers).and_then(|t| sim.authenticate(SLUG, &t)) else {
         let mut response = oauth_error(
             StatusCode::UNAUTHORIZED,
             "invalid_request",
@@ -258,11 +289,11 @@ async fn revoke(
     let Some(token) = call.body_or_query("token") else {
         return invalid_request("Missing required parameter: token");
     };
-    match sim.live_grant_of_token(Platform::Google, token) {
+    match sim.live_grant_of_token(SLUG, token) {
         Some(grant) => {
             sim.kill_grant(grant.grant_id);
-            sim.forget_google_consent(&grant.client_id);
-            sim.record_revocation(Platform::Google, token);
+            sim.forget_client_consent(SLUG, &grant.client_id);
+            sim.record_revocation(SLUG, token);
             exchange::json(StatusCode::OK, json!({}))
         }
         None => oauth_error(
@@ -271,4 +302,57 @@ async fn revoke(
             "Token expired or revoked",
         ),
     }
+}
+
+/// Google's own authorization options: `access_type` (offline access), `prompt` (consent again)
+/// and `include_granted_scopes=true` (providers.md §3).
+pub(super) fn authorize_options(params: &QueryParams) -> Result<AuthorizeOptions, Refusal> {
+    let (offline_access, force_consent) =
+        access_and_prompt(params.get("access_type"), params.get("prompt"))
+            .map_err(|(error, description)| (error, description.to_owned()))?;
+    Ok(AuthorizeOptions {
+        offline_access,
+        force_consent,
+        include_granted_scopes: params.get("include_granted_scopes") == Some("true"),
+        ask_declined_again: false,
+    })
+}
+
+/// Google's `access_type` and `prompt`: returns (offline, prompt contains consent).
+fn access_and_prompt(
+    access_type: Option<&str>,
+    prompt: Option<&str>,
+) -> Result<(bool, bool), (&'static str, &'static str)> {
+    let offline = match access_type {
+        None | Some("online") => false,
+        Some("offline") => true,
+        Some(_) => {
+            return Err((
+                "invalid_request",
+                "Invalid access_type: it must be online or offline.",
+            ))
+        }
+    };
+    let prompts: Vec<&str> = prompt
+        .unwrap_or_default()
+        .split(' ')
+        .filter(|p| !p.is_empty())
+        .collect();
+    if prompts
+        .iter()
+        .any(|p| !matches!(*p, "none" | "consent" | "select_account"))
+    {
+        return Err(("invalid_request", "Invalid prompt value."));
+    }
+    if prompts.contains(&"none") {
+        // The sandbox always needs the user's click, which prompt=none forbids.
+        if prompts.len() > 1 {
+            return Err((
+                "invalid_request",
+                "prompt=none cannot be combined with other values.",
+            ));
+        }
+        return Err(("interaction_required", "User interaction is required."));
+    }
+    Ok((offline, prompts.contains(&"consent")))
 }

@@ -7,7 +7,6 @@
 //! https://developers.facebook.com/docs/facebook-login/guides/access-tokens/debugging,
 //! https://developers.facebook.com/docs/graph-api/guides/error-handling
 
-use axum::body::Bytes;
 use axum::extract::{RawQuery, State};
 use axum::http::header::WWW_AUTHENTICATE;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
@@ -16,11 +15,55 @@ use axum::routing::get;
 use axum::Router;
 use serde_json::{json, Map, Value};
 
-use super::exchange::{self, bearer_token, reject, ClientCheck, TokenCall};
-use super::spec::Platform;
-use super::{
-    random_string, CodeRedemption, CodeRejection, GrantView, Simulator, TokenInspection,
-    TokenStatus,
+use crate::exchange::{self, bearer_token, reject, TokenCall};
+use crate::params::QueryParams;
+use crate::params::{query_pairs, query_param};
+use crate::platform::Refusal;
+use crate::spec::{
+    AuthorizeOptions, ConsentMemory, PkceRule, PlatformSpec, ScopeSeparator, TEN_MINUTES,
+};
+use crate::state::{
+    random_string, ClientCheck, CodeRedemption, CodeRejection, GrantView, ObjectToken, Simulator,
+    TokenInspection, TokenStatus,
+};
+
+/// The platform's key.
+pub(super) const SLUG: &str = "meta";
+
+/// Meta (Facebook Login for Business). https://developers.facebook.com/documentation/facebook-login/guides/advanced/manual-flow
+pub(super) static SPEC: PlatformSpec = PlatformSpec {
+    key: SLUG,
+    display_name: "Meta (Facebook)",
+    authorize_path: "/sandbox/meta/v25.0/dialog/oauth",
+    token_path: "/sandbox/meta/v25.0/oauth/access_token",
+    revoke_path: "/sandbox/meta/v25.0/me/permissions",
+    userinfo_path: "/sandbox/meta/v25.0/me",
+    // The Graph token endpoint reads its parameters from the query (GET) or the form (POST).
+    token_accepts_get: true,
+    // M15: "always specify the version"; the sandbox pins the EN docs' v25.0.
+    api_root: "v25.0",
+    client_param: "client_id",
+    // "a comma or space separated list of Permissions"
+    scope_separator: ScopeSeparator::CommaOrSpace,
+    scope_required: false,
+    // Meta defaults `response_type` to `code`.
+    response_type_optional: true,
+    pkce: PkceRule::Ignored,
+    state_max_len: None,
+    callback_reports_scopes: false,
+    // A user token carries every permission granted to the app; a declined one is not asked again
+    // without auth_type=rerequest (platform-apis.md §1 [M22]).
+    consent_memory: ConsentMemory::Always,
+    // M18: Graph takes the token as an `access_token` parameter too, which its SDK uses.
+    api_token_in_params: true,
+    code_lifetime_seconds: TEN_MINUTES,
+    code_prefix: "AQ",
+    access_prefix: "EAAS",
+    refresh_prefix: "",
+    account_name: "Sandbox Merchant",
+    denial_error: "access_denied",
+    denial_reason: Some("user_denied"),
+    denial_description: "Permissions error",
 };
 
 /// Short-lived user tokens last "hours"; the sandbox uses two.
@@ -38,64 +81,30 @@ const APP_NAME: &str = "Sandbox App";
 /// (platform-apis.md §1, [M21]); the sandbox counts from the consent.
 const DATA_ACCESS_DAYS: i64 = 90;
 
-/// A Facebook Page shared with a grant, with the page token Meta hands out for it.
-#[derive(Clone)]
-pub(crate) struct PageGrant {
-    id: &'static str,
-    name: &'static str,
-    category: &'static str,
-    access_token: String,
-    instagram: Option<(&'static str, &'static str)>,
-}
-
-impl PageGrant {
-    /// The Page's id.
-    pub(crate) fn id(&self) -> &'static str {
-        self.id
-    }
-
-    /// The Page's name.
-    pub(crate) fn name(&self) -> &'static str {
-        self.name
-    }
-
-    /// The Page token Meta hands out for this Page.
-    pub(crate) fn access_token(&self) -> &str {
-        &self.access_token
-    }
-
-    /// The Instagram professional account linked to the Page: its id and username.
-    pub(crate) fn instagram(&self) -> Option<(&'static str, &'static str)> {
-        self.instagram
-    }
-}
-
 /// The simulated account's two Pages, each with a fresh page token.
-pub(crate) fn new_page_grants() -> Vec<PageGrant> {
+pub(super) fn new_page_grants() -> Vec<ObjectToken> {
     vec![
-        PageGrant {
+        ObjectToken {
             id: "2000000001",
             name: "Sandbox Merchant Shop",
             category: "Shopping & retail",
             access_token: format!("EAAP{}", random_string(48)),
-            instagram: Some(("17841400000000001", "sandboxmerchant")),
+            linked: Some(("17841400000000001", "sandboxmerchant")),
         },
-        PageGrant {
+        ObjectToken {
             id: "2000000002",
             name: "Sandbox Merchant Outlet",
             category: "Clothing store",
             access_token: format!("EAAP{}", random_string(48)),
-            instagram: None,
+            linked: None,
         },
     ]
 }
 
+/// Identity, Pages, permissions (and their removal) and `debug_token`; the token route is the
+/// shared one.
 pub(super) fn routes() -> Router<Simulator> {
     Router::new()
-        .route(
-            "/sandbox/meta/v25.0/oauth/access_token",
-            get(token).post(token),
-        )
         .route("/sandbox/meta/v25.0/me", get(me))
         .route("/sandbox/meta/v25.0/me/accounts", get(accounts))
         .route(
@@ -106,7 +115,7 @@ pub(super) fn routes() -> Router<Simulator> {
 }
 
 /// A Graph API error: `{"error":{"message","type":"OAuthException","code","error_subcode","fbtrace_id"}}`.
-pub(crate) fn graph_error(
+pub(super) fn graph_error(
     status: StatusCode,
     code: u32,
     subcode: Option<u32>,
@@ -161,17 +170,7 @@ pub(super) fn fault_body(status: StatusCode) -> Response {
     }
 }
 
-async fn token(
-    State(sim): State<Simulator>,
-    headers: HeaderMap,
-    RawQuery(query): RawQuery,
-    body: Bytes,
-) -> Response {
-    let call = TokenCall::parse(&headers, query.as_deref(), &body);
-    exchange::token_endpoint(&sim, Platform::Meta, &call, answer_token).await
-}
-
-fn answer_token(sim: &Simulator, call: &TokenCall) -> Response {
+pub(super) fn answer_token(sim: &Simulator, call: &TokenCall) -> Response {
     // The Graph token endpoint reads its parameters from the query (GET) or the form (POST);
     // HTTP Basic is never consulted, so a client relying on it fails as it would at Meta.
     let param = |name: &str| call.body_or_query(name);
@@ -181,7 +180,7 @@ fn answer_token(sim: &Simulator, call: &TokenCall) -> Response {
     let Some(client_secret) = param("client_secret") else {
         return bad_client("Missing client_secret parameter.");
     };
-    match sim.check_client(Platform::Meta, client_id, client_secret) {
+    match sim.check_client(SLUG, client_id, client_secret) {
         ClientCheck::Valid => {}
         ClientCheck::UnknownClient => {
             return bad_client("Error validating application. Invalid application ID.")
@@ -207,10 +206,11 @@ fn redeem(sim: &Simulator, client_id: &str, call: &TokenCall) -> Response {
         redirect_uri: call.body_or_query("redirect_uri"),
         code_verifier: None,
         check_pkce: false,
+        object_tokens: new_page_grants,
     };
-    match sim.redeem_code(Platform::Meta, &redemption) {
+    match sim.redeem_code(SLUG, &redemption) {
         Ok(redeemed) => {
-            let ttl = sim.access_ttl(Platform::Meta, SHORT_LIVED_SECONDS);
+            let ttl = sim.access_ttl(SLUG, SHORT_LIVED_SECONDS);
             let access_token = sim.issue_access_token(redeemed.grant_id, ttl);
             exchange::json(
                 StatusCode::OK,
@@ -257,31 +257,18 @@ fn exchange_for_long_lived(sim: &Simulator, client_id: &str, token: Option<&str>
     let Some(token) = token else {
         return bad_param("Missing fb_exchange_token parameter.");
     };
-    let Some(grant) = sim.authenticate(Platform::Meta, token) else {
+    let Some(grant) = sim.authenticate(SLUG, token) else {
         return invalid_token();
     };
     if grant.client_id != client_id {
         return invalid_token();
     }
-    let ttl = sim.access_ttl(Platform::Meta, LONG_LIVED_SECONDS);
+    let ttl = sim.access_ttl(SLUG, LONG_LIVED_SECONDS);
     let access_token = sim.issue_access_token(grant.grant_id, ttl);
     exchange::json(
         StatusCode::OK,
         json!({ "access_token": access_token, "token_type": "bearer", "expires_in": ttl }),
     )
-}
-
-pub(crate) fn query_pairs(query: Option<&str>) -> Vec<(String, String)> {
-    query
-        .and_then(|q| serde_urlencoded::from_str(q).ok())
-        .unwrap_or_default()
-}
-
-pub(crate) fn query_param<'a>(pairs: &'a [(String, String)], name: &str) -> Option<&'a str> {
-    pairs
-        .iter()
-        .find(|(key, _)| key == name)
-        .map(|(_, value)| value.as_str())
 }
 
 /// Graph accepts the user token as an `access_token` parameter or a bearer header.
@@ -301,13 +288,13 @@ fn caller(
             "An active access token must be used to query information about the current user.",
         ));
     };
-    match sim.authenticate(Platform::Meta, &token) {
+    match sim.authenticate(SLUG, &token) {
         Some(grant) => Ok((token, grant)),
         None => reject(invalid_token()),
     }
 }
 
-pub(crate) async fn me(
+pub(super) async fn me(
     State(sim): State<Simulator>,
     headers: HeaderMap,
     RawQuery(query): RawQuery,
@@ -357,7 +344,7 @@ fn account_identity(account: u32) -> (String, String) {
     }
 }
 
-pub(crate) async fn accounts(
+pub(super) async fn accounts(
     State(sim): State<Simulator>,
     headers: HeaderMap,
     RawQuery(query): RawQuery,
@@ -369,7 +356,7 @@ pub(crate) async fn accounts(
     };
     // Without pages_show_list Graph lists no Pages at all.
     let pages: Vec<Value> = if grant.has_scope("pages_show_list") {
-        sim.meta_pages(grant.grant_id)
+        sim.object_tokens(grant.grant_id)
             .into_iter()
             .map(|page| {
                 let mut value = json!({
@@ -381,7 +368,7 @@ pub(crate) async fn accounts(
                     "tasks": ["ANALYZE", "ADVERTISE", "MESSAGING", "MODERATE", "CREATE_CONTENT", "MANAGE"],
                 });
                 if let (Some((ig_id, ig_username)), Some(object)) =
-                    (page.instagram, value.as_object_mut())
+                    (page.linked, value.as_object_mut())
                 {
                     object.insert(
                         "instagram_business_account".to_owned(),
@@ -447,8 +434,8 @@ async fn revoke(
         Err(response) => return *response,
     };
     sim.kill_grant(grant.grant_id);
-    sim.forget_consent(Platform::Meta, &grant.client_id, grant.account);
-    sim.record_revocation(Platform::Meta, &token);
+    sim.forget_consent(SLUG, &grant.client_id, grant.account);
+    sim.record_revocation(SLUG, &token);
     exchange::json(StatusCode::OK, json!({ "success": true }))
 }
 
@@ -462,7 +449,8 @@ async fn debug_token(
     headers: HeaderMap,
     RawQuery(query): RawQuery,
 ) -> Response {
-    if sim.debug_token_call() {
+    sim.count(SLUG, DEBUG_TOKEN_CALLS);
+    if sim.switch(SLUG, DEBUG_TOKEN_UNAVAILABLE) {
         return fault_body(StatusCode::SERVICE_UNAVAILABLE);
     }
     let pairs = query_pairs(query.as_deref());
@@ -485,7 +473,7 @@ async fn debug_token(
             "Invalid OAuth access token - Cannot parse access token",
         );
     };
-    if sim.check_client(Platform::Meta, app_id, app_secret) != ClientCheck::Valid {
+    if sim.check_client(SLUG, app_id, app_secret) != ClientCheck::Valid {
         return graph_error(
             StatusCode::BAD_REQUEST,
             190,
@@ -496,7 +484,7 @@ async fn debug_token(
     let Some(input) = query_param(&pairs, "input_token") else {
         return bad_param("(#100) The parameter input_token is required");
     };
-    let data = match sim.inspect_access_token(Platform::Meta, input) {
+    let data = match sim.inspect_access_token(SLUG, input) {
         Some(found) if found.grant.client_id == app_id => inspected(&sim, app_id, &found),
         _ => json!({
             "error": { "code": 190, "message": "Invalid OAuth access token." },
@@ -512,9 +500,9 @@ async fn debug_token(
 fn inspected(sim: &Simulator, app_id: &str, found: &TokenInspection) -> Value {
     let (user_id, _) = account_identity(found.grant.account);
     let page_ids: Vec<&str> = sim
-        .meta_pages(found.grant.grant_id)
+        .object_tokens(found.grant.grant_id)
         .iter()
-        .map(PageGrant::id)
+        .map(|page| page.id)
         .collect();
     let granular: Vec<Value> = found
         .grant
@@ -557,4 +545,31 @@ fn inspected(sim: &Simulator, app_id: &str, found: &TokenInspection) -> Value {
         object.insert("error".to_owned(), error);
     }
     data
+}
+
+/// The switch that makes `debug_token` fail (see [`Simulator::set_meta_debug_token_unavailable`]).
+const DEBUG_TOKEN_UNAVAILABLE: &str = "debug_token_unavailable";
+/// The counter of `debug_token` calls.
+const DEBUG_TOKEN_CALLS: &str = "debug_token_calls";
+
+impl Simulator {
+    /// Makes Meta's `debug_token` answer HTTP 503 with Graph's code 2 (`true`), or work again
+    /// (`false`); the token endpoint and the Graph API are unaffected.
+    pub fn set_meta_debug_token_unavailable(&self, unavailable: bool) {
+        self.set_switch(SLUG, DEBUG_TOKEN_UNAVAILABLE, unavailable);
+    }
+
+    /// How many `debug_token` calls Meta has answered, failed ones included.
+    pub fn meta_debug_token_calls(&self) -> usize {
+        self.counted(SLUG, DEBUG_TOKEN_CALLS)
+    }
+}
+
+/// `auth_type=rerequest` asks again for permissions the user declined (platform-apis.md §1
+/// [M22]); Meta reads no other option.
+pub(super) fn authorize_options(params: &QueryParams) -> Result<AuthorizeOptions, Refusal> {
+    Ok(AuthorizeOptions {
+        ask_declined_again: params.get("auth_type") == Some("rerequest"),
+        ..AuthorizeOptions::default()
+    })
 }

@@ -15,15 +15,52 @@ use axum::routing::{get, post};
 use axum::Router;
 use serde_json::{json, Map, Value};
 
-use super::exchange::{self, bearer_token, check_basic, reject, ClientCheck, TokenCall};
-use super::spec::Platform;
-use super::{CodeRedemption, CodeRejection, RefreshLookup, Simulator};
+use crate::exchange::{self, bearer_token, check_basic, reject, TokenCall};
+use crate::spec::{ConsentMemory, PkceRule, PlatformSpec, ScopeSeparator};
+use crate::state::{
+    no_object_tokens, ClientCheck, CodeRedemption, CodeRejection, RefreshLookup, Simulator,
+};
+
+/// The platform's key.
+pub(super) const SLUG: &str = "twitter";
+
+/// X OAuth 2.0 with PKCE. https://docs.x.com/fundamentals/authentication/oauth-2-0/authorization-code
+pub(super) static SPEC: PlatformSpec = PlatformSpec {
+    key: SLUG,
+    display_name: "X (Twitter)",
+    authorize_path: "/sandbox/twitter/i/oauth2/authorize",
+    token_path: "/sandbox/twitter/2/oauth2/token",
+    revoke_path: "/sandbox/twitter/2/oauth2/revoke",
+    userinfo_path: "/sandbox/twitter/2/users/me",
+    token_accepts_get: false,
+    // X11: `https://api.x.com/2/`.
+    api_root: "2",
+    client_param: "client_id",
+    scope_separator: ScopeSeparator::Space,
+    scope_required: true,
+    response_type_optional: false,
+    // "PKCE is mandatory": only the authorization code with PKCE and refresh grants exist.
+    pkce: PkceRule::Required,
+    state_max_len: Some(500),
+    callback_reports_scopes: false,
+    consent_memory: ConsentMemory::Forgotten,
+    api_token_in_params: false,
+    // "The code expires after 30 seconds."
+    code_lifetime_seconds: 30,
+    code_prefix: "sbxX",
+    access_prefix: "sbxXat",
+    refresh_prefix: "sbxXrt",
+    account_name: "Sandbox Merchant (@sandboxmerchant)",
+    denial_error: "access_denied",
+    denial_reason: None,
+    denial_description: "The user denied the request.",
+};
 
 const ACCESS_SECONDS: i64 = 7200;
 
+/// Revocation and `/2/users/me`; the token route is the shared one.
 pub(super) fn routes() -> Router<Simulator> {
     Router::new()
-        .route("/sandbox/twitter/2/oauth2/token", post(token))
         .route("/sandbox/twitter/2/oauth2/revoke", post(revoke))
         .route("/sandbox/twitter/2/users/me", get(users_me))
 }
@@ -49,7 +86,7 @@ fn missing_authorization() -> Response {
 }
 
 /// An API error in problem-JSON form (RFC 7807).
-pub(crate) fn problem(status: StatusCode, title: &str, extra: Option<Value>) -> Response {
+pub(super) fn problem(status: StatusCode, title: &str, extra: Option<Value>) -> Response {
     let mut body = json!({
         "title": title,
         "type": "about:blank",
@@ -82,7 +119,7 @@ fn authenticate_client(sim: &Simulator, call: &TokenCall) -> Result<String, Box<
     let Some(basic) = &call.basic else {
         return reject(missing_authorization());
     };
-    if check_basic(sim, Platform::Twitter, basic) != ClientCheck::Valid {
+    if check_basic(sim, SLUG, basic) != ClientCheck::Valid {
         return reject(missing_authorization());
     }
     if call
@@ -96,17 +133,7 @@ fn authenticate_client(sim: &Simulator, call: &TokenCall) -> Result<String, Box<
     Ok(basic.client_id.clone())
 }
 
-async fn token(
-    State(sim): State<Simulator>,
-    headers: HeaderMap,
-    RawQuery(query): RawQuery,
-    body: Bytes,
-) -> Response {
-    let call = TokenCall::parse(&headers, query.as_deref(), &body);
-    exchange::token_endpoint(&sim, Platform::Twitter, &call, answer_token).await
-}
-
-fn answer_token(sim: &Simulator, call: &TokenCall) -> Response {
+pub(super) fn answer_token(sim: &Simulator, call: &TokenCall) -> Response {
     let client_id = match authenticate_client(sim, call) {
         Ok(client_id) => client_id,
         Err(response) => return *response,
@@ -132,8 +159,9 @@ fn redeem(sim: &Simulator, client_id: &str, call: &TokenCall) -> Response {
         redirect_uri: call.body("redirect_uri"),
         code_verifier: call.body("code_verifier"),
         check_pkce: true,
+        object_tokens: no_object_tokens,
     };
-    match sim.redeem_code(Platform::Twitter, &redemption) {
+    match sim.redeem_code(SLUG, &redemption) {
         Ok(redeemed) => token_response(sim, redeemed.grant_id, &redeemed.approved.granted_scopes),
         Err(rejection) => invalid_request(match rejection {
             CodeRejection::RedirectMissing => "Missing required parameter [redirect_uri].",
@@ -158,7 +186,7 @@ fn refresh(sim: &Simulator, client_id: &str, call: &TokenCall) -> Response {
     let Some(refresh_token) = call.body("refresh_token") else {
         return invalid_request("Missing required parameter [refresh_token].");
     };
-    match sim.refresh_token_state(Platform::Twitter, client_id, refresh_token) {
+    match sim.refresh_token_state(SLUG, client_id, refresh_token) {
         RefreshLookup::Active(grant) => {
             sim.retire_refresh_token(refresh_token);
             token_response(sim, grant.grant_id, &grant.scopes)
@@ -174,7 +202,7 @@ fn refresh(sim: &Simulator, client_id: &str, call: &TokenCall) -> Response {
 }
 
 fn token_response(sim: &Simulator, grant_id: u64, scopes: &[String]) -> Response {
-    let ttl = sim.access_ttl(Platform::Twitter, ACCESS_SECONDS);
+    let ttl = sim.access_ttl(SLUG, ACCESS_SECONDS);
     let mut body = json!({
         "token_type": "bearer",
         "expires_in": ttl,
@@ -214,13 +242,12 @@ fn user_field(field: &str) -> Option<Option<Value>> {
     Some(Some(value))
 }
 
-pub(crate) async fn users_me(
+pub(super) async fn users_me(
     State(sim): State<Simulator>,
     headers: HeaderMap,
     RawQuery(query): RawQuery,
 ) -> Response {
-    let Some(grant) = bearer_token(&headers).and_then(|t| sim.authenticate(Platform::Twitter, &t))
-    else {
+    let Some(grant) = bearer_token(&headers).and_then(|t| sim.authenticate(SLUG, &t)) else {
         return problem(StatusCode::UNAUTHORIZED, "Unauthorized", None);
     };
     // /2/users/me needs both tweet.read and users.read.
@@ -280,8 +307,8 @@ async fn revoke(
     let Some(token) = call.body("token") else {
         return invalid_request("Missing required parameter [token].");
     };
-    if sim.revoke_single_token(Platform::Twitter, &client_id, token) {
-        sim.record_revocation(Platform::Twitter, token);
+    if sim.revoke_single_token(SLUG, &client_id, token) {
+        sim.record_revocation(SLUG, token);
     }
     exchange::json(StatusCode::OK, json!({ "revoked": true }))
 }

@@ -14,17 +14,55 @@ use axum::routing::{get, post};
 use axum::Router;
 use serde_json::{json, Map, Value};
 
-use super::exchange::{self, bearer_token, reject, ClientCheck, TokenCall};
-use super::spec::Platform;
-use super::{CodeRedemption, CodeRejection, RefreshLookup, Simulator};
+use crate::exchange::{self, bearer_token, reject, TokenCall};
+use crate::spec::{ConsentMemory, PkceRule, PlatformSpec, ScopeSeparator, TEN_MINUTES};
+use crate::state::{
+    no_object_tokens, ClientCheck, CodeRedemption, CodeRejection, RefreshLookup, Simulator,
+};
+
+/// The platform's key.
+pub(super) const SLUG: &str = "tiktok";
+
+/// TikTok Login Kit v2. https://developers.tiktok.com/doc/login-kit-web
+pub(super) static SPEC: PlatformSpec = PlatformSpec {
+    key: SLUG,
+    display_name: "TikTok",
+    authorize_path: "/sandbox/tiktok/v2/auth/authorize/",
+    token_path: "/sandbox/tiktok/v2/oauth/token/",
+    revoke_path: "/sandbox/tiktok/v2/oauth/revoke/",
+    userinfo_path: "/sandbox/tiktok/v2/user/info/",
+    token_accepts_get: false,
+    // T6: `https://open.tiktokapis.com/v2/`.
+    api_root: "v2",
+    // TikTok names the client `client_key`, never `client_id`.
+    client_param: "client_key",
+    scope_separator: ScopeSeparator::Comma,
+    scope_required: true,
+    response_type_optional: false,
+    // The web flow has no code_challenge; PKCE is for desktop and mobile apps only.
+    pkce: PkceRule::Ignored,
+    state_max_len: None,
+    // TikTok appends the granted scopes to the callback as `scopes=a,b`.
+    callback_reports_scopes: true,
+    consent_memory: ConsentMemory::Forgotten,
+    api_token_in_params: false,
+    code_lifetime_seconds: TEN_MINUTES,
+    code_prefix: "sbx-tt-",
+    access_prefix: "act.",
+    refresh_prefix: "rft.",
+    account_name: "Sandbox Merchant",
+    denial_error: "access_denied",
+    denial_reason: None,
+    denial_description: "The user denied the request.",
+};
 
 const ACCESS_SECONDS: i64 = 86_400;
 const REFRESH_SECONDS: i64 = 31_536_000;
 const OPEN_ID: &str = "sbx-tiktok-open-id";
 
+/// Revocation and user info; the token route is the shared one.
 pub(super) fn routes() -> Router<Simulator> {
     Router::new()
-        .route("/sandbox/tiktok/v2/oauth/token/", post(token))
         .route("/sandbox/tiktok/v2/oauth/revoke/", post(revoke))
         .route("/sandbox/tiktok/v2/user/info/", get(user_info))
 }
@@ -50,7 +88,7 @@ fn invalid_client(description: &str) -> Response {
 }
 
 /// An API error: `{"data":{},"error":{"code","message","log_id"}}`.
-pub(crate) fn api_error(status: StatusCode, code: &str, message: &str) -> Response {
+pub(super) fn api_error(status: StatusCode, code: &str, message: &str) -> Response {
     exchange::json(
         status,
         json!({
@@ -99,7 +137,7 @@ fn authenticate_client<'a>(sim: &Simulator, call: &'a TokenCall) -> Result<&'a s
             "Missing required parameter: client_secret.",
         ));
     };
-    match sim.check_client(Platform::TikTok, client_key, client_secret) {
+    match sim.check_client(SLUG, client_key, client_secret) {
         ClientCheck::Valid => Ok(client_key),
         ClientCheck::UnknownClient | ClientCheck::WrongSecret => {
             reject(invalid_client("Client key or secret is invalid."))
@@ -107,17 +145,7 @@ fn authenticate_client<'a>(sim: &Simulator, call: &'a TokenCall) -> Result<&'a s
     }
 }
 
-async fn token(
-    State(sim): State<Simulator>,
-    headers: HeaderMap,
-    RawQuery(query): RawQuery,
-    body: Bytes,
-) -> Response {
-    let call = TokenCall::parse(&headers, query.as_deref(), &body);
-    exchange::token_endpoint(&sim, Platform::TikTok, &call, answer_token).await
-}
-
-fn answer_token(sim: &Simulator, call: &TokenCall) -> Response {
+pub(super) fn answer_token(sim: &Simulator, call: &TokenCall) -> Response {
     let client_key = match authenticate_client(sim, call) {
         Ok(client_key) => client_key,
         Err(response) => return *response,
@@ -144,8 +172,9 @@ fn redeem(sim: &Simulator, client_key: &str, call: &TokenCall) -> Response {
         redirect_uri: call.body("redirect_uri"),
         code_verifier: None,
         check_pkce: false,
+        object_tokens: no_object_tokens,
     };
-    let redeemed = match sim.redeem_code(Platform::TikTok, &redemption) {
+    let redeemed = match sim.redeem_code(SLUG, &redemption) {
         Ok(redeemed) => redeemed,
         Err(CodeRejection::RedirectMissing | CodeRejection::RedirectMismatch) => {
             return invalid_request(
@@ -163,7 +192,7 @@ fn refresh(sim: &Simulator, client_key: &str, call: &TokenCall) -> Response {
     let Some(refresh_token) = call.body("refresh_token") else {
         return invalid_request("Missing required parameter: refresh_token.");
     };
-    match sim.refresh_token_state(Platform::TikTok, client_key, refresh_token) {
+    match sim.refresh_token_state(SLUG, client_key, refresh_token) {
         RefreshLookup::Active(grant) => {
             sim.retire_refresh_token(refresh_token);
             token_response(sim, grant.grant_id, &grant.scopes)
@@ -175,7 +204,7 @@ fn refresh(sim: &Simulator, client_key: &str, call: &TokenCall) -> Response {
 }
 
 fn token_response(sim: &Simulator, grant_id: u64, scopes: &[String]) -> Response {
-    let ttl = sim.access_ttl(Platform::TikTok, ACCESS_SECONDS);
+    let ttl = sim.access_ttl(SLUG, ACCESS_SECONDS);
     let access_token = sim.issue_access_token(grant_id, ttl);
     let refresh_token = sim.issue_refresh_token(grant_id, Some(REFRESH_SECONDS));
     exchange::json(
@@ -217,7 +246,7 @@ fn user_field(field: &str) -> Option<(&'static str, Value)> {
     Some((scope, value))
 }
 
-pub(crate) async fn user_info(
+pub(super) async fn user_info(
     State(sim): State<Simulator>,
     headers: HeaderMap,
     RawQuery(query): RawQuery,
@@ -232,7 +261,7 @@ pub(crate) async fn user_info(
     let Some(token) = bearer_token(&headers) else {
         return invalid_token();
     };
-    let Some(grant) = sim.authenticate(Platform::TikTok, &token) else {
+    let Some(grant) = sim.authenticate(SLUG, &token) else {
         return invalid_token();
     };
     let pairs: Vec<(String, String)> = query
@@ -293,14 +322,14 @@ async fn revoke(
     let Some(token) = call.body("token") else {
         return invalid_request("Missing required parameter: token.");
     };
-    if let Some(grant) = sim.authenticate(Platform::TikTok, token) {
+    if let Some(grant) = sim.authenticate(SLUG, token) {
         if grant.client_id != client_key {
             return invalid_request("The token was not issued to this client.");
         }
         sim.kill_grant(grant.grant_id);
-        sim.record_revocation(Platform::TikTok, token);
+        sim.record_revocation(SLUG, token);
     } else if !matches!(
-        sim.refresh_token_state(Platform::TikTok, client_key, token),
+        sim.refresh_token_state(SLUG, client_key, token),
         RefreshLookup::Unknown
     ) {
         // TikTok's revoke endpoint takes the access token; a refresh token here is a client bug.

@@ -15,15 +15,13 @@ use axum::routing::{get, post};
 use axum::{Extension, Router};
 use serde_json::{json, Value};
 
-use super::{api_path, ApiCaller, Denial, PublishedItem};
+use super::oauth::{error, SLUG, SPEC};
 use crate::exchange;
-use crate::meta::{query_pairs, query_param};
-use crate::pinterest::error;
-use crate::spec::Platform;
-use crate::{random_string, Simulator};
+use crate::params::{query_pairs, query_param};
+use crate::state::{random_string, ApiCaller, Denial, PublishedItem, Simulator};
 
 pub(super) fn routes() -> Router<Simulator> {
-    let at = |rest: &str| api_path(Platform::Pinterest, rest);
+    let at = |rest: &str| SPEC.api_path(rest);
     Router::new()
         .route(&at("user_account"), get(user_account))
         .route(&at("boards"), get(boards))
@@ -234,7 +232,7 @@ async fn create_pin(
         "media": { "media_type": "image" },
     });
     sim.publish(
-        Platform::Pinterest,
+        SLUG,
         PublishedItem {
             kind: "pinterest_pin".to_owned(),
             id,

@@ -16,11 +16,9 @@ use axum::{Extension, Router};
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 
-use super::{api_path, ApiCaller, ApiRateLimit, Denial, PublishedItem};
+use super::oauth::{problem, users_me, SLUG, SPEC};
 use crate::exchange;
-use crate::spec::Platform;
-use crate::twitter::{problem, users_me};
-use crate::{random_string, Simulator};
+use crate::state::{random_string, ApiCaller, ApiRateLimit, Denial, PublishedItem, Simulator};
 
 /// The simulated user's id (the OAuth side's value).
 const USER_ID: &str = "1000000000000000001";
@@ -29,7 +27,7 @@ const USER_ID: &str = "1000000000000000001";
 const WINDOW_SECONDS: i64 = 900;
 
 pub(super) fn routes() -> Router<Simulator> {
-    let at = |rest: &str| api_path(Platform::Twitter, rest);
+    let at = |rest: &str| SPEC.api_path(rest);
     Router::new()
         .route(&at("users/me"), get(users_me))
         .route(&at("tweets"), post(create_tweet))
@@ -134,7 +132,7 @@ async fn create_tweet(
     let id = format!("1{id}");
     let text = text.to_owned();
     sim.publish(
-        Platform::Twitter,
+        SLUG,
         PublishedItem {
             kind: "tweet".to_owned(),
             id: id.clone(),
