@@ -12,7 +12,7 @@ from fnlen import lex, test_ranges, matching, is_ident  # noqa: E402
 
 NAMES = {"meta": ["facebook", "fb", "instagram", "graph"], "tiktok": [], "google": ["gads"],
          "pinterest": [], "twitter": [], "linkedin": []}
-TABLES = {"platforms/builtin/mod.rs", "platforms.rs", "platforms/mod.rs"}
+TABLES = {("growth-engine", "platforms/builtin/mod.rs"), ("sandbox", "platforms/mod.rs")}
 
 
 def name_of(word):
@@ -46,8 +46,9 @@ def sources(src, main):
         for s, e in tr:
             m = re.search(r"mod (\w+)", code[s:e])
             if m and e < len(code) and code[e] == ";":
-                for t in (f"{d}/{m.group(1)}.rs", f"{d}/{m.group(1)}/mod.rs"):
-                    testfiles.add(t.lstrip("/"))
+                module = f"{d}/{m.group(1)}".lstrip("/")
+                testfiles.add(module + ".rs")
+                testfiles.update(q for q in data if q.startswith(module + "/"))
     for t in testfiles:
         if t in data:
             data[t][2] = [(0, len(data[t][0]))]
@@ -66,7 +67,7 @@ def own_platform(path):
     return next((s for s in NAMES if s in parts), None)
 
 
-def named(p, code, strings, tr):
+def named(crate, p, code, strings, tr):
     found = []
     for m in re.finditer(r"[A-Za-z_][A-Za-z0-9_]*", code):
         a, ident = m.start(), m.group(0)
@@ -82,10 +83,10 @@ def named(p, code, strings, tr):
     for o, s in strings:
         if intest(tr, o):
             continue
-        for w in re.split(r"[^a-z0-9]", s.lower()):
+        for w in re.split(r"[^a-z0-9]", s.lower().replace("<meta ", "< ")):
             if name_of(w):
                 found.append((name_of(w), s))
-    table = p in TABLES
+    table = (crate, p) in TABLES
     return [(slug, w) for slug, w in found if own_platform(p) != slug and not (table and w == slug)]
 
 
@@ -225,7 +226,7 @@ def main():
     for name, src, main_crate in crates:
         data = sources(src, main_crate)
         for p, (code, strings, tr) in data.items():
-            for slug, _ in named(p, code, strings, tr):
+            for slug, _ in named(name, p, code, strings, tr):
                 by_platform[slug].add(f"{name}:{p}")
                 hits[slug] += 1
         groups = cycles(data)
