@@ -3,6 +3,7 @@
 //! behaviour, and one line each in [`BUILT_IN`], in display order.
 
 mod google;
+mod linkedin;
 mod meta;
 mod pinterest;
 mod tiktok;
@@ -18,6 +19,7 @@ pub static BUILT_IN: &[&BuiltInPlatform] = &[
     &google::PLATFORM,
     &pinterest::PLATFORM,
     &twitter::PLATFORM,
+    &linkedin::PLATFORM,
 ];
 
 /// The table line of a built-in platform, by slug.
