@@ -103,7 +103,9 @@ mod tests {
                 "google_ads_customer",
                 "pinterest_board",
                 "pinterest_ad_account",
-                "x_user"
+                "x_user",
+                "linkedin_organization",
+                "linkedin_ad_account"
             ]
         );
         for kind in asset_kinds() {

@@ -543,6 +543,7 @@ async fn the_cards_show_status_account_expiry_and_missing_permissions() {
             ("google", "not_connected"),
             ("pinterest", "not_configured"),
             ("twitter", "not_connected"),
+            ("linkedin", "not_configured"),
         ]
     );
     assert_eq!(

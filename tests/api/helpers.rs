@@ -180,6 +180,9 @@ pub struct TestAppOptions {
     pub simulated: Vec<&'static str>,
     pub extra_env: Vec<(&'static str, String)>,
     pub clock: Option<ManualClock>,
+    /// The standalone simulator reads `clock` too (by default it keeps real time, as a platform
+    /// would while the service's clock is moved).
+    pub simulator_follows_clock: bool,
     pub refresher: bool,
     /// A listener bound in advance, for tests that must know the address before the app starts.
     pub listener: Option<TcpListener>,
@@ -192,6 +195,7 @@ impl Default for TestAppOptions {
             simulated: sandbox::PLATFORMS.to_vec(),
             extra_env: Vec::new(),
             clock: None,
+            simulator_follows_clock: false,
             refresher: false,
             listener: None,
         }
@@ -289,7 +293,10 @@ pub async fn spawn_app_with(mut options: TestAppOptions) -> TestApp {
             redirect_uris: vec![format!("{address}/api/v1/oauth/callback/{platform}")],
         });
     }
-    let simulator = Simulator::new(clients);
+    let simulator = match (&options.clock, options.simulator_follows_clock) {
+        (Some(clock), true) => Simulator::with_clock(clients, Arc::new(clock.clone())),
+        _ => Simulator::new(clients),
+    };
     let sim_router = sandbox::router(simulator.clone());
     tokio::spawn(async move {
         let _ = axum::serve(sim_listener, sim_router).await;

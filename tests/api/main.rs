@@ -20,6 +20,7 @@ mod keys_audit;
 #[allow(dead_code)]
 mod helpers;
 mod lifecycle;
+mod linkedin;
 mod listing;
 mod oidc;
 mod perimeter_junk;
