@@ -235,13 +235,15 @@ impl Services {
         #[cfg(feature = "sandbox")]
         let sandbox = settings.sandbox.then(|| {
             let base = settings.api_url.as_str().trim_end_matches('/').to_owned();
-            Simulator::new(
+            let simulator = Simulator::new(
                 catalog
                     .all()
                     .filter(|spec| spec.sandboxed)
                     .map(|spec| Simulator::sandbox_client(spec.id.as_str(), &base))
                     .collect(),
-            )
+            );
+            simulator.require_token_proofs(settings.sandbox_require_token_proofs);
+            simulator
         });
         let webhooks = match (&settings.webhook_url, &settings.webhook_secret) {
             (Some(url), Some(secret)) => Some(

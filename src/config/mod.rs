@@ -169,6 +169,9 @@ pub struct Settings {
     /// `SANDBOX` (default true in development): serve unconfigured platforms from the built-in
     /// sandbox. Always off in production.
     pub sandbox: bool,
+    /// `SANDBOX_REQUIRE_TOKEN_PROOFS` (default true): the sandbox's platforms that prove tokens
+    /// refuse API calls without the proof, as an app that requires it does.
+    pub sandbox_require_token_proofs: bool,
     /// `TOKEN_REFRESH_WINDOW_SECONDS` (default 300): a token expiring within this is refreshed first.
     pub refresh_window: Duration,
     /// `HTTP_TIMEOUT_SECONDS` (default 10): the limit on every call to a platform.
@@ -260,6 +263,7 @@ impl Settings {
             keys: keys::token_keys(&vars)?,
             api_keys,
             sandbox: platforms::sandbox(&vars)?,
+            sandbox_require_token_proofs: vars.bool("SANDBOX_REQUIRE_TOKEN_PROOFS", true)?,
             refresh_window: refresher::window(&vars)?,
             refresher_enabled: refresher::enabled(&vars)?,
             refresher_interval: refresher::interval(&vars)?,
@@ -425,6 +429,10 @@ impl Settings {
     fn platform_rows(&self) -> Vec<(String, String)> {
         let mut rows = vec![
             row("SANDBOX", self.sandbox),
+            row(
+                "SANDBOX_REQUIRE_TOKEN_PROOFS",
+                self.sandbox_require_token_proofs,
+            ),
             row("HTTP_TIMEOUT_SECONDS", self.platform_timeout.as_secs()),
             row(
                 "PLATFORM_MAX_RESPONSE_BYTES",

@@ -297,6 +297,8 @@ pub async fn spawn_app_with(mut options: TestAppOptions) -> TestApp {
         (Some(clock), true) => Simulator::with_clock(clients, Arc::new(clock.clone())),
         _ => Simulator::new(clients),
     };
+    // Strict, as an app that requires token proofs: every call must carry one.
+    simulator.require_token_proofs(true);
     let sim_router = sandbox::router(simulator.clone());
     tokio::spawn(async move {
         let _ = axum::serve(sim_listener, sim_router).await;

@@ -59,6 +59,9 @@ pub struct TokenRequestRecord {
     pub status: u16,
 }
 
+/// The switch of a platform's "require a token proof" (see [`Simulator::require_token_proofs`]).
+pub(crate) const REQUIRES_TOKEN_PROOF: &str = "requires_token_proof";
+
 /// A failure injected into a platform's token endpoint (see [`Simulator::set_fault`]).
 #[derive(Clone, Debug)]
 pub enum Fault {
@@ -307,6 +310,15 @@ impl Simulator {
         self.lock().platforms.get(platform).map_or(0, |p| p.account)
     }
 
+    /// Makes every platform that proves tokens (a proof of possession beside the token on each API
+    /// call, keyed with the app secret) refuse calls without one, as an app that requires it does.
+    /// Platforms that have no such proof ignore it.
+    pub fn require_token_proofs(&self, required: bool) {
+        self.lock()
+            .every_platform
+            .insert(REQUIRES_TOKEN_PROOF, required);
+    }
+
     /// Turns one of `platform`'s named switches on or off (a platform module's test control, such
     /// as an endpoint made unavailable). Every switch starts off.
     pub(crate) fn set_switch(&self, platform: &str, switch: &'static str, on: bool) {
@@ -315,11 +327,16 @@ impl Simulator {
         });
     }
 
-    /// Whether one of `platform`'s named switches is on.
+    /// Whether one of `platform`'s named switches is on: its own setting, else the one made for
+    /// every platform, else off.
     pub(crate) fn switch(&self, platform: &str, switch: &str) -> bool {
-        self.observe(platform, |p| {
-            p.switches.get(switch).copied().unwrap_or(false)
-        })
+        let state = self.lock();
+        let own = state
+            .platforms
+            .get(platform)
+            .and_then(|p| p.switches.get(switch).copied());
+        own.or_else(|| state.every_platform.get(switch).copied())
+            .unwrap_or(false)
     }
 
     /// Adds one to a named counter of `platform` (a platform module's observation).
@@ -922,6 +939,8 @@ pub(crate) struct State {
     consented_clients: HashSet<(String, String)>,
     /// What each account has granted and declined each client before, by platform.
     pub(crate) remembered: HashMap<(String, String, u32), Remembered>,
+    /// Switches set for every platform at once (a platform's own setting wins).
+    every_platform: HashMap<&'static str, bool>,
 }
 
 impl State {

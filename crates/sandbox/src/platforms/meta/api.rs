@@ -481,8 +481,8 @@ fn numeric_id() -> String {
 }
 
 /// The switch of an app with *Require App Secret* (see
-/// [`Simulator::set_meta_requires_appsecret_proof`]).
-const REQUIRES_APPSECRET_PROOF: &str = "requires_appsecret_proof";
+/// [`Simulator::require_token_proofs`]).
+const REQUIRES_APPSECRET_PROOF: &str = crate::state::REQUIRES_TOKEN_PROOF;
 
 impl Simulator {
     /// Makes Meta's API refuse calls without `appsecret_proof`, as an app with *Require App
