@@ -30,4 +30,5 @@ mod reconnect;
 mod replicas;
 mod state;
 mod store;
+mod upgrade;
 mod vault;
