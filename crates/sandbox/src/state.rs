@@ -245,6 +245,11 @@ impl Simulator {
         self.observe(platform, |p| p.issued_refresh_tokens.clone())
     }
 
+    /// The PKCE verifiers `platform`'s codes were redeemed with, in order.
+    pub fn code_verifiers(&self, platform: &str) -> Vec<String> {
+        self.observe(platform, |p| p.code_verifiers.clone())
+    }
+
     /// Makes `platform`'s token endpoint fail as described (or stop failing with `None`).
     pub fn set_fault(&self, platform: &str, fault: Option<Fault>) {
         self.control(platform, |p| p.fault = fault);
@@ -535,6 +540,14 @@ impl Simulator {
             check_pkce(code.approved.pkce.as_ref(), redemption.code_verifier)?;
         }
         let approved = code.approved.clone();
+        if let Some(verifier) = redemption.code_verifier {
+            state
+                .platforms
+                .entry(platform.to_owned())
+                .or_default()
+                .code_verifiers
+                .push(verifier.to_owned());
+        }
         let grant_id = state.start_grant(&approved, redemption.object_tokens, now);
         if let Some(code) = state.codes.get_mut(redemption.code) {
             code.used = true;
@@ -991,6 +1004,8 @@ pub(crate) struct PlatformState {
     revocations: Vec<String>,
     issued_access_tokens: Vec<String>,
     issued_refresh_tokens: Vec<String>,
+    /// The PKCE verifiers codes were redeemed with (secrets a test looks for in logs).
+    code_verifiers: Vec<String>,
     fault: Option<Fault>,
     access_ttl_override: Option<i64>,
     granted_scopes_override: Option<Vec<String>>,
