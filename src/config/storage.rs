@@ -151,8 +151,8 @@ pub(super) fn redis_sentinel(
 ) -> Result<Option<RedisSentinelSettings>, ConfigError> {
     let Some(list) = vars.get("REDIS_SENTINELS") else {
         for name in SENTINEL_COMPANIONS {
-            let from_file = name.ends_with("_PASSWORD")
-                && vars.get(&format!("{name}_FILE")).is_some();
+            let from_file =
+                name.ends_with("_PASSWORD") && vars.get(&format!("{name}_FILE")).is_some();
             let set = vars.get(name).is_some() || from_file;
             if set {
                 return Err(ConfigError::new(
@@ -208,7 +208,10 @@ pub(super) fn redis_sentinel(
                 "REDIS_SENTINELS lists one sentinel: if it is down, a failover cannot be followed; list every sentinel".into(),
             );
         }
-        let remote = settings.sentinels.iter().any(|(host, _)| !is_local_host(host));
+        let remote = settings
+            .sentinels
+            .iter()
+            .any(|(host, _)| !is_local_host(host));
         if remote && !settings.tls {
             vars.warn(
                 "REDIS_SENTINELS: without REDIS_SENTINEL_TLS=true, flow state and passwords cross the network in clear text".into(),
@@ -244,12 +247,16 @@ fn parse_sentinel_address(entry: &str) -> Result<(String, u16), ConfigError> {
     }
     let (host, port) = match entry.strip_prefix('[') {
         Some(rest) => {
-            let (host, port) = rest.split_once("]:").ok_or_else(|| problem("is not [address]:port"))?;
+            let (host, port) = rest
+                .split_once("]:")
+                .ok_or_else(|| problem("is not [address]:port"))?;
             host.parse::<std::net::Ipv6Addr>()
                 .map_err(|_| problem("has an invalid IPv6 address"))?;
             (host, port)
         }
-        None => entry.rsplit_once(':').ok_or_else(|| problem("has no port"))?,
+        None => entry
+            .rsplit_once(':')
+            .ok_or_else(|| problem("has no port"))?,
     };
     let valid_host = !host.is_empty()
         && (host.contains(':')
