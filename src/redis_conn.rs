@@ -13,7 +13,10 @@
 //! the probe's, a subscriber's) starts by asking a sentinel for the primary, which the crate then
 //! checks with `ROLE`; so a failover is followed without a restart: the old primary's death (or its
 //! demotion: Sentinel closes its clients, and a write to a replica answers `READONLY`) trips the
-//! breaker like any outage, and the probe's next connection goes to the promoted replica. When the
+//! breaker like any outage, and the probe's next connection goes to the promoted replica. One task
+//! per handle also listens to the sentinels' `+switch-master` announcement and trips the breaker
+//! when it names our primary: in a planned failover the old primary stays up, as a primary, until
+//! Sentinel demotes it, and writes sent to it meanwhile would be lost. When the
 //! primary has moved, the keys registered with [`RedisHandle::forget_on_failover`] are deleted
 //! before the breaker closes: replication is asynchronous, so the last writes acknowledged by the
 //! old primary may be missing from the new one, and a cache entry must never go backwards.
@@ -24,13 +27,17 @@
 
 use std::collections::HashSet;
 use std::future::Future;
+use std::ops::ControlFlow;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::Duration;
 
+use futures::StreamExt;
 use redis::aio::MultiplexedConnection;
 use redis::sentinel::{SentinelClientBuilder, SentinelServerType};
-use redis::{AsyncConnectionConfig, ConnectionAddr, ErrorKind, TlsMode};
+use redis::{
+    AsyncConnectionConfig, ConnectionAddr, ConnectionInfo, ErrorKind, RedisConnectionInfo, TlsMode,
+};
 use secrecy::{ExposeSecret, SecretString};
 
 use crate::config::RedisSentinelSettings;
@@ -43,6 +50,13 @@ pub(crate) const DEFAULT_TIMEOUT: Duration = Duration::from_millis(500);
 /// How often the probe tries Redis while the breaker is open: it bounds how long the service takes
 /// to notice that Redis is back.
 const PROBE_INTERVAL: Duration = Duration::from_secs(1);
+
+/// How often the failover watch checks that a handle still exists while no announcement comes.
+const WATCH_CHECK: Duration = Duration::from_secs(5);
+
+/// The sentinels' announcement that a failover ended: `<name> <old ip> <old port> <new ip> <new
+/// port>` (<https://redis.io/docs/latest/operate/oss_and_stack/management/sentinel/#pubsub-messages>).
+const SWITCH_MASTER: &str = "+switch-master";
 
 /// Keys remembered for deletion on recovery; past this, the caller's pattern is deleted instead.
 const MAX_STALE_KEYS: usize = 10_000;
@@ -81,6 +95,8 @@ struct Breaker {
     failover_pending: AtomicBool,
     /// The primary (`host:port`) the shared connection last went to, through Sentinel.
     primary: Mutex<Option<String>>,
+    /// The failover watch is running (started by the first call, through Sentinel only).
+    watching: AtomicBool,
 }
 
 impl Breaker {
@@ -225,6 +241,41 @@ impl SentinelTarget {
         }
         builder.build()
     }
+
+    /// A subscription to `+switch-master` on the first sentinel that accepts it (the last one
+    /// that answered first), each bounded by `timeout`.
+    async fn switch_announcements(
+        &self,
+        timeout: Duration,
+    ) -> Result<redis::aio::PubSub, RedisUnavailable> {
+        let count = self.sentinels.len();
+        let first = self.preferred.load(Ordering::Relaxed);
+        let mut last_error = RedisUnavailable::TimedOut;
+        for offset in 0..count {
+            let info = ConnectionInfo {
+                addr: self.sentinels[(first + offset) % count].clone(),
+                redis: RedisConnectionInfo {
+                    username: self.sentinel_username.clone(),
+                    password: self
+                        .sentinel_password
+                        .as_ref()
+                        .map(|p| p.expose_secret().to_owned()),
+                    ..RedisConnectionInfo::default()
+                },
+            };
+            let subscribe = async {
+                let mut pubsub = redis::Client::open(info)?.get_async_pubsub().await?;
+                pubsub.subscribe(SWITCH_MASTER).await?;
+                Ok::<_, redis::RedisError>(pubsub)
+            };
+            match tokio::time::timeout(timeout, subscribe).await {
+                Ok(Ok(pubsub)) => return Ok(pubsub),
+                Ok(Err(error)) => last_error = RedisUnavailable::Failed(error),
+                Err(_) => last_error = RedisUnavailable::TimedOut,
+            }
+        }
+        Err(last_error)
+    }
 }
 
 /// A lazily connected Redis connection behind a circuit breaker, shared by the state store and the
@@ -343,6 +394,9 @@ impl RedisHandle {
     {
         if !self.is_available() {
             return Err(RedisUnavailable::CircuitOpen);
+        }
+        if self.through_sentinel() && !self.breaker.watching.swap(true, Ordering::AcqRel) {
+            tokio::spawn(FailoverWatch::new(self).run());
         }
         let connection = match self.current_connection() {
             Some(connection) => connection,
@@ -480,6 +534,112 @@ impl RedisHandle {
                 breaker: Arc::downgrade(&self.breaker),
             };
             tokio::spawn(probe.run());
+        }
+    }
+}
+
+/// A handle that does not keep the breaker alive: what the failover watch holds, so that it ends
+/// with the last real handle.
+struct WeakHandle {
+    target: Arc<Target>,
+    failover_patterns: Arc<[String]>,
+    prefix: Arc<str>,
+    timeout: Duration,
+    probe_interval: Duration,
+    metrics: Option<Metrics>,
+    breaker: Weak<Breaker>,
+}
+
+impl WeakHandle {
+    fn upgrade(&self) -> Option<RedisHandle> {
+        Some(RedisHandle {
+            target: self.target.clone(),
+            failover_patterns: self.failover_patterns.clone(),
+            prefix: self.prefix.clone(),
+            timeout: self.timeout,
+            probe_interval: self.probe_interval,
+            metrics: self.metrics.clone(),
+            breaker: self.breaker.upgrade()?,
+        })
+    }
+}
+
+/// The one task (per handle, through Sentinel) that listens for `+switch-master` and trips the
+/// breaker when our primary is switched, so that the probe reconnects to the new one at once
+/// rather than when the old one is demoted.
+struct FailoverWatch {
+    handle: WeakHandle,
+}
+
+impl FailoverWatch {
+    fn new(handle: &RedisHandle) -> Self {
+        Self {
+            handle: WeakHandle {
+                target: handle.target.clone(),
+                failover_patterns: handle.failover_patterns.clone(),
+                prefix: handle.prefix.clone(),
+                timeout: handle.timeout,
+                probe_interval: handle.probe_interval,
+                metrics: handle.metrics.clone(),
+                breaker: Arc::downgrade(&handle.breaker),
+            },
+        }
+    }
+
+    async fn run(self) {
+        let Target::Sentinel(sentinel) = &*self.handle.target else {
+            return;
+        };
+        loop {
+            if self.handle.breaker.strong_count() == 0 {
+                return;
+            }
+            // A sentinel may be down: the others are tried, and all of them again a little later.
+            if let Ok(pubsub) = sentinel.switch_announcements(self.handle.timeout).await {
+                if self.listen(pubsub, &sentinel.master).await.is_break() {
+                    return;
+                }
+            }
+            tokio::time::sleep(self.handle.probe_interval).await;
+        }
+    }
+
+    /// Until the subscription is lost (`Continue`: subscribe again) or every handle is gone.
+    async fn listen(&self, pubsub: redis::aio::PubSub, master: &str) -> ControlFlow<()> {
+        let mut announcements = pubsub.into_on_message();
+        loop {
+            match tokio::time::timeout(WATCH_CHECK, announcements.next()).await {
+                Err(_) if self.handle.breaker.strong_count() == 0 => return ControlFlow::Break(()),
+                Err(_) => {}
+                Ok(None) => return ControlFlow::Continue(()),
+                Ok(Some(message)) => {
+                    let payload: String = message.get_payload().unwrap_or_default();
+                    let mut words = payload.split(' ');
+                    if words.next() != Some(master) {
+                        continue;
+                    }
+                    let Some(handle) = self.handle.upgrade() else {
+                        return ControlFlow::Break(());
+                    };
+                    let new_primary = words.skip(2).collect::<Vec<_>>().join(":");
+                    let current = handle
+                        .breaker
+                        .primary
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .clone();
+                    if handle.is_available() && current.as_deref() == Some(new_primary.as_str()) {
+                        // The probe got there first (the primary died, and the sentinels named
+                        // the new one before this announcement arrived).
+                        continue;
+                    }
+                    tracing::warn!(
+                        primary = %new_primary,
+                        "redis sentinel switched the primary: reconnecting to it"
+                    );
+                    handle.trip();
+                }
+            }
         }
     }
 }

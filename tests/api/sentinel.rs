@@ -261,6 +261,16 @@ impl SentinelSet {
     }
 }
 
+/// `master` or `slave`, as the server at `port` says (`ROLE`).
+async fn role_of(port: u16) -> Option<String> {
+    let role: Vec<redis::Value> = query(&server_url(port), &redis::cmd("ROLE")).await?;
+    match role.first() {
+        Some(redis::Value::BulkString(bytes)) => String::from_utf8(bytes.clone()).ok(),
+        Some(redis::Value::SimpleString(text)) => Some(text.clone()),
+        _ => None,
+    }
+}
+
 /// How a flow (or one step of it) ended.
 #[derive(Debug, Clone, PartialEq)]
 enum Outcome {
@@ -431,9 +441,8 @@ fn ms(d: Duration) -> String {
     format!("{} ms", d.as_millis())
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_sentinel_failover_under_load_loses_no_token_read_and_flows_resume_within_seconds() {
-    let set = SentinelSet::start().await;
+/// The service, finding its Redis through `set`'s sentinels (their password from a file).
+async fn spawn_app_on(set: &SentinelSet) -> TestApp {
     let password_file = set.dir.path().join("sentinel_password");
     std::fs::write(&password_file, format!("{SENTINEL_PASSWORD}\n")).unwrap();
     let sentinels = set
@@ -442,7 +451,7 @@ async fn a_sentinel_failover_under_load_loses_no_token_read_and_flows_resume_wit
         .map(|port| format!("127.0.0.1:{port}"))
         .collect::<Vec<_>>()
         .join(",");
-    let app = spawn_app_with(TestAppOptions {
+    spawn_app_with(TestAppOptions {
         extra_env: vec![
             ("REDIS_SENTINELS", sentinels),
             ("REDIS_SENTINEL_MASTER", MASTER.into()),
@@ -456,7 +465,13 @@ async fn a_sentinel_failover_under_load_loses_no_token_read_and_flows_resume_wit
         ],
         ..Default::default()
     })
-    .await;
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_sentinel_failover_under_load_loses_no_token_read_and_flows_resume_within_seconds() {
+    let set = SentinelSet::start().await;
+    let app = spawn_app_on(&set).await;
     let prefix = app.redis_prefix.clone().unwrap();
     let redis = app.services.redis.clone().expect("redis configured");
     assert!(redis.through_sentinel());
@@ -726,4 +741,84 @@ async fn a_sentinel_failover_under_load_loses_no_token_read_and_flows_resume_wit
         .unwrap_or_else(|_| panic!("every task is done"))
         .stop()
         .await;
+}
+
+/// A planned failover (`SENTINEL FAILOVER`, as for maintenance) keeps the old primary up and makes
+/// it a replica: the service must not stay on it (its writes would answer `READONLY`), and token
+/// reads never notice.
+#[tokio::test]
+async fn a_planned_failover_that_keeps_the_old_primary_up_is_followed_too() {
+    let set = SentinelSet::start().await;
+    let app = spawn_app_on(&set).await;
+    let prefix = app.redis_prefix.clone().unwrap();
+    let store = "planned-store";
+    let result = app.run_flow("google", store, true).await;
+    assert_eq!(result["connection"], "success", "{result:?}");
+    let key = format!("{prefix}conn:google:{store}");
+
+    let switched: String = query(
+        &sentinel_url(set.sentinel_ports[1]),
+        redis::cmd("SENTINEL").arg("FAILOVER").arg(MASTER),
+    )
+    .await
+    .expect("a sentinel accepts the failover");
+    assert_eq!(switched, "OK");
+    let asked_at = Instant::now();
+    // Until the replica is promoted and a flow has worked after that: reads never fail, flows
+    // finish or are refused with state_store_unavailable.
+    let mut outcomes = Vec::new();
+    let mut promoted_at = None;
+    let mut n = 0;
+    let worked_at = loop {
+        assert!(
+            asked_at.elapsed() < FAILOVER_DEADLINE,
+            "the service did not follow the planned failover: {outcomes:?}"
+        );
+        let (status, _, body) = token_read(&app, store).await;
+        assert_eq!(
+            status, 200,
+            "a token read failed during the failover: {body}"
+        );
+        if promoted_at.is_none() && role_of(set.replica_port).await.as_deref() == Some("master") {
+            promoted_at = Some(Instant::now());
+        }
+        n += 1;
+        let (_, _, outcome) = run_flow(&app, &format!("planned-flow-{n}")).await;
+        assert!(
+            !matches!(outcome, Outcome::Other(_)),
+            "a flow ended otherwise: {outcome:?}"
+        );
+        outcomes.push(outcome.clone());
+        if promoted_at.is_some() && outcome == Outcome::Finished {
+            break Instant::now();
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    // Sentinel demotes the old primary when it next looks at it; the service has moved already.
+    wait_for(
+        "the old primary is up, as a replica",
+        FAILOVER_DEADLINE,
+        || async { role_of(set.primary_port).await.as_deref() == Some("slave") },
+    )
+    .await;
+    // The service writes to the new primary: an entry deleted there comes back with the next read.
+    let new_primary = server_url(set.replica_port);
+    let _: Option<i64> = query(&new_primary, redis::cmd("DEL").arg(&key)).await;
+    let (status, _, body) = token_read(&app, store).await;
+    assert_eq!(status, 200, "{body}");
+    let cached: bool = query(&new_primary, redis::cmd("EXISTS").arg(&key))
+        .await
+        .unwrap();
+    assert!(cached, "the service writes to the promoted replica");
+    println!(
+        "planned sentinel failover: replica promoted {} after SENTINEL FAILOVER, a new flow \
+         finished {} after it; {} flows refused on the way",
+        promoted_at.map_or("-".into(), |t| ms(t - asked_at)),
+        ms(worked_at - asked_at),
+        outcomes
+            .iter()
+            .filter(|o| **o == Outcome::Unavailable)
+            .count()
+    );
+    app.stop().await;
 }
