@@ -241,8 +241,10 @@ fn parse_sentinel_address(entry: &str) -> Result<(String, u16), ConfigError> {
         )
     };
     if entry.contains("://") || entry.contains('@') {
-        return Err(problem(
-            "is not host:port (no scheme or password here: see REDIS_SENTINEL_TLS and REDIS_SENTINEL_PASSWORD)",
+        // Not quoted: it may hold a password.
+        return Err(ConfigError::new(
+            "REDIS_SENTINELS",
+            "lists a URL: list the sentinels as host:port only (TLS is REDIS_SENTINEL_TLS, passwords REDIS_SENTINEL_PASSWORD and REDIS_SENTINEL_MASTER_PASSWORD)",
         ));
     }
     let (host, port) = match entry.strip_prefix('[') {
