@@ -97,6 +97,8 @@ struct Breaker {
     primary: Mutex<Option<String>>,
     /// The failover watch is running (started by the first call, through Sentinel only).
     watching: AtomicBool,
+    /// Wakes a waiting probe: the sentinels announced the new primary, no need to wait to ask.
+    nudge: Arc<tokio::sync::Notify>,
 }
 
 impl Breaker {
@@ -192,11 +194,13 @@ impl SentinelTarget {
         }
     }
 
-    /// Asks the sentinels in turn (the last one that answered first), each bounded by `timeout`,
-    /// for a primary that answers `ROLE` as one. The crate's own client would try its sentinels
-    /// in a fixed order with no time limit: one frozen sentinel would then hang every reconnect,
-    /// so each is given a client of its own here.
+    /// Asks the sentinels in turn (the last one that answered first), each bounded by twice
+    /// `timeout` (two connections and two commands: `SENTINEL MASTERS` to the sentinel, `ROLE` to
+    /// the primary it names), for a primary that answers `ROLE` as one. The crate's own client
+    /// would try its sentinels in a fixed order with no time limit: one frozen sentinel would then
+    /// hang every reconnect, so each is given a client of its own here.
     async fn resolve(&self, timeout: Duration) -> Result<Resolved, RedisUnavailable> {
+        let timeout = timeout * 2;
         let count = self.sentinels.len();
         let first = self.preferred.load(Ordering::Relaxed);
         let mut last_error = RedisUnavailable::TimedOut;
@@ -395,7 +399,11 @@ impl RedisHandle {
         if !self.is_available() {
             return Err(RedisUnavailable::CircuitOpen);
         }
-        if self.through_sentinel() && !self.breaker.watching.swap(true, Ordering::AcqRel) {
+        // `load` first: the swap (a write to a shared line) happens once, not on every call.
+        if self.through_sentinel()
+            && !self.breaker.watching.load(Ordering::Relaxed)
+            && !self.breaker.watching.swap(true, Ordering::AcqRel)
+        {
             tokio::spawn(FailoverWatch::new(self).run());
         }
         let connection = match self.current_connection() {
@@ -510,6 +518,12 @@ impl RedisHandle {
 
     /// Opens the breaker (if it was closed) and makes sure one probe is running.
     fn trip(&self) {
+        self.trip_then_probe_after(self.probe_interval);
+    }
+
+    /// [`Self::trip`], with the probe's first attempt after `first_attempt` (a known switch of
+    /// primary is worth trying at once; a failure is worth the interval).
+    fn trip_then_probe_after(&self, first_attempt: Duration) {
         // The connection may be wedged (a frozen server): the probe opens a fresh one.
         self.breaker
             .connection
@@ -530,6 +544,8 @@ impl RedisHandle {
                 failover_patterns: self.failover_patterns.clone(),
                 timeout: self.timeout,
                 interval: self.probe_interval,
+                first_attempt,
+                nudge: self.breaker.nudge.clone(),
                 metrics: self.metrics.clone(),
                 breaker: Arc::downgrade(&self.breaker),
             };
@@ -637,7 +653,10 @@ impl FailoverWatch {
                         primary = %new_primary,
                         "redis sentinel switched the primary: reconnecting to it"
                     );
-                    handle.trip();
+                    // The sentinels name the new primary already: no need to wait to ask them
+                    // (a probe already waiting, after the old primary died, is woken).
+                    handle.trip_then_probe_after(Duration::ZERO);
+                    handle.breaker.nudge.notify_one();
                 }
             }
         }
@@ -672,14 +691,23 @@ struct Probe {
     failover_patterns: Arc<[String]>,
     timeout: Duration,
     interval: Duration,
+    /// The wait before the first attempt (then `interval` between attempts).
+    first_attempt: Duration,
+    /// Cuts a wait short (held apart from the breaker, which the probe must not keep alive).
+    nudge: Arc<tokio::sync::Notify>,
     metrics: Option<Metrics>,
     breaker: Weak<Breaker>,
 }
 
 impl Probe {
     async fn run(self) {
+        let mut wait = self.first_attempt;
         loop {
-            tokio::time::sleep(self.interval).await;
+            tokio::select! {
+                () = tokio::time::sleep(wait) => {}
+                () = self.nudge.notified() => {}
+            }
+            wait = self.interval;
             let Some(breaker) = self.breaker.upgrade() else {
                 return;
             };
