@@ -827,3 +827,41 @@ async fn a_planned_failover_that_keeps_the_old_primary_up_is_followed_too() {
     assert!(cached, "the service writes to the promoted replica");
     app.stop().await;
 }
+
+/// A server that is no longer the primary answers writes with `READONLY` (a demoted primary whose
+/// clients Sentinel has not cut yet): the handle gives that connection up, as after a failure,
+/// so the probe finds the primary again.
+#[tokio::test]
+async fn a_write_answered_readonly_counts_as_a_lost_primary() {
+    let primary = crate::chaos::RedisServer::start().await;
+    let replica = crate::chaos::RedisServer::start().await;
+    let mut conn = replica.connection().await;
+    let _: () = redis::cmd("REPLICAOF")
+        .arg("127.0.0.1")
+        .arg(primary.port)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let handle =
+        growth_engine::redis_conn::RedisHandle::new(&replica.url().into(), "readonly-test:")
+            .unwrap();
+    let written = handle
+        .call(|mut conn| async move {
+            redis::cmd("SET")
+                .arg("readonly-test:key")
+                .arg("value")
+                .query_async::<()>(&mut conn)
+                .await
+        })
+        .await;
+    match written {
+        Err(growth_engine::redis_conn::RedisUnavailable::Failed(error)) => {
+            assert_eq!(error.code(), Some("READONLY"), "{error}");
+        }
+        other => panic!("a write to a replica: {other:?}"),
+    }
+    assert!(
+        !handle.is_available(),
+        "a replica is not a primary: the breaker opened"
+    );
+}
