@@ -256,18 +256,24 @@ fn parse_sentinel_address(entry: &str) -> Result<(String, u16), ConfigError> {
                 .map_err(|_| problem("has an invalid IPv6 address"))?;
             (host, port)
         }
-        None => entry
-            .rsplit_once(':')
-            .ok_or_else(|| problem("has no port"))?,
+        None => {
+            let (host, port) = entry
+                .rsplit_once(':')
+                .ok_or_else(|| problem("has no port"))?;
+            // A host name or an IPv4 address; an IPv6 address goes in brackets, or its last
+            // group would read as the port.
+            let valid = !host.is_empty()
+                && host
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'));
+            if !valid {
+                return Err(problem(
+                    "has an invalid host (an IPv6 address goes in brackets: [::1]:26379)",
+                ));
+            }
+            (host, port)
+        }
     };
-    let valid_host = !host.is_empty()
-        && (host.contains(':')
-            || host
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_')));
-    if !valid_host {
-        return Err(problem("has an invalid host"));
-    }
     let port = port
         .parse::<u16>()
         .ok()

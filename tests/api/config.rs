@@ -1175,6 +1175,10 @@ fn sentinel_settings_that_cannot_work_stop_start_up_with_one_line_naming_the_var
             "REDIS_SENTINELS",
         ),
         (
+            vec![("REDIS_SENTINELS", "::1:26379"), master],
+            "REDIS_SENTINELS",
+        ),
+        (
             vec![
                 ("REDIS_SENTINELS", "redis://:lonely-password@h:26379"),
                 master,
