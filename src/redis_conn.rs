@@ -51,8 +51,9 @@ pub(crate) const DEFAULT_TIMEOUT: Duration = Duration::from_millis(500);
 /// to notice that Redis is back.
 const PROBE_INTERVAL: Duration = Duration::from_secs(1);
 
-/// How often the failover watch checks that a handle still exists while no announcement comes.
-const WATCH_CHECK: Duration = Duration::from_secs(5);
+/// How often the failover watch, while no announcement comes, checks that a handle still exists
+/// and that its sentinel still answers (a frozen one would announce nothing).
+const WATCH_CHECK: Duration = Duration::from_secs(2);
 
 /// The sentinels' announcement that a failover ended: `<name> <old ip> <old port> <new ip> <new
 /// port>` (<https://redis.io/docs/latest/operate/oss_and_stack/management/sentinel/#pubsub-messages>).
@@ -216,11 +217,26 @@ impl SentinelTarget {
                     let primary = Some(client.get_connection_info().addr.to_string());
                     return Ok(Resolved { client, primary });
                 }
-                Ok(Err(error)) => last_error = RedisUnavailable::Failed(error),
-                Err(_) => last_error = RedisUnavailable::TimedOut,
+                Ok(Err(error)) => {
+                    self.pass_over(index);
+                    last_error = RedisUnavailable::Failed(error);
+                }
+                Err(_) => {
+                    self.pass_over(index);
+                    last_error = RedisUnavailable::TimedOut;
+                }
             }
         }
         Err(last_error)
+    }
+
+    /// The sentinel at `index` did not help: the next one is asked first from now on (unless
+    /// another attempt already moved on), so a frozen sentinel is not waited for every time.
+    fn pass_over(&self, index: usize) {
+        let next = (index + 1) % self.sentinels.len();
+        let _ = self
+            .preferred
+            .compare_exchange(index, next, Ordering::Relaxed, Ordering::Relaxed);
     }
 
     /// A sentinel client for the sentinel at `index` alone, with the settings' credentials.
@@ -256,8 +272,9 @@ impl SentinelTarget {
         let first = self.preferred.load(Ordering::Relaxed);
         let mut last_error = RedisUnavailable::TimedOut;
         for offset in 0..count {
+            let index = (first + offset) % count;
             let info = ConnectionInfo {
-                addr: self.sentinels[(first + offset) % count].clone(),
+                addr: self.sentinels[index].clone(),
                 redis: RedisConnectionInfo {
                     username: self.sentinel_username.clone(),
                     password: self
@@ -274,8 +291,14 @@ impl SentinelTarget {
             };
             match tokio::time::timeout(timeout, subscribe).await {
                 Ok(Ok(pubsub)) => return Ok(pubsub),
-                Ok(Err(error)) => last_error = RedisUnavailable::Failed(error),
-                Err(_) => last_error = RedisUnavailable::TimedOut,
+                Ok(Err(error)) => {
+                    self.pass_over(index);
+                    last_error = RedisUnavailable::Failed(error);
+                }
+                Err(_) => {
+                    self.pass_over(index);
+                    last_error = RedisUnavailable::TimedOut;
+                }
             }
         }
         Err(last_error)
@@ -622,11 +645,19 @@ impl FailoverWatch {
 
     /// Until the subscription is lost (`Continue`: subscribe again) or every handle is gone.
     async fn listen(&self, pubsub: redis::aio::PubSub, master: &str) -> ControlFlow<()> {
-        let mut announcements = pubsub.into_on_message();
+        let (mut sink, mut announcements) = pubsub.split();
         loop {
             match tokio::time::timeout(WATCH_CHECK, announcements.next()).await {
                 Err(_) if self.handle.breaker.strong_count() == 0 => return ControlFlow::Break(()),
-                Err(_) => {}
+                Err(_) => {
+                    // Subscribing again to the same channel is a round trip on this connection
+                    // that proves the sentinel alive (a subscribed connection takes few commands).
+                    let alive =
+                        tokio::time::timeout(self.handle.timeout, sink.subscribe(SWITCH_MASTER));
+                    if !matches!(alive.await, Ok(Ok(()))) {
+                        return ControlFlow::Continue(());
+                    }
+                }
                 Ok(None) => return ControlFlow::Continue(()),
                 Ok(Some(message)) => {
                     let payload: String = message.get_payload().unwrap_or_default();

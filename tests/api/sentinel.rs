@@ -64,6 +64,17 @@ impl Process {
         Self { child: Some(child) }
     }
 
+    /// SIGSTOP: the process stays, its connections hang (SIGKILL still ends it when dropped).
+    fn freeze(&self) {
+        let pid = self.child.as_ref().expect("running").id();
+        let status = Command::new("kill")
+            .arg("-STOP")
+            .arg(pid.to_string())
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -STOP {pid}");
+    }
+
     /// SIGKILL: no goodbye to its clients, its replica or the sentinels.
     fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
@@ -84,7 +95,7 @@ impl Drop for Process {
 struct SentinelSet {
     primary: Process,
     _replica: Process,
-    _sentinels: Vec<Process>,
+    sentinels: Vec<Process>,
     primary_port: u16,
     replica_port: u16,
     sentinel_ports: Vec<u16>,
@@ -240,7 +251,7 @@ impl SentinelSet {
         Self {
             primary,
             _replica: replica,
-            _sentinels: sentinels,
+            sentinels,
             primary_port,
             replica_port,
             sentinel_ports,
@@ -248,10 +259,10 @@ impl SentinelSet {
         }
     }
 
-    /// The primary's port as the first sentinel names it now.
+    /// The primary's port as the last sentinel names it now (the test may freeze the first).
     async fn named_primary(&self) -> Option<u16> {
         let (_, port): (String, u16) = query(
-            &sentinel_url(self.sentinel_ports[0]),
+            &sentinel_url(self.sentinel_ports[2]),
             redis::cmd("SENTINEL")
                 .arg("GET-MASTER-ADDR-BY-NAME")
                 .arg(MASTER),
@@ -470,6 +481,18 @@ async fn spawn_app_on(set: &SentinelSet) -> TestApp {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_sentinel_failover_under_load_loses_no_token_read_and_flows_resume_within_seconds() {
+    failover_under_load(false).await;
+}
+
+/// The same with the first sentinel listed frozen (SIGSTOP) before the kill: the one the service
+/// asked first and listened to. Two sentinels still make the quorum; the service must give the
+/// frozen one up (one timeout) and find the primary and the announcement through the others.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_failover_is_followed_with_the_first_sentinel_frozen() {
+    failover_under_load(true).await;
+}
+
+async fn failover_under_load(freeze_first_sentinel: bool) {
     let set = SentinelSet::start().await;
     let app = spawn_app_on(&set).await;
     let prefix = app.redis_prefix.clone().unwrap();
@@ -562,6 +585,9 @@ async fn a_sentinel_failover_under_load_loses_no_token_read_and_flows_resume_wit
 
     tokio::time::sleep(Duration::from_secs(1)).await;
     let mut set = set;
+    if freeze_first_sentinel {
+        set.sentinels[0].freeze();
+    }
     let killed_at = Instant::now();
     set.primary.kill();
 
@@ -650,8 +676,13 @@ async fn a_sentinel_failover_under_load_loses_no_token_read_and_flows_resume_wit
         .rev()
         .find(|(_, up)| *up)
         .map(|(at, _)| *at);
+    let what = if freeze_first_sentinel {
+        "sentinel failover (first sentinel frozen)"
+    } else {
+        "sentinel failover"
+    };
     println!(
-        "sentinel failover: primary SIGKILLed; sentinels named the replica {} after the kill; \
+        "{what}: primary SIGKILLed; sentinels named the replica {} after the kill; \
          first new flow started {} after the promotion; service breaker open {} to {} after the kill",
         ms(promoted_at - killed_at),
         ms(recovered_at.saturating_duration_since(promoted_at)),
@@ -659,7 +690,7 @@ async fn a_sentinel_failover_under_load_loses_no_token_read_and_flows_resume_wit
         closed.map_or("-".into(), |t| ms(t - killed_at)),
     );
     println!(
-        "sentinel failover: {} token reads, {} failed, slowest after the kill {}; {} flow starts, \
+        "{what}: {} token reads, {} failed, slowest after the kill {}; {} flow starts, \
          {} refused with state_store_unavailable (from {} to {} after the kill); {} flows run",
         observed.reads.len(),
         failed_reads.len(),
@@ -670,8 +701,8 @@ async fn a_sentinel_failover_under_load_loses_no_token_read_and_flows_resume_wit
         refused.last().map_or("-".into(), |t| ms(*t - killed_at)),
         observed.flows.len(),
     );
-    println!("sentinel failover: flows in flight resumed during the failover: {in_flight:?}");
-    println!("sentinel failover: flows in flight resumed after the recovery: {resumed_after:?}");
+    println!("{what}: flows in flight resumed during the failover: {in_flight:?}");
+    println!("{what}: flows in flight resumed after the recovery: {resumed_after:?}");
 
     // Token reads never fail.
     assert!(
