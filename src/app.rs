@@ -188,17 +188,21 @@ impl Services {
         let keyring = Arc::new(load_keyring(&settings.keys)?);
         let store = connect_store(&settings.database, settings.statement_timeout).await?;
         let metrics = Metrics::new();
-        let redis = settings
-            .redis_url
-            .as_ref()
-            .map(|url| {
-                RedisHandle::new(url, &settings.redis_key_prefix).map(|redis| {
-                    redis
-                        .with_timeout(settings.redis_timeout)
-                        .with_metrics(metrics.clone())
-                })
-            })
-            .transpose()?;
+        let redis = match (&settings.redis_url, &settings.redis_sentinel) {
+            (Some(url), _) => Some(RedisHandle::new(url, &settings.redis_key_prefix)?),
+            // The token cache's entries: a primary promoted by a failover may lack the last
+            // writes, and a cached token must never go back to an older version.
+            (None, Some(sentinel)) => Some(
+                RedisHandle::sentinel(sentinel, &settings.redis_key_prefix)
+                    .forget_on_failover("conn:*"),
+            ),
+            (None, None) => None,
+        }
+        .map(|redis| {
+            redis
+                .with_timeout(settings.redis_timeout)
+                .with_metrics(metrics.clone())
+        });
         let states = match &redis {
             Some(redis) => FlowStates::redis(redis.clone(), keyring.clone(), clock.clone()),
             None => FlowStates::in_process(keyring.clone(), clock.clone()),

@@ -101,6 +101,44 @@ impl DatabaseSettings {
     }
 }
 
+/// `REDIS_SENTINELS` and its companions: Redis found through Sentinel, so that a failover is
+/// followed without a restart. The passwords are secrets (and may come from `<NAME>_FILE`).
+#[derive(Debug, Clone)]
+pub struct RedisSentinelSettings {
+    /// `REDIS_SENTINELS`: the sentinels' addresses (`host:port`), asked in turn.
+    pub sentinels: Vec<(String, u16)>,
+    /// `REDIS_SENTINEL_MASTER`: the name the sentinels know the primary by.
+    pub master: String,
+    /// `REDIS_SENTINEL_USERNAME`: the ACL user for the sentinels, if any.
+    pub sentinel_username: Option<String>,
+    /// `REDIS_SENTINEL_PASSWORD`: the sentinels' own password (their `requirepass`), if any.
+    pub sentinel_password: Option<SecretString>,
+    /// `REDIS_SENTINEL_MASTER_USERNAME`: the ACL user for the primary, if any.
+    pub master_username: Option<String>,
+    /// `REDIS_SENTINEL_MASTER_PASSWORD`: the primary's (and replicas') password, if any.
+    pub master_password: Option<SecretString>,
+    /// `REDIS_SENTINEL_TLS` (default false): TLS to the sentinels and the primary, certificates
+    /// checked against the system's CA store (as `rediss://`).
+    pub tls: bool,
+}
+
+impl RedisSentinelSettings {
+    /// The sentinels as `host:port,...`, for printing.
+    pub fn addresses(&self) -> String {
+        self.sentinels
+            .iter()
+            .map(|(host, port)| {
+                if host.contains(':') {
+                    format!("[{host}]:{port}")
+                } else {
+                    format!("{host}:{port}")
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+}
+
 /// Where the token-encryption key comes from.
 #[derive(Debug, Clone)]
 pub enum KeySettings {
@@ -154,8 +192,10 @@ pub struct Settings {
     pub database: DatabaseSettings,
     /// `DATABASE_STATEMENT_TIMEOUT_SECONDS` (default 10, 1 to 300): the longest one statement runs.
     pub statement_timeout: Duration,
-    /// `REDIS_URL`; `None` keeps flow state in process.
+    /// `REDIS_URL`; `None` keeps flow state in process (unless `redis_sentinel` is set).
     pub redis_url: Option<SecretString>,
+    /// `REDIS_SENTINELS` and its companions, instead of `REDIS_URL`.
+    pub redis_sentinel: Option<RedisSentinelSettings>,
     /// `REDIS_KEY_PREFIX` (default `ge:`): lets several deployments or test runs share one Redis.
     pub redis_key_prefix: String,
     /// `REDIS_TIMEOUT_MILLISECONDS` (default 500, 50 to 10000): the limit on one Redis command.
@@ -256,6 +296,7 @@ impl Settings {
             trust_proxy: dashboard::trust_proxy(&vars)?,
             database: storage::database(&vars)?,
             statement_timeout: storage::statement_timeout(&vars)?,
+            redis_sentinel: storage::redis_sentinel(&vars)?,
             redis_url: storage::redis_url(&vars)?,
             redis_key_prefix: storage::redis_key_prefix(&vars)?,
             redis_timeout: storage::redis_timeout(&vars)?,
@@ -347,7 +388,7 @@ impl Settings {
     }
 
     fn storage_rows(&self) -> Vec<(String, String)> {
-        vec![
+        let mut rows = vec![
             row("DATABASE_URL", self.database.describe()),
             row(
                 "DATABASE_STATEMENT_TIMEOUT_SECONDS",
@@ -356,10 +397,11 @@ impl Settings {
             row("AUTO_MIGRATE", self.auto_migrate),
             row(
                 "REDIS_URL",
-                self.redis_url
-                    .as_ref()
-                    .map(|u| mask_url(u.expose_secret()))
-                    .unwrap_or_else(|| "not set: flow state in process".into()),
+                match (&self.redis_url, &self.redis_sentinel) {
+                    (Some(url), _) => mask_url(url.expose_secret()),
+                    (None, Some(_)) => "not set: through REDIS_SENTINELS".into(),
+                    (None, None) => "not set: flow state in process".into(),
+                },
             ),
             row("REDIS_KEY_PREFIX", &self.redis_key_prefix),
             row("REDIS_TIMEOUT_MILLISECONDS", self.redis_timeout.as_millis()),
@@ -374,7 +416,11 @@ impl Settings {
                     }
                 },
             ),
-        ]
+        ];
+        if let Some(sentinel) = &self.redis_sentinel {
+            rows.extend(sentinel_rows(sentinel));
+        }
+        rows
     }
 
     fn lifecycle_rows(&self) -> Vec<(String, String)> {
@@ -477,6 +523,31 @@ impl Settings {
         }
         rows
     }
+}
+
+/// The Sentinel settings, passwords hidden.
+fn sentinel_rows(sentinel: &RedisSentinelSettings) -> Vec<(String, String)> {
+    vec![
+        row("REDIS_SENTINELS", sentinel.addresses()),
+        row("REDIS_SENTINEL_MASTER", &sentinel.master),
+        row(
+            "REDIS_SENTINEL_USERNAME",
+            sentinel.sentinel_username.as_deref().unwrap_or("not set"),
+        ),
+        row(
+            "REDIS_SENTINEL_PASSWORD",
+            set(sentinel.sentinel_password.is_some()),
+        ),
+        row(
+            "REDIS_SENTINEL_MASTER_USERNAME",
+            sentinel.master_username.as_deref().unwrap_or("not set"),
+        ),
+        row(
+            "REDIS_SENTINEL_MASTER_PASSWORD",
+            set(sentinel.master_password.is_some()),
+        ),
+        row("REDIS_SENTINEL_TLS", sentinel.tls),
+    ]
 }
 
 fn row(name: &str, value: impl fmt::Display) -> (String, String) {

@@ -19,7 +19,7 @@ use secrecy::{ExposeSecret, SecretString};
 
 /// Prefixes of variables that are ours whatever the platforms: a variable starting with one that
 /// no reader asked for is reported as a probable typo.
-const OWN_PREFIXES: [&str; 13] = [
+const OWN_PREFIXES: [&str; 14] = [
     "GROWTH_",
     "REFRESHER_",
     "LIVENESS_",
@@ -33,6 +33,7 @@ const OWN_PREFIXES: [&str; 13] = [
     "RATE_LIMIT_",
     "PLATFORM_",
     "PROXY_",
+    "REDIS_SENTINEL",
 ];
 
 /// `HTTP_TIMEOUT_SECONDS` (default 10, 1 to 20): the limit on every call to a platform.

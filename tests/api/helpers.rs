@@ -313,7 +313,14 @@ pub async fn spawn_app_with(mut options: TestAppOptions) -> TestApp {
             vars.push(("DATABASE_URL", db.url.clone()));
             database = Some(db);
             let (_, prefix) = fresh_redis().await;
-            vars.push(("REDIS_URL", test_redis_url()));
+            // A test that names its own sentinels brings its own Redis (and the two are exclusive).
+            if !options
+                .extra_env
+                .iter()
+                .any(|(name, _)| *name == "REDIS_SENTINELS")
+            {
+                vars.push(("REDIS_URL", test_redis_url()));
+            }
             vars.push(("REDIS_KEY_PREFIX", prefix.clone()));
             redis_prefix = Some(prefix);
         }

@@ -28,6 +28,7 @@ mod proxy;
 mod proxy_gateway;
 mod reconnect;
 mod replicas;
+mod sentinel;
 mod state;
 mod store;
 mod upgrade;
