@@ -767,3 +767,24 @@ async fn bodies_beyond_the_apis_own_limit_reach_the_platform_whole() {
     assert_eq!(call.headers["accept"], "*/*");
     app.stop().await;
 }
+
+#[tokio::test]
+async fn credential_parameters_never_reach_the_platform_however_their_names_are_encoded() {
+    let (api, echo) = echo_server().await;
+    let app = spawn_with_api("pinterest", format!("{api}/v5/"), vec![]).await;
+    connect(&app, "pinterest", "shop").await;
+    // Asset discovery at connect called the stand-in too: count only what follows.
+    echo.clear();
+    // Sent as written: an HTTP client could normalise the escapes.
+    let (status, text) = raw_get(
+        &app,
+        "/api/v1/proxy/pinterest/boards?access%5Ftoken=stolen&appsecret%5fproof=forged\
+         &%61ccess_token=a&ACCESS_TOKEN=b&page_size=5",
+    )
+    .await;
+    assert_eq!(status, 200, "{text}");
+    let seen = echo.seen();
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0].query.as_deref(), Some("page_size=5"));
+    app.stop().await;
+}
