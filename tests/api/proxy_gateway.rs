@@ -788,3 +788,33 @@ async fn credential_parameters_never_reach_the_platform_however_their_names_are_
     assert_eq!(seen[0].query.as_deref(), Some("page_size=5"));
     app.stop().await;
 }
+
+#[tokio::test]
+async fn our_request_id_stays_behind_and_the_caller_still_gets_it() {
+    let (api, echo) = echo_server().await;
+    let app = spawn_with_api("pinterest", format!("{api}/v5/"), vec![]).await;
+    connect(&app, "pinterest", "shop").await;
+    // Asset discovery at connect called the stand-in too: count only what follows.
+    echo.clear();
+    // One id made by the service, one the caller chose (the service adopts it as its own).
+    let made = proxy_get(&app, "pinterest", "boards", "shop").await;
+    assert_eq!(made.status(), 200);
+    assert!(made.headers().contains_key("x-request-id"));
+    let chosen = proxy_request(&app, reqwest::Method::GET, "pinterest", "boards", "shop")
+        .header("X-Request-Id", "caller-chosen-id")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(chosen.status(), 200);
+    assert_eq!(chosen.headers()["x-request-id"], "caller-chosen-id");
+    let seen = echo.seen();
+    assert_eq!(seen.len(), 2);
+    for call in &seen {
+        assert!(
+            call.headers.get("x-request-id").is_none(),
+            "our request id was forwarded: {:?}",
+            call.headers
+        );
+    }
+    app.stop().await;
+}
