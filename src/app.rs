@@ -326,7 +326,9 @@ impl Application {
     ) -> Result<Self, StartupError> {
         if settings.api_keys.is_empty() && !settings.is_production() {
             tracing::warn!("API_KEYS is not set: the API accepts the development key `dev-api-key`. Never use this in production.");
-            settings.api_keys.push("dev-api-key".to_owned().into());
+            settings
+                .api_keys
+                .push(crate::config::DEV_API_KEY.to_owned().into());
         }
         let services = Services::build(settings, options.clock.clone()).await?;
         if services.settings.auto_migrate {

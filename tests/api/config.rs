@@ -884,18 +884,21 @@ fn the_public_development_key_only_listens_on_loopback() {
         Settings::from_vars(&HashMap::new()).unwrap().host,
         "127.0.0.1"
     );
-    assert_eq!(settings_of(&[("API_KEYS", "own-key")]).host, "0.0.0.0");
+    assert_eq!(
+        settings_of(&[("API_KEYS", "own-key-of-16-chars")]).host,
+        "0.0.0.0"
+    );
     let production = Settings::from_vars(&production_ok_with(&[])).unwrap();
     assert_eq!(production.host, "0.0.0.0");
 
     for host in ["0.0.0.0", "::", "10.1.2.3", "growth.internal"] {
         assert_eq!(
             error_of(&[("HOST", host)]),
-            "invalid setting HOST: a non-loopback address needs API_KEYS: the development key dev-api-key is public",
+            "invalid setting HOST: a non-loopback address needs API_KEYS of at least 16 characters each, none of them the public development key dev-api-key",
             "{host}"
         );
         assert_eq!(
-            settings_of(&[("HOST", host), ("API_KEYS", "own-key")]).host,
+            settings_of(&[("HOST", host), ("API_KEYS", "own-key-of-16-chars")]).host,
             host
         );
     }
@@ -906,6 +909,101 @@ fn the_public_development_key_only_listens_on_loopback() {
         );
     }
     assert!(error_of(&[("HOST", "not a host!")]).starts_with("invalid setting HOST:"));
+}
+
+#[test]
+fn a_short_or_public_development_key_keeps_the_service_on_loopback() {
+    for keys in [
+        "dev-api-key",
+        "x",
+        "fifteen-chars-k",
+        "own-key-of-16-chars,dev-api-key",
+        "own-key-of-16-chars x",
+    ] {
+        assert_eq!(
+            settings_of(&[("API_KEYS", keys)]).host,
+            "127.0.0.1",
+            "API_KEYS={keys}"
+        );
+        assert!(
+            error_of(&[("API_KEYS", keys), ("HOST", "0.0.0.0")])
+                .starts_with("invalid setting HOST: a non-loopback address needs API_KEYS"),
+            "API_KEYS={keys}"
+        );
+    }
+    for keys in ["sixteen-chars-ok", "own-key-of-16-chars another-key-16chr"] {
+        assert_eq!(
+            settings_of(&[("API_KEYS", keys)]).host,
+            "0.0.0.0",
+            "API_KEYS={keys}"
+        );
+    }
+}
+
+/// A local address of this machine that is not loopback (the one a packet to a public address
+/// would leave from; nothing is sent), if it has one.
+fn non_loopback_address() -> Option<std::net::IpAddr> {
+    let socket = std::net::UdpSocket::bind("0.0.0.0:0").ok()?;
+    socket.connect("192.0.2.1:9").ok()?;
+    let ip = socket.local_addr().ok()?.ip();
+    (!ip.is_loopback() && !ip.is_unspecified()).then_some(ip)
+}
+
+#[tokio::test]
+async fn the_binary_with_the_public_key_in_api_keys_is_not_reachable_beyond_loopback() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = binary()
+        .current_dir(dir.path())
+        .env("API_KEYS", "dev-api-key")
+        .arg("check-config")
+        .output()
+        .unwrap();
+    assert!(output.status.success());
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let host = stdout
+        .lines()
+        .find(|line| line.trim_start().starts_with("HOST"))
+        .unwrap_or_default()
+        .to_owned();
+    assert!(host.contains("127.0.0.1"), "{stdout}");
+
+    // The serving binary: healthy on loopback, refused on the machine's other address.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut child = binary()
+        .current_dir(dir.path())
+        .env("PORT", port.to_string())
+        .env("API_KEYS", "dev-api-key")
+        .arg("serve")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut healthy = false;
+    while Instant::now() < deadline && !healthy {
+        healthy = reqwest::get(format!("http://127.0.0.1:{port}/health"))
+            .await
+            .is_ok_and(|r| r.status() == 200);
+        if !healthy {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    let outside = match non_loopback_address() {
+        Some(ip) => Some(tokio::net::TcpStream::connect((ip, port)).await.is_ok()),
+        None => None,
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(healthy, "the service never answered on loopback");
+    assert_ne!(
+        outside,
+        Some(true),
+        "the service with the public key listened beyond loopback"
+    );
 }
 
 #[test]
