@@ -21,8 +21,12 @@ fn error_of(pairs: &[(&str, &str)]) -> String {
 const PRODUCTION_OK: [(&str, &str); 7] = [
     ("ENVIRONMENT", "production"),
     ("API_URL", "https://growth.example.com"),
-    ("DATABASE_URL", "postgres://app:pw@db/app"),
-    ("REDIS_URL", "redis://redis:6379"),
+    // Verified TLS to both: a production setting without a warning.
+    (
+        "DATABASE_URL",
+        "postgres://app:pw@db/app?sslmode=verify-full",
+    ),
+    ("REDIS_URL", "rediss://redis:6379"),
     (
         "TOKEN_ENCRYPTION_KEY",
         "q83vEjRWeJq83vEjRWeJq83vEjRWeJq83vEjRWeJq80=",
@@ -654,7 +658,11 @@ fn secrets_can_come_from_files_without_their_trailing_newline() {
         "a-production-dashboard-secret-of-at-least-32-bytes\n",
     );
     let meta = write(&dir, "meta", "meta-secret-from-a-file\r\n");
-    let database = write(&dir, "database", "postgres://app:from-a-file@db/app\n");
+    let database = write(
+        &dir,
+        "database",
+        "postgres://app:from-a-file@db/app?sslmode=verify-full\n",
+    );
     let mut map = production_ok_with(&[
         ("META_APP_ID", "1234"),
         ("META_APP_SECRET_FILE", &meta),
@@ -1019,20 +1027,26 @@ fn rediss_and_verified_postgres_tls_are_accepted_and_clear_text_to_a_remote_data
     assert!(settings.warnings.is_empty(), "{:?}", settings.warnings);
     assert!(settings.database.describe().contains("sslmode=verify-full"));
 
-    let settings = Settings::from_vars(&production_ok_with(&[(
-        "DATABASE_URL",
-        "postgres://app:db-password@db.example/app?sslmode=disable",
-    )]))
+    let settings = Settings::from_vars(&production_ok_with(&[
+        ("REDIS_URL", "rediss://redis.example:6380"),
+        (
+            "DATABASE_URL",
+            "postgres://app:db-password@db.example/app?sslmode=disable",
+        ),
+    ]))
     .unwrap();
     assert_eq!(settings.warnings.len(), 1, "{:?}", settings.warnings);
     assert!(settings.warnings[0].starts_with("DATABASE_URL: sslmode=disable"));
     assert!(!settings.warnings[0].contains("db-password"));
 
     for local in ["127.0.0.1", "localhost"] {
-        let settings = Settings::from_vars(&production_ok_with(&[(
-            "DATABASE_URL",
-            &format!("postgres://app:pw@{local}/app?sslmode=disable"),
-        )]))
+        let settings = Settings::from_vars(&production_ok_with(&[
+            ("REDIS_URL", "redis://127.0.0.1:6379"),
+            (
+                "DATABASE_URL",
+                &format!("postgres://app:pw@{local}/app?sslmode=disable"),
+            ),
+        ]))
         .unwrap();
         assert!(
             settings.warnings.is_empty(),
@@ -1049,6 +1063,128 @@ fn rediss_and_verified_postgres_tls_are_accepted_and_clear_text_to_a_remote_data
         "{error}"
     );
     assert!(!error.contains("db-password"), "{error}");
+}
+
+#[test]
+fn production_warns_of_unverified_database_tls_and_clear_text_redis_to_remote_hosts() {
+    let warnings_of = |database: &str, redis: &str| {
+        Settings::from_vars(&production_ok_with(&[
+            ("DATABASE_URL", database),
+            ("REDIS_URL", redis),
+        ]))
+        .unwrap()
+        .warnings
+    };
+    let verified = "postgres://app:db-password@db.example/app?sslmode=verify-full";
+    let tls_redis = "rediss://:redis-password@redis.example:6380";
+    for unverified in [
+        "postgres://app:db-password@db.example/app",
+        "postgres://app:db-password@db.example/app?sslmode=prefer",
+        "postgres://app:db-password@10.0.0.5/app?sslmode=PREFER",
+    ] {
+        let warnings = warnings_of(unverified, tls_redis);
+        assert_eq!(warnings.len(), 1, "{unverified}: {warnings:?}");
+        assert!(
+            warnings[0].starts_with("DATABASE_URL: sslmode=prefer"),
+            "{warnings:?}"
+        );
+        assert!(!warnings[0].contains("db-password"), "{warnings:?}");
+    }
+    let warnings = warnings_of(verified, "redis://:redis-password@redis.example:6379");
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(
+        warnings[0].starts_with("REDIS_URL: redis://"),
+        "{warnings:?}"
+    );
+    assert!(!warnings[0].contains("redis-password"), "{warnings:?}");
+
+    // Nothing crosses a network, or everything is verified: no warning.
+    for (database, redis) in [
+        ("postgres://app:pw@127.0.0.1/app", "redis://127.0.0.1:6379"),
+        ("postgres://app:pw@localhost/app", "redis://[::1]:6379"),
+        (verified, tls_redis),
+        (
+            "postgres://app:pw@db.example/app?sslmode=verify-ca",
+            tls_redis,
+        ),
+        (
+            "postgres://app:pw@db.example/app?sslmode=require",
+            tls_redis,
+        ),
+    ] {
+        assert_eq!(
+            warnings_of(database, redis),
+            Vec::<String>::new(),
+            "{database} {redis}"
+        );
+    }
+    // Development keeps its local shortcuts quiet.
+    let settings = settings_of(&[
+        ("DATABASE_URL", "postgres://app:pw@db.example/app"),
+        ("REDIS_URL", "redis://redis.example:6379"),
+    ]);
+    assert!(settings.warnings.is_empty(), "{:?}", settings.warnings);
+}
+
+#[test]
+fn production_refuses_an_http_origin_in_allowed_origins() {
+    for origin in ["http://shop.example", "http://localhost:3000"] {
+        let error = Settings::from_vars(&production_ok_with(&[(
+            "ALLOWED_ORIGINS",
+            &format!("https://admin.example,{origin}"),
+        )]))
+        .unwrap_err()
+        .to_string();
+        assert_eq!(
+            error, "invalid setting ALLOWED_ORIGINS: must be https in production",
+            "{origin}"
+        );
+        assert!(
+            Settings::from_vars(&vars(&[("ALLOWED_ORIGINS", origin)])).is_ok(),
+            "{origin} in development"
+        );
+    }
+    let settings = Settings::from_vars(&production_ok_with(&[(
+        "ALLOWED_ORIGINS",
+        "https://admin.example,https://shop.example:8443",
+    )]))
+    .unwrap();
+    assert_eq!(
+        settings.allowed_origins,
+        ["https://admin.example", "https://shop.example:8443"]
+    );
+}
+
+#[test]
+fn the_binary_warns_at_start_of_clear_text_to_a_remote_database_or_redis() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut command = binary();
+    command.current_dir(dir.path());
+    for (name, value) in production_with("DATABASE_URL", None) {
+        command.env(name, value);
+    }
+    let output = command
+        .env(
+            "DATABASE_URL",
+            "postgres://app:db-password@192.0.2.10:1/app",
+        )
+        .env("REDIS_URL", "redis://:redis-password@192.0.2.11:1")
+        .env("LOG_FORMAT", "text")
+        .arg("check-config")
+        .output()
+        .unwrap();
+    assert!(output.status.success());
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(all.contains("WARN"), "{all}");
+    assert!(all.contains("DATABASE_URL: sslmode=prefer"), "{all}");
+    assert!(all.contains("REDIS_URL: redis://"), "{all}");
+    for secret in ["db-password", "redis-password"] {
+        assert!(!all.contains(secret), "{secret} leaked: {all}");
+    }
 }
 
 #[tokio::test]
