@@ -1297,3 +1297,37 @@ fn the_example_env_file_is_valid_and_names_only_real_settings() {
         "a copied example listens on loopback"
     );
 }
+
+#[test]
+fn the_compose_file_publishes_the_plain_http_port_on_loopback_only() {
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docker-compose.yml"))
+        .unwrap();
+    // Every entry of every `ports:` list (short syntax: "[host_ip:]host_port:container_port").
+    let mut published = Vec::new();
+    let mut in_ports = false;
+    for line in text.lines() {
+        let trimmed = line.trim();
+        if trimmed.starts_with('#') {
+            continue;
+        }
+        if trimmed == "ports:" {
+            in_ports = true;
+            continue;
+        }
+        match trimmed.strip_prefix("- ") {
+            Some(entry) if in_ports => published.push(entry.trim_matches('"').to_owned()),
+            _ => in_ports = false,
+        }
+    }
+    assert!(!published.is_empty(), "the service's port is published");
+    for entry in &published {
+        assert!(
+            entry.starts_with("127.0.0.1:") || entry.starts_with("[::1]:"),
+            "{entry} is published beyond loopback: the port is plain HTTP"
+        );
+    }
+    assert!(
+        !text.contains("published:"),
+        "no long-syntax ports to check"
+    );
+}
