@@ -340,7 +340,8 @@ impl Application {
             &services.settings.api_keys,
             services.store.clone(),
             services.clock.clone(),
-        );
+        )
+        .with_metrics(services.metrics.clone());
         let state = AppState::from(AppParts {
             flow: services.flow.clone(),
             connections: services.connections.clone(),
