@@ -198,6 +198,11 @@ impl From<crate::proxy::ProxyError> for ApiError {
                 "account_not_found",
                 format!("The connection has no account {account:?}."),
             ),
+            ProxyError::BodyStalled => Self::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "request_body_timeout",
+                "The request body paused for longer than the platform timeout; the call was cut.",
+            ),
             ProxyError::BodyTooLarge(max) => Self::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "request_too_large",
