@@ -595,6 +595,99 @@ async fn the_page_records_its_users_actions_and_shows_only_its_stores_activity()
 }
 
 #[tokio::test]
+async fn every_proxied_call_refused_or_failed_is_audited_and_the_merchant_never_sees_its_path() {
+    let app = spawn_app().await;
+    let reader = create_key(&app, "reader", "connections:read").await;
+    let proxied = |key: &str, method: Method, path: &str| {
+        app.api
+            .request(method, app.url(&format!("/api/v1/proxy/twitter/{path}")))
+            .bearer_auth(key)
+            .header("Growth-Engine-Store", "shop-x")
+    };
+    // Refused: no proxy scope (403); a path that could leave the API (400). Failed: the store has
+    // no connection (404).
+    let refused = proxied(
+        &reader,
+        Method::GET,
+        "users/private-path-1?fields=secret-value",
+    )
+    .send()
+    .await
+    .unwrap();
+    assert_eq!(refused.status(), 403);
+    let bad_path = proxied(API_KEY, Method::GET, "users%2f..%2fprivate-path-2")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad_path.status(), 400);
+    let failed = proxied(API_KEY, Method::POST, "tweets/private-path-3")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(failed.status(), 404);
+
+    let entries = audit_of(&app, "shop-x", 3).await;
+    let proxy: Vec<&Value> = entries
+        .iter()
+        .filter(|e| e["operation"] == "proxy")
+        .collect();
+    assert_eq!(proxy.len(), 3, "{entries:#?}");
+    for (actor, prefix) in [
+        (
+            "reader",
+            "missing_scope: GET users/private-path-1?fields - ",
+        ),
+        (
+            "env:1",
+            "invalid_proxy_path: GET users%2f..%2fprivate-path-2 - ",
+        ),
+        (
+            "env:1",
+            "connection_not_found: POST tweets/private-path-3 - ",
+        ),
+    ] {
+        let row = proxy
+            .iter()
+            .find(|e| e["detail"].as_str().unwrap_or("").starts_with(prefix))
+            .unwrap_or_else(|| panic!("no row for {prefix:?} in {proxy:#?}"));
+        assert_eq!(row["actor"], actor);
+        assert_eq!(row["outcome"], "failure");
+        assert_eq!(row["platform"], "twitter");
+    }
+    assert!(
+        !serde_json::to_string(&entries)
+            .unwrap()
+            .contains("secret-value"),
+        "a query value was recorded"
+    );
+
+    // The merchant's page: the calls, in words, without a path.
+    let merchant = Merchant::open(&app, "shop-x", "alice").await;
+    let activity = merchant
+        .browser
+        .client
+        .get(app.url("/dashboard/api/activity"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(activity.status(), 200);
+    let activity: Value = activity.json().await.unwrap();
+    let shown: Vec<&Value> = activity["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["operation"] == "proxy")
+        .collect();
+    assert_eq!(shown.len(), 3, "{activity:#}");
+    assert!(
+        !activity.to_string().contains("private-path"),
+        "the page shows a caller's path: {activity:#}"
+    );
+    assert!(shown.iter().all(|e| e["detail"].is_null()));
+    app.stop().await;
+}
+
+#[tokio::test]
 async fn the_audit_trail_pages_newest_first_and_validates_its_parameters() {
     let app = spawn_app().await;
     let t0 = Utc::now() - chrono::Duration::hours(1);
