@@ -133,7 +133,8 @@ pub struct Settings {
     /// send its request headers.
     pub header_read_timeout: Duration,
     /// `SHUTDOWN_GRACE_SECONDS` (default 30; at least `HTTP_TIMEOUT_SECONDS` + 5, at most 300):
-    /// how long a stopping replica lets work in flight finish.
+    /// the bound on a stopping replica's whole shutdown, work in flight and the audit flush
+    /// included.
     pub shutdown_grace: Duration,
     /// `API_URL`: the service's public base URL; callbacks are built from it.
     pub api_url: Url,
