@@ -6,14 +6,19 @@
 //! into a caller: keys from `API_KEYS` are full-access callers named `env:<n>`; other keys are looked
 //! up by hash in the store (the `api_keys` table), with a short in-process cache that every replica
 //! empties as soon as it sees a new revocation ([`ApiKeyRegistry::check_revocations`], every
-//! [`REVOCATION_CHECK`]). It does not own HTTP (the edge's extractor reads the header and maps
+//! [`REVOCATION_CHECK`]). Keys the store does not know are remembered as unknown for
+//! [`UNKNOWN_WINDOW`], and each client may cause only a few failed lookups ([`LOOKUP_BURST`], then
+//! one per [`LOOKUP_REFILL`]): a flood of made-up keys costs the database a bounded number of
+//! lookups. It does not own HTTP (the edge's extractor reads the header, names the client and maps
 //! [`MissingScope`] to a 403) nor the CLI.
 
 use std::collections::HashMap;
 use std::fmt;
+use std::net::IpAddr;
 use std::str::FromStr;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use base64::Engine as _;
 use chrono::{DateTime, Duration, Utc};
@@ -23,6 +28,7 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use crate::clock::SharedClock;
+use crate::metrics::Metrics;
 use crate::store::{ApiKeyRecord, Store, StoreError};
 
 /// What every generated key starts with, so that a leaked key is recognisable by secret scanners.
@@ -41,6 +47,26 @@ const CACHE_CAPACITY: usize = 1024;
 
 /// `last_used_at` is written at most this often per key.
 const TOUCH_EVERY: Duration = Duration::seconds(60);
+
+/// How long a key the store does not know (or knows as revoked) is answered 401 without asking the
+/// store again. A key created meanwhile (`api-key create`, in another process, which no replica
+/// hears of) works at most this long after a request that presented it before it existed.
+pub const UNKNOWN_WINDOW: Duration = Duration::seconds(5);
+
+/// The most unknown keys remembered; beyond it, the expired ones are dropped, then all of them (the
+/// per-client allowance below still bounds the lookups).
+const UNKNOWN_CAPACITY: usize = 4096;
+
+/// The store lookups of keys it turns out not to know (or knows as revoked) that one client may
+/// cause at once; its allowance then comes back one lookup per [`LOOKUP_REFILL`]. A lookup that
+/// finds a live key costs nothing, and a live key is cached for [`CACHE_WINDOW`] after it.
+pub const LOOKUP_BURST: u32 = 10;
+
+/// How fast a client's allowance of failed lookups comes back (10 a minute).
+pub const LOOKUP_REFILL: std::time::Duration = std::time::Duration::from_secs(6);
+
+/// The most clients whose allowances are tracked (about 40 bytes each).
+const TRACKED_CLIENTS: usize = 10_000;
 
 /// An operation of the API, as a scope names it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -294,18 +320,35 @@ struct CachedKey {
     verified_at: DateTime<Utc>,
 }
 
+/// What verifying a presented key found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Verified {
+    /// A live key: its caller.
+    Caller(Caller),
+    /// No such key, or a revoked one.
+    Unknown,
+    /// Not looked up: the client has used up its allowance of failed lookups; it may try again
+    /// in this many seconds.
+    Throttled(u64),
+}
+
 /// Turns a presented key into a [`Caller`]: `API_KEYS` first, then the store.
 ///
 /// A key verified in the store is cached in process for [`CACHE_WINDOW`] (by the clock), so a
 /// request does not cost a database round trip. A revoke empties the cache of every replica at its
 /// next [`ApiKeyRegistry::check_revocations`]; the window bounds it when the database cannot be
-/// asked. Unknown keys are not cached: the rate limiter bounds how often they are tried.
+/// asked. A key the store does not know is remembered for [`UNKNOWN_WINDOW`], and before any
+/// lookup the client must have allowance left ([`LookupAllowance`]), so made-up keys cost the
+/// store at most [`LOOKUP_BURST`] lookups per client, then one per [`LOOKUP_REFILL`].
 #[derive(Clone)]
 pub(crate) struct ApiKeyRegistry {
     env: Arc<Vec<[u8; 32]>>,
     store: Option<Arc<dyn Store>>,
     clock: Option<SharedClock>,
     cache: Arc<Mutex<HashMap<String, CachedKey>>>,
+    unknown: Arc<Mutex<HashMap<String, DateTime<Utc>>>>,
+    allowance: Arc<LookupAllowance>,
+    metrics: Option<Metrics>,
     revocations: Arc<RevocationWatch>,
 }
 
@@ -336,6 +379,9 @@ impl ApiKeyRegistry {
             store: None,
             clock: None,
             cache: Arc::default(),
+            unknown: Arc::default(),
+            allowance: Arc::new(LookupAllowance::new(TRACKED_CLIENTS)),
+            metrics: None,
             revocations: Arc::new(RevocationWatch {
                 seen: AtomicI64::new(-1),
                 generation: AtomicU64::new(0),
@@ -352,8 +398,21 @@ impl ApiKeyRegistry {
         }
     }
 
-    /// The caller a key belongs to; `None` for an unknown or revoked key.
-    pub async fn verify(&self, presented: &str) -> Result<Option<Caller>, StoreError> {
+    /// Counts the store's key lookups in `metrics`.
+    pub(crate) fn with_metrics(mut self, metrics: Metrics) -> Self {
+        self.metrics = Some(metrics);
+        self
+    }
+
+    /// The caller a key belongs to, [`Verified::Unknown`] for an unknown or revoked key, or
+    /// [`Verified::Throttled`] when the store would have to be asked but `client` (the caller's
+    /// address; `None` when it is not known, all such callers sharing one allowance) has used up
+    /// its allowance of failed lookups.
+    pub async fn verify(
+        &self,
+        presented: &str,
+        client: Option<IpAddr>,
+    ) -> Result<Verified, StoreError> {
         let digest: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
         // Check every key, not stopping at the first match, so timing says nothing about which.
         let env_match = self.env.iter().enumerate().fold(None, |found, (n, key)| {
@@ -364,29 +423,53 @@ impl ApiKeyRegistry {
             }
         });
         if let Some(n) = env_match {
-            return Ok(Some(Caller::full_access(format!("env:{n}"))));
+            return Ok(Verified::Caller(Caller::full_access(format!("env:{n}"))));
         }
         let (Some(store), Some(clock)) = (&self.store, &self.clock) else {
-            return Ok(None);
+            return Ok(Verified::Unknown);
         };
         if !presented.starts_with(KEY_PREFIX) {
-            return Ok(None);
+            return Ok(Verified::Unknown);
         }
         // Looking a key up by its hash leaks nothing by timing: the hash of a guess says nothing
         // about the hash of a real key.
         let hash = hex::encode(digest);
         let now = clock.now();
         if let Some(caller) = self.cached(&hash, now) {
-            return Ok(Some(caller));
+            return Ok(Verified::Caller(caller));
+        }
+        if self.known_unknown(&hash, now) {
+            return Ok(Verified::Unknown);
+        }
+        // Taken before the lookup and given back when it finds a live key (or fails on our side),
+        // so that concurrent requests cannot overshoot the allowance.
+        if let Err(wait) = self.allowance.take(client) {
+            if let Some(metrics) = &self.metrics {
+                metrics.api_key_lookup_throttled();
+            }
+            return Ok(Verified::Throttled(wait));
+        }
+        if let Some(metrics) = &self.metrics {
+            metrics.api_key_lookup();
         }
         let generation = self.revocations.generation.load(Ordering::SeqCst);
-        let Some(record) = store.find_api_key(&hash).await? else {
-            return Ok(None);
+        let record = match store.find_api_key(&hash).await {
+            Ok(record) => record,
+            Err(error) => {
+                self.allowance.give_back(client);
+                return Err(error);
+            }
+        };
+        let Some(record) = record else {
+            self.remember_unknown(hash, now);
+            return Ok(Verified::Unknown);
         };
         if record.revoked_at.is_some() {
             self.forget(&hash);
-            return Ok(None);
+            self.remember_unknown(hash, now);
+            return Ok(Verified::Unknown);
         }
+        self.allowance.give_back(client);
         let caller = caller_of(&record)?;
         if record.last_used_at.is_none_or(|at| at < now - TOUCH_EVERY) {
             // Best effort: a failed write only leaves "last used" stale.
@@ -395,7 +478,7 @@ impl ApiKeyRegistry {
             }
         }
         self.remember(hash, caller.clone(), now, generation);
-        Ok(Some(caller))
+        Ok(Verified::Caller(caller))
     }
 
     /// Asks the store whether a key was revoked since the last call; if so, forgets every cached
@@ -449,6 +532,115 @@ impl ApiKeyRegistry {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .remove(hash);
+    }
+
+    /// Whether the store said it does not know this key less than [`UNKNOWN_WINDOW`] ago.
+    fn known_unknown(&self, hash: &str, now: DateTime<Utc>) -> bool {
+        let unknown = self.unknown.lock().unwrap_or_else(|p| p.into_inner());
+        unknown
+            .get(hash)
+            .is_some_and(|at| now - *at < UNKNOWN_WINDOW && *at <= now)
+    }
+
+    fn remember_unknown(&self, hash: String, now: DateTime<Utc>) {
+        let mut unknown = self.unknown.lock().unwrap_or_else(|p| p.into_inner());
+        if unknown.len() >= UNKNOWN_CAPACITY {
+            unknown.retain(|_, at| now - *at < UNKNOWN_WINDOW);
+            if unknown.len() >= UNKNOWN_CAPACITY {
+                unknown.clear();
+            }
+        }
+        unknown.insert(hash, now);
+    }
+}
+
+/// Each client's allowance of store lookups that find no live key: a token bucket of
+/// [`LOOKUP_BURST`] per client address, refilled one per [`LOOKUP_REFILL`], in a table of at most
+/// `capacity` clients.
+///
+/// A client whose bucket is full again is the same as one never seen, so a sweep drops those; at
+/// the cap (after at most one sweep a second) a new client is refused until room comes back,
+/// rather than evicting others and handing every client a fresh allowance in a flood. The clock
+/// is the monotonic one: an allowance is about real elapsed time, not about the business clock.
+pub(crate) struct LookupAllowance {
+    table: Mutex<AllowanceTable>,
+    capacity: usize,
+}
+
+struct AllowanceTable {
+    buckets: HashMap<Option<IpAddr>, Bucket>,
+    last_sweep: Option<Instant>,
+}
+
+#[derive(Clone, Copy)]
+struct Bucket {
+    /// Lookups left, in units of one lookup (fractions accrue between refills).
+    tokens: f64,
+    updated: Instant,
+}
+
+impl Bucket {
+    fn refilled(self, now: Instant) -> Self {
+        let per_second = 1.0 / LOOKUP_REFILL.as_secs_f64();
+        let gained = now.saturating_duration_since(self.updated).as_secs_f64() * per_second;
+        Self {
+            tokens: (self.tokens + gained).min(f64::from(LOOKUP_BURST)),
+            updated: now,
+        }
+    }
+}
+
+impl LookupAllowance {
+    fn new(capacity: usize) -> Self {
+        Self {
+            table: Mutex::new(AllowanceTable {
+                buckets: HashMap::new(),
+                last_sweep: None,
+            }),
+            capacity,
+        }
+    }
+
+    /// Takes one lookup from `client`'s allowance, or says in how many seconds one comes back.
+    fn take(&self, client: Option<IpAddr>) -> Result<(), u64> {
+        let now = Instant::now();
+        let mut table = self.table.lock().unwrap_or_else(|p| p.into_inner());
+        if !table.buckets.contains_key(&client) && table.buckets.len() >= self.capacity {
+            let due = table
+                .last_sweep
+                .is_none_or(|at| now.saturating_duration_since(at).as_secs() >= 1);
+            if due {
+                table.last_sweep = Some(now);
+                let full = f64::from(LOOKUP_BURST);
+                table
+                    .buckets
+                    .retain(|_, bucket| bucket.refilled(now).tokens < full);
+            }
+            if table.buckets.len() >= self.capacity {
+                return Err(1);
+            }
+        }
+        let fresh = Bucket {
+            tokens: f64::from(LOOKUP_BURST),
+            updated: now,
+        };
+        let bucket = table.buckets.entry(client).or_insert(fresh);
+        *bucket = bucket.refilled(now);
+        if bucket.tokens >= 1.0 {
+            bucket.tokens -= 1.0;
+            return Ok(());
+        }
+        let missing = 1.0 - bucket.tokens;
+        Err((missing * LOOKUP_REFILL.as_secs_f64()).ceil().max(1.0) as u64)
+    }
+
+    /// Returns a lookup taken by [`LookupAllowance::take`] that did not fail for the client's
+    /// sake (it found a live key, or the store failed).
+    fn give_back(&self, client: Option<IpAddr>) {
+        let mut table = self.table.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(bucket) = table.buckets.get_mut(&client) {
+            bucket.tokens = (bucket.tokens + 1.0).min(f64::from(LOOKUP_BURST));
+        }
     }
 }
 
@@ -536,6 +728,24 @@ mod tests {
         assert!(a.expose_secret().starts_with("ge_"));
         assert_ne!(a.expose_secret(), b.expose_secret());
         assert_eq!(hash_key(a.expose_secret()).len(), 64);
+    }
+
+    #[test]
+    fn a_client_gets_a_burst_of_failed_lookups_then_waits_and_others_are_unaffected() {
+        let allowance = LookupAllowance::new(2);
+        let a = Some(IpAddr::from([192, 0, 2, 1]));
+        let b = Some(IpAddr::from([192, 0, 2, 2]));
+        for n in 0..LOOKUP_BURST {
+            assert_eq!(allowance.take(a), Ok(()), "lookup {n}");
+        }
+        let wait = allowance.take(a).expect_err("the burst is spent");
+        assert!((1..=LOOKUP_REFILL.as_secs()).contains(&wait), "{wait}");
+        // A lookup given back (it found a live key) can be taken again.
+        allowance.give_back(a);
+        assert_eq!(allowance.take(a), Ok(()));
+        assert_eq!(allowance.take(b), Ok(()), "another client has its own");
+        // The table is full of clients still short of their allowance: a third waits.
+        assert_eq!(allowance.take(None), Err(1));
     }
 
     #[test]

@@ -332,7 +332,9 @@ impl Application {
     ) -> Result<Self, StartupError> {
         if settings.api_keys.is_empty() && !settings.is_production() {
             tracing::warn!("API_KEYS is not set: the API accepts the development key `dev-api-key`. Never use this in production.");
-            settings.api_keys.push("dev-api-key".to_owned().into());
+            settings
+                .api_keys
+                .push(crate::config::DEV_API_KEY.to_owned().into());
         }
         let services = Services::build(settings, options.clock.clone()).await?;
         if services.settings.auto_migrate {
@@ -344,7 +346,8 @@ impl Application {
             &services.settings.api_keys,
             services.store.clone(),
             services.clock.clone(),
-        );
+        )
+        .with_metrics(services.metrics.clone());
         let state = AppState::from(AppParts {
             flow: services.flow.clone(),
             connections: services.connections.clone(),
@@ -494,41 +497,85 @@ impl Application {
     }
 
     /// Serves until `shutdown` resolves, with the background tasks running alongside, each
-    /// supervised (a panic is logged, counted and the task restarted). On shutdown: no new refresh
-    /// lease is taken, the HTTP server finishes its requests, and the refreshes in flight are awaited
-    /// (up to the platform timeout plus the write) so that no renewed token set is dropped.
+    /// supervised (a panic is logged, counted and the task restarted).
+    ///
+    /// `SHUTDOWN_GRACE_SECONDS` bounds the whole shutdown, counted from the signal. At once: no new
+    /// refresh lease is taken, the server stops accepting and lets its requests finish, and the
+    /// refreshes in flight are awaited (so that no renewed token set is dropped), side by side.
+    /// The server's connections still open [`SHUTDOWN_RESERVE`] before the end (a streaming
+    /// answer, a slow reader) are then cut, and the refreshes given up; what is left of the grace
+    /// goes to the background tasks' last rounds and the audit trail's flush, which the HTTP
+    /// connections cannot hold up.
     pub async fn run_until(
         mut self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         self.start_background(&stop_rx);
-        // The moment shutdown begins, refreshes stop taking leases; the server then drains.
+        let grace = self.services.settings.shutdown_grace;
+        // The moment shutdown begins, refreshes stop taking leases and the grace starts.
         let draining = self.services.connections.clone();
+        let (began_tx, began_rx) = tokio::sync::oneshot::channel();
         let shutdown = async move {
             shutdown.await;
             draining.stop_taking_leases();
+            let _ = began_tx.send(tokio::time::Instant::now());
         };
         let timeouts = crate::http::ServerTimeouts {
             header_read: self.services.settings.header_read_timeout,
         };
-        let result = crate::http::serve(self.listener, self.router, timeouts, shutdown).await;
-        let _ = stop_tx.send(true);
-        // Refreshes in flight finish and are stored before the process exits (SHUTDOWN_GRACE_SECONDS
-        // is at least the platform timeout plus the write).
-        self.services
+        let (cut_tx, cut_rx) = tokio::sync::oneshot::channel::<()>();
+        let mut server = tokio::spawn(crate::http::serve_until(
+            self.listener,
+            self.router,
+            timeouts,
+            shutdown,
+            async move {
+                let _ = cut_rx.await;
+            },
+        ));
+        // Either the signal comes, or the server ended on its own (it only does on shutdown).
+        let began = began_rx
+            .await
+            .unwrap_or_else(|_| tokio::time::Instant::now());
+        let end = began + grace;
+        let reserve = SHUTDOWN_RESERVE.min(grace / 3);
+        let http_end = end - reserve;
+        let http = async {
+            let served = tokio::select! {
+                served = &mut server => served,
+                () = tokio::time::sleep_until(http_end) => {
+                    let _ = cut_tx.send(());
+                    server.await
+                }
+            };
+            served.unwrap_or_else(|error| Err(std::io::Error::other(error)))
+        };
+        // Refreshes in flight finish and are stored (SHUTDOWN_GRACE_SECONDS is at least the
+        // platform timeout plus 5 s), whatever the HTTP connections do.
+        let refreshes = self
+            .services
             .connections
-            .drain(self.services.settings.shutdown_grace)
-            .await;
-        for task in self.background {
-            let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
+            .drain(http_end.saturating_duration_since(tokio::time::Instant::now()));
+        let (result, _) = tokio::join!(http, refreshes);
+        let _ = stop_tx.send(true);
+        let tasks = futures::future::join_all(self.background);
+        let tasks_end = end - reserve / 2;
+        if tokio::time::timeout_at(tasks_end, tasks).await.is_err() {
+            tracing::warn!("background tasks still running at shutdown: left behind");
         }
-        // Then the audit trail's queue (the background tasks' last rounds included), so that a
-        // graceful stop loses none of its events.
-        self.services.audit.flush(Duration::from_secs(5)).await;
+        // Then the audit trail's queue (the requests' and the background tasks' last events), so
+        // that a graceful stop loses none of its events.
+        let left = end.saturating_duration_since(tokio::time::Instant::now());
+        self.services.audit.flush(left).await;
         result
     }
 }
+
+/// The part of `SHUTDOWN_GRACE_SECONDS` kept for the last steps of a shutdown (the background
+/// tasks' last rounds and the audit flush), after the HTTP connections and the refreshes in flight
+/// (at most a third of the grace).
+pub const SHUTDOWN_RESERVE: Duration = Duration::from_secs(2);
 
 /// Writes pending recovery records every second until `stop`.
 async fn write_recoveries(connections: Connections, stop: impl Future<Output = ()>) {

@@ -1,5 +1,5 @@
 //! Prometheus metrics: flows, refreshes, token-endpoint latency, connections by status, the Redis
-//! circuit breaker, webhook dead letters, lost audit events, the proxy's calls and the platforms'
+//! circuit breaker, webhook dead letters, lost audit events, API key lookups, the proxy's calls and the platforms'
 //! rate-limit headers, in one registry per application (so that tests running several applications
 //! in one process do not mix their counts). Served as text by `GET /metrics`.
 
@@ -134,6 +134,47 @@ impl ProxyMetrics {
     }
 }
 
+/// Who called and what was recorded: the API keys' database lookups (and those refused to a
+/// client over its allowance), and the audit events lost.
+struct AccessMetrics {
+    key_lookups: Counter,
+    key_lookups_throttled: Counter,
+    audit_dropped: Counter,
+    audit_write_failures: Counter,
+}
+
+impl AccessMetrics {
+    fn register(registry: &mut Registry) -> Self {
+        let metrics = Self {
+            key_lookups: Counter::default(),
+            key_lookups_throttled: Counter::default(),
+            audit_dropped: Counter::default(),
+            audit_write_failures: Counter::default(),
+        };
+        registry.register(
+            "api_key_lookups",
+            "API keys looked up in the database (neither in API_KEYS nor cached)",
+            metrics.key_lookups.clone(),
+        );
+        registry.register(
+            "api_key_lookups_throttled",
+            "API key lookups refused because the client had used up its allowance of failed ones",
+            metrics.key_lookups_throttled.clone(),
+        );
+        registry.register(
+            "audit_dropped",
+            "Audit events dropped because the writer's queue was full",
+            metrics.audit_dropped.clone(),
+        );
+        registry.register(
+            "audit_write_failures",
+            "Audit events lost because the database refused the write",
+            metrics.audit_write_failures.clone(),
+        );
+        metrics
+    }
+}
+
 fn latency_histogram() -> Histogram {
     Histogram::new([
         0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
@@ -153,8 +194,7 @@ struct Inner {
     redis_available: Gauge,
     webhook_dead_letters: Counter,
     task_panics: Family<TaskLabel, Counter>,
-    audit_dropped: Counter,
-    audit_write_failures: Counter,
+    access: AccessMetrics,
     proxy: ProxyMetrics,
 }
 
@@ -245,18 +285,7 @@ impl Metrics {
             "Webhook events given up on after the maximum number of attempts",
             webhook_dead_letters.clone(),
         );
-        let audit_dropped = Counter::default();
-        let audit_write_failures = Counter::default();
-        registry.register(
-            "audit_dropped",
-            "Audit events dropped because the writer's queue was full",
-            audit_dropped.clone(),
-        );
-        registry.register(
-            "audit_write_failures",
-            "Audit events lost because the database refused the write",
-            audit_write_failures.clone(),
-        );
+        let access = AccessMetrics::register(&mut registry);
         Self(Arc::new(Inner {
             registry,
             flows_started,
@@ -270,8 +299,7 @@ impl Metrics {
             redis_available,
             webhook_dead_letters,
             task_panics,
-            audit_dropped,
-            audit_write_failures,
+            access,
             proxy,
         }))
     }
@@ -386,12 +414,22 @@ impl Metrics {
 
     /// An audit event was dropped (queue full).
     pub(crate) fn audit_dropped(&self) {
-        self.0.audit_dropped.inc();
+        self.0.access.audit_dropped.inc();
+    }
+
+    /// An API key was looked up in the database.
+    pub(crate) fn api_key_lookup(&self) {
+        self.0.access.key_lookups.inc();
+    }
+
+    /// An API key lookup was refused: the client's allowance of failed ones was used up.
+    pub(crate) fn api_key_lookup_throttled(&self) {
+        self.0.access.key_lookups_throttled.inc();
     }
 
     /// `rows` audit events could not be written.
     pub(crate) fn audit_write_failed(&self, rows: u64) {
-        self.0.audit_write_failures.inc_by(rows);
+        self.0.access.audit_write_failures.inc_by(rows);
     }
 
     /// A proxied call got its answer's status line (`status` `None`: no answer) after `seconds`.

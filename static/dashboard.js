@@ -397,8 +397,11 @@
       for (const entry of data.entries) {
         const item = el("li", { class: "activity__item" });
         item.append(timeNode(entry.at, false));
-        const platform = entry.platform ? " · " + (nameOf(entry.platform) || entry.platform) : "";
-        const what = (OPERATIONS[entry.operation] || entry.operation) + platform;
+        const name = entry.platform ? nameOf(entry.platform) || entry.platform : "";
+        // A proxied call in words ("API call to Pinterest"): the page never shows its path.
+        const what = entry.operation === "proxy"
+          ? "API call" + (name ? " to " + name : "")
+          : (OPERATIONS[entry.operation] || entry.operation) + (name ? " · " + name : "");
         item.append(el("span", { class: "activity__what" }, what));
         item.append(el("span", { class: "activity__actor" }, actorText(entry)));
         const outcome = entry.outcome + (entry.detail ? " (" + entry.detail + ")" : "");

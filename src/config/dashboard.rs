@@ -6,7 +6,7 @@ use std::time::Duration;
 use secrecy::{ExposeSecret, SecretString};
 use url::Url;
 
-use super::vars::{parse_http_url, Unit, Vars};
+use super::vars::{parse_http_url, require_https_in_production, Unit, Vars};
 use super::ConfigError;
 
 /// `DASHBOARD_URL`: where callbacks send the browser (default `{API_URL}/dashboard/marketing`;
@@ -20,12 +20,16 @@ pub(super) fn url(vars: &Vars<'_>, api_url: &Url) -> Result<Url, ConfigError> {
     }
 }
 
-/// `ALLOWED_ORIGINS`: http(s) origins allowed by CORS and allowed to embed the page.
+/// `ALLOWED_ORIGINS`: http(s) origins allowed by CORS and allowed to embed the page; https only in
+/// production, where a page served over http could be altered on the way to frame the merchant's
+/// connections page or read the API's answers.
 pub(super) fn allowed_origins(vars: &Vars<'_>) -> Result<Vec<String>, ConfigError> {
     vars.list("ALLOWED_ORIGINS")
         .iter()
         .map(|origin| {
-            parse_http_url("ALLOWED_ORIGINS", origin).map(|url| url.origin().ascii_serialization())
+            let url = parse_http_url("ALLOWED_ORIGINS", origin)?;
+            require_https_in_production(vars.production(), "ALLOWED_ORIGINS", &url)?;
+            Ok(url.origin().ascii_serialization())
         })
         .collect()
 }

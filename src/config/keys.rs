@@ -47,6 +47,25 @@ pub(super) fn token_keys(vars: &Vars<'_>) -> Result<KeySettings, ConfigError> {
     })
 }
 
+/// The public development key: what the API accepts in development when `API_KEYS` is unset.
+/// Everyone who has read the README knows it.
+pub const DEV_API_KEY: &str = "dev-api-key";
+
+/// The shortest API key production accepts, and the shortest with which a development service
+/// listens beyond loopback.
+pub(crate) const MIN_API_KEY_LEN: usize = 16;
+
+/// Whether `keys` close the API to strangers: at least one key, each at least
+/// [`MIN_API_KEY_LEN`] characters, none of them the public [`DEV_API_KEY`]. A key anyone can
+/// guess (`x`, `dev-api-key` written into `API_KEYS`) closes nothing.
+pub(super) fn close_the_api(keys: &[SecretString]) -> bool {
+    !keys.is_empty()
+        && keys.iter().all(|key| {
+            let key = key.expose_secret();
+            key.len() >= MIN_API_KEY_LEN && key != DEV_API_KEY
+        })
+}
+
 /// `API_KEYS`: comma- or space-separated bearer keys; in production at least one, each at least
 /// 16 characters. Empty in development means the public `dev-api-key`.
 pub(super) fn api_keys(vars: &Vars<'_>) -> Result<Vec<SecretString>, ConfigError> {
@@ -60,7 +79,10 @@ pub(super) fn api_keys(vars: &Vars<'_>) -> Result<Vec<SecretString>, ConfigError
             "needs at least one key in production",
         ));
     }
-    if let Some(short) = keys.iter().position(|k| k.expose_secret().len() < 16) {
+    if let Some(short) = keys
+        .iter()
+        .position(|k| k.expose_secret().len() < MIN_API_KEY_LEN)
+    {
         return Err(ConfigError::new(
             "API_KEYS",
             format!("entry {} is shorter than 16 characters", short + 1),

@@ -36,6 +36,7 @@ mod storage;
 mod vars;
 mod webhooks;
 
+pub use keys::DEV_API_KEY;
 use vars::Vars;
 
 /// One bad setting. Its `Display` is the one line start-up prints.
@@ -124,8 +125,9 @@ pub struct Settings {
     pub environment: Environment,
     /// `PORT` (default 8003).
     pub port: u16,
-    /// `HOST`: default `0.0.0.0` in production or with `API_KEYS`, else `127.0.0.1` (where the
-    /// public development key is accepted, only loopback may listen).
+    /// `HOST`: default `0.0.0.0` in production or with `API_KEYS` that close the API (16+
+    /// characters each, none the public development key), else `127.0.0.1` (where a stranger
+    /// could know or guess a key, only loopback may listen).
     pub host: String,
     /// `HTTP_REQUEST_TIMEOUT_SECONDS` (default 30, 1 to 300): the limit on one request to us.
     pub request_timeout: Duration,
@@ -133,7 +135,8 @@ pub struct Settings {
     /// send its request headers.
     pub header_read_timeout: Duration,
     /// `SHUTDOWN_GRACE_SECONDS` (default 30; at least `HTTP_TIMEOUT_SECONDS` + 5, at most 300):
-    /// how long a stopping replica lets work in flight finish.
+    /// the bound on a stopping replica's whole shutdown, work in flight and the audit flush
+    /// included.
     pub shutdown_grace: Duration,
     /// `API_URL`: the service's public base URL; callbacks are built from it.
     pub api_url: Url,
@@ -247,7 +250,7 @@ impl Settings {
         let mut settings = Self {
             environment,
             port,
-            host: server::host(&vars, !api_keys.is_empty())?,
+            host: server::host(&vars, &api_keys)?,
             request_timeout: server::request_timeout(&vars)?,
             header_read_timeout: server::header_read_timeout(&vars)?,
             shutdown_grace: server::shutdown_grace(&vars, platform_timeout)?,

@@ -1,14 +1,17 @@
 //! The service's own settings: which environment it runs in, where it listens and how it is
 //! reached, its HTTP limits and its shutdown grace.
 //!
-//! It owns the safe-default rule for `HOST`: where the public development key `dev-api-key` is
-//! accepted (development without `API_KEYS`), the service listens on loopback only.
+//! It owns the safe-default rule for `HOST`: in development, unless `API_KEYS` closes the API (every
+//! key at least 16 characters, none the public development key `dev-api-key`), the service listens
+//! on loopback only.
 
 use std::net::IpAddr;
 use std::time::Duration;
 
+use secrecy::SecretString;
 use url::Url;
 
+use super::keys::close_the_api;
 use super::vars::{parse_http_url, Vars};
 use super::{ConfigError, Environment};
 
@@ -34,10 +37,11 @@ pub(super) fn port(vars: &Vars<'_>) -> Result<u16, ConfigError> {
 }
 
 /// `HOST`: an IP address or a host name. The default is every interface (`0.0.0.0`) where the API
-/// is closed by the operator's keys, and loopback (`127.0.0.1`) where it accepts `dev-api-key`,
-/// which anyone who has read the README knows.
-pub(super) fn host(vars: &Vars<'_>, api_keys_set: bool) -> Result<String, ConfigError> {
-    let open_api = !vars.production() && !api_keys_set;
+/// is closed by the operator's keys, and loopback (`127.0.0.1`) in development where it is not:
+/// without `API_KEYS` (the API accepts `dev-api-key`, which anyone who has read the README knows),
+/// or with a key that is short or is that public one. (Production refuses such keys outright.)
+pub(super) fn host(vars: &Vars<'_>, api_keys: &[SecretString]) -> Result<String, ConfigError> {
+    let open_api = !vars.production() && !close_the_api(api_keys);
     let Some(host) = vars.get("HOST") else {
         return Ok(if open_api { "127.0.0.1" } else { "0.0.0.0" }.to_owned());
     };
@@ -58,7 +62,7 @@ pub(super) fn host(vars: &Vars<'_>, api_keys_set: bool) -> Result<String, Config
     if open_api && !loopback {
         return Err(ConfigError::new(
             "HOST",
-            "a non-loopback address needs API_KEYS: the development key dev-api-key is public",
+            "a non-loopback address needs API_KEYS of at least 16 characters each, none of them the public development key dev-api-key",
         ));
     }
     Ok(ip

@@ -55,6 +55,8 @@ pub(super) fn database(vars: &Vars<'_>) -> Result<DatabaseSettings, ConfigError>
 
 /// Checks a PostgreSQL URL without ever echoing it. sqlx honours its `sslmode` (`require` encrypts,
 /// `verify-full` also checks the server's certificate and name; `sslrootcert` names a private CA).
+/// In production, a remote host without a verified mode starts with a warning (not a refusal: a
+/// private network may make clear text acceptable, which only the operator knows).
 fn check_postgres(vars: &Vars<'_>, text: &str) -> Result<(), ConfigError> {
     let url = Url::parse(text)
         .map_err(|_| ConfigError::new("DATABASE_URL", "is not a valid postgres:// URL"))?;
@@ -70,12 +72,19 @@ fn check_postgres(vars: &Vars<'_>, text: &str) -> Result<(), ConfigError> {
             ));
         }
     }
-    let plain = matches!(mode.as_deref(), Some("disable" | "allow"));
-    if vars.production() && plain && !is_local(&url) {
-        vars.warn(format!(
-            "DATABASE_URL: sslmode={} to a remote host sends tokens and the password in clear text; use sslmode=verify-full",
-            mode.as_deref().unwrap_or_default()
-        ));
+    if !vars.production() || is_local(&url) {
+        return Ok(());
+    }
+    match mode.as_deref() {
+        Some(mode @ ("disable" | "allow")) => vars.warn(format!(
+            "DATABASE_URL: sslmode={mode} to a remote host sends tokens and the password in clear text; use sslmode=verify-full"
+        )),
+        // PostgreSQL's default: TLS when the server offers it, but the server is not verified and
+        // a man in the middle who answers "no TLS" gets the connection in clear text.
+        None | Some("prefer") => vars.warn(
+            "DATABASE_URL: sslmode=prefer (the default when none is given) to a remote host does not verify the server and falls back to clear text when TLS is refused; use sslmode=verify-full".to_owned(),
+        ),
+        _ => {}
     }
     Ok(())
 }
@@ -127,6 +136,11 @@ pub(super) fn redis_url(vars: &Vars<'_>) -> Result<Option<SecretString>, ConfigE
                 "REDIS_URL",
                 "must start with redis:// or rediss://",
             ));
+        }
+        if vars.production() && parsed.scheme() == "redis" && !is_local(&parsed) {
+            vars.warn(
+                "REDIS_URL: redis:// to a remote host sends its password and everything the service keeps there in clear text; use rediss://".to_owned(),
+            );
         }
     }
     Ok(url)

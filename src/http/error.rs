@@ -198,6 +198,11 @@ impl From<crate::proxy::ProxyError> for ApiError {
                 "account_not_found",
                 format!("The connection has no account {account:?}."),
             ),
+            ProxyError::BodyStalled => Self::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "request_body_timeout",
+                "The request body paused for longer than the platform timeout; the call was cut.",
+            ),
             ProxyError::BodyTooLarge(max) => Self::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "request_too_large",
@@ -242,6 +247,11 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         // Bearer only for the API key; the dashboard's 401s are about its session cookie.
         let bearer = self.status == StatusCode::UNAUTHORIZED && self.code == "unauthorized";
+        // Read from the details rather than kept in a field of its own: every handler returns
+        // this type, so it stays small.
+        let retry_after = (self.status == StatusCode::TOO_MANY_REQUESTS)
+            .then(|| self.details.as_ref()?.get("retry_after_seconds")?.as_u64())
+            .flatten();
         let body = ErrorBody {
             error: ErrorDetail {
                 code: self.code,
@@ -254,6 +264,11 @@ impl IntoResponse for ApiError {
             response
                 .headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        if let Some(seconds) = retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
         }
         if let Some(cause) = self.cause {
             response
@@ -280,13 +295,16 @@ impl From<crate::http::dashboard::session::SessionError> for ApiError {
 }
 
 impl ApiError {
-    /// 429 for a client over its rate limit; the edge adds `Retry-After`.
+    /// 429 for a client over its rate limit, with `Retry-After` (also in the body's
+    /// `details.retry_after_seconds`).
     pub fn rate_limited(retry_after_seconds: u64) -> Self {
+        let seconds = retry_after_seconds.max(1);
         Self::new(
             StatusCode::TOO_MANY_REQUESTS,
             "rate_limited",
-            format!("Too many requests from this client. Retry in {retry_after_seconds} s."),
+            format!("Too many requests from this client. Retry in {seconds} s."),
         )
+        .with_details(serde_json::json!({ "retry_after_seconds": seconds }))
     }
 
     /// 503 for a request that ran longer than `HTTP_REQUEST_TIMEOUT_SECONDS`. A 5xx, since the

@@ -1,6 +1,12 @@
 //! Extractors: the API caller (a bearer key from `API_KEYS`, compared in constant time, or a scoped
 //! key from the database; see [`crate::access`]), and query/path wrappers whose
 //! rejections come back in our JSON error format.
+//!
+//! A request's key is verified once: whoever verifies it first (the perimeter's rate limiter on the
+//! API's connect, or the extractor) leaves the outcome in the request's extensions
+//! ([`KeyVerdict`]) for the others.
+
+use std::net::IpAddr;
 
 use axum::extract::{FromRef, FromRequestParts};
 use axum::http::request::Parts;
@@ -8,7 +14,14 @@ use axum::http::HeaderMap;
 use secrecy::SecretString;
 
 use super::error::ApiError;
-use crate::access::{ApiKeyRegistry, Caller};
+use crate::access::{ApiKeyRegistry, Caller, Verified};
+use crate::store::StoreError;
+
+/// The address a request came from, as the rate limits count it (the last `X-Forwarded-For` entry
+/// with `TRUST_PROXY`, an IPv6 client by its /64), put in the request's extensions for everything
+/// that limits per client (the API key lookups among them).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ClientAddress(pub IpAddr);
 
 /// `Query<T>` whose rejection is an [`ApiError`].
 #[derive(Debug, FromRequestParts)]
@@ -36,12 +49,45 @@ impl ApiKeys {
         Self(registry)
     }
 
-    /// Whether the request's `Authorization: Bearer` header carries an accepted key. The rate
-    /// limiter asks this before it keys anything on the request's parameters.
+    /// Whether the request's `Authorization: Bearer` header carries an accepted key.
     pub async fn authenticates(&self, headers: &HeaderMap) -> bool {
-        match presented_key(headers) {
-            Some(key) => matches!(self.0.verify(key).await, Ok(Some(_))),
-            None => false,
+        matches!(self.check(headers, None).await, Ok(KeyVerdict::Caller(_)))
+    }
+
+    /// Verifies the request's key for a client at `client` (see [`ApiKeyRegistry::verify`]).
+    pub(crate) async fn check(
+        &self,
+        headers: &HeaderMap,
+        client: Option<IpAddr>,
+    ) -> Result<KeyVerdict, StoreError> {
+        let Some(presented) = presented_key(headers) else {
+            return Ok(KeyVerdict::Unauthorized);
+        };
+        Ok(match self.0.verify(presented, client).await? {
+            Verified::Caller(caller) => KeyVerdict::Caller(caller),
+            Verified::Unknown => KeyVerdict::Unauthorized,
+            Verified::Throttled(seconds) => KeyVerdict::Throttled(seconds),
+        })
+    }
+}
+
+/// How a request's key was judged, kept in its extensions so that it is verified once.
+#[derive(Debug, Clone)]
+pub(crate) enum KeyVerdict {
+    /// An accepted key.
+    Caller(Caller),
+    /// No key, or one not accepted.
+    Unauthorized,
+    /// Not looked up: the client made too many failed attempts; retry in this many seconds.
+    Throttled(u64),
+}
+
+impl KeyVerdict {
+    fn into_result(self) -> Result<ApiCaller, ApiError> {
+        match self {
+            Self::Caller(caller) => Ok(ApiCaller(caller)),
+            Self::Unauthorized => Err(ApiError::unauthorized()),
+            Self::Throttled(seconds) => Err(ApiError::rate_limited(seconds)),
         }
     }
 }
@@ -69,13 +115,17 @@ where
     // Instrumented with skip_all so that the Authorization header can never reach a span.
     #[tracing::instrument(skip_all, level = "trace")]
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        let keys = ApiKeys::from_ref(state);
-        let presented = presented_key(&parts.headers).ok_or_else(ApiError::unauthorized)?;
-        match keys.0.verify(presented).await {
-            Ok(Some(caller)) => Ok(ApiCaller(caller)),
-            Ok(None) => Err(ApiError::unauthorized()),
-            Err(error) => Err(ApiError::from(crate::oauth::OAuthError::Store(error))),
+        if let Some(verdict) = parts.extensions.get::<KeyVerdict>() {
+            return verdict.clone().into_result();
         }
+        let client = parts.extensions.get::<ClientAddress>().map(|c| c.0);
+        // A store that could not be asked leaves no verdict: the next asker tries again.
+        let verdict = ApiKeys::from_ref(state)
+            .check(&parts.headers, client)
+            .await
+            .map_err(|error| ApiError::from(crate::oauth::OAuthError::Store(error)))?;
+        parts.extensions.insert(verdict.clone());
+        verdict.into_result()
     }
 }
 

@@ -17,7 +17,7 @@ pub mod proxy;
 pub mod serve;
 pub mod views;
 
-pub use serve::{serve, ServerTimeouts};
+pub use serve::{serve, serve_until, ServerTimeouts};
 
 use std::sync::Arc;
 

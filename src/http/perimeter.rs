@@ -16,8 +16,7 @@ use std::time::{Duration, Instant};
 
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::header::{
-    CONTENT_SECURITY_POLICY, REFERRER_POLICY, RETRY_AFTER, STRICT_TRANSPORT_SECURITY,
-    X_CONTENT_TYPE_OPTIONS,
+    CONTENT_SECURITY_POLICY, REFERRER_POLICY, STRICT_TRANSPORT_SECURITY, X_CONTENT_TYPE_OPTIONS,
 };
 use axum::http::{HeaderName, HeaderValue, Method};
 use axum::middleware::Next;
@@ -30,7 +29,7 @@ use governor::{Quota, RateLimiter};
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
 use super::error::ApiError;
-use super::extract::ApiKeys;
+use super::extract::{ApiKeys, ClientAddress, KeyVerdict};
 use crate::config::Settings;
 use crate::domain::StoreId;
 
@@ -372,25 +371,37 @@ impl FlowRateLimit {
             return Candidate::Store {
                 headers: request.headers().clone(),
                 query: request.uri().query().map(str::to_owned),
+                address: request.extensions().get::<ClientAddress>().map(|c| c.0),
             };
         }
         Candidate::Known(self.address(request).map(ClientKey::Address))
     }
 
-    /// What the request counts against; `None` when it is not counted. The API's connect counts
-    /// per store, but only for a caller whose key is accepted, and only once the id is valid.
-    async fn client(&self, candidate: Candidate) -> Option<ClientKey> {
+    /// What the request counts against (`None` when it is not counted), and the verdict on its key
+    /// when one was reached (the handler's extractor reuses it rather than verifying again). The
+    /// API's connect counts per store, but only for a caller whose key is accepted, and only once
+    /// the id is valid.
+    async fn client(&self, candidate: Candidate) -> (Option<ClientKey>, Option<KeyVerdict>) {
         match candidate {
-            Candidate::Known(key) => key,
-            Candidate::Store { headers, query } => {
-                if !self.api_keys.authenticates(&headers).await {
-                    return None;
+            Candidate::Known(key) => (key, None),
+            Candidate::Store {
+                headers,
+                query,
+                address,
+            } => {
+                // A store that could not be asked counts nothing; the extractor answers for it.
+                let Ok(verdict) = self.api_keys.check(&headers, address).await else {
+                    return (None, None);
+                };
+                if !matches!(verdict, KeyVerdict::Caller(_)) {
+                    return (None, Some(verdict));
                 }
-                let query = query?;
-                let store = url::form_urlencoded::parse(query.as_bytes())
-                    .find(|(name, _)| name == "store_id")
-                    .and_then(|(_, value)| StoreId::parse(value).ok())?;
-                Some(ClientKey::Store(store))
+                let store = query.and_then(|query| {
+                    url::form_urlencoded::parse(query.as_bytes())
+                        .find(|(name, _)| name == "store_id")
+                        .and_then(|(_, value)| StoreId::parse(value).ok())
+                });
+                (store.map(ClientKey::Store), Some(verdict))
             }
         }
     }
@@ -452,6 +463,7 @@ enum Candidate {
     Store {
         headers: axum::http::HeaderMap,
         query: Option<String>,
+        address: Option<IpAddr>,
     },
 }
 
@@ -471,9 +483,12 @@ pub struct RequestLimits {
 /// is JSON from the one mapping in `error.rs`. A response that has started streaming is not cut.
 pub async fn limit_requests(
     State(limits): State<RequestLimits>,
-    request: Request,
+    mut request: Request,
     next: Next,
 ) -> Response {
+    if let Some(address) = limits.flow.address(&request) {
+        request.extensions_mut().insert(ClientAddress(address));
+    }
     match tokio::time::timeout(limits.timeout, rate_limit(&limits.flow, request, next)).await {
         Ok(response) => response,
         Err(_) => ApiError::request_timeout(limits.timeout).into_response(),
@@ -481,20 +496,20 @@ pub async fn limit_requests(
 }
 
 /// Answers 429 with `Retry-After` to a client over its limit on a limited route.
-async fn rate_limit(limit: &FlowRateLimit, request: Request, next: Next) -> Response {
+async fn rate_limit(limit: &FlowRateLimit, mut request: Request, next: Next) -> Response {
     if FlowRateLimit::applies_to(request.uri().path()) {
         // Without a client address (a server built without connect info) there is nothing to key
         // on; limiting everyone together would let one client lock out all others.
         let candidate = limit.candidate(&request);
-        if let Some(client) = limit.client(candidate).await {
+        let (client, verdict) = limit.client(candidate).await;
+        if let Some(verdict) = verdict {
+            request.extensions_mut().insert(verdict);
+        }
+        if let Some(client) = client {
             if let Err(seconds) = limit.check(&client) {
                 // The store id is validated and the address is an address: both are safe to log.
                 tracing::warn!(?client, retry_after = seconds, "rate limit exceeded");
-                let mut response = ApiError::rate_limited(seconds).into_response();
-                if let Ok(value) = HeaderValue::from_str(&seconds.max(1).to_string()) {
-                    response.headers_mut().insert(RETRY_AFTER, value);
-                }
-                return response;
+                return ApiError::rate_limited(seconds).into_response();
             }
         }
     }

@@ -11,11 +11,12 @@ use axum::Router;
 use futures::TryStreamExt;
 
 use super::error::{ApiError, ErrorBody};
-use super::extract::{ApiCaller, ApiPath};
+use super::extract::ApiCaller;
 use super::AppState;
 use crate::access::Operation;
 use crate::audit::{Actor, AuditEvent, AuditLog};
 use crate::domain::StoreId;
+use crate::oauth::Flow;
 use crate::proxy::{observe, Proxy, ProxyRequest};
 
 /// `Growth-Engine-Store`: the store whose connection is used.
@@ -24,15 +25,6 @@ pub(crate) const STORE_HEADER: HeaderName = HeaderName::from_static("growth-engi
 pub(crate) const ACCOUNT_HEADER: HeaderName = HeaderName::from_static("growth-engine-account");
 
 const PREFIX: &str = "/api/v1/proxy/";
-
-/// The route's path parameters (the decoded `path` is not used: see [`proxy`]).
-#[derive(Debug, serde::Deserialize)]
-pub struct ProxyPath {
-    /// The platform's slug.
-    pub platform: String,
-    /// The path under its API base, decoded.
-    pub path: String,
-}
 
 /// The proxy route.
 pub fn router() -> Router<AppState> {
@@ -81,65 +73,116 @@ fn store_of(headers: &HeaderMap) -> Result<StoreId, ApiError> {
         (status = 413, body = ErrorBody, description = "request body over PROXY_MAX_BODY_BYTES"),
         (status = 502, body = ErrorBody, description = "the platform could not be reached"),
     ))]
-#[tracing::instrument(skip_all, fields(platform = %platform))]
+#[tracing::instrument(skip_all, fields(platform))]
 pub async fn proxy(
     State(proxy): State<Proxy>,
     State(audit): State<AuditLog>,
+    State(flow): State<Flow>,
     caller: ApiCaller,
-    ApiPath(ProxyPath { platform, .. }): ApiPath<ProxyPath>,
     request: Request,
 ) -> Result<Response, ApiError> {
     let started = std::time::Instant::now();
-    let slug = platform.to_ascii_lowercase();
-    caller.require(Operation::Proxy, Some(&slug))?;
     let (parts, body) = request.into_parts();
-    let store_id = store_of(&parts.headers)?;
-    let method = parts.method.clone();
-    let account = header_text(&parts.headers, &ACCOUNT_HEADER)
-        .filter(|a| !a.is_empty())
-        .map(str::to_owned);
-    // The raw path, still percent-encoded: the decoded `{*path}` would hide `%2e%2e` and `%2f`.
-    let path = parts
-        .uri
-        .path()
-        .strip_prefix(PREFIX)
-        .and_then(|rest| rest.split_once('/'))
-        .map(|(_, path)| path.to_owned())
-        .unwrap_or_default();
-    let recorded_path = observe::redacted_path(&path, parts.uri.query());
-    let request = ProxyRequest {
-        platform,
-        store_id: store_id.clone(),
-        account,
-        method: parts.method,
-        path,
-        query: parts.uri.query().map(str::to_owned),
-        headers: parts.headers,
-        body: Box::pin(body.into_data_stream().map_err(std::io::Error::other)),
+    // The raw path, still percent-encoded: a decoded `{*path}` would hide `%2e%2e` and `%2f`, and
+    // a path that does not decode would be refused before it could be recorded.
+    let (platform, path) = raw_target(parts.uri.path());
+    let slug = platform.to_ascii_lowercase();
+    let store = store_of(&parts.headers);
+    let recorded_store = store.as_ref().ok().cloned();
+    // Every call is recorded, refused ones too: the key, the store and platform when they are
+    // valid (a caller's made-up platform or store is not written as one), method, path without
+    // query values, status and latency until the status line (`proxy::observe`); never a body
+    // or a token.
+    let known = flow
+        .catalog()
+        .find(&slug)
+        .is_some()
+        .then_some(slug.as_str());
+    if let Some(platform) = known {
+        tracing::Span::current().record("platform", platform);
+    }
+    let record = CallRecord {
+        audit: &audit,
+        actor: &caller.name,
+        store: recorded_store.as_ref(),
+        platform: known,
+        method: parts.method.as_str(),
+        path: observe::redacted_path(path, parts.uri.query()),
+        started,
     };
-    let answer = proxy.forward(request).await.map_err(ApiError::from);
-    // The audit row is the call's record: key, store, platform, method, path without query
-    // values, status and latency until the status line (`proxy::observe`); never a body or a
-    // token.
-    let event = AuditEvent::new(Actor::ApiKey(caller.name.clone()), "proxy", "success")
-        .with_store(&store_id)
-        .with_platform(&slug);
-    let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
-    let detail = |status: Option<u16>| {
-        observe::audit_detail(method.as_str(), &recorded_path, status, latency_ms)
-    };
-    audit.record(match &answer {
-        Ok(answer) if answer.status.is_success() => {
-            event.with_detail(detail(Some(answer.status.as_u16())))
-        }
-        Ok(answer) => event
-            .failed("platform_error")
-            .with_detail(detail(Some(answer.status.as_u16()))),
-        Err(error) => event.failed(error.code()),
-    });
+    let answer = async {
+        caller.require(Operation::Proxy, Some(&slug))?;
+        let store_id = store?;
+        let account = header_text(&parts.headers, &ACCOUNT_HEADER)
+            .filter(|a| !a.is_empty())
+            .map(str::to_owned);
+        let request = ProxyRequest {
+            platform: platform.to_owned(),
+            store_id,
+            account,
+            method: parts.method.clone(),
+            path: path.to_owned(),
+            query: parts.uri.query().map(str::to_owned),
+            headers: parts.headers.clone(),
+            body: Box::pin(body.into_data_stream().map_err(std::io::Error::other)),
+        };
+        proxy.forward(request).await.map_err(ApiError::from)
+    }
+    .await;
+    record.of(&answer);
     let answer = answer?;
     let mut response = Response::new(Body::from_stream(answer.body));
     *response.status_mut() = answer.status;
     *response.headers_mut() = answer.headers;
     Ok(response)
+}
+
+/// The platform and the path under its API base, as sent (still percent-encoded).
+fn raw_target(uri_path: &str) -> (&str, &str) {
+    uri_path
+        .strip_prefix(PREFIX)
+        .and_then(|rest| rest.split_once('/'))
+        .unwrap_or_default()
+}
+
+/// What the audit row of one proxied call is made of.
+struct CallRecord<'a> {
+    audit: &'a AuditLog,
+    actor: &'a str,
+    store: Option<&'a StoreId>,
+    platform: Option<&'a str>,
+    method: &'a str,
+    path: String,
+    started: std::time::Instant,
+}
+
+impl CallRecord<'_> {
+    /// Records the call's row: `GET me?fields 200 12ms` for an answer (a failure unless 2xx), and
+    /// `missing_scope: GET me - 0ms` for a call refused or failed on our side.
+    fn of(&self, answer: &Result<crate::proxy::ProxyResponse, ApiError>) {
+        let mut event = AuditEvent::new(Actor::ApiKey(self.actor.to_owned()), "proxy", "success");
+        if let Some(store) = self.store {
+            event = event.with_store(store);
+        }
+        if let Some(platform) = self.platform {
+            event = event.with_platform(platform);
+        }
+        let latency_ms = self.started.elapsed().as_secs_f64() * 1000.0;
+        let detail = |status: Option<u16>| {
+            observe::audit_detail(self.method, &self.path, status, latency_ms)
+        };
+        self.audit.record(match answer {
+            Ok(answer) if answer.status.is_success() => {
+                event.with_detail(detail(Some(answer.status.as_u16())))
+            }
+            Ok(answer) => event
+                .failed("platform_error")
+                .with_detail(detail(Some(answer.status.as_u16()))),
+            Err(error) => event.failed(error.code()).with_detail(format!(
+                "{}: {}",
+                error.code(),
+                detail(None)
+            )),
+        });
+    }
 }

@@ -1,6 +1,7 @@
 //! Serving the router: the accept loop, one HTTP/1.1 connection per task with a header-read
 //! timeout, each request tagged with the peer's address (`ConnectInfo<SocketAddr>`, which the rate
-//! limiter keys on), and graceful shutdown.
+//! limiter keys on), and graceful shutdown, bounded: connections still open when the caller's cut
+//! comes are closed ([`serve_until`]).
 //!
 //! It owns the connection-level limits only; the per-request timeout and everything else a request
 //! passes through are the router's layers ([`super::router`]).
@@ -23,6 +24,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
+use tokio::task::JoinSet;
 use tower::ServiceExt;
 
 /// The connection-level timeouts.
@@ -53,14 +55,29 @@ pub async fn serve(
     timeouts: ServerTimeouts,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    // `stop` tells connections to shut down gracefully; every connection task holds a clone of
-    // `open`, so `open_tx.closed()` resolves when the last one has ended.
+    serve_until(listener, router, timeouts, shutdown, std::future::pending()).await
+}
+
+/// [`serve`], with an end to the graceful part: once `shutdown` has resolved, the connections
+/// are let finish until `cut` resolves; those still open then (a streaming answer, a slow reader)
+/// are closed, their requests dropped, and the function returns.
+pub async fn serve_until(
+    listener: TcpListener,
+    router: Router,
+    timeouts: ServerTimeouts,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    cut: impl Future<Output = ()> + Send,
+) -> std::io::Result<()> {
+    // `stop` tells connections to shut down gracefully; each connection is a task of `open`, so
+    // that the ones still running at the cut can be aborted (closing their sockets).
     let (stop_tx, stop_rx) = watch::channel(false);
-    let (open_tx, open_rx) = watch::channel(());
+    let mut open = JoinSet::new();
     let mut shutdown = pin!(shutdown);
     loop {
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
+            // Ended connections are reaped as they go, so the set holds only open ones.
+            Some(_) = open.join_next(), if !open.is_empty() => continue,
             () = &mut shutdown => break,
         };
         match accepted {
@@ -70,21 +87,35 @@ pub async fn serve(
                 if let Err(error) = stream.set_nodelay(true) {
                     tracing::debug!(%error, "could not set TCP_NODELAY");
                 }
-                let connection =
-                    serve_connection(stream, peer, router.clone(), timeouts, stop_rx.clone());
-                let open = open_rx.clone();
-                tokio::spawn(async move {
-                    connection.await;
-                    drop(open);
-                });
+                open.spawn(serve_connection(
+                    stream,
+                    peer,
+                    router.clone(),
+                    timeouts,
+                    stop_rx.clone(),
+                ));
             }
             Err(error) => accept_failed(&error).await,
         }
     }
     let _ = stop_tx.send(true);
     drop(listener);
-    drop(open_rx);
-    open_tx.closed().await;
+    let mut cut = pin!(cut);
+    loop {
+        tokio::select! {
+            ended = open.join_next() => if ended.is_none() { break },
+            () = &mut cut => {
+                if !open.is_empty() {
+                    tracing::warn!(
+                        connections = open.len(),
+                        "connections still open at the end of the shutdown grace: closed"
+                    );
+                }
+                open.shutdown().await;
+                break;
+            }
+        }
+    }
     Ok(())
 }
 

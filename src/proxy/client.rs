@@ -1,5 +1,10 @@
 //! The proxy's HTTP client: hyper's pooled client over rustls, with the platform timeout on
-//! connecting, on the answer's head, and between the frames of its body.
+//! connecting, between the frames of the request's body as it goes out, on the answer's head
+//! (counted from the end of the request's body), and between the frames of the answer's body.
+//!
+//! The request's body is bounded by progress, not by its total time: a large upload may take as
+//! long as it takes, provided no pause (the caller's, or the platform's not reading) lasts longer
+//! than the timeout.
 //!
 //! Not reqwest, which the rest of the service uses for token and asset calls: a forwarded call
 //! needs none of its layers (redirects, which the proxy never follows; its retry policy; a second
@@ -9,8 +14,8 @@
 
 use std::future::Future;
 use std::io;
-use std::pin::Pin;
-use std::sync::Arc;
+use std::pin::{pin, Pin};
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -19,7 +24,7 @@ use futures::{StreamExt, TryStreamExt};
 use http::{Request, Response, Uri};
 use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Empty, Full, StreamBody};
-use hyper::body::Frame;
+use hyper::body::{Body, Frame, SizeHint};
 use hyper_rustls::{HttpsConnector, MaybeHttpsStream};
 use hyper_util::client::legacy::connect::proxy::Tunnel;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -57,15 +62,19 @@ pub(crate) struct SendFailure {
     /// The platform took longer than the timeout to answer (not a broken connection: sending
     /// again would only double the wait).
     pub timed_out: bool,
+    /// The caller's request body paused for longer than the timeout: the call was cut on its
+    /// account, not the platform's.
+    pub stalled_body: bool,
     /// What happened, with its causes.
     pub message: String,
 }
 
 impl SendFailure {
-    fn timeout(after: Duration) -> Self {
+    fn timeout(message: String) -> Self {
         Self {
             timed_out: true,
-            message: format!("no answer within {} s", after.as_secs_f64()),
+            stalled_body: false,
+            message,
         }
     }
 
@@ -87,7 +96,119 @@ impl SendFailure {
                 message.push_str(&next.to_string());
             }
         }
-        Self { timed_out, message }
+        Self {
+            timed_out,
+            stalled_body: false,
+            message,
+        }
+    }
+}
+
+/// How far a request's body has gone out: when it last moved, whether it ended, and whether the
+/// send is waiting on the caller (rather than on the platform to read).
+#[derive(Debug)]
+struct BodyProgress {
+    state: Mutex<ProgressState>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct ProgressState {
+    /// When a frame last went out (or the send began).
+    moved: tokio::time::Instant,
+    /// When the body ended, if it has.
+    ended: Option<tokio::time::Instant>,
+    /// The last poll of the caller's body found nothing yet.
+    waiting_on_caller: bool,
+}
+
+impl BodyProgress {
+    fn new(ended: bool) -> Self {
+        let now = tokio::time::Instant::now();
+        Self {
+            state: Mutex::new(ProgressState {
+                moved: now,
+                ended: ended.then_some(now),
+                waiting_on_caller: false,
+            }),
+        }
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, ProgressState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// When the call is given up unless something happens first: `timeout` after the body ended
+    /// (the wait for the answer's head), or after it last moved.
+    fn deadline(&self, timeout: Duration) -> tokio::time::Instant {
+        let state = *self.state();
+        state.ended.unwrap_or(state.moved) + timeout
+    }
+
+    /// Why a call whose deadline passed is given up.
+    fn failure(&self, timeout: Duration) -> SendFailure {
+        let state = *self.state();
+        let seconds = timeout.as_secs_f64();
+        match state.ended {
+            Some(_) => {
+                SendFailure::timeout(format!("no answer within {seconds} s of the request's end"))
+            }
+            None if state.waiting_on_caller => SendFailure {
+                stalled_body: true,
+                ..SendFailure::timeout(format!(
+                    "the caller's request body paused for more than {seconds} s"
+                ))
+            },
+            None => SendFailure::timeout(format!(
+                "the platform read none of the request body for {seconds} s"
+            )),
+        }
+    }
+}
+
+/// The request's body, reporting each frame that goes out to a [`BodyProgress`].
+struct Watched {
+    inner: OutBody,
+    progress: Arc<BodyProgress>,
+}
+
+impl Body for Watched {
+    type Data = Bytes;
+    type Error = io::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        let ended = self.inner.is_end_stream();
+        let mut state = self.progress.state();
+        let now = tokio::time::Instant::now();
+        match &polled {
+            Poll::Pending => state.waiting_on_caller = true,
+            Poll::Ready(Some(Ok(_))) => {
+                state.moved = now;
+                state.waiting_on_caller = false;
+                // hyper asks no more of a body that says it has ended.
+                if ended && state.ended.is_none() {
+                    state.ended = Some(now);
+                }
+            }
+            Poll::Ready(None) => {
+                state.waiting_on_caller = false;
+                state.ended.get_or_insert(now);
+            }
+            Poll::Ready(Some(Err(_))) => state.waiting_on_caller = false,
+        }
+        drop(state);
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
     }
 }
 
@@ -224,17 +345,37 @@ impl PlatformClient {
         Ok(Self { client, timeout })
     }
 
-    /// Sends `request`; the answer's head must come within the timeout, and each piece of its body
-    /// within the timeout of the last (the whole answer may stream for longer).
+    /// Sends `request`. Each frame of its body must go out within the timeout of the last, and
+    /// the answer's head must come within the timeout of the body's end (so a long upload is not
+    /// cut for its length); each piece of the answer's body within the timeout of the last (the
+    /// whole answer may stream for longer).
     pub async fn send(
         &self,
         request: Request<OutBody>,
     ) -> Result<Response<BodyStream>, SendFailure> {
-        let response = tokio::time::timeout(self.timeout, self.client.request(request))
-            .await
-            .map_err(|_| SendFailure::timeout(self.timeout))?
-            .map_err(|error| SendFailure::of(&error))?;
         let timeout = self.timeout;
+        let progress = Arc::new(BodyProgress::new(request.body().is_end_stream()));
+        let request = request.map(|inner| {
+            Watched {
+                inner,
+                progress: progress.clone(),
+            }
+            .boxed_unsync()
+        });
+        let mut answer = pin!(self.client.request(request));
+        // The deadline only ever moves later: sleep until it, look again, give up once it holds.
+        let response = loop {
+            let deadline = progress.deadline(timeout);
+            tokio::select! {
+                answered = answer.as_mut() => break answered,
+                () = tokio::time::sleep_until(deadline) => {
+                    if progress.deadline(timeout) <= tokio::time::Instant::now() {
+                        return Err(progress.failure(timeout));
+                    }
+                }
+            }
+        }
+        .map_err(|error| SendFailure::of(&error))?;
         Ok(response.map(|body| {
             tower_http::timeout::TimeoutBody::new(timeout, body)
                 .into_data_stream()

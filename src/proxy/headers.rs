@@ -28,8 +28,10 @@ const HOP_BY_HOP: [&str; 10] = [
     "expect",
 ];
 
-/// Request headers that describe our edge or carry the caller's own credentials.
-const REQUEST_DROPPED: [&str; 7] = [
+/// Request headers that describe our edge or carry the caller's own credentials. `x-request-id`
+/// is our own request's id (made by the edge, or the caller's adopted as ours): it names a request
+/// to us, not the platform's, and forwarded it would hand our internal ids to every platform.
+const REQUEST_DROPPED: [&str; 8] = [
     "host",
     "authorization",
     "cookie",
@@ -37,6 +39,7 @@ const REQUEST_DROPPED: [&str; 7] = [
     "x-real-ip",
     "developer-token",
     "content-length",
+    "x-request-id",
 ];
 
 /// The prefixes of request headers never forwarded.
@@ -171,6 +174,7 @@ mod tests {
             ("te", "trailers"),
             ("accept", "application/json"),
             ("content-length", "12"),
+            ("x-request-id", "3f1c"),
         ] {
             caller.append(
                 HeaderName::from_static(name),

@@ -74,6 +74,9 @@ pub enum ProxyError {
     /// The platform could not be reached, or broke the connection before answering.
     #[error("platform unreachable: {0}")]
     Unreachable(String),
+    /// The caller's request body paused for longer than the platform timeout.
+    #[error("the request body stalled")]
+    BodyStalled,
     /// The connection's token could not be had (no connection, dead grant, store down, ...).
     #[error(transparent)]
     Token(#[from] OAuthError),
@@ -284,6 +287,9 @@ impl Proxy {
                     if body.over_limit() {
                         return Err(ProxyError::BodyTooLarge(max_body));
                     }
+                    if failure.stalled_body {
+                        return Err(ProxyError::BodyStalled);
+                    }
                     return Err(ProxyError::Unreachable(failure.message));
                 }
             }
@@ -363,6 +369,7 @@ impl Proxy {
             Err(error) => {
                 return Attempt::Broken(SendFailure {
                     timed_out: false,
+                    stalled_body: false,
                     message: error.to_string(),
                 })
             }

@@ -9,6 +9,22 @@ use super::ProxyError;
 /// Query parameters the caller may not set: the proxy owns the credentials it sends.
 const OWNED_QUERY_PARAMS: [&str; 2] = ["access_token", "appsecret_proof"];
 
+/// Whether a query pair (`name=value`, still percent-encoded) sets a parameter the proxy owns.
+///
+/// The name is compared decoded, as the platform will read it (`access%5Ftoken` is
+/// `access_token` to any server that decodes queries: RFC 3986 §2.1, and the form encoding's `+` for
+/// a space), and without regard to ASCII case, so that no spelling of an owned name passes.
+fn sets_owned_param(pair: &str) -> bool {
+    let raw = pair.split('=').next().unwrap_or_default();
+    let decoded: String = url::form_urlencoded::parse(raw.as_bytes())
+        .next()
+        .map(|(name, _)| name.into_owned())
+        .unwrap_or_default();
+    OWNED_QUERY_PARAMS
+        .iter()
+        .any(|owned| decoded.eq_ignore_ascii_case(owned))
+}
+
 /// Builds `base` + `path` (as sent, still percent-encoded) + the caller's query, minus
 /// credential parameters.
 pub fn build(base: &Url, path: &str, query: Option<&str>) -> Result<Url, ProxyError> {
@@ -28,10 +44,7 @@ pub fn build(base: &Url, path: &str, query: Option<&str>) -> Result<Url, ProxyEr
     if let Some(query) = query.filter(|q| !q.is_empty()) {
         let kept: Vec<&str> = query
             .split('&')
-            .filter(|pair| {
-                let name = pair.split('=').next().unwrap_or_default();
-                !OWNED_QUERY_PARAMS.contains(&name)
-            })
+            .filter(|pair| !sets_owned_param(pair))
             .collect();
         if !kept.is_empty() {
             target.set_query(Some(&kept.join("&")));
@@ -163,6 +176,20 @@ mod tests {
         ] {
             assert!(build(&base(), path, None).is_err(), "{path:?} was accepted");
         }
+    }
+
+    #[test]
+    fn credential_parameters_are_dropped_however_their_names_are_encoded() {
+        let url = build(
+            &base(),
+            "me",
+            Some(
+                "access%5Ftoken=a&%61ppsecret_proof=b&ACCESS_TOKEN=c&access%5ftoken&\
+                 appsecret%5Fproof=d&fields=id&access_token_hint=e",
+            ),
+        )
+        .expect("accepted");
+        assert_eq!(url.query(), Some("fields=id&access_token_hint=e"));
     }
 
     #[test]

@@ -21,8 +21,12 @@ fn error_of(pairs: &[(&str, &str)]) -> String {
 const PRODUCTION_OK: [(&str, &str); 7] = [
     ("ENVIRONMENT", "production"),
     ("API_URL", "https://growth.example.com"),
-    ("DATABASE_URL", "postgres://app:pw@db/app"),
-    ("REDIS_URL", "redis://redis:6379"),
+    // Verified TLS to both: a production setting without a warning.
+    (
+        "DATABASE_URL",
+        "postgres://app:pw@db/app?sslmode=verify-full",
+    ),
+    ("REDIS_URL", "rediss://redis:6379"),
     (
         "TOKEN_ENCRYPTION_KEY",
         "q83vEjRWeJq83vEjRWeJq83vEjRWeJq83vEjRWeJq80=",
@@ -654,7 +658,11 @@ fn secrets_can_come_from_files_without_their_trailing_newline() {
         "a-production-dashboard-secret-of-at-least-32-bytes\n",
     );
     let meta = write(&dir, "meta", "meta-secret-from-a-file\r\n");
-    let database = write(&dir, "database", "postgres://app:from-a-file@db/app\n");
+    let database = write(
+        &dir,
+        "database",
+        "postgres://app:from-a-file@db/app?sslmode=verify-full\n",
+    );
     let mut map = production_ok_with(&[
         ("META_APP_ID", "1234"),
         ("META_APP_SECRET_FILE", &meta),
@@ -884,18 +892,21 @@ fn the_public_development_key_only_listens_on_loopback() {
         Settings::from_vars(&HashMap::new()).unwrap().host,
         "127.0.0.1"
     );
-    assert_eq!(settings_of(&[("API_KEYS", "own-key")]).host, "0.0.0.0");
+    assert_eq!(
+        settings_of(&[("API_KEYS", "own-key-of-16-chars")]).host,
+        "0.0.0.0"
+    );
     let production = Settings::from_vars(&production_ok_with(&[])).unwrap();
     assert_eq!(production.host, "0.0.0.0");
 
     for host in ["0.0.0.0", "::", "10.1.2.3", "growth.internal"] {
         assert_eq!(
             error_of(&[("HOST", host)]),
-            "invalid setting HOST: a non-loopback address needs API_KEYS: the development key dev-api-key is public",
+            "invalid setting HOST: a non-loopback address needs API_KEYS of at least 16 characters each, none of them the public development key dev-api-key",
             "{host}"
         );
         assert_eq!(
-            settings_of(&[("HOST", host), ("API_KEYS", "own-key")]).host,
+            settings_of(&[("HOST", host), ("API_KEYS", "own-key-of-16-chars")]).host,
             host
         );
     }
@@ -906,6 +917,101 @@ fn the_public_development_key_only_listens_on_loopback() {
         );
     }
     assert!(error_of(&[("HOST", "not a host!")]).starts_with("invalid setting HOST:"));
+}
+
+#[test]
+fn a_short_or_public_development_key_keeps_the_service_on_loopback() {
+    for keys in [
+        "dev-api-key",
+        "x",
+        "fifteen-chars-k",
+        "own-key-of-16-chars,dev-api-key",
+        "own-key-of-16-chars x",
+    ] {
+        assert_eq!(
+            settings_of(&[("API_KEYS", keys)]).host,
+            "127.0.0.1",
+            "API_KEYS={keys}"
+        );
+        assert!(
+            error_of(&[("API_KEYS", keys), ("HOST", "0.0.0.0")])
+                .starts_with("invalid setting HOST: a non-loopback address needs API_KEYS"),
+            "API_KEYS={keys}"
+        );
+    }
+    for keys in ["sixteen-chars-ok", "own-key-of-16-chars another-key-16chr"] {
+        assert_eq!(
+            settings_of(&[("API_KEYS", keys)]).host,
+            "0.0.0.0",
+            "API_KEYS={keys}"
+        );
+    }
+}
+
+/// A local address of this machine that is not loopback (the one a packet to a public address
+/// would leave from; nothing is sent), if it has one.
+fn non_loopback_address() -> Option<std::net::IpAddr> {
+    let socket = std::net::UdpSocket::bind("0.0.0.0:0").ok()?;
+    socket.connect("192.0.2.1:9").ok()?;
+    let ip = socket.local_addr().ok()?.ip();
+    (!ip.is_loopback() && !ip.is_unspecified()).then_some(ip)
+}
+
+#[tokio::test]
+async fn the_binary_with_the_public_key_in_api_keys_is_not_reachable_beyond_loopback() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = binary()
+        .current_dir(dir.path())
+        .env("API_KEYS", "dev-api-key")
+        .arg("check-config")
+        .output()
+        .unwrap();
+    assert!(output.status.success());
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let host = stdout
+        .lines()
+        .find(|line| line.trim_start().starts_with("HOST"))
+        .unwrap_or_default()
+        .to_owned();
+    assert!(host.contains("127.0.0.1"), "{stdout}");
+
+    // The serving binary: healthy on loopback, refused on the machine's other address.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut child = binary()
+        .current_dir(dir.path())
+        .env("PORT", port.to_string())
+        .env("API_KEYS", "dev-api-key")
+        .arg("serve")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut healthy = false;
+    while Instant::now() < deadline && !healthy {
+        healthy = reqwest::get(format!("http://127.0.0.1:{port}/health"))
+            .await
+            .is_ok_and(|r| r.status() == 200);
+        if !healthy {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    let outside = match non_loopback_address() {
+        Some(ip) => Some(tokio::net::TcpStream::connect((ip, port)).await.is_ok()),
+        None => None,
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(healthy, "the service never answered on loopback");
+    assert_ne!(
+        outside,
+        Some(true),
+        "the service with the public key listened beyond loopback"
+    );
 }
 
 #[test]
@@ -921,20 +1027,26 @@ fn rediss_and_verified_postgres_tls_are_accepted_and_clear_text_to_a_remote_data
     assert!(settings.warnings.is_empty(), "{:?}", settings.warnings);
     assert!(settings.database.describe().contains("sslmode=verify-full"));
 
-    let settings = Settings::from_vars(&production_ok_with(&[(
-        "DATABASE_URL",
-        "postgres://app:db-password@db.example/app?sslmode=disable",
-    )]))
+    let settings = Settings::from_vars(&production_ok_with(&[
+        ("REDIS_URL", "rediss://redis.example:6380"),
+        (
+            "DATABASE_URL",
+            "postgres://app:db-password@db.example/app?sslmode=disable",
+        ),
+    ]))
     .unwrap();
     assert_eq!(settings.warnings.len(), 1, "{:?}", settings.warnings);
     assert!(settings.warnings[0].starts_with("DATABASE_URL: sslmode=disable"));
     assert!(!settings.warnings[0].contains("db-password"));
 
     for local in ["127.0.0.1", "localhost"] {
-        let settings = Settings::from_vars(&production_ok_with(&[(
-            "DATABASE_URL",
-            &format!("postgres://app:pw@{local}/app?sslmode=disable"),
-        )]))
+        let settings = Settings::from_vars(&production_ok_with(&[
+            ("REDIS_URL", "redis://127.0.0.1:6379"),
+            (
+                "DATABASE_URL",
+                &format!("postgres://app:pw@{local}/app?sslmode=disable"),
+            ),
+        ]))
         .unwrap();
         assert!(
             settings.warnings.is_empty(),
@@ -951,6 +1063,128 @@ fn rediss_and_verified_postgres_tls_are_accepted_and_clear_text_to_a_remote_data
         "{error}"
     );
     assert!(!error.contains("db-password"), "{error}");
+}
+
+#[test]
+fn production_warns_of_unverified_database_tls_and_clear_text_redis_to_remote_hosts() {
+    let warnings_of = |database: &str, redis: &str| {
+        Settings::from_vars(&production_ok_with(&[
+            ("DATABASE_URL", database),
+            ("REDIS_URL", redis),
+        ]))
+        .unwrap()
+        .warnings
+    };
+    let verified = "postgres://app:db-password@db.example/app?sslmode=verify-full";
+    let tls_redis = "rediss://:redis-password@redis.example:6380";
+    for unverified in [
+        "postgres://app:db-password@db.example/app",
+        "postgres://app:db-password@db.example/app?sslmode=prefer",
+        "postgres://app:db-password@10.0.0.5/app?sslmode=PREFER",
+    ] {
+        let warnings = warnings_of(unverified, tls_redis);
+        assert_eq!(warnings.len(), 1, "{unverified}: {warnings:?}");
+        assert!(
+            warnings[0].starts_with("DATABASE_URL: sslmode=prefer"),
+            "{warnings:?}"
+        );
+        assert!(!warnings[0].contains("db-password"), "{warnings:?}");
+    }
+    let warnings = warnings_of(verified, "redis://:redis-password@redis.example:6379");
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(
+        warnings[0].starts_with("REDIS_URL: redis://"),
+        "{warnings:?}"
+    );
+    assert!(!warnings[0].contains("redis-password"), "{warnings:?}");
+
+    // Nothing crosses a network, or everything is verified: no warning.
+    for (database, redis) in [
+        ("postgres://app:pw@127.0.0.1/app", "redis://127.0.0.1:6379"),
+        ("postgres://app:pw@localhost/app", "redis://[::1]:6379"),
+        (verified, tls_redis),
+        (
+            "postgres://app:pw@db.example/app?sslmode=verify-ca",
+            tls_redis,
+        ),
+        (
+            "postgres://app:pw@db.example/app?sslmode=require",
+            tls_redis,
+        ),
+    ] {
+        assert_eq!(
+            warnings_of(database, redis),
+            Vec::<String>::new(),
+            "{database} {redis}"
+        );
+    }
+    // Development keeps its local shortcuts quiet.
+    let settings = settings_of(&[
+        ("DATABASE_URL", "postgres://app:pw@db.example/app"),
+        ("REDIS_URL", "redis://redis.example:6379"),
+    ]);
+    assert!(settings.warnings.is_empty(), "{:?}", settings.warnings);
+}
+
+#[test]
+fn production_refuses_an_http_origin_in_allowed_origins() {
+    for origin in ["http://shop.example", "http://localhost:3000"] {
+        let error = Settings::from_vars(&production_ok_with(&[(
+            "ALLOWED_ORIGINS",
+            &format!("https://admin.example,{origin}"),
+        )]))
+        .unwrap_err()
+        .to_string();
+        assert_eq!(
+            error, "invalid setting ALLOWED_ORIGINS: must be https in production",
+            "{origin}"
+        );
+        assert!(
+            Settings::from_vars(&vars(&[("ALLOWED_ORIGINS", origin)])).is_ok(),
+            "{origin} in development"
+        );
+    }
+    let settings = Settings::from_vars(&production_ok_with(&[(
+        "ALLOWED_ORIGINS",
+        "https://admin.example,https://shop.example:8443",
+    )]))
+    .unwrap();
+    assert_eq!(
+        settings.allowed_origins,
+        ["https://admin.example", "https://shop.example:8443"]
+    );
+}
+
+#[test]
+fn the_binary_warns_at_start_of_clear_text_to_a_remote_database_or_redis() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut command = binary();
+    command.current_dir(dir.path());
+    for (name, value) in production_with("DATABASE_URL", None) {
+        command.env(name, value);
+    }
+    let output = command
+        .env(
+            "DATABASE_URL",
+            "postgres://app:db-password@192.0.2.10:1/app",
+        )
+        .env("REDIS_URL", "redis://:redis-password@192.0.2.11:1")
+        .env("LOG_FORMAT", "text")
+        .arg("check-config")
+        .output()
+        .unwrap();
+    assert!(output.status.success());
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(all.contains("WARN"), "{all}");
+    assert!(all.contains("DATABASE_URL: sslmode=prefer"), "{all}");
+    assert!(all.contains("REDIS_URL: redis://"), "{all}");
+    for secret in ["db-password", "redis-password"] {
+        assert!(!all.contains(secret), "{secret} leaked: {all}");
+    }
 }
 
 #[tokio::test]
@@ -1278,4 +1512,38 @@ fn check_config_shows_the_sentinels_and_hides_their_passwords() {
     for secret in ["sentinel-pass-value", "primary-pass-value"] {
         assert!(!stdout.contains(secret), "{secret} leaked:\n{stdout}");
     }
+}
+
+#[test]
+fn the_compose_file_publishes_the_plain_http_port_on_loopback_only() {
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docker-compose.yml"))
+        .unwrap();
+    // Every entry of every `ports:` list (short syntax: "[host_ip:]host_port:container_port").
+    let mut published = Vec::new();
+    let mut in_ports = false;
+    for line in text.lines() {
+        let trimmed = line.trim();
+        if trimmed.starts_with('#') {
+            continue;
+        }
+        if trimmed == "ports:" {
+            in_ports = true;
+            continue;
+        }
+        match trimmed.strip_prefix("- ") {
+            Some(entry) if in_ports => published.push(entry.trim_matches('"').to_owned()),
+            _ => in_ports = false,
+        }
+    }
+    assert!(!published.is_empty(), "the service's port is published");
+    for entry in &published {
+        assert!(
+            entry.starts_with("127.0.0.1:") || entry.starts_with("[::1]:"),
+            "{entry} is published beyond loopback: the port is plain HTTP"
+        );
+    }
+    assert!(
+        !text.contains("published:"),
+        "no long-syntax ports to check"
+    );
 }

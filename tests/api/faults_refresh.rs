@@ -809,3 +809,194 @@ async fn a_recovery_record_left_by_a_stopped_replica_is_applied_by_another_befor
     }
     db.drop_database().await;
 }
+
+/// A platform API for the shutdown test: `stream` answers 200 and then a chunk every 200 ms for
+/// ever; `slow` answers after two seconds; anything else at once. Counts the `slow` calls.
+async fn streaming_api() -> (String, Arc<std::sync::atomic::AtomicUsize>) {
+    use axum::body::{Body, Bytes};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let slow_calls = Arc::new(AtomicUsize::new(0));
+    let counter = slow_calls.clone();
+    let router = axum::Router::new().fallback(move |request: axum::extract::Request| {
+        let counter = counter.clone();
+        async move {
+            let path = request.uri().path().to_owned();
+            if path.ends_with("/stream") {
+                let chunks = futures::stream::unfold((), |()| async {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    Some((Ok::<_, std::io::Error>(Bytes::from(vec![b'.'; 1024])), ()))
+                });
+                return axum::response::Response::new(Body::from_stream(chunks));
+            }
+            if path.ends_with("/slow") {
+                counter.fetch_add(1, Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_secs(2)).await;
+            }
+            axum::response::Response::new(Body::from("{\"data\":{}}"))
+        }
+    });
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = format!("http://127.0.0.1:{}", listener.local_addr().unwrap().port());
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, router).await;
+    });
+    (address, slow_calls)
+}
+
+#[tokio::test]
+async fn sigterm_ends_within_the_grace_though_an_answer_still_streams_and_flushes_the_audit_trail()
+{
+    use std::sync::atomic::Ordering;
+    // The least grace the platform timeout (3 s, longer than the slow call) allows.
+    const GRACE: u64 = 8;
+    let db = fresh_database().await;
+    let (_, prefix) = fresh_redis().await;
+    let key = Key::generate();
+    let port = free_port();
+    let address = format!("http://127.0.0.1:{port}");
+    let (client_id, client_secret) = credentials("twitter");
+    let simulator = Simulator::new(vec![SimClient {
+        platform: "twitter".into(),
+        client_id: client_id.clone(),
+        client_secret: client_secret.clone(),
+        redirect_uris: vec![format!("{address}/api/v1/oauth/callback/twitter")],
+    }]);
+    let sim_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let sim_address = format!(
+        "http://127.0.0.1:{}",
+        sim_listener.local_addr().unwrap().port()
+    );
+    let router = sandbox::router(simulator.clone());
+    tokio::spawn(async move {
+        let _ = axum::serve(sim_listener, router).await;
+    });
+    let (api, slow_calls) = streaming_api().await;
+    let endpoints = sandbox::endpoints(&sim_address, "twitter").unwrap();
+    let log_dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("faults");
+    std::fs::create_dir_all(&log_dir).unwrap();
+    let log = std::fs::File::create(log_dir.join("sigterm-grace.log")).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_growth-engine"))
+        .arg("serve")
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("PORT", port.to_string())
+        .env("HOST", "127.0.0.1")
+        .env("API_URL", &address)
+        .env("DATABASE_URL", &db.url)
+        .env("REDIS_URL", test_redis_url())
+        .env("REDIS_KEY_PREFIX", &prefix)
+        .env("TOKEN_ENCRYPTION_KEY", key.to_base64())
+        .env("API_KEYS", API_KEY)
+        .env("SANDBOX", "false")
+        .env("REFRESHER_ENABLED", "false")
+        .env("HTTP_TIMEOUT_SECONDS", "3")
+        .env("SHUTDOWN_GRACE_SECONDS", GRACE.to_string())
+        .env("TWITTER_CLIENT_ID", &client_id)
+        .env("TWITTER_CLIENT_SECRET", &client_secret)
+        .env("TWITTER_AUTHORIZE_URL", &endpoints.authorize)
+        .env("TWITTER_TOKEN_URL", &endpoints.token)
+        .env("TWITTER_REVOKE_URL", &endpoints.revoke)
+        .env("TWITTER_USERINFO_URL", &endpoints.userinfo)
+        .env("TWITTER_API_URL", format!("{api}/2/"))
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::from(log.try_clone().unwrap()))
+        .stderr(Stdio::from(log))
+        .spawn()
+        .expect("start the service");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while !matches!(reqwest::get(format!("{address}/health")).await, Ok(r) if r.status() == 200) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the service never became healthy"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let api_client = reqwest::Client::new();
+    let start: serde_json::Value = api_client
+        .get(format!(
+            "{address}/api/v1/oauth/connect/twitter?user_id=u&store_id=grace"
+        ))
+        .bearer_auth(API_KEY)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let result = Browser::new()
+        .complete_flow(start["authorization_url"].as_str().unwrap(), true)
+        .await;
+    assert_eq!(result["connection"], "success", "{result:?}");
+
+    let proxied = |path: &str| {
+        api_client
+            .get(format!("{address}/api/v1/proxy/twitter/{path}"))
+            .bearer_auth(API_KEY)
+            .header("Growth-Engine-Store", "grace")
+            .send()
+    };
+    // An answer that streams for ever, held by a caller that never reads it.
+    let streaming = proxied("stream").await.unwrap();
+    assert_eq!(streaming.status(), 200);
+    // A call in flight when the signal comes: answered two seconds later, during the shutdown.
+    let in_flight = tokio::spawn(proxied("slow"));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while slow_calls.load(Ordering::SeqCst) == 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the slow call never arrived"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let term = Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status()
+        .unwrap();
+    assert!(term.success());
+    let signalled = std::time::Instant::now();
+    let exit = tokio::task::spawn_blocking(move || {
+        // Polled rather than waited on, so that a process that never ends fails the test.
+        let deadline = std::time::Instant::now() + Duration::from_secs(GRACE + 15);
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                return Some(status);
+            }
+            if std::time::Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    })
+    .await
+    .unwrap();
+    let took = signalled.elapsed();
+    let exit = exit.unwrap_or_else(|| panic!("still running {took:?} after SIGTERM"));
+    assert!(exit.success(), "clean exit: {exit:?}");
+    assert!(
+        took < Duration::from_secs(GRACE) + Duration::from_millis(1500),
+        "the shutdown took {took:?}, the grace is {GRACE} s"
+    );
+    let answered = in_flight.await.unwrap().unwrap();
+    assert_eq!(answered.status(), 200, "the call in flight was let finish");
+    drop(streaming);
+
+    // Both calls' audit rows are stored: the slow one's was recorded during the shutdown.
+    let mut conn = sqlx::PgConnection::connect(&db.url).await.unwrap();
+    let details: Vec<(Option<String>,)> =
+        sqlx::query_as("select detail from audit where store_id = 'grace' and operation = 'proxy'")
+            .fetch_all(&mut conn)
+            .await
+            .unwrap();
+    let details: Vec<String> = details.into_iter().filter_map(|(d,)| d).collect();
+    for path in ["GET stream 200", "GET slow 200"] {
+        assert!(
+            details.iter().any(|d| d.starts_with(path)),
+            "no audit row for {path}: {details:?}"
+        );
+    }
+    drop(conn);
+    db.drop_database().await;
+}

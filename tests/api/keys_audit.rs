@@ -353,6 +353,127 @@ async fn a_revoked_key_is_refused_within_a_second_though_it_was_cached() {
     app.stop().await;
 }
 
+/// The service's count of API keys looked up in the database.
+async fn key_lookups(app: &TestApp) -> u64 {
+    let metrics = app.get("/metrics").await.text().await.unwrap();
+    metrics
+        .lines()
+        .find_map(|line| line.strip_prefix("growth_engine_api_key_lookups_total "))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no key lookup count in:\n{metrics}"))
+}
+
+fn made_up_key() -> String {
+    growth_engine::access::generate_key()
+        .expose_secret()
+        .to_owned()
+}
+
+#[tokio::test]
+async fn made_up_keys_cost_the_database_a_bounded_number_of_lookups_and_live_keys_still_work() {
+    use growth_engine::access::{LOOKUP_BURST, LOOKUP_REFILL};
+    let app = spawn_app().await;
+    let live = create_key(&app, "live", "connect,connections:read").await;
+    let connect = "/api/v1/oauth/connect/google?user_id=u&store_id=s1";
+    assert_eq!(call(&app, Method::GET, connect, &live).await.status(), 200);
+
+    // A connect verifies its key once (the rate limiter and the handler share the verdict), and an
+    // unknown key presented again within the window is not looked up again.
+    let before = key_lookups(&app).await;
+    let unknown = made_up_key();
+    for _ in 0..3 {
+        assert_eq!(
+            call(&app, Method::GET, connect, &unknown).await.status(),
+            401
+        );
+    }
+    assert_eq!(
+        key_lookups(&app).await - before,
+        1,
+        "one lookup for three requests"
+    );
+
+    // A flood of made-up keys from one client: refused, and the database asked a bounded number of
+    // times (the burst, plus what came back while the flood ran).
+    let started = std::time::Instant::now();
+    let mut throttled = 0;
+    for n in 0..300 {
+        let path = if n % 2 == 0 {
+            connect
+        } else {
+            "/api/v1/oauth/connections/s1"
+        };
+        let response = call(&app, Method::GET, path, &made_up_key()).await;
+        match response.status().as_u16() {
+            401 => {}
+            429 => {
+                throttled += 1;
+                assert!(response.headers().contains_key("retry-after"));
+                let body: Value = response.json().await.unwrap();
+                assert_eq!(body["error"]["code"], "rate_limited");
+            }
+            other => panic!("a made-up key got {other}"),
+        }
+    }
+    let came_back = (started.elapsed().as_secs_f64() / LOOKUP_REFILL.as_secs_f64()).ceil() as u64;
+    let lookups = key_lookups(&app).await - before;
+    assert!(
+        lookups <= 1 + u64::from(LOOKUP_BURST) + came_back,
+        "{lookups} lookups for 300 made-up keys"
+    );
+    assert!(throttled > 250, "{throttled} throttled");
+    // The keys that are known keep working for the flooding client too.
+    assert_eq!(call(&app, Method::GET, connect, &live).await.status(), 200);
+    assert_eq!(
+        call(&app, Method::GET, connect, API_KEY).await.status(),
+        200
+    );
+    app.stop().await;
+}
+
+/// A key the database did not know is remembered as unknown for `UNKNOWN_WINDOW` (5 s): created
+/// meanwhile (by `api-key create`, in another process), it works once that window has passed.
+#[tokio::test]
+async fn a_key_created_after_it_was_refused_works_within_the_unknown_window() {
+    let app = spawn_app().await;
+    let path = "/api/v1/oauth/connections/s1";
+    let key = made_up_key();
+    assert_eq!(call(&app, Method::GET, path, &key).await.status(), 401);
+    let record = ApiKeyRecord {
+        id: Uuid::now_v7(),
+        name: "late".into(),
+        scopes: "connections:read".into(),
+        created_at: Utc::now(),
+        last_used_at: None,
+        revoked_at: None,
+    };
+    app.services
+        .store
+        .create_api_key(&record, &hash_key(&key))
+        .await
+        .unwrap();
+    let created = std::time::Instant::now();
+    let window = Duration::from_secs(
+        growth_engine::access::UNKNOWN_WINDOW
+            .num_seconds()
+            .unsigned_abs(),
+    );
+    loop {
+        let status = call(&app, Method::GET, path, &key).await.status();
+        if status == 200 {
+            break;
+        }
+        assert_eq!(status, 401);
+        assert!(
+            created.elapsed() < window + Duration::from_secs(2),
+            "the new key still refused after {:?}",
+            created.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    app.stop().await;
+}
+
 /// Waits until the audit trail of `store` holds at least `count` rows, then returns them all.
 async fn audit_of(app: &TestApp, store: &str, count: usize) -> Vec<Value> {
     // The audit writer batches under load: what was recorded before now is stored once flushed.
@@ -545,6 +666,99 @@ async fn the_page_records_its_users_actions_and_shows_only_its_stores_activity()
         .await
         .unwrap();
     assert_eq!(anonymous.status(), 401);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn every_proxied_call_refused_or_failed_is_audited_and_the_merchant_never_sees_its_path() {
+    let app = spawn_app().await;
+    let reader = create_key(&app, "reader", "connections:read").await;
+    let proxied = |key: &str, method: Method, path: &str| {
+        app.api
+            .request(method, app.url(&format!("/api/v1/proxy/twitter/{path}")))
+            .bearer_auth(key)
+            .header("Growth-Engine-Store", "shop-x")
+    };
+    // Refused: no proxy scope (403); a path that could leave the API (400). Failed: the store has
+    // no connection (404).
+    let refused = proxied(
+        &reader,
+        Method::GET,
+        "users/private-path-1?fields=secret-value",
+    )
+    .send()
+    .await
+    .unwrap();
+    assert_eq!(refused.status(), 403);
+    let bad_path = proxied(API_KEY, Method::GET, "users%2f..%2fprivate-path-2")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad_path.status(), 400);
+    let failed = proxied(API_KEY, Method::POST, "tweets/private-path-3")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(failed.status(), 404);
+
+    let entries = audit_of(&app, "shop-x", 3).await;
+    let proxy: Vec<&Value> = entries
+        .iter()
+        .filter(|e| e["operation"] == "proxy")
+        .collect();
+    assert_eq!(proxy.len(), 3, "{entries:#?}");
+    for (actor, prefix) in [
+        (
+            "reader",
+            "missing_scope: GET users/private-path-1?fields - ",
+        ),
+        (
+            "env:1",
+            "invalid_proxy_path: GET users%2f..%2fprivate-path-2 - ",
+        ),
+        (
+            "env:1",
+            "connection_not_found: POST tweets/private-path-3 - ",
+        ),
+    ] {
+        let row = proxy
+            .iter()
+            .find(|e| e["detail"].as_str().unwrap_or("").starts_with(prefix))
+            .unwrap_or_else(|| panic!("no row for {prefix:?} in {proxy:#?}"));
+        assert_eq!(row["actor"], actor);
+        assert_eq!(row["outcome"], "failure");
+        assert_eq!(row["platform"], "twitter");
+    }
+    assert!(
+        !serde_json::to_string(&entries)
+            .unwrap()
+            .contains("secret-value"),
+        "a query value was recorded"
+    );
+
+    // The merchant's page: the calls, in words, without a path.
+    let merchant = Merchant::open(&app, "shop-x", "alice").await;
+    let activity = merchant
+        .browser
+        .client
+        .get(app.url("/dashboard/api/activity"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(activity.status(), 200);
+    let activity: Value = activity.json().await.unwrap();
+    let shown: Vec<&Value> = activity["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["operation"] == "proxy")
+        .collect();
+    assert_eq!(shown.len(), 3, "{activity:#}");
+    assert!(
+        !activity.to_string().contains("private-path"),
+        "the page shows a caller's path: {activity:#}"
+    );
+    assert!(shown.iter().all(|e| e["detail"].is_null()));
     app.stop().await;
 }
 

@@ -775,3 +775,150 @@ async fn bodies_beyond_the_apis_own_limit_reach_the_platform_whole() {
     assert_eq!(call.headers["accept"], "*/*");
     app.stop().await;
 }
+
+#[tokio::test]
+async fn credential_parameters_never_reach_the_platform_however_their_names_are_encoded() {
+    let (api, echo) = echo_server().await;
+    let app = spawn_with_api("pinterest", format!("{api}/v5/"), vec![]).await;
+    connect(&app, "pinterest", "shop").await;
+    // Asset discovery at connect called the stand-in too: count only what follows.
+    echo.clear();
+    // Sent as written: an HTTP client could normalise the escapes.
+    let (status, text) = raw_get(
+        &app,
+        "/api/v1/proxy/pinterest/boards?access%5Ftoken=stolen&appsecret%5fproof=forged\
+         &%61ccess_token=a&ACCESS_TOKEN=b&page_size=5",
+    )
+    .await;
+    assert_eq!(status, 200, "{text}");
+    let seen = echo.seen();
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0].query.as_deref(), Some("page_size=5"));
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn our_request_id_stays_behind_and_the_caller_still_gets_it() {
+    let (api, echo) = echo_server().await;
+    let app = spawn_with_api("pinterest", format!("{api}/v5/"), vec![]).await;
+    connect(&app, "pinterest", "shop").await;
+    // Asset discovery at connect called the stand-in too: count only what follows.
+    echo.clear();
+    // One id made by the service, one the caller chose (the service adopts it as its own).
+    let made = proxy_get(&app, "pinterest", "boards", "shop").await;
+    assert_eq!(made.status(), 200);
+    assert!(made.headers().contains_key("x-request-id"));
+    let chosen = proxy_request(&app, reqwest::Method::GET, "pinterest", "boards", "shop")
+        .header("X-Request-Id", "caller-chosen-id")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(chosen.status(), 200);
+    assert_eq!(chosen.headers()["x-request-id"], "caller-chosen-id");
+    let seen = echo.seen();
+    assert_eq!(seen.len(), 2);
+    for call in &seen {
+        assert!(
+            call.headers.get("x-request-id").is_none(),
+            "our request id was forwarded: {:?}",
+            call.headers
+        );
+    }
+    app.stop().await;
+}
+
+/// `size` bytes in pieces of `piece` bytes, one every `every`: an upload that keeps moving.
+fn paced_body(size: usize, piece: usize, every: Duration) -> reqwest::Body {
+    let pieces = size.div_ceil(piece);
+    let stream = futures::stream::unfold(0usize, move |n| async move {
+        if n == pieces {
+            return None;
+        }
+        if n > 0 {
+            tokio::time::sleep(every).await;
+        }
+        let len = piece.min(size - n * piece);
+        Some((Ok::<_, std::io::Error>(Bytes::from(vec![b'u'; len])), n + 1))
+    });
+    reqwest::Body::wrap_stream(stream)
+}
+
+#[tokio::test]
+async fn a_slow_but_steady_upload_longer_than_the_timeout_reaches_the_platform() {
+    let (api, echo) = echo_server().await;
+    let timeout = ("HTTP_TIMEOUT_SECONDS", "1".to_owned());
+    let app = spawn_with_api("tiktok", format!("{api}/v2/"), vec![timeout]).await;
+    connect(&app, "tiktok", "shop").await;
+    // Asset discovery at connect called the stand-in too: count only what follows.
+    echo.clear();
+    // 1.5 MiB (streamed, not buffered) in 64 KiB pieces every 125 ms: about 3 s in all, three
+    // times the platform timeout, never pausing for long.
+    let size = 3 * 512 * 1024;
+    let started = std::time::Instant::now();
+    let response = proxy_request(
+        &app,
+        reqwest::Method::PUT,
+        "tiktok",
+        "post/publish/upload/",
+        "shop",
+    )
+    .header("content-length", size.to_string())
+    .body(paced_body(size, 64 * 1024, Duration::from_millis(125)))
+    .send()
+    .await
+    .unwrap();
+    let took = started.elapsed();
+    let status = response.status();
+    let text = response.text().await.unwrap();
+    assert_eq!(status, 200, "after {took:?}: {text}");
+    assert!(took > Duration::from_secs(2), "the upload took {took:?}");
+    let seen = echo.seen();
+    assert_eq!(seen.len(), 1);
+    assert_eq!(
+        seen[0].body_len, size,
+        "the whole body reached the platform"
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_stalled_upload_is_cut_after_the_timeout_as_the_callers_doing() {
+    let (api, echo) = echo_server().await;
+    let timeout = ("HTTP_TIMEOUT_SECONDS", "1".to_owned());
+    let app = spawn_with_api("tiktok", format!("{api}/v2/"), vec![timeout]).await;
+    connect(&app, "tiktok", "shop").await;
+    echo.clear();
+    // Announces 2 MiB, sends 1.25 MiB (streamed on to the platform), then nothing more.
+    let address = app.address.trim_start_matches("http://");
+    let mut stream = TcpStream::connect(address).await.unwrap();
+    let head = format!(
+        "PUT /api/v1/proxy/tiktok/post/publish/upload/ HTTP/1.1\r\nHost: {address}\r\n\
+         Authorization: Bearer {API_KEY}\r\nGrowth-Engine-Store: shop\r\n\
+         Content-Length: {}\r\n\r\n",
+        2 * 1024 * 1024
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    stream.write_all(&vec![b'u'; 1280 * 1024]).await.unwrap();
+    let stalled = std::time::Instant::now();
+    let mut answer = Vec::new();
+    let mut buffer = [0u8; 4096];
+    let read = tokio::time::timeout(Duration::from_secs(10), async {
+        while !String::from_utf8_lossy(&answer).contains("request_body_timeout") {
+            match stream.read(&mut buffer).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => answer.extend_from_slice(&buffer[..n]),
+            }
+        }
+    })
+    .await;
+    let text = String::from_utf8_lossy(&answer).into_owned();
+    assert!(read.is_ok(), "no answer 10 s into the stall: {text:?}");
+    let waited = stalled.elapsed();
+    assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+    assert!(text.contains("request_body_timeout"), "{text}");
+    assert!(
+        waited < Duration::from_secs(4),
+        "cut {waited:?} into the stall"
+    );
+    app.stop().await;
+}

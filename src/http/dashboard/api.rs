@@ -319,6 +319,9 @@ pub async fn disconnect(
 /// How many entries "Recent activity" shows.
 const RECENT_ACTIVITY: usize = 20;
 
+/// The audit operation of a proxied call.
+const PROXY_OPERATION: &str = "proxy";
+
 /// One line of "Recent activity": no store id (it is the session's) and nothing secret.
 #[derive(Debug, Serialize)]
 pub(crate) struct ActivityEntry {
@@ -368,10 +371,17 @@ pub async fn activity(
                 at: row.at,
                 actor_kind: row.actor_kind,
                 actor: row.actor,
+                // A proxied call's detail holds the path its caller chose (under the platform's
+                // API): text the merchant should not be shown as ours. The page says "API call to
+                // <platform>" and how it ended; the path stays in the operators' audit trail.
+                detail: if row.operation == PROXY_OPERATION {
+                    None
+                } else {
+                    row.detail
+                },
                 operation: row.operation,
                 platform: row.platform,
                 outcome: row.outcome,
-                detail: row.detail,
             })
             .collect(),
     })))
