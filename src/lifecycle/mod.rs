@@ -22,6 +22,7 @@ mod assets;
 pub mod cache;
 pub mod events;
 pub mod health;
+mod issued;
 pub mod listing;
 pub mod liveness;
 mod merge;
@@ -38,7 +39,7 @@ use std::sync::Arc;
 use std::time::Duration as StdDuration;
 
 use chrono::{DateTime, Duration, Utc};
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::ExposeSecret;
 use tokio_util::task::TaskTracker;
 use uuid::Uuid;
 
@@ -59,6 +60,8 @@ use crate::vault::{Binding, Keyring, VaultError};
 pub use crate::platforms::GrantDetails;
 pub use assets::{AccountRef, AccountToken};
 pub use cache::TokenCache;
+pub use health::HealthSettings;
+pub use issued::IssuedToken;
 pub use listing::{Listing, ListingCache};
 pub use outcome::{backoff, RefreshFailure};
 use recovery::RecoveryStore;
@@ -66,58 +69,6 @@ use recovery::RecoveryStore;
 /// How long a refresh lease lasts: longer than a platform call may take (its timeout), so a live
 /// holder never loses it, and short enough that a crashed holder frees the connection soon.
 pub(crate) const LEASE: StdDuration = StdDuration::from_secs(60);
-
-/// The health settings: the liveness probe's period, the expiry warnings' thresholds and how long
-/// refreshes fail before an alert.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HealthSettings {
-    /// `LIVENESS_CHECK_INTERVAL_SECONDS`: each connection's token is checked once per period.
-    pub check_interval: StdDuration,
-    /// `EXPIRY_WARNING_DAYS`: `connection.expiring` this many days before `reconnect_by`, largest
-    /// first.
-    pub warning_days: Vec<u32>,
-    /// `REFRESH_FAILING_ALERT_SECONDS`: `connection.refresh_failing` once failures last this long.
-    pub failing_alert: StdDuration,
-}
-
-impl Default for HealthSettings {
-    fn default() -> Self {
-        Self {
-            check_interval: StdDuration::from_secs(86_400),
-            warning_days: vec![7, 1],
-            failing_alert: StdDuration::from_secs(3600),
-        }
-    }
-}
-
-impl HealthSettings {
-    /// The largest warning threshold: from then on, a known `reconnect_by` makes a connection
-    /// `expiring`.
-    pub fn warning_window(&self) -> Duration {
-        Duration::days(i64::from(
-            self.warning_days.iter().copied().max().unwrap_or(0),
-        ))
-    }
-
-    fn interval(&self) -> Duration {
-        Duration::from_std(self.check_interval).unwrap_or(Duration::days(1))
-    }
-}
-
-/// A valid access token, ready for a calling service.
-#[derive(Debug, Clone)]
-pub struct IssuedToken {
-    /// The token.
-    pub access_token: SecretString,
-    /// Its type (`Bearer`).
-    pub token_type: String,
-    /// When it expires, if known.
-    pub expires_at: Option<DateTime<Utc>>,
-    /// Granted scopes.
-    pub scopes: Vec<String>,
-    /// The platform's account id.
-    pub account_id: Option<String>,
-}
 
 /// What disconnecting did.
 #[derive(Debug, Clone)]
@@ -461,16 +412,6 @@ impl Connections {
         Ok(connection)
     }
 
-    fn issue(connection: &Connection, tokens: TokenSet) -> IssuedToken {
-        IssuedToken {
-            access_token: tokens.access_token,
-            token_type: tokens.token_type,
-            expires_at: tokens.expires_at,
-            scopes: tokens.scopes,
-            account_id: connection.account_id.clone(),
-        }
-    }
-
     /// A valid access token for the store's connection: refreshed first when it expires within the
     /// refresh window, or when `force` is set.
     pub async fn access_token(
@@ -485,7 +426,7 @@ impl Connections {
         }
         let tokens = self.open(&connection)?;
         if !force && self.usable(&connection, &tokens) {
-            return Ok(Self::issue(&connection, tokens));
+            return Ok(IssuedToken::of(&connection, tokens));
         }
         self.refresh_detached(spec, connection, force).await
     }

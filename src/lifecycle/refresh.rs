@@ -156,7 +156,7 @@ impl Connections {
         if self.usable(&fresh, &tokens) && (someone_refreshed || !force) {
             self.store.release_refresh_lease(fresh.id, owner).await?;
             self.cache.put(&fresh).await;
-            return Ok(Step::Issue(Self::issue(&fresh, tokens)));
+            return Ok(Step::Issue(IssuedToken::of(&fresh, tokens)));
         }
         Ok(Step::Refresh(fresh))
     }
@@ -182,7 +182,7 @@ impl Connections {
             return Ok(None);
         }
         self.cache.put(&current).await;
-        Ok(Some(Self::issue(&current, tokens)))
+        Ok(Some(IssuedToken::of(&current, tokens)))
     }
 
     /// Calls the platform and writes the outcome, as the holder of the connection's lease.
@@ -225,7 +225,7 @@ impl Connections {
                 let saved = self.store_failure(spec, connection, &error, owner).await?;
                 // A platform outage does not make a still-valid token useless.
                 match old.expires_at {
-                    Some(at) if at > self.clock.now() => Ok(Self::issue(&saved, old)),
+                    Some(at) if at > self.clock.now() => Ok(IssuedToken::of(&saved, old)),
                     _ => Err(error),
                 }
             }
@@ -268,7 +268,7 @@ impl Connections {
                 self.cache.put(&saved).await;
                 self.metrics.refresh(spec.id.as_str(), "success");
                 self.audit_refresh(spec, &saved.store_id, "success");
-                Ok(Self::issue(&saved, tokens))
+                Ok(IssuedToken::of(&saved, tokens))
             }
             Err(OAuthError::Store(StoreError::Unavailable(error))) => {
                 tracing::error!(platform = %spec.id, store_id = %updated.store_id, %error, rotates = spec.refresh_rotates, "the database refused a renewed token set: keeping it as a recovery record until it is written");
@@ -284,7 +284,7 @@ impl Connections {
                     .await;
                 self.metrics.refresh(spec.id.as_str(), "recovery_record");
                 self.audit_refresh(spec, &updated.store_id, "recovery_record");
-                Ok(Self::issue(&updated, tokens))
+                Ok(IssuedToken::of(&updated, tokens))
             }
             Err(error) => {
                 tracing::error!(platform = %spec.id, store_id = %updated.store_id, error = %error, rotates = spec.refresh_rotates, "a refreshed token could not be stored (the lease was lost)");
