@@ -293,7 +293,7 @@ async fn record_token_connection(url: &str, key: &Key) -> BenchResult<()> {
     let services = Services::build(settings, Arc::new(SystemClock)).await?;
     let platform = PlatformId::parse("google")?;
     let spec = services
-        .connections
+        .core
         .catalog()
         .get(&platform)
         .ok_or("google is not in the catalog")?
@@ -320,7 +320,7 @@ async fn record_token_connection(url: &str, key: &Key) -> BenchResult<()> {
         picture: None,
     };
     let saved = services
-        .connections
+        .grants
         .record_grant(
             &spec,
             Grant {

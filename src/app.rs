@@ -1,6 +1,6 @@
 //! Builds the application from settings: storage, keys, state store, cache, platform client, the
-//! flow and lifecycle services, the router and the background tasks. Tests build it the same way on
-//! port 0.
+//! flow and lifecycle services (each constructed once, here), the router and the background
+//! tasks. Tests build it the same way on port 0.
 
 use std::future::Future;
 use std::io::Write;
@@ -19,11 +19,14 @@ use crate::http::dashboard::DashboardAuth;
 use crate::http::extract::ApiKeys;
 use crate::http::perimeter::Perimeter;
 use crate::http::{AppParts, AppState, HealthProbe, WebSettings};
-use crate::lifecycle::liveness::{self, Liveness};
+use crate::lifecycle::liveness::{self, Liveness, LivenessParts};
 use crate::lifecycle::refresher::Refresher;
 use crate::lifecycle::supervise::{every, supervise};
 use crate::lifecycle::webhooks::WebhookDeliverer;
-use crate::lifecycle::{Connections, ListingCache, TokenCache};
+use crate::lifecycle::{
+    Assets, Connections, Core, CoreParts, Grants, ListingCache, Refresh, RefreshParts, TokenCache,
+    Tokens,
+};
 use crate::links::DashboardLinks;
 use crate::metrics::Metrics;
 use crate::oauth::Flow;
@@ -98,8 +101,18 @@ pub struct Services {
     pub keyring: Arc<Keyring>,
     /// Redis, when configured.
     pub redis: Option<RedisHandle>,
-    /// The lifecycle service.
+    /// The core the lifecycle services share (the catalog, the clock, the vault binding).
+    pub core: Core,
+    /// Refreshes under the lease; drained on shutdown.
+    pub refresh: Refresh,
+    /// Hands out valid tokens.
+    pub tokens: Tokens,
+    /// A store's connections and their health, as the edge shows them.
     pub connections: Connections,
+    /// Records, disconnects and re-seals connections.
+    pub grants: Grants,
+    /// The merchant's assets.
+    pub assets: Assets,
     /// The liveness probe and health sweep (tests run a pass with `run_once`).
     pub liveness: Liveness,
     /// The flow service.
@@ -180,6 +193,90 @@ fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
     file.write_all(contents.as_bytes())
 }
 
+/// The lifecycle's services, each built once on one core.
+struct LifecycleServices {
+    refresh: Refresh,
+    tokens: Tokens,
+    connections: Connections,
+    grants: Grants,
+    assets: Assets,
+    liveness: Liveness,
+}
+
+impl LifecycleServices {
+    /// Builds them on `core`, calling platforms with `client`, each refresh counted in `metrics`
+    /// and recorded in `audit`, recovery records kept in `redis` too when there is one.
+    fn build(
+        core: &Core,
+        settings: &Settings,
+        client: &PlatformClient,
+        metrics: &Metrics,
+        audit: &AuditLog,
+        redis: Option<RedisHandle>,
+    ) -> Self {
+        let refresh = Refresh::new(
+            core.clone(),
+            RefreshParts {
+                client: client.clone(),
+                window: settings.refresh_window,
+                recovery_in: redis,
+                metrics: metrics.clone(),
+                audit: Some(audit.clone()),
+            },
+        );
+        let health = Arc::new(settings.health.clone());
+        let tokens = Tokens::new(refresh.clone());
+        let liveness = Liveness::new(LivenessParts {
+            tokens: tokens.clone(),
+            client: client.clone(),
+            metrics: metrics.clone(),
+            settings: health.clone(),
+            concurrency: settings.refresher_concurrency,
+        });
+        Self {
+            connections: Connections::new(core.clone(), health.clone()),
+            grants: Grants::new(refresh.clone(), client.clone(), health),
+            assets: Assets::new(tokens.clone(), client.clone()),
+            refresh,
+            tokens,
+            liveness,
+        }
+    }
+}
+
+/// The built-in sandbox, when the settings turn it on: a simulator for each sandboxed platform.
+#[cfg(feature = "sandbox")]
+fn sandbox_for(settings: &Settings, catalog: &Catalog) -> Option<Simulator> {
+    settings.sandbox.then(|| {
+        let base = settings.api_url.as_str().trim_end_matches('/').to_owned();
+        Simulator::new(
+            catalog
+                .all()
+                .filter(|spec| spec.sandboxed)
+                .map(|spec| Simulator::sandbox_client(spec.id.as_str(), &base))
+                .collect(),
+        )
+    })
+}
+
+/// The webhook deliverer, when `WEBHOOK_URL` and its secret are set.
+fn webhooks_for(
+    settings: &Settings,
+    store: &Arc<dyn Store>,
+    clock: &SharedClock,
+    metrics: &Metrics,
+) -> Result<Option<WebhookDeliverer>, StartupError> {
+    let (Some(url), Some(secret)) = (&settings.webhook_url, &settings.webhook_secret) else {
+        return Ok(None);
+    };
+    Ok(Some(
+        WebhookDeliverer::new(store.clone(), url.clone(), secret.clone(), clock.clone())?
+            .with_max_attempts(settings.webhook_max_attempts)
+            .with_retention(settings.webhook_retention)
+            .with_metrics(metrics.clone()),
+    ))
+}
+
 impl Services {
     /// Builds every service from settings. Connects lazily: a database or Redis that is down makes
     /// the service unhealthy, not unable to start.
@@ -208,21 +305,22 @@ impl Services {
             .with_max_response_bytes(settings.platform_max_response_bytes);
         let catalog = Arc::new(catalog(&settings));
         let audit = AuditLog::start(store.clone(), clock.clone(), metrics.clone());
-        let connections = Connections::new(
-            store.clone(),
-            keyring.clone(),
+        let core = Core::from(CoreParts {
+            store: store.clone(),
+            keyring: keyring.clone(),
             cache,
-            client.clone(),
-            catalog.clone(),
-            clock.clone(),
-            settings.refresh_window,
-            metrics.clone(),
-        )
-        .with_recovery_in(redis.clone())
-        .with_audit(audit.clone())
-        .with_health(settings.health.clone())
-        .with_listings(ListingCache::for_deployment(redis.clone(), store.backend()));
-        let liveness = Liveness::new(connections.clone(), settings.refresher_concurrency);
+            listings: ListingCache::for_deployment(redis.clone(), store.backend()),
+            catalog: catalog.clone(),
+            clock: clock.clone(),
+        });
+        let LifecycleServices {
+            refresh,
+            tokens,
+            connections,
+            grants,
+            assets,
+            liveness,
+        } = LifecycleServices::build(&core, &settings, &client, &metrics, &audit, redis.clone());
         let dashboard = DashboardLinks::from_settings(&settings, &keyring, clock.clone());
         let flow = Flow::new(
             catalog.clone(),
@@ -233,31 +331,19 @@ impl Services {
             metrics.clone(),
         );
         #[cfg(feature = "sandbox")]
-        let sandbox = settings.sandbox.then(|| {
-            let base = settings.api_url.as_str().trim_end_matches('/').to_owned();
-            Simulator::new(
-                catalog
-                    .all()
-                    .filter(|spec| spec.sandboxed)
-                    .map(|spec| Simulator::sandbox_client(spec.id.as_str(), &base))
-                    .collect(),
-            )
-        });
-        let webhooks = match (&settings.webhook_url, &settings.webhook_secret) {
-            (Some(url), Some(secret)) => Some(
-                WebhookDeliverer::new(store.clone(), url.clone(), secret.clone(), clock.clone())?
-                    .with_max_attempts(settings.webhook_max_attempts)
-                    .with_retention(settings.webhook_retention)
-                    .with_metrics(metrics.clone()),
-            ),
-            _ => None,
-        };
+        let sandbox = sandbox_for(&settings, &catalog);
+        let webhooks = webhooks_for(&settings, &store, &clock, &metrics)?;
         Ok(Self {
             settings,
             store,
             keyring,
             redis,
+            core,
+            refresh,
+            tokens,
             connections,
+            grants,
+            assets,
             liveness,
             flow,
             #[cfg(feature = "sandbox")]
@@ -342,6 +428,9 @@ impl Application {
         let state = AppState::from(AppParts {
             flow: services.flow.clone(),
             connections: services.connections.clone(),
+            tokens: services.tokens.clone(),
+            grants: services.grants.clone(),
+            assets: services.assets.clone(),
             api_keys: ApiKeys::with_registry(key_registry.clone()),
             health: HealthProbe {
                 store: services.store.clone(),
@@ -358,7 +447,7 @@ impl Application {
             perimeter: Perimeter::from_settings(&services.settings),
             audit: services.audit.clone(),
             proxy: crate::proxy::Proxy::new(
-                services.connections.clone(),
+                services.tokens.clone(),
                 services.settings.proxy.clone(),
                 services.settings.platform_timeout,
                 services.metrics.clone(),
@@ -403,7 +492,7 @@ impl Application {
         let metrics = self.services.metrics.clone();
         if self.options.refresher && self.services.settings.refresher_enabled {
             let refresher = Refresher::new(
-                self.services.connections.clone(),
+                self.services.refresh.clone(),
                 self.services.settings.refresher_concurrency,
                 self.options
                     .refresher_interval
@@ -479,11 +568,11 @@ impl Application {
                 move || watch_key_revocations(registry.clone(), stopped(rx.clone())),
             ));
         }
-        let connections = self.services.connections.clone();
+        let refresh = self.services.refresh.clone();
         let rx = stop_rx.clone();
         self.background
             .push(supervise("recovery", metrics, move || {
-                write_recoveries(connections.clone(), stopped(rx.clone()))
+                write_recoveries(refresh.clone(), stopped(rx.clone()))
             }));
     }
 
@@ -498,7 +587,7 @@ impl Application {
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         self.start_background(&stop_rx);
         // The moment shutdown begins, refreshes stop taking leases; the server then drains.
-        let draining = self.services.connections.clone();
+        let draining = self.services.refresh.clone();
         let shutdown = async move {
             shutdown.await;
             draining.stop_taking_leases();
@@ -511,7 +600,7 @@ impl Application {
         // Refreshes in flight finish and are stored before the process exits (SHUTDOWN_GRACE_SECONDS
         // is at least the platform timeout plus the write).
         self.services
-            .connections
+            .refresh
             .drain(self.services.settings.shutdown_grace)
             .await;
         for task in self.background {
@@ -525,10 +614,10 @@ impl Application {
 }
 
 /// Writes pending recovery records every second until `stop`.
-async fn write_recoveries(connections: Connections, stop: impl Future<Output = ()>) {
-    let connections = &connections;
+async fn write_recoveries(refresh: Refresh, stop: impl Future<Output = ()>) {
+    let refresh = &refresh;
     every(Duration::from_secs(1), stop, move || async move {
-        connections.write_pending_recoveries().await;
+        refresh.write_pending_recoveries().await;
     })
     .await;
 }

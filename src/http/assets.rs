@@ -12,7 +12,7 @@ use super::AppState;
 use crate::access::Operation;
 use crate::audit::{Actor, AuditEvent, AuditLog};
 use crate::domain::StoreId;
-use crate::lifecycle::Connections;
+use crate::lifecycle::{Assets, Connections};
 use crate::oauth::{Flow, OAuthError};
 use crate::platforms::{AssetKind, PlatformSpec};
 
@@ -89,6 +89,7 @@ async fn view(
 #[tracing::instrument(skip_all, fields(%platform))]
 pub(crate) async fn refresh_assets(
     State(flow): State<Flow>,
+    State(assets): State<Assets>,
     State(connections): State<Connections>,
     State(audit): State<AuditLog>,
     caller: ApiCaller,
@@ -96,7 +97,7 @@ pub(crate) async fn refresh_assets(
 ) -> Result<Json<ConnectionView>, ApiError> {
     let spec = find_platform(&flow, &platform)?;
     caller.require(Operation::SelectionWrite, Some(spec.id.as_str()))?;
-    let result = connections
+    let result = assets
         .refresh_assets(spec, &store_id)
         .await
         .map_err(ApiError::from);
@@ -149,6 +150,7 @@ fn record<T>(
 #[tracing::instrument(skip_all, fields(%platform))]
 pub async fn select(
     State(flow): State<Flow>,
+    State(assets): State<Assets>,
     State(connections): State<Connections>,
     State(audit): State<AuditLog>,
     caller: ApiCaller,
@@ -158,7 +160,7 @@ pub async fn select(
     let spec = find_platform(&flow, &platform)?;
     caller.require(Operation::SelectionWrite, Some(spec.id.as_str()))?;
     let kind = parse_kind(&request.kind)?;
-    let result = connections
+    let result = assets
         .select_asset(spec, &store_id, kind, &request.id)
         .await
         .map_err(ApiError::from);

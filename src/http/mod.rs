@@ -30,7 +30,7 @@ use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetReques
 use tower_http::trace::TraceLayer;
 use url::Url;
 
-use crate::lifecycle::Connections;
+use crate::lifecycle::{Assets, Connections, Grants, Tokens};
 use crate::metrics::Metrics;
 use crate::oauth::{Flow, OAuthError};
 use crate::redis_conn::RedisHandle;
@@ -134,6 +134,9 @@ macro_rules! state_parts {
 state_parts!(
     flow: Flow,
     connections: Connections,
+    tokens: Tokens,
+    grants: Grants,
+    assets: Assets,
     api_keys: ApiKeys,
     health: HealthProbe,
     metrics: Metrics,
@@ -149,8 +152,14 @@ state_parts!(
 pub struct AppParts {
     /// The authorization flow.
     pub flow: Flow,
-    /// The token lifecycle.
+    /// A store's connections and their health.
     pub connections: Connections,
+    /// Valid tokens for calling services.
+    pub tokens: Tokens,
+    /// Recording and disconnecting connections.
+    pub grants: Grants,
+    /// The merchant's assets.
+    pub assets: Assets,
     /// Accepted API keys.
     pub api_keys: ApiKeys,
     /// Health dependencies.

@@ -18,7 +18,7 @@ use super::{AppState, WebSettings};
 use crate::access::Operation;
 use crate::audit::{Actor, AuditEvent, AuditLog};
 use crate::domain::{Connection, StoreId};
-use crate::lifecycle::{Connections, IssuedToken};
+use crate::lifecycle::{Assets, Connections, Grants, IssuedToken, Tokens};
 use crate::oauth::flow::{cookie_name_for_state, CallbackParams, Finished, FlowOrigin};
 use crate::oauth::parked::account_id_of;
 use crate::oauth::{Flow, OAuthError};
@@ -268,7 +268,7 @@ pub async fn first_hop(
 #[tracing::instrument(skip_all, fields(platform = %platform))]
 pub async fn callback(
     State(flow): State<Flow>,
-    State(connections): State<Connections>,
+    State(recorder): State<Recorder>,
     State(web): State<WebSettings>,
     State(audit): State<AuditLog>,
     jar: CookieJar,
@@ -291,7 +291,7 @@ pub async fn callback(
         .find(&platform)
         .map(|s| s.id.to_string())
         .unwrap_or_default();
-    let result = complete_flow(&flow, &connections, &platform, params, binding.as_deref()).await;
+    let result = complete_flow(&flow, &recorder, &platform, params, binding.as_deref()).await;
     let jar = match cookie_name {
         Some(name) => jar.remove(Cookie::build(name).path("/api/v1/oauth/callback")),
         None => jar,
@@ -357,7 +357,7 @@ enum Completed {
 /// ([`crate::oauth::parked`]); API flows replace the account as before.
 async fn complete_flow(
     flow: &Flow,
-    connections: &Connections,
+    recorder: &Recorder,
     platform: &str,
     params: CallbackParams,
     binding: Option<&str>,
@@ -366,7 +366,7 @@ async fn complete_flow(
         let Finished { grant, origin, .. } = flow.finish(platform, params, binding).await?;
         let spec = flow.catalog().require(grant.platform.as_str())?;
         if origin == FlowOrigin::Dashboard {
-            if let Some(old) = replaced_account(connections, &grant).await? {
+            if let Some(old) = replaced_account(&recorder.connections, &grant).await? {
                 let (platform, store_id, user_id) = (
                     grant.platform.clone(),
                     grant.store_id.clone(),
@@ -381,14 +381,51 @@ async fn complete_flow(
                 });
             }
         }
-        connections
-            .record_grant_and_discover(spec, grant)
+        record_grant_and_discover(&recorder.grants, &recorder.assets, spec, grant)
             .await
             .map(|c| Completed::Recorded(Box::new(c)))
     }
     .await;
     flow.count_outcome(platform, &result);
     result
+}
+
+/// The services a callback records its grant with.
+pub struct Recorder {
+    connections: Connections,
+    grants: Grants,
+    assets: Assets,
+}
+
+impl axum::extract::FromRef<AppState> for Recorder {
+    fn from_ref(state: &AppState) -> Self {
+        Self {
+            connections: state.connections.clone(),
+            grants: state.grants.clone(),
+            assets: state.assets.clone(),
+        }
+    }
+}
+
+/// Records a fresh grant, then discovers its assets. A discovery failure is logged and leaves
+/// the connection as recorded (CONNECTED): its assets can be refreshed later.
+pub(crate) async fn record_grant_and_discover(
+    grants: &Grants,
+    assets: &Assets,
+    spec: &PlatformSpec,
+    grant: crate::platforms::Grant,
+) -> Result<Connection, OAuthError> {
+    let connection = grants.record_grant(spec, grant).await?;
+    if let Err(error) = assets.refresh_assets(spec, &connection.store_id).await {
+        tracing::warn!(
+            platform = %spec.id,
+            store_id = %connection.store_id,
+            reason = error.reason(),
+            error = %error,
+            "asset discovery after connect failed; the connection stays, its assets can be refreshed"
+        );
+    }
+    Ok(connection)
 }
 
 /// The store's connection a grant would replace with a different account, if any: one with an
@@ -424,7 +461,7 @@ async fn replaced_account(
 #[tracing::instrument(skip_all, fields(platform = %platform))]
 pub async fn disconnect(
     State(flow): State<Flow>,
-    State(connections): State<Connections>,
+    State(grants): State<Grants>,
     State(audit): State<AuditLog>,
     caller: ApiCaller,
     ApiPath(platform): ApiPath<String>,
@@ -432,7 +469,7 @@ pub async fn disconnect(
 ) -> Result<Json<DisconnectResponse>, ApiError> {
     let spec = known_platform(&flow, &platform)?;
     caller.require(Operation::Disconnect, Some(spec.id.as_str()))?;
-    let outcome = connections
+    let outcome = grants
         .disconnect(spec, &query.store_id)
         .await
         .map_err(ApiError::from);
@@ -543,7 +580,7 @@ pub async fn connections(
 #[tracing::instrument(skip_all, fields(platform = %platform))]
 pub async fn token(
     State(flow): State<Flow>,
-    State(connections): State<Connections>,
+    State(assets): State<Assets>,
     State(audit): State<AuditLog>,
     caller: ApiCaller,
     ApiPath(platform): ApiPath<String>,
@@ -551,13 +588,7 @@ pub async fn token(
 ) -> Result<Response, ApiError> {
     let spec = known_platform(&flow, &platform)?;
     caller.require(Operation::TokensRead, Some(spec.id.as_str()))?;
-    let result = account_token(
-        &connections,
-        spec,
-        &query.store_id,
-        query.account.as_deref(),
-    )
-    .await;
+    let result = account_token(&assets, spec, &query.store_id, query.account.as_deref()).await;
     let event = AuditEvent::new(Actor::ApiKey(caller.name.clone()), "token", "success");
     record_api(&audit, event, &query.store_id, spec.id.as_str(), &result);
     result
@@ -577,7 +608,7 @@ pub async fn token(
 #[tracing::instrument(skip_all, fields(platform = %platform))]
 pub async fn refresh(
     State(flow): State<Flow>,
-    State(connections): State<Connections>,
+    State(tokens): State<Tokens>,
     State(audit): State<AuditLog>,
     caller: ApiCaller,
     ApiPath(platform): ApiPath<String>,
@@ -585,32 +616,30 @@ pub async fn refresh(
 ) -> Result<Response, ApiError> {
     let spec = known_platform(&flow, &platform)?;
     caller.require(Operation::TokensRead, Some(spec.id.as_str()))?;
-    let result = issue_token(&connections, spec, &query.store_id, true).await;
+    let result = issue_token(&tokens, spec, &query.store_id, true).await;
     let event = AuditEvent::new(Actor::ApiKey(caller.name.clone()), "refresh", "success");
     record_api(&audit, event, &query.store_id, spec.id.as_str(), &result);
     result
 }
 
 async fn issue_token(
-    connections: &Connections,
+    tokens: &Tokens,
     spec: &PlatformSpec,
     store_id: &StoreId,
     force: bool,
 ) -> Result<Response, ApiError> {
-    let issued = connections.access_token(spec, store_id, force).await?;
+    let issued = tokens.access_token(spec, store_id, force).await?;
     Ok(token_response(issued, None))
 }
 
 /// The token for one of the connection's accounts (a Meta page), or the selection's, or the user's.
 async fn account_token(
-    connections: &Connections,
+    assets: &Assets,
     spec: &PlatformSpec,
     store_id: &StoreId,
     account: Option<&str>,
 ) -> Result<Response, ApiError> {
-    let answer = connections
-        .token_for_account(spec, store_id, account)
-        .await?;
+    let answer = assets.token_for_account(spec, store_id, account).await?;
     let account = answer.account.map(|a| AccountView {
         kind: a.kind,
         id: a.id,

@@ -25,7 +25,7 @@ use secrecy::ExposeSecret;
 use url::Url;
 
 use crate::domain::StoreId;
-use crate::lifecycle::Connections;
+use crate::lifecycle::Tokens;
 use crate::metrics::Metrics;
 use crate::platforms::api::google_retry_delay;
 use crate::platforms::{OAuthError, PlatformSpec};
@@ -121,7 +121,7 @@ pub struct Proxy(std::sync::Arc<Shared>);
 #[derive(Debug)]
 struct Shared {
     client: PlatformClient,
-    connections: Connections,
+    tokens: Tokens,
     settings: ProxySettings,
     metrics: Metrics,
     memo: memo::TokenMemo,
@@ -183,14 +183,14 @@ impl Proxy {
     /// The service, with its own HTTP client ([`client`]): redirects never followed (a redirect
     /// could carry the token elsewhere), the platform timeout.
     pub fn new(
-        connections: Connections,
+        tokens: Tokens,
         settings: ProxySettings,
         timeout: Duration,
         metrics: Metrics,
     ) -> Result<Self, rustls::Error> {
         Ok(Self(std::sync::Arc::new(Shared {
             client: PlatformClient::new(timeout)?,
-            connections,
+            tokens,
             settings,
             metrics,
             memo: memo::TokenMemo::default(),
@@ -301,7 +301,7 @@ impl Proxy {
         path: &str,
         query: Option<&str>,
     ) -> Result<(&PlatformSpec, Target), ProxyError> {
-        let spec = self.0.connections.catalog().require(platform)?;
+        let spec = self.0.tokens.core().catalog().require(platform)?;
         let base =
             (spec.api_base.as_ref()).ok_or_else(|| ProxyError::NoApi(spec.id.to_string()))?;
         let url = target::build(base, path, query)?;
@@ -329,12 +329,8 @@ impl Proxy {
         let token = match remembered {
             Some(token) => token,
             None => {
-                let issued = self
-                    .0
-                    .connections
-                    .access_token(spec, store_id, force)
-                    .await?;
-                let now = self.0.connections.clock().now();
+                let issued = self.0.tokens.access_token(spec, store_id, force).await?;
+                let now = self.0.tokens.core().clock().now();
                 self.0.memo.put(store_id, &spec.id, &issued, now);
                 issued.access_token
             }
@@ -343,7 +339,7 @@ impl Proxy {
         let Some(account) = account else {
             return Ok(Credential::new(spec.proxy_auth, token, app_secret));
         };
-        let page = match self.0.connections.page_token(spec, store_id, account).await {
+        let page = match self.0.tokens.page_token(spec, store_id, account).await {
             Err(OAuthError::AssetNotFound) => Err(ProxyError::AccountNotFound(account.to_owned())),
             other => other.map_err(ProxyError::from),
         }?;

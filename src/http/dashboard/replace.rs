@@ -15,7 +15,7 @@ use super::session::{DashboardSession, DashboardWriter};
 use crate::audit::{Actor, AuditEvent, AuditLog};
 use crate::http::error::ApiError;
 use crate::http::extract::ApiPath;
-use crate::lifecycle::Connections;
+use crate::lifecycle::{Assets, Grants};
 use crate::oauth::parked::Replacement;
 use crate::oauth::{Flow, OAuthError};
 use crate::platforms::RevocationOutcome;
@@ -81,7 +81,8 @@ pub async fn show(
 pub async fn confirm(
     writer: DashboardWriter,
     State(flow): State<Flow>,
-    State(connections): State<Connections>,
+    State(grants): State<Grants>,
+    State(assets): State<Assets>,
     State(audit): State<AuditLog>,
     ApiPath(id): ApiPath<String>,
 ) -> Result<Response, ApiError> {
@@ -92,7 +93,8 @@ pub async fn confirm(
         .ok_or(OAuthError::StateInvalid)?;
     let view = names(&flow, &replacement);
     let spec = flow.catalog().require(replacement.platform.as_str())?;
-    let recorded = connections.record_grant_and_discover(spec, grant).await;
+    let recorded =
+        crate::http::oauth::record_grant_and_discover(&grants, &assets, spec, grant).await;
     let event = AuditEvent::new(
         Actor::PageUser(session.user_id.to_string()),
         "connect",
