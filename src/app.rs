@@ -1,6 +1,6 @@
 //! Builds the application from settings: storage, keys, state store, cache, platform client, the
-//! flow and lifecycle services (each constructed once, here), the router and the background
-//! tasks. Tests build it the same way on port 0.
+//! flow, lifecycle and connect services (each constructed once, here), the router and the
+//! background tasks. Tests build it the same way on port 0.
 
 use std::future::Future;
 use std::io::Write;
@@ -15,6 +15,7 @@ use crate::access::ApiKeyRegistry;
 use crate::audit::AuditLog;
 use crate::clock::{SharedClock, SystemClock};
 use crate::config::{DatabaseSettings, KeySettings, Settings};
+use crate::connect::{ConnectWorkflow, Replacements};
 use crate::http::dashboard::DashboardAuth;
 use crate::http::extract::ApiKeys;
 use crate::http::perimeter::Perimeter;
@@ -117,6 +118,10 @@ pub struct Services {
     pub liveness: Liveness,
     /// The flow service.
     pub flow: Flow,
+    /// What becomes of a finished flow's grant (park or record).
+    pub connect: ConnectWorkflow,
+    /// The merchant's answers to parked grants, and their reaper.
+    pub replacements: Replacements,
     /// The built-in sandbox, when enabled (builds with the `sandbox` feature only).
     #[cfg(feature = "sandbox")]
     pub sandbox: Option<Simulator>,
@@ -330,6 +335,14 @@ impl Services {
             settings.api_url.clone(),
             metrics.clone(),
         );
+        let connect = ConnectWorkflow::new(
+            flow.clone(),
+            connections.clone(),
+            grants.clone(),
+            assets.clone(),
+            audit.clone(),
+        );
+        let replacements = Replacements::new(flow.clone(), connect.clone(), audit.clone());
         #[cfg(feature = "sandbox")]
         let sandbox = sandbox_for(&settings, &catalog);
         let webhooks = webhooks_for(&settings, &store, &clock, &metrics)?;
@@ -346,6 +359,8 @@ impl Services {
             assets,
             liveness,
             flow,
+            connect,
+            replacements,
             #[cfg(feature = "sandbox")]
             sandbox,
             metrics,
@@ -431,6 +446,8 @@ impl Application {
             tokens: services.tokens.clone(),
             grants: services.grants.clone(),
             assets: services.assets.clone(),
+            connect: services.connect.clone(),
+            replacements: services.replacements.clone(),
             api_keys: ApiKeys::with_registry(key_registry.clone()),
             health: HealthProbe {
                 store: services.store.clone(),
@@ -550,12 +567,11 @@ impl Application {
         // each grant is taken by one.
         {
             let rx = stop_rx.clone();
-            let flow = self.services.flow.clone();
-            let audit = self.services.audit.clone();
+            let replacements = self.services.replacements.clone();
             self.background.push(supervise(
                 "parked-grant-reaper",
                 metrics.clone(),
-                move || reap_parked_grants(flow.clone(), audit.clone(), stopped(rx.clone())),
+                move || reap_parked_grants(replacements.clone(), stopped(rx.clone())),
             ));
         }
         // A revoked API key stops working within a second on every replica.
@@ -634,10 +650,10 @@ async fn watch_key_revocations(registry: ApiKeyRegistry, stop: impl Future<Outpu
 }
 
 /// Revokes unanswered parked grants every minute until `stop`.
-async fn reap_parked_grants(flow: Flow, audit: AuditLog, stop: impl Future<Output = ()>) {
-    let (flow, audit) = (&flow, &audit);
+async fn reap_parked_grants(replacements: Replacements, stop: impl Future<Output = ()>) {
+    let replacements = &replacements;
     every(Duration::from_secs(60), stop, move || async move {
-        match crate::http::dashboard::replace::reap_unanswered(flow, audit).await {
+        match replacements.reap_unanswered().await {
             Ok(0) => {}
             Ok(n) => tracing::info!(grants = n, "revoked parked grants nobody answered"),
             Err(error) => tracing::warn!(error = %error, "could not reap parked grants"),

@@ -30,6 +30,7 @@ use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetReques
 use tower_http::trace::TraceLayer;
 use url::Url;
 
+use crate::connect::{ConnectWorkflow, Replacements};
 use crate::lifecycle::{Assets, Connections, Grants, Tokens};
 use crate::metrics::Metrics;
 use crate::oauth::{Flow, OAuthError};
@@ -137,6 +138,8 @@ state_parts!(
     tokens: Tokens,
     grants: Grants,
     assets: Assets,
+    connect: ConnectWorkflow,
+    replacements: Replacements,
     api_keys: ApiKeys,
     health: HealthProbe,
     metrics: Metrics,
@@ -160,6 +163,10 @@ pub struct AppParts {
     pub grants: Grants,
     /// The merchant's assets.
     pub assets: Assets,
+    /// What becomes of a finished flow's grant.
+    pub connect: ConnectWorkflow,
+    /// The merchant's answers to parked grants.
+    pub replacements: Replacements,
     /// Accepted API keys.
     pub api_keys: ApiKeys,
     /// Health dependencies.

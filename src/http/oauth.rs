@@ -1,6 +1,7 @@
 //! The OAuth endpoints: parse the request, check the caller's scope for the operation
-//! (`Caller::require`), call the flow or the lifecycle, record the outcome in the audit trail,
-//! shape the answer.
+//! (`Caller::require`), call the flow, the connect workflow or the lifecycle, record the API
+//! caller's outcome in the audit trail, shape the answer. What becomes of a callback's grant
+//! (park or record) is the connect workflow's ([`crate::connect`]).
 
 use axum::extract::{Query, State};
 use axum::http::{header, HeaderMap, HeaderValue};
@@ -17,10 +18,10 @@ use super::views::*;
 use super::{AppState, WebSettings};
 use crate::access::Operation;
 use crate::audit::{Actor, AuditEvent, AuditLog};
-use crate::domain::{Connection, StoreId};
+use crate::connect::{Completed, ConnectWorkflow};
+use crate::domain::StoreId;
 use crate::lifecycle::{Assets, Connections, Grants, IssuedToken, Tokens};
-use crate::oauth::flow::{cookie_name_for_state, CallbackParams, Finished, FlowOrigin};
-use crate::oauth::parked::account_id_of;
+use crate::oauth::flow::{cookie_name_for_state, CallbackParams, FlowOrigin};
 use crate::oauth::{Flow, OAuthError};
 use crate::platforms::{PlatformSpec, RevocationOutcome};
 
@@ -268,9 +269,8 @@ pub async fn first_hop(
 #[tracing::instrument(skip_all, fields(platform = %platform))]
 pub async fn callback(
     State(flow): State<Flow>,
-    State(recorder): State<Recorder>,
+    State(workflow): State<ConnectWorkflow>,
     State(web): State<WebSettings>,
-    State(audit): State<AuditLog>,
     jar: CookieJar,
     axum::extract::Path(platform): axum::extract::Path<String>,
     Query(query): Query<HashMap<String, String>>,
@@ -291,39 +291,18 @@ pub async fn callback(
         .find(&platform)
         .map(|s| s.id.to_string())
         .unwrap_or_default();
-    let result = complete_flow(&flow, &recorder, &platform, params, binding.as_deref()).await;
+    let result = workflow
+        .complete(&platform, params, binding.as_deref())
+        .await;
     let jar = match cookie_name {
         Some(name) => jar.remove(Cookie::build(name).path("/api/v1/oauth/callback")),
         None => jar,
     };
     match result {
         Ok(Completed::Recorded(connection)) => {
-            // The merchant's user finished the consent screen: the grant is theirs.
-            audit.record(
-                AuditEvent::new(
-                    Actor::PageUser(connection.user_id.to_string()),
-                    "connect",
-                    "success",
-                )
-                .with_store(&connection.store_id)
-                .with_platform(connection.platform.as_str())
-                .with_detail("consent completed"),
-            );
             (jar, web.success_redirect(connection.platform.as_str())).into_response()
         }
-        Ok(Completed::Parked {
-            id,
-            platform,
-            store_id,
-            user_id,
-        }) => {
-            // Nothing is replaced until the merchant answers the page's question.
-            audit.record(
-                AuditEvent::new(Actor::PageUser(user_id.to_string()), "connect", "pending")
-                    .with_store(&store_id)
-                    .with_platform(platform.as_str())
-                    .with_detail("signed in to another account; awaiting confirmation"),
-            );
+        Ok(Completed::Parked { id, platform, .. }) => {
             (jar, web.confirm_redirect(platform.as_str(), &id)).into_response()
         }
         Err(error) => {
@@ -331,120 +310,6 @@ pub async fn callback(
             (jar, web.error_redirect(&slug, &error)).into_response()
         }
     }
-}
-
-/// What the callback did with the grant.
-enum Completed {
-    /// Recorded as the store's connection (boxed: a connection is large).
-    Recorded(Box<Connection>),
-    /// Parked until the merchant confirms replacing another account (page flows only).
-    Parked {
-        /// The id the page confirms with.
-        id: String,
-        /// The platform.
-        platform: crate::domain::PlatformId,
-        /// The flow's store.
-        store_id: StoreId,
-        /// The flow's user.
-        user_id: crate::domain::UserId,
-    },
-}
-
-/// Finishes the flow and records its grant as the store's connection (then discovers its assets,
-/// which never fails the connect), then counts the outcome: nothing is stored unless the whole
-/// flow succeeded. A flow started from the page that signed in to another account than the
-/// stored connection's is parked instead, for the merchant to confirm
-/// ([`crate::oauth::parked`]); API flows replace the account as before.
-async fn complete_flow(
-    flow: &Flow,
-    recorder: &Recorder,
-    platform: &str,
-    params: CallbackParams,
-    binding: Option<&str>,
-) -> Result<Completed, OAuthError> {
-    let result = async {
-        let Finished { grant, origin, .. } = flow.finish(platform, params, binding).await?;
-        let spec = flow.catalog().require(grant.platform.as_str())?;
-        if origin == FlowOrigin::Dashboard {
-            if let Some(old) = replaced_account(&recorder.connections, &grant).await? {
-                let (platform, store_id, user_id) = (
-                    grant.platform.clone(),
-                    grant.store_id.clone(),
-                    grant.user_id.clone(),
-                );
-                let id = flow.park(grant, old.account_id, old.account_name).await?;
-                return Ok(Completed::Parked {
-                    id,
-                    platform,
-                    store_id,
-                    user_id,
-                });
-            }
-        }
-        record_grant_and_discover(&recorder.grants, &recorder.assets, spec, grant)
-            .await
-            .map(|c| Completed::Recorded(Box::new(c)))
-    }
-    .await;
-    flow.count_outcome(platform, &result);
-    result
-}
-
-/// The services a callback records its grant with.
-pub struct Recorder {
-    connections: Connections,
-    grants: Grants,
-    assets: Assets,
-}
-
-impl axum::extract::FromRef<AppState> for Recorder {
-    fn from_ref(state: &AppState) -> Self {
-        Self {
-            connections: state.connections.clone(),
-            grants: state.grants.clone(),
-            assets: state.assets.clone(),
-        }
-    }
-}
-
-/// Records a fresh grant, then discovers its assets. A discovery failure is logged and leaves
-/// the connection as recorded (CONNECTED): its assets can be refreshed later.
-pub(crate) async fn record_grant_and_discover(
-    grants: &Grants,
-    assets: &Assets,
-    spec: &PlatformSpec,
-    grant: crate::platforms::Grant,
-) -> Result<Connection, OAuthError> {
-    let connection = grants.record_grant(spec, grant).await?;
-    if let Err(error) = assets.refresh_assets(spec, &connection.store_id).await {
-        tracing::warn!(
-            platform = %spec.id,
-            store_id = %connection.store_id,
-            reason = error.reason(),
-            error = %error,
-            "asset discovery after connect failed; the connection stays, its assets can be refreshed"
-        );
-    }
-    Ok(connection)
-}
-
-/// The store's connection a grant would replace with a different account, if any: one with an
-/// account id that differs from the grant's. A connection never completed, or one whose account
-/// is unknown, is simply replaced.
-async fn replaced_account(
-    connections: &Connections,
-    grant: &crate::platforms::Grant,
-) -> Result<Option<Connection>, OAuthError> {
-    let Some(new_id) = account_id_of(grant) else {
-        return Ok(None);
-    };
-    Ok(connections
-        .list(&grant.store_id)
-        .await?
-        .into_iter()
-        .find(|c| c.platform == grant.platform)
-        .filter(|c| c.status != crate::domain::ConnectionStatus::Pending)
-        .filter(|c| c.account_id.as_deref().is_some_and(|old| old != new_id)))
 }
 
 /// Revokes at the platform where possible, then deletes the connection and its tokens.
