@@ -1,5 +1,6 @@
-//! The layering, read from the source: the graph of top-level modules has no cycle, no function
-//! outside tests is longer than 100 lines, and each built-in platform's slug is written as a string
+//! The layering, read from the source: the graph of top-level modules has no cycle, no two files
+//! of the flow, the lifecycle and the connect workflow import each other, no function outside
+//! tests is longer than 100 lines, and each built-in platform's slug is written as a string
 //! literal in one place only (its platform module). No service is needed.
 //!
 //! The source is read with a small lexer (comments dropped, string literals collected, braces
@@ -442,6 +443,223 @@ fn the_flow_and_the_lifecycle_do_not_import_each_other() {
             graph[below]
         );
     }
+}
+
+#[test]
+fn the_connect_workflow_sits_above_the_flow_and_the_lifecycle_and_below_the_edge() {
+    let graph = module_graph(&sources());
+    for below in ["oauth", "lifecycle", "platforms"] {
+        assert!(
+            !graph[below].contains_key("connect"),
+            "{below} -> connect: {:?}",
+            graph[below]
+        );
+    }
+    assert!(
+        !graph["connect"].contains_key("http"),
+        "connect -> http: {:?}",
+        graph["connect"]
+    );
+    for used in ["oauth", "lifecycle"] {
+        assert!(
+            graph["connect"].contains_key(used),
+            "the scan must see connect -> {used}: {:?}",
+            graph["connect"]
+        );
+    }
+}
+
+/// The directories whose files must not import each other, directly or through others.
+const ACYCLIC_DIRECTORIES: [&str; 3] = ["lifecycle/", "oauth/", "connect/"];
+
+/// A file's module path: `lifecycle/refresh.rs` and `lifecycle/refresh/mod.rs` are
+/// `["lifecycle", "refresh"]`.
+fn module_path(path: &str) -> Vec<String> {
+    let stem = path.trim_end_matches(".rs");
+    let stem = stem.strip_suffix("/mod").unwrap_or(stem);
+    stem.split('/').map(str::to_owned).collect()
+}
+
+/// The paths a `use` tree or a path expression starting at `at` names, with `{...}` groups
+/// expanded (`super::{a, b::{self, C}}` is `super::a`, `super::b::self`, `super::b::C`).
+fn paths_at(code: &[char], at: usize) -> Vec<Vec<String>> {
+    let mut segments = Vec::new();
+    let mut i = at;
+    loop {
+        while code.get(i).is_some_and(|c| c.is_whitespace()) {
+            i += 1;
+        }
+        if code.get(i) == Some(&'{') {
+            let end = matching_brace(code, i);
+            let group: String = code[i + 1..end].iter().collect();
+            let mut paths = Vec::new();
+            for item in split_top_level(&group) {
+                let item: Vec<char> = item.chars().collect();
+                for tail in paths_at(&item, 0) {
+                    let mut path = segments.clone();
+                    path.extend(tail);
+                    paths.push(path);
+                }
+            }
+            return paths;
+        }
+        let name = ident_at(code, i);
+        if name.is_empty() {
+            break;
+        }
+        i += name.len();
+        segments.push(name);
+        if !code[i..].starts_with(&[':', ':']) {
+            break;
+        }
+        i += 2;
+    }
+    vec![segments]
+}
+
+/// The files a file imports (by `use`, by a path in its code, or by re-exporting), outside its
+/// test code: each path resolved to the longest module prefix that is a file.
+fn file_imports(source: &Source, files: &BTreeMap<Vec<String>, String>) -> BTreeSet<String> {
+    let code = &source.code;
+    let here = module_path(&source.path);
+    let parent = |module: &[String]| module[..module.len().saturating_sub(1)].to_vec();
+    let mut found = BTreeSet::new();
+    for at in 0..code.len() {
+        let starts =
+            at == 0 || !(is_ident(code[at - 1]) || code[at - 1] == ':' || code[at - 1] == '$');
+        if !starts || !is_ident(code[at]) || source.in_tests(at) {
+            continue;
+        }
+        let first = ident_at(code, at);
+        let after_use = code[..at]
+            .iter()
+            .rev()
+            .skip_while(|c| c.is_whitespace())
+            .take(3)
+            .copied()
+            .collect::<String>()
+            == "esu";
+        let keyword = matches!(first.as_str(), "crate" | "super" | "self");
+        // `self.field` and `super` alone are not paths; a `use` may name a child module bare.
+        if keyword && !code[at + first.len()..].starts_with(&[':', ':']) || !keyword && !after_use {
+            continue;
+        }
+        for path in paths_at(code, at) {
+            let mut segments = path.into_iter().peekable();
+            let mut module = match segments.peek().map(String::as_str) {
+                Some("crate") => {
+                    segments.next();
+                    Vec::new()
+                }
+                Some("self") => {
+                    segments.next();
+                    here.clone()
+                }
+                Some("super") => {
+                    let mut module = here.clone();
+                    while segments.peek().map(String::as_str) == Some("super") {
+                        segments.next();
+                        module = parent(&module);
+                    }
+                    module
+                }
+                // A `use` of a child module, relative to this one.
+                _ => here.clone(),
+            };
+            let mut target = files.get(&module).cloned();
+            for segment in segments {
+                if segment == "self" {
+                    continue;
+                }
+                module.push(segment);
+                match files.get(&module) {
+                    Some(file) => target = Some(file.clone()),
+                    None => break,
+                }
+            }
+            if let Some(target) = target.filter(|t| *t != source.path) {
+                found.insert(target);
+            }
+        }
+    }
+    found
+}
+
+/// A cycle of files in the directories of [`ACYCLIC_DIRECTORIES`], as the files along it.
+fn file_cycle(sources: &[Source]) -> Option<Vec<String>> {
+    let files: BTreeMap<Vec<String>, String> = sources
+        .iter()
+        .map(|s| (module_path(&s.path), s.path.clone()))
+        .collect();
+    let watched = |path: &str| ACYCLIC_DIRECTORIES.iter().any(|d| path.starts_with(d));
+    let mut graph: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
+    for source in sources.iter().filter(|s| watched(&s.path)) {
+        let edges = graph.entry(source.path.clone()).or_default();
+        for target in file_imports(source, &files) {
+            if watched(&target) {
+                edges.insert(target, source.path.clone());
+            }
+        }
+    }
+    find_cycle(&graph)
+}
+
+#[test]
+fn no_two_files_of_the_flow_the_lifecycle_or_the_connect_workflow_import_each_other() {
+    let sources = sources();
+    let files: BTreeMap<Vec<String>, String> = sources
+        .iter()
+        .map(|s| (module_path(&s.path), s.path.clone()))
+        .collect();
+    let refresh = sources
+        .iter()
+        .find(|s| s.path == "lifecycle/refresh.rs")
+        .expect("lifecycle/refresh.rs");
+    assert!(
+        file_imports(refresh, &files).contains("lifecycle/shared.rs"),
+        "the scan must see refresh.rs -> shared.rs: {:?}",
+        file_imports(refresh, &files)
+    );
+    if let Some(cycle) = file_cycle(&sources) {
+        panic!("files that import each other: {}", cycle.join(" -> "));
+    }
+}
+
+#[test]
+fn the_file_cycle_finder_sees_a_child_importing_its_parent_that_re_exports_it() {
+    let lexed = |path: &str, text: &str| {
+        let (code, strings) = lex(text);
+        Source {
+            path: path.to_owned(),
+            module: "lifecycle".to_owned(),
+            code,
+            strings,
+            test_ranges: Vec::new(),
+        }
+    };
+    let sources = vec![
+        lexed("lifecycle/mod.rs", "mod a;\nmod b;\npub use a::{A, B};\n"),
+        lexed("lifecycle/a.rs", "use super::b::Thing;\npub struct A;\n"),
+        lexed(
+            "lifecycle/b.rs",
+            "use crate::lifecycle::{A};\npub struct Thing;\n",
+        ),
+    ];
+    assert_eq!(
+        file_cycle(&sources),
+        Some(vec![
+            "lifecycle/a.rs".to_owned(),
+            "lifecycle/b.rs".to_owned(),
+            "lifecycle/mod.rs".to_owned(),
+            "lifecycle/a.rs".to_owned(),
+        ])
+    );
+    let fixed = vec![
+        lexed("lifecycle/mod.rs", "mod a;\nmod b;\npub use a::{A, B};\n"),
+        lexed("lifecycle/a.rs", "use super::b::Thing;\npub struct A;\n"),
+        lexed("lifecycle/b.rs", "pub struct Thing;\n"),
+    ];
+    assert_eq!(file_cycle(&fixed), None);
 }
 
 #[test]
