@@ -8,7 +8,7 @@
 //! to its generic plan after five runs).
 //!
 //! It also leaves behind what `scripts/bench-lifecycle` needs to load the token endpoint: one real
-//! connection (`store_id=bench-token-store`, `google`) recorded through `Connections::record_grant`,
+//! connection (`store_id=bench-token-store`, `google`) recorded through `Grants::record_grant`,
 //! whose access token expires in a year, so serving it never needs a refresh.
 //!
 //! Run: `scripts/bench-lifecycle` (everything, with the endpoint's load test), or only this part:

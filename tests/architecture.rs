@@ -540,8 +540,10 @@ fn file_imports(source: &Source, files: &BTreeMap<Vec<String>, String>) -> BTree
             .collect::<String>()
             == "esu";
         let keyword = matches!(first.as_str(), "crate" | "super" | "self");
-        // `self.field` and `super` alone are not paths; a `use` may name a child module bare.
-        if keyword && !code[at + first.len()..].starts_with(&[':', ':']) || !keyword && !after_use {
+        let is_path = code[at + first.len()..].starts_with(&[':', ':']);
+        // `self.field` and `super` alone are not paths; a `use`, or a path in code, may name a
+        // child module bare (`oauth::router()` in a `mod.rs`).
+        if !is_path && (keyword || !after_use) {
             continue;
         }
         for path in paths_at(code, at) {
@@ -563,7 +565,7 @@ fn file_imports(source: &Source, files: &BTreeMap<Vec<String>, String>) -> BTree
                     }
                     module
                 }
-                // A `use` of a child module, relative to this one.
+                // Relative to this module: a child module, or nothing of this crate (`std::...`).
                 _ => here.clone(),
             };
             let mut target = files.get(&module).cloned();

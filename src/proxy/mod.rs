@@ -5,7 +5,7 @@
 //! It owns: building the target URL without letting the path escape the base ([`target`]), the
 //! headers that cross it and the credentials it adds ([`headers`]), bodies, their limits and the
 //! peek at error answers ([`body`]), the retry rules, and the record of each call ([`observe`]).
-//! Tokens come from the lifecycle (`Connections::access_token`, the same single-flight refresh as
+//! Tokens come from the lifecycle (`Tokens::access_token`, the same single-flight refresh as
 //! the token endpoint); how each platform takes a token and says it is dead comes from the
 //! platform layer (`platforms::api`). It knows nothing of HTTP routing: the edge parses the
 //! request into a [`ProxyRequest`] and turns a [`ProxyResponse`] or [`ProxyError`] into HTTP.
