@@ -1,5 +1,5 @@
 //! The layering, read from the source: the graph of top-level modules has no cycle, no two files
-//! of the flow, the lifecycle and the connect workflow import each other, no function outside
+//! of the edge, the connect workflow, the flow and the lifecycle import each other, no function outside
 //! tests is longer than 100 lines, and each built-in platform's slug is written as a string
 //! literal in one place only (its platform module). No service is needed.
 //!
@@ -470,7 +470,7 @@ fn the_connect_workflow_sits_above_the_flow_and_the_lifecycle_and_below_the_edge
 }
 
 /// The directories whose files must not import each other, directly or through others.
-const ACYCLIC_DIRECTORIES: [&str; 3] = ["lifecycle/", "oauth/", "connect/"];
+const ACYCLIC_DIRECTORIES: [&str; 4] = ["http/", "connect/", "oauth/", "lifecycle/"];
 
 /// A file's module path: `lifecycle/refresh.rs` and `lifecycle/refresh/mod.rs` are
 /// `["lifecycle", "refresh"]`.
@@ -607,7 +607,7 @@ fn file_cycle(sources: &[Source]) -> Option<Vec<String>> {
 }
 
 #[test]
-fn no_two_files_of_the_flow_the_lifecycle_or_the_connect_workflow_import_each_other() {
+fn no_two_files_of_the_edge_the_connect_workflow_the_flow_or_the_lifecycle_import_each_other() {
     let sources = sources();
     let files: BTreeMap<Vec<String>, String> = sources
         .iter()

@@ -7,8 +7,8 @@ use axum::{Json, Router};
 
 use super::error::{ApiError, ErrorBody};
 use super::extract::{ApiCaller, ApiPath};
+use super::state::AppState;
 use super::views::{ConnectionView, SelectionRequest};
-use super::AppState;
 use crate::access::Operation;
 use crate::audit::{Actor, AuditEvent, AuditLog};
 use crate::domain::StoreId;

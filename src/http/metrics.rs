@@ -7,7 +7,7 @@ use axum::routing::get;
 use axum::Router;
 
 use super::extract::ApiCaller;
-use super::AppState;
+use super::state::AppState;
 use crate::lifecycle::Connections;
 use crate::metrics::Metrics;
 

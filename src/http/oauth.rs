@@ -14,8 +14,8 @@ use std::collections::HashMap;
 
 use super::error::{ApiError, ErrorBody};
 use super::extract::{ApiCaller, ApiPath, ApiQuery};
+use super::state::{AppState, WebSettings};
 use super::views::*;
-use super::{AppState, WebSettings};
 use crate::access::Operation;
 use crate::audit::{Actor, AuditEvent, AuditLog};
 use crate::connect::{Completed, ConnectWorkflow};

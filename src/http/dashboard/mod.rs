@@ -15,7 +15,7 @@ pub mod session;
 use axum::routing::{get, post};
 use axum::Router;
 
-use super::AppState;
+use super::state::AppState;
 pub use session::{DashboardAuth, DashboardSession, DashboardWriter};
 
 /// The page, its assets and its JSON calls.
