@@ -1,5 +1,5 @@
 //! The connections page's server time for listing a store's connections: `GET
-//! /dashboard/api/connections` for a store with five connections, on SQLite and on PostgreSQL,
+//! /dashboard/api/connections` for a store with one connection per platform, on SQLite and on PostgreSQL,
 //! measured over loopback with a kept-alive connection (so the figure is the service's time plus a
 //! local round trip). Criterion gives the estimate; a fixed run of requests then prints p50/p99.
 //!
@@ -29,7 +29,7 @@ fn samples() -> usize {
     }
 }
 
-/// A store with five connections and a browser holding its dashboard session.
+/// A store with one connection per platform and a browser holding its dashboard session.
 async fn prepare(backend: Backend) -> (TestApp, Browser) {
     let app = spawn_app_with(TestAppOptions {
         backend,
@@ -108,7 +108,11 @@ fn main() {
             .iter()
             .filter(|c| c["state"] == "connected")
             .count();
-        assert_eq!(connected, 5, "five connections to list");
+        assert_eq!(
+            connected,
+            growth_engine::platforms::BUILT_IN.len(),
+            "a connection per platform to list"
+        );
 
         criterion.bench_function(&format!("dashboard_connections_{name}"), |b| {
             b.to_async(&runtime).iter(|| list(&app, &browser));

@@ -254,13 +254,15 @@ impl LifecycleServices {
 fn sandbox_for(settings: &Settings, catalog: &Catalog) -> Option<Simulator> {
     settings.sandbox.then(|| {
         let base = settings.api_url.as_str().trim_end_matches('/').to_owned();
-        Simulator::new(
+        let simulator = Simulator::new(
             catalog
                 .all()
                 .filter(|spec| spec.sandboxed)
                 .map(|spec| Simulator::sandbox_client(spec.id.as_str(), &base))
                 .collect(),
-        )
+        );
+        simulator.require_token_proofs(settings.sandbox_require_token_proofs);
+        simulator
     })
 }
 
@@ -290,17 +292,21 @@ impl Services {
         let keyring = Arc::new(load_keyring(&settings.keys)?);
         let store = connect_store(&settings.database, settings.statement_timeout).await?;
         let metrics = Metrics::new();
-        let redis = settings
-            .redis_url
-            .as_ref()
-            .map(|url| {
-                RedisHandle::new(url, &settings.redis_key_prefix).map(|redis| {
-                    redis
-                        .with_timeout(settings.redis_timeout)
-                        .with_metrics(metrics.clone())
-                })
-            })
-            .transpose()?;
+        let redis = match (&settings.redis_url, &settings.redis_sentinel) {
+            (Some(url), _) => Some(RedisHandle::new(url, &settings.redis_key_prefix)?),
+            // The token cache's entries: a primary promoted by a failover may lack the last
+            // writes, and a cached token must never go back to an older version.
+            (None, Some(sentinel)) => Some(
+                RedisHandle::sentinel(sentinel, &settings.redis_key_prefix)
+                    .forget_on_failover("conn:*"),
+            ),
+            (None, None) => None,
+        }
+        .map(|redis| {
+            redis
+                .with_timeout(settings.redis_timeout)
+                .with_metrics(metrics.clone())
+        });
         let states = match &redis {
             Some(redis) => FlowStates::redis(redis.clone(), keyring.clone(), clock.clone()),
             None => FlowStates::in_process(keyring.clone(), clock.clone()),

@@ -28,9 +28,11 @@
 //!   carried in URLs and cookies by the edge).
 //! - [`config`]: settings from the environment, validated once; the platforms' variables come from
 //!   the platform table.
-//! - [`platforms`]: the platform layer at the bottom of the core. The table of built-in platforms
-//!   (one module each), the catalog resolved from it and the settings, the HTTP client that speaks
-//!   to platforms, the quirk hooks, and the core's error type.
+//! - [`platforms`]: the platform layer at the bottom of the core. What a platform is (its spec as
+//!   data, its behaviour as the `Platform` trait with a plain-OAuth default for every stage), the
+//!   table of built-in platforms (one module each under `platforms/builtin/`: a platform's name
+//!   stands nowhere else), the catalog resolved from it and the settings, the HTTP client that
+//!   speaks to platforms, and the core's error type.
 //! - `sandbox` (the `growth-engine-sandbox` crate, behind the default-on `sandbox` feature): strict
 //!   simulators of the five platforms' OAuth protocols, served in development and used by the tests;
 //!   absent from the production build.

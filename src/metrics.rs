@@ -127,7 +127,7 @@ impl ProxyMetrics {
         );
         registry.register(
             "proxy_rate_limit_usage_percent",
-            "Meta's highest usage percentage, from its last answer's usage headers",
+            "The highest usage percentage the platform's last answer reported in its usage headers",
             metrics.usage.clone(),
         );
         metrics

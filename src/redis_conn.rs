@@ -8,20 +8,39 @@
 //! connects afresh and PINGs every second; when Redis answers it first deletes the cache keys that
 //! could not be updated meanwhile (see [`RedisHandle::forget_when_back`]), then closes the breaker.
 //!
+//! Redis is one server (`REDIS_URL`) or the primary that Redis Sentinel names (`REDIS_SENTINELS`,
+//! through the `redis` crate's `sentinel` module). With Sentinel, every connection (the shared one,
+//! the probe's, a subscriber's) starts by asking a sentinel for the primary, which the crate then
+//! checks with `ROLE`; so a failover is followed without a restart: the old primary's death (or its
+//! demotion: Sentinel closes its clients, and a write to a replica answers `READONLY`) trips the
+//! breaker like any outage, and the probe's next connection goes to the promoted replica. One task
+//! per handle also listens to the sentinels' `+switch-master` announcement and trips the breaker
+//! when it names our primary: in a planned failover the old primary stays up, as a primary, until
+//! Sentinel demotes it, and writes sent to it meanwhile would be lost. When the
+//! primary has moved, the keys registered with [`RedisHandle::forget_on_failover`] are deleted
+//! before the breaker closes: replication is asynchronous, so the last writes acknowledged by the
+//! old primary may be missing from the new one, and a cache entry must never go backwards.
+//!
 //! No lock is held across an await: the connection slot is a plain `RwLock` read only to clone the
 //! (multiplexed, cheap-clone) connection, so callers never queue behind a reconnect. The handle does
 //! not own what is stored: `state.rs` and `lifecycle/cache.rs` do.
 
 use std::collections::HashSet;
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::ops::ControlFlow;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::Duration;
 
+use futures::StreamExt;
 use redis::aio::MultiplexedConnection;
-use redis::AsyncConnectionConfig;
+use redis::sentinel::{SentinelClientBuilder, SentinelServerType};
+use redis::{
+    AsyncConnectionConfig, ConnectionAddr, ConnectionInfo, ErrorKind, RedisConnectionInfo, TlsMode,
+};
 use secrecy::{ExposeSecret, SecretString};
 
+use crate::config::RedisSentinelSettings;
 use crate::metrics::Metrics;
 
 /// How long one command may take before Redis counts as unreachable, unless
@@ -31,6 +50,14 @@ pub(crate) const DEFAULT_TIMEOUT: Duration = Duration::from_millis(500);
 /// How often the probe tries Redis while the breaker is open: it bounds how long the service takes
 /// to notice that Redis is back.
 const PROBE_INTERVAL: Duration = Duration::from_secs(1);
+
+/// How often the failover watch, while no announcement comes, checks that a handle still exists
+/// and that its sentinel still answers (a frozen one would announce nothing).
+const WATCH_CHECK: Duration = Duration::from_secs(2);
+
+/// The sentinels' announcement that a failover ended: `<name> <old ip> <old port> <new ip> <new
+/// port>` (<https://redis.io/docs/latest/operate/oss_and_stack/management/sentinel/#pubsub-messages>).
+const SWITCH_MASTER: &str = "+switch-master";
 
 /// Keys remembered for deletion on recovery; past this, the caller's pattern is deleted instead.
 const MAX_STALE_KEYS: usize = 10_000;
@@ -65,14 +92,227 @@ struct Breaker {
     open: AtomicBool,
     probing: AtomicBool,
     stale: Mutex<StaleKeys>,
+    /// The primary moved and the failover patterns are not deleted yet (the probe retries).
+    failover_pending: AtomicBool,
+    /// The primary (`host:port`) the shared connection last went to, through Sentinel.
+    primary: Mutex<Option<String>>,
+    /// The failover watch is running (started by the first call, through Sentinel only).
+    watching: AtomicBool,
+    /// Wakes a waiting probe: the sentinels announced the new primary, no need to wait to ask.
+    nudge: Arc<tokio::sync::Notify>,
+}
+
+impl Breaker {
+    /// Records where the shared connection now goes; `true` if the primary moved.
+    fn record_primary(&self, primary: Option<String>) -> bool {
+        let Some(primary) = primary else {
+            return false;
+        };
+        let previous = self
+            .primary
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .replace(primary.clone());
+        let moved = previous.is_some_and(|previous| previous != primary);
+        if moved {
+            tracing::warn!(%primary, "redis sentinel names a new primary: following the failover");
+        }
+        moved
+    }
+}
+
+/// Where the handle finds Redis.
+enum Target {
+    /// One server (`REDIS_URL`).
+    Direct(redis::Client),
+    /// The primary the sentinels name (`REDIS_SENTINELS`), asked for at every connection.
+    Sentinel(SentinelTarget),
+}
+
+/// How to ask the sentinels, and what they answered last. Holds passwords: no `Debug`.
+struct SentinelTarget {
+    sentinels: Vec<ConnectionAddr>,
+    master: String,
+    sentinel_username: Option<String>,
+    sentinel_password: Option<SecretString>,
+    master_username: Option<String>,
+    master_password: Option<SecretString>,
+    tls: bool,
+    /// The sentinel that answered last: asked first next time, so that a dead or frozen sentinel
+    /// costs one timeout once rather than on every connection.
+    preferred: AtomicUsize,
+}
+
+/// A connection target: the client to connect with and, through Sentinel, the primary's address
+/// (`host:port`), to notice that it moved.
+struct Resolved {
+    client: redis::Client,
+    primary: Option<String>,
+}
+
+impl Target {
+    /// The client for the current primary, bounded by `timeout` per server asked.
+    async fn resolve(&self, timeout: Duration) -> Result<Resolved, RedisUnavailable> {
+        match self {
+            Self::Direct(client) => Ok(Resolved {
+                client: client.clone(),
+                primary: None,
+            }),
+            // Boxed: the crate's sentinel futures are deep, and every caller's future would
+            // otherwise contain them (past the compiler's layout depth limit).
+            Self::Sentinel(sentinel) => Box::pin(sentinel.resolve(timeout)).await,
+        }
+    }
+}
+
+impl SentinelTarget {
+    fn new(settings: &RedisSentinelSettings) -> Self {
+        let sentinels = settings
+            .sentinels
+            .iter()
+            .map(|(host, port)| {
+                if settings.tls {
+                    ConnectionAddr::TcpTls {
+                        host: host.clone(),
+                        port: *port,
+                        insecure: false,
+                        tls_params: None,
+                    }
+                } else {
+                    ConnectionAddr::Tcp(host.clone(), *port)
+                }
+            })
+            .collect();
+        Self {
+            sentinels,
+            master: settings.master.clone(),
+            sentinel_username: settings.sentinel_username.clone(),
+            sentinel_password: settings.sentinel_password.clone(),
+            master_username: settings.master_username.clone(),
+            master_password: settings.master_password.clone(),
+            tls: settings.tls,
+            preferred: AtomicUsize::new(0),
+        }
+    }
+
+    /// Asks the sentinels in turn (the last one that answered first), each bounded by twice
+    /// `timeout` (two connections and two commands: `SENTINEL MASTERS` to the sentinel, `ROLE` to
+    /// the primary it names), for a primary that answers `ROLE` as one. The crate's own client
+    /// would try its sentinels in a fixed order with no time limit: one frozen sentinel would then
+    /// hang every reconnect, so each is given a client of its own here.
+    async fn resolve(&self, timeout: Duration) -> Result<Resolved, RedisUnavailable> {
+        let timeout = timeout * 2;
+        let count = self.sentinels.len();
+        let first = self.preferred.load(Ordering::Relaxed);
+        let mut last_error = RedisUnavailable::TimedOut;
+        for offset in 0..count {
+            let index = (first + offset) % count;
+            let asked = async {
+                let mut client = self.client_for(index)?;
+                client.async_get_client().await
+            };
+            match tokio::time::timeout(timeout, asked).await {
+                Ok(Ok(client)) => {
+                    self.preferred.store(index, Ordering::Relaxed);
+                    let primary = Some(client.get_connection_info().addr.to_string());
+                    return Ok(Resolved { client, primary });
+                }
+                Ok(Err(error)) => {
+                    self.pass_over(index);
+                    last_error = RedisUnavailable::Failed(error);
+                }
+                Err(_) => {
+                    self.pass_over(index);
+                    last_error = RedisUnavailable::TimedOut;
+                }
+            }
+        }
+        Err(last_error)
+    }
+
+    /// The sentinel at `index` did not help: the next one is asked first from now on (unless
+    /// another attempt already moved on), so a frozen sentinel is not waited for every time.
+    fn pass_over(&self, index: usize) {
+        let next = (index + 1) % self.sentinels.len();
+        let _ = self
+            .preferred
+            .compare_exchange(index, next, Ordering::Relaxed, Ordering::Relaxed);
+    }
+
+    /// A sentinel client for the sentinel at `index` alone, with the settings' credentials.
+    fn client_for(&self, index: usize) -> redis::RedisResult<redis::sentinel::SentinelClient> {
+        let address = self.sentinels[index % self.sentinels.len()].clone();
+        let mut builder =
+            SentinelClientBuilder::new([address], self.master.clone(), SentinelServerType::Master)?;
+        if let Some(user) = &self.sentinel_username {
+            builder = builder.set_client_to_sentinel_username(user.clone());
+        }
+        if let Some(password) = &self.sentinel_password {
+            builder = builder.set_client_to_sentinel_password(password.expose_secret().to_owned());
+        }
+        if let Some(user) = &self.master_username {
+            builder = builder.set_client_to_redis_username(user.clone());
+        }
+        if let Some(password) = &self.master_password {
+            builder = builder.set_client_to_redis_password(password.expose_secret().to_owned());
+        }
+        if self.tls {
+            builder = builder.set_client_to_redis_tls_mode(TlsMode::Secure);
+        }
+        builder.build()
+    }
+
+    /// A subscription to `+switch-master` on the first sentinel that accepts it (the last one
+    /// that answered first), each bounded by `timeout`.
+    async fn switch_announcements(
+        &self,
+        timeout: Duration,
+    ) -> Result<redis::aio::PubSub, RedisUnavailable> {
+        let count = self.sentinels.len();
+        let first = self.preferred.load(Ordering::Relaxed);
+        let mut last_error = RedisUnavailable::TimedOut;
+        for offset in 0..count {
+            let index = (first + offset) % count;
+            let info = ConnectionInfo {
+                addr: self.sentinels[index].clone(),
+                redis: RedisConnectionInfo {
+                    username: self.sentinel_username.clone(),
+                    password: self
+                        .sentinel_password
+                        .as_ref()
+                        .map(|p| p.expose_secret().to_owned()),
+                    ..RedisConnectionInfo::default()
+                },
+            };
+            let subscribe = async {
+                let mut pubsub = redis::Client::open(info)?.get_async_pubsub().await?;
+                pubsub.subscribe(SWITCH_MASTER).await?;
+                Ok::<_, redis::RedisError>(pubsub)
+            };
+            match tokio::time::timeout(timeout, subscribe).await {
+                Ok(Ok(pubsub)) => return Ok(pubsub),
+                Ok(Err(error)) => {
+                    self.pass_over(index);
+                    last_error = RedisUnavailable::Failed(error);
+                }
+                Err(_) => {
+                    self.pass_over(index);
+                    last_error = RedisUnavailable::TimedOut;
+                }
+            }
+        }
+        Err(last_error)
+    }
 }
 
 /// A lazily connected Redis connection behind a circuit breaker, shared by the state store and the
 /// cache.
 #[derive(Clone)]
 pub struct RedisHandle {
-    /// Shared: handles are cloned with the services on every request, and a client holds strings.
-    client: Arc<redis::Client>,
+    /// Shared: handles are cloned with the services on every request, and a target holds strings.
+    target: Arc<Target>,
+    /// `SCAN` patterns (full keys) deleted when the primary has moved: see the module doc.
+    failover_patterns: Arc<[String]>,
     prefix: Arc<str>,
     timeout: Duration,
     probe_interval: Duration,
@@ -99,18 +339,53 @@ fn is_transport_failure(error: &redis::RedisError) -> bool {
         || error.is_unrecoverable_error()
 }
 
+/// An error that says this server cannot serve us as the primary: a replica (`READONLY`: a
+/// primary demoted by a failover), one that lost its primary (`MASTERDOWN`) or one still loading
+/// its data (`LOADING`). The connection must be given up and the primary found again.
+fn is_wrong_server(error: &redis::RedisError) -> bool {
+    error.kind() == ErrorKind::ReadOnly
+        || matches!(error.code(), Some("READONLY" | "MASTERDOWN" | "LOADING"))
+}
+
 impl RedisHandle {
     /// A handle for `url` with the default timeout; nothing is connected yet.
     pub fn new(url: &SecretString, prefix: &str) -> Result<Self, RedisUnavailable> {
         let client = redis::Client::open(url.expose_secret()).map_err(RedisUnavailable::Failed)?;
-        Ok(Self {
-            client: Arc::new(client),
+        Ok(Self::with_target(Target::Direct(client), prefix))
+    }
+
+    /// A handle for the primary the sentinels of `settings` name, with the default timeout;
+    /// nothing is connected (and no sentinel asked) yet.
+    pub fn sentinel(settings: &RedisSentinelSettings, prefix: &str) -> Self {
+        Self::with_target(Target::Sentinel(SentinelTarget::new(settings)), prefix)
+    }
+
+    fn with_target(target: Target, prefix: &str) -> Self {
+        Self {
+            target: Arc::new(target),
+            failover_patterns: Arc::new([]),
             prefix: prefix.into(),
             timeout: DEFAULT_TIMEOUT,
             probe_interval: PROBE_INTERVAL,
             metrics: None,
             breaker: Arc::default(),
-        })
+        }
+    }
+
+    /// Deletes every key matching `pattern` (after the prefix) before Redis is used again on a
+    /// primary that Sentinel promoted: for data that must never be older than what was last
+    /// written, such as the token cache, whose newest writes the old primary may not have passed
+    /// on. Without Sentinel the primary never moves and this does nothing.
+    pub fn forget_on_failover(mut self, pattern: &str) -> Self {
+        let mut patterns = self.failover_patterns.to_vec();
+        patterns.push(self.key(pattern));
+        self.failover_patterns = patterns.into();
+        self
+    }
+
+    /// Whether the primary is found through Sentinel.
+    pub fn through_sentinel(&self) -> bool {
+        matches!(*self.target, Target::Sentinel(_))
     }
 
     /// Bounds every command (and connection attempt) by `timeout`.
@@ -137,7 +412,8 @@ impl RedisHandle {
     }
 
     /// Runs `op` on a connection, bounded by the timeout; fails at once while the breaker is open.
-    /// A transport failure or a timeout opens the breaker; an error reply from Redis does not.
+    /// A transport failure, a timeout or an answer from a server that is not the primary opens the
+    /// breaker; any other error reply from Redis does not.
     pub async fn call<T, F, Fut>(&self, op: F) -> Result<T, RedisUnavailable>
     where
         F: FnOnce(MultiplexedConnection) -> Fut,
@@ -146,6 +422,13 @@ impl RedisHandle {
         if !self.is_available() {
             return Err(RedisUnavailable::CircuitOpen);
         }
+        // `load` first: the swap (a write to a shared line) happens once, not on every call.
+        if self.through_sentinel()
+            && !self.breaker.watching.load(Ordering::Relaxed)
+            && !self.breaker.watching.swap(true, Ordering::AcqRel)
+        {
+            tokio::spawn(FailoverWatch::new(self).run());
+        }
         let connection = match self.current_connection() {
             Some(connection) => connection,
             None => self.connect().await?,
@@ -153,7 +436,7 @@ impl RedisHandle {
         match tokio::time::timeout(self.timeout, op(connection)).await {
             Ok(Ok(value)) => Ok(value),
             Ok(Err(error)) => {
-                if is_transport_failure(&error) {
+                if is_transport_failure(&error) || is_wrong_server(&error) {
                     self.trip();
                 }
                 Err(RedisUnavailable::Failed(error))
@@ -192,7 +475,8 @@ impl RedisHandle {
     /// else), opened within the timeout. Not through the breaker: its owner watches it itself and
     /// must be able to come back before any other call trips the breaker closed.
     pub(crate) async fn subscriber(&self) -> Result<redis::aio::PubSub, RedisUnavailable> {
-        match tokio::time::timeout(self.timeout, self.client.get_async_pubsub()).await {
+        let client = self.target.resolve(self.timeout).await?.client;
+        match tokio::time::timeout(self.timeout, client.get_async_pubsub()).await {
             Ok(Ok(pubsub)) => Ok(pubsub),
             Ok(Err(error)) => Err(RedisUnavailable::Failed(error)),
             Err(_) => Err(RedisUnavailable::TimedOut),
@@ -231,8 +515,16 @@ impl RedisHandle {
     /// Opens a connection outside any lock (concurrent first callers may each open one; the last
     /// one stored wins and the others are dropped).
     async fn connect(&self) -> Result<MultiplexedConnection, RedisUnavailable> {
-        match open_connection(&self.client, self.timeout).await {
-            Ok(connection) => {
+        match open_connection(&self.target, self.timeout).await {
+            Ok((connection, primary)) => {
+                // Normally only the first connection comes here (the probe makes the later ones);
+                // a call racing with a trip may find a new primary first: the probe must clean
+                // it before it is used.
+                if self.breaker.record_primary(primary) {
+                    self.breaker.failover_pending.store(true, Ordering::Release);
+                    self.trip();
+                    return Err(RedisUnavailable::CircuitOpen);
+                }
                 *self
                     .breaker
                     .connection
@@ -249,6 +541,12 @@ impl RedisHandle {
 
     /// Opens the breaker (if it was closed) and makes sure one probe is running.
     fn trip(&self) {
+        self.trip_then_probe_after(self.probe_interval);
+    }
+
+    /// [`Self::trip`], with the probe's first attempt after `first_attempt` (a known switch of
+    /// primary is worth trying at once; a failure is worth the interval).
+    fn trip_then_probe_after(&self, first_attempt: Duration) {
         // The connection may be wedged (a frozen server): the probe opens a fresh one.
         self.breaker
             .connection
@@ -265,9 +563,12 @@ impl RedisHandle {
         }
         if !self.breaker.probing.swap(true, Ordering::AcqRel) {
             let probe = Probe {
-                client: self.client.clone(),
+                target: self.target.clone(),
+                failover_patterns: self.failover_patterns.clone(),
                 timeout: self.timeout,
                 interval: self.probe_interval,
+                first_attempt,
+                nudge: self.breaker.nudge.clone(),
                 metrics: self.metrics.clone(),
                 breaker: Arc::downgrade(&self.breaker),
             };
@@ -276,10 +577,129 @@ impl RedisHandle {
     }
 }
 
-async fn open_connection(
-    client: &redis::Client,
+/// A handle that does not keep the breaker alive: what the failover watch holds, so that it ends
+/// with the last real handle.
+struct WeakHandle {
+    target: Arc<Target>,
+    failover_patterns: Arc<[String]>,
+    prefix: Arc<str>,
     timeout: Duration,
-) -> Result<MultiplexedConnection, RedisUnavailable> {
+    probe_interval: Duration,
+    metrics: Option<Metrics>,
+    breaker: Weak<Breaker>,
+}
+
+impl WeakHandle {
+    fn upgrade(&self) -> Option<RedisHandle> {
+        Some(RedisHandle {
+            target: self.target.clone(),
+            failover_patterns: self.failover_patterns.clone(),
+            prefix: self.prefix.clone(),
+            timeout: self.timeout,
+            probe_interval: self.probe_interval,
+            metrics: self.metrics.clone(),
+            breaker: self.breaker.upgrade()?,
+        })
+    }
+}
+
+/// The one task (per handle, through Sentinel) that listens for `+switch-master` and trips the
+/// breaker when our primary is switched, so that the probe reconnects to the new one at once
+/// rather than when the old one is demoted.
+struct FailoverWatch {
+    handle: WeakHandle,
+}
+
+impl FailoverWatch {
+    fn new(handle: &RedisHandle) -> Self {
+        Self {
+            handle: WeakHandle {
+                target: handle.target.clone(),
+                failover_patterns: handle.failover_patterns.clone(),
+                prefix: handle.prefix.clone(),
+                timeout: handle.timeout,
+                probe_interval: handle.probe_interval,
+                metrics: handle.metrics.clone(),
+                breaker: Arc::downgrade(&handle.breaker),
+            },
+        }
+    }
+
+    async fn run(self) {
+        let Target::Sentinel(sentinel) = &*self.handle.target else {
+            return;
+        };
+        loop {
+            if self.handle.breaker.strong_count() == 0 {
+                return;
+            }
+            // A sentinel may be down: the others are tried, and all of them again a little later.
+            if let Ok(pubsub) = sentinel.switch_announcements(self.handle.timeout).await {
+                if self.listen(pubsub, &sentinel.master).await.is_break() {
+                    return;
+                }
+            }
+            tokio::time::sleep(self.handle.probe_interval).await;
+        }
+    }
+
+    /// Until the subscription is lost (`Continue`: subscribe again) or every handle is gone.
+    async fn listen(&self, pubsub: redis::aio::PubSub, master: &str) -> ControlFlow<()> {
+        let (mut sink, mut announcements) = pubsub.split();
+        loop {
+            match tokio::time::timeout(WATCH_CHECK, announcements.next()).await {
+                Err(_) if self.handle.breaker.strong_count() == 0 => return ControlFlow::Break(()),
+                Err(_) => {
+                    // Subscribing again to the same channel is a round trip on this connection
+                    // that proves the sentinel alive (a subscribed connection takes few commands).
+                    let alive =
+                        tokio::time::timeout(self.handle.timeout, sink.subscribe(SWITCH_MASTER));
+                    if !matches!(alive.await, Ok(Ok(()))) {
+                        return ControlFlow::Continue(());
+                    }
+                }
+                Ok(None) => return ControlFlow::Continue(()),
+                Ok(Some(message)) => {
+                    let payload: String = message.get_payload().unwrap_or_default();
+                    let mut words = payload.split(' ');
+                    if words.next() != Some(master) {
+                        continue;
+                    }
+                    let Some(handle) = self.handle.upgrade() else {
+                        return ControlFlow::Break(());
+                    };
+                    let new_primary = words.skip(2).collect::<Vec<_>>().join(":");
+                    let current = handle
+                        .breaker
+                        .primary
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .clone();
+                    if handle.is_available() && current.as_deref() == Some(new_primary.as_str()) {
+                        // The probe got there first (the primary died, and the sentinels named
+                        // the new one before this announcement arrived).
+                        continue;
+                    }
+                    tracing::warn!(
+                        primary = %new_primary,
+                        "redis sentinel switched the primary: reconnecting to it"
+                    );
+                    // The sentinels name the new primary already: no need to wait to ask them
+                    // (a probe already waiting, after the old primary died, is woken).
+                    handle.trip_then_probe_after(Duration::ZERO);
+                    handle.breaker.nudge.notify_one();
+                }
+            }
+        }
+    }
+}
+
+/// A connection to the primary, and the primary's address when found through Sentinel.
+async fn open_connection(
+    target: &Target,
+    timeout: Duration,
+) -> Result<(MultiplexedConnection, Option<String>), RedisUnavailable> {
+    let Resolved { client, primary } = target.resolve(timeout).await?;
     let config = AsyncConnectionConfig::new()
         .set_connection_timeout(timeout)
         .set_response_timeout(timeout);
@@ -289,7 +709,7 @@ async fn open_connection(
     )
     .await
     {
-        Ok(Ok(connection)) => Ok(connection),
+        Ok(Ok(connection)) => Ok((connection, primary)),
         Ok(Err(error)) => Err(RedisUnavailable::Failed(error)),
         Err(_) => Err(RedisUnavailable::TimedOut),
     }
@@ -298,17 +718,27 @@ async fn open_connection(
 /// The one task that watches an open breaker; it ends when it closes it, or when every handle is
 /// gone.
 struct Probe {
-    client: Arc<redis::Client>,
+    target: Arc<Target>,
+    failover_patterns: Arc<[String]>,
     timeout: Duration,
     interval: Duration,
+    /// The wait before the first attempt (then `interval` between attempts).
+    first_attempt: Duration,
+    /// Cuts a wait short (held apart from the breaker, which the probe must not keep alive).
+    nudge: Arc<tokio::sync::Notify>,
     metrics: Option<Metrics>,
     breaker: Weak<Breaker>,
 }
 
 impl Probe {
     async fn run(self) {
+        let mut wait = self.first_attempt;
         loop {
-            tokio::time::sleep(self.interval).await;
+            tokio::select! {
+                () = tokio::time::sleep(wait) => {}
+                () = self.nudge.notified() => {}
+            }
+            wait = self.interval;
             let Some(breaker) = self.breaker.upgrade() else {
                 return;
             };
@@ -331,9 +761,10 @@ impl Probe {
         }
     }
 
-    /// A fresh connection that answers PING, after the stale keys are deleted through it.
+    /// A fresh connection that answers PING, after the stale keys are deleted through it (and,
+    /// when the primary moved, every key of the failover patterns).
     async fn try_recover(&self, breaker: &Breaker) -> Result<MultiplexedConnection, ()> {
-        let mut connection = open_connection(&self.client, self.timeout)
+        let (mut connection, primary) = open_connection(&self.target, self.timeout)
             .await
             .map_err(|_| ())?;
         let ping = redis::cmd("PING");
@@ -343,7 +774,15 @@ impl Probe {
             _ => return Err(()),
         }
         let stale = std::mem::take(&mut *breaker.stale.lock().unwrap_or_else(|p| p.into_inner()));
-        if let Err(error) = self.delete_stale(&mut connection, &stale).await {
+        if breaker.record_primary(primary) {
+            breaker.failover_pending.store(true, Ordering::Release);
+        }
+        let failover: &[String] = if breaker.failover_pending.load(Ordering::Acquire) {
+            &self.failover_patterns
+        } else {
+            &[]
+        };
+        if let Err(error) = self.delete_stale(&mut connection, &stale, failover).await {
             tracing::warn!(error = %error, "could not drop cache entries written while redis was unreachable; retrying");
             let mut pending = breaker.stale.lock().unwrap_or_else(|p| p.into_inner());
             pending.keys.extend(stale.keys);
@@ -352,6 +791,7 @@ impl Probe {
             }
             return Err(());
         }
+        breaker.failover_pending.store(false, Ordering::Release);
         Ok(connection)
     }
 
@@ -359,9 +799,10 @@ impl Probe {
         &self,
         connection: &mut MultiplexedConnection,
         stale: &StaleKeys,
+        failover_patterns: &[String],
     ) -> Result<(), RedisUnavailable> {
         let mut keys: Vec<String> = stale.keys.iter().cloned().collect();
-        if let Some(pattern) = &stale.overflow_pattern {
+        for pattern in stale.overflow_pattern.iter().chain(failover_patterns) {
             let mut cursor = 0u64;
             loop {
                 let mut scan = redis::cmd("SCAN");

@@ -91,6 +91,14 @@
     return Number.isFinite(left) && left < WARN_DAYS * 86400 * 1000;
   }
 
+  // Whether the service renews the access token by itself: unless the grant ends when the access
+  // token does (a platform that issued no refresh token).
+  function renews(p) {
+    const by = p.health && p.health.reconnect_by ? new Date(p.health.reconnect_by).getTime() : NaN;
+    const expires = p.expires_at ? new Date(p.expires_at).getTime() : NaN;
+    return !(Number.isFinite(by) && Number.isFinite(expires) && by <= expires);
+  }
+
   function relative(iso) {
     const seconds = (new Date(iso).getTime() - Date.now()) / 1000;
     if (!Number.isFinite(seconds) || typeof Intl.RelativeTimeFormat !== "function") return "";
@@ -154,7 +162,12 @@
 
       const facts = el("dl", { class: "facts" });
       if (p.connected_at) fact(facts, "Connected", timeNode(p.connected_at, false));
-      if (p.expires_at) fact(facts, "Token expires", timeNode(p.expires_at, true));
+      // What the merchant acts on, not the access token's own expiry (which the service renews):
+      // whether access renews by itself, and until when the grant lasts without them.
+      if (p.state === "connected") {
+        fact(facts, "Access", document.createTextNode(renews(p) ? "Renews automatically" : "Does not renew by itself"));
+        if (p.health && p.health.reconnect_by) fact(facts, "Reconnect by", timeNode(p.health.reconnect_by, false));
+      }
       body.append(facts);
 
       if (p.selections && p.selections.length) {

@@ -1,7 +1,9 @@
-//! The layering, read from the source: the graph of top-level modules has no cycle, no two files
-//! of the edge, the connect workflow, the flow and the lifecycle import each other, no function outside
-//! tests is longer than 100 lines, and each built-in platform's slug is written as a string
-//! literal in one place only (its platform module). No service is needed.
+//! The layering, read from the source: the graph of top-level modules has no cycle, nor has the
+//! graph of files (no two files import each other, directly or through others, in `src/` and in
+//! every crate under `crates/`), no function outside tests is longer than 100 lines, each built-in
+//! platform's slug is written as a string literal in one place only, and a platform's name stands
+//! only in its own modules (the service's and the sandbox's). The connect workflow sits above the
+//! flow and the lifecycle, below the edge. No service is needed.
 //!
 //! The source is read with a small lexer (comments dropped, string literals collected, braces
 //! counted outside literals), not a parser: enough for this crate's code, which `cargo fmt` keeps
@@ -57,7 +59,14 @@ fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
 
 /// Every `src/**/*.rs` except `lib.rs` and `main.rs`, lexed.
 fn sources() -> Vec<Source> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    sources_in(&Path::new(env!("CARGO_MANIFEST_DIR")).join("src"))
+}
+
+/// Every `*.rs` under a crate's `root` (its `src/`), lexed; for the main crate, not `lib.rs` and
+/// `main.rs`, which only declare modules.
+fn sources_in(root: &Path) -> Vec<Source> {
+    let root = root.to_path_buf();
+    let main_crate = root == Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
     let mut files = Vec::new();
     rust_files(&root, &mut files);
     files.sort();
@@ -69,7 +78,8 @@ fn sources() -> Vec<Source> {
                 .expect("under src")
                 .to_string_lossy()
                 .replace('\\', "/");
-            if path == "lib.rs" || path == "main.rs" {
+            // The main crate's roots only declare modules; a member crate's `lib.rs` holds code.
+            if main_crate && (path == "lib.rs" || path == "main.rs") {
                 return None;
             }
             let first = path.split('/').next().unwrap_or_default();
@@ -100,9 +110,14 @@ fn sources() -> Vec<Source> {
 fn test_module_files(sources: &[Source]) -> BTreeSet<String> {
     let mut files = BTreeSet::new();
     for source in sources {
-        // `a.rs` and `a/mod.rs` declare children in `a/`.
+        // `a.rs` and `a/mod.rs` declare children in `a/`; a crate's root, in the root.
         let stem = source.path.trim_end_matches(".rs");
         let dir = stem.strip_suffix("/mod").unwrap_or(stem);
+        let dir = if stem == "lib" || stem == "main" {
+            ""
+        } else {
+            dir
+        };
         for (start, end) in &source.test_ranges {
             let item: String = source.code[*start..*end].iter().collect();
             let Some(declaration) = item.split("mod ").nth(1) else {
@@ -110,8 +125,16 @@ fn test_module_files(sources: &[Source]) -> BTreeSet<String> {
             };
             let name: String = declaration.chars().take_while(|c| is_ident(*c)).collect();
             if source.code.get(*end) == Some(&';') && !name.is_empty() {
-                files.insert(format!("{dir}/{name}.rs"));
-                files.insert(format!("{dir}/{name}/mod.rs"));
+                let module = format!("{dir}/{name}");
+                let module = module.trim_start_matches('/');
+                files.insert(format!("{module}.rs"));
+                // Its own children are test code too.
+                files.extend(
+                    sources
+                        .iter()
+                        .filter(|s| s.path.starts_with(&format!("{module}/")))
+                        .map(|s| s.path.clone()),
+                );
             }
         }
     }
@@ -469,201 +492,6 @@ fn the_connect_workflow_sits_above_the_flow_and_the_lifecycle_and_below_the_edge
     }
 }
 
-/// The directories whose files must not import each other, directly or through others.
-const ACYCLIC_DIRECTORIES: [&str; 4] = ["http/", "connect/", "oauth/", "lifecycle/"];
-
-/// A file's module path: `lifecycle/refresh.rs` and `lifecycle/refresh/mod.rs` are
-/// `["lifecycle", "refresh"]`.
-fn module_path(path: &str) -> Vec<String> {
-    let stem = path.trim_end_matches(".rs");
-    let stem = stem.strip_suffix("/mod").unwrap_or(stem);
-    stem.split('/').map(str::to_owned).collect()
-}
-
-/// The paths a `use` tree or a path expression starting at `at` names, with `{...}` groups
-/// expanded (`super::{a, b::{self, C}}` is `super::a`, `super::b::self`, `super::b::C`).
-fn paths_at(code: &[char], at: usize) -> Vec<Vec<String>> {
-    let mut segments = Vec::new();
-    let mut i = at;
-    loop {
-        while code.get(i).is_some_and(|c| c.is_whitespace()) {
-            i += 1;
-        }
-        if code.get(i) == Some(&'{') {
-            let end = matching_brace(code, i);
-            let group: String = code[i + 1..end].iter().collect();
-            let mut paths = Vec::new();
-            for item in split_top_level(&group) {
-                let item: Vec<char> = item.chars().collect();
-                for tail in paths_at(&item, 0) {
-                    let mut path = segments.clone();
-                    path.extend(tail);
-                    paths.push(path);
-                }
-            }
-            return paths;
-        }
-        let name = ident_at(code, i);
-        if name.is_empty() {
-            break;
-        }
-        i += name.len();
-        segments.push(name);
-        if !code[i..].starts_with(&[':', ':']) {
-            break;
-        }
-        i += 2;
-    }
-    vec![segments]
-}
-
-/// The files a file imports (by `use`, by a path in its code, or by re-exporting), outside its
-/// test code: each path resolved to the longest module prefix that is a file.
-fn file_imports(source: &Source, files: &BTreeMap<Vec<String>, String>) -> BTreeSet<String> {
-    let code = &source.code;
-    let here = module_path(&source.path);
-    let parent = |module: &[String]| module[..module.len().saturating_sub(1)].to_vec();
-    let mut found = BTreeSet::new();
-    for at in 0..code.len() {
-        let starts =
-            at == 0 || !(is_ident(code[at - 1]) || code[at - 1] == ':' || code[at - 1] == '$');
-        if !starts || !is_ident(code[at]) || source.in_tests(at) {
-            continue;
-        }
-        let first = ident_at(code, at);
-        let after_use = code[..at]
-            .iter()
-            .rev()
-            .skip_while(|c| c.is_whitespace())
-            .take(3)
-            .copied()
-            .collect::<String>()
-            == "esu";
-        let keyword = matches!(first.as_str(), "crate" | "super" | "self");
-        let is_path = code[at + first.len()..].starts_with(&[':', ':']);
-        // `self.field` and `super` alone are not paths; a `use`, or a path in code, may name a
-        // child module bare (`oauth::router()` in a `mod.rs`).
-        if !is_path && (keyword || !after_use) {
-            continue;
-        }
-        for path in paths_at(code, at) {
-            let mut segments = path.into_iter().peekable();
-            let mut module = match segments.peek().map(String::as_str) {
-                Some("crate") => {
-                    segments.next();
-                    Vec::new()
-                }
-                Some("self") => {
-                    segments.next();
-                    here.clone()
-                }
-                Some("super") => {
-                    let mut module = here.clone();
-                    while segments.peek().map(String::as_str) == Some("super") {
-                        segments.next();
-                        module = parent(&module);
-                    }
-                    module
-                }
-                // Relative to this module: a child module, or nothing of this crate (`std::...`).
-                _ => here.clone(),
-            };
-            let mut target = files.get(&module).cloned();
-            for segment in segments {
-                if segment == "self" {
-                    continue;
-                }
-                module.push(segment);
-                match files.get(&module) {
-                    Some(file) => target = Some(file.clone()),
-                    None => break,
-                }
-            }
-            if let Some(target) = target.filter(|t| *t != source.path) {
-                found.insert(target);
-            }
-        }
-    }
-    found
-}
-
-/// A cycle of files in the directories of [`ACYCLIC_DIRECTORIES`], as the files along it.
-fn file_cycle(sources: &[Source]) -> Option<Vec<String>> {
-    let files: BTreeMap<Vec<String>, String> = sources
-        .iter()
-        .map(|s| (module_path(&s.path), s.path.clone()))
-        .collect();
-    let watched = |path: &str| ACYCLIC_DIRECTORIES.iter().any(|d| path.starts_with(d));
-    let mut graph: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
-    for source in sources.iter().filter(|s| watched(&s.path)) {
-        let edges = graph.entry(source.path.clone()).or_default();
-        for target in file_imports(source, &files) {
-            if watched(&target) {
-                edges.insert(target, source.path.clone());
-            }
-        }
-    }
-    find_cycle(&graph)
-}
-
-#[test]
-fn no_two_files_of_the_edge_the_connect_workflow_the_flow_or_the_lifecycle_import_each_other() {
-    let sources = sources();
-    let files: BTreeMap<Vec<String>, String> = sources
-        .iter()
-        .map(|s| (module_path(&s.path), s.path.clone()))
-        .collect();
-    let refresh = sources
-        .iter()
-        .find(|s| s.path == "lifecycle/refresh.rs")
-        .expect("lifecycle/refresh.rs");
-    assert!(
-        file_imports(refresh, &files).contains("lifecycle/shared.rs"),
-        "the scan must see refresh.rs -> shared.rs: {:?}",
-        file_imports(refresh, &files)
-    );
-    if let Some(cycle) = file_cycle(&sources) {
-        panic!("files that import each other: {}", cycle.join(" -> "));
-    }
-}
-
-#[test]
-fn the_file_cycle_finder_sees_a_child_importing_its_parent_that_re_exports_it() {
-    let lexed = |path: &str, text: &str| {
-        let (code, strings) = lex(text);
-        Source {
-            path: path.to_owned(),
-            module: "lifecycle".to_owned(),
-            code,
-            strings,
-            test_ranges: Vec::new(),
-        }
-    };
-    let sources = vec![
-        lexed("lifecycle/mod.rs", "mod a;\nmod b;\npub use a::{A, B};\n"),
-        lexed("lifecycle/a.rs", "use super::b::Thing;\npub struct A;\n"),
-        lexed(
-            "lifecycle/b.rs",
-            "use crate::lifecycle::{A};\npub struct Thing;\n",
-        ),
-    ];
-    assert_eq!(
-        file_cycle(&sources),
-        Some(vec![
-            "lifecycle/a.rs".to_owned(),
-            "lifecycle/b.rs".to_owned(),
-            "lifecycle/mod.rs".to_owned(),
-            "lifecycle/a.rs".to_owned(),
-        ])
-    );
-    let fixed = vec![
-        lexed("lifecycle/mod.rs", "mod a;\nmod b;\npub use a::{A, B};\n"),
-        lexed("lifecycle/a.rs", "use super::b::Thing;\npub struct A;\n"),
-        lexed("lifecycle/b.rs", "pub struct Thing;\n"),
-    ];
-    assert_eq!(file_cycle(&fixed), None);
-}
-
 #[test]
 fn each_built_in_slug_is_written_as_a_literal_once_outside_tests() {
     let sources = sources();
@@ -740,4 +568,482 @@ fn no_function_outside_tests_is_longer_than_100_lines() {
 fn the_sandbox_simulates_exactly_the_built_in_platforms() {
     let table: Vec<&str> = BUILT_IN.iter().map(|p| p.slug).collect();
     assert_eq!(growth_engine_sandbox::PLATFORMS.to_vec(), table);
+}
+
+// ---------------------------------------------------------------------------------------------
+// The graph of files.
+
+/// A file's module path inside its crate (`a/b.rs` and `a/b/mod.rs` are `["a", "b"]`).
+fn module_path(path: &str) -> Vec<String> {
+    let stem = path.trim_end_matches(".rs");
+    let stem = stem.strip_suffix("/mod").unwrap_or(stem);
+    stem.split('/').map(str::to_owned).collect()
+}
+
+/// The modules a file declares with `mod x;` or `mod x { ... }` outside tests (its children).
+fn declared_children(source: &Source) -> BTreeSet<String> {
+    let code = &source.code;
+    find_all(code, "mod ")
+        .into_iter()
+        .filter(|&at| (at == 0 || !is_ident(code[at - 1])) && !source.in_tests(at))
+        .map(|at| ident_at(code, at + 4))
+        .filter(|name| !name.is_empty())
+        .collect()
+}
+
+/// Each path a file names outside its tests (`crate::a::b`, `super::c`, `self::d`, `child::e`,
+/// and the items of `use` groups), as module paths from the crate's root.
+fn named_paths(source: &Source) -> Vec<Vec<String>> {
+    let code = &source.code;
+    let here = module_path(&source.path);
+    let children = declared_children(source);
+    let mut found = Vec::new();
+    let mut at = 0;
+    while at < code.len() {
+        let starts = (at == 0
+            || !(is_ident(code[at - 1]) || code[at - 1] == ':' || code[at - 1] == '$'))
+            && is_ident(code[at]);
+        if !starts || source.in_tests(at) {
+            at += 1;
+            continue;
+        }
+        let first = ident_at(code, at);
+        let after = at + first.chars().count();
+        if !code[after..].starts_with(&[':', ':']) {
+            at = after;
+            continue;
+        }
+        let base: Option<Vec<String>> = match first.as_str() {
+            "crate" => Some(Vec::new()),
+            "self" => Some(here.clone()),
+            "super" => Some(here[..here.len().saturating_sub(1)].to_vec()),
+            name if children.contains(name) => Some([here.clone(), vec![name.to_owned()]].concat()),
+            _ => None,
+        };
+        let (end, paths) = match base {
+            Some(base) => path_tail(code, after + 2, base),
+            None => (after, Vec::new()),
+        };
+        found.extend(paths);
+        at = end.max(at + 1);
+    }
+    found
+}
+
+/// The paths a path's tail names from `at` (after `prefix::`): one path, or each item of a `{...}`
+/// group; also returns where the tail ends.
+fn path_tail(code: &[char], mut at: usize, mut prefix: Vec<String>) -> (usize, Vec<Vec<String>>) {
+    loop {
+        if code.get(at) == Some(&'{') {
+            let end = matching_brace(code, at);
+            let group: String = code[at + 1..end].iter().collect();
+            let mut paths = Vec::new();
+            for item in split_top_level(&group) {
+                let chars: Vec<char> = item.trim().chars().collect();
+                if chars.is_empty() {
+                    continue;
+                }
+                let first = ident_at(&chars, 0);
+                if first == "self" {
+                    paths.push(prefix.clone());
+                    continue;
+                }
+                let next = first.chars().count();
+                let mut path = prefix.clone();
+                if first == "super" {
+                    path.pop();
+                } else {
+                    path.push(first);
+                }
+                if chars[next..].starts_with(&[':', ':']) {
+                    paths.extend(path_tail(&chars, next + 2, path).1);
+                } else {
+                    paths.push(path);
+                }
+            }
+            return (end + 1, paths);
+        }
+        let name = ident_at(code, at);
+        if name.is_empty() {
+            return (at, vec![prefix]);
+        }
+        at += name.chars().count();
+        if name == "super" {
+            prefix.pop();
+        } else {
+            prefix.push(name);
+        }
+        if !code[at..].starts_with(&[':', ':']) {
+            return (at, vec![prefix]);
+        }
+        at += 2;
+    }
+}
+
+/// The graph of one crate's files: who imports whom (the file that defines the deepest module a
+/// path names), with one line that does.
+fn file_graph(sources: &[Source]) -> BTreeMap<String, BTreeMap<String, String>> {
+    let files: BTreeMap<Vec<String>, &str> = sources
+        .iter()
+        .map(|s| (module_path(&s.path), s.path.as_str()))
+        .collect();
+    let mut graph: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
+    for source in sources {
+        let edges = graph.entry(source.path.clone()).or_default();
+        for path in named_paths(source) {
+            let target = (0..=path.len())
+                .rev()
+                .find_map(|n| files.get(&path[..n]).copied());
+            if let Some(target) = target.filter(|t| *t != source.path) {
+                edges
+                    .entry(target.to_owned())
+                    .or_insert_with(|| source.path.clone());
+            }
+        }
+    }
+    graph
+}
+
+/// The strongly connected groups of more than one file (each a set of files that import each other
+/// through one another), by Tarjan's algorithm.
+fn file_cycles(graph: &BTreeMap<String, BTreeMap<String, String>>) -> Vec<Vec<String>> {
+    struct Walk<'a> {
+        graph: &'a BTreeMap<String, BTreeMap<String, String>>,
+        index: BTreeMap<&'a str, usize>,
+        low: BTreeMap<&'a str, usize>,
+        stack: Vec<&'a str>,
+        on_stack: BTreeSet<&'a str>,
+        groups: Vec<Vec<String>>,
+    }
+    fn visit<'a>(walk: &mut Walk<'a>, node: &'a str) {
+        let n = walk.index.len();
+        walk.index.insert(node, n);
+        walk.low.insert(node, n);
+        walk.stack.push(node);
+        walk.on_stack.insert(node);
+        let graph = walk.graph;
+        for next in graph.get(node).into_iter().flat_map(|e| e.keys()) {
+            let next = next.as_str();
+            if !walk.index.contains_key(next) {
+                visit(walk, next);
+                let low = walk.low[node].min(walk.low[next]);
+                walk.low.insert(node, low);
+            } else if walk.on_stack.contains(next) {
+                let low = walk.low[node].min(walk.index[next]);
+                walk.low.insert(node, low);
+            }
+        }
+        if walk.low[node] == walk.index[node] {
+            let mut group = Vec::new();
+            while let Some(top) = walk.stack.pop() {
+                walk.on_stack.remove(top);
+                group.push(top.to_owned());
+                if top == node {
+                    break;
+                }
+            }
+            if group.len() > 1 {
+                group.sort();
+                walk.groups.push(group);
+            }
+        }
+    }
+    let mut walk = Walk {
+        graph,
+        index: BTreeMap::new(),
+        low: BTreeMap::new(),
+        stack: Vec::new(),
+        on_stack: BTreeSet::new(),
+        groups: Vec::new(),
+    };
+    for node in graph.keys() {
+        if !walk.index.contains_key(node.as_str()) {
+            visit(&mut walk, node);
+        }
+    }
+    walk.groups
+}
+
+/// Every crate of the workspace: its name and its `src/`.
+fn crate_roots() -> Vec<(String, PathBuf)> {
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut roots = vec![("growth-engine".to_owned(), manifest.join("src"))];
+    let crates = std::fs::read_dir(manifest.join("crates")).expect("crates/");
+    let mut members: Vec<PathBuf> = crates.map(|e| e.expect("entry").path()).collect();
+    members.sort();
+    for member in members {
+        let name = member
+            .file_name()
+            .expect("name")
+            .to_string_lossy()
+            .into_owned();
+        roots.push((name, member.join("src")));
+    }
+    roots
+}
+
+/// The files still in an import cycle, each to leave this list as its module is reshaped (a
+/// `mod.rs` holding shared items its children import back): a file not listed must not join a
+/// cycle, and a listed one that no longer is in one must leave the list.
+const FILES_STILL_IN_CYCLES: [&str; 14] = [
+    "growth-engine: config/audit.rs",
+    "growth-engine: config/dashboard.rs",
+    "growth-engine: config/keys.rs",
+    "growth-engine: config/mod.rs",
+    "growth-engine: config/platforms.rs",
+    "growth-engine: config/refresher.rs",
+    "growth-engine: config/server.rs",
+    "growth-engine: config/storage.rs",
+    "growth-engine: config/vars.rs",
+    "growth-engine: config/webhooks.rs",
+    "growth-engine: proxy/body.rs",
+    "growth-engine: proxy/client.rs",
+    "growth-engine: proxy/mod.rs",
+    "growth-engine: proxy/target.rs",
+];
+
+#[test]
+fn no_two_files_import_each_other_in_any_crate() {
+    let mut problems = Vec::new();
+    let mut in_cycles = BTreeSet::new();
+    for (name, root) in crate_roots() {
+        let graph = file_graph(&sources_in(&root));
+        for group in file_cycles(&graph) {
+            in_cycles.extend(group.iter().map(|file| format!("{name}: {file}")));
+            if group
+                .iter()
+                .all(|file| FILES_STILL_IN_CYCLES.contains(&format!("{name}: {file}").as_str()))
+            {
+                continue;
+            }
+            let edges: Vec<String> = group
+                .iter()
+                .flat_map(|from| {
+                    graph[from]
+                        .keys()
+                        .filter(|to| group.contains(to))
+                        .map(move |to| format!("{from} -> {to}"))
+                })
+                .collect();
+            problems.push(format!(
+                "{name}: {} files import each other: {}",
+                group.len(),
+                edges.join(", ")
+            ));
+        }
+    }
+    let left: Vec<&&str> = FILES_STILL_IN_CYCLES
+        .iter()
+        .filter(|file| !in_cycles.contains(**file))
+        .collect();
+    assert!(
+        left.is_empty(),
+        "these files are no longer in a cycle: take them off FILES_STILL_IN_CYCLES: {left:?}"
+    );
+    assert!(
+        problems.is_empty(),
+        "import cycles between files:\n  {}",
+        problems.join("\n  ")
+    );
+}
+
+#[test]
+fn the_file_graph_resolves_paths_and_finds_a_planted_cycle() {
+    let lexed = |path: &str, text: &str| {
+        let (code, strings) = lex(text);
+        Source {
+            path: path.to_owned(),
+            module: String::new(),
+            test_ranges: cfg_test_ranges(&code),
+            code,
+            strings,
+        }
+    };
+    let sources = vec![
+        lexed("a/mod.rs", "mod b;\npub use b::Thing;\n"),
+        lexed(
+            "a/b.rs",
+            "use crate::c::{d::Item, self};\n#[cfg(test)]\nmod tests { use super::super::X; }\n",
+        ),
+        lexed("c/mod.rs", "mod d;\n"),
+        lexed("c/d.rs", "fn f() { super::super::a::b::g(); }\n"),
+    ];
+    let graph = file_graph(&sources);
+    assert!(graph["a/mod.rs"].contains_key("a/b.rs"), "{graph:?}");
+    assert!(graph["a/b.rs"].contains_key("c/d.rs"), "{graph:?}");
+    assert!(graph["a/b.rs"].contains_key("c/mod.rs"), "{graph:?}");
+    assert!(
+        !graph["a/b.rs"].contains_key("a/mod.rs"),
+        "test code counts not: {graph:?}"
+    );
+    assert_eq!(
+        file_cycles(&graph),
+        vec![vec!["a/b.rs".to_owned(), "c/d.rs".to_owned()]]
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Platforms' names.
+
+/// The words that name each built-in platform, besides its slug (its brands and API names).
+const PLATFORM_NAMES: [(&str, &[&str]); 6] = [
+    ("meta", &["facebook", "fb", "instagram", "graph"]),
+    ("tiktok", &[]),
+    ("google", &["gads"]),
+    ("pinterest", &[]),
+    ("twitter", &[]),
+    ("linkedin", &[]),
+];
+
+/// The lower-case words of an identifier (`MetaGraph` → meta, graph; `google_ads` → google, ads).
+fn words(identifier: &str) -> Vec<String> {
+    let mut words = Vec::new();
+    for part in identifier.split('_') {
+        let chars: Vec<char> = part.chars().collect();
+        let mut word = String::new();
+        for (i, c) in chars.iter().enumerate() {
+            let boundary = c.is_uppercase()
+                && i > 0
+                && (chars[i - 1].is_lowercase()
+                    || chars.get(i + 1).is_some_and(|n| n.is_lowercase()));
+            if boundary && !word.is_empty() {
+                words.push(std::mem::take(&mut word).to_lowercase());
+            }
+            word.push(*c);
+        }
+        if !word.is_empty() {
+            words.push(word.to_lowercase());
+        }
+    }
+    words
+}
+
+/// The platforms a file names outside its tests, with the line and the word: in identifiers (a
+/// word of one, or an `X` heading a CamelCase one) and in string literals (a word of one).
+fn platforms_named(source: &Source) -> Vec<(&'static str, usize, String)> {
+    let name_of = |word: &str| {
+        PLATFORM_NAMES
+            .iter()
+            .find(|(slug, aliases)| *slug == word || aliases.contains(&word))
+            .map(|(slug, _)| *slug)
+    };
+    let mut found = Vec::new();
+    let code = &source.code;
+    let mut at = 0;
+    while at < code.len() {
+        if !is_ident(code[at]) || (at > 0 && is_ident(code[at - 1])) {
+            at += 1;
+            continue;
+        }
+        let identifier = ident_at(code, at);
+        let len = identifier.chars().count();
+        // `$x:meta` is a macro fragment specifier, not a platform.
+        let fragment = at > 0 && code[at - 1] == ':' && identifier == "meta";
+        if !source.in_tests(at) && !fragment {
+            let chars: Vec<char> = identifier.chars().collect();
+            let x_heads = chars.len() > 2
+                && chars[0] == 'X'
+                && chars[1].is_uppercase()
+                && chars[2].is_lowercase();
+            if x_heads {
+                found.push(("twitter", source.line_of(at), identifier.clone()));
+            }
+            for word in words(&identifier) {
+                if let Some(slug) = name_of(&word) {
+                    found.push((slug, source.line_of(at), identifier.clone()));
+                }
+            }
+        }
+        at += len;
+    }
+    for (at, text) in &source.strings {
+        if source.in_tests(*at) {
+            continue;
+        }
+        // HTML's `<meta>` element names no platform.
+        let lower = text.to_lowercase().replace("<meta ", "< ");
+        for word in lower.split(|c: char| !c.is_ascii_alphanumeric()) {
+            if let Some(slug) = name_of(word) {
+                found.push((slug, source.line_of(*at), format!("{text:?}")));
+            }
+        }
+    }
+    found
+}
+
+/// The files holding a table of platforms, which name each platform's module (`mod x;`, `x::...`)
+/// and nothing else of it.
+const TABLE_FILES: [(&str, &str); 2] = [
+    ("growth-engine", "platforms/builtin/mod.rs"),
+    ("sandbox", "platforms/mod.rs"),
+];
+
+/// The platform whose own module a file is: a file or folder named for the platform's slug.
+fn own_platform(path: &str) -> Option<&'static str> {
+    let parts: Vec<&str> = path.trim_end_matches(".rs").split('/').collect();
+    PLATFORM_NAMES
+        .iter()
+        .map(|(slug, _)| *slug)
+        .find(|slug| parts.contains(slug))
+}
+
+#[test]
+fn a_platforms_name_stands_only_in_its_own_modules() {
+    for platform in BUILT_IN.iter() {
+        assert!(
+            PLATFORM_NAMES
+                .iter()
+                .any(|(slug, _)| *slug == platform.slug),
+            "{} is built in: list its names in PLATFORM_NAMES",
+            platform.slug
+        );
+    }
+    let mut problems = Vec::new();
+    let mut seen = 0;
+    for (name, root) in crate_roots() {
+        for source in sources_in(&root) {
+            let own = own_platform(&source.path);
+            let table = TABLE_FILES.contains(&(name.as_str(), source.path.as_str()));
+            for (slug, line, word) in platforms_named(&source) {
+                seen += 1;
+                let module_name = table && word == slug;
+                if own != Some(slug) && !module_name {
+                    problems.push(format!(
+                        "{name}: src/{}:{line}: {slug} ({word})",
+                        source.path
+                    ));
+                }
+            }
+        }
+    }
+    assert!(
+        seen > 20,
+        "the scan must see the platform modules' own names: {seen}"
+    );
+    assert!(
+        problems.is_empty(),
+        "platforms named outside their own modules:\n  {}",
+        problems.join("\n  ")
+    );
+}
+
+#[test]
+fn names_are_found_in_identifiers_and_literals_but_not_in_longer_words() {
+    assert_eq!(words("MetaGraphCode190"), ["meta", "graph", "code190"]);
+    assert_eq!(words("google_retry_delay"), ["google", "retry", "delay"]);
+    assert_eq!(words("XUser"), ["x", "user"]);
+    let (code, strings) =
+        lex("fn f(metadata: u8) { let x = XUser; g(\"GOOGLE_ADS\", MetaExchange); }\n");
+    let source = Source {
+        path: "a.rs".into(),
+        module: "a".into(),
+        test_ranges: Vec::new(),
+        code,
+        strings,
+    };
+    let named: Vec<&str> = platforms_named(&source)
+        .into_iter()
+        .map(|(s, _, _)| s)
+        .collect();
+    assert_eq!(named, ["twitter", "meta", "google"]);
 }

@@ -1,7 +1,9 @@
-//! No secret reaches the logs: every flow, a refresh, a token read, the connections page and a
-//! disconnect run with logging at debug level (JSON, as in production) into a buffer, which must then
-//! hold none of the tokens the simulators issued, the authorization codes, states and tickets, the
-//! client secrets, the API key, the encryption key, the dashboard secret, link or session.
+//! No secret reaches the logs: every flow, a refresh, a refresh the platform fails, a proxied call to
+//! each platform, a token read, signed webhook deliveries, the connections page and a disconnect run
+//! with logging at debug level (JSON, as in production) into a buffer, which must then hold none of
+//! the tokens the simulators issued, the authorization codes, PKCE verifiers, states and tickets, the
+//! client secrets (also as HTTP Basic credentials), the API key, the encryption key, the webhook
+//! secret, the dashboard secret, link or session, nor any of them URL- or base64-encoded.
 //!
 //! Its own test binary, so that the global subscriber sees this test's logs and no other test's.
 
@@ -16,7 +18,7 @@ use std::sync::{Arc, Mutex};
 
 use base64::Engine;
 use growth_engine::domain::{StoreId, UserId};
-use growth_engine::sandbox::PLATFORMS;
+use growth_engine::sandbox::{Fault, PLATFORMS};
 use helpers::{credentials, query_of, spawn_app_with, Browser, TestAppOptions, API_KEY};
 use tracing_subscriber::fmt::MakeWriter;
 
@@ -52,6 +54,7 @@ impl Captured {
 }
 
 const DASHBOARD_SECRET: &str = "logs-test-dashboard-secret-0123456789abcdef";
+const WEBHOOK_SECRET: &str = "logs-test-webhook-secret-0123456789";
 
 #[tokio::test]
 async fn no_token_code_secret_or_key_reaches_the_debug_logs() {
@@ -68,10 +71,19 @@ async fn no_token_code_secret_or_key_reaches_the_debug_logs() {
         .expect("the only subscriber in this binary");
 
     let key = growth_engine::vault::Key::generate();
+    // A receiver that takes every webhook, so that signed deliveries run too.
+    let receiver = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let hooks = format!("http://{}/hooks", receiver.local_addr().unwrap());
+    tokio::spawn(async move {
+        let app = axum::Router::new().route("/hooks", axum::routing::post(|| async { "ok" }));
+        let _ = axum::serve(receiver, app).await;
+    });
     let app = spawn_app_with(TestAppOptions {
         extra_env: vec![
             ("TOKEN_ENCRYPTION_KEY", key.to_base64()),
             ("DASHBOARD_JWT_SECRET", DASHBOARD_SECRET.into()),
+            ("WEBHOOK_URL", hooks),
+            ("WEBHOOK_SECRET", WEBHOOK_SECRET.into()),
         ],
         ..Default::default()
     })
@@ -84,6 +96,7 @@ async fn no_token_code_secret_or_key_reaches_the_debug_logs() {
             key.to_base64().trim_end_matches('=').into(),
         ),
         ("the dashboard secret".into(), DASHBOARD_SECRET.into()),
+        ("the webhook secret".into(), WEBHOOK_SECRET.into()),
     ];
     let store = "log-store";
 
@@ -99,7 +112,19 @@ async fn no_token_code_secret_or_key_reaches_the_debug_logs() {
         secrets.push((format!("{platform} ticket"), ticket));
         secrets.push((format!("{platform} state"), params["state"].clone()));
         secrets.push((format!("{platform} code"), params["code"].clone()));
-        secrets.push((format!("{platform} client secret"), credentials(platform).1));
+        let (client_id, client_secret) = credentials(platform);
+        secrets.push((format!("{platform} client secret"), client_secret.clone()));
+        // HTTP Basic's form of the pair (RFC 6749 §2.3.1: each half form-encoded first).
+        let encode =
+            |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
+        secrets.push((
+            format!("{platform} Basic credentials"),
+            base64::engine::general_purpose::STANDARD.encode(format!(
+                "{}:{}",
+                encode(&client_id),
+                encode(&client_secret)
+            )),
+        ));
     }
     for platform in PLATFORMS {
         let refresh = app
@@ -116,6 +141,32 @@ async fn no_token_code_secret_or_key_reaches_the_debug_logs() {
             .get(&format!("/api/v1/oauth/token/{platform}?store_id={store}"))
             .await;
         assert_eq!(token.status(), 200, "{platform}");
+    }
+
+    // Faults: a refresh the platform fails (503, then an unreadable answer), then a proxied call
+    // to every platform's API with each connection's token.
+    for fault in [Fault::Status(503), Fault::Garbage] {
+        app.simulator.set_fault("pinterest", Some(fault));
+        let failed = app
+            .post(&format!("/api/v1/oauth/refresh/pinterest?store_id={store}"))
+            .await;
+        assert!(failed.status().as_u16() < 500 || failed.status() == 502 || failed.status() == 503);
+    }
+    app.simulator.set_fault("pinterest", None);
+    for platform in PLATFORMS {
+        let proxied = app
+            .api
+            .get(app.url(&format!("/api/v1/proxy/{platform}/me")))
+            .bearer_auth(API_KEY)
+            .header("Growth-Engine-Store", store)
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            proxied.status().as_u16() != 500,
+            "{platform}: {}",
+            proxied.status()
+        );
     }
 
     // Assets: an on-demand discovery, and the Meta page tokens it keeps in the sealed set.
@@ -201,6 +252,9 @@ async fn no_token_code_secret_or_key_reaches_the_debug_logs() {
     secrets.push(("the CSRF value".into(), csrf));
 
     for platform in PLATFORMS {
+        for verifier in app.simulator.code_verifiers(platform) {
+            secrets.push((format!("{platform} PKCE verifier"), verifier));
+        }
         for token in app.simulator.issued_access_tokens(platform) {
             secrets.push((format!("{platform} access token"), token));
         }

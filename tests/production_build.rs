@@ -21,7 +21,7 @@ use reqwest::StatusCode;
 use tokio::net::TcpListener;
 
 /// Every route the sandbox serves (authorize, token, revoke, user info and consent per platform).
-const SIMULATED_PATHS: [&str; 25] = [
+const SIMULATED_PATHS: [&str; 30] = [
     "/sandbox/meta/v25.0/dialog/oauth",
     "/sandbox/meta/v25.0/oauth/access_token",
     "/sandbox/meta/v25.0/me/permissions",
@@ -47,6 +47,11 @@ const SIMULATED_PATHS: [&str; 25] = [
     "/sandbox/twitter/2/oauth2/revoke",
     "/sandbox/twitter/2/users/me",
     "/sandbox/twitter/consent",
+    "/sandbox/linkedin/oauth/v2/authorization",
+    "/sandbox/linkedin/oauth/v2/accessToken",
+    "/sandbox/linkedin/oauth/v2/revoke",
+    "/sandbox/linkedin/api/v2/userinfo",
+    "/sandbox/linkedin/consent",
 ];
 
 /// Development settings with the embedded defaults, plus `extra`; the SQLite file lives in `dir`.

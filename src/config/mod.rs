@@ -101,6 +101,44 @@ impl DatabaseSettings {
     }
 }
 
+/// `REDIS_SENTINELS` and its companions: Redis found through Sentinel, so that a failover is
+/// followed without a restart. The passwords are secrets (and may come from `<NAME>_FILE`).
+#[derive(Debug, Clone)]
+pub struct RedisSentinelSettings {
+    /// `REDIS_SENTINELS`: the sentinels' addresses (`host:port`), asked in turn.
+    pub sentinels: Vec<(String, u16)>,
+    /// `REDIS_SENTINEL_MASTER`: the name the sentinels know the primary by.
+    pub master: String,
+    /// `REDIS_SENTINEL_USERNAME`: the ACL user for the sentinels, if any.
+    pub sentinel_username: Option<String>,
+    /// `REDIS_SENTINEL_PASSWORD`: the sentinels' own password (their `requirepass`), if any.
+    pub sentinel_password: Option<SecretString>,
+    /// `REDIS_SENTINEL_MASTER_USERNAME`: the ACL user for the primary, if any.
+    pub master_username: Option<String>,
+    /// `REDIS_SENTINEL_MASTER_PASSWORD`: the primary's (and replicas') password, if any.
+    pub master_password: Option<SecretString>,
+    /// `REDIS_SENTINEL_TLS` (default false): TLS to the sentinels and the primary, certificates
+    /// checked against the system's CA store (as `rediss://`).
+    pub tls: bool,
+}
+
+impl RedisSentinelSettings {
+    /// The sentinels as `host:port,...`, for printing.
+    pub fn addresses(&self) -> String {
+        self.sentinels
+            .iter()
+            .map(|(host, port)| {
+                if host.contains(':') {
+                    format!("[{host}]:{port}")
+                } else {
+                    format!("{host}:{port}")
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+}
+
 /// Where the token-encryption key comes from.
 #[derive(Debug, Clone)]
 pub enum KeySettings {
@@ -154,8 +192,10 @@ pub struct Settings {
     pub database: DatabaseSettings,
     /// `DATABASE_STATEMENT_TIMEOUT_SECONDS` (default 10, 1 to 300): the longest one statement runs.
     pub statement_timeout: Duration,
-    /// `REDIS_URL`; `None` keeps flow state in process.
+    /// `REDIS_URL`; `None` keeps flow state in process (unless `redis_sentinel` is set).
     pub redis_url: Option<SecretString>,
+    /// `REDIS_SENTINELS` and its companions, instead of `REDIS_URL`.
+    pub redis_sentinel: Option<RedisSentinelSettings>,
     /// `REDIS_KEY_PREFIX` (default `ge:`): lets several deployments or test runs share one Redis.
     pub redis_key_prefix: String,
     /// `REDIS_TIMEOUT_MILLISECONDS` (default 500, 50 to 10000): the limit on one Redis command.
@@ -169,6 +209,9 @@ pub struct Settings {
     /// `SANDBOX` (default true in development): serve unconfigured platforms from the built-in
     /// sandbox. Always off in production.
     pub sandbox: bool,
+    /// `SANDBOX_REQUIRE_TOKEN_PROOFS` (default true): the sandbox's platforms that prove tokens
+    /// refuse API calls without the proof, as an app that requires it does.
+    pub sandbox_require_token_proofs: bool,
     /// `TOKEN_REFRESH_WINDOW_SECONDS` (default 300): a token expiring within this is refreshed first.
     pub refresh_window: Duration,
     /// `HTTP_TIMEOUT_SECONDS` (default 10): the limit on every call to a platform.
@@ -253,6 +296,7 @@ impl Settings {
             trust_proxy: dashboard::trust_proxy(&vars)?,
             database: storage::database(&vars)?,
             statement_timeout: storage::statement_timeout(&vars)?,
+            redis_sentinel: storage::redis_sentinel(&vars)?,
             redis_url: storage::redis_url(&vars)?,
             redis_key_prefix: storage::redis_key_prefix(&vars)?,
             redis_timeout: storage::redis_timeout(&vars)?,
@@ -260,6 +304,7 @@ impl Settings {
             keys: keys::token_keys(&vars)?,
             api_keys,
             sandbox: platforms::sandbox(&vars)?,
+            sandbox_require_token_proofs: vars.bool("SANDBOX_REQUIRE_TOKEN_PROOFS", true)?,
             refresh_window: refresher::window(&vars)?,
             refresher_enabled: refresher::enabled(&vars)?,
             refresher_interval: refresher::interval(&vars)?,
@@ -343,7 +388,7 @@ impl Settings {
     }
 
     fn storage_rows(&self) -> Vec<(String, String)> {
-        vec![
+        let mut rows = vec![
             row("DATABASE_URL", self.database.describe()),
             row(
                 "DATABASE_STATEMENT_TIMEOUT_SECONDS",
@@ -352,10 +397,11 @@ impl Settings {
             row("AUTO_MIGRATE", self.auto_migrate),
             row(
                 "REDIS_URL",
-                self.redis_url
-                    .as_ref()
-                    .map(|u| mask_url(u.expose_secret()))
-                    .unwrap_or_else(|| "not set: flow state in process".into()),
+                match (&self.redis_url, &self.redis_sentinel) {
+                    (Some(url), _) => mask_url(url.expose_secret()),
+                    (None, Some(_)) => "not set: through REDIS_SENTINELS".into(),
+                    (None, None) => "not set: flow state in process".into(),
+                },
             ),
             row("REDIS_KEY_PREFIX", &self.redis_key_prefix),
             row("REDIS_TIMEOUT_MILLISECONDS", self.redis_timeout.as_millis()),
@@ -370,7 +416,11 @@ impl Settings {
                     }
                 },
             ),
-        ]
+        ];
+        if let Some(sentinel) = &self.redis_sentinel {
+            rows.extend(sentinel_rows(sentinel));
+        }
+        rows
     }
 
     fn lifecycle_rows(&self) -> Vec<(String, String)> {
@@ -425,6 +475,10 @@ impl Settings {
     fn platform_rows(&self) -> Vec<(String, String)> {
         let mut rows = vec![
             row("SANDBOX", self.sandbox),
+            row(
+                "SANDBOX_REQUIRE_TOKEN_PROOFS",
+                self.sandbox_require_token_proofs,
+            ),
             row("HTTP_TIMEOUT_SECONDS", self.platform_timeout.as_secs()),
             row(
                 "PLATFORM_MAX_RESPONSE_BYTES",
@@ -432,19 +486,20 @@ impl Settings {
             ),
             row("PROXY_MAX_BODY_BYTES", self.proxy.max_body_bytes),
             row("PROXY_MAX_RESPONSE_BYTES", self.proxy.max_response_bytes),
-            row(
-                "GOOGLE_ADS_DEVELOPER_TOKEN",
-                set(self.platforms.values().any(|p| p.api_secret.is_some())),
-            ),
-            row(
-                "GOOGLE_ADS_LOGIN_CUSTOMER_ID",
-                self.proxy
-                    .extra
-                    .google_ads_login_customer_id
-                    .as_deref()
-                    .unwrap_or("not set"),
-            ),
         ];
+        for built_in in BUILT_IN.iter() {
+            for setting in built_in.api_settings {
+                let value = self
+                    .platforms
+                    .get(built_in.slug)
+                    .and_then(|p| p.api_headers.iter().find(|h| h.name == setting.header));
+                rows.push(match value {
+                    Some(_) if setting.secret => row(setting.var, "set"),
+                    Some(header) => row(setting.var, header.value.expose_secret()),
+                    None => row(setting.var, "not set"),
+                });
+            }
+        }
         for built_in in BUILT_IN.iter() {
             let platform = self.platforms.get(built_in.slug);
             let creds = platform.and_then(|p| p.credentials.as_ref());
@@ -468,6 +523,31 @@ impl Settings {
         }
         rows
     }
+}
+
+/// The Sentinel settings, passwords hidden.
+fn sentinel_rows(sentinel: &RedisSentinelSettings) -> Vec<(String, String)> {
+    vec![
+        row("REDIS_SENTINELS", sentinel.addresses()),
+        row("REDIS_SENTINEL_MASTER", &sentinel.master),
+        row(
+            "REDIS_SENTINEL_USERNAME",
+            sentinel.sentinel_username.as_deref().unwrap_or("not set"),
+        ),
+        row(
+            "REDIS_SENTINEL_PASSWORD",
+            set(sentinel.sentinel_password.is_some()),
+        ),
+        row(
+            "REDIS_SENTINEL_MASTER_USERNAME",
+            sentinel.master_username.as_deref().unwrap_or("not set"),
+        ),
+        row(
+            "REDIS_SENTINEL_MASTER_PASSWORD",
+            set(sentinel.master_password.is_some()),
+        ),
+        row("REDIS_SENTINEL_TLS", sentinel.tls),
+    ]
 }
 
 fn row(name: &str, value: impl fmt::Display) -> (String, String) {

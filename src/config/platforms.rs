@@ -11,14 +11,15 @@ use std::time::Duration;
 use super::vars::Vars;
 use super::ConfigError;
 use crate::domain::PlatformId;
+use crate::platforms::settings::ApiHeader;
 use crate::platforms::settings::{ClientCredentials, GenericProviderSettings, PlatformSettings};
-use crate::platforms::BUILT_IN;
-use crate::proxy::headers::ExtraCredentials;
+use crate::platforms::{BuiltInPlatform, BUILT_IN};
 use crate::proxy::ProxySettings;
+use secrecy::{ExposeSecret, SecretString};
 
 /// Prefixes of variables that are ours whatever the platforms: a variable starting with one that
 /// no reader asked for is reported as a probable typo.
-const OWN_PREFIXES: [&str; 13] = [
+const OWN_PREFIXES: [&str; 14] = [
     "GROWTH_",
     "REFRESHER_",
     "LIVENESS_",
@@ -32,6 +33,7 @@ const OWN_PREFIXES: [&str; 13] = [
     "RATE_LIMIT_",
     "PLATFORM_",
     "PROXY_",
+    "REDIS_SENTINEL",
 ];
 
 /// `HTTP_TIMEOUT_SECONDS` (default 10, 1 to 20): the limit on every call to a platform.
@@ -46,31 +48,13 @@ pub(super) fn max_response_bytes(vars: &Vars<'_>) -> Result<usize, ConfigError> 
     vars.number_in("PLATFORM_MAX_RESPONSE_BYTES", 1_048_576, 1024..=67_108_864)
 }
 
-/// The proxy: `PROXY_MAX_BODY_BYTES` (default 10 MiB, 1 KiB to 1 GiB), `PROXY_MAX_RESPONSE_BYTES`
-/// (default 50 MiB, 1 KiB to 4 GiB), and Google Ads' `GOOGLE_ADS_LOGIN_CUSTOMER_ID` (the manager
-/// account's ten digits, dashes allowed). Its `GOOGLE_ADS_DEVELOPER_TOKEN` is the table's secret API
-/// header, read with the platform's settings.
+/// The proxy: `PROXY_MAX_BODY_BYTES` (default 10 MiB, 1 KiB to 1 GiB) and
+/// `PROXY_MAX_RESPONSE_BYTES` (default 50 MiB, 1 KiB to 4 GiB). The platforms' API headers (a
+/// developer token, a default account, a pinned version) are read with each platform's settings.
 pub(super) fn proxy(vars: &Vars<'_>) -> Result<ProxySettings, ConfigError> {
-    let login = "GOOGLE_ADS_LOGIN_CUSTOMER_ID";
-    let login_customer_id = match vars.get(login) {
-        None => None,
-        Some(text) => {
-            let digits: String = text.chars().filter(|c| *c != '-').collect();
-            if digits.len() != 10 || !digits.chars().all(|c| c.is_ascii_digit()) {
-                return Err(ConfigError::new(
-                    login,
-                    "must be a customer id of ten digits",
-                ));
-            }
-            Some(digits)
-        }
-    };
     Ok(ProxySettings {
         max_body_bytes: vars.number_in("PROXY_MAX_BODY_BYTES", 10 << 20, 1024..=1 << 30)?,
         max_response_bytes: vars.number_in("PROXY_MAX_RESPONSE_BYTES", 50 << 20, 1024..=4 << 30)?,
-        extra: ExtraCredentials {
-            google_ads_login_customer_id: login_customer_id,
-        },
     })
 }
 
@@ -108,12 +92,33 @@ pub(super) fn built_in(vars: &Vars<'_>) -> Result<BTreeMap<String, PlatformSetti
             _ => None,
         };
         let mut settings = overrides(vars, platform.env_prefix, credentials)?;
-        if let Some(header) = platform.api_secret_header {
-            settings.api_secret = vars.secret(header.var)?;
-        }
+        settings.api_headers = api_headers(vars, platform)?;
         platforms.insert(platform.slug.to_owned(), settings);
     }
     Ok(platforms)
+}
+
+/// The platform's API headers its settings set: each of its `api_settings` read (a secret one
+/// also from `<VAR>_FILE`) and checked; an unset one keeps the definition's default.
+fn api_headers(vars: &Vars<'_>, platform: &BuiltInPlatform) -> Result<Vec<ApiHeader>, ConfigError> {
+    let mut headers = Vec::new();
+    for setting in platform.api_settings {
+        let text = if setting.secret {
+            vars.secret(setting.var)?
+        } else {
+            vars.get(setting.var)
+                .map(|t| SecretString::from(t.to_owned()))
+        };
+        let Some(text) = text else { continue };
+        let value = (setting.parse)(text.expose_secret())
+            .map_err(|message| ConfigError::new(setting.var, message))?;
+        headers.push(ApiHeader {
+            name: setting.header,
+            value: SecretString::from(value),
+            secret: setting.secret,
+        });
+    }
+    Ok(headers)
 }
 
 /// `OAUTH_PROVIDERS` and each one's `<NAME>_*` variables.
@@ -229,7 +234,7 @@ fn overrides(
         revoke_url: endpoint("REVOKE_URL")?,
         userinfo_url: endpoint("USERINFO_URL")?,
         api_url: endpoint("API_URL")?,
-        api_secret: None,
+        api_headers: Vec::new(),
         scopes: vars.get(&scopes_var).map(|_| vars.list(&scopes_var)),
     })
 }

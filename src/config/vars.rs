@@ -17,6 +17,7 @@ use secrecy::SecretString;
 use url::Url;
 
 use super::ConfigError;
+use crate::platforms::BUILT_IN;
 
 /// The unit a duration setting is written in (its name ends with it).
 #[derive(Debug, Clone, Copy)]
@@ -316,13 +317,12 @@ fn read_secret_file(variable: &str, path: &str) -> Result<SecretString, ConfigEr
 
 /// Variables in our namespaces that others set on purpose: Kubernetes' service links for a service
 /// named like us or like a platform (`GROWTH_ENGINE_SERVICE_HOST`, `GROWTH_ENGINE_PORT_8003_TCP`,
-/// ...) and Google's client libraries' own settings.
+/// ...) and a platform's client libraries' own settings (its definition's `foreign_vars`).
 fn is_foreign(name: &str, value: &str) -> bool {
-    const GOOGLE_SDK: [&str; 2] = ["GOOGLE_APPLICATION_CREDENTIALS", "GOOGLE_CLOUD_PROJECT"];
     let port_link = name
         .split_once("_PORT_")
         .is_some_and(|(_, rest)| rest.starts_with(|c: char| c.is_ascii_digit()));
-    GOOGLE_SDK.contains(&name)
+    BUILT_IN.iter().any(|p| p.foreign_vars.contains(&name))
         || name.contains("_SERVICE_HOST")
         || name.contains("_SERVICE_PORT")
         || (name.ends_with("_PORT") && (value.starts_with("tcp://") || value.starts_with("udp://")))

@@ -14,6 +14,7 @@ use crate::audit::{Actor, AuditEvent, AuditLog};
 use crate::domain::StoreId;
 use crate::lifecycle::{Assets, Connections};
 use crate::oauth::{Flow, OAuthError};
+use crate::platforms::builtin::{asset_kind, asset_kinds};
 use crate::platforms::{AssetKind, PlatformSpec};
 
 /// The asset routes.
@@ -44,9 +45,9 @@ pub(crate) fn find_platform<'a>(flow: &'a Flow, slug: &str) -> Result<&'a Platfo
 
 /// The kind a request names; a 400 listing the kinds otherwise.
 pub(crate) fn parse_kind(text: &str) -> Result<AssetKind, ApiError> {
-    AssetKind::parse(text).ok_or_else(|| {
+    asset_kind(text).ok_or_else(|| {
         ApiError::bad_request("invalid_kind", "Unknown asset kind.")
-            .with_details(serde_json::json!({ "kinds": AssetKind::ALL.map(AssetKind::as_str) }))
+            .with_details(serde_json::json!({ "kinds": asset_kinds().iter().map(|k| k.as_str()).collect::<Vec<_>>() }))
     })
 }
 
@@ -81,6 +82,7 @@ async fn view(
     responses(
         (status = 200, body = ConnectionView),
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody, description = "missing_scope: the key lacks `selection:write[:platform]`"),
         (status = 404, body = ErrorBody, description = "unknown platform or no connection"),
         (status = 409, body = ErrorBody, description = "the merchant must reconnect"),
         (status = 502, body = ErrorBody, description = "the platform failed or throttled discovery"),
@@ -144,6 +146,7 @@ fn record<T>(
         (status = 200, body = ConnectionView),
         (status = 400, body = ErrorBody, description = "unknown kind or malformed body"),
         (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody, description = "missing_scope: the key lacks `selection:write[:platform]`"),
         (status = 404, body = ErrorBody, description = "unknown platform, no connection, or `asset_not_found`"),
         (status = 503, body = ErrorBody),
     ))]

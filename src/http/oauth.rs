@@ -398,7 +398,7 @@ pub(crate) fn disconnect_response(
     responses(
         (status = 200, body = ConnectionsResponse),
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
-        (status = 403, body = ErrorBody, description = "missing_scope: the key has no `connections:read` scope"),
+        (status = 403, body = ErrorBody, description = "missing_scope: the key lacks `connections:read`"),
         (status = 503, body = ErrorBody),
     ))]
 pub async fn connections(

@@ -22,7 +22,7 @@ impl Modify for BearerKey {
 /// The API's document.
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "Growth Engine", description = "OAuth connections to Meta, TikTok, Google, Pinterest and X, and valid access tokens for the platform's services."),
+    info(title = "Growth Engine", description = "OAuth connections to the merchant's marketing platforms, and valid access tokens for the platform's services."),
     paths(
         super::health::health,
         super::health::live,

@@ -21,10 +21,9 @@ use super::issued::IssuedToken;
 use super::shared::Core;
 use super::tokens::Tokens;
 use crate::domain::{Connection, StoreId};
-use crate::platforms::catalog::PlatformSpec;
-use crate::platforms::client::PlatformClient;
+use crate::platforms::builtin::{asset_kind, asset_kinds};
 use crate::platforms::error::OAuthError;
-use crate::platforms::{quirks, AssetKind};
+use crate::platforms::{AssetKind, PlatformClient, PlatformSpec};
 use crate::store::{NewAsset, StoreError, StoredAsset};
 
 /// How many times writing new page tokens is retried when a refresh changed the row meanwhile.
@@ -87,7 +86,9 @@ impl Assets {
         store_id: &StoreId,
     ) -> Result<Vec<StoredAsset>, OAuthError> {
         let issued = self.tokens.access_token(spec, store_id, false).await?;
-        let found = quirks::discover_assets(&self.client, spec, &issued.access_token).await?;
+        let found = (spec.behaviour)
+            .discover_assets(&self.client, spec, &issued.access_token)
+            .await?;
         let connection = self.keep_secrets(spec, store_id, found.secrets).await?;
         let assets: Vec<NewAsset> = found
             .assets
@@ -166,15 +167,8 @@ impl Assets {
             .iter()
             .find(|asset| asset.id == wanted)
             .ok_or(OAuthError::AssetNotFound)?;
-        let page_id = match AssetKind::parse(&asset.kind) {
-            Some(AssetKind::FacebookPage) => Some(asset.id.clone()),
-            Some(AssetKind::InstagramAccount) => asset
-                .details
-                .get("page_id")
-                .and_then(serde_json::Value::as_str)
-                .map(str::to_owned),
-            _ => None,
-        };
+        let page_id =
+            asset_kind(&asset.kind).and_then(|kind| kind.page_of(&asset.id, &asset.details));
         if let Some(page_id) = page_id {
             // Page tokens made from a long-lived user token carry no expiry (platform-apis.md §1).
             token.access_token = self.tokens.page_token(spec, store_id, &page_id).await?;
@@ -246,7 +240,7 @@ impl Assets {
 /// The selected asset a token answer describes when no account was asked for: the first selected
 /// in the kinds' order (a Meta connection's page before its Instagram account).
 fn default_account(assets: &[StoredAsset]) -> Option<AccountRef> {
-    AssetKind::ALL.iter().find_map(|kind| {
+    asset_kinds().iter().find_map(|kind| {
         assets
             .iter()
             .find(|asset| asset.selected && asset.kind == kind.as_str())

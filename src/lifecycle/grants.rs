@@ -15,12 +15,12 @@ use super::health::{self, HealthSettings};
 use super::refresh::Refresh;
 use super::shared::Core;
 use crate::domain::{Connection, ConnectionStatus, StoreId};
-use crate::platforms::catalog::PlatformSpec;
 use crate::platforms::client::{
     PlatformClient, RevocationOutcome, RevocationReport, TokenRevocation,
 };
 use crate::platforms::error::OAuthError;
 use crate::platforms::Grant;
+use crate::platforms::PlatformSpec;
 use crate::store::StoreError;
 
 /// What disconnecting did.

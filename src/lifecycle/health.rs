@@ -15,9 +15,9 @@ use uuid::Uuid;
 use crate::domain::{Connection, ConnectionStatus};
 use crate::platforms::ReconnectRule;
 
-/// Meta's long-lived token is re-exchanged this long before it expires (`renewal.rs`); an exchange
+/// A long-lived token renewed by exchange is re-exchanged this long before it expires (`renewal.rs`); an exchange
 /// that leaves less than this did not extend the token.
-const META_EXCHANGE_AHEAD: i64 = 7;
+const EXCHANGE_AHEAD: i64 = 7;
 
 /// Where a connection stands, worst first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
@@ -56,12 +56,17 @@ pub struct Health {
 pub fn reconnect_by(rule: ReconnectRule, connection: &Connection) -> Option<DateTime<Utc>> {
     match rule {
         ReconnectRule::RefreshTokenExpiry => connection.refresh_token_expires_at,
-        ReconnectRule::MetaLongLived => {
-            // Meta's long-lived token expiry is stored as the renewal credential's expiry (merge.rs).
+        // A grant whose refresh token reports a lifetime ends with it; one without a refresh token
+        // ends when its access token does.
+        ReconnectRule::GrantExpiry => connection
+            .refresh_token_expires_at
+            .or(connection.access_token_expires_at),
+        ReconnectRule::ExchangedTokenExpiry => {
+            // The long-lived token's expiry is stored as the renewal credential's expiry (merge.rs).
             let not_extended = connection.refresh_token_expires_at.filter(|end| {
-                connection.last_refreshed_at.is_some_and(|exchanged| {
-                    *end - exchanged <= Duration::days(META_EXCHANGE_AHEAD)
-                })
+                connection
+                    .last_refreshed_at
+                    .is_some_and(|exchanged| *end - exchanged <= Duration::days(EXCHANGE_AHEAD))
             });
             let data_access = connection
                 .metadata
@@ -341,7 +346,7 @@ mod tests {
         let now = clock().now();
         let mut c = connection(now);
         c.platform = PlatformId::parse("meta").unwrap();
-        let rule = ReconnectRule::MetaLongLived;
+        let rule = ReconnectRule::ExchangedTokenExpiry;
         // Connected: a fresh 60-day token, never exchanged yet.
         c.refresh_token_expires_at = Some(now + Duration::days(60));
         assert_eq!(reconnect_by(rule, &c), None);

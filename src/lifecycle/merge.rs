@@ -8,15 +8,15 @@
 use chrono::{DateTime, Utc};
 
 use crate::domain::{Connection, ConnectionStatus, TokenSet};
-use crate::platforms::catalog::Renewal;
-use crate::platforms::client::TokenGrant;
+use crate::platforms::Renewal;
+use crate::platforms::TokenGrant;
 
 /// The token set after a renewal answered `grant`: the new access token, and from `old` whatever
 /// the answer left out.
 pub(crate) fn merge(old: TokenSet, grant: TokenGrant, renewal: Renewal) -> TokenSet {
     // Meta's exchanged token is its own renewal credential: its expiry bounds the grant.
     let new_refresh_expiry = match renewal {
-        Renewal::MetaExchange => grant.tokens.expires_at,
+        Renewal::ExchangeLiveToken => grant.tokens.expires_at,
         Renewal::RefreshToken => grant.tokens.refresh_expires_at,
     };
     TokenSet {
@@ -305,7 +305,7 @@ mod tests {
     fn meta_bounds_the_grant_by_the_exchanged_tokens_expiry() {
         let clock = start();
         let old = tokens(&clock, Some(3600), None);
-        let merged = merge(old, grant(&clock, None, None), Renewal::MetaExchange);
+        let merged = merge(old, grant(&clock, None, None), Renewal::ExchangeLiveToken);
         assert_eq!(merged.refresh_expires_at, merged.expires_at);
     }
 }

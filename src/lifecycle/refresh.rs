@@ -30,10 +30,8 @@ use super::shared::Core;
 use crate::audit::{Actor, AuditEvent, AuditLog};
 use crate::domain::{Connection, ConnectionStatus, StoreId, TokenSet};
 use crate::metrics::Metrics;
-use crate::platforms::catalog::PlatformSpec;
-use crate::platforms::client::{PlatformClient, TokenGrant};
 use crate::platforms::error::OAuthError;
-use crate::platforms::quirks;
+use crate::platforms::{PlatformClient, PlatformSpec, TokenGrant};
 use crate::redis_conn::RedisHandle;
 use crate::store::{NewEvent, StoreError};
 
@@ -401,12 +399,12 @@ impl Refresh {
         match self.renew(spec, &old).await {
             Ok(grant) => {
                 let mut connection = connection;
-                // Meta: the data-access expiry as `debug_token` now reports it (best effort). It runs
+                // What the platform notes after a renewal (a data-access expiry; best effort). It runs
                 // under the lease and before the write, so it gets a short budget of its own: the
                 // renewed tokens must be stored well within the shutdown grace.
                 let noted = tokio::time::timeout(
                     AFTER_RENEWAL_BUDGET,
-                    quirks::after_renewal(
+                    spec.behaviour.after_renewal(
                         &self.0.client,
                         spec,
                         &grant.tokens.access_token,
@@ -436,7 +434,11 @@ impl Refresh {
         let now = self.0.core.clock().now();
         match renewal::choose(spec.renewal, old, now) {
             Plan::RefreshToken(token) => self.0.client.refresh(spec, token, now).await,
-            Plan::MetaExchange(token) => self.0.client.meta_exchange(spec, token, now).await,
+            Plan::ExchangeLiveToken(token) => {
+                (spec.behaviour)
+                    .exchange_live_token(&self.0.client, spec, token, now)
+                    .await
+            }
             Plan::Impossible(why) => Err(why.into_error(&spec.id)),
         }
     }

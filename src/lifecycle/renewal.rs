@@ -9,19 +9,19 @@ use chrono::{DateTime, Duration, Utc};
 use secrecy::SecretString;
 
 use crate::domain::{PlatformId, TokenSet};
-use crate::platforms::catalog::Renewal;
 use crate::platforms::error::OAuthError;
+use crate::platforms::Renewal;
 
-/// Meta's long-lived tokens are renewed this long before they expire.
-const META_RENEW_BEFORE: i64 = 7 * 24 * 3600;
+/// Long-lived tokens renewed by exchange are renewed this long before they expire.
+const EXCHANGE_RENEW_BEFORE: i64 = 7 * 24 * 3600;
 
 /// The renewal to perform.
 #[derive(Debug)]
 pub(crate) enum Plan<'a> {
     /// `grant_type=refresh_token` with this refresh token.
     RefreshToken(&'a SecretString),
-    /// Meta's `fb_exchange_token` with this still-valid long-lived token.
-    MetaExchange(&'a SecretString),
+    /// The platform's exchange of this still-valid long-lived token.
+    ExchangeLiveToken(&'a SecretString),
     /// Nothing can renew the grant: the connection is dead without asking the platform.
     Impossible(Impossible),
 }
@@ -31,8 +31,8 @@ pub(crate) enum Plan<'a> {
 pub(crate) enum Impossible {
     /// The platform issued no refresh token.
     NoRefreshToken,
-    /// Meta's long-lived token already expired (providers.md §1: it cannot be exchanged).
-    MetaTokenExpired,
+    /// The long-lived token already expired: an expired token cannot be exchanged.
+    TokenExpired,
 }
 
 impl Impossible {
@@ -43,9 +43,9 @@ impl Impossible {
                 "no_refresh_token",
                 "the platform issued no refresh token; reconnect to renew",
             ),
-            Self::MetaTokenExpired => (
+            Self::TokenExpired => (
                 "token_expired",
-                "Meta's long-lived token expired before it could be renewed",
+                "the long-lived token expired before it could be renewed",
             ),
         };
         OAuthError::PlatformRejected {
@@ -65,10 +65,10 @@ pub(crate) fn choose(renewal: Renewal, tokens: &TokenSet, now: DateTime<Utc>) ->
             Some(refresh_token) => Plan::RefreshToken(refresh_token),
             None => Plan::Impossible(Impossible::NoRefreshToken),
         },
-        Renewal::MetaExchange if tokens.expires_at.is_some_and(|at| at <= now) => {
-            Plan::Impossible(Impossible::MetaTokenExpired)
+        Renewal::ExchangeLiveToken if tokens.expires_at.is_some_and(|at| at <= now) => {
+            Plan::Impossible(Impossible::TokenExpired)
         }
-        Renewal::MetaExchange => Plan::MetaExchange(&tokens.access_token),
+        Renewal::ExchangeLiveToken => Plan::ExchangeLiveToken(&tokens.access_token),
     }
 }
 
@@ -98,10 +98,10 @@ pub(crate) fn schedule(
 ) -> Option<DateTime<Utc>> {
     let expires_at = tokens.expires_at?;
     match renewal {
-        // Meta does not promise that re-exchanging extends the token: never plan a renewal sooner
+        // The platform does not promise that re-exchanging extends the token: never plan a renewal sooner
         // than half a day ahead, or a token with less than a week left would loop.
-        Renewal::MetaExchange => Some(
-            (expires_at - Duration::seconds(META_RENEW_BEFORE))
+        Renewal::ExchangeLiveToken => Some(
+            (expires_at - Duration::seconds(EXCHANGE_RENEW_BEFORE))
                 .max(now + Duration::hours(12))
                 .min(expires_at),
         ),
@@ -163,19 +163,19 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn meta_exchanges_a_live_token_and_gives_up_on_an_expired_one() {
+    fn an_exchange_renews_a_live_token_and_gives_up_on_an_expired_one() {
         let clock = start();
         let set = tokens(&clock, Some(3600), None);
         assert!(matches!(
-            choose(Renewal::MetaExchange, &set, clock.now()),
-            Plan::MetaExchange(_)
+            choose(Renewal::ExchangeLiveToken, &set, clock.now()),
+            Plan::ExchangeLiveToken(_)
         ));
         clock.advance(Duration::seconds(3600));
         assert!(matches!(
-            choose(Renewal::MetaExchange, &set, clock.now()),
-            Plan::Impossible(Impossible::MetaTokenExpired)
+            choose(Renewal::ExchangeLiveToken, &set, clock.now()),
+            Plan::Impossible(Impossible::TokenExpired)
         ));
-        let error = Impossible::MetaTokenExpired.into_error(&PlatformId::parse("meta").unwrap());
+        let error = Impossible::TokenExpired.into_error(&PlatformId::parse("meta").unwrap());
         assert!(matches!(
             error,
             OAuthError::PlatformRejected {
@@ -227,12 +227,12 @@ pub(crate) mod tests {
         );
         let sixty_days = tokens(&clock, Some(60 * 86400), None);
         assert_eq!(
-            schedule(Renewal::MetaExchange, window, &sixty_days, now),
+            schedule(Renewal::ExchangeLiveToken, window, &sixty_days, now),
             Some(now + Duration::days(53))
         );
         let three_days = tokens(&clock, Some(3 * 86400), None);
         assert_eq!(
-            schedule(Renewal::MetaExchange, window, &three_days, now),
+            schedule(Renewal::ExchangeLiveToken, window, &three_days, now),
             Some(now + Duration::hours(12))
         );
     }

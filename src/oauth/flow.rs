@@ -28,7 +28,7 @@ use crate::domain::{PlatformId, StoreId, UserId};
 use crate::metrics::Metrics;
 use crate::platforms::error::scrub;
 use crate::platforms::{
-    quirks, Catalog, Grant, GrantDetails, OAuthError, Pkce, PlatformClient, PlatformSpec,
+    Catalog, Grant, GrantDetails, OAuthError, Pkce, PlatformClient, PlatformHttp, PlatformSpec,
 };
 use crate::state::FlowStates;
 
@@ -356,12 +356,16 @@ impl Flow {
                 now,
             )
             .await?;
-        let tokens = quirks::after_code_exchange(&self.client, spec, tokens, now).await?;
+        let tokens = (spec.behaviour)
+            .after_code_exchange(&self.client, spec, tokens, now)
+            .await?;
         let account = self
             .client
             .fetch_account(spec, &tokens.tokens.access_token)
             .await?;
-        let extras = quirks::after_account(&self.client, spec, &tokens.tokens.access_token).await?;
+        let extras = (spec.behaviour)
+            .after_account(&self.client, spec, &tokens.tokens.access_token)
+            .await?;
         tracing::info!(platform = %spec.id, store_id = %pending.store_id, "connection authorized");
         let grant = Grant {
             platform: spec.id.clone(),

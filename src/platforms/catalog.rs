@@ -1,10 +1,8 @@
-//! The platform catalog: the spec types that describe a platform as data (endpoints, parameter
-//! names, scope separator, client authentication, PKCE, response shapes, revocation), and the
-//! [`Catalog`] of every platform this deployment knows, resolved from the table of built-in
+//! The platform catalog: the [`Catalog`] of every platform this deployment knows, resolved from the table of built-in
 //! platforms and the operator's settings (credentials, `<PLATFORM>_<ENDPOINT>_URL` and
 //! `<PLATFORM>_SCOPES` overrides, generic providers, the sandbox).
 //!
-//! The definitions themselves live in the platform modules (`meta.rs`, ...); this module only
+//! The definitions themselves live in the platform modules (`builtin/`); this module only
 //! turns them into [`PlatformSpec`]s. It reads the settings types, not `config`, so that the
 //! settings can be built from the table without a cycle.
 
@@ -13,233 +11,15 @@ use std::collections::BTreeMap;
 use secrecy::SecretString;
 use url::Url;
 
-use super::api::{DeadToken, ProxyAuth};
+use super::builtin::BUILT_IN;
+use super::definition::BuiltInPlatform;
 use super::error::OAuthError;
-use super::quirks::{self, Hook};
-use super::settings::{ClientCredentials, GenericProviderSettings, PlatformSettings};
-use super::{BuiltInPlatform, BUILT_IN};
+use super::platform::{
+    AccountMapping, ClientAuth, ConsentMode, ErrorShape, Pkce, PlainOAuth, PlatformSpec,
+    ReconnectRule, Renewal, Revocation, TokenMethod,
+};
+use super::settings::{ApiHeader, ClientCredentials, GenericProviderSettings, PlatformSettings};
 use crate::domain::PlatformId;
-
-/// How the client proves its identity at the token endpoint.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ClientAuth {
-    /// `Authorization: Basic base64(client_id:client_secret)` (RFC 6749 §2.3.1).
-    Basic,
-    /// Client id and secret as form (or query) parameters.
-    RequestBody,
-}
-
-/// How the token endpoint is called.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TokenMethod {
-    /// `POST` with a form body (RFC 6749).
-    PostForm,
-    /// `GET` with query parameters (Meta's documented manual flow).
-    GetQuery,
-}
-
-/// Whether PKCE (RFC 7636) is sent.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Pkce {
-    /// Not sent: the platform's web flow does not document it.
-    None,
-    /// `S256` challenge with every authorization request.
-    S256,
-}
-
-/// How a grant is renewed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Renewal {
-    /// `grant_type=refresh_token`.
-    RefreshToken,
-    /// Meta: no refresh token; a still-valid long-lived token is exchanged (`fb_exchange_token`).
-    MetaExchange,
-}
-
-/// Until when a connection lasts without the merchant: the rule behind its health's
-/// `reconnect_by` (each platform module quotes its source next to its choice).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ReconnectRule {
-    /// The refresh token's own lifetime, where the platform reports one (`refresh_expires_in`,
-    /// `refresh_token_expires_in`/`_at`): stored as the connection's `refresh_token_expires_at`.
-    /// A platform that reports none has no known `reconnect_by`.
-    RefreshTokenExpiry,
-    /// Meta: no refresh token. The long-lived token (~60 days) is re-exchanged a week before it
-    /// expires, but Meta does not promise that an exchange extends it; once an exchange leaves the
-    /// expiry where it was (the last exchange came within a week of the expiry it left), that expiry
-    /// is the end. A data-access expiry (`data_access_expires_at` from `debug_token`), when one is
-    /// recorded in the connection's metadata, bounds it too.
-    MetaLongLived,
-}
-
-/// How tokens are revoked at the platform.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Revocation {
-    /// `POST` form `token` (+ `token_type_hint`), RFC 7009, with the platform's client authentication
-    /// when `authenticate` is set.
-    Form {
-        /// Send client credentials as the token endpoint does.
-        authenticate: bool,
-        /// Send `token_type_hint=access_token`.
-        hint: bool,
-    },
-    /// Meta: `DELETE /me/permissions` with the user token removes the app's every permission.
-    MetaDeletePermissions,
-    /// The platform offers no revocation for user tokens; the text tells the merchant what to do.
-    Unsupported(&'static str),
-}
-
-/// The shape of the platform's error bodies.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ErrorShape {
-    /// RFC 6749 §5.2: `{"error": "...", "error_description": "..."}`.
-    Rfc6749,
-    /// Meta Graph: `{"error": {"message", "type", "code", "error_subcode"}}`.
-    Graph,
-    /// Pinterest: `{"code": <int>, "message": "..."}`.
-    CodeMessage,
-}
-
-/// Where the account's fields sit in the user-info response. Each field lists JSON paths tried in
-/// order, relative to `wrapper`.
-#[derive(Debug, Clone)]
-pub struct AccountMapping {
-    /// Query parameters the user-info call needs (`fields=...`).
-    pub query: &'static [(&'static str, &'static str)],
-    /// The path to the object holding the account (`data.user` for TikTok, `data` for X).
-    pub wrapper: &'static [&'static str],
-    /// Paths to the account id.
-    pub id: &'static [&'static [&'static str]],
-    /// Paths to the display name.
-    pub name: &'static [&'static [&'static str]],
-    /// Paths to a picture URL.
-    pub picture: &'static [&'static [&'static str]],
-}
-
-/// Everything the engine needs to speak to one platform.
-#[derive(Debug, Clone)]
-pub struct PlatformSpec {
-    /// Slug used in paths and settings.
-    pub id: PlatformId,
-    /// Name shown to merchants.
-    pub display_name: String,
-    /// Authorization endpoint.
-    pub authorize_url: Url,
-    /// Token endpoint (Meta: also the long-lived exchange).
-    pub token_url: Url,
-    /// Revocation endpoint.
-    pub revoke_url: Option<Url>,
-    /// User-info endpoint.
-    pub userinfo_url: Option<Url>,
-    /// Secret headers every API call carries (Google Ads' `developer-token`, when set).
-    pub api_headers: Vec<(&'static str, SecretString)>,
-    /// Scopes requested.
-    pub scopes: Vec<String>,
-    /// How scopes are joined in the authorization request.
-    pub scope_separator: &'static str,
-    /// The name of the client-id parameter (`client_key` at TikTok).
-    pub client_id_param: &'static str,
-    /// Token endpoint client authentication.
-    pub client_auth: ClientAuth,
-    /// Token endpoint method.
-    pub token_method: TokenMethod,
-    /// PKCE.
-    pub pkce: Pkce,
-    /// Further fixed authorization parameters (Google's `access_type=offline`, `prompt=consent`).
-    pub extra_authorize_params: Vec<(String, String)>,
-    /// How "Grant missing permissions" asks for what the merchant declined.
-    pub missing_consent: ConsentMode,
-    /// How the grant is renewed.
-    pub renewal: Renewal,
-    /// Until when the grant lasts without the merchant (health's `reconnect_by`).
-    pub reconnect: ReconnectRule,
-    /// Whether a refresh invalidates the previous refresh token.
-    pub refresh_rotates: bool,
-    /// How to revoke.
-    pub revocation: Revocation,
-    /// Error body shape.
-    pub errors: ErrorShape,
-    /// Where the account's fields are.
-    pub account: AccountMapping,
-    /// Named quirks, applied in order (see [`quirks`]).
-    pub hooks: &'static [Hook],
-    /// The base URL of the platform's API (version pinned, trailing slash) for calls made with its
-    /// tokens: asset discovery and the proxy. `<PLATFORM>_API_URL` overrides the table's; the
-    /// sandbox's when it stands in; `None` for a generic provider, which then has neither.
-    pub api_base: Option<Url>,
-    /// How the proxy injects the token.
-    pub proxy_auth: ProxyAuth,
-    /// How the API says the token is dead.
-    pub dead_token: DeadToken,
-    /// Client credentials; `None` means not configured.
-    pub credentials: Option<ClientCredentials>,
-    /// Served by the built-in sandbox rather than the real platform.
-    pub sandboxed: bool,
-    /// Whether the operator declared it (a generic provider).
-    pub generic: bool,
-}
-
-impl PlatformSpec {
-    /// Whether flows can run (credentials present, or the sandbox stands in).
-    pub fn is_configured(&self) -> bool {
-        self.credentials.is_some()
-    }
-
-    /// The scopes and authorization parameters of a consent request: every scope with the fixed
-    /// parameters, or, for "Grant missing permissions" (`missing` is `Some`), what the platform's
-    /// [`ConsentMode`] asks for. A mode's parameter replaces a fixed one of the same name, since
-    /// a platform refuses a parameter sent twice (RFC 6749 §3.1).
-    pub fn consent_request(&self, missing: Option<&[String]>) -> ConsentRequest {
-        let (scopes, added) = match (missing, self.missing_consent) {
-            (None, _) => (self.scopes.clone(), &[][..]),
-            (Some(missing), ConsentMode::Incremental { params }) if !missing.is_empty() => {
-                (missing.to_vec(), params)
-            }
-            (Some(_), ConsentMode::Incremental { params } | ConsentMode::Full { params }) => {
-                (self.scopes.clone(), params)
-            }
-        };
-        let mut params: Vec<(String, String)> = self
-            .extra_authorize_params
-            .iter()
-            .filter(|(name, _)| !added.iter().any(|(added, _)| added == name))
-            .cloned()
-            .collect();
-        params.extend(
-            added
-                .iter()
-                .map(|(n, v)| ((*n).to_owned(), (*v).to_owned())),
-        );
-        ConsentRequest { scopes, params }
-    }
-}
-
-/// How a platform asks a merchant again for permissions they declined.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ConsentMode {
-    /// Incremental consent: request only the missing scopes, with these parameters (Google's
-    /// `include_granted_scopes=true`, Meta's `auth_type=rerequest`); the platform then reports
-    /// every scope granted so far.
-    Incremental {
-        /// Parameters that make the platform ask again and report the union.
-        params: &'static [(&'static str, &'static str)],
-    },
-    /// No incremental consent documented: request every scope again, with these parameters
-    /// (TikTok's `disable_auto_auth=1` shows the consent screen even to a returning user).
-    Full {
-        /// Parameters that force the consent screen, where the platform has one.
-        params: &'static [(&'static str, &'static str)],
-    },
-}
-
-/// The scopes and parameters one authorization request carries.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConsentRequest {
-    /// Scopes to request.
-    pub scopes: Vec<String>,
-    /// Further authorization parameters.
-    pub params: Vec<(String, String)>,
-}
 
 fn url(text: &str) -> Option<Url> {
     // The table's literals are valid URLs; a typo would drop the platform and fail the tests below.
@@ -249,6 +29,26 @@ fn url(text: &str) -> Option<Url> {
 fn params(list: &[(&str, &str)]) -> Vec<(String, String)> {
     list.iter()
         .map(|(name, value)| ((*name).to_owned(), (*value).to_owned()))
+        .collect()
+}
+
+/// The API headers of a definition before settings: its fixed ones and its settings' defaults.
+fn default_api_headers(platform: &BuiltInPlatform) -> Vec<ApiHeader> {
+    let fixed = platform
+        .fixed_api_headers
+        .iter()
+        .map(|(name, value)| (*name, *value, false));
+    let defaults = platform
+        .api_settings
+        .iter()
+        .filter_map(|s| Some((s.header, s.default?, s.secret)));
+    fixed
+        .chain(defaults)
+        .map(|(name, value, secret)| ApiHeader {
+            name,
+            value: SecretString::from(value.to_owned()),
+            secret,
+        })
         .collect()
 }
 
@@ -267,7 +67,7 @@ fn built_in_spec(platform: &BuiltInPlatform) -> Option<PlatformSpec> {
         token_url: url(endpoints.token)?,
         revoke_url: optional(endpoints.revoke)?,
         userinfo_url: optional(endpoints.userinfo)?,
-        api_headers: Vec::new(),
+        api_headers: default_api_headers(platform),
         scopes: platform.scopes.iter().map(|s| (*s).to_owned()).collect(),
         scope_separator: protocol.scope_separator,
         client_id_param: protocol.client_id_param,
@@ -282,10 +82,8 @@ fn built_in_spec(platform: &BuiltInPlatform) -> Option<PlatformSpec> {
         revocation: protocol.revocation.clone(),
         errors: protocol.errors,
         account: protocol.account.clone(),
-        hooks: platform.hooks,
         api_base: url(platform.api_base),
-        proxy_auth: platform.proxy_auth,
-        dead_token: platform.dead_token,
+        behaviour: platform.behaviour,
         credentials: None,
         sandboxed: false,
         generic: false,
@@ -335,10 +133,8 @@ fn generic_spec(generic: &GenericProviderSettings) -> Option<PlatformSpec> {
             name: &[&["name"], &["preferred_username"], &["email"]],
             picture: &[&["picture"]],
         },
-        hooks: &[],
         api_base: None,
-        proxy_auth: ProxyAuth::Bearer,
-        dead_token: DeadToken::Status401,
+        behaviour: &PlainOAuth,
         credentials: None,
         sandboxed: false,
         generic: true,
@@ -427,11 +223,12 @@ fn resolve_built_in(
     let mut spec = built_in_spec(platform)?;
     if let Some(overrides) = overrides {
         apply_overrides(&mut spec, overrides);
-        if let (Some(header), Some(value)) = (platform.api_secret_header, &overrides.api_secret) {
-            spec.api_headers.push((header.header, value.clone()));
+        for header in &overrides.api_headers {
+            spec.api_headers.retain(|h| h.name != header.name);
+            spec.api_headers.push(header.clone());
         }
     }
-    quirks::adjust_scopes(&mut spec);
+    spec.behaviour.adjust_scopes(&mut spec.scopes);
     if let (None, true, Some(api_base)) = (&spec.credentials, platform.simulated, sandbox_api_base)
     {
         sandbox_endpoints(&mut spec, api_base);
@@ -513,6 +310,7 @@ impl Catalog {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::platforms::platform::ConsentRequest;
 
     fn twitter() -> &'static BuiltInPlatform {
         BUILT_IN

@@ -1,5 +1,5 @@
 //! Calls to a platform: code exchange, refresh, user info and revocation, each shaped by the
-//! platform's [`PlatformSpec`] (Meta's long-lived exchange is in `meta.rs`, on the same client).
+//! platform's [`PlatformSpec`], and the [`PlatformHttp`] calls the platforms' behaviours make.
 //!
 //! These requests are built by hand over one shared `reqwest` client rather than with the `oauth2`
 //! crate's client, because the catalog's platforms rename parameters (`client_key`), use `GET` for the
@@ -9,46 +9,28 @@
 
 use std::time::Duration;
 
+use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use reqwest::{Method, RequestBuilder, StatusCode};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::Value;
 use url::Url;
 
-use super::catalog::{ClientAuth, ErrorShape, PlatformSpec, Revocation, TokenMethod};
 use super::error::{scrub, OAuthError};
-use super::quirks;
+use super::platform::{
+    AccountInfo, ClientAuth, ErrorShape, PlatformHttp, PlatformSpec, Revocation, TokenGrant,
+    TokenMethod,
+};
 use crate::domain::TokenSet;
 use crate::metrics::Metrics;
-
-/// What a token endpoint granted.
-#[derive(Debug, Clone)]
-pub struct TokenGrant {
-    /// The tokens, expiries and scopes (scopes empty when the platform did not say).
-    pub tokens: TokenSet,
-    /// Whether the response named the granted scopes.
-    pub scopes_reported: bool,
-    /// An account id the token response carries (TikTok's `open_id`).
-    pub account_hint: Option<String>,
-}
-
-/// The connected account, as the platform's user-info call describes it.
-#[derive(Debug, Clone, Default)]
-pub struct AccountInfo {
-    /// The platform's id of the account.
-    pub id: Option<String>,
-    /// Display name.
-    pub name: Option<String>,
-    /// Picture URL.
-    pub picture: Option<String>,
-}
 
 /// What the platform's identity endpoint said of an access token (the liveness probe's question).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Identity {
     /// The token works.
     Alive,
-    /// The platform says the token is dead, as its API says it ([`super::DeadToken`]).
+    /// The platform says the token is dead, as its API says it
+    /// ([`Platform::is_dead_token`](super::platform::Platform::is_dead_token)).
     Dead,
     /// The platform refused for another reason (a missing scope, an odd answer): safe text.
     Refused(String),
@@ -164,7 +146,7 @@ impl PlatformClient {
 
     /// Calls the token endpoint with the grant's parameters and the platform's client
     /// authentication, and times the call.
-    pub(super) async fn token_call(
+    async fn token_call(
         &self,
         spec: &PlatformSpec,
         mut params: Vec<(&'static str, String)>,
@@ -177,18 +159,7 @@ impl PlatformClient {
             TokenMethod::GetQuery => self.http.get(spec.token_url.clone()),
             TokenMethod::PostForm => self.http.post(spec.token_url.clone()),
         };
-        match spec.client_auth {
-            ClientAuth::Basic => {
-                request = basic_auth(request, &credentials.client_id, &credentials.client_secret);
-            }
-            ClientAuth::RequestBody => {
-                params.push((spec.client_id_param, credentials.client_id.clone()));
-                params.push((
-                    "client_secret",
-                    credentials.client_secret.expose_secret().to_owned(),
-                ));
-            }
-        }
+        request = authenticate(spec, request, &mut params, credentials);
         let grant_type = params
             .iter()
             .find(|(name, _)| *name == "grant_type")
@@ -297,32 +268,6 @@ impl PlatformClient {
         Ok(body)
     }
 
-    /// Reads the connected account from the user-info endpoint.
-    pub(crate) async fn fetch_account(
-        &self,
-        spec: &PlatformSpec,
-        access_token: &SecretString,
-    ) -> Result<AccountInfo, OAuthError> {
-        let Some(url) = spec.userinfo_url.clone() else {
-            return Ok(AccountInfo::default());
-        };
-        let body = self
-            .get_with_token(spec, url, access_token, spec.account.query)
-            .await?;
-        quirks::check_account_response(spec, &body)?;
-        let root = spec
-            .account
-            .wrapper
-            .iter()
-            .try_fold(&body, |value, key| value.get(key))
-            .unwrap_or(&Value::Null);
-        Ok(AccountInfo {
-            id: first_string(root, spec.account.id),
-            name: first_string(root, spec.account.name),
-            picture: first_string(root, spec.account.picture),
-        })
-    }
-
     /// Asks the user-info endpoint (the identity call made at connect) whether `access_token`
     /// still works, telling a dead token from an outage and from any other refusal.
     pub(crate) async fn probe_identity(
@@ -333,12 +278,8 @@ impl PlatformClient {
         let Some(url) = spec.userinfo_url.clone() else {
             return Identity::Unsupported;
         };
-        let request = self
-            .http
-            .get(url)
-            .query(spec.account.query)
-            .bearer_auth(access_token.expose_secret())
-            .header("Accept", "application/json");
+        let request = self.http.get(url).query(spec.account.query);
+        let request = with_token(spec, request, access_token).header("Accept", "application/json");
         let response = match request.send().await {
             Ok(response) => response,
             Err(error) => return Identity::Unavailable(transport_error(spec, &error).to_string()),
@@ -354,7 +295,7 @@ impl PlatformClient {
             Ok(body) => body,
             Err(error) => return Identity::Refused(error.to_string()),
         };
-        if spec.dead_token.is_dead(status.as_u16(), &body) {
+        if spec.behaviour.is_dead_token(status.as_u16(), &body) {
             return Identity::Dead;
         }
         if !status.is_success() {
@@ -363,93 +304,14 @@ impl PlatformClient {
         let Ok(json) = serde_json::from_slice::<Value>(&body) else {
             return Identity::Refused("an answer that is not JSON".into());
         };
-        // TikTok answers a dead token inside a 200 envelope too.
-        match quirks::check_account_response(spec, &json) {
+        // A platform may answer a dead token inside a 200 envelope too.
+        match spec.behaviour.check_account_response(spec, &json) {
             Ok(()) => Identity::Alive,
             Err(OAuthError::PlatformRejected {
                 permanent: true, ..
             }) => Identity::Dead,
             Err(error) => Identity::Refused(error.to_string()),
         }
-    }
-
-    /// A `GET` carrying the user's token. Always in the `Authorization` header, never in the URL,
-    /// even at Meta, whose Graph API also accepts the header (RFC 6750 §2.1): a URL is one log line
-    /// away from a leak.
-    pub(crate) async fn get_with_token(
-        &self,
-        spec: &PlatformSpec,
-        url: Url,
-        access_token: &SecretString,
-        query: &[(&str, &str)],
-    ) -> Result<Value, OAuthError> {
-        let request = self
-            .http
-            .get(url)
-            .query(query)
-            .bearer_auth(access_token.expose_secret());
-        self.send_json(spec, request.header("Accept", "application/json"))
-            .await
-    }
-
-    /// A `GET` whose query carries secrets, for the one call whose platform requires them there
-    /// (Meta's `debug_token`: the app access token and the token inspected). The URL is never
-    /// logged and never reaches an error: [`transport_error`] describes only the failure's kind.
-    pub(super) async fn get_with_secret_query(
-        &self,
-        spec: &PlatformSpec,
-        url: Url,
-        query: &[(&str, &SecretString)],
-    ) -> Result<Value, OAuthError> {
-        let query: Vec<(&str, &str)> = query
-            .iter()
-            .map(|(name, value)| (*name, value.expose_secret()))
-            .collect();
-        let request = self.http.get(url).query(&query);
-        self.send_json(spec, request.header("Accept", "application/json"))
-            .await
-    }
-
-    /// A `GET` to the platform's API (not its OAuth endpoints): the user's token, and the secret
-    /// headers the platform's API wants (Google Ads' `developer-token`, when set).
-    pub(crate) async fn get_api(
-        &self,
-        spec: &PlatformSpec,
-        url: Url,
-        access_token: &SecretString,
-        query: &[(&str, &str)],
-    ) -> Result<Value, OAuthError> {
-        let mut request = self
-            .http
-            .get(url)
-            .query(query)
-            .bearer_auth(access_token.expose_secret());
-        for (name, value) in &spec.api_headers {
-            request = request.header(*name, value.expose_secret());
-        }
-        self.send_json(spec, request.header("Accept", "application/json"))
-            .await
-    }
-
-    /// A `POST` of a JSON body carrying the user's token in the `Authorization` header (TikTok's
-    /// `creator_info/query/` is a POST with an empty JSON body).
-    pub(crate) async fn post_json_with_token(
-        &self,
-        spec: &PlatformSpec,
-        url: Url,
-        access_token: &SecretString,
-        body: &Value,
-    ) -> Result<Value, OAuthError> {
-        let mut request = self
-            .http
-            .post(url)
-            .json(body)
-            .bearer_auth(access_token.expose_secret());
-        for (name, value) in &spec.api_headers {
-            request = request.header(*name, value.expose_secret());
-        }
-        self.send_json(spec, request.header("Accept", "application/json"))
-            .await
     }
 
     /// Revokes the grant at the platform, where the platform allows it, reporting each token.
@@ -467,11 +329,9 @@ impl PlatformClient {
                         .into(),
                 )
             }
-            (Revocation::MetaDeletePermissions, Some(url)) => {
-                let request = self
-                    .http
-                    .request(Method::DELETE, url.clone())
-                    .bearer_auth(tokens.access_token.expose_secret());
+            (Revocation::DeleteWithAccessToken, Some(url)) => {
+                let request = self.http.request(Method::DELETE, url.clone());
+                let request = with_token(spec, request, &tokens.access_token);
                 let result = self.send_json(spec, request).await.map(|_| ());
                 attempted.push(TokenRevocation {
                     token: "access_token",
@@ -480,66 +340,13 @@ impl PlatformClient {
                 result
             }
             (Revocation::Form { authenticate, hint }, Some(url)) => {
-                // Platforms that take a type hint (RFC 7009: X, generic providers) get the refresh
-                // token first, which ends the whole grant (§2.1), then the access token. The others
-                // revoke by access token: TikTok's endpoint takes only that, and Google revokes the
-                // refresh token with it (providers.md T1, G1).
-                let mut outcome = Ok(());
-                let mut targets = vec![("access_token", &tokens.access_token)];
-                if let (true, Some(refresh)) = (*hint, &tokens.refresh_token) {
-                    targets.insert(0, ("refresh_token", refresh));
-                }
-                for (kind, token) in targets {
-                    let mut params = vec![("token", token.expose_secret().to_owned())];
-                    if *hint {
-                        params.push(("token_type_hint", kind.to_owned()));
-                    }
-                    let mut request = self.http.post(url.clone());
-                    if *authenticate {
-                        if let Some(credentials) = &spec.credentials {
-                            match spec.client_auth {
-                                ClientAuth::Basic => {
-                                    request = basic_auth(
-                                        request,
-                                        &credentials.client_id,
-                                        &credentials.client_secret,
-                                    );
-                                }
-                                ClientAuth::RequestBody => {
-                                    params.push((
-                                        spec.client_id_param,
-                                        credentials.client_id.clone(),
-                                    ));
-                                    params.push((
-                                        "client_secret",
-                                        credentials.client_secret.expose_secret().to_owned(),
-                                    ));
-                                }
-                            }
-                        }
-                    }
-                    let result = self
-                        .send_json(spec, request.form(&params))
-                        .await
-                        .map(|_| ());
-                    attempted.push(TokenRevocation {
-                        token: kind,
-                        revoked: result.is_ok(),
-                    });
-                    match result {
-                        // One successful revocation of the refresh token ends the grant.
-                        Ok(()) if kind == "refresh_token" => break,
-                        Ok(()) => {}
-                        // The first failure is the one reported: a later success of another
-                        // token does not make the grant revoked.
-                        Err(error) => {
-                            if outcome.is_ok() {
-                                outcome = Err(error);
-                            }
-                        }
-                    }
-                }
-                outcome
+                let form = RevocationForm {
+                    url,
+                    authenticate: *authenticate,
+                    hint: *hint,
+                };
+                self.revoke_by_form(spec, &form, tokens, &mut attempted)
+                    .await
             }
         };
         RevocationReport {
@@ -549,6 +356,209 @@ impl PlatformClient {
             },
             tokens: attempted,
         }
+    }
+
+    /// RFC 7009 revocation. Platforms that take a type hint get the refresh token first, which
+    /// ends the whole grant (§2.1), then the access token. The others revoke by access token: some
+    /// endpoints take only that, and some revoke the refresh token with it (providers.md T1, G1).
+    async fn revoke_by_form(
+        &self,
+        spec: &PlatformSpec,
+        form: &RevocationForm<'_>,
+        tokens: &TokenSet,
+        attempted: &mut Vec<TokenRevocation>,
+    ) -> Result<(), OAuthError> {
+        let mut outcome = Ok(());
+        let mut targets = vec![("access_token", &tokens.access_token)];
+        if let (true, Some(refresh)) = (form.hint, &tokens.refresh_token) {
+            targets.insert(0, ("refresh_token", refresh));
+        }
+        for (kind, token) in targets {
+            let mut params = vec![("token", token.expose_secret().to_owned())];
+            if form.hint {
+                params.push(("token_type_hint", kind.to_owned()));
+            }
+            let mut request = self.http.post(form.url.clone());
+            if let (true, Some(credentials)) = (form.authenticate, &spec.credentials) {
+                request = authenticate(spec, request, &mut params, credentials);
+            }
+            let result = self
+                .send_json(spec, request.form(&params))
+                .await
+                .map(|_| ());
+            attempted.push(TokenRevocation {
+                token: kind,
+                revoked: result.is_ok(),
+            });
+            match result {
+                // One successful revocation of the refresh token ends the grant.
+                Ok(()) if kind == "refresh_token" => break,
+                Ok(()) => {}
+                // The first failure is the one reported: a later success of another token does
+                // not make the grant revoked.
+                Err(error) => {
+                    if outcome.is_ok() {
+                        outcome = Err(error);
+                    }
+                }
+            }
+        }
+        outcome
+    }
+
+    /// A request with the token and the JSON `Accept`, sent, its JSON answer read.
+    async fn send_with_token(
+        &self,
+        spec: &PlatformSpec,
+        request: RequestBuilder,
+        access_token: &SecretString,
+        api_headers: bool,
+    ) -> Result<Value, OAuthError> {
+        let mut request = with_token(spec, request, access_token);
+        if api_headers {
+            for header in &spec.api_headers {
+                request = request.header(header.name, header.value.expose_secret());
+            }
+        }
+        self.send_json(spec, request.header("Accept", "application/json"))
+            .await
+    }
+}
+
+/// The user's token on a request: in the `Authorization` header, with the platform's proof of it
+/// in the query where the platform takes one (an app that requires it refuses every call without).
+fn with_token(
+    spec: &PlatformSpec,
+    request: RequestBuilder,
+    access_token: &SecretString,
+) -> RequestBuilder {
+    let request = request.bearer_auth(access_token.expose_secret());
+    match spec.behaviour.token_proof(spec, access_token) {
+        Some((name, proof)) => request.query(&[(name, proof.expose_secret())]),
+        None => request,
+    }
+}
+
+/// Where and how one platform takes RFC 7009 revocations.
+struct RevocationForm<'a> {
+    url: &'a Url,
+    authenticate: bool,
+    hint: bool,
+}
+
+/// The platform's client authentication on a request: HTTP Basic, or the id and secret added to
+/// `params`.
+fn authenticate(
+    spec: &PlatformSpec,
+    request: RequestBuilder,
+    params: &mut Vec<(&'static str, String)>,
+    credentials: &super::settings::ClientCredentials,
+) -> RequestBuilder {
+    match spec.client_auth {
+        ClientAuth::Basic => {
+            basic_auth(request, &credentials.client_id, &credentials.client_secret)
+        }
+        ClientAuth::RequestBody => {
+            params.push((spec.client_id_param, credentials.client_id.clone()));
+            params.push((
+                "client_secret",
+                credentials.client_secret.expose_secret().to_owned(),
+            ));
+            request
+        }
+    }
+}
+
+#[async_trait]
+impl PlatformHttp for PlatformClient {
+    async fn fetch_account(
+        &self,
+        spec: &PlatformSpec,
+        access_token: &SecretString,
+    ) -> Result<AccountInfo, OAuthError> {
+        let Some(url) = spec.userinfo_url.clone() else {
+            return Ok(AccountInfo::default());
+        };
+        let body = self
+            .get_with_token(spec, url, access_token, spec.account.query)
+            .await?;
+        spec.behaviour.check_account_response(spec, &body)?;
+        let root = spec
+            .account
+            .wrapper
+            .iter()
+            .try_fold(&body, |value, key| value.get(key))
+            .unwrap_or(&Value::Null);
+        Ok(AccountInfo {
+            id: first_string(root, spec.account.id),
+            name: first_string(root, spec.account.name),
+            picture: first_string(root, spec.account.picture),
+        })
+    }
+
+    async fn token_grant(
+        &self,
+        spec: &PlatformSpec,
+        params: Vec<(&'static str, String)>,
+        now: DateTime<Utc>,
+    ) -> Result<TokenGrant, OAuthError> {
+        let body = self.token_call(spec, params).await?;
+        parse_grant(spec, &body, now)
+    }
+
+    /// Always in the `Authorization` header, never in the URL, even where the platform also
+    /// accepts a query parameter (RFC 6750 §2.1): a URL is one log line away from a leak.
+    async fn get_with_token(
+        &self,
+        spec: &PlatformSpec,
+        url: Url,
+        access_token: &SecretString,
+        query: &[(&str, &str)],
+    ) -> Result<Value, OAuthError> {
+        let request = self.http.get(url).query(query);
+        self.send_with_token(spec, request, access_token, false)
+            .await
+    }
+
+    /// The URL is never logged and never reaches an error: [`transport_error`] describes only the
+    /// failure's kind.
+    async fn get_with_secret_query(
+        &self,
+        spec: &PlatformSpec,
+        url: Url,
+        query: &[(&str, &SecretString)],
+    ) -> Result<Value, OAuthError> {
+        let query: Vec<(&str, &str)> = query
+            .iter()
+            .map(|(name, value)| (*name, value.expose_secret()))
+            .collect();
+        let request = self.http.get(url).query(&query);
+        self.send_json(spec, request.header("Accept", "application/json"))
+            .await
+    }
+
+    async fn get_api(
+        &self,
+        spec: &PlatformSpec,
+        url: Url,
+        access_token: &SecretString,
+        query: &[(&str, &str)],
+    ) -> Result<Value, OAuthError> {
+        let request = self.http.get(url).query(query);
+        self.send_with_token(spec, request, access_token, true)
+            .await
+    }
+
+    async fn post_api(
+        &self,
+        spec: &PlatformSpec,
+        url: Url,
+        access_token: &SecretString,
+        body: &Value,
+    ) -> Result<Value, OAuthError> {
+        let request = self.http.post(url).json(body);
+        self.send_with_token(spec, request, access_token, true)
+            .await
     }
 }
 
@@ -580,7 +590,7 @@ fn transport_error(spec: &PlatformSpec, error: &reqwest::Error) -> OAuthError {
 /// Recognises the platform's error body, whatever the HTTP status.
 fn platform_error(spec: &PlatformSpec, status: StatusCode, body: &Value) -> Option<OAuthError> {
     let (code, description) = match spec.errors {
-        ErrorShape::Graph => {
+        ErrorShape::ErrorObject => {
             let error = body.get("error")?.as_object()?;
             let code = error.get("code").map(value_text).unwrap_or_default();
             let subcode = error.get("error_subcode").map(value_text);
@@ -617,7 +627,7 @@ fn platform_error(spec: &PlatformSpec, status: StatusCode, body: &Value) -> Opti
     // must not expire every connection at once, so it counts as transient.
     let permanent = match spec.errors {
         // Graph: 190 is an invalid or expired token, whatever the subcode; 102 a dead session.
-        ErrorShape::Graph => code.starts_with("190") || code.starts_with("102"),
+        ErrorShape::ErrorObject => code.starts_with("190") || code.starts_with("102"),
         ErrorShape::Rfc6749 => {
             matches!(
                 code.as_str(),
@@ -672,7 +682,7 @@ fn after(now: DateTime<Utc>, seconds: i64) -> Option<DateTime<Utc>> {
 }
 
 /// Maps a token response (RFC 6749 §5.1, and each platform's variant of it) onto a [`TokenGrant`].
-pub(super) fn parse_grant(
+fn parse_grant(
     spec: &PlatformSpec,
     body: &Value,
     now: DateTime<Utc>,

@@ -8,6 +8,29 @@ use url::Url;
 
 use crate::domain::PlatformId;
 
+/// A header every call to a platform's API carries, with its value from the platform's settings
+/// (see `definition::ApiHeaderSetting`).
+#[derive(Clone)]
+pub struct ApiHeader {
+    /// The header's name.
+    pub name: &'static str,
+    /// Its value.
+    pub value: SecretString,
+    /// A secret (a developer token): always ours, never the caller's, and marked sensitive. A
+    /// non-secret one (a default account, a pinned version) is only a default the caller may
+    /// replace through the proxy.
+    pub secret: bool,
+}
+
+impl fmt::Debug for ApiHeader {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ApiHeader")
+            .field("name", &self.name)
+            .field("secret", &self.secret)
+            .finish_non_exhaustive()
+    }
+}
+
 /// A platform's client credentials.
 #[derive(Clone)]
 pub struct ClientCredentials {
@@ -41,9 +64,8 @@ pub struct PlatformSettings {
     pub userinfo_url: Option<Url>,
     /// `<PLATFORM>_API_URL`: the API base (asset discovery, the proxy).
     pub api_url: Option<Url>,
-    /// The value of the platform's secret API header (`GOOGLE_ADS_DEVELOPER_TOKEN`), if it has one
-    /// and it is set.
-    pub api_secret: Option<SecretString>,
+    /// The platform's API headers that its settings set (its `api_settings`, read and checked).
+    pub api_headers: Vec<ApiHeader>,
     /// `<PLATFORM>_SCOPES` (comma- or space-separated).
     pub scopes: Option<Vec<String>>,
 }

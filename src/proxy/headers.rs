@@ -5,16 +5,13 @@
 //! headers and our own `Growth-Engine-*`; then the platform's credentials. Back: the platform's
 //! headers minus hop-by-hop ones and `Set-Cookie`.
 
-use hmac::{Hmac, Mac};
 use http::header::{
     HeaderMap, HeaderName, HeaderValue, ACCEPT, AUTHORIZATION, CONNECTION, CONTENT_LENGTH,
 };
 use http::Method;
 use secrecy::{ExposeSecret, SecretString};
-use sha2::Sha256;
 
-use crate::platforms::catalog::PlatformSpec;
-use crate::platforms::ProxyAuth;
+use crate::platforms::PlatformSpec;
 
 /// Hop-by-hop headers (RFC 9110 §7.6.1 and the ones it retired) and `Expect`, answered by our own
 /// server, never by the platform.
@@ -108,20 +105,13 @@ pub(crate) fn defaults(headers: &mut HeaderMap, method: &Method, empty_body: boo
     }
 }
 
-/// The settings-side values some platforms want besides the token and the spec's secret API
-/// headers.
-#[derive(Clone, Debug, Default)]
-pub struct ExtraCredentials {
-    /// `GOOGLE_ADS_LOGIN_CUSTOMER_ID`.
-    pub google_ads_login_customer_id: Option<String>,
-}
-
-/// The token one proxied call is made with, and the Meta proof computed for it.
+/// The token one proxied call is made with, and the proof of possession the platform wants with
+/// it.
 pub(crate) struct Credential {
-    /// The access token (the user's, or a Meta Page's).
+    /// The access token (the user's, or a page's).
     pub token: SecretString,
-    /// Meta's `appsecret_proof` for that token.
-    pub proof: Option<SecretString>,
+    /// The platform's proof for that token (a query parameter's name and value).
+    pub proof: Option<(&'static str, SecretString)>,
 }
 
 impl std::fmt::Debug for Credential {
@@ -131,62 +121,35 @@ impl std::fmt::Debug for Credential {
 }
 
 impl Credential {
-    /// The credential for `token`, with `appsecret_proof` when the platform takes one.
-    pub fn new(auth: ProxyAuth, token: SecretString, app_secret: Option<&SecretString>) -> Self {
-        let proof = match (auth, app_secret) {
-            (ProxyAuth::MetaGraph, Some(secret)) => Some(appsecret_proof(secret, &token)),
-            _ => None,
-        };
+    /// The credential for `token`, with the platform's proof when it takes one.
+    pub fn new(spec: &PlatformSpec, token: SecretString) -> Self {
+        let proof = spec.behaviour.token_proof(spec, &token);
         Self { token, proof }
     }
 }
 
-/// hex HMAC-SHA256(key = app secret, message = access token) [M17].
-fn appsecret_proof(secret: &SecretString, token: &SecretString) -> SecretString {
-    // HMAC takes keys of any length: the error branch cannot happen.
-    let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(secret.expose_secret().as_bytes()) else {
-        return SecretString::from(String::new());
-    };
-    mac.update(token.expose_secret().as_bytes());
-    SecretString::from(hex::encode(mac.finalize().into_bytes()))
-}
-
-/// Adds the platform's credentials to outgoing headers (the Meta proof goes in the URL): the token,
-/// the spec's secret API headers (Google Ads' `developer-token`, when set) and Google Ads' default
-/// `login-customer-id`.
-pub(crate) fn inject(
-    headers: &mut HeaderMap,
-    spec: &PlatformSpec,
-    credential: &Credential,
-    extra: &ExtraCredentials,
-) {
+/// Adds the platform's credentials to outgoing headers (a token proof goes in the URL): the token,
+/// the platform's secret API headers, and its other API headers where the caller sent none (the
+/// caller may address another account, or pin another version).
+pub(crate) fn inject(headers: &mut HeaderMap, spec: &PlatformSpec, credential: &Credential) {
     if let Ok(mut value) =
         HeaderValue::from_str(&format!("Bearer {}", credential.token.expose_secret()))
     {
         value.set_sensitive(true);
         headers.insert(AUTHORIZATION, value);
     }
-    for (name, secret) in &spec.api_headers {
-        if let (Ok(name), Ok(mut value)) = (
-            HeaderName::from_bytes(name.as_bytes()),
-            HeaderValue::from_str(secret.expose_secret()),
-        ) {
+    for header in &spec.api_headers {
+        let (Ok(name), Ok(mut value)) = (
+            HeaderName::from_bytes(header.name.as_bytes()),
+            HeaderValue::from_str(header.value.expose_secret()),
+        ) else {
+            continue;
+        };
+        if header.secret {
             value.set_sensitive(true);
             headers.insert(name, value);
-        }
-    }
-    if spec.proxy_auth != ProxyAuth::GoogleAds {
-        return;
-    }
-    // The caller may address another manager account; ours is only the default.
-    let login = HeaderName::from_static("login-customer-id");
-    if !headers.contains_key(&login) {
-        if let Some(Ok(value)) = extra
-            .google_ads_login_customer_id
-            .as_deref()
-            .map(HeaderValue::from_str)
-        {
-            headers.insert(login, value);
+        } else if !headers.contains_key(&name) {
+            headers.insert(name, value);
         }
     }
 }
@@ -221,39 +184,67 @@ mod tests {
     }
 
     #[test]
-    fn meta_gets_a_proof_per_token_and_google_its_headers() {
-        let secret = SecretString::from("app-secret".to_owned());
-        let a = Credential::new(
-            ProxyAuth::MetaGraph,
-            "token-a".to_owned().into(),
-            Some(&secret),
-        );
-        let b = Credential::new(
-            ProxyAuth::MetaGraph,
-            "token-b".to_owned().into(),
-            Some(&secret),
-        );
-        let proof = |c: &Credential| c.proof.as_ref().map(|p| p.expose_secret().to_owned());
-        assert_ne!(proof(&a), proof(&b));
-        assert_eq!(proof(&a).map(|p| p.len()), Some(64));
-
-        let extra = ExtraCredentials {
-            google_ads_login_customer_id: Some("1234567890".into()),
+    fn a_proof_is_computed_per_token_and_api_headers_are_added() {
+        let catalog =
+            crate::platforms::Catalog::resolve(&std::collections::BTreeMap::new(), &[], None);
+        // A spec whose platform proves tokens (HMAC-SHA256 keyed with the client secret), with a
+        // client secret set: the vector is Python's hmac.new(b"app-secret", b"token-a", sha256).
+        let mut spec = catalog
+            .all()
+            .find(|spec| {
+                let mut with_secret = (*spec).clone();
+                with_secret.credentials = Some(crate::platforms::settings::ClientCredentials {
+                    client_id: "id".into(),
+                    client_secret: "app-secret".to_owned().into(),
+                });
+                spec.behaviour
+                    .token_proof(&with_secret, &"t".to_owned().into())
+                    .is_some()
+            })
+            .expect("a platform that proves its tokens")
+            .clone();
+        spec.credentials = Some(crate::platforms::settings::ClientCredentials {
+            client_id: "id".into(),
+            client_secret: "app-secret".to_owned().into(),
+        });
+        let a = Credential::new(&spec, "token-a".to_owned().into());
+        let b = Credential::new(&spec, "token-b".to_owned().into());
+        let proof = |c: &Credential| {
+            c.proof
+                .as_ref()
+                .map(|(n, p)| (*n, p.expose_secret().to_owned()))
         };
-        let catalog = crate::platforms::catalog::Catalog::resolve(
-            &std::collections::BTreeMap::new(),
-            &[],
-            None,
+        assert_eq!(
+            proof(&a),
+            Some((
+                "appsecret_proof",
+                "7bb5dc22898e2601eb36529e66b944a5f6960ef348212b8fe55752de6eb2bdc0".to_owned()
+            ))
         );
-        let mut spec = catalog.find("google").expect("built in").clone();
-        spec.api_headers
-            .push(("developer-token", "dev-token".to_owned().into()));
+        assert_ne!(proof(&a), proof(&b));
+
+        spec.api_headers = vec![
+            crate::platforms::settings::ApiHeader {
+                name: "developer-token",
+                value: "dev-token".to_owned().into(),
+                secret: true,
+            },
+            crate::platforms::settings::ApiHeader {
+                name: "login-customer-id",
+                value: "1234567890".to_owned().into(),
+                secret: false,
+            },
+        ];
         let mut headers = HeaderMap::new();
-        let google = Credential::new(ProxyAuth::GoogleAds, "tok".to_owned().into(), None);
-        inject(&mut headers, &spec, &google, &extra);
-        assert_eq!(headers["authorization"], "Bearer tok");
+        headers.insert("developer-token", HeaderValue::from_static("callers"));
+        inject(&mut headers, &spec, &a);
+        assert_eq!(headers["authorization"], "Bearer token-a");
         assert_eq!(headers["developer-token"], "dev-token");
         assert!(headers["developer-token"].is_sensitive());
         assert_eq!(headers["login-customer-id"], "1234567890");
+        let mut chosen = HeaderMap::new();
+        chosen.insert("login-customer-id", HeaderValue::from_static("9999999999"));
+        inject(&mut chosen, &spec, &a);
+        assert_eq!(chosen["login-customer-id"], "9999999999");
     }
 }

@@ -27,12 +27,11 @@ use url::Url;
 use crate::domain::StoreId;
 use crate::lifecycle::Tokens;
 use crate::metrics::Metrics;
-use crate::platforms::api::google_retry_delay;
 use crate::platforms::{OAuthError, PlatformSpec};
 pub use body::BodyStream;
 use body::OutgoingBody;
 use client::{PlatformClient, SendFailure};
-use headers::{Credential, ExtraCredentials};
+use headers::Credential;
 use observe::CallRecord;
 
 /// The proxy's settings.
@@ -42,8 +41,6 @@ pub struct ProxySettings {
     pub max_body_bytes: usize,
     /// `PROXY_MAX_RESPONSE_BYTES` (default 50 MiB): the largest platform answer passed back.
     pub max_response_bytes: usize,
-    /// `GOOGLE_ADS_DEVELOPER_TOKEN` and `GOOGLE_ADS_LOGIN_CUSTOMER_ID`.
-    pub extra: ExtraCredentials,
 }
 
 impl Default for ProxySettings {
@@ -51,7 +48,6 @@ impl Default for ProxySettings {
         Self {
             max_body_bytes: 10 * 1024 * 1024,
             max_response_bytes: 50 * 1024 * 1024,
-            extra: ExtraCredentials::default(),
         }
     }
 }
@@ -157,14 +153,14 @@ struct Target {
 }
 
 impl Target {
-    /// The URI to send with `credential`: with Meta's `appsecret_proof` added when it has one.
+    /// The URI to send with `credential`: with the platform's token proof added when it has one.
     fn uri_for(&self, credential: &Credential) -> Result<Uri, http::uri::InvalidUri> {
         let Some(proof) = &credential.proof else {
             return Ok(self.uri.clone());
         };
         let mut url = self.url.clone();
         url.query_pairs_mut()
-            .append_pair("appsecret_proof", proof.expose_secret());
+            .append_pair(proof.0, proof.1.expose_secret());
         Uri::try_from(url.as_str())
     }
 }
@@ -335,15 +331,14 @@ impl Proxy {
                 issued.access_token
             }
         };
-        let app_secret = spec.credentials.as_ref().map(|c| &c.client_secret);
         let Some(account) = account else {
-            return Ok(Credential::new(spec.proxy_auth, token, app_secret));
+            return Ok(Credential::new(spec, token));
         };
         let page = match self.0.tokens.page_token(spec, store_id, account).await {
             Err(OAuthError::AssetNotFound) => Err(ProxyError::AccountNotFound(account.to_owned())),
             other => other.map_err(ProxyError::from),
         }?;
-        Ok(Credential::new(spec.proxy_auth, page, app_secret))
+        Ok(Credential::new(spec, page))
     }
 
     /// Sends once and sorts the outcome; peeks at error answers to classify them.
@@ -371,7 +366,7 @@ impl Proxy {
         let empty = hyper::body::Body::size_hint(request.body()).exact() == Some(0);
         let headers = request.headers_mut();
         headers.clone_from(outgoing);
-        headers::inject(headers, spec, credential, &self.0.settings.extra);
+        headers::inject(headers, spec, credential);
         headers::defaults(headers, method, empty);
         let (head, stream) = match self.0.client.send(request).await {
             Ok(response) => response.into_parts(),
@@ -392,13 +387,13 @@ impl Proxy {
             body: stream,
         };
         if status == StatusCode::TOO_MANY_REQUESTS && !answer.headers.contains_key(RETRY_AFTER) {
-            if let Some(seconds) = complete.then(|| google_retry_delay(&head)).flatten() {
+            if let Some(seconds) = complete.then(|| spec.behaviour.retry_hint(&head)).flatten() {
                 answer
                     .headers
                     .insert(RETRY_AFTER, HeaderValue::from(seconds));
             }
         }
-        if complete && spec.dead_token.is_dead(status.as_u16(), &head) {
+        if complete && spec.behaviour.is_dead_token(status.as_u16(), &head) {
             Attempt::TokenDead(answer)
         } else {
             Attempt::Answer(answer)

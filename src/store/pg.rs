@@ -27,7 +27,7 @@ impl PgStore {
     /// Connects lazily with the default statement timeout: the pool opens connections on first use,
     /// so the service starts (and reports itself unhealthy) while PostgreSQL is down, and recovers
     /// when it comes back.
-    pub async fn connect(url: &str) -> Result<Self, crate::store::StoreError> {
+    pub async fn connect(url: &str) -> Result<Self, crate::store::contract::StoreError> {
         Self::connect_with(url, DEFAULT_STATEMENT_TIMEOUT).await
     }
 
@@ -35,7 +35,7 @@ impl PgStore {
     pub async fn connect_with(
         url: &str,
         statement_timeout: Duration,
-    ) -> Result<Self, crate::store::StoreError> {
+    ) -> Result<Self, crate::store::contract::StoreError> {
         // Sent in the startup packet (`options=-c statement_timeout=...`), so every connection the
         // pool ever opens carries it, with no extra round trip per connection.
         let options = PgConnectOptions::from_str(url)?.options([(

@@ -41,7 +41,7 @@ macro_rules! impl_store {
         use crate::store::sql::{
             update_sql, API_KEY_COLUMNS, AUDIT_ROWS_PER_STATEMENT, CONNECTION_COLUMNS,
         };
-        use crate::store::{
+        use crate::store::contract::{
             plan_selection, ApiKeyRecord, AuditRow, NewAsset, NewEvent, OutboxEvent, StatusCount,
             Store, StoreError, StoredAsset,
         };

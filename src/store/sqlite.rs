@@ -13,7 +13,7 @@ pub struct SqliteStore {
 
 impl SqliteStore {
     /// Opens (creating if needed) the database a `sqlite:` URL names.
-    pub async fn connect(url: &str) -> Result<Self, crate::store::StoreError> {
+    pub async fn connect(url: &str) -> Result<Self, crate::store::contract::StoreError> {
         let options = SqliteConnectOptions::from_str(url)?
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)

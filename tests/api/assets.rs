@@ -276,11 +276,18 @@ async fn account_on_the_token_endpoint_gives_the_stores_own_page_token_which_the
     let page_token = page["access_token"].as_str().unwrap().to_owned();
     assert_ne!(page_token, user["access_token"].as_str().unwrap());
 
-    // The page token works at the page's own endpoint of the simulated Graph API.
+    // The page token works at the page's own endpoint of the simulated Graph API (which, like an
+    // app that requires it, wants the token's appsecret_proof).
     let base = sandbox::api_base(&app.address, "meta").unwrap();
+    let secret = Simulator::sandbox_client("meta", &app.address).client_secret;
+    let proof = [(
+        "appsecret_proof",
+        crate::helpers::python_hmac_sha256_hex(secret.as_bytes(), page_token.as_bytes()),
+    )];
     let node = app
         .api
         .get(format!("{base}2000000001"))
+        .query(&proof)
         .bearer_auth(&page_token)
         .send()
         .await
@@ -291,6 +298,7 @@ async fn account_on_the_token_endpoint_gives_the_stores_own_page_token_which_the
     let me: Value = app
         .api
         .get(format!("{base}me"))
+        .query(&proof)
         .bearer_auth(&page_token)
         .send()
         .await

@@ -1063,3 +1063,219 @@ fn the_example_env_file_is_valid_and_names_only_real_settings() {
         "a copied example listens on loopback"
     );
 }
+
+/// A production configuration that finds Redis through Sentinel instead of `REDIS_URL`.
+fn production_with_sentinels(extra: &[(&str, &str)]) -> HashMap<String, String> {
+    let mut map = production_ok_with(&[
+        (
+            "REDIS_SENTINELS",
+            "10.0.0.1:26379, 10.0.0.2:26379,sentinel-3.internal:26380",
+        ),
+        ("REDIS_SENTINEL_MASTER", "growth"),
+        ("REDIS_SENTINEL_TLS", "true"),
+    ]);
+    map.remove("REDIS_URL");
+    for (k, v) in extra {
+        map.insert((*k).to_owned(), (*v).to_owned());
+    }
+    map
+}
+
+#[test]
+fn redis_sentinels_replace_redis_url_with_their_passwords_from_files() {
+    use secrecy::ExposeSecret;
+    let dir = tempfile::tempdir().unwrap();
+    let sentinel_password = write(&dir, "sentinel", "sentinel-secret-from-a-file\n");
+    let settings = Settings::from_vars(&production_with_sentinels(&[
+        ("REDIS_SENTINEL_PASSWORD_FILE", &sentinel_password),
+        ("REDIS_SENTINEL_MASTER_PASSWORD", "primary-secret-value"),
+        ("REDIS_SENTINEL_MASTER_USERNAME", "growth-engine"),
+    ]))
+    .unwrap();
+    assert!(settings.warnings.is_empty(), "{:?}", settings.warnings);
+    assert!(settings.redis_url.is_none());
+    let sentinel = settings.redis_sentinel.as_ref().expect("sentinel settings");
+    assert_eq!(
+        sentinel.sentinels,
+        vec![
+            ("10.0.0.1".to_owned(), 26379),
+            ("10.0.0.2".to_owned(), 26379),
+            ("sentinel-3.internal".to_owned(), 26380),
+        ]
+    );
+    assert_eq!(sentinel.master, "growth");
+    assert!(sentinel.tls);
+    assert_eq!(
+        sentinel.sentinel_password.as_ref().unwrap().expose_secret(),
+        "sentinel-secret-from-a-file"
+    );
+    assert_eq!(
+        sentinel.master_password.as_ref().unwrap().expose_secret(),
+        "primary-secret-value"
+    );
+    assert_eq!(sentinel.master_username.as_deref(), Some("growth-engine"));
+    assert!(sentinel.sentinel_username.is_none());
+    let printed = format!("{settings:?}");
+    for secret in ["sentinel-secret-from-a-file", "primary-secret-value"] {
+        assert!(!printed.contains(secret), "{secret} in Debug");
+    }
+
+    let v6 = settings_of(&[
+        ("REDIS_SENTINELS", "[::1]:26379 127.0.0.1:26380"),
+        ("REDIS_SENTINEL_MASTER", "mymaster"),
+    ]);
+    let v6 = v6.redis_sentinel.unwrap();
+    assert_eq!(
+        v6.sentinels,
+        vec![("::1".to_owned(), 26379), ("127.0.0.1".to_owned(), 26380)]
+    );
+    assert_eq!(v6.addresses(), "[::1]:26379,127.0.0.1:26380");
+    assert!(!v6.tls);
+}
+
+#[test]
+fn sentinel_settings_that_cannot_work_stop_start_up_with_one_line_naming_the_variable() {
+    let sentinels = ("REDIS_SENTINELS", "127.0.0.1:26379");
+    let master = ("REDIS_SENTINEL_MASTER", "mymaster");
+    for (pairs, variable) in [
+        (vec![sentinels], "REDIS_SENTINEL_MASTER"),
+        (vec![master], "REDIS_SENTINEL_MASTER"),
+        (
+            vec![("REDIS_SENTINEL_PASSWORD", "lonely-password")],
+            "REDIS_SENTINEL_PASSWORD",
+        ),
+        (
+            vec![("REDIS_SENTINEL_MASTER_PASSWORD", "lonely-password")],
+            "REDIS_SENTINEL_MASTER_PASSWORD",
+        ),
+        (vec![("REDIS_SENTINEL_TLS", "true")], "REDIS_SENTINEL_TLS"),
+        (
+            vec![sentinels, master, ("REDIS_URL", "redis://127.0.0.1:6379")],
+            "REDIS_SENTINELS",
+        ),
+        (vec![("REDIS_SENTINELS", " , "), master], "REDIS_SENTINELS"),
+        (
+            vec![("REDIS_SENTINELS", "sentinel"), master],
+            "REDIS_SENTINELS",
+        ),
+        (
+            vec![("REDIS_SENTINELS", "sentinel:0"), master],
+            "REDIS_SENTINELS",
+        ),
+        (
+            vec![("REDIS_SENTINELS", "sentinel:65536"), master],
+            "REDIS_SENTINELS",
+        ),
+        (
+            vec![("REDIS_SENTINELS", "[::1:26379"), master],
+            "REDIS_SENTINELS",
+        ),
+        (
+            vec![("REDIS_SENTINELS", "bad host!:26379"), master],
+            "REDIS_SENTINELS",
+        ),
+        (
+            vec![("REDIS_SENTINELS", "::1:26379"), master],
+            "REDIS_SENTINELS",
+        ),
+        (
+            vec![
+                ("REDIS_SENTINELS", "redis://:lonely-password@h:26379"),
+                master,
+            ],
+            "REDIS_SENTINELS",
+        ),
+        (
+            vec![sentinels, ("REDIS_SENTINEL_MASTER", "my master")],
+            "REDIS_SENTINEL_MASTER",
+        ),
+        (
+            vec![sentinels, master, ("REDIS_SENTINEL_TLS", "sometimes")],
+            "REDIS_SENTINEL_TLS",
+        ),
+        (
+            vec![sentinels, master, ("REDIS_SENTINEL_USERNAME", "two words")],
+            "REDIS_SENTINEL_USERNAME",
+        ),
+    ] {
+        let error = error_of(&pairs);
+        assert!(
+            error.starts_with(&format!("invalid setting {variable}:")),
+            "{pairs:?}: {error}"
+        );
+        assert_eq!(error.lines().count(), 1, "{error}");
+        assert!(!error.contains("lonely-password"), "{error}");
+    }
+    // Production needs one or the other, and says so.
+    let mut map = production_ok_with(&[]);
+    map.remove("REDIS_URL");
+    let error = Settings::from_vars(&map).unwrap_err().to_string();
+    assert!(
+        error.starts_with(
+            "invalid setting REDIS_URL: is required in production (or REDIS_SENTINELS)"
+        ),
+        "{error}"
+    );
+}
+
+#[test]
+fn sentinels_in_clear_text_to_remote_hosts_or_a_single_sentinel_are_warned_and_typos_suggested() {
+    let settings = Settings::from_vars(&production_with_sentinels(&[(
+        "REDIS_SENTINEL_TLS",
+        "false",
+    )]))
+    .unwrap();
+    assert_eq!(settings.warnings.len(), 1, "{:?}", settings.warnings);
+    assert!(settings.warnings[0].contains("REDIS_SENTINEL_TLS=true"));
+
+    let settings = Settings::from_vars(&production_with_sentinels(&[(
+        "REDIS_SENTINELS",
+        "10.0.0.1:26379",
+    )]))
+    .unwrap();
+    assert_eq!(settings.warnings.len(), 1, "{:?}", settings.warnings);
+    assert!(settings.warnings[0].contains("one sentinel"));
+
+    let settings = Settings::from_vars(&production_with_sentinels(&[
+        ("REDIS_SENTINELS", "127.0.0.1:26379,localhost:26380"),
+        ("REDIS_SENTINEL_TLS", "false"),
+    ]))
+    .unwrap();
+    assert!(settings.warnings.is_empty(), "{:?}", settings.warnings);
+
+    let settings = Settings::from_vars(&production_with_sentinels(&[(
+        "REDIS_SENTINEL_MASTR_PASSWORD",
+        "x",
+    )]))
+    .unwrap();
+    assert_eq!(settings.warnings.len(), 1, "{:?}", settings.warnings);
+    assert!(
+        settings.warnings[0].contains("did you mean REDIS_SENTINEL_MASTER_PASSWORD?"),
+        "{:?}",
+        settings.warnings
+    );
+}
+
+#[test]
+fn check_config_shows_the_sentinels_and_hides_their_passwords() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = binary()
+        .current_dir(dir.path())
+        .env("REDIS_SENTINELS", "127.0.0.1:26379,127.0.0.1:26380")
+        .env("REDIS_SENTINEL_MASTER", "mymaster")
+        .env("REDIS_SENTINEL_PASSWORD", "sentinel-pass-value")
+        .env("REDIS_SENTINEL_MASTER_PASSWORD", "primary-pass-value")
+        .arg("check-config")
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        stdout.contains("127.0.0.1:26379,127.0.0.1:26380"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("mymaster"), "{stdout}");
+    for secret in ["sentinel-pass-value", "primary-pass-value"] {
+        assert!(!stdout.contains(secret), "{secret} leaked:\n{stdout}");
+    }
+}

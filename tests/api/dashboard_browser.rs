@@ -228,6 +228,11 @@ async fn a_merchant_connects_all_five_declines_one_and_disconnects_in_a_real_bro
     .unwrap();
     browser.set_window_size(1280, 900).await.unwrap();
 
+    // Google reports no lifetime for its refresh token: access renews, with no reconnect-by date.
+    let facts = text(browser, "#card-google .facts").await;
+    assert!(facts.contains("Renews automatically"), "{facts}");
+    assert!(!facts.contains("Reconnect by"), "{facts}");
+
     // Disconnect asks first; Cancel keeps the connection and gives focus back.
     let disconnect = "#card-google button[data-action=\"disconnect\"]";
     wait_for(browser, disconnect).await.click().await.unwrap();
@@ -606,6 +611,12 @@ async fn an_expiring_connection_shows_a_reconnect_by_banner_that_reconnects() {
         0,
         "no banner for a fresh connection"
     );
+    // The card says what the merchant acts on: access renews by itself, until a reconnect-by date;
+    // never the access token's own expiry, which the service renews.
+    let facts = text(browser, "#card-pinterest .facts").await;
+    assert!(facts.contains("Renews automatically"), "{facts}");
+    assert!(facts.contains("Reconnect by"), "{facts}");
+    assert!(!facts.contains("Token expires"), "{facts}");
     clock.advance(chrono::Duration::days(55));
     // 55 days on, the page session has long ended: a fresh link opens a new one.
     browser

@@ -407,11 +407,17 @@ async fn a_postgres_outage_answers_503_promptly_and_everything_resumes_without_a
     assert_eq!(status, 503, "{body}");
     assert_eq!(body["error"]["code"], "storage_unavailable", "{body}");
     assert!(elapsed < Duration::from_secs(5), "503 took {elapsed:?}");
-    // Reads the cache can answer do not wait on the database either way.
+    // The other stores' reads do not wait on the database either. Both answers are right, and
+    // which one comes depends on timing: the asset discovery that follows each connect rewrites
+    // the row and drops its cache entry until a read fills it again, so a read finds either the
+    // cached row (200) or none (a prompt 503, as above). What must not happen is a wait.
     let mut cached = Vec::new();
     for store in &stores[1..] {
         let (status, body, elapsed) = token(&app, store).await;
-        assert!(status == 200 || status == 503, "{status} {body}");
+        assert!(status == 200 || status == 503, "{store}: {status} {body}");
+        if status == 503 {
+            assert_eq!(body["error"]["code"], "storage_unavailable", "{body}");
+        }
         assert!(elapsed < Duration::from_secs(5), "{store}: {elapsed:?}");
         cached.push(elapsed);
     }

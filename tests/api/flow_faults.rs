@@ -70,7 +70,10 @@ async fn an_unknown_platform_is_a_404_listing_the_platforms() {
     assert_eq!(body["error"]["code"], "unknown_platform");
     assert_eq!(
         body["error"]["details"]["platforms"],
-        serde_json::json!(["meta", "tiktok", "google", "pinterest", "twitter"])
+        serde_json::json!(growth_engine::platforms::BUILT_IN
+            .iter()
+            .map(|p| p.slug)
+            .collect::<Vec<_>>())
     );
     app.stop().await;
 }

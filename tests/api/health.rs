@@ -4,14 +4,10 @@
 use std::time::Duration;
 
 use crate::helpers::{
-    spawn_app, spawn_app_with, test_database_url, test_redis_url, Backend, TestAppOptions,
+    host_port, spawn_app, spawn_app_with, test_database_url, test_redis_url, Backend,
+    TestAppOptions,
 };
 use crate::proxy::CuttableProxy;
-
-fn host_port(url: &str) -> String {
-    let url = url::Url::parse(url).unwrap();
-    format!("{}:{}", url.host_str().unwrap(), url.port().unwrap())
-}
 
 async fn health(app: &crate::helpers::TestApp) -> (u16, serde_json::Value) {
     let response = app.api.get(app.url("/health")).send().await.unwrap();

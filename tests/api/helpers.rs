@@ -33,6 +33,52 @@ pub fn test_redis_url() -> String {
     std::env::var("TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
 }
 
+/// hex HMAC-SHA256 of `message` keyed with `key`, computed by Python's standard library: a
+/// signature or proof checked against it is checked against code that is not ours.
+pub fn python_hmac_sha256_hex(key: &[u8], message: &[u8]) -> String {
+    use std::io::Write;
+    let script = "import hmac, hashlib, sys\n\
+                  key, message = sys.stdin.read().split()\n\
+                  print(hmac.new(bytes.fromhex(key), bytes.fromhex(message), hashlib.sha256).hexdigest())";
+    let mut child = std::process::Command::new("python3")
+        .args(["-c", script])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect(
+            "python3 computes the independent HMAC vectors: install it (apt-get install python3)",
+        );
+    let input = format!("{} {}", hex::encode(key), hex::encode(message));
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(input.as_bytes())
+        .expect("python3's stdin");
+    let output = child.wait_with_output().expect("python3 ran");
+    assert!(output.status.success(), "python3 failed: {output:?}");
+    String::from_utf8(output.stdout)
+        .expect("hex")
+        .trim()
+        .to_owned()
+}
+
+/// The `host:port` a service URL (`redis://`, `postgres://`) points at, its scheme's default port
+/// when it names none.
+pub fn host_port(url: &str) -> String {
+    let url = Url::parse(url).expect("a service URL");
+    let default = if url.scheme().starts_with("redis") {
+        6379
+    } else {
+        5432
+    };
+    format!(
+        "{}:{}",
+        url.host_str().expect("a host"),
+        url.port().unwrap_or(default)
+    )
+}
+
 /// A PostgreSQL database made for one test and dropped by [`TestDatabase::drop_database`] (or, if a
 /// test panicked first, by the next run's sweep).
 pub struct TestDatabase {
@@ -134,6 +180,9 @@ pub struct TestAppOptions {
     pub simulated: Vec<&'static str>,
     pub extra_env: Vec<(&'static str, String)>,
     pub clock: Option<ManualClock>,
+    /// The standalone simulator reads `clock` too (by default it keeps real time, as a platform
+    /// would while the service's clock is moved).
+    pub simulator_follows_clock: bool,
     pub refresher: bool,
     /// A listener bound in advance, for tests that must know the address before the app starts.
     pub listener: Option<TcpListener>,
@@ -146,6 +195,7 @@ impl Default for TestAppOptions {
             simulated: sandbox::PLATFORMS.to_vec(),
             extra_env: Vec::new(),
             clock: None,
+            simulator_follows_clock: false,
             refresher: false,
             listener: None,
         }
@@ -243,7 +293,12 @@ pub async fn spawn_app_with(mut options: TestAppOptions) -> TestApp {
             redirect_uris: vec![format!("{address}/api/v1/oauth/callback/{platform}")],
         });
     }
-    let simulator = Simulator::new(clients);
+    let simulator = match (&options.clock, options.simulator_follows_clock) {
+        (Some(clock), true) => Simulator::with_clock(clients, Arc::new(clock.clone())),
+        _ => Simulator::new(clients),
+    };
+    // Strict, as an app that requires token proofs: every call must carry one.
+    simulator.require_token_proofs(true);
     let sim_router = sandbox::router(simulator.clone());
     tokio::spawn(async move {
         let _ = axum::serve(sim_listener, sim_router).await;
@@ -258,7 +313,14 @@ pub async fn spawn_app_with(mut options: TestAppOptions) -> TestApp {
             vars.push(("DATABASE_URL", db.url.clone()));
             database = Some(db);
             let (_, prefix) = fresh_redis().await;
-            vars.push(("REDIS_URL", test_redis_url()));
+            // A test that names its own sentinels brings its own Redis (and the two are exclusive).
+            if !options
+                .extra_env
+                .iter()
+                .any(|(name, _)| *name == "REDIS_SENTINELS")
+            {
+                vars.push(("REDIS_URL", test_redis_url()));
+            }
             vars.push(("REDIS_KEY_PREFIX", prefix.clone()));
             redis_prefix = Some(prefix);
         }
@@ -417,14 +479,28 @@ impl TestApp {
                 .await
                 .unwrap();
             for key in keys {
-                let value: Option<String> = redis::cmd("GET")
+                // Every kind of value, each read with its own command: a token in a hash, a
+                // sorted set or a list must be found as surely as one in a string.
+                let kind: String = redis::cmd("TYPE")
                     .arg(&key)
                     .query_async(&mut conn)
                     .await
-                    .unwrap_or(None);
+                    .unwrap();
+                let read = match kind.as_str() {
+                    "string" => redis::cmd("GET").arg(&key).clone(),
+                    "hash" => redis::cmd("HGETALL").arg(&key).clone(),
+                    "list" => redis::cmd("LRANGE").arg(&key).arg(0).arg(-1).clone(),
+                    "set" => redis::cmd("SMEMBERS").arg(&key).clone(),
+                    "zset" => redis::cmd("ZRANGE").arg(&key).arg(0).arg(-1).clone(),
+                    "stream" => redis::cmd("XRANGE").arg(&key).arg("-").arg("+").clone(),
+                    // Gone since KEYS listed it.
+                    "none" => continue,
+                    other => panic!("a Redis value of an unscanned type {other} at {key}"),
+                };
+                let value: redis::Value = read.query_async(&mut conn).await.unwrap();
                 all.push_str(&key);
                 all.push(' ');
-                all.push_str(&value.unwrap_or_default());
+                all.push_str(&redis_text(&value));
                 all.push('\n');
             }
         }
@@ -433,6 +509,23 @@ impl TestApp {
 }
 
 /// A browser: keeps cookies, follows no redirect by itself so each hop can be checked.
+/// Every byte string inside a Redis value, as text, one after another.
+fn redis_text(value: &redis::Value) -> String {
+    match value {
+        redis::Value::BulkString(bytes) => String::from_utf8_lossy(bytes).into_owned(),
+        redis::Value::SimpleString(text) => text.clone(),
+        redis::Value::Array(items) | redis::Value::Set(items) => {
+            items.iter().map(redis_text).collect::<Vec<_>>().join(" ")
+        }
+        redis::Value::Map(pairs) => pairs
+            .iter()
+            .map(|(k, v)| format!("{} {}", redis_text(k), redis_text(v)))
+            .collect::<Vec<_>>()
+            .join(" "),
+        other => format!("{other:?}"),
+    }
+}
+
 pub struct Browser {
     pub client: reqwest::Client,
 }

@@ -56,47 +56,85 @@ async fn call(app: &TestApp, method: Method, path: &str, key: &str) -> reqwest::
     request.send().await.unwrap()
 }
 
-/// Every API route, the scope it needs (on `meta` for the platform routes).
-fn routes() -> Vec<(Method, &'static str, &'static str)> {
-    vec![
-        (
-            Method::GET,
-            "/api/v1/oauth/connect/meta?user_id=u1&store_id=s1",
-            "connect:meta",
-        ),
-        (
-            Method::DELETE,
-            "/api/v1/oauth/disconnect/meta?user_id=u1&store_id=s1",
-            "disconnect:meta",
-        ),
-        (
-            Method::GET,
-            "/api/v1/oauth/connections/s1",
-            "connections:read",
-        ),
-        (
-            Method::GET,
-            "/api/v1/oauth/token/meta?store_id=s1",
-            "tokens:read:meta",
-        ),
-        (
-            Method::POST,
-            "/api/v1/oauth/refresh/meta?store_id=s1",
-            "tokens:read:meta",
-        ),
-        (Method::GET, "/api/v1/audit?store_id=s1", "audit:read"),
-        (Method::GET, "/api/v1/proxy/meta/me", "proxy:meta"),
-        (
-            Method::POST,
-            "/api/v1/oauth/connections/s1/meta/assets/refresh",
-            "selection:write:meta",
-        ),
-        (
-            Method::PUT,
-            "/api/v1/oauth/connections/s1/meta/selection",
-            "selection:write:meta",
-        ),
-    ]
+/// The routes any valid key may call: the platform catalog and the metrics.
+const ANY_KEY_ROUTES: [&str; 2] = ["GET /api/v1/oauth/platforms", "GET /metrics"];
+
+/// One API operation as the OpenAPI document describes it: a request to make and the scope it
+/// needs (`None`: any valid key).
+struct DocumentedRoute {
+    method: Method,
+    /// The path with its parameters filled in (the platform is `platform`).
+    path: String,
+    /// The scope, `[:platform]` replaced by `:platform` where the route takes one.
+    scope: Option<String>,
+    /// Whether the scope can be narrowed to a platform.
+    per_platform: bool,
+}
+
+/// Every operation the document says needs an API key, on `platform`: the routes come from the
+/// service's own document, so a route added there cannot escape the checks below; the scope from
+/// its documented 403 (`missing_scope: the key lacks `X``).
+async fn documented_routes(app: &TestApp, platform: &str) -> Vec<DocumentedRoute> {
+    let document: Value = app
+        .api
+        .get(app.url("/api/v1/openapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let mut routes = Vec::new();
+    for (template, operations) in document["paths"].as_object().unwrap() {
+        for (method, operation) in operations.as_object().unwrap() {
+            if operation["security"]
+                .as_array()
+                .is_none_or(|s| s.is_empty())
+            {
+                continue;
+            }
+            let mut path = template.clone();
+            let mut query = Vec::new();
+            for parameter in operation["parameters"].as_array().into_iter().flatten() {
+                let name = parameter["name"].as_str().unwrap();
+                let value = match name {
+                    "platform" => platform,
+                    "store_id" => "s1",
+                    "user_id" => "u1",
+                    "path" => "me",
+                    _ if parameter["required"] != true => continue,
+                    "Growth-Engine-Store" => continue,
+                    other => panic!("{template}: no value for the required parameter {other}"),
+                };
+                match parameter["in"].as_str() {
+                    Some("path") => path = path.replace(&format!("{{{name}}}"), value),
+                    Some("query") => query.push(format!("{name}={value}")),
+                    _ => {}
+                }
+            }
+            if !query.is_empty() {
+                path = format!("{path}?{}", query.join("&"));
+            }
+            let denial = operation["responses"]["403"]["description"]
+                .as_str()
+                .map(str::to_owned);
+            let scope = denial.as_deref().map(|text| {
+                let scope = text
+                    .split('`')
+                    .nth(1)
+                    .unwrap_or_else(|| panic!("{template}: a 403 without its scope: {text}"));
+                scope.to_owned()
+            });
+            routes.push(DocumentedRoute {
+                method: method.to_uppercase().parse().unwrap(),
+                path,
+                per_platform: scope.as_deref().is_some_and(|s| s.ends_with("[:platform]")),
+                scope: scope.map(|s| s.replace("[:platform]", &format!(":{platform}"))),
+            });
+        }
+    }
+    routes.sort_by(|a, b| (&a.path, a.method.as_str()).cmp(&(&b.path, b.method.as_str())));
+    routes
 }
 
 const ALL_SCOPES: [&str; 7] = [
@@ -109,16 +147,39 @@ const ALL_SCOPES: [&str; 7] = [
     "audit:read",
 ];
 
+/// The operation of a scope (`tokens:read:meta` → `tokens:read`).
+fn operation_of(scope: &str) -> &'static str {
+    ALL_SCOPES
+        .iter()
+        .copied()
+        .filter(|s| scope.starts_with(s))
+        .max_by_key(|s| s.len())
+        .unwrap_or_else(|| panic!("{scope} names no operation of ALL_SCOPES"))
+}
+
 #[tokio::test]
 async fn every_api_route_refuses_a_key_without_its_scope_and_accepts_one_with_it() {
     let app = spawn_app().await;
-    for (n, (method, path, scope)) in routes().into_iter().enumerate() {
-        let operation = ALL_SCOPES
-            .iter()
-            .copied()
-            .filter(|s| scope.starts_with(s))
-            .max_by_key(|s| s.len())
-            .unwrap();
+    let routes = documented_routes(&app, "meta").await;
+    let any_key: Vec<String> = routes
+        .iter()
+        .filter(|r| r.scope.is_none())
+        .map(|r| format!("{} {}", r.method, r.path))
+        .collect();
+    assert_eq!(
+        any_key, ANY_KEY_ROUTES,
+        "a secured route that documents no 403 must be meant for any key: document its scope"
+    );
+    let scoped: Vec<&DocumentedRoute> = routes.iter().filter(|r| r.scope.is_some()).collect();
+    assert!(
+        scoped.len() >= 13,
+        "the document lists the scoped routes: {}",
+        scoped.len()
+    );
+    for (n, route) in scoped.iter().enumerate() {
+        let (method, path) = (&route.method, route.path.as_str());
+        let scope = route.scope.as_deref().unwrap();
+        let operation = operation_of(scope);
         let others: Vec<&str> = ALL_SCOPES
             .iter()
             .copied()
@@ -142,7 +203,8 @@ async fn every_api_route_refuses_a_key_without_its_scope_and_accepts_one_with_it
     }
     // The catalog and the metrics need any valid key; the OpenAPI document is public.
     let minimal = create_key(&app, "minimal", "proxy:tiktok").await;
-    for path in ["/api/v1/oauth/platforms", "/metrics"] {
+    for route in ANY_KEY_ROUTES {
+        let path = route.split_once(' ').unwrap().1;
         assert_eq!(
             call(&app, Method::GET, path, &minimal).await.status(),
             200,
@@ -153,15 +215,28 @@ async fn every_api_route_refuses_a_key_without_its_scope_and_accepts_one_with_it
             401
         );
     }
-    let document = app
-        .api
-        .get(app.url("/api/v1/openapi.json"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(document.status(), 200);
-    let document: Value = document.json().await.unwrap();
-    assert!(document["paths"]["/api/v1/audit"]["get"].is_object());
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_scope_narrowed_to_another_platform_is_refused_on_every_route_that_takes_a_platform() {
+    let app = spawn_app().await;
+    let routes = documented_routes(&app, "meta").await;
+    let per_platform: Vec<&DocumentedRoute> = routes.iter().filter(|r| r.per_platform).collect();
+    assert!(per_platform.len() >= 10, "{}", per_platform.len());
+    for (n, route) in per_platform.iter().enumerate() {
+        let (method, path) = (&route.method, route.path.as_str());
+        let scope = route.scope.as_deref().unwrap();
+        let elsewhere = format!("{}:tiktok", operation_of(scope));
+        let key = create_key(&app, &format!("elsewhere-{n}"), &elsewhere).await;
+        let response = call(&app, method.clone(), path, &key).await;
+        assert_eq!(response.status(), 403, "{method} {path} with {elsewhere}");
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(
+            body["error"]["details"]["missing_scope"], scope,
+            "{method} {path}"
+        );
+    }
     app.stop().await;
 }
 

@@ -247,19 +247,43 @@ contract!(
             .await
             .unwrap()
             .is_some());
-        tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
-        assert!(store
-            .acquire_refresh_lease(saved.id, "c", lease)
-            .await
-            .unwrap()
-            .is_some());
+        // Once b's lease has run out by the database's clock, c takes it over (polled: the
+        // database decides when, not a sleep here).
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let taken = loop {
+            if let Some(row) = store
+                .acquire_refresh_lease(saved.id, "c", lease)
+                .await
+                .unwrap()
+            {
+                break row;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "an expired lease can be taken over"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        };
+        // The displaced holder's late result is refused; the new holder's is written.
+        let mut late = taken.clone();
+        late.sealed_tokens = Some("v1.key.late".into());
+        assert!(matches!(
+            store.finish_refresh(&late, "b", None).await,
+            Err(StoreError::Conflict)
+        ));
+        let mut current = taken;
+        current.sealed_tokens = Some("v1.key.current".into());
+        let done = store.finish_refresh(&current, "c", None).await.unwrap();
+        assert_eq!(done.sealed_tokens.as_deref(), Some("v1.key.current"));
     }
 );
 
 contract!(
     due_connections_come_soonest_first_and_skip_leased_and_dead_ones,
     |store: Arc<dyn Store>| async move {
-        let now = Utc.with_ymd_and_hms(2026, 11, 1, 12, 0, 0).unwrap();
+        // The lease is timed by the database's clock: the schedule is read at the same time, not
+        // at a fixed date that one clock or the other could pass.
+        let now = Utc::now();
         let mut soon = connection("s1", "meta");
         soon.next_refresh_at = Some(now - Duration::minutes(1));
         let mut sooner = connection("s2", "meta");

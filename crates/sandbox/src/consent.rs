@@ -1,12 +1,11 @@
-//! The sandbox consent screen shared by all five platforms: validating the authorization request
-//! against the platform's description, rendering the clearly labelled simulated consent page, and
-//! answering the form with a code or `access_denied`.
+//! The sandbox consent screen shared by every simulated platform: validating the authorization
+//! request against the platform's description (and its own option and scope rules), rendering the
+//! clearly labelled simulated consent page, and answering the form with a code or the platform's
+//! cancel error.
 //!
 //! Validation order follows RFC 6749 §4.1.2.1: an unknown client or an unregistered redirect URI
 //! is answered here with an HTML error and never redirected (the redirect target cannot be trusted);
 //! every later problem is reported to the client by redirecting with `error=...`.
-
-use std::collections::HashSet;
 
 use askama::Template;
 use axum::body::Bytes;
@@ -18,25 +17,24 @@ use axum::routing::{get, post};
 use axum::Router;
 use chrono::Duration;
 
-use super::spec::{PkceRule, Platform, PlatformSpec, ScopeSeparator};
-use super::{ApprovedAuthorization, PendingAuthorization, PkceChallenge, PkceMethod, Simulator};
+use crate::params::QueryParams;
+use crate::platform::{Platform, Refusal};
+use crate::platforms::TABLE;
+use crate::spec::{AuthorizeOptions, ConsentMemory, PkceRule, PlatformSpec, ScopeSeparator};
+use crate::state::{
+    ApprovedAuthorization, PendingAuthorization, PkceChallenge, PkceMethod, Simulator,
+};
 
 /// How long a rendered consent screen stays answerable.
 const PENDING_LIFETIME_MINUTES: i64 = 30;
 
 /// The authorize and consent routes of every platform.
-pub(super) fn routes() -> Router<Simulator> {
-    let platforms = [
-        Platform::Meta,
-        Platform::TikTok,
-        Platform::Google,
-        Platform::Pinterest,
-        Platform::Twitter,
-    ];
-    platforms
-        .into_iter()
+pub(crate) fn routes() -> Router<Simulator> {
+    TABLE
+        .iter()
+        .copied()
         .fold(Router::new(), |router, platform| {
-            let spec = platform.spec();
+            let spec = platform.spec;
             router
                 .route(
                     spec.authorize_path,
@@ -202,54 +200,18 @@ fn redirect_error(
     redirect_back(spec, StatusCode::FOUND, redirect_uri, &params)
 }
 
-/// The query parameters of an authorization request, in order, duplicates kept.
-struct Params(Vec<(String, String)>);
-
-impl Params {
-    fn parse(query: Option<&str>) -> Self {
-        Self(
-            query
-                .and_then(|q| serde_urlencoded::from_str(q).ok())
-                .unwrap_or_default(),
-        )
-    }
-
-    /// The first value of `name`.
-    fn get(&self, name: &str) -> Option<&str> {
-        self.0
-            .iter()
-            .find(|(key, _)| key == name)
-            .map(|(_, value)| value.as_str())
-    }
-
-    /// The first parameter that appears more than once.
-    fn duplicate(&self) -> Option<&str> {
-        let mut seen = HashSet::new();
-        self.0
-            .iter()
-            .find(|(key, _)| !seen.insert(key.as_str()))
-            .map(|(key, _)| key.as_str())
-    }
-}
-
-/// An error to redirect to the client with: its `error` code and `error_description`.
-type Refusal = (&'static str, String);
-
 /// What a valid authorization request asks for, once its client and redirect URI are trusted.
 struct CheckedRequest {
     state: String,
     requested_scopes: Vec<String>,
     pkce: Option<PkceChallenge>,
-    google_offline: bool,
-    google_prompt_consent: bool,
-    include_granted_scopes: bool,
-    meta_rerequest: bool,
+    options: AuthorizeOptions,
 }
 
 fn authorize(sim: &Simulator, platform: Platform, query: Option<&str>) -> Response {
-    let spec = platform.spec();
-    let params = Params::parse(query);
-    let (client_id, redirect_uri) = match trusted_client(sim, platform, &params) {
+    let spec = platform.spec;
+    let params = QueryParams::parse(query);
+    let (client_id, redirect_uri) = match trusted_client(sim, spec, &params) {
         Ok(found) => found,
         Err(page) => return *page,
     };
@@ -260,13 +222,15 @@ fn authorize(sim: &Simulator, platform: Platform, query: Option<&str>) -> Respon
         }
     };
 
-    let account = sim.signed_in_account(platform);
-    // Meta does not ask again for a permission the user declined, unless auth_type=rerequest.
-    let declined = if platform == Platform::Meta && !request.meta_rerequest {
-        sim.remembered(platform, client_id, account).declined
-    } else {
-        Vec::new()
-    };
+    let account = sim.signed_in_account(spec.key);
+    // A platform that remembers consents does not ask again for a scope the user declined,
+    // unless the request says so.
+    let declined =
+        if spec.consent_memory == ConsentMemory::Always && !request.options.ask_declined_again {
+            sim.remembered(spec.key, client_id, account).declined
+        } else {
+            Vec::new()
+        };
     let shown_scopes: Vec<String> = request
         .requested_scopes
         .iter()
@@ -274,15 +238,13 @@ fn authorize(sim: &Simulator, platform: Platform, query: Option<&str>) -> Respon
         .cloned()
         .collect();
     let pending = PendingAuthorization {
-        platform,
+        platform: spec,
         client_id: client_id.to_owned(),
         redirect_uri: redirect_uri.to_owned(),
         state: Some(request.state),
         requested_scopes: request.requested_scopes,
         pkce: request.pkce,
-        google_offline: request.google_offline,
-        google_prompt_consent: request.google_prompt_consent,
-        include_granted_scopes: request.include_granted_scopes,
+        options: request.options,
         shown_scopes: shown_scopes.clone(),
         account,
         expires_at: sim.now() + Duration::minutes(PENDING_LIFETIME_MINUTES),
@@ -312,10 +274,9 @@ fn authorize(sim: &Simulator, platform: Platform, query: Option<&str>) -> Respon
 /// is large).
 fn trusted_client<'a>(
     sim: &Simulator,
-    platform: Platform,
-    params: &'a Params,
+    spec: &PlatformSpec,
+    params: &'a QueryParams,
 ) -> Result<(&'a str, &'a str), Box<Response>> {
-    let spec = platform.spec();
     let Some(client_id) = params.get(spec.client_param) else {
         let message = if spec.client_param != "client_id" && params.get("client_id").is_some() {
             format!(
@@ -327,7 +288,7 @@ fn trusted_client<'a>(
         };
         return Err(Box::new(error_page(spec, &message)));
     };
-    let Some(client) = sim.client(platform, client_id) else {
+    let Some(client) = sim.client(spec.key, client_id) else {
         return Err(Box::new(error_page(
             spec,
             "Unknown client: no app is registered with this identifier.",
@@ -349,8 +310,8 @@ fn trusted_client<'a>(
 }
 
 /// Checks the rest of the request against the platform's rules, in the order the platform does.
-fn check_request(platform: Platform, params: &Params) -> Result<CheckedRequest, Refusal> {
-    let spec = platform.spec();
+fn check_request(platform: Platform, params: &QueryParams) -> Result<CheckedRequest, Refusal> {
+    let spec = platform.spec;
     let invalid = |description: &str| ("invalid_request", description.to_owned());
     // RFC 6749 §3.1: parameters must not be included more than once.
     if let Some(name) = params.duplicate() {
@@ -375,31 +336,19 @@ fn check_request(platform: Platform, params: &Params) -> Result<CheckedRequest, 
     }
     let requested_scopes = parse_scopes(spec, params.get("scope"))
         .map_err(|(error, description)| (error, description.to_owned()))?;
+    platform.rules.check_scopes(&requested_scopes)?;
     let pkce = parse_pkce(
         spec,
         params.get("code_challenge"),
         params.get("code_challenge_method"),
     )
     .map_err(invalid)?;
-    let (google_offline, google_prompt_consent) = if platform == Platform::Google {
-        google_options(params.get("access_type"), params.get("prompt"))
-            .map_err(|(error, description)| (error, description.to_owned()))?
-    } else {
-        (false, false)
-    };
-    // Google: "include_granted_scopes=true" (providers.md §3); Meta: auth_type=rerequest asks
-    // again for declined permissions (platform-apis.md §1 [M22]). Other platforms ignore both.
-    let include_granted_scopes =
-        platform == Platform::Google && params.get("include_granted_scopes") == Some("true");
-    let meta_rerequest = platform == Platform::Meta && params.get("auth_type") == Some("rerequest");
+    let options = platform.rules.authorize_options(params)?;
     Ok(CheckedRequest {
         state: state.to_owned(),
         requested_scopes,
         pkce,
-        google_offline,
-        google_prompt_consent,
-        include_granted_scopes,
-        meta_rerequest,
+        options,
     })
 }
 
@@ -464,7 +413,7 @@ fn parse_pkce(
             let method = match method {
                 Some("S256") => PkceMethod::S256,
                 Some("plain") => PkceMethod::Plain,
-                // RFC 7636 §4.3 defaults to plain; X insists on the parameter.
+                // RFC 7636 §4.3 defaults to plain; a platform requiring PKCE insists on the parameter.
                 None if spec.pkce == PkceRule::Optional => PkceMethod::Plain,
                 None => return Err("Missing required parameter: code_challenge_method."),
                 Some(_) => return Err("code_challenge_method must be S256 or plain."),
@@ -477,47 +426,8 @@ fn parse_pkce(
     }
 }
 
-/// Google's `access_type` and `prompt`: returns (offline, prompt contains consent).
-fn google_options(
-    access_type: Option<&str>,
-    prompt: Option<&str>,
-) -> Result<(bool, bool), (&'static str, &'static str)> {
-    let offline = match access_type {
-        None | Some("online") => false,
-        Some("offline") => true,
-        Some(_) => {
-            return Err((
-                "invalid_request",
-                "Invalid access_type: it must be online or offline.",
-            ))
-        }
-    };
-    let prompts: Vec<&str> = prompt
-        .unwrap_or_default()
-        .split(' ')
-        .filter(|p| !p.is_empty())
-        .collect();
-    if prompts
-        .iter()
-        .any(|p| !matches!(*p, "none" | "consent" | "select_account"))
-    {
-        return Err(("invalid_request", "Invalid prompt value."));
-    }
-    if prompts.contains(&"none") {
-        // The sandbox always needs the user's click, which prompt=none forbids.
-        if prompts.len() > 1 {
-            return Err((
-                "invalid_request",
-                "prompt=none cannot be combined with other values.",
-            ));
-        }
-        return Err(("interaction_required", "User interaction is required."));
-    }
-    Ok((offline, prompts.contains(&"consent")))
-}
-
 fn answer_consent(sim: &Simulator, platform: Platform, body: &Bytes) -> Response {
-    let spec = platform.spec();
+    let spec = platform.spec;
     let Ok(fields) = serde_urlencoded::from_bytes::<Vec<(String, String)>>(body) else {
         return error_page(spec, "The consent form could not be read.");
     };
@@ -543,13 +453,13 @@ fn answer_consent(sim: &Simulator, platform: Platform, body: &Bytes) -> Response
             "This consent screen has expired or was already answered. Start the connection again.",
         );
     };
-    if pending.platform != platform {
+    if pending.platform.key != spec.key {
         return error_page(spec, "This consent screen belongs to another platform.");
     }
     let state = pending.state.as_deref();
 
     if !approve {
-        let mut params = vec![("error", "access_denied")];
+        let mut params = vec![("error", spec.denial_error)];
         if let Some(reason) = spec.denial_reason {
             params.push(("error_reason", reason));
         }
@@ -565,7 +475,7 @@ fn answer_consent(sim: &Simulator, platform: Platform, body: &Bytes) -> Response
         .filter(|(key, _)| key == "scope")
         .map(|(_, value)| value.as_str())
         .collect();
-    let granted_now = sim.granted_scopes_override(platform).unwrap_or_else(|| {
+    let granted_now = sim.granted_scopes_override(spec.key).unwrap_or_else(|| {
         // Only what the screen asked for can be granted, whatever else the form carries.
         pending
             .shown_scopes
@@ -577,14 +487,13 @@ fn answer_consent(sim: &Simulator, platform: Platform, body: &Bytes) -> Response
     let (requested_scopes, granted_scopes) = granted_with_memory(sim, &pending, granted_now);
     let reported_scopes = granted_scopes.join(",");
     let code = sim.issue_code(ApprovedAuthorization {
-        platform,
+        platform: spec,
         client_id: pending.client_id.clone(),
         redirect_uri: pending.redirect_uri.clone(),
         requested_scopes,
         granted_scopes,
         pkce: pending.pkce.clone(),
-        google_offline: pending.google_offline,
-        google_prompt_consent: pending.google_prompt_consent,
+        options: pending.options,
         account: pending.account,
     });
     let mut params = vec![("code", code.as_str())];
@@ -598,24 +507,26 @@ fn answer_consent(sim: &Simulator, platform: Platform, body: &Bytes) -> Response
 }
 
 /// The grant's requested and granted scopes once what the account granted the client before
-/// counts: Google's `include_granted_scopes` adds every scope granted before; a Meta user token
-/// carries every permission granted to the app, and its permission list the declined ones.
+/// counts ([`ConsentMemory`]): on request, every scope granted before is added; always, the token
+/// carries every scope granted to the app, and the requested list names the declined ones.
 fn granted_with_memory(
     sim: &Simulator,
     pending: &PendingAuthorization,
     granted_now: Vec<String>,
 ) -> (Vec<String>, Vec<String>) {
     let remembered = sim.remember_consent(
-        pending.platform,
+        pending.platform.key,
         &pending.client_id,
         pending.account,
         &pending.shown_scopes,
         &granted_now,
     );
     let mut requested = pending.requested_scopes.clone();
-    match pending.platform {
-        Platform::Google if pending.include_granted_scopes => (requested, remembered.granted),
-        Platform::Meta => {
+    match pending.platform.consent_memory {
+        ConsentMemory::OnRequest if pending.options.include_granted_scopes => {
+            (requested, remembered.granted)
+        }
+        ConsentMemory::Always => {
             for scope in remembered.declined.iter().chain(&remembered.granted) {
                 if !requested.contains(scope) {
                     requested.push(scope.clone());

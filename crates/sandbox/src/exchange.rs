@@ -1,24 +1,19 @@
-//! What the five simulated token endpoints share: reading the request (form body, query, HTTP
-//! Basic), checking client credentials and PKCE verifiers, injecting faults and recording every call.
+//! What the simulated token and revocation endpoints share: reading the request (form body, query,
+//! HTTP Basic, bearer header), checking HTTP Basic client credentials, and the small JSON helpers
+//! every platform module answers with.
 //!
-//! The platform files decide which of these a platform accepts and how a refusal is worded; nothing
-//! here writes an error body.
+//! The platform modules decide which of these a platform accepts and how a refusal is worded;
+//! nothing here writes an error body.
 
 use axum::body::Bytes;
-use axum::http::header::{AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER};
-use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::http::header::{AUTHORIZATION, CONTENT_TYPE};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
-use sha2::{Digest, Sha256};
-use subtle::ConstantTimeEq;
 
-use super::spec::Platform;
-use super::{
-    google, meta, pinterest, tiktok, twitter, CodeRejection, Fault, PkceChallenge, PkceMethod,
-    Simulator, TokenRequestRecord,
-};
+use crate::state::{random_string, ClientCheck, Simulator};
 
 /// A request to a token or revocation endpoint, parsed once.
 pub(crate) struct TokenCall {
@@ -154,45 +149,11 @@ pub(crate) fn bearer_token(headers: &HeaderMap) -> Option<String> {
     (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then(|| token.to_owned())
 }
 
-/// The outcome of checking a client's credentials.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum ClientCheck {
-    Valid,
-    UnknownClient,
-    WrongSecret,
-}
-
-impl Simulator {
-    /// Checks a client id and secret registered at `platform`, comparing secrets in constant time.
-    pub(crate) fn check_client(
-        &self,
-        platform: Platform,
-        client_id: &str,
-        client_secret: &str,
-    ) -> ClientCheck {
-        match self.client(platform, client_id) {
-            None => ClientCheck::UnknownClient,
-            Some(client) => {
-                if bool::from(
-                    client
-                        .client_secret
-                        .as_bytes()
-                        .ct_eq(client_secret.as_bytes()),
-                ) {
-                    ClientCheck::Valid
-                } else {
-                    ClientCheck::WrongSecret
-                }
-            }
-        }
-    }
-}
-
 /// Checks HTTP Basic credentials, read raw or form-decoded: RFC 6749 §2.3.1 asks clients to
 /// form-encode both halves, most do not, and either reading is accepted.
 pub(crate) fn check_basic(
     sim: &Simulator,
-    platform: Platform,
+    platform: &str,
     basic: &BasicCredentials,
 ) -> ClientCheck {
     let raw = sim.check_client(platform, &basic.client_id, &basic.client_secret);
@@ -208,98 +169,6 @@ pub(crate) fn check_basic(
     }
 }
 
-/// Checks a PKCE verifier against the challenge bound to a code (RFC 7636 §4.6).
-pub(crate) fn check_pkce(
-    challenge: Option<&PkceChallenge>,
-    verifier: Option<&str>,
-) -> Result<(), CodeRejection> {
-    match (challenge, verifier) {
-        (None, None) => Ok(()),
-        (None, Some(_)) => Err(CodeRejection::VerifierUnexpected),
-        (Some(_), None) => Err(CodeRejection::VerifierMissing),
-        (Some(challenge), Some(verifier)) => {
-            // RFC 7636 §4.1: 43 to 128 characters from the unreserved set.
-            let well_formed = (43..=128).contains(&verifier.len())
-                && verifier
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~'));
-            let derived = match challenge.method {
-                PkceMethod::Plain => verifier.to_owned(),
-                PkceMethod::S256 => URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes())),
-            };
-            if well_formed && bool::from(derived.as_bytes().ct_eq(challenge.challenge.as_bytes())) {
-                Ok(())
-            } else {
-                Err(CodeRejection::VerifierMismatch)
-            }
-        }
-    }
-}
-
-/// Runs a token-endpoint call through the platform's fault (if any), records it, and returns the
-/// answer. `answer` holds the platform's rules.
-pub(crate) async fn token_endpoint(
-    sim: &Simulator,
-    platform: Platform,
-    call: &TokenCall,
-    answer: impl FnOnce(&Simulator, &TokenCall) -> Response,
-) -> Response {
-    let grant_type = call
-        .body_or_query("grant_type")
-        .unwrap_or_default()
-        .to_owned();
-    let (response, faulted) = match sim.fault(platform) {
-        None => (answer(sim, call), false),
-        Some(Fault::Delay(delay)) => {
-            tokio::time::sleep(delay).await;
-            (answer(sim, call), false)
-        }
-        Some(Fault::Status(status)) => {
-            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-            (fault_body(platform, status), true)
-        }
-        Some(Fault::Garbage) => {
-            let response = (
-                StatusCode::OK,
-                [(CONTENT_TYPE, "text/html; charset=utf-8")],
-                "<html>not json",
-            )
-                .into_response();
-            (response, true)
-        }
-        Some(Fault::RateLimited {
-            retry_after_seconds,
-        }) => {
-            let mut response = fault_body(platform, StatusCode::TOO_MANY_REQUESTS);
-            response
-                .headers_mut()
-                .insert(RETRY_AFTER, HeaderValue::from(retry_after_seconds));
-            (response, true)
-        }
-    };
-    let status = response.status();
-    sim.record_token_request(
-        platform,
-        TokenRequestRecord {
-            grant_type,
-            ok: !faulted && status.is_success(),
-            status: status.as_u16(),
-        },
-    );
-    response
-}
-
-/// The platform-shaped error body for an injected failure status.
-fn fault_body(platform: Platform, status: StatusCode) -> Response {
-    match platform {
-        Platform::Meta => meta::fault_body(status),
-        Platform::TikTok => tiktok::fault_body(status),
-        Platform::Google => google::fault_body(status),
-        Platform::Pinterest => pinterest::fault_body(status),
-        Platform::Twitter => twitter::fault_body(status),
-    }
-}
-
 /// Refuses a request with `response`. Boxed because a `Response` is large and these errors are the
 /// cold path of every validation helper.
 pub(crate) fn reject<T>(response: Response) -> Result<T, Box<Response>> {
@@ -311,9 +180,9 @@ pub(crate) fn json(status: StatusCode, body: serde_json::Value) -> Response {
     (status, Json(body)).into_response()
 }
 
-/// A random request identifier in the style of TikTok's `log_id` or Meta's `fbtrace_id`.
+/// A random request identifier, as platforms put in error bodies for support requests.
 pub(crate) fn trace_id() -> String {
-    super::random_string(24)
+    random_string(24)
 }
 
 /// Joins scopes for a token response.

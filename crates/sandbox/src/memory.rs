@@ -1,51 +1,22 @@
-//! What a simulated user granted and declined an app before, and which simulated account signs in
-//! on the consent screens: the state behind incremental consent.
+//! What a simulated user granted and declined an app before: the state behind incremental
+//! consent ([`ConsentMemory`](crate::spec::ConsentMemory)).
 //!
-//! Google (providers.md §3, platform-apis.md §3): with `include_granted_scopes=true` the new grant,
-//! and the token response's `scope`, carry every scope the user granted the client before; without
-//! it, only what this consent granted. Meta (platform-apis.md §1, "Incremental authorization"): a
-//! permission the user declined is not asked again unless the request carries
-//! `auth_type=rerequest`, and a user token carries every permission granted to the app, which
-//! `/me/permissions` lists with the declined ones. Removing the app (revocation) forgets it all.
+//! A platform that remembers on request (providers.md §3, platform-apis.md §3): with the request's
+//! "include granted scopes" option the new grant, and the token response's `scope`, carry every
+//! scope the user granted the client before; without it, only what this consent granted. A
+//! platform that always remembers (platform-apis.md §1, "Incremental authorization"): a scope the
+//! user declined is not asked again unless the request says so, and a user token carries every
+//! permission granted to the app, listed with the declined ones. Removing the app (revocation)
+//! forgets it all. This module owns the bookkeeping; the consent screen applies it.
 
-use super::spec::Platform;
-use super::Simulator;
-
-/// What one account has granted and declined one client.
-#[derive(Clone, Debug, Default)]
-pub(crate) struct Remembered {
-    /// Granted so far, in the order first granted.
-    pub(crate) granted: Vec<String>,
-    /// Declined and not granted since.
-    pub(crate) declined: Vec<String>,
-}
+use crate::state::{Remembered, Simulator};
 
 impl Simulator {
-    /// Makes `platform`'s consent screens sign in as the sandbox's account `account`: 0 is the
-    /// default merchant, any other number a different merchant with its own id and name (Meta and
-    /// Google answer them in their identity endpoints), for tests of a reconnect with another
-    /// account.
-    pub fn set_signed_in_account(&self, platform: &str, account: u32) {
-        self.control(platform, |p| p.account = account);
-    }
-
-    pub(crate) fn signed_in_account(&self, platform: Platform) -> u32 {
-        self.lock()
-            .platforms
-            .get(&platform)
-            .map_or(0, |p| p.account)
-    }
-
     /// What `account` granted and declined `client_id` at `platform` so far.
-    pub(crate) fn remembered(
-        &self,
-        platform: Platform,
-        client_id: &str,
-        account: u32,
-    ) -> Remembered {
+    pub(crate) fn remembered(&self, platform: &str, client_id: &str, account: u32) -> Remembered {
         self.lock()
             .remembered
-            .get(&(platform, client_id.to_owned(), account))
+            .get(&(platform.to_owned(), client_id.to_owned(), account))
             .cloned()
             .unwrap_or_default()
     }
@@ -53,7 +24,7 @@ impl Simulator {
     /// Records a consent: `shown` were on the screen, `granted` approved. Returns the memory after.
     pub(crate) fn remember_consent(
         &self,
-        platform: Platform,
+        platform: &str,
         client_id: &str,
         account: u32,
         shown: &[String],
@@ -62,7 +33,7 @@ impl Simulator {
         let mut state = self.lock();
         let entry = state
             .remembered
-            .entry((platform, client_id.to_owned(), account))
+            .entry((platform.to_owned(), client_id.to_owned(), account))
             .or_default();
         for scope in granted {
             if !entry.granted.contains(scope) {
@@ -79,9 +50,9 @@ impl Simulator {
     }
 
     /// Forgets what `account` granted `client_id` at `platform` (the user removed the app).
-    pub(crate) fn forget_consent(&self, platform: Platform, client_id: &str, account: u32) {
+    pub(crate) fn forget_consent(&self, platform: &str, client_id: &str, account: u32) {
         self.lock()
             .remembered
-            .remove(&(platform, client_id.to_owned(), account));
+            .remove(&(platform.to_owned(), client_id.to_owned(), account));
     }
 }

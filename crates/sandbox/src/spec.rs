@@ -1,48 +1,10 @@
-//! Each simulated platform described as data: its paths, how its authorization request is
-//! validated, the shape of its codes and tokens and their lifetimes.
+//! A simulated platform described as data: its paths, how its authorization request is validated,
+//! the shape of its codes and tokens and their lifetimes, and what its consent remembers.
 //!
-//! The per-platform files hold only what cannot be said as data (token endpoint rules and error
-//! shapes); everything the consent screen and the shared helpers need is here.
-
-/// A simulated platform.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub(crate) enum Platform {
-    Meta,
-    TikTok,
-    Google,
-    Pinterest,
-    Twitter,
-}
-
-impl Platform {
-    /// Parses a platform key as used in paths (`meta`, `tiktok`, `google`, `pinterest`, `twitter`).
-    pub(crate) fn parse(key: &str) -> Option<Self> {
-        match key {
-            "meta" => Some(Self::Meta),
-            "tiktok" => Some(Self::TikTok),
-            "google" => Some(Self::Google),
-            "pinterest" => Some(Self::Pinterest),
-            "twitter" => Some(Self::Twitter),
-            _ => None,
-        }
-    }
-
-    /// The key used in paths.
-    pub(crate) fn key(self) -> &'static str {
-        self.spec().key
-    }
-
-    /// The platform's description.
-    pub(crate) fn spec(self) -> &'static PlatformSpec {
-        match self {
-            Self::Meta => &META,
-            Self::TikTok => &TIKTOK,
-            Self::Google => &GOOGLE,
-            Self::Pinterest => &PINTEREST,
-            Self::Twitter => &TWITTER,
-        }
-    }
-}
+//! This module owns only plain data (no behaviour, no imports from the crate): each platform module
+//! fills one [`PlatformSpec`], and the shared code (consent screen, code redemption, token minting,
+//! the API gate) reads it. What cannot be said as data is a method of
+//! `platform::SimulatedPlatform`.
 
 /// How a platform separates scopes in the authorization request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -63,160 +25,82 @@ pub(crate) enum PkceRule {
     Required,
 }
 
+/// What a new consent carries over from what the account granted (and declined) the client before.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum ConsentMemory {
+    /// Nothing: the grant holds what this consent granted.
+    Forgotten,
+    /// Everything granted before, when the request asks for it
+    /// ([`AuthorizeOptions::include_granted_scopes`]).
+    OnRequest,
+    /// Everything granted before, always; declined scopes are not asked again unless the request
+    /// says so ([`AuthorizeOptions::ask_declined_again`]), and the grant's requested list names
+    /// them so the platform can report them declined.
+    Always,
+}
+
+/// The platform-specific options an authorization request may carry, read by
+/// `SimulatedPlatform::authorize_options` and named for what they do.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct AuthorizeOptions {
+    /// The client asked for offline access (a refresh token).
+    pub(crate) offline_access: bool,
+    /// The client asked to show the consent screen again, whatever was granted before.
+    pub(crate) force_consent: bool,
+    /// The grant should carry every scope granted before ([`ConsentMemory::OnRequest`]).
+    pub(crate) include_granted_scopes: bool,
+    /// Declined scopes are asked again ([`ConsentMemory::Always`]).
+    pub(crate) ask_declined_again: bool,
+}
+
 /// A platform, as the consent screen and the shared helpers see it.
 #[derive(Debug)]
 pub(crate) struct PlatformSpec {
+    /// The key used in paths and by the tests (`/sandbox/{key}/...`).
     pub(crate) key: &'static str,
     pub(crate) display_name: &'static str,
     pub(crate) authorize_path: &'static str,
     pub(crate) token_path: &'static str,
     pub(crate) revoke_path: &'static str,
     pub(crate) userinfo_path: &'static str,
+    /// Whether the token endpoint also answers GET (parameters in the query).
+    pub(crate) token_accepts_get: bool,
+    /// The segment after `/sandbox/{key}/api/` that stands for the real API's root (its pinned
+    /// version, e.g. `v25.0`).
+    pub(crate) api_root: &'static str,
     /// The query parameter naming the client at the authorization endpoint.
     pub(crate) client_param: &'static str,
     pub(crate) scope_separator: ScopeSeparator,
     pub(crate) scope_required: bool,
-    /// Meta defaults `response_type` to `code`; the others require it.
+    /// Whether a missing `response_type` means `code` (else it is required).
     pub(crate) response_type_optional: bool,
     pub(crate) pkce: PkceRule,
     pub(crate) state_max_len: Option<usize>,
-    /// TikTok appends the granted scopes to the callback as `scopes=a,b`.
+    /// Whether the callback also reports the granted scopes as `scopes=a,b`.
     pub(crate) callback_reports_scopes: bool,
+    pub(crate) consent_memory: ConsentMemory,
+    /// Whether the API takes the access token from an `access_token` query or form parameter
+    /// too (and then prefers it to the bearer header).
+    pub(crate) api_token_in_params: bool,
     pub(crate) code_lifetime_seconds: i64,
     pub(crate) code_prefix: &'static str,
     pub(crate) access_prefix: &'static str,
     pub(crate) refresh_prefix: &'static str,
     /// The name the consent screen shows for the simulated account.
     pub(crate) account_name: &'static str,
-    /// Meta adds `error_reason=user_denied` when the user cancels.
+    /// The `error` the callback carries when the user cancels.
+    pub(crate) denial_error: &'static str,
+    /// An `error_reason` added to a cancel, where the platform sends one.
     pub(crate) denial_reason: Option<&'static str>,
     pub(crate) denial_description: &'static str,
 }
 
-const TEN_MINUTES: i64 = 600;
+impl PlatformSpec {
+    /// The route of `rest` (e.g. `me/accounts`) under the platform's simulated API root.
+    pub(crate) fn api_path(&self, rest: &str) -> String {
+        format!("/sandbox/{}/api/{}/{rest}", self.key, self.api_root)
+    }
+}
 
-/// Meta (Facebook Login for Business). https://developers.facebook.com/documentation/facebook-login/guides/advanced/manual-flow
-static META: PlatformSpec = PlatformSpec {
-    key: "meta",
-    display_name: "Meta (Facebook)",
-    authorize_path: "/sandbox/meta/v25.0/dialog/oauth",
-    token_path: "/sandbox/meta/v25.0/oauth/access_token",
-    revoke_path: "/sandbox/meta/v25.0/me/permissions",
-    userinfo_path: "/sandbox/meta/v25.0/me",
-    client_param: "client_id",
-    // "a comma or space separated list of Permissions"
-    scope_separator: ScopeSeparator::CommaOrSpace,
-    scope_required: false,
-    response_type_optional: true,
-    pkce: PkceRule::Ignored,
-    state_max_len: None,
-    callback_reports_scopes: false,
-    code_lifetime_seconds: TEN_MINUTES,
-    code_prefix: "AQ",
-    access_prefix: "EAAS",
-    refresh_prefix: "",
-    account_name: "Sandbox Merchant",
-    denial_reason: Some("user_denied"),
-    denial_description: "Permissions error",
-};
-
-/// TikTok Login Kit v2. https://developers.tiktok.com/doc/login-kit-web
-static TIKTOK: PlatformSpec = PlatformSpec {
-    key: "tiktok",
-    display_name: "TikTok",
-    authorize_path: "/sandbox/tiktok/v2/auth/authorize/",
-    token_path: "/sandbox/tiktok/v2/oauth/token/",
-    revoke_path: "/sandbox/tiktok/v2/oauth/revoke/",
-    userinfo_path: "/sandbox/tiktok/v2/user/info/",
-    // TikTok names the client `client_key`, never `client_id`.
-    client_param: "client_key",
-    scope_separator: ScopeSeparator::Comma,
-    scope_required: true,
-    response_type_optional: false,
-    // The web flow has no code_challenge; PKCE is for desktop and mobile apps only.
-    pkce: PkceRule::Ignored,
-    state_max_len: None,
-    callback_reports_scopes: true,
-    code_lifetime_seconds: TEN_MINUTES,
-    code_prefix: "sbx-tt-",
-    access_prefix: "act.",
-    refresh_prefix: "rft.",
-    account_name: "Sandbox Merchant",
-    denial_reason: None,
-    denial_description: "The user denied the request.",
-};
-
-/// Google web-server flow. https://developers.google.com/identity/protocols/oauth2/web-server
-static GOOGLE: PlatformSpec = PlatformSpec {
-    key: "google",
-    display_name: "Google",
-    authorize_path: "/sandbox/google/o/oauth2/v2/auth",
-    token_path: "/sandbox/google/token",
-    revoke_path: "/sandbox/google/revoke",
-    userinfo_path: "/sandbox/google/v1/userinfo",
-    client_param: "client_id",
-    scope_separator: ScopeSeparator::Space,
-    scope_required: true,
-    response_type_optional: false,
-    pkce: PkceRule::Optional,
-    state_max_len: None,
-    callback_reports_scopes: false,
-    code_lifetime_seconds: TEN_MINUTES,
-    // Real Google codes start with "4/" so a client that forgets to URL-decode the callback breaks.
-    code_prefix: "4/0Asbx",
-    access_prefix: "ya29.sbx",
-    refresh_prefix: "1//sbx",
-    account_name: "Sandbox Merchant (merchant@sandbox.example)",
-    denial_reason: None,
-    denial_description: "The user denied the request.",
-};
-
-/// Pinterest API v5. https://developers.pinterest.com/docs/getting-started/set-up-authentication-and-authorization/
-static PINTEREST: PlatformSpec = PlatformSpec {
-    key: "pinterest",
-    display_name: "Pinterest",
-    authorize_path: "/sandbox/pinterest/oauth/",
-    token_path: "/sandbox/pinterest/v5/oauth/token",
-    revoke_path: "/sandbox/pinterest/v5/oauth/token/revoke",
-    userinfo_path: "/sandbox/pinterest/v5/user_account",
-    client_param: "client_id",
-    scope_separator: ScopeSeparator::Comma,
-    scope_required: true,
-    response_type_optional: false,
-    pkce: PkceRule::Ignored,
-    state_max_len: None,
-    callback_reports_scopes: false,
-    code_lifetime_seconds: TEN_MINUTES,
-    code_prefix: "sbxpin",
-    access_prefix: "pina_",
-    refresh_prefix: "pinr_",
-    account_name: "Sandbox Merchant (@sandboxmerchant)",
-    denial_reason: None,
-    denial_description: "The user denied the request.",
-};
-
-/// X OAuth 2.0 with PKCE. https://docs.x.com/fundamentals/authentication/oauth-2-0/authorization-code
-static TWITTER: PlatformSpec = PlatformSpec {
-    key: "twitter",
-    display_name: "X (Twitter)",
-    authorize_path: "/sandbox/twitter/i/oauth2/authorize",
-    token_path: "/sandbox/twitter/2/oauth2/token",
-    revoke_path: "/sandbox/twitter/2/oauth2/revoke",
-    userinfo_path: "/sandbox/twitter/2/users/me",
-    client_param: "client_id",
-    scope_separator: ScopeSeparator::Space,
-    scope_required: true,
-    response_type_optional: false,
-    // "PKCE is mandatory": only the authorization code with PKCE and refresh grants exist.
-    pkce: PkceRule::Required,
-    state_max_len: Some(500),
-    callback_reports_scopes: false,
-    // "The code expires after 30 seconds."
-    code_lifetime_seconds: 30,
-    code_prefix: "sbxX",
-    access_prefix: "sbxXat",
-    refresh_prefix: "sbxXrt",
-    account_name: "Sandbox Merchant (@sandboxmerchant)",
-    denial_reason: None,
-    denial_description: "The user denied the request.",
-};
+/// Ten minutes, the code lifetime most platforms document.
+pub(crate) const TEN_MINUTES: i64 = 600;

@@ -23,6 +23,8 @@ use growth_engine_clock::{Clock, ManualClock};
 
 #[cfg(test)]
 mod api;
+#[cfg(test)]
+mod linkedin;
 
 const API: &str = "http://localhost:8080";
 const VERIFIER: &str = "sandbox-verifier-0123456789abcdefghijklmnopqrstuvwxyz";
@@ -144,6 +146,13 @@ fn authorize_params(platform: &str) -> Params {
             ("response_type", "code"),
             ("scope", "boards:read,pins:read,user_accounts:read"),
         ],
+        "linkedin" => vec![
+            ("response_type", "code"),
+            ("client_id", &client),
+            ("redirect_uri", &redirect),
+            ("state", "st-linkedin"),
+            ("scope", "openid profile email r_organization_admin r_ads"),
+        ],
         _ => vec![
             ("client_id", &client),
             ("redirect_uri", &redirect),
@@ -201,6 +210,16 @@ fn exchange_params(platform: &str, code: &str) -> (Params, Option<(String, Strin
                 ("redirect_uri", &redirect),
             ]),
             basic,
+        ),
+        "linkedin" => (
+            params(&[
+                ("grant_type", "authorization_code"),
+                ("code", code),
+                ("redirect_uri", &redirect),
+                ("client_id", &client),
+                ("client_secret", &secret),
+            ]),
+            None,
         ),
         _ => (
             params(&[

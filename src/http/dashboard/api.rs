@@ -23,7 +23,8 @@ use crate::lifecycle::health::Health;
 use crate::lifecycle::{Assets, Connections, Grants};
 use crate::oauth::flow::FlowOrigin;
 use crate::oauth::{Flow, OAuthError};
-use crate::platforms::{AssetKind, PlatformSpec};
+use crate::platforms::builtin::asset_kinds;
+use crate::platforms::PlatformSpec;
 use crate::store::StoredAsset;
 
 /// What a card shows, decided here so the page only renders it.
@@ -113,17 +114,12 @@ pub struct SelectionOption {
     pub selected: bool,
 }
 
-/// The kinds a merchant picks a default of: an identity (the TikTok creator, the X user) is not
-/// a choice.
-fn selectable(kind: AssetKind) -> bool {
-    !matches!(kind, AssetKind::TiktokCreator | AssetKind::XUser)
-}
-
 /// The selects of one connection's assets, in the kinds' order.
 fn selections(connection: &Connection, assets: &[StoredAsset]) -> Vec<SelectionGroup> {
-    AssetKind::ALL
+    // The kinds a merchant picks a default of: an identity (a creator, a user) is not a choice.
+    asset_kinds()
         .into_iter()
-        .filter(|kind| selectable(*kind))
+        .filter(|kind| kind.selectable)
         .filter_map(|kind| {
             let options: Vec<SelectionOption> = assets
                 .iter()

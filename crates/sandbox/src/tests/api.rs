@@ -30,6 +30,7 @@ fn full_scopes(platform: &str) -> Vec<&'static str> {
             "pins:write",
             "ads:read",
         ],
+        "linkedin" => vec!["openid", "profile", "r_organization_admin", "r_ads"],
         _ => vec!["tweet.read", "tweet.write", "users.read", "offline.access"],
     }
 }
@@ -104,6 +105,8 @@ fn identity(platform: &str) -> String {
         "tiktok" => at("tiktok", "user/info/?fields=open_id,display_name"),
         "google" => at("google", "customers:listAccessibleCustomers"),
         "pinterest" => at("pinterest", "user_account"),
+        // The OpenID user info, outside `/rest/`, needs no version headers.
+        "linkedin" => endpoints("", "linkedin").expect("simulated").userinfo,
         _ => at("twitter", "users/me"),
     }
 }
@@ -140,6 +143,17 @@ fn assert_refused(platform: &str, reply: &Reply, meta_subcode: Option<u64>, goog
                 json!({ "code": 2, "message": "Authentication failed." })
             );
         }
+        "linkedin" => {
+            assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "{}", reply.body);
+            let code = match google_reason {
+                "OAUTH_TOKEN_HEADER_INVALID" => 401,
+                "OAUTH_TOKEN_EXPIRED" => 65602,
+                "OAUTH_TOKEN_REVOKED" => 65601,
+                _ => 65600,
+            };
+            assert_eq!(body["serviceErrorCode"], code, "{}", reply.body);
+            assert_eq!(body["status"], 401);
+        }
         _ => {
             assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "{}", reply.body);
             assert_eq!(reply.content_type(), "application/problem+json");
@@ -163,6 +177,7 @@ async fn api_base_is_the_versioned_root_under_the_sandbox_prefix() {
         "http://127.0.0.1:8003/sandbox/google/api/v26/",
         "http://127.0.0.1:8003/sandbox/pinterest/api/v5/",
         "http://127.0.0.1:8003/sandbox/twitter/api/2/",
+        "http://127.0.0.1:8003/sandbox/linkedin/api/rest/",
     ];
     assert_eq!(bases, expected.map(|b| Some(b.to_owned())));
     assert_eq!(api_base("http://x", "myspace"), None);

@@ -1,0 +1,136 @@
+//! The contract between the shared simulator code and one simulated platform: the
+//! [`SimulatedPlatform`] trait, with a default for every stage, and [`Platform`], a platform's
+//! description ([`PlatformSpec`]) paired with its behaviour, as the table lists it.
+//!
+//! The shared code (consent screen, token route, API gate, router) reaches a platform only
+//! through these; a platform module implements what its platform does differently and leaves
+//! the rest to the defaults. This module names no platform.
+
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use axum::Router;
+use chrono::{DateTime, Utc};
+use serde_json::json;
+
+use crate::exchange::{json, TokenCall};
+use crate::params::QueryParams;
+use crate::spec::{AuthorizeOptions, PlatformSpec};
+use crate::state::{ApiCaller, ApiRateLimit, Denial, Simulator};
+
+/// An error to redirect to the client with from the authorization endpoint: its `error` code and
+/// `error_description`.
+pub(crate) type Refusal = (&'static str, String);
+
+/// A simulated platform's behaviour, stage by stage. Object-safe: the table holds
+/// `&'static dyn SimulatedPlatform`. Every method has a default that does nothing special, so a
+/// platform implements only its own rules.
+pub(crate) trait SimulatedPlatform: Sync {
+    /// The platform's own OAuth routes besides the authorize and consent routes (which the consent
+    /// screen serves from the spec) and the token route (served from the spec, answered by
+    /// [`Self::answer_token`]): typically revocation, identity and introspection.
+    fn oauth_routes(&self) -> Router<Simulator> {
+        Router::new()
+    }
+
+    /// The platform's resource-API routes, mounted behind the shared gate (paths from
+    /// [`PlatformSpec::api_path`]).
+    fn api_routes(&self) -> Router<Simulator> {
+        Router::new()
+    }
+
+    /// Reads the platform's own authorization-request options (e.g. offline access), refusing
+    /// invalid ones; called once the common parameters passed.
+    fn authorize_options(&self, _params: &QueryParams) -> Result<AuthorizeOptions, Refusal> {
+        Ok(AuthorizeOptions::default())
+    }
+
+    /// Refuses requested scopes the platform does not know or the app may not ask for.
+    fn check_scopes(&self, _scopes: &[String]) -> Result<(), Refusal> {
+        Ok(())
+    }
+
+    /// Answers a token-endpoint call (any grant type) by the platform's rules. The shared token
+    /// route has already applied the test faults and records the answer.
+    fn answer_token(&self, _sim: &Simulator, _call: &TokenCall) -> Response {
+        json(
+            StatusCode::BAD_REQUEST,
+            json!({ "error": "unsupported_grant_type", "error_description": "No grant is supported." }),
+        )
+    }
+
+    /// The platform-shaped error body for an injected token-endpoint failure status.
+    fn fault_body(&self, status: StatusCode) -> Response {
+        json(
+            status,
+            json!({ "error": "server_error", "error_description": "The sandbox was told to fail this request." }),
+        )
+    }
+
+    /// The API's answer to a token it refuses.
+    fn api_denied(&self, _denial: Denial) -> Response {
+        json(
+            StatusCode::UNAUTHORIZED,
+            json!({ "error": "invalid_token" }),
+        )
+    }
+
+    /// The API's answer when the gate could not read a request body it needed.
+    fn api_unreadable_body(&self) -> Response {
+        json(
+            StatusCode::BAD_REQUEST,
+            json!({ "error": "invalid_request" }),
+        )
+    }
+
+    /// The platform's own checks of an API call whose token is live, before throttling (proofs,
+    /// required headers such as a version).
+    fn api_admit(
+        &self,
+        _sim: &Simulator,
+        _call: &ApiCall<'_>,
+        _caller: &ApiCaller,
+    ) -> Result<(), Box<Response>> {
+        Ok(())
+    }
+
+    /// The API's throttled answer, headers included.
+    fn api_throttled(
+        &self,
+        _caller: &ApiCaller,
+        _limit: ApiRateLimit,
+        _now: DateTime<Utc>,
+    ) -> Response {
+        json(
+            StatusCode::TOO_MANY_REQUESTS,
+            json!({ "error": "rate_limited" }),
+        )
+    }
+
+    /// The usage headers the platform puts on every admitted API answer (none by default).
+    fn api_usage_headers(
+        &self,
+        _caller: &ApiCaller,
+        _headers: &mut HeaderMap,
+        _now: DateTime<Utc>,
+        _path: &str,
+    ) {
+    }
+}
+
+/// An API call as the gate saw it, for [`SimulatedPlatform::api_admit`].
+pub(crate) struct ApiCall<'a> {
+    /// The presented token (a secret: never log it).
+    pub(crate) token: &'a str,
+    /// Query (and, where the platform reads them, form) parameters.
+    pub(crate) params: &'a [(String, String)],
+    pub(crate) headers: &'a HeaderMap,
+    /// The request's path, without the query.
+    pub(crate) path: &'a str,
+}
+
+/// One simulated platform as the table lists it: its description and its behaviour.
+#[derive(Clone, Copy)]
+pub(crate) struct Platform {
+    pub(crate) spec: &'static PlatformSpec,
+    pub(crate) rules: &'static dyn SimulatedPlatform,
+}

@@ -1,0 +1,63 @@
+//! Google's simulator: the web-server flow's OAuth rules (`oauth`: body or Basic client
+//! authentication, optional PKCE, offline access and consent memory, revocation of the whole
+//! grant, the OpenID user info) and the Google Ads API (`api`: accessible customers), joined to
+//! the shared simulator code by [`SimulatedPlatform`] and listed in the table as [`PLATFORM`].
+//!
+//! Sources are cited in the two files.
+
+mod api;
+mod oauth;
+
+use axum::http::StatusCode;
+use axum::response::Response;
+use axum::Router;
+use chrono::{DateTime, Utc};
+
+use crate::exchange::TokenCall;
+use crate::params::QueryParams;
+use crate::platform::{Platform, Refusal, SimulatedPlatform};
+use crate::spec::AuthorizeOptions;
+use crate::state::{ApiCaller, ApiRateLimit, Denial, Simulator};
+
+/// Google's entry in the table.
+pub(crate) const PLATFORM: Platform = Platform {
+    spec: &oauth::SPEC,
+    rules: &Google,
+};
+
+struct Google;
+
+impl SimulatedPlatform for Google {
+    fn oauth_routes(&self) -> Router<Simulator> {
+        oauth::routes()
+    }
+
+    fn api_routes(&self) -> Router<Simulator> {
+        api::routes()
+    }
+
+    fn authorize_options(&self, params: &QueryParams) -> Result<AuthorizeOptions, Refusal> {
+        oauth::authorize_options(params)
+    }
+
+    fn answer_token(&self, sim: &Simulator, call: &TokenCall) -> Response {
+        oauth::answer_token(sim, call)
+    }
+
+    fn fault_body(&self, status: StatusCode) -> Response {
+        oauth::fault_body(status)
+    }
+
+    fn api_denied(&self, denial: Denial) -> Response {
+        api::denied(denial)
+    }
+
+    fn api_throttled(
+        &self,
+        _caller: &ApiCaller,
+        limit: ApiRateLimit,
+        _now: DateTime<Utc>,
+    ) -> Response {
+        api::throttled(limit)
+    }
+}

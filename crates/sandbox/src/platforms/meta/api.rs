@@ -1,0 +1,503 @@
+//! Meta's Graph API as the sandbox serves it under `/sandbox/meta/api/v25.0/`: `/me`,
+//! `/me/accounts` (Pages with their Page tokens and linked Instagram accounts), `/me/adaccounts`,
+//! `/{page-id}` and `/{container-id}` reads, and the publishing calls (`/{page-id}/feed` with that
+//! Page's token, Instagram's `/{ig-user-id}/media` + `/{ig-user-id}/media_publish`).
+//!
+//! It owns Graph's token errors (HTTP 400, code 190 with subcodes, `WWW-Authenticate`; M4, M23),
+//! permission errors (codes 10 and 200; M4, M24), throttling (codes 4 and 80001 with usage
+//! headers; M16) and `appsecret_proof` checking (M17, M18). `/me` and `/me/accounts` reuse the
+//! handlers of the OAuth side (`super::oauth`).
+
+use axum::body::Bytes;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::header::{CONTENT_TYPE, WWW_AUTHENTICATE};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::Response;
+use axum::routing::{get, post};
+use axum::{Extension, Router};
+use hmac::{Hmac, Mac};
+use serde_json::{json, Map, Value};
+use sha2::Sha256;
+
+use super::oauth::{accounts, graph_error, me, SLUG, SPEC};
+use crate::exchange::{self, reject};
+use crate::params::{query_pairs, query_param};
+use crate::platform::ApiCall;
+use crate::state::{random_string, ApiCaller, ApiRateLimit, Denial, PublishedItem, Simulator};
+
+pub(super) fn routes() -> Router<Simulator> {
+    let at = |rest: &str| SPEC.api_path(rest);
+    Router::new()
+        .route(&at("me"), get(me_or_page))
+        .route(&at("me/accounts"), get(accounts))
+        .route(&at("me/adaccounts"), get(ad_accounts))
+        .route(&at("{node}"), get(node))
+        .route(&at("{node}/{edge}"), post(publish))
+}
+
+/// A token error: code 190 with the subcode that says why (M4's table), HTTP 400 and the
+/// `WWW-Authenticate` header Graph adds (M23). A request without any token gets code 2500.
+pub(super) fn denied(denial: Denial) -> Response {
+    let (subcode, message) = match denial {
+        Denial::Missing => {
+            return graph_error(
+                StatusCode::BAD_REQUEST,
+                2500,
+                None,
+                "An active access token must be used to query information about the current user.",
+            )
+        }
+        Denial::Invalid => (467, "Invalid OAuth access token - Cannot parse access token"),
+        Denial::Expired => (
+            463,
+            "Error validating access token: Session has expired. The current time is later than the expiry time.",
+        ),
+        Denial::Revoked => (
+            458,
+            "Error validating access token: The user has not authorized application.",
+        ),
+    };
+    let mut response = graph_error(StatusCode::BAD_REQUEST, 190, Some(subcode), message);
+    let header = format!("OAuth \"Facebook Platform\" \"invalid_token\" \"{message}\"");
+    if let Ok(value) = HeaderValue::from_str(&header) {
+        response.headers_mut().insert(WWW_AUTHENTICATE, value);
+    }
+    response
+}
+
+/// A permission error (M4): code 10 for a missing read permission, 200 for publishing and ads.
+/// 3rd-party reports put these at HTTP 403 (M24).
+fn missing_permission(code: u32, message: &str) -> Response {
+    graph_error(StatusCode::FORBIDDEN, code, None, message)
+}
+
+fn bad_param(message: &str) -> Response {
+    graph_error(StatusCode::BAD_REQUEST, 100, None, message)
+}
+
+/// Graph's answer for an id that is not one of the caller's objects.
+fn unknown_object(method: &str, id: &str) -> Response {
+    graph_error(
+        StatusCode::BAD_REQUEST,
+        100,
+        Some(33),
+        &format!("Unsupported {method} request. Object with ID '{id}' does not exist, cannot be loaded due to missing permissions, or does not support this operation."),
+    )
+}
+
+/// Throttling (M16): a user token hits the app's Platform limit (code 4, `X-App-Usage` at 100);
+/// a Page token hits the Pages Business Use Case limit (code 80001, `X-Business-Use-Case-Usage`).
+/// Code 4 was observed as HTTP 403 (M23); clients must key on `error.code`.
+pub(super) fn throttled(caller: &ApiCaller, limit: ApiRateLimit) -> Response {
+    let mut response = match &caller.object {
+        None => graph_error(
+            StatusCode::FORBIDDEN,
+            4,
+            None,
+            "(#4) Application request limit reached",
+        ),
+        Some(_) => graph_error(
+            StatusCode::FORBIDDEN,
+            80001,
+            None,
+            "(#80001) There have been too many calls to this Page account. Wait a bit and try again.",
+        ),
+    };
+    usage_headers(caller, response.headers_mut(), Some(limit));
+    response
+}
+
+/// The usage headers (M16), JSON in a header: `X-App-Usage` for user tokens,
+/// `X-Business-Use-Case-Usage` keyed by the Page for Page tokens. `limit` set means "at 100%".
+pub(super) fn usage_headers(
+    caller: &ApiCaller,
+    headers: &mut HeaderMap,
+    limit: Option<ApiRateLimit>,
+) {
+    let percent = if limit.is_some() { 100 } else { 1 };
+    let (name, value) = match &caller.object {
+        None => (
+            "x-app-usage",
+            json!({ "call_count": percent, "total_cputime": percent, "total_time": percent }),
+        ),
+        Some(page) => {
+            let minutes = limit.map_or(0, |l| l.retry_after_seconds.div_ceil(60));
+            let usage = json!([{
+                "type": "pages",
+                "call_count": percent,
+                "total_cputime": percent,
+                "total_time": percent,
+                "estimated_time_to_regain_access": minutes,
+                "ads_api_access_tier": "development_access",
+            }]);
+            let mut by_business = Map::new();
+            by_business.insert(page.id.to_owned(), usage);
+            ("x-business-use-case-usage", Value::Object(by_business))
+        }
+    };
+    if let Ok(value) = HeaderValue::from_str(&value.to_string()) {
+        headers.insert(name, value);
+    }
+}
+
+/// Checks `appsecret_proof` (M17, M18): hex HMAC-SHA256 of the token keyed by the app secret,
+/// per token (a Page token has its own proof). A wrong proof is refused; a missing one only when
+/// the app requires it.
+pub(super) fn check_appsecret_proof(
+    sim: &Simulator,
+    call: &ApiCall<'_>,
+    caller: &ApiCaller,
+) -> Result<(), Box<Response>> {
+    let (token, query) = (call.token, call.params);
+    let refuse = |message: &str| {
+        reject(exchange::json(
+            StatusCode::BAD_REQUEST,
+            json!({ "error": {
+                "message": message,
+                "type": "GraphMethodException",
+                "code": 100,
+                "fbtrace_id": exchange::trace_id(),
+            } }),
+        ))
+    };
+    let Some(proof) = query_param(query, "appsecret_proof") else {
+        if sim.switch(SLUG, REQUIRES_APPSECRET_PROOF) {
+            return refuse("API calls from the server require an appsecret_proof argument");
+        }
+        return Ok(());
+    };
+    let secret = sim
+        .client(SLUG, &caller.grant.client_id)
+        .map(|client| client.client_secret.clone())
+        .unwrap_or_default();
+    let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(secret.as_bytes()) else {
+        return refuse("Invalid appsecret_proof provided in the API argument");
+    };
+    mac.update(token.as_bytes());
+    let valid = hex::decode(proof).is_ok_and(|proof| mac.verify_slice(&proof).is_ok());
+    if valid {
+        Ok(())
+    } else {
+        refuse("Invalid appsecret_proof provided in the API argument")
+    }
+}
+
+/// The `fields` parameter applied to an object: the requested fields it has, else `defaults`.
+fn select(object: &Value, fields: Option<&str>, defaults: &[&str]) -> Value {
+    let wanted: Vec<&str> = match fields {
+        Some(fields) => fields.split(',').map(str::trim).collect(),
+        None => defaults.to_vec(),
+    };
+    let mut out = Map::new();
+    for field in wanted.into_iter().chain(["id"]) {
+        if let Some(value) = object.get(field) {
+            out.insert(field.to_owned(), value.clone());
+        }
+    }
+    Value::Object(out)
+}
+
+/// `GET /me`: the user (the OAuth side's handler) or, for a Page token, the Page itself.
+async fn me_or_page(
+    State(sim): State<Simulator>,
+    Extension(caller): Extension<ApiCaller>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Response {
+    let Some(page) = &caller.object else {
+        return me(State(sim), headers, RawQuery(query)).await;
+    };
+    let pairs = query_pairs(query.as_deref());
+    let object = json!({ "id": page.id, "name": page.name });
+    exchange::json(
+        StatusCode::OK,
+        select(&object, query_param(&pairs, "fields"), &["name"]),
+    )
+}
+
+/// `GET /me/adaccounts` (M24): needs `ads_read` or `ads_management`, answered with code 200.
+async fn ad_accounts(
+    Extension(caller): Extension<ApiCaller>,
+    RawQuery(query): RawQuery,
+) -> Response {
+    let grant = &caller.grant;
+    if !(grant.has_scope("ads_read") || grant.has_scope("ads_management")) {
+        return missing_permission(
+            200,
+            "(#200) Requires either ads_management or ads_read permission",
+        );
+    }
+    let pairs = query_pairs(query.as_deref());
+    let account = json!({
+        "id": "act_3000000001",
+        "account_id": "3000000001",
+        "name": "Sandbox Merchant Ads",
+        "account_status": 1,
+        "currency": "EUR",
+    });
+    let fields = query_param(&pairs, "fields");
+    exchange::json(
+        StatusCode::OK,
+        json!({
+            "data": [select(&account, fields, &["account_id"])],
+            "paging": { "cursors": { "before": "QVFIUsbxBEFORE", "after": "QVFIUsbxAFTER" } },
+        }),
+    )
+}
+
+/// `GET /{id}`: one of the caller's Pages (with `instagram_business_account`, M7) or an Instagram
+/// container (its `status_code`, M20).
+async fn node(
+    State(sim): State<Simulator>,
+    Extension(caller): Extension<ApiCaller>,
+    Path(id): Path<String>,
+    RawQuery(query): RawQuery,
+) -> Response {
+    let pairs = query_pairs(query.as_deref());
+    let fields = query_param(&pairs, "fields");
+    if let Some(container) = sim.draft(SLUG, &id) {
+        if ig_owner(&sim, &caller, &container.target).is_some() {
+            let object = json!({ "id": id, "status_code": "FINISHED", "status": "Finished: Media has been uploaded and it is ready to be published." });
+            return exchange::json(StatusCode::OK, select(&object, fields, &[]));
+        }
+    }
+    let pages = sim.object_tokens(caller.grant.grant_id);
+    let Some(page) = pages.iter().find(|page| page.id == id) else {
+        return unknown_object("get", &id);
+    };
+    let wants_instagram = fields.is_some_and(|f| f.contains("instagram_business_account"));
+    if wants_instagram && !caller.grant.has_scope("instagram_basic") {
+        return missing_permission(10, "(#10) To use 'Instagram Graph API', your use of this endpoint must be reviewed and approved by Facebook. Requires instagram_basic permission.");
+    }
+    let mut object = json!({ "id": page.id, "name": page.name });
+    if let (Some((ig_id, _)), Some(map)) = (page.linked, object.as_object_mut()) {
+        map.insert(
+            "instagram_business_account".to_owned(),
+            json!({ "id": ig_id }),
+        );
+    }
+    exchange::json(StatusCode::OK, select(&object, fields, &["name"]))
+}
+
+/// The Page an Instagram account of the caller's grant is linked to.
+fn ig_owner(sim: &Simulator, caller: &ApiCaller, ig_user_id: &str) -> Option<String> {
+    sim.object_tokens(caller.grant.grant_id)
+        .into_iter()
+        .find(|page| page.linked.is_some_and(|(id, _)| id == ig_user_id))
+        .map(|page| page.id.to_owned())
+}
+
+/// The parameters of a Graph POST: the query, then a form or JSON body (Graph reads all three).
+fn graph_params(query: Option<&str>, headers: &HeaderMap, body: &Bytes) -> Map<String, Value> {
+    let mut params = Map::new();
+    for (key, value) in query_pairs(query) {
+        params.insert(key, Value::String(value));
+    }
+    let content_type = headers
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    if content_type.starts_with("application/x-www-form-urlencoded") {
+        let form: Vec<(String, String)> = serde_urlencoded::from_bytes(body).unwrap_or_default();
+        for (key, value) in form {
+            params.insert(key, Value::String(value));
+        }
+    } else if content_type.starts_with("application/json") {
+        if let Ok(Value::Object(object)) = serde_json::from_slice(body) {
+            params.extend(object);
+        }
+    }
+    params.remove("access_token");
+    params.remove("appsecret_proof");
+    params
+}
+
+fn text<'a>(params: &'a Map<String, Value>, name: &str) -> Option<&'a str> {
+    params
+        .get(name)
+        .and_then(Value::as_str)
+        .filter(|v| !v.is_empty())
+}
+
+/// `POST /{node}/{edge}`: the three publishing edges.
+async fn publish(
+    State(sim): State<Simulator>,
+    Extension(caller): Extension<ApiCaller>,
+    Path((node, edge)): Path<(String, String)>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let params = graph_params(query.as_deref(), &headers, &body);
+    match edge.as_str() {
+        "feed" => page_post(&sim, &caller, &node, params),
+        "media" => ig_container(&sim, &caller, &node, params),
+        "media_publish" => ig_publish(&sim, &caller, &node, &params),
+        _ => unknown_object("post", &node),
+    }
+}
+
+/// `POST /{page-id}/feed` (M19): only that Page's own token may post, with `pages_manage_posts`
+/// and `pages_read_engagement`; `message` or `link` is required. Answers `{"id":"{page}_{post}"}`
+/// (M25).
+fn page_post(
+    sim: &Simulator,
+    caller: &ApiCaller,
+    page_id: &str,
+    params: Map<String, Value>,
+) -> Response {
+    let own_page = caller
+        .object
+        .as_ref()
+        .is_some_and(|page| page.id == page_id);
+    let grant = &caller.grant;
+    if !own_page
+        || !grant.has_scope("pages_manage_posts")
+        || !grant.has_scope("pages_read_engagement")
+    {
+        if caller.object.is_none()
+            && !sim
+                .object_tokens(grant.grant_id)
+                .iter()
+                .any(|p| p.id == page_id)
+        {
+            return unknown_object("post", page_id);
+        }
+        return missing_permission(200, "(#200) If posting to a page, requires both pages_read_engagement and pages_manage_posts as an admin with sufficient administrative permission");
+    }
+    if text(&params, "message").is_none() && text(&params, "link").is_none() {
+        return bad_param("(#100) Missing message or attachment");
+    }
+    let id = format!("{page_id}_{}", numeric_id());
+    sim.publish(
+        SLUG,
+        PublishedItem {
+            kind: "facebook_post".to_owned(),
+            id: id.clone(),
+            target: page_id.to_owned(),
+            fields: Value::Object(params),
+        },
+    );
+    exchange::json(StatusCode::OK, json!({ "id": id }))
+}
+
+/// The permissions Instagram publishing needs (M20).
+const IG_PUBLISH_SCOPES: [&str; 3] = [
+    "instagram_basic",
+    "instagram_content_publish",
+    "pages_read_engagement",
+];
+
+fn ig_permission_check(sim: &Simulator, caller: &ApiCaller, ig_user_id: &str) -> Option<Response> {
+    if ig_owner(sim, caller, ig_user_id).is_none() {
+        return Some(unknown_object("post", ig_user_id));
+    }
+    let missing = IG_PUBLISH_SCOPES
+        .iter()
+        .find(|scope| !caller.grant.has_scope(scope))?;
+    Some(missing_permission(
+        10,
+        &format!("(#10) Application does not have permission for this action: requires {missing}"),
+    ))
+}
+
+/// `POST /{ig-user-id}/media` (M20): an image (`image_url`) or a reel (`media_type=REELS` +
+/// `video_url`) with an optional `caption`; answers the container id.
+fn ig_container(
+    sim: &Simulator,
+    caller: &ApiCaller,
+    ig_user_id: &str,
+    params: Map<String, Value>,
+) -> Response {
+    if let Some(refusal) = ig_permission_check(sim, caller, ig_user_id) {
+        return refusal;
+    }
+    let required = match text(&params, "media_type") {
+        None | Some("IMAGE") => "image_url",
+        Some("REELS") | Some("VIDEO") => "video_url",
+        Some(other) => {
+            return bad_param(&format!(
+                "(#100) The parameter media_type has an invalid value: {other}"
+            ))
+        }
+    };
+    if text(&params, required).is_none() {
+        return bad_param(&format!("(#100) The parameter {required} is required"));
+    }
+    let id = numeric_id();
+    sim.store_draft(
+        SLUG,
+        PublishedItem {
+            kind: "instagram_media".to_owned(),
+            id: id.clone(),
+            target: ig_user_id.to_owned(),
+            fields: Value::Object(params),
+        },
+    );
+    exchange::json(StatusCode::OK, json!({ "id": id }))
+}
+
+/// `POST /{ig-user-id}/media_publish?creation_id=` (M20): publishes a container of that account,
+/// once; answers the media id.
+fn ig_publish(
+    sim: &Simulator,
+    caller: &ApiCaller,
+    ig_user_id: &str,
+    params: &Map<String, Value>,
+) -> Response {
+    if let Some(refusal) = ig_permission_check(sim, caller, ig_user_id) {
+        return refusal;
+    }
+    let Some(creation_id) = text(params, "creation_id") else {
+        return bad_param("(#100) The parameter creation_id is required");
+    };
+    let Some(mut item) = sim
+        .draft(SLUG, creation_id)
+        .filter(|draft| draft.target == ig_user_id)
+        .and_then(|_| sim.take_draft(SLUG, creation_id))
+    else {
+        // The error Instagram gives for an unknown or already published container.
+        return graph_error(
+            StatusCode::BAD_REQUEST,
+            9007,
+            Some(2_207_027),
+            "Media ID is not available",
+        );
+    };
+    item.id = numeric_id();
+    let id = item.id.clone();
+    sim.publish(SLUG, item);
+    exchange::json(StatusCode::OK, json!({ "id": id }))
+}
+
+/// A Graph-style numeric object id.
+fn numeric_id() -> String {
+    let digits: String = random_string(40)
+        .bytes()
+        .map(|b| char::from(b'0' + b % 10))
+        .take(17)
+        .collect();
+    format!("1{digits}")
+}
+
+/// The switch of an app with *Require App Secret* (see
+/// [`Simulator::require_token_proofs`]).
+const REQUIRES_APPSECRET_PROOF: &str = crate::state::REQUIRES_TOKEN_PROOF;
+
+impl Simulator {
+    /// Makes Meta's API refuse calls without `appsecret_proof`, as an app with *Require App
+    /// Secret* does (M17).
+    pub fn set_meta_requires_appsecret_proof(&self, required: bool) {
+        self.set_switch(SLUG, REQUIRES_APPSECRET_PROOF, required);
+    }
+}
+
+/// Graph's answer when the gate could not read a form body it needed for the token.
+pub(super) fn unreadable_body() -> Response {
+    graph_error(
+        StatusCode::BAD_REQUEST,
+        100,
+        None,
+        "(#100) The request body could not be read.",
+    )
+}

@@ -1,0 +1,57 @@
+//! TikTok's simulator: Login Kit's OAuth rules (`oauth`: `client_key`, rotating refresh tokens,
+//! the `data.user` user info and TikTok's two error shapes) and the Content Posting API (`api`:
+//! creator info and the direct-post init), joined to the shared simulator code by
+//! [`SimulatedPlatform`] and listed in the table as [`PLATFORM`].
+//!
+//! Sources are cited in the two files.
+
+mod api;
+mod oauth;
+
+use axum::http::StatusCode;
+use axum::response::Response;
+use axum::Router;
+use chrono::{DateTime, Utc};
+
+use crate::exchange::TokenCall;
+use crate::platform::{Platform, SimulatedPlatform};
+use crate::state::{ApiCaller, ApiRateLimit, Denial, Simulator};
+
+/// TikTok's entry in the table.
+pub(crate) const PLATFORM: Platform = Platform {
+    spec: &oauth::SPEC,
+    rules: &TikTok,
+};
+
+struct TikTok;
+
+impl SimulatedPlatform for TikTok {
+    fn oauth_routes(&self) -> Router<Simulator> {
+        oauth::routes()
+    }
+
+    fn api_routes(&self) -> Router<Simulator> {
+        api::routes()
+    }
+
+    fn answer_token(&self, sim: &Simulator, call: &TokenCall) -> Response {
+        oauth::answer_token(sim, call)
+    }
+
+    fn fault_body(&self, status: StatusCode) -> Response {
+        oauth::fault_body(status)
+    }
+
+    fn api_denied(&self, denial: Denial) -> Response {
+        api::denied(denial)
+    }
+
+    fn api_throttled(
+        &self,
+        _caller: &ApiCaller,
+        _limit: ApiRateLimit,
+        _now: DateTime<Utc>,
+    ) -> Response {
+        api::throttled()
+    }
+}

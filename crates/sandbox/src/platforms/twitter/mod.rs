@@ -1,0 +1,67 @@
+//! X's simulator: its OAuth 2.0 rules (`oauth`: HTTP Basic, mandatory PKCE, 30-second codes,
+//! rotating refresh tokens whose reuse ends the family, single-token revocation) and API v2
+//! (`api`: `users/me`, `POST tweets`, `x-rate-limit-*` headers), joined to the shared simulator
+//! code by [`SimulatedPlatform`] and listed in the table as [`PLATFORM`].
+//!
+//! Sources are cited in the two files.
+
+mod api;
+mod oauth;
+
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use axum::Router;
+use chrono::{DateTime, Utc};
+
+use crate::exchange::TokenCall;
+use crate::platform::{Platform, SimulatedPlatform};
+use crate::state::{ApiCaller, ApiRateLimit, Denial, Simulator};
+
+/// X's entry in the table.
+pub(crate) const PLATFORM: Platform = Platform {
+    spec: &oauth::SPEC,
+    rules: &Twitter,
+};
+
+struct Twitter;
+
+impl SimulatedPlatform for Twitter {
+    fn oauth_routes(&self) -> Router<Simulator> {
+        oauth::routes()
+    }
+
+    fn api_routes(&self) -> Router<Simulator> {
+        api::routes()
+    }
+
+    fn answer_token(&self, sim: &Simulator, call: &TokenCall) -> Response {
+        oauth::answer_token(sim, call)
+    }
+
+    fn fault_body(&self, status: StatusCode) -> Response {
+        oauth::fault_body(status)
+    }
+
+    fn api_denied(&self, denial: Denial) -> Response {
+        api::denied(denial)
+    }
+
+    fn api_throttled(
+        &self,
+        _caller: &ApiCaller,
+        limit: ApiRateLimit,
+        now: DateTime<Utc>,
+    ) -> Response {
+        api::throttled(limit, now)
+    }
+
+    fn api_usage_headers(
+        &self,
+        _caller: &ApiCaller,
+        headers: &mut HeaderMap,
+        now: DateTime<Utc>,
+        path: &str,
+    ) {
+        api::usage_headers(headers, now, path, None);
+    }
+}

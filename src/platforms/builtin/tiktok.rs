@@ -1,0 +1,217 @@
+//! TikTok (Login Kit): the definition and its quirk, errors inside a 200 envelope, and asset
+//! discovery (the creator and what its posting API allows). Sources: `shared/providers.md` §2,
+//! `shared/platform-apis.md` §2.
+
+use secrecy::SecretString;
+use serde_json::{json, Value};
+
+use async_trait::async_trait;
+
+use crate::platforms::assets::{Asset, AssetKind, AssetSet, AssetToken};
+use crate::platforms::definition::{BuiltInPlatform, Endpoints, Mark, Protocol};
+use crate::platforms::discovery;
+use crate::platforms::error::{scrub, OAuthError};
+use crate::platforms::platform::{
+    AccountMapping, ClientAuth, ConsentMode, ErrorShape, Pkce, Platform, PlatformHttp,
+    PlatformSpec, ReconnectRule, Renewal, Revocation, TokenMethod,
+};
+
+// providers.md §2: client_key, comma scopes, flat token response, data-wrapped user info.
+pub(super) const PLATFORM: BuiltInPlatform = BuiltInPlatform {
+    slug: "tiktok",
+    env_prefix: "TIKTOK",
+    client_id_var: "TIKTOK_CLIENT_KEY",
+    client_secret_var: "TIKTOK_CLIENT_SECRET",
+    display_name: "TikTok",
+    mark: Mark {
+        letter: "T",
+        class: "mark--tiktok",
+    },
+    endpoints: Endpoints {
+        authorize: "https://www.tiktok.com/v2/auth/authorize/",
+        token: "https://open.tiktokapis.com/v2/oauth/token/",
+        revoke: Some("https://open.tiktokapis.com/v2/oauth/revoke/"),
+        userinfo: Some("https://open.tiktokapis.com/v2/user/info/"),
+    },
+    scopes: &[
+        "user.info.basic",
+        "user.info.profile",
+        "user.info.stats",
+        "video.list",
+        "video.publish",
+        "video.upload",
+    ],
+    renewal: Renewal::RefreshToken,
+    // providers.md §2: "refresh 365 days" [T1], "refresh 180 days" in the Nov 2026 pages, which say
+    // to use `refresh_expires_in` ("remaining lifetime in seconds") rather than hard-coding [T3, T4].
+    reconnect: ReconnectRule::RefreshTokenExpiry,
+    behaviour: &TikTok,
+    api_base: "https://open.tiktokapis.com/v2/",
+    api_settings: &[],
+    fixed_api_headers: &[],
+    asset_kinds: &[CREATOR],
+    foreign_vars: &[],
+    simulated: true,
+    protocol: Protocol {
+        scope_separator: ",",
+        client_id_param: "client_key",
+        client_auth: ClientAuth::RequestBody,
+        token_method: TokenMethod::PostForm,
+        // The web flow documents no PKCE; desktop PKCE uses hex, not RFC 7636 (providers.md T1, T11).
+        pkce: Pkce::None,
+        authorize_params: &[("response_type", "code")],
+        // platform-apis.md §2: no incremental parameter; all scopes again, and disable_auto_auth=1
+        // so a returning merchant sees the consent screen (providers.md T5).
+        missing_consent: ConsentMode::Full {
+            params: &[("disable_auto_auth", "1")],
+        },
+        refresh_rotates: true,
+        revocation: Revocation::Form {
+            authenticate: true,
+            hint: false,
+        },
+        errors: ErrorShape::Rfc6749,
+        account: AccountMapping {
+            query: &[("fields", "open_id,union_id,avatar_url,display_name")],
+            wrapper: &["data", "user"],
+            id: &[&["open_id"]],
+            name: &[&["display_name"]],
+            picture: &[&["avatar_url"]],
+        },
+    },
+};
+
+/// The TikTok creator and what its posting API allows: an identity, not a choice.
+const CREATOR: AssetKind = AssetKind {
+    key: "tiktok_creator",
+    label: "TikTok creator",
+    selectable: false,
+    token: AssetToken::Connection,
+};
+
+/// TikTok's behaviour: the error envelope, its dead-token code, the creator as its asset.
+#[derive(Debug)]
+pub(super) struct TikTok;
+
+#[async_trait]
+impl Platform for TikTok {
+    fn check_account_response(&self, spec: &PlatformSpec, body: &Value) -> Result<(), OAuthError> {
+        check_envelope(spec, body)
+    }
+
+    /// 401 with `error.code` `access_token_invalid` (not `scope_not_authorized`) [T6].
+    fn is_dead_token(&self, status: u16, body: &[u8]) -> bool {
+        status == 401
+            && serde_json::from_slice::<Value>(body)
+                .is_ok_and(|b| b["error"]["code"] == "access_token_invalid")
+    }
+
+    async fn discover_assets(
+        &self,
+        http: &dyn PlatformHttp,
+        spec: &PlatformSpec,
+        access_token: &SecretString,
+    ) -> Result<AssetSet, OAuthError> {
+        discover_assets(http, spec, access_token).await
+    }
+}
+
+/// TikTok's API answers failures inside an envelope, `error.code` other than `"ok"`, sometimes with
+/// HTTP 200. <https://developers.tiktok.com/doc/tiktok-api-v2-error-handling>
+fn check_envelope(spec: &PlatformSpec, body: &Value) -> Result<(), OAuthError> {
+    let code = body
+        .get("error")
+        .and_then(|e| e.get("code"))
+        .and_then(Value::as_str);
+    match code {
+        None | Some("ok") => Ok(()),
+        Some(code) => Err(OAuthError::PlatformRejected {
+            platform: spec.id.clone(),
+            code: scrub(code),
+            description: body
+                .get("error")
+                .and_then(|e| e.get("message"))
+                .and_then(Value::as_str)
+                .map(scrub)
+                .unwrap_or_default(),
+            permanent: code == "access_token_invalid",
+            revoked: false,
+        }),
+    }
+}
+
+/// TikTok's asset: the creator (its `open_id` from user info) with what the Content Posting API
+/// allows it (`post/publish/creator_info/query/`: privacy levels, the longest video, the
+/// interactions it may turn off), which a poster must respect (platform-apis.md T18).
+/// <https://developers.tiktok.com/doc/content-posting-api-reference-query-creator-info>
+async fn discover_assets(
+    client: &dyn PlatformHttp,
+    spec: &PlatformSpec,
+    access_token: &SecretString,
+) -> Result<AssetSet, OAuthError> {
+    let account = client.fetch_account(spec, access_token).await?;
+    let url = discovery::api_url(spec, "post/publish/creator_info/query/")?;
+    let body = client.post_api(spec, url, access_token, &json!({})).await?;
+    check_envelope(spec, &body)?;
+    let data = body.get("data").cloned().unwrap_or(Value::Null);
+    let Some(id) = account.id else {
+        return Err(OAuthError::BadResponse {
+            platform: spec.id.clone(),
+            detail: "user info without open_id".into(),
+        });
+    };
+    Ok(AssetSet {
+        assets: vec![Asset {
+            kind: CREATOR,
+            id,
+            name: discovery::text(&data, "creator_nickname").or(account.name),
+            details: json!({
+                "username": data.get("creator_username"),
+                "privacy_level_options": data.get("privacy_level_options"),
+                "max_video_post_duration_sec": data.get("max_video_post_duration_sec"),
+                "comment_disabled": data.get("comment_disabled"),
+                "duet_disabled": data.get("duet_disabled"),
+                "stitch_disabled": data.get("stitch_disabled"),
+            }),
+        }],
+        ..AssetSet::default()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::platforms::Catalog;
+
+    #[test]
+    fn the_error_envelope_is_refused_even_with_http_200() {
+        let catalog = Catalog::resolve(&std::collections::BTreeMap::new(), &[], None);
+        let spec = catalog.find(PLATFORM.slug).expect("built in");
+        let body = json!({
+            "data": {},
+            "error": { "code": "access_token_invalid", "message": "The access token is invalid." }
+        });
+        match TikTok.check_account_response(spec, &body) {
+            Err(OAuthError::PlatformRejected {
+                code, permanent, ..
+            }) => {
+                assert_eq!(code, "access_token_invalid");
+                assert!(permanent);
+            }
+            other => panic!("expected a rejection, got {other:?}"),
+        }
+        let ok = json!({ "data": {}, "error": { "code": "ok" } });
+        assert!(TikTok.check_account_response(spec, &ok).is_ok());
+        assert!(crate::platforms::platform::PlainOAuth
+            .check_account_response(spec, &body)
+            .is_ok());
+    }
+
+    #[test]
+    fn a_missing_scope_401_is_not_a_dead_token() {
+        let scope = br#"{"data":{},"error":{"code":"scope_not_authorized"}}"#;
+        assert!(!TikTok.is_dead_token(401, scope));
+        let invalid = br#"{"data":{},"error":{"code":"access_token_invalid"}}"#;
+        assert!(TikTok.is_dead_token(401, invalid));
+    }
+}

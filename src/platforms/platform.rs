@@ -1,0 +1,442 @@
+//! What a platform is to the rest of the service: its [`PlatformSpec`] (the data: endpoints,
+//! parameter names, scope separator, client authentication, PKCE, response shapes, revocation) and
+//! its [`Platform`] behaviour (the stages where it does more than plain OAuth 2.0), with the
+//! [`PlatformHttp`] calls a behaviour makes.
+//!
+//! Every stage of [`Platform`] has a default that does what plain OAuth 2.0 does (or nothing), so a
+//! platform implements only its genuine deviations, each in its own module under `builtin/`, next
+//! to the documentation it cites. The rest of the service reads only the data and calls the trait:
+//! it never names a platform. The next stages (verifying inbound events, publishing) are added here
+//! as methods with a default, one override per platform that has them.
+//!
+//! The spec and the trait share this file because each refers to the other; the HTTP client is
+//! reached through [`PlatformHttp`], which `client.rs` implements, so that this file stands below it.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use secrecy::SecretString;
+use serde_json::Value;
+use url::Url;
+
+use super::assets::AssetSet;
+use super::error::OAuthError;
+use super::settings::{ApiHeader, ClientCredentials};
+use crate::domain::{PlatformId, TokenSet};
+
+/// What a token endpoint granted.
+#[derive(Debug, Clone)]
+pub struct TokenGrant {
+    /// The tokens, expiries and scopes (scopes empty when the platform did not say).
+    pub tokens: TokenSet,
+    /// Whether the response named the granted scopes.
+    pub scopes_reported: bool,
+    /// An account id the token response carries (`open_id` where a platform sends one).
+    pub account_hint: Option<String>,
+}
+
+/// The connected account, as the platform's user-info call describes it.
+#[derive(Debug, Clone, Default)]
+pub struct AccountInfo {
+    /// The platform's id of the account.
+    pub id: Option<String>,
+    /// Display name.
+    pub name: Option<String>,
+    /// Picture URL.
+    pub picture: Option<String>,
+}
+
+/// What a platform's hooks add to a grant after reading the account.
+#[derive(Debug, Default)]
+pub struct AccountExtras {
+    /// Permissions the platform says were granted.
+    pub granted_scopes: Option<Vec<String>>,
+    /// Non-secret metadata (pages and their linked accounts, without their tokens).
+    pub metadata: Value,
+    /// Further tokens (page tokens, by `page:{id}`), for the sealed set only.
+    pub page_tokens: BTreeMap<String, SecretString>,
+}
+
+/// The calls a platform's behaviour makes, each shaped by the platform's [`PlatformSpec`]:
+/// implemented by `client::PlatformClient`.
+#[async_trait]
+pub trait PlatformHttp: Send + Sync {
+    /// Calls the token endpoint with `params` and the platform's client authentication, and reads
+    /// the grant from the answer.
+    async fn token_grant(
+        &self,
+        spec: &PlatformSpec,
+        params: Vec<(&'static str, String)>,
+        now: DateTime<Utc>,
+    ) -> Result<TokenGrant, OAuthError>;
+
+    /// Reads the connected account from the user-info endpoint.
+    async fn fetch_account(
+        &self,
+        spec: &PlatformSpec,
+        access_token: &SecretString,
+    ) -> Result<AccountInfo, OAuthError>;
+
+    /// A `GET` of a JSON answer carrying the user's token in the `Authorization` header.
+    async fn get_with_token(
+        &self,
+        spec: &PlatformSpec,
+        url: Url,
+        access_token: &SecretString,
+        query: &[(&str, &str)],
+    ) -> Result<Value, OAuthError>;
+
+    /// A `GET` whose query carries secrets, for a call whose platform requires them there. The URL
+    /// is never logged and never reaches an error.
+    async fn get_with_secret_query(
+        &self,
+        spec: &PlatformSpec,
+        url: Url,
+        query: &[(&str, &SecretString)],
+    ) -> Result<Value, OAuthError>;
+
+    /// A `GET` to the platform's API (not its OAuth endpoints): the user's token and the
+    /// platform's API headers.
+    async fn get_api(
+        &self,
+        spec: &PlatformSpec,
+        url: Url,
+        access_token: &SecretString,
+        query: &[(&str, &str)],
+    ) -> Result<Value, OAuthError>;
+
+    /// A `POST` of a JSON body to the platform's API, with the user's token and its API headers.
+    async fn post_api(
+        &self,
+        spec: &PlatformSpec,
+        url: Url,
+        access_token: &SecretString,
+        body: &Value,
+    ) -> Result<Value, OAuthError>;
+}
+
+/// A platform's behaviour at each stage of a connection's life, beyond its [`PlatformSpec`]'s
+/// data. Every method has the plain OAuth 2.0 default; a platform overrides its genuine quirks.
+#[async_trait]
+pub trait Platform: Send + Sync + fmt::Debug {
+    /// Stage "catalog": adjusts the requested scopes once settings are applied.
+    fn adjust_scopes(&self, _scopes: &mut Vec<String>) {}
+
+    /// Stage "code exchanged": may replace the grant the token endpoint gave.
+    async fn after_code_exchange(
+        &self,
+        _http: &dyn PlatformHttp,
+        _spec: &PlatformSpec,
+        grant: TokenGrant,
+        _now: DateTime<Utc>,
+    ) -> Result<TokenGrant, OAuthError> {
+        Ok(grant)
+    }
+
+    /// Stage "account read": checks the body of the user-info answer before it is mapped (a
+    /// platform that answers failures with HTTP 200 refuses them here).
+    fn check_account_response(
+        &self,
+        _spec: &PlatformSpec,
+        _body: &Value,
+    ) -> Result<(), OAuthError> {
+        Ok(())
+    }
+
+    /// Stage "account known": further calls with the new access token that add to the grant.
+    async fn after_account(
+        &self,
+        _http: &dyn PlatformHttp,
+        _spec: &PlatformSpec,
+        _access_token: &SecretString,
+    ) -> Result<AccountExtras, OAuthError> {
+        Ok(AccountExtras::default())
+    }
+
+    /// Stage "renewal" for [`Renewal::ExchangeLiveToken`]: exchanges a still-valid access token
+    /// for a fresh one. A platform that renews with a refresh token never gets here.
+    async fn exchange_live_token(
+        &self,
+        _http: &dyn PlatformHttp,
+        spec: &PlatformSpec,
+        _access_token: &SecretString,
+        _now: DateTime<Utc>,
+    ) -> Result<TokenGrant, OAuthError> {
+        Err(OAuthError::NotConfigured(spec.id.clone()))
+    }
+
+    /// Stage "renewed": after a renewal the platform accepted, may update the connection's
+    /// non-secret metadata; never fails the renewal.
+    async fn after_renewal(
+        &self,
+        _http: &dyn PlatformHttp,
+        _spec: &PlatformSpec,
+        _access_token: &SecretString,
+        _metadata: &mut Value,
+    ) {
+    }
+
+    /// Stage "API answered": whether an answer with this status and (possibly partial) body says
+    /// the access token is dead, which a forced refresh can fix. RFC 6750's default: any 401.
+    fn is_dead_token(&self, status: u16, _body: &[u8]) -> bool {
+        status == 401
+    }
+
+    /// Stage "API answered": how many seconds a throttled answer's body asks the caller to wait,
+    /// for a platform that says so in the body rather than in `Retry-After`.
+    fn retry_hint(&self, _body: &[u8]) -> Option<u64> {
+        None
+    }
+
+    /// Stage "assets": discovers what the merchant's consumers act on, with a valid access token.
+    async fn discover_assets(
+        &self,
+        _http: &dyn PlatformHttp,
+        _spec: &PlatformSpec,
+        _access_token: &SecretString,
+    ) -> Result<AssetSet, OAuthError> {
+        Ok(AssetSet::default())
+    }
+
+    /// Stage "API call": a proof of possession an API call with `access_token` carries in its
+    /// query besides the token (name, value), recomputed for every token (user or page).
+    fn token_proof(
+        &self,
+        _spec: &PlatformSpec,
+        _access_token: &SecretString,
+    ) -> Option<(&'static str, SecretString)> {
+        None
+    }
+}
+
+/// Plain OAuth 2.0: every stage's default. The operator's generic providers behave so.
+#[derive(Debug)]
+pub struct PlainOAuth;
+
+impl Platform for PlainOAuth {}
+
+/// How the client proves its identity at the token endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientAuth {
+    /// `Authorization: Basic base64(client_id:client_secret)` (RFC 6749 §2.3.1).
+    Basic,
+    /// Client id and secret as form (or query) parameters.
+    RequestBody,
+}
+
+/// How the token endpoint is called.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenMethod {
+    /// `POST` with a form body (RFC 6749).
+    PostForm,
+    /// `GET` with query parameters (Meta's documented manual flow).
+    GetQuery,
+}
+
+/// Whether PKCE (RFC 7636) is sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pkce {
+    /// Not sent: the platform's web flow does not document it.
+    None,
+    /// `S256` challenge with every authorization request.
+    S256,
+}
+
+/// How a grant is renewed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Renewal {
+    /// `grant_type=refresh_token`.
+    RefreshToken,
+    /// No refresh token: a still-valid long-lived access token is exchanged for a fresh one, by the
+    /// platform's [`Platform::exchange_live_token`].
+    ExchangeLiveToken,
+}
+
+/// Until when a connection lasts without the merchant: the rule behind its health's
+/// `reconnect_by` (each platform module quotes its source next to its choice).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReconnectRule {
+    /// The refresh token's own lifetime, where the platform reports one (`refresh_expires_in`,
+    /// `refresh_token_expires_in`/`_at`): stored as the connection's `refresh_token_expires_at`.
+    /// A platform that reports none has no known `reconnect_by`.
+    RefreshTokenExpiry,
+    /// No refresh token ([`Renewal::ExchangeLiveToken`]). The long-lived token is re-exchanged a
+    /// week before it expires, but the platform does not promise that an exchange extends it; once
+    /// an exchange leaves the expiry where it was (the last exchange came within a week of the
+    /// expiry it left), that expiry is the end. A data-access expiry (`data_access_expires_at`),
+    /// when the platform's hooks recorded one in the connection's metadata, bounds it too.
+    ExchangedTokenExpiry,
+    /// The refresh token's lifetime where the grant has a refresh token; without one, the access
+    /// token's own expiry, since nothing can renew it.
+    GrantExpiry,
+}
+
+/// How tokens are revoked at the platform.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Revocation {
+    /// `POST` form `token` (+ `token_type_hint`), RFC 7009, with the platform's client authentication
+    /// when `authenticate` is set.
+    Form {
+        /// Send client credentials as the token endpoint does.
+        authenticate: bool,
+        /// Send `token_type_hint=access_token`.
+        hint: bool,
+    },
+    /// `DELETE` the revocation URL with the user's access token, which removes the app's every
+    /// permission (the whole grant).
+    DeleteWithAccessToken,
+    /// The platform offers no revocation for user tokens; the text tells the merchant what to do.
+    Unsupported(&'static str),
+}
+
+/// The shape of the platform's error bodies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorShape {
+    /// RFC 6749 §5.2: `{"error": "...", "error_description": "..."}`.
+    Rfc6749,
+    /// An error object: `{"error": {"message", "type", "code", "error_subcode"}}`; codes 190 and
+    /// 102 say the grant is dead.
+    ErrorObject,
+    /// A numeric code and a message: `{"code": <int>, "message": "..."}`.
+    CodeMessage,
+}
+
+/// Where the account's fields sit in the user-info response. Each field lists JSON paths tried in
+/// order, relative to `wrapper`.
+#[derive(Debug, Clone)]
+pub struct AccountMapping {
+    /// Query parameters the user-info call needs (`fields=...`).
+    pub query: &'static [(&'static str, &'static str)],
+    /// The path to the object holding the account (`data.user` for TikTok, `data` for X).
+    pub wrapper: &'static [&'static str],
+    /// Paths to the account id.
+    pub id: &'static [&'static [&'static str]],
+    /// Paths to the display name.
+    pub name: &'static [&'static [&'static str]],
+    /// Paths to a picture URL.
+    pub picture: &'static [&'static [&'static str]],
+}
+
+/// Everything the engine needs to speak to one platform.
+#[derive(Debug, Clone)]
+pub struct PlatformSpec {
+    /// Slug used in paths and settings.
+    pub id: PlatformId,
+    /// Name shown to merchants.
+    pub display_name: String,
+    /// Authorization endpoint.
+    pub authorize_url: Url,
+    /// Token endpoint (Meta: also the long-lived exchange).
+    pub token_url: Url,
+    /// Revocation endpoint.
+    pub revoke_url: Option<Url>,
+    /// User-info endpoint.
+    pub userinfo_url: Option<Url>,
+    /// Headers every API call carries, from the platform's API settings (a developer token, a
+    /// pinned API version, a default account).
+    pub api_headers: Vec<ApiHeader>,
+    /// Scopes requested.
+    pub scopes: Vec<String>,
+    /// How scopes are joined in the authorization request.
+    pub scope_separator: &'static str,
+    /// The name of the client-id parameter (`client_key` at TikTok).
+    pub client_id_param: &'static str,
+    /// Token endpoint client authentication.
+    pub client_auth: ClientAuth,
+    /// Token endpoint method.
+    pub token_method: TokenMethod,
+    /// PKCE.
+    pub pkce: Pkce,
+    /// Further fixed authorization parameters (Google's `access_type=offline`, `prompt=consent`).
+    pub extra_authorize_params: Vec<(String, String)>,
+    /// How "Grant missing permissions" asks for what the merchant declined.
+    pub missing_consent: ConsentMode,
+    /// How the grant is renewed.
+    pub renewal: Renewal,
+    /// Until when the grant lasts without the merchant (health's `reconnect_by`).
+    pub reconnect: ReconnectRule,
+    /// Whether a refresh invalidates the previous refresh token.
+    pub refresh_rotates: bool,
+    /// How to revoke.
+    pub revocation: Revocation,
+    /// Error body shape.
+    pub errors: ErrorShape,
+    /// Where the account's fields are.
+    pub account: AccountMapping,
+    /// The base URL of the platform's API (version pinned, trailing slash) for calls made with its
+    /// tokens: asset discovery and the proxy. `<PLATFORM>_API_URL` overrides the table's; the
+    /// sandbox's when it stands in; `None` for a generic provider, which then has neither.
+    pub api_base: Option<Url>,
+    /// What the platform does at each stage beyond the data above.
+    pub behaviour: &'static dyn Platform,
+    /// Client credentials; `None` means not configured.
+    pub credentials: Option<ClientCredentials>,
+    /// Served by the built-in sandbox rather than the real platform.
+    pub sandboxed: bool,
+    /// Whether the operator declared it (a generic provider).
+    pub generic: bool,
+}
+
+impl PlatformSpec {
+    /// Whether flows can run (credentials present, or the sandbox stands in).
+    pub fn is_configured(&self) -> bool {
+        self.credentials.is_some()
+    }
+
+    /// The scopes and authorization parameters of a consent request: every scope with the fixed
+    /// parameters, or, for "Grant missing permissions" (`missing` is `Some`), what the platform's
+    /// [`ConsentMode`] asks for. A mode's parameter replaces a fixed one of the same name, since
+    /// a platform refuses a parameter sent twice (RFC 6749 §3.1).
+    pub fn consent_request(&self, missing: Option<&[String]>) -> ConsentRequest {
+        let (scopes, added) = match (missing, self.missing_consent) {
+            (None, _) => (self.scopes.clone(), &[][..]),
+            (Some(missing), ConsentMode::Incremental { params }) if !missing.is_empty() => {
+                (missing.to_vec(), params)
+            }
+            (Some(_), ConsentMode::Incremental { params } | ConsentMode::Full { params }) => {
+                (self.scopes.clone(), params)
+            }
+        };
+        let mut params: Vec<(String, String)> = self
+            .extra_authorize_params
+            .iter()
+            .filter(|(name, _)| !added.iter().any(|(added, _)| added == name))
+            .cloned()
+            .collect();
+        params.extend(
+            added
+                .iter()
+                .map(|(n, v)| ((*n).to_owned(), (*v).to_owned())),
+        );
+        ConsentRequest { scopes, params }
+    }
+}
+
+/// How a platform asks a merchant again for permissions they declined.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConsentMode {
+    /// Incremental consent: request only the missing scopes, with these parameters (Google's
+    /// `include_granted_scopes=true`, Meta's `auth_type=rerequest`); the platform then reports
+    /// every scope granted so far.
+    Incremental {
+        /// Parameters that make the platform ask again and report the union.
+        params: &'static [(&'static str, &'static str)],
+    },
+    /// No incremental consent documented: request every scope again, with these parameters
+    /// (TikTok's `disable_auto_auth=1` shows the consent screen even to a returning user).
+    Full {
+        /// Parameters that force the consent screen, where the platform has one.
+        params: &'static [(&'static str, &'static str)],
+    },
+}
+
+/// The scopes and parameters one authorization request carries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsentRequest {
+    /// Scopes to request.
+    pub scopes: Vec<String>,
+    /// Further authorization parameters.
+    pub params: Vec<(String, String)>,
+}
