@@ -40,8 +40,45 @@ use redis::{
 };
 use secrecy::{ExposeSecret, SecretString};
 
-use crate::config::RedisSentinelSettings;
 use crate::metrics::Metrics;
+
+/// `REDIS_SENTINELS` and its companions: Redis found through Sentinel, so that a failover is
+/// followed without a restart. The passwords are secrets (and may come from `<NAME>_FILE`).
+#[derive(Debug, Clone)]
+pub struct RedisSentinelSettings {
+    /// `REDIS_SENTINELS`: the sentinels' addresses (`host:port`), asked in turn.
+    pub sentinels: Vec<(String, u16)>,
+    /// `REDIS_SENTINEL_MASTER`: the name the sentinels know the primary by.
+    pub master: String,
+    /// `REDIS_SENTINEL_USERNAME`: the ACL user for the sentinels, if any.
+    pub sentinel_username: Option<String>,
+    /// `REDIS_SENTINEL_PASSWORD`: the sentinels' own password (their `requirepass`), if any.
+    pub sentinel_password: Option<SecretString>,
+    /// `REDIS_SENTINEL_MASTER_USERNAME`: the ACL user for the primary, if any.
+    pub master_username: Option<String>,
+    /// `REDIS_SENTINEL_MASTER_PASSWORD`: the primary's (and replicas') password, if any.
+    pub master_password: Option<SecretString>,
+    /// `REDIS_SENTINEL_TLS` (default false): TLS to the sentinels and the primary, certificates
+    /// checked against the system's CA store (as `rediss://`).
+    pub tls: bool,
+}
+
+impl RedisSentinelSettings {
+    /// The sentinels as `host:port,...`, for printing.
+    pub fn addresses(&self) -> String {
+        self.sentinels
+            .iter()
+            .map(|(host, port)| {
+                if host.contains(':') {
+                    format!("[{host}]:{port}")
+                } else {
+                    format!("{host}:{port}")
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+}
 
 /// How long one command may take before Redis counts as unreachable, unless
 /// `REDIS_TIMEOUT_MILLISECONDS` says otherwise.

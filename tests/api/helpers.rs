@@ -297,8 +297,10 @@ pub async fn spawn_app_with(mut options: TestAppOptions) -> TestApp {
         (Some(clock), true) => Simulator::with_clock(clients, Arc::new(clock.clone())),
         _ => Simulator::new(clients),
     };
-    // Strict, as an app that requires token proofs: every call must carry one.
+    // Strict, as an app that requires token proofs: every call must carry one; and the strict
+    // reading of every rule a platform leaves open.
     simulator.require_token_proofs(true);
+    simulator.strict(true);
     let sim_router = sandbox::router(simulator.clone());
     tokio::spawn(async move {
         let _ = axum::serve(sim_listener, sim_router).await;
@@ -352,6 +354,9 @@ pub async fn spawn_app_with(mut options: TestAppOptions) -> TestApp {
     .await
     .expect("application builds");
     let services = app.services().clone();
+    if let Some(sandbox) = &services.sandbox {
+        sandbox.strict(true);
+    }
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(async move {
         let _ = app

@@ -31,5 +31,6 @@ mod replicas;
 mod sentinel;
 mod state;
 mod store;
+mod strict;
 mod upgrade;
 mod vault;

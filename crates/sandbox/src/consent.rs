@@ -215,7 +215,11 @@ fn authorize(sim: &Simulator, platform: Platform, query: Option<&str>) -> Respon
         Ok(found) => found,
         Err(page) => return *page,
     };
-    let request = match check_request(platform, &params) {
+    let request = match check_request(
+        platform,
+        &params,
+        sim.switch(platform.spec.key, crate::state::STRICT),
+    ) {
         Ok(request) => request,
         Err((error, description)) => {
             return redirect_error(spec, redirect_uri, params.get("state"), error, &description)
@@ -310,7 +314,11 @@ fn trusted_client<'a>(
 }
 
 /// Checks the rest of the request against the platform's rules, in the order the platform does.
-fn check_request(platform: Platform, params: &QueryParams) -> Result<CheckedRequest, Refusal> {
+fn check_request(
+    platform: Platform,
+    params: &QueryParams,
+    strict: bool,
+) -> Result<CheckedRequest, Refusal> {
     let spec = platform.spec;
     let invalid = |description: &str| ("invalid_request", description.to_owned());
     // RFC 6749 §3.1: parameters must not be included more than once.
@@ -341,6 +349,7 @@ fn check_request(platform: Platform, params: &QueryParams) -> Result<CheckedRequ
         spec,
         params.get("code_challenge"),
         params.get("code_challenge_method"),
+        strict,
     )
     .map_err(invalid)?;
     let options = platform.rules.authorize_options(params)?;
@@ -395,11 +404,22 @@ fn parse_scopes(
 }
 
 /// Reads the PKCE parameters according to the platform's rule (RFC 7636 §4.3).
+/// In the strict reading, PKCE a platform makes optional must be sent, with S256: the service
+/// promises S256 wherever a platform takes PKCE.
 fn parse_pkce(
     spec: &PlatformSpec,
     challenge: Option<&str>,
     method: Option<&str>,
+    strict: bool,
 ) -> Result<Option<PkceChallenge>, &'static str> {
+    if strict && spec.pkce == PkceRule::Optional {
+        if challenge.is_none_or(str::is_empty) {
+            return Err("Missing required parameter: code_challenge (strict sandbox).");
+        }
+        if method != Some("S256") {
+            return Err("code_challenge_method must be S256 (strict sandbox).");
+        }
+    }
     match spec.pkce {
         PkceRule::Ignored => Ok(None),
         PkceRule::Optional | PkceRule::Required => {

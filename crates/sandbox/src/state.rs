@@ -59,6 +59,9 @@ pub struct TokenRequestRecord {
     pub status: u16,
 }
 
+/// The switch of the strict readings (see [`Simulator::strict`]).
+pub(crate) const STRICT: &str = "strict";
+
 /// The switch of a platform's "require a token proof" (see [`Simulator::require_token_proofs`]).
 pub(crate) const REQUIRES_TOKEN_PROOF: &str = "requires_token_proof";
 
@@ -322,6 +325,15 @@ impl Simulator {
         self.lock()
             .every_platform
             .insert(REQUIRES_TOKEN_PROOF, required);
+    }
+
+    /// Takes the strict reading wherever a platform's documentation leaves a rule open, for the
+    /// tests that must fail when the service relies on the lenient one: a replaced refresh token
+    /// dies at once (where the platform says only that it sends a new one), PKCE that a platform
+    /// makes optional must be sent with S256, and a consent request names only scopes the platform
+    /// knows.
+    pub fn strict(&self, on: bool) {
+        self.lock().every_platform.insert(STRICT, on);
     }
 
     /// Turns one of `platform`'s named switches on or off (a platform module's test control, such

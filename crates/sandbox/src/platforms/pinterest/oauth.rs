@@ -139,13 +139,19 @@ fn redeem(sim: &Simulator, client_id: &str, call: &TokenCall) -> Response {
     }
 }
 
-/// Every refresh answers with a new refresh token; the old one stays valid until it expires.
+/// Every refresh answers with a new refresh token; the old one stays valid until it expires
+/// (providers.md P1 leaves its fate open), except in the strict reading, where it dies at once.
 fn refresh(sim: &Simulator, client_id: &str, call: &TokenCall) -> Response {
     let Some(refresh_token) = call.body("refresh_token") else {
         return bad_request("Missing request body parameter: refresh_token");
     };
     match sim.refresh_token_state(SLUG, client_id, refresh_token) {
-        RefreshLookup::Active(grant) => token_response(sim, grant.grant_id, &grant.scopes),
+        RefreshLookup::Active(grant) => {
+            if sim.switch(SLUG, crate::state::STRICT) {
+                sim.retire_refresh_token(refresh_token);
+            }
+            token_response(sim, grant.grant_id, &grant.scopes)
+        }
         RefreshLookup::Unknown | RefreshLookup::Dead | RefreshLookup::Rotated(_) => {
             bad_request("Invalid refresh token.")
         }
