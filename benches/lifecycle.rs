@@ -8,7 +8,7 @@
 //! to its generic plan after five runs).
 //!
 //! It also leaves behind what `scripts/bench-lifecycle` needs to load the token endpoint: one real
-//! connection (`store_id=bench-token-store`, `google`) recorded through `Connections::record_grant`,
+//! connection (`store_id=bench-token-store`, `google`) recorded through `Grants::record_grant`,
 //! whose access token expires in a year, so serving it never needs a refresh.
 //!
 //! Run: `scripts/bench-lifecycle` (everything, with the endpoint's load test), or only this part:
@@ -293,7 +293,7 @@ async fn record_token_connection(url: &str, key: &Key) -> BenchResult<()> {
     let services = Services::build(settings, Arc::new(SystemClock)).await?;
     let platform = PlatformId::parse("google")?;
     let spec = services
-        .connections
+        .core
         .catalog()
         .get(&platform)
         .ok_or("google is not in the catalog")?
@@ -320,7 +320,7 @@ async fn record_token_connection(url: &str, key: &Key) -> BenchResult<()> {
         picture: None,
     };
     let saved = services
-        .connections
+        .grants
         .record_grant(
             &spec,
             Grant {

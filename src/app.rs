@@ -1,6 +1,6 @@
 //! Builds the application from settings: storage, keys, state store, cache, platform client, the
-//! flow and lifecycle services, the router and the background tasks. Tests build it the same way on
-//! port 0.
+//! flow, lifecycle and connect services (each constructed once, here), the router and the
+//! background tasks. Tests build it the same way on port 0.
 
 use std::future::Future;
 use std::io::Write;
@@ -15,15 +15,19 @@ use crate::access::ApiKeyRegistry;
 use crate::audit::AuditLog;
 use crate::clock::{SharedClock, SystemClock};
 use crate::config::{DatabaseSettings, KeySettings, Settings};
+use crate::connect::{ConnectWorkflow, Replacements};
 use crate::http::dashboard::DashboardAuth;
 use crate::http::extract::ApiKeys;
 use crate::http::perimeter::Perimeter;
 use crate::http::{AppParts, AppState, HealthProbe, WebSettings};
-use crate::lifecycle::liveness::{self, Liveness};
+use crate::lifecycle::liveness::{self, Liveness, LivenessParts};
 use crate::lifecycle::refresher::Refresher;
 use crate::lifecycle::supervise::{every, supervise};
 use crate::lifecycle::webhooks::WebhookDeliverer;
-use crate::lifecycle::{Connections, ListingCache, TokenCache};
+use crate::lifecycle::{
+    Assets, Connections, Core, CoreParts, Grants, ListingCache, Refresh, RefreshParts, TokenCache,
+    Tokens,
+};
 use crate::links::DashboardLinks;
 use crate::metrics::Metrics;
 use crate::oauth::Flow;
@@ -98,12 +102,26 @@ pub struct Services {
     pub keyring: Arc<Keyring>,
     /// Redis, when configured.
     pub redis: Option<RedisHandle>,
-    /// The lifecycle service.
+    /// The core the lifecycle services share (the catalog, the clock, the vault binding).
+    pub core: Core,
+    /// Refreshes under the lease; drained on shutdown.
+    pub refresh: Refresh,
+    /// Hands out valid tokens.
+    pub tokens: Tokens,
+    /// A store's connections and their health, as the edge shows them.
     pub connections: Connections,
+    /// Records, disconnects and re-seals connections.
+    pub grants: Grants,
+    /// The merchant's assets.
+    pub assets: Assets,
     /// The liveness probe and health sweep (tests run a pass with `run_once`).
     pub liveness: Liveness,
     /// The flow service.
     pub flow: Flow,
+    /// What becomes of a finished flow's grant (park or record).
+    pub connect: ConnectWorkflow,
+    /// The merchant's answers to parked grants, and their reaper.
+    pub replacements: Replacements,
     /// The built-in sandbox, when enabled (builds with the `sandbox` feature only).
     #[cfg(feature = "sandbox")]
     pub sandbox: Option<Simulator>,
@@ -180,6 +198,92 @@ fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
     file.write_all(contents.as_bytes())
 }
 
+/// The lifecycle's services, each built once on one core.
+struct LifecycleServices {
+    refresh: Refresh,
+    tokens: Tokens,
+    connections: Connections,
+    grants: Grants,
+    assets: Assets,
+    liveness: Liveness,
+}
+
+impl LifecycleServices {
+    /// Builds them on `core`, calling platforms with `client`, each refresh counted in `metrics`
+    /// and recorded in `audit`, recovery records kept in `redis` too when there is one.
+    fn build(
+        core: &Core,
+        settings: &Settings,
+        client: &PlatformClient,
+        metrics: &Metrics,
+        audit: &AuditLog,
+        redis: Option<RedisHandle>,
+    ) -> Self {
+        let refresh = Refresh::new(
+            core.clone(),
+            RefreshParts {
+                client: client.clone(),
+                window: settings.refresh_window,
+                recovery_in: redis,
+                metrics: metrics.clone(),
+                audit: Some(audit.clone()),
+            },
+        );
+        let health = Arc::new(settings.health.clone());
+        let tokens = Tokens::new(refresh.clone());
+        let liveness = Liveness::new(LivenessParts {
+            tokens: tokens.clone(),
+            client: client.clone(),
+            metrics: metrics.clone(),
+            settings: health.clone(),
+            concurrency: settings.refresher_concurrency,
+        });
+        Self {
+            connections: Connections::new(core.clone(), health.clone()),
+            grants: Grants::new(refresh.clone(), client.clone(), health),
+            assets: Assets::new(tokens.clone(), client.clone()),
+            refresh,
+            tokens,
+            liveness,
+        }
+    }
+}
+
+/// The built-in sandbox, when the settings turn it on: a simulator for each sandboxed platform.
+#[cfg(feature = "sandbox")]
+fn sandbox_for(settings: &Settings, catalog: &Catalog) -> Option<Simulator> {
+    settings.sandbox.then(|| {
+        let base = settings.api_url.as_str().trim_end_matches('/').to_owned();
+        let simulator = Simulator::new(
+            catalog
+                .all()
+                .filter(|spec| spec.sandboxed)
+                .map(|spec| Simulator::sandbox_client(spec.id.as_str(), &base))
+                .collect(),
+        );
+        simulator.require_token_proofs(settings.sandbox_require_token_proofs);
+        simulator
+    })
+}
+
+/// The webhook deliverer, when `WEBHOOK_URL` and its secret are set.
+fn webhooks_for(
+    settings: &Settings,
+    store: &Arc<dyn Store>,
+    clock: &SharedClock,
+    metrics: &Metrics,
+) -> Result<Option<WebhookDeliverer>, StartupError> {
+    let (Some(url), Some(secret)) = (&settings.webhook_url, &settings.webhook_secret) else {
+        return Ok(None);
+    };
+    Ok(Some(
+        WebhookDeliverer::new(store.clone(), url.clone(), secret.clone(), clock.clone())?
+            .with_max_attempts(settings.webhook_max_attempts)
+            .with_retention(settings.webhook_retention)
+            .with_metrics(metrics.clone()),
+    ))
+}
+
 impl Services {
     /// Builds every service from settings. Connects lazily: a database or Redis that is down makes
     /// the service unhealthy, not unable to start.
@@ -212,21 +316,22 @@ impl Services {
             .with_max_response_bytes(settings.platform_max_response_bytes);
         let catalog = Arc::new(catalog(&settings));
         let audit = AuditLog::start(store.clone(), clock.clone(), metrics.clone());
-        let connections = Connections::new(
-            store.clone(),
-            keyring.clone(),
+        let core = Core::from(CoreParts {
+            store: store.clone(),
+            keyring: keyring.clone(),
             cache,
-            client.clone(),
-            catalog.clone(),
-            clock.clone(),
-            settings.refresh_window,
-            metrics.clone(),
-        )
-        .with_recovery_in(redis.clone())
-        .with_audit(audit.clone())
-        .with_health(settings.health.clone())
-        .with_listings(ListingCache::for_deployment(redis.clone(), store.backend()));
-        let liveness = Liveness::new(connections.clone(), settings.refresher_concurrency);
+            listings: ListingCache::for_deployment(redis.clone(), store.backend()),
+            catalog: catalog.clone(),
+            clock: clock.clone(),
+        });
+        let LifecycleServices {
+            refresh,
+            tokens,
+            connections,
+            grants,
+            assets,
+            liveness,
+        } = LifecycleServices::build(&core, &settings, &client, &metrics, &audit, redis.clone());
         let dashboard = DashboardLinks::from_settings(&settings, &keyring, clock.clone());
         let flow = Flow::new(
             catalog.clone(),
@@ -236,36 +341,32 @@ impl Services {
             settings.api_url.clone(),
             metrics.clone(),
         );
+        let connect = ConnectWorkflow::new(
+            flow.clone(),
+            connections.clone(),
+            grants.clone(),
+            assets.clone(),
+            audit.clone(),
+        );
+        let replacements = Replacements::new(flow.clone(), connect.clone(), audit.clone());
         #[cfg(feature = "sandbox")]
-        let sandbox = settings.sandbox.then(|| {
-            let base = settings.api_url.as_str().trim_end_matches('/').to_owned();
-            let simulator = Simulator::new(
-                catalog
-                    .all()
-                    .filter(|spec| spec.sandboxed)
-                    .map(|spec| Simulator::sandbox_client(spec.id.as_str(), &base))
-                    .collect(),
-            );
-            simulator.require_token_proofs(settings.sandbox_require_token_proofs);
-            simulator
-        });
-        let webhooks = match (&settings.webhook_url, &settings.webhook_secret) {
-            (Some(url), Some(secret)) => Some(
-                WebhookDeliverer::new(store.clone(), url.clone(), secret.clone(), clock.clone())?
-                    .with_max_attempts(settings.webhook_max_attempts)
-                    .with_retention(settings.webhook_retention)
-                    .with_metrics(metrics.clone()),
-            ),
-            _ => None,
-        };
+        let sandbox = sandbox_for(&settings, &catalog);
+        let webhooks = webhooks_for(&settings, &store, &clock, &metrics)?;
         Ok(Self {
             settings,
             store,
             keyring,
             redis,
+            core,
+            refresh,
+            tokens,
             connections,
+            grants,
+            assets,
             liveness,
             flow,
+            connect,
+            replacements,
             #[cfg(feature = "sandbox")]
             sandbox,
             metrics,
@@ -351,6 +452,11 @@ impl Application {
         let state = AppState::from(AppParts {
             flow: services.flow.clone(),
             connections: services.connections.clone(),
+            tokens: services.tokens.clone(),
+            grants: services.grants.clone(),
+            assets: services.assets.clone(),
+            connect: services.connect.clone(),
+            replacements: services.replacements.clone(),
             api_keys: ApiKeys::with_registry(key_registry.clone()),
             health: HealthProbe {
                 store: services.store.clone(),
@@ -367,7 +473,7 @@ impl Application {
             perimeter: Perimeter::from_settings(&services.settings),
             audit: services.audit.clone(),
             proxy: crate::proxy::Proxy::new(
-                services.connections.clone(),
+                services.tokens.clone(),
                 services.settings.proxy.clone(),
                 services.settings.platform_timeout,
                 services.metrics.clone(),
@@ -412,7 +518,7 @@ impl Application {
         let metrics = self.services.metrics.clone();
         if self.options.refresher && self.services.settings.refresher_enabled {
             let refresher = Refresher::new(
-                self.services.connections.clone(),
+                self.services.refresh.clone(),
                 self.services.settings.refresher_concurrency,
                 self.options
                     .refresher_interval
@@ -470,12 +576,11 @@ impl Application {
         // each grant is taken by one.
         {
             let rx = stop_rx.clone();
-            let flow = self.services.flow.clone();
-            let audit = self.services.audit.clone();
+            let replacements = self.services.replacements.clone();
             self.background.push(supervise(
                 "parked-grant-reaper",
                 metrics.clone(),
-                move || reap_parked_grants(flow.clone(), audit.clone(), stopped(rx.clone())),
+                move || reap_parked_grants(replacements.clone(), stopped(rx.clone())),
             ));
         }
         // A revoked API key stops working within a second on every replica.
@@ -488,11 +593,11 @@ impl Application {
                 move || watch_key_revocations(registry.clone(), stopped(rx.clone())),
             ));
         }
-        let connections = self.services.connections.clone();
+        let refresh = self.services.refresh.clone();
         let rx = stop_rx.clone();
         self.background
             .push(supervise("recovery", metrics, move || {
-                write_recoveries(connections.clone(), stopped(rx.clone()))
+                write_recoveries(refresh.clone(), stopped(rx.clone()))
             }));
     }
 
@@ -514,7 +619,7 @@ impl Application {
         self.start_background(&stop_rx);
         let grace = self.services.settings.shutdown_grace;
         // The moment shutdown begins, refreshes stop taking leases and the grace starts.
-        let draining = self.services.connections.clone();
+        let draining = self.services.refresh.clone();
         let (began_tx, began_rx) = tokio::sync::oneshot::channel();
         let shutdown = async move {
             shutdown.await;
@@ -555,7 +660,7 @@ impl Application {
         // platform timeout plus 5 s), whatever the HTTP connections do.
         let refreshes = self
             .services
-            .connections
+            .refresh
             .drain(http_end.saturating_duration_since(tokio::time::Instant::now()));
         let (result, _) = tokio::join!(http, refreshes);
         let _ = stop_tx.send(true);
@@ -578,10 +683,10 @@ impl Application {
 pub const SHUTDOWN_RESERVE: Duration = Duration::from_secs(2);
 
 /// Writes pending recovery records every second until `stop`.
-async fn write_recoveries(connections: Connections, stop: impl Future<Output = ()>) {
-    let connections = &connections;
+async fn write_recoveries(refresh: Refresh, stop: impl Future<Output = ()>) {
+    let refresh = &refresh;
     every(Duration::from_secs(1), stop, move || async move {
-        connections.write_pending_recoveries().await;
+        refresh.write_pending_recoveries().await;
     })
     .await;
 }
@@ -598,10 +703,10 @@ async fn watch_key_revocations(registry: ApiKeyRegistry, stop: impl Future<Outpu
 }
 
 /// Revokes unanswered parked grants every minute until `stop`.
-async fn reap_parked_grants(flow: Flow, audit: AuditLog, stop: impl Future<Output = ()>) {
-    let (flow, audit) = (&flow, &audit);
+async fn reap_parked_grants(replacements: Replacements, stop: impl Future<Output = ()>) {
+    let replacements = &replacements;
     every(Duration::from_secs(60), stop, move || async move {
-        match crate::http::dashboard::replace::reap_unanswered(flow, audit).await {
+        match replacements.reap_unanswered().await {
             Ok(0) => {}
             Ok(n) => tracing::info!(grants = n, "revoked parked grants nobody answered"),
             Err(error) => tracing::warn!(error = %error, "could not reap parked grants"),

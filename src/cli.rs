@@ -75,7 +75,7 @@ pub async fn rotate_keys(settings: Settings) -> anyhow::Result<()> {
         .migrate()
         .await
         .context("applying migrations")?;
-    let report = services.connections.reseal_all(500).await?;
+    let report = services.grants.reseal_all(500).await?;
     println!(
         "re-encrypted {} connection(s) with key {}; {} already current",
         report.resealed,

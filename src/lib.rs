@@ -8,10 +8,16 @@
 //! - [`http`]: the edge. Routes, extractors, the one error-to-HTTP mapping, middleware, the security
 //!   perimeter, and the merchant's connections page (`/dashboard/marketing`). Parses and shapes;
 //!   holds no OAuth logic.
-//! - [`oauth`]: the authorization-code flow (begin, first hop, callback). It returns a grant; its
-//!   caller records it with the lifecycle.
-//! - [`lifecycle`]: valid tokens. Recording grants, refresh under a lease, the background
-//!   refresher, disconnect, webhook events. A sibling of the flow: neither imports the other.
+//! - [`connect`]: the connect workflow above the flow and the lifecycle: what becomes of a
+//!   finished flow's grant (recorded, then its assets discovered; or parked when a page reconnect
+//!   signed in to another account), the merchant's answer to a parked grant, and the reaper of
+//!   unanswered ones.
+//! - [`oauth`]: the authorization-code flow (begin, first hop, callback). It returns a grant; the
+//!   connect workflow records it with the lifecycle.
+//! - [`lifecycle`]: valid tokens, as services with a few verbs each on one shared core: token
+//!   hand-out, refresh under a lease, the read side of a store's connections, grants (record,
+//!   disconnect, re-seal), assets, the background refresher and liveness probe, webhook events. A
+//!   sibling of the flow: neither imports the other, nor the connect workflow above them.
 //! - [`access`]: who may call the API: API keys (from `API_KEYS`, or created by the CLI and stored
 //!   as hashes), their scopes, and the check each API handler makes.
 //! - [`audit`]: the append-only audit trail of token hand-outs, connects, disconnects and key
@@ -42,6 +48,7 @@ pub mod audit;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod connect;
 pub mod domain;
 pub mod http;
 pub mod lifecycle;

@@ -7,12 +7,12 @@ use axum::{Json, Router};
 
 use super::error::{ApiError, ErrorBody};
 use super::extract::{ApiCaller, ApiPath};
+use super::state::AppState;
 use super::views::{ConnectionView, SelectionRequest};
-use super::AppState;
 use crate::access::Operation;
 use crate::audit::{Actor, AuditEvent, AuditLog};
 use crate::domain::StoreId;
-use crate::lifecycle::Connections;
+use crate::lifecycle::{Assets, Connections};
 use crate::oauth::{Flow, OAuthError};
 use crate::platforms::builtin::{asset_kind, asset_kinds};
 use crate::platforms::{AssetKind, PlatformSpec};
@@ -91,6 +91,7 @@ async fn view(
 #[tracing::instrument(skip_all, fields(%platform))]
 pub(crate) async fn refresh_assets(
     State(flow): State<Flow>,
+    State(assets): State<Assets>,
     State(connections): State<Connections>,
     State(audit): State<AuditLog>,
     caller: ApiCaller,
@@ -98,7 +99,7 @@ pub(crate) async fn refresh_assets(
 ) -> Result<Json<ConnectionView>, ApiError> {
     let spec = find_platform(&flow, &platform)?;
     caller.require(Operation::SelectionWrite, Some(spec.id.as_str()))?;
-    let result = connections
+    let result = assets
         .refresh_assets(spec, &store_id)
         .await
         .map_err(ApiError::from);
@@ -152,6 +153,7 @@ fn record<T>(
 #[tracing::instrument(skip_all, fields(%platform))]
 pub async fn select(
     State(flow): State<Flow>,
+    State(assets): State<Assets>,
     State(connections): State<Connections>,
     State(audit): State<AuditLog>,
     caller: ApiCaller,
@@ -161,7 +163,7 @@ pub async fn select(
     let spec = find_platform(&flow, &platform)?;
     caller.require(Operation::SelectionWrite, Some(spec.id.as_str()))?;
     let kind = parse_kind(&request.kind)?;
-    let result = connections
+    let result = assets
         .select_asset(spec, &store_id, kind, &request.id)
         .await
         .map_err(ApiError::from);

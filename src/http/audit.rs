@@ -10,7 +10,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::error::{ApiError, ErrorBody};
 use super::extract::{ApiCaller, ApiQuery};
-use super::AppState;
+use super::state::AppState;
 use crate::access::Operation;
 use crate::audit::{AuditLog, Cursor};
 use crate::domain::StoreId;

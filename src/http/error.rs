@@ -279,9 +279,9 @@ impl IntoResponse for ApiError {
     }
 }
 
-impl From<crate::http::dashboard::session::SessionError> for ApiError {
-    fn from(error: crate::http::dashboard::session::SessionError) -> Self {
-        use crate::http::dashboard::session::SessionError;
+impl From<crate::links::SessionError> for ApiError {
+    fn from(error: crate::links::SessionError) -> Self {
+        use crate::links::SessionError;
         let (status, code) = match error {
             SessionError::Missing => (StatusCode::UNAUTHORIZED, "session_required"),
             SessionError::Invalid | SessionError::LinkTooLong | SessionError::Used => {

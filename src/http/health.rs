@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
-use axum::extract::State;
+use axum::extract::{FromRef, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -20,10 +20,28 @@ use axum::{Json, Router};
 use serde_json::json;
 
 use super::views::HealthResponse;
-use super::{AppState, HealthProbe};
+use crate::redis_conn::RedisHandle;
+use crate::store::Store;
 
-/// The health routes.
-pub fn router() -> Router<AppState> {
+/// What the health check looks at.
+#[derive(Debug, Clone)]
+pub struct HealthProbe {
+    /// The database.
+    pub store: Arc<dyn Store>,
+    /// Redis, when configured.
+    pub redis: Option<RedisHandle>,
+    /// `development` or `production`.
+    pub environment: &'static str,
+    /// The last check result (checks run at most once a second).
+    pub checks: CheckCache,
+}
+
+/// The health routes, for any state that holds a [`HealthProbe`].
+pub fn router<S>() -> Router<S>
+where
+    HealthProbe: FromRef<S>,
+    S: Clone + Send + Sync + 'static,
+{
     Router::new()
         .route("/health", get(health))
         .route("/health/live", get(live))

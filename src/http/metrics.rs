@@ -7,7 +7,7 @@ use axum::routing::get;
 use axum::Router;
 
 use super::extract::ApiCaller;
-use super::AppState;
+use super::state::AppState;
 use crate::lifecycle::Connections;
 use crate::metrics::Metrics;
 
@@ -29,7 +29,7 @@ pub async fn metrics(
     State(connections): State<Connections>,
     _caller: ApiCaller,
 ) -> impl IntoResponse {
-    match connections.store().count_by_status().await {
+    match connections.core().store().count_by_status().await {
         Ok(counts) => metrics.set_connection_counts(&counts),
         Err(error) => tracing::warn!(error = %error, "could not count connections for /metrics"),
     }

@@ -2,6 +2,9 @@
 //! passes through (request id, tracing without secrets, 5xx cause logging, body limits, and the
 //! [`perimeter`]: security headers, CORS, rate limits, the request timeout), and the server loop
 //! ([`serve()`], with the header-read timeout). [`dashboard`] is the merchant's connections page.
+//!
+//! This file builds the router from the handlers' modules; what they share ([`AppState`]) lives in
+//! `state.rs`, so that no handler imports this file back.
 
 pub mod assets;
 pub mod audit;
@@ -15,159 +18,22 @@ pub mod openapi;
 pub mod perimeter;
 pub mod proxy;
 pub mod serve;
+pub mod state;
 pub mod views;
 
+pub use health::HealthProbe;
 pub use serve::{serve, serve_until, ServerTimeouts};
+pub use state::{AppParts, AppState, WebSettings};
 
-use std::sync::Arc;
-
-use axum::extract::{FromRef, Request};
+use axum::extract::Request;
 use axum::http::HeaderName;
 use axum::middleware::Next;
-use axum::response::{Redirect, Response};
+use axum::response::Response;
 use axum::Router;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
-use url::Url;
 
-use crate::lifecycle::Connections;
-use crate::metrics::Metrics;
-use crate::oauth::{Flow, OAuthError};
-use crate::redis_conn::RedisHandle;
-use crate::store::Store;
 use error::InternalCause;
-use extract::ApiKeys;
-
-/// What the health check looks at.
-#[derive(Debug, Clone)]
-pub struct HealthProbe {
-    /// The database.
-    pub store: Arc<dyn Store>,
-    /// Redis, when configured.
-    pub redis: Option<RedisHandle>,
-    /// `development` or `production`.
-    pub environment: &'static str,
-    /// The last check result (checks run at most once a second).
-    pub checks: health::CheckCache,
-}
-
-/// Browser-facing settings: where callbacks land, whether cookies are `Secure`.
-#[derive(Debug, Clone)]
-pub struct WebSettings {
-    /// `DASHBOARD_URL`.
-    pub dashboard_url: Url,
-    /// Set `Secure` on cookies (production, or an https `API_URL`).
-    pub secure_cookies: bool,
-}
-
-impl WebSettings {
-    fn redirect(&self, pairs: &[(&str, &str)]) -> Redirect {
-        let mut url = self.dashboard_url.clone();
-        {
-            let mut query = url.query_pairs_mut();
-            for (name, value) in pairs {
-                query.append_pair(name, value);
-            }
-        }
-        Redirect::to(url.as_str())
-    }
-
-    /// `303` to the dashboard with `connection=success`.
-    pub(crate) fn success_redirect(&self, platform: &str) -> Redirect {
-        self.redirect(&[("connection", "success"), ("platform", platform)])
-    }
-
-    /// `303` to the dashboard with `connection=confirm` and the parked grant's id: the reconnect
-    /// signed in to another account, and the merchant decides whether it replaces the old one.
-    pub(crate) fn confirm_redirect(&self, platform: &str, pending: &str) -> Redirect {
-        self.redirect(&[
-            ("connection", "confirm"),
-            ("platform", platform),
-            ("pending", pending),
-        ])
-    }
-
-    /// `303` to the dashboard with `connection=error`, a reason code and a safe message.
-    pub(crate) fn error_redirect(&self, platform: &str, error: &OAuthError) -> Redirect {
-        self.redirect(&[
-            ("connection", "error"),
-            ("platform", platform),
-            ("reason", error.reason()),
-            ("message", &error.merchant_message()),
-        ])
-    }
-}
-
-/// Everything handlers share; each takes only the part it uses (`State<Connections>`, ...).
-///
-/// axum clones the router's state for every request, so this is a handle on one [`AppParts`]: a
-/// clone is one reference count. (Copying every service per request, each with its own handles,
-/// URLs and strings, cost about 5% of a listing's CPU and as much of a proxied call's.)
-#[derive(Debug, Clone)]
-pub struct AppState(Arc<AppParts>);
-
-impl From<AppParts> for AppState {
-    fn from(parts: AppParts) -> Self {
-        Self(Arc::new(parts))
-    }
-}
-
-impl std::ops::Deref for AppState {
-    type Target = AppParts;
-
-    fn deref(&self) -> &AppParts {
-        &self.0
-    }
-}
-
-/// Each part a handler may take from the state (a part added to [`AppParts`] is listed here too).
-macro_rules! state_parts {
-    ($($field:ident: $part:ty),+ $(,)?) => {$(
-        impl FromRef<AppState> for $part {
-            fn from_ref(state: &AppState) -> Self {
-                state.0.$field.clone()
-            }
-        }
-    )+};
-}
-
-state_parts!(
-    flow: Flow,
-    connections: Connections,
-    api_keys: ApiKeys,
-    health: HealthProbe,
-    metrics: Metrics,
-    web: WebSettings,
-    dashboard: dashboard::DashboardAuth,
-    perimeter: perimeter::Perimeter,
-    audit: crate::audit::AuditLog,
-    proxy: crate::proxy::Proxy,
-);
-
-/// The services behind [`AppState`].
-#[derive(Debug)]
-pub struct AppParts {
-    /// The authorization flow.
-    pub flow: Flow,
-    /// The token lifecycle.
-    pub connections: Connections,
-    /// Accepted API keys.
-    pub api_keys: ApiKeys,
-    /// Health dependencies.
-    pub health: HealthProbe,
-    /// Metrics.
-    pub metrics: Metrics,
-    /// Browser-facing settings.
-    pub web: WebSettings,
-    /// Dashboard links and sessions.
-    pub dashboard: dashboard::DashboardAuth,
-    /// Security headers, CORS and rate limits.
-    pub perimeter: perimeter::Perimeter,
-    /// The audit trail.
-    pub audit: crate::audit::AuditLog,
-    /// The authenticated proxy to the platforms' APIs.
-    pub proxy: crate::proxy::Proxy,
-}
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 

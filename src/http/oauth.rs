@@ -1,6 +1,7 @@
 //! The OAuth endpoints: parse the request, check the caller's scope for the operation
-//! (`Caller::require`), call the flow or the lifecycle, record the outcome in the audit trail,
-//! shape the answer.
+//! (`Caller::require`), call the flow, the connect workflow or the lifecycle, record the API
+//! caller's outcome in the audit trail, shape the answer. What becomes of a callback's grant
+//! (park or record) is the connect workflow's ([`crate::connect`]).
 
 use axum::extract::{Query, State};
 use axum::http::{header, HeaderMap, HeaderValue};
@@ -13,14 +14,14 @@ use std::collections::HashMap;
 
 use super::error::{ApiError, ErrorBody};
 use super::extract::{ApiCaller, ApiPath, ApiQuery};
+use super::state::{AppState, WebSettings};
 use super::views::*;
-use super::{AppState, WebSettings};
 use crate::access::Operation;
 use crate::audit::{Actor, AuditEvent, AuditLog};
-use crate::domain::{Connection, StoreId};
-use crate::lifecycle::{Connections, IssuedToken};
-use crate::oauth::flow::{cookie_name_for_state, CallbackParams, Finished, FlowOrigin};
-use crate::oauth::parked::account_id_of;
+use crate::connect::{Completed, ConnectWorkflow};
+use crate::domain::StoreId;
+use crate::lifecycle::{Assets, Connections, Grants, IssuedToken, Tokens};
+use crate::oauth::flow::{cookie_name_for_state, CallbackParams, FlowOrigin};
 use crate::oauth::{Flow, OAuthError};
 use crate::platforms::{PlatformSpec, RevocationOutcome};
 
@@ -268,9 +269,8 @@ pub async fn first_hop(
 #[tracing::instrument(skip_all, fields(platform = %platform))]
 pub async fn callback(
     State(flow): State<Flow>,
-    State(connections): State<Connections>,
+    State(workflow): State<ConnectWorkflow>,
     State(web): State<WebSettings>,
-    State(audit): State<AuditLog>,
     jar: CookieJar,
     axum::extract::Path(platform): axum::extract::Path<String>,
     Query(query): Query<HashMap<String, String>>,
@@ -291,39 +291,18 @@ pub async fn callback(
         .find(&platform)
         .map(|s| s.id.to_string())
         .unwrap_or_default();
-    let result = complete_flow(&flow, &connections, &platform, params, binding.as_deref()).await;
+    let result = workflow
+        .complete(&platform, params, binding.as_deref())
+        .await;
     let jar = match cookie_name {
         Some(name) => jar.remove(Cookie::build(name).path("/api/v1/oauth/callback")),
         None => jar,
     };
     match result {
         Ok(Completed::Recorded(connection)) => {
-            // The merchant's user finished the consent screen: the grant is theirs.
-            audit.record(
-                AuditEvent::new(
-                    Actor::PageUser(connection.user_id.to_string()),
-                    "connect",
-                    "success",
-                )
-                .with_store(&connection.store_id)
-                .with_platform(connection.platform.as_str())
-                .with_detail("consent completed"),
-            );
             (jar, web.success_redirect(connection.platform.as_str())).into_response()
         }
-        Ok(Completed::Parked {
-            id,
-            platform,
-            store_id,
-            user_id,
-        }) => {
-            // Nothing is replaced until the merchant answers the page's question.
-            audit.record(
-                AuditEvent::new(Actor::PageUser(user_id.to_string()), "connect", "pending")
-                    .with_store(&store_id)
-                    .with_platform(platform.as_str())
-                    .with_detail("signed in to another account; awaiting confirmation"),
-            );
+        Ok(Completed::Parked { id, platform, .. }) => {
             (jar, web.confirm_redirect(platform.as_str(), &id)).into_response()
         }
         Err(error) => {
@@ -331,83 +310,6 @@ pub async fn callback(
             (jar, web.error_redirect(&slug, &error)).into_response()
         }
     }
-}
-
-/// What the callback did with the grant.
-enum Completed {
-    /// Recorded as the store's connection (boxed: a connection is large).
-    Recorded(Box<Connection>),
-    /// Parked until the merchant confirms replacing another account (page flows only).
-    Parked {
-        /// The id the page confirms with.
-        id: String,
-        /// The platform.
-        platform: crate::domain::PlatformId,
-        /// The flow's store.
-        store_id: StoreId,
-        /// The flow's user.
-        user_id: crate::domain::UserId,
-    },
-}
-
-/// Finishes the flow and records its grant as the store's connection (then discovers its assets,
-/// which never fails the connect), then counts the outcome: nothing is stored unless the whole
-/// flow succeeded. A flow started from the page that signed in to another account than the
-/// stored connection's is parked instead, for the merchant to confirm
-/// ([`crate::oauth::parked`]); API flows replace the account as before.
-async fn complete_flow(
-    flow: &Flow,
-    connections: &Connections,
-    platform: &str,
-    params: CallbackParams,
-    binding: Option<&str>,
-) -> Result<Completed, OAuthError> {
-    let result = async {
-        let Finished { grant, origin, .. } = flow.finish(platform, params, binding).await?;
-        let spec = flow.catalog().require(grant.platform.as_str())?;
-        if origin == FlowOrigin::Dashboard {
-            if let Some(old) = replaced_account(connections, &grant).await? {
-                let (platform, store_id, user_id) = (
-                    grant.platform.clone(),
-                    grant.store_id.clone(),
-                    grant.user_id.clone(),
-                );
-                let id = flow.park(grant, old.account_id, old.account_name).await?;
-                return Ok(Completed::Parked {
-                    id,
-                    platform,
-                    store_id,
-                    user_id,
-                });
-            }
-        }
-        connections
-            .record_grant_and_discover(spec, grant)
-            .await
-            .map(|c| Completed::Recorded(Box::new(c)))
-    }
-    .await;
-    flow.count_outcome(platform, &result);
-    result
-}
-
-/// The store's connection a grant would replace with a different account, if any: one with an
-/// account id that differs from the grant's. A connection never completed, or one whose account
-/// is unknown, is simply replaced.
-async fn replaced_account(
-    connections: &Connections,
-    grant: &crate::platforms::Grant,
-) -> Result<Option<Connection>, OAuthError> {
-    let Some(new_id) = account_id_of(grant) else {
-        return Ok(None);
-    };
-    Ok(connections
-        .list(&grant.store_id)
-        .await?
-        .into_iter()
-        .find(|c| c.platform == grant.platform)
-        .filter(|c| c.status != crate::domain::ConnectionStatus::Pending)
-        .filter(|c| c.account_id.as_deref().is_some_and(|old| old != new_id)))
 }
 
 /// Revokes at the platform where possible, then deletes the connection and its tokens.
@@ -424,7 +326,7 @@ async fn replaced_account(
 #[tracing::instrument(skip_all, fields(platform = %platform))]
 pub async fn disconnect(
     State(flow): State<Flow>,
-    State(connections): State<Connections>,
+    State(grants): State<Grants>,
     State(audit): State<AuditLog>,
     caller: ApiCaller,
     ApiPath(platform): ApiPath<String>,
@@ -432,7 +334,7 @@ pub async fn disconnect(
 ) -> Result<Json<DisconnectResponse>, ApiError> {
     let spec = known_platform(&flow, &platform)?;
     caller.require(Operation::Disconnect, Some(spec.id.as_str()))?;
-    let outcome = connections
+    let outcome = grants
         .disconnect(spec, &query.store_id)
         .await
         .map_err(ApiError::from);
@@ -543,7 +445,7 @@ pub async fn connections(
 #[tracing::instrument(skip_all, fields(platform = %platform))]
 pub async fn token(
     State(flow): State<Flow>,
-    State(connections): State<Connections>,
+    State(assets): State<Assets>,
     State(audit): State<AuditLog>,
     caller: ApiCaller,
     ApiPath(platform): ApiPath<String>,
@@ -551,13 +453,7 @@ pub async fn token(
 ) -> Result<Response, ApiError> {
     let spec = known_platform(&flow, &platform)?;
     caller.require(Operation::TokensRead, Some(spec.id.as_str()))?;
-    let result = account_token(
-        &connections,
-        spec,
-        &query.store_id,
-        query.account.as_deref(),
-    )
-    .await;
+    let result = account_token(&assets, spec, &query.store_id, query.account.as_deref()).await;
     let event = AuditEvent::new(Actor::ApiKey(caller.name.clone()), "token", "success");
     record_api(&audit, event, &query.store_id, spec.id.as_str(), &result);
     result
@@ -577,7 +473,7 @@ pub async fn token(
 #[tracing::instrument(skip_all, fields(platform = %platform))]
 pub async fn refresh(
     State(flow): State<Flow>,
-    State(connections): State<Connections>,
+    State(tokens): State<Tokens>,
     State(audit): State<AuditLog>,
     caller: ApiCaller,
     ApiPath(platform): ApiPath<String>,
@@ -585,32 +481,30 @@ pub async fn refresh(
 ) -> Result<Response, ApiError> {
     let spec = known_platform(&flow, &platform)?;
     caller.require(Operation::TokensRead, Some(spec.id.as_str()))?;
-    let result = issue_token(&connections, spec, &query.store_id, true).await;
+    let result = issue_token(&tokens, spec, &query.store_id, true).await;
     let event = AuditEvent::new(Actor::ApiKey(caller.name.clone()), "refresh", "success");
     record_api(&audit, event, &query.store_id, spec.id.as_str(), &result);
     result
 }
 
 async fn issue_token(
-    connections: &Connections,
+    tokens: &Tokens,
     spec: &PlatformSpec,
     store_id: &StoreId,
     force: bool,
 ) -> Result<Response, ApiError> {
-    let issued = connections.access_token(spec, store_id, force).await?;
+    let issued = tokens.access_token(spec, store_id, force).await?;
     Ok(token_response(issued, None))
 }
 
 /// The token for one of the connection's accounts (a Meta page), or the selection's, or the user's.
 async fn account_token(
-    connections: &Connections,
+    assets: &Assets,
     spec: &PlatformSpec,
     store_id: &StoreId,
     account: Option<&str>,
 ) -> Result<Response, ApiError> {
-    let answer = connections
-        .token_for_account(spec, store_id, account)
-        .await?;
+    let answer = assets.token_for_account(spec, store_id, account).await?;
     let account = answer.account.map(|a| AccountView {
         kind: a.kind,
         id: a.id,

@@ -12,7 +12,7 @@ use futures::TryStreamExt;
 
 use super::error::{ApiError, ErrorBody};
 use super::extract::ApiCaller;
-use super::AppState;
+use super::state::AppState;
 use crate::access::Operation;
 use crate::audit::{Actor, AuditEvent, AuditLog};
 use crate::domain::StoreId;

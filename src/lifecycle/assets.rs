@@ -3,9 +3,10 @@
 //! (`account=<asset id>` on the token endpoint, `Growth-Engine-Account` at the proxy).
 //!
 //! It owns the rules around assets: discovery uses a valid token (refreshed first when due, through
-//! [`Connections::access_token`]); a failed discovery never undoes a connect; Meta's page tokens
+//! [`Tokens::access_token`]); a failed discovery never undoes a connect; Meta's page tokens
 //! go to the sealed token set (`page:{id}`) and never to the asset rows. It does not own the
-//! platform calls (the discovery hooks in `platforms`) nor the refresh (`refresh.rs`).
+//! platform calls (the discovery hooks in `platforms`), the refresh (`refresh.rs`), nor the page
+//! token's hand-out from the sealed set (`tokens.rs`).
 //!
 //! Decision, the token for a Meta account: with `account=<page id>` (or the id of the Instagram
 //! account linked to a page) the answer is that page's token, the one Meta requires for page and
@@ -16,12 +17,13 @@ use std::collections::BTreeMap;
 
 use secrecy::{ExposeSecret, SecretString};
 
-use super::{Connections, IssuedToken};
+use super::issued::IssuedToken;
+use super::shared::Core;
+use super::tokens::Tokens;
 use crate::domain::{Connection, StoreId};
 use crate::platforms::builtin::{asset_kind, asset_kinds};
 use crate::platforms::error::OAuthError;
-use crate::platforms::PlatformSpec;
-use crate::platforms::{AssetKind, Grant};
+use crate::platforms::{AssetKind, PlatformClient, PlatformSpec};
 use crate::store::{NewAsset, StoreError, StoredAsset};
 
 /// How many times writing new page tokens is retried when a refresh changed the row meanwhile.
@@ -58,25 +60,22 @@ pub struct AccountToken {
     pub account: Option<AccountRef>,
 }
 
-impl Connections {
-    /// Records a fresh grant, then discovers its assets. A discovery failure is logged and leaves
-    /// the connection as recorded (CONNECTED): its assets can be refreshed later.
-    pub(crate) async fn record_grant_and_discover(
-        &self,
-        spec: &PlatformSpec,
-        grant: Grant,
-    ) -> Result<Connection, OAuthError> {
-        let connection = self.record_grant(spec, grant).await?;
-        if let Err(error) = self.refresh_assets(spec, &connection.store_id).await {
-            tracing::warn!(
-                platform = %spec.id,
-                store_id = %connection.store_id,
-                reason = error.reason(),
-                error = %error,
-                "asset discovery after connect failed; the connection stays, its assets can be refreshed"
-            );
+/// The merchant's assets: discovery, the selection, the token for an account. A cheap clone.
+#[derive(Debug, Clone)]
+pub struct Assets {
+    core: Core,
+    tokens: Tokens,
+    client: PlatformClient,
+}
+
+impl Assets {
+    /// Discovers through `client` with tokens from `tokens`.
+    pub fn new(tokens: Tokens, client: PlatformClient) -> Self {
+        Self {
+            core: tokens.core().clone(),
+            tokens,
+            client,
         }
-        Ok(connection)
     }
 
     /// Discovers the connection's assets now, with a valid token, and stores them (keeping the
@@ -86,7 +85,7 @@ impl Connections {
         spec: &PlatformSpec,
         store_id: &StoreId,
     ) -> Result<Vec<StoredAsset>, OAuthError> {
-        let issued = self.access_token(spec, store_id, false).await?;
+        let issued = self.tokens.access_token(spec, store_id, false).await?;
         let found = (spec.behaviour)
             .discover_assets(&self.client, spec, &issued.access_token)
             .await?;
@@ -102,27 +101,20 @@ impl Connections {
             })
             .collect();
         let replaced = self
-            .store
-            .replace_assets(connection.id, &assets, self.clock.now())
+            .core
+            .store()
+            .replace_assets(connection.id, &assets, self.core.clock().now())
             .await;
-        self.changed(store_id).await;
+        self.core.changed(store_id).await;
         replaced?;
         self.connection_assets(&connection).await
-    }
-
-    /// Every asset of a store's connections (one query, or none from the listing cache).
-    pub async fn assets(&self, store_id: &StoreId) -> Result<Vec<StoredAsset>, OAuthError> {
-        if self.listings.ticket().is_none() {
-            return Ok(self.store.list_assets(store_id).await?);
-        }
-        Ok(self.listing(store_id).await?.assets.clone())
     }
 
     async fn connection_assets(
         &self,
         connection: &Connection,
     ) -> Result<Vec<StoredAsset>, OAuthError> {
-        let mut all = self.store.list_assets(&connection.store_id).await?;
+        let mut all = self.core.store().list_assets(&connection.store_id).await?;
         all.retain(|asset| asset.connection_id == connection.id);
         Ok(all)
     }
@@ -137,15 +129,17 @@ impl Connections {
         id: &str,
     ) -> Result<Connection, OAuthError> {
         let connection = self
-            .store
+            .core
+            .store()
             .get_connection(store_id, &spec.id)
             .await?
             .ok_or(OAuthError::NotFound)?;
         let selected = self
-            .store
+            .core
+            .store()
             .select_asset(connection.id, kind.as_str(), id)
             .await;
-        self.changed(store_id).await;
+        self.core.changed(store_id).await;
         if !selected? {
             return Err(OAuthError::AssetNotFound);
         }
@@ -160,8 +154,8 @@ impl Connections {
         store_id: &StoreId,
         account: Option<&str>,
     ) -> Result<AccountToken, OAuthError> {
-        let mut token = self.access_token(spec, store_id, false).await?;
-        let mut assets = self.store.list_assets(store_id).await?;
+        let mut token = self.tokens.access_token(spec, store_id, false).await?;
+        let mut assets = self.core.store().list_assets(store_id).await?;
         assets.retain(|asset| asset.platform == spec.id);
         let Some(wanted) = account else {
             return Ok(AccountToken {
@@ -177,30 +171,13 @@ impl Connections {
             asset_kind(&asset.kind).and_then(|kind| kind.page_of(&asset.id, &asset.details));
         if let Some(page_id) = page_id {
             // Page tokens made from a long-lived user token carry no expiry (platform-apis.md §1).
-            token.access_token = self.page_token(spec, store_id, &page_id).await?;
+            token.access_token = self.tokens.page_token(spec, store_id, &page_id).await?;
             token.expires_at = None;
         }
         Ok(AccountToken {
             token,
             account: Some(AccountRef::from(asset)),
         })
-    }
-
-    /// The token of one of the connection's Meta Pages, from its sealed token set
-    /// (`AssetNotFound` when the set holds none for that page).
-    pub(crate) async fn page_token(
-        &self,
-        spec: &PlatformSpec,
-        store_id: &StoreId,
-        page_id: &str,
-    ) -> Result<SecretString, OAuthError> {
-        let connection = self.load(store_id, &spec.id).await?;
-        let tokens = self.open(&connection)?;
-        tokens
-            .extra
-            .get(&format!("page:{page_id}"))
-            .cloned()
-            .ok_or(OAuthError::AssetNotFound)
     }
 
     /// Puts the page tokens discovery found into the sealed set (replacing the old ones), unless
@@ -213,14 +190,15 @@ impl Connections {
     ) -> Result<Connection, OAuthError> {
         for _ in 0..SEAL_ATTEMPTS {
             let connection = self
-                .store
+                .core
+                .store()
                 .get_connection(store_id, &spec.id)
                 .await?
                 .ok_or(OAuthError::NotFound)?;
             if secrets.is_empty() {
                 return Ok(connection);
             }
-            let mut tokens = self.open(&connection)?;
+            let mut tokens = self.core.open(&connection)?;
             let pages_held = tokens
                 .extra
                 .keys()
@@ -239,16 +217,16 @@ impl Connections {
             tokens.extra.retain(|name, _| !name.starts_with("page:"));
             tokens.extra.extend(secrets.clone());
             let updated = Connection {
-                sealed_tokens: Some(self.seal(store_id, &spec.id, &tokens)),
-                key_id: Some(self.keyring.current_key_id().to_owned()),
-                updated_at: self.clock.now(),
+                sealed_tokens: Some(self.core.seal(store_id, &spec.id, &tokens)),
+                key_id: Some(self.core.keyring().current_key_id().to_owned()),
+                updated_at: self.core.clock().now(),
                 ..connection
             };
-            let saved = self.store.update_connection(&updated, None).await;
-            self.changed(store_id).await;
+            let saved = self.core.store().update_connection(&updated, None).await;
+            self.core.changed(store_id).await;
             match saved {
                 Ok(saved) => {
-                    self.cache.put(&saved).await;
+                    self.core.cache().put(&saved).await;
                     return Ok(saved);
                 }
                 Err(StoreError::Conflict) => continue,

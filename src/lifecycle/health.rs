@@ -6,6 +6,8 @@
 //! expiry warning is owed, and the liveness probe's spread over its period. The probe and the sweep
 //! that act on them live in `liveness.rs`.
 
+use std::time::Duration as StdDuration;
+
 use chrono::{DateTime, Duration, Utc};
 use serde::Serialize;
 use uuid::Uuid;
@@ -180,6 +182,44 @@ pub fn episode_end(now_by: DateTime<Utc>, warned_for: Option<DateTime<Utc>>) -> 
 pub fn first_check_offset(id: Uuid, interval: Duration) -> Duration {
     let seconds = u128::try_from(interval.num_seconds().max(1)).unwrap_or(1);
     Duration::seconds(i64::try_from(id.as_u128() % seconds).unwrap_or(0))
+}
+
+/// The health settings: the liveness probe's period, the expiry warnings' thresholds and how long
+/// refreshes fail before an alert.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HealthSettings {
+    /// `LIVENESS_CHECK_INTERVAL_SECONDS`: each connection's token is checked once per period.
+    pub check_interval: StdDuration,
+    /// `EXPIRY_WARNING_DAYS`: `connection.expiring` this many days before `reconnect_by`, largest
+    /// first.
+    pub warning_days: Vec<u32>,
+    /// `REFRESH_FAILING_ALERT_SECONDS`: `connection.refresh_failing` once failures last this long.
+    pub failing_alert: StdDuration,
+}
+
+impl Default for HealthSettings {
+    fn default() -> Self {
+        Self {
+            check_interval: StdDuration::from_secs(86_400),
+            warning_days: vec![7, 1],
+            failing_alert: StdDuration::from_secs(3600),
+        }
+    }
+}
+
+impl HealthSettings {
+    /// The largest warning threshold: from then on, a known `reconnect_by` makes a connection
+    /// `expiring`.
+    pub fn warning_window(&self) -> Duration {
+        Duration::days(i64::from(
+            self.warning_days.iter().copied().max().unwrap_or(0),
+        ))
+    }
+
+    /// The probe's period (a day when it does not fit).
+    pub(crate) fn interval(&self) -> Duration {
+        Duration::from_std(self.check_interval).unwrap_or(Duration::days(1))
+    }
 }
 
 #[cfg(test)]

@@ -14,15 +14,20 @@
 //! event's transaction, so two replicas sweeping together send it once.
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration as StdDuration;
 
 use chrono::{DateTime, Duration, Utc};
 use futures::StreamExt;
 use uuid::Uuid;
 
-use super::{events, health, Connections};
+use super::events;
+use super::health::{self, HealthSettings};
+use super::shared::Core;
+use super::tokens::Tokens;
 use crate::domain::Connection;
-use crate::platforms::client::Identity;
+use crate::metrics::Metrics;
+use crate::platforms::client::{Identity, PlatformClient};
 use crate::platforms::error::OAuthError;
 use crate::platforms::PlatformSpec;
 
@@ -83,19 +88,42 @@ impl Checked {
     }
 }
 
-/// The probe and sweep.
+/// The probe and sweep. A cheap clone.
 #[derive(Debug, Clone)]
 pub struct Liveness {
-    connections: Connections,
+    core: Core,
+    tokens: Tokens,
+    client: PlatformClient,
+    metrics: Metrics,
+    settings: Arc<HealthSettings>,
     concurrency: usize,
+}
+
+/// What the probe and sweep are built from.
+#[derive(Debug)]
+pub struct LivenessParts {
+    /// Valid tokens to probe with (a due token is renewed first).
+    pub tokens: Tokens,
+    /// Makes the identity calls.
+    pub client: PlatformClient,
+    /// Counts each probe's outcome.
+    pub metrics: Metrics,
+    /// The period, the warning thresholds and the alert delay.
+    pub settings: Arc<HealthSettings>,
+    /// The most platform calls at once.
+    pub concurrency: usize,
 }
 
 impl Liveness {
     /// A probe making at most `concurrency` platform calls at once.
-    pub fn new(connections: Connections, concurrency: usize) -> Self {
+    pub fn new(parts: LivenessParts) -> Self {
         Self {
-            connections,
-            concurrency: concurrency.max(1),
+            core: parts.tokens.core().clone(),
+            tokens: parts.tokens,
+            client: parts.client,
+            metrics: parts.metrics,
+            settings: parts.settings,
+            concurrency: parts.concurrency.max(1),
         }
     }
 
@@ -115,13 +143,13 @@ impl Liveness {
     /// One pass now: the checks due (claimed by this replica), then the health sweep.
     pub async fn run_once(&self) -> Result<Pass, OAuthError> {
         let mut pass = Pass::default();
-        let interval = self.connections.health.interval();
+        let interval = self.settings.interval();
         for _ in 0..MAX_BATCHES {
-            let now = self.connections.clock.now();
+            let now = self.core.clock().now();
             // The claim holds the rows briefly; each finished check sets its next one a period on.
             let claimed = self
-                .connections
-                .store
+                .core
+                .store()
                 .claim_liveness_checks(now, now + CLAIM_HOLD.min(interval), BATCH)
                 .await?;
             let full = claimed.len() >= usize::try_from(BATCH).unwrap_or(64);
@@ -149,15 +177,14 @@ impl Liveness {
     /// Checks one claimed connection and counts the outcome.
     async fn check(&self, connection: Connection) -> Checked {
         let platform = connection.platform.clone();
-        let outcome = match self.connections.catalog.get(&platform).cloned() {
+        let outcome = match self.core.catalog().get(&platform).cloned() {
             Some(spec) => self.check_with(&spec, &connection).await,
             None => Checked::Skipped,
         };
         if outcome != Checked::Interrupted {
             self.finish(&connection, outcome).await;
         }
-        self.connections
-            .metrics
+        self.metrics
             .liveness_probe(platform.as_str(), outcome.label());
         if matches!(outcome, Checked::Dead | Checked::StillDead) {
             tracing::warn!(platform = %platform, store_id = %connection.store_id, outcome = outcome.label(), "the liveness probe found a dead token");
@@ -166,21 +193,17 @@ impl Liveness {
     }
 
     async fn check_with(&self, spec: &PlatformSpec, connection: &Connection) -> Checked {
-        let connections = &self.connections;
         // A token due for renewal is renewed first, by the one single-flight path: a dead grant
         // may show right here, classified by the refresh.
-        let token = match connections
+        let token = match self
+            .tokens
             .access_token(spec, &connection.store_id, false)
             .await
         {
             Ok(token) => token,
             Err(error) => return Self::failed(&error),
         };
-        match connections
-            .client
-            .probe_identity(spec, &token.access_token)
-            .await
-        {
+        match self.client.probe_identity(spec, &token.access_token).await {
             Identity::Alive => Checked::Alive,
             Identity::Dead => self.after_dead_token(spec, connection).await,
             Identity::Refused(detail) => {
@@ -195,16 +218,12 @@ impl Liveness {
     /// The platform called the token dead: one forced refresh, whose own classification marks a
     /// dead grant; a renewed token is checked once more.
     async fn after_dead_token(&self, spec: &PlatformSpec, connection: &Connection) -> Checked {
-        let connections = &self.connections;
-        match connections
+        match self
+            .tokens
             .access_token(spec, &connection.store_id, true)
             .await
         {
-            Ok(token) => match connections
-                .client
-                .probe_identity(spec, &token.access_token)
-                .await
-            {
+            Ok(token) => match self.client.probe_identity(spec, &token.access_token).await {
                 Identity::Alive => Checked::Renewed,
                 Identity::Dead => Checked::StillDead,
                 Identity::Unavailable(_) => Checked::Unavailable,
@@ -216,15 +235,15 @@ impl Liveness {
 
     /// Records the finished check: when the token was found working, and the next check a period on.
     async fn finish(&self, connection: &Connection, outcome: Checked) {
-        let now = self.connections.clock.now();
+        let now = self.core.clock().now();
         let alive = matches!(outcome, Checked::Alive | Checked::Renewed);
         if let Err(error) = self
-            .connections
-            .store
+            .core
+            .store()
             .record_liveness_check(
                 connection.id,
                 alive.then_some(now),
-                now + self.connections.health.interval(),
+                now + self.settings.interval(),
             )
             .await
         {
@@ -232,7 +251,7 @@ impl Liveness {
         }
         if alive {
             // `last_checked_at` is part of the listed health.
-            self.connections.changed(&connection.store_id).await;
+            self.core.changed(&connection.store_id).await;
         }
     }
 
@@ -248,15 +267,15 @@ impl Liveness {
 
     /// Sends the expiry warnings and refresh-failing alerts that are due, once each.
     async fn sweep(&self, pass: &mut Pass) -> Result<(), OAuthError> {
-        let connections = &self.connections;
-        let settings = connections.health.clone();
-        let now = connections.clock.now();
+        let settings = self.settings.clone();
+        let now = self.core.clock().now();
         let failing_alert =
             Duration::from_std(settings.failing_alert).unwrap_or(Duration::hours(1));
         let mut after = Uuid::nil();
         loop {
-            let rows = connections
-                .store
+            let rows = self
+                .core
+                .store()
                 .health_sweep_candidates(
                     now - failing_alert,
                     now + settings.warning_window(),
@@ -288,7 +307,7 @@ impl Liveness {
         thresholds: &[u32],
         now: DateTime<Utc>,
     ) -> Result<bool, OAuthError> {
-        let rule = self.connections.reconnect_rule(row);
+        let rule = self.core.reconnect_rule(row);
         let Some(by) = health::reconnect_by(rule, row) else {
             return Ok(false);
         };
@@ -304,8 +323,8 @@ impl Liveness {
         };
         let event = events::expiring(row, days, by, now);
         let sent = self
-            .connections
-            .store
+            .core
+            .store()
             .mark_expiry_warned(row.id, by, i32::try_from(days).unwrap_or(i32::MAX), &event)
             .await?;
         if sent {
@@ -328,8 +347,8 @@ impl Liveness {
         }
         let event = events::refresh_failing(row, since, now);
         let sent = self
-            .connections
-            .store
+            .core
+            .store()
             .mark_failing_alerted(row.id, since, now, &event)
             .await?;
         if sent {

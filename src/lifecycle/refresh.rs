@@ -1,29 +1,43 @@
-//! The refresh's I/O, kept thin around the pure pieces (`renewal`, `merge`, `outcome`): take the
-//! lease, apply a pending recovery record, call the platform, write the result, update the cache
-//! and the metrics.
+//! The refresh service ([`Refresh`]): the refresh's I/O, kept thin around the pure pieces
+//! (`renewal`, `merge`, `outcome`): take the lease, apply a pending recovery record, call the
+//! platform, write the result, update the cache and the metrics.
 //!
-//! A refresh runs in its own task, tracked by the lifecycle service: the caller awaits its result,
-//! and a caller that hangs up (an HTTP client timing out, a dropped handler) changes nothing, so a
-//! token set a platform has issued is always written. On shutdown no new lease is taken and the
-//! tasks in flight are awaited (see [`Connections::drain`]). A write the database refuses leaves a
-//! recovery record (`recovery.rs`).
+//! A refresh runs in its own task, tracked by this service: the caller awaits its result, and a
+//! caller that hangs up (an HTTP client timing out, a dropped handler) changes nothing, so a token
+//! set a platform has issued is always written. On shutdown no new lease is taken and the tasks in
+//! flight are awaited (see [`Refresh::drain`]). A write the database refuses leaves a recovery
+//! record (`recovery.rs`).
+//!
+//! It does not hand tokens out (`tokens.rs` decides when a refresh is needed and calls it) nor
+//! run the background loop (`refresher.rs`).
 
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration as StdDuration;
 
+use chrono::{DateTime, Duration, Utc};
 use rand::Rng;
+use tokio_util::task::TaskTracker;
 use uuid::Uuid;
 
-use super::merge::{merge, Sealed};
-use super::outcome::RefreshFailure;
-use super::recovery::RecoveryRecord;
+use super::events;
+use super::issued::IssuedToken;
+use super::merge::merge;
+use super::outcome::{self, RefreshFailure};
+use super::recovery::{RecoveryRecord, RecoveryStore};
 use super::renewal::{self, Plan};
-use super::{events, Connections, IssuedToken, LEASE};
-use crate::domain::{Connection, ConnectionStatus, TokenSet};
+use super::shared::Core;
+use crate::audit::{Actor, AuditEvent, AuditLog};
+use crate::domain::{Connection, ConnectionStatus, StoreId, TokenSet};
+use crate::metrics::Metrics;
 use crate::platforms::error::OAuthError;
-use crate::platforms::PlatformSpec;
-use crate::platforms::TokenGrant;
+use crate::platforms::{PlatformClient, PlatformSpec, TokenGrant};
+use crate::redis_conn::RedisHandle;
 use crate::store::{NewEvent, StoreError};
+
+/// How long a refresh lease lasts: longer than a platform call may take (its timeout), so a live
+/// holder never loses it, and short enough that a crashed holder frees the connection soon.
+pub(crate) const LEASE: StdDuration = StdDuration::from_secs(60);
 
 /// The most a platform's follow-up call after a renewal (Meta's `debug_token`) may add to a
 /// refresh held under its lease.
@@ -44,10 +58,144 @@ enum Step {
     Again(Connection),
 }
 
-impl Connections {
+/// What the refresh service is built from besides the core.
+#[derive(Debug)]
+pub struct RefreshParts {
+    /// Speaks to the platforms.
+    pub client: PlatformClient,
+    /// `REFRESH_WINDOW_SECONDS`: a token expiring within this is refreshed before it is handed out.
+    pub window: StdDuration,
+    /// Keeps recovery records in Redis too, where every replica finds them (see `recovery.rs`).
+    pub recovery_in: Option<RedisHandle>,
+    /// Counts each refresh's outcome.
+    pub metrics: Metrics,
+    /// Records each refresh's outcome in the audit trail (actor `system`/`refresher`), when set.
+    pub audit: Option<AuditLog>,
+}
+
+/// Renewing tokens: the lease, the platform call, the write (or its recovery record), and the
+/// shutdown of all that (no new lease, the refreshes in flight awaited). A cheap clone.
+#[derive(Debug, Clone)]
+pub struct Refresh(Arc<Shared>);
+
+#[derive(Debug)]
+struct Shared {
+    core: Core,
+    client: PlatformClient,
+    window: Duration,
+    leases: Leases,
+    recovery: RecoveryStore,
+    log: RefreshLog,
+}
+
+/// This replica's leases: its name in lease owners, the refreshes it runs, and whether it still
+/// takes leases.
+#[derive(Debug)]
+struct Leases {
+    replica: Arc<str>,
+    inflight: TaskTracker,
+    shutting_down: AtomicBool,
+}
+
+/// Where each refresh's outcome is recorded: the metric and, when there is one, the audit trail.
+#[derive(Debug)]
+struct RefreshLog {
+    metrics: Metrics,
+    audit: Option<AuditLog>,
+}
+
+impl RefreshLog {
+    /// Records a refresh's outcome (the metric's label).
+    fn record(&self, spec: &PlatformSpec, store_id: &StoreId, outcome: &str) {
+        self.metrics.refresh(spec.id.as_str(), outcome);
+        let Some(audit) = &self.audit else {
+            return;
+        };
+        let event = AuditEvent::new(Actor::System("refresher".into()), "refresh", "success")
+            .with_store(store_id)
+            .with_platform(spec.id.as_str());
+        audit.record(match outcome {
+            "success" => event,
+            other => event.failed(other),
+        });
+    }
+}
+
+impl Refresh {
+    /// Builds the service.
+    pub fn new(core: Core, parts: RefreshParts) -> Self {
+        Self(Arc::new(Shared {
+            core,
+            client: parts.client,
+            window: Duration::from_std(parts.window).unwrap_or(Duration::minutes(5)),
+            leases: Leases {
+                replica: Uuid::new_v4().to_string().into(),
+                inflight: TaskTracker::new(),
+                shutting_down: AtomicBool::new(false),
+            },
+            recovery: RecoveryStore::new(parts.recovery_in),
+            log: RefreshLog {
+                metrics: parts.metrics,
+                audit: parts.audit,
+            },
+        }))
+    }
+
+    /// The core it stands on.
+    pub fn core(&self) -> &Core {
+        &self.0.core
+    }
+
+    /// Stops taking refresh leases (callers get [`OAuthError::ShuttingDown`]) and waits up to `grace`
+    /// for the refreshes in flight to be written; then tries once more to write pending recovery
+    /// records. Returns whether every refresh finished in time.
+    pub async fn drain(&self, grace: StdDuration) -> bool {
+        self.stop_taking_leases();
+        self.0.leases.inflight.close();
+        let finished = tokio::time::timeout(grace, self.0.leases.inflight.wait())
+            .await
+            .is_ok();
+        if !finished {
+            tracing::error!(
+                in_flight = self.0.leases.inflight.len(),
+                "refreshes still in flight at the end of the shutdown grace period"
+            );
+        }
+        let left = self.0.recovery.pending().len();
+        if left > 0 && self.write_pending_recoveries().await < left {
+            tracing::error!("renewed token sets are still waiting for the database at shutdown: they remain in Redis as recovery records, if Redis took them");
+        }
+        finished
+    }
+
+    /// From now on, refuse new refresh leases (the first step of shutting down).
+    pub fn stop_taking_leases(&self) {
+        self.0.leases.shutting_down.store(true, Ordering::SeqCst);
+    }
+
+    /// A lease owner's name for `role` (`refresher`, ...): this replica's, unique per lease.
+    pub(crate) fn lease_owner(&self, role: &str) -> String {
+        format!("{}:{role}:{}", self.0.leases.replica, Uuid::new_v4())
+    }
+
+    /// When the refresher should look at a connection next.
+    pub(crate) fn schedule(&self, spec: &PlatformSpec, tokens: &TokenSet) -> Option<DateTime<Utc>> {
+        renewal::schedule(
+            spec.renewal,
+            self.0.window,
+            tokens,
+            self.0.core.clock().now(),
+        )
+    }
+
+    /// Forgets a connection's recovery record (the connection is gone).
+    pub(crate) async fn forget_recovery(&self, connection_id: Uuid) {
+        self.0.recovery.forget(connection_id).await;
+    }
+
     /// Runs [`Self::refresh_under_lease`] in its own tracked task and awaits it: dropping the
     /// caller does not stop the refresh.
-    pub(super) async fn refresh_detached(
+    pub(crate) async fn refresh_detached(
         &self,
         spec: &PlatformSpec,
         seen: Connection,
@@ -55,9 +203,36 @@ impl Connections {
     ) -> Result<IssuedToken, OAuthError> {
         let this = self.clone();
         let spec_owned = spec.clone();
-        let task = self
-            .inflight
-            .spawn(async move { this.refresh_under_lease(&spec_owned, seen, force).await });
+        self.tracked(spec, async move {
+            this.refresh_under_lease(&spec_owned, seen, force).await
+        })
+        .await
+    }
+
+    /// Runs [`Self::refresh_holding_lease`] (the caller took the lease) in its own tracked task
+    /// and awaits it, so that shutdown waits for it.
+    pub(crate) async fn refresh_leased(
+        &self,
+        spec: &PlatformSpec,
+        leased: Connection,
+        owner: String,
+    ) -> Result<IssuedToken, OAuthError> {
+        let this = self.clone();
+        let spec_owned = spec.clone();
+        self.tracked(spec, async move {
+            this.refresh_holding_lease(&spec_owned, leased, &owner)
+                .await
+        })
+        .await
+    }
+
+    /// Runs a refresh in the tracked task set (awaited by [`Self::drain`]) and awaits it.
+    async fn tracked(
+        &self,
+        spec: &PlatformSpec,
+        refresh: impl std::future::Future<Output = Result<IssuedToken, OAuthError>> + Send + 'static,
+    ) -> Result<IssuedToken, OAuthError> {
+        let task = self.0.leases.inflight.spawn(refresh);
         task.await.unwrap_or_else(|error| {
             tracing::error!(platform = %spec.id, %error, "a refresh task failed");
             Err(OAuthError::PlatformUnavailable {
@@ -70,15 +245,20 @@ impl Connections {
 
     /// Takes a connection's refresh lease, timed by the database's clock; refuses once shutting
     /// down, so that the refreshes in flight are the last ones.
-    pub(super) async fn take_lease(
+    pub(crate) async fn take_lease(
         &self,
         id: Uuid,
         owner: &str,
     ) -> Result<Option<Connection>, OAuthError> {
-        if self.shutting_down.load(Ordering::SeqCst) {
+        if self.0.leases.shutting_down.load(Ordering::SeqCst) {
             return Err(OAuthError::ShuttingDown);
         }
-        Ok(self.store.acquire_refresh_lease(id, owner, LEASE).await?)
+        Ok(self
+            .0
+            .core
+            .store()
+            .acquire_refresh_lease(id, owner, LEASE)
+            .await?)
     }
 
     /// Refreshes a connection while holding its lease, or waits for whoever holds it and uses their
@@ -89,7 +269,7 @@ impl Connections {
         mut seen: Connection,
         force: bool,
     ) -> Result<IssuedToken, OAuthError> {
-        let owner = format!("{}:{}", self.replica, Uuid::new_v4());
+        let owner = format!("{}:{}", self.0.leases.replica, Uuid::new_v4());
         let give_up = tokio::time::Instant::now() + WAIT_FOR_OTHER_REFRESH;
         loop {
             if let Some(fresh) = self.take_lease(seen.id, &owner).await? {
@@ -130,32 +310,48 @@ impl Connections {
         force: bool,
     ) -> Result<Step, OAuthError> {
         if fresh.status != ConnectionStatus::Connected {
-            self.store.release_refresh_lease(fresh.id, owner).await?;
-            self.cache.put(&fresh).await;
+            self.0
+                .core
+                .store()
+                .release_refresh_lease(fresh.id, owner)
+                .await?;
+            self.0.core.cache().put(&fresh).await;
             return Err(OAuthError::NotUsable(fresh.status));
         }
         match self.settle_recovery(spec, fresh.clone(), owner).await {
             Ok(Some(saved)) => return Ok(Step::Again(saved)),
             Ok(None) => {}
             Err(error) => {
-                self.store.release_refresh_lease(fresh.id, owner).await?;
+                self.0
+                    .core
+                    .store()
+                    .release_refresh_lease(fresh.id, owner)
+                    .await?;
                 return Err(error);
             }
         }
         // Someone refreshed between our read and our lease: use their result (a forced refresh is
         // satisfied by it too), unless it is already due again.
         let someone_refreshed = fresh.version != seen.version;
-        let tokens = match self.open(&fresh) {
+        let tokens = match self.0.core.open(&fresh) {
             Ok(tokens) => tokens,
             Err(error) => {
-                self.store.release_refresh_lease(fresh.id, owner).await?;
+                self.0
+                    .core
+                    .store()
+                    .release_refresh_lease(fresh.id, owner)
+                    .await?;
                 return Err(error);
             }
         };
         if self.usable(&fresh, &tokens) && (someone_refreshed || !force) {
-            self.store.release_refresh_lease(fresh.id, owner).await?;
-            self.cache.put(&fresh).await;
-            return Ok(Step::Issue(Self::issue(&fresh, tokens)));
+            self.0
+                .core
+                .store()
+                .release_refresh_lease(fresh.id, owner)
+                .await?;
+            self.0.core.cache().put(&fresh).await;
+            return Ok(Step::Issue(IssuedToken::of(&fresh, tokens)));
         }
         Ok(Step::Refresh(fresh))
     }
@@ -163,7 +359,9 @@ impl Connections {
     /// The row another refresher left, if it is usable now.
     async fn their_result(&self, seen: &Connection) -> Result<Option<IssuedToken>, OAuthError> {
         let current = self
-            .store
+            .0
+            .core
+            .store()
             .get_connection(&seen.store_id, &seen.platform)
             .await?
             .ok_or(OAuthError::NotFound)?;
@@ -176,22 +374,22 @@ impl Connections {
         if current.status != ConnectionStatus::Connected {
             return Err(OAuthError::NotUsable(current.status));
         }
-        let tokens = self.open(&current)?;
+        let tokens = self.0.core.open(&current)?;
         if !self.usable(&current, &tokens) {
             return Ok(None);
         }
-        self.cache.put(&current).await;
-        Ok(Some(Self::issue(&current, tokens)))
+        self.0.core.cache().put(&current).await;
+        Ok(Some(IssuedToken::of(&current, tokens)))
     }
 
     /// Calls the platform and writes the outcome, as the holder of the connection's lease.
-    pub(crate) async fn refresh_holding_lease(
+    async fn refresh_holding_lease(
         &self,
         spec: &PlatformSpec,
         connection: Connection,
         owner: &str,
     ) -> Result<IssuedToken, OAuthError> {
-        let old = match self.open(&connection) {
+        let old = match self.0.core.open(&connection) {
             Ok(tokens) => tokens,
             Err(error) => {
                 self.store_failure(spec, connection, &error, owner).await?;
@@ -207,7 +405,7 @@ impl Connections {
                 let noted = tokio::time::timeout(
                     AFTER_RENEWAL_BUDGET,
                     spec.behaviour.after_renewal(
-                        &self.client,
+                        &self.0.client,
                         spec,
                         &grant.tokens.access_token,
                         &mut connection.metadata,
@@ -224,7 +422,7 @@ impl Connections {
                 let saved = self.store_failure(spec, connection, &error, owner).await?;
                 // A platform outage does not make a still-valid token useless.
                 match old.expires_at {
-                    Some(at) if at > self.clock.now() => Ok(Self::issue(&saved, old)),
+                    Some(at) if at > self.0.core.clock().now() => Ok(IssuedToken::of(&saved, old)),
                     _ => Err(error),
                 }
             }
@@ -233,12 +431,12 @@ impl Connections {
 
     /// The platform call the renewal plan asks for.
     async fn renew(&self, spec: &PlatformSpec, old: &TokenSet) -> Result<TokenGrant, OAuthError> {
-        let now = self.clock.now();
+        let now = self.0.core.clock().now();
         match renewal::choose(spec.renewal, old, now) {
-            Plan::RefreshToken(token) => self.client.refresh(spec, token, now).await,
+            Plan::RefreshToken(token) => self.0.client.refresh(spec, token, now).await,
             Plan::ExchangeLiveToken(token) => {
                 (spec.behaviour)
-                    .exchange_live_token(&self.client, spec, token, now)
+                    .exchange_live_token(&self.0.client, spec, token, now)
                     .await
             }
             Plan::Impossible(why) => Err(why.into_error(&spec.id)),
@@ -255,10 +453,10 @@ impl Connections {
         grant: TokenGrant,
         owner: &str,
     ) -> Result<IssuedToken, OAuthError> {
-        let now = self.clock.now();
+        let now = self.0.core.clock().now();
         let tokens = merge(old, grant, spec.renewal);
-        let sealed = self.seal_with_id(&connection, &tokens);
-        let next = renewal::schedule(spec.renewal, self.refresh_window, &tokens, now);
+        let sealed = self.0.core.seal_with_id(&connection, &tokens);
+        let next = renewal::schedule(spec.renewal, self.0.window, &tokens, now);
         let alerted = connection.clone();
         let updated = connection.with_tokens(&tokens, sealed.clone(), &spec.scopes, next, now);
         let recovered = events::recovered(&alerted, &updated, now);
@@ -267,15 +465,15 @@ impl Connections {
             .await
         {
             Ok(saved) => {
-                self.recovery.forget(saved.id).await;
-                self.cache.put(&saved).await;
-                self.metrics.refresh(spec.id.as_str(), "success");
-                self.audit_refresh(spec, &saved.store_id, "success");
-                Ok(Self::issue(&saved, tokens))
+                self.0.recovery.forget(saved.id).await;
+                self.0.core.cache().put(&saved).await;
+                self.0.log.record(spec, &saved.store_id, "success");
+                Ok(IssuedToken::of(&saved, tokens))
             }
             Err(OAuthError::Store(StoreError::Unavailable(error))) => {
                 tracing::error!(platform = %spec.id, store_id = %updated.store_id, %error, rotates = spec.refresh_rotates, "the database refused a renewed token set: keeping it as a recovery record until it is written");
-                self.recovery
+                self.0
+                    .recovery
                     .keep(RecoveryRecord {
                         connection_id: updated.id,
                         store_id: updated.store_id.clone(),
@@ -285,9 +483,10 @@ impl Connections {
                         owner: Some(owner.to_owned()),
                     })
                     .await;
-                self.metrics.refresh(spec.id.as_str(), "recovery_record");
-                self.audit_refresh(spec, &updated.store_id, "recovery_record");
-                Ok(Self::issue(&updated, tokens))
+                self.0
+                    .log
+                    .record(spec, &updated.store_id, "recovery_record");
+                Ok(IssuedToken::of(&updated, tokens))
             }
             Err(error) => {
                 tracing::error!(platform = %spec.id, store_id = %updated.store_id, error = %error, rotates = spec.refresh_rotates, "a refreshed token could not be stored (the lease was lost)");
@@ -304,7 +503,7 @@ impl Connections {
         error: &OAuthError,
         owner: &str,
     ) -> Result<Connection, OAuthError> {
-        let now = self.clock.now();
+        let now = self.0.core.clock().now();
         let failure = RefreshFailure::classify(error, connection.refresh_failures + 1, now);
         let reason = failure
             .own_reason()
@@ -323,9 +522,8 @@ impl Connections {
         let saved = self
             .finish_with_retry(&updated, owner, Some(&event))
             .await?;
-        self.cache.put(&saved).await;
-        self.metrics.refresh(spec.id.as_str(), failure.metric());
-        self.audit_refresh(spec, &saved.store_id, failure.metric());
+        self.0.core.cache().put(&saved).await;
+        self.0.log.record(spec, &saved.store_id, failure.metric());
         tracing::warn!(platform = %spec.id, store_id = %saved.store_id, status = %saved.status, reason = %reason, "refresh failed");
         if saved.status != ConnectionStatus::Connected {
             return Err(OAuthError::NotUsable(saved.status));
@@ -343,17 +541,17 @@ impl Connections {
         next_refresh_at: Option<chrono::DateTime<chrono::Utc>>,
         reason: &str,
     ) -> Result<Connection, OAuthError> {
-        let now = self.clock.now();
+        let now = self.0.core.clock().now();
         let updated = connection.parked(status, next_refresh_at, reason, now);
         let event = events::event("connection.refresh_failed", &updated, Some(reason), now);
         let saved = self
             .finish_with_retry(&updated, owner, Some(&event))
             .await?;
-        self.cache.put(&saved).await;
+        self.0.core.cache().put(&saved).await;
         Ok(saved)
     }
 
-    pub(super) async fn finish_with_retry(
+    async fn finish_with_retry(
         &self,
         connection: &Connection,
         owner: &str,
@@ -361,7 +559,13 @@ impl Connections {
     ) -> Result<Connection, OAuthError> {
         let mut attempt = 0;
         let result = loop {
-            match self.store.finish_refresh(connection, owner, event).await {
+            match self
+                .0
+                .core
+                .store()
+                .finish_refresh(connection, owner, event)
+                .await
+            {
                 Ok(saved) => break Ok(saved),
                 Err(StoreError::Unavailable(error)) if attempt < WRITE_ATTEMPTS => {
                     attempt += 1;
@@ -371,35 +575,30 @@ impl Connections {
                 Err(error) => break Err(error.into()),
             }
         };
-        self.changed(&connection.store_id).await;
+        self.0.core.changed(&connection.store_id).await;
         result
     }
 
     /// As the lease holder, writes a pending recovery record of `leased` (which frees the lease);
     /// `None` when there is none or the row is already newer than it.
-    pub(super) async fn settle_recovery(
+    pub(crate) async fn settle_recovery(
         &self,
         spec: &PlatformSpec,
         leased: Connection,
         owner: &str,
     ) -> Result<Option<Connection>, OAuthError> {
-        let Some(record) = self.recovery.find(leased.id).await else {
+        let Some(record) = self.0.recovery.find(leased.id).await else {
             return Ok(None);
         };
         if leased
             .last_refreshed_at
             .is_some_and(|at| at >= record.renewed_at)
         {
-            self.recovery.forget(leased.id).await;
+            self.0.recovery.forget(leased.id).await;
             return Ok(None);
         }
-        let tokens = self.open_sealed(&leased, &record.sealed.text)?;
-        let next = renewal::schedule(
-            spec.renewal,
-            self.refresh_window,
-            &tokens,
-            record.renewed_at,
-        );
+        let tokens = self.0.core.open_sealed(&leased, &record.sealed.text)?;
+        let next = renewal::schedule(spec.renewal, self.0.window, &tokens, record.renewed_at);
         let alerted = leased.clone();
         let row = leased.with_tokens(
             &tokens,
@@ -408,13 +607,13 @@ impl Connections {
             next,
             record.renewed_at,
         );
-        let recovered = events::recovered(&alerted, &row, self.clock.now());
+        let recovered = events::recovered(&alerted, &row, self.0.core.clock().now());
         let saved = self
             .finish_with_retry(&row, owner, recovered.as_ref())
             .await?;
         tracing::info!(platform = %spec.id, store_id = %saved.store_id, "a recovery record was written");
-        self.recovery.forget(saved.id).await;
-        self.cache.put(&saved).await;
+        self.0.recovery.forget(saved.id).await;
+        self.0.core.cache().put(&saved).await;
         Ok(Some(saved))
     }
 
@@ -422,19 +621,21 @@ impl Connections {
     /// many were written. Run by a background task every second.
     pub(crate) async fn write_pending_recoveries(&self) -> usize {
         let mut written = 0;
-        for record in self.recovery.pending() {
-            let Some(spec) = self.catalog.get(&record.platform).cloned() else {
+        for record in self.0.recovery.pending() {
+            let Some(spec) = self.0.core.catalog().get(&record.platform).cloned() else {
                 continue;
             };
             let result = async {
                 let Some(row) = self
-                    .store
+                    .0
+                    .core
+                    .store()
                     .get_connection(&record.store_id, &record.platform)
                     .await?
                     .filter(|row| row.id == record.connection_id)
                 else {
                     // The connection is gone (disconnected): nothing left to renew.
-                    self.recovery.forget(record.connection_id).await;
+                    self.0.recovery.forget(record.connection_id).await;
                     return Ok::<_, OAuthError>(false);
                 };
                 // The lease the failed write held, if it is still ours; else a new one.
@@ -445,13 +646,18 @@ impl Connections {
                     Err(OAuthError::Store(StoreError::Conflict)) => {}
                     Err(error) => return Err(error),
                 }
-                let owner = format!("{}:recovery:{}", self.replica, Uuid::new_v4());
+                let owner = self.lease_owner("recovery");
                 let Some(leased) = self.take_lease(row.id, &owner).await? else {
                     return Ok(false);
                 };
                 let settled = self.settle_recovery(&spec, leased.clone(), &owner).await;
                 if !matches!(settled, Ok(Some(_))) {
-                    let _ = self.store.release_refresh_lease(leased.id, &owner).await;
+                    let _ = self
+                        .0
+                        .core
+                        .store()
+                        .release_refresh_lease(leased.id, &owner)
+                        .await;
                 }
                 Ok(settled?.is_some())
             }
@@ -467,16 +673,40 @@ impl Connections {
         written
     }
 
-    fn seal_with_id(&self, connection: &Connection, tokens: &TokenSet) -> Sealed {
-        Sealed {
-            text: self.seal(&connection.store_id, &connection.platform, tokens),
-            key_id: self.keyring.current_key_id().to_owned(),
+    /// After a transient failure the platform is left alone until the back-off ends, as long as the
+    /// token still works: callers get the valid token instead of hammering an outage.
+    fn cooling_down(&self, connection: &Connection, tokens: &TokenSet) -> bool {
+        let now = self.0.core.clock().now();
+        connection.refresh_failures > 0
+            && connection.next_refresh_at.is_some_and(|next| next > now)
+            && tokens.expires_at.is_some_and(|at| at > now)
+    }
+
+    /// Puts back in service the ERROR rows that an older release parked because their key was
+    /// unknown, for every key this keyring now holds. Cheap (a partial index on ERROR rows); run by
+    /// the refresher each round.
+    pub(crate) async fn heal_unknown_keys(&self) -> Result<usize, OAuthError> {
+        let core = &self.0.core;
+        let mut healed = 0;
+        for key_id in core.keyring().key_ids() {
+            let now = core.clock().now();
+            let rows = core
+                .store()
+                .revive_errors_sealed_with(key_id, outcome::LEGACY_UNREADABLE, now)
+                .await?;
+            for row in &rows {
+                core.changed(&row.store_id).await;
+                tracing::warn!(store_id = %row.store_id, platform = %row.platform, key_id, "a connection parked for an unknown key is back: its key is known now");
+                core.cache().put(row).await;
+            }
+            healed += rows.len();
         }
+        Ok(healed)
     }
 
     /// Whether a token may be handed out as it is: not due, or due but cooling down after failures.
-    pub(super) fn usable(&self, connection: &Connection, tokens: &TokenSet) -> bool {
-        !renewal::needs_refresh(self.refresh_window, tokens, self.clock.now())
+    pub(crate) fn usable(&self, connection: &Connection, tokens: &TokenSet) -> bool {
+        !renewal::needs_refresh(self.0.window, tokens, self.0.core.clock().now())
             || self.cooling_down(connection, tokens)
     }
 }

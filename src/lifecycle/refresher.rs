@@ -9,9 +9,8 @@ use std::future::Future;
 use std::time::Duration;
 
 use futures::StreamExt;
-use uuid::Uuid;
 
-use super::Connections;
+use super::refresh::Refresh;
 use crate::domain::{Connection, ConnectionStatus};
 use crate::platforms::error::OAuthError;
 
@@ -31,16 +30,16 @@ pub struct Round {
 /// The refresher's loop.
 #[derive(Debug, Clone)]
 pub struct Refresher {
-    connections: Connections,
+    refresh: Refresh,
     concurrency: usize,
     interval: Duration,
 }
 
 impl Refresher {
     /// A refresher that runs a round every `interval` with at most `concurrency` platform calls at once.
-    pub fn new(connections: Connections, concurrency: usize, interval: Duration) -> Self {
+    pub fn new(refresh: Refresh, concurrency: usize, interval: Duration) -> Self {
         Self {
-            connections,
+            refresh,
             concurrency: concurrency.max(1),
             interval,
         }
@@ -80,10 +79,11 @@ impl Refresher {
     /// One round: every due connection, at most `concurrency` at a time. Rows parked as ERROR
     /// because their key was unknown come back first once the key is known.
     pub async fn run_once(&self) -> Result<Round, OAuthError> {
-        self.connections.heal_unknown_keys().await?;
-        let now = self.connections.clock.now();
+        self.refresh.heal_unknown_keys().await?;
+        let core = self.refresh.core();
+        let now = core.clock().now();
         let limit = i64::try_from(self.batch()).unwrap_or(64);
-        let due = self.connections.store.due_for_refresh(now, limit).await?;
+        let due = core.store().due_for_refresh(now, limit).await?;
         let mut round = Round {
             due: due.len(),
             ..Round::default()
@@ -104,9 +104,10 @@ impl Refresher {
     }
 
     async fn refresh_one(&self, connection: Connection) -> Outcome {
-        let connections = &self.connections;
-        let owner = format!("{}:refresher:{}", connections.replica, Uuid::new_v4());
-        let leased = match connections.take_lease(connection.id, &owner).await {
+        let refresh = &self.refresh;
+        let store = refresh.core().store();
+        let owner = refresh.lease_owner("refresher");
+        let leased = match refresh.take_lease(connection.id, &owner).await {
             Ok(Some(leased)) => leased,
             // Another replica holds it.
             Ok(None) => return Outcome::Skipped,
@@ -118,46 +119,29 @@ impl Refresher {
         };
         // Someone refreshed it between the scan and the lease.
         if leased.version != connection.version {
-            let _ = connections
-                .store
-                .release_refresh_lease(leased.id, &owner)
-                .await;
+            let _ = store.release_refresh_lease(leased.id, &owner).await;
             return Outcome::Skipped;
         }
-        let Some(spec) = connections.catalog.get(&leased.platform).cloned() else {
+        let Some(spec) = refresh.core().catalog().get(&leased.platform).cloned() else {
             self.park_unconfigured(leased, &owner).await;
             return Outcome::Failed;
         };
         // A renewed set another process could not store comes first.
-        match connections
-            .settle_recovery(&spec, leased.clone(), &owner)
-            .await
-        {
+        match refresh.settle_recovery(&spec, leased.clone(), &owner).await {
             Ok(Some(_)) => return Outcome::Refreshed,
             Ok(None) => {}
             Err(error) => {
                 tracing::warn!(error = %error, "a recovery record could not be applied yet");
-                let _ = connections
-                    .store
-                    .release_refresh_lease(leased.id, &owner)
-                    .await;
+                let _ = store.release_refresh_lease(leased.id, &owner).await;
                 return Outcome::Failed;
             }
         }
         let failures_before = leased.refresh_failures;
         let (store_id, platform) = (leased.store_id.clone(), leased.platform.clone());
         // In the service's tracked task set, so that shutdown waits for it.
-        let task = {
-            let connections = connections.clone();
-            connections.inflight.clone().spawn(async move {
-                connections
-                    .refresh_holding_lease(&spec, leased, &owner)
-                    .await
-            })
-        };
-        match task.await {
+        match refresh.refresh_leased(&spec, leased, owner).await {
             // A transient failure still hands out the valid old token: count it as failed.
-            Ok(Ok(_)) => match connections.store.get_connection(&store_id, &platform).await {
+            Ok(_) => match store.get_connection(&store_id, &platform).await {
                 Ok(Some(row)) if row.refresh_failures > failures_before => Outcome::Failed,
                 _ => Outcome::Refreshed,
             },
@@ -168,11 +152,11 @@ impl Refresher {
     /// The operator removed the platform; it may come back, so look again later rather than
     /// letting the row block the queue.
     async fn park_unconfigured(&self, leased: Connection, owner: &str) {
-        let next = self.connections.clock.now() + chrono::Duration::hours(6);
+        let next = self.refresh.core().clock().now() + chrono::Duration::hours(6);
         let reason = format!("platform {} is no longer configured", leased.platform);
         tracing::warn!(platform = %leased.platform, store_id = %leased.store_id, "{reason}");
         let _ = self
-            .connections
+            .refresh
             .park(
                 leased,
                 owner,

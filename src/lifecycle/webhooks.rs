@@ -211,7 +211,7 @@ impl WebhookDeliverer {
             }
             return Ok(());
         }
-        let next = self.clock.now() + super::backoff(event.attempts, None);
+        let next = self.clock.now() + super::outcome::backoff(event.attempts, None);
         tracing::warn!(event = %event.event_type, delivery = %event.id, attempts = event.attempts, %reason, "webhook delivery failed; will retry");
         self.store.mark_event_failed(event.id, next, reason).await
     }

@@ -5,8 +5,9 @@
 //!    verifier and the hash of a fresh browser-binding secret, and returns the platform's
 //!    authorization URL plus that secret, which the edge sets as an HttpOnly cookie.
 //! 3. `finish` (the platform redirects back) consumes the state once, checks platform and cookie,
-//!    exchanges the code, applies the platform's hooks and returns the [`Grant`]; the caller records
-//!    it with the lifecycle, then reports the outcome ([`Flow::count_outcome`]).
+//!    exchanges the code, applies the platform's hooks and returns the [`Grant`]; the caller (the
+//!    connect workflow) records it with the lifecycle, then reports the outcome
+//!    ([`Flow::count_outcome`]).
 //!
 //! The binding cookie means a victim who is sent someone else's callback URL (or first hop already
 //! used) cannot complete a flow that would attach the victim's account to an attacker's store. Both

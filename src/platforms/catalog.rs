@@ -18,7 +18,7 @@ use super::platform::{
     AccountMapping, ClientAuth, ConsentMode, ErrorShape, Pkce, PlainOAuth, PlatformSpec,
     ReconnectRule, Renewal, Revocation, TokenMethod,
 };
-use super::settings::{ApiHeader, ClientCredentials, GenericProviderSettings, PlatformSettings};
+use super::settings::{ApiHeader, GenericProviderSettings, PlatformSettings};
 use crate::domain::PlatformId;
 
 fn url(text: &str) -> Option<Url> {
@@ -198,7 +198,7 @@ fn sandbox_endpoints(spec: &mut PlatformSpec, api_base: &str) {
     if spec.revoke_url.is_some() {
         spec.revoke_url = Some(revoke);
     }
-    spec.credentials = Some(ClientCredentials {
+    spec.credentials = Some(super::settings::ClientCredentials {
         client_id: client.client_id,
         client_secret: client.client_secret.into(),
     });

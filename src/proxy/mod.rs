@@ -5,7 +5,7 @@
 //! It owns: building the target URL without letting the path escape the base ([`target`]), the
 //! headers that cross it and the credentials it adds ([`headers`]), bodies, their limits and the
 //! peek at error answers ([`body`]), the retry rules, and the record of each call ([`observe`]).
-//! Tokens come from the lifecycle (`Connections::access_token`, the same single-flight refresh as
+//! Tokens come from the lifecycle (`Tokens::access_token`, the same single-flight refresh as
 //! the token endpoint); how each platform takes a token and says it is dead comes from the
 //! platform layer (`platforms::api`). It knows nothing of HTTP routing: the edge parses the
 //! request into a [`ProxyRequest`] and turns a [`ProxyResponse`] or [`ProxyError`] into HTTP.
@@ -25,7 +25,7 @@ use secrecy::ExposeSecret;
 use url::Url;
 
 use crate::domain::StoreId;
-use crate::lifecycle::Connections;
+use crate::lifecycle::Tokens;
 use crate::metrics::Metrics;
 use crate::platforms::{OAuthError, PlatformSpec};
 pub use body::BodyStream;
@@ -120,7 +120,7 @@ pub struct Proxy(std::sync::Arc<Shared>);
 #[derive(Debug)]
 struct Shared {
     client: PlatformClient,
-    connections: Connections,
+    tokens: Tokens,
     settings: ProxySettings,
     metrics: Metrics,
     memo: memo::TokenMemo,
@@ -182,14 +182,14 @@ impl Proxy {
     /// The service, with its own HTTP client ([`client`]): redirects never followed (a redirect
     /// could carry the token elsewhere), the platform timeout.
     pub fn new(
-        connections: Connections,
+        tokens: Tokens,
         settings: ProxySettings,
         timeout: Duration,
         metrics: Metrics,
     ) -> Result<Self, rustls::Error> {
         Ok(Self(std::sync::Arc::new(Shared {
             client: PlatformClient::new(timeout)?,
-            connections,
+            tokens,
             settings,
             metrics,
             memo: memo::TokenMemo::default(),
@@ -303,7 +303,7 @@ impl Proxy {
         path: &str,
         query: Option<&str>,
     ) -> Result<(&PlatformSpec, Target), ProxyError> {
-        let spec = self.0.connections.catalog().require(platform)?;
+        let spec = self.0.tokens.core().catalog().require(platform)?;
         let base =
             (spec.api_base.as_ref()).ok_or_else(|| ProxyError::NoApi(spec.id.to_string()))?;
         let url = target::build(base, path, query)?;
@@ -331,12 +331,8 @@ impl Proxy {
         let token = match remembered {
             Some(token) => token,
             None => {
-                let issued = self
-                    .0
-                    .connections
-                    .access_token(spec, store_id, force)
-                    .await?;
-                let now = self.0.connections.clock().now();
+                let issued = self.0.tokens.access_token(spec, store_id, force).await?;
+                let now = self.0.tokens.core().clock().now();
                 self.0.memo.put(store_id, &spec.id, &issued, now);
                 issued.access_token
             }
@@ -344,7 +340,7 @@ impl Proxy {
         let Some(account) = account else {
             return Ok(Credential::new(spec, token));
         };
-        let page = match self.0.connections.page_token(spec, store_id, account).await {
+        let page = match self.0.tokens.page_token(spec, store_id, account).await {
             Err(OAuthError::AssetNotFound) => Err(ProxyError::AccountNotFound(account.to_owned())),
             other => other.map_err(ProxyError::from),
         }?;

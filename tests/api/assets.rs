@@ -559,7 +559,7 @@ async fn google_ads_discovery_sends_the_developer_token_header_when_it_is_set() 
         of_kind(&google, "google_ads_customer"),
         [("1112223334".to_owned(), true)]
     );
-    let catalog = format!("{:?}", app.services.connections.catalog());
+    let catalog = format!("{:?}", app.services.core.catalog());
     assert!(
         catalog.contains("developer-token"),
         "the header is configured"

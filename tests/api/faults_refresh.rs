@@ -76,7 +76,7 @@ async fn wait_until_refreshed(app: &TestApp, platform: &str, n: usize) {
     loop {
         let stored = row(&app.services, "hang-up", platform).await;
         let issued = app.simulator.issued_access_tokens(platform);
-        let current = app.services.connections.open(&stored).unwrap();
+        let current = app.services.core.open(&stored).unwrap();
         if refresh_calls(&app.simulator, platform).len() == n
             && issued.last().map(String::as_str) == Some(current.access_token.expose_secret())
         {
@@ -108,7 +108,7 @@ async fn a_caller_hanging_up_mid_refresh_changes_nothing_on_each_rotating_platfo
         // First the handler itself goes away (its future is dropped, as when a server cancels it).
         let spec = app
             .services
-            .connections
+            .core
             .catalog()
             .get(&PlatformId::parse(platform).unwrap())
             .unwrap()
@@ -116,9 +116,7 @@ async fn a_caller_hanging_up_mid_refresh_changes_nothing_on_each_rotating_platfo
         let store_id = StoreId::parse("hang-up").unwrap();
         let dropped = tokio::time::timeout(
             Duration::from_millis(800),
-            app.services
-                .connections
-                .access_token(&spec, &store_id, false),
+            app.services.tokens.access_token(&spec, &store_id, false),
         )
         .await;
         assert!(
@@ -160,7 +158,7 @@ async fn a_caller_hanging_up_mid_refresh_changes_nothing_on_each_rotating_platfo
         assert!(calls.iter().all(|c| c.ok), "{platform}: {calls:?}");
         let stored = row(&app.services, "hang-up", platform).await;
         assert_eq!(stored.status, ConnectionStatus::Connected);
-        let tokens = app.services.connections.open(&stored).unwrap();
+        let tokens = app.services.core.open(&stored).unwrap();
         assert_eq!(
             tokens.refresh_token.unwrap().expose_secret(),
             app.simulator
@@ -249,7 +247,7 @@ async fn postgres_cut_while_a_rotated_token_is_written_keeps_it_as_a_recovery_re
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
     assert_eq!(stored.status, ConnectionStatus::Connected);
-    let tokens = app.services.connections.open(&stored).unwrap();
+    let tokens = app.services.core.open(&stored).unwrap();
     assert_eq!(
         tokens.refresh_token.unwrap().expose_secret(),
         rotated.last().unwrap().as_str(),
@@ -415,7 +413,7 @@ async fn sigterm_mid_refresh_exits_only_after_the_rotated_tokens_are_stored() {
     .unwrap();
     let stored = row(&services, "sigterm", "twitter").await;
     assert_eq!(stored.status, ConnectionStatus::Connected);
-    let tokens = services.connections.open(&stored).unwrap();
+    let tokens = services.core.open(&stored).unwrap();
     assert_eq!(
         tokens.refresh_token.unwrap().expose_secret(),
         simulator
@@ -768,9 +766,9 @@ async fn a_recovery_record_left_by_a_stopped_replica_is_applied_by_another_befor
     .await
     .unwrap();
     let platform = PlatformId::parse("twitter").unwrap();
-    let spec = b.connections.catalog().get(&platform).unwrap().clone();
+    let spec = b.core.catalog().get(&platform).unwrap().clone();
     let issued = b
-        .connections
+        .tokens
         .access_token(&spec, &StoreId::parse("handover").unwrap(), true)
         .await
         .unwrap();
@@ -792,7 +790,7 @@ async fn a_recovery_record_left_by_a_stopped_replica_is_applied_by_another_befor
     let stored = row(&b, "handover", "twitter").await;
     assert_eq!(stored.status, ConnectionStatus::Connected);
     assert_eq!(
-        b.connections
+        b.core
             .open(&stored)
             .unwrap()
             .refresh_token

@@ -345,7 +345,7 @@ async fn meta_keeps_pages_in_metadata_page_tokens_sealed_and_the_long_lived_expi
         .await
         .unwrap()
         .unwrap();
-    let tokens = services.connections.open(&row).unwrap();
+    let tokens = services.core.open(&row).unwrap();
     assert!(
         tokens.extra.keys().any(|k| k.starts_with("page:")),
         "page tokens live in the sealed set"

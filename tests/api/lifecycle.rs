@@ -733,7 +733,7 @@ async fn a_panicking_refresher_is_counted_and_restarted_while_the_service_keeps_
 async fn a_service_shutting_down_takes_no_new_refresh_and_says_so() {
     let app = spawn_app().await;
     connect(&app, "twitter", "closing").await;
-    app.services.connections.stop_taking_leases();
+    app.services.refresh.stop_taking_leases();
     let calls = refreshes(&app, "twitter").len();
     let response = app
         .post("/api/v1/oauth/refresh/twitter?store_id=closing")

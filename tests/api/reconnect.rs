@@ -372,7 +372,6 @@ async fn an_unanswered_parked_grant_is_revoked_when_its_offer_ends(
     backend: crate::helpers::Backend,
 ) {
     use crate::dashboard::Merchant;
-    use growth_engine::http::dashboard::replace::reap_unanswered;
     let clock = growth_engine::clock::ManualClock::new(chrono::Utc::now());
     let app = crate::helpers::spawn_app_with(crate::helpers::TestAppOptions {
         backend,
@@ -380,7 +379,7 @@ async fn an_unanswered_parked_grant_is_revoked_when_its_offer_ends(
         ..page_app_options()
     })
     .await;
-    let (flow, audit) = (&app.services.flow, &app.services.audit);
+    let replacements = &app.services.replacements;
     let merchant = Merchant::open(&app, "shop", "owner").await;
     assert_eq!(
         merchant.connect(&app, "meta", true).await["connection"],
@@ -399,7 +398,7 @@ async fn an_unanswered_parked_grant_is_revoked_when_its_offer_ends(
 
     // While the offer stands, the reaper leaves it alone.
     clock.advance(chrono::Duration::minutes(9));
-    assert_eq!(reap_unanswered(flow, audit).await.unwrap(), 0);
+    assert_eq!(replacements.reap_unanswered().await.unwrap(), 0);
     assert_eq!(shown(&merchant).await, 200);
     assert_eq!(app.simulator.revocations("meta").len(), revocations);
 
@@ -408,7 +407,7 @@ async fn an_unanswered_parked_grant_is_revoked_when_its_offer_ends(
     let merchant = Merchant::open(&app, "shop", "owner").await;
     assert_eq!(shown(&merchant).await, 400, "the offer has ended");
     // The app's own reaper (every minute) may be the one that takes it: either way, once.
-    let reaped = reap_unanswered(flow, audit).await.unwrap();
+    let reaped = replacements.reap_unanswered().await.unwrap();
     assert!(reaped <= 1);
     for _ in 0..100 {
         if app.simulator.revocations("meta").len() > revocations {
@@ -416,7 +415,11 @@ async fn an_unanswered_parked_grant_is_revoked_when_its_offer_ends(
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert_eq!(reap_unanswered(flow, audit).await.unwrap(), 0, "taken once");
+    assert_eq!(
+        replacements.reap_unanswered().await.unwrap(),
+        0,
+        "taken once"
+    );
     assert_eq!(app.simulator.revocations("meta").len(), revocations + 1);
     let confirm = merchant
         .post(

@@ -162,7 +162,7 @@ async fn rotate_keys_reseals_rows_written_under_an_old_key_and_they_still_read()
         .unwrap();
     before.store.migrate().await.unwrap();
     let (store_id, platform) = ids("rotating-store", "google");
-    let spec = before.connections.catalog().get(&platform).unwrap().clone();
+    let spec = before.core.catalog().get(&platform).unwrap().clone();
     let grant = growth_engine::platforms::TokenGrant {
         tokens: token_set(),
         scopes_reported: true,
@@ -171,7 +171,7 @@ async fn rotate_keys_reseals_rows_written_under_an_old_key_and_they_still_read()
     for n in 0..3 {
         let store = StoreId::parse(format!("rotating-store-{n}")).unwrap();
         before
-            .connections
+            .grants
             .record_grant(&spec, grant_for(&spec, store, grant.clone()))
             .await
             .unwrap();
@@ -190,7 +190,7 @@ async fn rotate_keys_reseals_rows_written_under_an_old_key_and_they_still_read()
             .len(),
         3
     );
-    assert_eq!(after.connections.reseal_batch(100).await.unwrap(), 3);
+    assert_eq!(after.grants.reseal_batch(100).await.unwrap(), 3);
     assert!(after
         .store
         .connections_to_reseal(new_key.id(), 10)
@@ -211,7 +211,7 @@ async fn rotate_keys_reseals_rows_written_under_an_old_key_and_they_still_read()
             .unwrap()
             .unwrap();
         assert_eq!(row.key_id.as_deref(), Some(new_key.id()));
-        let tokens = only_new.connections.open(&row).unwrap();
+        let tokens = only_new.core.open(&row).unwrap();
         assert_eq!(
             tokens.access_token.expose_secret(),
             "EAAG-access-token-value"
@@ -236,19 +236,14 @@ async fn the_rotate_keys_command_reseals_and_reports_what_it_did() {
     .unwrap();
     services.store.migrate().await.unwrap();
     let platform = PlatformId::parse("tiktok").unwrap();
-    let spec = services
-        .connections
-        .catalog()
-        .get(&platform)
-        .unwrap()
-        .clone();
+    let spec = services.core.catalog().get(&platform).unwrap().clone();
     let grant = growth_engine::platforms::TokenGrant {
         tokens: token_set(),
         scopes_reported: true,
         account_hint: None,
     };
     services
-        .connections
+        .grants
         .record_grant(
             &spec,
             grant_for(&spec, StoreId::parse("cli-store").unwrap(), grant),

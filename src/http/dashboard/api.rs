@@ -20,7 +20,7 @@ use crate::http::extract::{ApiPath, ApiQuery};
 use crate::http::oauth::{consent_detail, disconnect_response, GrantQuery};
 use crate::http::views::SelectionRequest;
 use crate::lifecycle::health::Health;
-use crate::lifecycle::Connections;
+use crate::lifecycle::{Assets, Connections, Grants};
 use crate::oauth::flow::FlowOrigin;
 use crate::oauth::{Flow, OAuthError};
 use crate::platforms::builtin::asset_kinds;
@@ -282,13 +282,13 @@ pub async fn connect(
 pub async fn disconnect(
     writer: DashboardWriter,
     State(flow): State<Flow>,
-    State(connections): State<Connections>,
+    State(grants): State<Grants>,
     State(audit): State<AuditLog>,
     ApiPath(platform): ApiPath<String>,
 ) -> Result<Response, ApiError> {
     let session = writer.0;
     let spec = flow.catalog().require(&platform)?;
-    let outcome = connections.disconnect(spec, &session.store_id).await;
+    let outcome = grants.disconnect(spec, &session.store_id).await;
     let response = outcome.map(|outcome| {
         disconnect_response(
             &spec.display_name,
@@ -402,14 +402,14 @@ pub(crate) struct SelectionSaved {
 pub async fn select(
     writer: DashboardWriter,
     State(flow): State<Flow>,
-    State(connections): State<Connections>,
+    State(assets): State<Assets>,
     ApiPath(platform): ApiPath<String>,
     ApiJson(request): ApiJson<SelectionRequest>,
 ) -> Result<Response, ApiError> {
     let session = writer.0;
     let spec = flow.catalog().require(&platform)?;
     let kind = parse_kind(&request.kind)?;
-    connections
+    assets
         .select_asset(spec, &session.store_id, kind, &request.id)
         .await?;
     Ok(no_store(Json(SelectionSaved {

@@ -4,8 +4,8 @@
 //!
 //! Every handler takes the store from the session ([`session::DashboardSession`]), never from the
 //! request, so a session can only ever see and change its own store. State-changing calls also pass
-//! the CSRF and origin checks ([`session::DashboardWriter`]). OAuth logic stays in the flow and the
-//! lifecycle; this module parses, shapes and renders.
+//! the CSRF and origin checks ([`session::DashboardWriter`]). OAuth logic stays in the flow, the
+//! connect workflow and the lifecycle; this module parses, shapes and renders.
 
 pub mod api;
 pub mod page;
@@ -15,7 +15,7 @@ pub mod session;
 use axum::routing::{get, post};
 use axum::Router;
 
-use super::AppState;
+use super::state::AppState;
 pub use session::{DashboardAuth, DashboardSession, DashboardWriter};
 
 /// The page, its assets and its JSON calls.

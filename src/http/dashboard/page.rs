@@ -127,7 +127,7 @@ fn denied_unavailable() -> Response {
 pub async fn authorize(
     State(auth): State<DashboardAuth>,
     State(flow): State<Flow>,
-    State(web): State<crate::http::WebSettings>,
+    State(web): State<crate::http::state::WebSettings>,
     jar: CookieJar,
     Query(query): Query<HashMap<String, String>>,
 ) -> Response {
