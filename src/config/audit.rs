@@ -2,8 +2,8 @@
 
 use std::time::Duration;
 
+use super::error::ConfigError;
 use super::vars::{Unit, Vars};
-use super::ConfigError;
 
 /// `AUDIT_RETENTION_DAYS` (default 90, 1 to 3650): rows older than this are pruned.
 pub(super) fn retention(vars: &Vars<'_>) -> Result<Duration, ConfigError> {

@@ -6,8 +6,8 @@ use std::time::Duration;
 use secrecy::{ExposeSecret, SecretString};
 use url::Url;
 
+use super::error::ConfigError;
 use super::vars::{parse_http_url, require_https_in_production, Unit, Vars};
-use super::ConfigError;
 
 /// `DASHBOARD_URL`: where callbacks send the browser (default `{API_URL}/dashboard/marketing`;
 /// https in production).

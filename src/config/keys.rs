@@ -4,8 +4,9 @@
 use secrecy::{ExposeSecret, SecretString};
 use std::path::PathBuf;
 
+use super::error::ConfigError;
+use super::sections::KeySettings;
 use super::vars::Vars;
-use super::{ConfigError, KeySettings};
 use crate::vault::Key;
 
 /// `TOKEN_ENCRYPTION_KEY` and `TOKEN_ENCRYPTION_OLD_KEYS`; in development without a key, the key

@@ -14,7 +14,6 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
-use std::path::PathBuf;
 use std::time::Duration;
 
 use secrecy::{ExposeSecret, SecretString};
@@ -24,99 +23,25 @@ pub use crate::platforms::settings::{
     ClientCredentials, GenericProviderSettings, PlatformSettings,
 };
 use crate::platforms::BUILT_IN;
-use crate::vault::Key;
 
 mod audit;
 mod dashboard;
+mod error;
 mod keys;
 mod platforms;
 mod refresher;
+mod sections;
 mod server;
 mod storage;
 mod vars;
 mod webhooks;
 
-pub use keys::DEV_API_KEY;
-use vars::Vars;
-
-/// One bad setting. Its `Display` is the one line start-up prints.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid setting {variable}: {problem}")]
-pub struct ConfigError {
-    /// The variable's name.
-    pub variable: String,
-    /// What is wrong, without the value when the value is secret.
-    pub problem: String,
-}
-
-impl ConfigError {
-    pub(crate) fn new(variable: impl Into<String>, problem: impl Into<String>) -> Self {
-        Self {
-            variable: variable.into(),
-            problem: problem.into(),
-        }
-    }
-}
-
-/// `ENVIRONMENT`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Environment {
-    /// Local work: embedded defaults and the sandbox platforms are allowed.
-    Development,
-    /// Real merchants: PostgreSQL, Redis, a key, API keys and https are required.
-    Production,
-}
-
-impl Environment {
-    /// The setting's value.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Development => "development",
-            Self::Production => "production",
-        }
-    }
-}
-
-/// Where connections are stored.
-#[derive(Clone)]
-pub enum DatabaseSettings {
-    /// An embedded SQLite file (the default with no `DATABASE_URL`).
-    Sqlite(String),
-    /// PostgreSQL; the URL may carry a password, so it is secret.
-    Postgres(SecretString),
-}
-
-impl fmt::Debug for DatabaseSettings {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.describe())
-    }
-}
-
-impl DatabaseSettings {
-    /// A printable description with any password masked.
-    pub fn describe(&self) -> String {
-        match self {
-            Self::Sqlite(url) => format!("sqlite ({url})"),
-            Self::Postgres(url) => format!("postgres ({})", mask_url(url.expose_secret())),
-        }
-    }
-}
-
 pub use crate::redis_conn::RedisSentinelSettings;
-
-/// Where the token-encryption key comes from.
-#[derive(Debug, Clone)]
-pub enum KeySettings {
-    /// `TOKEN_ENCRYPTION_KEY` (and `TOKEN_ENCRYPTION_OLD_KEYS`).
-    Configured {
-        /// The key new values are sealed with.
-        current: Box<Key>,
-        /// Retired keys still accepted for reading.
-        old: Vec<Key>,
-    },
-    /// Development only: a key file created on first start.
-    DevelopmentFile(PathBuf),
-}
+pub use error::ConfigError;
+pub use keys::DEV_API_KEY;
+pub(crate) use sections::mask_url;
+pub use sections::{DatabaseSettings, Environment, KeySettings};
+use vars::Vars;
 
 /// Every setting, validated.
 #[derive(Debug, Clone)]
@@ -214,19 +139,6 @@ pub struct Settings {
     /// Settings that work but are probably not what the operator meant (unknown variables in our
     /// namespaces, clear-text database connections in production): logged once at start.
     pub warnings: Vec<String>,
-}
-
-/// Masks the password of a URL for printing.
-pub(crate) fn mask_url(value: &str) -> String {
-    match Url::parse(value) {
-        Ok(mut url) => {
-            if url.password().is_some() {
-                let _ = url.set_password(Some("****"));
-            }
-            url.to_string()
-        }
-        Err(_) => "[unparseable URL]".into(),
-    }
 }
 
 impl Settings {

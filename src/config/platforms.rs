@@ -8,8 +8,8 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use super::error::ConfigError;
 use super::vars::Vars;
-use super::ConfigError;
 use crate::domain::PlatformId;
 use crate::platforms::settings::ApiHeader;
 use crate::platforms::settings::{ClientCredentials, GenericProviderSettings, PlatformSettings};

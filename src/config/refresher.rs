@@ -3,8 +3,8 @@
 
 use std::time::Duration;
 
+use super::error::ConfigError;
 use super::vars::Vars;
-use super::ConfigError;
 
 /// `TOKEN_REFRESH_WINDOW_SECONDS` (default 300, 0 to 86400): a token expiring within this is
 /// refreshed before it is handed out.

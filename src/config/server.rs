@@ -11,9 +11,10 @@ use std::time::Duration;
 use secrecy::SecretString;
 use url::Url;
 
+use super::error::ConfigError;
 use super::keys::close_the_api;
+use super::sections::Environment;
 use super::vars::{parse_http_url, Vars};
-use super::{ConfigError, Environment};
 
 /// `ENVIRONMENT`: `development` (default) or `production`.
 pub(super) fn environment(vars: &Vars<'_>) -> Result<Environment, ConfigError> {

@@ -11,8 +11,10 @@ use std::time::Duration;
 use secrecy::{ExposeSecret, SecretString};
 use url::Url;
 
+use super::error::ConfigError;
+use super::sections::DatabaseSettings;
 use super::vars::{Unit, Vars};
-use super::{ConfigError, DatabaseSettings, RedisSentinelSettings};
+use crate::redis_conn::RedisSentinelSettings;
 
 /// The `sslmode` values PostgreSQL (and sqlx) understand.
 const SSL_MODES: [&str; 6] = [

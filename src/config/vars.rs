@@ -16,7 +16,7 @@ use std::time::Duration;
 use secrecy::SecretString;
 use url::Url;
 
-use super::ConfigError;
+use super::error::ConfigError;
 use crate::platforms::BUILT_IN;
 
 /// The unit a duration setting is written in (its name ends with it).

@@ -6,8 +6,8 @@ use std::time::Duration;
 use secrecy::{ExposeSecret, SecretString};
 use url::Url;
 
+use super::error::ConfigError;
 use super::vars::{Unit, Vars};
-use super::ConfigError;
 
 /// `WEBHOOK_URL` (https in production: events name merchants' connections).
 pub(super) fn url(vars: &Vars<'_>) -> Result<Option<Url>, ConfigError> {

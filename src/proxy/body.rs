@@ -7,12 +7,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
-use futures::stream::{self, BoxStream, StreamExt};
+use futures::stream::{self, StreamExt};
 
-use super::client::{self, OutBody};
-
-/// A body as a stream of chunks.
-pub type BodyStream = BoxStream<'static, Result<Bytes, io::Error>>;
+use super::client::{self, BodyStream, OutBody};
 
 /// The largest request body kept in memory so that it can be sent again.
 ///

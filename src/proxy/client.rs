@@ -33,7 +33,8 @@ use hyper_util::client::proxy::matcher::Matcher;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::TcpStream;
 
-use super::body::BodyStream;
+/// A body as a stream of chunks.
+pub type BodyStream = futures::stream::BoxStream<'static, Result<Bytes, io::Error>>;
 
 /// A request body as the client sends it.
 pub(crate) type OutBody = UnsyncBoxBody<Bytes, io::Error>;

@@ -12,6 +12,7 @@
 
 pub mod body;
 mod client;
+pub mod error;
 pub mod headers;
 pub mod memo;
 pub mod observe;
@@ -28,9 +29,10 @@ use crate::domain::StoreId;
 use crate::lifecycle::Tokens;
 use crate::metrics::Metrics;
 use crate::platforms::{OAuthError, PlatformSpec};
-pub use body::BodyStream;
 use body::OutgoingBody;
+pub use client::BodyStream;
 use client::{PlatformClient, SendFailure};
+pub use error::ProxyError;
 use headers::Credential;
 use observe::CallRecord;
 
@@ -50,36 +52,6 @@ impl Default for ProxySettings {
             max_response_bytes: 50 * 1024 * 1024,
         }
     }
-}
-
-/// Why a call could not be proxied (a platform's own error answers are not errors: they are
-/// passed through).
-#[derive(Debug, thiserror::Error)]
-pub enum ProxyError {
-    /// The platform has no API base (a generic provider without `<NAME>_API_URL`).
-    #[error("{0} has no API configured for the proxy")]
-    NoApi(String),
-    /// The path could leave the API base.
-    #[error("invalid path: {0}")]
-    InvalidPath(&'static str),
-    /// `Growth-Engine-Account` names no asset of the connection.
-    #[error("the connection has no account {0:?}")]
-    AccountNotFound(String),
-    /// The request body exceeds `PROXY_MAX_BODY_BYTES`.
-    #[error("the request body exceeds {0} bytes")]
-    BodyTooLarge(usize),
-    /// The platform announced an answer larger than `PROXY_MAX_RESPONSE_BYTES`.
-    #[error("the platform's answer exceeds {0} bytes")]
-    ResponseTooLarge(usize),
-    /// The platform could not be reached, or broke the connection before answering.
-    #[error("platform unreachable: {0}")]
-    Unreachable(String),
-    /// The caller's request body paused for longer than the platform timeout.
-    #[error("the request body stalled")]
-    BodyStalled,
-    /// The connection's token could not be had (no connection, dead grant, store down, ...).
-    #[error(transparent)]
-    Token(#[from] OAuthError),
 }
 
 /// A call to proxy, as the edge parsed it.

@@ -4,7 +4,7 @@
 
 use url::Url;
 
-use super::ProxyError;
+use super::error::ProxyError;
 
 /// Query parameters the caller may not set: the proxy owns the credentials it sends.
 const OWNED_QUERY_PARAMS: [&str; 2] = ["access_token", "appsecret_proof"];
