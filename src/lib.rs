@@ -18,6 +18,8 @@
 //!   hand-out, refresh under a lease, the read side of a store's connections, grants (record,
 //!   disconnect, re-seal), assets, the background refresher and liveness probe, webhook events. A
 //!   sibling of the flow: neither imports the other, nor the connect workflow above them.
+//! - [`error`]: the core's error, shared by the flow, the lifecycle and the connect workflow: their
+//!   own failures, the platform layer's error wrapped whole, and the stores' errors.
 //! - [`access`]: who may call the API: API keys (from `API_KEYS`, or created by the CLI and stored
 //!   as hashes), their scopes, and the check each API handler makes.
 //! - [`audit`]: the append-only audit trail of token hand-outs, connects, disconnects and key
@@ -32,7 +34,7 @@
 //!   data, its behaviour as the `Platform` trait with a plain-OAuth default for every stage), the
 //!   table of built-in platforms (one module each under `platforms/builtin/`: a platform's name
 //!   stands nowhere else), the catalog resolved from it and the settings, the HTTP client that
-//!   speaks to platforms, and the core's error type.
+//!   speaks to platforms, and the layer's own error (`PlatformError`: platform facts only).
 //! - `sandbox` (the `growth-engine-sandbox` crate, behind the default-on `sandbox` feature): strict
 //!   simulators of the five platforms' OAuth protocols, served in development and used by the tests;
 //!   absent from the production build.
@@ -50,6 +52,7 @@ pub mod clock;
 pub mod config;
 pub mod connect;
 pub mod domain;
+pub mod error;
 pub mod http;
 pub mod lifecycle;
 pub mod links;

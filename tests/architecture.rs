@@ -459,6 +459,15 @@ fn the_flow_and_the_lifecycle_do_not_import_each_other() {
         "lifecycle -> oauth: {:?}",
         graph["lifecycle"]
     );
+    // The platform layer speaks only of platforms: its error wraps no store's, flow state's or
+    // vault's, and the core's error above it wraps the platform layer's.
+    for above in ["store", "state", "vault", "error"] {
+        assert!(
+            !graph["platforms"].contains_key(above),
+            "platforms -> {above}: {:?}",
+            graph["platforms"]
+        );
+    }
     for below in ["platforms", "links"] {
         assert!(
             !graph[below].contains_key("http"),

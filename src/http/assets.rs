@@ -15,6 +15,7 @@ use crate::domain::StoreId;
 use crate::lifecycle::{Assets, Connections};
 use crate::oauth::{Flow, OAuthError};
 use crate::platforms::builtin::{asset_kind, asset_kinds};
+use crate::platforms::error::PlatformError;
 use crate::platforms::{AssetKind, PlatformSpec};
 
 /// The asset routes.
@@ -38,8 +39,10 @@ pub struct ApiJson<T>(pub T);
 /// The platform a path names; a 404 listing the platforms otherwise.
 pub(crate) fn find_platform<'a>(flow: &'a Flow, slug: &str) -> Result<&'a PlatformSpec, ApiError> {
     flow.catalog().find(slug).ok_or_else(|| {
-        ApiError::from(OAuthError::UnknownPlatform(slug.to_owned()))
-            .with_details(serde_json::json!({ "platforms": flow.catalog().slugs() }))
+        ApiError::from(OAuthError::Platform(PlatformError::UnknownPlatform(
+            slug.to_owned(),
+        )))
+        .with_details(serde_json::json!({ "platforms": flow.catalog().slugs() }))
     })
 }
 

@@ -14,6 +14,7 @@ use utoipa::ToSchema;
 use crate::access::MissingScope;
 use crate::domain::PlatformId;
 use crate::oauth::OAuthError;
+use crate::platforms::error::PlatformError;
 
 /// The error body.
 #[derive(Debug, Serialize, ToSchema)]
@@ -99,13 +100,19 @@ impl ApiError {
     }
 }
 
+impl From<crate::platforms::error::PlatformError> for ApiError {
+    fn from(error: crate::platforms::error::PlatformError) -> Self {
+        OAuthError::from(error).into()
+    }
+}
+
 impl From<OAuthError> for ApiError {
     fn from(error: OAuthError) -> Self {
         let code = error.reason();
         match &error {
             // A slug that could not name any platform is malformed input, not an unknown
             // platform; the answer names the parameter and does not echo it (it can be 64 KB).
-            OAuthError::UnknownPlatform(slug) => match PlatformId::parse(slug) {
+            OAuthError::Platform(PlatformError::UnknownPlatform(slug)) => match PlatformId::parse(slug) {
                 Err(invalid) => Self::bad_request("invalid_path", invalid.to_string()),
                 Ok(_) => Self::new(
                     StatusCode::NOT_FOUND,
@@ -113,7 +120,7 @@ impl From<OAuthError> for ApiError {
                     format!("Unknown platform {slug:?}."),
                 ),
             },
-            OAuthError::NotConfigured(platform) => Self::new(
+            OAuthError::Platform(PlatformError::NotConfigured(platform)) => Self::new(
                 StatusCode::CONFLICT,
                 code,
                 format!("{platform} has no credentials configured on this service."),
@@ -144,9 +151,9 @@ impl From<OAuthError> for ApiError {
                 ),
             )
             .with_details(serde_json::json!({ "status": status, "reconnect": true })),
-            OAuthError::PlatformUnavailable { .. }
-            | OAuthError::PlatformRejected { .. }
-            | OAuthError::BadResponse { .. } => Self {
+            OAuthError::Platform(PlatformError::Unavailable { .. })
+            | OAuthError::Platform(PlatformError::Rejected { .. })
+            | OAuthError::Platform(PlatformError::BadResponse { .. }) => Self {
                 cause: Some(error.to_string()),
                 ..Self::new(StatusCode::BAD_GATEWAY, code, error.merchant_message())
             },

@@ -23,6 +23,7 @@ use crate::domain::StoreId;
 use crate::lifecycle::{Assets, Connections, Grants, IssuedToken, Tokens};
 use crate::oauth::flow::{cookie_name_for_state, CallbackParams, FlowOrigin};
 use crate::oauth::{Flow, OAuthError};
+use crate::platforms::error::PlatformError;
 use crate::platforms::{PlatformSpec, RevocationOutcome};
 
 /// The OAuth routes.
@@ -39,8 +40,12 @@ pub fn router() -> Router<AppState> {
 }
 
 /// Maps an unknown platform to a 404 that lists the known ones.
-fn platform_error(flow: &Flow, error: OAuthError) -> ApiError {
-    let unknown = matches!(error, OAuthError::UnknownPlatform(_));
+fn platform_error(flow: &Flow, error: impl Into<OAuthError>) -> ApiError {
+    let error: OAuthError = error.into();
+    let unknown = matches!(
+        error,
+        OAuthError::Platform(PlatformError::UnknownPlatform(_))
+    );
     let api_error = ApiError::from(error);
     if unknown {
         api_error.with_details(serde_json::json!({ "platforms": flow.catalog().slugs() }))

@@ -21,8 +21,8 @@ use super::issued::IssuedToken;
 use super::shared::Core;
 use super::tokens::Tokens;
 use crate::domain::{Connection, StoreId};
+use crate::error::OAuthError;
 use crate::platforms::builtin::{asset_kind, asset_kinds};
-use crate::platforms::error::OAuthError;
 use crate::platforms::{AssetKind, PlatformClient, PlatformSpec};
 use crate::store::{NewAsset, StoreError, StoredAsset};
 

@@ -11,7 +11,7 @@ use super::health::{self, Health, HealthSettings};
 use super::listing::Listing;
 use super::shared::Core;
 use crate::domain::{Connection, StoreId};
-use crate::platforms::error::OAuthError;
+use crate::error::OAuthError;
 use crate::store::StoredAsset;
 
 /// The read side of the lifecycle. A cheap clone.

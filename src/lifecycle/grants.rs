@@ -15,10 +15,10 @@ use super::health::{self, HealthSettings};
 use super::refresh::Refresh;
 use super::shared::Core;
 use crate::domain::{Connection, ConnectionStatus, StoreId};
+use crate::error::OAuthError;
 use crate::platforms::client::{
     PlatformClient, RevocationOutcome, RevocationReport, TokenRevocation,
 };
-use crate::platforms::error::OAuthError;
 use crate::platforms::Grant;
 use crate::platforms::PlatformSpec;
 use crate::store::StoreError;

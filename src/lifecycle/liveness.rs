@@ -26,9 +26,10 @@ use super::health::{self, HealthSettings};
 use super::shared::Core;
 use super::tokens::Tokens;
 use crate::domain::Connection;
+use crate::error::OAuthError;
 use crate::metrics::Metrics;
 use crate::platforms::client::{Identity, PlatformClient};
-use crate::platforms::error::OAuthError;
+use crate::platforms::error::PlatformError;
 use crate::platforms::PlatformSpec;
 
 /// How long a claim holds a row before another pass may take it (a check cut short by a crash or
@@ -259,7 +260,7 @@ impl Liveness {
         match error {
             // The refresh marked the connection (REVOKED, EXPIRED or ERROR) and sent its event.
             OAuthError::NotUsable(_) => Checked::Dead,
-            OAuthError::PlatformUnavailable { .. } => Checked::Unavailable,
+            OAuthError::Platform(PlatformError::Unavailable { .. }) => Checked::Unavailable,
             OAuthError::ShuttingDown => Checked::Interrupted,
             _ => Checked::Refused,
         }

@@ -11,7 +11,8 @@ use chrono::{DateTime, Duration, Utc};
 use rand::Rng;
 
 use crate::domain::ConnectionStatus;
-use crate::platforms::error::OAuthError;
+use crate::error::OAuthError;
+use crate::platforms::error::PlatformError;
 use crate::vault::VaultError;
 
 /// The longest cool-down after repeated transient refresh failures.
@@ -50,23 +51,25 @@ impl RefreshFailure {
     /// Classifies `error`; `failures` counts this failure too.
     pub(crate) fn classify(error: &OAuthError, failures: i32, now: DateTime<Utc>) -> Self {
         match error {
-            OAuthError::PlatformRejected {
+            OAuthError::Platform(PlatformError::Rejected {
                 permanent: true,
                 revoked: true,
                 ..
-            } => Self::Revoked,
-            OAuthError::PlatformRejected {
+            }) => Self::Revoked,
+            OAuthError::Platform(PlatformError::Rejected {
                 permanent: true, ..
-            } => Self::Expired,
+            }) => Self::Expired,
             OAuthError::Vault(VaultError::UnknownKey(key_id)) => Self::KeyUnavailable {
                 key_id: key_id.clone(),
                 // Short: the key may arrive with the next deploy, and reads work as soon as it does.
                 retry_at: now + backoff(failures, None).min(Duration::minutes(15)),
             },
             OAuthError::Vault(_) => Self::Unreadable,
-            OAuthError::PlatformUnavailable { retry_after, .. } => Self::Transient {
-                retry_at: now + backoff(failures, *retry_after),
-            },
+            OAuthError::Platform(PlatformError::Unavailable { retry_after, .. }) => {
+                Self::Transient {
+                    retry_at: now + backoff(failures, *retry_after),
+                }
+            }
             _ => Self::Transient {
                 retry_at: now + backoff(failures, None),
             },
@@ -151,13 +154,13 @@ mod tests {
     use crate::lifecycle::renewal::tests::start;
 
     fn rejected(permanent: bool, revoked: bool) -> OAuthError {
-        OAuthError::PlatformRejected {
+        OAuthError::Platform(PlatformError::Rejected {
             platform: PlatformId::parse("twitter").unwrap(),
             code: "invalid_grant".into(),
             description: "x".into(),
             permanent,
             revoked,
-        }
+        })
     }
 
     #[test]
@@ -177,11 +180,11 @@ mod tests {
     fn outages_back_off_exponentially_and_honour_a_bounded_retry_after() {
         let clock = start();
         let now = clock.now();
-        let outage = OAuthError::PlatformUnavailable {
+        let outage = OAuthError::Platform(PlatformError::Unavailable {
             platform: PlatformId::parse("tiktok").unwrap(),
             detail: "503".into(),
             retry_after: Some(StdDuration::from_secs(900)),
-        };
+        });
         let failure = RefreshFailure::classify(&outage, 1, now);
         assert_eq!(failure.status(), ConnectionStatus::Connected);
         assert_eq!(failure.event_type(), "connection.refresh_failed");

@@ -29,8 +29,9 @@ use super::renewal::{self, Plan};
 use super::shared::Core;
 use crate::audit::{Actor, AuditEvent, AuditLog};
 use crate::domain::{Connection, ConnectionStatus, StoreId, TokenSet};
+use crate::error::OAuthError;
 use crate::metrics::Metrics;
-use crate::platforms::error::OAuthError;
+use crate::platforms::error::PlatformError;
 use crate::platforms::{PlatformClient, PlatformSpec, TokenGrant};
 use crate::redis_conn::RedisHandle;
 use crate::store::{NewEvent, StoreError};
@@ -235,11 +236,11 @@ impl Refresh {
         let task = self.0.leases.inflight.spawn(refresh);
         task.await.unwrap_or_else(|error| {
             tracing::error!(platform = %spec.id, %error, "a refresh task failed");
-            Err(OAuthError::PlatformUnavailable {
+            Err(OAuthError::Platform(PlatformError::Unavailable {
                 platform: spec.id.clone(),
                 detail: "the refresh did not complete".into(),
                 retry_after: Some(StdDuration::from_secs(5)),
-            })
+            }))
         })
     }
 
@@ -291,11 +292,11 @@ impl Refresh {
                 return Ok(token);
             }
             if tokio::time::Instant::now() > give_up {
-                return Err(OAuthError::PlatformUnavailable {
+                return Err(OAuthError::Platform(PlatformError::Unavailable {
                     platform: spec.id.clone(),
                     detail: "a refresh in progress did not finish in time".into(),
                     retry_after: Some(StdDuration::from_secs(5)),
-                });
+                }));
             }
         }
     }
@@ -433,12 +434,16 @@ impl Refresh {
     async fn renew(&self, spec: &PlatformSpec, old: &TokenSet) -> Result<TokenGrant, OAuthError> {
         let now = self.0.core.clock().now();
         match renewal::choose(spec.renewal, old, now) {
-            Plan::RefreshToken(token) => self.0.client.refresh(spec, token, now).await,
-            Plan::ExchangeLiveToken(token) => {
-                (spec.behaviour)
-                    .exchange_live_token(&self.0.client, spec, token, now)
-                    .await
-            }
+            Plan::RefreshToken(token) => self
+                .0
+                .client
+                .refresh(spec, token, now)
+                .await
+                .map_err(OAuthError::from),
+            Plan::ExchangeLiveToken(token) => (spec.behaviour)
+                .exchange_live_token(&self.0.client, spec, token, now)
+                .await
+                .map_err(OAuthError::from),
             Plan::Impossible(why) => Err(why.into_error(&spec.id)),
         }
     }

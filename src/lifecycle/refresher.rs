@@ -12,7 +12,7 @@ use futures::StreamExt;
 
 use super::refresh::Refresh;
 use crate::domain::{Connection, ConnectionStatus};
-use crate::platforms::error::OAuthError;
+use crate::error::OAuthError;
 
 /// What one round did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]

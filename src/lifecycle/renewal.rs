@@ -9,7 +9,8 @@ use chrono::{DateTime, Duration, Utc};
 use secrecy::SecretString;
 
 use crate::domain::{PlatformId, TokenSet};
-use crate::platforms::error::OAuthError;
+use crate::error::OAuthError;
+use crate::platforms::error::PlatformError;
 use crate::platforms::Renewal;
 
 /// Long-lived tokens renewed by exchange are renewed this long before they expire.
@@ -48,13 +49,13 @@ impl Impossible {
                 "the long-lived token expired before it could be renewed",
             ),
         };
-        OAuthError::PlatformRejected {
+        OAuthError::Platform(PlatformError::Rejected {
             platform: platform.clone(),
             code: code.into(),
             description: description.into(),
             permanent: true,
             revoked: false,
-        }
+        })
     }
 }
 
@@ -178,11 +179,11 @@ pub(crate) mod tests {
         let error = Impossible::TokenExpired.into_error(&PlatformId::parse("meta").unwrap());
         assert!(matches!(
             error,
-            OAuthError::PlatformRejected {
+            OAuthError::Platform(PlatformError::Rejected {
                 permanent: true,
                 revoked: false,
                 ..
-            }
+            })
         ));
     }
 

@@ -11,7 +11,7 @@ use super::issued::IssuedToken;
 use super::refresh::Refresh;
 use super::shared::Core;
 use crate::domain::{ConnectionStatus, StoreId};
-use crate::platforms::error::OAuthError;
+use crate::error::OAuthError;
 use crate::platforms::PlatformSpec;
 
 /// The hand-out of valid tokens, used by the token endpoints, the proxy, asset discovery and the

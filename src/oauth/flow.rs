@@ -25,10 +25,12 @@ use url::Url;
 
 use crate::clock::SharedClock;
 use crate::domain::{PlatformId, StoreId, UserId};
+use crate::error::OAuthError;
 use crate::metrics::Metrics;
 use crate::platforms::error::scrub;
+use crate::platforms::error::PlatformError;
 use crate::platforms::{
-    Catalog, Grant, GrantDetails, OAuthError, Pkce, PlatformClient, PlatformHttp, PlatformSpec,
+    Catalog, Grant, GrantDetails, Pkce, PlatformClient, PlatformHttp, PlatformSpec,
 };
 use crate::state::FlowStates;
 
@@ -182,7 +184,9 @@ impl Flow {
     pub fn platform(&self, slug: &str) -> Result<&PlatformSpec, OAuthError> {
         let spec = self.catalog.require(slug)?;
         if !spec.is_configured() {
-            return Err(OAuthError::NotConfigured(spec.id.clone()));
+            return Err(OAuthError::Platform(PlatformError::NotConfigured(
+                spec.id.clone(),
+            )));
         }
         Ok(spec)
     }
@@ -308,7 +312,7 @@ impl Flow {
         spec.credentials
             .as_ref()
             .map(|c| c.client_id.clone())
-            .ok_or_else(|| OAuthError::NotConfigured(spec.id.clone()))
+            .ok_or_else(|| OAuthError::Platform(PlatformError::NotConfigured(spec.id.clone())))
     }
 
     /// The callback: consumes the state (whatever happens next, it cannot be replayed), checks it,

@@ -5,5 +5,6 @@
 pub mod flow;
 pub mod parked;
 
-pub use crate::platforms::{Grant, OAuthError};
+pub use crate::error::OAuthError;
+pub use crate::platforms::Grant;
 pub use flow::Flow;

@@ -22,9 +22,8 @@ use serde::{Deserialize, Serialize};
 
 use super::flow::{Flow, FLOW_TTL_MINUTES};
 use crate::domain::{PlatformId, StoreId, TokenSet, UserId};
-use crate::platforms::{
-    AccountInfo, Grant, GrantDetails, OAuthError, RevocationOutcome, TokenGrant,
-};
+use crate::error::OAuthError;
+use crate::platforms::{AccountInfo, Grant, GrantDetails, RevocationOutcome, TokenGrant};
 
 const PARKED: &str = "parked-grant";
 

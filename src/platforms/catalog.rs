@@ -13,7 +13,7 @@ use url::Url;
 
 use super::builtin::BUILT_IN;
 use super::definition::BuiltInPlatform;
-use super::error::OAuthError;
+use super::error::PlatformError;
 use super::platform::{
     AccountMapping, ClientAuth, ConsentMode, ErrorShape, Pkce, PlainOAuth, PlatformSpec,
     ReconnectRule, Renewal, Revocation, TokenMethod,
@@ -290,10 +290,10 @@ impl Catalog {
     }
 
     /// Looks a platform up by the text of a path segment; an unknown one is
-    /// [`OAuthError::UnknownPlatform`].
-    pub fn require(&self, slug: &str) -> Result<&PlatformSpec, OAuthError> {
+    /// [`PlatformError::UnknownPlatform`].
+    pub fn require(&self, slug: &str) -> Result<&PlatformSpec, PlatformError> {
         self.find(slug)
-            .ok_or_else(|| OAuthError::UnknownPlatform(slug.to_owned()))
+            .ok_or_else(|| PlatformError::UnknownPlatform(slug.to_owned()))
     }
 
     /// Every platform, built-in first, in display order.

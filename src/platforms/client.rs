@@ -16,7 +16,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde_json::Value;
 use url::Url;
 
-use super::error::{scrub, OAuthError};
+use super::error::{scrub, PlatformError};
 use super::platform::{
     AccountInfo, ClientAuth, ErrorShape, PlatformHttp, PlatformSpec, Revocation, TokenGrant,
     TokenMethod,
@@ -112,7 +112,7 @@ impl PlatformClient {
         redirect_uri: &str,
         pkce_verifier: Option<&SecretString>,
         now: DateTime<Utc>,
-    ) -> Result<TokenGrant, OAuthError> {
+    ) -> Result<TokenGrant, PlatformError> {
         let mut params = vec![
             ("grant_type", "authorization_code".to_owned()),
             ("code", code.expose_secret().to_owned()),
@@ -135,7 +135,7 @@ impl PlatformClient {
         spec: &PlatformSpec,
         refresh_token: &SecretString,
         now: DateTime<Utc>,
-    ) -> Result<TokenGrant, OAuthError> {
+    ) -> Result<TokenGrant, PlatformError> {
         let params = vec![
             ("grant_type", "refresh_token".to_owned()),
             ("refresh_token", refresh_token.expose_secret().to_owned()),
@@ -150,11 +150,11 @@ impl PlatformClient {
         &self,
         spec: &PlatformSpec,
         mut params: Vec<(&'static str, String)>,
-    ) -> Result<Value, OAuthError> {
+    ) -> Result<Value, PlatformError> {
         let credentials = spec
             .credentials
             .as_ref()
-            .ok_or_else(|| OAuthError::NotConfigured(spec.id.clone()))?;
+            .ok_or_else(|| PlatformError::NotConfigured(spec.id.clone()))?;
         let mut request = match spec.token_method {
             TokenMethod::GetQuery => self.http.get(spec.token_url.clone()),
             TokenMethod::PostForm => self.http.post(spec.token_url.clone()),
@@ -182,12 +182,12 @@ impl PlatformClient {
     }
 
     /// Sends a request and returns its JSON body, turning transport failures, HTTP errors and the
-    /// platform's error shapes into [`OAuthError`].
+    /// platform's error shapes into [`PlatformError`].
     async fn send_json(
         &self,
         spec: &PlatformSpec,
         request: RequestBuilder,
-    ) -> Result<Value, OAuthError> {
+    ) -> Result<Value, PlatformError> {
         let response = request
             .send()
             .await
@@ -203,7 +203,7 @@ impl PlatformClient {
             || status == StatusCode::REQUEST_TIMEOUT
             || status.is_server_error()
         {
-            return Err(OAuthError::PlatformUnavailable {
+            return Err(PlatformError::Unavailable {
                 platform: spec.id.clone(),
                 detail: format!("HTTP {}", status.as_u16()),
                 retry_after,
@@ -219,7 +219,7 @@ impl PlatformClient {
         }
         match body {
             Some(body) if status.is_success() => Ok(body),
-            Some(_) => Err(OAuthError::PlatformRejected {
+            Some(_) => Err(PlatformError::Rejected {
                 platform: spec.id.clone(),
                 code: format!("http_{}", status.as_u16()),
                 description: String::new(),
@@ -227,7 +227,7 @@ impl PlatformClient {
                 revoked: false,
             }),
             None if status.is_success() && text.trim().is_empty() => Ok(Value::Null),
-            None => Err(OAuthError::BadResponse {
+            None => Err(PlatformError::BadResponse {
                 platform: spec.id.clone(),
                 detail: format!("HTTP {} with a body that is not JSON", status.as_u16()),
             }),
@@ -241,10 +241,10 @@ impl PlatformClient {
         &self,
         spec: &PlatformSpec,
         mut response: reqwest::Response,
-    ) -> Result<Vec<u8>, OAuthError> {
+    ) -> Result<Vec<u8>, PlatformError> {
         let limit = self.max_response_bytes;
         let status = response.status().as_u16();
-        let too_large = || OAuthError::BadResponse {
+        let too_large = || PlatformError::BadResponse {
             platform: spec.id.clone(),
             detail: format!("HTTP {status} with a body larger than {limit} bytes"),
         };
@@ -307,7 +307,7 @@ impl PlatformClient {
         // A platform may answer a dead token inside a 200 envelope too.
         match spec.behaviour.check_account_response(spec, &json) {
             Ok(()) => Identity::Alive,
-            Err(OAuthError::PlatformRejected {
+            Err(PlatformError::Rejected {
                 permanent: true, ..
             }) => Identity::Dead,
             Err(error) => Identity::Refused(error.to_string()),
@@ -367,7 +367,7 @@ impl PlatformClient {
         form: &RevocationForm<'_>,
         tokens: &TokenSet,
         attempted: &mut Vec<TokenRevocation>,
-    ) -> Result<(), OAuthError> {
+    ) -> Result<(), PlatformError> {
         let mut outcome = Ok(());
         let mut targets = vec![("access_token", &tokens.access_token)];
         if let (true, Some(refresh)) = (form.hint, &tokens.refresh_token) {
@@ -413,7 +413,7 @@ impl PlatformClient {
         request: RequestBuilder,
         access_token: &SecretString,
         api_headers: bool,
-    ) -> Result<Value, OAuthError> {
+    ) -> Result<Value, PlatformError> {
         let mut request = with_token(spec, request, access_token);
         if api_headers {
             for header in &spec.api_headers {
@@ -475,7 +475,7 @@ impl PlatformHttp for PlatformClient {
         &self,
         spec: &PlatformSpec,
         access_token: &SecretString,
-    ) -> Result<AccountInfo, OAuthError> {
+    ) -> Result<AccountInfo, PlatformError> {
         let Some(url) = spec.userinfo_url.clone() else {
             return Ok(AccountInfo::default());
         };
@@ -501,7 +501,7 @@ impl PlatformHttp for PlatformClient {
         spec: &PlatformSpec,
         params: Vec<(&'static str, String)>,
         now: DateTime<Utc>,
-    ) -> Result<TokenGrant, OAuthError> {
+    ) -> Result<TokenGrant, PlatformError> {
         let body = self.token_call(spec, params).await?;
         parse_grant(spec, &body, now)
     }
@@ -514,7 +514,7 @@ impl PlatformHttp for PlatformClient {
         url: Url,
         access_token: &SecretString,
         query: &[(&str, &str)],
-    ) -> Result<Value, OAuthError> {
+    ) -> Result<Value, PlatformError> {
         let request = self.http.get(url).query(query);
         self.send_with_token(spec, request, access_token, false)
             .await
@@ -527,7 +527,7 @@ impl PlatformHttp for PlatformClient {
         spec: &PlatformSpec,
         url: Url,
         query: &[(&str, &SecretString)],
-    ) -> Result<Value, OAuthError> {
+    ) -> Result<Value, PlatformError> {
         let query: Vec<(&str, &str)> = query
             .iter()
             .map(|(name, value)| (*name, value.expose_secret()))
@@ -543,7 +543,7 @@ impl PlatformHttp for PlatformClient {
         url: Url,
         access_token: &SecretString,
         query: &[(&str, &str)],
-    ) -> Result<Value, OAuthError> {
+    ) -> Result<Value, PlatformError> {
         let request = self.http.get(url).query(query);
         self.send_with_token(spec, request, access_token, true)
             .await
@@ -555,7 +555,7 @@ impl PlatformHttp for PlatformClient {
         url: Url,
         access_token: &SecretString,
         body: &Value,
-    ) -> Result<Value, OAuthError> {
+    ) -> Result<Value, PlatformError> {
         let request = self.http.post(url).json(body);
         self.send_with_token(spec, request, access_token, true)
             .await
@@ -568,7 +568,7 @@ fn basic_auth(request: RequestBuilder, client_id: &str, secret: &SecretString) -
     request.basic_auth(encode(client_id), Some(encode(secret.expose_secret())))
 }
 
-fn transport_error(spec: &PlatformSpec, error: &reqwest::Error) -> OAuthError {
+fn transport_error(spec: &PlatformSpec, error: &reqwest::Error) -> PlatformError {
     // reqwest's Display can include the URL, which for Meta carries tokens in the query: describe the
     // failure's kind only.
     let detail = if error.is_timeout() {
@@ -580,7 +580,7 @@ fn transport_error(spec: &PlatformSpec, error: &reqwest::Error) -> OAuthError {
     } else {
         "request failed"
     };
-    OAuthError::PlatformUnavailable {
+    PlatformError::Unavailable {
         platform: spec.id.clone(),
         detail: detail.into(),
         retry_after: None,
@@ -588,7 +588,7 @@ fn transport_error(spec: &PlatformSpec, error: &reqwest::Error) -> OAuthError {
 }
 
 /// Recognises the platform's error body, whatever the HTTP status.
-fn platform_error(spec: &PlatformSpec, status: StatusCode, body: &Value) -> Option<OAuthError> {
+fn platform_error(spec: &PlatformSpec, status: StatusCode, body: &Value) -> Option<PlatformError> {
     let (code, description) = match spec.errors {
         ErrorShape::ErrorObject => {
             let error = body.get("error")?.as_object()?;
@@ -636,7 +636,7 @@ fn platform_error(spec: &PlatformSpec, status: StatusCode, body: &Value) -> Opti
         }
         ErrorShape::CodeMessage => status.is_client_error() && status != StatusCode::UNAUTHORIZED,
     };
-    Some(OAuthError::PlatformRejected {
+    Some(PlatformError::Rejected {
         platform: spec.id.clone(),
         code: scrub(&code),
         description: scrub(&description),
@@ -686,8 +686,8 @@ fn parse_grant(
     spec: &PlatformSpec,
     body: &Value,
     now: DateTime<Utc>,
-) -> Result<TokenGrant, OAuthError> {
-    let bad = |detail: &str| OAuthError::BadResponse {
+) -> Result<TokenGrant, PlatformError> {
+    let bad = |detail: &str| PlatformError::BadResponse {
         platform: spec.id.clone(),
         detail: detail.into(),
     };

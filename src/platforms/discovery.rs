@@ -4,14 +4,14 @@
 use serde_json::Value;
 use url::Url;
 
-use super::error::OAuthError;
+use super::error::PlatformError;
 use super::platform::PlatformSpec;
 
 /// `rest` (e.g. `me/accounts`) under the platform's API base; a platform without one (a generic
 /// provider without `<NAME>_API_URL`) has no API to call.
-pub fn api_url(spec: &PlatformSpec, rest: &str) -> Result<Url, OAuthError> {
+pub fn api_url(spec: &PlatformSpec, rest: &str) -> Result<Url, PlatformError> {
     let Some(base) = spec.api_base.clone() else {
-        return Err(OAuthError::NotConfigured(spec.id.clone()));
+        return Err(PlatformError::NotConfigured(spec.id.clone()));
     };
     // The base ends with a slash (the table's literals and the sandbox's bases do), so `join`
     // appends; a base without one would lose its last segment, hence the fix-up.

@@ -1,44 +1,24 @@
-//! The core's one error type, shared by the platform layer, the flow and the lifecycle. Every variant
-//! knows a short text that is safe to show a merchant (no token, code, secret or raw platform body)
-//! and a stable reason code; `http::error` turns it into a response.
+//! The platform layer's error: what a platform call can fail with, in platform facts only
+//! (transport, protocol, the platform's answers). Every variant's text is safe to log (no token,
+//! code, secret or raw body); the flow and the lifecycle wrap it in the core's error
+//! (`crate::error::OAuthError`), which the edge turns into HTTP.
 
 use std::time::Duration;
 
-use crate::domain::{ConnectionStatus, PlatformId};
-use crate::state::StateError;
-use crate::store::StoreError;
-use crate::vault::VaultError;
+use crate::domain::PlatformId;
 
-/// Why an OAuth operation failed.
+/// Why a call to a platform (or the choice of one) failed.
 #[derive(Debug, thiserror::Error)]
-pub enum OAuthError {
+pub enum PlatformError {
     /// No platform has this slug.
     #[error("unknown platform {0:?}")]
     UnknownPlatform(String),
-    /// The platform has no credentials (and no sandbox stands in).
+    /// The platform has no credentials (and no sandbox stands in), or no API to call.
     #[error("{0} is not configured")]
     NotConfigured(PlatformId),
-    /// The first-hop ticket is unknown, expired or used.
-    #[error("the authorization link is invalid, expired or already used")]
-    TicketInvalid,
-    /// The state is unknown, expired or already used.
-    #[error("the state is invalid, expired or already used")]
-    StateInvalid,
-    /// The state was issued for another platform.
-    #[error("the state was issued for another platform")]
-    StateMismatch,
-    /// The callback arrived in a browser other than the one that started the flow.
-    #[error("the flow was started in another browser")]
-    BrowserMismatch,
-    /// The merchant declined at the platform (or the platform refused the request).
-    #[error("the authorization was not granted ({0})")]
-    Declined(String),
-    /// A required callback parameter is missing.
-    #[error("missing parameter {0}")]
-    MissingParameter(&'static str),
     /// The platform is down, slow or rate limiting: worth retrying later.
     #[error("{platform} is unavailable: {detail}")]
-    PlatformUnavailable {
+    Unavailable {
         /// The platform.
         platform: PlatformId,
         /// What happened (status or timeout), safe to log.
@@ -48,7 +28,7 @@ pub enum OAuthError {
     },
     /// The platform refused the request.
     #[error("{platform} rejected the request: {code}")]
-    PlatformRejected {
+    Rejected {
         /// The platform.
         platform: PlatformId,
         /// The platform's error code (`invalid_grant`, `190`, ...).
@@ -68,83 +48,17 @@ pub enum OAuthError {
         /// What was wrong, safe to log.
         detail: String,
     },
-    /// There is no connection for this store and platform.
-    #[error("no connection")]
-    NotFound,
-    /// The connection exists but cannot give a token until the merchant reconnects.
-    #[error("the connection is {0}")]
-    NotUsable(ConnectionStatus),
-    /// Storage failed.
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    /// The flow-state store failed.
-    #[error(transparent)]
-    State(#[from] StateError),
-    /// A sealed value could not be opened.
-    #[error(transparent)]
-    Vault(#[from] VaultError),
-    /// The service is shutting down and takes no new refresh.
-    #[error("the service is shutting down")]
-    ShuttingDown,
-    /// The connection has no asset with this id (or kind and id).
-    #[error("no such asset on this connection")]
-    AssetNotFound,
 }
 
-impl OAuthError {
+impl PlatformError {
     /// A stable machine-readable reason.
     pub fn reason(&self) -> &'static str {
         match self {
             Self::UnknownPlatform(_) => "unknown_platform",
             Self::NotConfigured(_) => "platform_not_configured",
-            Self::TicketInvalid => "link_invalid",
-            Self::StateInvalid => "state_invalid",
-            Self::StateMismatch => "state_platform_mismatch",
-            Self::BrowserMismatch => "browser_mismatch",
-            Self::Declined(_) => "access_denied",
-            Self::MissingParameter(_) => "missing_parameter",
-            Self::PlatformUnavailable { .. } => "platform_unavailable",
-            Self::PlatformRejected { .. } => "platform_rejected",
+            Self::Unavailable { .. } => "platform_unavailable",
+            Self::Rejected { .. } => "platform_rejected",
             Self::BadResponse { .. } => "platform_bad_response",
-            Self::NotFound => "connection_not_found",
-            Self::NotUsable(_) => "reconnect_required",
-            Self::Store(_) => "storage_unavailable",
-            Self::State(_) => "state_store_unavailable",
-            Self::Vault(VaultError::UnknownKey(_)) => "key_unavailable",
-            Self::Vault(_) => "token_unreadable",
-            Self::ShuttingDown => "shutting_down",
-            Self::AssetNotFound => "asset_not_found",
-        }
-    }
-
-    /// A short sentence safe to show the merchant.
-    pub(crate) fn merchant_message(&self) -> String {
-        match self {
-            Self::UnknownPlatform(_) => "That platform is not supported.".into(),
-            Self::NotConfigured(p) => format!("{p} is not configured on this service yet."),
-            Self::TicketInvalid | Self::StateInvalid | Self::StateMismatch => {
-                "This connection attempt expired or was already used. Please try again.".into()
-            }
-            Self::BrowserMismatch => {
-                "This connection attempt was started in another browser. Please start again here."
-                    .into()
-            }
-            Self::Declined(_) => "Access was not granted, so nothing was connected.".into(),
-            Self::MissingParameter(_) => {
-                "The platform sent an incomplete answer. Please try again.".into()
-            }
-            Self::PlatformUnavailable { .. } => {
-                "The platform did not answer in time. Please try again in a few minutes.".into()
-            }
-            Self::PlatformRejected { .. } | Self::BadResponse { .. } => {
-                "The platform refused the connection. Please try again.".into()
-            }
-            Self::NotFound => "There is no connection for this platform.".into(),
-            Self::NotUsable(_) => "This connection needs to be reconnected.".into(),
-            Self::AssetNotFound => "That account is not among this connection's accounts.".into(),
-            Self::Store(_) | Self::State(_) | Self::Vault(_) | Self::ShuttingDown => {
-                "The service is temporarily unavailable. Please try again shortly.".into()
-            }
         }
     }
 }

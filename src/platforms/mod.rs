@@ -1,7 +1,8 @@
 //! The platform layer, at the bottom of the core: what a platform is ([`platform`]: its spec as
 //! data and its behaviour as the [`Platform`] trait), the table of built-in platforms
 //! ([`builtin`], one module each), the catalog resolved from it and the operator's settings, the
-//! HTTP client that speaks to platforms, the merchant's assets, and the core's error type.
+//! HTTP client that speaks to platforms, the merchant's assets, and the layer's own error (platform facts
+//! only: the flow and the lifecycle wrap it in `crate::error::OAuthError`).
 //!
 //! The table ([`BUILT_IN`]) is the one list of built-in platforms: settings, the catalog, the page's
 //! cards, the OpenAPI document and the tests all derive theirs from it. Adding a platform is adding
@@ -27,7 +28,7 @@ pub use builtin::{built_in, BUILT_IN};
 pub use catalog::Catalog;
 pub use client::{PlatformClient, RevocationOutcome};
 pub use definition::BuiltInPlatform;
-pub use error::OAuthError;
+pub use error::PlatformError;
 pub use grant::{Grant, GrantDetails};
 pub use platform::{
     AccountExtras, AccountInfo, AccountMapping, ClientAuth, ConsentMode, ConsentRequest,

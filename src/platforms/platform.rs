@@ -22,7 +22,7 @@ use serde_json::Value;
 use url::Url;
 
 use super::assets::AssetSet;
-use super::error::OAuthError;
+use super::error::PlatformError;
 use super::settings::{ApiHeader, ClientCredentials};
 use crate::domain::{PlatformId, TokenSet};
 
@@ -70,14 +70,14 @@ pub trait PlatformHttp: Send + Sync {
         spec: &PlatformSpec,
         params: Vec<(&'static str, String)>,
         now: DateTime<Utc>,
-    ) -> Result<TokenGrant, OAuthError>;
+    ) -> Result<TokenGrant, PlatformError>;
 
     /// Reads the connected account from the user-info endpoint.
     async fn fetch_account(
         &self,
         spec: &PlatformSpec,
         access_token: &SecretString,
-    ) -> Result<AccountInfo, OAuthError>;
+    ) -> Result<AccountInfo, PlatformError>;
 
     /// A `GET` of a JSON answer carrying the user's token in the `Authorization` header.
     async fn get_with_token(
@@ -86,7 +86,7 @@ pub trait PlatformHttp: Send + Sync {
         url: Url,
         access_token: &SecretString,
         query: &[(&str, &str)],
-    ) -> Result<Value, OAuthError>;
+    ) -> Result<Value, PlatformError>;
 
     /// A `GET` whose query carries secrets, for a call whose platform requires them there. The URL
     /// is never logged and never reaches an error.
@@ -95,7 +95,7 @@ pub trait PlatformHttp: Send + Sync {
         spec: &PlatformSpec,
         url: Url,
         query: &[(&str, &SecretString)],
-    ) -> Result<Value, OAuthError>;
+    ) -> Result<Value, PlatformError>;
 
     /// A `GET` to the platform's API (not its OAuth endpoints): the user's token and the
     /// platform's API headers.
@@ -105,7 +105,7 @@ pub trait PlatformHttp: Send + Sync {
         url: Url,
         access_token: &SecretString,
         query: &[(&str, &str)],
-    ) -> Result<Value, OAuthError>;
+    ) -> Result<Value, PlatformError>;
 
     /// A `POST` of a JSON body to the platform's API, with the user's token and its API headers.
     async fn post_api(
@@ -114,7 +114,7 @@ pub trait PlatformHttp: Send + Sync {
         url: Url,
         access_token: &SecretString,
         body: &Value,
-    ) -> Result<Value, OAuthError>;
+    ) -> Result<Value, PlatformError>;
 }
 
 /// A platform's behaviour at each stage of a connection's life, beyond its [`PlatformSpec`]'s
@@ -131,7 +131,7 @@ pub trait Platform: Send + Sync + fmt::Debug {
         _spec: &PlatformSpec,
         grant: TokenGrant,
         _now: DateTime<Utc>,
-    ) -> Result<TokenGrant, OAuthError> {
+    ) -> Result<TokenGrant, PlatformError> {
         Ok(grant)
     }
 
@@ -141,7 +141,7 @@ pub trait Platform: Send + Sync + fmt::Debug {
         &self,
         _spec: &PlatformSpec,
         _body: &Value,
-    ) -> Result<(), OAuthError> {
+    ) -> Result<(), PlatformError> {
         Ok(())
     }
 
@@ -151,7 +151,7 @@ pub trait Platform: Send + Sync + fmt::Debug {
         _http: &dyn PlatformHttp,
         _spec: &PlatformSpec,
         _access_token: &SecretString,
-    ) -> Result<AccountExtras, OAuthError> {
+    ) -> Result<AccountExtras, PlatformError> {
         Ok(AccountExtras::default())
     }
 
@@ -163,8 +163,8 @@ pub trait Platform: Send + Sync + fmt::Debug {
         spec: &PlatformSpec,
         _access_token: &SecretString,
         _now: DateTime<Utc>,
-    ) -> Result<TokenGrant, OAuthError> {
-        Err(OAuthError::NotConfigured(spec.id.clone()))
+    ) -> Result<TokenGrant, PlatformError> {
+        Err(PlatformError::NotConfigured(spec.id.clone()))
     }
 
     /// Stage "renewed": after a renewal the platform accepted, may update the connection's
@@ -196,7 +196,7 @@ pub trait Platform: Send + Sync + fmt::Debug {
         _http: &dyn PlatformHttp,
         _spec: &PlatformSpec,
         _access_token: &SecretString,
-    ) -> Result<AssetSet, OAuthError> {
+    ) -> Result<AssetSet, PlatformError> {
         Ok(AssetSet::default())
     }
 

@@ -1,6 +1,6 @@
 //! Why a call could not be proxied: the proxy's one error type, turned into HTTP at the edge.
 
-use crate::platforms::OAuthError;
+use crate::error::OAuthError;
 
 /// Why a call could not be proxied (a platform's own error answers are not errors: they are
 /// passed through).

@@ -26,9 +26,10 @@ use secrecy::ExposeSecret;
 use url::Url;
 
 use crate::domain::StoreId;
+use crate::error::OAuthError;
 use crate::lifecycle::Tokens;
 use crate::metrics::Metrics;
-use crate::platforms::{OAuthError, PlatformSpec};
+use crate::platforms::PlatformSpec;
 use body::OutgoingBody;
 pub use client::BodyStream;
 use client::{PlatformClient, SendFailure};
@@ -275,7 +276,13 @@ impl Proxy {
         path: &str,
         query: Option<&str>,
     ) -> Result<(&PlatformSpec, Target), ProxyError> {
-        let spec = self.0.tokens.core().catalog().require(platform)?;
+        let spec = self
+            .0
+            .tokens
+            .core()
+            .catalog()
+            .require(platform)
+            .map_err(OAuthError::from)?;
         let base =
             (spec.api_base.as_ref()).ok_or_else(|| ProxyError::NoApi(spec.id.to_string()))?;
         let url = target::build(base, path, query)?;

@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use crate::platforms::assets::{Asset, AssetKind, AssetSet, AssetToken};
 use crate::platforms::definition::{ApiHeaderSetting, BuiltInPlatform, Endpoints, Mark, Protocol};
 use crate::platforms::discovery;
-use crate::platforms::error::OAuthError;
+use crate::platforms::error::PlatformError;
 use crate::platforms::platform::{
     AccountMapping, ClientAuth, ConsentMode, ErrorShape, Pkce, Platform, PlatformHttp,
     PlatformSpec, ReconnectRule, Renewal, Revocation, TokenMethod,
@@ -138,7 +138,7 @@ impl Platform for GoogleAds {
         http: &dyn PlatformHttp,
         spec: &PlatformSpec,
         access_token: &SecretString,
-    ) -> Result<AssetSet, OAuthError> {
+    ) -> Result<AssetSet, PlatformError> {
         discover_assets(http, spec, access_token).await
     }
 }
@@ -168,7 +168,7 @@ async fn discover_assets(
     client: &dyn PlatformHttp,
     spec: &PlatformSpec,
     access_token: &SecretString,
-) -> Result<AssetSet, OAuthError> {
+) -> Result<AssetSet, PlatformError> {
     // "./": without it, `customers:` would parse as a URL scheme.
     let url = discovery::api_url(spec, "./customers:listAccessibleCustomers")?;
     let body = client.get_api(spec, url, access_token, &[]).await?;

@@ -14,7 +14,7 @@ use serde_json::{json, Value};
 use crate::platforms::assets::{Asset, AssetKind, AssetSet, AssetToken};
 use crate::platforms::definition::{ApiHeaderSetting, BuiltInPlatform, Endpoints, Mark, Protocol};
 use crate::platforms::discovery;
-use crate::platforms::error::OAuthError;
+use crate::platforms::error::PlatformError;
 use crate::platforms::platform::{
     AccountMapping, ClientAuth, ConsentMode, ErrorShape, Pkce, Platform, PlatformHttp,
     PlatformSpec, ReconnectRule, Renewal, Revocation, TokenMethod,
@@ -142,7 +142,7 @@ impl Platform for LinkedIn {
         http: &dyn PlatformHttp,
         spec: &PlatformSpec,
         access_token: &SecretString,
-    ) -> Result<AssetSet, OAuthError> {
+    ) -> Result<AssetSet, PlatformError> {
         let mut set = AssetSet::default();
         let acls = readable(
             listing(
@@ -213,9 +213,9 @@ fn urn_id(element: &Value, field: &str, prefix: &str) -> Option<String> {
 
 /// A listing the grant may not cover: a 403 (a scope the app's products do not give, or a member
 /// without the role [L10, L56]) is the merchant's situation, not a failure, and finds nothing.
-fn readable(listing: Result<Vec<Value>, OAuthError>) -> Result<Vec<Value>, OAuthError> {
+fn readable(listing: Result<Vec<Value>, PlatformError>) -> Result<Vec<Value>, PlatformError> {
     match listing {
-        Err(OAuthError::PlatformRejected { code, .. }) if code == "http_403" => {
+        Err(PlatformError::Rejected { code, .. }) if code == "http_403" => {
             tracing::info!("LinkedIn listing not readable with this grant");
             Ok(Vec::new())
         }
@@ -236,7 +236,7 @@ async fn listing(
     access_token: &SecretString,
     resource: &str,
     finder: &[(&str, &str)],
-) -> Result<Vec<Value>, OAuthError> {
+) -> Result<Vec<Value>, PlatformError> {
     let mut all = Vec::new();
     for page in 0..MAX_PAGES {
         let start = (page * PAGE_SIZE).to_string();

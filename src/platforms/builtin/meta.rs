@@ -15,7 +15,7 @@ use sha2::Sha256;
 use crate::platforms::assets::{Asset, AssetKind, AssetSet, AssetToken};
 use crate::platforms::definition::{BuiltInPlatform, Endpoints, Mark, Protocol};
 use crate::platforms::discovery;
-use crate::platforms::error::OAuthError;
+use crate::platforms::error::PlatformError;
 use crate::platforms::platform::{
     AccountExtras, AccountMapping, ClientAuth, ConsentMode, ErrorShape, Pkce, Platform,
     PlatformHttp, PlatformSpec, ReconnectRule, Renewal, Revocation, TokenGrant, TokenMethod,
@@ -136,7 +136,7 @@ impl Platform for Meta {
         spec: &PlatformSpec,
         grant: TokenGrant,
         now: DateTime<Utc>,
-    ) -> Result<TokenGrant, OAuthError> {
+    ) -> Result<TokenGrant, PlatformError> {
         long_lived_exchange(http, spec, grant, now).await
     }
 
@@ -145,7 +145,7 @@ impl Platform for Meta {
         http: &dyn PlatformHttp,
         spec: &PlatformSpec,
         access_token: &SecretString,
-    ) -> Result<AccountExtras, OAuthError> {
+    ) -> Result<AccountExtras, PlatformError> {
         let mut extras = pages_and_permissions(http, spec, access_token).await?;
         record_data_access_expiry(http, spec, access_token, &mut extras.metadata).await;
         Ok(extras)
@@ -157,7 +157,7 @@ impl Platform for Meta {
         spec: &PlatformSpec,
         access_token: &SecretString,
         now: DateTime<Utc>,
-    ) -> Result<TokenGrant, OAuthError> {
+    ) -> Result<TokenGrant, PlatformError> {
         exchange(http, spec, access_token, now).await
     }
 
@@ -192,7 +192,7 @@ impl Platform for Meta {
         http: &dyn PlatformHttp,
         spec: &PlatformSpec,
         access_token: &SecretString,
-    ) -> Result<AssetSet, OAuthError> {
+    ) -> Result<AssetSet, PlatformError> {
         discover_assets(http, spec, access_token).await
     }
 
@@ -228,7 +228,7 @@ async fn exchange(
     spec: &PlatformSpec,
     access_token: &SecretString,
     now: DateTime<Utc>,
-) -> Result<TokenGrant, OAuthError> {
+) -> Result<TokenGrant, PlatformError> {
     let params = vec![
         ("grant_type", "fb_exchange_token".to_owned()),
         ("fb_exchange_token", access_token.expose_secret().to_owned()),
@@ -245,7 +245,7 @@ async fn long_lived_exchange(
     spec: &PlatformSpec,
     grant: TokenGrant,
     now: DateTime<Utc>,
-) -> Result<TokenGrant, OAuthError> {
+) -> Result<TokenGrant, PlatformError> {
     let long = exchange(client, spec, &grant.tokens.access_token, now).await?;
     Ok(TokenGrant {
         tokens: crate::domain::TokenSet {
@@ -267,7 +267,7 @@ async fn pages_and_permissions(
     client: &dyn PlatformHttp,
     spec: &PlatformSpec,
     access_token: &SecretString,
-) -> Result<AccountExtras, OAuthError> {
+) -> Result<AccountExtras, PlatformError> {
     let Some(me) = spec.userinfo_url.clone() else {
         return Ok(AccountExtras::default());
     };
@@ -447,7 +447,7 @@ async fn graph_list(
     access_token: &SecretString,
     edge: &str,
     fields: &str,
-) -> Result<Vec<Value>, OAuthError> {
+) -> Result<Vec<Value>, PlatformError> {
     let mut url = discovery::api_url(spec, edge)?;
     url.query_pairs_mut()
         .append_pair("fields", fields)
@@ -487,7 +487,7 @@ async fn discover_assets(
     client: &dyn PlatformHttp,
     spec: &PlatformSpec,
     access_token: &SecretString,
-) -> Result<AssetSet, OAuthError> {
+) -> Result<AssetSet, PlatformError> {
     let pages = graph_list(
         client,
         spec,
@@ -537,7 +537,7 @@ async fn discover_assets(
         })),
         // A permission not granted (code 10 or 200-299, platform-apis.md §1) is the merchant's
         // choice, not a failure.
-        Err(OAuthError::PlatformRejected { code, .. })
+        Err(PlatformError::Rejected { code, .. })
             if code == "10" || (code.len() == 3 && code.starts_with('2')) =>
         {
             tracing::info!(%code, "Meta ad accounts not readable with this grant");

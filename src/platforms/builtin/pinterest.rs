@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use crate::platforms::assets::{Asset, AssetKind, AssetSet, AssetToken};
 use crate::platforms::definition::{BuiltInPlatform, Endpoints, Mark, Protocol};
 use crate::platforms::discovery;
-use crate::platforms::error::OAuthError;
+use crate::platforms::error::PlatformError;
 use crate::platforms::platform::{
     AccountMapping, ClientAuth, ConsentMode, ErrorShape, Pkce, Platform, PlatformHttp,
     PlatformSpec, ReconnectRule, Renewal, Revocation, TokenMethod,
@@ -111,7 +111,7 @@ impl Platform for Pinterest {
         http: &dyn PlatformHttp,
         spec: &PlatformSpec,
         access_token: &SecretString,
-    ) -> Result<AssetSet, OAuthError> {
+    ) -> Result<AssetSet, PlatformError> {
         discover_assets(http, spec, access_token).await
     }
 }
@@ -125,7 +125,7 @@ async fn listing(
     spec: &PlatformSpec,
     access_token: &SecretString,
     edge: &str,
-) -> Result<Vec<Value>, OAuthError> {
+) -> Result<Vec<Value>, PlatformError> {
     let mut all = Vec::new();
     let mut bookmark: Option<String> = None;
     for _ in 0..MAX_PAGES {
@@ -151,7 +151,7 @@ async fn discover_assets(
     client: &dyn PlatformHttp,
     spec: &PlatformSpec,
     access_token: &SecretString,
-) -> Result<AssetSet, OAuthError> {
+) -> Result<AssetSet, PlatformError> {
     let mut set = AssetSet::default();
     for board in listing(client, spec, access_token, "boards").await? {
         if let Some(id) = discovery::text(&board, "id") {

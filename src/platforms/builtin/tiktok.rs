@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use crate::platforms::assets::{Asset, AssetKind, AssetSet, AssetToken};
 use crate::platforms::definition::{BuiltInPlatform, Endpoints, Mark, Protocol};
 use crate::platforms::discovery;
-use crate::platforms::error::{scrub, OAuthError};
+use crate::platforms::error::{scrub, PlatformError};
 use crate::platforms::platform::{
     AccountMapping, ClientAuth, ConsentMode, ErrorShape, Pkce, Platform, PlatformHttp,
     PlatformSpec, ReconnectRule, Renewal, Revocation, TokenMethod,
@@ -95,7 +95,11 @@ pub(super) struct TikTok;
 
 #[async_trait]
 impl Platform for TikTok {
-    fn check_account_response(&self, spec: &PlatformSpec, body: &Value) -> Result<(), OAuthError> {
+    fn check_account_response(
+        &self,
+        spec: &PlatformSpec,
+        body: &Value,
+    ) -> Result<(), PlatformError> {
         check_envelope(spec, body)
     }
 
@@ -111,21 +115,21 @@ impl Platform for TikTok {
         http: &dyn PlatformHttp,
         spec: &PlatformSpec,
         access_token: &SecretString,
-    ) -> Result<AssetSet, OAuthError> {
+    ) -> Result<AssetSet, PlatformError> {
         discover_assets(http, spec, access_token).await
     }
 }
 
 /// TikTok's API answers failures inside an envelope, `error.code` other than `"ok"`, sometimes with
 /// HTTP 200. <https://developers.tiktok.com/doc/tiktok-api-v2-error-handling>
-fn check_envelope(spec: &PlatformSpec, body: &Value) -> Result<(), OAuthError> {
+fn check_envelope(spec: &PlatformSpec, body: &Value) -> Result<(), PlatformError> {
     let code = body
         .get("error")
         .and_then(|e| e.get("code"))
         .and_then(Value::as_str);
     match code {
         None | Some("ok") => Ok(()),
-        Some(code) => Err(OAuthError::PlatformRejected {
+        Some(code) => Err(PlatformError::Rejected {
             platform: spec.id.clone(),
             code: scrub(code),
             description: body
@@ -148,14 +152,14 @@ async fn discover_assets(
     client: &dyn PlatformHttp,
     spec: &PlatformSpec,
     access_token: &SecretString,
-) -> Result<AssetSet, OAuthError> {
+) -> Result<AssetSet, PlatformError> {
     let account = client.fetch_account(spec, access_token).await?;
     let url = discovery::api_url(spec, "post/publish/creator_info/query/")?;
     let body = client.post_api(spec, url, access_token, &json!({})).await?;
     check_envelope(spec, &body)?;
     let data = body.get("data").cloned().unwrap_or(Value::Null);
     let Some(id) = account.id else {
-        return Err(OAuthError::BadResponse {
+        return Err(PlatformError::BadResponse {
             platform: spec.id.clone(),
             detail: "user info without open_id".into(),
         });
@@ -192,7 +196,7 @@ mod tests {
             "error": { "code": "access_token_invalid", "message": "The access token is invalid." }
         });
         match TikTok.check_account_response(spec, &body) {
-            Err(OAuthError::PlatformRejected {
+            Err(PlatformError::Rejected {
                 code, permanent, ..
             }) => {
                 assert_eq!(code, "access_token_invalid");

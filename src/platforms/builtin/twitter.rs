@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use crate::platforms::assets::{Asset, AssetKind, AssetSet, AssetToken};
 use crate::platforms::definition::{BuiltInPlatform, Endpoints, Mark, Protocol};
 use crate::platforms::discovery;
-use crate::platforms::error::OAuthError;
+use crate::platforms::error::PlatformError;
 use crate::platforms::platform::{
     AccountMapping, ClientAuth, ConsentMode, ErrorShape, Pkce, Platform, PlatformHttp,
     PlatformSpec, ReconnectRule, Renewal, Revocation, TokenMethod,
@@ -107,7 +107,7 @@ impl Platform for Twitter {
         http: &dyn PlatformHttp,
         spec: &PlatformSpec,
         access_token: &SecretString,
-    ) -> Result<AssetSet, OAuthError> {
+    ) -> Result<AssetSet, PlatformError> {
         discover_assets(http, spec, access_token).await
     }
 }
@@ -118,12 +118,12 @@ async fn discover_assets(
     client: &dyn PlatformHttp,
     spec: &PlatformSpec,
     access_token: &SecretString,
-) -> Result<AssetSet, OAuthError> {
+) -> Result<AssetSet, PlatformError> {
     let url = discovery::api_url(spec, "users/me")?;
     let body = client.get_api(spec, url, access_token, &[]).await?;
     let data = body.get("data").cloned().unwrap_or_default();
     let Some(id) = discovery::text(&data, "id") else {
-        return Err(OAuthError::BadResponse {
+        return Err(PlatformError::BadResponse {
             platform: spec.id.clone(),
             detail: "users/me without data.id".into(),
         });
