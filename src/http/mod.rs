@@ -6,7 +6,7 @@
 //! This file builds the router from the handlers' modules; what they share ([`AppState`]) lives in
 //! `state.rs`, so that no handler imports this file back.
 
-pub mod assets;
+pub mod asset_routes;
 pub mod audit;
 pub mod dashboard;
 pub mod error;
@@ -80,7 +80,7 @@ pub fn router(state: AppState, extra: Router) -> Router {
         .merge(health::router())
         .merge(oauth::router())
         .merge(audit::router())
-        .merge(assets::router())
+        .merge(asset_routes::router())
         .merge(openapi::router())
         .merge(metrics::router())
         .merge(dashboard::router())

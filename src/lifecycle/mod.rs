@@ -15,7 +15,7 @@
 //! - `connections`: [`Connections`], the read side: a store's rows (through the listing cache) and
 //!   each connection's health;
 //! - `grants`: [`Grants`], recording a grant, disconnecting, re-sealing with the current key;
-//! - `assets`: [`Assets`], the merchant's assets (discovery after connect and on demand, the
+//! - `merchant_assets`: [`Assets`], the merchant's assets (discovery after connect and on demand, the
 //!   selection, the token for an account);
 //! - `liveness`: the background probe of tokens and the sweep that sends the health events;
 //!   `refresher`: the background refresh loop.
@@ -30,7 +30,6 @@
 //!
 //! This file only declares the modules and re-exports their public types: no file below imports it.
 
-mod assets;
 pub mod cache;
 mod connections;
 pub mod events;
@@ -39,6 +38,7 @@ pub mod health;
 mod issued;
 pub mod listing;
 pub mod liveness;
+mod merchant_assets;
 mod merge;
 pub mod outcome;
 mod recovery;
@@ -51,13 +51,13 @@ mod tokens;
 pub mod webhooks;
 
 pub use crate::platforms::GrantDetails;
-pub use assets::{AccountRef, AccountToken, Assets};
 pub use cache::TokenCache;
 pub use connections::Connections;
 pub use grants::{DisconnectOutcome, Grants};
 pub use health::HealthSettings;
 pub use issued::IssuedToken;
 pub use listing::{Listing, ListingCache};
+pub use merchant_assets::{AccountRef, AccountToken, Assets};
 pub use outcome::{backoff, RefreshFailure};
 pub use refresh::{Refresh, RefreshParts};
 pub use shared::{Core, CoreParts};

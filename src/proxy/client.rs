@@ -289,12 +289,12 @@ impl tower::Service<Uri> for TimedConnector {
 
 /// The client: a cheap-clone handle on one pool of kept-alive connections per platform host.
 #[derive(Debug, Clone)]
-pub(crate) struct PlatformClient {
+pub(crate) struct UpstreamClient {
     client: Client<TimedConnector, OutBody>,
     timeout: Duration,
 }
 
-impl PlatformClient {
+impl UpstreamClient {
     /// HTTP/1.1 over TLS (the Mozilla roots, ring) or plain HTTP (the sandbox, tests); never a
     /// redirect followed (hyper's client follows none: a redirect could carry the token elsewhere).
     pub fn new(timeout: Duration) -> Result<Self, rustls::Error> {
@@ -461,7 +461,7 @@ mod tests {
             .https(format!("http://user:s3cret@{proxy}"))
             .http(format!("http://{proxy}"))
             .build();
-        let client = PlatformClient::with_egress(Duration::from_secs(5), egress).expect("client");
+        let client = UpstreamClient::with_egress(Duration::from_secs(5), egress).expect("client");
 
         let request = Request::get("https://graph.facebook.com/v25.0/me")
             .body(empty())

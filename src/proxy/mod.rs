@@ -32,7 +32,7 @@ use crate::metrics::Metrics;
 use crate::platforms::PlatformSpec;
 use body::OutgoingBody;
 pub use client::BodyStream;
-use client::{PlatformClient, SendFailure};
+use client::{SendFailure, UpstreamClient};
 pub use error::ProxyError;
 use headers::Credential;
 use observe::CallRecord;
@@ -92,7 +92,7 @@ pub struct Proxy(std::sync::Arc<Shared>);
 /// What every clone of a [`Proxy`] shares.
 #[derive(Debug)]
 struct Shared {
-    client: PlatformClient,
+    client: UpstreamClient,
     tokens: Tokens,
     settings: ProxySettings,
     metrics: Metrics,
@@ -161,7 +161,7 @@ impl Proxy {
         metrics: Metrics,
     ) -> Result<Self, rustls::Error> {
         Ok(Self(std::sync::Arc::new(Shared {
-            client: PlatformClient::new(timeout)?,
+            client: UpstreamClient::new(timeout)?,
             tokens,
             settings,
             metrics,

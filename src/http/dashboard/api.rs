@@ -14,7 +14,7 @@ use serde::Serialize;
 use super::session::{DashboardSession, DashboardWriter};
 use crate::audit::{Actor, AuditEvent, AuditLog};
 use crate::domain::{Connection, ConnectionStatus};
-use crate::http::assets::{parse_kind, ApiJson};
+use crate::http::asset_routes::{parse_kind, ApiJson};
 use crate::http::error::ApiError;
 use crate::http::extract::{ApiPath, ApiQuery};
 use crate::http::oauth::{consent_detail, disconnect_response, GrantQuery};

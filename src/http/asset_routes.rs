@@ -1,5 +1,5 @@
 //! The asset endpoints: discover a connection's assets on demand and choose the default of a kind.
-//! Parse, call the lifecycle, shape the answer; the rules live in `lifecycle::assets`.
+//! Parse, call the lifecycle, shape the answer; the rules live in `lifecycle::merchant_assets`.
 
 use axum::extract::{FromRequest, State};
 use axum::routing::{post, put};
