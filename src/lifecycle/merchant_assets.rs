@@ -22,7 +22,7 @@ use super::shared::Core;
 use super::tokens::Tokens;
 use crate::domain::{Connection, StoreId};
 use crate::error::OAuthError;
-use crate::platforms::builtin::{asset_kind, asset_kinds};
+use crate::platforms::builtin::asset_kinds;
 use crate::platforms::{AssetKind, PlatformClient, PlatformSpec};
 use crate::store::{NewAsset, StoreError, StoredAsset};
 
@@ -155,33 +155,28 @@ impl Assets {
         account: Option<&str>,
     ) -> Result<AccountToken, OAuthError> {
         let mut token = self.tokens.access_token(spec, store_id, false).await?;
-        let mut assets = self.core.store().list_assets(store_id).await?;
-        assets.retain(|asset| asset.platform == spec.id);
         let Some(wanted) = account else {
+            let mut assets = self.core.store().list_assets(store_id).await?;
+            assets.retain(|asset| asset.platform == spec.id);
             return Ok(AccountToken {
                 token,
                 account: default_account(&assets),
             });
         };
-        let asset = assets
-            .iter()
-            .find(|asset| asset.id == wanted)
-            .ok_or(OAuthError::AssetNotFound)?;
-        let page_id =
-            asset_kind(&asset.kind).and_then(|kind| kind.page_of(&asset.id, &asset.details));
-        if let Some(page_id) = page_id {
+        let (asset, page_token) = self.tokens.account_token(spec, store_id, wanted).await?;
+        if let Some(page_token) = page_token {
             // Page tokens made from a long-lived user token carry no expiry (platform-apis.md §1).
-            token.access_token = self.tokens.page_token(spec, store_id, &page_id).await?;
+            token.access_token = page_token;
             token.expires_at = None;
         }
         Ok(AccountToken {
             token,
-            account: Some(AccountRef::from(asset)),
+            account: Some(AccountRef::from(&asset)),
         })
     }
 
-    /// Puts the page tokens discovery found into the sealed set (replacing the old ones), unless
-    /// they are the same; retried when a refresh changed the row meanwhile. Returns the row.
+    /// Puts the page tokens discovery found into the sealed set (replacing the old ones, all of them
+    /// when it found none), unless they are the same; retried when a refresh changed the row meanwhile. Returns the row.
     async fn keep_secrets(
         &self,
         spec: &PlatformSpec,
@@ -195,9 +190,8 @@ impl Assets {
                 .get_connection(store_id, &spec.id)
                 .await?
                 .ok_or(OAuthError::NotFound)?;
-            if secrets.is_empty() {
-                return Ok(connection);
-            }
+            // An empty set replaces the old page tokens too: a page discovery no longer finds
+            // keeps no token behind.
             let mut tokens = self.core.open(&connection)?;
             let pages_held = tokens
                 .extra

@@ -49,6 +49,11 @@ const WAIT_FOR_OTHER_REFRESH: StdDuration = StdDuration::from_secs(25);
 /// Writes of a refresh's result are retried this many times before a recovery record takes over.
 const WRITE_ATTEMPTS: u64 = 5;
 
+/// At most one forced refresh per connection in this window: a forced refresh asked for within it
+/// of the last renewal hands out that renewal's result. The renewal's time is the row's
+/// `last_refreshed_at`, read under the lease, so the window holds across replicas.
+pub(crate) const FORCED_REFRESH_INTERVAL: Duration = Duration::seconds(30);
+
 /// What the lease holder found on taking the lease.
 enum Step {
     /// Done: hand this out.
@@ -345,7 +350,9 @@ impl Refresh {
                 return Err(error);
             }
         };
-        if self.usable(&fresh, &tokens) && (someone_refreshed || !force) {
+        if self.usable(&fresh, &tokens)
+            && (someone_refreshed || !force || self.renewed_lately(&fresh))
+        {
             self.0
                 .core
                 .store()
@@ -355,6 +362,15 @@ impl Refresh {
             return Ok(Step::Issue(IssuedToken::of(&fresh, tokens)));
         }
         Ok(Step::Refresh(fresh))
+    }
+
+    /// Whether the connection was renewed within [`FORCED_REFRESH_INTERVAL`]: a forced refresh is
+    /// then answered with that renewal's tokens (however many callers a dead-token answer reached).
+    fn renewed_lately(&self, connection: &Connection) -> bool {
+        let now = self.0.core.clock().now();
+        connection.last_refreshed_at.is_some_and(|at| {
+            at > now - FORCED_REFRESH_INTERVAL && at < now + FORCED_REFRESH_INTERVAL
+        })
     }
 
     /// The row another refresher left, if it is usable now.

@@ -12,7 +12,9 @@ use super::refresh::Refresh;
 use super::shared::Core;
 use crate::domain::{ConnectionStatus, StoreId};
 use crate::error::OAuthError;
+use crate::platforms::builtin::asset_kind;
 use crate::platforms::PlatformSpec;
+use crate::store::StoredAsset;
 
 /// The hand-out of valid tokens, used by the token endpoints, the proxy, asset discovery and the
 /// liveness probe. A cheap clone.
@@ -55,9 +57,37 @@ impl Tokens {
         self.refresh.refresh_detached(spec, connection, force).await
     }
 
+    /// The token for one of the connection's accounts, resolved through its asset rows (the one
+    /// source of truth, shared by the token endpoint and the proxy): the asset, and the token of
+    /// the page it belongs to when it is a page or a page's linked account (`None`: the account is
+    /// called with the connection's own token). `AssetNotFound` when the connection has no such
+    /// asset, or when its page's token is not in the sealed set.
+    pub(crate) async fn account_token(
+        &self,
+        spec: &PlatformSpec,
+        store_id: &StoreId,
+        account: &str,
+    ) -> Result<(StoredAsset, Option<SecretString>), OAuthError> {
+        let asset = self
+            .core
+            .store()
+            .list_assets(store_id)
+            .await?
+            .into_iter()
+            .find(|asset| asset.platform == spec.id && asset.id == account)
+            .ok_or(OAuthError::AssetNotFound)?;
+        let page_id =
+            asset_kind(&asset.kind).and_then(|kind| kind.page_of(&asset.id, &asset.details));
+        let token = match page_id {
+            Some(page_id) => Some(self.page_token(spec, store_id, &page_id).await?),
+            None => None,
+        };
+        Ok((asset, token))
+    }
+
     /// The token of one of the connection's Meta Pages, from its sealed token set
     /// (`AssetNotFound` when the set holds none for that page).
-    pub(crate) async fn page_token(
+    async fn page_token(
         &self,
         spec: &PlatformSpec,
         store_id: &StoreId,

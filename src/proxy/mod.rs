@@ -292,8 +292,9 @@ impl Proxy {
         Ok((spec, Target { url, uri }))
     }
 
-    /// The token to send: the connection's (refreshed first when `force`), or the chosen Meta
-    /// Page's from the sealed token set.
+    /// The token to send: the connection's (refreshed first when `force`, at most once per
+    /// connection per window: see `lifecycle::refresh`), or, for an account, its page's token
+    /// from the sealed set when the connection's asset rows hold that account.
     async fn credential(
         &self,
         spec: &PlatformSpec,
@@ -319,11 +320,13 @@ impl Proxy {
         let Some(account) = account else {
             return Ok(Credential::new(spec, token));
         };
-        let page = match self.0.tokens.page_token(spec, store_id, account).await {
+        // Resolved through the connection's asset rows, as the token endpoint does.
+        match self.0.tokens.account_token(spec, store_id, account).await {
+            Ok((_, Some(page))) => Ok(Credential::new(spec, page)),
+            Ok((_, None)) => Ok(Credential::new(spec, token)),
             Err(OAuthError::AssetNotFound) => Err(ProxyError::AccountNotFound(account.to_owned())),
-            other => other.map_err(ProxyError::from),
-        }?;
-        Ok(Credential::new(spec, page))
+            Err(error) => Err(error.into()),
+        }
     }
 
     /// Sends once and sorts the outcome; peeks at error answers to classify them.

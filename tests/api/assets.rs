@@ -650,3 +650,41 @@ async fn an_on_demand_refresh_picks_up_added_and_removed_assets_and_keeps_the_se
     assert_eq!(token["account"]["id"], "1000000003");
     app.stop().await;
 }
+
+/// Issue 17 item 7: assets and page tokens are one truth. A rediscovery that finds no Pages leaves
+/// no page token behind, and the proxy resolves an account through the asset rows as the token
+/// endpoint does: the old page is unknown to both.
+#[tokio::test]
+async fn a_page_gone_from_discovery_is_unknown_to_the_proxy_as_to_the_token_endpoint() {
+    let app = spawn().await;
+    connect(&app, "meta", "shop-1").await;
+    let proxied = |page: &'static str| {
+        app.api
+            .get(app.url(&format!("/api/v1/proxy/meta/{page}")))
+            .bearer_auth(API_KEY)
+            .header("Growth-Engine-Store", "shop-1")
+            .header("Growth-Engine-Account", page)
+            .send()
+    };
+    // While the page is there, the proxy calls it with its page token.
+    let before = proxied("2000000001").await.unwrap();
+    assert_eq!(before.status(), 200, "{:?}", before.text().await);
+
+    sandbox_of(&app).set_meta_pages_gone(true);
+    let refreshed = app
+        .post("/api/v1/oauth/connections/shop-1/meta/assets/refresh")
+        .await;
+    assert_eq!(refreshed.status(), 200);
+    let listed = connection(&app, "shop-1", "meta").await;
+    assert!(of_kind(&listed, "facebook_page").is_empty(), "{listed}");
+
+    let from_token_endpoint = token(&app, "store_id=shop-1&account=2000000001").await;
+    assert_eq!(from_token_endpoint.status(), 404);
+    let error: Value = from_token_endpoint.json().await.unwrap();
+    assert_eq!(error["error"]["code"], "asset_not_found");
+    let through_proxy = proxied("2000000001").await.unwrap();
+    assert_eq!(through_proxy.status(), 404);
+    let error: Value = through_proxy.json().await.unwrap();
+    assert_eq!(error["error"]["code"], "account_not_found", "{error}");
+    app.stop().await;
+}

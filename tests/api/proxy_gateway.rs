@@ -135,6 +135,8 @@ struct Seen {
 #[derive(Clone, Default)]
 struct Echo {
     seen: Arc<Mutex<Vec<Seen>>>,
+    /// What it answers to a listing of accounts (`.../accounts`), once set.
+    accounts: Arc<Mutex<Option<serde_json::Value>>>,
 }
 
 impl Echo {
@@ -165,6 +167,11 @@ async fn echo_handler(State(echo): State<Echo>, request: Request) -> Response {
         headers: parts.headers.clone(),
     });
     let last = parts.uri.path().rsplit('/').next().unwrap_or_default();
+    if last == "accounts" {
+        if let Some(accounts) = echo.accounts.lock().unwrap().clone() {
+            return json_response(StatusCode::OK, accounts);
+        }
+    }
     match last {
         // 64 KiB in 1 KiB chunks, no Content-Length.
         "big" => {
@@ -467,6 +474,50 @@ async fn a_token_still_dead_after_the_refresh_is_returned_as_it_came() {
     app.stop().await;
 }
 
+/// Issue 17 item 5: dead-token answers force at most one refresh per connection per window;
+/// the calls after it in the window reuse its result, and once the window is over one more
+/// forced refresh may happen. The window is read from the connection's row (its last renewal),
+/// so it holds whichever replica answers.
+#[tokio::test]
+async fn dead_token_answers_force_at_most_one_refresh_per_window() {
+    let (api, echo) = echo_server().await;
+    let clock = growth_engine::clock::ManualClock::new(chrono::Utc::now());
+    let app = spawn_app_with(TestAppOptions {
+        extra_env: vec![(api_url_var("pinterest"), format!("{api}/v5/"))],
+        clock: Some(clock.clone()),
+        ..Default::default()
+    })
+    .await;
+    connect(&app, "pinterest", "shop").await;
+    echo.clear();
+    let rotations = |app: &TestApp| {
+        app.simulator
+            .token_requests("pinterest")
+            .iter()
+            .filter(|r| r.grant_type == "refresh_token")
+            .count()
+    };
+    let before = rotations(&app);
+    for _ in 0..10 {
+        let response = proxy_get(&app, "pinterest", "dead", "shop").await;
+        assert_eq!(response.status(), 401, "the platform's answer stands");
+    }
+    assert_eq!(
+        rotations(&app),
+        before + 1,
+        "ten dead-token answers, one forced refresh"
+    );
+
+    // After the window, a dead-token answer may force a refresh again (once).
+    clock.advance(chrono::Duration::seconds(31));
+    for _ in 0..3 {
+        let response = proxy_get(&app, "pinterest", "dead", "shop").await;
+        assert_eq!(response.status(), 401);
+    }
+    assert_eq!(rotations(&app), before + 2, "one more after the window");
+    app.stop().await;
+}
+
 #[tokio::test]
 async fn a_revoked_grant_ends_as_a_reconnect_answer_and_marks_the_connection() {
     let app = spawn_sandboxed(None).await;
@@ -647,6 +698,14 @@ async fn a_meta_page_is_called_with_its_page_token_and_proof() {
     let page = &accounts["data"][0];
     let page_id = page["id"].as_str().expect("a page");
     let page_token = page["access_token"].as_str().unwrap();
+    // The stand-in lists those pages, so that discovery records them: the proxy reaches a page
+    // only through the connection's assets.
+    *echo.accounts.lock().unwrap() = Some(accounts.clone());
+    let refreshed = app
+        .post("/api/v1/oauth/connections/shop/meta/assets/refresh")
+        .await;
+    assert_eq!(refreshed.status(), 200);
+    echo.clear();
 
     let response = proxy_request(
         &app,

@@ -355,7 +355,8 @@ pub(super) async fn accounts(
         Err(response) => return *response,
     };
     // Without pages_show_list Graph lists no Pages at all.
-    let pages: Vec<Value> = if grant.has_scope("pages_show_list") {
+    // Nor does it when the merchant no longer manages any (the sandbox's switch).
+    let pages: Vec<Value> = if grant.has_scope("pages_show_list") && !sim.switch(SLUG, PAGES_GONE) {
         sim.object_tokens(grant.grant_id)
             .into_iter()
             .map(|page| {
@@ -549,6 +550,8 @@ fn inspected(sim: &Simulator, app_id: &str, found: &TokenInspection) -> Value {
 
 /// The switch that makes `debug_token` fail (see [`Simulator::set_meta_debug_token_unavailable`]).
 const DEBUG_TOKEN_UNAVAILABLE: &str = "debug_token_unavailable";
+/// The switch that makes `/me/accounts` list no Pages (see [`Simulator::set_meta_pages_gone`]).
+const PAGES_GONE: &str = "pages_gone";
 /// The counter of `debug_token` calls.
 const DEBUG_TOKEN_CALLS: &str = "debug_token_calls";
 
@@ -557,6 +560,12 @@ impl Simulator {
     /// (`false`); the token endpoint and the Graph API are unaffected.
     pub fn set_meta_debug_token_unavailable(&self, unavailable: bool) {
         self.set_switch(SLUG, DEBUG_TOKEN_UNAVAILABLE, unavailable);
+    }
+
+    /// Makes `/me/accounts` list no Pages (`true`), as after the merchant lost access to them, or
+    /// list them again (`false`). Their Page tokens still work at the Graph API.
+    pub fn set_meta_pages_gone(&self, gone: bool) {
+        self.set_switch(SLUG, PAGES_GONE, gone);
     }
 
     /// How many `debug_token` calls Meta has answered, failed ones included.
