@@ -133,6 +133,9 @@ impl Grants {
             .await;
         self.core.changed(store_id).await;
         let saved = saved?;
+        // A recovery record of the grant this one replaces must never be applied to it (it would
+        // not be anyway: a record names its grant, see `recovery.rs`).
+        self.refresh.forget_recovery(saved.id).await;
         self.core.cache().put(&saved).await;
         Ok(saved)
     }

@@ -25,6 +25,11 @@
 //!
 //! Without Redis the cache is used only on SQLite (one process by design) with local invalidation;
 //! PostgreSQL without Redis may have several replicas nobody could tell, so it is bypassed.
+//!
+//! Other per-replica memories of a store's connections (the proxy's token memo) follow the same
+//! invalidations: they register with [`ListingCache::watch`], are told of every store dropped here
+//! (by a local write or another replica's message) and of every full drop (each (re)subscription,
+//! each loss of the subscription), and may be used only while [`ListingCache::announced`] holds.
 
 use std::collections::HashMap;
 use std::io;
@@ -99,7 +104,12 @@ struct Inner {
     /// subscribed.
     live_until: AtomicU64,
     started: Instant,
+    /// Told of every invalidation: a store's (`Some`) or every store's (`None`).
+    watchers: Mutex<Vec<Watcher>>,
 }
+
+/// A memory that follows the cache's invalidations (see [`ListingCache::watch`]).
+type Watcher = Box<dyn Fn(Option<&StoreId>) + Send + Sync>;
 
 /// The cache; a cheap-clone handle.
 #[derive(Clone)]
@@ -127,7 +137,32 @@ impl ListingCache {
             epoch: AtomicU64::new(0),
             live_until: AtomicU64::new(0),
             started: Instant::now(),
+            watchers: Mutex::default(),
         }))
+    }
+
+    /// Tells `watcher` of every invalidation from now on: a store's (`Some`), or all (`None`). It
+    /// runs on the invalidating task, so it must be quick and must not call back into this cache.
+    pub(crate) fn watch(&self, watcher: impl Fn(Option<&StoreId>) + Send + Sync + 'static) {
+        self.0
+            .watchers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(Box::new(watcher));
+    }
+
+    /// Whether every change to a store's connections reaches this replica's watchers: always on
+    /// SQLite (one process), while the subscription is live with Redis, never on PostgreSQL
+    /// without Redis (other replicas cannot tell this one).
+    pub(crate) fn announced(&self) -> bool {
+        self.usable()
+    }
+
+    fn tell_watchers(&self, store_id: Option<&StoreId>) {
+        let watchers = self.0.watchers.lock().unwrap_or_else(|p| p.into_inner());
+        for watcher in watchers.iter() {
+            watcher(store_id);
+        }
     }
 
     /// A cache that is never used.
@@ -233,6 +268,8 @@ impl ListingCache {
         if let Some(old) = entries.map.remove(store_id) {
             entries.bytes -= old.bytes;
         }
+        drop(entries);
+        self.tell_watchers(Some(store_id));
     }
 
     /// Drops every entry (and voids the fills under way).
@@ -241,6 +278,8 @@ impl ListingCache {
         self.0.epoch.fetch_add(1, Ordering::AcqRel);
         entries.map.clear();
         entries.bytes = 0;
+        drop(entries);
+        self.tell_watchers(None);
     }
 
     /// After a write that changed a store's connection or assets: drops the entry here and tells

@@ -7,6 +7,13 @@
 //! it first, and a background pass writes the ones held in memory as soon as the database answers.
 //! With Redis down too, memory alone holds the set, and the log says so loudly.
 //!
+//! A record names the grant it belongs to: `base`, a fingerprint (SHA-256) of the access and
+//! refresh tokens the renewal started from, which the row still holds while its write is pending.
+//! It is applied only to a row that holds exactly those tokens, under that row's refresh lease (a
+//! reconnect's upsert clears the lease, so a reconnect landing between the check and the write
+//! makes the write a conflict); any other row (a reconnect's new grant, the same id) drops it. A
+//! recorded grant also deletes the connection's record (`grants.rs`).
+//!
 //! This module owns the records' storage; `refresh.rs` decides when to write and apply them.
 
 use std::collections::HashMap;
@@ -15,8 +22,11 @@ use std::sync::{Arc, Mutex};
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
+use secrecy::ExposeSecret;
+use sha2::{Digest, Sha256};
+
 use super::merge::Sealed;
-use crate::domain::{PlatformId, StoreId};
+use crate::domain::{PlatformId, StoreId, TokenSet};
 use crate::redis_conn::RedisHandle;
 
 /// How long Redis keeps a record: far longer than any outage worth surviving.
@@ -35,9 +45,27 @@ pub(crate) struct RecoveryRecord {
     pub sealed: Sealed,
     /// When the platform issued it.
     pub renewed_at: DateTime<Utc>,
+    /// The grant it renews: [`fingerprint`] of the token set the renewal started from. `None` only
+    /// in records kept by an older release.
+    #[serde(default)]
+    pub base: Option<String>,
     /// The lease owner whose write failed (this process only): its lease may still be live.
     #[serde(skip)]
     pub owner: Option<String>,
+}
+
+/// A one-way fingerprint of a token set's grant (its access and refresh tokens): equal for the
+/// same grant however it is sealed, different after a reconnect or a renewal. Never logged.
+pub(crate) fn fingerprint(tokens: &TokenSet) -> String {
+    let mut hash = Sha256::new();
+    hash.update(b"growth-engine recovery base\0");
+    hash.update(tokens.access_token.expose_secret().as_bytes());
+    hash.update(b"\0");
+    if let Some(refresh) = &tokens.refresh_token {
+        hash.update(b"r");
+        hash.update(refresh.expose_secret().as_bytes());
+    }
+    hex::encode(hash.finalize())
 }
 
 /// Where recovery records live: this process's memory, and Redis when configured.

@@ -24,7 +24,7 @@ use super::events;
 use super::issued::IssuedToken;
 use super::merge::merge;
 use super::outcome::{self, RefreshFailure};
-use super::recovery::{RecoveryRecord, RecoveryStore};
+use super::recovery::{fingerprint, RecoveryRecord, RecoveryStore};
 use super::renewal::{self, Plan};
 use super::shared::Core;
 use crate::audit::{Actor, AuditEvent, AuditLog};
@@ -475,6 +475,7 @@ impl Refresh {
         owner: &str,
     ) -> Result<IssuedToken, OAuthError> {
         let now = self.0.core.clock().now();
+        let base = fingerprint(&old);
         let tokens = merge(old, grant, spec.renewal);
         let sealed = self.0.core.seal_with_id(&connection, &tokens);
         let next = renewal::schedule(spec.renewal, self.0.window, &tokens, now);
@@ -501,6 +502,7 @@ impl Refresh {
                         platform: updated.platform.clone(),
                         sealed,
                         renewed_at: now,
+                        base: Some(base),
                         owner: Some(owner.to_owned()),
                     })
                     .await;
@@ -601,7 +603,8 @@ impl Refresh {
     }
 
     /// As the lease holder, writes a pending recovery record of `leased` (which frees the lease);
-    /// `None` when there is none or the row is already newer than it.
+    /// `None` when there is none or it belongs to another grant than the row's (then it is
+    /// dropped). The write is fenced by the lease, which a reconnect clears.
     pub(crate) async fn settle_recovery(
         &self,
         spec: &PlatformSpec,
@@ -611,10 +614,19 @@ impl Refresh {
         let Some(record) = self.0.recovery.find(leased.id).await else {
             return Ok(None);
         };
-        if leased
-            .last_refreshed_at
-            .is_some_and(|at| at >= record.renewed_at)
+        let same_grant = match &record.base {
+            Some(base) => *base == fingerprint(&self.0.core.open(&leased)?),
+            // An older release's record: only onto a row nobody wrote since the renewal.
+            None => leased.updated_at <= record.renewed_at,
+        };
+        if !same_grant
+            || leased
+                .last_refreshed_at
+                .is_some_and(|at| at >= record.renewed_at)
         {
+            if !same_grant {
+                tracing::warn!(platform = %spec.id, store_id = %leased.store_id, "a recovery record of an earlier grant was dropped: the connection holds another grant now");
+            }
             self.0.recovery.forget(leased.id).await;
             return Ok(None);
         }

@@ -160,12 +160,13 @@ impl Proxy {
         timeout: Duration,
         metrics: Metrics,
     ) -> Result<Self, rustls::Error> {
+        let memo = memo::TokenMemo::watching(tokens.core().listings());
         Ok(Self(std::sync::Arc::new(Shared {
             client: UpstreamClient::new(timeout)?,
             tokens,
             settings,
             metrics,
-            memo: memo::TokenMemo::default(),
+            memo,
         })))
     }
 
@@ -311,9 +312,10 @@ impl Proxy {
         let token = match remembered {
             Some(token) => token,
             None => {
+                let ticket = self.0.memo.ticket();
                 let issued = self.0.tokens.access_token(spec, store_id, force).await?;
                 let now = self.0.tokens.core().clock().now();
-                self.0.memo.put(store_id, &spec.id, &issued, now);
+                self.0.memo.put(ticket, store_id, &spec.id, &issued, now);
                 issued.access_token
             }
         };

@@ -998,3 +998,139 @@ async fn sigterm_ends_within_the_grace_though_an_answer_still_streams_and_flushe
     drop(conn);
     db.drop_database().await;
 }
+
+/// Issue 17 item 1: a recovery record left from an earlier grant never lands on a later reconnect
+/// of the same row (same id, `last_refreshed_at` null). The record is produced for real: the write
+/// of a rotated token set is refused (PostgreSQL cut) and the replica stops with only Redis holding
+/// it; then another replica reconnects the same store and platform and forces a refresh.
+#[tokio::test]
+async fn a_leftover_recovery_record_never_replaces_a_later_reconnect() {
+    let db = fresh_database().await;
+    let pg = url::Url::parse(&db.url).unwrap();
+    let proxy = CuttableProxy::start(format!(
+        "{}:{}",
+        pg.host_str().unwrap(),
+        pg.port().unwrap_or(5432)
+    ))
+    .await;
+    let mut proxied = pg.clone();
+    proxied.set_port(Some(proxy.port)).unwrap();
+    let key = Key::generate();
+    let mut a = spawn_app_with(TestAppOptions {
+        extra_env: vec![
+            ("DATABASE_URL", proxied.to_string()),
+            ("TOKEN_ENCRYPTION_KEY", key.to_base64()),
+        ],
+        ..Default::default()
+    })
+    .await;
+    connect(&a, "twitter", "regrant").await;
+    let first = row(&a.services, "regrant", "twitter").await;
+    a.simulator
+        .set_fault("twitter", Some(Fault::Delay(Duration::from_millis(1500))));
+    let refresh = {
+        let api = a.api.clone();
+        let url = a.url("/api/v1/oauth/refresh/twitter?store_id=regrant");
+        tokio::spawn(async move { api.post(url).bearer_auth(API_KEY).send().await })
+    };
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    proxy.cut();
+    assert_eq!(refresh.await.unwrap().unwrap().status(), 200);
+    a.simulator.set_fault("twitter", None);
+    let prefix = a.redis_prefix.clone().unwrap();
+    let recovery_key = format!("{prefix}recovery:{}", first.id);
+    let client = redis::Client::open(test_redis_url()).unwrap();
+    let mut redis_conn = client.get_multiplexed_async_connection().await.unwrap();
+    let record: Option<String> = redis::cmd("GET")
+        .arg(&recovery_key)
+        .query_async(&mut redis_conn)
+        .await
+        .unwrap();
+    let record = record.expect("a recovery record in Redis");
+    // A stops while PostgreSQL is unreachable: only Redis holds the rotated set.
+    let unused = a.database.take();
+    a.stop().await;
+    // Long enough for A's drain to try its last write (the pool gives up after 3 s) and stop.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    proxy.restore();
+    let mut conn = sqlx::PgConnection::connect(&db.url).await.unwrap();
+    sqlx::query(
+        "update platform_connections set refresh_lease_until = now() - interval '1 second' \
+         where refresh_lease_owner is not null",
+    )
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    // The merchant reconnects through another replica (same database, key and Redis prefix).
+    let c = spawn_app_with(TestAppOptions {
+        extra_env: vec![
+            ("DATABASE_URL", db.url.clone()),
+            ("TOKEN_ENCRYPTION_KEY", key.to_base64()),
+            ("REDIS_KEY_PREFIX", prefix.clone()),
+        ],
+        ..Default::default()
+    })
+    .await;
+    connect(&c, "twitter", "regrant").await;
+    let regranted = row(&c.services, "regrant", "twitter").await;
+    assert_eq!(regranted.id, first.id, "a reconnect keeps the row's id");
+    assert!(regranted.last_refreshed_at.is_none());
+    // The reconnect deleted the record; put it back, as a replica whose delete never reached
+    // Redis (or one holding it in memory) would have it: it names the earlier grant, so it must
+    // still never apply.
+    let _: () = redis::cmd("SET")
+        .arg(&recovery_key)
+        .arg(&record)
+        .query_async(&mut redis_conn)
+        .await
+        .unwrap();
+    // Forced refresh: the pending record is looked at first, then the platform is called.
+    let forced = c
+        .post("/api/v1/oauth/refresh/twitter?store_id=regrant")
+        .await;
+    assert_eq!(forced.status(), 200);
+    let body: serde_json::Value = forced.json().await.unwrap();
+    let new_grant_tokens = c.simulator.issued_access_tokens("twitter");
+    assert_eq!(
+        body["access_token"],
+        new_grant_tokens.last().unwrap().as_str(),
+        "the token handed out is the new grant's (renewed by its own platform)"
+    );
+    let calls = refresh_calls(&c.simulator, "twitter");
+    assert!(
+        calls.iter().all(|r| r.ok),
+        "the new grant's refresh token was presented: {calls:?}"
+    );
+    let stored = row(&c.services, "regrant", "twitter").await;
+    assert_eq!(stored.status, ConnectionStatus::Connected);
+    assert_eq!(
+        c.services
+            .core
+            .open(&stored)
+            .unwrap()
+            .refresh_token
+            .unwrap()
+            .expose_secret(),
+        c.simulator
+            .issued_refresh_tokens("twitter")
+            .last()
+            .unwrap()
+            .as_str()
+    );
+    // A second refresh still works (the old record made it EXPIRED before).
+    let again = c
+        .post("/api/v1/oauth/refresh/twitter?store_id=regrant")
+        .await;
+    assert_eq!(again.status(), 200);
+    let left: Option<String> = redis::cmd("GET")
+        .arg(&recovery_key)
+        .query_async(&mut redis_conn)
+        .await
+        .unwrap();
+    assert!(left.is_none(), "the earlier grant's record is dropped");
+    c.stop().await;
+    if let Some(unused) = unused {
+        unused.drop_database().await;
+    }
+    db.drop_database().await;
+}

@@ -981,3 +981,76 @@ async fn a_stalled_upload_is_cut_after_the_timeout_as_the_callers_doing() {
     );
     app.stop().await;
 }
+
+/// Issue 17 item 8: the proxy's token memo is cleared by a disconnect on every replica, through
+/// the listing cache's announcements: the replica that disconnected refuses the next call at once,
+/// and another replica (same database and Redis) well before the memo's own 5 s would run out.
+#[tokio::test]
+async fn a_disconnect_clears_the_proxy_memo_on_every_replica() {
+    let (api, _echo) = echo_server().await;
+    let key = growth_engine::vault::Key::generate().to_base64();
+    let a = spawn_with_api(
+        "pinterest",
+        api.clone(),
+        vec![("TOKEN_ENCRYPTION_KEY", key.clone())],
+    )
+    .await;
+    let b = spawn_with_api(
+        "pinterest",
+        api,
+        vec![
+            ("TOKEN_ENCRYPTION_KEY", key),
+            ("DATABASE_URL", a.database.as_ref().unwrap().url.clone()),
+            ("REDIS_KEY_PREFIX", a.redis_prefix.clone().unwrap()),
+        ],
+    )
+    .await;
+    connect(&a, "pinterest", "memo-shop").await;
+    // Both replicas proxy a call: each remembers the token.
+    assert_eq!(
+        proxy_get(&a, "pinterest", "user_account", "memo-shop")
+            .await
+            .status(),
+        200
+    );
+    assert_eq!(
+        proxy_get(&b, "pinterest", "user_account", "memo-shop")
+            .await
+            .status(),
+        200
+    );
+    let gone = a
+        .api
+        .delete(a.url("/api/v1/oauth/disconnect/pinterest?store_id=memo-shop&user_id=user-1"))
+        .bearer_auth(API_KEY)
+        .send()
+        .await
+        .unwrap();
+    assert!(gone.status().is_success(), "{}", gone.status());
+    // The replica that disconnected: at once.
+    let (status, code) =
+        error_code(proxy_get(&a, "pinterest", "user_account", "memo-shop").await).await;
+    assert!(
+        status == 404 || status == 409,
+        "the disconnected token was still used: {status} {code}"
+    );
+    // The other replica: as soon as the announcement arrives, well within the memo's 5 s.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+    loop {
+        let status = proxy_get(&b, "pinterest", "user_account", "memo-shop")
+            .await
+            .status()
+            .as_u16();
+        if status == 404 || status == 409 {
+            break;
+        }
+        assert_eq!(status, 200, "unexpected answer");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the other replica went on proxying with the disconnected connection's token"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    b.stop().await;
+    a.stop().await;
+}
