@@ -54,6 +54,28 @@ const WRITE_ATTEMPTS: u64 = 5;
 /// `last_refreshed_at`, read under the lease, so the window holds across replicas.
 pub(crate) const FORCED_REFRESH_INTERVAL: Duration = Duration::seconds(30);
 
+/// Whether a refresh is asked for even though the token is still usable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Force {
+    /// Only when the token is due.
+    No,
+    /// Now (the refresh endpoint: the caller asked for a new token).
+    Always,
+    /// Now, unless the connection was renewed within [`FORCED_REFRESH_INTERVAL`] (a platform's
+    /// dead-token answer, which any caller of the proxy can provoke).
+    OncePerWindow,
+}
+
+impl From<bool> for Force {
+    fn from(force: bool) -> Self {
+        if force {
+            Self::Always
+        } else {
+            Self::No
+        }
+    }
+}
+
 /// What the lease holder found on taking the lease.
 enum Step {
     /// Done: hand this out.
@@ -205,7 +227,7 @@ impl Refresh {
         &self,
         spec: &PlatformSpec,
         seen: Connection,
-        force: bool,
+        force: Force,
     ) -> Result<IssuedToken, OAuthError> {
         let this = self.clone();
         let spec_owned = spec.clone();
@@ -273,7 +295,7 @@ impl Refresh {
         &self,
         spec: &PlatformSpec,
         mut seen: Connection,
-        force: bool,
+        force: Force,
     ) -> Result<IssuedToken, OAuthError> {
         let owner = format!("{}:{}", self.0.leases.replica, Uuid::new_v4());
         let give_up = tokio::time::Instant::now() + WAIT_FOR_OTHER_REFRESH;
@@ -313,7 +335,7 @@ impl Refresh {
         seen: &Connection,
         fresh: Connection,
         owner: &str,
-        force: bool,
+        force: Force,
     ) -> Result<Step, OAuthError> {
         if fresh.status != ConnectionStatus::Connected {
             self.0
@@ -351,7 +373,9 @@ impl Refresh {
             }
         };
         if self.usable(&fresh, &tokens)
-            && (someone_refreshed || !force || self.renewed_lately(&fresh))
+            && (someone_refreshed
+                || force == Force::No
+                || (force == Force::OncePerWindow && self.renewed_lately(&fresh)))
         {
             self.0
                 .core

@@ -8,7 +8,7 @@
 use secrecy::SecretString;
 
 use super::issued::IssuedToken;
-use super::refresh::Refresh;
+use super::refresh::{Force, Refresh};
 use super::shared::Core;
 use crate::domain::{ConnectionStatus, StoreId};
 use crate::error::OAuthError;
@@ -46,12 +46,32 @@ impl Tokens {
         store_id: &StoreId,
         force: bool,
     ) -> Result<IssuedToken, OAuthError> {
+        self.valid_token(spec, store_id, force.into()).await
+    }
+
+    /// A valid access token after the platform's API said the token is dead: refreshed first,
+    /// unless the connection was renewed within the last 30 s (then that renewal's token), so that
+    /// however many calls a dead-token answer reaches, the platform sees one refresh per window.
+    pub async fn access_token_after_dead_answer(
+        &self,
+        spec: &PlatformSpec,
+        store_id: &StoreId,
+    ) -> Result<IssuedToken, OAuthError> {
+        self.valid_token(spec, store_id, Force::OncePerWindow).await
+    }
+
+    async fn valid_token(
+        &self,
+        spec: &PlatformSpec,
+        store_id: &StoreId,
+        force: Force,
+    ) -> Result<IssuedToken, OAuthError> {
         let connection = self.core.load(store_id, &spec.id).await?;
         if connection.status != ConnectionStatus::Connected {
             return Err(OAuthError::NotUsable(connection.status));
         }
         let tokens = self.core.open(&connection)?;
-        if !force && self.refresh.usable(&connection, &tokens) {
+        if force == Force::No && self.refresh.usable(&connection, &tokens) {
             return Ok(IssuedToken::of(&connection, tokens));
         }
         self.refresh.refresh_detached(spec, connection, force).await

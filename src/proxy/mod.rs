@@ -313,7 +313,14 @@ impl Proxy {
             Some(token) => token,
             None => {
                 let ticket = self.0.memo.ticket();
-                let issued = self.0.tokens.access_token(spec, store_id, force).await?;
+                let issued = if force {
+                    self.0
+                        .tokens
+                        .access_token_after_dead_answer(spec, store_id)
+                        .await?
+                } else {
+                    self.0.tokens.access_token(spec, store_id, false).await?
+                };
                 let now = self.0.tokens.core().clock().now();
                 self.0.memo.put(ticket, store_id, &spec.id, &issued, now);
                 issued.access_token
