@@ -20,6 +20,7 @@ use crate::http::dashboard::DashboardAuth;
 use crate::http::extract::ApiKeys;
 use crate::http::perimeter::Perimeter;
 use crate::http::{AppParts, AppState, HealthProbe, WebSettings};
+use crate::inbox::{Inbox, InboxWorker, KeyCache, Parts as InboxParts};
 use crate::lifecycle::liveness::{self, Liveness, LivenessParts};
 use crate::lifecycle::refresher::Refresher;
 use crate::lifecycle::supervise::{every, supervise};
@@ -78,6 +79,9 @@ pub struct AppOptions {
     pub refresher_interval: Option<Duration>,
     /// How often the webhook deliverer looks for due events.
     pub webhook_interval: Duration,
+    /// How often the platform-event worker looks for notices stored by other replicas (its own
+    /// replica's wake it at once).
+    pub inbox_interval: Duration,
 }
 
 impl Default for AppOptions {
@@ -87,6 +91,7 @@ impl Default for AppOptions {
             refresher: true,
             refresher_interval: None,
             webhook_interval: Duration::from_secs(2),
+            inbox_interval: Duration::from_millis(250),
         }
     }
 }
@@ -133,6 +138,8 @@ pub struct Services {
     pub dashboard: DashboardLinks,
     /// The audit trail.
     pub audit: AuditLog,
+    /// The platforms' notices: received, stored, processed.
+    pub inbox: Inbox,
     /// The clock every service reads.
     pub clock: SharedClock,
 }
@@ -352,7 +359,16 @@ impl Services {
         #[cfg(feature = "sandbox")]
         let sandbox = sandbox_for(&settings, &catalog);
         let webhooks = webhooks_for(&settings, &store, &clock, &metrics)?;
+        let inbox = Inbox::new(InboxParts {
+            grants: grants.clone(),
+            keys: KeyCache::new(settings.platform_timeout)?,
+            metrics: metrics.clone(),
+            audit: audit.clone(),
+            api_url: settings.api_url.clone(),
+            wake: tokio::sync::Notify::new(),
+        });
         Ok(Self {
+            inbox,
             settings,
             store,
             keyring,
@@ -472,6 +488,7 @@ impl Application {
             dashboard: DashboardAuth::new(services.dashboard.clone(), secure_cookies),
             perimeter: Perimeter::from_settings(&services.settings),
             audit: services.audit.clone(),
+            inbox: services.inbox.clone(),
             proxy: crate::proxy::Proxy::new(
                 services.tokens.clone(),
                 services.settings.proxy.clone(),
@@ -592,6 +609,15 @@ impl Application {
                 metrics.clone(),
                 move || watch_key_revocations(registry.clone(), stopped(rx.clone())),
             ));
+        }
+        // The platforms' notices are processed in every replica: each claims its own batch.
+        {
+            let rx = stop_rx.clone();
+            let worker = InboxWorker::new(self.services.inbox.clone(), self.options.inbox_interval);
+            self.background
+                .push(supervise("platform-events", metrics.clone(), move || {
+                    worker.clone().run(stopped(rx.clone()))
+                }));
         }
         let refresh = self.services.refresh.clone();
         let rx = stop_rx.clone();

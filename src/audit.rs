@@ -56,6 +56,8 @@ pub enum Actor {
     PageUser(String),
     /// A task of the service itself (`refresher`, `cli`).
     System(String),
+    /// A platform's own notice (the platform's slug): a removal, a data deletion request.
+    Platform(String),
 }
 
 impl Actor {
@@ -64,12 +66,16 @@ impl Actor {
             Self::ApiKey(_) => "api_key",
             Self::PageUser(_) => "page_user",
             Self::System(_) => "system",
+            Self::Platform(_) => "platform",
         }
     }
 
     fn name(&self) -> &str {
         match self {
-            Self::ApiKey(name) | Self::PageUser(name) | Self::System(name) => name,
+            Self::ApiKey(name)
+            | Self::PageUser(name)
+            | Self::System(name)
+            | Self::Platform(name) => name,
         }
     }
 }

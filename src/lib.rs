@@ -54,6 +54,7 @@ pub mod connect;
 pub mod domain;
 pub mod error;
 pub mod http;
+pub mod inbox;
 pub mod lifecycle;
 pub mod links;
 pub mod metrics;

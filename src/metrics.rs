@@ -38,6 +38,19 @@ pub(crate) struct OutcomeLabels {
     pub outcome: String,
 }
 
+/// `platform`, `kind`, `outcome` of a platform event.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct PlatformEventLabels {
+    /// Platform slug.
+    pub platform: String,
+    /// `removal`, `data_deletion`, `permissions`, `content`, `other` (a bounded set: the
+    /// platform's own event names are not a label).
+    pub kind: String,
+    /// `stored`, `duplicate`, `rejected_signature`, `rejected_stale`, `rejected_malformed`,
+    /// `processed`, `unmatched`, `retried`.
+    pub outcome: String,
+}
+
 /// `task`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub(crate) struct TaskLabel {
@@ -196,6 +209,7 @@ struct Inner {
     task_panics: Family<TaskLabel, Counter>,
     access: AccessMetrics,
     proxy: ProxyMetrics,
+    platform_events: Family<PlatformEventLabels, Counter>,
 }
 
 /// A cheap-clone handle to the application's metrics.
@@ -286,7 +300,14 @@ impl Metrics {
             webhook_dead_letters.clone(),
         );
         let access = AccessMetrics::register(&mut registry);
+        let platform_events = Family::default();
+        registry.register(
+            "platform_events",
+            "Platform notices received and processed, by platform, kind and outcome",
+            platform_events.clone(),
+        );
         Self(Arc::new(Inner {
+            platform_events,
             registry,
             flows_started,
             flows_completed,
@@ -302,6 +323,18 @@ impl Metrics {
             access,
             proxy,
         }))
+    }
+
+    /// A platform notice was received, refused or processed.
+    pub(crate) fn platform_event(&self, platform: &str, kind: &str, outcome: &str) {
+        self.0
+            .platform_events
+            .get_or_create(&PlatformEventLabels {
+                platform: platform.into(),
+                kind: kind.into(),
+                outcome: outcome.into(),
+            })
+            .inc();
     }
 
     /// A flow began.

@@ -12,7 +12,9 @@ use super::error::ConfigError;
 use super::vars::Vars;
 use crate::domain::PlatformId;
 use crate::platforms::settings::ApiHeader;
-use crate::platforms::settings::{ClientCredentials, GenericProviderSettings, PlatformSettings};
+use crate::platforms::settings::{
+    ClientCredentials, EventOverrides, GenericProviderSettings, PlatformSettings,
+};
 use crate::platforms::{BuiltInPlatform, BUILT_IN};
 use crate::proxy::ProxySettings;
 use secrecy::{ExposeSecret, SecretString};
@@ -236,5 +238,22 @@ fn overrides(
         api_url: endpoint("API_URL")?,
         api_headers: Vec::new(),
         scopes: vars.get(&scopes_var).map(|_| vars.list(&scopes_var)),
+        events: events(vars, prefix)?,
+    })
+}
+
+/// What a platform's receivers of inbound events verify with: `<PREFIX>_WEBHOOK_SECRET` (the
+/// key that signs them when it is not the client secret), `<PREFIX>_WEBHOOK_VERIFY_TOKEN` (a
+/// subscription handshake's token), `<PREFIX>_EVENT_KEYS_URL` (where their signing keys are
+/// published), `<PREFIX>_WEBHOOK_FIELDS` (what a selected asset subscribes to), and
+/// `PLATFORM_EVENTS_MAX_AGE_SECONDS` (default 300, 30 to 3600: how old a signed timestamp may be).
+fn events(vars: &Vars<'_>, prefix: &str) -> Result<EventOverrides, ConfigError> {
+    let fields_var = format!("{prefix}_WEBHOOK_FIELDS");
+    Ok(EventOverrides {
+        secret: vars.secret(&format!("{prefix}_WEBHOOK_SECRET"))?,
+        verify_token: vars.secret(&format!("{prefix}_WEBHOOK_VERIFY_TOKEN"))?,
+        keys_url: vars.https_url_in_production(&format!("{prefix}_EVENT_KEYS_URL"))?,
+        subscribe_fields: vars.get(&fields_var).map(|_| vars.list(&fields_var)),
+        max_age_seconds: vars.number_in("PLATFORM_EVENTS_MAX_AGE_SECONDS", 300, 30..=3600)?,
     })
 }

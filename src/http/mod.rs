@@ -12,6 +12,7 @@ pub mod dashboard;
 pub mod error;
 pub mod extract;
 pub mod health;
+pub mod inbox_routes;
 pub mod metrics;
 pub mod oauth;
 pub mod openapi;
@@ -87,7 +88,9 @@ pub fn router(state: AppState, extra: Router) -> Router {
         .with_state(state.clone())
         .merge(extra)
         .layer(tower_http::limit::RequestBodyLimitLayer::new(64 * 1024))
-        // After the 64 KiB limit: the proxy streams bodies up to its own PROXY_MAX_BODY_BYTES.
+        // After the 64 KiB limit: the proxy streams bodies up to its own PROXY_MAX_BODY_BYTES,
+        // the platforms' receivers read up to theirs (a Meta batch holds up to 1000 entries).
+        .merge(inbox_routes::router().with_state(state.clone()))
         .merge(proxy::router().with_state(state));
     // Outermost first.
     let middleware = tower::ServiceBuilder::new()

@@ -3,6 +3,7 @@
 //! browser-facing settings ([`WebSettings`]). Handlers import it from here; the router that
 //! `mod.rs` builds from them sits above.
 
+use crate::inbox::Inbox;
 use std::sync::Arc;
 
 use axum::extract::FromRef;
@@ -115,6 +116,7 @@ state_parts!(
     dashboard: DashboardAuth,
     perimeter: Perimeter,
     audit: AuditLog,
+    inbox: Inbox,
     proxy: Proxy,
 );
 
@@ -149,6 +151,8 @@ pub struct AppParts {
     pub perimeter: Perimeter,
     /// The audit trail.
     pub audit: AuditLog,
+    /// The platforms' notices.
+    pub inbox: Inbox,
     /// The authenticated proxy to the platforms' APIs.
     pub proxy: Proxy,
 }

@@ -55,6 +55,16 @@ impl Grants {
         }
     }
 
+    /// The shared core.
+    pub(crate) fn core(&self) -> &Core {
+        &self.core
+    }
+
+    /// Drops any recovery record of connection `id` (its grant is gone).
+    pub(super) async fn forget_recovery(&self, id: Uuid) {
+        self.refresh.forget_recovery(id).await;
+    }
+
     /// Stores a fresh grant as the store's connection to the platform (replacing any earlier one)
     /// and records `connection.created`.
     pub async fn record_grant(

@@ -134,6 +134,14 @@ impl Assets {
             .get_connection(store_id, &spec.id)
             .await?
             .ok_or(OAuthError::NotFound)?;
+        let before: Option<String> = self
+            .core
+            .store()
+            .list_assets(store_id)
+            .await?
+            .into_iter()
+            .find(|a| a.connection_id == connection.id && a.kind == kind.as_str() && a.selected)
+            .map(|a| a.id);
         let selected = self
             .core
             .store()
@@ -143,7 +151,46 @@ impl Assets {
         if !selected? {
             return Err(OAuthError::AssetNotFound);
         }
+        if before.as_deref() != Some(id) {
+            if let Some(old) = &before {
+                self.subscribe(spec, store_id, kind, old, false).await;
+            }
+            self.subscribe(spec, store_id, kind, id, true).await;
+        }
         Ok(connection)
+    }
+
+    /// Subscribes (or unsubscribes) a selected asset to the app's webhooks where its platform has
+    /// such subscriptions (Meta's pages), with the asset's own token. Best effort: the selection
+    /// stands whatever the platform says, and a failure is logged (the merchant can select again).
+    async fn subscribe(
+        &self,
+        spec: &PlatformSpec,
+        store_id: &StoreId,
+        kind: AssetKind,
+        id: &str,
+        subscribe: bool,
+    ) {
+        let token = match self.token_for_account(spec, store_id, Some(id)).await {
+            Ok(token) => token.token.access_token,
+            Err(error) => {
+                tracing::warn!(platform = %spec.id, store_id = %store_id, error = %error, "no token to change the asset's webhook subscription");
+                return;
+            }
+        };
+        let outcome = spec
+            .behaviour
+            .subscribe_asset(&self.client, spec, kind.as_str(), id, &token, subscribe)
+            .await;
+        match outcome {
+            Ok(true) => {
+                tracing::info!(platform = %spec.id, store_id = %store_id, kind = kind.as_str(), subscribe, "asset webhook subscription changed");
+            }
+            Ok(false) => {}
+            Err(error) => {
+                tracing::warn!(platform = %spec.id, store_id = %store_id, kind = kind.as_str(), subscribe, error = %error, "the asset's webhook subscription failed");
+            }
+        }
     }
 
     /// A valid token for `account` (an asset id of the store's connection), or without one the

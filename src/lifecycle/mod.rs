@@ -15,6 +15,8 @@
 //! - `connections`: [`Connections`], the read side: a store's rows (through the listing cache) and
 //!   each connection's health;
 //! - `grants`: [`Grants`], recording a grant, disconnecting, re-sealing with the current key;
+//!   `removal`: what a platform's own notice does to a connection (removed at the platform,
+//!   deleted on a data deletion request);
 //! - `merchant_assets`: [`Assets`], the merchant's assets (discovery after connect and on demand, the
 //!   selection, the token for an account);
 //! - `liveness`: the background probe of tokens and the sweep that sends the health events;
@@ -44,6 +46,7 @@ pub mod outcome;
 mod recovery;
 mod refresh;
 pub mod refresher;
+pub mod removal;
 mod renewal;
 mod shared;
 pub mod supervise;

@@ -11,9 +11,11 @@ use std::collections::BTreeMap;
 use secrecy::SecretString;
 use url::Url;
 
+use super::builtin::built_in;
 use super::builtin::BUILT_IN;
 use super::definition::BuiltInPlatform;
 use super::error::PlatformError;
+use super::events::EventSettings;
 use super::platform::{
     AccountMapping, ClientAuth, ConsentMode, ErrorShape, Pkce, PlainOAuth, PlatformSpec,
     ReconnectRule, Renewal, Revocation, TokenMethod,
@@ -84,10 +86,24 @@ fn built_in_spec(platform: &BuiltInPlatform) -> Option<PlatformSpec> {
         account: protocol.account.clone(),
         api_base: url(platform.api_base),
         behaviour: platform.behaviour,
+        events: EventSettings {
+            keys_url: platform.events.keys_url.and_then(url),
+            subscribe_fields: split_fields(platform.events.subscribe_fields),
+            max_age_seconds: 300,
+            ..EventSettings::default()
+        },
         credentials: None,
         sandboxed: false,
         generic: false,
     })
+}
+
+fn split_fields(text: &str) -> Vec<String> {
+    text.split(',')
+        .map(str::trim)
+        .filter(|f| !f.is_empty())
+        .map(str::to_owned)
+        .collect()
 }
 
 /// An operator-declared generic provider as a spec: plain OAuth 2.0 with the declared endpoints.
@@ -135,6 +151,7 @@ fn generic_spec(generic: &GenericProviderSettings) -> Option<PlatformSpec> {
         },
         api_base: None,
         behaviour: &PlainOAuth,
+        events: EventSettings::default(),
         credentials: None,
         sandboxed: false,
         generic: true,
@@ -171,6 +188,18 @@ fn apply_overrides(spec: &mut PlatformSpec, settings: &PlatformSettings) {
         spec.api_base = Some(u.clone());
     }
     spec.credentials = settings.credentials.clone();
+    let events = &settings.events;
+    spec.events.secret = events.secret.clone();
+    spec.events.verify_token = events.verify_token.clone();
+    if let Some(u) = &events.keys_url {
+        spec.events.keys_url = Some(u.clone());
+    }
+    if let Some(fields) = &events.subscribe_fields {
+        spec.events.subscribe_fields = fields.clone();
+    }
+    if events.max_age_seconds > 0 {
+        spec.events.max_age_seconds = events.max_age_seconds;
+    }
 }
 
 /// Points an unconfigured platform at the built-in sandbox, with the sandbox's own client.
@@ -205,6 +234,13 @@ fn sandbox_endpoints(spec: &mut PlatformSpec, api_base: &str) {
     // The sandbox serves each platform's API too (identity, assets, publishing), so sandbox tokens
     // are never sent to the real platform's API.
     spec.api_base = crate::sandbox::api_base(api_base, slug).and_then(|u| url(&u));
+    // The sandbox signs its events with its client's secret, publishes its own keys and checks
+    // its own handshake token.
+    spec.events.secret = None;
+    spec.events.verify_token = Some(format!("sandbox-{slug}-verify-token").into());
+    if let Some(path) = built_in(slug).and_then(|p| p.events.sandbox_keys_path) {
+        spec.events.keys_url = url(&format!("{api_base}{path}"));
+    }
     spec.sandboxed = true;
 }
 

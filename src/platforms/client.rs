@@ -560,6 +560,17 @@ impl PlatformHttp for PlatformClient {
         self.send_with_token(spec, request, access_token, true)
             .await
     }
+
+    async fn delete_api(
+        &self,
+        spec: &PlatformSpec,
+        url: Url,
+        access_token: &SecretString,
+    ) -> Result<Value, PlatformError> {
+        let request = self.http.delete(url);
+        self.send_with_token(spec, request, access_token, true)
+            .await
+    }
 }
 
 /// HTTP Basic with the client id and secret form-encoded first, as RFC 6749 §2.3.1 requires.

@@ -46,10 +46,33 @@ pub struct BuiltInPlatform {
     /// Variables under its prefix that its own client libraries read, not us (never reported as
     /// typos).
     pub foreign_vars: &'static [&'static str],
+    /// The defaults of its inbound events' settings.
+    pub events: EventDefinition,
     /// Whether the built-in sandbox simulates it (and stands in when it has no credentials).
     pub simulated: bool,
     /// How it speaks OAuth, beyond endpoints and scopes.
     pub protocol: Protocol,
+}
+
+/// The defaults of a platform's inbound-event settings (`<PREFIX>_EVENT_KEYS_URL`,
+/// `<PREFIX>_WEBHOOK_FIELDS` override them).
+#[derive(Debug, Clone, Copy)]
+pub struct EventDefinition {
+    /// Where the keys that sign its events are published (a discovery document).
+    pub keys_url: Option<&'static str>,
+    /// The path under the sandbox's base where the sandbox publishes them.
+    pub sandbox_keys_path: Option<&'static str>,
+    /// What a selected asset's subscription asks for, comma-separated.
+    pub subscribe_fields: &'static str,
+}
+
+impl EventDefinition {
+    /// No keys to fetch, no asset subscriptions.
+    pub const NONE: Self = Self {
+        keys_url: None,
+        sandbox_keys_path: None,
+        subscribe_fields: "",
+    };
 }
 
 /// A header of a platform's API calls and the setting that holds its value.

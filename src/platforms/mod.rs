@@ -19,6 +19,7 @@ pub mod client;
 pub mod definition;
 pub mod discovery;
 pub mod error;
+pub mod events;
 pub mod grant;
 pub mod platform;
 pub mod settings;

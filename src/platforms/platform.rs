@@ -23,6 +23,7 @@ use url::Url;
 
 use super::assets::AssetSet;
 use super::error::PlatformError;
+use super::events::{EventKeys, EventRejection, EventSettings, InboundRequest, Receipt};
 use super::settings::{ApiHeader, ClientCredentials};
 use crate::domain::{PlatformId, TokenSet};
 
@@ -105,6 +106,14 @@ pub trait PlatformHttp: Send + Sync {
         url: Url,
         access_token: &SecretString,
         query: &[(&str, &str)],
+    ) -> Result<Value, PlatformError>;
+
+    /// A `DELETE` to the platform's API, with the token and its API headers.
+    async fn delete_api(
+        &self,
+        spec: &PlatformSpec,
+        url: Url,
+        access_token: &SecretString,
     ) -> Result<Value, PlatformError>;
 
     /// A `POST` of a JSON body to the platform's API, with the user's token and its API headers.
@@ -208,6 +217,45 @@ pub trait Platform: Send + Sync + fmt::Debug {
         _access_token: &SecretString,
     ) -> Option<(&'static str, SecretString)> {
         None
+    }
+
+    /// Stage "events": the receivers the platform posts its notices to (the last segment of
+    /// `/api/v1/platform-events/{platform}/{receiver}`), each with what it receives. None by
+    /// default: a platform that sends no notice (Pinterest) keeps it.
+    fn event_receivers(&self) -> &'static [(&'static str, &'static str)] {
+        &[]
+    }
+
+    /// Stage "events": verifies a request to one of the platform's receivers and reads it. Every
+    /// byte is untrusted until the signature is checked; a challenge is answered, a delivery gives
+    /// its notices.
+    async fn receive_events(
+        &self,
+        _spec: &PlatformSpec,
+        _keys: &dyn EventKeys,
+        _request: &InboundRequest<'_>,
+    ) -> Result<Receipt, EventRejection> {
+        Err(EventRejection::NoSuchReceiver)
+    }
+
+    /// Stage "events": the status a stored delivery is acknowledged with (200 by default).
+    fn event_ack_status(&self, _receiver: &str) -> u16 {
+        200
+    }
+
+    /// Stage "events": subscribes (or, with `subscribe` false, unsubscribes) an asset the merchant
+    /// selected to the app's webhooks, with the asset's own token; `Ok(false)` when the platform
+    /// has no such subscription for the kind (the default).
+    async fn subscribe_asset(
+        &self,
+        _http: &dyn PlatformHttp,
+        _spec: &PlatformSpec,
+        _kind: &str,
+        _asset_id: &str,
+        _asset_token: &SecretString,
+        _subscribe: bool,
+    ) -> Result<bool, PlatformError> {
+        Ok(false)
     }
 }
 
@@ -371,6 +419,8 @@ pub struct PlatformSpec {
     pub api_base: Option<Url>,
     /// What the platform does at each stage beyond the data above.
     pub behaviour: &'static dyn Platform,
+    /// What its receivers of inbound events verify with, besides the credentials.
+    pub events: EventSettings,
     /// Client credentials; `None` means not configured.
     pub credentials: Option<ClientCredentials>,
     /// Served by the built-in sandbox rather than the real platform.

@@ -68,6 +68,38 @@ pub struct PlatformSettings {
     pub api_headers: Vec<ApiHeader>,
     /// `<PLATFORM>_SCOPES` (comma- or space-separated).
     pub scopes: Option<Vec<String>>,
+    /// The inbound-event settings it sets.
+    pub events: EventOverrides,
+}
+
+/// The inbound-event settings of a platform, as set (see `crate::platforms::events`).
+#[derive(Clone, Default)]
+pub struct EventOverrides {
+    /// `<PLATFORM>_WEBHOOK_SECRET`.
+    pub secret: Option<SecretString>,
+    /// `<PLATFORM>_WEBHOOK_VERIFY_TOKEN`.
+    pub verify_token: Option<SecretString>,
+    /// `<PLATFORM>_EVENT_KEYS_URL`.
+    pub keys_url: Option<Url>,
+    /// `<PLATFORM>_WEBHOOK_FIELDS`.
+    pub subscribe_fields: Option<Vec<String>>,
+    /// `PLATFORM_EVENTS_MAX_AGE_SECONDS`.
+    pub max_age_seconds: i64,
+}
+
+impl fmt::Debug for EventOverrides {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EventOverrides")
+            .field("secret", &self.secret.as_ref().map(|_| "[redacted]"))
+            .field(
+                "verify_token",
+                &self.verify_token.as_ref().map(|_| "[redacted]"),
+            )
+            .field("keys_url", &self.keys_url)
+            .field("subscribe_fields", &self.subscribe_fields)
+            .field("max_age_seconds", &self.max_age_seconds)
+            .finish()
+    }
 }
 
 /// A generic OAuth 2.0 provider declared by the operator (`OAUTH_PROVIDERS=acme` plus `ACME_*`).

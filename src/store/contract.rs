@@ -148,6 +148,61 @@ pub struct StoredAsset {
     pub discovered_at: DateTime<Utc>,
 }
 
+/// A verified platform notice, as the receiver stores it before acknowledging it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewPlatformEvent {
+    /// The platform that sent it.
+    pub platform: PlatformId,
+    /// The platform's own id of the event, or a digest of what it sent: a redelivery has the same.
+    pub dedupe_key: String,
+    /// The receiver it came through (`deauthorize`, `webhooks`, ...).
+    pub receiver: String,
+    /// `removal`, `data_deletion`, `permissions`, `content` or `other`.
+    pub kind: String,
+    /// The platform's name for it (`authorization.removed`, `feed`, ...).
+    pub event_type: String,
+    /// `user` or `asset`: what `account_id` names.
+    pub account_kind: Option<String>,
+    /// The platform's id of the account (or asset) it concerns.
+    pub account_id: Option<String>,
+    /// What the platform sent (never a token: platforms send none in these notices).
+    pub payload: serde_json::Value,
+    /// When it happened, as the platform says.
+    pub occurred_at: Option<DateTime<Utc>>,
+    /// When it was received.
+    pub received_at: DateTime<Utc>,
+}
+
+/// A stored platform notice, claimed for processing.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PlatformEventRow {
+    /// Row id.
+    pub id: Uuid,
+    /// What was stored.
+    pub event: NewPlatformEvent,
+    /// Processing attempts so far, this one included.
+    pub attempts: i32,
+}
+
+/// A data deletion request: its code, and where the deletion stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeletionRequest {
+    /// The confirmation code the platform shows the person.
+    pub confirmation_code: String,
+    /// The platform it came from.
+    pub platform: String,
+    /// A digest of the account id (the id itself is deleted with the rest).
+    pub account_digest: String,
+    /// `pending` or `completed`.
+    pub status: String,
+    /// When it was received.
+    pub requested_at: DateTime<Utc>,
+    /// When the deletion finished.
+    pub completed_at: Option<DateTime<Utc>>,
+    /// How many connections were deleted.
+    pub connections_deleted: i32,
+}
+
 /// Which of `assets` are selected after a discovery, given the `(kind, id)` pairs selected before:
 /// a selection survives while its asset does; a kind left without one whose only asset is this
 /// one gets it by default.
@@ -441,4 +496,94 @@ pub trait Store: Send + Sync + Debug {
         kind: &str,
         id: &str,
     ) -> Result<bool, StoreError>;
+
+    /// Writes webhook events to the outbox in one transaction (events that are no connection's
+    /// change: a platform's content notice forwarded to the services).
+    async fn enqueue_events(&self, events: &[NewEvent]) -> Result<(), StoreError>;
+
+    /// Stores verified platform notices in one transaction, skipping those already stored (same
+    /// platform and dedupe key); returns, for each, whether it was new.
+    async fn insert_platform_events(
+        &self,
+        events: &[NewPlatformEvent],
+    ) -> Result<Vec<bool>, StoreError>;
+
+    /// Claims up to `limit` unprocessed notices due at `now` in one statement, moving their next
+    /// attempt to `lease_until`: another replica claiming at the same time gets other rows, and a
+    /// claim cut short by a crash is taken up again at `lease_until`.
+    async fn claim_platform_events(
+        &self,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+        limit: i64,
+    ) -> Result<Vec<PlatformEventRow>, StoreError>;
+
+    /// Records a notice processed with `outcome`; `scrub` empties its payload and account id (a
+    /// data deletion request keeps nothing personal once done).
+    async fn finish_platform_event(
+        &self,
+        id: Uuid,
+        at: DateTime<Utc>,
+        outcome: &str,
+        scrub: bool,
+    ) -> Result<(), StoreError>;
+
+    /// Puts a notice whose processing failed back for another attempt at `next`.
+    async fn retry_platform_event(
+        &self,
+        id: Uuid,
+        next: DateTime<Utc>,
+        error: &str,
+    ) -> Result<(), StoreError>;
+
+    /// Deletes up to `limit` notices processed before `before`; returns how many. (They are kept a
+    /// while after processing: their dedupe keys catch the platforms' redeliveries.)
+    async fn prune_platform_events(
+        &self,
+        before: DateTime<Utc>,
+        limit: i64,
+    ) -> Result<u64, StoreError>;
+
+    /// Notices stored and not yet processed.
+    async fn count_pending_platform_events(&self) -> Result<i64, StoreError>;
+
+    /// The connections on `platform` whose account is `account_id`.
+    async fn connections_by_account(
+        &self,
+        platform: &PlatformId,
+        account_id: &str,
+    ) -> Result<Vec<Connection>, StoreError>;
+
+    /// The connections on `platform` that hold the asset `asset_id` (a page, an Instagram account).
+    async fn connections_by_asset(
+        &self,
+        platform: &PlatformId,
+        asset_id: &str,
+    ) -> Result<Vec<Connection>, StoreError>;
+
+    /// Marks a connection REVOKED by its platform, if it still is the row that was read (its
+    /// version): its tokens are deleted, its refreshes and probes stop, a refresh lease is voided
+    /// (so no refresh in flight can write its result over it), and `event` is recorded in the
+    /// same transaction. `None` when the row changed or is gone.
+    async fn mark_removed(
+        &self,
+        connection: &Connection,
+        reason: &str,
+        at: DateTime<Utc>,
+        event: &NewEvent,
+    ) -> Result<Option<Connection>, StoreError>;
+
+    /// Records a data deletion request unless its code exists.
+    async fn create_deletion_request(&self, request: &DeletionRequest) -> Result<(), StoreError>;
+
+    /// The deletion request with this confirmation code.
+    async fn deletion_request(&self, code: &str) -> Result<Option<DeletionRequest>, StoreError>;
+
+    /// Marks a deletion request completed.
+    async fn complete_deletion_request(
+        &self,
+        code: &str,
+        at: DateTime<Utc>,
+        connections_deleted: i32,
+    ) -> Result<(), StoreError>;
 }

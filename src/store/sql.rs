@@ -42,8 +42,9 @@ macro_rules! impl_store {
             update_sql, API_KEY_COLUMNS, AUDIT_ROWS_PER_STATEMENT, CONNECTION_COLUMNS,
         };
         use crate::store::contract::{
-            plan_selection, ApiKeyRecord, AuditRow, NewAsset, NewEvent, OutboxEvent, StatusCount,
-            Store, StoreError, StoredAsset,
+            plan_selection, ApiKeyRecord, AuditRow, DeletionRequest, NewAsset, NewEvent,
+            NewPlatformEvent, OutboxEvent, PlatformEventRow, StatusCount, Store, StoreError,
+            StoredAsset,
         };
 
         type DbRow = <$db as sqlx::Database>::Row;
@@ -948,6 +949,300 @@ macro_rules! impl_store {
                 tx.commit().await?;
                 Ok(true)
             }
+
+            async fn enqueue_events(&self, events: &[NewEvent]) -> Result<(), StoreError> {
+                let mut tx = self.pool.begin().await?;
+                for event in events {
+                    insert_event(&mut tx, Some(event)).await?;
+                }
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn insert_platform_events(
+                &self,
+                events: &[NewPlatformEvent],
+            ) -> Result<Vec<bool>, StoreError> {
+                let mut tx = self.pool.begin().await?;
+                let mut inserted = Vec::with_capacity(events.len());
+                for event in events {
+                    let done = sqlx::query(
+                        "insert into platform_events (id, platform, dedupe_key, receiver, kind, event_type, \
+                         account_kind, account_id, payload, occurred_at, received_at, attempts, next_attempt_at) \
+                         values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 0, $11) \
+                         on conflict (platform, dedupe_key) do nothing",
+                    )
+                    .bind(Uuid::now_v7())
+                    .bind(event.platform.as_str())
+                    .bind(&event.dedupe_key)
+                    .bind(&event.receiver)
+                    .bind(&event.kind)
+                    .bind(&event.event_type)
+                    .bind(event.account_kind.as_deref())
+                    .bind(event.account_id.as_deref())
+                    .bind(Json(&event.payload))
+                    .bind(event.occurred_at)
+                    .bind(event.received_at)
+                    .execute(&mut *tx)
+                    .await?;
+                    inserted.push(done.rows_affected() == 1);
+                }
+                tx.commit().await?;
+                Ok(inserted)
+            }
+
+            async fn claim_platform_events(
+                &self,
+                now: DateTime<Utc>,
+                lease_until: DateTime<Utc>,
+                limit: i64,
+            ) -> Result<Vec<PlatformEventRow>, StoreError> {
+                let sql = format!(
+                    "update platform_events set next_attempt_at = $2, attempts = attempts + 1 \
+                     where id in (select id from platform_events where processed_at is null \
+                     and next_attempt_at <= $1 order by next_attempt_at limit $3{}) \
+                     returning id, platform, dedupe_key, receiver, kind, event_type, account_kind, \
+                     account_id, payload, occurred_at, received_at, attempts",
+                    $skip_locked
+                );
+                let rows = sqlx::query(&sql)
+                    .bind(now)
+                    .bind(lease_until)
+                    .bind(limit)
+                    .fetch_all(&self.pool)
+                    .await?;
+                let mut claimed = rows
+                    .iter()
+                    .map(decode_platform_event)
+                    .collect::<Result<Vec<_>, _>>()?;
+                // `returning` follows no order: the oldest first, as they were received.
+                claimed.sort_by_key(|row| (row.event.received_at, row.id));
+                Ok(claimed)
+            }
+
+            async fn finish_platform_event(
+                &self,
+                id: Uuid,
+                at: DateTime<Utc>,
+                outcome: &str,
+                scrub: bool,
+            ) -> Result<(), StoreError> {
+                let sql = if scrub {
+                    "update platform_events set processed_at = $2, outcome = $3, payload = '{}', \
+                     account_id = null where id = $1"
+                } else {
+                    "update platform_events set processed_at = $2, outcome = $3 where id = $1"
+                };
+                sqlx::query(sql)
+                    .bind(id)
+                    .bind(at)
+                    .bind(outcome)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(())
+            }
+
+            async fn retry_platform_event(
+                &self,
+                id: Uuid,
+                next: DateTime<Utc>,
+                error: &str,
+            ) -> Result<(), StoreError> {
+                sqlx::query(
+                    "update platform_events set next_attempt_at = $2, outcome = $3 \
+                     where id = $1 and processed_at is null",
+                )
+                .bind(id)
+                .bind(next)
+                .bind(error)
+                .execute(&self.pool)
+                .await?;
+                Ok(())
+            }
+
+            async fn prune_platform_events(
+                &self,
+                before: DateTime<Utc>,
+                limit: i64,
+            ) -> Result<u64, StoreError> {
+                let done = sqlx::query(
+                    "delete from platform_events where id in (select id from platform_events \
+                     where processed_at is not null and processed_at < $1 order by processed_at limit $2)",
+                )
+                .bind(before)
+                .bind(limit)
+                .execute(&self.pool)
+                .await?;
+                Ok(done.rows_affected())
+            }
+
+            async fn count_pending_platform_events(&self) -> Result<i64, StoreError> {
+                let row = sqlx::query(
+                    "select count(*) as n from platform_events where processed_at is null",
+                )
+                .fetch_one(&self.pool)
+                .await?;
+                Ok(row.try_get("n")?)
+            }
+
+            async fn connections_by_account(
+                &self,
+                platform: &PlatformId,
+                account_id: &str,
+            ) -> Result<Vec<Connection>, StoreError> {
+                let sql = format!(
+                    "select {CONNECTION_COLUMNS} from platform_connections \
+                     where platform = $1 and account_id = $2 order by store_id"
+                );
+                sqlx::query(&sql)
+                    .bind(platform.as_str())
+                    .bind(account_id)
+                    .fetch_all(&self.pool)
+                    .await?
+                    .iter()
+                    .map(decode_connection)
+                    .collect()
+            }
+
+            async fn connections_by_asset(
+                &self,
+                platform: &PlatformId,
+                asset_id: &str,
+            ) -> Result<Vec<Connection>, StoreError> {
+                let sql = format!(
+                    "select {CONNECTION_COLUMNS} from platform_connections where platform = $1 \
+                     and id in (select connection_id from connection_assets where asset_id = $2) \
+                     order by store_id"
+                );
+                sqlx::query(&sql)
+                    .bind(platform.as_str())
+                    .bind(asset_id)
+                    .fetch_all(&self.pool)
+                    .await?
+                    .iter()
+                    .map(decode_connection)
+                    .collect()
+            }
+
+            async fn mark_removed(
+                &self,
+                connection: &Connection,
+                reason: &str,
+                at: DateTime<Utc>,
+                event: &NewEvent,
+            ) -> Result<Option<Connection>, StoreError> {
+                static REMOVED: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+                    update_sql(
+                        "version = $21",
+                        ", refresh_lease_owner = null, refresh_lease_until = null, next_check_at = null",
+                    )
+                });
+                let removed = Connection {
+                    status: crate::domain::ConnectionStatus::Revoked,
+                    sealed_tokens: None,
+                    next_refresh_at: None,
+                    last_error: Some(reason.to_owned()),
+                    failing_since: None,
+                    health_since: Some(at),
+                    updated_at: at,
+                    ..connection.clone()
+                };
+                let mut tx = self.pool.begin().await?;
+                let row = bind_fields(sqlx::query(&REMOVED), &removed, None)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                let Some(row) = row else {
+                    return Ok(None);
+                };
+                let saved = decode_connection(&row)?;
+                insert_event(&mut tx, Some(event)).await?;
+                tx.commit().await?;
+                Ok(Some(saved))
+            }
+
+            async fn create_deletion_request(
+                &self,
+                request: &DeletionRequest,
+            ) -> Result<(), StoreError> {
+                sqlx::query(
+                    "insert into data_deletion_requests (confirmation_code, platform, account_digest, \
+                     status, requested_at, completed_at, connections_deleted) values ($1, $2, $3, $4, $5, $6, $7) \
+                     on conflict (confirmation_code) do nothing",
+                )
+                .bind(&request.confirmation_code)
+                .bind(&request.platform)
+                .bind(&request.account_digest)
+                .bind(&request.status)
+                .bind(request.requested_at)
+                .bind(request.completed_at)
+                .bind(request.connections_deleted)
+                .execute(&self.pool)
+                .await?;
+                Ok(())
+            }
+
+            async fn deletion_request(
+                &self,
+                code: &str,
+            ) -> Result<Option<DeletionRequest>, StoreError> {
+                let row = sqlx::query(
+                    "select confirmation_code, platform, account_digest, status, requested_at, \
+                     completed_at, connections_deleted from data_deletion_requests where confirmation_code = $1",
+                )
+                .bind(code)
+                .fetch_optional(&self.pool)
+                .await?;
+                row.map(|row| {
+                    Ok(DeletionRequest {
+                        confirmation_code: row.try_get("confirmation_code")?,
+                        platform: row.try_get("platform")?,
+                        account_digest: row.try_get("account_digest")?,
+                        status: row.try_get("status")?,
+                        requested_at: row.try_get("requested_at")?,
+                        completed_at: row.try_get("completed_at")?,
+                        connections_deleted: row.try_get("connections_deleted")?,
+                    })
+                })
+                .transpose()
+            }
+
+            async fn complete_deletion_request(
+                &self,
+                code: &str,
+                at: DateTime<Utc>,
+                connections_deleted: i32,
+            ) -> Result<(), StoreError> {
+                sqlx::query(
+                    "update data_deletion_requests set status = 'completed', completed_at = $2, \
+                     connections_deleted = $3 where confirmation_code = $1",
+                )
+                .bind(code)
+                .bind(at)
+                .bind(connections_deleted)
+                .execute(&self.pool)
+                .await?;
+                Ok(())
+            }
+        }
+
+        fn decode_platform_event(row: &DbRow) -> Result<PlatformEventRow, StoreError> {
+            Ok(PlatformEventRow {
+                id: row.try_get("id")?,
+                event: NewPlatformEvent {
+                    platform: PlatformId::parse(&row.try_get::<String, _>("platform")?)
+                        .map_err(|_| StoreError::Corrupt("platform".into()))?,
+                    dedupe_key: row.try_get("dedupe_key")?,
+                    receiver: row.try_get("receiver")?,
+                    kind: row.try_get("kind")?,
+                    event_type: row.try_get("event_type")?,
+                    account_kind: row.try_get("account_kind")?,
+                    account_id: row.try_get("account_id")?,
+                    payload: row.try_get::<Json<serde_json::Value>, _>("payload")?.0,
+                    occurred_at: row.try_get("occurred_at")?,
+                    received_at: row.try_get("received_at")?,
+                },
+                attempts: row.try_get("attempts")?,
+            })
         }
 
         /// One multi-row insert of audit rows (at most [`AUDIT_ROWS_PER_STATEMENT`]).
@@ -996,7 +1291,17 @@ macro_rules! impl_store {
                 )
             });
             let sql: &'static str = if owner.is_some() { &BY_LEASE } else { &BY_VERSION };
-            let query = sqlx::query(sql)
+            bind_fields(sqlx::query(sql), c, owner)
+        }
+
+        /// Binds every field [`update_sql`] sets, and its guard (`$21`: the lease owner, else the
+        /// version).
+        fn bind_fields<'q>(
+            query: sqlx::query::Query<'q, $db, <$db as sqlx::Database>::Arguments<'q>>,
+            c: &'q Connection,
+            owner: Option<&'q str>,
+        ) -> sqlx::query::Query<'q, $db, <$db as sqlx::Database>::Arguments<'q>> {
+            let query = query
                 .bind(c.id)
                 .bind(c.status.as_str())
                 .bind(c.account_id.as_deref())

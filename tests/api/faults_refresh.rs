@@ -498,6 +498,7 @@ async fn start_sibling(
             refresher: true,
             refresher_interval: Some(Duration::from_millis(200)),
             webhook_interval: Duration::from_millis(200),
+            inbox_interval: Duration::from_millis(100),
         },
     )
     .await

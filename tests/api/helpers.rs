@@ -349,6 +349,7 @@ pub async fn spawn_app_with(mut options: TestAppOptions) -> TestApp {
             refresher: options.refresher,
             refresher_interval: Some(std::time::Duration::from_millis(200)),
             webhook_interval: std::time::Duration::from_millis(200),
+            inbox_interval: std::time::Duration::from_millis(100),
         },
     )
     .await

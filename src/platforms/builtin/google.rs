@@ -8,9 +8,15 @@ use serde_json::{json, Value};
 use async_trait::async_trait;
 
 use crate::platforms::assets::{Asset, AssetKind, AssetSet, AssetToken};
-use crate::platforms::definition::{ApiHeaderSetting, BuiltInPlatform, Endpoints, Mark, Protocol};
+use crate::platforms::definition::{
+    ApiHeaderSetting, BuiltInPlatform, Endpoints, EventDefinition, Mark, Protocol,
+};
 use crate::platforms::discovery;
 use crate::platforms::error::PlatformError;
+use crate::platforms::events::{
+    unix_time, EventKeys, EventRejection, InboundRequest, Notice, NoticeAccount, NoticeKind,
+    Receipt,
+};
 use crate::platforms::platform::{
     AccountMapping, ClientAuth, ConsentMode, ErrorShape, Pkce, Platform, PlatformHttp,
     PlatformSpec, ReconnectRule, Renewal, Revocation, TokenMethod,
@@ -70,6 +76,12 @@ pub(super) const PLATFORM: BuiltInPlatform = BuiltInPlatform {
     asset_kinds: &[ADS_CUSTOMER],
     // Google's client libraries' own settings, set beside ours in the same environment.
     foreign_vars: &["GOOGLE_APPLICATION_CREDENTIALS", "GOOGLE_CLOUD_PROJECT"],
+    // platform-events.md §3 [G15]: the RISC configuration names the issuer and the JWKS.
+    events: EventDefinition {
+        keys_url: Some("https://accounts.google.com/.well-known/risc-configuration"),
+        sandbox_keys_path: Some("/sandbox/google/.well-known/risc-configuration"),
+        subscribe_fields: "",
+    },
     simulated: true,
     protocol: Protocol {
         scope_separator: " ",
@@ -127,6 +139,30 @@ pub(super) struct GoogleAds;
 
 #[async_trait]
 impl Platform for GoogleAds {
+    fn event_receivers(&self) -> &'static [(&'static str, &'static str)] {
+        &[(
+            "risc",
+            "Cross-Account Protection (RISC) receiver: tokens-revoked, token-revoked, account-disabled, sessions-revoked",
+        )]
+    }
+
+    /// [G15]: a valid token is answered 202.
+    fn event_ack_status(&self, _receiver: &str) -> u16 {
+        202
+    }
+
+    async fn receive_events(
+        &self,
+        spec: &PlatformSpec,
+        keys: &dyn EventKeys,
+        request: &InboundRequest<'_>,
+    ) -> Result<Receipt, EventRejection> {
+        match (request.receiver, request.method == http::Method::POST) {
+            ("risc", true) => risc_notices(spec, keys, request).await,
+            ("risc", false) => Err(EventRejection::MethodNotAllowed),
+            _ => Err(EventRejection::NoSuchReceiver),
+        }
+    }
     /// `QuotaErrorDetails.retryDelay` (like `"30s"`), in whole seconds, found anywhere in the error
     /// body: Google sends no `Retry-After` [G12].
     fn retry_hint(&self, body: &[u8]) -> Option<u64> {
@@ -188,6 +224,98 @@ async fn discover_assets(
         assets,
         ..AssetSet::default()
     })
+}
+
+/// The claims of a security event token [G15].
+#[derive(serde::Deserialize)]
+struct SecurityEvent {
+    jti: String,
+    iat: Option<i64>,
+    events: serde_json::Map<String, Value>,
+}
+
+/// [G15]: a security event token (a JWT, RS256) whose key is found by `kid` in the JWKS that the
+/// RISC configuration names; `iss` is the configuration's issuer and `aud` our client id; `exp`
+/// is not checked (the events are historical). One token carries one event, named by its URI.
+async fn risc_notices(
+    spec: &PlatformSpec,
+    keys: &dyn EventKeys,
+    request: &InboundRequest<'_>,
+) -> Result<Receipt, EventRejection> {
+    let client_id = &spec
+        .credentials
+        .as_ref()
+        .ok_or(EventRejection::NotConfigured("GOOGLE_CLIENT_ID"))?
+        .client_id;
+    let discovery = spec
+        .events
+        .keys_url
+        .as_ref()
+        .ok_or(EventRejection::NotConfigured("GOOGLE_EVENT_KEYS_URL"))?;
+    let token = std::str::from_utf8(request.body)
+        .map_err(|_| EventRejection::Malformed("the body is not a token"))?
+        .trim();
+    let header = jsonwebtoken::decode_header(token)
+        .map_err(|_| EventRejection::BadSignature("the body is not a signed token"))?;
+    if header.alg != jsonwebtoken::Algorithm::RS256 {
+        return Err(EventRejection::BadSignature(
+            "the token is not signed with RS256",
+        ));
+    }
+    let kid = header
+        .kid
+        .ok_or(EventRejection::BadSignature("the token names no key"))?;
+    let (issuer, jwk) = keys
+        .key(discovery, &kid)
+        .await?
+        .ok_or(EventRejection::BadSignature(
+            "no published key has the token's kid",
+        ))?;
+    let key =
+        jsonwebtoken::DecodingKey::from_jwk(&jwk).map_err(|_| EventRejection::KeysUnavailable)?;
+    let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::RS256);
+    validation.set_audience(&[client_id]);
+    validation.set_issuer(&[issuer]);
+    validation.validate_exp = false;
+    validation.required_spec_claims = ["iss", "aud"].iter().map(|c| (*c).to_owned()).collect();
+    let claims = jsonwebtoken::decode::<SecurityEvent>(token, &key, &validation)
+        .map_err(|_| {
+            EventRejection::BadSignature("the token's signature, issuer or audience is wrong")
+        })?
+        .claims;
+    let notices = claims
+        .events
+        .iter()
+        .map(|(uri, event)| risc_notice(&claims, uri, event))
+        .collect();
+    Ok(Receipt::Notices(notices))
+}
+
+/// One event of a security event token: `tokens-revoked` and `account-disabled` end the grant
+/// (the account's tokens no longer work); `token-revoked` names one refresh token by a prefix or
+/// a hash, not the account, and is matched only when it also carries the account's `sub`;
+/// `sessions-revoked`, `verification` and the rest are stored and counted (we hold no Google
+/// sign-in session).
+fn risc_notice(claims: &SecurityEvent, uri: &str, event: &Value) -> Notice {
+    let name = uri.rsplit('/').next().unwrap_or(uri);
+    let kind = match name {
+        "tokens-revoked" | "account-disabled" | "token-revoked" => NoticeKind::Removal,
+        _ => NoticeKind::Other,
+    };
+    let subject = &event["subject"];
+    let mut payload = json!({ "event": uri, "reason": event.get("reason") });
+    if name == "token-revoked" {
+        payload["token_type"] = subject["token_type"].clone();
+        payload["token_identifier_alg"] = subject["token_identifier_alg"].clone();
+    }
+    Notice {
+        kind,
+        event_type: name.to_owned(),
+        account: discovery::text(subject, "sub").map(NoticeAccount::User),
+        platform_id: Some(format!("{}#{name}", claims.jti)),
+        occurred_at: claims.iat.and_then(unix_time),
+        payload,
+    }
 }
 
 #[cfg(test)]

@@ -12,9 +12,15 @@ use secrecy::SecretString;
 use serde_json::{json, Value};
 
 use crate::platforms::assets::{Asset, AssetKind, AssetSet, AssetToken};
-use crate::platforms::definition::{ApiHeaderSetting, BuiltInPlatform, Endpoints, Mark, Protocol};
+use crate::platforms::definition::{
+    ApiHeaderSetting, BuiltInPlatform, Endpoints, EventDefinition, Mark, Protocol,
+};
 use crate::platforms::discovery;
 use crate::platforms::error::PlatformError;
+use crate::platforms::events::{
+    hmac_matches, hmac_sha256, EventKeys, EventRejection, InboundRequest, Notice, NoticeAccount,
+    NoticeKind, Receipt,
+};
 use crate::platforms::platform::{
     AccountMapping, ClientAuth, ConsentMode, ErrorShape, Pkce, Platform, PlatformHttp,
     PlatformSpec, ReconnectRule, Renewal, Revocation, TokenMethod,
@@ -74,6 +80,7 @@ pub(super) const PLATFORM: BuiltInPlatform = BuiltInPlatform {
     fixed_api_headers: &[("X-Restli-Protocol-Version", "2.0.0")],
     asset_kinds: &[ORGANIZATION, AD_ACCOUNT],
     foreign_vars: &[],
+    events: EventDefinition::NONE,
     simulated: true,
     protocol: Protocol {
         scope_separator: " ",
@@ -137,6 +144,32 @@ pub(super) struct LinkedIn;
 
 #[async_trait]
 impl Platform for LinkedIn {
+    fn event_receivers(&self) -> &'static [(&'static str, &'static str)] {
+        &[(
+            "webhooks",
+            "Webhook endpoint (challenge-validated; approved use cases only): organization social actions",
+        )]
+    }
+
+    async fn receive_events(
+        &self,
+        spec: &PlatformSpec,
+        _keys: &dyn EventKeys,
+        request: &InboundRequest<'_>,
+    ) -> Result<Receipt, EventRejection> {
+        if request.receiver != "webhooks" {
+            return Err(EventRejection::NoSuchReceiver);
+        }
+        let secret = &spec
+            .credentials
+            .as_ref()
+            .ok_or(EventRejection::NotConfigured("LINKEDIN_CLIENT_SECRET"))?
+            .client_secret;
+        if request.method == http::Method::GET {
+            return challenge_answer(secret, request);
+        }
+        webhook_notices(secret, request)
+    }
     async fn discover_assets(
         &self,
         http: &dyn PlatformHttp,
@@ -258,6 +291,60 @@ async fn listing(
         }
     }
     Ok(all)
+}
+
+/// [L18]: `GET ?challengeCode=...` is answered with `{"challengeCode", "challengeResponse": hex
+/// HMAC-SHA256(client secret, challengeCode)}`.
+fn challenge_answer(
+    secret: &SecretString,
+    request: &InboundRequest<'_>,
+) -> Result<Receipt, EventRejection> {
+    let code = request
+        .query("challengeCode")
+        .ok_or(EventRejection::Malformed("no challengeCode"))?;
+    let mac = hmac_sha256(secret, &[code.as_bytes()]);
+    Ok(Receipt::Challenge {
+        content_type: "application/json",
+        body: json!({ "challengeCode": code, "challengeResponse": hex::encode(mac) }).to_string(),
+    })
+}
+
+/// [L18, L29]: `X-LI-Signature` = hex HMAC-SHA256(client secret, "hmacsha256=" + raw body); the
+/// notifications are content for the services, by organization.
+fn webhook_notices(
+    secret: &SecretString,
+    request: &InboundRequest<'_>,
+) -> Result<Receipt, EventRejection> {
+    let signature = request
+        .header("x-li-signature")
+        .and_then(|text| hex::decode(text).ok())
+        .ok_or(EventRejection::BadSignature("no X-LI-Signature of hex"))?;
+    if !hmac_matches(secret, &[b"hmacsha256=", request.body], &signature) {
+        return Err(EventRejection::BadSignature(
+            "X-LI-Signature does not match",
+        ));
+    }
+    let body = request.json()?;
+    let items = match body["notifications"].as_array() {
+        Some(items) => items.clone(),
+        None => vec![body.clone()],
+    };
+    let notices = items
+        .iter()
+        .map(|item| Notice {
+            kind: NoticeKind::Content,
+            event_type: discovery::text(item, "action")
+                .or_else(|| discovery::text(item, "type"))
+                .unwrap_or_else(|| "notification".into()),
+            account: discovery::text(item, "organizationalEntity").map(NoticeAccount::Asset),
+            platform_id: discovery::text(item, "notificationId"),
+            occurred_at: item["lastModifiedAt"]
+                .as_i64()
+                .and_then(|ms| chrono::DateTime::from_timestamp_millis(ms)),
+            payload: item.clone(),
+        })
+        .collect();
+    Ok(Receipt::Notices(notices))
 }
 
 #[cfg(test)]

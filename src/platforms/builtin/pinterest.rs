@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 use async_trait::async_trait;
 
 use crate::platforms::assets::{Asset, AssetKind, AssetSet, AssetToken};
-use crate::platforms::definition::{BuiltInPlatform, Endpoints, Mark, Protocol};
+use crate::platforms::definition::{BuiltInPlatform, Endpoints, EventDefinition, Mark, Protocol};
 use crate::platforms::discovery;
 use crate::platforms::error::PlatformError;
 use crate::platforms::platform::{
@@ -52,6 +52,7 @@ pub(super) const PLATFORM: BuiltInPlatform = BuiltInPlatform {
     fixed_api_headers: &[],
     asset_kinds: &[BOARD, AD_ACCOUNT],
     foreign_vars: &[],
+    events: EventDefinition::NONE,
     simulated: true,
     protocol: Protocol {
         scope_separator: ",",

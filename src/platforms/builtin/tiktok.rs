@@ -8,9 +8,13 @@ use serde_json::{json, Value};
 use async_trait::async_trait;
 
 use crate::platforms::assets::{Asset, AssetKind, AssetSet, AssetToken};
-use crate::platforms::definition::{BuiltInPlatform, Endpoints, Mark, Protocol};
+use crate::platforms::definition::{BuiltInPlatform, Endpoints, EventDefinition, Mark, Protocol};
 use crate::platforms::discovery;
 use crate::platforms::error::{scrub, PlatformError};
+use crate::platforms::events::{
+    hmac_matches, timestamp_fresh, unix_time, EventKeys, EventRejection, InboundRequest, Notice,
+    NoticeAccount, NoticeKind, Receipt,
+};
 use crate::platforms::platform::{
     AccountMapping, ClientAuth, ConsentMode, ErrorShape, Pkce, Platform, PlatformHttp,
     PlatformSpec, ReconnectRule, Renewal, Revocation, TokenMethod,
@@ -51,6 +55,7 @@ pub(super) const PLATFORM: BuiltInPlatform = BuiltInPlatform {
     fixed_api_headers: &[],
     asset_kinds: &[CREATOR],
     foreign_vars: &[],
+    events: EventDefinition::NONE,
     simulated: true,
     protocol: Protocol {
         scope_separator: ",",
@@ -95,6 +100,25 @@ pub(super) struct TikTok;
 
 #[async_trait]
 impl Platform for TikTok {
+    fn event_receivers(&self) -> &'static [(&'static str, &'static str)] {
+        &[(
+            "webhooks",
+            "Webhook callback URL: authorization.removed, post.publish.*",
+        )]
+    }
+
+    async fn receive_events(
+        &self,
+        spec: &PlatformSpec,
+        _keys: &dyn EventKeys,
+        request: &InboundRequest<'_>,
+    ) -> Result<Receipt, EventRejection> {
+        match (request.receiver, request.method == http::Method::POST) {
+            ("webhooks", true) => webhook_notices(spec, request),
+            ("webhooks", false) => Err(EventRejection::MethodNotAllowed),
+            _ => Err(EventRejection::NoSuchReceiver),
+        }
+    }
     fn check_account_response(
         &self,
         spec: &PlatformSpec,
@@ -180,6 +204,74 @@ async fn discover_assets(
         }],
         ..AssetSet::default()
     })
+}
+
+/// [T25, T26]: `TikTok-Signature: t=<unix>,s=<hex HMAC-SHA256(client secret, "<t>." + raw body)>`,
+/// then the timestamp within the tolerance (TikTok sets none: ours is a setting). The envelope
+/// carries `user_openid` and `content`, a JSON document serialised as a string.
+fn webhook_notices(
+    spec: &PlatformSpec,
+    request: &InboundRequest<'_>,
+) -> Result<Receipt, EventRejection> {
+    let secret = &spec
+        .credentials
+        .as_ref()
+        .ok_or(EventRejection::NotConfigured("TIKTOK_CLIENT_SECRET"))?
+        .client_secret;
+    let header = request
+        .header("tiktok-signature")
+        .ok_or(EventRejection::BadSignature("no TikTok-Signature"))?;
+    let mut timestamp = None;
+    let mut signature = None;
+    for part in header.split(',') {
+        match part.trim().split_once('=') {
+            Some(("t", value)) => timestamp = Some(value),
+            Some(("s", value)) => signature = hex::decode(value).ok(),
+            _ => {}
+        }
+    }
+    let (Some(timestamp), Some(signature)) = (timestamp, signature) else {
+        return Err(EventRejection::BadSignature(
+            "TikTok-Signature is not t=..,s=<hex>",
+        ));
+    };
+    if !hmac_matches(
+        secret,
+        &[timestamp.as_bytes(), b".", request.body],
+        &signature,
+    ) {
+        return Err(EventRejection::BadSignature(
+            "TikTok-Signature does not match",
+        ));
+    }
+    let signed_at: i64 = timestamp
+        .parse()
+        .map_err(|_| EventRejection::BadSignature("the signature's timestamp is not a number"))?;
+    if !timestamp_fresh(signed_at, request.now, spec.events.max_age_seconds) {
+        return Err(EventRejection::Stale);
+    }
+    let body = request.json()?;
+    let event = body["event"]
+        .as_str()
+        .ok_or(EventRejection::Malformed("the event names no type"))?;
+    let content = match &body["content"] {
+        Value::String(text) => serde_json::from_str(text).unwrap_or(Value::String(text.clone())),
+        other => other.clone(),
+    };
+    let kind = match event {
+        "authorization.removed" => NoticeKind::Removal,
+        e if e.starts_with("post.publish.") || e.starts_with("video.") => NoticeKind::Content,
+        _ => NoticeKind::Other,
+    };
+    let create_time = body["create_time"].as_i64();
+    Ok(Receipt::Notices(vec![Notice {
+        kind,
+        event_type: event.to_owned(),
+        account: discovery::text(&body, "user_openid").map(NoticeAccount::User),
+        platform_id: None,
+        occurred_at: create_time.and_then(unix_time),
+        payload: json!({ "event": event, "create_time": create_time, "content": content }),
+    }]))
 }
 
 #[cfg(test)]

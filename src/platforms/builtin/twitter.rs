@@ -1,15 +1,21 @@
 //! X (Twitter): the definition and its quirk, `offline.access` kept whatever the scope override,
 //! and asset discovery (the user). Sources: `shared/providers.md` §5, `shared/platform-apis.md` §5.
 
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
 use secrecy::SecretString;
 use serde_json::json;
 
 use async_trait::async_trait;
 
 use crate::platforms::assets::{Asset, AssetKind, AssetSet, AssetToken};
-use crate::platforms::definition::{BuiltInPlatform, Endpoints, Mark, Protocol};
+use crate::platforms::definition::{BuiltInPlatform, Endpoints, EventDefinition, Mark, Protocol};
 use crate::platforms::discovery;
 use crate::platforms::error::PlatformError;
+use crate::platforms::events::{
+    hmac_matches, hmac_sha256, EventKeys, EventRejection, InboundRequest, Notice, NoticeAccount,
+    NoticeKind, Receipt,
+};
 use crate::platforms::platform::{
     AccountMapping, ClientAuth, ConsentMode, ErrorShape, Pkce, Platform, PlatformHttp,
     PlatformSpec, ReconnectRule, Renewal, Revocation, TokenMethod,
@@ -53,6 +59,7 @@ pub(super) const PLATFORM: BuiltInPlatform = BuiltInPlatform {
     fixed_api_headers: &[],
     asset_kinds: &[USER],
     foreign_vars: &[],
+    events: EventDefinition::NONE,
     simulated: true,
     protocol: Protocol {
         scope_separator: " ",
@@ -94,6 +101,33 @@ pub(super) struct Twitter;
 
 #[async_trait]
 impl Platform for Twitter {
+    fn event_receivers(&self) -> &'static [(&'static str, &'static str)] {
+        &[(
+            "webhooks",
+            "Webhook URL (CRC checked): oauth.revoke (X Activity API), user_event revoke (Account Activity API)",
+        )]
+    }
+
+    async fn receive_events(
+        &self,
+        spec: &PlatformSpec,
+        _keys: &dyn EventKeys,
+        request: &InboundRequest<'_>,
+    ) -> Result<Receipt, EventRejection> {
+        if request.receiver != "webhooks" {
+            return Err(EventRejection::NoSuchReceiver);
+        }
+        let secret = spec
+            .events
+            .secret
+            .as_ref()
+            .or(spec.credentials.as_ref().map(|c| &c.client_secret))
+            .ok_or(EventRejection::NotConfigured("TWITTER_WEBHOOK_SECRET"))?;
+        if request.method == http::Method::GET {
+            return crc_answer(secret, request);
+        }
+        webhook_notices(secret, request)
+    }
     /// X issues no refresh token without `offline.access` (providers.md X2): an override of
     /// `TWITTER_SCOPES` must not silently lose it.
     fn adjust_scopes(&self, scopes: &mut Vec<String>) {
@@ -137,4 +171,102 @@ async fn discover_assets(
         }],
         ..AssetSet::default()
     })
+}
+
+/// [X14]: `GET ?crc_token=...` is answered with `{"response_token": "sha256=" +
+/// base64(HMAC-SHA256(consumer secret, crc_token))}`.
+fn crc_answer(
+    secret: &SecretString,
+    request: &InboundRequest<'_>,
+) -> Result<Receipt, EventRejection> {
+    let token = request
+        .query("crc_token")
+        .ok_or(EventRejection::Malformed("no crc_token"))?;
+    let mac = hmac_sha256(secret, &[token.as_bytes()]);
+    Ok(Receipt::Challenge {
+        content_type: "application/json",
+        body: json!({ "response_token": format!("sha256={}", STANDARD.encode(mac)) }).to_string(),
+    })
+}
+
+/// [X14, X15, X16]: `x-twitter-webhooks-signature: sha256=<base64 HMAC-SHA256(consumer secret,
+/// raw body)>`; the X Activity API's envelope (`event_type`, `event_uuid`, `payload`, possibly
+/// under `data`) or the Account Activity API's (`for_user_id` and one `*_events` list, or
+/// `user_event.revoke`).
+fn webhook_notices(
+    secret: &SecretString,
+    request: &InboundRequest<'_>,
+) -> Result<Receipt, EventRejection> {
+    let header =
+        request
+            .header("x-twitter-webhooks-signature")
+            .ok_or(EventRejection::BadSignature(
+                "no x-twitter-webhooks-signature",
+            ))?;
+    let signature = header
+        .strip_prefix("sha256=")
+        .and_then(|text| STANDARD.decode(text).ok())
+        .ok_or(EventRejection::BadSignature(
+            "x-twitter-webhooks-signature is not sha256=<base64>",
+        ))?;
+    if !hmac_matches(secret, &[request.body], &signature) {
+        return Err(EventRejection::BadSignature(
+            "x-twitter-webhooks-signature does not match",
+        ));
+    }
+    let body = request.json()?;
+    let envelope = if body["data"]["event_type"].is_string() {
+        &body["data"]
+    } else {
+        &body
+    };
+    if let Some(event_type) = envelope["event_type"].as_str() {
+        let payload = &envelope["payload"];
+        let user = discovery::text(payload, "user_id")
+            .or_else(|| discovery::text(&envelope["filter"], "user_id"));
+        let kind = match event_type {
+            "oauth.revoke" => NoticeKind::Removal,
+            _ => NoticeKind::Content,
+        };
+        return Ok(Receipt::Notices(vec![Notice {
+            kind,
+            event_type: event_type.to_owned(),
+            account: user.map(NoticeAccount::User),
+            platform_id: discovery::text(envelope, "event_uuid"),
+            occurred_at: payload["date_time"]
+                .as_str()
+                .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+                .map(|t| t.with_timezone(&chrono::Utc)),
+            payload: envelope.clone(),
+        }]));
+    }
+    Ok(Receipt::Notices(account_activity_notices(&body)))
+}
+
+/// The Account Activity API's notices: a `user_event` revoke, else each `*_events` list.
+fn account_activity_notices(body: &serde_json::Value) -> Vec<Notice> {
+    if let Some(revoke) = body["user_event"].get("revoke") {
+        return vec![Notice {
+            kind: NoticeKind::Removal,
+            event_type: "user_event.revoke".into(),
+            account: discovery::text(&revoke["source"], "user_id").map(NoticeAccount::User),
+            platform_id: None,
+            occurred_at: None,
+            payload: body.clone(),
+        }];
+    }
+    let user = discovery::text(body, "for_user_id");
+    body.as_object()
+        .into_iter()
+        .flatten()
+        .filter(|(key, _)| key.ends_with("_events"))
+        .map(|(key, value)| Notice {
+            kind: NoticeKind::Content,
+            event_type: key.clone(),
+            account: user.clone().map(NoticeAccount::User),
+            platform_id: None,
+            occurred_at: None,
+            payload: json!({ "for_user_id": user, key.as_str(): value }),
+        })
+        .collect()
 }

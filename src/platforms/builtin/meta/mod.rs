@@ -2,6 +2,8 @@
 //! merchant's pages and permissions, the token's data-access expiry (`debug_token`), and asset
 //! discovery (Pages, Instagram accounts, ad accounts). Sources: `shared/providers.md` §1.
 
+mod events;
+
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
@@ -13,9 +15,10 @@ use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
 use crate::platforms::assets::{Asset, AssetKind, AssetSet, AssetToken};
-use crate::platforms::definition::{BuiltInPlatform, Endpoints, Mark, Protocol};
+use crate::platforms::definition::{BuiltInPlatform, Endpoints, EventDefinition, Mark, Protocol};
 use crate::platforms::discovery;
 use crate::platforms::error::PlatformError;
+use crate::platforms::events::{EventKeys, EventRejection, InboundRequest, Receipt};
 use crate::platforms::platform::{
     AccountExtras, AccountMapping, ClientAuth, ConsentMode, ErrorShape, Pkce, Platform,
     PlatformHttp, PlatformSpec, ReconnectRule, Renewal, Revocation, TokenGrant, TokenMethod,
@@ -71,6 +74,12 @@ pub(super) const PLATFORM: BuiltInPlatform = BuiltInPlatform {
     fixed_api_headers: &[],
     asset_kinds: &[FACEBOOK_PAGE, INSTAGRAM_ACCOUNT, AD_ACCOUNT],
     foreign_vars: &[],
+    // platform-events.md §1c [M32]: a selected page is subscribed to its feed.
+    events: EventDefinition {
+        keys_url: None,
+        sandbox_keys_path: None,
+        subscribe_fields: "feed",
+    },
     simulated: true,
     protocol: Protocol {
         scope_separator: ",",
@@ -194,6 +203,36 @@ impl Platform for Meta {
         access_token: &SecretString,
     ) -> Result<AssetSet, PlatformError> {
         discover_assets(http, spec, access_token).await
+    }
+
+    fn event_receivers(&self) -> &'static [(&'static str, &'static str)] {
+        events::RECEIVERS
+    }
+
+    async fn receive_events(
+        &self,
+        spec: &PlatformSpec,
+        _keys: &dyn EventKeys,
+        request: &InboundRequest<'_>,
+    ) -> Result<Receipt, EventRejection> {
+        events::receive(spec, request)
+    }
+
+    /// A selected page is subscribed to the app's page webhooks with its own token [M32].
+    async fn subscribe_asset(
+        &self,
+        http: &dyn PlatformHttp,
+        spec: &PlatformSpec,
+        kind: &str,
+        asset_id: &str,
+        asset_token: &SecretString,
+        subscribe: bool,
+    ) -> Result<bool, PlatformError> {
+        if kind != FACEBOOK_PAGE.key || spec.events.subscribe_fields.is_empty() {
+            return Ok(false);
+        }
+        events::subscribe_page(http, spec, asset_id, asset_token, subscribe).await?;
+        Ok(true)
     }
 
     /// `appsecret_proof`, required by apps with "Require App Secret" [M17, M18].
