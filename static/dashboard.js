@@ -229,6 +229,9 @@
       return "Refresh failing" + (h.since ? " since " + formatDate(h.since) : "") + error + ". We keep trying; reconnect if it lasts.";
     }
     if (h.state === "dead") {
+      if (p.status === "REVOKED" && h.last_error === "removed_at_platform") {
+        return "Removed at " + p.name + (h.since ? " on " + formatDate(h.since) : "") + " — reconnect to use it again.";
+      }
       if (p.status === "REVOKED") return "Access revoked at " + p.name + " — reconnect" + error + ".";
       if (p.status === "EXPIRED") return "Access expired — reconnect" + error + ".";
       return "This connection stopped working — reconnect" + error + ".";

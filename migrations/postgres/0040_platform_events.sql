@@ -43,3 +43,8 @@ create table data_deletion_requests (
 -- Attribution: a notice names the platform's account (or asset), never our store.
 create index platform_connections_account_idx on platform_connections (platform, account_id);
 create index connection_assets_asset_idx on connection_assets (asset_id);
+
+-- A platform's own notice acts on a connection: the audit trail names the platform as the actor.
+alter table audit drop constraint audit_actor_kind_check;
+alter table audit add constraint audit_actor_kind_check
+    check (actor_kind in ('api_key', 'page_user', 'system', 'platform'));

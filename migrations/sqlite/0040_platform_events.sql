@@ -44,3 +44,22 @@ create table data_deletion_requests (
 -- Attribution: a notice names the platform's account (or asset), never our store.
 create index platform_connections_account_idx on platform_connections (platform, account_id);
 create index connection_assets_asset_idx on connection_assets (asset_id);
+
+-- A platform's own notice acts on a connection: the audit trail names the platform as the actor.
+-- SQLite cannot change a check constraint: the table is rebuilt.
+create table audit_new (
+    id blob primary key,
+    at text not null,
+    actor_kind text not null check (actor_kind in ('api_key', 'page_user', 'system', 'platform')),
+    actor text not null,
+    store_id text,
+    platform text,
+    operation text not null,
+    outcome text not null,
+    detail text
+);
+insert into audit_new select id, at, actor_kind, actor, store_id, platform, operation, outcome, detail from audit;
+drop table audit;
+alter table audit_new rename to audit;
+create index audit_store_at_idx on audit (store_id, at desc, id desc);
+create index audit_at_idx on audit (at);

@@ -87,6 +87,7 @@ impl Grants {
                 now,
             );
             // The services learn which connection went, not whose data it held.
+            event.payload["connection"]["account_id"] = serde_json::Value::Null;
             event.payload["connection"]["account_name"] = serde_json::Value::Null;
             self.core().cache().tombstone(&current).await;
             let deleted = self

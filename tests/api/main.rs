@@ -24,6 +24,7 @@ mod linkedin;
 mod listing;
 mod oidc;
 mod perimeter_junk;
+mod platform_events;
 mod proxy;
 mod proxy_gateway;
 mod reconnect;

@@ -1,0 +1,555 @@
+//! The platforms' notices, received end to end: each request signed here by Python's standard
+//! library (never by the service's code), sent to the receiver, and its effect read back from the
+//! API, the audit trail and the database. Bad signatures, stale timestamps, malformed and
+//! oversized bodies store nothing and change nothing; a redelivery is stored once.
+
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use crate::helpers::{credentials, python_hmac_sha256_hex, spawn_app, TestApp};
+
+/// Runs a Python script with arguments, returning its stdout: the independent signer.
+fn python(script: &str, args: &[&str]) -> String {
+    let output = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .args(args)
+        .output()
+        .expect("python3 signs the test notices: install it (apt-get install python3)");
+    assert!(output.status.success(), "python3 failed: {output:?}");
+    String::from_utf8(output.stdout).unwrap().trim().to_owned()
+}
+
+/// Meta's `signed_request` for `payload`, built as Meta's PHP SDK reads it [M28]: base64url
+/// (unpadded) of HMAC-SHA256 over the base64url payload, a dot, the payload.
+fn meta_signed_request(secret: &str, payload: &Value) -> String {
+    python(
+        "import base64, hmac, hashlib, sys\n\
+         p = base64.urlsafe_b64encode(sys.argv[2].encode()).rstrip(b'=')\n\
+         s = base64.urlsafe_b64encode(hmac.new(sys.argv[1].encode(), p, hashlib.sha256).digest()).rstrip(b'=')\n\
+         print((s + b'.' + p).decode())",
+        &[secret, &payload.to_string()],
+    )
+}
+
+/// base64 HMAC-SHA256, as X signs [X14].
+fn python_hmac_base64(secret: &str, message: &str) -> String {
+    python(
+        "import base64, hmac, hashlib, sys\n\
+         print(base64.b64encode(hmac.new(sys.argv[1].encode(), sys.argv[2].encode(), hashlib.sha256).digest()).decode())",
+        &[secret, message],
+    )
+}
+
+async fn connect(app: &TestApp, platform: &str, store: &str) -> Value {
+    let result = app.run_flow(platform, store, true).await;
+    assert_eq!(result["connection"], "success", "{platform}: {result:?}");
+    connection(app, store, platform).await.expect("connected")
+}
+
+async fn connection(app: &TestApp, store: &str, platform: &str) -> Option<Value> {
+    app.connections(store).await["connections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["platform"] == platform)
+        .cloned()
+}
+
+/// Waits until `check` holds of the store's connection on `platform` (or its absence).
+async fn until(
+    app: &TestApp,
+    store: &str,
+    platform: &str,
+    check: impl Fn(Option<&Value>) -> bool,
+) -> Option<Value> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let current = connection(app, store, platform).await;
+        if check(current.as_ref()) {
+            return current;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the {platform} connection of {store} never changed as expected: {current:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn removed(c: Option<&Value>) -> bool {
+    c.is_some_and(|c| c["status"] == "REVOKED")
+}
+
+async fn db(app: &TestApp) -> sqlx::PgConnection {
+    let url = &app.database.as_ref().expect("PostgreSQL").url;
+    <sqlx::PgConnection as sqlx::Connection>::connect(url)
+        .await
+        .unwrap()
+}
+
+/// `(kind, outcome, account_id, payload)` of every stored notice of `platform`.
+async fn stored(
+    app: &TestApp,
+    platform: &str,
+) -> Vec<(String, Option<String>, Option<String>, Value)> {
+    let rows: Vec<(String, Option<String>, Option<String>, sqlx::types::Json<Value>)> = sqlx::query_as(
+        "select kind, outcome, account_id, payload from platform_events where platform = $1 order by received_at",
+    )
+    .bind(platform)
+    .fetch_all(&mut db(app).await)
+    .await
+    .unwrap();
+    rows.into_iter()
+        .map(|(k, o, a, p)| (k, o, a, p.0))
+        .collect()
+}
+
+async fn outbox(app: &TestApp, event_type: &str) -> Vec<Value> {
+    let rows: Vec<(sqlx::types::Json<Value>,)> = sqlx::query_as(
+        "select payload from webhook_outbox where event_type = $1 order by created_at, id",
+    )
+    .bind(event_type)
+    .fetch_all(&mut db(app).await)
+    .await
+    .unwrap();
+    rows.into_iter().map(|(p,)| p.0).collect()
+}
+
+async fn post_form(app: &TestApp, path: &str, signed: &str) -> reqwest::Response {
+    reqwest::Client::new()
+        .post(app.url(path))
+        .form(&[("signed_request", signed)])
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_meta_deauthorize_callback_revokes_the_connection_at_once_and_a_redelivery_changes_nothing(
+) {
+    let app = spawn_app().await;
+    let meta = connect(&app, "meta", "shop-deauth").await;
+    let asid = meta["account_id"].as_str().unwrap().to_owned();
+    let (_, secret) = credentials("meta");
+    let signed = meta_signed_request(
+        &secret,
+        &json!({ "algorithm": "HMAC-SHA256", "issued_at": 1_765_000_000, "user_id": asid }),
+    );
+
+    let response = post_form(&app, "/api/v1/platform-events/meta/deauthorize", &signed).await;
+    assert_eq!(response.status(), 200);
+    let card = until(&app, "shop-deauth", "meta", removed).await.unwrap();
+    assert_eq!(
+        card["health"]["last_error"], "removed_at_platform",
+        "{card}"
+    );
+    // No token is handed out any more, and the row holds none.
+    let token = app
+        .get("/api/v1/oauth/token/meta?store_id=shop-deauth")
+        .await;
+    assert_eq!(token.status(), 409, "{:?}", token.text().await);
+    let sealed: (Option<String>, Option<chrono::DateTime<chrono::Utc>>) = sqlx::query_as(
+        "select sealed_tokens, next_refresh_at from platform_connections where store_id = 'shop-deauth'",
+    )
+    .fetch_one(&mut db(&app).await)
+    .await
+    .unwrap();
+    assert_eq!(sealed, (None, None), "tokens deleted, refreshes stopped");
+    let revoked = outbox(&app, "connection.revoked").await;
+    assert_eq!(revoked.len(), 1, "{revoked:?}");
+    assert_eq!(revoked[0]["reason"], "removed_at_platform");
+    // The worker records the audit row just after the write the card shows.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        assert!(app.services.audit.flush(Duration::from_secs(5)).await);
+        let audit: Value = app
+            .get("/api/v1/audit?store_id=shop-deauth&limit=50")
+            .await
+            .json()
+            .await
+            .unwrap();
+        let found = audit["entries"].as_array().unwrap().iter().any(|e| {
+            e["operation"] == "platform_removal"
+                && e["actor_kind"] == "platform"
+                && e["actor"] == "meta"
+        });
+        if found {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no platform_removal audit row: {audit}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // Meta sends it again: acknowledged, stored once, nothing more happens.
+    let again = post_form(&app, "/api/v1/platform-events/meta/deauthorize", &signed).await;
+    assert_eq!(again.status(), 200);
+    let rows = stored(&app, "meta").await;
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0].1.as_deref(), Some("processed"));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(outbox(&app, "connection.revoked").await.len(), 1);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_bad_signature_a_wrong_algorithm_and_a_malformed_body_store_nothing_and_change_nothing() {
+    let app = spawn_app().await;
+    let meta = connect(&app, "meta", "shop-forged").await;
+    let asid = meta["account_id"].as_str().unwrap().to_owned();
+    let payload = json!({ "algorithm": "HMAC-SHA256", "issued_at": 1, "user_id": asid });
+    let forged = meta_signed_request("not-the-app-secret", &payload);
+    let response = post_form(&app, "/api/v1/platform-events/meta/deauthorize", &forged).await;
+    assert_eq!(response.status(), 401);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "invalid_signature");
+
+    let (_, secret) = credentials("meta");
+    let wrong_algorithm = meta_signed_request(
+        &secret,
+        &json!({ "algorithm": "HMAC-SHA1", "issued_at": 1, "user_id": asid }),
+    );
+    let response = post_form(
+        &app,
+        "/api/v1/platform-events/meta/deauthorize",
+        &wrong_algorithm,
+    )
+    .await;
+    assert_eq!(response.status(), 400);
+
+    // A webhook whose signature is right but whose body is not JSON.
+    let body = "{not json";
+    let signature = python_hmac_sha256_hex(secret.as_bytes(), body.as_bytes());
+    let response = reqwest::Client::new()
+        .post(app.url("/api/v1/platform-events/meta/webhooks"))
+        .header("X-Hub-Signature-256", format!("sha256={signature}"))
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 400);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "invalid_event");
+
+    // Larger than any platform sends.
+    let huge = vec![b'x'; 3 << 20];
+    let response = reqwest::Client::new()
+        .post(app.url("/api/v1/platform-events/tiktok/webhooks"))
+        .body(huge)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 413);
+
+    let response = app.get("/api/v1/platform-events/pinterest/webhooks").await;
+    assert_eq!(response.status(), 404, "Pinterest sends no notices");
+
+    assert!(stored(&app, "meta").await.is_empty());
+    let card = connection(&app, "shop-forged", "meta").await.unwrap();
+    assert_eq!(card["status"], "CONNECTED");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_meta_data_deletion_request_deletes_the_account_everywhere_and_answers_its_status_page() {
+    let app = spawn_app().await;
+    let meta = connect(&app, "meta", "shop-delete-a").await;
+    connect(&app, "meta", "shop-delete-b").await;
+    let asid = meta["account_id"].as_str().unwrap().to_owned();
+    let (_, secret) = credentials("meta");
+    let signed = meta_signed_request(
+        &secret,
+        &json!({ "algorithm": "HMAC-SHA256", "expires": 1_765_003_600, "issued_at": 1_765_000_000, "user_id": asid }),
+    );
+    let response = post_form(&app, "/api/v1/platform-events/meta/data-deletion", &signed).await;
+    assert_eq!(response.status(), 200);
+    let answer: Value = response.json().await.unwrap();
+    let code = answer["confirmation_code"].as_str().unwrap().to_owned();
+    assert!(code.chars().all(|c| c.is_ascii_alphanumeric()) && !code.is_empty());
+    let url = answer["url"].as_str().unwrap().to_owned();
+    assert_eq!(
+        url,
+        app.url(&format!(
+            "/api/v1/platform-events/meta/data-deletion/{code}"
+        ))
+    );
+
+    for store in ["shop-delete-a", "shop-delete-b"] {
+        until(&app, store, "meta", |c| c.is_none()).await;
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let page = loop {
+        let page = reqwest::get(&url).await.unwrap().text().await.unwrap();
+        if page.contains("Completed") || tokio::time::Instant::now() > deadline {
+            break page;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(page.contains("Completed") && page.contains(&code), "{page}");
+    assert!(page.contains("2 connections"), "{page}");
+    // The notice keeps nothing personal once done; a redelivery gets the same code.
+    let rows = stored(&app, "meta").await;
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].2, None, "account id scrubbed");
+    assert_eq!(rows[0].3, json!({}), "payload scrubbed");
+    let again: Value = post_form(&app, "/api/v1/platform-events/meta/data-deletion", &signed)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(again["confirmation_code"], code.as_str());
+    let left: (i64,) = sqlx::query_as(
+        "select count(*) from platform_connections where platform = 'meta' and account_id = $1",
+    )
+    .bind(&asid)
+    .fetch_one(&mut db(&app).await)
+    .await
+    .unwrap();
+    assert_eq!(left.0, 0);
+    let assets: (i64,) = sqlx::query_as("select count(*) from connection_assets")
+        .fetch_one(&mut db(&app).await)
+        .await
+        .unwrap();
+    assert_eq!(
+        assets.0, 0,
+        "the pages and accounts went with their connections"
+    );
+    let deleted = outbox(&app, "connection.deleted").await;
+    assert_eq!(deleted.len(), 2);
+    for event in &deleted {
+        assert_eq!(event["reason"], "data_deletion_request");
+        assert_eq!(event["connection"]["account_id"], Value::Null, "{event}");
+        assert_eq!(event["connection"]["account_name"], Value::Null, "{event}");
+    }
+    let unknown = reqwest::get(app.url("/api/v1/platform-events/meta/data-deletion/NOSUCHCODE"))
+        .await
+        .unwrap();
+    assert_eq!(unknown.status(), 404);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn the_meta_webhook_handshake_echoes_the_challenge_only_for_the_right_verify_token() {
+    let app = spawn_app().await;
+    let ok = app
+        .get("/api/v1/platform-events/meta/webhooks?hub.mode=subscribe&hub.verify_token=sandbox-meta-verify-token&hub.challenge=1158201444")
+        .await;
+    // The tests' Meta is the standalone simulator with its own credentials: no verify token is
+    // configured for it, so the handshake is refused until one is.
+    assert_eq!(ok.status(), 503, "{:?}", ok.text().await);
+    app.stop().await;
+
+    let app = crate::helpers::spawn_app_with(crate::helpers::TestAppOptions {
+        extra_env: vec![("META_WEBHOOK_VERIFY_TOKEN", "verify-me-42".into())],
+        ..Default::default()
+    })
+    .await;
+    let ok = app
+        .get("/api/v1/platform-events/meta/webhooks?hub.mode=subscribe&hub.verify_token=verify-me-42&hub.challenge=1158201444")
+        .await;
+    assert_eq!(ok.status(), 200);
+    assert_eq!(ok.text().await.unwrap(), "1158201444");
+    let wrong = app
+        .get("/api/v1/platform-events/meta/webhooks?hub.mode=subscribe&hub.verify_token=verify-me-43&hub.challenge=1")
+        .await;
+    assert_eq!(wrong.status(), 401);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn meta_page_and_permission_webhooks_are_forwarded_or_change_the_granted_scopes() {
+    let app = spawn_app().await;
+    let meta = connect(&app, "meta", "shop-hooks").await;
+    let asid = meta["account_id"].as_str().unwrap().to_owned();
+    let page_id = meta["assets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["kind"] == "facebook_page")
+        .expect("the sandbox's pages are discovered")["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (_, secret) = credentials("meta");
+    let body = json!({
+        "object": "page",
+        "entry": [
+            { "id": page_id, "time": 1_765_000_000, "changes": [{ "field": "feed", "value": { "item": "comment", "verb": "add", "message": "Nice!" } }] },
+            { "id": "999999999", "time": 1_765_000_000, "changes": [{ "field": "feed", "value": { "item": "post" } }] }
+        ]
+    })
+    .to_string();
+    let send = |body: String| {
+        let signature = python_hmac_sha256_hex(secret.as_bytes(), body.as_bytes());
+        reqwest::Client::new()
+            .post(app.url("/api/v1/platform-events/meta/webhooks"))
+            .header("X-Hub-Signature-256", format!("sha256={signature}"))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+    };
+    assert_eq!(send(body).await.unwrap().status(), 200);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let forwarded = loop {
+        let events = outbox(&app, "platform.event").await;
+        if !events.is_empty() || tokio::time::Instant::now() > deadline {
+            break events;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(
+        forwarded.len(),
+        1,
+        "only the known page's entry: {forwarded:?}"
+    );
+    assert_eq!(forwarded[0]["store_id"], "shop-hooks");
+    assert_eq!(forwarded[0]["account"], page_id.as_str());
+    assert_eq!(forwarded[0]["event_type"], "page.feed");
+    assert_eq!(forwarded[0]["event"]["value"]["message"], "Nice!");
+    let outcomes: Vec<Option<String>> = stored(&app, "meta")
+        .await
+        .into_iter()
+        .map(|r| r.1)
+        .collect();
+    assert!(outcomes.contains(&Some("unmatched".into())), "{outcomes:?}");
+
+    // A permission revoked at Meta leaves the granted scopes and joins the missing ones.
+    let revoke = json!({
+        "object": "permissions",
+        "entry": [{ "id": asid, "time": 1_765_000_100, "changes": [{ "field": "pages_show_list", "value": { "verb": "revoked" } }] }]
+    })
+    .to_string();
+    assert_eq!(send(revoke).await.unwrap().status(), 200);
+    let card = until(&app, "shop-hooks", "meta", |c| {
+        c.is_some_and(|c| {
+            c["missing_scopes"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|s| s == "pages_show_list")
+        })
+    })
+    .await
+    .unwrap();
+    assert!(!card["scopes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|s| s == "pages_show_list"));
+    assert_eq!(card["status"], "CONNECTED");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn tiktok_authorization_removed_is_verified_with_its_timestamp_and_revokes_the_creator() {
+    let app = spawn_app().await;
+    let tiktok = connect(&app, "tiktok", "shop-tt").await;
+    let open_id = tiktok["account_id"].as_str().unwrap().to_owned();
+    let (client_key, secret) = credentials("tiktok");
+    let now = chrono::Utc::now().timestamp();
+    let body = json!({
+        "client_key": client_key,
+        "event": "authorization.removed",
+        "create_time": now,
+        "user_openid": open_id,
+        "content": "{\"reason\":1}",
+    })
+    .to_string();
+    let sign = |t: i64| {
+        let s = python_hmac_sha256_hex(secret.as_bytes(), format!("{t}.{body}").as_bytes());
+        format!("t={t},s={s}")
+    };
+    let post = |signature: String| {
+        reqwest::Client::new()
+            .post(app.url("/api/v1/platform-events/tiktok/webhooks"))
+            .header("TikTok-Signature", signature)
+            .body(body.clone())
+            .send()
+    };
+    let stale = post(sign(now - 3600)).await.unwrap();
+    assert_eq!(stale.status(), 401);
+    let stale: Value = stale.json().await.unwrap();
+    assert_eq!(stale["error"]["code"], "stale_signature");
+    let tampered = post(sign(now).replace("s=", "s=00")).await.unwrap();
+    assert_eq!(tampered.status(), 401);
+    assert_eq!(
+        connection(&app, "shop-tt", "tiktok").await.unwrap()["status"],
+        "CONNECTED"
+    );
+
+    assert_eq!(post(sign(now)).await.unwrap().status(), 200);
+    until(&app, "shop-tt", "tiktok", removed).await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn x_answers_its_crc_and_an_oauth_revoke_revokes_the_user() {
+    let app = spawn_app().await;
+    let x = connect(&app, "twitter", "shop-x").await;
+    let user_id = x["account_id"].as_str().unwrap().to_owned();
+    let (_, secret) = credentials("twitter");
+    let crc: Value = app
+        .get("/api/v1/platform-events/twitter/webhooks?crc_token=challenge-123")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        crc["response_token"],
+        format!("sha256={}", python_hmac_base64(&secret, "challenge-123"))
+    );
+    let body = json!({ "data": {
+        "event_uuid": "1946393475221405696",
+        "filter": { "user_id": user_id },
+        "event_type": "oauth.revoke",
+        "tag": "",
+        "payload": { "date_time": "2026-12-07T10:00:00Z", "user_id": user_id, "app_id": "123" }
+    }})
+    .to_string();
+    let response = reqwest::Client::new()
+        .post(app.url("/api/v1/platform-events/twitter/webhooks"))
+        .header(
+            "x-twitter-webhooks-signature",
+            format!("sha256={}", python_hmac_base64(&secret, &body)),
+        )
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    until(&app, "shop-x", "twitter", removed).await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_stored_notice_left_unprocessed_by_its_receiver_is_taken_up_by_the_polling_worker() {
+    use growth_engine::store::NewPlatformEvent;
+    let first = spawn_app().await;
+    let tiktok = connect(&first, "tiktok", "shop-crash").await;
+    let open_id = tiktok["account_id"].as_str().unwrap().to_owned();
+    // What a receiver stored just before its replica died: due, never processed.
+    let store = first.services.store.clone();
+    let inserted = store
+        .insert_platform_events(&[NewPlatformEvent {
+            platform: growth_engine::domain::PlatformId::parse("tiktok").unwrap(),
+            dedupe_key: "sha256:crash".into(),
+            receiver: "webhooks".into(),
+            kind: "removal".into(),
+            event_type: "authorization.removed".into(),
+            account_kind: Some("user".into()),
+            account_id: Some(open_id),
+            payload: json!({ "content": { "reason": 1 } }),
+            occurred_at: None,
+            // Due in a moment: this replica's worker is not woken by a row it did not receive.
+            received_at: chrono::Utc::now() + chrono::Duration::milliseconds(500),
+        }])
+        .await
+        .unwrap();
+    assert_eq!(inserted, vec![true]);
+    until(&first, "shop-crash", "tiktok", removed).await;
+    first.stop().await;
+}
