@@ -553,3 +553,163 @@ async fn a_stored_notice_left_unprocessed_by_its_receiver_is_taken_up_by_the_pol
     until(&first, "shop-crash", "tiktok", removed).await;
     first.stop().await;
 }
+
+/// A security event token signed by `openssl` with the key in `key_pem`: header and claims
+/// base64url-encoded, the RS256 signature over `header.claims` made by `openssl dgst -sign`.
+fn openssl_signed_jwt(key_pem: &std::path::Path, kid: &str, claims: &Value) -> String {
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use base64::Engine;
+    let header = json!({ "alg": "RS256", "typ": "secevent+jwt", "kid": kid });
+    let signing_input = format!(
+        "{}.{}",
+        URL_SAFE_NO_PAD.encode(header.to_string()),
+        URL_SAFE_NO_PAD.encode(claims.to_string())
+    );
+    let dir = key_pem.parent().unwrap();
+    let input = dir.join(format!("input-{kid}"));
+    std::fs::write(&input, &signing_input).unwrap();
+    let output = std::process::Command::new("openssl")
+        .args(["dgst", "-sha256", "-sign"])
+        .arg(key_pem)
+        .arg(&input)
+        .output()
+        .expect("openssl signs the test tokens: install it (apt-get install openssl)");
+    assert!(output.status.success(), "openssl failed: {output:?}");
+    format!("{signing_input}.{}", URL_SAFE_NO_PAD.encode(output.stdout))
+}
+
+/// An RSA key made by `openssl genrsa`, and its public JWK (`n` from `openssl rsa -modulus`).
+fn openssl_rsa_key(dir: &std::path::Path, kid: &str) -> (std::path::PathBuf, Value) {
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use base64::Engine;
+    let path = dir.join(format!("{kid}.pem"));
+    let made = std::process::Command::new("openssl")
+        .args(["genrsa", "-out"])
+        .arg(&path)
+        .arg("2048")
+        .output()
+        .expect("openssl genrsa");
+    assert!(made.status.success(), "{made:?}");
+    let modulus = std::process::Command::new("openssl")
+        .args(["rsa", "-noout", "-modulus", "-in"])
+        .arg(&path)
+        .output()
+        .expect("openssl rsa");
+    let text = String::from_utf8(modulus.stdout).unwrap();
+    let hex_n = text.trim().strip_prefix("Modulus=").expect("a modulus");
+    let n = URL_SAFE_NO_PAD.encode(hex::decode(hex_n).unwrap());
+    let jwk =
+        json!({ "kty": "RSA", "alg": "RS256", "use": "sig", "kid": kid, "n": n, "e": "AQAB" });
+    (path, jwk)
+}
+
+#[tokio::test]
+async fn a_google_security_event_token_is_verified_against_the_published_keys_and_revokes_the_account(
+) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    let dir = tempfile::tempdir().unwrap();
+    let (key, jwk) = openssl_rsa_key(dir.path(), "key-1");
+    let (other_key, _) = openssl_rsa_key(dir.path(), "key-2");
+    // Google's RISC configuration and JWKS, served here.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let fetches = Arc::new(AtomicUsize::new(0));
+    let counted = fetches.clone();
+    let jwks = json!({ "keys": [jwk] });
+    let discovery =
+        json!({ "issuer": "https://accounts.google.com/", "jwks_uri": format!("{base}/certs") });
+    let keys_server = axum::Router::new()
+        .route(
+            "/risc-configuration",
+            axum::routing::get(move || async move { axum::Json(discovery) }),
+        )
+        .route(
+            "/certs",
+            axum::routing::get(move || {
+                counted.fetch_add(1, Ordering::SeqCst);
+                async move { axum::Json(jwks) }
+            }),
+        );
+    tokio::spawn(async move { axum::serve(listener, keys_server).await });
+    let app = crate::helpers::spawn_app_with(crate::helpers::TestAppOptions {
+        extra_env: vec![(
+            "GOOGLE_EVENT_KEYS_URL",
+            format!("{base}/risc-configuration"),
+        )],
+        ..Default::default()
+    })
+    .await;
+    let google = connect(&app, "google", "shop-risc").await;
+    let sub = google["account_id"].as_str().unwrap().to_owned();
+    let (client_id, _) = credentials("google");
+    let claims = |aud: &str, jti: &str, event: &str| {
+        json!({
+            "iss": "https://accounts.google.com/",
+            "aud": aud,
+            "iat": 1_765_000_000,
+            "jti": jti,
+            "events": { format!("https://schemas.openid.net/secevent/{event}"): {
+                "subject": { "subject_type": "iss-sub", "iss": "https://accounts.google.com/", "sub": sub }
+            }}
+        })
+    };
+    let post = |token: String| {
+        reqwest::Client::new()
+            .post(app.url("/api/v1/platform-events/google/risc"))
+            .header("content-type", "application/secevent+jwt")
+            .body(token)
+            .send()
+    };
+    let wrong_audience = openssl_signed_jwt(
+        &key,
+        "key-1",
+        &claims("someone-else", "j0", "oauth/event-type/tokens-revoked"),
+    );
+    assert_eq!(post(wrong_audience).await.unwrap().status(), 401);
+    let wrong_key = openssl_signed_jwt(
+        &other_key,
+        "key-1",
+        &claims(&client_id, "j1", "oauth/event-type/tokens-revoked"),
+    );
+    assert_eq!(post(wrong_key).await.unwrap().status(), 401);
+    let unknown_kid = openssl_signed_jwt(
+        &other_key,
+        "key-2",
+        &claims(&client_id, "j2", "oauth/event-type/tokens-revoked"),
+    );
+    assert_eq!(post(unknown_kid).await.unwrap().status(), 401);
+    assert_eq!(
+        connection(&app, "shop-risc", "google").await.unwrap()["status"],
+        "CONNECTED"
+    );
+
+    let verification = openssl_signed_jwt(
+        &key,
+        "key-1",
+        &claims(&client_id, "j3", "risc/event-type/verification"),
+    );
+    assert_eq!(post(verification).await.unwrap().status(), 202);
+    let revoked = openssl_signed_jwt(
+        &key,
+        "key-1",
+        &claims(&client_id, "j4", "oauth/event-type/tokens-revoked"),
+    );
+    assert_eq!(post(revoked.clone()).await.unwrap().status(), 202);
+    until(&app, "shop-risc", "google", removed).await;
+    // Google redelivers: deduplicated by `jti`.
+    assert_eq!(post(revoked).await.unwrap().status(), 202);
+    let rows = stored(&app, "google").await;
+    assert_eq!(
+        rows.len(),
+        2,
+        "the verification and the revocation, once each: {rows:?}"
+    );
+    // The key set was fetched for the first token and again for the unknown kid, no more.
+    assert!(
+        fetches.load(Ordering::SeqCst) <= 2,
+        "{}",
+        fetches.load(Ordering::SeqCst)
+    );
+    app.stop().await;
+}
