@@ -1008,6 +1008,9 @@ pub(crate) struct ApiState {
     pub(crate) forced_invalid: u32,
     /// Created but not yet published items (containers published by a second call), by id.
     pub(crate) drafts: HashMap<String, PublishedItem>,
+    /// Webhook subscriptions an app made for an object it manages: the fields, by object id and
+    /// client id.
+    pub(crate) subscriptions: std::collections::BTreeMap<(String, String), Vec<String>>,
 }
 
 #[derive(Default)]

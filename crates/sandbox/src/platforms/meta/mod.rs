@@ -1,13 +1,14 @@
 //! Meta's simulator: Facebook Login's OAuth rules (`oauth`: the Graph token endpoint with its
 //! long-lived exchange, `/me`, Pages with their own tokens, permissions, `debug_token`) and the
 //! Graph API (`api`: identity, Pages, ad accounts, Page and Instagram publishing, throttling with
-//! usage headers, `appsecret_proof`), joined to the shared simulator code by
-//! [`SimulatedPlatform`] and listed in the table as [`PLATFORM`].
+//! usage headers, `appsecret_proof`; `subscriptions`: a Page's `subscribed_apps`), joined to the
+//! shared simulator code by [`SimulatedPlatform`] and listed in the table as [`PLATFORM`].
 //!
-//! Sources are cited in the two files.
+//! Sources are cited in each file.
 
 mod api;
 mod oauth;
+mod subscriptions;
 
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;

@@ -76,7 +76,7 @@ const USER_NAME: &str = "Sandbox Merchant";
 const USER_PICTURE: &str = "https://sandbox.example/meta/sandbox-merchant.png";
 const USER_EMAIL: &str = "merchant@sandbox.example";
 /// The app's name as `debug_token` reports it (`application`).
-const APP_NAME: &str = "Sandbox App";
+pub(super) const APP_NAME: &str = "Sandbox App";
 /// Meta's data-access window: 90 days, counted from the user's last activity with the app
 /// (platform-apis.md §1, [M21]); the sandbox counts from the consent.
 const DATA_ACCESS_DAYS: i64 = 90;
