@@ -37,7 +37,7 @@ fn full_scopes(platform: &str) -> Vec<&'static str> {
 }
 
 /// An access token of `platform` granting exactly `scopes`.
-async fn token_with(sandbox: &Sandbox, platform: &str, scopes: &[&str]) -> String {
+pub(super) async fn token_with(sandbox: &Sandbox, platform: &str, scopes: &[&str]) -> String {
     let separator = if matches!(platform, "google" | "twitter") {
         " "
     } else {
@@ -55,7 +55,7 @@ async fn full_token(sandbox: &Sandbox, platform: &str) -> String {
 }
 
 /// A path under `platform`'s simulated API root.
-fn at(platform: &str, rest: &str) -> String {
+pub(super) fn at(platform: &str, rest: &str) -> String {
     format!(
         "{}{rest}",
         api_base("", platform).expect("a simulated platform")

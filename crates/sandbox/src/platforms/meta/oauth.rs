@@ -333,7 +333,7 @@ pub(super) async fn me(
 
 /// The id and name of a simulated account: the default merchant, or another one
 /// ([`Simulator::set_signed_in_account`]).
-fn account_identity(account: u32) -> (String, String) {
+pub(super) fn account_identity(account: u32) -> (String, String) {
     if account == 0 {
         (USER_ID.to_owned(), USER_NAME.to_owned())
     } else {
