@@ -139,7 +139,8 @@ struct ErrorPage<'a> {
     message: &'a str,
 }
 
-fn html(status: StatusCode, page: Result<String, askama::Error>) -> Response {
+/// An HTML answer that is never cached (a template error is a bare 500).
+pub(crate) fn html(status: StatusCode, page: Result<String, askama::Error>) -> Response {
     match page {
         Ok(body) => (
             status,

@@ -7,11 +7,14 @@
 //! recorded token requests). It also owns the simulated resource APIs (identity, asset listings,
 //! publishing calls) that accept only the access tokens the simulated authorization servers
 //! issued, with the controls and observations of those calls (throttling, forced token failures,
-//! recorded API requests, published items). Each platform's rules follow the sourced references
-//! in `/work/shared/` (`providers.md`, `platform-apis.md` and one file per later platform), cited
-//! in its module; every rejection carries the real platform's status code and error body shape,
-//! so a client that passes against the simulator has handled the platform's quirks rather than a
-//! forgiving stand-in.
+//! recorded API requests, published items). And it owns what the platforms send the app on their
+//! own: revocation notices and webhook events, signed exactly as each platform signs them and
+//! retried as it retries, the challenges with which a platform checks a receiver, and a page per
+//! platform where the merchant removes the app. Each platform's rules follow the sourced
+//! references in `/work/shared/` (`providers.md`, `platform-apis.md`, `platform-events.md` and one
+//! file per later platform), cited in its module; every rejection carries the real platform's
+//! status code and error body shape, so a client that passes against the simulator has handled
+//! the platform's quirks rather than a forgiving stand-in.
 //!
 //! It does not own the service's OAuth client (that lives in the core) nor decide where it is mounted:
 //! [`router`] returns routes under `/sandbox/{platform}/...` that the service merges in development and
@@ -30,27 +33,38 @@
 //!
 //! - `spec`: a platform described as data (paths, parameter rules, code and token shapes).
 //! - `params`: reading query strings.
+//! - `outbox`: the shapes of the platforms' notices to the app (a signed `Notice`, the
+//!   [`EventDelivery`] records, the per-platform queues and the delivery settings).
 //! - `state`: the [`Simulator`] handle and everything it remembers (clients, codes, grants,
-//!   tokens, per-platform controls and observations), with code redemption and token minting.
+//!   tokens, the outbox, per-platform controls and observations), with code redemption and token
+//!   minting.
 //! - `memory` (what a user granted before), `exchange` (reading token calls, client
-//!   credentials, JSON helpers) and `bearer` (judging a presented API token): shared helpers on
-//!   top of `state`.
+//!   credentials, JSON helpers), `bearer` (judging a presented API token) and `events` (sending
+//!   notices: the delivery task with its retries, redelivery, challenges, and the generic HMAC
+//!   and JSON helpers notices are built with): shared helpers on top of `state`.
 //! - `platform`: the `SimulatedPlatform` trait (one method per stage, each with a default) and
 //!   `Platform`, a spec paired with its behaviour.
 //! - `platforms/{platform}/`, one folder per platform: `oauth.rs` (its spec and OAuth rules),
-//!   `api.rs` (its resource API) and `mod.rs` (the trait implementation and its table entry).
-//!   These import only the modules above, never each other nor the shared code below.
+//!   `api.rs` (its resource API), its notices where it sends any (`events.rs`; Google's
+//!   `risc.rs`), other parts of its API in files of their own (Meta's `subscriptions.rs`) and
+//!   `mod.rs` (the trait implementation and its table entry). These import only the modules
+//!   above, never each other nor the shared code below.
 //! - `platforms/mod.rs`: the table, the one list of platforms ([`PLATFORMS`] is its keys), and
 //!   the lookup by key.
 //! - `consent` (the shared consent screen), `token` (the shared token route: faults, recording)
 //!   and `api` (the API gate and [`api_base`]), which reach platforms through the table only.
+//! - `apps_page` (the "Apps and websites" page per platform and removing the app), which reaches
+//!   platforms through the table only and renders with `consent`'s helper.
 //! - this file: the service-facing functions ([`endpoints`], [`router`]) and re-exports.
 
 mod api;
+mod apps_page;
 mod bearer;
 mod consent;
+mod events;
 mod exchange;
 mod memory;
+mod outbox;
 mod params;
 mod platform;
 mod platforms;
@@ -64,6 +78,7 @@ mod tests;
 use axum::Router;
 
 pub use api::api_base;
+pub use outbox::EventDelivery;
 pub use platforms::PLATFORMS;
 pub use state::{
     ApiRateLimit, ApiRequestRecord, Fault, PublishedItem, SimClient, Simulator, TokenRequestRecord,
@@ -103,7 +118,8 @@ pub fn router(sim: Simulator) -> Router {
         .fold(
             Router::new()
                 .merge(consent::routes())
-                .merge(token::routes()),
+                .merge(token::routes())
+                .merge(apps_page::routes()),
             |router, platform| router.merge(platform.rules.oauth_routes()),
         )
         .merge(api::routes(sim.clone()))

@@ -13,9 +13,10 @@ use chrono::{DateTime, Utc};
 use serde_json::json;
 
 use crate::exchange::{json, TokenCall};
+use crate::outbox::Notice;
 use crate::params::QueryParams;
 use crate::spec::{AuthorizeOptions, PlatformSpec};
-use crate::state::{ApiCaller, ApiRateLimit, Denial, Simulator};
+use crate::state::{ApiCaller, ApiRateLimit, Denial, GrantView, Simulator};
 
 /// An error to redirect to the client with from the authorization endpoint: its `error` code and
 /// `error_description`.
@@ -114,6 +115,36 @@ pub(crate) trait SimulatedPlatform: Sync {
         _now: DateTime<Utc>,
         _path: &str,
     ) {
+    }
+
+    /// The id the platform gives a simulated account (0 the default merchant): what its user-info
+    /// answers, so the app and the sandbox's pages name the account alike.
+    fn account_id(&self, account: u32) -> String {
+        account.to_string()
+    }
+
+    /// The notices the platform sends the app when `account` (its [`Self::account_id`]) removes
+    /// the app, whose grants `removed` have just ended: none by default (a platform without a
+    /// revocation notice).
+    fn removal_notices(
+        &self,
+        _sim: &Simulator,
+        _account: &str,
+        _removed: &[GrantView],
+    ) -> Vec<Notice> {
+        Vec::new()
+    }
+
+    /// Whether the platform lets a user who removed the app ask it to delete their data (a
+    /// notice of its own); `false` by default.
+    fn offers_data_deletion(&self) -> bool {
+        false
+    }
+
+    /// `account` removes the app, if not yet done, and asks it to delete their data: returns the
+    /// deletion notice's event number (`None` where the platform offers no such request).
+    fn request_data_deletion(&self, _sim: &Simulator, _account: &str) -> Option<u64> {
+        None
     }
 }
 

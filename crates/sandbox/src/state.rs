@@ -1,6 +1,7 @@
 //! The simulators' shared state and the handle to it ([`Simulator`]): registered clients, pending
 //! consent screens, codes, grants, access and refresh tokens, and per platform the test controls
-//! and observations (faults, token lifetimes, recorded calls, switches, the API's log).
+//! and observations (faults, token lifetimes, recorded calls, switches, the API's log), and the
+//! platforms' outgoing notices (the `outbox`, which `events` sends).
 //!
 //! It owns the protocol bookkeeping every platform shares (code redemption with RFC 6749 and
 //! RFC 7636 checks, token minting and lookup, revocation) and knows platforms only by key and by
@@ -19,6 +20,7 @@ use rand::distributions::{Alphanumeric, DistString};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
+use crate::outbox::Outbox;
 use crate::spec::{AuthorizeOptions, PlatformSpec};
 use growth_engine_clock::{SharedClock, SystemClock};
 
@@ -782,6 +784,71 @@ impl Simulator {
             .map(|g| g.object_tokens.clone())
             .unwrap_or_default()
     }
+
+    /// The first client registered at `platform`: the app whose secret signs the platform's
+    /// notices.
+    pub(crate) fn first_client(&self, platform: &str) -> Option<&SimClient> {
+        self.shared.clients.iter().find(|c| c.platform == platform)
+    }
+
+    /// Every live grant of `platform`, oldest first.
+    pub(crate) fn live_grants(&self, platform: &str) -> Vec<GrantView> {
+        let state = self.lock();
+        let mut grants: Vec<GrantView> = state
+            .grants
+            .iter()
+            .filter(|(_, grant)| grant.alive && grant.spec.key == platform)
+            .map(|(id, grant)| grant.view(*id))
+            .collect();
+        grants.sort_by_key(|grant| grant.grant_id);
+        grants
+    }
+
+    /// Ends these grants of `platform` at once, as when their user removes the app: every token
+    /// of them stops working, and nothing their accounts granted carries over to a new consent.
+    pub(crate) fn end_grants(&self, platform: &str, grants: &[GrantView]) {
+        let mut state = self.lock();
+        for view in grants {
+            if let Some(grant) = state.grants.get_mut(&view.grant_id) {
+                grant.alive = false;
+            }
+            state
+                .remembered
+                .remove(&(platform.to_owned(), view.client_id.clone(), view.account));
+            state
+                .consented_clients
+                .remove(&(platform.to_owned(), view.client_id.clone()));
+        }
+    }
+
+    /// Adds `scope` to (`granted`) or withdraws it from a live grant of `platform`, and from what
+    /// its account is remembered to have granted: a permission the user changed in the
+    /// platform's settings after consenting.
+    pub(crate) fn set_grant_scope(
+        &self,
+        platform: &str,
+        grant: &GrantView,
+        scope: &str,
+        granted: bool,
+    ) {
+        let mut state = self.lock();
+        if let Some(live) = state.grants.get_mut(&grant.grant_id) {
+            live.scopes.retain(|s| s != scope);
+            if granted {
+                live.scopes.push(scope.to_owned());
+            }
+        }
+        let key = (platform.to_owned(), grant.client_id.clone(), grant.account);
+        if let Some(remembered) = state.remembered.get_mut(&key) {
+            remembered.granted.retain(|s| s != scope);
+            if granted {
+                remembered.granted.push(scope.to_owned());
+                remembered.declined.retain(|s| s != scope);
+            } else if !remembered.declined.iter().any(|s| s == scope) {
+                remembered.declined.push(scope.to_owned());
+            }
+        }
+    }
 }
 
 /// A random alphanumeric string (from the thread-local CSPRNG).
@@ -966,6 +1033,8 @@ pub(crate) struct State {
     pub(crate) remembered: HashMap<(String, String, u32), Remembered>,
     /// Switches set for every platform at once (a platform's own setting wins).
     every_platform: HashMap<&'static str, bool>,
+    /// The notices the platforms send to the app, and their deliveries.
+    pub(crate) outbox: Outbox,
 }
 
 impl State {
@@ -1008,6 +1077,9 @@ pub(crate) struct ApiState {
     pub(crate) forced_invalid: u32,
     /// Created but not yet published items (containers published by a second call), by id.
     pub(crate) drafts: HashMap<String, PublishedItem>,
+    /// Webhook subscriptions an app made for an object it manages: the fields, by object id and
+    /// client id.
+    pub(crate) subscriptions: std::collections::BTreeMap<(String, String), Vec<String>>,
 }
 
 #[derive(Default)]

@@ -24,6 +24,8 @@ use growth_engine_clock::{Clock, ManualClock};
 #[cfg(test)]
 mod api;
 #[cfg(test)]
+mod events;
+#[cfg(test)]
 mod linkedin;
 
 const API: &str = "http://localhost:8080";

@@ -1,6 +1,7 @@
 //! Tests of the simulated platform APIs: per platform the identity call, the listings and the
 //! publishing call, each token rejection with its exact status and body, throttling with its
-//! headers, Meta's `appsecret_proof`, and the test controls and observations.
+//! headers, Meta's `appsecret_proof` and a Page's `subscribed_apps`, and the test controls and
+//! observations.
 
 use axum::http::header::WWW_AUTHENTICATE;
 use hmac::{Hmac, Mac};
@@ -36,7 +37,7 @@ fn full_scopes(platform: &str) -> Vec<&'static str> {
 }
 
 /// An access token of `platform` granting exactly `scopes`.
-async fn token_with(sandbox: &Sandbox, platform: &str, scopes: &[&str]) -> String {
+pub(super) async fn token_with(sandbox: &Sandbox, platform: &str, scopes: &[&str]) -> String {
     let separator = if matches!(platform, "google" | "twitter") {
         " "
     } else {
@@ -54,7 +55,7 @@ async fn full_token(sandbox: &Sandbox, platform: &str) -> String {
 }
 
 /// A path under `platform`'s simulated API root.
-fn at(platform: &str, rest: &str) -> String {
+pub(super) fn at(platform: &str, rest: &str) -> String {
     format!(
         "{}{rest}",
         api_base("", platform).expect("a simulated platform")
@@ -622,6 +623,102 @@ async fn meta_page_tokens_die_with_the_users_grant() {
         )
         .await;
     assert_refused("meta", &reply, Some(458), "");
+}
+
+/// The token of the Page `2000000001` from `/me/accounts`.
+async fn page_token(sandbox: &Sandbox, user_token: &str) -> String {
+    let pages = sandbox
+        .get("/sandbox/meta/v25.0/me/accounts", Some(user_token))
+        .await
+        .json();
+    str_field(&pages, "/data/0/access_token").to_owned()
+}
+
+#[tokio::test]
+async fn meta_subscribed_apps_needs_the_pages_own_token_with_pages_manage_metadata() {
+    let sandbox = Sandbox::new();
+    let path = at("meta", "2000000001/subscribed_apps?subscribed_fields=feed");
+    let without = token_with(&sandbox, "meta", &["pages_show_list"]).await;
+    let page_without = page_token(&sandbox, &without).await;
+
+    let refused = sandbox
+        .api("POST", &path, Some(&page_without), &[], None)
+        .await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN, "{}", refused.body);
+    assert_eq!(refused.json()["error"]["code"], 200);
+
+    let user = token_with(
+        &sandbox,
+        "meta",
+        &["pages_show_list", "pages_manage_metadata"],
+    )
+    .await;
+    let with_user_token = sandbox.api("POST", &path, Some(&user), &[], None).await;
+    assert_eq!(with_user_token.status, StatusCode::BAD_REQUEST);
+    assert_eq!(with_user_token.json()["error"]["code"], 210);
+    assert_eq!(with_user_token.json()["error"]["type"], "OAuthException");
+    assert!(sandbox.sim.meta_page_subscriptions().is_empty());
+}
+
+#[tokio::test]
+async fn meta_subscribed_apps_subscribes_lists_and_unsubscribes_a_page() {
+    let sandbox = Sandbox::new();
+    let user = token_with(
+        &sandbox,
+        "meta",
+        &["pages_show_list", "pages_manage_metadata"],
+    )
+    .await;
+    let page = page_token(&sandbox, &user).await;
+    let path = at("meta", "2000000001/subscribed_apps");
+
+    let unknown = sandbox
+        .api(
+            "POST",
+            &format!("{path}?subscribed_fields=feed,bogus"),
+            Some(&page),
+            &[],
+            None,
+        )
+        .await;
+    assert_eq!(unknown.status, StatusCode::BAD_REQUEST);
+    assert_eq!(unknown.json()["error"]["code"], 100);
+    let subscribed = sandbox
+        .api(
+            "POST",
+            &path,
+            Some(&page),
+            &[],
+            Some(json!({ "subscribed_fields": "feed,mention" })),
+        )
+        .await;
+    assert_eq!(subscribed.status, StatusCode::OK, "{}", subscribed.body);
+    assert_eq!(subscribed.json(), json!({ "success": true }));
+    assert_eq!(
+        sandbox.sim.meta_page_subscriptions(),
+        [(
+            "2000000001".to_owned(),
+            vec!["feed".to_owned(), "mention".to_owned()]
+        )]
+    );
+
+    let listed = sandbox
+        .api("GET", &path, Some(&page), &[], None)
+        .await
+        .json();
+    assert_eq!(listed["data"][0]["id"], "sandbox-meta-client");
+    assert_eq!(
+        listed["data"][0]["subscribed_fields"],
+        json!(["feed", "mention"])
+    );
+    let deleted = sandbox.api("DELETE", &path, Some(&page), &[], None).await;
+    assert_eq!(deleted.json(), json!({ "success": true }));
+    let listed = sandbox
+        .api("GET", &path, Some(&page), &[], None)
+        .await
+        .json();
+    assert_eq!(listed["data"], json!([]));
+    assert!(sandbox.sim.meta_page_subscriptions().is_empty());
 }
 
 // ---- TikTok ----------------------------------------------------------------------------------

@@ -2,11 +2,13 @@
 //! authentication, optional PKCE, offline access and consent memory, revocation of the whole
 //! grant, the OpenID user info) and the Google Ads API (`api`: accessible customers), joined to
 //! the shared simulator code by [`SimulatedPlatform`] and listed in the table as [`PLATFORM`].
+//! `risc` sends Google's Cross-Account Protection events and serves their keys.
 //!
-//! Sources are cited in the two files.
+//! Sources are cited in each file.
 
 mod api;
 mod oauth;
+mod risc;
 
 use axum::http::StatusCode;
 use axum::response::Response;
@@ -14,10 +16,11 @@ use axum::Router;
 use chrono::{DateTime, Utc};
 
 use crate::exchange::TokenCall;
+use crate::outbox::Notice;
 use crate::params::QueryParams;
 use crate::platform::{Platform, Refusal, SimulatedPlatform};
 use crate::spec::AuthorizeOptions;
-use crate::state::{ApiCaller, ApiRateLimit, Denial, Simulator};
+use crate::state::{ApiCaller, ApiRateLimit, Denial, GrantView, Simulator};
 
 /// Google's entry in the table.
 pub(crate) const PLATFORM: Platform = Platform {
@@ -29,7 +32,7 @@ struct Google;
 
 impl SimulatedPlatform for Google {
     fn oauth_routes(&self) -> Router<Simulator> {
-        oauth::routes()
+        oauth::routes().merge(risc::routes())
     }
 
     fn api_routes(&self) -> Router<Simulator> {
@@ -59,5 +62,19 @@ impl SimulatedPlatform for Google {
         _now: DateTime<Utc>,
     ) -> Response {
         api::throttled(limit)
+    }
+
+    fn account_id(&self, account: u32) -> String {
+        oauth::subject(account)
+    }
+
+    /// A RISC tokens-revoked event, for grants with `profile` or `email` [G15].
+    fn removal_notices(
+        &self,
+        sim: &Simulator,
+        account: &str,
+        removed: &[GrantView],
+    ) -> Vec<Notice> {
+        risc::removal(sim, account, removed).into_iter().collect()
     }
 }

@@ -231,6 +231,15 @@ fn refresh(sim: &Simulator, client_id: &str, call: &TokenCall) -> Response {
     }
 }
 
+/// The Google Account ID (`sub`) of a simulated account: the default merchant, or another one
+/// ([`Simulator::set_signed_in_account`]).
+pub(super) fn subject(account: u32) -> String {
+    match account {
+        0 => "100000000000000000001".to_owned(),
+        n => format!("2000000000000000000{n:02}"),
+    }
+}
+
 async fn userinfo(State(sim): State<Simulator>, headers: HeaderMap) -> Response {
     let Some(grant) = bearer_token(&headers).and_then(|t| sim.authenticate(SLUG, &t)) else {
         let mut response = oauth_error(
@@ -249,11 +258,11 @@ async fn userinfo(State(sim): State<Simulator>, headers: HeaderMap) -> Response 
     let granted = |short: &str, long: &str| grant.has_scope(short) || grant.has_scope(long);
     let mut user = Map::new();
     // Another simulated account (Simulator::set_signed_in_account) has its own subject and name.
-    let (sub, given) = match grant.account {
-        0 => ("100000000000000000001".to_owned(), "Sandbox".to_owned()),
-        n => (format!("2000000000000000000{n:02}"), format!("Other {n}")),
+    let given = match grant.account {
+        0 => "Sandbox".to_owned(),
+        n => format!("Other {n}"),
     };
-    user.insert("sub".to_owned(), json!(sub));
+    user.insert("sub".to_owned(), json!(subject(grant.account)));
     // Claims follow the granted scopes, as at Google: no profile scope, no name.
     if granted(
         "profile",

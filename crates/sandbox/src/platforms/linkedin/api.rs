@@ -180,7 +180,7 @@ fn require_any(caller: &ApiCaller, scopes: &[&str], resource: &str) -> Result<()
 
 /// The member id (`sub`) and name of a simulated account: the default merchant, or another one
 /// ([`Simulator::set_signed_in_account`]).
-fn member(account: u32) -> (String, String) {
+pub(super) fn member(account: u32) -> (String, String) {
     if account == 0 {
         ("sbxLiMember01".to_owned(), "Sandbox Merchant".to_owned())
     } else {

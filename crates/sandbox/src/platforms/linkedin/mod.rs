@@ -3,11 +3,13 @@
 //! from the first grant, revocation, introspection) and its APIs (`api`: the OpenID user info and
 //! the versioned `/rest/` Marketing API with its required headers, organization and ad-account
 //! discovery), joined to the shared simulator code by [`SimulatedPlatform`] and listed in the
-//! table as [`PLATFORM`].
+//! table as [`PLATFORM`]. LinkedIn sends no notice when a member removes the app [L3, L18];
+//! `events` sends the challenge it validates a webhook endpoint with.
 //!
-//! Every rule follows `/work/shared/linkedin.md`; the two files cite its facts.
+//! Every rule follows `/work/shared/linkedin.md`; the files cite its facts.
 
 mod api;
+mod events;
 mod oauth;
 
 use axum::http::StatusCode;
@@ -68,5 +70,9 @@ impl SimulatedPlatform for LinkedIn {
 
     fn fault_body(&self, status: StatusCode) -> Response {
         oauth::fault_body(status)
+    }
+
+    fn account_id(&self, account: u32) -> String {
+        api::member(account).0
     }
 }

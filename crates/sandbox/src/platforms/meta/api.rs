@@ -1,7 +1,8 @@
 //! Meta's Graph API as the sandbox serves it under `/sandbox/meta/api/v25.0/`: `/me`,
 //! `/me/accounts` (Pages with their Page tokens and linked Instagram accounts), `/me/adaccounts`,
-//! `/{page-id}` and `/{container-id}` reads, and the publishing calls (`/{page-id}/feed` with that
-//! Page's token, Instagram's `/{ig-user-id}/media` + `/{ig-user-id}/media_publish`).
+//! `/{page-id}` and `/{container-id}` reads, the publishing calls (`/{page-id}/feed` with that
+//! Page's token, Instagram's `/{ig-user-id}/media` + `/{ig-user-id}/media_publish`) and a Page's
+//! webhook subscriptions (`/{page-id}/subscribed_apps`, answered by `super::subscriptions`).
 //!
 //! It owns Graph's token errors (HTTP 400, code 190 with subcodes, `WWW-Authenticate`; M4, M23),
 //! permission errors (codes 10 and 200; M4, M24), throttling (codes 4 and 80001 with usage
@@ -20,6 +21,7 @@ use serde_json::{json, Map, Value};
 use sha2::Sha256;
 
 use super::oauth::{accounts, graph_error, me, SLUG, SPEC};
+use super::subscriptions;
 use crate::exchange::{self, reject};
 use crate::params::{query_pairs, query_param};
 use crate::platform::ApiCall;
@@ -32,7 +34,10 @@ pub(super) fn routes() -> Router<Simulator> {
         .route(&at("me/accounts"), get(accounts))
         .route(&at("me/adaccounts"), get(ad_accounts))
         .route(&at("{node}"), get(node))
-        .route(&at("{node}/{edge}"), post(publish))
+        .route(
+            &at("{node}/{edge}"),
+            post(publish).get(read_edge).delete(delete_edge),
+        )
 }
 
 /// A token error: code 190 with the subcode that says why (M4's table), HTTP 400 and the
@@ -333,7 +338,32 @@ async fn publish(
         "feed" => page_post(&sim, &caller, &node, params),
         "media" => ig_container(&sim, &caller, &node, params),
         "media_publish" => ig_publish(&sim, &caller, &node, &params),
+        "subscribed_apps" => subscriptions::subscribe(&sim, &caller, &node, &params),
         _ => unknown_object("post", &node),
+    }
+}
+
+/// `GET /{node}/{edge}`: a Page's `subscribed_apps` (the other edges are routes of their own).
+async fn read_edge(
+    State(sim): State<Simulator>,
+    Extension(caller): Extension<ApiCaller>,
+    Path((node, edge)): Path<(String, String)>,
+) -> Response {
+    match edge.as_str() {
+        "subscribed_apps" => subscriptions::list(&sim, &caller, &node),
+        _ => unknown_object("get", &node),
+    }
+}
+
+/// `DELETE /{node}/{edge}`: a Page's `subscribed_apps`.
+async fn delete_edge(
+    State(sim): State<Simulator>,
+    Extension(caller): Extension<ApiCaller>,
+    Path((node, edge)): Path<(String, String)>,
+) -> Response {
+    match edge.as_str() {
+        "subscribed_apps" => subscriptions::unsubscribe(&sim, &caller, &node),
+        _ => unknown_object("delete", &node),
     }
 }
 

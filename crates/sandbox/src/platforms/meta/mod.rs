@@ -1,13 +1,17 @@
 //! Meta's simulator: Facebook Login's OAuth rules (`oauth`: the Graph token endpoint with its
 //! long-lived exchange, `/me`, Pages with their own tokens, permissions, `debug_token`) and the
 //! Graph API (`api`: identity, Pages, ad accounts, Page and Instagram publishing, throttling with
-//! usage headers, `appsecret_proof`), joined to the shared simulator code by
-//! [`SimulatedPlatform`] and listed in the table as [`PLATFORM`].
+//! usage headers, `appsecret_proof`; `subscriptions`: a Page's `subscribed_apps`) and Meta's
+//! notices to the app (`events`: the Deauthorize and Data Deletion callbacks, signed webhooks,
+//! the webhook verification), joined to the shared simulator code by [`SimulatedPlatform`] and
+//! listed in the table as [`PLATFORM`].
 //!
-//! Sources are cited in the two files.
+//! Sources are cited in each file.
 
 mod api;
+mod events;
 mod oauth;
+mod subscriptions;
 
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
@@ -15,10 +19,11 @@ use axum::Router;
 use chrono::{DateTime, Utc};
 
 use crate::exchange::TokenCall;
+use crate::outbox::Notice;
 use crate::params::QueryParams;
 use crate::platform::{ApiCall, Platform, Refusal, SimulatedPlatform};
 use crate::spec::AuthorizeOptions;
-use crate::state::{ApiCaller, ApiRateLimit, Denial, Simulator};
+use crate::state::{ApiCaller, ApiRateLimit, Denial, GrantView, Simulator};
 
 /// Meta's entry in the table.
 pub(crate) const PLATFORM: Platform = Platform {
@@ -83,5 +88,28 @@ impl SimulatedPlatform for Meta {
         _path: &str,
     ) {
         api::usage_headers(caller, headers, None);
+    }
+
+    fn account_id(&self, account: u32) -> String {
+        oauth::account_identity(account).0
+    }
+
+    /// The Deauthorize callback only [M26]; the `permissions` webhook is
+    /// `Simulator::send_meta_permissions_change`'s.
+    fn removal_notices(
+        &self,
+        sim: &Simulator,
+        account: &str,
+        _removed: &[GrantView],
+    ) -> Vec<Notice> {
+        events::deauthorize(sim, account).into_iter().collect()
+    }
+
+    fn offers_data_deletion(&self) -> bool {
+        true
+    }
+
+    fn request_data_deletion(&self, sim: &Simulator, account: &str) -> Option<u64> {
+        events::request_deletion(sim, account)
     }
 }

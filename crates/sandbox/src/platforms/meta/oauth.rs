@@ -76,7 +76,7 @@ const USER_NAME: &str = "Sandbox Merchant";
 const USER_PICTURE: &str = "https://sandbox.example/meta/sandbox-merchant.png";
 const USER_EMAIL: &str = "merchant@sandbox.example";
 /// The app's name as `debug_token` reports it (`application`).
-const APP_NAME: &str = "Sandbox App";
+pub(super) const APP_NAME: &str = "Sandbox App";
 /// Meta's data-access window: 90 days, counted from the user's last activity with the app
 /// (platform-apis.md §1, [M21]); the sandbox counts from the consent.
 const DATA_ACCESS_DAYS: i64 = 90;
@@ -333,7 +333,7 @@ pub(super) async fn me(
 
 /// The id and name of a simulated account: the default merchant, or another one
 /// ([`Simulator::set_signed_in_account`]).
-fn account_identity(account: u32) -> (String, String) {
+pub(super) fn account_identity(account: u32) -> (String, String) {
     if account == 0 {
         (USER_ID.to_owned(), USER_NAME.to_owned())
     } else {

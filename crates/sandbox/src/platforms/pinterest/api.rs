@@ -15,7 +15,7 @@ use axum::routing::{get, post};
 use axum::{Extension, Router};
 use serde_json::{json, Value};
 
-use super::oauth::{error, SLUG, SPEC};
+use super::oauth::{error, SLUG, SPEC, USER_ID};
 use crate::exchange;
 use crate::params::{query_pairs, query_param};
 use crate::state::{random_string, ApiCaller, Denial, PublishedItem, Simulator};
@@ -85,7 +85,7 @@ async fn user_account(Extension(caller): Extension<ApiCaller>) -> Response {
         StatusCode::OK,
         json!({
             "account_type": "BUSINESS",
-            "id": "sbx-pin-1",
+            "id": USER_ID,
             "username": "sandboxmerchant",
             "business_name": "Sandbox Merchant",
             "profile_image": "https://sandbox.example/pinterest/sandbox-merchant.jpg",

@@ -1,7 +1,8 @@
 //! Pinterest's simulator: its OAuth rules (`oauth`: HTTP Basic only, a new refresh token on every
 //! refresh, no revocation of user tokens, `{"code","message"}` errors) and API v5 (`api`: user
 //! account, boards, ad accounts, pins), joined to the shared simulator code by
-//! [`SimulatedPlatform`] and listed in the table as [`PLATFORM`].
+//! [`SimulatedPlatform`] and listed in the table as [`PLATFORM`]. Pinterest sends the app no
+//! notice when a user removes it: its API defines none [P1].
 //!
 //! Sources are cited in the two files.
 
@@ -53,5 +54,9 @@ impl SimulatedPlatform for Pinterest {
         _now: DateTime<Utc>,
     ) -> Response {
         api::throttled()
+    }
+
+    fn account_id(&self, _account: u32) -> String {
+        oauth::USER_ID.to_owned()
     }
 }

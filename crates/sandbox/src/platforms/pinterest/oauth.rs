@@ -23,6 +23,9 @@ use crate::state::{
 /// The platform's key.
 pub(super) const SLUG: &str = "pinterest";
 
+/// The simulated user's id (the same for every simulated account).
+pub(super) const USER_ID: &str = "sbx-pin-1";
+
 /// Pinterest API v5. https://developers.pinterest.com/docs/getting-started/set-up-authentication-and-authorization/
 pub(super) static SPEC: PlatformSpec = PlatformSpec {
     key: SLUG,
@@ -190,7 +193,7 @@ async fn user_account(State(sim): State<Simulator>, headers: HeaderMap) -> Respo
         StatusCode::OK,
         json!({
             "account_type": "BUSINESS",
-            "id": "sbx-pin-1",
+            "id": USER_ID,
             "username": "sandboxmerchant",
             "profile_image": "https://sandbox.example/pinterest/sandbox-merchant.jpg",
             "website_url": "https://sandbox.example/shop",

@@ -1,11 +1,12 @@
 //! TikTok's simulator: Login Kit's OAuth rules (`oauth`: `client_key`, rotating refresh tokens,
 //! the `data.user` user info and TikTok's two error shapes) and the Content Posting API (`api`:
-//! creator info and the direct-post init), joined to the shared simulator code by
-//! [`SimulatedPlatform`] and listed in the table as [`PLATFORM`].
+//! creator info and the direct-post init) and TikTok's signed webhook events (`events`), joined
+//! to the shared simulator code by [`SimulatedPlatform`] and listed in the table as [`PLATFORM`].
 //!
-//! Sources are cited in the two files.
+//! Sources are cited in each file.
 
 mod api;
+mod events;
 mod oauth;
 
 use axum::http::StatusCode;
@@ -14,8 +15,9 @@ use axum::Router;
 use chrono::{DateTime, Utc};
 
 use crate::exchange::TokenCall;
+use crate::outbox::Notice;
 use crate::platform::{Platform, SimulatedPlatform};
-use crate::state::{ApiCaller, ApiRateLimit, Denial, Simulator};
+use crate::state::{ApiCaller, ApiRateLimit, Denial, GrantView, Simulator};
 
 /// TikTok's entry in the table.
 pub(crate) const PLATFORM: Platform = Platform {
@@ -53,5 +55,19 @@ impl SimulatedPlatform for TikTok {
         _now: DateTime<Utc>,
     ) -> Response {
         api::throttled()
+    }
+
+    fn account_id(&self, _account: u32) -> String {
+        oauth::OPEN_ID.to_owned()
+    }
+
+    /// `authorization.removed` [T25].
+    fn removal_notices(
+        &self,
+        sim: &Simulator,
+        account: &str,
+        _removed: &[GrantView],
+    ) -> Vec<Notice> {
+        events::removal(sim, account).into_iter().collect()
     }
 }

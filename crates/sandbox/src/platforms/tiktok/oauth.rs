@@ -58,7 +58,8 @@ pub(super) static SPEC: PlatformSpec = PlatformSpec {
 
 const ACCESS_SECONDS: i64 = 86_400;
 const REFRESH_SECONDS: i64 = 31_536_000;
-const OPEN_ID: &str = "sbx-tiktok-open-id";
+/// The simulated user's `open_id` (the same for every simulated account).
+pub(super) const OPEN_ID: &str = "sbx-tiktok-open-id";
 
 /// Revocation and user info; the token route is the shared one.
 pub(super) fn routes() -> Router<Simulator> {

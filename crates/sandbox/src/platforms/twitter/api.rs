@@ -16,12 +16,9 @@ use axum::{Extension, Router};
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 
-use super::oauth::{problem, users_me, SLUG, SPEC};
+use super::oauth::{problem, users_me, SLUG, SPEC, USER_ID};
 use crate::exchange;
 use crate::state::{random_string, ApiCaller, ApiRateLimit, Denial, PublishedItem, Simulator};
-
-/// The simulated user's id (the OAuth side's value).
-const USER_ID: &str = "1000000000000000001";
 
 /// The per-user window X documents (15 minutes, X10).
 const WINDOW_SECONDS: i64 = 900;

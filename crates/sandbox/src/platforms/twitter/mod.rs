@@ -1,11 +1,13 @@
 //! X's simulator: its OAuth 2.0 rules (`oauth`: HTTP Basic, mandatory PKCE, 30-second codes,
 //! rotating refresh tokens whose reuse ends the family, single-token revocation) and API v2
 //! (`api`: `users/me`, `POST tweets`, `x-rate-limit-*` headers), joined to the shared simulator
-//! code by [`SimulatedPlatform`] and listed in the table as [`PLATFORM`].
+//! code by [`SimulatedPlatform`] and listed in the table as [`PLATFORM`]. `events` sends X's
+//! signed webhook events and its CRC check.
 //!
-//! Sources are cited in the two files.
+//! Sources are cited in each file.
 
 mod api;
+mod events;
 mod oauth;
 
 use axum::http::{HeaderMap, StatusCode};
@@ -14,8 +16,9 @@ use axum::Router;
 use chrono::{DateTime, Utc};
 
 use crate::exchange::TokenCall;
+use crate::outbox::Notice;
 use crate::platform::{Platform, SimulatedPlatform};
-use crate::state::{ApiCaller, ApiRateLimit, Denial, Simulator};
+use crate::state::{ApiCaller, ApiRateLimit, Denial, GrantView, Simulator};
 
 /// X's entry in the table.
 pub(crate) const PLATFORM: Platform = Platform {
@@ -63,5 +66,19 @@ impl SimulatedPlatform for Twitter {
         path: &str,
     ) {
         api::usage_headers(headers, now, path, None);
+    }
+
+    fn account_id(&self, _account: u32) -> String {
+        oauth::USER_ID.to_owned()
+    }
+
+    /// XAA's `oauth.revoke` [X16].
+    fn removal_notices(
+        &self,
+        sim: &Simulator,
+        account: &str,
+        _removed: &[GrantView],
+    ) -> Vec<Notice> {
+        events::removal(sim, account).into_iter().collect()
     }
 }

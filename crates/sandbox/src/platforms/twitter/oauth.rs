@@ -24,6 +24,9 @@ use crate::state::{
 /// The platform's key.
 pub(super) const SLUG: &str = "twitter";
 
+/// The simulated user's id (the same for every simulated account).
+pub(super) const USER_ID: &str = "1000000000000000001";
+
 /// X OAuth 2.0 with PKCE. https://docs.x.com/fundamentals/authentication/oauth-2-0/authorization-code
 pub(super) static SPEC: PlatformSpec = PlatformSpec {
     key: SLUG,
@@ -259,7 +262,7 @@ pub(super) async fn users_me(
         .and_then(|q| serde_urlencoded::from_str(q).ok())
         .unwrap_or_default();
     let mut user = Map::new();
-    user.insert("id".to_owned(), json!("1000000000000000001"));
+    user.insert("id".to_owned(), json!(USER_ID));
     user.insert("name".to_owned(), json!("Sandbox Merchant"));
     user.insert("username".to_owned(), json!("sandboxmerchant"));
     let requested = pairs
