@@ -269,6 +269,9 @@ fn sandbox_for(settings: &Settings, catalog: &Catalog) -> Option<Simulator> {
                 .collect(),
         );
         simulator.require_token_proofs(settings.sandbox_require_token_proofs);
+        // The sandbox's platforms send their notices (an app removed, a data deletion request)
+        // to our own receivers, as the real ones do once their consoles name our URLs.
+        simulator.set_event_receiver(&format!("{base}/api/v1/platform-events"));
         simulator
     })
 }

@@ -301,6 +301,19 @@ pub async fn spawn_app_with(mut options: TestAppOptions) -> TestApp {
     // reading of every rule a platform leaves open.
     simulator.require_token_proofs(true);
     simulator.strict(true);
+    // Its notices go to this app's receivers; a platform that signs them with published keys has
+    // them served by the simulator.
+    simulator.set_event_receiver(&format!("{address}/api/v1/platform-events"));
+    for platform in &options.simulated {
+        let Some(path) = built_in(platform).events.sandbox_keys_path else {
+            continue;
+        };
+        let name: &'static str =
+            Box::leak(format!("{}_EVENT_KEYS_URL", env_prefix(platform)).into_boxed_str());
+        if !options.extra_env.iter().any(|(n, _)| *n == name) {
+            vars.push((name, format!("{simulator_address}{path}")));
+        }
+    }
     let sim_router = sandbox::router(simulator.clone());
     tokio::spawn(async move {
         let _ = axum::serve(sim_listener, sim_router).await;

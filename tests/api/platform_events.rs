@@ -713,3 +713,159 @@ async fn a_google_security_event_token_is_verified_against_the_published_keys_an
     );
     app.stop().await;
 }
+
+/// The `response` of the sandbox's last delivery to `receiver` of `platform`, once answered.
+async fn delivered(
+    app: &TestApp,
+    platform: &str,
+    receiver: &str,
+) -> growth_engine::sandbox::EventDelivery {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let answered = app
+            .simulator
+            .event_deliveries(platform)
+            .into_iter()
+            .rev()
+            .find(|d| d.receiver == receiver && d.status.is_some());
+        if let Some(delivery) = answered {
+            return delivery;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{platform} never delivered to {receiver}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn removing_the_app_in_the_sandbox_revokes_the_connection_on_every_platform_that_says_so() {
+    let app = spawn_app().await;
+    let senders = ["meta", "tiktok", "google", "twitter"];
+    for platform in senders.iter().chain(&["pinterest", "linkedin"]) {
+        let connection = connect(&app, platform, "shop-sbx").await;
+        let account = connection["account_id"].as_str().unwrap();
+        assert!(
+            app.simulator.remove_app(platform, account),
+            "{platform}: {account}"
+        );
+    }
+    for platform in senders {
+        until(&app, "shop-sbx", platform, removed).await;
+        assert_eq!(
+            delivered(
+                &app,
+                platform,
+                match platform {
+                    "meta" => "deauthorize",
+                    "google" => "risc",
+                    _ => "webhooks",
+                }
+            )
+            .await
+            .status
+            .map(|s| s / 100),
+            Some(2),
+            "{platform}"
+        );
+    }
+    // Pinterest and LinkedIn send no notice: their cards learn it on use.
+    for platform in ["pinterest", "linkedin"] {
+        assert!(app.simulator.event_deliveries(platform).is_empty());
+        assert_eq!(
+            connection(&app, "shop-sbx", platform).await.unwrap()["status"],
+            "CONNECTED"
+        );
+    }
+    // A redelivery is acknowledged and stored once.
+    let before = stored(&app, "tiktok").await.len();
+    app.simulator.redeliver_last_event("tiktok");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while app.simulator.event_deliveries("tiktok").len() < 2 {
+        assert!(tokio::time::Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        delivered(&app, "tiktok", "webhooks").await.status,
+        Some(200)
+    );
+    assert_eq!(stored(&app, "tiktok").await.len(), before);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn the_sandboxs_data_deletion_request_gets_a_code_whose_page_says_completed() {
+    let app = spawn_app().await;
+    let meta = connect(&app, "meta", "shop-sbx-delete").await;
+    app.simulator
+        .request_data_deletion(meta["account_id"].as_str().unwrap());
+    let answer: Value = serde_json::from_str(
+        &delivered(&app, "meta", "data-deletion")
+            .await
+            .response
+            .unwrap(),
+    )
+    .unwrap();
+    let url = answer["url"].as_str().unwrap().to_owned();
+    until(&app, "shop-sbx-delete", "meta", |c| c.is_none()).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let page = reqwest::get(&url).await.unwrap().text().await.unwrap();
+        if page.contains("Completed") {
+            assert!(page.contains(answer["confirmation_code"].as_str().unwrap()));
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{page}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn the_sandboxs_challenges_pass_and_a_selected_page_is_subscribed_to_its_feed() {
+    let app = crate::helpers::spawn_app_with(crate::helpers::TestAppOptions {
+        extra_env: vec![("META_WEBHOOK_VERIFY_TOKEN", "verify-me-42".into())],
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(
+        app.simulator.verify_meta_webhook("verify-me-42").await,
+        Ok(true)
+    );
+    assert_eq!(
+        app.simulator.verify_meta_webhook("another").await,
+        Ok(false)
+    );
+    assert_eq!(app.simulator.check_x_crc().await, Ok(true));
+    assert_eq!(app.simulator.check_linkedin_challenge().await, Ok(true));
+
+    let meta = connect(&app, "meta", "shop-sub").await;
+    let pages: Vec<String> = meta["assets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["kind"] == "facebook_page")
+        .map(|a| a["id"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(pages.len() >= 2, "{meta}");
+    for page in &pages {
+        let response = reqwest::Client::new()
+            .put(app.url("/api/v1/oauth/connections/shop-sub/meta/selection"))
+            .bearer_auth(crate::helpers::API_KEY)
+            .json(&json!({ "kind": "facebook_page", "id": page }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "{:?}", response.text().await);
+    }
+    // The last page chosen is subscribed to its feed; the one it replaced no longer is.
+    let subscriptions = app.simulator.meta_page_subscriptions();
+    let last = pages.last().unwrap();
+    assert_eq!(
+        subscriptions,
+        vec![(last.clone(), vec!["feed".to_owned()])],
+        "{subscriptions:?}"
+    );
+    app.stop().await;
+}

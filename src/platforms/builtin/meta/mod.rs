@@ -54,6 +54,8 @@ pub(super) const PLATFORM: BuiltInPlatform = BuiltInPlatform {
         "pages_show_list",
         "pages_read_engagement",
         "pages_manage_posts",
+        // [M32]: subscribing a selected page to the app's webhooks (`subscribed_apps`).
+        "pages_manage_metadata",
         "read_insights",
         "instagram_basic",
         "instagram_content_publish",
