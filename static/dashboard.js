@@ -182,7 +182,7 @@
       }
       if (p.state === "expired") {
         body.append(el("p", { class: "muted" }, "Access has expired. Reconnect to keep campaigns running."));
-      } else if (p.state === "needs_attention") {
+      } else if (p.state === "needs_attention" && p.last_error !== "removed_at_platform") {
         body.append(el("p", { class: "muted" }, (p.last_error ? p.last_error + " " : "") + "Reconnect to restore access."));
       }
     } else if (p.state === "not_configured") {

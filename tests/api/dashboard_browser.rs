@@ -686,3 +686,69 @@ async fn an_expiring_connection_shows_a_reconnect_by_banner_that_reconnects() {
     driver.client.close().await.unwrap();
     app.stop().await;
 }
+
+#[tokio::test]
+async fn removing_the_app_on_the_sandboxs_apps_page_turns_the_card_to_removed() {
+    let app = spawn_app_with(TestAppOptions {
+        simulated: vec![],
+        ..Default::default()
+    })
+    .await;
+    let driver = start_browser().await;
+    let browser = &driver.client;
+    let dashboard = link(&app, "shop-removed", "owner-1");
+    browser.goto(&dashboard).await.unwrap();
+    wait_for(browser, "#card-meta button[data-action=\"connect\"]")
+        .await
+        .click()
+        .await
+        .unwrap();
+    wait_for(browser, "#approve").await.click().await.unwrap();
+    wait_for(browser, "#card-meta[data-state=\"connected\"]").await;
+
+    // The merchant goes to the platform's "Apps and websites" and removes the app there.
+    browser.goto(&app.url("/sandbox/meta/apps")).await.unwrap();
+    wait_for(browser, "form[action=\"/sandbox/meta/apps/remove\"] button")
+        .await
+        .click()
+        .await
+        .unwrap();
+    // Back to the connections page, with the session the link opened.
+    browser
+        .goto(&app.url("/dashboard/marketing"))
+        .await
+        .unwrap();
+    // The page asks the API again when it is shown; the notice was processed within seconds.
+    let removed = browser
+        .wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(Locator::XPath(
+            "//*[@id='card-meta'][contains(., 'Removed at Meta')]",
+        ))
+        .await;
+    if removed.is_err() {
+        browser.refresh().await.unwrap();
+    }
+    let shown = browser
+        .wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(Locator::XPath(
+            "//*[@id='card-meta'][contains(., 'Removed at Meta')]",
+        ))
+        .await;
+    if shown.is_err() {
+        panic!(
+            "the card says {:?}; the API says {}",
+            text(browser, "#card-meta").await,
+            app.connections("shop-removed").await
+        );
+    }
+    wait_for(browser, "#card-meta button[data-action=\"connect\"]").await;
+    std::fs::write(
+        screenshots().join("dashboard-removed-at-platform.png"),
+        browser.screenshot().await.unwrap(),
+    )
+    .unwrap();
+    driver.client.close().await.unwrap();
+    app.stop().await;
+}
