@@ -869,3 +869,49 @@ async fn the_sandboxs_challenges_pass_and_a_selected_page_is_subscribed_to_its_f
     );
     app.stop().await;
 }
+
+#[tokio::test]
+async fn the_embedded_default_receives_stores_and_acts_on_notices_too() {
+    let app = crate::helpers::spawn_app_with(crate::helpers::TestAppOptions {
+        backend: crate::helpers::Backend::Embedded,
+        ..Default::default()
+    })
+    .await;
+    let tiktok = connect(&app, "tiktok", "shop-lite").await;
+    app.simulator
+        .remove_app("tiktok", tiktok["account_id"].as_str().unwrap());
+    until(&app, "shop-lite", "tiktok", removed).await;
+    app.simulator.redeliver_last_event("tiktok");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while app
+        .simulator
+        .event_deliveries("tiktok")
+        .iter()
+        .filter(|d| d.status == Some(200))
+        .count()
+        < 2
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the redelivery was not acknowledged"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let metrics = app.get("/metrics").await.text().await.unwrap();
+    let count = |outcome: &str| {
+        metrics
+            .lines()
+            .find(|l| {
+                l.starts_with("growth_engine_platform_events_total{")
+                    && l.contains("platform=\"tiktok\"")
+                    && l.contains("kind=\"removal\"")
+                    && l.contains(&format!("outcome=\"{outcome}\""))
+            })
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|n| n.parse::<f64>().ok())
+    };
+    assert_eq!(count("stored"), Some(1.0), "{metrics}");
+    assert_eq!(count("duplicate"), Some(1.0), "{metrics}");
+    assert_eq!(count("processed"), Some(1.0), "{metrics}");
+    app.stop().await;
+}
