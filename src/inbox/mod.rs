@@ -14,61 +14,19 @@
 //! Layout: `receive` (verify, store, answer), `worker` (claim and act: removal, deletion,
 //! permissions, forwarding content to the services as `platform.event` webhooks), `keys` (the
 //! cached public keys of platforms that sign with them), `deletion` (confirmation codes and the
-//! status page's facts). It stands on the lifecycle (which owns what a removal does to a
-//! connection) and the store; the edge (`http::inbox_routes`) parses and answers.
+//! status page's facts), `service` ([`Inbox`] and what it is built from). It stands on the
+//! lifecycle (which owns what a removal does to a connection) and the store; the edge
+//! (`http::inbox_routes`) parses and answers. This file only declares the modules and re-exports:
+//! no file below imports it.
 
 mod deletion;
 mod keys;
 mod receive;
+mod service;
 mod worker;
 
 pub use deletion::{confirmation_code, DeletionStatus};
 pub use keys::KeyCache;
 pub use receive::{Answer, ReceiveError};
+pub use service::{Inbox, Parts};
 pub use worker::InboxWorker;
-
-use std::sync::Arc;
-
-use tokio::sync::Notify;
-use url::Url;
-
-use crate::audit::AuditLog;
-use crate::lifecycle::Grants;
-use crate::metrics::Metrics;
-
-/// The inbox: receives notices and hands them to its worker. A cheap clone.
-#[derive(Debug, Clone)]
-pub struct Inbox(Arc<Parts>);
-
-/// What the inbox is built from.
-#[derive(Debug)]
-pub struct Parts {
-    /// Removals and deletions, with the core (store, catalog, clock) under them.
-    pub grants: Grants,
-    /// The platforms' published keys.
-    pub keys: KeyCache,
-    /// Counters by platform, kind and outcome.
-    pub metrics: Metrics,
-    /// The audit trail (removals, deletions, permission changes).
-    pub audit: AuditLog,
-    /// The service's public URL (the data deletion status page's link).
-    pub api_url: Url,
-    /// Wakes this replica's worker when a notice was stored here.
-    pub wake: Notify,
-}
-
-impl Inbox {
-    /// An inbox over these parts.
-    pub fn new(parts: Parts) -> Self {
-        Self(Arc::new(parts))
-    }
-
-    fn parts(&self) -> &Parts {
-        &self.0
-    }
-
-    /// The time by the service's clock.
-    pub fn now(&self) -> chrono::DateTime<chrono::Utc> {
-        self.0.grants.core().clock().now()
-    }
-}

@@ -6,7 +6,7 @@
 use serde_json::json;
 
 use super::deletion::{account_digest, confirmation_code, DeletionStatus};
-use super::Inbox;
+use super::service::Inbox;
 use crate::platforms::events::{
     EventRejection, InboundRequest, Notice, NoticeAccount, NoticeKind, Receipt,
 };

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use super::Inbox;
+use super::service::Inbox;
 use crate::audit::{Actor, AuditEvent};
 use crate::domain::{Connection, PlatformId};
 use crate::error::OAuthError;
@@ -212,7 +212,8 @@ impl InboxWorker {
                 );
             }
         }
-        let code = super::confirmation_code(row.event.platform.as_str(), &row.event.dedupe_key);
+        let code =
+            super::deletion::confirmation_code(row.event.platform.as_str(), &row.event.dedupe_key);
         let at = parts.grants.core().clock().now();
         parts
             .grants

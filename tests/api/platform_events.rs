@@ -89,12 +89,18 @@ async fn db(app: &TestApp) -> sqlx::PgConnection {
         .unwrap()
 }
 
+/// `(kind, outcome, account_id, payload)` of a stored notice.
+type StoredRow = (String, Option<String>, Option<String>, Value);
+
 /// `(kind, outcome, account_id, payload)` of every stored notice of `platform`.
-async fn stored(
-    app: &TestApp,
-    platform: &str,
-) -> Vec<(String, Option<String>, Option<String>, Value)> {
-    let rows: Vec<(String, Option<String>, Option<String>, sqlx::types::Json<Value>)> = sqlx::query_as(
+async fn stored(app: &TestApp, platform: &str) -> Vec<StoredRow> {
+    type Row = (
+        String,
+        Option<String>,
+        Option<String>,
+        sqlx::types::Json<Value>,
+    );
+    let rows: Vec<Row> = sqlx::query_as(
         "select kind, outcome, account_id, payload from platform_events where platform = $1 order by received_at",
     )
     .bind(platform)

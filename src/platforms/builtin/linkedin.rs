@@ -340,7 +340,7 @@ fn webhook_notices(
             platform_id: discovery::text(item, "notificationId"),
             occurred_at: item["lastModifiedAt"]
                 .as_i64()
-                .and_then(|ms| chrono::DateTime::from_timestamp_millis(ms)),
+                .and_then(chrono::DateTime::from_timestamp_millis),
             payload: item.clone(),
         })
         .collect();
