@@ -532,12 +532,13 @@ async fn x_answers_its_crc_and_an_oauth_revoke_revokes_the_user() {
 }
 
 #[tokio::test]
-async fn a_stored_notice_left_unprocessed_by_its_receiver_is_taken_up_by_the_polling_worker() {
+async fn a_notice_claimed_by_a_replica_that_died_is_processed_by_another_when_its_lease_ends() {
     use growth_engine::store::NewPlatformEvent;
     let first = spawn_app().await;
     let tiktok = connect(&first, "tiktok", "shop-crash").await;
     let open_id = tiktok["account_id"].as_str().unwrap().to_owned();
-    // What a receiver stored just before its replica died: due, never processed.
+    // What a receiver stored: due in a moment (this replica's worker is woken only by what it
+    // receives itself, and polls).
     let store = first.services.store.clone();
     let inserted = store
         .insert_platform_events(&[NewPlatformEvent {
@@ -550,13 +551,34 @@ async fn a_stored_notice_left_unprocessed_by_its_receiver_is_taken_up_by_the_pol
             account_id: Some(open_id),
             payload: json!({ "content": { "reason": 1 } }),
             occurred_at: None,
-            // Due in a moment: this replica's worker is not woken by a row it did not receive.
             received_at: chrono::Utc::now() + chrono::Duration::milliseconds(500),
         }])
         .await
         .unwrap();
     assert_eq!(inserted, vec![true]);
+    // A replica claims it and dies before acting: its claim holds the row for the lease only.
+    let due = chrono::Utc::now() + chrono::Duration::seconds(1);
+    let claimed = store
+        .claim_platform_events(due, due + chrono::Duration::seconds(1), 10)
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 1, "the dead replica's claim");
+    assert_eq!(
+        connection(&first, "shop-crash", "tiktok").await.unwrap()["status"],
+        "CONNECTED"
+    );
+    // When the lease ends, the live worker takes it up and acts.
     until(&first, "shop-crash", "tiktok", removed).await;
+    let rows = stored(&first, "tiktok").await;
+    assert_eq!(rows[0].1.as_deref(), Some("processed"));
+    let attempts: (i32,) = sqlx::query_as("select attempts from platform_events")
+        .fetch_one(&mut db(&first).await)
+        .await
+        .unwrap();
+    assert_eq!(
+        attempts.0, 2,
+        "claimed by the dead replica, then by the live one"
+    );
     first.stop().await;
 }
 
