@@ -54,6 +54,7 @@ impl Captured {
 }
 
 const DASHBOARD_SECRET: &str = "logs-test-dashboard-secret-0123456789abcdef";
+const VERIFY_TOKEN: &str = "meta-verify-token-6a1f39e2";
 const WEBHOOK_SECRET: &str = "logs-test-webhook-secret-0123456789";
 
 #[tokio::test]
@@ -84,6 +85,7 @@ async fn no_token_code_secret_or_key_reaches_the_debug_logs() {
             ("DASHBOARD_JWT_SECRET", DASHBOARD_SECRET.into()),
             ("WEBHOOK_URL", hooks),
             ("WEBHOOK_SECRET", WEBHOOK_SECRET.into()),
+            ("META_WEBHOOK_VERIFY_TOKEN", VERIFY_TOKEN.into()),
         ],
         ..Default::default()
     })
@@ -97,6 +99,7 @@ async fn no_token_code_secret_or_key_reaches_the_debug_logs() {
         ),
         ("the dashboard secret".into(), DASHBOARD_SECRET.into()),
         ("the webhook secret".into(), WEBHOOK_SECRET.into()),
+        ("Meta's webhook verify token".into(), VERIFY_TOKEN.into()),
     ];
     let store = "log-store";
 
@@ -247,6 +250,37 @@ async fn no_token_code_secret_or_key_reaches_the_debug_logs() {
         ))
         .await;
     assert_eq!(delete.status(), 200);
+    // The platforms' notices: a handshake with the verify token, a removal signed with the app
+    // secret, a forged one refused.
+    assert_eq!(
+        app.simulator.verify_meta_webhook(VERIFY_TOKEN).await,
+        Ok(true)
+    );
+    let meta: serde_json::Value = app.connections(store).await["connections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["platform"] == "meta")
+        .cloned()
+        .unwrap();
+    assert!(app
+        .simulator
+        .remove_app("meta", meta["account_id"].as_str().unwrap()));
+    let forged = app
+        .api
+        .post(app.url("/api/v1/platform-events/meta/deauthorize"))
+        .form(&[("signed_request", "c2lnbmF0dXJl.eyJ1c2VyX2lkIjoiMSJ9")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), 401);
+    for _ in 0..200 {
+        let deliveries = app.simulator.event_deliveries("meta");
+        if deliveries.iter().any(|d| d.status == Some(200)) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
     secrets.push(("the dashboard link".into(), link_token));
     secrets.push(("the dashboard session".into(), session));
     secrets.push(("the CSRF value".into(), csrf));
