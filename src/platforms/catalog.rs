@@ -11,7 +11,6 @@ use std::collections::BTreeMap;
 use secrecy::SecretString;
 use url::Url;
 
-use super::builtin::built_in;
 use super::builtin::BUILT_IN;
 use super::definition::BuiltInPlatform;
 use super::error::PlatformError;
@@ -238,7 +237,7 @@ fn sandbox_endpoints(spec: &mut PlatformSpec, api_base: &str) {
     // its own handshake token.
     spec.events.secret = None;
     spec.events.verify_token = Some(format!("sandbox-{slug}-verify-token").into());
-    if let Some(path) = built_in(slug).and_then(|p| p.events.sandbox_keys_path) {
+    if let Some(path) = super::builtin::built_in(slug).and_then(|p| p.events.sandbox_keys_path) {
         spec.events.keys_url = url(&format!("{api_base}{path}"));
     }
     spec.sandboxed = true;
