@@ -170,7 +170,10 @@ impl Grants {
             .await?
             .ok_or(OAuthError::NotFound)?;
         let report = match self.core.open(&connection) {
-            Ok(tokens) => self.client.revoke(spec, &tokens).await,
+            Ok(tokens) => {
+                self.unsubscribe_selected(spec, &connection, &tokens).await;
+                self.client.revoke(spec, &tokens).await
+            }
             Err(_) => RevocationReport {
                 outcome: RevocationOutcome::Failed("the stored tokens were unreadable".into()),
                 tokens: Vec::new(),
@@ -207,6 +210,36 @@ impl Grants {
             revocation: report.outcome,
             tokens: report.tokens,
         })
+    }
+
+    /// Before a disconnect revokes the grant: the selected assets subscribed to the app's webhooks
+    /// (Meta's pages) are unsubscribed with their own tokens, while those still work. Best effort:
+    /// the disconnect goes on whatever the platform says.
+    async fn unsubscribe_selected(
+        &self,
+        spec: &PlatformSpec,
+        connection: &Connection,
+        tokens: &crate::domain::TokenSet,
+    ) {
+        let Ok(assets) = self.core.store().list_assets(&connection.store_id).await else {
+            return;
+        };
+        for asset in assets
+            .iter()
+            .filter(|a| a.connection_id == connection.id && a.selected)
+        {
+            let token = tokens
+                .extra
+                .get(&format!("page:{}", asset.id))
+                .unwrap_or(&tokens.access_token);
+            let outcome = spec
+                .behaviour
+                .subscribe_asset(&self.client, spec, &asset.kind, &asset.id, token, false)
+                .await;
+            if let Err(error) = outcome {
+                tracing::warn!(platform = %spec.id, store_id = %connection.store_id, kind = %asset.kind, error = %error, "the asset's webhook subscription could not be removed before the disconnect");
+            }
+        }
     }
 
     /// Re-seals up to `batch` rows sealed with an old key; returns how many were re-sealed. Rows it

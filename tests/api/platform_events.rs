@@ -895,6 +895,12 @@ async fn the_sandboxs_challenges_pass_and_a_selected_page_is_subscribed_to_its_f
         vec![(last.clone(), vec!["feed".to_owned()])],
         "{subscriptions:?}"
     );
+    // A disconnect unsubscribes it before revoking the grant.
+    let disconnected = app
+        .delete("/api/v1/oauth/disconnect/meta?store_id=shop-sub&user_id=u")
+        .await;
+    assert_eq!(disconnected.status(), 200);
+    assert_eq!(app.simulator.meta_page_subscriptions(), vec![]);
     app.stop().await;
 }
 
