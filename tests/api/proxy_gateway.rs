@@ -1054,3 +1054,60 @@ async fn a_disconnect_clears_the_proxy_memo_on_every_replica() {
     b.stop().await;
     a.stop().await;
 }
+
+#[tokio::test]
+async fn a_platforms_redirect_is_passed_back_to_the_caller_not_followed() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    // X's API, answering one path with a redirect to another that counts its callers.
+    let followed = Arc::new(AtomicUsize::new(0));
+    let counted = followed.clone();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let api = format!("http://{}/2/", listener.local_addr().unwrap());
+    let target = format!("{api}elsewhere");
+    let upstream = axum::Router::new()
+        .route(
+            "/2/users/me",
+            axum::routing::get(|| async {
+                axum::Json(
+                    serde_json::json!({ "data": { "id": "1", "name": "X", "username": "x" } }),
+                )
+            }),
+        )
+        .route(
+            "/2/moved",
+            axum::routing::get(move || {
+                let target = target.clone();
+                async move {
+                    (
+                        axum::http::StatusCode::FOUND,
+                        [(axum::http::header::LOCATION, target)],
+                        "moved",
+                    )
+                }
+            }),
+        )
+        .route(
+            "/2/elsewhere",
+            axum::routing::get(move || {
+                counted.fetch_add(1, Ordering::SeqCst);
+                async { "followed" }
+            }),
+        );
+    tokio::spawn(async move { axum::serve(listener, upstream).await });
+    let app = spawn_with_api("twitter", api.clone(), vec![]).await;
+    connect(&app, "twitter", "shop").await;
+    let response = proxy_get(&app, "twitter", "moved", "shop").await;
+    assert_eq!(response.status(), 302, "the platform's answer, as it was");
+    assert_eq!(
+        response.headers()[reqwest::header::LOCATION],
+        format!("{api}elsewhere").as_str()
+    );
+    assert_eq!(response.text().await.unwrap(), "moved");
+    assert_eq!(
+        followed.load(Ordering::SeqCst),
+        0,
+        "the proxy never followed it"
+    );
+    app.stop().await;
+}
