@@ -25,12 +25,12 @@ use crate::helpers::{
 };
 use crate::proxy::CuttableProxy;
 
-async fn connect(app: &TestApp, platform: &str, store: &str) {
+pub(crate) async fn connect(app: &TestApp, platform: &str, store: &str) {
     let result = app.run_flow(platform, store, true).await;
     assert_eq!(result["connection"], "success", "{platform}: {result:?}");
 }
 
-fn refresh_calls(sim: &Simulator, platform: &str) -> Vec<sandbox::TokenRequestRecord> {
+pub(crate) fn refresh_calls(sim: &Simulator, platform: &str) -> Vec<sandbox::TokenRequestRecord> {
     sim.token_requests(platform)
         .into_iter()
         .filter(|r| r.grant_type == "refresh_token")
@@ -38,7 +38,7 @@ fn refresh_calls(sim: &Simulator, platform: &str) -> Vec<sandbox::TokenRequestRe
 }
 
 /// The simulator's user-info endpoint answers 200 to `token`.
-async fn simulator_accepts(sim_address: &str, platform: &str, token: &str) -> bool {
+pub(crate) async fn simulator_accepts(sim_address: &str, platform: &str, token: &str) -> bool {
     let endpoints = sandbox::endpoints(sim_address, platform).unwrap();
     let mut url = url::Url::parse(&endpoints.userinfo).unwrap();
     if platform == "tiktok" {
@@ -54,7 +54,7 @@ async fn simulator_accepts(sim_address: &str, platform: &str, token: &str) -> bo
         == 200
 }
 
-async fn row(
+pub(crate) async fn row(
     app_services: &growth_engine::app::Services,
     store: &str,
     platform: &str,
