@@ -19,8 +19,8 @@ use growth_engine::vault::Key;
 
 use crate::chaos::{p95, RedisServer};
 use crate::helpers::{
-    fresh_database, query_of, spawn_app_with, test_database_url, Backend, Browser, TestApp,
-    TestAppOptions,
+    fresh_database, query_of, spawn_app_with, test_database_url, wait_until, Backend, Browser,
+    TestApp, TestAppOptions,
 };
 use crate::proxy::CuttableProxy;
 
@@ -328,14 +328,6 @@ async fn start_receiver() -> (String, Received) {
         let _ = axum::serve(listener, router).await;
     });
     (url, received)
-}
-
-async fn wait_until(what: &str, within: Duration, mut done: impl AsyncFnMut() -> bool) {
-    let started = Instant::now();
-    while !done().await {
-        assert!(started.elapsed() < within, "{what} within {within:?}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 fn refresh_calls(app: &TestApp) -> usize {

@@ -79,6 +79,20 @@ pub fn host_port(url: &str) -> String {
     )
 }
 
+/// Waits (at most `within`) until `done` holds, looking again every 20 ms: for a state the test
+/// needs before it goes on, instead of a sleep long enough on a good day. Fails naming `what`.
+pub async fn wait_until(
+    what: &str,
+    within: std::time::Duration,
+    mut done: impl AsyncFnMut() -> bool,
+) {
+    let started = tokio::time::Instant::now();
+    while !done().await {
+        assert!(started.elapsed() < within, "{what} within {within:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
 /// A PostgreSQL database made for one test and dropped by [`TestDatabase::drop_database`] (or, if a
 /// test panicked first, by the next run's sweep).
 pub struct TestDatabase {
