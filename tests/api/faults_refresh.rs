@@ -21,7 +21,7 @@ use tokio::net::TcpListener;
 
 use crate::helpers::{
     credentials, env_prefix, fresh_database, fresh_redis, settings_from, spawn_app_with,
-    test_redis_url, Browser, TestApp, TestAppOptions, API_KEY,
+    test_redis_url, wait_until, Browser, TestApp, TestAppOptions, API_KEY,
 };
 use crate::proxy::CuttableProxy;
 
@@ -90,6 +90,16 @@ async fn wait_until_refreshed(app: &TestApp, platform: &str, n: usize) {
     }
 }
 
+/// Waits until `platform`'s simulator holds one token call ([`Fault::Hold`]).
+async fn at_the_platform(sim: &Simulator, platform: &str) {
+    wait_until(
+        "the refresh reaches the platform",
+        Duration::from_secs(10),
+        async || sim.held_token_calls(platform) == 1,
+    )
+    .await;
+}
+
 #[tokio::test]
 async fn a_caller_hanging_up_mid_refresh_changes_nothing_on_each_rotating_platform() {
     for platform in ["tiktok", "pinterest", "twitter"] {
@@ -103,8 +113,8 @@ async fn a_caller_hanging_up_mid_refresh_changes_nothing_on_each_rotating_platfo
         connect(&app, platform, "hang-up").await;
         // Inside the refresh window: the next read refreshes first.
         clock.advance(chrono::Duration::seconds(3600 - 60));
-        app.simulator
-            .set_fault(platform, Some(Fault::Delay(Duration::from_millis(2500))));
+        // Each caller goes away while the platform holds its refresh call.
+        app.simulator.set_fault(platform, Some(Fault::Hold));
         // First the handler itself goes away (its future is dropped, as when a server cancels it).
         let spec = app
             .services
@@ -114,30 +124,36 @@ async fn a_caller_hanging_up_mid_refresh_changes_nothing_on_each_rotating_platfo
             .unwrap()
             .clone();
         let store_id = StoreId::parse("hang-up").unwrap();
-        let dropped = tokio::time::timeout(
-            Duration::from_millis(800),
-            app.services.tokens.access_token(&spec, &store_id, false),
-        )
-        .await;
+        let tokens = app.services.tokens.clone();
+        let caller = tokio::spawn(async move {
+            let _ = tokens.access_token(&spec, &store_id, false).await;
+        });
+        at_the_platform(&app.simulator, platform).await;
+        caller.abort();
         assert!(
-            dropped.is_err(),
+            caller.await.unwrap_err().is_cancelled(),
             "{platform}: the caller was dropped mid-refresh"
         );
-        wait_until_refreshed(&app, platform, 1).await;
-        // Then an HTTP caller that times out.
-        clock.advance(chrono::Duration::seconds(3600 - 60));
-        let impatient = reqwest::Client::builder()
-            .timeout(Duration::from_millis(800))
-            .build()
-            .unwrap();
-        let gave_up = impatient
-            .get(app.url(&format!("/api/v1/oauth/token/{platform}?store_id=hang-up")))
-            .bearer_auth(API_KEY)
-            .send()
-            .await;
-        assert!(gave_up.is_err(), "{platform}: the caller timed out");
-        wait_until_refreshed(&app, platform, 2).await;
         app.simulator.set_fault(platform, None);
+        wait_until_refreshed(&app, platform, 1).await;
+        // Then an HTTP caller that hangs up.
+        clock.advance(chrono::Duration::seconds(3600 - 60));
+        app.simulator.set_fault(platform, Some(Fault::Hold));
+        let request = app
+            .api
+            .get(app.url(&format!("/api/v1/oauth/token/{platform}?store_id=hang-up")))
+            .bearer_auth(API_KEY);
+        let caller = tokio::spawn(async move {
+            let _ = request.send().await;
+        });
+        at_the_platform(&app.simulator, platform).await;
+        caller.abort();
+        assert!(
+            caller.await.unwrap_err().is_cancelled(),
+            "{platform}: the caller hung up"
+        );
+        app.simulator.set_fault(platform, None);
+        wait_until_refreshed(&app, platform, 2).await;
         let response = app
             .get(&format!("/api/v1/oauth/token/{platform}?store_id=hang-up"))
             .await;
@@ -191,16 +207,16 @@ async fn postgres_cut_while_a_rotated_token_is_written_keeps_it_as_a_recovery_re
     .await;
     connect(&app, "tiktok", "cut").await;
     let before = row(&app.services, "cut", "tiktok").await;
-    app.simulator
-        .set_fault("tiktok", Some(Fault::Delay(Duration::from_millis(1500))));
+    app.simulator.set_fault("tiktok", Some(Fault::Hold));
     let refresh = {
         let api = app.api.clone();
         let url = app.url("/api/v1/oauth/refresh/tiktok?store_id=cut");
         tokio::spawn(async move { api.post(url).bearer_auth(API_KEY).send().await })
     };
-    // The platform is answering (and rotating) while the database goes away.
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    // The platform has the call (it rotates as it answers) when the database goes away.
+    at_the_platform(&app.simulator, "tiktok").await;
     proxy.cut();
+    app.simulator.set_fault("tiktok", None);
     let response = refresh.await.unwrap().unwrap();
     assert_eq!(response.status(), 200, "the renewed token is handed out");
     let body: serde_json::Value = response.json().await.unwrap();
@@ -548,7 +564,19 @@ async fn a_key_rollout_across_two_services_never_parks_a_connection() {
     .await;
     // Every row is due for A's refresher, and its token inside the refresh window.
     clock.advance(chrono::Duration::seconds(3600 - 60));
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    wait_until(
+        "A's refresher tried every row and named the key it lacks",
+        Duration::from_secs(15),
+        async || {
+            let rows = futures::future::join_all(platforms.iter().map(|p| row(&a, "rollout", p)));
+            rows.await.iter().all(|r| {
+                r.last_error
+                    .as_deref()
+                    .is_some_and(|e| e.contains(new.id()))
+            })
+        },
+    )
+    .await;
     let api = reqwest::Client::new();
     for platform in platforms {
         let response = api
@@ -726,25 +754,23 @@ async fn a_recovery_record_left_by_a_stopped_replica_is_applied_by_another_befor
     })
     .await;
     connect(&a, "twitter", "handover").await;
-    a.simulator
-        .set_fault("twitter", Some(Fault::Delay(Duration::from_millis(1500))));
+    a.simulator.set_fault("twitter", Some(Fault::Hold));
     let refresh = {
         let api = a.api.clone();
         let url = a.url("/api/v1/oauth/refresh/twitter?store_id=handover");
         tokio::spawn(async move { api.post(url).bearer_auth(API_KEY).send().await })
     };
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    at_the_platform(&a.simulator, "twitter").await;
     proxy.cut();
-    assert_eq!(refresh.await.unwrap().unwrap().status(), 200);
     a.simulator.set_fault("twitter", None);
+    assert_eq!(refresh.await.unwrap().unwrap().status(), 200);
     // Replica A stops while PostgreSQL is still unreachable: only Redis holds the rotated set.
     let b_settings = sibling_settings(&a, proxied.as_str(), &["twitter"], &key, None);
     let simulator = a.simulator.clone();
     let sim_address = a.simulator_address.clone();
     let unused = a.database.take();
-    a.stop().await;
-    // Long enough for A's drain to try its last write (the pool gives up after 3 s) and stop.
-    tokio::time::sleep(Duration::from_secs(5)).await;
+    // A's drain tries its last write while PostgreSQL is still cut; then A is gone.
+    a.stop_and_wait().await;
     proxy.restore();
     // A's lease (60 s, held since its write failed) runs out: stand in for the wait by ending it
     // now, as the database's clock would.
@@ -1026,17 +1052,16 @@ async fn a_leftover_recovery_record_never_replaces_a_later_reconnect() {
     .await;
     connect(&a, "twitter", "regrant").await;
     let first = row(&a.services, "regrant", "twitter").await;
-    a.simulator
-        .set_fault("twitter", Some(Fault::Delay(Duration::from_millis(1500))));
+    a.simulator.set_fault("twitter", Some(Fault::Hold));
     let refresh = {
         let api = a.api.clone();
         let url = a.url("/api/v1/oauth/refresh/twitter?store_id=regrant");
         tokio::spawn(async move { api.post(url).bearer_auth(API_KEY).send().await })
     };
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    at_the_platform(&a.simulator, "twitter").await;
     proxy.cut();
-    assert_eq!(refresh.await.unwrap().unwrap().status(), 200);
     a.simulator.set_fault("twitter", None);
+    assert_eq!(refresh.await.unwrap().unwrap().status(), 200);
     let prefix = a.redis_prefix.clone().unwrap();
     let recovery_key = format!("{prefix}recovery:{}", first.id);
     let client = redis::Client::open(test_redis_url()).unwrap();
@@ -1049,9 +1074,8 @@ async fn a_leftover_recovery_record_never_replaces_a_later_reconnect() {
     let record = record.expect("a recovery record in Redis");
     // A stops while PostgreSQL is unreachable: only Redis holds the rotated set.
     let unused = a.database.take();
-    a.stop().await;
-    // Long enough for A's drain to try its last write (the pool gives up after 3 s) and stop.
-    tokio::time::sleep(Duration::from_secs(5)).await;
+    // A's drain tries its last write while PostgreSQL is still cut; then A is gone.
+    a.stop_and_wait().await;
     proxy.restore();
     let mut conn = sqlx::PgConnection::connect(&db.url).await.unwrap();
     sqlx::query(

@@ -227,6 +227,9 @@ pub struct TestApp {
     pub clock: Option<ManualClock>,
     pub sqlite_dir: Option<tempfile::TempDir>,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    /// The running application: it ends once its shutdown (drain, background tasks, audit flush)
+    /// is over.
+    running: Option<tokio::task::JoinHandle<()>>,
 }
 
 pub fn credentials(platform: &str) -> (String, String) {
@@ -372,7 +375,7 @@ pub async fn spawn_app_with(mut options: TestAppOptions) -> TestApp {
         sandbox.strict(true);
     }
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(async move {
+    let running = tokio::spawn(async move {
         let _ = app
             .run_until(async move {
                 let _ = rx.await;
@@ -393,6 +396,7 @@ pub async fn spawn_app_with(mut options: TestAppOptions) -> TestApp {
         clock: options.clock,
         sqlite_dir,
         shutdown: Some(tx),
+        running: Some(running),
     }
 }
 
@@ -458,6 +462,23 @@ impl TestApp {
             .await;
         assert_eq!(response.status(), 200);
         response.json().await.unwrap()
+    }
+
+    /// Stops the application and waits until its shutdown is over (at most a minute), as a
+    /// replica that has exited; its database is kept unless still attached.
+    pub async fn stop_and_wait(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(running) = self.running.take() {
+            tokio::time::timeout(std::time::Duration::from_secs(60), running)
+                .await
+                .expect("the application stops within a minute")
+                .expect("the application's task ends cleanly");
+        }
+        if let Some(db) = self.database.take() {
+            db.drop_database().await;
+        }
     }
 
     pub async fn stop(mut self) {
