@@ -305,8 +305,22 @@ fn free_port() -> u16 {
         .port()
 }
 
-#[tokio::test]
-async fn sigterm_mid_refresh_exits_only_after_the_rotated_tokens_are_stored() {
+/// The service binary started by a SIGTERM test, and what it runs on.
+struct Binary {
+    child: std::process::Child,
+    /// Its base URL.
+    address: String,
+    db: crate::helpers::TestDatabase,
+    key: Key,
+    /// X's simulator, served by this process.
+    simulator: Simulator,
+    sim_address: String,
+}
+
+/// Starts the service binary (`serve`) on a fresh database, Redis keyspace and key, with X's
+/// endpoints at a simulator in this process, no refresher, `extra` settings on top, and its output
+/// in `target/tmp/faults/{log}.log`; returns once `/health` answers 200.
+async fn start_binary_with(log: &str, extra: &[(&str, String)]) -> Binary {
     let db = fresh_database().await;
     let (_, prefix) = fresh_redis().await;
     let key = Key::generate();
@@ -331,8 +345,8 @@ async fn sigterm_mid_refresh_exits_only_after_the_rotated_tokens_are_stored() {
     let endpoints = sandbox::endpoints(&sim_address, "twitter").unwrap();
     let log_dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("faults");
     std::fs::create_dir_all(&log_dir).unwrap();
-    let log = std::fs::File::create(log_dir.join("sigterm.log")).unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_growth-engine"))
+    let log = std::fs::File::create(log_dir.join(format!("{log}.log"))).unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_growth-engine"))
         .arg("serve")
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
@@ -353,22 +367,33 @@ async fn sigterm_mid_refresh_exits_only_after_the_rotated_tokens_are_stored() {
         .env("TWITTER_REVOKE_URL", &endpoints.revoke)
         .env("TWITTER_USERINFO_URL", &endpoints.userinfo)
         .env("RUST_LOG", "info")
+        .envs(extra.iter().map(|(name, value)| (name, value)))
         .stdout(Stdio::from(log.try_clone().unwrap()))
         .stderr(Stdio::from(log))
         .spawn()
         .expect("start the service");
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while !matches!(reqwest::get(format!("{address}/health")).await, Ok(r) if r.status() == 200) {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the service never became healthy"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
+    wait_until(
+        "the service becomes healthy",
+        Duration::from_secs(30),
+        async || matches!(reqwest::get(format!("{address}/health")).await, Ok(r) if r.status() == 200),
+    )
+    .await;
+    Binary {
+        child,
+        address,
+        db,
+        key,
+        simulator,
+        sim_address,
     }
-    let api = reqwest::Client::new();
-    let start: serde_json::Value = api
+}
+
+/// Connects `platform` for `store` through the service at `address`, as a merchant would: the
+/// API's connect URL, then consent in a browser.
+async fn connect_through(address: &str, platform: &str, store: &str) {
+    let start: serde_json::Value = reqwest::Client::new()
         .get(format!(
-            "{address}/api/v1/oauth/connect/twitter?user_id=u&store_id=sigterm"
+            "{address}/api/v1/oauth/connect/{platform}?user_id=u&store_id={store}"
         ))
         .bearer_auth(API_KEY)
         .send()
@@ -380,7 +405,20 @@ async fn sigterm_mid_refresh_exits_only_after_the_rotated_tokens_are_stored() {
     let result = Browser::new()
         .complete_flow(start["authorization_url"].as_str().unwrap(), true)
         .await;
-    assert_eq!(result["connection"], "success", "{result:?}");
+    assert_eq!(result["connection"], "success", "{platform}: {result:?}");
+}
+
+#[tokio::test]
+async fn sigterm_mid_refresh_exits_only_after_the_rotated_tokens_are_stored() {
+    let Binary {
+        mut child,
+        address,
+        db,
+        key,
+        simulator,
+        sim_address,
+    } = start_binary_with("sigterm", &[]).await;
+    connect_through(&address, "twitter", "sigterm").await;
 
     // Slower than the old 5 s background grace, within the platform timeout (10 s); the caller
     // gives up long before, so only the service's own drain can keep the refresh alive.
@@ -873,84 +911,23 @@ async fn sigterm_ends_within_the_grace_though_an_answer_still_streams_and_flushe
     use std::sync::atomic::Ordering;
     // The least grace the platform timeout (3 s, longer than the slow call) allows.
     const GRACE: u64 = 8;
-    let db = fresh_database().await;
-    let (_, prefix) = fresh_redis().await;
-    let key = Key::generate();
-    let port = free_port();
-    let address = format!("http://127.0.0.1:{port}");
-    let (client_id, client_secret) = credentials("twitter");
-    let simulator = Simulator::new(vec![SimClient {
-        platform: "twitter".into(),
-        client_id: client_id.clone(),
-        client_secret: client_secret.clone(),
-        redirect_uris: vec![format!("{address}/api/v1/oauth/callback/twitter")],
-    }]);
-    let sim_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let sim_address = format!(
-        "http://127.0.0.1:{}",
-        sim_listener.local_addr().unwrap().port()
-    );
-    let router = sandbox::router(simulator.clone());
-    tokio::spawn(async move {
-        let _ = axum::serve(sim_listener, router).await;
-    });
     let (api, slow_calls) = streaming_api().await;
-    let endpoints = sandbox::endpoints(&sim_address, "twitter").unwrap();
-    let log_dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("faults");
-    std::fs::create_dir_all(&log_dir).unwrap();
-    let log = std::fs::File::create(log_dir.join("sigterm-grace.log")).unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_growth-engine"))
-        .arg("serve")
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("PORT", port.to_string())
-        .env("HOST", "127.0.0.1")
-        .env("API_URL", &address)
-        .env("DATABASE_URL", &db.url)
-        .env("REDIS_URL", test_redis_url())
-        .env("REDIS_KEY_PREFIX", &prefix)
-        .env("TOKEN_ENCRYPTION_KEY", key.to_base64())
-        .env("API_KEYS", API_KEY)
-        .env("SANDBOX", "false")
-        .env("REFRESHER_ENABLED", "false")
-        .env("HTTP_TIMEOUT_SECONDS", "3")
-        .env("SHUTDOWN_GRACE_SECONDS", GRACE.to_string())
-        .env("TWITTER_CLIENT_ID", &client_id)
-        .env("TWITTER_CLIENT_SECRET", &client_secret)
-        .env("TWITTER_AUTHORIZE_URL", &endpoints.authorize)
-        .env("TWITTER_TOKEN_URL", &endpoints.token)
-        .env("TWITTER_REVOKE_URL", &endpoints.revoke)
-        .env("TWITTER_USERINFO_URL", &endpoints.userinfo)
-        .env("TWITTER_API_URL", format!("{api}/2/"))
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::from(log.try_clone().unwrap()))
-        .stderr(Stdio::from(log))
-        .spawn()
-        .expect("start the service");
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while !matches!(reqwest::get(format!("{address}/health")).await, Ok(r) if r.status() == 200) {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the service never became healthy"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let Binary {
+        mut child,
+        address,
+        db,
+        ..
+    } = start_binary_with(
+        "sigterm-grace",
+        &[
+            ("HTTP_TIMEOUT_SECONDS", "3".into()),
+            ("SHUTDOWN_GRACE_SECONDS", GRACE.to_string()),
+            ("TWITTER_API_URL", format!("{api}/2/")),
+        ],
+    )
+    .await;
+    connect_through(&address, "twitter", "grace").await;
     let api_client = reqwest::Client::new();
-    let start: serde_json::Value = api_client
-        .get(format!(
-            "{address}/api/v1/oauth/connect/twitter?user_id=u&store_id=grace"
-        ))
-        .bearer_auth(API_KEY)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let result = Browser::new()
-        .complete_flow(start["authorization_url"].as_str().unwrap(), true)
-        .await;
-    assert_eq!(result["connection"], "success", "{result:?}");
 
     let proxied = |path: &str| {
         api_client
