@@ -37,7 +37,7 @@ use crate::redis_conn::RedisHandle;
 #[cfg(feature = "sandbox")]
 use crate::sandbox::Simulator;
 use crate::state::FlowStates;
-use crate::store::{PgStore, SqliteStore, Store, StoreError};
+use crate::store::{Bounded, PgStore, SqliteStore, Store, StoreError};
 use crate::vault::{Key, Keyring};
 
 /// Why the application could not start.
@@ -151,9 +151,11 @@ pub(crate) async fn connect_store(
 ) -> Result<Arc<dyn Store>, StoreError> {
     use secrecy::ExposeSecret;
     Ok(match database {
-        DatabaseSettings::Postgres(url) => {
-            Arc::new(PgStore::connect_with(url.expose_secret(), statement_timeout).await?)
-        }
+        // Behind a network: a call whose answer never comes is given up (see `store/bounded.rs`).
+        DatabaseSettings::Postgres(url) => Arc::new(Bounded::new(
+            PgStore::connect_with(url.expose_secret(), statement_timeout).await?,
+            PgStore::call_limit(statement_timeout),
+        )),
         DatabaseSettings::Sqlite(url) => Arc::new(SqliteStore::connect(url).await?),
     })
 }

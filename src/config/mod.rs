@@ -82,7 +82,8 @@ pub struct Settings {
     pub trust_proxy: bool,
     /// `DATABASE_URL` (or `DATABASE_URL_FILE`); PostgreSQL's `sslmode` in it is honoured.
     pub database: DatabaseSettings,
-    /// `DATABASE_STATEMENT_TIMEOUT_SECONDS` (default 10, 1 to 300): the longest one statement runs.
+    /// `DATABASE_STATEMENT_TIMEOUT_SECONDS` (default 10, 1 to 300): the longest one statement runs;
+    /// plus 5 s, the longest one PostgreSQL call waits for an answer (`PgStore::call_limit`).
     pub statement_timeout: Duration,
     /// `REDIS_URL`; `None` keeps flow state in process (unless `redis_sentinel` is set).
     pub redis_url: Option<SecretString>,

@@ -107,7 +107,8 @@ fn is_local(url: &Url) -> bool {
 }
 
 /// `DATABASE_STATEMENT_TIMEOUT_SECONDS` (default 10, 1 to 300): the longest one SQL statement may
-/// run.
+/// run. With PostgreSQL it also sets how long one call waits for an answer before it is given up
+/// as unavailable: this plus the 3 s wait for a connection and a 2 s margin.
 pub(super) fn statement_timeout(vars: &Vars<'_>) -> Result<Duration, ConfigError> {
     vars.seconds_in("DATABASE_STATEMENT_TIMEOUT_SECONDS", 10, 1..=300)
 }

@@ -4,7 +4,9 @@
 //! PostgreSQL is down), a request waits at most [`ACQUIRE_TIMEOUT`] for a connection and then gets a
 //! prompt 503 instead of hanging, every connection is checked before use so the ones a restart
 //! killed are replaced by themselves, and every statement is cut by the server after the statement
-//! timeout so that nothing (a webhook batch, a stuck lock) holds a connection for ever.
+//! timeout so that nothing (a webhook batch, a stuck lock) holds a connection for ever. What
+//! neither bounds, a statement whose answer a partition lost, [`PgStore::call_limit`] does (the service
+//! wraps this store in [`Bounded`](super::Bounded)).
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -16,6 +18,9 @@ pub(crate) const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// The default statement timeout (`DATABASE_STATEMENT_TIMEOUT_SECONDS` once settings carry it).
 pub(crate) const DEFAULT_STATEMENT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Slack past the acquire and statement timeouts before a call that has had no answer is given up.
+const CALL_MARGIN: Duration = Duration::from_secs(2);
 
 /// Connections in PostgreSQL.
 #[derive(Debug, Clone)]
@@ -50,6 +55,13 @@ impl PgStore {
             .idle_timeout(Duration::from_secs(300))
             .connect_lazy_with(options);
         Ok(Self { pool })
+    }
+
+    /// The longest one store call waits for PostgreSQL with this statement timeout: a connection,
+    /// then a statement the server would have cancelled by now, then a margin. Past it the answer
+    /// was lost on the way.
+    pub fn call_limit(statement_timeout: Duration) -> Duration {
+        ACQUIRE_TIMEOUT + statement_timeout + CALL_MARGIN
     }
 
     /// The underlying pool (benchmarks and tests seed through it).

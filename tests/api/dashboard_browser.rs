@@ -213,14 +213,22 @@ async fn a_merchant_connects_all_five_declines_one_and_disconnects_in_a_real_bro
 
     // On a phone the cards stack in one column and nothing scrolls sideways.
     browser.set_window_size(390, 844).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let layout = script(
-        browser,
-        "const lefts = [...document.querySelectorAll('.card')].map(c => Math.round(c.getBoundingClientRect().left));
-         return {columns: new Set(lefts).size, overflow: document.documentElement.scrollWidth > window.innerWidth};",
-    )
-    .await;
-    assert_eq!(layout, json!({"columns": 1, "overflow": false}));
+    // Read until the page has laid itself out for the new width (or the deadline passes).
+    let one_column = json!({"columns": 1, "overflow": false});
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    let layout = loop {
+        let layout = script(
+            browser,
+            "const lefts = [...document.querySelectorAll('.card')].map(c => Math.round(c.getBoundingClientRect().left));
+             return {columns: new Set(lefts).size, overflow: document.documentElement.scrollWidth > window.innerWidth};",
+        )
+        .await;
+        if layout == one_column || tokio::time::Instant::now() > deadline {
+            break layout;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(layout, one_column);
     std::fs::write(
         screenshots().join("dashboard-phone.png"),
         browser.screenshot().await.unwrap(),

@@ -19,8 +19,8 @@ use growth_engine::vault::Key;
 
 use crate::chaos::{p95, RedisServer};
 use crate::helpers::{
-    fresh_database, query_of, spawn_app_with, test_database_url, Backend, Browser, TestApp,
-    TestAppOptions,
+    fresh_database, query_of, spawn_app_with, test_database_url, wait_until, Backend, Browser,
+    TestApp, TestAppOptions,
 };
 use crate::proxy::CuttableProxy;
 
@@ -330,14 +330,6 @@ async fn start_receiver() -> (String, Received) {
     (url, received)
 }
 
-async fn wait_until(what: &str, within: Duration, mut done: impl AsyncFnMut() -> bool) {
-    let started = Instant::now();
-    while !done().await {
-        assert!(started.elapsed() < within, "{what} within {within:?}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 fn refresh_calls(app: &TestApp) -> usize {
     app.simulator
         .token_requests("google")
@@ -537,8 +529,8 @@ async fn load(app: &TestApp, path: &str, duration: Duration) -> (f64, Duration) 
     (total as f64 / elapsed.as_secs_f64(), elapsed)
 }
 
-/// A webhook receiver answering `status` after `delay`; it records each delivery id.
-async fn slow_receiver(status: u16, delay: Duration) -> (url::Url, Received) {
+/// A webhook receiver answering `status`; it records each delivery id.
+async fn receiver(status: u16) -> (url::Url, Received) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = url::Url::parse(&format!("http://{}/hooks", listener.local_addr().unwrap())).unwrap();
     let received: Received = Arc::default();
@@ -553,7 +545,6 @@ async fn slow_receiver(status: u16, delay: Duration) -> (url::Url, Received) {
                     .unwrap()
                     .to_owned();
                 sink.lock().unwrap().push(id);
-                tokio::time::sleep(delay).await;
                 axum::http::StatusCode::from_u16(status).unwrap()
             }
         }),
@@ -616,17 +607,63 @@ fn deliverer(
     .unwrap()
 }
 
+/// A webhook receiver that holds the first delivery until `release` is notified and answers every
+/// other one at once, 200 each; it records each delivery id.
+async fn holding_receiver() -> (url::Url, Received, Arc<tokio::sync::Notify>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = url::Url::parse(&format!("http://{}/hooks", listener.local_addr().unwrap())).unwrap();
+    let received: Received = Arc::default();
+    let release = Arc::new(tokio::sync::Notify::new());
+    let (sink, gate) = (received.clone(), release.clone());
+    let router = axum::Router::new().route(
+        "/hooks",
+        axum::routing::post(move |headers: HeaderMap| {
+            let (sink, gate) = (sink.clone(), gate.clone());
+            async move {
+                let id = headers["growth-engine-delivery"]
+                    .to_str()
+                    .unwrap()
+                    .to_owned();
+                let first = {
+                    let mut ids = sink.lock().unwrap();
+                    ids.push(id);
+                    ids.len() == 1
+                };
+                if first {
+                    gate.notified().await;
+                }
+                "ok"
+            }
+        }),
+    );
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, router).await;
+    });
+    (url, received, release)
+}
+
 #[tokio::test]
 async fn a_slow_receiver_cannot_outlive_the_claim_so_another_replica_never_posts_the_same_events() {
     let (store, db, clock) = outbox_with_events(3).await;
-    let (url, received) = slow_receiver(200, Duration::from_millis(400)).await;
+    let (url, received, release) = holding_receiver().await;
     let first = deliverer(&store, &url, &clock);
     let second = deliverer(&store, &url, &clock);
     let busy = tokio::spawn(async move { first.deliver_due().await.unwrap() });
-    tokio::time::sleep(Duration::from_millis(150)).await;
+    // The first replica has claimed the batch and is held on its first post.
+    wait_until(
+        "the first replica's first post",
+        Duration::from_secs(10),
+        async || received.lock().unwrap().len() == 1,
+    )
+    .await;
     // Past the old 60-second claim, but within this batch's claim (batch × post timeout + margin).
     clock.advance(chrono::Duration::seconds(61));
-    assert_eq!(second.deliver_due().await.unwrap(), 0);
+    assert_eq!(
+        second.deliver_due().await.unwrap(),
+        0,
+        "the second replica posts none of the events the first one holds"
+    );
+    release.notify_one();
     assert_eq!(busy.await.unwrap(), 3);
     let ids = received.lock().unwrap().clone();
     let unique: std::collections::HashSet<&String> = ids.iter().collect();
@@ -641,7 +678,7 @@ async fn a_slow_receiver_cannot_outlive_the_claim_so_another_replica_never_posts
 #[tokio::test]
 async fn an_event_that_keeps_failing_becomes_a_dead_letter_after_the_last_attempt() {
     let (store, db, clock) = outbox_with_events(1).await;
-    let (url, received) = slow_receiver(500, Duration::ZERO).await;
+    let (url, received) = receiver(500).await;
     let metrics = growth_engine::metrics::Metrics::new();
     let webhooks = deliverer(&store, &url, &clock)
         .with_max_attempts(3)
@@ -667,7 +704,7 @@ async fn an_event_that_keeps_failing_becomes_a_dead_letter_after_the_last_attemp
 #[tokio::test]
 async fn pruning_removes_only_delivered_events_older_than_the_retention() {
     let (store, db, clock) = outbox_with_events(3).await;
-    let (url, _) = slow_receiver(200, Duration::ZERO).await;
+    let (url, _) = receiver(200).await;
     let webhooks = deliverer(&store, &url, &clock)
         .with_retention(std::time::Duration::from_secs(7 * 24 * 3600));
     assert_eq!(webhooks.deliver_due().await.unwrap(), 3);

@@ -21,16 +21,16 @@ use tokio::net::TcpListener;
 
 use crate::helpers::{
     credentials, env_prefix, fresh_database, fresh_redis, settings_from, spawn_app_with,
-    test_redis_url, Browser, TestApp, TestAppOptions, API_KEY,
+    test_redis_url, wait_until, Browser, TestApp, TestAppOptions, API_KEY,
 };
 use crate::proxy::CuttableProxy;
 
-async fn connect(app: &TestApp, platform: &str, store: &str) {
+pub(crate) async fn connect(app: &TestApp, platform: &str, store: &str) {
     let result = app.run_flow(platform, store, true).await;
     assert_eq!(result["connection"], "success", "{platform}: {result:?}");
 }
 
-fn refresh_calls(sim: &Simulator, platform: &str) -> Vec<sandbox::TokenRequestRecord> {
+pub(crate) fn refresh_calls(sim: &Simulator, platform: &str) -> Vec<sandbox::TokenRequestRecord> {
     sim.token_requests(platform)
         .into_iter()
         .filter(|r| r.grant_type == "refresh_token")
@@ -38,7 +38,7 @@ fn refresh_calls(sim: &Simulator, platform: &str) -> Vec<sandbox::TokenRequestRe
 }
 
 /// The simulator's user-info endpoint answers 200 to `token`.
-async fn simulator_accepts(sim_address: &str, platform: &str, token: &str) -> bool {
+pub(crate) async fn simulator_accepts(sim_address: &str, platform: &str, token: &str) -> bool {
     let endpoints = sandbox::endpoints(sim_address, platform).unwrap();
     let mut url = url::Url::parse(&endpoints.userinfo).unwrap();
     if platform == "tiktok" {
@@ -54,7 +54,7 @@ async fn simulator_accepts(sim_address: &str, platform: &str, token: &str) -> bo
         == 200
 }
 
-async fn row(
+pub(crate) async fn row(
     app_services: &growth_engine::app::Services,
     store: &str,
     platform: &str,
@@ -90,6 +90,16 @@ async fn wait_until_refreshed(app: &TestApp, platform: &str, n: usize) {
     }
 }
 
+/// Waits until `platform`'s simulator holds one token call ([`Fault::Hold`]).
+async fn at_the_platform(sim: &Simulator, platform: &str) {
+    wait_until(
+        "the refresh reaches the platform",
+        Duration::from_secs(10),
+        async || sim.held_token_calls(platform) == 1,
+    )
+    .await;
+}
+
 #[tokio::test]
 async fn a_caller_hanging_up_mid_refresh_changes_nothing_on_each_rotating_platform() {
     for platform in ["tiktok", "pinterest", "twitter"] {
@@ -103,8 +113,8 @@ async fn a_caller_hanging_up_mid_refresh_changes_nothing_on_each_rotating_platfo
         connect(&app, platform, "hang-up").await;
         // Inside the refresh window: the next read refreshes first.
         clock.advance(chrono::Duration::seconds(3600 - 60));
-        app.simulator
-            .set_fault(platform, Some(Fault::Delay(Duration::from_millis(2500))));
+        // Each caller goes away while the platform holds its refresh call.
+        app.simulator.set_fault(platform, Some(Fault::Hold));
         // First the handler itself goes away (its future is dropped, as when a server cancels it).
         let spec = app
             .services
@@ -114,30 +124,36 @@ async fn a_caller_hanging_up_mid_refresh_changes_nothing_on_each_rotating_platfo
             .unwrap()
             .clone();
         let store_id = StoreId::parse("hang-up").unwrap();
-        let dropped = tokio::time::timeout(
-            Duration::from_millis(800),
-            app.services.tokens.access_token(&spec, &store_id, false),
-        )
-        .await;
+        let tokens = app.services.tokens.clone();
+        let caller = tokio::spawn(async move {
+            let _ = tokens.access_token(&spec, &store_id, false).await;
+        });
+        at_the_platform(&app.simulator, platform).await;
+        caller.abort();
         assert!(
-            dropped.is_err(),
+            caller.await.unwrap_err().is_cancelled(),
             "{platform}: the caller was dropped mid-refresh"
         );
-        wait_until_refreshed(&app, platform, 1).await;
-        // Then an HTTP caller that times out.
-        clock.advance(chrono::Duration::seconds(3600 - 60));
-        let impatient = reqwest::Client::builder()
-            .timeout(Duration::from_millis(800))
-            .build()
-            .unwrap();
-        let gave_up = impatient
-            .get(app.url(&format!("/api/v1/oauth/token/{platform}?store_id=hang-up")))
-            .bearer_auth(API_KEY)
-            .send()
-            .await;
-        assert!(gave_up.is_err(), "{platform}: the caller timed out");
-        wait_until_refreshed(&app, platform, 2).await;
         app.simulator.set_fault(platform, None);
+        wait_until_refreshed(&app, platform, 1).await;
+        // Then an HTTP caller that hangs up.
+        clock.advance(chrono::Duration::seconds(3600 - 60));
+        app.simulator.set_fault(platform, Some(Fault::Hold));
+        let request = app
+            .api
+            .get(app.url(&format!("/api/v1/oauth/token/{platform}?store_id=hang-up")))
+            .bearer_auth(API_KEY);
+        let caller = tokio::spawn(async move {
+            let _ = request.send().await;
+        });
+        at_the_platform(&app.simulator, platform).await;
+        caller.abort();
+        assert!(
+            caller.await.unwrap_err().is_cancelled(),
+            "{platform}: the caller hung up"
+        );
+        app.simulator.set_fault(platform, None);
+        wait_until_refreshed(&app, platform, 2).await;
         let response = app
             .get(&format!("/api/v1/oauth/token/{platform}?store_id=hang-up"))
             .await;
@@ -191,16 +207,16 @@ async fn postgres_cut_while_a_rotated_token_is_written_keeps_it_as_a_recovery_re
     .await;
     connect(&app, "tiktok", "cut").await;
     let before = row(&app.services, "cut", "tiktok").await;
-    app.simulator
-        .set_fault("tiktok", Some(Fault::Delay(Duration::from_millis(1500))));
+    app.simulator.set_fault("tiktok", Some(Fault::Hold));
     let refresh = {
         let api = app.api.clone();
         let url = app.url("/api/v1/oauth/refresh/tiktok?store_id=cut");
         tokio::spawn(async move { api.post(url).bearer_auth(API_KEY).send().await })
     };
-    // The platform is answering (and rotating) while the database goes away.
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    // The platform has the call (it rotates as it answers) when the database goes away.
+    at_the_platform(&app.simulator, "tiktok").await;
     proxy.cut();
+    app.simulator.set_fault("tiktok", None);
     let response = refresh.await.unwrap().unwrap();
     assert_eq!(response.status(), 200, "the renewed token is handed out");
     let body: serde_json::Value = response.json().await.unwrap();
@@ -289,8 +305,22 @@ fn free_port() -> u16 {
         .port()
 }
 
-#[tokio::test]
-async fn sigterm_mid_refresh_exits_only_after_the_rotated_tokens_are_stored() {
+/// The service binary started by a SIGTERM test, and what it runs on.
+struct Binary {
+    child: std::process::Child,
+    /// Its base URL.
+    address: String,
+    db: crate::helpers::TestDatabase,
+    key: Key,
+    /// X's simulator, served by this process.
+    simulator: Simulator,
+    sim_address: String,
+}
+
+/// Starts the service binary (`serve`) on a fresh database, Redis keyspace and key, with X's
+/// endpoints at a simulator in this process, no refresher, `extra` settings on top, and its output
+/// in `target/tmp/faults/{log}.log`; returns once `/health` answers 200.
+async fn start_binary_with(log: &str, extra: &[(&str, String)]) -> Binary {
     let db = fresh_database().await;
     let (_, prefix) = fresh_redis().await;
     let key = Key::generate();
@@ -315,8 +345,8 @@ async fn sigterm_mid_refresh_exits_only_after_the_rotated_tokens_are_stored() {
     let endpoints = sandbox::endpoints(&sim_address, "twitter").unwrap();
     let log_dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("faults");
     std::fs::create_dir_all(&log_dir).unwrap();
-    let log = std::fs::File::create(log_dir.join("sigterm.log")).unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_growth-engine"))
+    let log = std::fs::File::create(log_dir.join(format!("{log}.log"))).unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_growth-engine"))
         .arg("serve")
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
@@ -337,22 +367,33 @@ async fn sigterm_mid_refresh_exits_only_after_the_rotated_tokens_are_stored() {
         .env("TWITTER_REVOKE_URL", &endpoints.revoke)
         .env("TWITTER_USERINFO_URL", &endpoints.userinfo)
         .env("RUST_LOG", "info")
+        .envs(extra.iter().map(|(name, value)| (name, value)))
         .stdout(Stdio::from(log.try_clone().unwrap()))
         .stderr(Stdio::from(log))
         .spawn()
         .expect("start the service");
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while !matches!(reqwest::get(format!("{address}/health")).await, Ok(r) if r.status() == 200) {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the service never became healthy"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
+    wait_until(
+        "the service becomes healthy",
+        Duration::from_secs(30),
+        async || matches!(reqwest::get(format!("{address}/health")).await, Ok(r) if r.status() == 200),
+    )
+    .await;
+    Binary {
+        child,
+        address,
+        db,
+        key,
+        simulator,
+        sim_address,
     }
-    let api = reqwest::Client::new();
-    let start: serde_json::Value = api
+}
+
+/// Connects `platform` for `store` through the service at `address`, as a merchant would: the
+/// API's connect URL, then consent in a browser.
+async fn connect_through(address: &str, platform: &str, store: &str) {
+    let start: serde_json::Value = reqwest::Client::new()
         .get(format!(
-            "{address}/api/v1/oauth/connect/twitter?user_id=u&store_id=sigterm"
+            "{address}/api/v1/oauth/connect/{platform}?user_id=u&store_id={store}"
         ))
         .bearer_auth(API_KEY)
         .send()
@@ -364,7 +405,20 @@ async fn sigterm_mid_refresh_exits_only_after_the_rotated_tokens_are_stored() {
     let result = Browser::new()
         .complete_flow(start["authorization_url"].as_str().unwrap(), true)
         .await;
-    assert_eq!(result["connection"], "success", "{result:?}");
+    assert_eq!(result["connection"], "success", "{platform}: {result:?}");
+}
+
+#[tokio::test]
+async fn sigterm_mid_refresh_exits_only_after_the_rotated_tokens_are_stored() {
+    let Binary {
+        mut child,
+        address,
+        db,
+        key,
+        simulator,
+        sim_address,
+    } = start_binary_with("sigterm", &[]).await;
+    connect_through(&address, "twitter", "sigterm").await;
 
     // Slower than the old 5 s background grace, within the platform timeout (10 s); the caller
     // gives up long before, so only the service's own drain can keep the refresh alive.
@@ -549,7 +603,19 @@ async fn a_key_rollout_across_two_services_never_parks_a_connection() {
     .await;
     // Every row is due for A's refresher, and its token inside the refresh window.
     clock.advance(chrono::Duration::seconds(3600 - 60));
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    wait_until(
+        "A's refresher tried every row and named the key it lacks",
+        Duration::from_secs(15),
+        async || {
+            let rows = futures::future::join_all(platforms.iter().map(|p| row(&a, "rollout", p)));
+            rows.await.iter().all(|r| {
+                r.last_error
+                    .as_deref()
+                    .is_some_and(|e| e.contains(new.id()))
+            })
+        },
+    )
+    .await;
     let api = reqwest::Client::new();
     for platform in platforms {
         let response = api
@@ -727,25 +793,23 @@ async fn a_recovery_record_left_by_a_stopped_replica_is_applied_by_another_befor
     })
     .await;
     connect(&a, "twitter", "handover").await;
-    a.simulator
-        .set_fault("twitter", Some(Fault::Delay(Duration::from_millis(1500))));
+    a.simulator.set_fault("twitter", Some(Fault::Hold));
     let refresh = {
         let api = a.api.clone();
         let url = a.url("/api/v1/oauth/refresh/twitter?store_id=handover");
         tokio::spawn(async move { api.post(url).bearer_auth(API_KEY).send().await })
     };
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    at_the_platform(&a.simulator, "twitter").await;
     proxy.cut();
-    assert_eq!(refresh.await.unwrap().unwrap().status(), 200);
     a.simulator.set_fault("twitter", None);
+    assert_eq!(refresh.await.unwrap().unwrap().status(), 200);
     // Replica A stops while PostgreSQL is still unreachable: only Redis holds the rotated set.
     let b_settings = sibling_settings(&a, proxied.as_str(), &["twitter"], &key, None);
     let simulator = a.simulator.clone();
     let sim_address = a.simulator_address.clone();
     let unused = a.database.take();
-    a.stop().await;
-    // Long enough for A's drain to try its last write (the pool gives up after 3 s) and stop.
-    tokio::time::sleep(Duration::from_secs(5)).await;
+    // A's drain tries its last write while PostgreSQL is still cut; then A is gone.
+    a.stop_and_wait().await;
     proxy.restore();
     // A's lease (60 s, held since its write failed) runs out: stand in for the wait by ending it
     // now, as the database's clock would.
@@ -848,84 +912,23 @@ async fn sigterm_ends_within_the_grace_though_an_answer_still_streams_and_flushe
     use std::sync::atomic::Ordering;
     // The least grace the platform timeout (3 s, longer than the slow call) allows.
     const GRACE: u64 = 8;
-    let db = fresh_database().await;
-    let (_, prefix) = fresh_redis().await;
-    let key = Key::generate();
-    let port = free_port();
-    let address = format!("http://127.0.0.1:{port}");
-    let (client_id, client_secret) = credentials("twitter");
-    let simulator = Simulator::new(vec![SimClient {
-        platform: "twitter".into(),
-        client_id: client_id.clone(),
-        client_secret: client_secret.clone(),
-        redirect_uris: vec![format!("{address}/api/v1/oauth/callback/twitter")],
-    }]);
-    let sim_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let sim_address = format!(
-        "http://127.0.0.1:{}",
-        sim_listener.local_addr().unwrap().port()
-    );
-    let router = sandbox::router(simulator.clone());
-    tokio::spawn(async move {
-        let _ = axum::serve(sim_listener, router).await;
-    });
     let (api, slow_calls) = streaming_api().await;
-    let endpoints = sandbox::endpoints(&sim_address, "twitter").unwrap();
-    let log_dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("faults");
-    std::fs::create_dir_all(&log_dir).unwrap();
-    let log = std::fs::File::create(log_dir.join("sigterm-grace.log")).unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_growth-engine"))
-        .arg("serve")
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("PORT", port.to_string())
-        .env("HOST", "127.0.0.1")
-        .env("API_URL", &address)
-        .env("DATABASE_URL", &db.url)
-        .env("REDIS_URL", test_redis_url())
-        .env("REDIS_KEY_PREFIX", &prefix)
-        .env("TOKEN_ENCRYPTION_KEY", key.to_base64())
-        .env("API_KEYS", API_KEY)
-        .env("SANDBOX", "false")
-        .env("REFRESHER_ENABLED", "false")
-        .env("HTTP_TIMEOUT_SECONDS", "3")
-        .env("SHUTDOWN_GRACE_SECONDS", GRACE.to_string())
-        .env("TWITTER_CLIENT_ID", &client_id)
-        .env("TWITTER_CLIENT_SECRET", &client_secret)
-        .env("TWITTER_AUTHORIZE_URL", &endpoints.authorize)
-        .env("TWITTER_TOKEN_URL", &endpoints.token)
-        .env("TWITTER_REVOKE_URL", &endpoints.revoke)
-        .env("TWITTER_USERINFO_URL", &endpoints.userinfo)
-        .env("TWITTER_API_URL", format!("{api}/2/"))
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::from(log.try_clone().unwrap()))
-        .stderr(Stdio::from(log))
-        .spawn()
-        .expect("start the service");
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while !matches!(reqwest::get(format!("{address}/health")).await, Ok(r) if r.status() == 200) {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the service never became healthy"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let Binary {
+        mut child,
+        address,
+        db,
+        ..
+    } = start_binary_with(
+        "sigterm-grace",
+        &[
+            ("HTTP_TIMEOUT_SECONDS", "3".into()),
+            ("SHUTDOWN_GRACE_SECONDS", GRACE.to_string()),
+            ("TWITTER_API_URL", format!("{api}/2/")),
+        ],
+    )
+    .await;
+    connect_through(&address, "twitter", "grace").await;
     let api_client = reqwest::Client::new();
-    let start: serde_json::Value = api_client
-        .get(format!(
-            "{address}/api/v1/oauth/connect/twitter?user_id=u&store_id=grace"
-        ))
-        .bearer_auth(API_KEY)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let result = Browser::new()
-        .complete_flow(start["authorization_url"].as_str().unwrap(), true)
-        .await;
-    assert_eq!(result["connection"], "success", "{result:?}");
 
     let proxied = |path: &str| {
         api_client
@@ -1027,17 +1030,16 @@ async fn a_leftover_recovery_record_never_replaces_a_later_reconnect() {
     .await;
     connect(&a, "twitter", "regrant").await;
     let first = row(&a.services, "regrant", "twitter").await;
-    a.simulator
-        .set_fault("twitter", Some(Fault::Delay(Duration::from_millis(1500))));
+    a.simulator.set_fault("twitter", Some(Fault::Hold));
     let refresh = {
         let api = a.api.clone();
         let url = a.url("/api/v1/oauth/refresh/twitter?store_id=regrant");
         tokio::spawn(async move { api.post(url).bearer_auth(API_KEY).send().await })
     };
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    at_the_platform(&a.simulator, "twitter").await;
     proxy.cut();
-    assert_eq!(refresh.await.unwrap().unwrap().status(), 200);
     a.simulator.set_fault("twitter", None);
+    assert_eq!(refresh.await.unwrap().unwrap().status(), 200);
     let prefix = a.redis_prefix.clone().unwrap();
     let recovery_key = format!("{prefix}recovery:{}", first.id);
     let client = redis::Client::open(test_redis_url()).unwrap();
@@ -1050,9 +1052,8 @@ async fn a_leftover_recovery_record_never_replaces_a_later_reconnect() {
     let record = record.expect("a recovery record in Redis");
     // A stops while PostgreSQL is unreachable: only Redis holds the rotated set.
     let unused = a.database.take();
-    a.stop().await;
-    // Long enough for A's drain to try its last write (the pool gives up after 3 s) and stop.
-    tokio::time::sleep(Duration::from_secs(5)).await;
+    // A's drain tries its last write while PostgreSQL is still cut; then A is gone.
+    a.stop_and_wait().await;
     proxy.restore();
     let mut conn = sqlx::PgConnection::connect(&db.url).await.unwrap();
     sqlx::query(

@@ -79,6 +79,20 @@ pub fn host_port(url: &str) -> String {
     )
 }
 
+/// Waits (at most `within`) until `done` holds, looking again every 20 ms: for a state the test
+/// needs before it goes on, instead of a sleep long enough on a good day. Fails naming `what`.
+pub async fn wait_until(
+    what: &str,
+    within: std::time::Duration,
+    mut done: impl AsyncFnMut() -> bool,
+) {
+    let started = tokio::time::Instant::now();
+    while !done().await {
+        assert!(started.elapsed() < within, "{what} within {within:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
 /// A PostgreSQL database made for one test and dropped by [`TestDatabase::drop_database`] (or, if a
 /// test panicked first, by the next run's sweep).
 pub struct TestDatabase {
@@ -213,6 +227,9 @@ pub struct TestApp {
     pub clock: Option<ManualClock>,
     pub sqlite_dir: Option<tempfile::TempDir>,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    /// The running application: it ends once its shutdown (drain, background tasks, audit flush)
+    /// is over.
+    running: Option<tokio::task::JoinHandle<()>>,
 }
 
 pub fn credentials(platform: &str) -> (String, String) {
@@ -372,7 +389,7 @@ pub async fn spawn_app_with(mut options: TestAppOptions) -> TestApp {
         sandbox.strict(true);
     }
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(async move {
+    let running = tokio::spawn(async move {
         let _ = app
             .run_until(async move {
                 let _ = rx.await;
@@ -393,6 +410,7 @@ pub async fn spawn_app_with(mut options: TestAppOptions) -> TestApp {
         clock: options.clock,
         sqlite_dir,
         shutdown: Some(tx),
+        running: Some(running),
     }
 }
 
@@ -458,6 +476,23 @@ impl TestApp {
             .await;
         assert_eq!(response.status(), 200);
         response.json().await.unwrap()
+    }
+
+    /// Stops the application and waits until its shutdown is over (at most a minute), as a
+    /// replica that has exited; its database is kept unless still attached.
+    pub async fn stop_and_wait(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(running) = self.running.take() {
+            tokio::time::timeout(std::time::Duration::from_secs(60), running)
+                .await
+                .expect("the application stops within a minute")
+                .expect("the application's task ends cleanly");
+        }
+        if let Some(db) = self.database.take() {
+            db.drop_database().await;
+        }
     }
 
     pub async fn stop(mut self) {

@@ -271,10 +271,17 @@ async fn a_platform_outage_does_not_kill_the_connection_and_cools_it_down() {
 
 #[tokio::test]
 async fn an_outage_with_an_expired_token_answers_502_and_keeps_the_connection() {
-    let app = spawn_app().await;
+    // One clock for the service and the platform: the token expires for both when it is moved.
+    let clock = growth_engine::clock::ManualClock::new(chrono::Utc::now());
+    let app = spawn_app_with(TestAppOptions {
+        clock: Some(clock.clone()),
+        simulator_follows_clock: true,
+        ..Default::default()
+    })
+    .await;
     app.simulator.set_access_token_ttl("google", 1);
     connect(&app, "google", "expired-outage").await;
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    clock.advance(chrono::Duration::seconds(2));
     app.simulator.set_fault("google", Some(Fault::Status(500)));
     let (status, body) = token(&app, "google", "expired-outage").await;
     assert_eq!(status, 502, "{body}");
@@ -456,15 +463,30 @@ async fn webhooks_wait_in_the_outbox_while_the_receiver_is_down_and_arrive_signe
     let _ = app
         .post("/api/v1/oauth/refresh/tiktok?store_id=hooked")
         .await;
-    tokio::time::sleep(Duration::from_millis(600)).await; // a few delivery rounds fail: nobody listens
-
-    // The receiver comes back; failed deliveries were pushed out by back-off, so make them due now.
-    let receiver = Receiver::default();
-    let server = start_receiver(port, receiver.clone()).await;
     let db = app.database.as_ref().unwrap();
     let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&db.url)
         .await
         .unwrap();
+    // Each event's delivery has failed (its failure is recorded, so it waits out a back-off): nobody
+    // listens.
+    crate::helpers::wait_until(
+        "a failed delivery of each event",
+        Duration::from_secs(10),
+        async || {
+            let (failed,): (i64,) = sqlx::query_as(
+                "select count(*) from webhook_outbox where delivered_at is null and last_error is not null",
+            )
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+            failed >= 2
+        },
+    )
+    .await;
+
+    // The receiver comes back; failed deliveries were pushed out by back-off, so make them due now.
+    let receiver = Receiver::default();
+    let server = start_receiver(port, receiver.clone()).await;
     sqlx::query("update webhook_outbox set next_attempt_at = now() where delivered_at is null")
         .execute(&mut conn)
         .await
@@ -713,15 +735,23 @@ async fn a_panicking_refresher_is_counted_and_restarted_while_the_service_keeps_
     let server = tokio::spawn(panicky.run_until(async move {
         let _ = rx.await;
     }));
-    tokio::time::sleep(Duration::from_millis(2500)).await;
-    let text = metrics.render();
-    let restarts: u64 = text
-        .lines()
-        .find(|l| l.starts_with("growth_engine_background_task_panics_total{task=\"refresher\"}"))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(0);
-    assert!(restarts >= 2, "restarted more than once: {text}");
+    let restarts = || {
+        metrics
+            .render()
+            .lines()
+            .find(|l| {
+                l.starts_with("growth_engine_background_task_panics_total{task=\"refresher\"}")
+            })
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|n| n.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    crate::helpers::wait_until(
+        "the refresher restarted more than once",
+        Duration::from_secs(30),
+        async || restarts() >= 2,
+    )
+    .await;
     let health = reqwest::get(format!("{address}/health")).await.unwrap();
     assert_eq!(health.status(), 200);
     let _ = tx.send(());

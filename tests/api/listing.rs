@@ -107,6 +107,16 @@ async fn select_page(app: &TestApp, store: &str, page: &str) {
 /// (plain SQL, which tells no replica) is not seen by a listing right after one that filled the
 /// cache. Proves the freshness checks below are about a cache in use, not a cache bypassed.
 async fn wait_until_cached(a: &TestApp, b: &TestApp, store: &str) {
+    wait_until_served(a, b, store, true).await;
+}
+
+/// Waits until `b` reads `store`'s listing from PostgreSQL again: a write made behind the
+/// service's back is seen at once (the cache is no longer trusted).
+async fn wait_until_uncached(a: &TestApp, b: &TestApp, store: &str) {
+    wait_until_served(a, b, store, false).await;
+}
+
+async fn wait_until_served(a: &TestApp, b: &TestApp, store: &str, from_cache: bool) {
     let mut db = sqlx::PgConnection::connect(&a.database.as_ref().unwrap().url)
         .await
         .unwrap();
@@ -121,12 +131,17 @@ async fn wait_until_cached(a: &TestApp, b: &TestApp, store: &str) {
             .await
             .unwrap();
         let after = b.connections(store).await;
-        if after == before {
+        if (after == before) == from_cache {
             return;
         }
         assert!(
             Instant::now() < deadline,
-            "replica B never served the listing from its cache"
+            "replica B never served the listing {}",
+            if from_cache {
+                "from its cache"
+            } else {
+                "from PostgreSQL"
+            }
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -201,7 +216,7 @@ async fn with_redis_cut_a_replica_still_lists_a_change_made_on_another() {
     // PostgreSQL and keeps nothing, including what it reads while Redis is down.
     wait_until_cached(&a, &b, store).await;
     redis.kill();
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    wait_until_uncached(&a, &b, store).await;
     lists_soon(&b, store, &["tiktok", "twitter"]).await;
     let response = a
         .delete(&format!(

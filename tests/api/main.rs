@@ -10,6 +10,8 @@ mod dashboard;
 mod dashboard_browser;
 mod error_paths;
 mod faults_infra;
+mod faults_lost_answer;
+mod faults_partition;
 mod faults_refresh;
 mod flow_faults;
 mod flows;

@@ -401,10 +401,15 @@ async fn a_platform_answer_larger_than_the_cap_is_refused() {
 
 #[tokio::test]
 async fn shutdown_lets_the_request_in_flight_finish_and_closes_idle_connections() {
+    // `/slow` says it has arrived, then answers only once `finish` is notified.
+    let arrived = std::sync::Arc::new(tokio::sync::Notify::new());
+    let finish = std::sync::Arc::new(tokio::sync::Notify::new());
+    let (arrive, gate) = (arrived.clone(), finish.clone());
     let router = Router::new().route(
         "/slow",
-        get(|| async {
-            tokio::time::sleep(Duration::from_millis(500)).await;
+        get(move || async move {
+            arrive.notify_one();
+            gate.notified().await;
             "finished"
         }),
     );
@@ -422,9 +427,12 @@ async fn shutdown_lets_the_request_in_flight_finish_and_closes_idle_connections(
     // An idle connection must not hold the shutdown for the header-read timeout.
     let _idle = TcpStream::connect(address).await.unwrap();
     let in_flight = tokio::spawn(reqwest::get(format!("http://{address}/slow")));
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    arrived.notified().await;
     let started = Instant::now();
     stop.send(()).unwrap();
+    // The shutdown has begun while the request is in flight; now it may finish.
+    tokio::task::yield_now().await;
+    finish.notify_one();
     let response = in_flight.await.unwrap().unwrap();
     assert_eq!(response.status(), 200);
     assert_eq!(response.text().await.unwrap(), "finished");

@@ -411,7 +411,13 @@ async fn an_expired_token_is_refreshed_once_and_the_call_sent_again() {
     let sim = sandbox(&app);
     sim.set_access_token_ttl("tiktok", 1);
     connect(&app, "tiktok", "shop").await;
-    tokio::time::sleep(Duration::from_millis(1300)).await;
+    let token = sim.issued_access_tokens("tiktok").last().unwrap().clone();
+    crate::helpers::wait_until(
+        "the platform expires the token",
+        Duration::from_secs(10),
+        async || !crate::faults_refresh::simulator_accepts(&app.address, "tiktok", &token).await,
+    )
+    .await;
     let before = refreshes(&sim, "tiktok");
     let response = proxy_get(&app, "tiktok", "user/info/?fields=open_id", "shop").await;
     let status = response.status();

@@ -81,6 +81,16 @@ pub enum Fault {
         /// The value of the `Retry-After` header.
         retry_after_seconds: u64,
     },
+    /// Process the call by the platform's rules (a code is redeemed, a refresh mints new tokens
+    /// and, where the platform rotates, retires the presented refresh token), then lose the
+    /// answer: the connection closes before a byte of it is sent, as when a network drops the
+    /// response or a proxy resets the connection after the platform acted. The call is recorded
+    /// with the status the platform gave it, never as ok.
+    LoseAnswer,
+    /// Hold each call, unanswered, until the fault is changed: a held call then goes on under the
+    /// new fault (answered normally once it is cleared). Tests use it to act while a call is known
+    /// to be at the platform; [`Simulator::held_token_calls`] says how many are waiting.
+    Hold,
 }
 
 /// Makes a platform's API throttle every call (see [`Simulator::set_api_rate_limited`]).
@@ -183,6 +193,27 @@ struct Shared {
     clients: Vec<SimClient>,
     clock: SharedClock,
     state: Mutex<State>,
+    /// Bumped on every [`Simulator::set_fault`], so that held calls look at the fault again.
+    fault_changes: tokio::sync::watch::Sender<u64>,
+}
+
+/// A token call counted as held while it lives (a caller that hangs up drops it mid-wait).
+struct HeldCall<'a> {
+    sim: &'a Simulator,
+    platform: &'a str,
+}
+
+impl<'a> HeldCall<'a> {
+    fn new(sim: &'a Simulator, platform: &'a str) -> Self {
+        sim.control(platform, |p| p.held_token_calls += 1);
+        Self { sim, platform }
+    }
+}
+
+impl Drop for HeldCall<'_> {
+    fn drop(&mut self) {
+        self.sim.control(self.platform, |p| p.held_token_calls -= 1);
+    }
 }
 
 impl fmt::Debug for Simulator {
@@ -212,6 +243,7 @@ impl Simulator {
                 clients,
                 clock,
                 state: Mutex::new(State::default()),
+                fault_changes: tokio::sync::watch::Sender::new(0),
             }),
         }
     }
@@ -258,6 +290,12 @@ impl Simulator {
     /// Makes `platform`'s token endpoint fail as described (or stop failing with `None`).
     pub fn set_fault(&self, platform: &str, fault: Option<Fault>) {
         self.control(platform, |p| p.fault = fault);
+        self.shared.fault_changes.send_modify(|n| *n += 1);
+    }
+
+    /// How many calls to `platform`'s token endpoint a [`Fault::Hold`] holds right now.
+    pub fn held_token_calls(&self, platform: &str) -> usize {
+        self.observe(platform, |p| p.held_token_calls)
     }
 
     /// Sets the lifetime of the access tokens `platform` issues from now on (where a platform
@@ -431,6 +469,24 @@ impl Simulator {
             .platforms
             .get(platform)
             .and_then(|p| p.fault.clone())
+    }
+
+    /// The fault a token call meets: while it is [`Fault::Hold`], waits (counted as held) for the
+    /// next change, then the fault in force.
+    pub(crate) async fn fault_after_hold(&self, platform: &str) -> Option<Fault> {
+        // Subscribed before the first look, so that a change between the look and the wait wakes it.
+        let mut changes = self.shared.fault_changes.subscribe();
+        let mut held: Option<HeldCall<'_>> = None;
+        loop {
+            match self.fault(platform) {
+                Some(Fault::Hold) => {
+                    held.get_or_insert_with(|| HeldCall::new(self, platform));
+                    // The sender lives as long as `self`: `changed` cannot fail here.
+                    let _ = changes.changed().await;
+                }
+                fault => return fault,
+            }
+        }
     }
 
     pub(crate) fn record_token_request(&self, platform: &str, record: TokenRequestRecord) {
@@ -1091,6 +1147,8 @@ pub(crate) struct PlatformState {
     /// The PKCE verifiers codes were redeemed with (secrets a test looks for in logs).
     code_verifiers: Vec<String>,
     fault: Option<Fault>,
+    /// Token calls a [`Fault::Hold`] is holding.
+    held_token_calls: usize,
     access_ttl_override: Option<i64>,
     granted_scopes_override: Option<Vec<String>>,
     /// The account the consent screen signs in as (0 the default merchant).

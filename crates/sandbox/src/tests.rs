@@ -645,6 +645,108 @@ async fn delay_fault_answers_normally_after_waiting() {
     assert!(sandbox.sim.token_requests("pinterest")[0].ok);
 }
 
+/// Sends `form` to `platform`'s token endpoint over a real connection to `router` and returns
+/// every byte that comes back before the connection ends.
+async fn raw_token_call(router: Router, platform: &str, form: &Params) -> Vec<u8> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("a free port");
+    let address = listener.local_addr().expect("a bound address");
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    let body = serde_urlencoded::to_string(form).expect("encodable form");
+    let request = format!(
+        "POST {} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\
+         Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{body}",
+        Sandbox::endpoints(platform).token,
+        body.len()
+    );
+    let mut stream = tokio::net::TcpStream::connect(address)
+        .await
+        .expect("the router listens");
+    stream
+        .write_all(request.as_bytes())
+        .await
+        .expect("the request is sent");
+    let mut answer = Vec::new();
+    // A reset instead of an orderly close is a lost answer too: whatever arrived is returned.
+    let _ = stream.read_to_end(&mut answer).await;
+    answer
+}
+
+#[tokio::test]
+async fn a_lost_answer_rotates_at_the_platform_while_the_caller_gets_not_a_byte() {
+    let sandbox = Sandbox::new();
+    let code = sandbox.code("tiktok").await;
+    let first = sandbox.exchange("tiktok", &code).await.json();
+    let old = str_field(&first, "/refresh_token").to_owned();
+    let refresh = |token: &str| {
+        params(&[
+            ("client_key", &client_id("tiktok")),
+            ("client_secret", &client_secret("tiktok")),
+            ("grant_type", "refresh_token"),
+            ("refresh_token", token),
+        ])
+    };
+    sandbox.sim.set_fault("tiktok", Some(Fault::LoseAnswer));
+    let answer = raw_token_call(sandbox.app.clone(), "tiktok", &refresh(&old)).await;
+    assert_eq!(
+        String::from_utf8_lossy(&answer),
+        "",
+        "the connection ends before any byte of the answer"
+    );
+    assert_eq!(
+        sandbox.sim.token_requests("tiktok").last(),
+        Some(&TokenRequestRecord {
+            grant_type: "refresh_token".to_owned(),
+            ok: false,
+            status: 200
+        }),
+        "recorded with the platform's status, never as ok"
+    );
+    // The platform acted: it minted a successor and retired the presented refresh token.
+    let issued = sandbox.sim.issued_refresh_tokens("tiktok");
+    assert_eq!(issued.len(), 2);
+    sandbox.sim.set_fault("tiktok", None);
+    let reuse = sandbox.token("tiktok", &refresh(&old), None).await;
+    assert_eq!(reuse.status, StatusCode::BAD_REQUEST);
+    assert_eq!(reuse.json()["error"], "invalid_grant");
+    let lost = sandbox.token("tiktok", &refresh(&issued[1]), None).await;
+    assert_eq!(lost.status, StatusCode::OK, "the lost successor works");
+}
+
+#[tokio::test]
+async fn a_held_call_waits_for_the_fault_to_change_and_then_goes_on_under_the_new_one() {
+    let sandbox = Sandbox::new();
+    let code = sandbox.code("google").await;
+    sandbox.sim.set_fault("google", Some(Fault::Hold));
+    let call = {
+        let app = sandbox.app.clone();
+        let (form, _) = exchange_params("google", &code);
+        tokio::spawn(async move { raw_token_call(app, "google", &form).await })
+    };
+    let deadline = tokio::time::Instant::now() + StdDuration::from_secs(10);
+    while sandbox.sim.held_token_calls("google") == 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the call never arrived"
+        );
+        tokio::time::sleep(StdDuration::from_millis(5)).await;
+    }
+    assert!(
+        sandbox.sim.token_requests("google").is_empty(),
+        "a held call is not answered, so not recorded"
+    );
+    // Another fault is still no release.
+    sandbox.sim.set_fault("google", Some(Fault::Hold));
+    assert_eq!(sandbox.sim.held_token_calls("google"), 1);
+    sandbox.sim.set_fault("google", None);
+    let answer = String::from_utf8_lossy(&call.await.expect("the call ends")).into_owned();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert_eq!(sandbox.sim.held_token_calls("google"), 0);
+    assert!(sandbox.sim.token_requests("google")[0].ok);
+}
+
 #[tokio::test]
 async fn access_token_ttl_override_applies_to_new_tokens() {
     let sandbox = Sandbox::new();

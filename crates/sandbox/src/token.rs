@@ -1,6 +1,7 @@
 //! The token route every simulated platform shares: it reads the call once, applies the test
 //! fault set for the platform (a failure status in the platform's shape, a non-JSON body, a
-//! throttle, a delay), lets the platform answer by its rules, and records every call.
+//! throttle, a delay, a hold, an answer lost after the platform acted), lets the platform answer
+//! by its rules, and records every call.
 //!
 //! The rules themselves (client authentication, grants, error wording) are the platform's
 //! `SimulatedPlatform::answer_token`.
@@ -53,8 +54,9 @@ async fn token_endpoint(sim: &Simulator, platform: Platform, call: &TokenCall) -
         .body_or_query("grant_type")
         .unwrap_or_default()
         .to_owned();
-    let (response, faulted) = match sim.fault(key) {
-        None => (platform.rules.answer_token(sim, call), false),
+    let (response, faulted) = match sim.fault_after_hold(key).await {
+        // `fault_after_hold` returns only once the fault is no longer a hold.
+        None | Some(Fault::Hold) => (platform.rules.answer_token(sim, call), false),
         Some(Fault::Delay(delay)) => {
             tokio::time::sleep(delay).await;
             (platform.rules.answer_token(sim, call), false)
@@ -81,6 +83,18 @@ async fn token_endpoint(sim: &Simulator, platform: Platform, call: &TokenCall) -
                 .insert(RETRY_AFTER, HeaderValue::from(retry_after_seconds));
             (response, true)
         }
+        Some(Fault::LoseAnswer) => {
+            let answered = platform.rules.answer_token(sim, call);
+            sim.record_token_request(
+                key,
+                TokenRequestRecord {
+                    grant_type,
+                    ok: false,
+                    status: answered.status().as_u16(),
+                },
+            );
+            return lost_answer();
+        }
     };
     let status = response.status();
     sim.record_token_request(
@@ -92,4 +106,15 @@ async fn token_endpoint(sim: &Simulator, platform: Platform, call: &TokenCall) -
         },
     );
     response
+}
+
+/// A response whose body fails before its first byte. hyper buffers a response's head until the
+/// body yields, and a body error ends the connection with the buffer unsent: the caller sees the
+/// connection close with no answer at all (`connection closed before message completed`), as the
+/// sandbox's own test checks on a real socket.
+fn lost_answer() -> Response {
+    let body = futures_util::stream::once(async {
+        Err::<Bytes, _>(std::io::Error::other("the answer is lost"))
+    });
+    Response::new(axum::body::Body::from_stream(body))
 }
