@@ -366,7 +366,8 @@ async fn start_binary_with(log: &str, extra: &[(&str, String)]) -> Binary {
         .env("TWITTER_TOKEN_URL", &endpoints.token)
         .env("TWITTER_REVOKE_URL", &endpoints.revoke)
         .env("TWITTER_USERINFO_URL", &endpoints.userinfo)
-        .env("RUST_LOG", "info")
+        // Debug: the log is scanned for secrets at the end (`assert_log_clean`).
+        .env("RUST_LOG", "debug,hyper=info,h2=info,rustls=info,sqlx=info")
         .envs(extra.iter().map(|(name, value)| (name, value)))
         .stdout(Stdio::from(log.try_clone().unwrap()))
         .stderr(Stdio::from(log))
@@ -385,6 +386,45 @@ async fn start_binary_with(log: &str, extra: &[(&str, String)]) -> Binary {
         key,
         simulator,
         sim_address,
+    }
+}
+
+/// The spawned service's log (`{log}.log`, written at debug level) holds none of its secrets,
+/// raw, URL-encoded or base64-encoded: the API key, the encryption key, X's client secret (alone
+/// and as HTTP Basic credentials), and every token, code verifier and code the simulator handed
+/// out or received.
+fn assert_log_clean(log: &str, key: &Key, simulator: &Simulator) {
+    use base64::Engine;
+    let path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join("faults")
+        .join(format!("{log}.log"));
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(text.contains("DEBUG"), "the service logged at debug level");
+    let (client_id, client_secret) = credentials("twitter");
+    let mut secrets = vec![
+        API_KEY.to_owned(),
+        key.to_base64(),
+        client_secret.clone(),
+        base64::engine::general_purpose::STANDARD.encode(format!("{client_id}:{client_secret}")),
+    ];
+    secrets.extend(simulator.issued_access_tokens("twitter"));
+    secrets.extend(simulator.issued_refresh_tokens("twitter"));
+    secrets.extend(simulator.code_verifiers("twitter"));
+    assert!(secrets.len() > 5, "the simulator issued tokens");
+    for secret in &secrets {
+        let encoded: String = url::form_urlencoded::byte_serialize(secret.as_bytes()).collect();
+        let b64 = base64::engine::general_purpose::STANDARD.encode(secret);
+        for form in [secret.as_str(), &encoded, &b64] {
+            assert!(
+                !text.contains(form),
+                "a secret is in {}: {}",
+                path.display(),
+                text.lines()
+                    .find(|l| l.contains(form))
+                    .unwrap_or_default()
+                    .replace(form, "[THE SECRET]")
+            );
+        }
     }
 }
 
@@ -485,6 +525,7 @@ async fn sigterm_mid_refresh_exits_only_after_the_rotated_tokens_are_stored() {
             .as_str()
     );
     assert!(simulator_accepts(&sim_address, "twitter", tokens.access_token.expose_secret()).await);
+    assert_log_clean("sigterm", &key, &simulator);
     db.drop_database().await;
 }
 
@@ -917,6 +958,8 @@ async fn sigterm_ends_within_the_grace_though_an_answer_still_streams_and_flushe
         mut child,
         address,
         db,
+        key,
+        simulator,
         ..
     } = start_binary_with(
         "sigterm-grace",
@@ -1000,6 +1043,7 @@ async fn sigterm_ends_within_the_grace_though_an_answer_still_streams_and_flushe
         );
     }
     drop(conn);
+    assert_log_clean("sigterm-grace", &key, &simulator);
     db.drop_database().await;
 }
 
