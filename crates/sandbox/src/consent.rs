@@ -5,7 +5,8 @@
 //!
 //! Validation order follows RFC 6749 §4.1.2.1: an unknown client or an unregistered redirect URI
 //! is answered here with an HTML error and never redirected (the redirect target cannot be trusted);
-//! every later problem is reported to the client by redirecting with `error=...`.
+//! every later problem is reported to the client by redirecting with `error=...`, except where a
+//! platform shows its own error page instead (an unknown scope, at Meta, Google and TikTok).
 
 use askama::Template;
 use axum::body::Bytes;
@@ -18,7 +19,7 @@ use axum::Router;
 use chrono::Duration;
 
 use crate::params::QueryParams;
-use crate::platform::{Platform, Refusal};
+use crate::platform::{Platform, Rejection};
 use crate::platforms::TABLE;
 use crate::spec::{AuthorizeOptions, ConsentMemory, PkceRule, PlatformSpec, ScopeSeparator};
 use crate::state::{
@@ -222,9 +223,10 @@ fn authorize(sim: &Simulator, platform: Platform, query: Option<&str>) -> Respon
         sim.switch(platform.spec.key, crate::state::STRICT),
     ) {
         Ok(request) => request,
-        Err((error, description)) => {
+        Err(Rejection::Redirect((error, description))) => {
             return redirect_error(spec, redirect_uri, params.get("state"), error, &description)
         }
+        Err(Rejection::Page(message)) => return error_page(spec, &message),
     };
 
     let account = sim.signed_in_account(spec.key);
@@ -319,9 +321,10 @@ fn check_request(
     platform: Platform,
     params: &QueryParams,
     strict: bool,
-) -> Result<CheckedRequest, Refusal> {
+) -> Result<CheckedRequest, Rejection> {
     let spec = platform.spec;
-    let invalid = |description: &str| ("invalid_request", description.to_owned());
+    let invalid =
+        |description: &str| Rejection::Redirect(("invalid_request", description.to_owned()));
     // RFC 6749 §3.1: parameters must not be included more than once.
     if let Some(name) = params.duplicate() {
         return Err(invalid(&format!(
@@ -345,7 +348,7 @@ fn check_request(
     }
     let requested_scopes = parse_scopes(spec, params.get("scope"))
         .map_err(|(error, description)| (error, description.to_owned()))?;
-    platform.rules.check_scopes(&requested_scopes)?;
+    let requested_scopes = platform.rules.check_scopes(requested_scopes, strict)?;
     let pkce = parse_pkce(
         spec,
         params.get("code_challenge"),

@@ -22,6 +22,32 @@ use crate::state::{ApiCaller, ApiRateLimit, Denial, GrantView, Simulator};
 /// `error_description`.
 pub(crate) type Refusal = (&'static str, String);
 
+/// How the authorization endpoint turns away a request whose client and redirect URI it trusts.
+pub(crate) enum Rejection {
+    /// Reported to the client by redirecting with `error` and `error_description` (RFC 6749
+    /// §4.1.2.1).
+    Redirect(Refusal),
+    /// Shown to the person on the platform's own error page, with this message: the client hears
+    /// nothing, as with the errors several platforms show the developer instead of redirecting.
+    Page(String),
+}
+
+impl From<Refusal> for Rejection {
+    fn from(refusal: Refusal) -> Self {
+        Self::Redirect(refusal)
+    }
+}
+
+/// The requested scopes the platform does not know (in the request's order), given the ones it
+/// knows.
+pub(crate) fn unknown_scopes<'a>(scopes: &'a [String], known: &[&str]) -> Vec<&'a str> {
+    scopes
+        .iter()
+        .map(String::as_str)
+        .filter(|scope| !known.contains(scope))
+        .collect()
+}
+
 /// A simulated platform's behaviour, stage by stage. Object-safe: the table holds
 /// `&'static dyn SimulatedPlatform`. Every method has a default that does nothing special, so a
 /// platform implements only its own rules.
@@ -45,9 +71,13 @@ pub(crate) trait SimulatedPlatform: Sync {
         Ok(AuthorizeOptions::default())
     }
 
-    /// Refuses requested scopes the platform does not know or the app may not ask for.
-    fn check_scopes(&self, _scopes: &[String]) -> Result<(), Refusal> {
-        Ok(())
+    /// Checks the requested scopes against the ones the platform knows, as the platform does:
+    /// returns those the consent screen asks for (a platform may drop unknown ones) or refuses the
+    /// request. `strict` is the strict reading ([`crate::Simulator::strict`]), for a platform whose
+    /// documentation leaves open what it does with an unknown scope. By default every scope is
+    /// asked for.
+    fn check_scopes(&self, scopes: Vec<String>, _strict: bool) -> Result<Vec<String>, Rejection> {
+        Ok(scopes)
     }
 
     /// Answers a token-endpoint call (any grant type) by the platform's rules. The shared token

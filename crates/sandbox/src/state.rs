@@ -371,7 +371,8 @@ impl Simulator {
     /// tests that must fail when the service relies on the lenient one: a replaced refresh token
     /// dies at once (where the platform says only that it sends a new one), PKCE that a platform
     /// makes optional must be sent with S256, and a consent request names only scopes the platform
-    /// knows.
+    /// knows (a platform that documents refusing an unknown scope refuses it in either reading;
+    /// one that leaves it open refuses it only in this one).
     pub fn strict(&self, on: bool) {
         self.lock().every_platform.insert(STRICT, on);
     }

@@ -27,6 +27,8 @@ mod api;
 mod events;
 #[cfg(test)]
 mod linkedin;
+#[cfg(test)]
+mod scopes;
 
 const API: &str = "http://localhost:8080";
 const VERIFIER: &str = "sandbox-verifier-0123456789abcdefghijklmnopqrstuvwxyz";
@@ -411,15 +413,28 @@ async fn consent_page_is_labelled_as_a_sandbox_and_offers_the_requested_scopes()
 #[tokio::test]
 async fn consent_page_escapes_what_it_renders() {
     let sandbox = Sandbox::new();
+    // Pinterest's lenient reading shows a scope it does not know; Meta's strict one names it on
+    // its error page.
+    let script = "<script>alert(1)</script>";
     let params = with(
-        authorize_params("meta"),
+        authorize_params("pinterest"),
         "scope",
-        "pages_show_list,<script>alert(1)</script>",
+        &format!("boards:read,{script}"),
     );
-    let page = sandbox.authorize("meta", &params).await;
+    let page = sandbox.authorize("pinterest", &params).await;
     assert_eq!(page.status, StatusCode::OK);
     assert!(!page.body.contains("<script>"));
     assert!(page.body.contains("&lt;script&gt;"));
+    sandbox.sim.strict(true);
+    let params = with(
+        authorize_params("meta"),
+        "scope",
+        &format!("pages_show_list,{script}"),
+    );
+    let page = sandbox.authorize("meta", &params).await;
+    assert_eq!(page.status, StatusCode::BAD_REQUEST);
+    assert!(!page.body.contains("<script>"));
+    assert!(page.body.contains("Invalid Scopes: &lt;script&gt;"));
 }
 
 #[tokio::test]

@@ -18,7 +18,7 @@ use chrono::{DateTime, Utc};
 use crate::exchange::TokenCall;
 use crate::outbox::Notice;
 use crate::params::QueryParams;
-use crate::platform::{Platform, Refusal, SimulatedPlatform};
+use crate::platform::{Platform, Refusal, Rejection, SimulatedPlatform};
 use crate::spec::AuthorizeOptions;
 use crate::state::{ApiCaller, ApiRateLimit, Denial, GrantView, Simulator};
 
@@ -41,6 +41,10 @@ impl SimulatedPlatform for Google {
 
     fn authorize_options(&self, params: &QueryParams) -> Result<AuthorizeOptions, Refusal> {
         oauth::authorize_options(params)
+    }
+
+    fn check_scopes(&self, scopes: Vec<String>, _strict: bool) -> Result<Vec<String>, Rejection> {
+        oauth::check_scopes(scopes)
     }
 
     fn answer_token(&self, sim: &Simulator, call: &TokenCall) -> Response {

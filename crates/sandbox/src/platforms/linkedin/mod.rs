@@ -18,7 +18,7 @@ use axum::Router;
 use chrono::{DateTime, Utc};
 
 use crate::exchange::TokenCall;
-use crate::platform::{ApiCall, Platform, Refusal, SimulatedPlatform};
+use crate::platform::{ApiCall, Platform, Rejection, SimulatedPlatform};
 use crate::state::{ApiCaller, ApiRateLimit, Denial, Simulator};
 
 /// LinkedIn's entry in the table.
@@ -38,8 +38,9 @@ impl SimulatedPlatform for LinkedIn {
         api::routes()
     }
 
-    fn check_scopes(&self, scopes: &[String]) -> Result<(), Refusal> {
-        oauth::check_scopes(scopes)
+    fn check_scopes(&self, scopes: Vec<String>, _strict: bool) -> Result<Vec<String>, Rejection> {
+        oauth::check_scopes(&scopes)?;
+        Ok(scopes)
     }
 
     fn answer_token(&self, sim: &Simulator, call: &TokenCall) -> Response {

@@ -113,7 +113,8 @@ pub(super) fn routes() -> Router<Simulator> {
         )
 }
 
-/// Refuses scopes outside [`KNOWN_SCOPES`] (fact 8: "a scope not covered by a product of the app").
+/// Refuses scopes outside [`KNOWN_SCOPES`] (fact 8: "a scope not covered by a product of the app"),
+/// strict or not: LinkedIn's documentation lists the refusal (fact 8), so nothing is left open.
 pub(super) fn check_scopes(scopes: &[String]) -> Result<(), Refusal> {
     match scopes
         .iter()

@@ -21,7 +21,7 @@ use chrono::{DateTime, Utc};
 use crate::exchange::TokenCall;
 use crate::outbox::Notice;
 use crate::params::QueryParams;
-use crate::platform::{ApiCall, Platform, Refusal, SimulatedPlatform};
+use crate::platform::{ApiCall, Platform, Refusal, Rejection, SimulatedPlatform};
 use crate::spec::AuthorizeOptions;
 use crate::state::{ApiCaller, ApiRateLimit, Denial, GrantView, Simulator};
 
@@ -44,6 +44,10 @@ impl SimulatedPlatform for Meta {
 
     fn authorize_options(&self, params: &QueryParams) -> Result<AuthorizeOptions, Refusal> {
         oauth::authorize_options(params)
+    }
+
+    fn check_scopes(&self, scopes: Vec<String>, strict: bool) -> Result<Vec<String>, Rejection> {
+        oauth::check_scopes(scopes, strict)
     }
 
     fn answer_token(&self, sim: &Simulator, call: &TokenCall) -> Response {

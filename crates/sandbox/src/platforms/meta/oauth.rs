@@ -18,7 +18,7 @@ use serde_json::{json, Map, Value};
 use crate::exchange::{self, bearer_token, reject, TokenCall};
 use crate::params::QueryParams;
 use crate::params::{query_pairs, query_param};
-use crate::platform::Refusal;
+use crate::platform::{unknown_scopes, Refusal, Rejection};
 use crate::spec::{
     AuthorizeOptions, ConsentMemory, PkceRule, PlatformSpec, ScopeSeparator, TEN_MINUTES,
 };
@@ -581,4 +581,65 @@ pub(super) fn authorize_options(params: &QueryParams) -> Result<AuthorizeOptions
         ask_declined_again: params.get("auth_type") == Some("rerequest"),
         ..AuthorizeOptions::default()
     })
+}
+
+/// The permissions the sandbox app may ask for: the marketing permissions Facebook Login for
+/// Business supports (providers.md §1 [M3]: `pages_show_list` ... `catalog_management`), those the
+/// webhooks need (platform-events.md §1c [M32]: `pages_manage_metadata`, `pages_messaging`), those
+/// publishing names (platform-apis.md §1 [M19]: `pages_read_user_engagement`), and Facebook Login's
+/// defaults and the other business permissions a merchant may configure with `META_SCOPES`
+/// (https://developers.facebook.com/docs/permissions: `email`, `public_profile`,
+/// `leads_retrieval`, `pages_read_user_content`, `instagram_manage_messages`,
+/// `instagram_shopping_tag_products`).
+const KNOWN_SCOPES: [&str; 24] = [
+    "pages_show_list",
+    "pages_read_engagement",
+    "pages_manage_posts",
+    "pages_manage_engagement",
+    "read_insights",
+    "publish_video",
+    "instagram_basic",
+    "instagram_content_publish",
+    "instagram_manage_insights",
+    "instagram_manage_comments",
+    "ads_management",
+    "ads_read",
+    "pages_manage_ads",
+    "business_management",
+    "catalog_management",
+    "pages_manage_metadata",
+    "pages_messaging",
+    "pages_read_user_engagement",
+    "email",
+    "public_profile",
+    "leads_retrieval",
+    "pages_read_user_content",
+    "instagram_manage_messages",
+    "instagram_shopping_tag_products",
+];
+
+/// Meta's answer to permissions it does not know, which its login dialog states itself: "Invalid
+/// Scopes: x. This message is only shown to developers. Users of your app will ignore these
+/// permissions if present." (the dialog's text, quoted in e.g. spring-attic/spring-social-samples#46
+/// and alixandru/q2a-open-login#83; 3rd-party). Which of the two a person sees depends on their
+/// role on the app, which the docs leave to the app: the strict reading is the developer's (an
+/// error page, no redirect; the app hears nothing), the lenient one the user's (the dialog asks for
+/// the known permissions only).
+pub(super) fn check_scopes(scopes: Vec<String>, strict: bool) -> Result<Vec<String>, Rejection> {
+    let unknown = unknown_scopes(&scopes, &KNOWN_SCOPES);
+    if unknown.is_empty() {
+        return Ok(scopes);
+    }
+    if strict {
+        return Err(Rejection::Page(format!(
+            "Invalid Scopes: {}. This message is only shown to developers. Users of your app will \
+             ignore these permissions if present. Please read the documentation for valid \
+             permissions at: https://developers.facebook.com/docs/facebook-login/permissions",
+            unknown.join(", ")
+        )));
+    }
+    Ok(scopes
+        .into_iter()
+        .filter(|scope| KNOWN_SCOPES.contains(&scope.as_str()))
+        .collect())
 }

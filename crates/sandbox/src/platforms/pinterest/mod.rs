@@ -15,7 +15,7 @@ use axum::Router;
 use chrono::{DateTime, Utc};
 
 use crate::exchange::TokenCall;
-use crate::platform::{Platform, SimulatedPlatform};
+use crate::platform::{Platform, Rejection, SimulatedPlatform};
 use crate::state::{ApiCaller, ApiRateLimit, Denial, Simulator};
 
 /// Pinterest's entry in the table.
@@ -33,6 +33,10 @@ impl SimulatedPlatform for Pinterest {
 
     fn api_routes(&self) -> Router<Simulator> {
         api::routes()
+    }
+
+    fn check_scopes(&self, scopes: Vec<String>, strict: bool) -> Result<Vec<String>, Rejection> {
+        oauth::check_scopes(scopes, strict)
     }
 
     fn answer_token(&self, sim: &Simulator, call: &TokenCall) -> Response {

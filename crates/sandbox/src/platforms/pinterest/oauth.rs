@@ -15,6 +15,7 @@ use chrono::Duration;
 use serde_json::json;
 
 use crate::exchange::{self, bearer_token, check_basic, reject, TokenCall};
+use crate::platform::{unknown_scopes, Rejection};
 use crate::spec::{ConsentMemory, PkceRule, PlatformSpec, ScopeSeparator, TEN_MINUTES};
 use crate::state::{
     no_object_tokens, ClientCheck, CodeRedemption, CodeRejection, RefreshLookup, Simulator,
@@ -219,4 +220,42 @@ async fn revoke(
         29,
         "Only tokens issued for system users can be revoked.",
     )
+}
+
+/// The scopes of API v5 (providers.md §4 [P1]: the OpenAPI's `pinterest_oauth2` scheme, with the
+/// `*_secret`, `billing:*`, `biz_access:*` and `user_accounts:write` ones).
+const KNOWN_SCOPES: [&str; 18] = [
+    "ads:read",
+    "ads:write",
+    "billing:read",
+    "billing:write",
+    "biz_access:read",
+    "biz_access:write",
+    "boards:read",
+    "boards:read_secret",
+    "boards:write",
+    "boards:write_secret",
+    "catalogs:read",
+    "catalogs:write",
+    "pins:read",
+    "pins:read_secret",
+    "pins:write",
+    "pins:write_secret",
+    "user_accounts:read",
+    "user_accounts:write",
+];
+
+/// Pinterest's docs do not say what its authorization page does with an unknown scope (providers.md
+/// §4 [P1, P2] list the scopes only), so only the strict reading refuses one, as RFC 6749
+/// §4.1.2.1 answers it and as the sandbox answers Pinterest's other authorization errors: a
+/// redirect with `error=invalid_scope`.
+pub(super) fn check_scopes(scopes: Vec<String>, strict: bool) -> Result<Vec<String>, Rejection> {
+    let unknown = unknown_scopes(&scopes, &KNOWN_SCOPES);
+    if !strict || unknown.is_empty() {
+        return Ok(scopes);
+    }
+    Err(Rejection::Redirect((
+        "invalid_scope",
+        format!("Unknown scope: {} (strict sandbox).", unknown.join(", ")),
+    )))
 }

@@ -16,7 +16,7 @@ use chrono::{DateTime, Utc};
 
 use crate::exchange::TokenCall;
 use crate::outbox::Notice;
-use crate::platform::{Platform, SimulatedPlatform};
+use crate::platform::{Platform, Rejection, SimulatedPlatform};
 use crate::state::{ApiCaller, ApiRateLimit, Denial, GrantView, Simulator};
 
 /// TikTok's entry in the table.
@@ -34,6 +34,10 @@ impl SimulatedPlatform for TikTok {
 
     fn api_routes(&self) -> Router<Simulator> {
         api::routes()
+    }
+
+    fn check_scopes(&self, scopes: Vec<String>, _strict: bool) -> Result<Vec<String>, Rejection> {
+        oauth::check_scopes(scopes)
     }
 
     fn answer_token(&self, sim: &Simulator, call: &TokenCall) -> Response {

@@ -15,6 +15,7 @@ use axum::Router;
 use serde_json::{json, Map, Value};
 
 use crate::exchange::{self, bearer_token, reject, TokenCall};
+use crate::platform::{unknown_scopes, Rejection};
 use crate::spec::{ConsentMemory, PkceRule, PlatformSpec, ScopeSeparator, TEN_MINUTES};
 use crate::state::{
     no_object_tokens, ClientCheck, CodeRedemption, CodeRejection, RefreshLookup, Simulator,
@@ -337,4 +338,33 @@ async fn revoke(
         return invalid_request("The token to revoke must be an access token.");
     }
     StatusCode::OK.into_response()
+}
+
+/// The scopes Login Kit and the Content Posting API give (providers.md §2 [T12, T13]).
+const KNOWN_SCOPES: [&str; 6] = [
+    "user.info.basic",
+    "user.info.profile",
+    "user.info.stats",
+    "video.list",
+    "video.publish",
+    "video.upload",
+];
+
+/// TikTok refuses a scope it does not give the app always, strict or not: its OAuth errors include
+/// `invalid_scope` (providers.md §2 [T7]), and its authorization page answers on its own page,
+/// naming the parameter to correct, not by redirecting ("We couldn't log in with TikTok. This may
+/// be due to specific app settings. If you're a developer, correct the following and try again:
+/// scope"; andreaolivato/TikTok-LoginKit-PHP#12, where a scope the app lacked was the cause, and
+/// #6 for the same page naming `redirect_uri`; 3rd-party). The sandbox adds which scope.
+pub(super) fn check_scopes(scopes: Vec<String>) -> Result<Vec<String>, Rejection> {
+    let unknown = unknown_scopes(&scopes, &KNOWN_SCOPES);
+    if unknown.is_empty() {
+        return Ok(scopes);
+    }
+    Err(Rejection::Page(format!(
+        "Something went wrong. We couldn't log in with TikTok. This may be due to specific app \
+         settings. If you're a developer, correct the following and try again: scope (not a scope \
+         of this app: {}).",
+        unknown.join(", ")
+    )))
 }

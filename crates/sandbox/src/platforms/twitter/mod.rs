@@ -17,7 +17,7 @@ use chrono::{DateTime, Utc};
 
 use crate::exchange::TokenCall;
 use crate::outbox::Notice;
-use crate::platform::{Platform, SimulatedPlatform};
+use crate::platform::{Platform, Rejection, SimulatedPlatform};
 use crate::state::{ApiCaller, ApiRateLimit, Denial, GrantView, Simulator};
 
 /// X's entry in the table.
@@ -35,6 +35,10 @@ impl SimulatedPlatform for Twitter {
 
     fn api_routes(&self) -> Router<Simulator> {
         api::routes()
+    }
+
+    fn check_scopes(&self, scopes: Vec<String>, strict: bool) -> Result<Vec<String>, Rejection> {
+        oauth::check_scopes(scopes, strict)
     }
 
     fn answer_token(&self, sim: &Simulator, call: &TokenCall) -> Response {
