@@ -31,6 +31,10 @@ pub enum OAuthError {
     /// The merchant declined at the platform (or the platform refused the request).
     #[error("the authorization was not granted ({0})")]
     Declined(String),
+    /// The platform refused the permissions asked for (`invalid_scope`): the operator's scopes
+    /// are wrong, not the merchant's choice.
+    #[error("the platform refused the requested scopes")]
+    InvalidScope,
     /// A required callback parameter is missing.
     #[error("missing parameter {0}")]
     MissingParameter(&'static str),
@@ -67,6 +71,7 @@ impl OAuthError {
             Self::StateMismatch => "state_platform_mismatch",
             Self::BrowserMismatch => "browser_mismatch",
             Self::Declined(_) => "access_denied",
+            Self::InvalidScope => "invalid_scope",
             Self::MissingParameter(_) => "missing_parameter",
             Self::NotFound => "connection_not_found",
             Self::NotUsable(_) => "reconnect_required",
@@ -96,6 +101,11 @@ impl OAuthError {
                     .into()
             }
             Self::Declined(_) => "Access was not granted, so nothing was connected.".into(),
+            Self::InvalidScope => {
+                "The platform refused the permissions this service asks for, so nothing was \
+                 connected. The service's operator must check its scope settings."
+                    .into()
+            }
             Self::MissingParameter(_) => {
                 "The platform sent an incomplete answer. Please try again.".into()
             }

@@ -504,6 +504,7 @@
 
   const REASONS = {
     access_denied: "access was not granted, so nothing was connected.",
+    invalid_scope: "the platform refused the permissions this service asks for, so nothing was connected. Ask the service's operator to check its scope settings.",
     link_invalid: "this connection attempt expired or was already used. Please try again.",
     state_invalid: "this connection attempt expired or was already used. Please try again.",
     state_platform_mismatch: "this connection attempt expired or was already used. Please try again.",

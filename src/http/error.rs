@@ -130,6 +130,7 @@ impl From<OAuthError> for ApiError {
             | OAuthError::StateMismatch
             | OAuthError::BrowserMismatch
             | OAuthError::Declined(_)
+            | OAuthError::InvalidScope
             | OAuthError::MissingParameter(_) => {
                 Self::new(StatusCode::BAD_REQUEST, code, error.merchant_message())
             }

@@ -344,6 +344,11 @@ impl Flow {
             return Err(OAuthError::BrowserMismatch);
         }
         if let Some(error) = params.error {
+            // RFC 6749 §4.1.2.1: `invalid_scope` is the request's fault (our settings), not a
+            // merchant who said no.
+            if error == "invalid_scope" {
+                return Err(OAuthError::InvalidScope);
+            }
             return Err(OAuthError::Declined(scrub(&error)));
         }
         let code = params.code.ok_or(OAuthError::MissingParameter("code"))?;

@@ -134,7 +134,7 @@ async fn a_misconfigured_scope_a_platform_refuses_by_redirect_ends_on_the_error_
     let outcome = query_of(&browser.callback(&callback).await);
     assert_eq!(outcome["connection"], "error", "{outcome:?}");
     assert_eq!(outcome["platform"], "pinterest");
-    assert_eq!(outcome["reason"], "access_denied", "{outcome:?}");
+    assert_eq!(outcome["reason"], "invalid_scope", "{outcome:?}");
     assert!(app.simulator.token_requests("pinterest").is_empty());
     assert_eq!(
         app.connections("strict-pin-scope").await["connections"],
