@@ -4,10 +4,12 @@
 //! changes nothing. Runs in every replica, woken at once when its own replica stored a notice and
 //! otherwise polling.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::time::Duration;
 
 use serde_json::json;
+use uuid::Uuid;
 
 use super::service::Inbox;
 use crate::audit::{Actor, AuditEvent};
@@ -78,34 +80,100 @@ impl InboxWorker {
             .claim_platform_events(now, now + lease, BATCH)
             .await?;
         let count = claimed.len();
-        for row in claimed {
-            let id = row.id;
-            let platform = row.event.platform.as_str().to_owned();
-            let kind = row.event.kind.clone();
-            let scrub = NoticeKind::parse(&kind) == NoticeKind::DataDeletion;
-            match self.process(&row).await {
-                Ok(outcome) => {
-                    parts.metrics.platform_event(&platform, &kind, outcome);
-                    let at = core.clock().now();
-                    core.store()
-                        .finish_platform_event(id, at, outcome, scrub)
-                        .await?;
-                }
-                Err(error) => {
-                    parts.metrics.platform_event(&platform, &kind, "retried");
-                    tracing::warn!(platform = %platform, kind = %kind, error = %error, "a platform event could not be processed; it will be tried again");
-                    let next = core.clock().now() + crate::lifecycle::backoff(row.attempts, None);
-                    core.store()
-                        .retry_platform_event(
-                            id,
-                            next,
-                            &crate::platforms::error::scrub(&error.to_string()),
-                        )
-                        .await?;
-                }
+        // Content is most of the traffic and changes no connection: one transaction per batch.
+        // Removals, deletions and permission changes act on connections one notice at a time
+        // (the claim hands them out first).
+        let (content, acting): (Vec<_>, Vec<_>) = claimed.into_iter().partition(|row| {
+            matches!(
+                NoticeKind::parse(&row.event.kind),
+                NoticeKind::Content | NoticeKind::Other
+            )
+        });
+        for row in acting {
+            self.process_one(row).await?;
+        }
+        self.process_content(content).await?;
+        Ok(count)
+    }
+
+    /// Acts on one notice and records its outcome, or puts it back for later.
+    async fn process_one(&self, row: PlatformEventRow) -> Result<(), OAuthError> {
+        let parts = self.inbox.parts();
+        let core = parts.grants.core();
+        let id = row.id;
+        let platform = row.event.platform.as_str().to_owned();
+        let kind = row.event.kind.clone();
+        let scrub = NoticeKind::parse(&kind) == NoticeKind::DataDeletion;
+        match self.process(&row).await {
+            Ok(outcome) => {
+                parts.metrics.platform_event(&platform, &kind, outcome);
+                let at = core.clock().now();
+                core.store()
+                    .finish_platform_event(id, at, outcome, scrub)
+                    .await?;
+            }
+            Err(error) => {
+                parts.metrics.platform_event(&platform, &kind, "retried");
+                tracing::warn!(platform = %platform, kind = %kind, error = %error, "a platform event could not be processed; it will be tried again");
+                let next = core.clock().now() + crate::lifecycle::backoff(row.attempts, None);
+                core.store()
+                    .retry_platform_event(
+                        id,
+                        next,
+                        &crate::platforms::error::scrub(&error.to_string()),
+                    )
+                    .await?;
             }
         }
-        Ok(count)
+        Ok(())
+    }
+
+    /// Forwards a batch of content notices: the connections of each account looked up once, every
+    /// webhook written and every notice finished in one transaction. When it fails, the claim's
+    /// lease gives the batch back.
+    async fn process_content(&self, rows: Vec<PlatformEventRow>) -> Result<(), OAuthError> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let parts = self.inbox.parts();
+        let core = parts.grants.core();
+        let at = core.clock().now();
+        let mut attributed: HashMap<(String, Option<String>, Option<String>), Vec<Connection>> =
+            HashMap::new();
+        let mut finished: Vec<(Uuid, &'static str)> = Vec::with_capacity(rows.len());
+        let mut webhooks = Vec::new();
+        for row in &rows {
+            let event = &row.event;
+            if NoticeKind::parse(&event.kind) == NoticeKind::Other {
+                finished.push((row.id, "ignored"));
+                continue;
+            }
+            let key = (
+                event.platform.as_str().to_owned(),
+                event.account_kind.clone(),
+                event.account_id.clone(),
+            );
+            if !attributed.contains_key(&key) {
+                let found = self.attributed(event).await?;
+                attributed.insert(key.clone(), found);
+            }
+            let connections = &attributed[&key];
+            if connections.is_empty() {
+                finished.push((row.id, "unmatched"));
+            } else {
+                webhooks.extend(content_webhooks(event, connections, at));
+                finished.push((row.id, "processed"));
+            }
+        }
+        core.store()
+            .finish_platform_events(&finished, at, &webhooks)
+            .await?;
+        for (row, (_, outcome)) in rows.iter().zip(&finished) {
+            parts
+                .metrics
+                .platform_event(row.event.platform.as_str(), &row.event.kind, outcome);
+        }
+        Ok(())
     }
 
     async fn prune(&self) {
@@ -133,7 +201,8 @@ impl InboxWorker {
         match kind {
             NoticeKind::Removal => self.remove(event, connections).await,
             NoticeKind::Permissions => self.change_permissions(event, connections).await,
-            _ => self.forward(event, connections).await,
+            // Content is forwarded in batches (`process_content`), never here.
+            _ => Ok("ignored"),
         }
     }
 
@@ -296,39 +365,29 @@ impl InboxWorker {
             .map(|spec| spec.scopes.clone())
             .unwrap_or_default()
     }
+}
 
-    /// Content for the services: one signed `platform.event` webhook per store concerned, through
-    /// the outbox.
-    async fn forward(
-        &self,
-        event: &crate::store::NewPlatformEvent,
-        connections: Vec<Connection>,
-    ) -> Result<&'static str, OAuthError> {
-        let at = self.inbox.parts().grants.core().clock().now();
-        let webhooks: Vec<NewEvent> = connections
-            .iter()
-            .map(|connection| NewEvent {
-                event_type: "platform.event".into(),
-                payload: json!({
-                    "type": "platform.event",
-                    "occurred_at": event.occurred_at.unwrap_or(event.received_at),
-                    "platform": event.platform,
-                    "store_id": connection.store_id,
-                    "connection_id": connection.id,
-                    "account": event.account_id,
-                    "event_type": event.event_type,
-                    "event": event.payload,
-                }),
-                at,
-            })
-            .collect();
-        self.inbox
-            .parts()
-            .grants
-            .core()
-            .store()
-            .enqueue_events(&webhooks)
-            .await?;
-        Ok("processed")
-    }
+/// Content for the services: one signed `platform.event` webhook per store concerned.
+fn content_webhooks(
+    event: &crate::store::NewPlatformEvent,
+    connections: &[Connection],
+    at: chrono::DateTime<chrono::Utc>,
+) -> Vec<NewEvent> {
+    connections
+        .iter()
+        .map(|connection| NewEvent {
+            event_type: "platform.event".into(),
+            payload: json!({
+                "type": "platform.event",
+                "occurred_at": event.occurred_at.unwrap_or(event.received_at),
+                "platform": event.platform,
+                "store_id": connection.store_id,
+                "connection_id": connection.id,
+                "account": event.account_id,
+                "event_type": event.event_type,
+                "event": event.payload,
+            }),
+            at,
+        })
+        .collect()
 }

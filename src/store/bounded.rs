@@ -156,6 +156,11 @@ forward_within! {
         limit: i64
     ) -> Vec<PlatformEventRow>;
     finish_platform_event(id: Uuid, at: DateTime<Utc>, outcome: &str, scrub: bool) -> ();
+    finish_platform_events(
+        finished: &[(Uuid, &str)],
+        at: DateTime<Utc>,
+        webhooks: &[NewEvent]
+    ) -> ();
     retry_platform_event(id: Uuid, next: DateTime<Utc>, error: &str) -> ();
     prune_platform_events(before: DateTime<Utc>, limit: i64) -> u64;
     count_pending_platform_events() -> i64;

@@ -528,6 +528,16 @@ pub trait Store: Send + Sync + Debug {
         scrub: bool,
     ) -> Result<(), StoreError>;
 
+    /// Records a batch of notices processed, each with its outcome, and writes `webhooks` to the
+    /// outbox, in one transaction: the webhooks of a batch are sent once, or the batch is taken up
+    /// again.
+    async fn finish_platform_events(
+        &self,
+        finished: &[(Uuid, &str)],
+        at: DateTime<Utc>,
+        webhooks: &[NewEvent],
+    ) -> Result<(), StoreError>;
+
     /// Puts a notice whose processing failed back for another attempt at `next`.
     async fn retry_platform_event(
         &self,

@@ -1000,7 +1000,9 @@ macro_rules! impl_store {
                 let sql = format!(
                     "update platform_events set next_attempt_at = $2, attempts = attempts + 1 \
                      where id in (select id from platform_events where processed_at is null \
-                     and next_attempt_at <= $1 order by next_attempt_at limit $3{}) \
+                     and next_attempt_at <= $1 \
+                     order by case when kind in ('removal', 'data_deletion') then 0 else 1 end, \
+                     next_attempt_at limit $3{}) \
                      returning id, platform, dedupe_key, receiver, kind, event_type, account_kind, \
                      account_id, payload, occurred_at, received_at, attempts",
                     $skip_locked
@@ -1039,6 +1041,30 @@ macro_rules! impl_store {
                     .bind(outcome)
                     .execute(&self.pool)
                     .await?;
+                Ok(())
+            }
+
+            async fn finish_platform_events(
+                &self,
+                finished: &[(Uuid, &str)],
+                at: DateTime<Utc>,
+                webhooks: &[NewEvent],
+            ) -> Result<(), StoreError> {
+                let mut tx = self.pool.begin().await?;
+                for webhook in webhooks {
+                    insert_event(&mut tx, Some(webhook)).await?;
+                }
+                for (id, outcome) in finished {
+                    sqlx::query(
+                        "update platform_events set processed_at = $2, outcome = $3 where id = $1",
+                    )
+                    .bind(id)
+                    .bind(at)
+                    .bind(*outcome)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                tx.commit().await?;
                 Ok(())
             }
 
