@@ -13,6 +13,10 @@ pub(super) const CONNECTION_COLUMNS: &str = "id, store_id, user_id, platform, st
 /// PostgreSQL's 65535.
 pub(super) const AUDIT_ROWS_PER_STATEMENT: usize = 1000;
 
+/// The most platform notices one insert carries: 13 bound values a row stays below SQLite's 32766
+/// and PostgreSQL's 65535.
+pub(super) const PLATFORM_EVENTS_PER_STATEMENT: usize = 1000;
+
 /// The columns of `api_keys` that leave the store (never `hash`).
 pub(super) const API_KEY_COLUMNS: &str = "id, name, scopes, created_at, last_used_at, revoked_at";
 
@@ -40,6 +44,7 @@ macro_rules! impl_store {
         use crate::domain::{Connection, PlatformId, StoreId};
         use crate::store::sql::{
             update_sql, API_KEY_COLUMNS, AUDIT_ROWS_PER_STATEMENT, CONNECTION_COLUMNS,
+            PLATFORM_EVENTS_PER_STATEMENT,
         };
         use crate::store::contract::{
             plan_selection, ApiKeyRecord, AuditRow, DeletionRequest, NewAsset, NewEvent,
@@ -963,32 +968,45 @@ macro_rules! impl_store {
                 &self,
                 events: &[NewPlatformEvent],
             ) -> Result<Vec<bool>, StoreError> {
-                let mut tx = self.pool.begin().await?;
-                let mut inserted = Vec::with_capacity(events.len());
-                for event in events {
-                    let done = sqlx::query(
-                        "insert into platform_events (id, platform, dedupe_key, receiver, kind, event_type, \
-                         account_kind, account_id, payload, occurred_at, received_at, attempts, next_attempt_at) \
-                         values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 0, $11) \
-                         on conflict (platform, dedupe_key) do nothing",
-                    )
-                    .bind(Uuid::now_v7())
-                    .bind(event.platform.as_str())
-                    .bind(&event.dedupe_key)
-                    .bind(&event.receiver)
-                    .bind(&event.kind)
-                    .bind(&event.event_type)
-                    .bind(event.account_kind.as_deref())
-                    .bind(event.account_id.as_deref())
-                    .bind(Json(&event.payload))
-                    .bind(event.occurred_at)
-                    .bind(event.received_at)
-                    .execute(&mut *tx)
-                    .await?;
-                    inserted.push(done.rows_affected() == 1);
+                if events.is_empty() {
+                    return Ok(Vec::new());
                 }
-                tx.commit().await?;
-                Ok(inserted)
+                // One statement for a whole batch (Meta sends up to 1000 entries in one POST): the
+                // rows it inserted come back; the others were stored before.
+                let mut inserted = std::collections::HashSet::new();
+                for chunk in events.chunks(PLATFORM_EVENTS_PER_STATEMENT) {
+                    let mut insert = sqlx::QueryBuilder::<$db>::new(
+                        "insert into platform_events (id, platform, dedupe_key, receiver, kind, \
+                         event_type, account_kind, account_id, payload, occurred_at, received_at, \
+                         attempts, next_attempt_at) ",
+                    );
+                    insert.push_values(chunk, |mut values, event| {
+                        values
+                            .push_bind(Uuid::now_v7())
+                            .push_bind(event.platform.as_str().to_owned())
+                            .push_bind(event.dedupe_key.clone())
+                            .push_bind(event.receiver.clone())
+                            .push_bind(event.kind.clone())
+                            .push_bind(event.event_type.clone())
+                            .push_bind(event.account_kind.clone())
+                            .push_bind(event.account_id.clone())
+                            .push_bind(Json(event.payload.clone()))
+                            .push_bind(event.occurred_at)
+                            .push_bind(event.received_at)
+                            .push_bind(0_i32)
+                            .push_bind(event.received_at);
+                    });
+                    insert.push(" on conflict (platform, dedupe_key) do nothing returning dedupe_key");
+                    for row in insert.build().fetch_all(&self.pool).await? {
+                        inserted.insert(row.try_get::<String, _>("dedupe_key")?);
+                    }
+                }
+                // A batch may hold the same notice twice: the first is the new one.
+                let mut seen = std::collections::HashSet::new();
+                Ok(events
+                    .iter()
+                    .map(|e| inserted.contains(&e.dedupe_key) && seen.insert(e.dedupe_key.clone()))
+                    .collect())
             }
 
             async fn claim_platform_events(
