@@ -184,13 +184,11 @@ impl InboxWorker {
         }
     }
 
-    /// Acts on one notice; returns its outcome (`processed`, `unmatched`, `ignored`).
+    /// Acts on a removal, a deletion or a permission change; returns its outcome (`processed`,
+    /// `unmatched`). Content and other notices go through `process_content`.
     async fn process(&self, row: &PlatformEventRow) -> Result<&'static str, OAuthError> {
         let event = &row.event;
         let kind = NoticeKind::parse(&event.kind);
-        if kind == NoticeKind::Other {
-            return Ok("ignored");
-        }
         let connections = self.attributed(event).await?;
         if kind == NoticeKind::DataDeletion {
             return self.delete_data(row, connections).await;
@@ -201,8 +199,8 @@ impl InboxWorker {
         match kind {
             NoticeKind::Removal => self.remove(event, connections).await,
             NoticeKind::Permissions => self.change_permissions(event, connections).await,
-            // Content is forwarded in batches (`process_content`), never here.
-            _ => Ok("ignored"),
+            // `process_due` sends content and other notices to `process_content`, never here.
+            NoticeKind::Content | NoticeKind::Other | NoticeKind::DataDeletion => Ok("ignored"),
         }
     }
 

@@ -148,7 +148,6 @@ forward_within! {
     replace_assets(connection_id: Uuid, assets: &[NewAsset], now: DateTime<Utc>) -> ();
     list_assets(store_id: &StoreId) -> Vec<StoredAsset>;
     select_asset(connection_id: Uuid, kind: &str, id: &str) -> bool;
-    enqueue_events(events: &[NewEvent]) -> ();
     insert_platform_events(events: &[NewPlatformEvent]) -> Vec<bool>;
     claim_platform_events(
         now: DateTime<Utc>,
@@ -163,7 +162,6 @@ forward_within! {
     ) -> ();
     retry_platform_event(id: Uuid, next: DateTime<Utc>, error: &str) -> ();
     prune_platform_events(before: DateTime<Utc>, limit: i64) -> u64;
-    count_pending_platform_events() -> i64;
     connections_by_account(platform: &PlatformId, account_id: &str) -> Vec<Connection>;
     connections_by_asset(platform: &PlatformId, asset_id: &str) -> Vec<Connection>;
     mark_removed(

@@ -497,10 +497,6 @@ pub trait Store: Send + Sync + Debug {
         id: &str,
     ) -> Result<bool, StoreError>;
 
-    /// Writes webhook events to the outbox in one transaction (events that are no connection's
-    /// change: a platform's content notice forwarded to the services).
-    async fn enqueue_events(&self, events: &[NewEvent]) -> Result<(), StoreError>;
-
     /// Stores verified platform notices in one transaction, skipping those already stored (same
     /// platform and dedupe key); returns, for each, whether it was new.
     async fn insert_platform_events(
@@ -553,9 +549,6 @@ pub trait Store: Send + Sync + Debug {
         before: DateTime<Utc>,
         limit: i64,
     ) -> Result<u64, StoreError>;
-
-    /// Notices stored and not yet processed.
-    async fn count_pending_platform_events(&self) -> Result<i64, StoreError>;
 
     /// The connections on `platform` whose account is `account_id`.
     async fn connections_by_account(

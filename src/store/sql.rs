@@ -955,15 +955,6 @@ macro_rules! impl_store {
                 Ok(true)
             }
 
-            async fn enqueue_events(&self, events: &[NewEvent]) -> Result<(), StoreError> {
-                let mut tx = self.pool.begin().await?;
-                for event in events {
-                    insert_event(&mut tx, Some(event)).await?;
-                }
-                tx.commit().await?;
-                Ok(())
-            }
-
             async fn insert_platform_events(
                 &self,
                 events: &[NewPlatformEvent],
@@ -1118,15 +1109,6 @@ macro_rules! impl_store {
                 .execute(&self.pool)
                 .await?;
                 Ok(done.rows_affected())
-            }
-
-            async fn count_pending_platform_events(&self) -> Result<i64, StoreError> {
-                let row = sqlx::query(
-                    "select count(*) as n from platform_events where processed_at is null",
-                )
-                .fetch_one(&self.pool)
-                .await?;
-                Ok(row.try_get("n")?)
             }
 
             async fn connections_by_account(
