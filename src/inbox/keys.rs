@@ -44,17 +44,7 @@ impl KeyCache {
     }
 
     async fn fetch(&self, discovery: &Url) -> Result<Fetched, EventRejection> {
-        let unavailable = |_| EventRejection::KeysUnavailable;
-        let document: serde_json::Value = self
-            .http
-            .get(discovery.clone())
-            .send()
-            .await
-            .and_then(reqwest::Response::error_for_status)
-            .map_err(unavailable)?
-            .json()
-            .await
-            .map_err(unavailable)?;
+        let document: serde_json::Value = self.get_json(discovery.clone()).await?;
         let issuer = document["issuer"]
             .as_str()
             .ok_or(EventRejection::KeysUnavailable)?
@@ -63,21 +53,28 @@ impl KeyCache {
             .as_str()
             .and_then(|u| Url::parse(u).ok())
             .ok_or(EventRejection::KeysUnavailable)?;
-        let keys: JwkSet = self
-            .http
-            .get(jwks_uri)
+        Ok(Fetched {
+            issuer,
+            keys: self.get_json(jwks_uri).await?,
+            at: Instant::now(),
+        })
+    }
+
+    /// A JSON document; any failure (transport, status, shape) is "the keys are unavailable".
+    async fn get_json<T: serde::de::DeserializeOwned>(
+        &self,
+        url: Url,
+    ) -> Result<T, EventRejection> {
+        let unavailable = |_| EventRejection::KeysUnavailable;
+        self.http
+            .get(url)
             .send()
             .await
             .and_then(reqwest::Response::error_for_status)
             .map_err(unavailable)?
             .json()
             .await
-            .map_err(unavailable)?;
-        Ok(Fetched {
-            issuer,
-            keys,
-            at: Instant::now(),
-        })
+            .map_err(unavailable)
     }
 }
 

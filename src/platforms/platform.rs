@@ -435,6 +435,15 @@ impl PlatformSpec {
         self.credentials.is_some()
     }
 
+    /// The key its inbound events are signed with: `<PLATFORM>_WEBHOOK_SECRET` where set, else the
+    /// client secret (what Meta, TikTok and LinkedIn sign with; X's consumer secret is set apart).
+    pub fn event_signing_key(&self) -> Option<&SecretString> {
+        self.events
+            .secret
+            .as_ref()
+            .or(self.credentials.as_ref().map(|c| &c.client_secret))
+    }
+
     /// The scopes and authorization parameters of a consent request: every scope with the fixed
     /// parameters, or, for "Grant missing permissions" (`missing` is `Some`), what the platform's
     /// [`ConsentMode`] asks for. A mode's parameter replaces a fixed one of the same name, since

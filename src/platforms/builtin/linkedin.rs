@@ -160,11 +160,9 @@ impl Platform for LinkedIn {
         if request.receiver != "webhooks" {
             return Err(EventRejection::NoSuchReceiver);
         }
-        let secret = &spec
-            .credentials
-            .as_ref()
-            .ok_or(EventRejection::NotConfigured("LINKEDIN_CLIENT_SECRET"))?
-            .client_secret;
+        let secret = spec
+            .event_signing_key()
+            .ok_or(EventRejection::NotConfigured("LINKEDIN_CLIENT_SECRET"))?;
         if request.method == http::Method::GET {
             return challenge_answer(secret, request);
         }

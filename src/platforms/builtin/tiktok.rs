@@ -213,11 +213,9 @@ fn webhook_notices(
     spec: &PlatformSpec,
     request: &InboundRequest<'_>,
 ) -> Result<Receipt, EventRejection> {
-    let secret = &spec
-        .credentials
-        .as_ref()
-        .ok_or(EventRejection::NotConfigured("TIKTOK_CLIENT_SECRET"))?
-        .client_secret;
+    let secret = spec
+        .event_signing_key()
+        .ok_or(EventRejection::NotConfigured("TIKTOK_CLIENT_SECRET"))?;
     let header = request
         .header("tiktok-signature")
         .ok_or(EventRejection::BadSignature("no TikTok-Signature"))?;

@@ -118,16 +118,14 @@ impl Platform for Twitter {
             return Err(EventRejection::NoSuchReceiver);
         }
         let secret = spec
-            .events
-            .secret
-            .as_ref()
-            .or(spec.credentials.as_ref().map(|c| &c.client_secret))
+            .event_signing_key()
             .ok_or(EventRejection::NotConfigured("TWITTER_WEBHOOK_SECRET"))?;
         if request.method == http::Method::GET {
             return crc_answer(secret, request);
         }
         webhook_notices(secret, request)
     }
+
     /// X issues no refresh token without `offline.access` (providers.md X2): an override of
     /// `TWITTER_SCOPES` must not silently lose it.
     fn adjust_scopes(&self, scopes: &mut Vec<String>) {

@@ -37,11 +37,9 @@ pub(super) fn receive(
     spec: &PlatformSpec,
     request: &InboundRequest<'_>,
 ) -> Result<Receipt, EventRejection> {
-    let secret = &spec
-        .credentials
-        .as_ref()
-        .ok_or(EventRejection::NotConfigured("META_APP_SECRET"))?
-        .client_secret;
+    let secret = spec
+        .event_signing_key()
+        .ok_or(EventRejection::NotConfigured("META_APP_SECRET"))?;
     let post = request.method == http::Method::POST;
     match (request.receiver, post) {
         ("deauthorize", true) => signed_request_notice(secret, request, NoticeKind::Removal),
