@@ -55,17 +55,10 @@ impl Grants {
                     self.forget_recovery(saved.id).await;
                     return Ok(Some(saved));
                 }
-                None => {
-                    match self
-                        .core()
-                        .store()
-                        .get_connection(&current.store_id, &current.platform)
-                        .await?
-                    {
-                        Some(fresh) if fresh.id == current.id => current = fresh,
-                        _ => return Ok(None),
-                    }
-                }
+                None => match self.reread(&current).await? {
+                    Some(fresh) => current = fresh,
+                    None => return Ok(None),
+                },
             }
         }
         Err(OAuthError::Store(StoreError::Conflict))
@@ -101,16 +94,22 @@ impl Grants {
                 self.forget_recovery(deleted.id).await;
                 return Ok(true);
             }
-            match self
-                .core()
-                .store()
-                .get_connection(&current.store_id, &current.platform)
-                .await?
-            {
-                Some(fresh) if fresh.id == current.id => current = fresh,
-                _ => return Ok(false),
+            match self.reread(&current).await? {
+                Some(fresh) => current = fresh,
+                None => return Ok(false),
             }
         }
         Err(OAuthError::Store(StoreError::Conflict))
+    }
+
+    /// The row a guarded write missed, read again: `None` when it is gone or the store's
+    /// connection on that platform is another row now.
+    async fn reread(&self, connection: &Connection) -> Result<Option<Connection>, OAuthError> {
+        let fresh = self
+            .core()
+            .store()
+            .get_connection(&connection.store_id, &connection.platform)
+            .await?;
+        Ok(fresh.filter(|fresh| fresh.id == connection.id))
     }
 }
