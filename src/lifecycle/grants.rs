@@ -12,6 +12,7 @@ use uuid::Uuid;
 
 use super::events;
 use super::health::{self, HealthSettings};
+use super::merchant_assets::change_subscription;
 use super::refresh::Refresh;
 use super::shared::Core;
 use crate::domain::{Connection, ConnectionStatus, StoreId};
@@ -221,6 +222,9 @@ impl Grants {
         connection: &Connection,
         tokens: &crate::domain::TokenSet,
     ) {
+        if spec.events.subscribe_fields.is_empty() {
+            return;
+        }
         let Ok(assets) = self.core.store().list_assets(&connection.store_id).await else {
             return;
         };
@@ -232,13 +236,16 @@ impl Grants {
                 .extra
                 .get(&format!("page:{}", asset.id))
                 .unwrap_or(&tokens.access_token);
-            let outcome = spec
-                .behaviour
-                .subscribe_asset(&self.client, spec, &asset.kind, &asset.id, token, false)
-                .await;
-            if let Err(error) = outcome {
-                tracing::warn!(platform = %spec.id, store_id = %connection.store_id, kind = %asset.kind, error = %error, "the asset's webhook subscription could not be removed before the disconnect");
-            }
+            change_subscription(
+                &self.client,
+                spec,
+                &connection.store_id,
+                &asset.kind,
+                &asset.id,
+                token,
+                false,
+            )
+            .await;
         }
     }
 

@@ -134,14 +134,19 @@ impl Assets {
             .get_connection(store_id, &spec.id)
             .await?
             .ok_or(OAuthError::NotFound)?;
-        let before: Option<String> = self
-            .core
-            .store()
-            .list_assets(store_id)
-            .await?
-            .into_iter()
-            .find(|a| a.connection_id == connection.id && a.kind == kind.as_str() && a.selected)
-            .map(|a| a.id);
+        // Only a platform whose selected assets subscribe to its webhooks needs the one before.
+        let subscribes = !spec.events.subscribe_fields.is_empty();
+        let before: Option<String> = if subscribes {
+            self.core
+                .store()
+                .list_assets(store_id)
+                .await?
+                .into_iter()
+                .find(|a| a.connection_id == connection.id && a.kind == kind.as_str() && a.selected)
+                .map(|a| a.id)
+        } else {
+            None
+        };
         let selected = self
             .core
             .store()
@@ -151,7 +156,7 @@ impl Assets {
         if !selected? {
             return Err(OAuthError::AssetNotFound);
         }
-        if before.as_deref() != Some(id) {
+        if subscribes && before.as_deref() != Some(id) {
             if let Some(old) = &before {
                 self.subscribe(spec, store_id, kind, old, false).await;
             }
@@ -178,19 +183,16 @@ impl Assets {
                 return;
             }
         };
-        let outcome = spec
-            .behaviour
-            .subscribe_asset(&self.client, spec, kind.as_str(), id, &token, subscribe)
-            .await;
-        match outcome {
-            Ok(true) => {
-                tracing::info!(platform = %spec.id, store_id = %store_id, kind = kind.as_str(), subscribe, "asset webhook subscription changed");
-            }
-            Ok(false) => {}
-            Err(error) => {
-                tracing::warn!(platform = %spec.id, store_id = %store_id, kind = kind.as_str(), subscribe, error = %error, "the asset's webhook subscription failed");
-            }
-        }
+        change_subscription(
+            &self.client,
+            spec,
+            store_id,
+            kind.as_str(),
+            id,
+            &token,
+            subscribe,
+        )
+        .await;
     }
 
     /// A valid token for `account` (an asset id of the store's connection), or without one the
@@ -287,4 +289,31 @@ fn default_account(assets: &[StoredAsset]) -> Option<AccountRef> {
             .find(|asset| asset.selected && asset.kind == kind.as_str())
             .map(AccountRef::from)
     })
+}
+
+/// Subscribes (or unsubscribes) one asset to the app's webhooks with `token`, where its platform
+/// has such subscriptions, and logs what happened. Best effort for both callers (a selection, a
+/// disconnect): what the merchant asked for stands whatever the platform says.
+pub(super) async fn change_subscription(
+    client: &PlatformClient,
+    spec: &PlatformSpec,
+    store_id: &StoreId,
+    kind: &str,
+    id: &str,
+    token: &SecretString,
+    subscribe: bool,
+) {
+    match spec
+        .behaviour
+        .subscribe_asset(client, spec, kind, id, token, subscribe)
+        .await
+    {
+        Ok(true) => {
+            tracing::info!(platform = %spec.id, store_id = %store_id, kind, subscribe, "asset webhook subscription changed");
+        }
+        Ok(false) => {}
+        Err(error) => {
+            tracing::warn!(platform = %spec.id, store_id = %store_id, kind, subscribe, error = %error, "the asset's webhook subscription failed");
+        }
+    }
 }
