@@ -13,7 +13,7 @@ use uuid::Uuid;
 
 use super::service::Inbox;
 use crate::audit::{Actor, AuditEvent};
-use crate::domain::{Connection, PlatformId};
+use crate::domain::Connection;
 use crate::error::OAuthError;
 use crate::platforms::events::NoticeKind;
 use crate::store::{NewEvent, PlatformEventRow};
@@ -299,69 +299,20 @@ impl InboxWorker {
         event: &crate::store::NewPlatformEvent,
         connections: Vec<Connection>,
     ) -> Result<&'static str, OAuthError> {
-        let permission = event.payload["field"]
-            .as_str()
-            .unwrap_or_default()
-            .to_owned();
+        let permission = event.payload["field"].as_str().unwrap_or_default();
         let granted = event.payload["value"]["verb"].as_str() == Some("granted");
-        let grants = &self.inbox.parts().grants;
-        let requested = self.requested_scopes(&event.platform);
-        for mut connection in connections {
-            for _ in 0..5 {
-                connection.granted_scopes.retain(|s| *s != permission);
-                if granted {
-                    connection.granted_scopes.push(permission.clone());
-                }
-                connection.missing_scopes = requested
-                    .iter()
-                    .filter(|s| !connection.granted_scopes.contains(s))
-                    .cloned()
-                    .collect();
-                let now = grants.core().clock().now();
-                connection.updated_at = now;
-                let mut change = crate::lifecycle::events::event(
-                    "connection.permissions_changed",
-                    &connection,
-                    None,
-                    now,
-                );
-                change.payload["permission"] = json!(permission);
-                change.payload["granted"] = json!(granted);
-                change.payload["granted_scopes"] = json!(connection.granted_scopes);
-                let store = grants.core().store();
-                let written = store.update_connection(&connection, Some(&change)).await;
-                grants.core().changed(&connection.store_id).await;
-                match written {
-                    Ok(saved) => {
-                        grants.core().cache().put(&saved).await;
-                        self.audit(&saved, "platform_permissions", &permission);
-                        break;
-                    }
-                    Err(crate::store::StoreError::Conflict) => {
-                        match store
-                            .get_connection(&connection.store_id, &connection.platform)
-                            .await?
-                        {
-                            Some(fresh) => connection = fresh,
-                            None => break,
-                        }
-                    }
-                    Err(error) => return Err(error.into()),
-                }
+        for connection in connections {
+            let changed = self
+                .inbox
+                .parts()
+                .grants
+                .change_permission_at_platform(connection, permission, granted)
+                .await?;
+            if let Some(saved) = changed {
+                self.audit(&saved, "platform_permissions", permission);
             }
         }
         Ok("processed")
-    }
-
-    fn requested_scopes(&self, platform: &PlatformId) -> Vec<String> {
-        self.inbox
-            .parts()
-            .grants
-            .core()
-            .catalog()
-            .get(platform)
-            .map(|spec| spec.scopes.clone())
-            .unwrap_or_default()
     }
 }
 

@@ -1,6 +1,7 @@
-//! What a platform's own notice does to a connection ([`Grants::remove_at_platform`] and
-//! [`Grants::delete_at_platform_request`]): the merchant removed the app at the platform, or the
-//! person behind the account asked for their data to be deleted.
+//! What a platform's own notice does to a connection ([`Grants::remove_at_platform`],
+//! [`Grants::delete_at_platform_request`], [`Grants::change_permission_at_platform`]): the
+//! merchant removed the app at the platform, the person behind the account asked for their data to
+//! be deleted, or granted or revoked one permission.
 //!
 //! A removal keeps the row (the page shows "Removed at Meta on <date>" with Reconnect) but deletes
 //! its tokens and stops its refreshes and probes; a deletion removes the row, its assets and its
@@ -97,6 +98,60 @@ impl Grants {
             match self.reread(&current).await? {
                 Some(fresh) => current = fresh,
                 None => return Ok(false),
+            }
+        }
+        Err(OAuthError::Store(StoreError::Conflict))
+    }
+
+    /// Records a permission the person granted or revoked at the platform (Meta's `permissions`
+    /// topic [M30]): `granted_scopes` gains or loses it, `missing_scopes` is recomputed against
+    /// the scopes the platform is asked for, and `connection.permissions_changed` is recorded.
+    /// Re-reads and retries when the row changed meanwhile; `None` when it is gone.
+    pub async fn change_permission_at_platform(
+        &self,
+        connection: Connection,
+        permission: &str,
+        granted: bool,
+    ) -> Result<Option<Connection>, OAuthError> {
+        let requested = self
+            .core()
+            .catalog()
+            .get(&connection.platform)
+            .map(|spec| spec.scopes.clone())
+            .unwrap_or_default();
+        let mut current = connection;
+        for _ in 0..5 {
+            current.granted_scopes.retain(|s| s != permission);
+            if granted {
+                current.granted_scopes.push(permission.to_owned());
+            }
+            current.missing_scopes = requested
+                .iter()
+                .filter(|s| !current.granted_scopes.contains(s))
+                .cloned()
+                .collect();
+            let now = self.core().clock().now();
+            current.updated_at = now;
+            let mut event = events::event("connection.permissions_changed", &current, None, now);
+            event.payload["permission"] = serde_json::json!(permission);
+            event.payload["granted"] = serde_json::json!(granted);
+            event.payload["granted_scopes"] = serde_json::json!(current.granted_scopes);
+            let written = self
+                .core()
+                .store()
+                .update_connection(&current, Some(&event))
+                .await;
+            self.core().changed(&current.store_id).await;
+            match written {
+                Ok(saved) => {
+                    self.core().cache().put(&saved).await;
+                    return Ok(Some(saved));
+                }
+                Err(StoreError::Conflict) => match self.reread(&current).await? {
+                    Some(fresh) => current = fresh,
+                    None => return Ok(None),
+                },
+                Err(error) => return Err(error.into()),
             }
         }
         Err(OAuthError::Store(StoreError::Conflict))
