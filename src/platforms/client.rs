@@ -21,6 +21,7 @@ use super::platform::{
     AccountInfo, ClientAuth, ErrorShape, PlatformHttp, PlatformSpec, Revocation, TokenGrant,
     TokenMethod,
 };
+use super::publish::{ApiAnswer, ApiAuth, ApiBody, ApiRequest, CallFailure, PublishHttp};
 use crate::domain::TokenSet;
 use crate::metrics::Metrics;
 
@@ -766,5 +767,80 @@ mod tests {
         assert_eq!(seconds(Some(&serde_json::json!("3600"))), Some(3600));
         assert_eq!(seconds(Some(&serde_json::json!(3600.0))), Some(3600));
         assert!(after(now, seconds(Some(&serde_json::json!(1e300))).unwrap_or(0)).is_some());
+    }
+}
+
+#[async_trait]
+impl PublishHttp for PlatformClient {
+    async fn call(
+        &self,
+        spec: &PlatformSpec,
+        request: ApiRequest,
+        token: &SecretString,
+    ) -> Result<ApiAnswer, CallFailure> {
+        let mut builder = self.http.request(request.method, request.url);
+        if !request.query.is_empty() {
+            builder = builder.query(&request.query);
+        }
+        if request.auth == ApiAuth::Token {
+            builder = with_token(spec, builder, token);
+            for header in &spec.api_headers {
+                builder = builder.header(header.name, header.value.expose_secret());
+            }
+        }
+        for (name, value) in &request.headers {
+            builder = builder.header(name.as_str(), value.as_str());
+        }
+        builder = match request.body {
+            ApiBody::Empty => builder,
+            ApiBody::Json(value) => builder
+                .header("Content-Type", "application/json; charset=UTF-8")
+                .body(value.to_string()),
+            ApiBody::Form(fields) => builder.form(&fields),
+            ApiBody::Bytes {
+                content_type,
+                bytes,
+            } => builder.header("Content-Type", content_type).body(bytes),
+            ApiBody::Multipart { fields, file } => {
+                let (field, file_name, content_type, bytes) = file;
+                let part = reqwest::multipart::Part::stream(bytes)
+                    .file_name(file_name)
+                    .mime_str(&content_type)
+                    .map_err(|_| CallFailure::NotSent("unusable media type".to_owned()))?;
+                let mut form = reqwest::multipart::Form::new();
+                for (name, value) in fields {
+                    form = form.text(name, value);
+                }
+                builder.multipart(form.part(field, part))
+            }
+        };
+        let response = builder
+            .header("Accept", "application/json")
+            .send()
+            .await
+            .map_err(|error| call_failure(spec, &error))?;
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let body = self.read_body(spec, response).await.map_err(|error| {
+            // The platform answered: its status says whether it accepted; only the body is lost.
+            CallFailure::AnswerLost(error.to_string())
+        })?;
+        let body = serde_json::from_slice(&body).unwrap_or(Value::Null);
+        Ok(ApiAnswer {
+            status,
+            headers,
+            body,
+        })
+    }
+}
+
+/// A transport failure of a publishing call: a connection that could not be made sent nothing;
+/// anything later (a timeout, a reset) may have delivered the request.
+fn call_failure(spec: &PlatformSpec, error: &reqwest::Error) -> CallFailure {
+    let detail = transport_error(spec, error).to_string();
+    if error.is_connect() {
+        CallFailure::NotSent(detail)
+    } else {
+        CallFailure::AnswerLost(detail)
     }
 }

@@ -22,6 +22,7 @@ pub mod error;
 pub mod events;
 pub mod grant;
 pub mod platform;
+pub mod publish;
 pub mod settings;
 
 pub use assets::{Asset, AssetKind, AssetSet};

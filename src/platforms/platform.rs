@@ -24,6 +24,9 @@ use url::Url;
 use super::assets::AssetSet;
 use super::error::PlatformError;
 use super::events::{EventKeys, EventRejection, EventSettings, InboundRequest, Receipt};
+use super::publish::{
+    Confirmation, PostDraft, PostErrorCode, Prepared, PublishContext, PublishFailure, Sent,
+};
 use super::settings::{ApiHeader, ClientCredentials};
 use crate::domain::{PlatformId, TokenSet};
 
@@ -256,6 +259,47 @@ pub trait Platform: Send + Sync + fmt::Debug {
         _subscribe: bool,
     ) -> Result<bool, PlatformError> {
         Ok(false)
+    }
+
+    /// Stage "publish": the asset kinds a post can go to, in the order a post that names no
+    /// account tries the connection's selected one. None by default: the platform publishes
+    /// nothing through us.
+    fn publish_kinds(&self) -> &'static [&'static str] {
+        &[]
+    }
+
+    /// Stage "publish": checks a post for an asset of `kind` against the platform's rules
+    /// (lengths, media count and kinds, options) before it is accepted, so that a post the
+    /// platform would refuse is refused at once.
+    fn check_draft(&self, _kind: &str, _draft: &PostDraft) -> Result<(), PublishFailure> {
+        Err(PublishFailure::permanent(
+            PostErrorCode::NotSupported,
+            "this platform publishes nothing through Growth Engine",
+        ))
+    }
+
+    /// Stage "publish": everything before the send that may be done again without posting twice
+    /// (checks, uploads, containers). Ready at once by default.
+    async fn prepare_post(&self, context: &PublishContext<'_>) -> Result<Prepared, PublishFailure> {
+        Ok(Prepared::Ready(context.checkpoint.clone()))
+    }
+
+    /// Stage "publish": the one call after which the post may be out. Called at most once per
+    /// post, with the checkpoint `prepare_post` left.
+    async fn send_post(&self, _context: &PublishContext<'_>) -> Result<Sent, PublishFailure> {
+        Err(PublishFailure::permanent(
+            PostErrorCode::NotSupported,
+            "this platform publishes nothing through Growth Engine",
+        ))
+    }
+
+    /// Stage "publish": what became of a post whose send was accepted for later publishing, or
+    /// whose answer was lost. Unknowable by default: the platform has no way to ask.
+    async fn confirm_post(
+        &self,
+        _context: &PublishContext<'_>,
+    ) -> Result<Confirmation, PublishFailure> {
+        Ok(Confirmation::Unknowable)
     }
 }
 
