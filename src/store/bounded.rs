@@ -25,6 +25,7 @@ use super::contract::{
     ApiKeyRecord, AuditRow, DeletionRequest, NewAsset, NewEvent, NewPlatformEvent, OutboxEvent,
     PlatformEventRow, StatusCount, Store, StoreError, StoredAsset,
 };
+use super::posts::{PostQuery, PostRow, PostStore, PostTransition};
 use crate::domain::{Connection, PlatformId, StoreId};
 
 /// A store whose calls give up after `limit`.
@@ -173,4 +174,66 @@ forward_within! {
     create_deletion_request(request: &DeletionRequest) -> ();
     deletion_request(code: &str) -> Option<DeletionRequest>;
     complete_deletion_request(code: &str, at: DateTime<Utc>, connections_deleted: i32) -> ();
+}
+
+#[async_trait]
+impl<S: Store> PostStore for Bounded<S> {
+    async fn insert_post(
+        &self,
+        post: &PostRow,
+        event: Option<&NewEvent>,
+    ) -> Result<Option<PostRow>, StoreError> {
+        self.within(self.inner.insert_post(post, event)).await
+    }
+
+    async fn post(&self, id: Uuid) -> Result<Option<PostRow>, StoreError> {
+        self.within(self.inner.post(id)).await
+    }
+
+    async fn list_posts(&self, query: &PostQuery<'_>) -> Result<Vec<PostRow>, StoreError> {
+        self.within(self.inner.list_posts(query)).await
+    }
+
+    async fn claim_due_posts(
+        &self,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+        limit: i64,
+    ) -> Result<Vec<PostRow>, StoreError> {
+        self.within(self.inner.claim_due_posts(now, lease_until, limit))
+            .await
+    }
+
+    async fn save_claimed_post(
+        &self,
+        post: &PostRow,
+        owner: Uuid,
+        event: Option<&NewEvent>,
+    ) -> Result<bool, StoreError> {
+        self.within(self.inner.save_claimed_post(post, owner, event))
+            .await
+    }
+
+    async fn transition_post(
+        &self,
+        transition: &PostTransition<'_>,
+        event: Option<&NewEvent>,
+    ) -> Result<bool, StoreError> {
+        self.within(self.inner.transition_post(transition, event))
+            .await
+    }
+
+    async fn post_approval_policy(&self, store_id: &StoreId) -> Result<Option<bool>, StoreError> {
+        self.within(self.inner.post_approval_policy(store_id)).await
+    }
+
+    async fn set_post_approval_policy(
+        &self,
+        store_id: &StoreId,
+        require: bool,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        self.within(self.inner.set_post_approval_policy(store_id, require, at))
+            .await
+    }
 }

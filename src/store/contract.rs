@@ -226,7 +226,7 @@ pub(crate) fn plan_selection(
 
 /// Where connections and the webhook outbox live.
 #[async_trait]
-pub trait Store: Send + Sync + Debug {
+pub trait Store: super::posts::PostStore + Send + Sync + Debug {
     /// `postgres` or `sqlite`.
     fn backend(&self) -> &'static str;
 

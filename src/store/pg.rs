@@ -79,3 +79,5 @@ super::sql::impl_store!(
     " for update skip locked",
     "(case when jsonb_typeof(metadata->'data_access_expires_at') = 'number' then (metadata->>'data_access_expires_at')::numeric end)"
 );
+
+super::posts::impl_post_store!(super::PgStore, sqlx::Postgres, " for update skip locked");
