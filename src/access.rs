@@ -85,11 +85,15 @@ pub enum Operation {
     SelectionWrite,
     /// `audit:read`: read the audit trail.
     AuditRead,
+    /// `posts:write`: create and cancel posts.
+    PostsWrite,
+    /// `posts:read`: read posts.
+    PostsRead,
 }
 
 impl Operation {
     /// Every operation, in the order `api-key list` prints them.
-    pub(crate) const ALL: [Operation; 7] = [
+    pub(crate) const ALL: [Operation; 9] = [
         Self::ConnectionsRead,
         Self::Connect,
         Self::Disconnect,
@@ -97,6 +101,8 @@ impl Operation {
         Self::Proxy,
         Self::SelectionWrite,
         Self::AuditRead,
+        Self::PostsWrite,
+        Self::PostsRead,
     ];
 
     /// The scope's name.
@@ -109,6 +115,8 @@ impl Operation {
             Self::Proxy => "proxy",
             Self::SelectionWrite => "selection:write",
             Self::AuditRead => "audit:read",
+            Self::PostsWrite => "posts:write",
+            Self::PostsRead => "posts:read",
         }
     }
 }
@@ -126,7 +134,7 @@ pub struct Scope {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ScopeError {
     /// Not one of the operations.
-    #[error("unknown scope {0:?} (known: connections:read, connect, disconnect, tokens:read, proxy, selection:write, audit:read, each optionally :<platform>)")]
+    #[error("unknown scope {0:?} (known: connections:read, connect, disconnect, tokens:read, proxy, selection:write, audit:read, posts:write, posts:read, each optionally :<platform>)")]
     UnknownScope(String),
     /// A platform suffix that names no platform.
     #[error("unknown platform {platform:?} in scope {scope:?} (known: {known})")]

@@ -21,6 +21,7 @@ use crate::http::extract::ApiKeys;
 use crate::http::perimeter::Perimeter;
 use crate::http::{AppParts, AppState, HealthProbe, WebSettings};
 use crate::inbox::{Inbox, InboxWorker, KeyCache, Parts as InboxParts};
+use crate::publish::{MediaFetcher, PostScheduler, Posts, PostsParts};
 use crate::lifecycle::liveness::{self, Liveness, LivenessParts};
 use crate::lifecycle::refresher::Refresher;
 use crate::lifecycle::supervise::{every, supervise};
@@ -140,6 +141,8 @@ pub struct Services {
     pub audit: AuditLog,
     /// The platforms' notices: received, stored, processed.
     pub inbox: Inbox,
+    /// Posts: created, approved, published by the scheduler.
+    pub posts: Posts,
     /// The clock every service reads.
     pub clock: SharedClock,
 }
@@ -348,7 +351,7 @@ impl Services {
         let flow = Flow::new(
             catalog.clone(),
             states,
-            client,
+            client.clone(),
             clock.clone(),
             settings.api_url.clone(),
             metrics.clone(),
@@ -372,8 +375,20 @@ impl Services {
             api_url: settings.api_url.clone(),
             wake: tokio::sync::Notify::new(),
         });
+        let posts = Posts::new(PostsParts {
+            core: core.clone(),
+            assets: assets.clone(),
+            client: client.clone(),
+            media: MediaFetcher::new(&settings.posts)?,
+            audit: audit.clone(),
+            metrics: metrics.clone(),
+            settings: settings.posts.clone(),
+            api_url: settings.api_url.clone(),
+            wake: tokio::sync::Notify::new(),
+        });
         Ok(Self {
             inbox,
+            posts,
             settings,
             store,
             keyring,
@@ -494,6 +509,7 @@ impl Application {
             perimeter: Perimeter::from_settings(&services.settings),
             audit: services.audit.clone(),
             inbox: services.inbox.clone(),
+            posts: services.posts.clone(),
             proxy: crate::proxy::Proxy::new(
                 services.tokens.clone(),
                 services.settings.proxy.clone(),
@@ -622,6 +638,15 @@ impl Application {
             self.background
                 .push(supervise("platform-events", metrics.clone(), move || {
                     worker.clone().run(stopped(rx.clone()))
+                }));
+        }
+        // Posts are published from every replica: each claims its own due posts.
+        if self.services.settings.posts.scheduler_enabled {
+            let rx = stop_rx.clone();
+            let scheduler = PostScheduler::new(self.services.posts.clone());
+            self.background
+                .push(supervise("post-scheduler", metrics.clone(), move || {
+                    scheduler.clone().run(stopped(rx.clone()))
                 }));
         }
         let refresh = self.services.refresh.clone();

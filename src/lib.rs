@@ -61,6 +61,7 @@ pub mod metrics;
 pub mod oauth;
 pub mod platforms;
 pub mod proxy;
+pub mod publish;
 pub mod redis_conn;
 #[cfg(feature = "sandbox")]
 pub use growth_engine_sandbox as sandbox;

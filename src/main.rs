@@ -55,7 +55,8 @@ enum ApiKeyCommand {
         #[arg(long)]
         name: String,
         /// Comma-separated scopes: connections:read, connect, disconnect, tokens:read, proxy,
-        /// selection:write, audit:read, each optionally narrowed with :<platform>.
+        /// selection:write, audit:read, posts:write, posts:read, each optionally narrowed with
+        /// :<platform>.
         #[arg(long)]
         scopes: String,
     },

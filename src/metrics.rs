@@ -38,6 +38,16 @@ pub(crate) struct OutcomeLabels {
     pub outcome: String,
 }
 
+/// `platform` and `outcome` of a post.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct PostLabels {
+    /// Platform slug.
+    pub platform: String,
+    /// `scheduled`, `pending_approval`, `approved`, `rejected`, `cancelled`, `published`,
+    /// `failed`, `unknown`.
+    pub outcome: String,
+}
+
 /// `platform`, `kind`, `outcome` of a platform event.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub(crate) struct PlatformEventLabels {
@@ -210,6 +220,7 @@ struct Inner {
     access: AccessMetrics,
     proxy: ProxyMetrics,
     platform_events: Family<PlatformEventLabels, Counter>,
+    posts: Family<PostLabels, Counter>,
 }
 
 /// A cheap-clone handle to the application's metrics.
@@ -306,7 +317,14 @@ impl Metrics {
             "Platform notices received and processed, by platform, kind and outcome",
             platform_events.clone(),
         );
+        let posts = Family::default();
+        registry.register(
+            "posts",
+            "Posts created, decided and settled, by platform and outcome",
+            posts.clone(),
+        );
         Self(Arc::new(Inner {
+            posts,
             platform_events,
             registry,
             flows_started,
@@ -332,6 +350,17 @@ impl Metrics {
             .get_or_create(&PlatformEventLabels {
                 platform: platform.into(),
                 kind: kind.into(),
+                outcome: outcome.into(),
+            })
+            .inc();
+    }
+
+    /// A post was created, decided or settled.
+    pub(crate) fn post(&self, platform: &str, outcome: &str) {
+        self.0
+            .posts
+            .get_or_create(&PostLabels {
+                platform: platform.into(),
                 outcome: outcome.into(),
             })
             .inc();

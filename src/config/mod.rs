@@ -29,6 +29,7 @@ mod dashboard;
 mod error;
 mod keys;
 mod platforms;
+mod posts;
 mod refresher;
 mod sections;
 mod server;
@@ -39,6 +40,7 @@ mod webhooks;
 pub use crate::redis_conn::RedisSentinelSettings;
 pub use error::ConfigError;
 pub use keys::DEV_API_KEY;
+pub use posts::PostSettings;
 pub(crate) use sections::mask_url;
 pub use sections::{DatabaseSettings, Environment, KeySettings};
 use vars::Vars;
@@ -102,6 +104,8 @@ pub struct Settings {
     /// `SANDBOX` (default true in development): serve unconfigured platforms from the built-in
     /// sandbox. Always off in production.
     pub sandbox: bool,
+    /// Publishing: approval, retries, the scheduler, media fetching (`POSTS_*`, `MEDIA_*`).
+    pub posts: PostSettings,
     /// `SANDBOX_REQUIRE_TOKEN_PROOFS` (default true): the sandbox's platforms that prove tokens
     /// refuse API calls without the proof, as an app that requires it does.
     pub sandbox_require_token_proofs: bool,
@@ -160,6 +164,7 @@ impl Settings {
         let api_keys = keys::api_keys(&vars)?;
         let platform_timeout = platforms::timeout(&vars)?;
         let webhook_url = webhooks::url(&vars)?;
+        let sandbox = platforms::sandbox(&vars)?;
         let mut settings = Self {
             environment,
             port,
@@ -183,7 +188,8 @@ impl Settings {
             auto_migrate: storage::auto_migrate(&vars)?,
             keys: keys::token_keys(&vars)?,
             api_keys,
-            sandbox: platforms::sandbox(&vars)?,
+            sandbox,
+            posts: PostSettings::read(&vars, sandbox)?,
             sandbox_require_token_proofs: vars.bool("SANDBOX_REQUIRE_TOKEN_PROOFS", true)?,
             refresh_window: refresher::window(&vars)?,
             refresher_enabled: refresher::enabled(&vars)?,

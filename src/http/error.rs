@@ -172,6 +172,49 @@ impl From<OAuthError> for ApiError {
     }
 }
 
+impl From<crate::publish::PostError> for ApiError {
+    fn from(error: crate::publish::PostError) -> Self {
+        use crate::publish::PostError;
+        let message = error.to_string();
+        match error {
+            PostError::Invalid(_) => Self::bad_request("invalid_post", message),
+            PostError::MissingIdempotencyKey => {
+                Self::bad_request("missing_idempotency_key", format!("{message}."))
+            }
+            PostError::IdempotencyConflict => Self::new(
+                StatusCode::CONFLICT,
+                "idempotency_key_reused",
+                "This Idempotency-Key was used for another post of this store; use a new key for a new post.",
+            ),
+            PostError::Refused(failure) => Self::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                failure.code.as_str(),
+                failure.message,
+            ),
+            PostError::NoAccount => Self::new(
+                StatusCode::CONFLICT,
+                "no_account",
+                "The connection has no selected account this platform publishes to: name one in `account`, or select one on the connections page.",
+            ),
+            PostError::NotFound => {
+                Self::new(StatusCode::NOT_FOUND, "post_not_found", "There is no such post.")
+            }
+            PostError::WrongState(state) => Self::new(
+                StatusCode::CONFLICT,
+                "post_wrong_state",
+                format!("The post is {state}."),
+            ),
+            PostError::ApprovalLinkInvalid => Self::new(
+                StatusCode::GONE,
+                "approval_link_invalid",
+                "This approval link is not valid any more.",
+            ),
+            PostError::Connection(error) => error.into(),
+            PostError::Store(error) => OAuthError::Store(error).into(),
+        }
+    }
+}
+
 impl From<MissingScope> for ApiError {
     /// 403 `missing_scope`, naming the scope in the message and in `details.missing_scope`.
     fn from(missing: MissingScope) -> Self {

@@ -16,6 +16,7 @@ pub mod inbox_routes;
 pub mod metrics;
 pub mod oauth;
 pub mod openapi;
+pub mod posts;
 pub mod perimeter;
 pub mod proxy;
 pub mod serve;
@@ -82,6 +83,7 @@ pub fn router(state: AppState, extra: Router) -> Router {
         .merge(oauth::router())
         .merge(audit::router())
         .merge(asset_routes::router())
+        .merge(posts::router())
         .merge(openapi::router())
         .merge(metrics::router())
         .merge(dashboard::router())

@@ -20,6 +20,7 @@ use crate::lifecycle::{Assets, Connections, Grants, Tokens};
 use crate::metrics::Metrics;
 use crate::oauth::{Flow, OAuthError};
 use crate::proxy::Proxy;
+use crate::publish::Posts;
 
 /// Browser-facing settings: where callbacks land, whether cookies are `Secure`.
 #[derive(Debug, Clone)]
@@ -117,6 +118,7 @@ state_parts!(
     perimeter: Perimeter,
     audit: AuditLog,
     inbox: Inbox,
+    posts: Posts,
     proxy: Proxy,
 );
 
@@ -153,6 +155,8 @@ pub struct AppParts {
     pub audit: AuditLog,
     /// The platforms' notices.
     pub inbox: Inbox,
+    /// Posts.
+    pub posts: Posts,
     /// The authenticated proxy to the platforms' APIs.
     pub proxy: Proxy,
 }

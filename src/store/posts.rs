@@ -454,6 +454,8 @@ macro_rules! impl_post_store {
                         .push_bind(post.decided_by.as_deref())
                         .push(", decided_at = ")
                         .push_bind(post.decided_at)
+                        .push(", deadline_at = ")
+                        .push_bind(post.deadline_at)
                         .push(", lease_owner = null where id = ")
                         .push_bind(post.id)
                         .push(" and status in (");
