@@ -40,6 +40,25 @@
   const MONTHS = ["January", "February", "March", "April", "May", "June", "July", "August", "September", "October", "November", "December"];
   const WARN_DAYS = 7;
 
+  const postsList = document.getElementById("posts");
+  const postsEmpty = document.getElementById("posts-empty");
+  const postsError = document.getElementById("posts-error");
+  const requireApproval = document.getElementById("require-approval");
+  const POST_REASONS = {
+    limit_reached: "The platform's publishing limit for this account was reached.",
+    rate_limited: "The platform was busy and did not take the post in time.",
+    media_rejected: "The platform refused the media.",
+    media_unavailable: "The media could not be downloaded.",
+    permission_missing: "The connection lacks a permission publishing needs: use Grant missing permissions.",
+    account_not_eligible: "This account cannot publish through the platform's API.",
+    invalid_post: "The platform refused the post's content.",
+    reconnect_required: "The connection stopped working: reconnect it.",
+    platform_unavailable: "The platform could not be reached in time.",
+    not_supported: "The platform does not publish this kind of post.",
+    not_approved: "It was not approved.",
+    answer_lost: "We sent it but the platform's answer was lost: check the account before posting again.",
+  };
+
   let pendingDisconnect = null;
   let sessionEnded = false;
 
@@ -370,7 +389,7 @@
     } finally {
       setLoading(false);
     }
-    await loadActivity();
+    await Promise.all([loadActivity(), loadPosts()]);
   }
 
   const OPERATIONS = {
@@ -415,6 +434,100 @@
       activityError.hidden = true;
     } catch (_) {
       activityError.hidden = false;
+    }
+  }
+
+  function postLine(p) {
+    const item = el("li", { class: "posts__item posts__item--" + p.status, "data-post": p.id });
+    const head = el("p", { class: "posts__head" });
+    head.append(el("strong", {}, nameOf(p.platform) || p.platform));
+    head.append(document.createTextNode(" · " + p.account.id + " · "));
+    let state;
+    if (p.status === "scheduled") state = "Scheduled for " + formatDate(p.publish_at);
+    else if (p.status === "pending_approval") state = "Waiting for your approval";
+    else if (p.status === "publishing") state = "Publishing";
+    else if (p.status === "published") state = "Published " + formatDate(p.published_at || p.updated_at);
+    else if (p.status === "failed") state = "Failed";
+    else if (p.status === "cancelled") state = "Cancelled";
+    else state = "Outcome unknown";
+    head.append(el("span", { class: "posts__state", "data-role": "state" }, state));
+    item.append(head);
+    if (p.text) item.append(el("p", { class: "posts__text" }, p.text.length > 280 ? p.text.slice(0, 279) + "…" : p.text));
+    for (const m of p.media) {
+      if (m.kind === "image") item.append(el("img", { class: "posts__media", src: m.url, alt: "", loading: "lazy", referrerpolicy: "no-referrer" }));
+      else item.append(el("a", { href: m.url, rel: "noopener noreferrer", target: "_blank" }, "Video"));
+    }
+    if (p.status === "published" && p.platform_post && p.platform_post.url) {
+      item.append(el("a", { class: "posts__link", href: p.platform_post.url, rel: "noopener noreferrer", target: "_blank" }, "View the post"));
+    }
+    if (p.error && (p.status === "failed" || p.status === "unknown")) {
+      const words = POST_REASONS[p.error.code] || "";
+      item.append(el("p", { class: "posts__reason", "data-role": "reason" }, (words + " " + (p.error.message || "")).trim()));
+    }
+    if (p.status === "pending_approval") {
+      const actions = el("div", { class: "posts__actions" });
+      const approve = button("Approve", "Approve this post", "primary", "approve-post");
+      const reject = button("Reject", "Reject this post", "secondary", "reject-post");
+      approve.addEventListener("click", () => decidePost(p, "approve", approve));
+      reject.addEventListener("click", () => decidePost(p, "reject", reject));
+      actions.append(approve, reject);
+      item.append(actions);
+    }
+    return item;
+  }
+
+  async function loadPosts() {
+    try {
+      const response = await fetch("/dashboard/api/posts", {
+        credentials: "same-origin",
+        headers: { Accept: "application/json" },
+      });
+      if (!response.ok) throw new Error("status " + response.status);
+      const data = await response.json();
+      requireApproval.checked = data.require_approval;
+      postsList.replaceChildren(...data.posts.map(postLine));
+      postsEmpty.hidden = data.posts.length !== 0;
+      postsError.hidden = true;
+    } catch (_) {
+      postsError.hidden = false;
+    }
+  }
+
+  async function decidePost(p, decision, action) {
+    action.disabled = true;
+    try {
+      const response = await post("/dashboard/api/posts/" + encodeURIComponent(p.id) + "/" + decision);
+      if (!response.ok) {
+        showNotice("error", await errorMessage(response));
+      } else {
+        showNotice("success", decision === "approve" ? "Approved: the post will be published." : "Rejected: the post will not be published.");
+      }
+    } catch (_) {
+      showNotice("error", "Couldn't reach the service. Check your network and try again.");
+    }
+    await loadPosts();
+  }
+
+  async function savePolicy() {
+    requireApproval.disabled = true;
+    try {
+      const response = await fetch("/dashboard/api/posts/policy", {
+        method: "POST",
+        credentials: "same-origin",
+        headers: { Accept: "application/json", "Content-Type": "application/json", "X-CSRF-Token": csrf },
+        body: JSON.stringify({ require_approval: requireApproval.checked }),
+      });
+      if (!response.ok) {
+        requireApproval.checked = !requireApproval.checked;
+        showNotice("error", await errorMessage(response));
+      } else {
+        showNotice("success", requireApproval.checked ? "Posts now wait for your approval." : "Posts are now published without your approval.");
+      }
+    } catch (_) {
+      requireApproval.checked = !requireApproval.checked;
+      showNotice("error", "Couldn't reach the service. Check your network and try again.");
+    } finally {
+      requireApproval.disabled = false;
     }
   }
 
@@ -608,6 +721,7 @@
     }
   });
   retry.addEventListener("click", load);
+  requireApproval.addEventListener("change", savePolicy);
 
   showCallbackOutcome();
   load();

@@ -270,10 +270,10 @@ async fn approval_page(
             let url = html_escape(m.url.as_str());
             match m.kind {
                 crate::platforms::publish::MediaKind::Image => {
-                    format!("<img src=\"{url}\" alt=\"\" style=\"max-width:240px\">")
+                    format!("<img src=\"{url}\" alt=\"\">")
                 }
                 crate::platforms::publish::MediaKind::Video => {
-                    format!("<video src=\"{url}\" controls style=\"max-width:240px\"></video>")
+                    format!("<video src=\"{url}\" controls></video>")
                 }
             }
         })

@@ -155,7 +155,7 @@ pub(crate) struct ConnectUrl {
     pub url: String,
 }
 
-pub(super) fn no_store(response: impl IntoResponse) -> Response {
+pub(crate) fn no_store(response: impl IntoResponse) -> Response {
     let mut response = response.into_response();
     response
         .headers_mut()

@@ -9,6 +9,7 @@
 
 pub mod api;
 pub mod page;
+pub mod posts;
 pub mod replace;
 pub mod session;
 
@@ -27,6 +28,10 @@ pub fn router() -> Router<AppState> {
         .route("/dashboard/authorize", get(page::authorize))
         .route("/dashboard/api/connections", get(api::connections))
         .route("/dashboard/api/activity", get(api::activity))
+        .route("/dashboard/api/posts", get(posts::posts))
+        .route("/dashboard/api/posts/policy", post(posts::set_policy))
+        .route("/dashboard/api/posts/{id}/approve", post(posts::approve))
+        .route("/dashboard/api/posts/{id}/reject", post(posts::reject))
         .route("/dashboard/api/connect/{platform}", post(api::connect))
         .route(
             "/dashboard/api/disconnect/{platform}",
