@@ -13,6 +13,7 @@ mod bounded;
 mod contract;
 mod pg;
 mod posts;
+mod shared;
 mod sql;
 mod sqlite;
 

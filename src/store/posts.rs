@@ -13,7 +13,7 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 use uuid::Uuid;
 
-use super::contract::{NewEvent, StoreError};
+use super::shared::{NewEvent, StoreError};
 use crate::domain::StoreId;
 
 /// One stored post.
@@ -189,7 +189,7 @@ macro_rules! impl_post_store {
             use uuid::Uuid;
 
             use crate::domain::StoreId;
-            use crate::store::contract::{NewEvent, StoreError};
+            use crate::store::shared::{NewEvent, StoreError};
             use crate::store::posts::{
                 PostQuery, PostRow, PostStore, PostTransition, POST_COLUMNS, POST_PROGRESS,
             };

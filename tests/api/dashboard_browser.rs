@@ -760,3 +760,107 @@ async fn removing_the_app_on_the_sandboxs_apps_page_turns_the_card_to_removed() 
     driver.client.close().await.unwrap();
     app.stop().await;
 }
+
+/// The merchant turns approval on with the page's switch, sees a post an agent scheduled waiting
+/// with its text, approves it with the button, and sees it published with a link to the post; a
+/// second post is rejected and shows why it failed.
+#[tokio::test]
+async fn a_merchant_requires_approval_and_approves_a_post_on_the_page() {
+    let app = spawn_app_with(TestAppOptions {
+        simulated: vec![],
+        ..Default::default()
+    })
+    .await;
+    let driver = start_browser().await;
+    let browser = &driver.client;
+    browser.goto(&link(&app, "shop-31", "owner-1")).await.unwrap();
+    wait_for(browser, "#card-twitter button[data-action=\"connect\"]")
+        .await
+        .click()
+        .await
+        .unwrap();
+    wait_for(browser, "#approve").await.click().await.unwrap();
+    wait_for(browser, "#card-twitter[data-state=\"connected\"]").await;
+
+    // The switch is off by default; turning it on is saved for the store.
+    let switch = wait_for(browser, "#require-approval").await;
+    assert_eq!(script(browser, "return document.getElementById('require-approval').checked").await, false);
+    switch.click().await.unwrap();
+    wait_for(browser, "#notice-success.notice--shown").await;
+    assert!(app
+        .services
+        .posts
+        .requires_approval(&growth_engine::domain::StoreId::parse("shop-31").unwrap())
+        .await
+        .unwrap());
+
+    let (status, created) = crate::posts::create_post(
+        &app,
+        "agent-1",
+        &json!({"store_id": "shop-31", "platform": "twitter", "text": "Winter sale starts now"}),
+    )
+    .await;
+    assert_eq!(status, 201, "{created}");
+    assert_eq!(created["status"], "pending_approval");
+    let id = created["id"].as_str().unwrap().to_owned();
+
+    browser.refresh().await.unwrap();
+    let item = format!("#posts li[data-post=\"{id}\"]");
+    wait_for(browser, &format!("{item} [data-role=\"state\"]")).await;
+    assert_eq!(
+        text(browser, &format!("{item} [data-role=\"state\"]")).await,
+        "Waiting for your approval"
+    );
+    assert!(text(browser, &item).await.contains("Winter sale starts now"));
+    std::fs::write(
+        screenshots().join("dashboard-post-waiting.png"),
+        browser.screenshot().await.unwrap(),
+    )
+    .unwrap();
+    wait_for(browser, &format!("{item} button[data-action=\"approve-post\"]"))
+        .await
+        .click()
+        .await
+        .unwrap();
+    let post = crate::posts::settled(&app, &id).await;
+    assert_eq!(post["status"], "published", "{post}");
+    assert_eq!(post["approval"]["decided_by"], "page_user:owner-1");
+    browser.refresh().await.unwrap();
+    let link_css = format!("{item} a.posts__link");
+    let href = wait_for(browser, &link_css).await.attr("href").await.unwrap();
+    assert_eq!(href.as_deref(), post["platform_post"]["url"].as_str());
+    let sandbox = app.services.sandbox.as_ref().expect("the built-in sandbox");
+    assert_eq!(sandbox.published("twitter").len(), 1);
+
+    // A second post, rejected: it fails with the reason in words, and is never sent.
+    let (_, second) = crate::posts::create_post(
+        &app,
+        "agent-2",
+        &json!({"store_id": "shop-31", "platform": "twitter", "text": "Not this one"}),
+    )
+    .await;
+    let second_id = second["id"].as_str().unwrap().to_owned();
+    browser.refresh().await.unwrap();
+    let second_item = format!("#posts li[data-post=\"{second_id}\"]");
+    wait_for(browser, &format!("{second_item} button[data-action=\"reject-post\"]"))
+        .await
+        .click()
+        .await
+        .unwrap();
+    wait_for(
+        browser,
+        &format!("{second_item}.posts__item--failed [data-role=\"reason\"]"),
+    )
+    .await;
+    assert!(text(browser, &format!("{second_item} [data-role=\"reason\"]"))
+        .await
+        .contains("not approved"));
+    std::fs::write(
+        screenshots().join("dashboard-post-rejected.png"),
+        browser.screenshot().await.unwrap(),
+    )
+    .unwrap();
+    assert_eq!(sandbox.published("twitter").len(), 1);
+    driver.client.close().await.unwrap();
+    app.stop().await;
+}

@@ -306,21 +306,23 @@ fn free_port() -> u16 {
 }
 
 /// The service binary started by a SIGTERM test, and what it runs on.
-struct Binary {
-    child: std::process::Child,
+pub(crate) struct Binary {
+    pub(crate) child: std::process::Child,
     /// Its base URL.
-    address: String,
-    db: crate::helpers::TestDatabase,
-    key: Key,
+    pub(crate) address: String,
+    pub(crate) db: crate::helpers::TestDatabase,
+    pub(crate) key: Key,
     /// X's simulator, served by this process.
-    simulator: Simulator,
-    sim_address: String,
+    pub(crate) simulator: Simulator,
+    pub(crate) sim_address: String,
+    /// Its Redis keyspace.
+    pub(crate) prefix: String,
 }
 
 /// Starts the service binary (`serve`) on a fresh database, Redis keyspace and key, with X's
-/// endpoints at a simulator in this process, no refresher, `extra` settings on top, and its output
-/// in `target/tmp/faults/{log}.log`; returns once `/health` answers 200.
-async fn start_binary_with(log: &str, extra: &[(&str, String)]) -> Binary {
+/// endpoints (OAuth and API) at a simulator in this process, no refresher, `extra` settings on
+/// top, and its output in `target/tmp/faults/{log}.log`; returns once `/health` answers 200.
+pub(crate) async fn start_binary_with(log: &str, extra: &[(&str, String)]) -> Binary {
     let db = fresh_database().await;
     let (_, prefix) = fresh_redis().await;
     let key = Key::generate();
@@ -342,7 +344,65 @@ async fn start_binary_with(log: &str, extra: &[(&str, String)]) -> Binary {
     tokio::spawn(async move {
         let _ = axum::serve(sim_listener, router).await;
     });
-    let endpoints = sandbox::endpoints(&sim_address, "twitter").unwrap();
+    let child = spawn_service(log, port, &db.url, &prefix, &key, &sim_address, extra).await;
+    Binary {
+        child,
+        address,
+        db,
+        key,
+        simulator,
+        sim_address,
+        prefix,
+    }
+}
+
+/// Starts another replica of `first`'s service (its database, Redis keyspace, key and simulator)
+/// on a port of its own, with `extra` settings, logging to `{log}.log`.
+pub(crate) async fn start_sibling_binary(
+    log: &str,
+    first: &Binary,
+    extra: &[(&str, String)],
+) -> ChildGuard {
+    let port = free_port();
+    ChildGuard(
+        spawn_service(
+            log,
+            port,
+            &first.db.url,
+            &first.prefix,
+            &first.key,
+            &first.sim_address,
+            extra,
+        )
+        .await,
+    )
+}
+
+/// A child process killed when dropped.
+pub(crate) struct ChildGuard(pub(crate) std::process::Child);
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Spawns `serve` on `port` and waits until `/health` answers 200. X's endpoints point at the
+/// simulator at `sim_address`; the callback at this process's own address.
+async fn spawn_service(
+    log: &str,
+    port: u16,
+    db_url: &str,
+    prefix: &str,
+    key: &Key,
+    sim_address: &str,
+    extra: &[(&str, String)],
+) -> std::process::Child {
+    let address = format!("http://127.0.0.1:{port}");
+    let (client_id, client_secret) = credentials("twitter");
+    let endpoints = sandbox::endpoints(sim_address, "twitter").unwrap();
+    let api = sandbox::api_base(sim_address, "twitter").unwrap();
     let log_dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("faults");
     std::fs::create_dir_all(&log_dir).unwrap();
     let log = std::fs::File::create(log_dir.join(format!("{log}.log"))).unwrap();
@@ -353,9 +413,9 @@ async fn start_binary_with(log: &str, extra: &[(&str, String)]) -> Binary {
         .env("PORT", port.to_string())
         .env("HOST", "127.0.0.1")
         .env("API_URL", &address)
-        .env("DATABASE_URL", &db.url)
+        .env("DATABASE_URL", db_url)
         .env("REDIS_URL", test_redis_url())
-        .env("REDIS_KEY_PREFIX", &prefix)
+        .env("REDIS_KEY_PREFIX", prefix)
         .env("TOKEN_ENCRYPTION_KEY", key.to_base64())
         .env("API_KEYS", API_KEY)
         .env("SANDBOX", "false")
@@ -366,6 +426,7 @@ async fn start_binary_with(log: &str, extra: &[(&str, String)]) -> Binary {
         .env("TWITTER_TOKEN_URL", &endpoints.token)
         .env("TWITTER_REVOKE_URL", &endpoints.revoke)
         .env("TWITTER_USERINFO_URL", &endpoints.userinfo)
+        .env("TWITTER_API_URL", api)
         // Debug: the log is scanned for secrets at the end (`assert_log_clean`).
         .env("RUST_LOG", "debug,hyper=info,h2=info,rustls=info,sqlx=info")
         .envs(extra.iter().map(|(name, value)| (name, value)))
@@ -379,21 +440,14 @@ async fn start_binary_with(log: &str, extra: &[(&str, String)]) -> Binary {
         async || matches!(reqwest::get(format!("{address}/health")).await, Ok(r) if r.status() == 200),
     )
     .await;
-    Binary {
-        child,
-        address,
-        db,
-        key,
-        simulator,
-        sim_address,
-    }
+    child
 }
 
 /// The spawned service's log (`{log}.log`, written at debug level) holds none of its secrets,
 /// raw, URL-encoded or base64-encoded: the API key, the encryption key, X's client secret (alone
 /// and as HTTP Basic credentials), and every token, code verifier and code the simulator handed
 /// out or received.
-fn assert_log_clean(log: &str, key: &Key, simulator: &Simulator) {
+pub(crate) fn assert_log_clean(log: &str, key: &Key, simulator: &Simulator) {
     use base64::Engine;
     let path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
         .join("faults")
@@ -430,7 +484,7 @@ fn assert_log_clean(log: &str, key: &Key, simulator: &Simulator) {
 
 /// Connects `platform` for `store` through the service at `address`, as a merchant would: the
 /// API's connect URL, then consent in a browser.
-async fn connect_through(address: &str, platform: &str, store: &str) {
+pub(crate) async fn connect_through(address: &str, platform: &str, store: &str) {
     let start: serde_json::Value = reqwest::Client::new()
         .get(format!(
             "{address}/api/v1/oauth/connect/{platform}?user_id=u&store_id={store}"
@@ -457,6 +511,7 @@ async fn sigterm_mid_refresh_exits_only_after_the_rotated_tokens_are_stored() {
         key,
         simulator,
         sim_address,
+        ..
     } = start_binary_with("sigterm", &[]).await;
     connect_through(&address, "twitter", "sigterm").await;
 

@@ -979,3 +979,196 @@ contract!(
         assert_eq!(healed.expiry_warned_for, Some(other_episode));
     }
 );
+
+fn post_row(store: &str, key: &str, due: chrono::DateTime<Utc>) -> growth_engine::store::PostRow {
+    let at = Utc.with_ymd_and_hms(2026, 11, 1, 12, 0, 0).unwrap();
+    growth_engine::store::PostRow {
+        id: Uuid::now_v7(),
+        store_id: store.into(),
+        platform: "twitter".into(),
+        account_kind: "x_user".into(),
+        account_id: "u1".into(),
+        idempotency_key: key.into(),
+        request_digest: format!("digest-{key}"),
+        created_by: "api_key:agent".into(),
+        draft: serde_json::json!({"text": "hello"}),
+        status: "scheduled".into(),
+        publish_at: due,
+        deadline_at: due + Duration::hours(1),
+        due_at: Some(due),
+        stage: "prepare".into(),
+        checkpoint: serde_json::Value::Null,
+        sent_at: None,
+        lease_owner: None,
+        attempts: 0,
+        platform_post_id: None,
+        platform_url: None,
+        error_code: None,
+        error_message: None,
+        approval_digest: None,
+        approval_expires_at: None,
+        decided_by: None,
+        decided_at: None,
+        published_at: None,
+        created_at: at,
+        updated_at: at,
+    }
+}
+
+contract!(
+    a_post_is_stored_once_per_idempotency_key,
+    |store: Arc<dyn Store>| async move {
+        let due = Utc.with_ymd_and_hms(2026, 11, 1, 12, 0, 0).unwrap();
+        let first = post_row("store-1", "key-1", due);
+        assert!(store
+            .insert_post(&first, Some(&event("post.approval_requested")))
+            .await
+            .unwrap()
+            .is_none());
+        let again = post_row("store-1", "key-1", due);
+        let existing = store.insert_post(&again, None).await.unwrap().expect("the first");
+        assert_eq!(existing.id, first.id);
+        assert_eq!(existing.draft, first.draft);
+        // The same key in another store is another post.
+        let other = post_row("store-2", "key-1", due);
+        assert!(store.insert_post(&other, None).await.unwrap().is_none());
+        assert_eq!(store.post(first.id).await.unwrap().unwrap(), first);
+    }
+);
+
+contract!(
+    claims_take_due_posts_once_and_fence_the_previous_owner,
+    |store: Arc<dyn Store>| async move {
+        let now = Utc.with_ymd_and_hms(2026, 11, 1, 12, 0, 0).unwrap();
+        let due = post_row("store-1", "due", now - Duration::seconds(1));
+        let later = post_row("store-1", "later", now + Duration::minutes(5));
+        store.insert_post(&due, None).await.unwrap();
+        store.insert_post(&later, None).await.unwrap();
+        let lease = now + Duration::minutes(2);
+        let claimed = store.claim_due_posts(now, lease, 10).await.unwrap();
+        assert_eq!(claimed.len(), 1, "only the due post");
+        let mine = claimed[0].clone();
+        assert_eq!(mine.id, due.id);
+        assert_eq!(mine.due_at, Some(lease), "due again when the lease ends");
+        let owner = mine.lease_owner.expect("an owner");
+        assert!(store.claim_due_posts(now, lease, 10).await.unwrap().is_empty());
+
+        // The lease ends: another claim takes it, and the first owner's write changes nothing.
+        let taken = store
+            .claim_due_posts(lease + Duration::seconds(1), lease + Duration::minutes(2), 10)
+            .await
+            .unwrap();
+        assert_eq!(taken.len(), 1);
+        let mut stale = mine.clone();
+        stale.status = "published".into();
+        assert!(!store.save_claimed_post(&stale, owner, None).await.unwrap());
+        let new_owner = taken[0].lease_owner.unwrap();
+        let mut fresh = taken[0].clone();
+        fresh.status = "publishing".into();
+        fresh.sent_at = Some(now);
+        fresh.due_at = None;
+        assert!(store
+            .save_claimed_post(&fresh, new_owner, Some(&event("post.published")))
+            .await
+            .unwrap());
+        let read = store.post(due.id).await.unwrap().unwrap();
+        assert_eq!(read.status, "publishing");
+        assert_eq!(read.sent_at, Some(now));
+        assert_eq!(read.attempts, 2);
+    }
+);
+
+contract!(
+    a_cancel_fences_out_the_worker_and_spares_a_sent_post,
+    |store: Arc<dyn Store>| async move {
+        let now = Utc.with_ymd_and_hms(2026, 11, 1, 12, 0, 0).unwrap();
+        let post = post_row("store-1", "k", now);
+        store.insert_post(&post, None).await.unwrap();
+        let claimed = store
+            .claim_due_posts(now, now + Duration::minutes(2), 1)
+            .await
+            .unwrap()
+            .remove(0);
+        let owner = claimed.lease_owner.unwrap();
+        let cancelled = growth_engine::store::PostRow {
+            status: "cancelled".into(),
+            due_at: None,
+            ..claimed.clone()
+        };
+        let transition = growth_engine::store::PostTransition {
+            from: &["scheduled", "publishing"],
+            unsent_only: true,
+            approval_digest: None,
+            post: &cancelled,
+        };
+        assert!(store.transition_post(&transition, None).await.unwrap());
+        // The worker that held it can no longer write (it would have marked the send).
+        let mut sending = claimed.clone();
+        sending.sent_at = Some(now);
+        assert!(!store.save_claimed_post(&sending, owner, None).await.unwrap());
+        assert_eq!(store.post(post.id).await.unwrap().unwrap().status, "cancelled");
+
+        // A post whose send began cannot be cancelled.
+        let sent = post_row("store-1", "k2", now);
+        store.insert_post(&sent, None).await.unwrap();
+        let claimed = store
+            .claim_due_posts(now, now + Duration::minutes(2), 1)
+            .await
+            .unwrap()
+            .remove(0);
+        let owner = claimed.lease_owner.unwrap();
+        let mut sending = claimed.clone();
+        sending.status = "publishing".into();
+        sending.sent_at = Some(now);
+        assert!(store.save_claimed_post(&sending, owner, None).await.unwrap());
+        let cancelled = growth_engine::store::PostRow {
+            status: "cancelled".into(),
+            ..sending.clone()
+        };
+        let transition = growth_engine::store::PostTransition {
+            from: &["scheduled", "publishing"],
+            unsent_only: true,
+            approval_digest: None,
+            post: &cancelled,
+        };
+        assert!(!store.transition_post(&transition, None).await.unwrap());
+    }
+);
+
+contract!(
+    an_approval_link_is_used_up_by_the_first_answer,
+    |store: Arc<dyn Store>| async move {
+        let now = Utc.with_ymd_and_hms(2026, 11, 1, 12, 0, 0).unwrap();
+        let mut post = post_row("store-1", "k", now);
+        post.status = "pending_approval".into();
+        post.approval_digest = Some("d1".into());
+        store.insert_post(&post, None).await.unwrap();
+        let approved = growth_engine::store::PostRow {
+            status: "scheduled".into(),
+            approval_digest: None,
+            decided_by: Some("page_user:u".into()),
+            decided_at: Some(now),
+            ..post.clone()
+        };
+        let with = |digest| growth_engine::store::PostTransition {
+            from: &["pending_approval"],
+            unsent_only: true,
+            approval_digest: Some(digest),
+            post: &approved,
+        };
+        assert!(!store.transition_post(&with("wrong"), None).await.unwrap());
+        assert!(store.transition_post(&with("d1"), None).await.unwrap());
+        assert!(!store.transition_post(&with("d1"), None).await.unwrap());
+        let read = store.post(post.id).await.unwrap().unwrap();
+        assert_eq!(read.status, "scheduled");
+        assert_eq!(read.decided_by.as_deref(), Some("page_user:u"));
+        assert_eq!(read.approval_digest, None);
+
+        let id = StoreId::parse("store-1").unwrap();
+        assert_eq!(store.post_approval_policy(&id).await.unwrap(), None);
+        store.set_post_approval_policy(&id, true, now).await.unwrap();
+        assert_eq!(store.post_approval_policy(&id).await.unwrap(), Some(true));
+        store.set_post_approval_policy(&id, false, now).await.unwrap();
+        assert_eq!(store.post_approval_policy(&id).await.unwrap(), Some(false));
+    }
+);
