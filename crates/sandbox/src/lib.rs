@@ -55,6 +55,8 @@
 //!   and `api` (the API gate and [`api_base`]), which reach platforms through the table only.
 //! - `apps_page` (the "Apps and websites" page per platform and removing the app), which reaches
 //!   platforms through the table only and renders with `consent`'s helper.
+//! - `feed_page` (the feed per platform: what was published, per account, with each item's
+//!   public URL), which reaches platforms through the table only.
 //! - this file: the service-facing functions ([`endpoints`], [`router`]) and re-exports.
 
 mod api;
@@ -63,6 +65,7 @@ mod bearer;
 mod consent;
 mod events;
 mod exchange;
+mod feed_page;
 mod memory;
 mod outbox;
 mod params;
@@ -119,7 +122,8 @@ pub fn router(sim: Simulator) -> Router {
             Router::new()
                 .merge(consent::routes())
                 .merge(token::routes())
-                .merge(apps_page::routes()),
+                .merge(apps_page::routes())
+                .merge(feed_page::routes()),
             |router, platform| router.merge(platform.rules.oauth_routes()),
         )
         .merge(api::routes(sim.clone()))
