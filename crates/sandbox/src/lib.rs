@@ -42,6 +42,7 @@
 //!   credentials, JSON helpers), `bearer` (judging a presented API token) and `events` (sending
 //!   notices: the delivery task with its retries, redelivery, challenges, and the generic HMAC
 //!   and JSON helpers notices are built with): shared helpers on top of `state`.
+//! - `media`: fetching a medium by URL as a platform does (bounded in time and size).
 //! - `platform`: the `SimulatedPlatform` trait (one method per stage, each with a default) and
 //!   `Platform`, a spec paired with its behaviour.
 //! - `platforms/{platform}/`, one folder per platform: `oauth.rs` (its spec and OAuth rules),
@@ -66,6 +67,7 @@ mod consent;
 mod events;
 mod exchange;
 mod feed_page;
+mod media;
 mod memory;
 mod outbox;
 mod params;

@@ -1163,8 +1163,6 @@ pub(crate) struct ApiState {
     pub(crate) published: Vec<(PublishedItem, DateTime<Utc>)>,
     pub(crate) rate_limit: Option<ApiRateLimit>,
     pub(crate) forced_invalid: u32,
-    /// Created but not yet published items (containers published by a second call), by id.
-    pub(crate) drafts: HashMap<String, PublishedItem>,
     /// Webhook subscriptions an app made for an object it manages: the fields, by object id and
     /// client id.
     pub(crate) subscriptions: std::collections::BTreeMap<(String, String), Vec<String>>,
@@ -1357,23 +1355,6 @@ impl Simulator {
             api.faults.retain(|f| f.remaining > 0);
             Some(kind)
         })
-    }
-
-    /// Keeps a created, not yet published item (a container published by a second call).
-    pub(crate) fn store_draft(&self, platform: &str, item: PublishedItem) {
-        self.with_api(platform, |api| {
-            api.drafts.insert(item.id.clone(), item);
-        });
-    }
-
-    /// A draft by id, without consuming it.
-    pub(crate) fn draft(&self, platform: &str, id: &str) -> Option<PublishedItem> {
-        self.with_api(platform, |api| api.drafts.get(id).cloned())
-    }
-
-    /// Takes (and so consumes) a draft.
-    pub(crate) fn take_draft(&self, platform: &str, id: &str) -> Option<PublishedItem> {
-        self.with_api(platform, |api| api.drafts.remove(id))
     }
 
     /// Consumes one forced "token invalid" answer, if any are left.
