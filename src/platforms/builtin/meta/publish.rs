@@ -468,3 +468,329 @@ fn regain_access(answer: &ApiAnswer) -> Option<Duration> {
         .max()?;
     (minutes > 0).then(|| Duration::from_secs(minutes * 60))
 }
+
+#[cfg(all(test, feature = "sandbox"))]
+mod tests {
+    #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
+
+    use serde_json::json;
+
+    use super::*;
+    use crate::platforms::builtin::publish_harness::{draft, target, FixedMedia, Harness, IMAGE};
+    use crate::platforms::publish::PublishTarget;
+
+    const SCOPES: &[&str] = &[
+        "pages_show_list",
+        "pages_read_engagement",
+        "pages_manage_posts",
+        "instagram_basic",
+        "instagram_content_publish",
+    ];
+
+    /// The sandbox, the first Page's token, and targets for its Instagram account and itself.
+    async fn meta() -> (Harness, PublishTarget, PublishTarget) {
+        let harness = Harness::start("meta").await;
+        let user = harness.token(SCOPES).await;
+        let accounts = harness.api_get("me/accounts", &user).await;
+        let page = &accounts["data"][0];
+        let page_token = page["access_token"].as_str().unwrap();
+        let ig = page["instagram_business_account"]["id"].as_str().unwrap();
+        let instagram = target(INSTAGRAM, ig, page_token);
+        let facebook = target(FACEBOOK, page["id"].as_str().unwrap(), page_token);
+        (harness, instagram, facebook)
+    }
+
+    fn no_bytes() -> FixedMedia {
+        FixedMedia {
+            content_type: "image/jpeg",
+            bytes: bytes::Bytes::from_static(IMAGE),
+        }
+    }
+
+    fn published(sent: Sent) -> PublishedPost {
+        match sent {
+            Sent::Published(post) => post,
+            other => panic!("not published: {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn an_instagram_image_is_published_with_its_permalink() {
+        let (harness, instagram, _) = meta().await;
+        let image = harness.media("image.jpg", MediaKind::Image);
+        let draft = draft("New arrivals #shop", vec![image], json!({}));
+        let media = no_bytes();
+        let post = harness.post(&draft, &instagram, &media);
+
+        let ready = post.prepare_until_ready().await.unwrap();
+        assert!(ready["container"].is_string(), "{ready}");
+        assert!(harness.sim.published("meta").is_empty());
+        let sent = published(post.send(&ready).await.unwrap());
+        assert!(sent
+            .url
+            .as_deref()
+            .unwrap()
+            .starts_with("https://www.instagram.com/p/"));
+        let items = harness.sim.published("meta");
+        assert_eq!(items.len(), 1);
+        assert_eq!(Some(items[0].id.clone()), sent.id);
+        assert_eq!(items[0].fields["caption"], "New arrivals #shop");
+    }
+
+    #[tokio::test]
+    async fn a_reel_waits_while_its_container_is_in_progress() {
+        let (harness, instagram, _) = meta().await;
+        let video = harness.media("video.mp4", MediaKind::Video);
+        let draft = draft("A reel", vec![video], json!({}));
+        let media = no_bytes();
+        let post = harness.post(&draft, &instagram, &media);
+
+        let Prepared::Wait {
+            checkpoint,
+            retry_in,
+        } = post.prepare(&Value::Null).await.unwrap()
+        else {
+            panic!("a video container starts IN_PROGRESS");
+        };
+        assert_eq!(retry_in, CONTAINER_POLL);
+        // Still processing: the same container is looked at again, none is created.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let again = post.prepare(&checkpoint).await.unwrap();
+        assert!(matches!(&again, Prepared::Wait { checkpoint: c, .. } if c == &checkpoint));
+        harness.clock.advance(chrono::Duration::seconds(60));
+        let Prepared::Ready(ready) = post.prepare(&checkpoint).await.unwrap() else {
+            panic!("FINISHED after processing");
+        };
+        assert_eq!(ready["container"], checkpoint["container"]);
+        published(post.send(&ready).await.unwrap());
+        assert_eq!(harness.sim.published("meta")[0].fields["media_type"], "REELS");
+    }
+
+    #[tokio::test]
+    async fn a_carousel_is_built_from_finished_items_and_published_once() {
+        let (harness, instagram, _) = meta().await;
+        let media = vec![
+            harness.media("image.jpg", MediaKind::Image),
+            harness.media("video.mp4", MediaKind::Video),
+            harness.media("image.jpg", MediaKind::Image),
+        ];
+        let draft = draft("Three looks", media, json!({}));
+        let bytes = no_bytes();
+        let post = harness.post(&draft, &instagram, &bytes);
+        let ready = post.prepare_until_ready().await.unwrap();
+        assert_eq!(ready["children"].as_array().unwrap().len(), 3);
+        published(post.send(&ready).await.unwrap());
+        let items = harness.sim.published("meta");
+        assert_eq!(items.len(), 1);
+        assert_eq!(items[0].fields["media_type"], "CAROUSEL");
+        assert_eq!(items[0].fields["caption"], "Three looks");
+        assert_eq!(items[0].fields["children"].as_array().unwrap().len(), 3);
+    }
+
+    #[tokio::test]
+    async fn the_fifty_first_post_of_a_day_is_refused_before_anything_is_created() {
+        let (harness, instagram, _) = meta().await;
+        let image = harness.media("image.jpg", MediaKind::Image);
+        let draft = draft("Daily", vec![image], json!({}));
+        let media = no_bytes();
+        let post = harness.post(&draft, &instagram, &media);
+        for _ in 0..50 {
+            let ready = post.prepare_until_ready().await.unwrap();
+            published(post.send(&ready).await.unwrap());
+        }
+        let calls = harness.sim.api_requests("meta").len();
+        let refused = post.prepare(&Value::Null).await.unwrap_err();
+        assert_eq!(refused.code, PostErrorCode::LimitReached);
+        assert!(!refused.transient);
+        let after: Vec<_> = harness.sim.api_requests("meta").split_off(calls);
+        assert_eq!(after.len(), 1, "only the limit was read: {after:?}");
+        assert!(after[0].path.ends_with("/content_publishing_limit"));
+
+        // A moving window: a day later the account may post again.
+        harness.clock.advance(chrono::Duration::hours(25));
+        assert!(post.prepare_until_ready().await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn an_image_meta_cannot_fetch_is_rejected_at_preparation() {
+        let (harness, instagram, _) = meta().await;
+        let missing = harness.media("missing.jpg", MediaKind::Image);
+        let draft = draft("Gone", vec![missing], json!({}));
+        let media = no_bytes();
+        let failure = harness
+            .post(&draft, &instagram, &media)
+            .prepare(&Value::Null)
+            .await
+            .unwrap_err();
+        assert_eq!(failure.code, PostErrorCode::MediaRejected, "{failure:?}");
+    }
+
+    #[tokio::test]
+    async fn a_video_meta_cannot_fetch_fails_its_container() {
+        let (harness, instagram, _) = meta().await;
+        let missing = harness.media("missing.mp4", MediaKind::Video);
+        let draft = draft("Gone", vec![missing], json!({}));
+        let media = no_bytes();
+        let failure = harness
+            .post(&draft, &instagram, &media)
+            .prepare_until_ready()
+            .await
+            .unwrap_err();
+        assert_eq!(failure.code, PostErrorCode::MediaRejected, "{failure:?}");
+    }
+
+    #[tokio::test]
+    async fn a_lost_media_publish_answer_is_confirmed_by_the_container_status() {
+        let (harness, instagram, _) = meta().await;
+        let image = harness.media("image.jpg", MediaKind::Image);
+        let draft = draft("Lost", vec![image], json!({}));
+        let media = no_bytes();
+        let post = harness.post(&draft, &instagram, &media);
+        let ready = post.prepare_until_ready().await.unwrap();
+
+        harness.sim.lose_next_api_answers("meta", "/media_publish", 1);
+        let lost = post.send(&ready).await.unwrap_err();
+        assert!(lost.answer_lost, "{lost:?}");
+        assert_eq!(harness.sim.published("meta").len(), 1);
+        assert!(matches!(
+            post.confirm(&ready).await.unwrap(),
+            Confirmation::Published(_)
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_5xx_to_media_publish_is_ambiguous_and_confirmed_as_not_published() {
+        let (harness, instagram, _) = meta().await;
+        let image = harness.media("image.jpg", MediaKind::Image);
+        let draft = draft("Failed", vec![image], json!({}));
+        let media = no_bytes();
+        let post = harness.post(&draft, &instagram, &media);
+        let ready = post.prepare_until_ready().await.unwrap();
+
+        harness.sim.fail_next_api_calls("meta", "/media_publish", 500, 1);
+        let failed = post.send(&ready).await.unwrap_err();
+        assert!(failed.answer_lost, "{failed:?}");
+        assert!(harness.sim.published("meta").is_empty());
+        let Confirmation::Failed(failure) = post.confirm(&ready).await.unwrap() else {
+            panic!("a FINISHED container was not published");
+        };
+        assert_eq!(failure.code, PostErrorCode::PlatformUnavailable);
+    }
+
+    #[tokio::test]
+    async fn a_page_gets_a_text_post_with_a_link_and_a_photo_post() {
+        let (harness, _, facebook) = meta().await;
+        let mut text = draft("Summer sale", vec![], json!({}));
+        text.link = Some(url::Url::parse("https://shop.example/sale").unwrap());
+        let media = no_bytes();
+        let post = harness.post(&text, &facebook, &media);
+        let ready = post.prepare_until_ready().await.unwrap();
+        let sent = published(post.send(&ready).await.unwrap());
+        let id = sent.id.unwrap();
+        assert!(id.starts_with(&format!("{}_", facebook.id)), "{id}");
+        assert_eq!(
+            sent.url.as_deref(),
+            Some(format!("https://www.facebook.com/{id}").as_str())
+        );
+        assert!(matches!(
+            post.confirm(&ready).await.unwrap(),
+            Confirmation::Unknowable
+        ));
+
+        let image = harness.media("image.jpg", MediaKind::Image);
+        let photo = draft("New in", vec![image], json!({}));
+        let post = harness.post(&photo, &facebook, &media);
+        let sent = published(post.send(&Value::Null).await.unwrap());
+        assert!(sent.id.unwrap().starts_with(&format!("{}_", facebook.id)));
+        let items = harness.sim.published("meta");
+        assert_eq!(items[0].kind, "facebook_post");
+        assert_eq!(items[0].fields["link"], "https://shop.example/sale");
+        assert_eq!(items[1].kind, "facebook_photo");
+        assert_eq!(items[1].fields["caption"], "New in");
+    }
+
+    #[tokio::test]
+    async fn instagram_without_instagram_content_publish_is_a_missing_permission() {
+        let harness = Harness::start("meta").await;
+        let user = harness
+            .token(&["pages_show_list", "pages_read_engagement", "instagram_basic"])
+            .await;
+        let accounts = harness.api_get("me/accounts", &user).await;
+        let page = &accounts["data"][0];
+        let instagram = target(
+            INSTAGRAM,
+            page["instagram_business_account"]["id"].as_str().unwrap(),
+            page["access_token"].as_str().unwrap(),
+        );
+        let image = harness.media("image.jpg", MediaKind::Image);
+        let draft = draft("Hi", vec![image], json!({}));
+        let media = no_bytes();
+        let failure = harness
+            .post(&draft, &instagram, &media)
+            .prepare(&Value::Null)
+            .await
+            .unwrap_err();
+        assert_eq!(failure.code, PostErrorCode::PermissionMissing);
+    }
+
+    #[test]
+    fn drafts_instagram_or_a_page_would_refuse_are_refused_at_once() {
+        let image = || crate::platforms::publish::MediaRef {
+            url: url::Url::parse("https://cdn.example/a.jpg").unwrap(),
+            kind: MediaKind::Image,
+        };
+        let code = |kind: &str, draft: PostDraft| check_draft(kind, &draft).map_err(|f| f.code);
+        assert_eq!(code(INSTAGRAM, draft("x", vec![], json!({}))), Err(PostErrorCode::InvalidPost));
+        assert_eq!(
+            code(INSTAGRAM, draft("x", (0..11).map(|_| image()).collect(), json!({}))),
+            Err(PostErrorCode::InvalidPost)
+        );
+        assert_eq!(
+            code(INSTAGRAM, draft(&"a".repeat(2201), vec![image()], json!({}))),
+            Err(PostErrorCode::InvalidPost)
+        );
+        let tags = (0..31).map(|i| format!("#t{i}")).collect::<Vec<_>>().join(" ");
+        assert_eq!(code(INSTAGRAM, draft(&tags, vec![image()], json!({}))), Err(PostErrorCode::InvalidPost));
+        assert_eq!(
+            code(INSTAGRAM, draft("x", vec![image()], json!({ "privacy": "x" }))),
+            Err(PostErrorCode::InvalidPost)
+        );
+        assert_eq!(code(INSTAGRAM, draft("x", vec![image(), image()], json!({}))), Ok(()));
+        assert_eq!(code(FACEBOOK, draft("", vec![], json!({}))), Err(PostErrorCode::InvalidPost));
+        assert_eq!(code(FACEBOOK, draft("x", vec![image(), image()], json!({}))), Err(PostErrorCode::NotSupported));
+        assert_eq!(code(FACEBOOK, draft("x", vec![image()], json!({}))), Ok(()));
+        assert_eq!(code("ad_account", draft("x", vec![], json!({}))), Err(PostErrorCode::NotSupported));
+    }
+
+    #[test]
+    fn graph_errors_map_to_stable_codes() {
+        let answer = |status: u16, body: Value| ApiAnswer {
+            status,
+            headers: Default::default(),
+            body,
+        };
+        let error = |code: u64, subcode: Option<u64>| {
+            let mut e = json!({ "message": "m", "code": code });
+            if let Some(s) = subcode {
+                e["error_subcode"] = json!(s);
+            }
+            answer(400, json!({ "error": e }))
+        };
+        let code = |a: &ApiAnswer| graph_failure(a, false).code;
+        assert_eq!(code(&error(190, Some(463))), PostErrorCode::ReconnectRequired);
+        assert_eq!(code(&error(200, None)), PostErrorCode::PermissionMissing);
+        assert_eq!(code(&error(10, None)), PostErrorCode::PermissionMissing);
+        assert_eq!(code(&error(9, Some(2_207_042))), PostErrorCode::LimitReached);
+        assert_eq!(code(&error(506, None)), PostErrorCode::InvalidPost);
+        assert_eq!(code(&error(36_003, None)), PostErrorCode::MediaRejected);
+        assert_eq!(code(&error(9004, Some(2_207_052))), PostErrorCode::MediaRejected);
+        for throttle in [4, 17, 32, 613, 80_001, 80_002] {
+            let failure = graph_failure(&error(throttle, None), true);
+            assert_eq!(failure.code, PostErrorCode::RateLimited);
+            assert!(failure.transient && !failure.answer_lost);
+        }
+        let server = answer(503, json!({ "error": { "code": 2, "message": "m" } }));
+        assert!(graph_failure(&server, true).answer_lost);
+        assert!(!graph_failure(&server, false).answer_lost);
+    }
+}

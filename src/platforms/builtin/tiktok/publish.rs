@@ -623,3 +623,284 @@ fn fail_reason_code(reason: &str) -> PostErrorCode {
         _ => PostErrorCode::MediaRejected,
     }
 }
+
+#[cfg(all(test, feature = "sandbox"))]
+mod tests {
+    #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
+
+    use serde_json::json;
+
+    use super::*;
+    use crate::platforms::builtin::publish_harness::{
+        draft, target, video_bytes, FixedMedia, Harness,
+    };
+    use crate::platforms::publish::{MediaRef, PublishTarget};
+
+    async fn tiktok(scopes: &[&str]) -> (Harness, PublishTarget) {
+        let harness = Harness::start("tiktok").await;
+        let token = harness.token(scopes).await;
+        let creator = target("tiktok_creator", "sbx-tiktok-open-id", &token);
+        (harness, creator)
+    }
+
+    const SCOPES: &[&str] = &["user.info.basic", "video.publish", "video.upload"];
+
+    fn video(size: usize) -> FixedMedia {
+        FixedMedia {
+            content_type: "video/mp4",
+            bytes: video_bytes(size),
+        }
+    }
+
+    fn accepted(sent: Sent) -> Value {
+        match sent {
+            Sent::Accepted { checkpoint, .. } => checkpoint,
+            other => panic!("not accepted: {other:?}"),
+        }
+    }
+
+    /// Confirms until TikTok says something else than processing, advancing the sandbox clock.
+    async fn confirmed(
+        harness: &Harness,
+        post: &crate::platforms::builtin::publish_harness::Post<'_>,
+        checkpoint: &Value,
+    ) -> Confirmation {
+        for _ in 0..50 {
+            match post.confirm(checkpoint).await.unwrap() {
+                Confirmation::Processing(after) => {
+                    harness
+                        .clock
+                        .advance(chrono::Duration::from_std(after).unwrap());
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                other => return other,
+            }
+        }
+        panic!("still processing");
+    }
+
+    #[tokio::test]
+    async fn a_large_file_is_uploaded_in_chunks_and_the_last_one_publishes_it() {
+        let (harness, creator) = tiktok(SCOPES).await;
+        let clip = harness.media("clip.mp4", MediaKind::Video);
+        let draft = draft("Behind the scenes", vec![clip], json!({}));
+        let media = video(21_000_000);
+        let post = harness.post(&draft, &creator, &media);
+
+        let ready = post.prepare_until_ready().await.unwrap();
+        assert_eq!(ready["total_chunk_count"], 2);
+        assert_eq!(ready["chunk_size"], CHUNK);
+        assert_eq!(ready["privacy_level"], "SELF_ONLY");
+        assert_eq!(ready["username"], "sandboxmerchant");
+        // Everything but the last chunk is up; nothing is posted yet.
+        assert!(harness.sim.published("tiktok").is_empty());
+
+        let checkpoint = accepted(post.send(&ready).await.unwrap());
+        assert!(checkpoint["publish_id"].is_string());
+        let items = harness.sim.published("tiktok");
+        assert_eq!(items.len(), 1);
+        assert_eq!(items[0].fields["post_info"]["title"], "Behind the scenes");
+        assert_eq!(items[0].fields["post_info"]["privacy_level"], "SELF_ONLY");
+        assert_eq!(items[0].fields["source_info"]["video_size"], 21_000_000);
+
+        assert!(matches!(
+            post.confirm(&checkpoint).await.unwrap(),
+            Confirmation::Processing(_)
+        ));
+        let Confirmation::Published(published) = confirmed(&harness, &post, &checkpoint).await
+        else {
+            panic!("not published");
+        };
+        let id = published.id.unwrap();
+        assert_eq!(id, items[0].id);
+        assert_eq!(
+            published.url.as_deref(),
+            Some(format!("https://www.tiktok.com/@sandboxmerchant/video/{id}").as_str())
+        );
+    }
+
+    #[test]
+    fn chunks_follow_tiktoks_rules() {
+        let plan = ChunkPlan::new(4_000_000).unwrap();
+        assert_eq!((plan.chunk, plan.count), (4_000_000, 1));
+        let plan = ChunkPlan::new(7_000_000).unwrap();
+        assert_eq!((plan.chunk, plan.count), (7_000_000, 1));
+        let plan = ChunkPlan::new(25_500_000).unwrap();
+        assert_eq!((plan.chunk, plan.count), (CHUNK, 2));
+        assert_eq!(plan.range(0), (0, 9_999_999));
+        assert_eq!(plan.range(1), (10_000_000, 25_499_999));
+        assert!(ChunkPlan::new(0).is_err());
+        assert!(ChunkPlan::new(CHUNK * 1001).is_err());
+    }
+
+    #[tokio::test]
+    async fn a_pull_from_an_unverified_domain_is_refused_and_works_once_verified() {
+        let (harness, creator) = tiktok(SCOPES).await;
+        let clip = harness.media("video.mp4", MediaKind::Video);
+        let draft = draft(
+            "Pulled",
+            vec![clip],
+            json!({ "source": "pull_from_url", "privacy_level": "PUBLIC_TO_EVERYONE" }),
+        );
+        let media = video(10);
+        let post = harness.post(&draft, &creator, &media);
+        let ready = post.prepare_until_ready().await.unwrap();
+        assert!(ready.get("publish_id").is_none());
+
+        let refused = post.send(&ready).await.unwrap_err();
+        assert_eq!(refused.code, PostErrorCode::MediaRejected);
+        assert!(refused.message.contains("verified"), "{}", refused.message);
+        assert!(!refused.transient && !refused.answer_lost);
+
+        harness.sim.verify_tiktok_domain("127.0.0.1");
+        let checkpoint = accepted(post.send(&ready).await.unwrap());
+        let Confirmation::Published(published) = confirmed(&harness, &post, &checkpoint).await
+        else {
+            panic!("not published");
+        };
+        assert!(published.url.is_some());
+        let items = harness.sim.published("tiktok");
+        assert_eq!(items[0].fields["post_info"]["privacy_level"], "PUBLIC_TO_EVERYONE");
+    }
+
+    #[tokio::test]
+    async fn inbox_mode_sends_a_draft_to_the_creator() {
+        let (harness, creator) = tiktok(SCOPES).await;
+        let clip = harness.media("clip.mp4", MediaKind::Video);
+        let draft = draft("For later", vec![clip], json!({ "mode": "inbox" }));
+        let media = video(1_000_000);
+        let post = harness.post(&draft, &creator, &media);
+        let ready = post.prepare_until_ready().await.unwrap();
+        assert_eq!(ready["total_chunk_count"], 1);
+        let checkpoint = accepted(post.send(&ready).await.unwrap());
+        assert_eq!(
+            confirmed(&harness, &post, &checkpoint).await,
+            Confirmation::Published(PublishedPost { id: None, url: None })
+        );
+        let items = harness.sim.published("tiktok");
+        assert_eq!(items[0].kind, "tiktok_video_inbox_draft");
+        assert!(items[0].fields.get("post_info").is_none());
+    }
+
+    #[tokio::test]
+    async fn photos_are_pulled_from_a_verified_domain() {
+        let (harness, creator) = tiktok(SCOPES).await;
+        harness.sim.verify_tiktok_domain("127.0.0.1");
+        let photos: Vec<MediaRef> = (0..2)
+            .map(|_| harness.media("image.jpg", MediaKind::Image))
+            .collect();
+        let draft = draft("Lookbook", photos, json!({}));
+        let media = video(10);
+        let post = harness.post(&draft, &creator, &media);
+        let ready = post.prepare_until_ready().await.unwrap();
+        let checkpoint = accepted(post.send(&ready).await.unwrap());
+        let Confirmation::Published(published) = confirmed(&harness, &post, &checkpoint).await
+        else {
+            panic!("not published");
+        };
+        assert!(published.url.unwrap().contains("/photo/"));
+        let items = harness.sim.published("tiktok");
+        assert_eq!(items[0].kind, "tiktok_photo");
+        assert_eq!(items[0].fields["post_mode"], "DIRECT_POST");
+    }
+
+    #[tokio::test]
+    async fn a_failed_pull_is_confirmed_as_failed() {
+        let (harness, creator) = tiktok(SCOPES).await;
+        harness.sim.verify_tiktok_domain("127.0.0.1");
+        let clip = harness.media("missing.mp4", MediaKind::Video);
+        let draft = draft("Gone", vec![clip], json!({ "source": "pull_from_url" }));
+        let media = video(10);
+        let post = harness.post(&draft, &creator, &media);
+        let ready = post.prepare_until_ready().await.unwrap();
+        let checkpoint = accepted(post.send(&ready).await.unwrap());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let Confirmation::Failed(failure) = confirmed(&harness, &post, &checkpoint).await else {
+            panic!("not failed");
+        };
+        assert_eq!(failure.code, PostErrorCode::MediaRejected);
+        assert!(failure.message.contains("video_pull_failed"));
+    }
+
+    #[tokio::test]
+    async fn a_lost_pull_init_answer_leaves_the_outcome_unknowable() {
+        let (harness, creator) = tiktok(SCOPES).await;
+        harness.sim.verify_tiktok_domain("127.0.0.1");
+        let clip = harness.media("video.mp4", MediaKind::Video);
+        let draft = draft("Lost", vec![clip], json!({ "source": "pull_from_url" }));
+        let media = video(10);
+        let post = harness.post(&draft, &creator, &media);
+        let ready = post.prepare_until_ready().await.unwrap();
+        harness
+            .sim
+            .lose_next_api_answers("tiktok", "/post/publish/video/init/", 1);
+        let lost = post.send(&ready).await.unwrap_err();
+        assert!(lost.answer_lost);
+        assert_eq!(post.confirm(&ready).await.unwrap(), Confirmation::Unknowable);
+    }
+
+    #[tokio::test]
+    async fn a_privacy_level_the_creator_does_not_offer_and_a_missing_scope_are_refused() {
+        let (harness, creator) = tiktok(&["user.info.basic"]).await;
+        let clip = harness.media("clip.mp4", MediaKind::Video);
+        let draft = draft("x", vec![clip], json!({}));
+        let media = video(10);
+        let failure = harness
+            .post(&draft, &creator, &media)
+            .prepare(&Value::Null)
+            .await
+            .unwrap_err();
+        assert_eq!(failure.code, PostErrorCode::PermissionMissing);
+    }
+
+    #[test]
+    fn drafts_tiktok_would_refuse_are_refused_at_once() {
+        let medium = |kind| MediaRef {
+            url: url::Url::parse("https://cdn.example/a").unwrap(),
+            kind,
+        };
+        let code = |d: PostDraft| check_draft("tiktok_creator", &d).map_err(|f| f.code);
+        let video = || vec![medium(MediaKind::Video)];
+        assert_eq!(code(draft("x", video(), json!({}))), Ok(()));
+        assert_eq!(code(draft("x", vec![], json!({}))), Err(PostErrorCode::InvalidPost));
+        assert_eq!(
+            code(draft("x", vec![medium(MediaKind::Video), medium(MediaKind::Image)], json!({}))),
+            Err(PostErrorCode::InvalidPost)
+        );
+        assert_eq!(code(draft("x", video(), json!({ "privacy_level": "EVERYONE" }))), Err(PostErrorCode::InvalidPost));
+        assert_eq!(code(draft("x", video(), json!({ "mode": "later" }))), Err(PostErrorCode::InvalidPost));
+        assert_eq!(code(draft("x", video(), json!({ "colour": "red" }))), Err(PostErrorCode::InvalidPost));
+        assert_eq!(
+            code(draft("x", video(), json!({ "mode": "inbox", "privacy_level": "SELF_ONLY" }))),
+            Err(PostErrorCode::InvalidPost)
+        );
+        assert_eq!(
+            code(draft("x", vec![medium(MediaKind::Image)], json!({ "source": "file_upload" }))),
+            Err(PostErrorCode::InvalidPost)
+        );
+        assert_eq!(code(draft(&"a".repeat(2201), video(), json!({}))), Err(PostErrorCode::InvalidPost));
+        assert!(check_draft("board", &draft("x", video(), json!({}))).is_err());
+    }
+
+    #[test]
+    fn tiktok_errors_map_to_stable_codes() {
+        let answer = |status: u16, code: &str| ApiAnswer {
+            status,
+            headers: Default::default(),
+            body: json!({ "data": {}, "error": { "code": code, "message": "m" } }),
+        };
+        let code = |a: ApiAnswer| tiktok_failure(&a, false).code;
+        assert_eq!(code(answer(401, "access_token_invalid")), PostErrorCode::ReconnectRequired);
+        assert_eq!(code(answer(401, "scope_not_authorized")), PostErrorCode::PermissionMissing);
+        assert_eq!(code(answer(429, "rate_limit_exceeded")), PostErrorCode::RateLimited);
+        assert_eq!(code(answer(403, "spam_risk_too_many_posts")), PostErrorCode::LimitReached);
+        assert_eq!(code(answer(400, "invalid_params")), PostErrorCode::InvalidPost);
+        assert_eq!(code(answer(403, "url_ownership_unverified")), PostErrorCode::MediaRejected);
+        assert_eq!(
+            code(answer(403, "unaudited_client_can_only_post_to_private_accounts")),
+            PostErrorCode::AccountNotEligible
+        );
+        assert!(tiktok_failure(&answer(500, "internal_error"), true).answer_lost);
+        assert!(tiktok_failure(&answer(429, "rate_limit_exceeded"), true).transient);
+    }
+}
