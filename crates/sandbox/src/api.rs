@@ -1,6 +1,6 @@
 //! The platforms' resource APIs, served strictly so that a client of them (the social agent, the
-//! service's proxy) can be built and tested offline: per platform the identity call, the asset
-//! listings and one publishing call, under `/sandbox/{platform}/api/...` with the real API's path
+//! service's proxy and publishing clients) can be built and tested offline: per platform the
+//! identity call, the asset listings and the publishing calls, under `/sandbox/{platform}/api/...` with the real API's path
 //! structure after its real base (a real `https://api.example.com/v1/` becomes
 //! `{base}/sandbox/{platform}/api/v1/`).
 //!
@@ -9,7 +9,7 @@
 //! acting), forced token failures, bearer validation, the platform's own checks, throttling,
 //! usage headers, recording). Each platform's routes, error bodies and headers are
 //! its module's, reached through `SimulatedPlatform`. It does not own the OAuth endpoints nor any
-//! upload or media processing.
+//! upload or media processing (the platform modules', with `media`'s fetching).
 //!
 //! Every fact follows `/work/shared/platform-apis.md`; the platform modules cite its source keys.
 

@@ -107,7 +107,11 @@ struct FeedPage<'a> {
 
 fn page(sim: &Simulator, platform: Platform) -> Response {
     let mut by_target: BTreeMap<String, Vec<Entry>> = BTreeMap::new();
-    for (item, at) in sim.published_with_times(platform.spec.key).into_iter().rev() {
+    for (item, at) in sim
+        .published_with_times(platform.spec.key)
+        .into_iter()
+        .rev()
+    {
         let mut text = Vec::new();
         let mut media = Vec::new();
         collect(&item.fields, "", &mut text, &mut media);
@@ -120,7 +124,10 @@ fn page(sim: &Simulator, platform: Platform) -> Response {
             media,
             url: platform.rules.item_url(&item),
         };
-        by_target.entry(item.target.clone()).or_default().push(entry);
+        by_target
+            .entry(item.target.clone())
+            .or_default()
+            .push(entry);
     }
     let accounts = by_target
         .into_iter()

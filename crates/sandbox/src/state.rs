@@ -344,7 +344,11 @@ impl Simulator {
     /// Everything `platform`'s publishing calls have published, in order.
     pub fn published(&self, platform: &str) -> Vec<PublishedItem> {
         self.observe(platform, |p| {
-            p.api.published.iter().map(|(item, _)| item.clone()).collect()
+            p.api
+                .published
+                .iter()
+                .map(|(item, _)| item.clone())
+                .collect()
         })
     }
 
@@ -1328,10 +1332,7 @@ impl Simulator {
     ) -> bool {
         let now = self.now();
         self.with_api(platform, |api| {
-            let times = api
-                .windows
-                .entry((caller.to_owned(), name))
-                .or_default();
+            let times = api.windows.entry((caller.to_owned(), name)).or_default();
             while times.front().is_some_and(|t| *t <= now - window) {
                 times.pop_front();
             }

@@ -90,7 +90,11 @@ impl Harness {
         let platform = self.spec.id.as_str().to_owned();
         let client = Simulator::sandbox_client(&platform, &self.base);
         let redirect = client.redirect_uris[0].clone();
-        let id_param = if platform == "tiktok" { "client_key" } else { "client_id" };
+        let id_param = if platform == "tiktok" {
+            "client_key"
+        } else {
+            "client_id"
+        };
         let page = self
             .http
             .get(self.spec.authorize_url.clone())
@@ -199,6 +203,7 @@ impl Post<'_> {
         }
     }
 
+    /// The platform's `prepare_post` from `checkpoint`.
     pub(crate) async fn prepare(&self, checkpoint: &Value) -> Result<Prepared, PublishFailure> {
         let behaviour = self.harness.spec.behaviour;
         behaviour.prepare_post(&self.context(checkpoint)).await
@@ -226,11 +231,13 @@ impl Post<'_> {
         panic!("never ready");
     }
 
+    /// The platform's `send_post` with `checkpoint`.
     pub(crate) async fn send(&self, checkpoint: &Value) -> Result<Sent, PublishFailure> {
         let behaviour = self.harness.spec.behaviour;
         behaviour.send_post(&self.context(checkpoint)).await
     }
 
+    /// The platform's `confirm_post` with `checkpoint`.
     pub(crate) async fn confirm(&self, checkpoint: &Value) -> Result<Confirmation, PublishFailure> {
         let behaviour = self.harness.spec.behaviour;
         behaviour.confirm_post(&self.context(checkpoint)).await

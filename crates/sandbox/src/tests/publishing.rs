@@ -95,7 +95,11 @@ async fn a_video_container_is_in_progress_then_finished_and_only_then_publishabl
         .graph_post(
             &format!("{ig}/media"),
             &page_token,
-            &[("media_type", "REELS"), ("video_url", &video), ("caption", "Reel")],
+            &[
+                ("media_type", "REELS"),
+                ("video_url", &video),
+                ("caption", "Reel"),
+            ],
         )
         .await;
     assert_eq!(created.status, StatusCode::OK, "{}", created.body);
@@ -111,7 +115,11 @@ async fn a_video_container_is_in_progress_then_finished_and_only_then_publishabl
         let sandbox = &sandbox;
         async move {
             sandbox
-                .graph_post(&format!("{ig}/media_publish"), &token, &[("creation_id", &c)])
+                .graph_post(
+                    &format!("{ig}/media_publish"),
+                    &token,
+                    &[("creation_id", &c)],
+                )
                 .await
         }
     };
@@ -157,11 +165,18 @@ async fn a_video_container_is_in_progress_then_finished_and_only_then_publishabl
     // Containers expire after 24 hours.
     let image = format!("{cdn}/image.jpg");
     let other = sandbox
-        .graph_post(&format!("{ig}/media"), &page_token, &[("image_url", &image)])
+        .graph_post(
+            &format!("{ig}/media"),
+            &page_token,
+            &[("image_url", &image)],
+        )
         .await;
     let other = str_field(&other.json(), "/id").to_owned();
     sandbox.clock.advance(Duration::hours(24));
-    assert_eq!(sandbox.container_status(&other, &page_token).await, "EXPIRED");
+    assert_eq!(
+        sandbox.container_status(&other, &page_token).await,
+        "EXPIRED"
+    );
     assert_eq!(publish(&other).await.json()["error"]["code"], 9007);
 }
 
@@ -209,7 +224,11 @@ async fn a_carousel_needs_two_to_ten_unpublished_items_of_the_account() {
         items.push(str_field(&item.json(), "/id").to_owned());
     }
     let single = sandbox
-        .graph_post(&format!("{ig}/media"), &page_token, &[("image_url", &image)])
+        .graph_post(
+            &format!("{ig}/media"),
+            &page_token,
+            &[("image_url", &image)],
+        )
         .await;
     let single = str_field(&single.json(), "/id").to_owned();
     let carousel = |children: String| {
@@ -221,7 +240,11 @@ async fn a_carousel_needs_two_to_ten_unpublished_items_of_the_account() {
                 .graph_post(
                     &format!("{ig}/media"),
                     &token,
-                    &[("media_type", "CAROUSEL"), ("children", &children), ("caption", "Set")],
+                    &[
+                        ("media_type", "CAROUSEL"),
+                        ("children", &children),
+                        ("caption", "Set"),
+                    ],
                 )
                 .await
         }
@@ -246,7 +269,10 @@ async fn a_carousel_needs_two_to_ten_unpublished_items_of_the_account() {
     let made = carousel(items.join(",")).await;
     assert_eq!(made.status, StatusCode::OK, "{}", made.body);
     let container = str_field(&made.json(), "/id").to_owned();
-    assert_eq!(sandbox.container_status(&container, &page_token).await, "FINISHED");
+    assert_eq!(
+        sandbox.container_status(&container, &page_token).await,
+        "FINISHED"
+    );
     let published = sandbox
         .graph_post(
             &format!("{ig}/media_publish"),
@@ -258,7 +284,10 @@ async fn a_carousel_needs_two_to_ten_unpublished_items_of_the_account() {
     let item = &sandbox.sim.published("meta")[0];
     assert_eq!(item.fields["children"].as_array().map(Vec::len), Some(3));
     // Its items are spent: a second carousel cannot reuse them.
-    assert_eq!(carousel(items.join(",")).await.status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        carousel(items.join(",")).await.status,
+        StatusCode::BAD_REQUEST
+    );
 }
 
 #[tokio::test]
@@ -293,7 +322,10 @@ async fn the_fifty_first_post_in_a_moving_day_is_refused_with_code_9() {
     let limit = sandbox
         .api(
             "GET",
-            &at("meta", &format!("{ig}/content_publishing_limit?fields=quota_usage,config")),
+            &at(
+                "meta",
+                &format!("{ig}/content_publishing_limit?fields=quota_usage,config"),
+            ),
             Some(&page_token),
             &[],
             None,
@@ -308,7 +340,9 @@ async fn the_fifty_first_post_in_a_moving_day_is_refused_with_code_9() {
     assert_eq!(sandbox.sim.published("meta").len(), 50);
     // The window moves: the first post (made 50 minutes ago) leaves it a day after it was made,
     // and makes room for one more.
-    sandbox.clock.advance(Duration::hours(23) + Duration::seconds(630));
+    sandbox
+        .clock
+        .advance(Duration::hours(23) + Duration::seconds(630));
     assert_eq!(post().await.status, StatusCode::OK);
     assert_eq!(post().await.json()["error"]["error_subcode"], 2_207_042);
 }
@@ -331,7 +365,11 @@ async fn a_page_photo_needs_the_pages_token_and_media_meta_can_fetch() {
         .await;
     assert_eq!(unfetchable.json()["error"]["code"], 324);
     let posted = sandbox
-        .graph_post(&photos, &page_token, &[("url", &image), ("caption", "New in")])
+        .graph_post(
+            &photos,
+            &page_token,
+            &[("url", &image), ("caption", "New in")],
+        )
         .await;
     assert_eq!(posted.status, StatusCode::OK, "{}", posted.body);
     let post_id = str_field(&posted.json(), "/post_id").to_owned();
@@ -345,7 +383,11 @@ async fn a_page_photo_needs_the_pages_token_and_media_meta_can_fetch() {
 async fn a_lost_answer_is_published_and_a_failed_call_is_not() {
     let sandbox = Sandbox::new();
     let (_, page_token, page_id, _) = meta_setup(&sandbox).await;
-    let feed = format!("{}?{}", at("meta", &format!("{page_id}/feed")), query(&[("message", "Hi")]));
+    let feed = format!(
+        "{}?{}",
+        at("meta", &format!("{page_id}/feed")),
+        query(&[("message", "Hi")])
+    );
     let request = || {
         Request::builder()
             .method("POST")
@@ -362,7 +404,12 @@ async fn a_lost_answer_is_published_and_a_failed_call_is_not() {
     assert!(sandbox.sim.published("meta").is_empty());
 
     sandbox.sim.lose_next_api_answers("meta", "/feed", 1);
-    let response = sandbox.app.clone().oneshot(request()).await.expect("infallible");
+    let response = sandbox
+        .app
+        .clone()
+        .oneshot(request())
+        .await
+        .expect("infallible");
     assert!(axum::body::to_bytes(response.into_body(), usize::MAX)
         .await
         .is_err());
@@ -380,14 +427,20 @@ async fn the_feed_page_lists_what_was_published_with_its_public_url() {
     let sandbox = Sandbox::new();
     let (_, page_token, page_id, _) = meta_setup(&sandbox).await;
     let posted = sandbox
-        .graph_post(&format!("{page_id}/feed"), &page_token, &[("message", "Summer <sale>")])
+        .graph_post(
+            &format!("{page_id}/feed"),
+            &page_token,
+            &[("message", "Summer <sale>")],
+        )
         .await;
     let id = str_field(&posted.json(), "/id").to_owned();
     let page = sandbox.get("/sandbox/meta/feed", None).await;
     assert_eq!(page.status, StatusCode::OK);
     assert!(page.content_type().starts_with("text/html"));
     assert!(page.body.contains("Summer &lt;sale&gt;"), "{}", page.body);
-    assert!(page.body.contains(&format!("https://www.facebook.com/{id}")));
+    assert!(page
+        .body
+        .contains(&format!("https://www.facebook.com/{id}")));
     assert!(page.body.contains(&format!("Account {page_id}")));
     let empty = sandbox.get("/sandbox/tiktok/feed", None).await;
     assert!(empty.body.contains("Nothing has been published yet."));
@@ -398,7 +451,12 @@ async fn the_feed_page_lists_what_was_published_with_its_public_url() {
 const MB: u64 = 1024 * 1024;
 
 async fn tiktok_token(sandbox: &Sandbox) -> String {
-    token_with(sandbox, "tiktok", &["user.info.basic", "video.publish", "video.upload"]).await
+    token_with(
+        sandbox,
+        "tiktok",
+        &["user.info.basic", "video.publish", "video.upload"],
+    )
+    .await
 }
 
 impl Sandbox {
@@ -419,7 +477,13 @@ impl Sandbox {
         reply.json()["data"].clone()
     }
 
-    async fn put_chunk(&self, upload_url: &str, range: &str, content_type: &str, len: u64) -> Reply {
+    async fn put_chunk(
+        &self,
+        upload_url: &str,
+        range: &str,
+        content_type: &str,
+        len: u64,
+    ) -> Reply {
         let path = upload_url.trim_start_matches("http://localhost");
         let request = Request::builder()
             .method("PUT")
@@ -453,15 +517,31 @@ async fn an_upload_init_must_follow_the_chunk_rules() {
     ];
     for (size, chunk, count) in refused {
         let reply = sandbox
-            .tiktok_post("post/publish/video/init/", &token, upload_init(size, chunk, count))
+            .tiktok_post(
+                "post/publish/video/init/",
+                &token,
+                upload_init(size, chunk, count),
+            )
             .await;
-        assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{size} {chunk} {count}");
+        assert_eq!(
+            reply.status,
+            StatusCode::BAD_REQUEST,
+            "{size} {chunk} {count}"
+        );
         assert_eq!(reply.json()["error"]["code"], "invalid_params");
         sandbox.clock.advance(Duration::seconds(11));
     }
-    for (size, chunk, count) in [(4 * MB, 4 * MB, 1), (25 * MB, 10 * MB, 2), (64 * MB, 64 * MB, 1)] {
+    for (size, chunk, count) in [
+        (4 * MB, 4 * MB, 1),
+        (25 * MB, 10 * MB, 2),
+        (64 * MB, 64 * MB, 1),
+    ] {
         let reply = sandbox
-            .tiktok_post("post/publish/video/init/", &token, upload_init(size, chunk, count))
+            .tiktok_post(
+                "post/publish/video/init/",
+                &token,
+                upload_init(size, chunk, count),
+            )
             .await;
         assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
         sandbox.clock.advance(Duration::seconds(11));
@@ -474,14 +554,20 @@ async fn chunks_are_put_in_order_with_their_range_and_the_last_one_posts_the_vid
     let token = tiktok_token(&sandbox).await;
     let size = 12 * MB;
     let reply = sandbox
-        .tiktok_post("post/publish/video/init/", &token, upload_init(size, 5 * MB, 2))
+        .tiktok_post(
+            "post/publish/video/init/",
+            &token,
+            upload_init(size, 5 * MB, 2),
+        )
         .await;
     let publish_id = str_field(&reply.json(), "/data/publish_id").to_owned();
     let upload = str_field(&reply.json(), "/data/upload_url").to_owned();
     let first = format!("bytes 0-{}/{size}", 5 * MB - 1);
     let last = format!("bytes {}-{}/{size}", 5 * MB, size - 1);
 
-    let wrong_type = sandbox.put_chunk(&upload, &first, "image/jpeg", 5 * MB).await;
+    let wrong_type = sandbox
+        .put_chunk(&upload, &first, "image/jpeg", 5 * MB)
+        .await;
     assert_eq!(wrong_type.status, StatusCode::BAD_REQUEST);
     let no_range = sandbox.put_chunk(&upload, "0-10", "video/mp4", 11).await;
     assert_eq!(no_range.status, StatusCode::BAD_REQUEST);
@@ -492,12 +578,22 @@ async fn chunks_are_put_in_order_with_their_range_and_the_last_one_posts_the_vid
         .await;
     assert_eq!(short.status, StatusCode::RANGE_NOT_SATISFIABLE);
     let wrong_total = sandbox
-        .put_chunk(&upload, &format!("bytes 0-{}/{}", 5 * MB - 1, size + 1), "video/mp4", 5 * MB)
+        .put_chunk(
+            &upload,
+            &format!("bytes 0-{}/{}", 5 * MB - 1, size + 1),
+            "video/mp4",
+            5 * MB,
+        )
         .await;
     assert_eq!(wrong_total.status, StatusCode::RANGE_NOT_SATISFIABLE);
 
-    assert_eq!(sandbox.tiktok_status(&token, &publish_id).await["status"], "PROCESSING_UPLOAD");
-    let put = sandbox.put_chunk(&upload, &first, "video/mp4", 5 * MB).await;
+    assert_eq!(
+        sandbox.tiktok_status(&token, &publish_id).await["status"],
+        "PROCESSING_UPLOAD"
+    );
+    let put = sandbox
+        .put_chunk(&upload, &first, "video/mp4", 5 * MB)
+        .await;
     assert_eq!(put.status, StatusCode::PARTIAL_CONTENT, "{}", put.body);
     assert!(sandbox.sim.published("tiktok").is_empty());
     let put = sandbox.put_chunk(&upload, &last, "video/mp4", 7 * MB).await;
@@ -508,7 +604,10 @@ async fn chunks_are_put_in_order_with_their_range_and_the_last_one_posts_the_vid
     let again = sandbox.put_chunk(&upload, &last, "video/mp4", 7 * MB).await;
     assert_eq!(again.status, StatusCode::RANGE_NOT_SATISFIABLE);
 
-    assert_eq!(sandbox.tiktok_status(&token, &publish_id).await["status"], "PROCESSING_UPLOAD");
+    assert_eq!(
+        sandbox.tiktok_status(&token, &publish_id).await["status"],
+        "PROCESSING_UPLOAD"
+    );
     sandbox.clock.advance(Duration::seconds(3));
     let done = sandbox.tiktok_status(&token, &publish_id).await;
     assert_eq!(done["status"], "PUBLISH_COMPLETE");
@@ -549,9 +648,15 @@ async fn a_pull_needs_a_verified_domain_and_fails_when_the_video_cannot_be_fetch
     assert!(pulled.json()["data"].get("upload_url").is_none());
     let publish_id = str_field(&pulled.json(), "/data/publish_id").to_owned();
     eventually(async || !sandbox.sim.published("tiktok").is_empty()).await;
-    assert_eq!(sandbox.tiktok_status(&token, &publish_id).await["status"], "PROCESSING_DOWNLOAD");
+    assert_eq!(
+        sandbox.tiktok_status(&token, &publish_id).await["status"],
+        "PROCESSING_DOWNLOAD"
+    );
     sandbox.clock.advance(Duration::seconds(3));
-    assert_eq!(sandbox.tiktok_status(&token, &publish_id).await["status"], "PUBLISH_COMPLETE");
+    assert_eq!(
+        sandbox.tiktok_status(&token, &publish_id).await["status"],
+        "PUBLISH_COMPLETE"
+    );
 
     let missing = sandbox
         .tiktok_post(init, &token, pull(format!("{cdn}/missing.mp4")))
@@ -575,7 +680,9 @@ async fn the_inbox_needs_video_upload_and_ends_in_the_creators_inbox() {
     let publish_only = token_with(&sandbox, "tiktok", &["user.info.basic", "video.publish"]).await;
     let body = json!({ "source_info": { "source": "FILE_UPLOAD", "video_size": 100, "chunk_size": 100, "total_chunk_count": 1 } });
     let inbox = "post/publish/inbox/video/init/";
-    let refused = sandbox.tiktok_post(inbox, &publish_only, body.clone()).await;
+    let refused = sandbox
+        .tiktok_post(inbox, &publish_only, body.clone())
+        .await;
     assert_eq!(refused.status, StatusCode::UNAUTHORIZED);
     assert_eq!(refused.json()["error"]["code"], "scope_not_authorized");
 
@@ -588,12 +695,17 @@ async fn the_inbox_needs_video_upload_and_ends_in_the_creators_inbox() {
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
     let publish_id = str_field(&reply.json(), "/data/publish_id").to_owned();
     let upload = str_field(&reply.json(), "/data/upload_url").to_owned();
-    let put = sandbox.put_chunk(&upload, "bytes 0-99/100", "video/mp4", 100).await;
+    let put = sandbox
+        .put_chunk(&upload, "bytes 0-99/100", "video/mp4", 100)
+        .await;
     assert_eq!(put.status, StatusCode::CREATED);
     sandbox.clock.advance(Duration::seconds(3));
     let status = sandbox.tiktok_status(&token, &publish_id).await;
     assert_eq!(status["status"], "SEND_TO_USER_INBOX");
-    assert_eq!(sandbox.sim.published("tiktok")[0].kind, "tiktok_video_inbox_draft");
+    assert_eq!(
+        sandbox.sim.published("tiktok")[0].kind,
+        "tiktok_video_inbox_draft"
+    );
 
     // Another grant's publish id is not found.
     let other = tiktok_token(&sandbox).await;
@@ -633,19 +745,33 @@ async fn photos_are_pulled_from_verified_domains_in_either_post_mode() {
         assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{}", reply.body);
     }
     let foreign = sandbox
-        .tiktok_post(init, &token, photo("DIRECT_POST", vec!["https://cdn.example/a.jpg".into()], 0))
+        .tiktok_post(
+            init,
+            &token,
+            photo("DIRECT_POST", vec!["https://cdn.example/a.jpg".into()], 0),
+        )
         .await;
     assert_eq!(foreign.json()["error"]["code"], "url_ownership_unverified");
-    for (mode, status) in [("DIRECT_POST", "PUBLISH_COMPLETE"), ("MEDIA_UPLOAD", "SEND_TO_USER_INBOX")] {
+    for (mode, status) in [
+        ("DIRECT_POST", "PUBLISH_COMPLETE"),
+        ("MEDIA_UPLOAD", "SEND_TO_USER_INBOX"),
+    ] {
         let reply = sandbox
-            .tiktok_post(init, &token, photo(mode, vec![image.clone(), image.clone()], 1))
+            .tiktok_post(
+                init,
+                &token,
+                photo(mode, vec![image.clone(), image.clone()], 1),
+            )
             .await;
         assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
         let publish_id = str_field(&reply.json(), "/data/publish_id").to_owned();
         let count = sandbox.sim.published("tiktok").len();
         eventually(async || sandbox.sim.published("tiktok").len() > count).await;
         sandbox.clock.advance(Duration::seconds(3));
-        assert_eq!(sandbox.tiktok_status(&token, &publish_id).await["status"], status);
+        assert_eq!(
+            sandbox.tiktok_status(&token, &publish_id).await["status"],
+            status
+        );
     }
 }
 
@@ -656,14 +782,20 @@ async fn each_posting_call_has_its_per_token_limit() {
     let other = tiktok_token(&sandbox).await;
     let init = "post/publish/video/init/";
     for _ in 0..6 {
-        let reply = sandbox.tiktok_post(init, &token, upload_init(100, 100, 1)).await;
+        let reply = sandbox
+            .tiktok_post(init, &token, upload_init(100, 100, 1))
+            .await;
         assert_eq!(reply.status, StatusCode::OK);
     }
-    let throttled = sandbox.tiktok_post(init, &token, upload_init(100, 100, 1)).await;
+    let throttled = sandbox
+        .tiktok_post(init, &token, upload_init(100, 100, 1))
+        .await;
     assert_eq!(throttled.status, StatusCode::TOO_MANY_REQUESTS);
     assert_eq!(throttled.json()["error"]["code"], "rate_limit_exceeded");
     // Per token: another one is not throttled.
-    let reply = sandbox.tiktok_post(init, &other, upload_init(100, 100, 1)).await;
+    let reply = sandbox
+        .tiktok_post(init, &other, upload_init(100, 100, 1))
+        .await;
     assert_eq!(reply.status, StatusCode::OK);
 
     let creator_info = "post/publish/creator_info/query/";
@@ -677,16 +809,26 @@ async fn each_posting_call_has_its_per_token_limit() {
     let status = "post/publish/status/fetch/";
     for _ in 0..30 {
         let reply = sandbox
-            .tiktok_post(status, &token, json!({ "publish_id": "v_pub_file~unknown" }))
+            .tiktok_post(
+                status,
+                &token,
+                json!({ "publish_id": "v_pub_file~unknown" }),
+            )
             .await;
         assert_eq!(reply.status, StatusCode::BAD_REQUEST);
     }
     let reply = sandbox
-        .tiktok_post(status, &token, json!({ "publish_id": "v_pub_file~unknown" }))
+        .tiktok_post(
+            status,
+            &token,
+            json!({ "publish_id": "v_pub_file~unknown" }),
+        )
         .await;
     assert_eq!(reply.status, StatusCode::TOO_MANY_REQUESTS);
 
     sandbox.clock.advance(Duration::seconds(61));
-    let reply = sandbox.tiktok_post(init, &token, upload_init(100, 100, 1)).await;
+    let reply = sandbox
+        .tiktok_post(init, &token, upload_init(100, 100, 1))
+        .await;
     assert_eq!(reply.status, StatusCode::OK);
 }

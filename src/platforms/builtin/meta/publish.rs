@@ -56,7 +56,12 @@ const DEFAULT_DAILY_LIMIT: u64 = 50;
 /// Checks a post for an Instagram account or a Facebook Page before it is accepted.
 pub(super) fn check_draft(kind: &str, draft: &PostDraft) -> Result<(), PublishFailure> {
     refuse_unknown_options(draft, &[])?;
-    let invalid = |message: &str| Err(PublishFailure::permanent(PostErrorCode::InvalidPost, message));
+    let invalid = |message: &str| {
+        Err(PublishFailure::permanent(
+            PostErrorCode::InvalidPost,
+            message,
+        ))
+    };
     match kind {
         INSTAGRAM => {
             if draft.text.chars().count() > CAPTION_CHARS {
@@ -146,7 +151,8 @@ pub(super) async fn prepare(context: &PublishContext<'_>) -> Result<Prepared, Pu
                     None => {
                         let mut children = Vec::with_capacity(media.len());
                         for medium in media {
-                            children.push(create_container(context, Some(medium), true, None).await?);
+                            children
+                                .push(create_container(context, Some(medium), true, None).await?);
                         }
                         checkpoint["children"] = json!(children);
                         children
@@ -172,7 +178,10 @@ pub(super) async fn prepare(context: &PublishContext<'_>) -> Result<Prepared, Pu
             }
         }
     }
-    let container = checkpoint["container"].as_str().unwrap_or_default().to_owned();
+    let container = checkpoint["container"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
     match container_status(context, &container).await? {
         Status::Finished | Status::Published => Ok(Prepared::Ready(checkpoint)),
         Status::InProgress => Ok(Prepared::Wait {
@@ -227,7 +236,9 @@ pub(super) async fn send(context: &PublishContext<'_>) -> Result<Sent, PublishFa
         .find_map(|field| answer.body.get(field).and_then(Value::as_str))
         .map(str::to_owned);
     Ok(Sent::Published(PublishedPost {
-        url: id.as_ref().map(|id| format!("https://www.facebook.com/{id}")),
+        url: id
+            .as_ref()
+            .map(|id| format!("https://www.facebook.com/{id}")),
         id,
     }))
 }
@@ -247,7 +258,11 @@ async fn send_instagram(context: &PublishContext<'_>) -> Result<Sent, PublishFai
     if !answer.is_success() {
         return Err(graph_failure(&answer, true));
     }
-    let id = answer.body.get("id").and_then(Value::as_str).map(str::to_owned);
+    let id = answer
+        .body
+        .get("id")
+        .and_then(Value::as_str)
+        .map(str::to_owned);
     let url = match &id {
         Some(id) => permalink(context, id).await,
         None => None,
@@ -331,7 +346,10 @@ async fn create_container(
         (Some(medium), _) => match medium.kind {
             MediaKind::Image => field("image_url", medium.url.to_string()),
             MediaKind::Video => {
-                field("media_type", if carousel_item { "VIDEO" } else { "REELS" }.to_owned());
+                field(
+                    "media_type",
+                    if carousel_item { "VIDEO" } else { "REELS" }.to_owned(),
+                );
                 field("video_url", medium.url.to_string());
             }
         },
@@ -563,7 +581,10 @@ mod tests {
         };
         assert_eq!(ready["container"], checkpoint["container"]);
         published(post.send(&ready).await.unwrap());
-        assert_eq!(harness.sim.published("meta")[0].fields["media_type"], "REELS");
+        assert_eq!(
+            harness.sim.published("meta")[0].fields["media_type"],
+            "REELS"
+        );
     }
 
     #[tokio::test]
@@ -648,7 +669,9 @@ mod tests {
         let post = harness.post(&draft, &instagram, &media);
         let ready = post.prepare_until_ready().await.unwrap();
 
-        harness.sim.lose_next_api_answers("meta", "/media_publish", 1);
+        harness
+            .sim
+            .lose_next_api_answers("meta", "/media_publish", 1);
         let lost = post.send(&ready).await.unwrap_err();
         assert!(lost.answer_lost, "{lost:?}");
         assert_eq!(harness.sim.published("meta").len(), 1);
@@ -667,7 +690,9 @@ mod tests {
         let post = harness.post(&draft, &instagram, &media);
         let ready = post.prepare_until_ready().await.unwrap();
 
-        harness.sim.fail_next_api_calls("meta", "/media_publish", 500, 1);
+        harness
+            .sim
+            .fail_next_api_calls("meta", "/media_publish", 500, 1);
         let failed = post.send(&ready).await.unwrap_err();
         assert!(failed.answer_lost, "{failed:?}");
         assert!(harness.sim.published("meta").is_empty());
@@ -713,7 +738,11 @@ mod tests {
     async fn instagram_without_instagram_content_publish_is_a_missing_permission() {
         let harness = Harness::start("meta").await;
         let user = harness
-            .token(&["pages_show_list", "pages_read_engagement", "instagram_basic"])
+            .token(&[
+                "pages_show_list",
+                "pages_read_engagement",
+                "instagram_basic",
+            ])
             .await;
         let accounts = harness.api_get("me/accounts", &user).await;
         let page = &accounts["data"][0];
@@ -740,26 +769,56 @@ mod tests {
             kind: MediaKind::Image,
         };
         let code = |kind: &str, draft: PostDraft| check_draft(kind, &draft).map_err(|f| f.code);
-        assert_eq!(code(INSTAGRAM, draft("x", vec![], json!({}))), Err(PostErrorCode::InvalidPost));
         assert_eq!(
-            code(INSTAGRAM, draft("x", (0..11).map(|_| image()).collect(), json!({}))),
+            code(INSTAGRAM, draft("x", vec![], json!({}))),
             Err(PostErrorCode::InvalidPost)
         );
         assert_eq!(
-            code(INSTAGRAM, draft(&"a".repeat(2201), vec![image()], json!({}))),
+            code(
+                INSTAGRAM,
+                draft("x", (0..11).map(|_| image()).collect(), json!({}))
+            ),
             Err(PostErrorCode::InvalidPost)
         );
-        let tags = (0..31).map(|i| format!("#t{i}")).collect::<Vec<_>>().join(" ");
-        assert_eq!(code(INSTAGRAM, draft(&tags, vec![image()], json!({}))), Err(PostErrorCode::InvalidPost));
         assert_eq!(
-            code(INSTAGRAM, draft("x", vec![image()], json!({ "privacy": "x" }))),
+            code(
+                INSTAGRAM,
+                draft(&"a".repeat(2201), vec![image()], json!({}))
+            ),
             Err(PostErrorCode::InvalidPost)
         );
-        assert_eq!(code(INSTAGRAM, draft("x", vec![image(), image()], json!({}))), Ok(()));
-        assert_eq!(code(FACEBOOK, draft("", vec![], json!({}))), Err(PostErrorCode::InvalidPost));
-        assert_eq!(code(FACEBOOK, draft("x", vec![image(), image()], json!({}))), Err(PostErrorCode::NotSupported));
+        let tags = (0..31)
+            .map(|i| format!("#t{i}"))
+            .collect::<Vec<_>>()
+            .join(" ");
+        assert_eq!(
+            code(INSTAGRAM, draft(&tags, vec![image()], json!({}))),
+            Err(PostErrorCode::InvalidPost)
+        );
+        assert_eq!(
+            code(
+                INSTAGRAM,
+                draft("x", vec![image()], json!({ "privacy": "x" }))
+            ),
+            Err(PostErrorCode::InvalidPost)
+        );
+        assert_eq!(
+            code(INSTAGRAM, draft("x", vec![image(), image()], json!({}))),
+            Ok(())
+        );
+        assert_eq!(
+            code(FACEBOOK, draft("", vec![], json!({}))),
+            Err(PostErrorCode::InvalidPost)
+        );
+        assert_eq!(
+            code(FACEBOOK, draft("x", vec![image(), image()], json!({}))),
+            Err(PostErrorCode::NotSupported)
+        );
         assert_eq!(code(FACEBOOK, draft("x", vec![image()], json!({}))), Ok(()));
-        assert_eq!(code("ad_account", draft("x", vec![], json!({}))), Err(PostErrorCode::NotSupported));
+        assert_eq!(
+            code("ad_account", draft("x", vec![], json!({}))),
+            Err(PostErrorCode::NotSupported)
+        );
     }
 
     #[test]
@@ -777,13 +836,22 @@ mod tests {
             answer(400, json!({ "error": e }))
         };
         let code = |a: &ApiAnswer| graph_failure(a, false).code;
-        assert_eq!(code(&error(190, Some(463))), PostErrorCode::ReconnectRequired);
+        assert_eq!(
+            code(&error(190, Some(463))),
+            PostErrorCode::ReconnectRequired
+        );
         assert_eq!(code(&error(200, None)), PostErrorCode::PermissionMissing);
         assert_eq!(code(&error(10, None)), PostErrorCode::PermissionMissing);
-        assert_eq!(code(&error(9, Some(2_207_042))), PostErrorCode::LimitReached);
+        assert_eq!(
+            code(&error(9, Some(2_207_042))),
+            PostErrorCode::LimitReached
+        );
         assert_eq!(code(&error(506, None)), PostErrorCode::InvalidPost);
         assert_eq!(code(&error(36_003, None)), PostErrorCode::MediaRejected);
-        assert_eq!(code(&error(9004, Some(2_207_052))), PostErrorCode::MediaRejected);
+        assert_eq!(
+            code(&error(9004, Some(2_207_052))),
+            PostErrorCode::MediaRejected
+        );
         for throttle in [4, 17, 32, 613, 80_001, 80_002] {
             let failure = graph_failure(&error(throttle, None), true);
             assert_eq!(failure.code, PostErrorCode::RateLimited);

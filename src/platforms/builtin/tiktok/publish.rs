@@ -83,16 +83,27 @@ pub(super) fn check_draft(kind: &str, draft: &PostDraft) -> Result<(), PublishFa
     }
     refuse_unknown_options(draft, OPTIONS)?;
     let options = Options::read(&draft.options)?;
-    let invalid = |message: String| Err(PublishFailure::permanent(PostErrorCode::InvalidPost, message));
+    let invalid = |message: String| {
+        Err(PublishFailure::permanent(
+            PostErrorCode::InvalidPost,
+            message,
+        ))
+    };
     if draft.link.is_some() {
         return invalid("a TikTok post cannot carry a link".to_owned());
     }
-    let videos = draft.media.iter().filter(|m| m.kind == MediaKind::Video).count();
+    let videos = draft
+        .media
+        .iter()
+        .filter(|m| m.kind == MediaKind::Video)
+        .count();
     let images = draft.media.len() - videos;
     match (videos, images) {
         (1, 0) => {
             if draft.text.chars().count() > VIDEO_TITLE_CHARS {
-                return invalid(format!("a TikTok video's title holds at most {VIDEO_TITLE_CHARS} characters"));
+                return invalid(format!(
+                    "a TikTok video's title holds at most {VIDEO_TITLE_CHARS} characters"
+                ));
             }
         }
         (0, 1..=MAX_PHOTOS) => {
@@ -102,7 +113,9 @@ pub(super) fn check_draft(kind: &str, draft: &PostDraft) -> Result<(), PublishFa
                 ));
             }
             if options.source == Some(Source::FileUpload) {
-                return invalid("TikTok takes photos from URLs only: use source pull_from_url".to_owned());
+                return invalid(
+                    "TikTok takes photos from URLs only: use source pull_from_url".to_owned(),
+                );
             }
         }
         (0, 0) => return invalid("a TikTok post needs a video or photos".to_owned()),
@@ -119,7 +132,8 @@ pub(super) fn check_draft(kind: &str, draft: &PostDraft) -> Result<(), PublishFa
             || options.disable_stitch)
     {
         return invalid(
-            "in inbox mode the creator chooses privacy and interactions in the TikTok app".to_owned(),
+            "in inbox mode the creator chooses privacy and interactions in the TikTok app"
+                .to_owned(),
         );
     }
     Ok(())
@@ -143,7 +157,8 @@ struct Options {
 
 impl Options {
     fn read(options: &Map<String, Value>) -> Result<Self, PublishFailure> {
-        let invalid = |message: String| PublishFailure::permanent(PostErrorCode::InvalidPost, message);
+        let invalid =
+            |message: String| PublishFailure::permanent(PostErrorCode::InvalidPost, message);
         let flag = |name: &str| match options.get(name) {
             None => Ok(false),
             Some(Value::Bool(on)) => Ok(*on),
@@ -225,10 +240,9 @@ pub(super) async fn prepare(context: &PublishContext<'_>) -> Result<Prepared, Pu
             body["post_info"] = post_info(context.draft, &checkpoint);
         }
         let data = init_call(context, init, body, false).await?;
-        let (Some(publish_id), Some(upload_url)) = (
-            data["publish_id"].as_str(),
-            data["upload_url"].as_str(),
-        ) else {
+        let (Some(publish_id), Some(upload_url)) =
+            (data["publish_id"].as_str(), data["upload_url"].as_str())
+        else {
             return Err(PublishFailure::transient(
                 PostErrorCode::PlatformUnavailable,
                 "TikTok answered the upload's init without a publish_id or upload_url",
@@ -236,8 +250,16 @@ pub(super) async fn prepare(context: &PublishContext<'_>) -> Result<Prepared, Pu
         };
         let content_type = video_type(&medium.content_type);
         for index in 0..plan.count - 1 {
-            upload_chunk(context, upload_url, &plan, index, &medium.bytes, &content_type, false)
-                .await?;
+            upload_chunk(
+                context,
+                upload_url,
+                &plan,
+                index,
+                &medium.bytes,
+                &content_type,
+                false,
+            )
+            .await?;
         }
         checkpoint["publish_id"] = json!(publish_id);
         checkpoint["upload_url"] = json!(upload_url);
@@ -303,7 +325,11 @@ async fn creator_check(
     checkpoint["privacy_level"] = json!(privacy);
     // A setting the creator turned off in the app stays off (T18: render it disabled).
     for (option, setting, wanted) in [
-        ("disable_comment", "comment_disabled", options.disable_comment),
+        (
+            "disable_comment",
+            "comment_disabled",
+            options.disable_comment,
+        ),
         ("disable_duet", "duet_disabled", options.disable_duet),
         ("disable_stitch", "stitch_disabled", options.disable_stitch),
     ] {
@@ -353,7 +379,12 @@ pub(super) async fn send(context: &PublishContext<'_>) -> Result<Sent, PublishFa
         )
         .await?;
     } else if is_photo_post(context.draft) {
-        let images: Vec<String> = context.draft.media.iter().map(|m| m.url.to_string()).collect();
+        let images: Vec<String> = context
+            .draft
+            .media
+            .iter()
+            .map(|m| m.url.to_string())
+            .collect();
         let mut post_info = json!({ "description": context.draft.text });
         if !options.inbox {
             post_info["privacy_level"] = checkpoint["privacy_level"].clone();
@@ -412,15 +443,24 @@ pub(super) async fn confirm(context: &PublishContext<'_>) -> Result<Confirmation
                 Value::String(s) => Some(s.clone()),
                 _ => None,
             };
-            let path = if is_photo_post(context.draft) { "photo" } else { "video" };
+            let path = if is_photo_post(context.draft) {
+                "photo"
+            } else {
+                "video"
+            };
             let url = match (context.checkpoint_str("username"), &id) {
-                (Some(user), Some(id)) => Some(format!("https://www.tiktok.com/@{user}/{path}/{id}")),
+                (Some(user), Some(id)) => {
+                    Some(format!("https://www.tiktok.com/@{user}/{path}/{id}"))
+                }
                 _ => None,
             };
             Confirmation::Published(PublishedPost { id, url })
         }
         // Inbox mode: it is in the creator's inbox, where they finish it in the app.
-        Some("SEND_TO_USER_INBOX") => Confirmation::Published(PublishedPost { id: None, url: None }),
+        Some("SEND_TO_USER_INBOX") => Confirmation::Published(PublishedPost {
+            id: None,
+            url: None,
+        }),
         Some("FAILED") => {
             let reason = data["fail_reason"].as_str().unwrap_or("unknown");
             Confirmation::Failed(PublishFailure::permanent(
@@ -428,8 +468,27 @@ pub(super) async fn confirm(context: &PublishContext<'_>) -> Result<Confirmation
                 format!("TikTok did not publish the post: {}", scrub(reason)),
             ))
         }
+        // A file upload whose last chunk never landed (its answer was an ambiguous 5xx, or lost
+        // before it arrived): TikTok will not post it.
+        Some("PROCESSING_UPLOAD") if upload_incomplete(context.checkpoint, &data) => {
+            Confirmation::Failed(PublishFailure::permanent(
+                PostErrorCode::PlatformUnavailable,
+                "TikTok did not receive the whole video, so it was not posted: post it again",
+            ))
+        }
         _ => Confirmation::Processing(CHECK_IN),
     })
+}
+
+/// Whether TikTok's `uploaded_bytes` (T19) is short of the video's size.
+fn upload_incomplete(checkpoint: &Value, status: &Value) -> bool {
+    match (
+        checkpoint["video_size"].as_u64(),
+        status["uploaded_bytes"].as_u64(),
+    ) {
+        (Some(size), Some(uploaded)) => uploaded < size,
+        _ => false,
+    }
 }
 
 /// The post's (only) video, or its first medium.
@@ -439,7 +498,9 @@ fn first_url(context: &PublishContext<'_>) -> Result<url::Url, PublishFailure> {
         .media
         .first()
         .map(|m| m.url.clone())
-        .ok_or_else(|| PublishFailure::permanent(PostErrorCode::InvalidPost, "the post has no media"))
+        .ok_or_else(|| {
+            PublishFailure::permanent(PostErrorCode::InvalidPost, "the post has no media")
+        })
 }
 
 /// The upload's `Content-Type`: the caller's when it names a video, else MP4.
@@ -468,7 +529,11 @@ impl ChunkPlan {
                 "the video is empty",
             ));
         }
-        let chunk = if size < MIN_CHUNK { size } else { CHUNK.min(size) };
+        let chunk = if size < MIN_CHUNK {
+            size
+        } else {
+            CHUNK.min(size)
+        };
         let count = size / chunk;
         if count > MAX_CHUNKS {
             return Err(PublishFailure::permanent(
@@ -516,7 +581,10 @@ async fn upload_chunk(
     };
     let request = ApiRequest::new(Method::PUT, url)
         .without_token()
-        .header("Content-Range", format!("bytes {first}-{last}/{}", plan.size))
+        .header(
+            "Content-Range",
+            format!("bytes {first}-{last}/{}", plan.size),
+        )
         .body(ApiBody::Bytes {
             content_type: content_type.to_owned(),
             bytes: bytes.slice(start..end),
@@ -760,7 +828,52 @@ mod tests {
         };
         assert!(published.url.is_some());
         let items = harness.sim.published("tiktok");
-        assert_eq!(items[0].fields["post_info"]["privacy_level"], "PUBLIC_TO_EVERYONE");
+        assert_eq!(
+            items[0].fields["post_info"]["privacy_level"],
+            "PUBLIC_TO_EVERYONE"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_lost_last_chunk_is_confirmed_by_the_publish_status() {
+        let (harness, creator) = tiktok(SCOPES).await;
+        let clip = harness.media("clip.mp4", MediaKind::Video);
+        let draft = draft("Lost", vec![clip], json!({}));
+        let media = video(2_000_000);
+        let post = harness.post(&draft, &creator, &media);
+        let ready = post.prepare_until_ready().await.unwrap();
+
+        harness
+            .sim
+            .lose_next_api_answers("tiktok", "/upload/video/", 1);
+        let lost = post.send(&ready).await.unwrap_err();
+        assert!(lost.answer_lost, "{lost:?}");
+        // The engine confirms with the Ready checkpoint, which already names the publish id.
+        let Confirmation::Published(published) = confirmed(&harness, &post, &ready).await else {
+            panic!("the last chunk landed");
+        };
+        assert!(published.id.is_some());
+    }
+
+    #[tokio::test]
+    async fn a_5xx_to_the_last_chunk_is_ambiguous_and_confirmed_as_not_posted() {
+        let (harness, creator) = tiktok(SCOPES).await;
+        let clip = harness.media("clip.mp4", MediaKind::Video);
+        let draft = draft("Failed", vec![clip], json!({}));
+        let media = video(2_000_000);
+        let post = harness.post(&draft, &creator, &media);
+        let ready = post.prepare_until_ready().await.unwrap();
+
+        harness
+            .sim
+            .fail_next_api_calls("tiktok", "/upload/video/", 502, 1);
+        let failed = post.send(&ready).await.unwrap_err();
+        assert!(failed.answer_lost, "{failed:?}");
+        let Confirmation::Failed(failure) = post.confirm(&ready).await.unwrap() else {
+            panic!("the upload is incomplete");
+        };
+        assert_eq!(failure.code, PostErrorCode::PlatformUnavailable);
+        assert!(harness.sim.published("tiktok").is_empty());
     }
 
     #[tokio::test]
@@ -775,7 +888,10 @@ mod tests {
         let checkpoint = accepted(post.send(&ready).await.unwrap());
         assert_eq!(
             confirmed(&harness, &post, &checkpoint).await,
-            Confirmation::Published(PublishedPost { id: None, url: None })
+            Confirmation::Published(PublishedPost {
+                id: None,
+                url: None
+            })
         );
         let items = harness.sim.published("tiktok");
         assert_eq!(items[0].kind, "tiktok_video_inbox_draft");
@@ -836,7 +952,10 @@ mod tests {
             .lose_next_api_answers("tiktok", "/post/publish/video/init/", 1);
         let lost = post.send(&ready).await.unwrap_err();
         assert!(lost.answer_lost);
-        assert_eq!(post.confirm(&ready).await.unwrap(), Confirmation::Unknowable);
+        assert_eq!(
+            post.confirm(&ready).await.unwrap(),
+            Confirmation::Unknowable
+        );
     }
 
     #[tokio::test]
@@ -862,23 +981,50 @@ mod tests {
         let code = |d: PostDraft| check_draft("tiktok_creator", &d).map_err(|f| f.code);
         let video = || vec![medium(MediaKind::Video)];
         assert_eq!(code(draft("x", video(), json!({}))), Ok(()));
-        assert_eq!(code(draft("x", vec![], json!({}))), Err(PostErrorCode::InvalidPost));
         assert_eq!(
-            code(draft("x", vec![medium(MediaKind::Video), medium(MediaKind::Image)], json!({}))),
-            Err(PostErrorCode::InvalidPost)
-        );
-        assert_eq!(code(draft("x", video(), json!({ "privacy_level": "EVERYONE" }))), Err(PostErrorCode::InvalidPost));
-        assert_eq!(code(draft("x", video(), json!({ "mode": "later" }))), Err(PostErrorCode::InvalidPost));
-        assert_eq!(code(draft("x", video(), json!({ "colour": "red" }))), Err(PostErrorCode::InvalidPost));
-        assert_eq!(
-            code(draft("x", video(), json!({ "mode": "inbox", "privacy_level": "SELF_ONLY" }))),
+            code(draft("x", vec![], json!({}))),
             Err(PostErrorCode::InvalidPost)
         );
         assert_eq!(
-            code(draft("x", vec![medium(MediaKind::Image)], json!({ "source": "file_upload" }))),
+            code(draft(
+                "x",
+                vec![medium(MediaKind::Video), medium(MediaKind::Image)],
+                json!({})
+            )),
             Err(PostErrorCode::InvalidPost)
         );
-        assert_eq!(code(draft(&"a".repeat(2201), video(), json!({}))), Err(PostErrorCode::InvalidPost));
+        assert_eq!(
+            code(draft("x", video(), json!({ "privacy_level": "EVERYONE" }))),
+            Err(PostErrorCode::InvalidPost)
+        );
+        assert_eq!(
+            code(draft("x", video(), json!({ "mode": "later" }))),
+            Err(PostErrorCode::InvalidPost)
+        );
+        assert_eq!(
+            code(draft("x", video(), json!({ "colour": "red" }))),
+            Err(PostErrorCode::InvalidPost)
+        );
+        assert_eq!(
+            code(draft(
+                "x",
+                video(),
+                json!({ "mode": "inbox", "privacy_level": "SELF_ONLY" })
+            )),
+            Err(PostErrorCode::InvalidPost)
+        );
+        assert_eq!(
+            code(draft(
+                "x",
+                vec![medium(MediaKind::Image)],
+                json!({ "source": "file_upload" })
+            )),
+            Err(PostErrorCode::InvalidPost)
+        );
+        assert_eq!(
+            code(draft(&"a".repeat(2201), video(), json!({}))),
+            Err(PostErrorCode::InvalidPost)
+        );
         assert!(check_draft("board", &draft("x", video(), json!({}))).is_err());
     }
 
@@ -890,14 +1036,35 @@ mod tests {
             body: json!({ "data": {}, "error": { "code": code, "message": "m" } }),
         };
         let code = |a: ApiAnswer| tiktok_failure(&a, false).code;
-        assert_eq!(code(answer(401, "access_token_invalid")), PostErrorCode::ReconnectRequired);
-        assert_eq!(code(answer(401, "scope_not_authorized")), PostErrorCode::PermissionMissing);
-        assert_eq!(code(answer(429, "rate_limit_exceeded")), PostErrorCode::RateLimited);
-        assert_eq!(code(answer(403, "spam_risk_too_many_posts")), PostErrorCode::LimitReached);
-        assert_eq!(code(answer(400, "invalid_params")), PostErrorCode::InvalidPost);
-        assert_eq!(code(answer(403, "url_ownership_unverified")), PostErrorCode::MediaRejected);
         assert_eq!(
-            code(answer(403, "unaudited_client_can_only_post_to_private_accounts")),
+            code(answer(401, "access_token_invalid")),
+            PostErrorCode::ReconnectRequired
+        );
+        assert_eq!(
+            code(answer(401, "scope_not_authorized")),
+            PostErrorCode::PermissionMissing
+        );
+        assert_eq!(
+            code(answer(429, "rate_limit_exceeded")),
+            PostErrorCode::RateLimited
+        );
+        assert_eq!(
+            code(answer(403, "spam_risk_too_many_posts")),
+            PostErrorCode::LimitReached
+        );
+        assert_eq!(
+            code(answer(400, "invalid_params")),
+            PostErrorCode::InvalidPost
+        );
+        assert_eq!(
+            code(answer(403, "url_ownership_unverified")),
+            PostErrorCode::MediaRejected
+        );
+        assert_eq!(
+            code(answer(
+                403,
+                "unaudited_client_can_only_post_to_private_accounts"
+            )),
             PostErrorCode::AccountNotEligible
         );
         assert!(tiktok_failure(&answer(500, "internal_error"), true).answer_lost);

@@ -115,7 +115,11 @@ fn ig_permission_check(sim: &Simulator, caller: &ApiCaller, ig_user_id: &str) ->
     let Some(page) = ig_owner(sim, caller, ig_user_id) else {
         return Some(unknown_object("post", ig_user_id));
     };
-    if caller.object.as_ref().is_some_and(|object| object.id != page) {
+    if caller
+        .object
+        .as_ref()
+        .is_some_and(|object| object.id != page)
+    {
         return Some(unknown_object("post", ig_user_id));
     }
     let missing = IG_PUBLISH_SCOPES
@@ -214,9 +218,11 @@ pub(super) async fn page_photo(
             "(#324) Requires upload file",
         );
     };
-    let fetched = media::fetch(url)
-        .await
-        .and_then(|f| f.is("image").then_some(()).ok_or_else(|| "not an image".to_owned()));
+    let fetched = media::fetch(url).await.and_then(|f| {
+        f.is("image")
+            .then_some(())
+            .ok_or_else(|| "not an image".to_owned())
+    });
     if let Err(detail) = fetched {
         return graph_error(
             StatusCode::BAD_REQUEST,
@@ -236,7 +242,10 @@ pub(super) async fn page_photo(
             fields: Value::Object(params),
         },
     );
-    exchange::json(StatusCode::OK, json!({ "id": photo_id, "post_id": post_id }))
+    exchange::json(
+        StatusCode::OK,
+        json!({ "id": photo_id, "post_id": post_id }),
+    )
 }
 
 // ---- Instagram containers -----------------------------------------------------------------
@@ -304,7 +313,9 @@ pub(super) fn container_node(sim: &Simulator, caller: &ApiCaller, id: &str) -> O
     let words = match status {
         "ERROR" => format!(
             "Error: {}",
-            record["error"].as_str().unwrap_or("Media upload has failed.")
+            record["error"]
+                .as_str()
+                .unwrap_or("Media upload has failed.")
         ),
         "EXPIRED" => "Expired: the container was not published within 24 hours.".to_owned(),
         "IN_PROGRESS" => "In Progress: Media is still being processed.".to_owned(),

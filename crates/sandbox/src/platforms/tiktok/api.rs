@@ -18,7 +18,6 @@ use super::oauth::{api_error, user_info, SPEC};
 use super::posting::{self, ok, per_token_limit, scope_not_authorized, PRIVACY_LEVELS};
 use crate::state::{ApiCaller, Denial, Simulator};
 
-
 pub(super) fn routes() -> Router<Simulator> {
     let at = |rest: &str| SPEC.api_path(rest);
     Router::new()
@@ -26,8 +25,6 @@ pub(super) fn routes() -> Router<Simulator> {
         .route(&at("post/publish/creator_info/query/"), post(creator_info))
         .merge(posting::routes())
 }
-
-/// Every refused token is `access_token_invalid` at 401, the refresh-worthy error (T6, T21).
 
 /// Every refused token is `access_token_invalid` at 401, the refresh-worthy error (T6, T21).
 pub(super) fn denied(_denial: Denial) -> Response {

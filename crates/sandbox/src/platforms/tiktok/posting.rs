@@ -32,7 +32,7 @@ use super::oauth::{api_error, OPEN_ID, SLUG, SPEC};
 use crate::exchange::{self, bearer_token};
 use crate::media;
 use crate::params::{query_pairs, query_param};
-use crate::state::{random_string, ApiCaller, PublishedItem, Simulator};
+use crate::state::{random_string, ApiCaller, ApiFaultKind, PublishedItem, Simulator};
 
 /// How long a post stays in processing after its media arrived, on the sandbox clock.
 pub(crate) const PROCESSING_SECONDS: i64 = 3;
@@ -237,9 +237,10 @@ fn video_source(sim: &Simulator, request: &Value) -> Result<Source, Box<Response
     match field("source").and_then(Value::as_str) {
         Some("FILE_UPLOAD") => {
             let mut numbers = [0u64; 3];
-            for (slot, name) in numbers
-                .iter_mut()
-                .zip(["video_size", "chunk_size", "total_chunk_count"])
+            for (slot, name) in
+                numbers
+                    .iter_mut()
+                    .zip(["video_size", "chunk_size", "total_chunk_count"])
             {
                 match field(name).and_then(Value::as_u64) {
                     Some(n) if n > 0 => *slot = n,
@@ -289,7 +290,9 @@ fn check_chunks(video_size: u64, chunk_size: u64, count: u64) -> Result<(), Stri
         return Ok(());
     }
     if !(MIN_CHUNK..=MAX_CHUNK).contains(&chunk_size) || chunk_size > video_size {
-        return Err("chunk_size must be between 5 MB and 64 MB, and at most video_size.".to_owned());
+        return Err(
+            "chunk_size must be between 5 MB and 64 MB, and at most video_size.".to_owned(),
+        );
     }
     if count != video_size / chunk_size {
         return Err(
@@ -451,8 +454,14 @@ fn media_arrived(sim: &Simulator, publish_id: &str) {
 /// in the inbox has none.
 pub(super) fn item_url(item: &PublishedItem) -> Option<String> {
     match item.kind.as_str() {
-        "tiktok_video" => Some(format!("https://www.tiktok.com/@{USERNAME}/video/{}", item.id)),
-        "tiktok_photo" => Some(format!("https://www.tiktok.com/@{USERNAME}/photo/{}", item.id)),
+        "tiktok_video" => Some(format!(
+            "https://www.tiktok.com/@{USERNAME}/video/{}",
+            item.id
+        )),
+        "tiktok_photo" => Some(format!(
+            "https://www.tiktok.com/@{USERNAME}/photo/{}",
+            item.id
+        )),
         _ => None,
     }
 }
@@ -551,7 +560,11 @@ async fn content_init(
         Some("MEDIA_UPLOAD") => false,
         _ => return invalid_params("post_mode must be DIRECT_POST or MEDIA_UPLOAD."),
     };
-    let scope = if direct { "video.publish" } else { "video.upload" };
+    let scope = if direct {
+        "video.publish"
+    } else {
+        "video.upload"
+    };
     if !caller.grant.has_scope(scope) {
         return scope_not_authorized(scope);
     }
@@ -564,8 +577,14 @@ async fn content_init(
     if let Err(response) = check_post_info(&request, direct) {
         return *response;
     }
-    if request.pointer("/source_info/source").and_then(Value::as_str) != Some("PULL_FROM_URL") {
-        return invalid_params("Photos are posted from URLs only: source_info.source must be PULL_FROM_URL.");
+    if request
+        .pointer("/source_info/source")
+        .and_then(Value::as_str)
+        != Some("PULL_FROM_URL")
+    {
+        return invalid_params(
+            "Photos are posted from URLs only: source_info.source must be PULL_FROM_URL.",
+        );
     }
     let images: Vec<String> = request
         .pointer("/source_info/photo_images")
@@ -603,14 +622,40 @@ async fn content_init(
 
 /// `PUT {upload_url}`: one chunk, in order, with `Content-Range: bytes {first}-{last}/{total}` and
 /// a video media type (T19). Answers 206 while chunks remain and 201 for the last one, which
-/// puts the post out.
+/// puts the post out. Outside the API gate, it applies the API faults itself (path suffix
+/// `/upload/video/`).
 async fn upload(
     State(sim): State<Simulator>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let pairs = query_pairs(query.as_deref());
+    match sim.take_api_fault(SLUG, UPLOAD_PATH) {
+        Some(ApiFaultKind::Status(status)) => {
+            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            return api_error(
+                status,
+                "internal_error",
+                "Something went wrong. Please try again later.",
+            );
+        }
+        Some(ApiFaultKind::LoseAnswer) => {
+            upload_chunk(&sim, query.as_deref(), &headers, &body);
+            return exchange::lost_answer();
+        }
+        None => {}
+    }
+    upload_chunk(&sim, query.as_deref(), &headers, &body)
+}
+
+/// Takes one chunk by the rules.
+fn upload_chunk(
+    sim: &Simulator,
+    query: Option<&str>,
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> Response {
+    let pairs = query_pairs(query);
     let publish_id = query_param(&pairs, "upload_id")
         .and_then(|id| sim.record(SLUG, &upload_key(id)))
         .and_then(|id| id.as_str().map(str::to_owned));
@@ -667,7 +712,7 @@ async fn upload(
     });
     match outcome {
         Ok(true) => {
-            media_arrived(&sim, &publish_id);
+            media_arrived(sim, &publish_id);
             exchange::json(StatusCode::CREATED, json!({}))
         }
         Ok(false) => exchange::json(StatusCode::PARTIAL_CONTENT, json!({})),
