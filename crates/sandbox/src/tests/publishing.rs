@@ -832,3 +832,28 @@ async fn each_posting_call_has_its_per_token_limit() {
         .await;
     assert_eq!(reply.status, StatusCode::OK);
 }
+
+#[tokio::test]
+async fn an_unaudited_client_cannot_post_directly_but_may_upload_to_the_inbox() {
+    let sandbox = Sandbox::new();
+    let token = tiktok_token(&sandbox).await;
+    sandbox.sim.set_tiktok_unaudited(true);
+    let direct = sandbox
+        .tiktok_post("post/publish/video/init/", &token, upload_init(100, 100, 1))
+        .await;
+    assert_eq!(direct.status, StatusCode::FORBIDDEN);
+    assert_eq!(
+        direct.json()["error"]["code"],
+        "unaudited_client_can_only_post_to_private_accounts"
+    );
+    let body = json!({ "source_info": { "source": "FILE_UPLOAD", "video_size": 100, "chunk_size": 100, "total_chunk_count": 1 } });
+    let inbox = sandbox
+        .tiktok_post("post/publish/inbox/video/init/", &token, body)
+        .await;
+    assert_eq!(inbox.status, StatusCode::OK, "{}", inbox.body);
+    sandbox.sim.set_tiktok_unaudited(false);
+    let direct = sandbox
+        .tiktok_post("post/publish/video/init/", &token, upload_init(100, 100, 1))
+        .await;
+    assert_eq!(direct.status, StatusCode::OK);
+}

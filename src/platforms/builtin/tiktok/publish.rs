@@ -877,6 +877,21 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn an_unaudited_client_is_an_account_not_eligible() {
+        let (harness, creator) = tiktok(SCOPES).await;
+        harness.sim.set_tiktok_unaudited(true);
+        let clip = harness.media("clip.mp4", MediaKind::Video);
+        let draft = draft("x", vec![clip], json!({}));
+        let media = video(100);
+        let failure = harness
+            .post(&draft, &creator, &media)
+            .prepare(&Value::Null)
+            .await
+            .unwrap_err();
+        assert_eq!(failure.code, PostErrorCode::AccountNotEligible);
+    }
+
+    #[tokio::test]
     async fn inbox_mode_sends_a_draft_to_the_creator() {
         let (harness, creator) = tiktok(SCOPES).await;
         let clip = harness.media("clip.mp4", MediaKind::Video);

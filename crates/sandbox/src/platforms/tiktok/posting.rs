@@ -11,7 +11,8 @@
 //! `Content-Range: bytes {first}-{last}/{total}` and a video media type); `PULL_FROM_URL` only
 //! from a domain verified in the developer portal (T23; [`Simulator::verify_tiktok_domain`]),
 //! else `url_ownership_unverified`; the per-token rate limits (T18, T19: init 6/min,
-//! creator_info 20/min, status fetch 30/min) as 429 `rate_limit_exceeded`.
+//! creator_info 20/min, status fetch 30/min) as 429 `rate_limit_exceeded`; an unaudited client's
+//! direct posts refused (T20; [`Simulator::set_tiktok_unaudited`]).
 //!
 //! A file upload's post is out once its last chunk lands; a pulled one once the sandbox fetched
 //! it. Either stays `PROCESSING_UPLOAD` / `PROCESSING_DOWNLOAD` for [`PROCESSING_SECONDS`] of the
@@ -71,7 +72,17 @@ fn upload_key(upload_id: &str) -> String {
     format!("upload:{upload_id}")
 }
 
+/// The switch of an unaudited client (see [`Simulator::set_tiktok_unaudited`]).
+const UNAUDITED: &str = "unaudited_client";
+
 impl Simulator {
+    /// Makes the app an unaudited TikTok client (T20): its direct posts to the (public) sandbox
+    /// creator are refused with `unaudited_client_can_only_post_to_private_accounts`; inbox
+    /// uploads still work.
+    pub fn set_tiktok_unaudited(&self, unaudited: bool) {
+        self.set_switch(SLUG, UNAUDITED, unaudited);
+    }
+
     /// Verifies `host` (and its subdomains) for TikTok's `PULL_FROM_URL`, as a developer does in
     /// the portal (T23): until then a pull from it is refused with `url_ownership_unverified`.
     pub fn verify_tiktok_domain(&self, host: &str) {
@@ -175,6 +186,15 @@ fn verified(sim: &Simulator, url: &str) -> bool {
             _ => return false,
         }
     }
+}
+
+/// T20: an unaudited client posts only to private accounts (the sandbox creator is public).
+fn unaudited() -> Response {
+    api_error(
+        StatusCode::FORBIDDEN,
+        "unaudited_client_can_only_post_to_private_accounts",
+        "Unaudited clients can only post to private accounts.",
+    )
 }
 
 fn unverified(url: &str) -> Response {
@@ -481,6 +501,9 @@ async fn video_init(
     if let Some(throttled) = per_token_limit(&sim, &headers, "init", 6) {
         return throttled;
     }
+    if sim.switch(SLUG, UNAUDITED) {
+        return unaudited();
+    }
     let checked = json_body(&headers, &body).and_then(|request| {
         check_post_info(&request, true)?;
         let source = video_source(&sim, &request)?;
@@ -570,6 +593,9 @@ async fn content_init(
     }
     if let Some(throttled) = per_token_limit(&sim, &headers, "init", 6) {
         return throttled;
+    }
+    if direct && sim.switch(SLUG, UNAUDITED) {
+        return unaudited();
     }
     if request.get("media_type").and_then(Value::as_str) != Some("PHOTO") {
         return invalid_params("media_type must be PHOTO.");
