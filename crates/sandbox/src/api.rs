@@ -1,29 +1,30 @@
 //! The platforms' resource APIs, served strictly so that a client of them (the social agent, the
-//! service's proxy) can be built and tested offline: per platform the identity call, the asset
-//! listings and one publishing call, under `/sandbox/{platform}/api/...` with the real API's path
+//! service's proxy and publishing clients) can be built and tested offline: per platform the
+//! identity call, the asset listings and the publishing calls, under `/sandbox/{platform}/api/...` with the real API's path
 //! structure after its real base (a real `https://api.example.com/v1/` becomes
 //! `{base}/sandbox/{platform}/api/v1/`).
 //!
 //! This module owns what the APIs share: their bases ([`api_base`]) and the gate every API call
-//! goes through ([`gate`]: forced token failures, bearer validation, the platform's own checks,
-//! throttling, usage headers, recording). Each platform's routes, error bodies and headers are
+//! goes through ([`gate`]: injected faults (a 5xx without acting, or an answer lost after
+//! acting), forced token failures, bearer validation, the platform's own checks, throttling,
+//! usage headers, recording). Each platform's routes, error bodies and headers are
 //! its module's, reached through `SimulatedPlatform`. It does not own the OAuth endpoints nor any
-//! upload or media processing.
+//! upload or media processing (the platform modules', with `media`'s fetching).
 //!
 //! Every fact follows `/work/shared/platform-apis.md`; the platform modules cite its source keys.
 
 use axum::extract::{Request, State};
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::Router;
 
 use crate::bearer::{form_params, presented_token};
-use crate::exchange::reject;
+use crate::exchange::{lost_answer, reject};
 use crate::params::query_pairs;
 use crate::platform::{ApiCall, Platform};
 use crate::platforms::{find, TABLE};
-use crate::state::{ApiCaller, ApiRequestRecord, Denial, Simulator};
+use crate::state::{ApiCaller, ApiFaultKind, ApiRequestRecord, Denial, Simulator};
 
 /// The URL the service should use as `platform`'s API base when pointed at the sandbox under
 /// `base` (e.g. `http://127.0.0.1:8003`): the real root segment and a trailing slash, as in
@@ -80,6 +81,21 @@ async fn gate(State(sim): State<Simulator>, request: Request, next: Next) -> Res
         }
     }
     let token = presented_token(platform.spec, request.headers(), &params);
+    let fault = sim.take_api_fault(key, &path);
+    if let Some(ApiFaultKind::Status(status)) = fault {
+        let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let response = platform.rules.api_fault_body(status);
+        sim.record_api_request(
+            key,
+            ApiRequestRecord {
+                method,
+                path,
+                token,
+                status: status.as_u16(),
+            },
+        );
+        return response;
+    }
     let admitted = admit(
         &sim,
         platform,
@@ -109,6 +125,9 @@ async fn gate(State(sim): State<Simulator>, request: Request, next: Next) -> Res
             status,
         },
     );
+    if fault == Some(ApiFaultKind::LoseAnswer) {
+        return lost_answer();
+    }
     response
 }
 

@@ -189,3 +189,14 @@ pub(crate) fn trace_id() -> String {
 pub(crate) fn join_scopes(scopes: &[String], separator: &str) -> String {
     scopes.join(separator)
 }
+
+/// A response whose body fails before its first byte. hyper buffers a response's head until the
+/// body yields, and a body error ends the connection with the buffer unsent: the caller sees the
+/// connection close with no answer at all (`connection closed before message completed`), as the
+/// sandbox's own test checks on a real socket.
+pub(crate) fn lost_answer() -> Response {
+    let body = futures_util::stream::once(async {
+        Err::<axum::body::Bytes, _>(std::io::Error::other("the answer is lost"))
+    });
+    Response::new(axum::body::Body::from_stream(body))
+}

@@ -42,6 +42,7 @@
 //!   credentials, JSON helpers), `bearer` (judging a presented API token) and `events` (sending
 //!   notices: the delivery task with its retries, redelivery, challenges, and the generic HMAC
 //!   and JSON helpers notices are built with): shared helpers on top of `state`.
+//! - `media`: fetching a medium by URL as a platform does (bounded in time and size).
 //! - `platform`: the `SimulatedPlatform` trait (one method per stage, each with a default) and
 //!   `Platform`, a spec paired with its behaviour.
 //! - `platforms/{platform}/`, one folder per platform: `oauth.rs` (its spec and OAuth rules),
@@ -55,6 +56,8 @@
 //!   and `api` (the API gate and [`api_base`]), which reach platforms through the table only.
 //! - `apps_page` (the "Apps and websites" page per platform and removing the app), which reaches
 //!   platforms through the table only and renders with `consent`'s helper.
+//! - `feed_page` (the feed per platform: what was published, per account, with each item's
+//!   public URL), which reaches platforms through the table only.
 //! - this file: the service-facing functions ([`endpoints`], [`router`]) and re-exports.
 
 mod api;
@@ -63,6 +66,8 @@ mod bearer;
 mod consent;
 mod events;
 mod exchange;
+mod feed_page;
+mod media;
 mod memory;
 mod outbox;
 mod params;
@@ -119,7 +124,8 @@ pub fn router(sim: Simulator) -> Router {
             Router::new()
                 .merge(consent::routes())
                 .merge(token::routes())
-                .merge(apps_page::routes()),
+                .merge(apps_page::routes())
+                .merge(feed_page::routes()),
             |router, platform| router.merge(platform.rules.oauth_routes()),
         )
         .merge(api::routes(sim.clone()))

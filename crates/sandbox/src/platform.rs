@@ -16,7 +16,7 @@ use crate::exchange::{json, TokenCall};
 use crate::outbox::Notice;
 use crate::params::QueryParams;
 use crate::spec::{AuthorizeOptions, PlatformSpec};
-use crate::state::{ApiCaller, ApiRateLimit, Denial, GrantView, Simulator};
+use crate::state::{ApiCaller, ApiRateLimit, Denial, GrantView, PublishedItem, Simulator};
 
 /// An error to redirect to the client with from the authorization endpoint: its `error` code and
 /// `error_description`.
@@ -103,6 +103,18 @@ pub(crate) trait SimulatedPlatform: Sync {
             StatusCode::UNAUTHORIZED,
             json!({ "error": "invalid_token" }),
         )
+    }
+
+    /// The API's answer to an injected server failure (see `Simulator::fail_next_api_calls`), in
+    /// the platform's error shape.
+    fn api_fault_body(&self, status: StatusCode) -> Response {
+        json(status, json!({ "error": "server_error" }))
+    }
+
+    /// The public URL of a published item, as the platform would show it (the feed page links
+    /// it; the platform's API answers it where it has a permalink). None by default.
+    fn item_url(&self, _item: &PublishedItem) -> Option<String> {
+        None
     }
 
     /// The API's answer when the gate could not read a request body it needed.

@@ -343,7 +343,41 @@ impl Simulator {
 
     /// Everything `platform`'s publishing calls have published, in order.
     pub fn published(&self, platform: &str) -> Vec<PublishedItem> {
-        self.observe(platform, |p| p.api.published.clone())
+        self.observe(platform, |p| {
+            p.api
+                .published
+                .iter()
+                .map(|(item, _)| item.clone())
+                .collect()
+        })
+    }
+
+    /// Makes the next `count` calls to `platform`'s API whose path ends with `path_suffix`
+    /// (e.g. `/media_publish`, `/post/publish/video/init/`) be performed as usual (published,
+    /// recorded) and then lose their answer: the connection closes before a byte of it is sent,
+    /// as [`Fault::LoseAnswer`] does for token calls. The call is recorded with the status the
+    /// platform gave it.
+    pub fn lose_next_api_answers(&self, platform: &str, path_suffix: &str, count: u32) {
+        self.add_api_fault(platform, path_suffix, ApiFaultKind::LoseAnswer, count);
+    }
+
+    /// Makes the next `count` calls to `platform`'s API whose path ends with `path_suffix` answer
+    /// `status` (a 5xx, say) in the platform's error shape, without doing anything.
+    pub fn fail_next_api_calls(&self, platform: &str, path_suffix: &str, status: u16, count: u32) {
+        self.add_api_fault(platform, path_suffix, ApiFaultKind::Status(status), count);
+    }
+
+    fn add_api_fault(&self, platform: &str, path_suffix: &str, kind: ApiFaultKind, count: u32) {
+        if count == 0 {
+            return;
+        }
+        self.control(platform, |p| {
+            p.api.faults.push(ApiFault {
+                path_suffix: path_suffix.to_owned(),
+                kind,
+                remaining: count,
+            });
+        });
     }
 
     /// Makes `platform`'s consent screens sign in as the sandbox's account `account`: 0 is the
@@ -1129,14 +1163,38 @@ pub(crate) const REMEMBERED_REQUESTS: usize = 10_000;
 #[derive(Default)]
 pub(crate) struct ApiState {
     pub(crate) requests: VecDeque<ApiRequestRecord>,
-    pub(crate) published: Vec<PublishedItem>,
+    /// Everything published, with when (the sandbox clock), in order.
+    pub(crate) published: Vec<(PublishedItem, DateTime<Utc>)>,
     pub(crate) rate_limit: Option<ApiRateLimit>,
     pub(crate) forced_invalid: u32,
-    /// Created but not yet published items (containers published by a second call), by id.
-    pub(crate) drafts: HashMap<String, PublishedItem>,
     /// Webhook subscriptions an app made for an object it manages: the fields, by object id and
     /// client id.
     pub(crate) subscriptions: std::collections::BTreeMap<(String, String), Vec<String>>,
+    /// A platform module's own records of its API objects (containers, uploads, verified
+    /// domains...), by a key the module chooses; the shared code never reads them.
+    pub(crate) records: HashMap<String, serde_json::Value>,
+    /// When each (caller, limit name) was let through lately, for per-caller sliding windows.
+    pub(crate) windows: HashMap<(String, &'static str), VecDeque<DateTime<Utc>>>,
+    /// Injected faults of publishing API calls, in the order they were set.
+    pub(crate) faults: Vec<ApiFault>,
+}
+
+/// What an injected API fault does (see [`Simulator::lose_next_api_answers`] and
+/// [`Simulator::fail_next_api_calls`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum ApiFaultKind {
+    /// Perform the call, then drop the connection without a byte of the answer.
+    LoseAnswer,
+    /// Answer with this status, in the platform's error shape, without performing the call.
+    Status(u16),
+}
+
+/// A fault set on the next calls to API paths ending with `path_suffix`.
+#[derive(Clone, Debug)]
+pub(crate) struct ApiFault {
+    pub(crate) path_suffix: String,
+    pub(crate) kind: ApiFaultKind,
+    pub(crate) remaining: u32,
 }
 
 #[derive(Default)]
@@ -1225,26 +1283,79 @@ impl Simulator {
         )
     }
 
-    /// Records a published item.
+    /// Records a published item, at the sandbox clock's now.
     pub(crate) fn publish(&self, platform: &str, item: PublishedItem) {
-        self.with_api(platform, |api| api.published.push(item));
+        let now = self.now();
+        self.with_api(platform, |api| api.published.push((item, now)));
     }
 
-    /// Keeps a created, not yet published item (a container published by a second call).
-    pub(crate) fn store_draft(&self, platform: &str, item: PublishedItem) {
+    /// Everything published on `platform`, with when.
+    pub(crate) fn published_with_times(
+        &self,
+        platform: &str,
+    ) -> Vec<(PublishedItem, DateTime<Utc>)> {
+        self.with_api(platform, |api| api.published.clone())
+    }
+
+    /// A platform module's record `key`.
+    pub(crate) fn record(&self, platform: &str, key: &str) -> Option<serde_json::Value> {
+        self.with_api(platform, |api| api.records.get(key).cloned())
+    }
+
+    /// Stores a platform module's record `key`.
+    pub(crate) fn set_record(&self, platform: &str, key: &str, value: serde_json::Value) {
         self.with_api(platform, |api| {
-            api.drafts.insert(item.id.clone(), item);
+            api.records.insert(key.to_owned(), value);
         });
     }
 
-    /// A draft by id, without consuming it.
-    pub(crate) fn draft(&self, platform: &str, id: &str) -> Option<PublishedItem> {
-        self.with_api(platform, |api| api.drafts.get(id).cloned())
+    /// Changes a platform module's record `key` under the lock (so two calls cannot both act
+    /// on the same state): `change` sees `None` for a record that does not exist.
+    pub(crate) fn update_record<T>(
+        &self,
+        platform: &str,
+        key: &str,
+        change: impl FnOnce(Option<&mut serde_json::Value>) -> T,
+    ) -> T {
+        self.with_api(platform, |api| change(api.records.get_mut(key)))
     }
 
-    /// Takes (and so consumes) a draft.
-    pub(crate) fn take_draft(&self, platform: &str, id: &str) -> Option<PublishedItem> {
-        self.with_api(platform, |api| api.drafts.remove(id))
+    /// Counts a call of `caller` against the limit `name` of `limit` calls per `window`: `false`
+    /// (and nothing counted) when the window is full.
+    pub(crate) fn within_window(
+        &self,
+        platform: &str,
+        caller: &str,
+        name: &'static str,
+        limit: usize,
+        window: Duration,
+    ) -> bool {
+        let now = self.now();
+        self.with_api(platform, |api| {
+            let times = api.windows.entry((caller.to_owned(), name)).or_default();
+            while times.front().is_some_and(|t| *t <= now - window) {
+                times.pop_front();
+            }
+            if times.len() >= limit {
+                return false;
+            }
+            times.push_back(now);
+            true
+        })
+    }
+
+    /// Consumes one injected fault matching `path`, if any is set.
+    pub(crate) fn take_api_fault(&self, platform: &str, path: &str) -> Option<ApiFaultKind> {
+        self.with_api(platform, |api| {
+            let fault = api
+                .faults
+                .iter_mut()
+                .find(|f| f.remaining > 0 && path.ends_with(&f.path_suffix))?;
+            fault.remaining -= 1;
+            let kind = fault.kind;
+            api.faults.retain(|f| f.remaining > 0);
+            Some(kind)
+        })
     }
 
     /// Consumes one forced "token invalid" answer, if any are left.

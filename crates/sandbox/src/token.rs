@@ -14,7 +14,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{on, MethodFilter};
 use axum::Router;
 
-use crate::exchange::TokenCall;
+use crate::exchange::{lost_answer, TokenCall};
 use crate::platform::Platform;
 use crate::platforms::TABLE;
 use crate::state::{Fault, Simulator, TokenRequestRecord};
@@ -106,15 +106,4 @@ async fn token_endpoint(sim: &Simulator, platform: Platform, call: &TokenCall) -
         },
     );
     response
-}
-
-/// A response whose body fails before its first byte. hyper buffers a response's head until the
-/// body yields, and a body error ends the connection with the buffer unsent: the caller sees the
-/// connection close with no answer at all (`connection closed before message completed`), as the
-/// sandbox's own test checks on a real socket.
-fn lost_answer() -> Response {
-    let body = futures_util::stream::once(async {
-        Err::<Bytes, _>(std::io::Error::other("the answer is lost"))
-    });
-    Response::new(axum::body::Body::from_stream(body))
 }

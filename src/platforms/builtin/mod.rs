@@ -6,6 +6,9 @@ mod google;
 mod linkedin;
 mod meta;
 mod pinterest;
+/// The publishing clients' test harness (the sandbox on a port, tokens, a fixed media source).
+#[cfg(all(test, feature = "sandbox"))]
+pub(crate) mod publish_harness;
 mod tiktok;
 mod twitter;
 

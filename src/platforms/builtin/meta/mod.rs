@@ -1,8 +1,10 @@
 //! Meta (Facebook and Instagram): the definition and its quirks, long-lived token exchange, the
 //! merchant's pages and permissions, the token's data-access expiry (`debug_token`), and asset
-//! discovery (Pages, Instagram accounts, ad accounts). Sources: `shared/providers.md` §1.
+//! discovery (Pages, Instagram accounts, ad accounts) and publishing (`publish`: Instagram and
+//! Page posts). Sources: `shared/providers.md` §1, `shared/platform-apis.md` §1.
 
 mod events;
+mod publish;
 
 use std::collections::BTreeMap;
 
@@ -22,6 +24,9 @@ use crate::platforms::events::{EventKeys, EventRejection, InboundRequest, Receip
 use crate::platforms::platform::{
     AccountExtras, AccountMapping, ClientAuth, ConsentMode, ErrorShape, Pkce, Platform,
     PlatformHttp, PlatformSpec, ReconnectRule, Renewal, Revocation, TokenGrant, TokenMethod,
+};
+use crate::platforms::publish::{
+    Confirmation, PostDraft, Prepared, PublishContext, PublishFailure, Sent,
 };
 
 /// A Graph API URL, with the version pinned in one place (providers.md: "pin the Graph version in
@@ -245,6 +250,30 @@ impl Platform for Meta {
     ) -> Option<(&'static str, SecretString)> {
         let secret = &spec.credentials.as_ref()?.client_secret;
         Some(("appsecret_proof", appsecret_proof(secret, access_token)))
+    }
+
+    /// Instagram accounts and Facebook Pages (`publish`).
+    fn publish_kinds(&self) -> &'static [&'static str] {
+        publish::KINDS
+    }
+
+    fn check_draft(&self, kind: &str, draft: &PostDraft) -> Result<(), PublishFailure> {
+        publish::check_draft(kind, draft)
+    }
+
+    async fn prepare_post(&self, context: &PublishContext<'_>) -> Result<Prepared, PublishFailure> {
+        publish::prepare(context).await
+    }
+
+    async fn send_post(&self, context: &PublishContext<'_>) -> Result<Sent, PublishFailure> {
+        publish::send(context).await
+    }
+
+    async fn confirm_post(
+        &self,
+        context: &PublishContext<'_>,
+    ) -> Result<Confirmation, PublishFailure> {
+        publish::confirm(context).await
     }
 }
 

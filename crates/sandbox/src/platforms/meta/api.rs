@@ -1,8 +1,9 @@
 //! Meta's Graph API as the sandbox serves it under `/sandbox/meta/api/v25.0/`: `/me`,
 //! `/me/accounts` (Pages with their Page tokens and linked Instagram accounts), `/me/adaccounts`,
-//! `/{page-id}` and `/{container-id}` reads, the publishing calls (`/{page-id}/feed` with that
-//! Page's token, Instagram's `/{ig-user-id}/media` + `/{ig-user-id}/media_publish`) and a Page's
-//! webhook subscriptions (`/{page-id}/subscribed_apps`, answered by `super::subscriptions`).
+//! `/{page-id}`, `/{container-id}` and `/{media-id}` reads, the publishing calls (answered by
+//! `super::publishing`: a Page's `feed` and `photos`, Instagram's containers, `media_publish` and
+//! `content_publishing_limit`) and a Page's webhook subscriptions (`/{page-id}/subscribed_apps`,
+//! answered by `super::subscriptions`).
 //!
 //! It owns Graph's token errors (HTTP 400, code 190 with subcodes, `WWW-Authenticate`; M4, M23),
 //! permission errors (codes 10 and 200; M4, M24), throttling (codes 4 and 80001 with usage
@@ -21,11 +22,12 @@ use serde_json::{json, Map, Value};
 use sha2::Sha256;
 
 use super::oauth::{accounts, graph_error, me, SLUG, SPEC};
+use super::publishing::{self, unknown_object};
 use super::subscriptions;
 use crate::exchange::{self, reject};
 use crate::params::{query_pairs, query_param};
 use crate::platform::ApiCall;
-use crate::state::{random_string, ApiCaller, ApiRateLimit, Denial, PublishedItem, Simulator};
+use crate::state::{ApiCaller, ApiRateLimit, Denial, Simulator};
 
 pub(super) fn routes() -> Router<Simulator> {
     let at = |rest: &str| SPEC.api_path(rest);
@@ -74,20 +76,6 @@ pub(super) fn denied(denial: Denial) -> Response {
 /// 3rd-party reports put these at HTTP 403 (M24).
 fn missing_permission(code: u32, message: &str) -> Response {
     graph_error(StatusCode::FORBIDDEN, code, None, message)
-}
-
-fn bad_param(message: &str) -> Response {
-    graph_error(StatusCode::BAD_REQUEST, 100, None, message)
-}
-
-/// Graph's answer for an id that is not one of the caller's objects.
-fn unknown_object(method: &str, id: &str) -> Response {
-    graph_error(
-        StatusCode::BAD_REQUEST,
-        100,
-        Some(33),
-        &format!("Unsupported {method} request. Object with ID '{id}' does not exist, cannot be loaded due to missing permissions, or does not support this operation."),
-    )
 }
 
 /// Throttling (M16): a user token hits the app's Platform limit (code 4, `X-App-Usage` at 100);
@@ -260,11 +248,11 @@ async fn node(
 ) -> Response {
     let pairs = query_pairs(query.as_deref());
     let fields = query_param(&pairs, "fields");
-    if let Some(container) = sim.draft(SLUG, &id) {
-        if ig_owner(&sim, &caller, &container.target).is_some() {
-            let object = json!({ "id": id, "status_code": "FINISHED", "status": "Finished: Media has been uploaded and it is ready to be published." });
-            return exchange::json(StatusCode::OK, select(&object, fields, &[]));
-        }
+    if let Some(container) = publishing::container_node(&sim, &caller, &id) {
+        return exchange::json(StatusCode::OK, select(&container, fields, &["status_code"]));
+    }
+    if let Some(published) = publishing::published_node(&sim, &caller, &id) {
+        return exchange::json(StatusCode::OK, select(&published, fields, &[]));
     }
     let pages = sim.object_tokens(caller.grant.grant_id);
     let Some(page) = pages.iter().find(|page| page.id == id) else {
@@ -282,14 +270,6 @@ async fn node(
         );
     }
     exchange::json(StatusCode::OK, select(&object, fields, &["name"]))
-}
-
-/// The Page an Instagram account of the caller's grant is linked to.
-fn ig_owner(sim: &Simulator, caller: &ApiCaller, ig_user_id: &str) -> Option<String> {
-    sim.object_tokens(caller.grant.grant_id)
-        .into_iter()
-        .find(|page| page.linked.is_some_and(|(id, _)| id == ig_user_id))
-        .map(|page| page.id.to_owned())
 }
 
 /// The parameters of a Graph POST: the query, then a form or JSON body (Graph reads all three).
@@ -317,14 +297,8 @@ fn graph_params(query: Option<&str>, headers: &HeaderMap, body: &Bytes) -> Map<S
     params
 }
 
-fn text<'a>(params: &'a Map<String, Value>, name: &str) -> Option<&'a str> {
-    params
-        .get(name)
-        .and_then(Value::as_str)
-        .filter(|v| !v.is_empty())
-}
-
-/// `POST /{node}/{edge}`: the three publishing edges.
+/// `POST /{node}/{edge}`: the publishing edges (answered by `super::publishing`) and
+/// `subscribed_apps`.
 async fn publish(
     State(sim): State<Simulator>,
     Extension(caller): Extension<ApiCaller>,
@@ -335,15 +309,17 @@ async fn publish(
 ) -> Response {
     let params = graph_params(query.as_deref(), &headers, &body);
     match edge.as_str() {
-        "feed" => page_post(&sim, &caller, &node, params),
-        "media" => ig_container(&sim, &caller, &node, params),
-        "media_publish" => ig_publish(&sim, &caller, &node, &params),
+        "feed" => publishing::page_post(&sim, &caller, &node, params),
+        "photos" => publishing::page_photo(&sim, &caller, &node, params).await,
+        "media" => publishing::ig_container(&sim, &caller, &node, params).await,
+        "media_publish" => publishing::ig_publish(&sim, &caller, &node, &params),
         "subscribed_apps" => subscriptions::subscribe(&sim, &caller, &node, &params),
         _ => unknown_object("post", &node),
     }
 }
 
-/// `GET /{node}/{edge}`: a Page's `subscribed_apps` (the other edges are routes of their own).
+/// `GET /{node}/{edge}`: a Page's `subscribed_apps`, an Instagram account's
+/// `content_publishing_limit` (the other edges are routes of their own).
 async fn read_edge(
     State(sim): State<Simulator>,
     Extension(caller): Extension<ApiCaller>,
@@ -351,6 +327,7 @@ async fn read_edge(
 ) -> Response {
     match edge.as_str() {
         "subscribed_apps" => subscriptions::list(&sim, &caller, &node),
+        "content_publishing_limit" => publishing::publishing_limit(&sim, &caller, &node),
         _ => unknown_object("get", &node),
     }
 }
@@ -365,149 +342,6 @@ async fn delete_edge(
         "subscribed_apps" => subscriptions::unsubscribe(&sim, &caller, &node),
         _ => unknown_object("delete", &node),
     }
-}
-
-/// `POST /{page-id}/feed` (M19): only that Page's own token may post, with `pages_manage_posts`
-/// and `pages_read_engagement`; `message` or `link` is required. Answers `{"id":"{page}_{post}"}`
-/// (M25).
-fn page_post(
-    sim: &Simulator,
-    caller: &ApiCaller,
-    page_id: &str,
-    params: Map<String, Value>,
-) -> Response {
-    let own_page = caller
-        .object
-        .as_ref()
-        .is_some_and(|page| page.id == page_id);
-    let grant = &caller.grant;
-    if !own_page
-        || !grant.has_scope("pages_manage_posts")
-        || !grant.has_scope("pages_read_engagement")
-    {
-        if caller.object.is_none()
-            && !sim
-                .object_tokens(grant.grant_id)
-                .iter()
-                .any(|p| p.id == page_id)
-        {
-            return unknown_object("post", page_id);
-        }
-        return missing_permission(200, "(#200) If posting to a page, requires both pages_read_engagement and pages_manage_posts as an admin with sufficient administrative permission");
-    }
-    if text(&params, "message").is_none() && text(&params, "link").is_none() {
-        return bad_param("(#100) Missing message or attachment");
-    }
-    let id = format!("{page_id}_{}", numeric_id());
-    sim.publish(
-        SLUG,
-        PublishedItem {
-            kind: "facebook_post".to_owned(),
-            id: id.clone(),
-            target: page_id.to_owned(),
-            fields: Value::Object(params),
-        },
-    );
-    exchange::json(StatusCode::OK, json!({ "id": id }))
-}
-
-/// The permissions Instagram publishing needs (M20).
-const IG_PUBLISH_SCOPES: [&str; 3] = [
-    "instagram_basic",
-    "instagram_content_publish",
-    "pages_read_engagement",
-];
-
-fn ig_permission_check(sim: &Simulator, caller: &ApiCaller, ig_user_id: &str) -> Option<Response> {
-    if ig_owner(sim, caller, ig_user_id).is_none() {
-        return Some(unknown_object("post", ig_user_id));
-    }
-    let missing = IG_PUBLISH_SCOPES
-        .iter()
-        .find(|scope| !caller.grant.has_scope(scope))?;
-    Some(missing_permission(
-        10,
-        &format!("(#10) Application does not have permission for this action: requires {missing}"),
-    ))
-}
-
-/// `POST /{ig-user-id}/media` (M20): an image (`image_url`) or a reel (`media_type=REELS` +
-/// `video_url`) with an optional `caption`; answers the container id.
-fn ig_container(
-    sim: &Simulator,
-    caller: &ApiCaller,
-    ig_user_id: &str,
-    params: Map<String, Value>,
-) -> Response {
-    if let Some(refusal) = ig_permission_check(sim, caller, ig_user_id) {
-        return refusal;
-    }
-    let required = match text(&params, "media_type") {
-        None | Some("IMAGE") => "image_url",
-        Some("REELS") | Some("VIDEO") => "video_url",
-        Some(other) => {
-            return bad_param(&format!(
-                "(#100) The parameter media_type has an invalid value: {other}"
-            ))
-        }
-    };
-    if text(&params, required).is_none() {
-        return bad_param(&format!("(#100) The parameter {required} is required"));
-    }
-    let id = numeric_id();
-    sim.store_draft(
-        SLUG,
-        PublishedItem {
-            kind: "instagram_media".to_owned(),
-            id: id.clone(),
-            target: ig_user_id.to_owned(),
-            fields: Value::Object(params),
-        },
-    );
-    exchange::json(StatusCode::OK, json!({ "id": id }))
-}
-
-/// `POST /{ig-user-id}/media_publish?creation_id=` (M20): publishes a container of that account,
-/// once; answers the media id.
-fn ig_publish(
-    sim: &Simulator,
-    caller: &ApiCaller,
-    ig_user_id: &str,
-    params: &Map<String, Value>,
-) -> Response {
-    if let Some(refusal) = ig_permission_check(sim, caller, ig_user_id) {
-        return refusal;
-    }
-    let Some(creation_id) = text(params, "creation_id") else {
-        return bad_param("(#100) The parameter creation_id is required");
-    };
-    let Some(mut item) = sim
-        .draft(SLUG, creation_id)
-        .filter(|draft| draft.target == ig_user_id)
-        .and_then(|_| sim.take_draft(SLUG, creation_id))
-    else {
-        // The error Instagram gives for an unknown or already published container.
-        return graph_error(
-            StatusCode::BAD_REQUEST,
-            9007,
-            Some(2_207_027),
-            "Media ID is not available",
-        );
-    };
-    item.id = numeric_id();
-    let id = item.id.clone();
-    sim.publish(SLUG, item);
-    exchange::json(StatusCode::OK, json!({ "id": id }))
-}
-
-/// A Graph-style numeric object id.
-fn numeric_id() -> String {
-    let digits: String = random_string(40)
-        .bytes()
-        .map(|b| char::from(b'0' + b % 10))
-        .take(17)
-        .collect();
-    format!("1{digits}")
 }
 
 /// The switch of an app with *Require App Secret* (see
@@ -530,4 +364,17 @@ pub(super) fn unreadable_body() -> Response {
         None,
         "(#100) The request body could not be read.",
     )
+}
+
+/// Graph's answer to an injected server failure: code 2, "temporary issue" (M4: 1 and 2 are
+/// transient).
+pub(super) fn fault_body(status: StatusCode) -> Response {
+    let mut response = graph_error(
+        status,
+        2,
+        None,
+        "An unexpected error has occurred. Please retry your request later.",
+    );
+    *response.status_mut() = status;
+    response
 }

@@ -1,7 +1,8 @@
 //! Meta's simulator: Facebook Login's OAuth rules (`oauth`: the Graph token endpoint with its
 //! long-lived exchange, `/me`, Pages with their own tokens, permissions, `debug_token`) and the
-//! Graph API (`api`: identity, Pages, ad accounts, Page and Instagram publishing, throttling with
-//! usage headers, `appsecret_proof`; `subscriptions`: a Page's `subscribed_apps`) and Meta's
+//! Graph API (`api`: identity, Pages, ad accounts, throttling with usage headers,
+//! `appsecret_proof`; `publishing`: Page posts and photos, Instagram containers with their status
+//! transitions, `media_publish` and the daily limit; `subscriptions`: a Page's `subscribed_apps`) and Meta's
 //! notices to the app (`events`: the Deauthorize and Data Deletion callbacks, signed webhooks,
 //! the webhook verification), joined to the shared simulator code by [`SimulatedPlatform`] and
 //! listed in the table as [`PLATFORM`].
@@ -11,6 +12,7 @@
 mod api;
 mod events;
 mod oauth;
+mod publishing;
 mod subscriptions;
 
 use axum::http::{HeaderMap, StatusCode};
@@ -23,7 +25,7 @@ use crate::outbox::Notice;
 use crate::params::QueryParams;
 use crate::platform::{ApiCall, Platform, Refusal, Rejection, SimulatedPlatform};
 use crate::spec::AuthorizeOptions;
-use crate::state::{ApiCaller, ApiRateLimit, Denial, GrantView, Simulator};
+use crate::state::{ApiCaller, ApiRateLimit, Denial, GrantView, PublishedItem, Simulator};
 
 /// Meta's entry in the table.
 pub(crate) const PLATFORM: Platform = Platform {
@@ -64,6 +66,14 @@ impl SimulatedPlatform for Meta {
 
     fn api_unreadable_body(&self) -> Response {
         api::unreadable_body()
+    }
+
+    fn api_fault_body(&self, status: StatusCode) -> Response {
+        api::fault_body(status)
+    }
+
+    fn item_url(&self, item: &PublishedItem) -> Option<String> {
+        publishing::item_url(item)
     }
 
     fn api_admit(

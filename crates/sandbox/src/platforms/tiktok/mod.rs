@@ -1,6 +1,7 @@
 //! TikTok's simulator: Login Kit's OAuth rules (`oauth`: `client_key`, rotating refresh tokens,
 //! the `data.user` user info and TikTok's two error shapes) and the Content Posting API (`api`:
-//! creator info and the direct-post init) and TikTok's signed webhook events (`events`), joined
+//! creator info; `posting`: direct, inbox and photo posts, the chunked upload, the publish
+//! status, verified domains and per-token limits) and TikTok's signed webhook events (`events`), joined
 //! to the shared simulator code by [`SimulatedPlatform`] and listed in the table as [`PLATFORM`].
 //!
 //! Sources are cited in each file.
@@ -8,6 +9,7 @@
 mod api;
 mod events;
 mod oauth;
+mod posting;
 
 use axum::http::StatusCode;
 use axum::response::Response;
@@ -17,7 +19,7 @@ use chrono::{DateTime, Utc};
 use crate::exchange::TokenCall;
 use crate::outbox::Notice;
 use crate::platform::{Platform, Rejection, SimulatedPlatform};
-use crate::state::{ApiCaller, ApiRateLimit, Denial, GrantView, Simulator};
+use crate::state::{ApiCaller, ApiRateLimit, Denial, GrantView, PublishedItem, Simulator};
 
 /// TikTok's entry in the table.
 pub(crate) const PLATFORM: Platform = Platform {
@@ -52,13 +54,21 @@ impl SimulatedPlatform for TikTok {
         api::denied(denial)
     }
 
+    fn api_fault_body(&self, status: StatusCode) -> Response {
+        api::fault_body(status)
+    }
+
+    fn item_url(&self, item: &PublishedItem) -> Option<String> {
+        posting::item_url(item)
+    }
+
     fn api_throttled(
         &self,
         _caller: &ApiCaller,
         _limit: ApiRateLimit,
         _now: DateTime<Utc>,
     ) -> Response {
-        api::throttled()
+        posting::throttled()
     }
 
     fn account_id(&self, _account: u32) -> String {

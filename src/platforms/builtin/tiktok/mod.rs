@@ -1,6 +1,9 @@
-//! TikTok (Login Kit): the definition and its quirk, errors inside a 200 envelope, and asset
-//! discovery (the creator and what its posting API allows). Sources: `shared/providers.md` §2,
+//! TikTok (Login Kit): the definition and its quirk, errors inside a 200 envelope, asset
+//! discovery (the creator and what its posting API allows) and publishing (`publish`: videos and
+//! photos through the Content Posting API). Sources: `shared/providers.md` §2,
 //! `shared/platform-apis.md` §2.
+
+mod publish;
 
 use secrecy::SecretString;
 use serde_json::{json, Value};
@@ -18,6 +21,9 @@ use crate::platforms::events::{
 use crate::platforms::platform::{
     AccountMapping, ClientAuth, ConsentMode, ErrorShape, Pkce, Platform, PlatformHttp,
     PlatformSpec, ReconnectRule, Renewal, Revocation, TokenMethod,
+};
+use crate::platforms::publish::{
+    Confirmation, PostDraft, Prepared, PublishContext, PublishFailure, Sent,
 };
 
 // providers.md §2: client_key, comma scopes, flat token response, data-wrapped user info.
@@ -141,6 +147,30 @@ impl Platform for TikTok {
         access_token: &SecretString,
     ) -> Result<AssetSet, PlatformError> {
         discover_assets(http, spec, access_token).await
+    }
+
+    /// The creator (`publish`).
+    fn publish_kinds(&self) -> &'static [&'static str] {
+        publish::KINDS
+    }
+
+    fn check_draft(&self, kind: &str, draft: &PostDraft) -> Result<(), PublishFailure> {
+        publish::check_draft(kind, draft)
+    }
+
+    async fn prepare_post(&self, context: &PublishContext<'_>) -> Result<Prepared, PublishFailure> {
+        publish::prepare(context).await
+    }
+
+    async fn send_post(&self, context: &PublishContext<'_>) -> Result<Sent, PublishFailure> {
+        publish::send(context).await
+    }
+
+    async fn confirm_post(
+        &self,
+        context: &PublishContext<'_>,
+    ) -> Result<Confirmation, PublishFailure> {
+        publish::confirm(context).await
     }
 }
 
