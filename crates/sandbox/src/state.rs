@@ -1137,6 +1137,9 @@ pub(crate) struct ApiState {
     /// Webhook subscriptions an app made for an object it manages: the fields, by object id and
     /// client id.
     pub(crate) subscriptions: std::collections::BTreeMap<(String, String), Vec<String>>,
+    /// When each counted call was made, by counter (a platform's rate window: `user:{id}`,
+    /// `app:{client}`), so that a platform that counts calls answers with the real numbers.
+    pub(crate) windows: HashMap<String, VecDeque<DateTime<Utc>>>,
 }
 
 #[derive(Default)]
@@ -1223,6 +1226,68 @@ impl Simulator {
                 .or_default()
                 .api,
         )
+    }
+
+    /// How many calls `counter` made since `since` (older ones are forgotten); when `count` is
+    /// true and that is below `limit`, one more is counted now. Returns the number before it.
+    pub(crate) fn count_call(
+        &self,
+        platform: &str,
+        counter: &str,
+        since: DateTime<Utc>,
+        limit: usize,
+        count: bool,
+    ) -> usize {
+        let now = self.now();
+        self.with_api(platform, |api| {
+            let calls = api.windows.entry(counter.to_owned()).or_default();
+            while calls.front().is_some_and(|at| *at <= since) {
+                calls.pop_front();
+            }
+            let made = calls.len();
+            if count && made < limit {
+                calls.push_back(now);
+            }
+            made
+        })
+    }
+
+    /// The first call `counter` made since `since`, if any (when its window frees a place).
+    pub(crate) fn first_call_since(
+        &self,
+        platform: &str,
+        counter: &str,
+        since: DateTime<Utc>,
+    ) -> Option<DateTime<Utc>> {
+        self.with_api(platform, |api| {
+            api.windows
+                .get(counter)
+                .and_then(|calls| calls.iter().find(|at| **at > since).copied())
+        })
+    }
+
+    /// Starts a grant of `scopes` for `client_id` at `spec`'s platform as if the signed-in
+    /// account had consented, and mints its access token (valid an hour): for tests of API
+    /// clients that need a real token without driving a consent screen.
+    pub(crate) fn grant_for_tests(
+        &self,
+        spec: &'static PlatformSpec,
+        client_id: &str,
+        scopes: &[&str],
+    ) -> String {
+        let approved = ApprovedAuthorization {
+            platform: spec,
+            client_id: client_id.to_owned(),
+            redirect_uri: String::new(),
+            requested_scopes: scopes.iter().map(|s| (*s).to_owned()).collect(),
+            granted_scopes: scopes.iter().map(|s| (*s).to_owned()).collect(),
+            pkce: None,
+            options: AuthorizeOptions::default(),
+            account: self.signed_in_account(spec.key),
+        };
+        let now = self.now();
+        let grant_id = self.lock().start_grant(&approved, no_object_tokens, now);
+        self.issue_access_token(grant_id, 3600)
     }
 
     /// Records a published item.

@@ -1,6 +1,7 @@
 //! X's simulator: its OAuth 2.0 rules (`oauth`: HTTP Basic, mandatory PKCE, 30-second codes,
 //! rotating refresh tokens whose reuse ends the family, single-token revocation) and API v2
-//! (`api`: `users/me`, `POST tweets`, `x-rate-limit-*` headers), joined to the shared simulator
+//! (`api`: `users/me`, `POST tweets`, `x-rate-limit-*` headers; `media`: the v2 media upload,
+//! reading its forms with `multipart`), joined to the shared simulator
 //! code by [`SimulatedPlatform`] and listed in the table as [`PLATFORM`]. `events` sends X's
 //! signed webhook events and its CRC check.
 //!
@@ -8,6 +9,8 @@
 
 mod api;
 mod events;
+mod media;
+mod multipart;
 mod oauth;
 
 use axum::http::{HeaderMap, StatusCode};
