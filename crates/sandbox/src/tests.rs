@@ -28,6 +28,8 @@ mod events;
 #[cfg(test)]
 mod linkedin;
 #[cfg(test)]
+mod publishing;
+#[cfg(test)]
 mod scopes;
 
 const API: &str = "http://localhost:8080";

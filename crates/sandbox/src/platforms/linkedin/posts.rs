@@ -201,8 +201,7 @@ async fn image(
     if let Err(refusal) = may_act_as(&caller, &item.target, "GET /images") {
         return *refusal;
     }
-    let status = item.fields["status"].as_str().unwrap_or_default().to_owned();
-    if status == "PROCESSING" {
+    if item.fields["status"] == "PROCESSING" {
         if item.fields["looked"] == true {
             item.fields["status"] = json!("AVAILABLE");
         } else {
@@ -210,6 +209,7 @@ async fn image(
         }
         sim.store_draft(SLUG, item.clone());
     }
+    let status = item.fields["status"].clone();
     exchange::json(
         StatusCode::OK,
         json!({

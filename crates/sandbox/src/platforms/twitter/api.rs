@@ -33,8 +33,11 @@ pub(super) fn routes() -> Router<Simulator> {
         .route(&at("tweets"), post(create_tweet))
         .route(
             &at("media/upload"),
-            post(media::upload).get(media::status),
+            post(media::simple_upload).get(media::status),
         )
+        .route(&at("media/upload/initialize"), post(media::initialize))
+        .route(&at("media/upload/{id}/append"), post(media::append_segment))
+        .route(&at("media/upload/{id}/finalize"), post(media::finalize_upload))
 }
 
 pub(super) fn denied(_denial: Denial) -> Response {

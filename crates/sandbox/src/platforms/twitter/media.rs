@@ -1,18 +1,23 @@
-//! X's v2 media upload as the sandbox serves it: `POST /2/media/upload` with `command` INIT,
-//! APPEND and FINALIZE, and `GET /2/media/upload?command=STATUS` (the chunked workflow the docs
-//! recommend for images, GIFs and videos alike: <https://docs.x.com/x-api/media/quickstart/media-upload-chunked>).
+//! X's v2 media upload as the sandbox serves it: the chunked flow (`POST /2/media/upload/
+//! initialize`, `POST /2/media/upload/{id}/append`, `POST /2/media/upload/{id}/finalize`, then
+//! `GET /2/media/upload?command=STATUS&media_id=` while `processing_info` says so) and the simple
+//! upload of one image or GIF (`POST /2/media/upload`).
 //!
-//! Rules (<https://docs.x.com/x-api/media/introduction>, `.../quickstart/best-practices`): the
-//! `media.write` scope (platform-apis.md §5, X2); a `multipart/form-data` body (the docs' every
-//! example; a form-encoded INIT or FINALIZE is taken too, as v1.1 took it); the file part is
-//! named `media`; `media_category` one of `tweet_image`, `tweet_gif`, `tweet_video`,
-//! `amplify_video` with a matching `media_type`; at most 5 MB for an image, 15 MB for a GIF,
-//! 512 MB for a video; media expire `expires_after_secs` (86,400) after FINALIZE; a video is
-//! processed (`pending`, then `succeeded` on the next STATUS) before a post may carry it.
-//! Uploads are kept as drafts of the platform's state, owned by the user who uploaded them.
+//! Rules, from X's docs (<https://docs.x.com/x-api/media/initialize-media-upload>,
+//! `.../append-media-upload`, `.../finalize-media-upload`, `.../get-media-upload-status`,
+//! `.../upload-media`, `.../quickstart/media-upload-chunked`, `.../quickstart/best-practices`):
+//! the `media.write` scope (platform-apis.md §5, X2); initialize takes a JSON body
+//! (`media_type`, `total_bytes`, `media_category`) and `command=INIT` to `POST /2/media/upload`
+//! is refused ("INIT / APPEND / FINALIZE use dedicated v2 paths"); an append is a
+//! `multipart/form-data` body with `segment_index` (from 0) and the file part `media`, at most
+//! 8 MB a segment; categories `tweet_image` (5 MB), `tweet_gif` (15 MB), `tweet_video` and
+//! `amplify_video` (8 GB for a default account) with a matching media type; a finalized medium
+//! may be attached for `expires_after_secs` (86,400); a video is processed (`pending`, then
+//! `succeeded` on the next STATUS) before a post may carry it. Uploads are kept as drafts of the
+//! platform's state, owned by the user who uploaded them.
 
 use axum::body::Bytes;
-use axum::extract::{RawQuery, State};
+use axum::extract::{Path, RawQuery, State};
 use axum::http::header::CONTENT_TYPE;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -30,8 +35,8 @@ use crate::state::{random_string, ApiCaller, PublishedItem, Simulator};
 /// `expires_after_secs`).
 pub(super) const EXPIRES_AFTER_SECS: i64 = 86_400;
 
-/// The largest chunk one APPEND takes (v1.1's documented 5 MB, kept by v2).
-const MAX_CHUNK: usize = 5 * 1024 * 1024;
+/// The largest segment one append takes ("server maximum is 8 MB").
+const MAX_CHUNK: usize = 8 * 1024 * 1024;
 
 /// The categories a post's media are uploaded with, their media types and size limits.
 fn category_rule(category: &str) -> Option<(&'static [&'static str], u64)> {
@@ -39,7 +44,9 @@ fn category_rule(category: &str) -> Option<(&'static [&'static str], u64)> {
     match category {
         "tweet_image" => Some((&["image/jpeg", "image/png", "image/webp"], 5 * MB)),
         "tweet_gif" => Some((&["image/gif"], 15 * MB)),
-        "tweet_video" | "amplify_video" => Some((&["video/mp4", "video/quicktime"], 512 * MB)),
+        "tweet_video" | "amplify_video" => {
+            Some((&["video/mp4", "video/quicktime"], 8 * 1024 * MB))
+        }
         _ => None,
     }
 }
@@ -67,10 +74,11 @@ pub(super) fn invalid_request(message: &str) -> Response {
     )
 }
 
-/// A request's fields and file, from a multipart or form-encoded body.
+/// A request's fields and file, from a multipart body (or built from a JSON one).
 struct Form {
     fields: Vec<(String, String)>,
     file: Option<Bytes>,
+    multipart: bool,
 }
 
 impl Form {
@@ -79,14 +87,11 @@ impl Form {
             .get(CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .unwrap_or_default();
-        if content_type.starts_with("application/x-www-form-urlencoded") {
-            let fields = serde_urlencoded::from_bytes(body).ok()?;
-            return Some(Self { fields, file: None });
-        }
         let parts = multipart::parse(content_type, body)?;
         let mut form = Self {
             fields: Vec::new(),
             file: None,
+            multipart: true,
         };
         for part in parts {
             if part.name == "media" {
@@ -115,48 +120,181 @@ fn media_key(category: &str, id: &str) -> String {
     format!("{prefix}_{id}")
 }
 
-/// `POST /2/media/upload`.
-pub(super) async fn upload(
+fn forbidden_without_scope(caller: &ApiCaller) -> Option<Response> {
+    (!caller.grant.has_scope("media.write"))
+        .then(|| problem(StatusCode::FORBIDDEN, "Forbidden", None))
+}
+
+/// `POST /2/media/upload/initialize` (JSON).
+pub(super) async fn initialize(
     State(sim): State<Simulator>,
     Extension(caller): Extension<ApiCaller>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    if !caller.grant.has_scope("media.write") {
-        return problem(StatusCode::FORBIDDEN, "Forbidden", None);
+    if let Some(refusal) = forbidden_without_scope(&caller) {
+        return refusal;
     }
-    let Some(form) = Form::read(&headers, &body) else {
+    let json = headers
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    let Some(request) = json
+        .then(|| serde_json::from_slice::<Value>(&body).ok())
+        .flatten()
+        .filter(Value::is_object)
+    else {
+        return invalid_request("The body must be a JSON object (Content-Type: application/json).");
+    };
+    let text = |name: &str| request.get(name).and_then(Value::as_str).map(str::to_owned);
+    let fields = [
+        ("media_type", text("media_type")),
+        (
+            "total_bytes",
+            request.get("total_bytes").and_then(Value::as_u64).map(|n| n.to_string()),
+        ),
+        ("media_category", text("media_category")),
+    ]
+    .into_iter()
+    .filter_map(|(name, value)| Some((name.to_owned(), value?)))
+    .collect();
+    init(
+        &sim,
+        &caller,
+        super::oauth::USER_ID,
+        &Form {
+            fields,
+            file: None,
+            multipart: false,
+        },
+    )
+}
+
+/// `POST /2/media/upload/{id}/append` (multipart: `segment_index`, `media`).
+pub(super) async fn append_segment(
+    State(sim): State<Simulator>,
+    Extension(caller): Extension<ApiCaller>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if let Some(refusal) = forbidden_without_scope(&caller) {
+        return refusal;
+    }
+    let Some(form) = Form::read(&headers, &body).filter(|form| form.multipart) else {
+        return invalid_request("The body must be multipart/form-data with segment_index and media.");
+    };
+    append(&sim, super::oauth::USER_ID, &id, &form)
+}
+
+/// `POST /2/media/upload/{id}/finalize`.
+pub(super) async fn finalize_upload(
+    State(sim): State<Simulator>,
+    Extension(caller): Extension<ApiCaller>,
+    Path(id): Path<String>,
+) -> Response {
+    if let Some(refusal) = forbidden_without_scope(&caller) {
+        return refusal;
+    }
+    finalize(&sim, super::oauth::USER_ID, &id)
+}
+
+/// `POST /2/media/upload`: the simple upload of one image or GIF (multipart: `media`,
+/// `media_category`, `media_type`); the retired `command` form is refused.
+pub(super) async fn simple_upload(
+    State(sim): State<Simulator>,
+    Extension(caller): Extension<ApiCaller>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if let Some(refusal) = forbidden_without_scope(&caller) {
+        return refusal;
+    }
+    let Some(form) = Form::read(&headers, &body).filter(|form| form.multipart) else {
         return invalid_request("The body must be multipart/form-data.");
     };
-    let user = super::oauth::USER_ID;
-    match form.field("command") {
-        Some("INIT") => init(&sim, &caller, user, &form),
-        Some("APPEND") => append(&sim, user, &form),
-        Some("FINALIZE") => finalize(&sim, user, &form),
-        _ => invalid_request("command must be INIT, APPEND or FINALIZE."),
+    if form.field("command").is_some() {
+        return invalid_request(
+            "INIT, APPEND and FINALIZE use /2/media/upload/initialize, /{id}/append and /{id}/finalize.",
+        );
     }
+    let Some(file) = &form.file else {
+        return invalid_request("The media part (field name media) is required.");
+    };
+    let media_type = form.field("media_type").unwrap_or("image/png").to_owned();
+    let category = form
+        .field("media_category")
+        .unwrap_or_else(|| default_category(&media_type))
+        .to_owned();
+    if !matches!(category.as_str(), "tweet_image" | "tweet_gif") {
+        return invalid_request("Video must use the chunked upload.");
+    }
+    let fields = vec![
+        ("media_type".to_owned(), media_type),
+        ("total_bytes".to_owned(), file.len().to_string()),
+        ("media_category".to_owned(), category),
+    ];
+    let user = super::oauth::USER_ID;
+    let form = Form {
+        fields,
+        file: None,
+        multipart: true,
+    };
+    let id = match start(&sim, &caller, user, &form) {
+        Ok((id, _)) => id,
+        Err(refusal) => return *refusal,
+    };
+    let segment = Form {
+        fields: vec![("segment_index".to_owned(), "0".to_owned())],
+        file: Some(file.clone()),
+        multipart: true,
+    };
+    let appended = append(&sim, user, &id, &segment);
+    if !appended.status().is_success() {
+        return appended;
+    }
+    finalize(&sim, user, &id)
 }
 
 fn init(sim: &Simulator, caller: &ApiCaller, user: &str, form: &Form) -> Response {
+    match start(sim, caller, user, form) {
+        Ok((id, category)) => exchange::json(
+            StatusCode::OK,
+            json!({ "data": {
+                "id": id, "media_key": media_key(&category, &id), "expires_after_secs": 1_295_999,
+            } }),
+        ),
+        Err(refusal) => *refusal,
+    }
+}
+
+/// Starts an upload session: its id and category.
+fn start(
+    sim: &Simulator,
+    caller: &ApiCaller,
+    user: &str,
+    form: &Form,
+) -> Result<(String, String), Box<Response>> {
+    let refuse = |message: &str| Err(Box::new(invalid_request(message)));
     let Some(media_type) = form.field("media_type") else {
-        return invalid_request("media_type is required.");
+        return refuse("media_type is required.");
     };
     let Some(total) = form.field("total_bytes").and_then(|v| v.parse::<u64>().ok()) else {
-        return invalid_request("total_bytes must be a number of bytes.");
+        return refuse("total_bytes must be a number of bytes.");
     };
     let category = form
         .field("media_category")
         .unwrap_or_else(|| default_category(media_type));
     let Some((types, max)) = category_rule(category) else {
-        return invalid_request(&format!("media_category {category} is not supported."));
+        return refuse(&format!("media_category {category} is not supported."));
     };
     if !types.contains(&media_type) {
-        return invalid_request(&format!(
+        return refuse(&format!(
             "media_type {media_type} does not match media_category {category}."
         ));
     }
     if total == 0 || total > max {
-        return invalid_request(&format!(
+        return refuse(&format!(
             "total_bytes must be between 1 and {max} for {category}."
         ));
     }
@@ -178,12 +316,7 @@ fn init(sim: &Simulator, caller: &ApiCaller, user: &str, form: &Form) -> Respons
             }),
         },
     );
-    exchange::json(
-        StatusCode::OK,
-        json!({ "data": {
-            "id": id, "media_key": media_key(category, &id), "expires_after_secs": 1_295_999,
-        } }),
-    )
+    Ok((id, category.to_owned()))
 }
 
 /// The caller's own upload by `media_id`.
@@ -198,8 +331,8 @@ fn own_upload(
         .ok_or_else(|| Box::new(invalid_request(&format!("media_id {id} is not a valid upload."))))
 }
 
-fn append(sim: &Simulator, user: &str, form: &Form) -> Response {
-    let mut item = match own_upload(sim, user, form.field("media_id")) {
+fn append(sim: &Simulator, user: &str, id: &str, form: &Form) -> Response {
+    let mut item = match own_upload(sim, user, Some(id)) {
         Ok(item) => item,
         Err(refusal) => return *refusal,
     };
@@ -231,8 +364,8 @@ fn append(sim: &Simulator, user: &str, form: &Form) -> Response {
     StatusCode::NO_CONTENT.into_response()
 }
 
-fn finalize(sim: &Simulator, user: &str, form: &Form) -> Response {
-    let mut item = match own_upload(sim, user, form.field("media_id")) {
+fn finalize(sim: &Simulator, user: &str, id: &str) -> Response {
+    let mut item = match own_upload(sim, user, Some(id)) {
         Ok(item) => item,
         Err(refusal) => return *refusal,
     };
@@ -270,8 +403,8 @@ pub(super) async fn status(
     Extension(caller): Extension<ApiCaller>,
     RawQuery(query): RawQuery,
 ) -> Response {
-    if !caller.grant.has_scope("media.write") {
-        return problem(StatusCode::FORBIDDEN, "Forbidden", None);
+    if let Some(refusal) = forbidden_without_scope(&caller) {
+        return refusal;
     }
     let pairs = query_pairs(query.as_deref());
     if query_param(&pairs, "command") != Some("STATUS") {
