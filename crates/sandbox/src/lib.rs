@@ -46,7 +46,8 @@
 //!   `Platform`, a spec paired with its behaviour.
 //! - `platforms/{platform}/`, one folder per platform: `oauth.rs` (its spec and OAuth rules),
 //!   `api.rs` (its resource API), its notices where it sends any (`events.rs`; Google's
-//!   `risc.rs`), other parts of its API in files of their own (Meta's `subscriptions.rs`) and
+//!   `risc.rs`), other parts of its API in files of their own (Meta's `subscriptions.rs`, X's
+//!   `media.rs` with its `multipart.rs`, LinkedIn's `posts.rs`) and
 //!   `mod.rs` (the trait implementation and its table entry). These import only the modules
 //!   above, never each other nor the shared code below.
 //! - `platforms/mod.rs`: the table, the one list of platforms ([`PLATFORMS`] is its keys), and

@@ -6,6 +6,8 @@ mod google;
 mod linkedin;
 mod meta;
 mod pinterest;
+#[cfg(all(test, feature = "sandbox"))]
+mod publish_bench;
 mod tiktok;
 mod twitter;
 
