@@ -62,7 +62,8 @@ impl Bench {
         });
         let url = Url::parse(&base).expect("a URL");
         let catalog = Catalog::resolve(&BTreeMap::new(), &[], Some(&url));
-        let client = PlatformClient::new(Duration::from_secs(10), Metrics::new()).expect("a client");
+        let client =
+            PlatformClient::new(Duration::from_secs(10), Metrics::new()).expect("a client");
         Self {
             sim,
             catalog,
@@ -149,7 +150,12 @@ impl Bench {
 }
 
 /// A target of `kind` with `id` and `token`.
-pub(crate) fn target(kind: &str, id: &str, name: Option<&str>, token: SecretString) -> PublishTarget {
+pub(crate) fn target(
+    kind: &str,
+    id: &str,
+    name: Option<&str>,
+    token: SecretString,
+) -> PublishTarget {
     PublishTarget {
         kind: kind.to_owned(),
         id: id.to_owned(),

@@ -77,7 +77,11 @@ pub(super) fn check_draft(kind: &str, draft: &PostDraft) -> Result<(), PublishFa
         ));
     }
     refuse_unknown_options(draft, OPTIONS)?;
-    if draft.options.get("alt_text").is_some_and(|v| !v.is_string()) {
+    if draft
+        .options
+        .get("alt_text")
+        .is_some_and(|v| !v.is_string())
+    {
         return Err(PublishFailure::permanent(
             PostErrorCode::InvalidPost,
             "option alt_text must be text",
@@ -94,7 +98,9 @@ pub(super) fn check_draft(kind: &str, draft: &PostDraft) -> Result<(), PublishFa
     if length > MAX_COMMENTARY {
         return Err(PublishFailure::permanent(
             PostErrorCode::InvalidPost,
-            format!("the commentary holds {length} characters once escaped; at most {MAX_COMMENTARY}"),
+            format!(
+                "the commentary holds {length} characters once escaped; at most {MAX_COMMENTARY}"
+            ),
         ));
     }
     if draft.media.iter().any(|m| m.kind == MediaKind::Video) {
@@ -212,7 +218,8 @@ pub(super) async fn send_post(context: &PublishContext<'_>) -> Result<Sent, Publ
             "the image was not uploaded before the send",
         ));
     }
-    let request = ApiRequest::new(Method::POST, context.api_url("posts")?).body(ApiBody::Json(body));
+    let request =
+        ApiRequest::new(Method::POST, context.api_url("posts")?).body(ApiBody::Json(body));
     let answer = context.call(request).await?;
     if !answer.is_success() {
         return Err(failure(&answer, true));
@@ -315,9 +322,15 @@ mod tests {
             Some(format!("https://www.linkedin.com/feed/update/{urn}/"))
         );
         let confirmed = bench.confirm("linkedin", &post, &page, &json!({})).await;
-        assert_eq!(confirmed, Ok(crate::platforms::publish::Confirmation::Unknowable));
+        assert_eq!(
+            confirmed,
+            Ok(crate::platforms::publish::Confirmation::Unknowable)
+        );
         let items = bench.sim.published("linkedin");
-        assert_eq!(items[0].target, format!("urn:li:organization:{ORGANIZATION}"));
+        assert_eq!(
+            items[0].target,
+            format!("urn:li:organization:{ORGANIZATION}")
+        );
         // Rendered whole: nothing cut at a reserved character.
         assert_eq!(
             items[0].fields["rendered_commentary"],
@@ -367,7 +380,12 @@ mod tests {
         let (sent, _) = bench.publish("linkedin", &post, &foreign).await;
         assert_eq!(failure_code(&sent), PostErrorCode::PermissionMissing);
         // A dead token: 401.
-        let dead = target("linkedin_organization", ORGANIZATION, None, "AQVdead".to_owned().into());
+        let dead = target(
+            "linkedin_organization",
+            ORGANIZATION,
+            None,
+            "AQVdead".to_owned().into(),
+        );
         let (sent, _) = bench.publish("linkedin", &post, &dead).await;
         assert_eq!(failure_code(&sent), PostErrorCode::ReconnectRequired);
         // Throttled: 429, retried.
@@ -422,7 +440,11 @@ mod tests {
         };
         let failure = send_post(&context).await.expect_err("426");
         assert_eq!(failure.code, PostErrorCode::NotSupported);
-        assert!(failure.message.contains("LINKEDIN_API_VERSION"), "{}", failure.message);
+        assert!(
+            failure.message.contains("LINKEDIN_API_VERSION"),
+            "{}",
+            failure.message
+        );
     }
 
     #[test]
@@ -448,13 +470,17 @@ mod tests {
             url: Url::parse("https://cdn.example/a.png").expect("a URL"),
             kind: MediaKind::Image,
         };
-        let code = |draft: PostDraft| check_draft("linkedin_organization", &draft).map_err(|f| f.code);
+        let code =
+            |draft: PostDraft| check_draft("linkedin_organization", &draft).map_err(|f| f.code);
         let text = |t: String| PostDraft {
             text: t,
             ..PostDraft::default()
         };
         assert_eq!(code(text("a".repeat(3000))), Ok(()));
-        assert_eq!(code(text("(".repeat(1501))), Err(PostErrorCode::InvalidPost));
+        assert_eq!(
+            code(text("(".repeat(1501))),
+            Err(PostErrorCode::InvalidPost)
+        );
         assert_eq!(code(text(String::new())), Err(PostErrorCode::InvalidPost));
         let with = |media: Vec<MediaRef>| PostDraft {
             text: "x".to_owned(),
@@ -462,7 +488,10 @@ mod tests {
             ..PostDraft::default()
         };
         assert_eq!(code(with(vec![image.clone()])), Ok(()));
-        assert_eq!(code(with(vec![image.clone(); 2])), Err(PostErrorCode::NotSupported));
+        assert_eq!(
+            code(with(vec![image.clone(); 2])),
+            Err(PostErrorCode::NotSupported)
+        );
         let video = MediaRef {
             kind: MediaKind::Video,
             ..image

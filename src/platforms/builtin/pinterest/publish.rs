@@ -59,15 +59,23 @@ pub(super) fn check_draft(kind: &str, draft: &PostDraft) -> Result<(), PublishFa
         )));
     }
     if option("title").is_some_and(|t| too_long(t, MAX_TITLE)) {
-        return Err(invalid(format!("a Pin's title holds at most {MAX_TITLE} characters")));
+        return Err(invalid(format!(
+            "a Pin's title holds at most {MAX_TITLE} characters"
+        )));
     }
     if option("alt_text").is_some_and(|t| too_long(t, MAX_ALT_TEXT)) {
         return Err(invalid(format!(
             "a Pin's alt_text holds at most {MAX_ALT_TEXT} characters"
         )));
     }
-    if draft.link.as_ref().is_some_and(|l| too_long(l.as_str(), MAX_LINK)) {
-        return Err(invalid(format!("a Pin's link holds at most {MAX_LINK} characters")));
+    if draft
+        .link
+        .as_ref()
+        .is_some_and(|l| too_long(l.as_str(), MAX_LINK))
+    {
+        return Err(invalid(format!(
+            "a Pin's link holds at most {MAX_LINK} characters"
+        )));
     }
     if draft.media.iter().any(|m| m.kind == MediaKind::Video) {
         // A video Pin needs the media upload flow (`POST /v5/media`, then `video_id`), which
@@ -121,7 +129,11 @@ pub(super) async fn send_post(context: &PublishContext<'_>) -> Result<Sent, Publ
     if !answer.is_success() {
         return Err(failure(&answer));
     }
-    let id = answer.body.get("id").and_then(Value::as_str).map(str::to_owned);
+    let id = answer
+        .body
+        .get("id")
+        .and_then(Value::as_str)
+        .map(str::to_owned);
     Ok(Sent::Published(PublishedPost {
         url: id
             .as_ref()
@@ -158,9 +170,7 @@ pub(super) fn failure(answer: &ApiAnswer) -> PublishFailure {
             answer_lost: true,
             ..PublishFailure::transient(PostErrorCode::PlatformUnavailable, message)
         },
-        (400..=499, _)
-            if ["image", "media"].iter().any(|word| lower.contains(word)) =>
-        {
+        (400..=499, _) if ["image", "media"].iter().any(|word| lower.contains(word)) => {
             PublishFailure::permanent(PostErrorCode::MediaRejected, message)
         }
         _ => PublishFailure::permanent(PostErrorCode::InvalidPost, message),
@@ -200,28 +210,50 @@ mod tests {
         post.options.insert("title".to_owned(), json!("The mug"));
         post.link = Some(Url::parse("https://shop.example/mug").expect("a URL"));
         check_draft("pinterest_board", &post).expect("a valid draft");
-        let board = target("pinterest_board", BOARD, None, bench.token("pinterest", &SCOPES));
+        let board = target(
+            "pinterest_board",
+            BOARD,
+            None,
+            bench.token("pinterest", &SCOPES),
+        );
         let (sent, _) = bench.publish("pinterest", &post, &board).await;
         let Ok(Sent::Published(pin)) = sent else {
             panic!("not published: {sent:?}");
         };
         let id = pin.id.expect("an id");
-        assert_eq!(pin.url, Some(format!("https://www.pinterest.com/pin/{id}/")));
+        assert_eq!(
+            pin.url,
+            Some(format!("https://www.pinterest.com/pin/{id}/"))
+        );
         let published = bench.sim.published("pinterest");
         assert_eq!(published.len(), 1);
         assert_eq!(published[0].target, BOARD);
         assert_eq!(published[0].fields["title"], "The mug");
         assert_eq!(published[0].fields["description"], "Our new mug");
         // No honest confirmation exists (see the module's doc): a lost answer stays unknown.
-        let confirmed = bench.confirm("pinterest", &post, &board, &Value::Null).await;
-        assert_eq!(confirmed, Ok(crate::platforms::publish::Confirmation::Unknowable));
+        let confirmed = bench
+            .confirm("pinterest", &post, &board, &Value::Null)
+            .await;
+        assert_eq!(
+            confirmed,
+            Ok(crate::platforms::publish::Confirmation::Unknowable)
+        );
     }
 
     #[tokio::test]
     async fn several_images_make_a_carousel() {
         let bench = Bench::start().await;
-        let post = draft(&bench, "Two views", &["/media/photo.png", "/media/photo.png"]);
-        let board = target("pinterest_board", BOARD, None, bench.token("pinterest", &SCOPES));
+        let post = draft(
+            &bench,
+            "Two views",
+            &["/media/photo.png", "/media/photo.png"],
+        );
+        let board = target(
+            "pinterest_board",
+            BOARD,
+            None,
+            bench.token("pinterest", &SCOPES),
+        );
         let (sent, _) = bench.publish("pinterest", &post, &board).await;
         assert!(matches!(sent, Ok(Sent::Published(_))), "{sent:?}");
         let published = bench.sim.published("pinterest");
@@ -235,7 +267,12 @@ mod tests {
     async fn an_image_pinterest_cannot_fetch_is_media_rejected() {
         let bench = Bench::start().await;
         let post = draft(&bench, "Broken", &["/media/page.html"]);
-        let board = target("pinterest_board", BOARD, None, bench.token("pinterest", &SCOPES));
+        let board = target(
+            "pinterest_board",
+            BOARD,
+            None,
+            bench.token("pinterest", &SCOPES),
+        );
         let (sent, _) = bench.publish("pinterest", &post, &board).await;
         assert_eq!(failure_code(&sent), PostErrorCode::MediaRejected);
         assert!(bench.sim.published("pinterest").is_empty());
@@ -246,15 +283,30 @@ mod tests {
         let bench = Bench::start().await;
         let post = draft(&bench, "A pin", &["/media/photo.png"]);
         // Without pins:write: code 3.
-        let weak = target("pinterest_board", BOARD, None, bench.token("pinterest", &["boards:read"]));
+        let weak = target(
+            "pinterest_board",
+            BOARD,
+            None,
+            bench.token("pinterest", &["boards:read"]),
+        );
         let (sent, _) = bench.publish("pinterest", &post, &weak).await;
         assert_eq!(failure_code(&sent), PostErrorCode::PermissionMissing);
         // A token the sandbox never issued: code 2.
-        let dead = target("pinterest_board", BOARD, None, "pina_dead".to_owned().into());
+        let dead = target(
+            "pinterest_board",
+            BOARD,
+            None,
+            "pina_dead".to_owned().into(),
+        );
         let (sent, _) = bench.publish("pinterest", &post, &dead).await;
         assert_eq!(failure_code(&sent), PostErrorCode::ReconnectRequired);
         // A throttle: code 8, worth another try.
-        let board = target("pinterest_board", BOARD, None, bench.token("pinterest", &SCOPES));
+        let board = target(
+            "pinterest_board",
+            BOARD,
+            None,
+            bench.token("pinterest", &SCOPES),
+        );
         bench.sim.set_api_rate_limited(
             "pinterest",
             Some(crate::sandbox::ApiRateLimit {
@@ -286,7 +338,10 @@ mod tests {
     #[test]
     fn account_codes_and_server_errors_read_as_pinterest_means_them() {
         let disapproved = answer(403, json!({"code": 2625, "message": "account disapproved"}));
-        assert_eq!(failure(&disapproved).code, PostErrorCode::AccountNotEligible);
+        assert_eq!(
+            failure(&disapproved).code,
+            PostErrorCode::AccountNotEligible
+        );
         let review = answer(403, json!({"code": 2626, "message": "under review"}));
         assert_eq!(failure(&review).code, PostErrorCode::AccountNotEligible);
         let denied = answer(403, json!({"code": 29, "message": "You are not permitted"}));
@@ -309,26 +364,42 @@ mod tests {
         assert!(check_draft("pinterest_board", &ok).is_ok());
         let code = |draft: &PostDraft| check_draft("pinterest_board", draft).map_err(|f| f.code);
         assert_eq!(
-            code(&PostDraft { text: "x".repeat(801), ..ok.clone() }),
+            code(&PostDraft {
+                text: "x".repeat(801),
+                ..ok.clone()
+            }),
             Err(PostErrorCode::InvalidPost)
         );
         let mut titled = ok.clone();
-        titled.options.insert("title".to_owned(), json!("t".repeat(101)));
+        titled
+            .options
+            .insert("title".to_owned(), json!("t".repeat(101)));
         assert_eq!(code(&titled), Err(PostErrorCode::InvalidPost));
         let mut unknown = ok.clone();
-        unknown.options.insert("privacy_level".to_owned(), json!("x"));
+        unknown
+            .options
+            .insert("privacy_level".to_owned(), json!("x"));
         assert_eq!(code(&unknown), Err(PostErrorCode::InvalidPost));
         let video = PostDraft {
-            media: vec![MediaRef { kind: MediaKind::Video, ..image.clone() }],
+            media: vec![MediaRef {
+                kind: MediaKind::Video,
+                ..image.clone()
+            }],
             ..ok.clone()
         };
         assert_eq!(code(&video), Err(PostErrorCode::NotSupported));
         assert_eq!(
-            code(&PostDraft { media: Vec::new(), ..ok.clone() }),
+            code(&PostDraft {
+                media: Vec::new(),
+                ..ok.clone()
+            }),
             Err(PostErrorCode::InvalidPost)
         );
         assert_eq!(
-            code(&PostDraft { media: vec![image; 6], ..ok.clone() }),
+            code(&PostDraft {
+                media: vec![image; 6],
+                ..ok.clone()
+            }),
             Err(PostErrorCode::InvalidPost)
         );
         assert_eq!(

@@ -293,7 +293,8 @@ pub(super) async fn send_post(context: &PublishContext<'_>) -> Result<Sent, Publ
     if !media_ids.is_empty() {
         body["media"] = json!({ "media_ids": media_ids });
     }
-    let request = ApiRequest::new(Method::POST, context.api_url("tweets")?).body(ApiBody::Json(body));
+    let request =
+        ApiRequest::new(Method::POST, context.api_url("tweets")?).body(ApiBody::Json(body));
     let answer = context.call(request).await?;
     if !answer.is_success() {
         return Err(failure(&answer, Stage::Send));
@@ -335,8 +336,9 @@ pub(super) fn failure(answer: &ApiAnswer, stage: Stage) -> PublishFailure {
             PublishFailure::permanent(PostErrorCode::LimitReached, message)
         }
         401 => PublishFailure::permanent(PostErrorCode::ReconnectRequired, message),
-        429 => PublishFailure::transient(PostErrorCode::RateLimited, message)
-            .after(reset_wait(answer)),
+        429 => {
+            PublishFailure::transient(PostErrorCode::RateLimited, message).after(reset_wait(answer))
+        }
         // The answer X gives a repeated text.
         403 if lower.contains("duplicate") => {
             PublishFailure::permanent(PostErrorCode::InvalidPost, message)
@@ -398,7 +400,12 @@ mod tests {
         let bench = Bench::start().await;
         let post = draft(&bench, "Hello from the shop", &[]);
         check_draft("x_user", &post).expect("a valid draft");
-        let user = target("x_user", USER, Some("sandboxmerchant"), bench.token("twitter", &SCOPES));
+        let user = target(
+            "x_user",
+            USER,
+            Some("sandboxmerchant"),
+            bench.token("twitter", &SCOPES),
+        );
         let (sent, _) = bench.publish("twitter", &post, &user).await;
         let Ok(Sent::Published(tweet)) = sent else {
             panic!("not published: {sent:?}");
@@ -408,8 +415,13 @@ mod tests {
             tweet.url,
             Some(format!("https://x.com/sandboxmerchant/status/{id}"))
         );
-        let confirmed = bench.confirm("twitter", &post, &user, &json!({ "media": [] })).await;
-        assert_eq!(confirmed, Ok(crate::platforms::publish::Confirmation::Unknowable));
+        let confirmed = bench
+            .confirm("twitter", &post, &user, &json!({ "media": [] }))
+            .await;
+        assert_eq!(
+            confirmed,
+            Ok(crate::platforms::publish::Confirmation::Unknowable)
+        );
         // Without a username, X's own redirecting URL.
         let anonymous = target("x_user", USER, None, bench.token("twitter", &SCOPES));
         let other = draft(&bench, "Another one", &[]);
@@ -428,7 +440,10 @@ mod tests {
         let post = draft(
             &bench,
             "Two photos",
-            &[("/media/a.png", MediaKind::Image), ("/media/b.png", MediaKind::Image)],
+            &[
+                ("/media/a.png", MediaKind::Image),
+                ("/media/b.png", MediaKind::Image),
+            ],
         );
         let user = target("x_user", USER, None, bench.token("twitter", &SCOPES));
         let (sent, checkpoint) = bench.publish("twitter", &post, &user).await;
@@ -491,7 +506,9 @@ mod tests {
         assert_eq!(failure_code(&sent), PostErrorCode::MediaUnavailable);
         // A token X does not know.
         let dead = target("x_user", USER, None, "dead-token".to_owned().into());
-        let (sent, _) = bench.publish("twitter", &draft(&bench, "x", &[]), &dead).await;
+        let (sent, _) = bench
+            .publish("twitter", &draft(&bench, "x", &[]), &dead)
+            .await;
         assert_eq!(failure_code(&sent), PostErrorCode::ReconnectRequired);
         // Throttled: retried after the reset X names.
         bench.sim.set_api_rate_limited(
@@ -500,7 +517,9 @@ mod tests {
                 retry_after_seconds: 120,
             }),
         );
-        let (sent, _) = bench.publish("twitter", &draft(&bench, "later", &[]), &user).await;
+        let (sent, _) = bench
+            .publish("twitter", &draft(&bench, "later", &[]), &user)
+            .await;
         let failure = sent.expect_err("throttled");
         assert_eq!(failure.code, PostErrorCode::RateLimited);
         assert!(failure.transient);
@@ -518,7 +537,9 @@ mod tests {
                 .await;
             assert!(sent.is_ok(), "{n}: {sent:?}");
         }
-        let (sent, _) = bench.publish("twitter", &draft(&bench, "one more", &[]), &user).await;
+        let (sent, _) = bench
+            .publish("twitter", &draft(&bench, "one more", &[]), &user)
+            .await;
         let failure = sent.expect_err("over the limit");
         assert_eq!(failure.code, PostErrorCode::RateLimited);
         assert!(failure.retry_after.is_some());
@@ -538,20 +559,29 @@ mod tests {
             429,
             json!({"title": "Usage capped", "type": "https://api.twitter.com/2/problems/usage-capped", "status": 429}),
         );
-        assert_eq!(failure(&capped, Stage::Send).code, PostErrorCode::LimitReached);
+        assert_eq!(
+            failure(&capped, Stage::Send).code,
+            PostErrorCode::LimitReached
+        );
         let broken = failure(&answer(503, Value::Null), Stage::Send);
         assert!(broken.answer_lost && broken.transient);
         let upload_broken = failure(&answer(503, Value::Null), Stage::Upload);
         assert!(!upload_broken.answer_lost && upload_broken.transient);
         let forbidden = answer(403, json!({"title": "Forbidden", "detail": "Forbidden"}));
-        assert_eq!(failure(&forbidden, Stage::Send).code, PostErrorCode::PermissionMissing);
+        assert_eq!(
+            failure(&forbidden, Stage::Send).code,
+            PostErrorCode::PermissionMissing
+        );
     }
 
     #[test]
     fn text_is_weighed_as_x_weighs_it() {
         assert_eq!(weighted_length("hello"), 5);
         assert_eq!(weighted_length("日本"), 4);
-        assert_eq!(weighted_length("see https://example.com/a/very/long/path/indeed"), 27);
+        assert_eq!(
+            weighted_length("see https://example.com/a/very/long/path/indeed"),
+            27
+        );
     }
 
     #[test]
@@ -571,7 +601,10 @@ mod tests {
         };
         assert_eq!(code(text("a".repeat(280))), Ok(()));
         assert_eq!(code(text("a".repeat(281))), Err(PostErrorCode::InvalidPost));
-        assert_eq!(code(text("日".repeat(141))), Err(PostErrorCode::InvalidPost));
+        assert_eq!(
+            code(text("日".repeat(141))),
+            Err(PostErrorCode::InvalidPost)
+        );
         assert_eq!(code(text(String::new())), Err(PostErrorCode::InvalidPost));
         let with = |media: Vec<MediaRef>| PostDraft {
             text: "x".to_owned(),
@@ -579,7 +612,10 @@ mod tests {
             ..PostDraft::default()
         };
         assert_eq!(code(with(vec![image.clone(); 4])), Ok(()));
-        assert_eq!(code(with(vec![image.clone(); 5])), Err(PostErrorCode::InvalidPost));
+        assert_eq!(
+            code(with(vec![image.clone(); 5])),
+            Err(PostErrorCode::InvalidPost)
+        );
         assert_eq!(code(with(vec![video.clone()])), Ok(()));
         assert_eq!(
             code(with(vec![video, image])),

@@ -55,7 +55,10 @@ pub(super) fn routes() -> Router<Simulator> {
 /// The member's role on an organization by URN, if any (the seeded member administers every
 /// seeded organization, as `organizationAcls` says).
 fn role_on(urn: &str) -> Option<&'static str> {
-    let id = urn.strip_prefix("urn:li:organization:")?.parse::<u64>().ok()?;
+    let id = urn
+        .strip_prefix("urn:li:organization:")?
+        .parse::<u64>()
+        .ok()?;
     ORGANIZATIONS
         .iter()
         .any(|(known, _, _)| *known == id)
@@ -250,7 +253,10 @@ fn check_post(post: &Value) -> Result<String, Box<Response>> {
     let Some(author) = text("author") else {
         return exchange::reject(bad_request("author is required."));
     };
-    if !matches!(text("visibility"), Some("PUBLIC" | "CONNECTIONS" | "LOGGED_IN")) {
+    if !matches!(
+        text("visibility"),
+        Some("PUBLIC" | "CONNECTIONS" | "LOGGED_IN")
+    ) {
         return exchange::reject(bad_request(
             "visibility must be PUBLIC, CONNECTIONS or LOGGED_IN.",
         ));
@@ -323,7 +329,9 @@ async fn create_post(
     );
     let mut fields = post.clone();
     fields["rendered_commentary"] = json!(rendered(
-        post.get("commentary").and_then(Value::as_str).unwrap_or_default()
+        post.get("commentary")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
     ));
     sim.publish(
         SLUG,

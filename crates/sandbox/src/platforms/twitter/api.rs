@@ -37,7 +37,10 @@ pub(super) fn routes() -> Router<Simulator> {
         )
         .route(&at("media/upload/initialize"), post(media::initialize))
         .route(&at("media/upload/{id}/append"), post(media::append_segment))
-        .route(&at("media/upload/{id}/finalize"), post(media::finalize_upload))
+        .route(
+            &at("media/upload/{id}/finalize"),
+            post(media::finalize_upload),
+        )
 }
 
 pub(super) fn denied(_denial: Denial) -> Response {
@@ -143,7 +146,9 @@ async fn create_tweet(
         return problem(
             StatusCode::FORBIDDEN,
             "Forbidden",
-            Some(json!({ "detail": "You are not allowed to create a Tweet with duplicate content." })),
+            Some(
+                json!({ "detail": "You are not allowed to create a Tweet with duplicate content." }),
+            ),
         );
     }
     let user_counter = format!("user:{USER_ID}");

@@ -44,9 +44,7 @@ fn category_rule(category: &str) -> Option<(&'static [&'static str], u64)> {
     match category {
         "tweet_image" => Some((&["image/jpeg", "image/png", "image/webp"], 5 * MB)),
         "tweet_gif" => Some((&["image/gif"], 15 * MB)),
-        "tweet_video" | "amplify_video" => {
-            Some((&["video/mp4", "video/quicktime"], 8 * 1024 * MB))
-        }
+        "tweet_video" | "amplify_video" => Some((&["video/mp4", "video/quicktime"], 8 * 1024 * MB)),
         _ => None,
     }
 }
@@ -151,7 +149,10 @@ pub(super) async fn initialize(
         ("media_type", text("media_type")),
         (
             "total_bytes",
-            request.get("total_bytes").and_then(Value::as_u64).map(|n| n.to_string()),
+            request
+                .get("total_bytes")
+                .and_then(Value::as_u64)
+                .map(|n| n.to_string()),
         ),
         ("media_category", text("media_category")),
     ]
@@ -182,7 +183,9 @@ pub(super) async fn append_segment(
         return refusal;
     }
     let Some(form) = Form::read(&headers, &body).filter(|form| form.multipart) else {
-        return invalid_request("The body must be multipart/form-data with segment_index and media.");
+        return invalid_request(
+            "The body must be multipart/form-data with segment_index and media.",
+        );
     };
     append(&sim, super::oauth::USER_ID, &id, &form)
 }
@@ -279,7 +282,10 @@ fn start(
     let Some(media_type) = form.field("media_type") else {
         return refuse("media_type is required.");
     };
-    let Some(total) = form.field("total_bytes").and_then(|v| v.parse::<u64>().ok()) else {
+    let Some(total) = form
+        .field("total_bytes")
+        .and_then(|v| v.parse::<u64>().ok())
+    else {
         return refuse("total_bytes must be a number of bytes.");
     };
     let category = form
@@ -328,7 +334,11 @@ fn own_upload(
     let id = id.ok_or_else(|| Box::new(invalid_request("media_id is required.")))?;
     sim.draft(SLUG, id)
         .filter(|item| item.kind == "media" && item.target == user)
-        .ok_or_else(|| Box::new(invalid_request(&format!("media_id {id} is not a valid upload."))))
+        .ok_or_else(|| {
+            Box::new(invalid_request(&format!(
+                "media_id {id} is not a valid upload."
+            )))
+        })
 }
 
 fn append(sim: &Simulator, user: &str, id: &str, form: &Form) -> Response {
@@ -410,8 +420,7 @@ pub(super) async fn status(
     if query_param(&pairs, "command") != Some("STATUS") {
         return invalid_request("command must be STATUS.");
     }
-    let mut item = match own_upload(&sim, super::oauth::USER_ID, query_param(&pairs, "media_id"))
-    {
+    let mut item = match own_upload(&sim, super::oauth::USER_ID, query_param(&pairs, "media_id")) {
         Ok(item) => item,
         Err(refusal) => return *refusal,
     };

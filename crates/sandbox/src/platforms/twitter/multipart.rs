@@ -40,9 +40,10 @@ pub(super) fn parse(content_type: &str, body: &Bytes) -> Option<Vec<Part>> {
         let head = std::str::from_utf8(&rest[..head_end]).ok()?;
         let next = find(&rest, format!("\r\n{delimiter}").as_bytes(), head_end)?;
         let data = rest.slice(head_end + 4..next);
-        let disposition = head
-            .split("\r\n")
-            .find(|line| line.to_ascii_lowercase().starts_with("content-disposition:"))?;
+        let disposition = head.split("\r\n").find(|line| {
+            line.to_ascii_lowercase()
+                .starts_with("content-disposition:")
+        })?;
         let param = |wanted: &str| {
             disposition.split(';').find_map(|param| {
                 let (name, value) = param.split_once('=')?;
