@@ -753,23 +753,6 @@ fn parse_grant(
     })
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn absurd_lifetimes_neither_panic_nor_count() {
-        let now = Utc::now();
-        assert!(after(now, 0).is_none());
-        assert!(after(now, -5).is_none());
-        let far = after(now, i64::MAX).expect("clamped");
-        assert!(far - now <= chrono::Duration::days(3700));
-        assert_eq!(seconds(Some(&serde_json::json!("3600"))), Some(3600));
-        assert_eq!(seconds(Some(&serde_json::json!(3600.0))), Some(3600));
-        assert!(after(now, seconds(Some(&serde_json::json!(1e300))).unwrap_or(0)).is_some());
-    }
-}
-
 #[async_trait]
 impl PublishHttp for PlatformClient {
     async fn call(
@@ -842,5 +825,22 @@ fn call_failure(spec: &PlatformSpec, error: &reqwest::Error) -> CallFailure {
         CallFailure::NotSent(detail)
     } else {
         CallFailure::AnswerLost(detail)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn absurd_lifetimes_neither_panic_nor_count() {
+        let now = Utc::now();
+        assert!(after(now, 0).is_none());
+        assert!(after(now, -5).is_none());
+        let far = after(now, i64::MAX).expect("clamped");
+        assert!(far - now <= chrono::Duration::days(3700));
+        assert_eq!(seconds(Some(&serde_json::json!("3600"))), Some(3600));
+        assert_eq!(seconds(Some(&serde_json::json!(3600.0))), Some(3600));
+        assert!(after(now, seconds(Some(&serde_json::json!(1e300))).unwrap_or(0)).is_some());
     }
 }
