@@ -6,7 +6,8 @@ mod google;
 mod linkedin;
 mod meta;
 mod pinterest;
-#[cfg(all(test, feature = "sandbox"))]
+#[cfg(test)]
+#[cfg(feature = "sandbox")]
 mod publish_bench;
 mod tiktok;
 mod twitter;
