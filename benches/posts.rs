@@ -71,7 +71,8 @@ async fn prepare(url: &str, rows: i64) -> BenchResult<Arc<dyn Store>> {
             .execute(&mut admin)
             .await?;
     }
-    let store = PgStore::connect(url).await?;
+    // Seeding a million rows takes longer than the default statement timeout.
+    let store = PgStore::connect_with(url, std::time::Duration::from_secs(900)).await?;
     store.migrate().await?;
     let pool = store.pool().clone();
     let (stored, due): (i64, i64) = sqlx::query_as(

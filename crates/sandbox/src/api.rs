@@ -96,6 +96,7 @@ async fn gate(State(sim): State<Simulator>, request: Request, next: Next) -> Res
         );
         return response;
     }
+    sim.wait_while_held(key, &path).await;
     let admitted = admit(
         &sim,
         platform,

@@ -47,7 +47,8 @@
 //!   `Platform`, a spec paired with its behaviour.
 //! - `platforms/{platform}/`, one folder per platform: `oauth.rs` (its spec and OAuth rules),
 //!   `api.rs` (its resource API), its notices where it sends any (`events.rs`; Google's
-//!   `risc.rs`), other parts of its API in files of their own (Meta's `subscriptions.rs`) and
+//!   `risc.rs`), other parts of its API in files of their own (Meta's `subscriptions.rs`, X's
+//!   `media.rs` with its `multipart.rs`, LinkedIn's `posts.rs`) and
 //!   `mod.rs` (the trait implementation and its table entry). These import only the modules
 //!   above, never each other nor the shared code below.
 //! - `platforms/mod.rs`: the table, the one list of platforms ([`PLATFORMS`] is its keys), and
@@ -113,6 +114,20 @@ pub fn endpoints(base: &str, platform: &str) -> Option<SandboxEndpoints> {
         revoke: format!("{base}{}", spec.revoke_path),
         userinfo: format!("{base}{}", spec.userinfo_path),
     })
+}
+
+/// For tests of a platform's API clients: an access token of `platform` for `client_id` granting
+/// exactly `scopes`, as if the signed-in account had consented (no consent screen, no code; the
+/// token lives an hour and is refused like any other once revoked or expired). `None` for a
+/// platform the sandbox does not simulate.
+pub fn grant_for_tests(
+    sim: &Simulator,
+    platform: &str,
+    client_id: &str,
+    scopes: &[&str],
+) -> Option<String> {
+    let spec = platforms::find(platform)?.spec;
+    Some(sim.grant_for_tests(spec, client_id, scopes))
 }
 
 /// Every simulator route (all under `/sandbox/{platform}/...`), state applied, ready to be merged

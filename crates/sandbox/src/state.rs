@@ -367,6 +367,46 @@ impl Simulator {
         self.add_api_fault(platform, path_suffix, ApiFaultKind::Status(status), count);
     }
 
+    /// Holds (or, with `hold` false, releases) every call to `platform`'s API whose path ends
+    /// with `path_suffix`: a held call has arrived (its client waits) and is performed as usual
+    /// once released, as a platform that answers slowly would.
+    pub fn hold_api_calls(&self, platform: &str, path_suffix: &str, hold: bool) {
+        self.control(platform, |p| {
+            p.api.holds.retain(|held| held != path_suffix);
+            if hold {
+                p.api.holds.push(path_suffix.to_owned());
+            }
+        });
+        self.shared.fault_changes.send_modify(|n| *n += 1);
+    }
+
+    /// How many calls to `platform`'s API [`Self::hold_api_calls`] holds right now.
+    pub fn held_api_calls(&self, platform: &str) -> usize {
+        self.observe(platform, |p| p.api.held_calls)
+    }
+
+    /// Waits while a call to `path` is held (counted as held meanwhile).
+    pub(crate) async fn wait_while_held(&self, platform: &str, path: &str) {
+        let mut changes = self.shared.fault_changes.subscribe();
+        let mut counted = false;
+        loop {
+            let held = self.with_api(platform, |api| {
+                api.holds.iter().any(|suffix| path.ends_with(suffix.as_str()))
+            });
+            if !held {
+                break;
+            }
+            if !counted {
+                counted = true;
+                self.with_api(platform, |api| api.held_calls += 1);
+            }
+            let _ = changes.changed().await;
+        }
+        if counted {
+            self.with_api(platform, |api| api.held_calls -= 1);
+        }
+    }
+
     fn add_api_fault(&self, platform: &str, path_suffix: &str, kind: ApiFaultKind, count: u32) {
         if count == 0 {
             return;
@@ -1177,6 +1217,15 @@ pub(crate) struct ApiState {
     pub(crate) windows: HashMap<(String, &'static str), VecDeque<DateTime<Utc>>>,
     /// Injected faults of publishing API calls, in the order they were set.
     pub(crate) faults: Vec<ApiFault>,
+    /// When each counted call was made, by counter (a platform's rate window: `user:{id}`,
+    /// `app:{client}`), so that a platform that counts calls answers with the real numbers.
+    pub(crate) counters: HashMap<String, VecDeque<DateTime<Utc>>>,
+    /// Created, not yet published items (an upload, an image waiting for its bytes), by id.
+    pub(crate) drafts: HashMap<String, PublishedItem>,
+    /// API paths (by suffix) whose calls are held, unanswered, until released.
+    pub(crate) holds: Vec<String>,
+    /// API calls held right now.
+    pub(crate) held_calls: usize,
 }
 
 /// What an injected API fault does (see [`Simulator::lose_next_api_answers`] and
@@ -1283,6 +1332,68 @@ impl Simulator {
         )
     }
 
+    /// How many calls `counter` made since `since` (older ones are forgotten); when `count` is
+    /// true and that is below `limit`, one more is counted now. Returns the number before it.
+    pub(crate) fn count_call(
+        &self,
+        platform: &str,
+        counter: &str,
+        since: DateTime<Utc>,
+        limit: usize,
+        count: bool,
+    ) -> usize {
+        let now = self.now();
+        self.with_api(platform, |api| {
+            let calls = api.counters.entry(counter.to_owned()).or_default();
+            while calls.front().is_some_and(|at| *at <= since) {
+                calls.pop_front();
+            }
+            let made = calls.len();
+            if count && made < limit {
+                calls.push_back(now);
+            }
+            made
+        })
+    }
+
+    /// The first call `counter` made since `since`, if any (when its window frees a place).
+    pub(crate) fn first_call_since(
+        &self,
+        platform: &str,
+        counter: &str,
+        since: DateTime<Utc>,
+    ) -> Option<DateTime<Utc>> {
+        self.with_api(platform, |api| {
+            api.counters
+                .get(counter)
+                .and_then(|calls| calls.iter().find(|at| **at > since).copied())
+        })
+    }
+
+    /// Starts a grant of `scopes` for `client_id` at `spec`'s platform as if the signed-in
+    /// account had consented, and mints its access token (valid an hour): for tests of API
+    /// clients that need a real token without driving a consent screen.
+    pub(crate) fn grant_for_tests(
+        &self,
+        spec: &'static PlatformSpec,
+        client_id: &str,
+        scopes: &[&str],
+    ) -> String {
+        let approved = ApprovedAuthorization {
+            platform: spec,
+            client_id: client_id.to_owned(),
+            redirect_uri: String::new(),
+            requested_scopes: scopes.iter().map(|s| (*s).to_owned()).collect(),
+            granted_scopes: scopes.iter().map(|s| (*s).to_owned()).collect(),
+            pkce: None,
+            options: AuthorizeOptions::default(),
+            account: self.signed_in_account(spec.key),
+        };
+        let now = self.now();
+        let grant_id = self.lock().start_grant(&approved, no_object_tokens, now);
+        self.issue_access_token(grant_id, 3600)
+    }
+
     /// Records a published item, at the sandbox clock's now.
     pub(crate) fn publish(&self, platform: &str, item: PublishedItem) {
         let now = self.now();
@@ -1295,6 +1406,18 @@ impl Simulator {
         platform: &str,
     ) -> Vec<(PublishedItem, DateTime<Utc>)> {
         self.with_api(platform, |api| api.published.clone())
+    }
+
+    /// Keeps a created, not yet published item (an uploaded medium, an image awaiting its bytes).
+    pub(crate) fn store_draft(&self, platform: &str, item: PublishedItem) {
+        self.with_api(platform, |api| {
+            api.drafts.insert(item.id.clone(), item);
+        });
+    }
+
+    /// A created, not yet published item.
+    pub(crate) fn draft(&self, platform: &str, id: &str) -> Option<PublishedItem> {
+        self.with_api(platform, |api| api.drafts.get(id).cloned())
     }
 
     /// A platform module's record `key`.

@@ -29,6 +29,7 @@ mod events;
 mod linkedin;
 #[cfg(test)]
 mod publishing;
+mod publishing_boards_posts;
 #[cfg(test)]
 mod scopes;
 

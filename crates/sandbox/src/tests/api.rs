@@ -926,10 +926,12 @@ async fn pinterest_lists_the_account_boards_and_ad_accounts_and_creates_a_pin() 
     assert_eq!(ads.status, StatusCode::OK);
     assert_eq!(ads.json()["items"][0]["currency"], "EUR");
 
+    // Pinterest fetches the image itself: it must be there.
+    let media = super::publishing::media_server().await;
     let pin = json!({
         "board_id": board_id,
         "title": "New arrivals",
-        "media_source": { "source_type": "image_url", "url": "https://cdn.example/a.jpg" },
+        "media_source": { "source_type": "image_url", "url": format!("{media}/photo.png") },
     });
     let created = sandbox
         .api(

@@ -7,7 +7,7 @@
 //! `NONEXISTENT_VERSION`, fact 39) and `X-Restli-Protocol-Version: 2.0.0` (fact 37); token errors
 //! are 401 `{"message","serviceErrorCode","status"}` with 65600/65601/65602 (facts 53, 54); a
 //! missing scope is 403 (fact 56); throttling is 429 without any rate-limit header (fact 52).
-//! Publishing is not simulated.
+//! Publishing (images and posts) is `posts`'s.
 
 use axum::extract::{Path, RawQuery};
 use axum::http::StatusCode;
@@ -28,7 +28,7 @@ use crate::state::{ApiCaller, Denial, Simulator};
 const ACTIVE_VERSIONS: i32 = 12;
 
 /// The organizations the simulated member administers: id, localized name, vanity name.
-const ORGANIZATIONS: [(u64, &str, &str); 2] = [
+pub(super) const ORGANIZATIONS: [(u64, &str, &str); 2] = [
     (2_000_001, "Sandbox Merchant Shop", "sandbox-merchant-shop"),
     (
         2_000_002,
@@ -59,10 +59,11 @@ pub(super) fn routes() -> Router<Simulator> {
         .route(&at("organizations/{id}"), get(organization))
         .route(&at("adAccountUsers"), get(ad_account_users))
         .route(&at("adAccounts/{id}"), get(ad_account))
+        .merge(super::posts::routes())
 }
 
 /// LinkedIn's error body: `{"status","code","message"}` (facts 39, 53).
-fn error(status: StatusCode, code: &str, message: &str) -> Response {
+pub(super) fn error(status: StatusCode, code: &str, message: &str) -> Response {
     exchange::json(
         status,
         json!({ "status": status.as_u16(), "code": code, "message": message }),

@@ -2,8 +2,8 @@
 //! credentials, 30-minute codes, 60-day access tokens, partner-only refresh tokens whose year runs
 //! from the first grant, revocation, introspection) and its APIs (`api`: the OpenID user info and
 //! the versioned `/rest/` Marketing API with its required headers, organization and ad-account
-//! discovery), joined to the shared simulator code by [`SimulatedPlatform`] and listed in the
-//! table as [`PLATFORM`]. LinkedIn sends no notice when a member removes the app [L3, L18];
+//! discovery; `posts`: images and organization posts), joined to the shared simulator code by
+//! [`SimulatedPlatform`] and listed in the table as [`PLATFORM`]. LinkedIn sends no notice when a member removes the app [L3, L18];
 //! `events` sends the challenge it validates a webhook endpoint with.
 //!
 //! Every rule follows `/work/shared/linkedin.md`; the files cite its facts.
@@ -11,6 +11,7 @@
 mod api;
 mod events;
 mod oauth;
+mod posts;
 
 use axum::http::StatusCode;
 use axum::response::Response;

@@ -1,13 +1,16 @@
 //! X's simulator: its OAuth 2.0 rules (`oauth`: HTTP Basic, mandatory PKCE, 30-second codes,
 //! rotating refresh tokens whose reuse ends the family, single-token revocation) and API v2
-//! (`api`: `users/me`, `POST tweets`, `x-rate-limit-*` headers), joined to the shared simulator
-//! code by [`SimulatedPlatform`] and listed in the table as [`PLATFORM`]. `events` sends X's
-//! signed webhook events and its CRC check.
+//! (`api`: `users/me`, `POST tweets`, `x-rate-limit-*` headers; `media`: the v2 media upload,
+//! reading its forms with `multipart`), joined to the shared simulator code by
+//! [`SimulatedPlatform`] and listed in the table as [`PLATFORM`]. `events` sends X's signed
+//! webhook events and its CRC check.
 //!
 //! Sources are cited in each file.
 
 mod api;
 mod events;
+mod media;
+mod multipart;
 mod oauth;
 
 use axum::http::{HeaderMap, StatusCode};

@@ -6,6 +6,9 @@
 //! flow, 60-day access tokens, and refresh tokens only for approved partners, with a lifetime fixed
 //! at the first grant ([`ReconnectRule::GrantExpiry`]). Every call under `/rest/` carries the
 //! pinned `LinkedIn-Version` (from `LINKEDIN_API_VERSION`) and the Rest.li protocol header.
+//! Publishing as an organization (image upload, then the post) is `publish`'s.
+
+mod publish;
 
 use async_trait::async_trait;
 use secrecy::SecretString;
@@ -25,6 +28,7 @@ use crate::platforms::platform::{
     AccountMapping, ClientAuth, ConsentMode, ErrorShape, Pkce, Platform, PlatformHttp,
     PlatformSpec, ReconnectRule, Renewal, Revocation, TokenMethod,
 };
+use crate::platforms::publish::{PostDraft, Prepared, PublishContext, PublishFailure, Sent};
 
 // linkedin.md §1-§2, §5, §10.
 pub(super) const PLATFORM: BuiltInPlatform = BuiltInPlatform {
@@ -233,6 +237,22 @@ impl Platform for LinkedIn {
             });
         }
         Ok(set)
+    }
+
+    fn publish_kinds(&self) -> &'static [&'static str] {
+        publish::KINDS
+    }
+
+    fn check_draft(&self, kind: &str, draft: &PostDraft) -> Result<(), PublishFailure> {
+        publish::check_draft(kind, draft)
+    }
+
+    async fn prepare_post(&self, context: &PublishContext<'_>) -> Result<Prepared, PublishFailure> {
+        publish::prepare_post(context).await
+    }
+
+    async fn send_post(&self, context: &PublishContext<'_>) -> Result<Sent, PublishFailure> {
+        publish::send_post(context).await
     }
 }
 

@@ -1,5 +1,8 @@
 //! X (Twitter): the definition and its quirk, `offline.access` kept whatever the scope override,
 //! and asset discovery (the user). Sources: `shared/providers.md` §5, `shared/platform-apis.md` §5.
+//! Publishing a post (media upload, then the post) is `publish`'s.
+
+mod publish;
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
@@ -20,6 +23,7 @@ use crate::platforms::platform::{
     AccountMapping, ClientAuth, ConsentMode, ErrorShape, Pkce, Platform, PlatformHttp,
     PlatformSpec, ReconnectRule, Renewal, Revocation, TokenMethod,
 };
+use crate::platforms::publish::{PostDraft, Prepared, PublishContext, PublishFailure, Sent};
 
 /// The scope without which X issues no refresh token.
 const OFFLINE_ACCESS: &str = "offline.access";
@@ -141,6 +145,22 @@ impl Platform for Twitter {
         access_token: &SecretString,
     ) -> Result<AssetSet, PlatformError> {
         discover_assets(http, spec, access_token).await
+    }
+
+    fn publish_kinds(&self) -> &'static [&'static str] {
+        publish::KINDS
+    }
+
+    fn check_draft(&self, kind: &str, draft: &PostDraft) -> Result<(), PublishFailure> {
+        publish::check_draft(kind, draft)
+    }
+
+    async fn prepare_post(&self, context: &PublishContext<'_>) -> Result<Prepared, PublishFailure> {
+        publish::prepare_post(context).await
+    }
+
+    async fn send_post(&self, context: &PublishContext<'_>) -> Result<Sent, PublishFailure> {
+        publish::send_post(context).await
     }
 }
 

@@ -1,6 +1,8 @@
 //! Pinterest: the definition and asset discovery (boards, ad accounts). No OAuth quirk: Basic
 //! authentication, comma scopes and the missing user-token revocation are all data. Sources:
-//! `shared/providers.md` §4, `shared/platform-apis.md` §4.
+//! `shared/providers.md` §4, `shared/platform-apis.md` §4. Publishing a Pin is `publish`'s.
+
+mod publish;
 
 use secrecy::SecretString;
 use serde_json::{json, Value};
@@ -15,6 +17,7 @@ use crate::platforms::platform::{
     AccountMapping, ClientAuth, ConsentMode, ErrorShape, Pkce, Platform, PlatformHttp,
     PlatformSpec, ReconnectRule, Renewal, Revocation, TokenMethod,
 };
+use crate::platforms::publish::{PostDraft, PublishContext, PublishFailure, Sent};
 
 // providers.md §4: Basic at the token endpoint, comma scopes, no user-token revocation.
 pub(super) const PLATFORM: BuiltInPlatform = BuiltInPlatform {
@@ -114,6 +117,18 @@ impl Platform for Pinterest {
         access_token: &SecretString,
     ) -> Result<AssetSet, PlatformError> {
         discover_assets(http, spec, access_token).await
+    }
+
+    fn publish_kinds(&self) -> &'static [&'static str] {
+        publish::KINDS
+    }
+
+    fn check_draft(&self, kind: &str, draft: &PostDraft) -> Result<(), PublishFailure> {
+        publish::check_draft(kind, draft)
+    }
+
+    async fn send_post(&self, context: &PublishContext<'_>) -> Result<Sent, PublishFailure> {
+        publish::send_post(context).await
     }
 }
 
