@@ -11,6 +11,8 @@
 //! same name with `_10k` appended. Both are created through the server's `test` database when
 //! missing, and seeded once (kept for later runs while they hold the expected rows).
 
+#![allow(clippy::expect_used, clippy::panic)]
+
 use std::error::Error;
 use std::sync::Arc;
 use std::time::Instant;
@@ -29,9 +31,8 @@ const CLAIM: i64 = 64;
 
 fn main() -> BenchResult<()> {
     let runtime = tokio::runtime::Runtime::new()?;
-    let url = std::env::var("BENCH_DATABASE_URL").unwrap_or_else(|_| {
-        "postgres://postgres@127.0.0.1:5432/growth_engine_bench_posts".into()
-    });
+    let url = std::env::var("BENCH_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/growth_engine_bench_posts".into());
     if !url.contains("bench") {
         return Err("BENCH_DATABASE_URL must name a database whose name contains `bench`".into());
     }
@@ -59,7 +60,9 @@ fn main() -> BenchResult<()> {
 }
 
 async fn prepare(url: &str, rows: i64) -> BenchResult<Arc<dyn Store>> {
-    let (server, name) = url.rsplit_once('/').ok_or("BENCH_DATABASE_URL has no database")?;
+    let (server, name) = url
+        .rsplit_once('/')
+        .ok_or("BENCH_DATABASE_URL has no database")?;
     let mut admin = sqlx::PgConnection::connect(&format!("{server}/test")).await?;
     let exists: bool =
         sqlx::query_scalar("select exists (select 1 from pg_database where datname = $1)")
@@ -75,11 +78,10 @@ async fn prepare(url: &str, rows: i64) -> BenchResult<Arc<dyn Store>> {
     let store = PgStore::connect_with(url, std::time::Duration::from_secs(900)).await?;
     store.migrate().await?;
     let pool = store.pool().clone();
-    let (stored, due): (i64, i64) = sqlx::query_as(
-        "select count(*), count(*) filter (where due_at is not null) from posts",
-    )
-    .fetch_one(&pool)
-    .await?;
+    let (stored, due): (i64, i64) =
+        sqlx::query_as("select count(*), count(*) filter (where due_at is not null) from posts")
+            .fetch_one(&pool)
+            .await?;
     if stored != rows || due != DUE {
         let started = Instant::now();
         sqlx::query("truncate posts").execute(&pool).await?;
@@ -107,6 +109,9 @@ async fn prepare(url: &str, rows: i64) -> BenchResult<Arc<dyn Store>> {
     ))
     .fetch_all(&pool)
     .await?;
-    eprintln!("{rows} posts stored, the claim's plan:\n{}", plan.join("\n"));
+    eprintln!(
+        "{rows} posts stored, the claim's plan:\n{}",
+        plan.join("\n")
+    );
     Ok(Arc::new(store))
 }

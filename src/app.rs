@@ -21,7 +21,6 @@ use crate::http::extract::ApiKeys;
 use crate::http::perimeter::Perimeter;
 use crate::http::{AppParts, AppState, HealthProbe, WebSettings};
 use crate::inbox::{Inbox, InboxWorker, KeyCache, Parts as InboxParts};
-use crate::publish::{MediaFetcher, PostScheduler, Posts, PostsParts};
 use crate::lifecycle::liveness::{self, Liveness, LivenessParts};
 use crate::lifecycle::refresher::Refresher;
 use crate::lifecycle::supervise::{every, supervise};
@@ -34,6 +33,7 @@ use crate::links::DashboardLinks;
 use crate::metrics::Metrics;
 use crate::oauth::Flow;
 use crate::platforms::{Catalog, PlatformClient};
+use crate::publish::{MediaFetcher, PostScheduler, Posts, PostsParts};
 use crate::redis_conn::RedisHandle;
 #[cfg(feature = "sandbox")]
 use crate::sandbox::Simulator;

@@ -224,7 +224,8 @@ fn write_cursor(at: DateTime<Utc>, id: Uuid) -> String {
 }
 
 fn read_cursor(text: &str) -> Result<(DateTime<Utc>, Uuid), ApiError> {
-    let invalid = || ApiError::bad_request("invalid_cursor", "The cursor is not one this API gave.");
+    let invalid =
+        || ApiError::bad_request("invalid_cursor", "The cursor is not one this API gave.");
     let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(text)
         .map_err(|_| invalid())?;

@@ -94,7 +94,10 @@ impl MediaSource for MediaFetcher {
                 ..unavailable(url, format!("HTTP {}", status.as_u16()))
             });
         }
-        if response.content_length().is_some_and(|n| n > self.max_bytes) {
+        if response
+            .content_length()
+            .is_some_and(|n| n > self.max_bytes)
+        {
             return Err(unavailable(
                 url,
                 format!("it is larger than {} bytes", self.max_bytes),
@@ -107,14 +110,10 @@ impl MediaSource for MediaFetcher {
             .unwrap_or("application/octet-stream")
             .to_owned();
         let mut bytes = Vec::new();
-        while let Some(chunk) = response
-            .chunk()
-            .await
-            .map_err(|_| PublishFailure {
-                transient: true,
-                ..unavailable(url, "the download broke off")
-            })?
-        {
+        while let Some(chunk) = response.chunk().await.map_err(|_| PublishFailure {
+            transient: true,
+            ..unavailable(url, "the download broke off")
+        })? {
             if (bytes.len() + chunk.len()) as u64 > self.max_bytes {
                 return Err(unavailable(
                     url,

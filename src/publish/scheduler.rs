@@ -160,12 +160,28 @@ impl PostScheduler {
                 }
                 let due = post.approval_expires_at;
                 return self
-                    .save(PostRow { due_at: due, ..post }, owner, None)
+                    .save(
+                        PostRow {
+                            due_at: due,
+                            ..post
+                        },
+                        owner,
+                        None,
+                    )
                     .await;
             }
             Some(PostStatus::Scheduled | PostStatus::Publishing) => {}
             _ => {
-                return self.save(PostRow { due_at: None, ..post }, owner, None).await;
+                return self
+                    .save(
+                        PostRow {
+                            due_at: None,
+                            ..post
+                        },
+                        owner,
+                        None,
+                    )
+                    .await;
             }
         }
         let post = PostRow {
@@ -207,7 +223,14 @@ impl PostScheduler {
         if failure.transient && self.now() < post.sent_at.unwrap_or_default() + CONFIRM_WINDOW {
             let due = self.now() + retry_delay(post.attempts, failure.retry_after);
             return self
-                .save(PostRow { due_at: Some(due), ..post }, owner, None)
+                .save(
+                    PostRow {
+                        due_at: Some(due),
+                        ..post
+                    },
+                    owner,
+                    None,
+                )
                 .await;
         }
         self.unknown(post, owner, &failure.message).await
@@ -359,12 +382,23 @@ impl PostScheduler {
             Ok(Confirmation::Published(published)) => self.published(post, owner, published).await,
             Ok(Confirmation::Processing(after)) if window_open => {
                 let due = self.now() + to_chrono(after);
-                self.save(PostRow { due_at: Some(due), ..post }, owner, None)
-                    .await
+                self.save(
+                    PostRow {
+                        due_at: Some(due),
+                        ..post
+                    },
+                    owner,
+                    None,
+                )
+                .await
             }
             Ok(Confirmation::Processing(_)) => {
-                self.unknown(post, owner, "The platform was still processing the post an hour after it was sent.")
-                    .await
+                self.unknown(
+                    post,
+                    owner,
+                    "The platform was still processing the post an hour after it was sent.",
+                )
+                .await
             }
             Ok(Confirmation::Failed(failure)) => self.fail(post, owner, &failure).await,
             Ok(Confirmation::Unknowable) => {
@@ -381,15 +415,26 @@ impl PostScheduler {
             }
             Err(failure) if failure.transient && window_open => {
                 let due = self.now() + retry_delay(post.attempts, failure.retry_after);
-                self.save(PostRow { due_at: Some(due), ..post }, owner, None)
-                    .await
+                self.save(
+                    PostRow {
+                        due_at: Some(due),
+                        ..post
+                    },
+                    owner,
+                    None,
+                )
+                .await
             }
             Err(failure) => self.unknown(post, owner, &failure.message).await,
         }
     }
 
     /// The asset's token and facts.
-    async fn target(&self, spec: &PlatformSpec, post: &PostRow) -> Result<PublishTarget, PublishFailure> {
+    async fn target(
+        &self,
+        spec: &PlatformSpec,
+        post: &PostRow,
+    ) -> Result<PublishTarget, PublishFailure> {
         let parts = self.posts.parts();
         let store_id = StoreId::parse(&post.store_id).map_err(|_| {
             PublishFailure::permanent(PostErrorCode::InvalidPost, "the post's store id is invalid")
@@ -571,7 +616,9 @@ fn token_failure(error: OAuthError) -> PublishFailure {
 
 /// The wait before another try: 2 s doubling to 5 minutes, or what the platform asked for.
 fn retry_delay(attempts: i32, asked: Option<Duration>) -> chrono::Duration {
-    let doubling = 2_i64.saturating_mul(1_i64 << attempts.clamp(0, 10)).min(300);
+    let doubling = 2_i64
+        .saturating_mul(1_i64 << attempts.clamp(0, 10))
+        .min(300);
     let asked = asked.map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(300).min(3600));
     chrono::Duration::seconds(doubling.max(asked))
 }

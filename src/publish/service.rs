@@ -197,7 +197,9 @@ impl Posts {
                 .with_platform(spec.id.as_str())
                 .with_detail(format!("{} {}", row.id, row.status)),
         );
-        self.parts.metrics.post(spec.id.as_str(), row.status.as_str());
+        self.parts
+            .metrics
+            .post(spec.id.as_str(), row.status.as_str());
         if !approval && publish_at <= now {
             self.parts.wake.notify_one();
         }

@@ -41,4 +41,3 @@ pub struct NewEvent {
     /// When it happened.
     pub at: DateTime<Utc>,
 }
-

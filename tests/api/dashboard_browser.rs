@@ -773,7 +773,10 @@ async fn a_merchant_requires_approval_and_approves_a_post_on_the_page() {
     .await;
     let driver = start_browser().await;
     let browser = &driver.client;
-    browser.goto(&link(&app, "shop-31", "owner-1")).await.unwrap();
+    browser
+        .goto(&link(&app, "shop-31", "owner-1"))
+        .await
+        .unwrap();
     wait_for(browser, "#card-twitter button[data-action=\"connect\"]")
         .await
         .click()
@@ -784,7 +787,14 @@ async fn a_merchant_requires_approval_and_approves_a_post_on_the_page() {
 
     // The switch is off by default; turning it on is saved for the store.
     let switch = wait_for(browser, "#require-approval").await;
-    assert_eq!(script(browser, "return document.getElementById('require-approval').checked").await, false);
+    assert_eq!(
+        script(
+            browser,
+            "return document.getElementById('require-approval').checked"
+        )
+        .await,
+        false
+    );
     switch.click().await.unwrap();
     wait_for(browser, "#notice-success.notice--shown").await;
     assert!(app
@@ -811,23 +821,32 @@ async fn a_merchant_requires_approval_and_approves_a_post_on_the_page() {
         text(browser, &format!("{item} [data-role=\"state\"]")).await,
         "Waiting for your approval"
     );
-    assert!(text(browser, &item).await.contains("Winter sale starts now"));
+    assert!(text(browser, &item)
+        .await
+        .contains("Winter sale starts now"));
     std::fs::write(
         screenshots().join("dashboard-post-waiting.png"),
         browser.screenshot().await.unwrap(),
     )
     .unwrap();
-    wait_for(browser, &format!("{item} button[data-action=\"approve-post\"]"))
-        .await
-        .click()
-        .await
-        .unwrap();
+    wait_for(
+        browser,
+        &format!("{item} button[data-action=\"approve-post\"]"),
+    )
+    .await
+    .click()
+    .await
+    .unwrap();
     let post = crate::posts::settled(&app, &id).await;
     assert_eq!(post["status"], "published", "{post}");
     assert_eq!(post["approval"]["decided_by"], "page_user:owner-1");
     browser.refresh().await.unwrap();
     let link_css = format!("{item} a.posts__link");
-    let href = wait_for(browser, &link_css).await.attr("href").await.unwrap();
+    let href = wait_for(browser, &link_css)
+        .await
+        .attr("href")
+        .await
+        .unwrap();
     assert_eq!(href.as_deref(), post["platform_post"]["url"].as_str());
     let sandbox = app.services.sandbox.as_ref().expect("the built-in sandbox");
     assert_eq!(sandbox.published("twitter").len(), 1);
@@ -842,19 +861,24 @@ async fn a_merchant_requires_approval_and_approves_a_post_on_the_page() {
     let second_id = second["id"].as_str().unwrap().to_owned();
     browser.refresh().await.unwrap();
     let second_item = format!("#posts li[data-post=\"{second_id}\"]");
-    wait_for(browser, &format!("{second_item} button[data-action=\"reject-post\"]"))
-        .await
-        .click()
-        .await
-        .unwrap();
+    wait_for(
+        browser,
+        &format!("{second_item} button[data-action=\"reject-post\"]"),
+    )
+    .await
+    .click()
+    .await
+    .unwrap();
     wait_for(
         browser,
         &format!("{second_item}.posts__item--failed [data-role=\"reason\"]"),
     )
     .await;
-    assert!(text(browser, &format!("{second_item} [data-role=\"reason\"]"))
-        .await
-        .contains("not approved"));
+    assert!(
+        text(browser, &format!("{second_item} [data-role=\"reason\"]"))
+            .await
+            .contains("not approved")
+    );
     std::fs::write(
         screenshots().join("dashboard-post-rejected.png"),
         browser.screenshot().await.unwrap(),

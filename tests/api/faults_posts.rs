@@ -72,7 +72,10 @@ async fn sigterm_mid_send_waits_for_the_platforms_answer_and_records_it() {
     let published = binary.simulator.published("twitter");
     assert_eq!(published.len(), 1);
     let (status, platform_id, _) = stored(&binary.db.url, &id).await;
-    assert_eq!(status, "published", "the answer was written before the exit");
+    assert_eq!(
+        status, "published",
+        "the answer was written before the exit"
+    );
     assert_eq!(platform_id.as_deref(), Some(published[0].id.as_str()));
     assert_log_clean("posts-sigterm", &binary.key, &binary.simulator);
     binary.db.drop_database().await;
@@ -106,12 +109,7 @@ async fn a_replica_killed_mid_send_leaves_the_post_unknown_to_the_next_never_sen
     // Another replica on the same database and platform takes the post over when the lease ends:
     // X offers no way to confirm a post, so it is reported unknown, and never sent again.
     let db_url = first.db.url.clone();
-    let second = crate::faults_refresh::start_sibling_binary(
-        "posts-kill-2",
-        &first,
-        &extra,
-    )
-    .await;
+    let second = crate::faults_refresh::start_sibling_binary("posts-kill-2", &first, &extra).await;
     wait_until("the post settles", Duration::from_secs(30), async || {
         stored(&db_url, &id).await.0 != "publishing"
     })
@@ -121,7 +119,10 @@ async fn a_replica_killed_mid_send_leaves_the_post_unknown_to_the_next_never_sen
     tokio::time::sleep(Duration::from_secs(1)).await;
     // The dead replica's held call may or may not have been performed (its connection closed);
     // the replica that took over made none.
-    assert!(first.simulator.published("twitter").len() <= 1, "at most once");
+    assert!(
+        first.simulator.published("twitter").len() <= 1,
+        "at most once"
+    );
     let tweets = first
         .simulator
         .api_requests("twitter")
@@ -194,6 +195,10 @@ async fn a_lost_answer_is_confirmed_where_the_platform_can_tell_and_unknown_wher
     let post = settled(&app, post["id"].as_str().unwrap()).await;
     assert_eq!(post["status"], "unknown", "{post}");
     assert_eq!(post["error"]["code"], "answer_lost");
-    assert_eq!(app.simulator.published("twitter").len(), 1, "sent once, never again");
+    assert_eq!(
+        app.simulator.published("twitter").len(),
+        1,
+        "sent once, never again"
+    );
     app.stop().await;
 }

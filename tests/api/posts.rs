@@ -73,14 +73,17 @@ fn tweet(store: &str, text: &str) -> Value {
 async fn a_post_goes_out_once_with_the_platforms_id_and_url_and_is_told_to_the_services() {
     let app = spawn_app_with(TestAppOptions::default()).await;
     connect(&app, "twitter", "shop-1").await;
-    let (status, created) = create_post(&app, "first", &tweet("shop-1", "Hello from the agent")).await;
+    let (status, created) =
+        create_post(&app, "first", &tweet("shop-1", "Hello from the agent")).await;
     assert_eq!(status, 201, "{created}");
     assert_eq!(created["account"]["kind"], "x_user");
     let id = created["id"].as_str().unwrap().to_owned();
 
     let post = settled(&app, &id).await;
     assert_eq!(post["status"], "published", "{post}");
-    let platform_id = post["platform_post"]["id"].as_str().expect("the tweet's id");
+    let platform_id = post["platform_post"]["id"]
+        .as_str()
+        .expect("the tweet's id");
     assert!(
         post["platform_post"]["url"]
             .as_str()
@@ -171,7 +174,9 @@ async fn bad_posts_get_a_stable_code_and_a_message() {
         move |(got, body): (reqwest::StatusCode, Value)| {
             assert_eq!(got.as_u16(), status, "{code}: {body}");
             assert_eq!(body["error"]["code"], code, "{body}");
-            assert!(body["error"]["message"].as_str().is_some_and(|m| !m.is_empty()));
+            assert!(body["error"]["message"]
+                .as_str()
+                .is_some_and(|m| !m.is_empty()));
         }
     };
     // No key.
@@ -186,13 +191,21 @@ async fn bad_posts_get_a_stable_code_and_a_message() {
     let status = response.status();
     expect(400, "missing_idempotency_key")((status, response.json().await.unwrap()));
     expect(404, "unknown_platform")(
-        create_post(&app, "a", &json!({"store_id": "shop-1", "platform": "myspace", "text": "x"}))
-            .await,
+        create_post(
+            &app,
+            "a",
+            &json!({"store_id": "shop-1", "platform": "myspace", "text": "x"}),
+        )
+        .await,
     );
     expect(404, "connection_not_found")(create_post(&app, "b", &tweet("shop-2", "x")).await);
     expect(422, "not_supported")(
-        create_post(&app, "c", &json!({"store_id": "shop-1", "platform": "google", "text": "x"}))
-            .await,
+        create_post(
+            &app,
+            "c",
+            &json!({"store_id": "shop-1", "platform": "google", "text": "x"}),
+        )
+        .await,
     );
     expect(400, "invalid_post")(
         create_post(
@@ -204,8 +217,12 @@ async fn bad_posts_get_a_stable_code_and_a_message() {
         .await,
     );
     expect(400, "invalid_post")(
-        create_post(&app, "e", &json!({"store_id": "shop-1", "platform": "twitter", "text": " "}))
-            .await,
+        create_post(
+            &app,
+            "e",
+            &json!({"store_id": "shop-1", "platform": "twitter", "text": " "}),
+        )
+        .await,
     );
     expect(422, "invalid_json")(
         create_post(
@@ -231,7 +248,9 @@ async fn bad_posts_get_a_stable_code_and_a_message() {
     assert_eq!(response.status(), 404);
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["error"]["code"], "post_not_found");
-    let response = app.get("/api/v1/posts?store_id=shop-1&status=sideways").await;
+    let response = app
+        .get("/api/v1/posts?store_id=shop-1&status=sideways")
+        .await;
     assert_eq!(response.status(), 400);
     let response = app.get("/api/v1/posts?store_id=shop-1&cursor=%%%").await;
     assert_eq!(response.status(), 400);
@@ -270,7 +289,12 @@ async fn a_scheduled_post_waits_for_its_time_and_a_cancelled_one_never_goes_out(
 
     // Pages: newest first, with a cursor to the next page.
     for n in 0..3 {
-        create_post(&app, &format!("p{n}"), &tweet("shop-1", &format!("post {n}"))).await;
+        create_post(
+            &app,
+            &format!("p{n}"),
+            &tweet("shop-1", &format!("post {n}")),
+        )
+        .await;
     }
     let first: Value = app
         .get("/api/v1/posts?store_id=shop-1&limit=2")
@@ -281,7 +305,9 @@ async fn a_scheduled_post_waits_for_its_time_and_a_cancelled_one_never_goes_out(
     assert_eq!(first["posts"].as_array().unwrap().len(), 2);
     let cursor = first["next_cursor"].as_str().expect("a next page");
     let second: Value = app
-        .get(&format!("/api/v1/posts?store_id=shop-1&limit=2&cursor={cursor}"))
+        .get(&format!(
+            "/api/v1/posts?store_id=shop-1&limit=2&cursor={cursor}"
+        ))
         .await
         .json()
         .await
@@ -316,7 +342,10 @@ async fn with_approval_required_a_post_waits_and_its_link_decides_once() {
     let link = approval_link(&app, &id).await;
     assert!(link.starts_with(&app.url(&format!("/api/v1/posts/{id}/approval?token="))));
     tokio::time::sleep(Duration::from_millis(800)).await;
-    assert!(app.simulator.published("twitter").is_empty(), "nothing before the answer");
+    assert!(
+        app.simulator.published("twitter").is_empty(),
+        "nothing before the answer"
+    );
 
     // Opening the link changes nothing (a preview must not approve); pressing Approve does.
     let page = app.api.get(&link).send().await.unwrap();
@@ -392,5 +421,184 @@ async fn an_unanswered_approval_request_expires() {
     let post = settled(&app, &id).await;
     assert_eq!(post["status"], "failed");
     assert_eq!(post["error"]["code"], "not_approved");
+    assert!(app.simulator.published("twitter").is_empty());
+}
+
+/// Serves a merchant's media on a local port: `/image.jpg` and a `/video.mp4` of `video_bytes`.
+pub(crate) async fn media_server(video_bytes: usize) -> String {
+    use axum::http::header::CONTENT_TYPE;
+    use axum::routing::get;
+    let mut image = vec![0xFF_u8, 0xD8, 0xFF, 0xE0];
+    image.extend(std::iter::repeat_n(0x11_u8, 4096));
+    image.extend([0xFF, 0xD9]);
+    let video: Vec<u8> = (0..video_bytes).map(|i| (i % 251) as u8).collect();
+    let app = axum::Router::new()
+        .route(
+            "/image.jpg",
+            get(move || {
+                let image = image.clone();
+                async move { ([(CONTENT_TYPE, "image/jpeg")], image) }
+            }),
+        )
+        .route(
+            "/video.mp4",
+            get(move || {
+                let video = video.clone();
+                async move { ([(CONTENT_TYPE, "video/mp4")], video) }
+            }),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    base
+}
+
+/// The id of the connection's asset of `kind`.
+async fn asset_id(app: &TestApp, store: &str, platform: &str, kind: &str) -> String {
+    let listing = app.connections(store).await;
+    let connection = listing["connections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["platform"] == platform)
+        .unwrap_or_else(|| panic!("{platform} connected: {listing}"))
+        .clone();
+    connection["assets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["kind"] == kind)
+        .unwrap_or_else(|| panic!("a {kind}: {connection}"))["id"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+/// Every platform's client, through the API, the scheduler and the strict sandbox: TikTok's
+/// chunked upload of a video larger than one chunk, an Instagram image through its container, a
+/// Facebook page post with the page's own token, a Pinterest pin to the selected board, a
+/// LinkedIn organization post, an X post with an image uploaded first. Each is published once,
+/// with the platform's id and a URL, and the sandbox's feed page shows it.
+#[tokio::test]
+async fn every_platform_publishes_through_the_api_once_with_its_id_and_url() {
+    let app = spawn_app_with(TestAppOptions::default()).await;
+    let media = media_server(12 * 1024 * 1024).await;
+    let store = "shop-all";
+    for platform in ["tiktok", "meta", "pinterest", "linkedin", "twitter"] {
+        connect(&app, platform, store).await;
+    }
+    let page = asset_id(&app, store, "meta", "facebook_page").await;
+    // The member administers several organizations and none is selected: the post names one.
+    let organization = asset_id(&app, store, "linkedin", "linkedin_organization").await;
+    let posts = [
+        (
+            "tiktok",
+            json!({"store_id": store, "platform": "tiktok", "text": "A video in chunks",
+                   "media": [{"url": format!("{media}/video.mp4"), "kind": "video"}],
+                   "options": {"privacy_level": "SELF_ONLY"}}),
+        ),
+        (
+            "meta",
+            json!({"store_id": store, "platform": "meta", "text": "On Instagram",
+                   "media": [{"url": format!("{media}/image.jpg"), "kind": "image"}]}),
+        ),
+        (
+            "meta",
+            json!({"store_id": store, "platform": "meta", "account": page,
+                   "text": "On our page", "link": "https://shop.example/winter"}),
+        ),
+        (
+            "pinterest",
+            json!({"store_id": store, "platform": "pinterest", "text": "Pinned",
+                   "media": [{"url": format!("{media}/image.jpg"), "kind": "image"}],
+                   "options": {"title": "Winter"}}),
+        ),
+        (
+            "linkedin",
+            json!({"store_id": store, "platform": "linkedin", "account": organization,
+                   "text": "News (for everyone)"}),
+        ),
+        (
+            "twitter",
+            json!({"store_id": store, "platform": "twitter", "text": "With a picture",
+                   "media": [{"url": format!("{media}/image.jpg"), "kind": "image"}]}),
+        ),
+    ];
+    let (status, error) = create_post(
+        &app,
+        "no-account",
+        &json!({"store_id": store, "platform": "linkedin", "text": "Whose?"}),
+    )
+    .await;
+    assert_eq!(status, 409);
+    assert_eq!(error["error"]["code"], "no_account");
+    let mut ids = Vec::new();
+    for (n, (platform, body)) in posts.iter().enumerate() {
+        let (status, created) = create_post(&app, &format!("all-{n}"), body).await;
+        assert_eq!(status, 201, "{platform}: {created}");
+        ids.push((*platform, created["id"].as_str().unwrap().to_owned()));
+    }
+    for (platform, id) in &ids {
+        let post = settled(&app, id).await;
+        assert_eq!(post["status"], "published", "{platform}: {post}");
+        assert!(
+            post["platform_post"]["url"]
+                .as_str()
+                .is_some_and(|url| url.starts_with("https://")),
+            "{platform}: {post}"
+        );
+    }
+    let instagram = get_post(&app, &ids[1].1).await;
+    assert_eq!(instagram["account"]["kind"], "instagram_account");
+    let facebook = get_post(&app, &ids[2].1).await;
+    assert_eq!(facebook["account"]["kind"], "facebook_page");
+    for (platform, count) in [
+        ("tiktok", 1),
+        ("meta", 2),
+        ("pinterest", 1),
+        ("linkedin", 1),
+        ("twitter", 1),
+    ] {
+        assert_eq!(
+            app.simulator.published(platform).len(),
+            count,
+            "{platform}: {:?}",
+            app.simulator.published(platform)
+        );
+    }
+    // What the agent published is on the sandbox's feed page, for a person to see.
+    let feed = reqwest::get(format!("{}/sandbox/linkedin/feed", app.simulator_address))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(feed.contains("News"), "{feed}");
+}
+
+#[tokio::test]
+async fn media_from_an_internal_address_is_refused_when_private_addresses_are_off() {
+    let app = spawn_app_with(TestAppOptions {
+        extra_env: vec![("MEDIA_ALLOW_PRIVATE_ADDRESSES", "false".into())],
+        ..Default::default()
+    })
+    .await;
+    let media = media_server(1024).await;
+    connect(&app, "twitter", "shop-1").await;
+    let (status, created) = create_post(
+        &app,
+        "internal",
+        &json!({"store_id": "shop-1", "platform": "twitter", "text": "From inside",
+                "media": [{"url": format!("{media}/image.jpg"), "kind": "image"}]}),
+    )
+    .await;
+    assert_eq!(status, 201);
+    let post = settled(&app, created["id"].as_str().unwrap()).await;
+    assert_eq!(post["status"], "failed", "{post}");
+    assert_eq!(post["error"]["code"], "media_unavailable");
+    assert!(post["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("internal address"));
     assert!(app.simulator.published("twitter").is_empty());
 }

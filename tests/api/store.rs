@@ -1015,26 +1015,29 @@ fn post_row(store: &str, key: &str, due: chrono::DateTime<Utc>) -> growth_engine
     }
 }
 
-contract!(
-    a_post_is_stored_once_per_idempotency_key,
-    |store: Arc<dyn Store>| async move {
-        let due = Utc.with_ymd_and_hms(2026, 11, 1, 12, 0, 0).unwrap();
-        let first = post_row("store-1", "key-1", due);
-        assert!(store
-            .insert_post(&first, Some(&event("post.approval_requested")))
-            .await
-            .unwrap()
-            .is_none());
-        let again = post_row("store-1", "key-1", due);
-        let existing = store.insert_post(&again, None).await.unwrap().expect("the first");
-        assert_eq!(existing.id, first.id);
-        assert_eq!(existing.draft, first.draft);
-        // The same key in another store is another post.
-        let other = post_row("store-2", "key-1", due);
-        assert!(store.insert_post(&other, None).await.unwrap().is_none());
-        assert_eq!(store.post(first.id).await.unwrap().unwrap(), first);
-    }
-);
+contract!(a_post_is_stored_once_per_idempotency_key, |store: Arc<
+    dyn Store,
+>| async move {
+    let due = Utc.with_ymd_and_hms(2026, 11, 1, 12, 0, 0).unwrap();
+    let first = post_row("store-1", "key-1", due);
+    assert!(store
+        .insert_post(&first, Some(&event("post.approval_requested")))
+        .await
+        .unwrap()
+        .is_none());
+    let again = post_row("store-1", "key-1", due);
+    let existing = store
+        .insert_post(&again, None)
+        .await
+        .unwrap()
+        .expect("the first");
+    assert_eq!(existing.id, first.id);
+    assert_eq!(existing.draft, first.draft);
+    // The same key in another store is another post.
+    let other = post_row("store-2", "key-1", due);
+    assert!(store.insert_post(&other, None).await.unwrap().is_none());
+    assert_eq!(store.post(first.id).await.unwrap().unwrap(), first);
+});
 
 contract!(
     claims_take_due_posts_once_and_fence_the_previous_owner,
@@ -1051,11 +1054,19 @@ contract!(
         assert_eq!(mine.id, due.id);
         assert_eq!(mine.due_at, Some(lease), "due again when the lease ends");
         let owner = mine.lease_owner.expect("an owner");
-        assert!(store.claim_due_posts(now, lease, 10).await.unwrap().is_empty());
+        assert!(store
+            .claim_due_posts(now, lease, 10)
+            .await
+            .unwrap()
+            .is_empty());
 
         // The lease ends: another claim takes it, and the first owner's write changes nothing.
         let taken = store
-            .claim_due_posts(lease + Duration::seconds(1), lease + Duration::minutes(2), 10)
+            .claim_due_posts(
+                lease + Duration::seconds(1),
+                lease + Duration::minutes(2),
+                10,
+            )
             .await
             .unwrap();
         assert_eq!(taken.len(), 1);
@@ -1105,8 +1116,14 @@ contract!(
         // The worker that held it can no longer write (it would have marked the send).
         let mut sending = claimed.clone();
         sending.sent_at = Some(now);
-        assert!(!store.save_claimed_post(&sending, owner, None).await.unwrap());
-        assert_eq!(store.post(post.id).await.unwrap().unwrap().status, "cancelled");
+        assert!(!store
+            .save_claimed_post(&sending, owner, None)
+            .await
+            .unwrap());
+        assert_eq!(
+            store.post(post.id).await.unwrap().unwrap().status,
+            "cancelled"
+        );
 
         // A post whose send began cannot be cancelled.
         let sent = post_row("store-1", "k2", now);
@@ -1120,7 +1137,10 @@ contract!(
         let mut sending = claimed.clone();
         sending.status = "publishing".into();
         sending.sent_at = Some(now);
-        assert!(store.save_claimed_post(&sending, owner, None).await.unwrap());
+        assert!(store
+            .save_claimed_post(&sending, owner, None)
+            .await
+            .unwrap());
         let cancelled = growth_engine::store::PostRow {
             status: "cancelled".into(),
             ..sending.clone()
@@ -1166,9 +1186,15 @@ contract!(
 
         let id = StoreId::parse("store-1").unwrap();
         assert_eq!(store.post_approval_policy(&id).await.unwrap(), None);
-        store.set_post_approval_policy(&id, true, now).await.unwrap();
+        store
+            .set_post_approval_policy(&id, true, now)
+            .await
+            .unwrap();
         assert_eq!(store.post_approval_policy(&id).await.unwrap(), Some(true));
-        store.set_post_approval_policy(&id, false, now).await.unwrap();
+        store
+            .set_post_approval_policy(&id, false, now)
+            .await
+            .unwrap();
         assert_eq!(store.post_approval_policy(&id).await.unwrap(), Some(false));
     }
 );

@@ -391,7 +391,9 @@ impl Simulator {
         let mut counted = false;
         loop {
             let held = self.with_api(platform, |api| {
-                api.holds.iter().any(|suffix| path.ends_with(suffix.as_str()))
+                api.holds
+                    .iter()
+                    .any(|suffix| path.ends_with(suffix.as_str()))
             });
             if !held {
                 break;

@@ -6,11 +6,12 @@ mod google;
 mod linkedin;
 mod meta;
 mod pinterest;
+#[cfg(test)]
+#[cfg(feature = "sandbox")]
+mod publish_bench;
 /// The publishing clients' test harness (the sandbox on a port, tokens, a fixed media source).
 #[cfg(all(test, feature = "sandbox"))]
 pub(crate) mod publish_harness;
-#[cfg(all(test, feature = "sandbox"))]
-mod publish_bench;
 mod tiktok;
 mod twitter;
 
