@@ -200,13 +200,11 @@ pub(crate) async fn list(
         .list(&PostQuery {
             store_id: &store_id,
             status: query.status.as_deref(),
+            platform: query.platform.as_deref(),
             after,
             limit: limit + 1,
         })
         .await?;
-    if let Some(platform) = &query.platform {
-        rows.retain(|row| &row.platform == platform);
-    }
     let more = rows.len() > usize::try_from(limit).unwrap_or(50);
     rows.truncate(usize::try_from(limit).unwrap_or(50));
     let next_cursor = more

@@ -19,6 +19,9 @@ use crate::store::{NewEvent, PostRow};
 /// The most media one post carries (Instagram's carousel takes 10, TikTok's photo mode 35).
 const MAX_MEDIA: usize = 35;
 
+/// How far ahead a post may be scheduled.
+const MAX_SCHEDULE_DAYS: i64 = 365;
+
 /// The longest text accepted before the platform's own rule (LinkedIn's 3000 is the longest).
 const MAX_TEXT_BYTES: usize = 64 * 1024;
 
@@ -138,6 +141,12 @@ impl CreatePost {
         }
         if self.link.as_ref().is_some_and(|link| !web(link)) {
             return Err(PostError::Invalid("link must be an http(s) URL".into()));
+        }
+        let horizon = Utc::now() + chrono::Duration::days(MAX_SCHEDULE_DAYS);
+        if self.publish_at.is_some_and(|at| at > horizon) {
+            return Err(PostError::Invalid(format!(
+                "publish_at is more than {MAX_SCHEDULE_DAYS} days ahead"
+            )));
         }
         if self.text.trim().is_empty() && self.media.is_empty() && self.link.is_none() {
             return Err(PostError::Invalid(

@@ -102,6 +102,8 @@ pub struct PostQuery<'a> {
     pub store_id: &'a StoreId,
     /// Only this status.
     pub status: Option<&'a str>,
+    /// Only this platform.
+    pub platform: Option<&'a str>,
     /// After this `(created_at, id)` (the previous page's last).
     pub after: Option<(DateTime<Utc>, Uuid)>,
     /// At most this many.
@@ -358,6 +360,9 @@ macro_rules! impl_post_store {
                     sql.push_bind(query.store_id.as_str());
                     if let Some(status) = query.status {
                         sql.push(" and status = ").push_bind(status);
+                    }
+                    if let Some(platform) = query.platform {
+                        sql.push(" and platform = ").push_bind(platform);
                     }
                     if let Some((at, id)) = query.after {
                         sql.push(" and (created_at < ")

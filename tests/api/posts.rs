@@ -602,3 +602,24 @@ async fn media_from_an_internal_address_is_refused_when_private_addresses_are_of
         .contains("internal address"));
     assert!(app.simulator.published("twitter").is_empty());
 }
+
+#[tokio::test]
+async fn a_post_the_platform_throttled_is_retried_and_goes_out_once() {
+    let app = spawn_app_with(TestAppOptions::default()).await;
+    connect(&app, "twitter", "shop-1").await;
+    // X refuses the first send with its 429: nothing was posted, so it is tried again.
+    app.simulator
+        .fail_next_api_calls("twitter", "/tweets", 429, 1);
+    let (_, created) = create_post(&app, "throttled", &tweet("shop-1", "Patience")).await;
+    let post = settled(&app, created["id"].as_str().unwrap()).await;
+    assert_eq!(post["status"], "published", "{post}");
+    let sends = app
+        .simulator
+        .api_requests("twitter")
+        .into_iter()
+        .filter(|r| r.path.ends_with("/tweets"))
+        .map(|r| r.status)
+        .collect::<Vec<_>>();
+    assert_eq!(sends, vec![429, 201], "refused once, then sent once");
+    assert_eq!(app.simulator.published("twitter").len(), 1);
+}

@@ -40,6 +40,7 @@ pub async fn posts(
         .list(&PostQuery {
             store_id: &session.store_id,
             status: None,
+            platform: None,
             after: None,
             limit: RECENT_POSTS,
         })
