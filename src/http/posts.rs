@@ -133,7 +133,9 @@ async fn visible(
     id: Uuid,
 ) -> Result<PostRow, ApiError> {
     let row = posts.get(id).await?;
-    caller.require(operation, Some(&row.platform))?;
+    if caller.require(operation, Some(&row.platform)).is_err() {
+        return Err(crate::publish::PostError::NotFound.into());
+    }
     Ok(row)
 }
 
@@ -178,6 +180,10 @@ pub(crate) async fn list(
     ApiQuery(query): ApiQuery<ListQuery>,
 ) -> Result<Json<PostPage>, ApiError> {
     caller.require(Operation::PostsRead, query.platform.as_deref())?;
+    if let Some(platform) = &query.platform {
+        crate::domain::PlatformId::parse(platform)
+            .map_err(|e| ApiError::bad_request("invalid_platform", e.to_string()))?;
+    }
     let store_id = StoreId::parse(&query.store_id)
         .map_err(|e| ApiError::bad_request("invalid_store_id", e.to_string()))?;
     if let Some(status) = &query.status {
@@ -229,25 +235,42 @@ fn read_cursor(text: &str) -> Result<(DateTime<Utc>, Uuid), ApiError> {
         .map_err(|_| invalid())?;
     let text = String::from_utf8(bytes).map_err(|_| invalid())?;
     let (micros, id) = text.split_once('|').ok_or_else(invalid)?;
+    // Within what both databases store (years 1970 to 9999).
     let at = micros
         .parse::<i64>()
         .ok()
+        .filter(|m| (0..253_402_300_800_000_000).contains(m))
         .and_then(DateTime::from_timestamp_micros)
         .ok_or_else(invalid)?;
     Ok((at, id.parse().map_err(|_| invalid())?))
 }
 
 /// The approval link's query.
-#[derive(Debug, Deserialize)]
+#[derive(Deserialize)]
 pub(crate) struct ApprovalLink {
     token: String,
 }
 
 /// The approval form.
-#[derive(Debug, Deserialize)]
+#[derive(Deserialize)]
 pub(crate) struct ApprovalForm {
     token: String,
     decision: String,
+}
+
+impl std::fmt::Debug for ApprovalLink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ApprovalLink { token: [redacted] }")
+    }
+}
+
+impl std::fmt::Debug for ApprovalForm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApprovalForm")
+            .field("token", &"[redacted]")
+            .field("decision", &self.decision)
+            .finish()
+    }
 }
 
 /// The page an approval link opens: the post, with Approve and Reject. Nothing changes until a
@@ -255,8 +278,11 @@ pub(crate) struct ApprovalForm {
 async fn approval_page(
     State(posts): State<Posts>,
     ApiPath(id): ApiPath<Uuid>,
-    Query(link): Query<ApprovalLink>,
+    link: Result<Query<ApprovalLink>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
+    let Ok(Query(link)) = link else {
+        return approval_result(StatusCode::BAD_REQUEST, "This approval link is incomplete.");
+    };
     let row = match posts.get(id).await {
         Ok(row) if posts.link_is_open(&row, &link.token) => row,
         _ => return approval_result(StatusCode::GONE, "This approval link is not valid any more: the post was already decided, cancelled, or the request expired."),
@@ -301,8 +327,11 @@ async fn approval_page(
 async fn approval_answer(
     State(posts): State<Posts>,
     ApiPath(id): ApiPath<Uuid>,
-    Form(form): Form<ApprovalForm>,
+    form: Result<Form<ApprovalForm>, axum::extract::rejection::FormRejection>,
 ) -> Response {
+    let Ok(Form(form)) = form else {
+        return approval_result(StatusCode::BAD_REQUEST, "Choose Approve or Reject.");
+    };
     let decision = match form.decision.as_str() {
         "approve" => ApprovalDecision::Approve,
         "reject" => ApprovalDecision::Reject,

@@ -120,8 +120,19 @@ pub struct CreatePost {
 }
 
 impl CreatePost {
-    /// Checks what no platform would accept, and returns the draft.
-    pub(crate) fn draft(&self) -> Result<PostDraft, PostError> {
+    /// Checks what no platform would accept at `now`, and returns the draft.
+    pub(crate) fn draft(&self, now: DateTime<Utc>) -> Result<PostDraft, PostError> {
+        // PostgreSQL's text and JSON refuse a NUL character; no platform takes one either.
+        let options = serde_json::to_string(&self.options).unwrap_or_default();
+        let has_nul = |text: &str| text.contains('\0') || text.contains("\\u0000");
+        if self.text.contains('\0')
+            || self.account.as_deref().is_some_and(|a| a.contains('\0'))
+            || has_nul(&options)
+        {
+            return Err(PostError::Invalid(
+                "text, account and options may not contain NUL characters".into(),
+            ));
+        }
         if self.text.len() > MAX_TEXT_BYTES {
             return Err(PostError::Invalid(format!(
                 "text is longer than {MAX_TEXT_BYTES} bytes"
@@ -142,7 +153,7 @@ impl CreatePost {
         if self.link.as_ref().is_some_and(|link| !web(link)) {
             return Err(PostError::Invalid("link must be an http(s) URL".into()));
         }
-        let horizon = Utc::now() + chrono::Duration::days(MAX_SCHEDULE_DAYS);
+        let horizon = now + chrono::Duration::days(MAX_SCHEDULE_DAYS);
         if self.publish_at.is_some_and(|at| at > horizon) {
             return Err(PostError::Invalid(format!(
                 "publish_at is more than {MAX_SCHEDULE_DAYS} days ahead"

@@ -38,6 +38,10 @@ use crate::store::{NewEvent, PostRow};
 /// confirmed for a while) is asked about before it is recorded `unknown`.
 const CONFIRM_WINDOW: chrono::Duration = chrono::Duration::hours(1);
 
+/// How long after a send a platform's "it is not there" is believed (before, the platform may
+/// still be taking the post whose answer was lost).
+const SETTLE: chrono::Duration = chrono::Duration::seconds(60);
+
 /// How long an outcome the database refused is written again.
 const OUTCOME_PERSISTENCE: Duration = Duration::from_secs(600);
 
@@ -70,7 +74,11 @@ impl PostScheduler {
         let parts = self.posts.parts();
         let permits = Arc::new(Semaphore::new(parts.settings.concurrency));
         let mut steps = JoinSet::new();
+        let mut warned_at: Option<tokio::time::Instant> = None;
         loop {
+            if futures::FutureExt::now_or_never(&mut stop).is_some() {
+                break;
+            }
             while steps.try_join_next().is_some() {}
             let free = permits.available_permits();
             let mut claimed = 0;
@@ -89,9 +97,14 @@ impl PostScheduler {
                             });
                         }
                     }
-                    Err(error) => {
+                    // Once a minute at most: an outage would otherwise log four times a second.
+                    Err(error)
+                        if warned_at.is_none_or(|at| at.elapsed() > Duration::from_secs(60)) =>
+                    {
+                        warned_at = Some(tokio::time::Instant::now());
                         tracing::warn!(error = %error, "posts: claiming failed; trying again");
                     }
+                    Err(_) => {}
                 }
             }
             if free > 0 && claimed == free {
@@ -188,6 +201,16 @@ impl PostScheduler {
             status: PostStatus::Publishing.as_str().to_owned(),
             ..post
         };
+        if post.sent_at.is_none() && now > post.deadline_at {
+            let last = post.error_message.clone().unwrap_or_default();
+            let failure = PublishFailure::permanent(
+                PostErrorCode::PlatformUnavailable,
+                format!("The platform did not take the post before its deadline. {last}")
+                    .trim()
+                    .to_owned(),
+            );
+            return self.fail(post, owner, &failure).await;
+        }
         let spec = match self.posts.parts().core.catalog().find(&post.platform) {
             Some(spec) => spec.clone(),
             None => {
@@ -233,7 +256,7 @@ impl PostScheduler {
                 )
                 .await;
         }
-        self.unknown(post, owner, &failure.message).await
+        self.unknown(post, &failure.message).await
     }
 
     async fn prepare_and_send(
@@ -254,7 +277,8 @@ impl PostScheduler {
                 media: &parts.media,
                 checkpoint: &post.checkpoint,
             };
-            spec.behaviour.prepare_post(&context).await
+            self.kept(&post, owner, spec.behaviour.prepare_post(&context))
+                .await
         };
         let checkpoint = match prepared {
             Ok(Prepared::Ready(checkpoint)) => checkpoint,
@@ -288,7 +312,8 @@ impl PostScheduler {
         // The point of no return, written before the send: if this replica dies from here on,
         // the post is confirmed, never sent again.
         let lease = to_chrono(parts.settings.lease);
-        let now = self.now();
+        // Microseconds, as PostgreSQL keeps them: the outcome's write is matched on it.
+        let now = micros(self.now());
         let sending = PostRow {
             stage: "send".to_owned(),
             checkpoint,
@@ -305,7 +330,12 @@ impl PostScheduler {
         {
             Ok(true) => {}
             Ok(false) => return Step::Fenced,
-            Err(_) => return Step::Abandoned,
+            // The write may have landed and only its answer been lost: read it back, since
+            // a send recorded and then abandoned would be called unknown for nothing.
+            Err(_) => match parts.core.store().post(sending.id).await {
+                Ok(Some(row)) if row.sent_at == Some(now) && row.lease_owner == Some(owner) => {}
+                _ => return Step::Abandoned,
+            },
         }
         let sent = {
             let context = PublishContext {
@@ -316,10 +346,11 @@ impl PostScheduler {
                 media: &parts.media,
                 checkpoint: &sending.checkpoint,
             };
-            spec.behaviour.send_post(&context).await
+            self.kept(&sending, owner, spec.behaviour.send_post(&context))
+                .await
         };
         match sent {
-            Ok(Sent::Published(published)) => self.published(sending, owner, published).await,
+            Ok(Sent::Published(published)) => self.published(sending, published).await,
             Ok(Sent::Accepted {
                 checkpoint,
                 check_in,
@@ -331,7 +362,7 @@ impl PostScheduler {
                     due_at: Some(due),
                     ..sending
                 };
-                self.save_outcome(accepted, owner, None).await
+                self.save_outcome(accepted, None).await
             }
             Err(failure) if failure.answer_lost => {
                 tracing::warn!(post = %sending.id, platform = %sending.platform, "the platform's answer to a post was lost; confirming");
@@ -341,7 +372,7 @@ impl PostScheduler {
                     error_message: Some(format!("Confirming: {}", failure.message)),
                     ..sending
                 };
-                self.save_outcome(confirming, owner, None).await
+                self.save_outcome(confirming, None).await
             }
             Err(failure) if failure.transient => {
                 // The platform certainly did not take it (a throttle, a connection never made):
@@ -351,7 +382,7 @@ impl PostScheduler {
                     stage: "prepare".to_owned(),
                     ..sending
                 };
-                self.retry_or_fail(unsent, owner, failure).await
+                self.unsent_retry_or_fail(unsent, now, failure).await
             }
             Err(failure) => self.fail(sending, owner, &failure).await,
         }
@@ -375,11 +406,28 @@ impl PostScheduler {
                 media: &parts.media,
                 checkpoint: &post.checkpoint,
             };
-            spec.behaviour.confirm_post(&context).await
+            self.kept(&post, owner, spec.behaviour.confirm_post(&context))
+                .await
         };
-        let window_open = self.now() < post.sent_at.unwrap_or_default() + CONFIRM_WINDOW;
+        let sent_at = post.sent_at.unwrap_or_default();
+        let window_open = self.now() < sent_at + CONFIRM_WINDOW;
+        // Right after a lost answer the platform may still be taking the post: "not there" is
+        // believed only once it had time to be.
+        let settled = self.now() >= sent_at + SETTLE;
         match confirmation {
-            Ok(Confirmation::Published(published)) => self.published(post, owner, published).await,
+            Ok(Confirmation::Failed(_)) if !settled => {
+                let due = self.now() + chrono::Duration::seconds(10);
+                self.save(
+                    PostRow {
+                        due_at: Some(due),
+                        ..post
+                    },
+                    owner,
+                    None,
+                )
+                .await
+            }
+            Ok(Confirmation::Published(published)) => self.published(post, published).await,
             Ok(Confirmation::Processing(after)) if window_open => {
                 let due = self.now() + to_chrono(after);
                 self.save(
@@ -395,7 +443,6 @@ impl PostScheduler {
             Ok(Confirmation::Processing(_)) => {
                 self.unknown(
                     post,
-                    owner,
                     "The platform was still processing the post an hour after it was sent.",
                 )
                 .await
@@ -406,9 +453,7 @@ impl PostScheduler {
                     .error_message
                     .clone()
                     .unwrap_or_else(|| "The send was under way when its replica stopped.".into());
-                self.unknown(
-                    post,
-                    owner,
+                self.unknown(post,
                     &format!("{why} The platform offers no way to confirm it; check the account before posting again."),
                 )
                 .await
@@ -425,7 +470,7 @@ impl PostScheduler {
                 )
                 .await
             }
-            Err(failure) => self.unknown(post, owner, &failure.message).await,
+            Err(failure) => self.unknown(post, &failure.message).await,
         }
     }
 
@@ -463,7 +508,7 @@ impl PostScheduler {
         })
     }
 
-    async fn published(&self, post: PostRow, owner: Uuid, published: PublishedPost) -> Step {
+    async fn published(&self, post: PostRow, published: PublishedPost) -> Step {
         let now = self.now();
         let done = PostRow {
             status: PostStatus::Published.as_str().to_owned(),
@@ -480,10 +525,10 @@ impl PostScheduler {
         };
         let event = post_event("post.published", &done, None, now);
         self.record(&done, "success", None);
-        self.save_outcome(done, owner, Some(event)).await
+        self.save_outcome(done, Some(event)).await
     }
 
-    async fn unknown(&self, post: PostRow, owner: Uuid, why: &str) -> Step {
+    async fn unknown(&self, post: PostRow, why: &str) -> Step {
         let now = self.now();
         let done = PostRow {
             status: PostStatus::Unknown.as_str().to_owned(),
@@ -496,24 +541,30 @@ impl PostScheduler {
         };
         let event = post_event("post.unknown", &done, None, now);
         self.record(&done, "unknown", Some("answer_lost"));
-        self.save_outcome(done, owner, Some(event)).await
+        self.save_outcome(done, Some(event)).await
     }
 
-    async fn fail(&self, post: PostRow, owner: Uuid, failure: &PublishFailure) -> Step {
-        let now = self.now();
+    /// The post, failed for `failure` (and recorded so).
+    fn failed(&self, post: PostRow, failure: &PublishFailure) -> PostRow {
         let done = PostRow {
             status: PostStatus::Failed.as_str().to_owned(),
             due_at: None,
             error_code: Some(failure.code.as_str().to_owned()),
             error_message: Some(failure.message.clone()),
             lease_owner: None,
-            updated_at: now,
+            updated_at: self.now(),
             ..post
         };
-        let event = post_event("post.failed", &done, None, now);
         self.record(&done, "failure", Some(failure.code.as_str()));
+        done
+    }
+
+    async fn fail(&self, post: PostRow, owner: Uuid, failure: &PublishFailure) -> Step {
+        let now = self.now();
+        let done = self.failed(post, failure);
+        let event = post_event("post.failed", &done, None, now);
         if done.sent_at.is_some() {
-            self.save_outcome(done, owner, Some(event)).await
+            self.save_outcome(done, Some(event)).await
         } else {
             self.save(done, owner, Some(event)).await
         }
@@ -548,25 +599,98 @@ impl PostScheduler {
     }
 
     /// Writes what the platform answered to a send: it exists nowhere else, so it is written
-    /// again until the database takes it (or a newer claim holds the post).
-    async fn save_outcome(&self, post: PostRow, owner: Uuid, event: Option<NewEvent>) -> Step {
+    /// again until the database takes it. It is matched on the send (`sent_at`), not on the
+    /// lease: when an outage outlasted the lease and another replica claimed the post meanwhile,
+    /// the answer of the send still wins over what that replica could only guess.
+    async fn save_outcome(&self, post: PostRow, event: Option<NewEvent>) -> Step {
+        let Some(sent_at) = post.sent_at else {
+            return Step::Abandoned;
+        };
         let store = self.posts.parts().core.store();
+        self.persist(post.id, || {
+            store.save_sent_post(&post, sent_at, event.as_ref())
+        })
+        .await
+    }
+
+    /// A send the platform refused without taking the post: `sent_at` is cleared (matched on the
+    /// send, written again until it lands: a send left recorded would later be called unknown),
+    /// and the post retried or failed.
+    async fn unsent_retry_or_fail(
+        &self,
+        post: PostRow,
+        sent_at: DateTime<Utc>,
+        failure: PublishFailure,
+    ) -> Step {
+        let due = self.now() + retry_delay(post.attempts, failure.retry_after);
+        let (post, event) = if !failure.transient || due > post.deadline_at {
+            let done = self.failed(post, &failure);
+            let event = post_event("post.failed", &done, None, self.now());
+            (done, Some(event))
+        } else {
+            let retry = PostRow {
+                due_at: Some(due),
+                error_message: Some(format!("Retrying: {}", failure.message)),
+                updated_at: self.now(),
+                ..post
+            };
+            (retry, None)
+        };
+        let store = self.posts.parts().core.store();
+        self.persist(post.id, || {
+            store.save_sent_post(&post, sent_at, event.as_ref())
+        })
+        .await
+    }
+
+    /// Runs `write` until the database answers (for up to ten minutes).
+    async fn persist<F, Fut>(&self, id: Uuid, write: F) -> Step
+    where
+        F: Fn() -> Fut,
+        Fut: Future<Output = Result<bool, crate::store::StoreError>>,
+    {
         let started = tokio::time::Instant::now();
         let mut wait = Duration::from_millis(200);
         loop {
-            match store.save_claimed_post(&post, owner, event.as_ref()).await {
+            match write().await {
                 Ok(true) => return Step::Saved,
                 Ok(false) => return Step::Fenced,
                 Err(error) if started.elapsed() < OUTCOME_PERSISTENCE => {
-                    tracing::warn!(post = %post.id, error = %error, "a post's outcome could not be written; trying again");
+                    tracing::warn!(post = %id, error = %error, "a post's outcome could not be written; trying again");
                     tokio::time::sleep(wait).await;
                     wait = (wait * 2).min(Duration::from_secs(10));
                 }
                 Err(error) => {
-                    tracing::error!(post = %post.id, error = %error, "a post's outcome could not be written for 10 minutes; its next claim will confirm it");
+                    tracing::error!(post = %id, error = %error, "a post's outcome could not be written for 10 minutes; its next claim will confirm it");
                     return Step::Abandoned;
                 }
             }
+        }
+    }
+
+    /// Runs a platform stage while keeping the post's lease: a stage that outlasts the lease
+    /// (a large upload) is not taken over meanwhile.
+    async fn kept<T>(&self, post: &PostRow, owner: Uuid, stage: impl Future<Output = T>) -> T {
+        let parts = self.posts.parts();
+        let lease = parts.settings.lease;
+        let heartbeat = async {
+            loop {
+                tokio::time::sleep(lease / 3).await;
+                let until = self.now() + to_chrono(lease);
+                if let Ok(false) = parts
+                    .core
+                    .store()
+                    .renew_post_lease(post.id, owner, until)
+                    .await
+                {
+                    // Taken over: the stage's own writes are fenced; nothing more to keep.
+                    std::future::pending::<()>().await;
+                }
+            }
+        };
+        tokio::select! {
+            out = stage => out,
+            () = heartbeat => unreachable!("the heartbeat never ends"),
         }
     }
 
@@ -623,6 +747,14 @@ fn retry_delay(attempts: i32, asked: Option<Duration>) -> chrono::Duration {
     chrono::Duration::seconds(doubling.max(asked))
 }
 
+/// A wait as chrono's, at most an hour: platforms name some of them (a processing estimate, a
+/// throttle), and no answer may push a post beyond its deadline's reach or overflow a date.
 fn to_chrono(duration: Duration) -> chrono::Duration {
-    chrono::Duration::from_std(duration).unwrap_or(chrono::Duration::minutes(1))
+    chrono::Duration::from_std(duration.min(Duration::from_secs(3600)))
+        .unwrap_or(chrono::Duration::hours(1))
+}
+
+/// A time cut to microseconds, as PostgreSQL keeps it.
+fn micros(at: DateTime<Utc>) -> DateTime<Utc> {
+    DateTime::from_timestamp_micros(at.timestamp_micros()).unwrap_or(at)
 }

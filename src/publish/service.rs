@@ -106,8 +106,18 @@ impl Posts {
         }
         let store_id = StoreId::parse(&request.store_id)
             .map_err(|e| PostError::Invalid(format!("store_id: {e}")))?;
-        let draft = request.draft()?;
         let core = &self.parts.core;
+        // A retry finds its post before anything else is checked: the connection may have
+        // changed since, and the post exists all the same.
+        if let Some(existing) = core.store().post_by_key(&store_id, idempotency_key).await? {
+            return if existing.request_digest == request.digest() {
+                Ok((existing, false))
+            } else {
+                Err(PostError::IdempotencyConflict)
+            };
+        }
+        let now = self.now();
+        let draft = request.draft(now)?;
         let spec = core
             .catalog()
             .require(&request.platform)
@@ -124,7 +134,8 @@ impl Posts {
             .check_draft(&asset.kind, &draft)
             .map_err(PostError::Refused)?;
 
-        let now = self.now();
+        // Microseconds, as PostgreSQL keeps them: a page's cursor then names its last row exactly.
+        let now = DateTime::from_timestamp_micros(now.timestamp_micros()).unwrap_or(now);
         let approval = match core.store().post_approval_policy(&store_id).await? {
             Some(require) => require,
             None => self.parts.settings.require_approval,
@@ -282,6 +293,7 @@ impl Posts {
                     from: CANCELLABLE,
                     unsent_only: true,
                     approval_digest: None,
+                    unexpired_at: None,
                     post: &cancelled,
                 },
                 None,
@@ -317,6 +329,11 @@ impl Posts {
             if !open {
                 return Err(PostError::ApprovalLinkInvalid);
             }
+        }
+        if post.approval_expires_at.is_some_and(|at| at <= self.now()) {
+            return Err(PostError::WrongState(
+                "past its approval deadline".to_owned(),
+            ));
         }
         let now = self.now();
         let retry = chrono::Duration::from_std(self.parts.settings.retry_deadline)
@@ -357,6 +374,8 @@ impl Posts {
                     from: &["pending_approval"],
                     unsent_only: true,
                     approval_digest: link_digest.as_deref(),
+                    // An expired request is not answered any more, from the page or a link.
+                    unexpired_at: Some(now),
                     post: &decided,
                 },
                 event.as_ref(),
@@ -427,8 +446,14 @@ impl Posts {
 
     /// The approval link of a post: opens the approval page.
     fn approval_url(&self, id: Uuid, secret: &str) -> String {
-        let mut url = self.parts.api_url.clone();
-        url.set_path(&format!("/api/v1/posts/{id}/approval"));
+        // Joined, so that a path prefix in API_URL (behind a proxy) is kept.
+        let mut base = self.parts.api_url.clone();
+        if !base.path().ends_with('/') {
+            base.set_path(&format!("{}/", base.path()));
+        }
+        let mut url = base
+            .join(&format!("api/v1/posts/{id}/approval"))
+            .unwrap_or_else(|_| self.parts.api_url.clone());
         url.query_pairs_mut().append_pair("token", secret);
         url.to_string()
     }

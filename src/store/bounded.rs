@@ -190,6 +190,35 @@ impl<S: Store> PostStore for Bounded<S> {
         self.within(self.inner.post(id)).await
     }
 
+    async fn post_by_key(
+        &self,
+        store_id: &StoreId,
+        idempotency_key: &str,
+    ) -> Result<Option<PostRow>, StoreError> {
+        self.within(self.inner.post_by_key(store_id, idempotency_key))
+            .await
+    }
+
+    async fn renew_post_lease(
+        &self,
+        id: Uuid,
+        owner: Uuid,
+        until: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        self.within(self.inner.renew_post_lease(id, owner, until))
+            .await
+    }
+
+    async fn save_sent_post(
+        &self,
+        post: &PostRow,
+        sent_at: DateTime<Utc>,
+        event: Option<&NewEvent>,
+    ) -> Result<bool, StoreError> {
+        self.within(self.inner.save_sent_post(post, sent_at, event))
+            .await
+    }
+
     async fn list_posts(&self, query: &PostQuery<'_>) -> Result<Vec<PostRow>, StoreError> {
         self.within(self.inner.list_posts(query)).await
     }

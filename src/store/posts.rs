@@ -91,6 +91,8 @@ pub struct PostTransition<'a> {
     pub unsent_only: bool,
     /// Only while this approval link is open (it is used up by the change).
     pub approval_digest: Option<&'a str>,
+    /// Only while its approval request has not expired at this time.
+    pub unexpired_at: Option<DateTime<Utc>>,
     /// The post as it becomes.
     pub post: &'a PostRow,
 }
@@ -124,6 +126,13 @@ pub trait PostStore: Send + Sync {
     /// One post.
     async fn post(&self, id: Uuid) -> Result<Option<PostRow>, StoreError>;
 
+    /// The store's post under an idempotency key.
+    async fn post_by_key(
+        &self,
+        store_id: &StoreId,
+        idempotency_key: &str,
+    ) -> Result<Option<PostRow>, StoreError>;
+
     /// A page of a store's posts, newest first.
     async fn list_posts(&self, query: &PostQuery<'_>) -> Result<Vec<PostRow>, StoreError>;
 
@@ -142,6 +151,26 @@ pub trait PostStore: Send + Sync {
         &self,
         post: &PostRow,
         owner: Uuid,
+        event: Option<&NewEvent>,
+    ) -> Result<bool, StoreError>;
+
+    /// Pushes a claimed post's lease to `until` while `owner` still holds it (a step that runs
+    /// long keeps its post); `false` when it was taken over.
+    async fn renew_post_lease(
+        &self,
+        id: Uuid,
+        owner: Uuid,
+        until: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
+
+    /// Writes what the platform answered to the send that began at `sent_at`, whoever holds the
+    /// post now: the answer of that send is the truth about it (a later claim could only have
+    /// confirmed it, or called it unknown). Applies while the post is `publishing` or `unknown`
+    /// with that `sent_at`; clears the lease, so a later claim's write changes nothing.
+    async fn save_sent_post(
+        &self,
+        post: &PostRow,
+        sent_at: DateTime<Utc>,
         event: Option<&NewEvent>,
     ) -> Result<bool, StoreError>;
 
@@ -350,6 +379,67 @@ macro_rules! impl_post_store {
                         .transpose()
                 }
 
+                async fn post_by_key(
+                    &self,
+                    store_id: &StoreId,
+                    idempotency_key: &str,
+                ) -> Result<Option<PostRow>, StoreError> {
+                    let sql = format!(
+                        "select {POST_COLUMNS} from posts where store_id = $1 and idempotency_key = $2"
+                    );
+                    sqlx::query(&sql)
+                        .bind(store_id.as_str())
+                        .bind(idempotency_key)
+                        .fetch_optional(&self.pool)
+                        .await?
+                        .as_ref()
+                        .map(decode_post)
+                        .transpose()
+                }
+
+                async fn renew_post_lease(
+                    &self,
+                    id: Uuid,
+                    owner: Uuid,
+                    until: DateTime<Utc>,
+                ) -> Result<bool, StoreError> {
+                    Ok(sqlx::query(
+                        "update posts set due_at = $3 where id = $1 and lease_owner = $2",
+                    )
+                    .bind(id)
+                    .bind(owner)
+                    .bind(until)
+                    .execute(&self.pool)
+                    .await?
+                    .rows_affected()
+                        == 1)
+                }
+
+                async fn save_sent_post(
+                    &self,
+                    post: &PostRow,
+                    sent_at: DateTime<Utc>,
+                    event: Option<&NewEvent>,
+                ) -> Result<bool, StoreError> {
+                    let mut tx = self.pool.begin().await?;
+                    let sql = format!(
+                        "update posts set {POST_PROGRESS}, lease_owner = $19 \
+                         where id = $1 and sent_at = $2 and status in ('publishing', 'unknown')"
+                    );
+                    let query = sqlx::query(&sql).bind(post.id).bind(sent_at);
+                    let saved = bind_progress(query, post)
+                        .bind(post.lease_owner)
+                        .execute(&mut *tx)
+                        .await?
+                        .rows_affected()
+                        == 1;
+                    if saved {
+                        outbox(&mut tx, event).await?;
+                    }
+                    tx.commit().await?;
+                    Ok(saved)
+                }
+
                 async fn list_posts(
                     &self,
                     query: &PostQuery<'_>,
@@ -474,6 +564,11 @@ macro_rules! impl_post_store {
                     }
                     if let Some(digest) = transition.approval_digest {
                         sql.push(" and approval_digest = ").push_bind(digest);
+                    }
+                    if let Some(at) = transition.unexpired_at {
+                        sql.push(" and (approval_expires_at is null or approval_expires_at > ")
+                            .push_bind(at)
+                            .push(")");
                     }
                     let changed = sql.build().execute(&mut *tx).await?.rows_affected() == 1;
                     if changed {

@@ -623,3 +623,20 @@ async fn a_post_the_platform_throttled_is_retried_and_goes_out_once() {
     assert_eq!(sends, vec![429, 201], "refused once, then sent once");
     assert_eq!(app.simulator.published("twitter").len(), 1);
 }
+
+/// The embedded default (SQLite, in-process state): what `cargo run` gives a newcomer publishes
+/// too.
+#[tokio::test]
+async fn a_post_goes_out_on_the_embedded_default() {
+    let app = spawn_app_with(TestAppOptions {
+        backend: crate::helpers::Backend::Embedded,
+        ..Default::default()
+    })
+    .await;
+    connect(&app, "twitter", "shop-1").await;
+    let (status, created) = create_post(&app, "embedded", &tweet("shop-1", "From SQLite")).await;
+    assert_eq!(status, 201, "{created}");
+    let post = settled(&app, created["id"].as_str().unwrap()).await;
+    assert_eq!(post["status"], "published", "{post}");
+    assert_eq!(app.simulator.published("twitter").len(), 1);
+}

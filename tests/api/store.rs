@@ -1110,6 +1110,7 @@ contract!(
             from: &["scheduled", "publishing"],
             unsent_only: true,
             approval_digest: None,
+            unexpired_at: None,
             post: &cancelled,
         };
         assert!(store.transition_post(&transition, None).await.unwrap());
@@ -1149,6 +1150,7 @@ contract!(
             from: &["scheduled", "publishing"],
             unsent_only: true,
             approval_digest: None,
+            unexpired_at: None,
             post: &cancelled,
         };
         assert!(!store.transition_post(&transition, None).await.unwrap());
@@ -1174,6 +1176,7 @@ contract!(
             from: &["pending_approval"],
             unsent_only: true,
             approval_digest: Some(digest),
+            unexpired_at: Some(now),
             post: &approved,
         };
         assert!(!store.transition_post(&with("wrong"), None).await.unwrap());

@@ -463,7 +463,12 @@ pub(super) fn graph_failure(answer: &ApiAnswer, final_send: bool) -> PublishFail
             PublishFailure::transient(PostErrorCode::RateLimited, message.clone())
                 .after(regain_access(answer))
         }
-        (Some(1 | 2), _) => PublishFailure::transient(PostErrorCode::PlatformUnavailable, message),
+        // "Unknown" and "service" errors (M4) are transient, but on the final send Meta may have
+        // published all the same: confirmed then, never sent again.
+        (Some(1 | 2), _) => PublishFailure {
+            answer_lost: final_send,
+            ..PublishFailure::transient(PostErrorCode::PlatformUnavailable, message)
+        },
         (Some(506), _) => permanent(PostErrorCode::InvalidPost),
         (Some(368), _) => permanent(PostErrorCode::AccountNotEligible),
         (Some(324 | 9004 | 36_003), _) | (_, Some(2_207_000..=2_207_999)) => {
@@ -484,7 +489,7 @@ fn regain_access(answer: &ApiAnswer) -> Option<Duration> {
         .flatten()
         .filter_map(|entry| entry["estimated_time_to_regain_access"].as_u64())
         .max()?;
-    (minutes > 0).then(|| Duration::from_secs(minutes * 60))
+    (minutes > 0).then(|| Duration::from_secs(minutes.saturating_mul(60)))
 }
 
 #[cfg(all(test, feature = "sandbox"))]
