@@ -4,8 +4,10 @@
 //! that fence out any replica holding the post, so a cancelled post is never sent and an
 //! approved post goes out once.
 //!
-//! The approval link is a 256-bit random secret of which only the SHA-256 digest is stored; it is
-//! used up by the first decision, and it expires with the request (`POSTS_APPROVAL_TTL_HOURS`).
+//! The approval link is a 256-bit random secret: the post keeps only its SHA-256 digest; the link
+//! itself travels in the `post.approval_requested` webhook to the services (its outbox row keeps
+//! it until delivered and pruned). It is used up by the first decision, and it expires with the
+//! request (`POSTS_APPROVAL_TTL_HOURS`).
 
 use std::sync::Arc;
 
