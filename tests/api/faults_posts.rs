@@ -202,3 +202,37 @@ async fn a_lost_answer_is_confirmed_where_the_platform_can_tell_and_unknown_wher
     );
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_send_that_outlasts_the_lease_keeps_its_post() {
+    let app = spawn_app_with(TestAppOptions {
+        extra_env: vec![("POSTS_LEASE_SECONDS", "2".into())],
+        ..Default::default()
+    })
+    .await;
+    connect(&app, "twitter", "slow").await;
+    app.simulator.hold_api_calls("twitter", "tweets", true);
+    let (_, post) = create_post(
+        &app,
+        "slow-1",
+        &json!({"store_id": "slow", "platform": "twitter", "text": "Slow but sure"}),
+    )
+    .await;
+    let id = post["id"].as_str().unwrap().to_owned();
+    wait_until("the send reaches X", Duration::from_secs(10), async || {
+        app.simulator.held_api_calls("twitter") == 1
+    })
+    .await;
+    // Well past the lease: without its renewal, a claim would take the post over and call it
+    // unknown while its send is still under way.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(
+        crate::posts::get_post(&app, &id).await["status"],
+        "publishing"
+    );
+    app.simulator.hold_api_calls("twitter", "tweets", false);
+    let post = settled(&app, &id).await;
+    assert_eq!(post["status"], "published", "{post}");
+    assert_eq!(app.simulator.published("twitter").len(), 1);
+    app.stop().await;
+}
