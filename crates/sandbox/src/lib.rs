@@ -116,20 +116,6 @@ pub fn endpoints(base: &str, platform: &str) -> Option<SandboxEndpoints> {
     })
 }
 
-/// For tests of a platform's API clients: an access token of `platform` for `client_id` granting
-/// exactly `scopes`, as if the signed-in account had consented (no consent screen, no code; the
-/// token lives an hour and is refused like any other once revoked or expired). `None` for a
-/// platform the sandbox does not simulate.
-pub fn grant_for_tests(
-    sim: &Simulator,
-    platform: &str,
-    client_id: &str,
-    scopes: &[&str],
-) -> Option<String> {
-    let spec = platforms::find(platform)?.spec;
-    Some(sim.grant_for_tests(spec, client_id, scopes))
-}
-
 /// Every simulator route (all under `/sandbox/{platform}/...`), state applied, ready to be merged
 /// into another router or served alone.
 pub fn router(sim: Simulator) -> Router {

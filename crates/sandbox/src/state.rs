@@ -1372,30 +1372,6 @@ impl Simulator {
         })
     }
 
-    /// Starts a grant of `scopes` for `client_id` at `spec`'s platform as if the signed-in
-    /// account had consented, and mints its access token (valid an hour): for tests of API
-    /// clients that need a real token without driving a consent screen.
-    pub(crate) fn grant_for_tests(
-        &self,
-        spec: &'static PlatformSpec,
-        client_id: &str,
-        scopes: &[&str],
-    ) -> String {
-        let approved = ApprovedAuthorization {
-            platform: spec,
-            client_id: client_id.to_owned(),
-            redirect_uri: String::new(),
-            requested_scopes: scopes.iter().map(|s| (*s).to_owned()).collect(),
-            granted_scopes: scopes.iter().map(|s| (*s).to_owned()).collect(),
-            pkce: None,
-            options: AuthorizeOptions::default(),
-            account: self.signed_in_account(spec.key),
-        };
-        let now = self.now();
-        let grant_id = self.lock().start_grant(&approved, no_object_tokens, now);
-        self.issue_access_token(grant_id, 3600)
-    }
-
     /// Records a published item, at the sandbox clock's now.
     pub(crate) fn publish(&self, platform: &str, item: PublishedItem) {
         let now = self.now();

@@ -6,10 +6,8 @@ mod google;
 mod linkedin;
 mod meta;
 mod pinterest;
-#[cfg(test)]
-#[cfg(feature = "sandbox")]
-mod publish_bench;
-/// The publishing clients' test harness (the sandbox on a port, tokens, a fixed media source).
+/// The publishing clients' test harness, shared by every platform's tests (the sandbox on a port,
+/// tokens through its consent screen, fixed media sources).
 #[cfg(all(test, feature = "sandbox"))]
 pub(crate) mod publish_harness;
 mod tiktok;

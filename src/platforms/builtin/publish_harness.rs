@@ -1,8 +1,9 @@
-//! Test harness of the publishing clients: the sandbox served on a random local port beside a
-//! media server (`/media/...`), a sandboxed platform spec from the catalog, a real
+//! Test harness of every platform's publishing client: the sandbox served on a random local port
+//! beside a media server (`/media/...`), a sandboxed platform spec from the catalog, a real
 //! [`PlatformClient`], tokens obtained the honest way (the sandbox's consent screen and token
-//! endpoint, driven over HTTP as a browser and the service would), and the three stages run with
-//! a [`PublishContext`].
+//! endpoint, driven over HTTP as a browser and the service would, as the platform's description
+//! says), and the three stages run with a [`PublishContext`], one at a time or as the scheduler
+//! runs them.
 
 // In tests a failed expectation is a failed test, which is exactly what `expect` reports.
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
@@ -15,8 +16,9 @@ use async_trait::async_trait;
 use axum::http::header::CONTENT_TYPE;
 use axum::routing::get;
 use axum::Router;
-use chrono::{TimeZone, Utc};
+use chrono::Utc;
 use growth_engine_clock::ManualClock;
+use oauth2::PkceCodeChallenge;
 use secrecy::SecretString;
 use serde_json::{Map, Value};
 use url::Url;
@@ -24,9 +26,9 @@ use url::Url;
 use crate::metrics::Metrics;
 use crate::platforms::catalog::Catalog;
 use crate::platforms::client::PlatformClient;
-use crate::platforms::platform::PlatformSpec;
+use crate::platforms::platform::{ClientAuth, Pkce, PlatformSpec, TokenMethod};
 use crate::platforms::publish::{
-    Confirmation, MediaBytes, MediaKind, MediaRef, MediaSource, PostDraft, Prepared,
+    Confirmation, MediaBytes, MediaKind, MediaRef, MediaSource, PostDraft, PostErrorCode, Prepared,
     PublishContext, PublishFailure, PublishTarget, Sent,
 };
 use crate::sandbox::Simulator;
@@ -49,7 +51,10 @@ impl Harness {
     pub(crate) async fn start(platform: &str) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
-        let clock = ManualClock::new(Utc.with_ymd_and_hms(2026, 12, 1, 12, 0, 0).unwrap());
+        // Stopped at the wall clock's now rather than a fixed date: the sandbox's answers carry
+        // the real `Date` header, and clients measure absolute times against it (X's
+        // `x-rate-limit-reset`), which a clock days away from it would turn into nonsense.
+        let clock = ManualClock::new(Utc::now());
         let clients = growth_engine_sandbox::PLATFORMS
             .iter()
             .map(|p| Simulator::sandbox_client(p, &base))
@@ -85,26 +90,32 @@ impl Harness {
     }
 
     /// An access token of the platform granting `scopes`: the sandbox's consent screen approved
-    /// and its code exchanged, over HTTP.
+    /// and its code exchanged, over HTTP, with the parameter names, scope separator, PKCE, client
+    /// authentication and token method the platform's description gives.
     pub(crate) async fn token(&self, scopes: &[&str]) -> String {
-        let platform = self.spec.id.as_str().to_owned();
+        let spec = &self.spec;
+        let platform = spec.id.as_str().to_owned();
         let client = Simulator::sandbox_client(&platform, &self.base);
         let redirect = client.redirect_uris[0].clone();
-        let id_param = if platform == "tiktok" {
-            "client_key"
-        } else {
-            "client_id"
-        };
+        let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
+        let mut query = vec![
+            (spec.client_id_param, client.client_id.clone()),
+            ("redirect_uri", redirect.clone()),
+            ("state", "st-publish".to_owned()),
+            ("response_type", "code".to_owned()),
+            ("scope", scopes.join(spec.scope_separator)),
+        ];
+        if spec.pkce == Pkce::S256 {
+            query.push(("code_challenge", challenge.as_str().to_owned()));
+            query.push((
+                "code_challenge_method",
+                challenge.method().as_str().to_owned(),
+            ));
+        }
         let page = self
             .http
-            .get(self.spec.authorize_url.clone())
-            .query(&[
-                (id_param, client.client_id.as_str()),
-                ("redirect_uri", &redirect),
-                ("state", "st-publish"),
-                ("response_type", "code"),
-                ("scope", &scopes.join(",")),
-            ])
+            .get(spec.authorize_url.clone())
+            .query(&query)
             .send()
             .await
             .unwrap()
@@ -130,23 +141,27 @@ impl Harness {
             .find(|(k, _)| k == "code")
             .map(|(_, v)| v.into_owned())
             .expect("a code");
-        let mut params = vec![
-            (id_param, client.client_id.clone()),
-            ("client_secret", client.client_secret.clone()),
-            ("redirect_uri", redirect),
-            ("code", code),
-        ];
-        let token = self.spec.token_url.clone();
-        let reply: Value = if platform == "meta" {
-            self.http.get(token).query(&params).send().await
-        } else {
-            params.push(("grant_type", "authorization_code".to_owned()));
-            self.http.post(token).form(&params).send().await
+        let mut params = vec![("redirect_uri", redirect), ("code", code)];
+        if spec.pkce == Pkce::S256 {
+            params.push(("code_verifier", verifier.secret().clone()));
         }
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        if spec.client_auth == ClientAuth::RequestBody {
+            params.push((spec.client_id_param, client.client_id.clone()));
+            params.push(("client_secret", client.client_secret.clone()));
+        }
+        let token = spec.token_url.clone();
+        let request = match spec.token_method {
+            TokenMethod::GetQuery => self.http.get(token).query(&params),
+            TokenMethod::PostForm => {
+                params.push(("grant_type", "authorization_code".to_owned()));
+                self.http.post(token).form(&params)
+            }
+        };
+        let request = match spec.client_auth {
+            ClientAuth::Basic => request.basic_auth(&client.client_id, Some(&client.client_secret)),
+            ClientAuth::RequestBody => request,
+        };
+        let reply: Value = request.send().await.unwrap().json().await.unwrap();
         reply["access_token"]
             .as_str()
             .unwrap_or_else(|| panic!("no token: {reply}"))
@@ -231,6 +246,14 @@ impl Post<'_> {
         panic!("never ready");
     }
 
+    /// The stages as the scheduler runs them: prepares until ready, then sends once. Returns
+    /// what was sent and the checkpoint the send was given, or the first stage's failure.
+    pub(crate) async fn publish(&self) -> Result<(Sent, Value), PublishFailure> {
+        let ready = self.prepare_until_ready().await?;
+        let sent = self.send(&ready).await?;
+        Ok((sent, ready))
+    }
+
     /// The platform's `send_post` with `checkpoint`.
     pub(crate) async fn send(&self, checkpoint: &Value) -> Result<Sent, PublishFailure> {
         let behaviour = self.harness.spec.behaviour;
@@ -284,6 +307,19 @@ impl MediaSource for FixedMedia {
     }
 }
 
+/// The caller's media, gone: every fetch fails as a 404 from the caller's server would.
+pub(crate) struct UnavailableMedia;
+
+#[async_trait]
+impl MediaSource for UnavailableMedia {
+    async fn fetch(&self, _url: &Url) -> Result<MediaBytes, PublishFailure> {
+        Err(PublishFailure::permanent(
+            PostErrorCode::MediaUnavailable,
+            "the media answered 404",
+        ))
+    }
+}
+
 /// `size` bytes of a pretend MP4.
 pub(crate) fn video_bytes(size: usize) -> bytes::Bytes {
     let mut bytes = vec![0u8; size];
@@ -293,7 +329,8 @@ pub(crate) fn video_bytes(size: usize) -> bytes::Bytes {
     bytes::Bytes::from(bytes)
 }
 
-/// `/media/image.jpg`, `/media/video.mp4`; anything else is a 404.
+/// `/media/image.jpg`, `/media/video.mp4`, `/media/page.html` (served, but not an image); anything
+/// else is a 404.
 fn media_routes() -> Router {
     Router::new()
         .route(
@@ -303,5 +340,9 @@ fn media_routes() -> Router {
         .route(
             "/media/video.mp4",
             get(|| async { ([(CONTENT_TYPE, "video/mp4")], video_bytes(64 * 1024)) }),
+        )
+        .route(
+            "/media/page.html",
+            get(|| async { ([(CONTENT_TYPE, "text/html")], "<p>not an image</p>") }),
         )
 }

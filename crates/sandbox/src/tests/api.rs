@@ -931,7 +931,7 @@ async fn pinterest_lists_the_account_boards_and_ad_accounts_and_creates_a_pin() 
     let pin = json!({
         "board_id": board_id,
         "title": "New arrivals",
-        "media_source": { "source_type": "image_url", "url": format!("{media}/photo.png") },
+        "media_source": { "source_type": "image_url", "url": format!("{media}/image.jpg") },
     });
     let created = sandbox
         .api(

@@ -279,40 +279,47 @@ mod tests {
     use url::Url;
 
     use super::*;
-    use crate::platforms::builtin::publish_bench::{failure_code, target, Bench};
-    use crate::platforms::publish::MediaRef;
+    use crate::platforms::builtin::publish_harness::{
+        draft, target, FixedMedia, Harness, UnavailableMedia, IMAGE,
+    };
+    use crate::platforms::publish::{Confirmation, MediaRef, PublishTarget};
     use crate::sandbox::ApiRateLimit;
 
     const ORGANIZATION: &str = "2000001";
     const SCOPES: [&str; 2] = ["w_organization_social", "r_organization_admin"];
 
-    fn draft(bench: &Bench, text: &str, images: &[&str]) -> PostDraft {
-        PostDraft {
-            text: text.to_owned(),
-            media: images
-                .iter()
-                .map(|path| MediaRef {
-                    url: bench.media_url(path),
-                    kind: MediaKind::Image,
-                })
-                .collect(),
-            ..PostDraft::default()
+    /// The sandbox, and the organization acting with a token granting [`SCOPES`].
+    async fn linkedin() -> (Harness, PublishTarget) {
+        let harness = Harness::start("linkedin").await;
+        let page = target(
+            "linkedin_organization",
+            ORGANIZATION,
+            &harness.token(&SCOPES).await,
+        );
+        (harness, page)
+    }
+
+    fn image_bytes() -> FixedMedia {
+        FixedMedia {
+            content_type: "image/jpeg",
+            bytes: bytes::Bytes::from_static(IMAGE),
         }
+    }
+
+    /// A text-only draft.
+    fn text(text: &str) -> PostDraft {
+        draft(text, Vec::new(), json!({}))
     }
 
     #[tokio::test]
     async fn a_text_post_is_published_escaped_as_the_organization() {
-        let bench = Bench::start().await;
-        let post = draft(&bench, "Sale (today only) #deals", &[]);
-        check_draft("linkedin_organization", &post).expect("a valid draft");
-        let page = target(
-            "linkedin_organization",
-            ORGANIZATION,
-            None,
-            bench.token("linkedin", &SCOPES),
-        );
-        let (sent, _) = bench.publish("linkedin", &post, &page).await;
-        let Ok(Sent::Published(published)) = sent else {
+        let (harness, page) = linkedin().await;
+        let draft = text("Sale (today only) #deals");
+        check_draft("linkedin_organization", &draft).expect("a valid draft");
+        let media = image_bytes();
+        let post = harness.post(&draft, &page, &media);
+        let (sent, _) = post.publish().await.expect("sent");
+        let Sent::Published(published) = sent else {
             panic!("not published: {sent:?}");
         };
         let urn = published.id.expect("the x-restli-id");
@@ -321,12 +328,9 @@ mod tests {
             published.url,
             Some(format!("https://www.linkedin.com/feed/update/{urn}/"))
         );
-        let confirmed = bench.confirm("linkedin", &post, &page, &json!({})).await;
-        assert_eq!(
-            confirmed,
-            Ok(crate::platforms::publish::Confirmation::Unknowable)
-        );
-        let items = bench.sim.published("linkedin");
+        let confirmed = post.confirm(&json!({})).await;
+        assert_eq!(confirmed, Ok(Confirmation::Unknowable));
+        let items = harness.sim.published("linkedin");
         assert_eq!(
             items[0].target,
             format!("urn:li:organization:{ORGANIZATION}")
@@ -340,105 +344,105 @@ mod tests {
 
     #[tokio::test]
     async fn an_image_is_uploaded_and_waited_for_before_the_post() {
-        let bench = Bench::start().await;
-        let mut post = draft(&bench, "New in", &["/media/photo.png"]);
-        post.options.insert("alt_text".to_owned(), json!("A mug"));
-        let page = target(
-            "linkedin_organization",
-            ORGANIZATION,
-            None,
-            bench.token("linkedin", &SCOPES),
-        );
-        let (sent, checkpoint) = bench.publish("linkedin", &post, &page).await;
-        assert!(matches!(sent, Ok(Sent::Published(_))), "{sent:?}");
+        let (harness, page) = linkedin().await;
+        let photo = harness.media("image.jpg", MediaKind::Image);
+        let draft = draft("New in", vec![photo], json!({ "alt_text": "A mug" }));
+        let media = image_bytes();
+        let (sent, checkpoint) = harness
+            .post(&draft, &page, &media)
+            .publish()
+            .await
+            .expect("sent");
+        assert!(matches!(sent, Sent::Published(_)), "{sent:?}");
         let image = checkpoint["image"].as_str().expect("an image URN");
-        let items = bench.sim.published("linkedin");
+        let items = harness.sim.published("linkedin");
         assert_eq!(items[0].fields["content"]["media"]["id"], image);
         assert_eq!(items[0].fields["content"]["media"]["altText"], "A mug");
     }
 
     #[tokio::test]
     async fn linkedin_refusals_map_to_stable_codes() {
-        let bench = Bench::start().await;
-        let post = draft(&bench, "Hello", &[]);
-        // Without w_organization_social: 403.
+        let harness = Harness::start("linkedin").await;
+        let hello = text("Hello");
+        let media = image_bytes();
+        // Without w_organization_social: 403. Asked for first: a grant of other scopes
+        // invalidates every earlier token (the sandbox's LinkedIn keeps that rule, fact 12).
         let weak = target(
             "linkedin_organization",
             ORGANIZATION,
-            None,
-            bench.token("linkedin", &["r_organization_admin"]),
+            &harness.token(&["r_organization_admin"]).await,
         );
-        let (sent, _) = bench.publish("linkedin", &post, &weak).await;
-        assert_eq!(failure_code(&sent), PostErrorCode::PermissionMissing);
+        let sent = harness.post(&hello, &weak, &media).publish().await;
+        assert_eq!(
+            sent.expect_err("refused").code,
+            PostErrorCode::PermissionMissing
+        );
         // An organization the member has no role on: 403 too.
         let foreign = target(
             "linkedin_organization",
             "9999999",
-            None,
-            bench.token("linkedin", &SCOPES),
+            &harness.token(&SCOPES).await,
         );
-        let (sent, _) = bench.publish("linkedin", &post, &foreign).await;
-        assert_eq!(failure_code(&sent), PostErrorCode::PermissionMissing);
-        // A dead token: 401.
-        let dead = target(
-            "linkedin_organization",
-            ORGANIZATION,
-            None,
-            "AQVdead".to_owned().into(),
+        let sent = harness.post(&hello, &foreign, &media).publish().await;
+        assert_eq!(
+            sent.expect_err("refused").code,
+            PostErrorCode::PermissionMissing
         );
-        let (sent, _) = bench.publish("linkedin", &post, &dead).await;
-        assert_eq!(failure_code(&sent), PostErrorCode::ReconnectRequired);
-        // Throttled: 429, retried.
         let page = target(
             "linkedin_organization",
             ORGANIZATION,
-            None,
-            bench.token("linkedin", &SCOPES),
+            &harness.token(&SCOPES).await,
         );
-        bench.sim.set_api_rate_limited(
+        // A dead token: 401.
+        let dead = target("linkedin_organization", ORGANIZATION, "AQVdead");
+        let sent = harness.post(&hello, &dead, &media).publish().await;
+        assert_eq!(
+            sent.expect_err("refused").code,
+            PostErrorCode::ReconnectRequired
+        );
+        // Throttled: 429, retried.
+        harness.sim.set_api_rate_limited(
             "linkedin",
             Some(ApiRateLimit {
                 retry_after_seconds: 60,
             }),
         );
-        let (sent, _) = bench.publish("linkedin", &post, &page).await;
+        let sent = harness.post(&hello, &page, &media).publish().await;
         let failure = sent.expect_err("throttled");
         assert_eq!(failure.code, PostErrorCode::RateLimited);
         assert!(failure.transient);
-        bench.sim.set_api_rate_limited("linkedin", None);
+        harness.sim.set_api_rate_limited("linkedin", None);
         // The image's server has nothing.
-        let gone = draft(&bench, "Gone", &["/media/missing"]);
-        let (sent, _) = bench.publish("linkedin", &gone, &page).await;
-        assert_eq!(failure_code(&sent), PostErrorCode::MediaUnavailable);
+        let gone = draft(
+            "Gone",
+            vec![harness.media("missing", MediaKind::Image)],
+            json!({}),
+        );
+        let sent = harness
+            .post(&gone, &page, &UnavailableMedia)
+            .publish()
+            .await;
+        assert_eq!(
+            sent.expect_err("refused").code,
+            PostErrorCode::MediaUnavailable
+        );
     }
 
     #[tokio::test]
     async fn a_sunset_api_version_is_not_supported_with_a_clear_message() {
-        let bench = Bench::start().await;
-        let mut spec = bench.spec("linkedin").clone();
-        for header in &mut spec.api_headers {
+        let (mut harness, page) = linkedin().await;
+        for header in &mut harness.spec.api_headers {
             if header.name.eq_ignore_ascii_case("LinkedIn-Version") {
                 header.value = "202001".to_owned().into();
             }
         }
-        let post = draft(&bench, "Hello", &[]);
-        let page = target(
-            "linkedin_organization",
-            ORGANIZATION,
-            None,
-            bench.token("linkedin", &SCOPES),
-        );
-        let media = crate::platforms::builtin::publish_bench::FixedMedia;
-        let checkpoint = json!({});
-        let context = PublishContext {
-            http: &bench.client,
-            spec: &spec,
-            draft: &post,
-            target: &page,
-            media: &media,
-            checkpoint: &checkpoint,
-        };
-        let failure = send_post(&context).await.expect_err("426");
+        let draft = text("Hello");
+        let media = image_bytes();
+        let failure = harness
+            .post(&draft, &page, &media)
+            .send(&json!({}))
+            .await
+            .expect_err("426");
         assert_eq!(failure.code, PostErrorCode::NotSupported);
         assert!(
             failure.message.contains("LINKEDIN_API_VERSION"),

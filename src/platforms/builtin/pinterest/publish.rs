@@ -183,41 +183,49 @@ mod tests {
     use url::Url;
 
     use super::*;
-    use crate::platforms::builtin::publish_bench::{failure_code, target, Bench};
-    use crate::platforms::publish::MediaRef;
+    use crate::platforms::builtin::publish_harness::{draft, target, FixedMedia, Harness, IMAGE};
+    use crate::platforms::publish::{Confirmation, MediaRef, PublishTarget};
 
     const BOARD: &str = "900000000000000001";
     const SCOPES: [&str; 4] = ["boards:read", "boards:write", "pins:read", "pins:write"];
 
-    fn draft(bench: &Bench, text: &str, images: &[&str]) -> PostDraft {
-        PostDraft {
-            text: text.to_owned(),
-            media: images
-                .iter()
-                .map(|path| MediaRef {
-                    url: bench.media_url(path),
-                    kind: MediaKind::Image,
-                })
-                .collect(),
-            ..PostDraft::default()
+    /// The sandbox, and the board acting with a token granting [`SCOPES`].
+    async fn pinterest() -> (Harness, PublishTarget) {
+        let harness = Harness::start("pinterest").await;
+        let board = target("pinterest_board", BOARD, &harness.token(&SCOPES).await);
+        (harness, board)
+    }
+
+    /// The caller's bytes. Pinterest fetches each image from its URL itself, so the client never
+    /// reads these; what the sandbox fetches is the harness's media server.
+    fn image_bytes() -> FixedMedia {
+        FixedMedia {
+            content_type: "image/jpeg",
+            bytes: bytes::Bytes::from_static(IMAGE),
         }
+    }
+
+    fn images(harness: &Harness, names: &[&str]) -> Vec<MediaRef> {
+        names
+            .iter()
+            .map(|name| harness.media(name, MediaKind::Image))
+            .collect()
     }
 
     #[tokio::test]
     async fn a_pin_with_an_image_is_published_with_its_title_and_url() {
-        let bench = Bench::start().await;
-        let mut post = draft(&bench, "Our new mug", &["/media/photo.png"]);
-        post.options.insert("title".to_owned(), json!("The mug"));
-        post.link = Some(Url::parse("https://shop.example/mug").expect("a URL"));
-        check_draft("pinterest_board", &post).expect("a valid draft");
-        let board = target(
-            "pinterest_board",
-            BOARD,
-            None,
-            bench.token("pinterest", &SCOPES),
+        let (harness, board) = pinterest().await;
+        let mut draft = draft(
+            "Our new mug",
+            images(&harness, &["image.jpg"]),
+            json!({ "title": "The mug" }),
         );
-        let (sent, _) = bench.publish("pinterest", &post, &board).await;
-        let Ok(Sent::Published(pin)) = sent else {
+        draft.link = Some(Url::parse("https://shop.example/mug").expect("a URL"));
+        check_draft("pinterest_board", &draft).expect("a valid draft");
+        let media = image_bytes();
+        let post = harness.post(&draft, &board, &media);
+        let (sent, _) = post.publish().await.expect("sent");
+        let Sent::Published(pin) = sent else {
             panic!("not published: {sent:?}");
         };
         let id = pin.id.expect("an id");
@@ -225,38 +233,34 @@ mod tests {
             pin.url,
             Some(format!("https://www.pinterest.com/pin/{id}/"))
         );
-        let published = bench.sim.published("pinterest");
+        let published = harness.sim.published("pinterest");
         assert_eq!(published.len(), 1);
         assert_eq!(published[0].target, BOARD);
         assert_eq!(published[0].fields["title"], "The mug");
         assert_eq!(published[0].fields["description"], "Our new mug");
         // No honest confirmation exists (see the module's doc): a lost answer stays unknown.
-        let confirmed = bench
-            .confirm("pinterest", &post, &board, &Value::Null)
-            .await;
         assert_eq!(
-            confirmed,
-            Ok(crate::platforms::publish::Confirmation::Unknowable)
+            post.confirm(&Value::Null).await,
+            Ok(Confirmation::Unknowable)
         );
     }
 
     #[tokio::test]
     async fn several_images_make_a_carousel() {
-        let bench = Bench::start().await;
-        let post = draft(
-            &bench,
+        let (harness, board) = pinterest().await;
+        let draft = draft(
             "Two views",
-            &["/media/photo.png", "/media/photo.png"],
+            images(&harness, &["image.jpg", "image.jpg"]),
+            json!({}),
         );
-        let board = target(
-            "pinterest_board",
-            BOARD,
-            None,
-            bench.token("pinterest", &SCOPES),
-        );
-        let (sent, _) = bench.publish("pinterest", &post, &board).await;
-        assert!(matches!(sent, Ok(Sent::Published(_))), "{sent:?}");
-        let published = bench.sim.published("pinterest");
+        let media = image_bytes();
+        let (sent, _) = harness
+            .post(&draft, &board, &media)
+            .publish()
+            .await
+            .expect("sent");
+        assert!(matches!(sent, Sent::Published(_)), "{sent:?}");
+        let published = harness.sim.published("pinterest");
         assert_eq!(
             published[0].fields["media_source"]["source_type"],
             "multiple_image_urls"
@@ -265,63 +269,58 @@ mod tests {
 
     #[tokio::test]
     async fn an_image_pinterest_cannot_fetch_is_media_rejected() {
-        let bench = Bench::start().await;
-        let post = draft(&bench, "Broken", &["/media/page.html"]);
-        let board = target(
-            "pinterest_board",
-            BOARD,
-            None,
-            bench.token("pinterest", &SCOPES),
-        );
-        let (sent, _) = bench.publish("pinterest", &post, &board).await;
-        assert_eq!(failure_code(&sent), PostErrorCode::MediaRejected);
-        assert!(bench.sim.published("pinterest").is_empty());
+        let (harness, board) = pinterest().await;
+        // Served, but as HTML: not something Pinterest can read as an image.
+        let draft = draft("Broken", images(&harness, &["page.html"]), json!({}));
+        let media = image_bytes();
+        let failure = harness
+            .post(&draft, &board, &media)
+            .publish()
+            .await
+            .expect_err("rejected");
+        assert_eq!(failure.code, PostErrorCode::MediaRejected);
+        assert!(harness.sim.published("pinterest").is_empty());
     }
 
     #[tokio::test]
     async fn pinterest_refusals_map_to_stable_codes() {
-        let bench = Bench::start().await;
-        let post = draft(&bench, "A pin", &["/media/photo.png"]);
+        let (harness, board) = pinterest().await;
+        let draft = draft("A pin", images(&harness, &["image.jpg"]), json!({}));
+        let media = image_bytes();
         // Without pins:write: code 3.
         let weak = target(
             "pinterest_board",
             BOARD,
-            None,
-            bench.token("pinterest", &["boards:read"]),
+            &harness.token(&["boards:read"]).await,
         );
-        let (sent, _) = bench.publish("pinterest", &post, &weak).await;
-        assert_eq!(failure_code(&sent), PostErrorCode::PermissionMissing);
+        let sent = harness.post(&draft, &weak, &media).publish().await;
+        assert_eq!(
+            sent.expect_err("refused").code,
+            PostErrorCode::PermissionMissing
+        );
         // A token the sandbox never issued: code 2.
-        let dead = target(
-            "pinterest_board",
-            BOARD,
-            None,
-            "pina_dead".to_owned().into(),
+        let dead = target("pinterest_board", BOARD, "pina_dead");
+        let sent = harness.post(&draft, &dead, &media).publish().await;
+        assert_eq!(
+            sent.expect_err("refused").code,
+            PostErrorCode::ReconnectRequired
         );
-        let (sent, _) = bench.publish("pinterest", &post, &dead).await;
-        assert_eq!(failure_code(&sent), PostErrorCode::ReconnectRequired);
         // A throttle: code 8, worth another try.
-        let board = target(
-            "pinterest_board",
-            BOARD,
-            None,
-            bench.token("pinterest", &SCOPES),
-        );
-        bench.sim.set_api_rate_limited(
+        harness.sim.set_api_rate_limited(
             "pinterest",
             Some(crate::sandbox::ApiRateLimit {
                 retry_after_seconds: 30,
             }),
         );
-        let (sent, _) = bench.publish("pinterest", &post, &board).await;
+        let sent = harness.post(&draft, &board, &media).publish().await;
         let failure = sent.expect_err("throttled");
         assert_eq!(failure.code, PostErrorCode::RateLimited);
         assert!(failure.transient);
-        bench.sim.set_api_rate_limited("pinterest", None);
+        harness.sim.set_api_rate_limited("pinterest", None);
         // A link on the spam list: a 429 that is not retried.
-        let mut spam = post.clone();
+        let mut spam = draft.clone();
         spam.link = Some(Url::parse("https://spam.sandbox.example/x").expect("a URL"));
-        let (sent, _) = bench.publish("pinterest", &spam, &board).await;
+        let sent = harness.post(&spam, &board, &media).publish().await;
         let failure = sent.expect_err("blocked");
         assert_eq!(failure.code, PostErrorCode::InvalidPost);
         assert!(!failure.transient);

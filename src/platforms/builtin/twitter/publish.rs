@@ -375,39 +375,45 @@ mod tests {
     use url::Url;
 
     use super::*;
-    use crate::platforms::builtin::publish_bench::{failure_code, target, Bench};
+    use crate::platforms::builtin::publish_harness::{
+        draft, target, video_bytes, FixedMedia, Harness, UnavailableMedia, IMAGE,
+    };
+    use crate::platforms::publish::{Confirmation, PublishTarget};
     use crate::sandbox::ApiRateLimit;
 
     const USER: &str = "1000000000000000001";
     const SCOPES: [&str; 4] = ["tweet.read", "tweet.write", "users.read", "media.write"];
 
-    fn draft(bench: &Bench, text: &str, media: &[(&str, MediaKind)]) -> PostDraft {
-        PostDraft {
-            text: text.to_owned(),
-            media: media
-                .iter()
-                .map(|(path, kind)| MediaRef {
-                    url: bench.media_url(path),
-                    kind: *kind,
-                })
-                .collect(),
-            ..PostDraft::default()
+    /// The sandbox, and the user acting with a token granting [`SCOPES`] (no username known).
+    async fn twitter() -> (Harness, PublishTarget) {
+        let harness = Harness::start("twitter").await;
+        let user = target("x_user", USER, &harness.token(&SCOPES).await);
+        (harness, user)
+    }
+
+    fn image_bytes() -> FixedMedia {
+        FixedMedia {
+            content_type: "image/jpeg",
+            bytes: bytes::Bytes::from_static(IMAGE),
         }
+    }
+
+    /// A text-only draft.
+    fn text(text: &str) -> PostDraft {
+        draft(text, Vec::new(), json!({}))
     }
 
     #[tokio::test]
     async fn a_text_post_is_published_with_the_users_url() {
-        let bench = Bench::start().await;
-        let post = draft(&bench, "Hello from the shop", &[]);
-        check_draft("x_user", &post).expect("a valid draft");
-        let user = target(
-            "x_user",
-            USER,
-            Some("sandboxmerchant"),
-            bench.token("twitter", &SCOPES),
-        );
-        let (sent, _) = bench.publish("twitter", &post, &user).await;
-        let Ok(Sent::Published(tweet)) = sent else {
+        let (harness, anonymous) = twitter().await;
+        let draft = text("Hello from the shop");
+        check_draft("x_user", &draft).expect("a valid draft");
+        let mut user = target("x_user", USER, &harness.token(&SCOPES).await);
+        user.name = Some("sandboxmerchant".to_owned());
+        let media = image_bytes();
+        let post = harness.post(&draft, &user, &media);
+        let (sent, _) = post.publish().await.expect("sent");
+        let Sent::Published(tweet) = sent else {
             panic!("not published: {sent:?}");
         };
         let id = tweet.id.expect("an id");
@@ -415,18 +421,16 @@ mod tests {
             tweet.url,
             Some(format!("https://x.com/sandboxmerchant/status/{id}"))
         );
-        let confirmed = bench
-            .confirm("twitter", &post, &user, &json!({ "media": [] }))
-            .await;
-        assert_eq!(
-            confirmed,
-            Ok(crate::platforms::publish::Confirmation::Unknowable)
-        );
+        let confirmed = post.confirm(&json!({ "media": [] })).await;
+        assert_eq!(confirmed, Ok(Confirmation::Unknowable));
         // Without a username, X's own redirecting URL.
-        let anonymous = target("x_user", USER, None, bench.token("twitter", &SCOPES));
-        let other = draft(&bench, "Another one", &[]);
-        let (sent, _) = bench.publish("twitter", &other, &anonymous).await;
-        let Ok(Sent::Published(tweet)) = sent else {
+        let other = text("Another one");
+        let (sent, _) = harness
+            .post(&other, &anonymous, &media)
+            .publish()
+            .await
+            .expect("sent");
+        let Sent::Published(tweet) = sent else {
             panic!("not published: {sent:?}");
         };
         assert!(tweet
@@ -436,19 +440,20 @@ mod tests {
 
     #[tokio::test]
     async fn images_are_uploaded_first_and_carried_by_the_post() {
-        let bench = Bench::start().await;
-        let post = draft(
-            &bench,
-            "Two photos",
-            &[
-                ("/media/a.png", MediaKind::Image),
-                ("/media/b.png", MediaKind::Image),
-            ],
-        );
-        let user = target("x_user", USER, None, bench.token("twitter", &SCOPES));
-        let (sent, checkpoint) = bench.publish("twitter", &post, &user).await;
-        assert!(matches!(sent, Ok(Sent::Published(_))), "{sent:?}");
-        let published = bench.sim.published("twitter");
+        let (harness, user) = twitter().await;
+        let photos = vec![
+            harness.media("a.jpg", MediaKind::Image),
+            harness.media("b.jpg", MediaKind::Image),
+        ];
+        let draft = draft("Two photos", photos, json!({}));
+        let media = image_bytes();
+        let (sent, checkpoint) = harness
+            .post(&draft, &user, &media)
+            .publish()
+            .await
+            .expect("sent");
+        assert!(matches!(sent, Sent::Published(_)), "{sent:?}");
+        let published = harness.sim.published("twitter");
         let ids = &published[0].fields["media"]["media_ids"];
         assert_eq!(ids.as_array().map(Vec::len), Some(2));
         assert_eq!(ids[0], checkpoint["media"][0]["id"]);
@@ -456,70 +461,80 @@ mod tests {
 
     #[tokio::test]
     async fn a_video_is_waited_for_while_x_processes_it() {
-        let bench = Bench::start().await;
-        let post = draft(&bench, "A clip", &[("/media/clip.mp4", MediaKind::Video)]);
-        let user = target("x_user", USER, None, bench.token("twitter", &SCOPES));
-        let spec = bench.spec("twitter");
-        let media = crate::platforms::builtin::publish_bench::FixedMedia;
-        let first = spec
-            .behaviour
-            .prepare_post(&PublishContext {
-                http: &bench.client,
-                spec,
-                draft: &post,
-                target: &user,
-                media: &media,
-                checkpoint: &Value::Null,
-            })
-            .await;
+        let (harness, user) = twitter().await;
+        let clip = harness.media("clip.mp4", MediaKind::Video);
+        let draft = draft("A clip", vec![clip], json!({}));
+        let media = FixedMedia {
+            content_type: "video/mp4",
+            bytes: video_bytes(64 * 1024),
+        };
+        let post = harness.post(&draft, &user, &media);
+        let first = post.prepare(&Value::Null).await;
         let Ok(Prepared::Wait { checkpoint, .. }) = first else {
             panic!("expected a wait: {first:?}");
         };
-        let (sent, _) = bench.publish("twitter", &post, &user).await;
-        assert!(matches!(sent, Ok(Sent::Published(_))), "{sent:?}");
+        let (sent, _) = post.publish().await.expect("sent");
+        assert!(matches!(sent, Sent::Published(_)), "{sent:?}");
         assert_eq!(checkpoint["media"][0]["processing"], true);
     }
 
     #[tokio::test]
     async fn x_refusals_map_to_stable_codes() {
-        let bench = Bench::start().await;
-        let post = draft(&bench, "Once only", &[]);
-        let user = target("x_user", USER, None, bench.token("twitter", &SCOPES));
-        let (sent, _) = bench.publish("twitter", &post, &user).await;
+        let (harness, user) = twitter().await;
+        let media = image_bytes();
+        let once = text("Once only");
+        let sent = harness.post(&once, &user, &media).publish().await;
         assert!(sent.is_ok(), "{sent:?}");
         // The same text again: X's duplicate 403, not a missing permission.
-        let (sent, _) = bench.publish("twitter", &post, &user).await;
-        assert_eq!(failure_code(&sent), PostErrorCode::InvalidPost);
+        let sent = harness.post(&once, &user, &media).publish().await;
+        assert_eq!(sent.expect_err("refused").code, PostErrorCode::InvalidPost);
         // Media without media.write: refused at the upload.
         let weak = target(
             "x_user",
             USER,
-            None,
-            bench.token("twitter", &["tweet.read", "tweet.write", "users.read"]),
+            &harness
+                .token(&["tweet.read", "tweet.write", "users.read"])
+                .await,
         );
-        let photo = draft(&bench, "A photo", &[("/media/a.png", MediaKind::Image)]);
-        let (sent, _) = bench.publish("twitter", &photo, &weak).await;
-        assert_eq!(failure_code(&sent), PostErrorCode::PermissionMissing);
+        let photo = draft(
+            "A photo",
+            vec![harness.media("a.jpg", MediaKind::Image)],
+            json!({}),
+        );
+        let sent = harness.post(&photo, &weak, &media).publish().await;
+        assert_eq!(
+            sent.expect_err("refused").code,
+            PostErrorCode::PermissionMissing
+        );
         // Media the caller's server does not have.
-        let gone = draft(&bench, "Gone", &[("/media/missing", MediaKind::Image)]);
-        let (sent, _) = bench.publish("twitter", &gone, &user).await;
-        assert_eq!(failure_code(&sent), PostErrorCode::MediaUnavailable);
-        // A token X does not know.
-        let dead = target("x_user", USER, None, "dead-token".to_owned().into());
-        let (sent, _) = bench
-            .publish("twitter", &draft(&bench, "x", &[]), &dead)
+        let gone = draft(
+            "Gone",
+            vec![harness.media("missing", MediaKind::Image)],
+            json!({}),
+        );
+        let sent = harness
+            .post(&gone, &user, &UnavailableMedia)
+            .publish()
             .await;
-        assert_eq!(failure_code(&sent), PostErrorCode::ReconnectRequired);
+        assert_eq!(
+            sent.expect_err("refused").code,
+            PostErrorCode::MediaUnavailable
+        );
+        // A token X does not know.
+        let dead = target("x_user", USER, "dead-token");
+        let sent = harness.post(&text("x"), &dead, &media).publish().await;
+        assert_eq!(
+            sent.expect_err("refused").code,
+            PostErrorCode::ReconnectRequired
+        );
         // Throttled: retried after the reset X names.
-        bench.sim.set_api_rate_limited(
+        harness.sim.set_api_rate_limited(
             "twitter",
             Some(ApiRateLimit {
                 retry_after_seconds: 120,
             }),
         );
-        let (sent, _) = bench
-            .publish("twitter", &draft(&bench, "later", &[]), &user)
-            .await;
+        let sent = harness.post(&text("later"), &user, &media).publish().await;
         let failure = sent.expect_err("throttled");
         assert_eq!(failure.code, PostErrorCode::RateLimited);
         assert!(failure.transient);
@@ -529,16 +544,16 @@ mod tests {
 
     #[tokio::test]
     async fn the_hundredth_post_in_fifteen_minutes_is_the_last() {
-        let bench = Bench::start().await;
-        let user = target("x_user", USER, None, bench.token("twitter", &SCOPES));
+        let (harness, user) = twitter().await;
+        let media = image_bytes();
         for n in 0..100 {
-            let (sent, _) = bench
-                .publish("twitter", &draft(&bench, &format!("post {n}"), &[]), &user)
-                .await;
+            let draft = text(&format!("post {n}"));
+            let sent = harness.post(&draft, &user, &media).publish().await;
             assert!(sent.is_ok(), "{n}: {sent:?}");
         }
-        let (sent, _) = bench
-            .publish("twitter", &draft(&bench, "one more", &[]), &user)
+        let sent = harness
+            .post(&text("one more"), &user, &media)
+            .publish()
             .await;
         let failure = sent.expect_err("over the limit");
         assert_eq!(failure.code, PostErrorCode::RateLimited);
