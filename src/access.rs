@@ -272,6 +272,16 @@ impl Caller {
         self.scopes.iter().any(|scope| scope.operation == operation)
     }
 
+    /// Allows `operation` on at least one platform, or names the bare scope: the first check of
+    /// a call whose platform is known only later (in its body, or from the row it names).
+    pub fn require_some(&self, operation: Operation) -> Result<(), MissingScope> {
+        if self.has_any(operation) {
+            Ok(())
+        } else {
+            self.require(operation, None)
+        }
+    }
+
     /// Allows `operation` on `platform` (`None`: a call not about one platform, which only a bare
     /// scope covers), or names the missing scope.
     pub fn require(
@@ -354,6 +364,9 @@ pub(crate) struct ApiKeyRegistry {
     store: Option<Arc<dyn Store>>,
     clock: Option<SharedClock>,
     cache: Arc<Mutex<HashMap<String, CachedKey>>>,
+    /// Keys that were cached when a revocation emptied the cache: looked up again on their next
+    /// use (a revoked one is found revoked), but never throttled, since they are no guesses.
+    vouched: Arc<Mutex<std::collections::HashSet<String>>>,
     unknown: Arc<Mutex<HashMap<String, DateTime<Utc>>>>,
     allowance: Arc<LookupAllowance>,
     metrics: Option<Metrics>,
@@ -387,6 +400,7 @@ impl ApiKeyRegistry {
             store: None,
             clock: None,
             cache: Arc::default(),
+            vouched: Arc::default(),
             unknown: Arc::default(),
             allowance: Arc::new(LookupAllowance::new(TRACKED_CLIENTS)),
             metrics: None,
@@ -449,9 +463,14 @@ impl ApiKeyRegistry {
         if self.known_unknown(&hash, now) {
             return Ok(Verified::Unknown);
         }
+        let vouched = self
+            .vouched
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&hash);
         // Taken before the lookup and given back when it finds a live key (or fails on our side),
         // so that concurrent requests cannot overshoot the allowance.
-        if let Err(wait) = self.allowance.take(client) {
+        if let (false, Err(wait)) = (vouched, self.allowance.take(client)) {
             if let Some(metrics) = &self.metrics {
                 metrics.api_key_lookup_throttled();
             }
@@ -464,7 +483,9 @@ impl ApiKeyRegistry {
         let record = match store.find_api_key(&hash).await {
             Ok(record) => record,
             Err(error) => {
-                self.allowance.give_back(client);
+                if !vouched {
+                    self.allowance.give_back(client);
+                }
                 return Err(error);
             }
         };
@@ -477,7 +498,9 @@ impl ApiKeyRegistry {
             self.remember_unknown(hash, now);
             return Ok(Verified::Unknown);
         }
-        self.allowance.give_back(client);
+        if !vouched {
+            self.allowance.give_back(client);
+        }
         let caller = caller_of(&record)?;
         if record.last_used_at.is_none_or(|at| at < now - TOUCH_EVERY) {
             // Best effort: a failed write only leaves "last used" stale.
@@ -502,6 +525,10 @@ impl ApiKeyRegistry {
         }
         let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
         self.revocations.generation.fetch_add(1, Ordering::SeqCst);
+        let mut vouched = self.vouched.lock().unwrap_or_else(|p| p.into_inner());
+        if vouched.len() < CACHE_CAPACITY {
+            vouched.extend(cache.drain().map(|(hash, _)| hash));
+        }
         cache.clear();
         Ok(true)
     }

@@ -147,6 +147,28 @@ pub struct Services {
     pub clock: SharedClock,
 }
 
+/// The publishing service, on the lifecycle's core and assets.
+fn posts_for(
+    settings: &Settings,
+    core: &Core,
+    assets: &Assets,
+    client: &PlatformClient,
+    audit: &AuditLog,
+    metrics: &Metrics,
+) -> Result<Posts, StartupError> {
+    Ok(Posts::new(PostsParts {
+        core: core.clone(),
+        assets: assets.clone(),
+        client: client.clone(),
+        media: MediaFetcher::new(&settings.posts)?,
+        audit: audit.clone(),
+        metrics: metrics.clone(),
+        settings: settings.posts.clone(),
+        api_url: settings.api_url.clone(),
+        wake: tokio::sync::Notify::new(),
+    }))
+}
+
 /// Opens the store the settings name.
 pub(crate) async fn connect_store(
     database: &DatabaseSettings,
@@ -375,17 +397,7 @@ impl Services {
             api_url: settings.api_url.clone(),
             wake: tokio::sync::Notify::new(),
         });
-        let posts = Posts::new(PostsParts {
-            core: core.clone(),
-            assets: assets.clone(),
-            client: client.clone(),
-            media: MediaFetcher::new(&settings.posts)?,
-            audit: audit.clone(),
-            metrics: metrics.clone(),
-            settings: settings.posts.clone(),
-            api_url: settings.api_url.clone(),
-            wake: tokio::sync::Notify::new(),
-        });
+        let posts = posts_for(&settings, &core, &assets, &client, &audit, &metrics)?;
         Ok(Self {
             inbox,
             posts,
@@ -631,30 +643,35 @@ impl Application {
                 move || watch_key_revocations(registry.clone(), stopped(rx.clone())),
             ));
         }
-        // The platforms' notices are processed in every replica: each claims its own batch.
-        {
-            let rx = stop_rx.clone();
-            let worker = InboxWorker::new(self.services.inbox.clone(), self.options.inbox_interval);
-            self.background
-                .push(supervise("platform-events", metrics.clone(), move || {
-                    worker.clone().run(stopped(rx.clone()))
-                }));
-        }
-        // Posts are published from every replica: each claims its own due posts.
-        if self.services.settings.posts.scheduler_enabled {
-            let rx = stop_rx.clone();
-            let scheduler = PostScheduler::new(self.services.posts.clone());
-            self.background
-                .push(supervise("post-scheduler", metrics.clone(), move || {
-                    scheduler.clone().run(stopped(rx.clone()))
-                }));
-        }
+        self.start_workers(&stop_rx, &metrics);
         let refresh = self.services.refresh.clone();
         let rx = stop_rx.clone();
         self.background
             .push(supervise("recovery", metrics, move || {
                 write_recoveries(refresh.clone(), stopped(rx.clone()))
             }));
+    }
+
+    /// The workers every replica runs, each claiming its own share: the platforms' notices and
+    /// the posts due.
+    fn start_workers(&mut self, stop_rx: &tokio::sync::watch::Receiver<bool>, metrics: &Metrics) {
+        let stopped = move |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+            let _ = rx.wait_for(|stop| *stop).await;
+        };
+        let worker = InboxWorker::new(self.services.inbox.clone(), self.options.inbox_interval);
+        self.background
+            .push(supervise("platform-events", metrics.clone(), {
+                let rx = stop_rx.clone();
+                move || worker.clone().run(stopped(rx.clone()))
+            }));
+        if self.services.settings.posts.scheduler_enabled {
+            let scheduler = PostScheduler::new(self.services.posts.clone());
+            self.background
+                .push(supervise("post-scheduler", metrics.clone(), {
+                    let rx = stop_rx.clone();
+                    move || scheduler.clone().run(stopped(rx.clone()))
+                }));
+        }
     }
 
     /// Serves until `shutdown` resolves, with the background tasks running alongside, each

@@ -223,6 +223,16 @@ struct Inner {
     posts: Family<PostLabels, Counter>,
 }
 
+/// A family of counters, registered under `name`.
+fn registered<L>(registry: &mut Registry, name: &str, help: &str) -> Family<L, Counter>
+where
+    L: Clone + std::hash::Hash + Eq + EncodeLabelSet + std::fmt::Debug + Send + Sync + 'static,
+{
+    let family = Family::<L, Counter>::default();
+    registry.register(name, help, family.clone());
+    family
+}
+
 /// A cheap-clone handle to the application's metrics.
 #[derive(Clone)]
 pub struct Metrics(Arc<Inner>);
@@ -317,14 +327,12 @@ impl Metrics {
             "Platform notices received and processed, by platform, kind and outcome",
             platform_events.clone(),
         );
-        let posts = Family::default();
-        registry.register(
-            "posts",
-            "Posts created, decided and settled, by platform and outcome",
-            posts.clone(),
-        );
         Self(Arc::new(Inner {
-            posts,
+            posts: registered(
+                &mut registry,
+                "posts",
+                "Posts created, decided and settled, by platform and outcome",
+            ),
             platform_events,
             registry,
             flows_started,

@@ -45,7 +45,7 @@ pub fn router() -> Router<AppState> {
         (status = 200, body = PostView, description = "the post this key created before"),
         (status = 400, body = ErrorBody, description = "invalid_post, missing_idempotency_key"),
         (status = 401, body = ErrorBody),
-        (status = 403, body = ErrorBody, description = "missing_scope: the key lacks `posts:write[:platform]`"),
+        (status = 403, body = ErrorBody, description = "missing_scope: the key lacks `posts:write` (a narrowed key: on the body's platform)"),
         (status = 404, body = ErrorBody, description = "unknown platform or no connection"),
         (status = 409, body = ErrorBody, description = "idempotency_key_reused, no_account, or the merchant must reconnect"),
         (status = 422, body = ErrorBody, description = "the platform would refuse the post: not_supported, invalid_post, media_rejected, ..."),
@@ -55,8 +55,11 @@ pub(crate) async fn create(
     State(posts): State<Posts>,
     caller: ApiCaller,
     headers: HeaderMap,
-    ApiJson(request): ApiJson<CreatePost>,
+    body: Result<ApiJson<CreatePost>, ApiError>,
 ) -> Result<Response, ApiError> {
+    // The platform is in the body: a key with no posts:write at all is refused before it is read.
+    caller.require_some(Operation::PostsWrite)?;
+    let ApiJson(request) = body?;
     caller.require(Operation::PostsWrite, Some(&request.platform))?;
     let key = headers
         .get("idempotency-key")
@@ -79,8 +82,8 @@ pub(crate) async fn create(
     responses(
         (status = 200, body = PostView),
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
-        (status = 403, body = ErrorBody, description = "missing_scope: the key lacks `posts:read[:platform]`"),
-        (status = 404, body = ErrorBody, description = "post_not_found"),
+        (status = 403, body = ErrorBody, description = "missing_scope: the key lacks `posts:read` (on any platform)"),
+        (status = 404, body = ErrorBody, description = "post_not_found (also a post of a platform the key's posts:read does not cover)"),
         (status = 503, body = ErrorBody),
     ))]
 pub(crate) async fn read(
@@ -99,8 +102,8 @@ pub(crate) async fn read(
     responses(
         (status = 200, body = PostView),
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
-        (status = 403, body = ErrorBody, description = "missing_scope: the key lacks `posts:write[:platform]`"),
-        (status = 404, body = ErrorBody, description = "post_not_found"),
+        (status = 403, body = ErrorBody, description = "missing_scope: the key lacks `posts:write` (on any platform)"),
+        (status = 404, body = ErrorBody, description = "post_not_found (also a post of a platform the key's posts:write does not cover)"),
         (status = 409, body = ErrorBody, description = "post_not_cancellable"),
         (status = 503, body = ErrorBody),
     ))]
@@ -132,6 +135,7 @@ async fn visible(
     operation: Operation,
     id: Uuid,
 ) -> Result<PostRow, ApiError> {
+    caller.require_some(operation)?;
     let row = posts.get(id).await?;
     if caller.require(operation, Some(&row.platform)).is_err() {
         return Err(crate::publish::PostError::NotFound.into());

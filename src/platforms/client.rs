@@ -17,11 +17,12 @@ use serde_json::Value;
 use url::Url;
 
 use super::error::{scrub, PlatformError};
+use super::platform::PublishHttp;
 use super::platform::{
     AccountInfo, ClientAuth, ErrorShape, PlatformHttp, PlatformSpec, Revocation, TokenGrant,
     TokenMethod,
 };
-use super::publish::{ApiAnswer, ApiAuth, ApiBody, ApiRequest, CallFailure, PublishHttp};
+use super::publish::{ApiAnswer, ApiAuth, ApiBody, ApiRequest, CallFailure};
 use crate::domain::TokenSet;
 use crate::metrics::Metrics;
 

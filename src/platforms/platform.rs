@@ -25,7 +25,8 @@ use super::assets::AssetSet;
 use super::error::PlatformError;
 use super::events::{EventKeys, EventRejection, EventSettings, InboundRequest, Receipt};
 use super::publish::{
-    Confirmation, PostDraft, PostErrorCode, Prepared, PublishContext, PublishFailure, Sent,
+    ApiAnswer, ApiRequest, CallFailure, Confirmation, MediaSource, PostDraft, PostErrorCode,
+    Prepared, PublishFailure, PublishTarget, Sent,
 };
 use super::settings::{ApiHeader, ClientCredentials};
 use crate::domain::{PlatformId, TokenSet};
@@ -127,6 +128,69 @@ pub trait PlatformHttp: Send + Sync {
         access_token: &SecretString,
         body: &Value,
     ) -> Result<Value, PlatformError>;
+}
+
+/// The raw calls publishing makes: implemented by `client::PlatformClient`.
+#[async_trait]
+pub trait PublishHttp: Send + Sync {
+    /// Sends `request` (with `token` and the platform's API headers when its `auth` says so) and
+    /// returns the answer whatever its status. Redirects are not followed; the body is bounded.
+    async fn call(
+        &self,
+        spec: &PlatformSpec,
+        request: ApiRequest,
+        token: &SecretString,
+    ) -> Result<ApiAnswer, CallFailure>;
+}
+
+/// Everything a platform's publishing stage is handed.
+pub struct PublishContext<'a> {
+    /// The raw calls.
+    pub http: &'a dyn PublishHttp,
+    /// The platform.
+    pub spec: &'a PlatformSpec,
+    /// The post.
+    pub draft: &'a PostDraft,
+    /// Where it goes.
+    pub target: &'a PublishTarget,
+    /// The caller's media as bytes.
+    pub media: &'a dyn MediaSource,
+    /// What the previous stage left (`Value::Null` before the first `prepare_post`).
+    pub checkpoint: &'a Value,
+}
+
+impl PublishContext<'_> {
+    /// The platform's API base joined with `path`.
+    pub fn api_url(&self, path: &str) -> Result<Url, PublishFailure> {
+        self.spec
+            .api_base
+            .as_ref()
+            .and_then(|base| base.join(path).ok())
+            .ok_or_else(|| {
+                PublishFailure::permanent(
+                    PostErrorCode::NotSupported,
+                    format!("{} has no API to publish with", self.spec.display_name),
+                )
+            })
+    }
+
+    /// Sends a request with the target's token.
+    pub async fn call(&self, request: ApiRequest) -> Result<ApiAnswer, PublishFailure> {
+        self.http
+            .call(self.spec, request, &self.target.token)
+            .await
+            .map_err(CallFailure::into_failure)
+    }
+
+    /// An option's text.
+    pub fn option_str(&self, name: &str) -> Option<&str> {
+        self.draft.options.get(name).and_then(Value::as_str)
+    }
+
+    /// A checkpoint field's text.
+    pub fn checkpoint_str(&self, name: &str) -> Option<&str> {
+        self.checkpoint.get(name).and_then(Value::as_str)
+    }
 }
 
 /// A platform's behaviour at each stage of a connection's life, beyond its [`PlatformSpec`]'s

@@ -3,6 +3,10 @@
 //! [`ApiAnswer`]), the media it may need as bytes ([`MediaSource`]), and the answers of its three
 //! stages ([`Prepared`], [`Sent`], [`Confirmation`]) or their failure ([`PublishFailure`]).
 //!
+//! The calls themselves ([`PublishHttp`](super::platform::PublishHttp)) and what a stage is handed
+//! ([`PublishContext`](super::platform::PublishContext)) stand in `platform.rs`, beside the
+//! platform's spec they need; this file names nothing of it.
+//!
 //! A post goes out in three stages, each a [`Platform`](super::Platform) method with a default
 //! that publishes nothing:
 //! 1. `prepare_post`: everything that can be done again without posting twice (a creator check,
@@ -24,8 +28,6 @@ use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use url::Url;
-
-use super::platform::PlatformSpec;
 
 /// What a medium is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -399,19 +401,6 @@ impl CallFailure {
     }
 }
 
-/// The raw calls publishing makes: implemented by `client::PlatformClient`.
-#[async_trait]
-pub trait PublishHttp: Send + Sync {
-    /// Sends `request` (with `token` and the platform's API headers when its `auth` says so) and
-    /// returns the answer whatever its status. Redirects are not followed; the body is bounded.
-    async fn call(
-        &self,
-        spec: &PlatformSpec,
-        request: ApiRequest,
-        token: &SecretString,
-    ) -> Result<ApiAnswer, CallFailure>;
-}
-
 /// A medium fetched from the caller's URL.
 #[derive(Debug, Clone)]
 pub struct MediaBytes {
@@ -427,56 +416,6 @@ pub struct MediaBytes {
 pub trait MediaSource: Send + Sync {
     /// The medium at `url`.
     async fn fetch(&self, url: &Url) -> Result<MediaBytes, PublishFailure>;
-}
-
-/// Everything a platform's publishing stage is handed.
-pub struct PublishContext<'a> {
-    /// The raw calls.
-    pub http: &'a dyn PublishHttp,
-    /// The platform.
-    pub spec: &'a PlatformSpec,
-    /// The post.
-    pub draft: &'a PostDraft,
-    /// Where it goes.
-    pub target: &'a PublishTarget,
-    /// The caller's media as bytes.
-    pub media: &'a dyn MediaSource,
-    /// What the previous stage left (`Value::Null` before the first `prepare_post`).
-    pub checkpoint: &'a Value,
-}
-
-impl PublishContext<'_> {
-    /// The platform's API base joined with `path`.
-    pub fn api_url(&self, path: &str) -> Result<Url, PublishFailure> {
-        self.spec
-            .api_base
-            .as_ref()
-            .and_then(|base| base.join(path).ok())
-            .ok_or_else(|| {
-                PublishFailure::permanent(
-                    PostErrorCode::NotSupported,
-                    format!("{} has no API to publish with", self.spec.display_name),
-                )
-            })
-    }
-
-    /// Sends a request with the target's token.
-    pub async fn call(&self, request: ApiRequest) -> Result<ApiAnswer, PublishFailure> {
-        self.http
-            .call(self.spec, request, &self.target.token)
-            .await
-            .map_err(CallFailure::into_failure)
-    }
-
-    /// An option's text.
-    pub fn option_str(&self, name: &str) -> Option<&str> {
-        self.draft.options.get(name).and_then(Value::as_str)
-    }
-
-    /// A checkpoint field's text.
-    pub fn checkpoint_str(&self, name: &str) -> Option<&str> {
-        self.checkpoint.get(name).and_then(Value::as_str)
-    }
 }
 
 /// Refuses options a platform does not read, naming them.

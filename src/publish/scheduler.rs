@@ -27,9 +27,9 @@ use super::service::Posts;
 use crate::audit::{Actor, AuditEvent};
 use crate::domain::StoreId;
 use crate::error::OAuthError;
+use crate::platforms::platform::PublishContext;
 use crate::platforms::publish::{
-    Confirmation, PostErrorCode, Prepared, PublishContext, PublishFailure, PublishTarget,
-    PublishedPost, Sent,
+    Confirmation, PostErrorCode, Prepared, PublishFailure, PublishTarget, PublishedPost, Sent,
 };
 use crate::platforms::PlatformSpec;
 use crate::store::{NewEvent, PostRow};
@@ -309,6 +309,20 @@ impl PostScheduler {
             }
             Err(failure) => return self.retry_or_fail(post, owner, failure).await,
         };
+        self.send(spec, target, post, owner, checkpoint).await
+    }
+
+    /// Records the send, then makes it, once.
+    async fn send(
+        &self,
+        spec: &PlatformSpec,
+        target: &PublishTarget,
+        post: PostRow,
+        owner: Uuid,
+        checkpoint: Value,
+    ) -> Step {
+        let parts = self.posts.parts();
+        let draft = read_draft(&post.draft);
         // The point of no return, written before the send: if this replica dies from here on,
         // the post is confirmed, never sent again.
         let lease = to_chrono(parts.settings.lease);

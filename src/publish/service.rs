@@ -29,9 +29,10 @@ use crate::domain::{ConnectionStatus, PlatformId, StoreId};
 use crate::error::OAuthError;
 use crate::lifecycle::{Assets, Core};
 use crate::metrics::Metrics;
+use crate::platforms::publish::PostDraft;
 use crate::platforms::publish::{PostErrorCode, PublishFailure};
 use crate::platforms::PlatformClient;
-use crate::store::{PostQuery, PostRow, PostTransition, StoredAsset};
+use crate::store::{NewEvent, PostQuery, PostRow, PostTransition, StoredAsset};
 
 /// What the publishing services stand on; built once by the app.
 #[derive(Debug)]
@@ -69,6 +70,19 @@ pub enum ApprovalDecision {
 #[derive(Debug, Clone)]
 pub struct Posts {
     parts: Arc<PostsParts>,
+}
+
+/// What a new post is made of.
+struct NewPost<'a> {
+    actor: &'a Actor,
+    idempotency_key: &'a str,
+    request: &'a CreatePost,
+    store_id: &'a StoreId,
+    platform: &'a str,
+    asset: &'a StoredAsset,
+    draft: &'a PostDraft,
+    approval: bool,
+    now: DateTime<Utc>,
 }
 
 /// The statuses a post can be cancelled in (publishing only before its send began).
@@ -142,6 +156,51 @@ impl Posts {
             Some(require) => require,
             None => self.parts.settings.require_approval,
         };
+        let (row, event) = self.new_post(NewPost {
+            actor,
+            idempotency_key,
+            request,
+            store_id: &store_id,
+            platform: spec.id.as_str(),
+            asset: &asset,
+            draft: &draft,
+            approval,
+            now,
+        });
+        if let Some(existing) = core.store().insert_post(&row, event.as_ref()).await? {
+            if existing.request_digest != row.request_digest {
+                return Err(PostError::IdempotencyConflict);
+            }
+            return Ok((existing, false));
+        }
+        self.parts.audit.record(
+            AuditEvent::new(actor.clone(), "post.create", "success")
+                .with_store(&store_id)
+                .with_platform(spec.id.as_str())
+                .with_detail(format!("{} {}", row.id, row.status)),
+        );
+        self.parts
+            .metrics
+            .post(spec.id.as_str(), row.status.as_str());
+        if !approval && row.publish_at <= now {
+            self.parts.wake.notify_one();
+        }
+        Ok((row, true))
+    }
+
+    /// The row of a new post and, when it waits for approval, its event with the approval link.
+    fn new_post(&self, new: NewPost<'_>) -> (PostRow, Option<NewEvent>) {
+        let NewPost {
+            actor,
+            idempotency_key,
+            request,
+            store_id,
+            platform,
+            asset,
+            draft,
+            approval,
+            now,
+        } = new;
         let publish_at = request.publish_at.filter(|at| *at > now).unwrap_or(now);
         let retry = chrono::Duration::from_std(self.parts.settings.retry_deadline)
             .unwrap_or(chrono::Duration::hours(1));
@@ -152,13 +211,13 @@ impl Posts {
         let row = PostRow {
             id: Uuid::now_v7(),
             store_id: store_id.to_string(),
-            platform: spec.id.to_string(),
+            platform: platform.to_owned(),
             account_kind: asset.kind.clone(),
             account_id: asset.id.clone(),
             idempotency_key: idempotency_key.to_owned(),
             request_digest: request.digest(),
             created_by: actor_name(actor),
-            draft: stored_draft(&draft),
+            draft: stored_draft(draft),
             status: if approval {
                 PostStatus::PendingApproval
             } else {
@@ -198,25 +257,7 @@ impl Posts {
                 now,
             )
         });
-        if let Some(existing) = core.store().insert_post(&row, event.as_ref()).await? {
-            if existing.request_digest != row.request_digest {
-                return Err(PostError::IdempotencyConflict);
-            }
-            return Ok((existing, false));
-        }
-        self.parts.audit.record(
-            AuditEvent::new(actor.clone(), "post.create", "success")
-                .with_store(&store_id)
-                .with_platform(spec.id.as_str())
-                .with_detail(format!("{} {}", row.id, row.status)),
-        );
-        self.parts
-            .metrics
-            .post(spec.id.as_str(), row.status.as_str());
-        if !approval && publish_at <= now {
-            self.parts.wake.notify_one();
-        }
-        Ok((row, true))
+        (row, event)
     }
 
     /// The asset a post goes to: the one named, which must be of a kind the platform publishes

@@ -80,4 +80,8 @@ super::sql::impl_store!(
     "(case when jsonb_typeof(metadata->'data_access_expires_at') = 'number' then (metadata->>'data_access_expires_at')::numeric end)"
 );
 
-super::posts::impl_post_store!(super::PgStore, sqlx::Postgres, " for update skip locked");
+super::posts::impl_post_store!(
+    crate::store::pg::PgStore,
+    sqlx::Postgres,
+    " for update skip locked"
+);

@@ -38,4 +38,4 @@ super::sql::impl_store!(
     "(case when json_type(metadata, '$.data_access_expires_at') in ('integer', 'real') then json_extract(metadata, '$.data_access_expires_at') end)"
 );
 
-super::posts::impl_post_store!(super::SqliteStore, sqlx::Sqlite, "");
+super::posts::impl_post_store!(crate::store::sqlite::SqliteStore, sqlx::Sqlite, "");

@@ -74,7 +74,7 @@ body { font-family: system-ui, sans-serif; margin: 0; background: #f4f4f5; color
 .banner { background: #fde047; color: #422006; padding: 0.75rem 1rem; font-weight: 600; border-bottom: 2px solid #a16207; }
 main { max-width: 48rem; margin: 2rem auto; background: #fff; padding: 1.5rem; border-radius: 0.5rem; border: 1px solid #d4d4d8; }
 article { border-top: 1px solid #e4e4e7; padding: 0.75rem 0; }
-.meta { color: #52525b; font-size: 0.875rem; }
+.facts { color: #52525b; font-size: 0.875rem; }
 .text { white-space: pre-wrap; margin: 0.5rem 0; }
 </style>
 </head>
@@ -88,7 +88,7 @@ article { border-top: 1px solid #e4e4e7; padding: 0.75rem 0; }
 <h2>Account {{ account.target }}</h2>
 {% for entry in account.entries %}
 <article id="{{ entry.anchor }}">
-<div class="meta">{{ entry.kind }} · {{ entry.time }} · id {{ entry.id }}{% if let Some(url) = entry.url %} · <a href="{{ url }}">{{ url }}</a>{% endif %}</div>
+<div class="facts">{{ entry.kind }} · {{ entry.time }} · id {{ entry.id }}{% if let Some(url) = entry.url %} · <a href="{{ url }}">{{ url }}</a>{% endif %}</div>
 {% for text in entry.text %}<p class="text">{{ text }}</p>{% endfor %}
 {% if !entry.media.is_empty() %}<ul>{% for (name, link) in entry.media %}<li>{{ name }}: <a href="{{ link }}" rel="noreferrer">{{ link }}</a></li>{% endfor %}</ul>{% endif %}
 </article>

@@ -8,7 +8,8 @@ mod meta;
 mod pinterest;
 /// The publishing clients' test harness, shared by every platform's tests (the sandbox on a port,
 /// tokens through its consent screen, fixed media sources).
-#[cfg(all(test, feature = "sandbox"))]
+#[cfg(test)]
+#[cfg(feature = "sandbox")]
 pub(crate) mod publish_harness;
 mod tiktok;
 mod twitter;

@@ -26,10 +26,11 @@ use url::Url;
 use crate::metrics::Metrics;
 use crate::platforms::catalog::Catalog;
 use crate::platforms::client::PlatformClient;
+use crate::platforms::platform::PublishContext;
 use crate::platforms::platform::{ClientAuth, Pkce, PlatformSpec, TokenMethod};
 use crate::platforms::publish::{
     Confirmation, MediaBytes, MediaKind, MediaRef, MediaSource, PostDraft, PostErrorCode, Prepared,
-    PublishContext, PublishFailure, PublishTarget, Sent,
+    PublishFailure, PublishTarget, Sent,
 };
 use crate::sandbox::Simulator;
 

@@ -24,11 +24,12 @@ use crate::platforms::events::{
     hmac_matches, hmac_sha256, EventKeys, EventRejection, InboundRequest, Notice, NoticeAccount,
     NoticeKind, Receipt,
 };
+use crate::platforms::platform::PublishContext;
 use crate::platforms::platform::{
     AccountMapping, ClientAuth, ConsentMode, ErrorShape, Pkce, Platform, PlatformHttp,
     PlatformSpec, ReconnectRule, Renewal, Revocation, TokenMethod,
 };
-use crate::platforms::publish::{PostDraft, Prepared, PublishContext, PublishFailure, Sent};
+use crate::platforms::publish::{PostDraft, Prepared, PublishFailure, Sent};
 
 // linkedin.md §1-§2, §5, §10.
 pub(super) const PLATFORM: BuiltInPlatform = BuiltInPlatform {

@@ -19,9 +19,10 @@ use reqwest::Method;
 use serde_json::{json, Value};
 
 use crate::platforms::error::scrub;
+use crate::platforms::platform::PublishContext;
 use crate::platforms::publish::{
     refuse_unknown_options, ApiAnswer, ApiBody, ApiRequest, MediaKind, PostDraft, PostErrorCode,
-    Prepared, PublishContext, PublishFailure, PublishedPost, Sent,
+    Prepared, PublishFailure, PublishedPost, Sent,
 };
 
 /// The one kind of target: an organization the member administers (`target.id` is its id).
@@ -273,7 +274,8 @@ pub(super) fn failure(answer: &ApiAnswer, send: bool) -> PublishFailure {
     }
 }
 
-#[cfg(all(test, feature = "sandbox"))]
+#[cfg(test)]
+#[cfg(feature = "sandbox")]
 mod tests {
     use reqwest::header::HeaderMap;
     use url::Url;

@@ -21,13 +21,12 @@ use crate::platforms::definition::{BuiltInPlatform, Endpoints, EventDefinition, 
 use crate::platforms::discovery;
 use crate::platforms::error::PlatformError;
 use crate::platforms::events::{EventKeys, EventRejection, InboundRequest, Receipt};
+use crate::platforms::platform::PublishContext;
 use crate::platforms::platform::{
     AccountExtras, AccountMapping, ClientAuth, ConsentMode, ErrorShape, Pkce, Platform,
     PlatformHttp, PlatformSpec, ReconnectRule, Renewal, Revocation, TokenGrant, TokenMethod,
 };
-use crate::platforms::publish::{
-    Confirmation, PostDraft, Prepared, PublishContext, PublishFailure, Sent,
-};
+use crate::platforms::publish::{Confirmation, PostDraft, Prepared, PublishFailure, Sent};
 
 /// A Graph API URL, with the version pinned in one place (providers.md: "pin the Graph version in
 /// both URLs").

@@ -24,9 +24,10 @@ use reqwest::Method;
 use serde_json::{json, Value};
 
 use crate::platforms::error::scrub;
+use crate::platforms::platform::PublishContext;
 use crate::platforms::publish::{
     refuse_unknown_options, ApiAnswer, ApiBody, ApiRequest, Confirmation, MediaKind, PostDraft,
-    PostErrorCode, Prepared, PublishContext, PublishFailure, PublishedPost, Sent,
+    PostErrorCode, Prepared, PublishFailure, PublishedPost, Sent,
 };
 
 /// The asset kinds Meta publishes to, in the order a post without an account tries them.
@@ -492,7 +493,8 @@ fn regain_access(answer: &ApiAnswer) -> Option<Duration> {
     (minutes > 0).then(|| Duration::from_secs(minutes.saturating_mul(60)))
 }
 
-#[cfg(all(test, feature = "sandbox"))]
+#[cfg(test)]
+#[cfg(feature = "sandbox")]
 mod tests {
     #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 

@@ -13,11 +13,12 @@ use crate::platforms::assets::{Asset, AssetKind, AssetSet, AssetToken};
 use crate::platforms::definition::{BuiltInPlatform, Endpoints, EventDefinition, Mark, Protocol};
 use crate::platforms::discovery;
 use crate::platforms::error::PlatformError;
+use crate::platforms::platform::PublishContext;
 use crate::platforms::platform::{
     AccountMapping, ClientAuth, ConsentMode, ErrorShape, Pkce, Platform, PlatformHttp,
     PlatformSpec, ReconnectRule, Renewal, Revocation, TokenMethod,
 };
-use crate::platforms::publish::{PostDraft, PublishContext, PublishFailure, Sent};
+use crate::platforms::publish::{PostDraft, PublishFailure, Sent};
 
 // providers.md §4: Basic at the token endpoint, comma scopes, no user-token revocation.
 pub(super) const PLATFORM: BuiltInPlatform = BuiltInPlatform {

@@ -12,9 +12,10 @@ use reqwest::Method;
 use serde_json::{json, Map, Value};
 
 use crate::platforms::error::scrub;
+use crate::platforms::platform::PublishContext;
 use crate::platforms::publish::{
     refuse_unknown_options, ApiAnswer, ApiBody, ApiRequest, MediaKind, PostDraft, PostErrorCode,
-    PublishContext, PublishFailure, PublishedPost, Sent,
+    PublishFailure, PublishedPost, Sent,
 };
 
 /// The one kind of target: a board (`target.id` is the board id).
@@ -177,7 +178,8 @@ pub(super) fn failure(answer: &ApiAnswer) -> PublishFailure {
     }
 }
 
-#[cfg(all(test, feature = "sandbox"))]
+#[cfg(test)]
+#[cfg(feature = "sandbox")]
 mod tests {
     use reqwest::header::HeaderMap;
     use url::Url;

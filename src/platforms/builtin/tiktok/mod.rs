@@ -18,13 +18,12 @@ use crate::platforms::events::{
     hmac_matches, timestamp_fresh, unix_time, EventKeys, EventRejection, InboundRequest, Notice,
     NoticeAccount, NoticeKind, Receipt,
 };
+use crate::platforms::platform::PublishContext;
 use crate::platforms::platform::{
     AccountMapping, ClientAuth, ConsentMode, ErrorShape, Pkce, Platform, PlatformHttp,
     PlatformSpec, ReconnectRule, Renewal, Revocation, TokenMethod,
 };
-use crate::platforms::publish::{
-    Confirmation, PostDraft, Prepared, PublishContext, PublishFailure, Sent,
-};
+use crate::platforms::publish::{Confirmation, PostDraft, Prepared, PublishFailure, Sent};
 
 // providers.md §2: client_key, comma scopes, flat token response, data-wrapped user info.
 pub(super) const PLATFORM: BuiltInPlatform = BuiltInPlatform {

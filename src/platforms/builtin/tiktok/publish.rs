@@ -31,9 +31,10 @@ use reqwest::Method;
 use serde_json::{json, Map, Value};
 
 use crate::platforms::error::scrub;
+use crate::platforms::platform::PublishContext;
 use crate::platforms::publish::{
     refuse_unknown_options, ApiAnswer, ApiBody, ApiRequest, Confirmation, MediaKind, PostDraft,
-    PostErrorCode, Prepared, PublishContext, PublishFailure, PublishedPost, Sent,
+    PostErrorCode, Prepared, PublishFailure, PublishedPost, Sent,
 };
 
 /// The asset kind TikTok publishes to.
@@ -692,7 +693,8 @@ fn fail_reason_code(reason: &str) -> PostErrorCode {
     }
 }
 
-#[cfg(all(test, feature = "sandbox"))]
+#[cfg(test)]
+#[cfg(feature = "sandbox")]
 mod tests {
     #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 

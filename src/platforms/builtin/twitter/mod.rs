@@ -19,11 +19,12 @@ use crate::platforms::events::{
     hmac_matches, hmac_sha256, EventKeys, EventRejection, InboundRequest, Notice, NoticeAccount,
     NoticeKind, Receipt,
 };
+use crate::platforms::platform::PublishContext;
 use crate::platforms::platform::{
     AccountMapping, ClientAuth, ConsentMode, ErrorShape, Pkce, Platform, PlatformHttp,
     PlatformSpec, ReconnectRule, Renewal, Revocation, TokenMethod,
 };
-use crate::platforms::publish::{PostDraft, Prepared, PublishContext, PublishFailure, Sent};
+use crate::platforms::publish::{PostDraft, Prepared, PublishFailure, Sent};
 
 /// The scope without which X issues no refresh token.
 const OFFLINE_ACCESS: &str = "offline.access";

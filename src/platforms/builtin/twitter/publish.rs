@@ -21,9 +21,10 @@ use reqwest::Method;
 use serde_json::{json, Value};
 
 use crate::platforms::error::scrub;
+use crate::platforms::platform::PublishContext;
 use crate::platforms::publish::{
     refuse_unknown_options, ApiAnswer, ApiBody, ApiRequest, MediaKind, MediaRef, PostDraft,
-    PostErrorCode, Prepared, PublishContext, PublishFailure, PublishedPost, Sent,
+    PostErrorCode, Prepared, PublishFailure, PublishedPost, Sent,
 };
 
 /// The one kind of target: the connected user.
@@ -369,7 +370,8 @@ fn reset_wait(answer: &ApiAnswer) -> Option<Duration> {
     until_reset().or_else(|| answer.retry_after())
 }
 
-#[cfg(all(test, feature = "sandbox"))]
+#[cfg(test)]
+#[cfg(feature = "sandbox")]
 mod tests {
     use reqwest::header::HeaderMap;
     use url::Url;

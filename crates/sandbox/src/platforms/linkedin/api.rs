@@ -59,7 +59,6 @@ pub(super) fn routes() -> Router<Simulator> {
         .route(&at("organizations/{id}"), get(organization))
         .route(&at("adAccountUsers"), get(ad_account_users))
         .route(&at("adAccounts/{id}"), get(ad_account))
-        .merge(super::posts::routes())
 }
 
 /// LinkedIn's error body: `{"status","code","message"}` (facts 39, 53).

@@ -36,7 +36,7 @@ impl SimulatedPlatform for LinkedIn {
     }
 
     fn api_routes(&self) -> Router<Simulator> {
-        api::routes()
+        api::routes().merge(posts::routes())
     }
 
     fn check_scopes(&self, scopes: Vec<String>, _strict: bool) -> Result<Vec<String>, Rejection> {
