@@ -7,7 +7,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use chrono::Utc;
-use growth_engine::access::{format_scopes, hash_key, parse_scopes};
+use growth_engine::access::{format_scopes, format_stores, hash_key, parse_scopes, parse_stores};
 use growth_engine::clock::ManualClock;
 use growth_engine::domain::StoreId;
 use growth_engine::store::{ApiKeyRecord, AuditRow};
@@ -23,6 +23,12 @@ use crate::helpers::{
 
 /// Creates a database key with `scopes` through the store, as `api-key create` does.
 async fn create_key(app: &TestApp, name: &str, scopes: &str) -> String {
+    create_bound_key(app, name, scopes, None).await
+}
+
+/// Creates a database key with `scopes`, bound to `stores` (comma-separated) when given.
+async fn create_bound_key(app: &TestApp, name: &str, scopes: &str, stores: Option<&str>) -> String {
+    let stores = stores.map(|s| format_stores(&parse_stores(s).expect("valid stores")));
     let platforms = growth_engine::app::catalog(&app.services.settings).slugs();
     let scopes = parse_scopes(scopes, &platforms).expect("valid scopes");
     let key = growth_engine::access::generate_key();
@@ -30,6 +36,7 @@ async fn create_key(app: &TestApp, name: &str, scopes: &str) -> String {
         id: Uuid::now_v7(),
         name: name.into(),
         scopes: format_scopes(&scopes),
+        stores,
         created_at: Utc::now(),
         last_used_at: None,
         revoked_at: None,
@@ -449,6 +456,7 @@ async fn a_key_created_after_it_was_refused_works_within_the_unknown_window() {
         id: Uuid::now_v7(),
         name: "late".into(),
         scopes: "connections:read".into(),
+        stores: None,
         created_at: Utc::now(),
         last_used_at: None,
         revoked_at: None,
