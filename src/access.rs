@@ -260,7 +260,9 @@ pub enum StoresError {
         reason: String,
     },
     /// No store at all (`--stores ""`): leave the option out for a key that covers every store.
-    #[error("at least one store is required (leave --stores out for a key that covers every store)")]
+    #[error(
+        "at least one store is required (leave --stores out for a key that covers every store)"
+    )]
     Empty,
     /// More than [`MAX_KEY_STORES`] distinct stores.
     #[error("at most {MAX_KEY_STORES} stores, {0} given")]

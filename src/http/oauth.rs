@@ -340,7 +340,12 @@ pub async fn disconnect(
 ) -> Result<Json<DisconnectResponse>, ApiError> {
     let spec = known_platform(&flow, &platform)?;
     caller.require(Operation::Disconnect, Some(spec.id.as_str()))?;
-    caller.allow_store(&audit, "disconnect", Some(spec.id.as_str()), &query.store_id)?;
+    caller.allow_store(
+        &audit,
+        "disconnect",
+        Some(spec.id.as_str()),
+        &query.store_id,
+    )?;
     let outcome = grants
         .disconnect(spec, &query.store_id)
         .await

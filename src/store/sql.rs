@@ -18,7 +18,8 @@ pub(super) const AUDIT_ROWS_PER_STATEMENT: usize = 1000;
 pub(super) const PLATFORM_EVENTS_PER_STATEMENT: usize = 1000;
 
 /// The columns of `api_keys` that leave the store (never `hash`).
-pub(super) const API_KEY_COLUMNS: &str = "id, name, scopes, stores, created_at, last_used_at, revoked_at";
+pub(super) const API_KEY_COLUMNS: &str =
+    "id, name, scopes, stores, created_at, last_used_at, revoked_at";
 
 /// Whether a failed statement broke a unique constraint (a duplicate key name).
 pub(super) fn is_unique_violation(error: &sqlx::Error) -> bool {
