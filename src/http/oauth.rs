@@ -1,5 +1,5 @@
 //! The OAuth endpoints: parse the request, check the caller's scope for the operation
-//! (`Caller::require`), call the flow, the connect workflow or the lifecycle, record the API
+//! (`Caller::require`) and its store (`ApiCaller::allow_store`), call the flow, the connect workflow or the lifecycle, record the API
 //! caller's outcome in the audit trail, shape the answer. What becomes of a callback's grant
 //! (park or record) is the connect workflow's ([`crate::connect`]).
 
