@@ -96,7 +96,7 @@ impl KeyVerdict {
 
 /// A backend service that presented a valid API key: its name (the audit's actor), scopes and
 /// stores. Each handler checks the operation it performs with [`Caller::require`], and the store
-/// it acts for with [`ApiCaller::allow_store`] (or [`Caller::require_store`]).
+/// it acts for with `ApiCaller::allow_store` (or [`Caller::require_store`]).
 #[derive(Debug, Clone)]
 pub struct ApiCaller(pub Caller);
 
