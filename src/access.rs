@@ -2,7 +2,8 @@
 //! handler makes.
 //!
 //! Owns key generation and hashing, the scope grammar ([`Scope`], [`Operation`]), the verified
-//! caller ([`Caller`] and [`Caller::require`]), and [`ApiKeyRegistry`], which turns a presented key
+//! caller ([`Caller`], [`Caller::require`] and [`Caller::require_store`]), the store list a key
+//! may be bound to ([`parse_stores`]), and [`ApiKeyRegistry`], which turns a presented key
 //! into a caller: keys from `API_KEYS` are full-access callers named `env:<n>`; other keys are looked
 //! up by hash in the store (the `api_keys` table), with a short in-process cache that every replica
 //! empties as soon as it sees a new revocation ([`ApiKeyRegistry::check_revocations`], every
@@ -10,7 +11,7 @@
 //! [`UNKNOWN_WINDOW`], and each client may cause only a few failed lookups ([`LOOKUP_BURST`], then
 //! one per [`LOOKUP_REFILL`]): a flood of made-up keys costs the database a bounded number of
 //! lookups. It does not own HTTP (the edge's extractor reads the header, names the client and maps
-//! [`MissingScope`] to a 403) nor the CLI.
+//! [`MissingScope`] and [`StoreNotAllowed`] to a 403) nor the CLI.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -28,6 +29,7 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use crate::clock::SharedClock;
+use crate::domain::StoreId;
 use crate::metrics::Metrics;
 use crate::store::{ApiKeyRecord, Store, StoreError};
 
@@ -243,6 +245,68 @@ pub struct MissingScope {
     pub scope: String,
 }
 
+/// The most stores one key may be bound to.
+pub const MAX_KEY_STORES: usize = 100;
+
+/// Why a store list was refused (`api-key create` prints it as one line).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StoresError {
+    /// One entry is not a valid store id (the message names its position, not its text).
+    #[error("store {position} of the list: {reason}")]
+    Invalid {
+        /// Its 1-based position in the list.
+        position: usize,
+        /// Why it is not a store id.
+        reason: String,
+    },
+    /// No store at all (`--stores ""`): leave the option out for a key that covers every store.
+    #[error(
+        "at least one store is required (leave --stores out for a key that covers every store)"
+    )]
+    Empty,
+    /// More than [`MAX_KEY_STORES`] distinct stores.
+    #[error("at most {MAX_KEY_STORES} stores, {0} given")]
+    TooMany(usize),
+}
+
+/// Parses a comma-separated store list: each a valid [`StoreId`], duplicates dropped (first kept),
+/// 1 to [`MAX_KEY_STORES`] of them.
+pub fn parse_stores(text: &str) -> Result<Vec<StoreId>, StoresError> {
+    let mut stores: Vec<StoreId> = Vec::new();
+    for (n, part) in text.split(',').map(str::trim).enumerate() {
+        if part.is_empty() {
+            continue;
+        }
+        let store = StoreId::parse(part).map_err(|e| StoresError::Invalid {
+            position: n + 1,
+            reason: e.to_string(),
+        })?;
+        if !stores.contains(&store) {
+            stores.push(store);
+        }
+    }
+    match stores.len() {
+        0 => Err(StoresError::Empty),
+        n if n > MAX_KEY_STORES => Err(StoresError::TooMany(n)),
+        _ => Ok(stores),
+    }
+}
+
+/// Stores as stored and printed: comma-separated (a store id never holds a comma).
+pub fn format_stores(stores: &[StoreId]) -> String {
+    stores
+        .iter()
+        .map(StoreId::as_str)
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// A call for a store the key is not bound to. Names neither the key's stores nor the store asked
+/// for: the answer must not tell a caller which stores exist or which the key covers.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("this API key may not act for this store")]
+pub struct StoreNotAllowed;
+
 /// A verified API caller.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Caller {
@@ -250,6 +314,9 @@ pub struct Caller {
     pub name: String,
     /// What it may do.
     pub scopes: Vec<Scope>,
+    /// The stores it may act for; `None` covers every store (keys from `API_KEYS`, and stored
+    /// keys created without `--stores`).
+    pub stores: Option<Vec<StoreId>>,
 }
 
 impl Caller {
@@ -264,6 +331,21 @@ impl Caller {
                     platform: None,
                 })
                 .collect(),
+            stores: None,
+        }
+    }
+
+    /// Allows a call for `store`: every store for an unbound key, else only the key's stores.
+    ///
+    /// Each handler calls this itself, after [`Caller::require`], rather than an extractor or a
+    /// middleware doing it once: the store comes from a different place on each route (a path
+    /// segment, a query parameter, a JSON body, a header, the stored post), and some routes name
+    /// it only after a lookup.
+    pub fn require_store(&self, store: &StoreId) -> Result<(), StoreNotAllowed> {
+        match &self.stores {
+            None => Ok(()),
+            Some(stores) if stores.contains(store) => Ok(()),
+            Some(_) => Err(StoreNotAllowed),
         }
     }
 
@@ -679,7 +761,7 @@ impl LookupAllowance {
     }
 }
 
-/// The caller a stored key describes; a scope list that no longer parses is a corrupt row.
+/// The caller a stored key describes; a scope or store list that no longer parses is a corrupt row.
 fn caller_of(record: &ApiKeyRecord) -> Result<Caller, StoreError> {
     let scopes = record
         .scopes
@@ -688,9 +770,17 @@ fn caller_of(record: &ApiKeyRecord) -> Result<Caller, StoreError> {
         .map(Scope::from_str)
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| StoreError::Corrupt(format!("api key {}: {e}", record.name)))?;
+    // Fails closed: a bound key whose list does not parse is refused, never widened to every store.
+    let stores = record
+        .stores
+        .as_deref()
+        .map(parse_stores)
+        .transpose()
+        .map_err(|e| StoreError::Corrupt(format!("api key {}: stores: {e}", record.name)))?;
     Ok(Caller {
         name: record.name.clone(),
         scopes,
+        stores,
     })
 }
 
@@ -737,6 +827,7 @@ mod tests {
         let caller = Caller {
             name: "k".into(),
             scopes: parse_scopes("tokens:read:meta,connect", &platforms()).unwrap(),
+            stores: None,
         };
         assert!(caller.require(Operation::TokensRead, Some("meta")).is_ok());
         assert_eq!(
@@ -754,6 +845,33 @@ mod tests {
                 .scope,
             "audit:read"
         );
+    }
+
+    #[test]
+    fn store_lists_are_validated_deduplicated_and_bounded() {
+        let stores = parse_stores(" shop-42,shop-43,shop-42 ").unwrap();
+        assert_eq!(format_stores(&stores), "shop-42,shop-43");
+        assert!(matches!(
+            parse_stores("shop-42,shop 43"),
+            Err(StoresError::Invalid { position: 2, .. })
+        ));
+        assert_eq!(parse_stores(" , "), Err(StoresError::Empty));
+        let many: Vec<String> = (0..=MAX_KEY_STORES).map(|n| format!("s{n}")).collect();
+        assert_eq!(
+            parse_stores(&many.join(",")),
+            Err(StoresError::TooMany(MAX_KEY_STORES + 1))
+        );
+        assert!(parse_stores(&many[..MAX_KEY_STORES].join(",")).is_ok());
+    }
+
+    #[test]
+    fn a_bound_key_acts_only_for_its_stores_and_an_unbound_one_for_all() {
+        let store = |s: &str| StoreId::parse(s).unwrap();
+        let mut caller = Caller::full_access("k");
+        assert_eq!(caller.require_store(&store("shop-b")), Ok(()));
+        caller.stores = Some(vec![store("shop-a")]);
+        assert_eq!(caller.require_store(&store("shop-a")), Ok(()));
+        assert_eq!(caller.require_store(&store("shop-b")), Err(StoreNotAllowed));
     }
 
     #[test]

@@ -173,8 +173,14 @@ async fn audit_key_change(
         .context("recording the change in the audit trail")
 }
 
-/// `api-key create`: stores a new key's hash and prints the key, once, on stdout.
-pub async fn api_key_create(settings: Settings, name: &str, scopes: &str) -> anyhow::Result<()> {
+/// `api-key create`: stores a new key's hash and prints the key, once, on stdout. With `stores`,
+/// the key acts only for those stores; without, for every store.
+pub async fn api_key_create(
+    settings: Settings,
+    name: &str,
+    scopes: &str,
+    stores: Option<&str>,
+) -> anyhow::Result<()> {
     if !access::valid_key_name(name) {
         return Err(UsageError(format!(
             "--name {name:?}: use 1 to 64 characters of a-z, 0-9, '_' and '-'"
@@ -183,12 +189,17 @@ pub async fn api_key_create(settings: Settings, name: &str, scopes: &str) -> any
     }
     let scopes = access::parse_scopes(scopes, &app::catalog(&settings).slugs())
         .map_err(|e| UsageError(format!("--scopes: {e}")))?;
+    let stores = stores
+        .map(access::parse_stores)
+        .transpose()
+        .map_err(|e| UsageError(format!("--stores: {e}")))?;
     let store = key_store(&settings).await?;
     let key = access::generate_key();
     let record = ApiKeyRecord {
         id: uuid::Uuid::now_v7(),
         name: name.to_owned(),
         scopes: access::format_scopes(&scopes),
+        stores: stores.as_deref().map(access::format_stores),
         created_at: chrono::Utc::now(),
         last_used_at: None,
         revoked_at: None,
@@ -203,22 +214,28 @@ pub async fn api_key_create(settings: Settings, name: &str, scopes: &str) -> any
         }
         Err(error) => return Err(error).context("storing the key"),
     }
+    let covers = stores_text(record.stores.as_deref());
     audit_key_change(
         &*store,
         "api_key.create",
         name,
-        format!("scopes {}", record.scopes),
+        format!("scopes {}; stores {covers}", record.scopes),
     )
     .await?;
     println!("{}", key.expose_secret());
     eprintln!(
-        "created API key {name} with scopes {}. It is shown once: store it now.",
+        "created API key {name} with scopes {} for stores {covers}. It is shown once: store it now.",
         record.scopes
     );
     Ok(())
 }
 
-/// `api-key list`: every key's name, scopes and dates; never the key or its hash.
+/// A key's stores as `api-key` prints them: `*` for every store.
+fn stores_text(stores: Option<&str>) -> &str {
+    stores.unwrap_or("*")
+}
+
+/// `api-key list`: every key's name, scopes, stores and dates; never the key or its hash.
 pub async fn api_key_list(settings: Settings) -> anyhow::Result<()> {
     let store = key_store(&settings).await?;
     let keys = store.list_api_keys().await.context("listing keys")?;
@@ -226,12 +243,13 @@ pub async fn api_key_list(settings: Settings) -> anyhow::Result<()> {
         at.map(|at| at.format("%Y-%m-%dT%H:%M:%SZ").to_string())
             .unwrap_or_else(|| "-".into())
     };
-    println!("NAME\tSCOPES\tCREATED\tLAST_USED\tREVOKED");
+    println!("NAME\tSCOPES\tSTORES\tCREATED\tLAST_USED\tREVOKED");
     for key in keys {
         println!(
-            "{}\t{}\t{}\t{}\t{}",
+            "{}\t{}\t{}\t{}\t{}\t{}",
             key.name,
             key.scopes,
+            stores_text(key.stores.as_deref()),
             date(Some(key.created_at)),
             date(key.last_used_at),
             date(key.revoked_at)

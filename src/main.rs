@@ -59,8 +59,11 @@ enum ApiKeyCommand {
         /// :<platform>.
         #[arg(long)]
         scopes: String,
+        /// Comma-separated store ids (1 to 100) the key may act for; without it, every store.
+        #[arg(long)]
+        stores: Option<String>,
     },
-    /// List keys: name, scopes, created, last used, revoked (never the key).
+    /// List keys: name, scopes, stores, created, last used, revoked (never the key).
     List,
     /// Revoke a key by name.
     Revoke {
@@ -104,9 +107,11 @@ async fn main() -> ExitCode {
             minutes,
         } => cli::dashboard_link(settings, &store_id, &user_id, minutes),
         Command::ApiKey { command } => match command {
-            ApiKeyCommand::Create { name, scopes } => {
-                cli::api_key_create(settings, &name, &scopes).await
-            }
+            ApiKeyCommand::Create {
+                name,
+                scopes,
+                stores,
+            } => cli::api_key_create(settings, &name, &scopes, stores.as_deref()).await,
             ApiKeyCommand::List => cli::api_key_list(settings).await,
             ApiKeyCommand::Revoke { name } => cli::api_key_revoke(settings, &name).await,
         },

@@ -85,7 +85,7 @@ async fn view(
     responses(
         (status = 200, body = ConnectionView),
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
-        (status = 403, body = ErrorBody, description = "missing_scope: the key lacks `selection:write[:platform]`"),
+        (status = 403, body = ErrorBody, description = "store_not_allowed: the key is limited to other stores; missing_scope: the key lacks `selection:write[:platform]`"),
         (status = 404, body = ErrorBody, description = "unknown platform or no connection"),
         (status = 409, body = ErrorBody, description = "the merchant must reconnect"),
         (status = 502, body = ErrorBody, description = "the platform failed or throttled discovery"),
@@ -102,6 +102,7 @@ pub(crate) async fn refresh_assets(
 ) -> Result<Json<ConnectionView>, ApiError> {
     let spec = find_platform(&flow, &platform)?;
     caller.require(Operation::SelectionWrite, Some(spec.id.as_str()))?;
+    caller.allow_store(&audit, "assets_refresh", Some(spec.id.as_str()), &store_id)?;
     let result = assets
         .refresh_assets(spec, &store_id)
         .await
@@ -149,7 +150,7 @@ fn record<T>(
         (status = 200, body = ConnectionView),
         (status = 400, body = ErrorBody, description = "unknown kind or malformed body"),
         (status = 401, body = ErrorBody),
-        (status = 403, body = ErrorBody, description = "missing_scope: the key lacks `selection:write[:platform]`"),
+        (status = 403, body = ErrorBody, description = "store_not_allowed: the key is limited to other stores; missing_scope: the key lacks `selection:write[:platform]`"),
         (status = 404, body = ErrorBody, description = "unknown platform, no connection, or `asset_not_found`"),
         (status = 503, body = ErrorBody),
     ))]
@@ -165,6 +166,7 @@ pub async fn select(
 ) -> Result<Json<ConnectionView>, ApiError> {
     let spec = find_platform(&flow, &platform)?;
     caller.require(Operation::SelectionWrite, Some(spec.id.as_str()))?;
+    caller.allow_store(&audit, "selection", Some(spec.id.as_str()), &store_id)?;
     let kind = parse_kind(&request.kind)?;
     let result = assets
         .select_asset(spec, &store_id, kind, &request.id)

@@ -97,7 +97,7 @@ pub struct AuditPage {
         (status = 200, body = AuditPage),
         (status = 400, body = ErrorBody, description = "invalid_limit, invalid_cursor or a malformed parameter"),
         (status = 401, body = ErrorBody),
-        (status = 403, body = ErrorBody, description = "missing_scope: the key lacks `audit:read`"),
+        (status = 403, body = ErrorBody, description = "store_not_allowed: the key is limited to other stores; missing_scope: the key lacks `audit:read`"),
         (status = 503, body = ErrorBody),
     ))]
 #[tracing::instrument(skip_all, fields(store_id = %query.store_id))]
@@ -107,6 +107,7 @@ pub async fn audit(
     ApiQuery(query): ApiQuery<AuditQuery>,
 ) -> Result<Json<AuditPage>, ApiError> {
     caller.require(Operation::AuditRead, None)?;
+    caller.allow_store(&audit, "audit", None, &query.store_id)?;
     let limit = query.limit.unwrap_or(DEFAULT_LIMIT);
     if !(1..=MAX_LIMIT).contains(&limit) {
         return Err(ApiError::bad_request(

@@ -11,7 +11,7 @@ use axum::Json;
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::access::MissingScope;
+use crate::access::{MissingScope, StoreNotAllowed};
 use crate::domain::PlatformId;
 use crate::oauth::OAuthError;
 use crate::platforms::error::PlatformError;
@@ -227,6 +227,17 @@ impl From<MissingScope> for ApiError {
             ),
         )
         .with_details(serde_json::json!({ "missing_scope": missing.scope }))
+    }
+}
+
+impl From<StoreNotAllowed> for ApiError {
+    /// 403 `store_not_allowed`. Names neither the key's stores nor the one asked for.
+    fn from(_: StoreNotAllowed) -> Self {
+        Self::new(
+            StatusCode::FORBIDDEN,
+            "store_not_allowed",
+            "This API key may not act for this store: it is limited to other stores.",
+        )
     }
 }
 

@@ -15,6 +15,8 @@ use secrecy::SecretString;
 
 use super::error::ApiError;
 use crate::access::{ApiKeyRegistry, Caller, Verified};
+use crate::audit::{Actor, AuditEvent, AuditLog};
+use crate::domain::StoreId;
 use crate::store::StoreError;
 
 /// The address a request came from, as the rate limits count it (the last `X-Forwarded-For` entry
@@ -92,8 +94,9 @@ impl KeyVerdict {
     }
 }
 
-/// A backend service that presented a valid API key: its name (the audit's actor) and scopes.
-/// Each handler checks the operation it performs with [`Caller::require`].
+/// A backend service that presented a valid API key: its name (the audit's actor), scopes and
+/// stores. Each handler checks the operation it performs with [`Caller::require`], and the store
+/// it acts for with `ApiCaller::allow_store` (or [`Caller::require_store`]).
 #[derive(Debug, Clone)]
 pub struct ApiCaller(pub Caller);
 
@@ -102,6 +105,32 @@ impl std::ops::Deref for ApiCaller {
 
     fn deref(&self) -> &Caller {
         &self.0
+    }
+}
+
+impl ApiCaller {
+    /// Allows a call for `store_id` ([`Caller::require_store`]), or records the refusal in that
+    /// store's audit trail (`operation`, `failure`, `store_not_allowed`, with the platform when
+    /// the call names one) and answers 403 `store_not_allowed`. Handlers that already record
+    /// every outcome of the call (the proxy) call [`Caller::require_store`] directly instead.
+    pub(crate) fn allow_store(
+        &self,
+        audit: &AuditLog,
+        operation: &'static str,
+        platform: Option<&str>,
+        store_id: &StoreId,
+    ) -> Result<(), ApiError> {
+        self.require_store(store_id).map_err(|refused| {
+            let error = ApiError::from(refused);
+            let mut event = AuditEvent::new(Actor::ApiKey(self.name.clone()), operation, "started")
+                .failed(error.code())
+                .with_store(store_id);
+            if let Some(platform) = platform {
+                event = event.with_platform(platform);
+            }
+            audit.record(event);
+            error
+        })
     }
 }
 

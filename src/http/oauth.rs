@@ -1,5 +1,5 @@
 //! The OAuth endpoints: parse the request, check the caller's scope for the operation
-//! (`Caller::require`), call the flow, the connect workflow or the lifecycle, record the API
+//! (`Caller::require`) and its store (`ApiCaller::allow_store`), call the flow, the connect workflow or the lifecycle, record the API
 //! caller's outcome in the audit trail, shape the answer. What becomes of a callback's grant
 //! (park or record) is the connect workflow's ([`crate::connect`]).
 
@@ -83,7 +83,7 @@ pub async fn platforms(State(flow): State<Flow>, _caller: ApiCaller) -> Json<Pla
         (status = 200, body = AuthorizationUrl),
         (status = 400, body = ErrorBody, description = "missing or malformed parameters"),
         (status = 401, body = ErrorBody),
-        (status = 403, body = ErrorBody, description = "missing_scope: the key lacks `connect[:platform]`"),
+        (status = 403, body = ErrorBody, description = "store_not_allowed: the key is limited to other stores; missing_scope: the key lacks `connect[:platform]`"),
         (status = 404, body = ErrorBody, description = "unknown platform; details list the platforms"),
         (status = 409, body = ErrorBody, description = "platform not configured"),
         (status = 503, body = ErrorBody),
@@ -102,6 +102,7 @@ pub async fn connect(
         .platform(&platform)
         .map_err(|e| platform_error(&flow, e))?;
     caller.require(Operation::Connect, Some(spec.id.as_str()))?;
+    caller.allow_store(&audit, "connect", Some(spec.id.as_str()), &query.store_id)?;
     let url = async {
         let missing = grant
             .missing_scopes(&connections, spec, &query.store_id)
@@ -324,7 +325,7 @@ pub async fn callback(
     responses(
         (status = 200, body = DisconnectResponse),
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
-        (status = 403, body = ErrorBody, description = "missing_scope: the key lacks `disconnect[:platform]`"),
+        (status = 403, body = ErrorBody, description = "store_not_allowed: the key is limited to other stores; missing_scope: the key lacks `disconnect[:platform]`"),
         (status = 404, body = ErrorBody, description = "unknown platform or no connection"),
         (status = 409, body = ErrorBody), (status = 503, body = ErrorBody),
     ))]
@@ -339,6 +340,12 @@ pub async fn disconnect(
 ) -> Result<Json<DisconnectResponse>, ApiError> {
     let spec = known_platform(&flow, &platform)?;
     caller.require(Operation::Disconnect, Some(spec.id.as_str()))?;
+    caller.allow_store(
+        &audit,
+        "disconnect",
+        Some(spec.id.as_str()),
+        &query.store_id,
+    )?;
     let outcome = grants
         .disconnect(spec, &query.store_id)
         .await
@@ -403,11 +410,12 @@ pub(crate) fn disconnect_response(
     responses(
         (status = 200, body = ConnectionsResponse),
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
-        (status = 403, body = ErrorBody, description = "missing_scope: the key lacks `connections:read`"),
+        (status = 403, body = ErrorBody, description = "store_not_allowed: the key is limited to other stores; missing_scope: the key lacks `connections:read`"),
         (status = 503, body = ErrorBody),
     ))]
 pub async fn connections(
     State(connections): State<Connections>,
+    State(audit): State<AuditLog>,
     caller: ApiCaller,
     ApiPath(store_id): ApiPath<StoreId>,
 ) -> Result<Json<ConnectionsResponse>, ApiError> {
@@ -416,6 +424,7 @@ pub async fn connections(
     if everything.is_err() && !caller.has_any(Operation::ConnectionsRead) {
         everything?;
     }
+    caller.allow_store(&audit, "connections", None, &store_id)?;
     // One read of the store's rows (both tables, or the listing cache): shared, never copied.
     let listing = connections.listing(&store_id).await?;
     Ok(Json(ConnectionsResponse {
@@ -441,7 +450,7 @@ pub async fn connections(
     responses(
         (status = 200, body = TokenResponse),
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
-        (status = 403, body = ErrorBody, description = "missing_scope: the key lacks `tokens:read[:platform]`"),
+        (status = 403, body = ErrorBody, description = "store_not_allowed: the key is limited to other stores; missing_scope: the key lacks `tokens:read[:platform]`"),
         (status = 404, body = ErrorBody, description = "unknown platform or no connection"),
         (status = 409, body = ErrorBody, description = "EXPIRED, REVOKED or ERROR: the merchant must reconnect"),
         (status = 502, body = ErrorBody, description = "the platform failed and the stored token has expired"),
@@ -458,6 +467,7 @@ pub async fn token(
 ) -> Result<Response, ApiError> {
     let spec = known_platform(&flow, &platform)?;
     caller.require(Operation::TokensRead, Some(spec.id.as_str()))?;
+    caller.allow_store(&audit, "token", Some(spec.id.as_str()), &query.store_id)?;
     let result = account_token(&assets, spec, &query.store_id, query.account.as_deref()).await;
     let event = AuditEvent::new(Actor::ApiKey(caller.name.clone()), "token", "success");
     record_api(&audit, event, &query.store_id, spec.id.as_str(), &result);
@@ -471,7 +481,7 @@ pub async fn token(
     responses(
         (status = 200, body = TokenResponse),
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
-        (status = 403, body = ErrorBody, description = "missing_scope: the key lacks `tokens:read[:platform]`"),
+        (status = 403, body = ErrorBody, description = "store_not_allowed: the key is limited to other stores; missing_scope: the key lacks `tokens:read[:platform]`"),
         (status = 404, body = ErrorBody), (status = 409, body = ErrorBody),
         (status = 502, body = ErrorBody), (status = 503, body = ErrorBody),
     ))]
@@ -486,6 +496,7 @@ pub async fn refresh(
 ) -> Result<Response, ApiError> {
     let spec = known_platform(&flow, &platform)?;
     caller.require(Operation::TokensRead, Some(spec.id.as_str()))?;
+    caller.allow_store(&audit, "refresh", Some(spec.id.as_str()), &query.store_id)?;
     let result = issue_token(&tokens, spec, &query.store_id, true).await;
     let event = AuditEvent::new(Actor::ApiKey(caller.name.clone()), "refresh", "success");
     record_api(&audit, event, &query.store_id, spec.id.as_str(), &result);

@@ -18,7 +18,7 @@ use super::error::{ApiError, ErrorBody};
 use super::extract::{ApiCaller, ApiPath, ApiQuery};
 use super::state::AppState;
 use crate::access::Operation;
-use crate::audit::Actor;
+use crate::audit::{Actor, AuditLog};
 use crate::domain::StoreId;
 use crate::publish::{ApprovalDecision, CreatePost, PostStatus, PostView, Posts};
 use crate::store::{PostQuery, PostRow};
@@ -45,7 +45,7 @@ pub fn router() -> Router<AppState> {
         (status = 200, body = PostView, description = "the post this key created before"),
         (status = 400, body = ErrorBody, description = "invalid_post, missing_idempotency_key"),
         (status = 401, body = ErrorBody),
-        (status = 403, body = ErrorBody, description = "missing_scope: the key lacks `posts:write` (a narrowed key: on the body's platform)"),
+        (status = 403, body = ErrorBody, description = "store_not_allowed: the key is limited to other stores; missing_scope: the key lacks `posts:write` (a narrowed key: on the body's platform)"),
         (status = 404, body = ErrorBody, description = "unknown platform or no connection"),
         (status = 409, body = ErrorBody, description = "idempotency_key_reused, no_account, or the merchant must reconnect"),
         (status = 422, body = ErrorBody, description = "the platform would refuse the post: not_supported, invalid_post, media_rejected, ..."),
@@ -53,6 +53,7 @@ pub fn router() -> Router<AppState> {
     ))]
 pub(crate) async fn create(
     State(posts): State<Posts>,
+    State(audit): State<AuditLog>,
     caller: ApiCaller,
     headers: HeaderMap,
     body: Result<ApiJson<CreatePost>, ApiError>,
@@ -61,6 +62,10 @@ pub(crate) async fn create(
     caller.require_some(Operation::PostsWrite)?;
     let ApiJson(request) = body?;
     caller.require(Operation::PostsWrite, Some(&request.platform))?;
+    // An invalid store_id cannot be one of a bound key's stores; `create` answers it with a 400.
+    if let Ok(store_id) = StoreId::parse(request.store_id.as_str()) {
+        caller.allow_store(&audit, "post.create", None, &store_id)?;
+    }
     let key = headers
         .get("idempotency-key")
         .and_then(|v| v.to_str().ok())
@@ -83,7 +88,7 @@ pub(crate) async fn create(
         (status = 200, body = PostView),
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody, description = "missing_scope: the key lacks `posts:read` (on any platform)"),
-        (status = 404, body = ErrorBody, description = "post_not_found (also a post of a platform the key's posts:read does not cover)"),
+        (status = 404, body = ErrorBody, description = "post_not_found (also a post of a store or platform outside the key)"),
         (status = 503, body = ErrorBody),
     ))]
 pub(crate) async fn read(
@@ -103,7 +108,7 @@ pub(crate) async fn read(
         (status = 200, body = PostView),
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody, description = "missing_scope: the key lacks `posts:write` (on any platform)"),
-        (status = 404, body = ErrorBody, description = "post_not_found (also a post of a platform the key's posts:write does not cover)"),
+        (status = 404, body = ErrorBody, description = "post_not_found (also a post of a store or platform outside the key)"),
         (status = 409, body = ErrorBody, description = "post_not_cancellable"),
         (status = 503, body = ErrorBody),
     ))]
@@ -137,7 +142,11 @@ async fn visible(
 ) -> Result<PostRow, ApiError> {
     caller.require_some(operation)?;
     let row = posts.get(id).await?;
-    if caller.require(operation, Some(&row.platform)).is_err() {
+    // Another store's post, like another platform's, is not there for this key: a 403 would
+    // confirm that the id exists.
+    let store_allowed = StoreId::parse(row.store_id.as_str())
+        .is_ok_and(|store_id| caller.require_store(&store_id).is_ok());
+    if caller.require(operation, Some(&row.platform)).is_err() || !store_allowed {
         return Err(crate::publish::PostError::NotFound.into());
     }
     Ok(row)
@@ -175,11 +184,12 @@ pub(crate) struct PostPage {
     responses(
         (status = 200, body = PostPage),
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
-        (status = 403, body = ErrorBody, description = "missing_scope: the key lacks `posts:read[:platform]`"),
+        (status = 403, body = ErrorBody, description = "store_not_allowed: the key is limited to other stores; missing_scope: the key lacks `posts:read[:platform]`"),
         (status = 503, body = ErrorBody),
     ))]
 pub(crate) async fn list(
     State(posts): State<Posts>,
+    State(audit): State<AuditLog>,
     caller: ApiCaller,
     ApiQuery(query): ApiQuery<ListQuery>,
 ) -> Result<Json<PostPage>, ApiError> {
@@ -190,6 +200,7 @@ pub(crate) async fn list(
     }
     let store_id = StoreId::parse(&query.store_id)
         .map_err(|e| ApiError::bad_request("invalid_store_id", e.to_string()))?;
+    caller.allow_store(&audit, "post.list", None, &store_id)?;
     if let Some(status) = &query.status {
         if PostStatus::parse(status).is_none() {
             return Err(ApiError::bad_request(

@@ -67,7 +67,7 @@ fn store_of(headers: &HeaderMap) -> Result<StoreId, ApiError> {
         (status = 200, description = "the platform's answer (any status, passed through)"),
         (status = 400, body = ErrorBody, description = "missing store header, or a path that could leave the API base"),
         (status = 401, body = ErrorBody),
-        (status = 403, body = ErrorBody, description = "missing_scope: the key lacks `proxy[:platform]`"),
+        (status = 403, body = ErrorBody, description = "store_not_allowed: the key is limited to other stores; missing_scope: the key lacks `proxy[:platform]`"),
         (status = 404, body = ErrorBody, description = "unknown platform, no connection, or unknown account"),
         (status = 409, body = ErrorBody, description = "the connection is EXPIRED or REVOKED: the merchant must reconnect"),
         (status = 413, body = ErrorBody, description = "request body over PROXY_MAX_BODY_BYTES"),
@@ -113,6 +113,8 @@ pub async fn proxy(
     let answer = async {
         caller.require(Operation::Proxy, Some(&slug))?;
         let store_id = store?;
+        // Not `allow_store`: this call's outcome, a refusal included, is recorded once below.
+        caller.require_store(&store_id)?;
         let account = header_text(&parts.headers, &ACCOUNT_HEADER)
             .filter(|a| !a.is_empty())
             .map(str::to_owned);

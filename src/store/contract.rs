@@ -46,6 +46,8 @@ pub struct ApiKeyRecord {
     pub name: String,
     /// Comma-separated scopes.
     pub scopes: String,
+    /// Comma-separated stores the key is bound to; `None` covers every store.
+    pub stores: Option<String>,
     /// When it was created.
     pub created_at: DateTime<Utc>,
     /// When it was last used (written at most once a minute).

@@ -18,7 +18,8 @@ pub(super) const AUDIT_ROWS_PER_STATEMENT: usize = 1000;
 pub(super) const PLATFORM_EVENTS_PER_STATEMENT: usize = 1000;
 
 /// The columns of `api_keys` that leave the store (never `hash`).
-pub(super) const API_KEY_COLUMNS: &str = "id, name, scopes, created_at, last_used_at, revoked_at";
+pub(super) const API_KEY_COLUMNS: &str =
+    "id, name, scopes, stores, created_at, last_used_at, revoked_at";
 
 /// Whether a failed statement broke a unique constraint (a duplicate key name).
 pub(super) fn is_unique_violation(error: &sqlx::Error) -> bool {
@@ -704,12 +705,13 @@ macro_rules! impl_store {
                 hash: &str,
             ) -> Result<(), StoreError> {
                 let done = sqlx::query(
-                    "insert into api_keys (id, name, hash, scopes, created_at) values ($1, $2, $3, $4, $5)",
+                    "insert into api_keys (id, name, hash, scopes, stores, created_at) values ($1, $2, $3, $4, $5, $6)",
                 )
                 .bind(record.id)
                 .bind(&record.name)
                 .bind(hash)
                 .bind(&record.scopes)
+                .bind(record.stores.as_deref())
                 .bind(record.created_at)
                 .execute(&self.pool)
                 .await;
@@ -1296,6 +1298,7 @@ macro_rules! impl_store {
                 id: row.try_get("id")?,
                 name: row.try_get("name")?,
                 scopes: row.try_get("scopes")?,
+                stores: row.try_get("stores")?,
                 created_at: row.try_get("created_at")?,
                 last_used_at: row.try_get("last_used_at")?,
                 revoked_at: row.try_get("revoked_at")?,

@@ -7,7 +7,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use chrono::Utc;
-use growth_engine::access::{format_scopes, hash_key, parse_scopes};
+use growth_engine::access::{format_scopes, format_stores, hash_key, parse_scopes, parse_stores};
 use growth_engine::clock::ManualClock;
 use growth_engine::domain::StoreId;
 use growth_engine::store::{ApiKeyRecord, AuditRow};
@@ -23,6 +23,12 @@ use crate::helpers::{
 
 /// Creates a database key with `scopes` through the store, as `api-key create` does.
 async fn create_key(app: &TestApp, name: &str, scopes: &str) -> String {
+    create_bound_key(app, name, scopes, None).await
+}
+
+/// Creates a database key with `scopes`, bound to `stores` (comma-separated) when given.
+async fn create_bound_key(app: &TestApp, name: &str, scopes: &str, stores: Option<&str>) -> String {
+    let stores = stores.map(|s| format_stores(&parse_stores(s).expect("valid stores")));
     let platforms = growth_engine::app::catalog(&app.services.settings).slugs();
     let scopes = parse_scopes(scopes, &platforms).expect("valid scopes");
     let key = growth_engine::access::generate_key();
@@ -30,6 +36,7 @@ async fn create_key(app: &TestApp, name: &str, scopes: &str) -> String {
         id: Uuid::now_v7(),
         name: name.into(),
         scopes: format_scopes(&scopes),
+        stores,
         created_at: Utc::now(),
         last_used_at: None,
         revoked_at: None,
@@ -463,6 +470,7 @@ async fn a_key_created_after_it_was_refused_works_within_the_unknown_window() {
         id: Uuid::now_v7(),
         name: "late".into(),
         scopes: "connections:read".into(),
+        stores: None,
         created_at: Utc::now(),
         last_used_at: None,
         revoked_at: None,
@@ -1065,4 +1073,217 @@ fn the_audit_retention_is_1_to_3650_days_and_90_by_default() {
         let error = with(Some(bad)).unwrap_err();
         assert_eq!(error.variable, "AUDIT_RETENTION_DAYS", "{bad}");
     }
+}
+
+/// Every scope, so that only the key's stores decide.
+const EVERY_OPERATION: &str = "connections:read,connect,disconnect,tokens:read,proxy,selection:write,audit:read,posts:write,posts:read";
+
+/// Creates a post through the API with `key`, for later (so that it is still cancellable).
+async fn post_later(app: &TestApp, key: &str, store: &str, idempotency: &str) -> reqwest::Response {
+    let later = Utc::now() + chrono::Duration::hours(2);
+    app.api
+        .post(app.url("/api/v1/posts"))
+        .bearer_auth(key)
+        .header("Idempotency-Key", idempotency)
+        .json(&serde_json::json!({
+            "store_id": store, "platform": "twitter", "text": "news", "publish_at": later,
+        }))
+        .send()
+        .await
+        .unwrap()
+}
+
+/// Asserts a 403 `store_not_allowed` that does not name the key's store.
+async fn assert_store_not_allowed(response: reqwest::Response, route: &str) {
+    assert_eq!(response.status(), 403, "{route}");
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(
+        body["error"]["code"], "store_not_allowed",
+        "{route}: {body}"
+    );
+    assert!(
+        !body.to_string().contains("shop-a"),
+        "{route}: the key's stores are echoed: {body}"
+    );
+}
+
+#[tokio::test]
+async fn a_key_bound_to_a_store_acts_for_it_and_is_refused_every_other_store() {
+    let app = spawn_app().await;
+    crate::faults_refresh::connect(&app, "twitter", "shop-a").await;
+    crate::faults_refresh::connect(&app, "twitter", "shop-b").await;
+    let key = create_bound_key(&app, "shop-a-agent", EVERY_OPERATION, Some("shop-a")).await;
+
+    // Its own store.
+    let listing = call(&app, Method::GET, "/api/v1/oauth/connections/shop-a", &key).await;
+    assert_eq!(listing.status(), 200);
+    let listing: Value = listing.json().await.unwrap();
+    assert_eq!(listing["connections"][0]["platform"], "twitter");
+    let own = post_later(&app, &key, "shop-a", "own").await;
+    assert_eq!(own.status(), 201);
+    let own: Value = own.json().await.unwrap();
+    let own_id = own["id"].as_str().unwrap();
+    let read = call(&app, Method::GET, &format!("/api/v1/posts/{own_id}"), &key).await;
+    assert_eq!(read.status(), 200);
+
+    // Another store, on every route family that names one.
+    for (method, path) in [
+        (Method::GET, "/api/v1/oauth/connections/shop-b"),
+        (
+            Method::POST,
+            "/api/v1/oauth/connections/shop-b/twitter/assets/refresh",
+        ),
+        (
+            Method::PUT,
+            "/api/v1/oauth/connections/shop-b/twitter/selection",
+        ),
+        (Method::GET, "/api/v1/oauth/token/twitter?store_id=shop-b"),
+        (
+            Method::POST,
+            "/api/v1/oauth/refresh/twitter?store_id=shop-b",
+        ),
+        (
+            Method::GET,
+            "/api/v1/oauth/connect/twitter?user_id=u&store_id=shop-b",
+        ),
+        (
+            Method::DELETE,
+            "/api/v1/oauth/disconnect/twitter?user_id=u&store_id=shop-b",
+        ),
+        (Method::GET, "/api/v1/audit?store_id=shop-b"),
+        (Method::GET, "/api/v1/posts?store_id=shop-b"),
+    ] {
+        let route = format!("{method} {path}");
+        assert_store_not_allowed(call(&app, method, path, &key).await, &route).await;
+    }
+    let proxied = app
+        .api
+        .get(app.url("/api/v1/proxy/twitter/users/me"))
+        .bearer_auth(&key)
+        .header("Growth-Engine-Store", "shop-b")
+        .send()
+        .await
+        .unwrap();
+    assert_store_not_allowed(proxied, "proxy").await;
+    assert_store_not_allowed(
+        post_later(&app, &key, "shop-b", "other").await,
+        "POST posts",
+    )
+    .await;
+
+    // Another store's post is not there for this key, as another platform's is not.
+    let theirs = post_later(&app, API_KEY, "shop-b", "theirs").await;
+    assert_eq!(theirs.status(), 201);
+    let theirs: Value = theirs.json().await.unwrap();
+    let their_path = format!("/api/v1/posts/{}", theirs["id"].as_str().unwrap());
+    for method in [Method::GET, Method::DELETE] {
+        let response = call(&app, method.clone(), &their_path, &key).await;
+        assert_eq!(response.status(), 404, "{method}");
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(body["error"]["code"], "post_not_found");
+    }
+    let still: Value = app.get(&their_path).await.json().await.unwrap();
+    assert_eq!(
+        still["status"], "scheduled",
+        "the refused cancel did nothing"
+    );
+    let connections: Value = app.connections("shop-b").await;
+    assert_eq!(connections["connections"].as_array().unwrap().len(), 1);
+
+    // Each refusal is in the refused store's trail, under the key's name.
+    let entries = audit_of(&app, "shop-b", 11).await;
+    let refused: Vec<&str> = entries
+        .iter()
+        .filter(|e| e["actor"] == "shop-a-agent")
+        .inspect(|e| assert_eq!(e["outcome"], "failure", "{e}"))
+        .filter(|e| {
+            e["detail"]
+                .as_str()
+                .is_some_and(|d| d.starts_with("store_not_allowed"))
+        })
+        .map(|e| e["operation"].as_str().unwrap())
+        .collect();
+    for operation in [
+        "connections",
+        "assets_refresh",
+        "selection",
+        "token",
+        "refresh",
+        "connect",
+        "disconnect",
+        "audit",
+        "post.list",
+        "proxy",
+        "post.create",
+    ] {
+        assert!(refused.contains(&operation), "{operation}: {refused:?}");
+    }
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn the_cli_binds_a_key_to_stores_lists_them_and_refuses_an_invalid_list() {
+    let app = spawn_app().await;
+    let created = cli(
+        &app,
+        &[
+            "api-key",
+            "create",
+            "--name",
+            "shop-agent",
+            "--scopes",
+            "connections:read",
+            "--stores",
+            "shop-42, shop-43,shop-42",
+        ],
+    );
+    assert!(created.status.success(), "{created:?}");
+    let stdout = String::from_utf8(created.stdout).unwrap();
+    let key = stdout.trim();
+    assert_eq!(stdout.lines().count(), 1, "stdout is the key alone");
+
+    let own = call(&app, Method::GET, "/api/v1/oauth/connections/shop-43", key).await;
+    assert_eq!(own.status(), 200);
+    let other = call(&app, Method::GET, "/api/v1/oauth/connections/shop-44", key).await;
+    assert_store_not_allowed(other, "connections of shop-44").await;
+
+    let listing = String::from_utf8(cli(&app, &["api-key", "list"]).stdout).unwrap();
+    assert!(listing.starts_with("NAME\tSCOPES\tSTORES\t"), "{listing}");
+    assert!(
+        listing.contains("shop-agent\tconnections:read\tshop-42,shop-43\t"),
+        "{listing}"
+    );
+
+    let many: Vec<String> = (0..101).map(|n| format!("s{n}")).collect();
+    for stores in ["shop-42,shop 43", "", " , ", "a/b", &many.join(",")] {
+        let refused = cli(
+            &app,
+            &[
+                "api-key",
+                "create",
+                "--name",
+                "refused",
+                "--scopes",
+                "connections:read",
+                "--stores",
+                stores,
+            ],
+        );
+        assert_eq!(refused.status.code(), Some(2), "{stores:?}");
+        let stderr = String::from_utf8(refused.stderr).unwrap();
+        assert_eq!(stderr.lines().count(), 1, "one line: {stderr}");
+        assert!(stderr.contains("--stores"), "{stderr}");
+        assert!(refused.stdout.is_empty());
+    }
+    let names: Vec<String> = app
+        .services
+        .store
+        .list_api_keys()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|k| k.name)
+        .collect();
+    assert_eq!(names, vec!["shop-agent"], "no refused key was stored");
+    app.stop().await;
 }

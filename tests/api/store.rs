@@ -600,6 +600,7 @@ fn api_key(name: &str, scopes: &str) -> ApiKeyRecord {
         id: Uuid::now_v7(),
         name: name.into(),
         scopes: scopes.into(),
+        stores: None,
         created_at: Utc.with_ymd_and_hms(2026, 11, 1, 12, 0, 0).unwrap(),
         last_used_at: None,
         revoked_at: None,
@@ -611,10 +612,13 @@ contract!(
     |store: Arc<dyn Store>| async move {
         let key = api_key("posting-agent", "tokens:read:meta,connections:read");
         store.create_api_key(&key, "hash-1").await.unwrap();
-        store
-            .create_api_key(&api_key("another", "audit:read"), "hash-2")
-            .await
-            .unwrap();
+        let bound = ApiKeyRecord {
+            stores: Some("shop-42,shop-43".into()),
+            ..api_key("another", "audit:read")
+        };
+        store.create_api_key(&bound, "hash-2").await.unwrap();
+        let found = store.find_api_key("hash-2").await.unwrap().expect("found");
+        assert_eq!(found, bound, "a bound key's stores come back");
         assert!(matches!(
             store
                 .create_api_key(&api_key("posting-agent", "connect"), "hash-3")
