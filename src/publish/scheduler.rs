@@ -29,7 +29,8 @@ use crate::domain::StoreId;
 use crate::error::OAuthError;
 use crate::platforms::platform::PublishContext;
 use crate::platforms::publish::{
-    Confirmation, PostErrorCode, Prepared, PublishFailure, PublishTarget, PublishedPost, Sent,
+    Confirmation, PostDraft, PostErrorCode, Prepared, PublishFailure, PublishTarget, PublishedPost,
+    Sent,
 };
 use crate::platforms::PlatformSpec;
 use crate::store::{NewEvent, PostRow};
@@ -266,17 +267,9 @@ impl PostScheduler {
         post: PostRow,
         owner: Uuid,
     ) -> Step {
-        let parts = self.posts.parts();
         let draft = read_draft(&post.draft);
         let prepared = {
-            let context = PublishContext {
-                http: &parts.client,
-                spec,
-                draft: &draft,
-                target,
-                media: &parts.media,
-                checkpoint: &post.checkpoint,
-            };
+            let context = self.context(spec, &draft, target, &post.checkpoint);
             self.kept(&post, owner, spec.behaviour.prepare_post(&context))
                 .await
         };
@@ -309,7 +302,8 @@ impl PostScheduler {
             }
             Err(failure) => return self.retry_or_fail(post, owner, failure).await,
         };
-        self.send(spec, target, post, owner, checkpoint).await
+        self.send(spec, target, &draft, post, owner, checkpoint)
+            .await
     }
 
     /// Records the send, then makes it, once.
@@ -317,12 +311,12 @@ impl PostScheduler {
         &self,
         spec: &PlatformSpec,
         target: &PublishTarget,
+        draft: &PostDraft,
         post: PostRow,
         owner: Uuid,
         checkpoint: Value,
     ) -> Step {
         let parts = self.posts.parts();
-        let draft = read_draft(&post.draft);
         // The point of no return, written before the send: if this replica dies from here on,
         // the post is confirmed, never sent again.
         let lease = to_chrono(parts.settings.lease);
@@ -352,14 +346,7 @@ impl PostScheduler {
             },
         }
         let sent = {
-            let context = PublishContext {
-                http: &parts.client,
-                spec,
-                draft: &draft,
-                target,
-                media: &parts.media,
-                checkpoint: &sending.checkpoint,
-            };
+            let context = self.context(spec, draft, target, &sending.checkpoint);
             self.kept(&sending, owner, spec.behaviour.send_post(&context))
                 .await
         };
@@ -409,17 +396,9 @@ impl PostScheduler {
         post: PostRow,
         owner: Uuid,
     ) -> Step {
-        let parts = self.posts.parts();
         let draft = read_draft(&post.draft);
         let confirmation = {
-            let context = PublishContext {
-                http: &parts.client,
-                spec,
-                draft: &draft,
-                target,
-                media: &parts.media,
-                checkpoint: &post.checkpoint,
-            };
+            let context = self.context(spec, &draft, target, &post.checkpoint);
             self.kept(&post, owner, spec.behaviour.confirm_post(&context))
                 .await
         };
@@ -679,6 +658,25 @@ impl PostScheduler {
                     return Step::Abandoned;
                 }
             }
+        }
+    }
+
+    /// What a platform's publishing stage is handed.
+    fn context<'a>(
+        &'a self,
+        spec: &'a PlatformSpec,
+        draft: &'a PostDraft,
+        target: &'a PublishTarget,
+        checkpoint: &'a Value,
+    ) -> PublishContext<'a> {
+        let parts = self.posts.parts();
+        PublishContext {
+            http: &parts.client,
+            spec,
+            draft,
+            target,
+            media: &parts.media,
+            checkpoint,
         }
     }
 

@@ -285,6 +285,47 @@ macro_rules! impl_post_store {
                     .bind(post.publish_at)
             }
 
+            /// What a progress write must still match: the claim that holds the post, or the send
+            /// whose answer it records.
+            enum Fence {
+                Lease(Uuid),
+                Send(DateTime<Utc>),
+            }
+
+            /// Writes a post's progress (every column the scheduler changes) and its event, if the
+            /// fence still holds; `false` when it does not.
+            async fn save_progress(
+                pool: &sqlx::Pool<$db>,
+                post: &PostRow,
+                fence: Fence,
+                event: Option<&NewEvent>,
+            ) -> Result<bool, StoreError> {
+                let guard = match fence {
+                    Fence::Lease(_) => "lease_owner = $2",
+                    Fence::Send(_) => "sent_at = $2 and status in ('publishing', 'unknown')",
+                };
+                let sql = format!(
+                    "update posts set {POST_PROGRESS}, lease_owner = $19 where id = $1 and {guard}"
+                );
+                let query = sqlx::query(&sql).bind(post.id);
+                let query = match fence {
+                    Fence::Lease(owner) => query.bind(owner),
+                    Fence::Send(sent_at) => query.bind(sent_at),
+                };
+                let mut tx = pool.begin().await?;
+                let saved = bind_progress(query, post)
+                    .bind(post.lease_owner)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected()
+                    == 1;
+                if saved {
+                    outbox(&mut tx, event).await?;
+                }
+                tx.commit().await?;
+                Ok(saved)
+            }
+
             async fn outbox<'c>(
                 tx: &mut sqlx::Transaction<'c, $db>,
                 event: Option<&NewEvent>,
@@ -421,23 +462,7 @@ macro_rules! impl_post_store {
                     sent_at: DateTime<Utc>,
                     event: Option<&NewEvent>,
                 ) -> Result<bool, StoreError> {
-                    let mut tx = self.pool.begin().await?;
-                    let sql = format!(
-                        "update posts set {POST_PROGRESS}, lease_owner = $19 \
-                         where id = $1 and sent_at = $2 and status in ('publishing', 'unknown')"
-                    );
-                    let query = sqlx::query(&sql).bind(post.id).bind(sent_at);
-                    let saved = bind_progress(query, post)
-                        .bind(post.lease_owner)
-                        .execute(&mut *tx)
-                        .await?
-                        .rows_affected()
-                        == 1;
-                    if saved {
-                        outbox(&mut tx, event).await?;
-                    }
-                    tx.commit().await?;
-                    Ok(saved)
+                    save_progress(&self.pool, post, Fence::Send(sent_at), event).await
                 }
 
                 async fn list_posts(
@@ -505,23 +530,7 @@ macro_rules! impl_post_store {
                     owner: Uuid,
                     event: Option<&NewEvent>,
                 ) -> Result<bool, StoreError> {
-                    let mut tx = self.pool.begin().await?;
-                    let sql = format!(
-                        "update posts set {POST_PROGRESS}, lease_owner = $19 \
-                         where id = $1 and lease_owner = $2"
-                    );
-                    let query = sqlx::query(&sql).bind(post.id).bind(owner);
-                    let saved = bind_progress(query, post)
-                        .bind(post.lease_owner)
-                        .execute(&mut *tx)
-                        .await?
-                        .rows_affected()
-                        == 1;
-                    if saved {
-                        outbox(&mut tx, event).await?;
-                    }
-                    tx.commit().await?;
-                    Ok(saved)
+                    save_progress(&self.pool, post, Fence::Lease(owner), event).await
                 }
 
                 async fn transition_post(
