@@ -514,6 +514,7 @@ impl Application {
             },
             metrics: services.metrics.clone(),
             web: WebSettings {
+                api_url: services.settings.api_url.clone(),
                 dashboard_url: services.settings.dashboard_url.clone(),
                 secure_cookies,
             },

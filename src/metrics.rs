@@ -38,6 +38,47 @@ pub(crate) struct OutcomeLabels {
     pub outcome: String,
 }
 
+/// `tool` and `outcome` (`success` or the error's code) of an MCP tool call.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct ToolCallLabels {
+    /// The tool's name (one of the fixed set, or `unknown`).
+    pub tool: String,
+    /// `success`, or the stable error code the agent got.
+    pub outcome: String,
+}
+
+/// `tool` of an MCP tool call.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct ToolLabel {
+    /// The tool's name.
+    pub tool: String,
+}
+
+/// The MCP endpoint's tool calls: counts by outcome, and latencies.
+struct ToolMetrics {
+    calls: Family<ToolCallLabels, Counter>,
+    seconds: Family<ToolLabel, Histogram, fn() -> Histogram>,
+}
+
+impl ToolMetrics {
+    fn register(registry: &mut Registry) -> Self {
+        let calls = registered(
+            registry,
+            "mcp_tool_calls",
+            "MCP tool calls, by tool and outcome (success or the error code)",
+        );
+        let seconds = Family::<ToolLabel, Histogram, fn() -> Histogram>::new_with_constructor(
+            latency_histogram,
+        );
+        registry.register(
+            "mcp_tool_call_seconds",
+            "Time to answer an MCP tool call, by tool",
+            seconds.clone(),
+        );
+        Self { calls, seconds }
+    }
+}
+
 /// `platform` and `outcome` of a post.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub(crate) struct PostLabels {
@@ -221,6 +262,7 @@ struct Inner {
     proxy: ProxyMetrics,
     platform_events: Family<PlatformEventLabels, Counter>,
     posts: Family<PostLabels, Counter>,
+    tools: ToolMetrics,
 }
 
 /// A family of counters, registered under `name`.
@@ -328,6 +370,7 @@ impl Metrics {
             platform_events.clone(),
         );
         Self(Arc::new(Inner {
+            tools: ToolMetrics::register(&mut registry),
             posts: registered(
                 &mut registry,
                 "posts",
@@ -372,6 +415,22 @@ impl Metrics {
                 outcome: outcome.into(),
             })
             .inc();
+    }
+
+    /// An MCP tool call ended with `outcome` (`success` or its error code) after `seconds`.
+    pub(crate) fn mcp_tool_call(&self, tool: &str, outcome: &str, seconds: f64) {
+        let tools = &self.0.tools;
+        tools
+            .calls
+            .get_or_create(&ToolCallLabels {
+                tool: tool.into(),
+                outcome: outcome.into(),
+            })
+            .inc();
+        tools
+            .seconds
+            .get_or_create(&ToolLabel { tool: tool.into() })
+            .observe(seconds);
     }
 
     /// A flow began.

@@ -36,6 +36,11 @@ pub(crate) struct ErrorDetail {
     pub details: Option<serde_json::Value>,
 }
 
+/// Marks a response as this service's own error (not an answer passed through from a platform,
+/// whose body may look the same): the MCP tools read it from the response's extensions.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct OwnError;
+
 /// The cause of a 5xx, kept for the logging middleware (never sent to the client).
 #[derive(Debug, Clone)]
 pub(crate) struct InternalCause(pub Arc<str>);
@@ -322,6 +327,7 @@ impl IntoResponse for ApiError {
             },
         };
         let mut response = (self.status, Json(body)).into_response();
+        response.extensions_mut().insert(OwnError);
         if bearer {
             response
                 .headers_mut()

@@ -13,6 +13,7 @@ pub mod error;
 pub mod extract;
 pub mod health;
 pub mod inbox_routes;
+pub mod mcp;
 pub mod metrics;
 pub mod oauth;
 pub mod openapi;
@@ -93,7 +94,16 @@ pub fn router(state: AppState, extra: Router) -> Router {
         // After the 64 KiB limit: the proxy streams bodies up to its own PROXY_MAX_BODY_BYTES,
         // the platforms' receivers read up to theirs (a Meta batch holds up to 1000 entries).
         .merge(inbox_routes::router().with_state(state.clone()))
-        .merge(proxy::router().with_state(state));
+        .merge(proxy::router().with_state(state.clone()));
+    // The MCP tools call the routes above in-process, behind the middleware the MCP request
+    // itself passed.
+    let routes = routes.clone().merge(mcp::router(mcp::McpParts {
+        api: routes,
+        keys: state.api_keys.clone(),
+        audit: state.audit.clone(),
+        metrics: state.metrics.clone(),
+        api_url: state.web.api_url.clone(),
+    }));
     // Outermost first.
     let middleware = tower::ServiceBuilder::new()
         .layer(axum::middleware::from_fn_with_state(

@@ -25,6 +25,8 @@ use crate::publish::Posts;
 /// Browser-facing settings: where callbacks land, whether cookies are `Secure`.
 #[derive(Debug, Clone)]
 pub struct WebSettings {
+    /// `API_URL`: where clients reach this service (the MCP endpoint allows its host).
+    pub api_url: Url,
     /// `DASHBOARD_URL`.
     pub dashboard_url: Url,
     /// Set `Secure` on cookies (production, or an https `API_URL`).

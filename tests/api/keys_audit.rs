@@ -27,7 +27,12 @@ async fn create_key(app: &TestApp, name: &str, scopes: &str) -> String {
 }
 
 /// Creates a database key with `scopes`, bound to `stores` (comma-separated) when given.
-async fn create_bound_key(app: &TestApp, name: &str, scopes: &str, stores: Option<&str>) -> String {
+pub(crate) async fn create_bound_key(
+    app: &TestApp,
+    name: &str,
+    scopes: &str,
+    stores: Option<&str>,
+) -> String {
     let stores = stores.map(|s| format_stores(&parse_stores(s).expect("valid stores")));
     let platforms = growth_engine::app::catalog(&app.services.settings).slugs();
     let scopes = parse_scopes(scopes, &platforms).expect("valid scopes");

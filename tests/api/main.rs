@@ -25,6 +25,7 @@ mod helpers;
 mod lifecycle;
 mod linkedin;
 mod listing;
+mod mcp;
 mod oidc;
 mod perimeter_junk;
 mod platform_events;
