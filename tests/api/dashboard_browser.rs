@@ -888,3 +888,73 @@ async fn a_merchant_requires_approval_and_approves_a_post_on_the_page() {
     driver.client.close().await.unwrap();
     app.stop().await;
 }
+
+/// An agent's post through MCP (the official Python client) waits for the merchant: the tool
+/// answers `pending_approval`, nothing reaches the platform, the merchant approves it on the page
+/// in the browser, and the agent's `get_post` then sees it published.
+#[tokio::test]
+async fn an_agents_post_over_mcp_waits_until_the_merchant_approves_it_in_the_browser() {
+    let app = spawn_app_with(TestAppOptions {
+        simulated: vec![],
+        extra_env: vec![("POSTS_REQUIRE_APPROVAL", "true".into())],
+        ..Default::default()
+    })
+    .await;
+    let driver = start_browser().await;
+    let browser = &driver.client;
+    browser
+        .goto(&link(&app, "shop-32", "owner-1"))
+        .await
+        .unwrap();
+    wait_for(browser, "#card-twitter button[data-action=\"connect\"]")
+        .await
+        .click()
+        .await
+        .unwrap();
+    wait_for(browser, "#approve").await.click().await.unwrap();
+    wait_for(browser, "#card-twitter[data-state=\"connected\"]").await;
+
+    let key = crate::keys_audit::create_bound_key(
+        &app,
+        "social-agent",
+        "connections:read,posts:write,posts:read",
+        Some("shop-32"),
+    )
+    .await;
+    let answer = crate::mcp::python_client(
+        &app,
+        &key,
+        "auto",
+        json!([{"tool": "create_post", "args": {"store_id": "shop-32", "platform": "twitter", "text": "Made by the agent"}}]),
+    )
+    .await;
+    let (is_error, created) = crate::mcp::tool_result(&answer["steps"][0]);
+    assert!(!is_error, "{created}");
+    assert_eq!(created["status"], "pending_approval");
+    let id = created["id"].as_str().unwrap().to_owned();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let sandbox = app.services.sandbox.as_ref().expect("the built-in sandbox");
+    assert!(
+        sandbox.published("twitter").is_empty(),
+        "nothing before the merchant's answer"
+    );
+
+    browser.refresh().await.unwrap();
+    let item = format!("#posts li[data-post=\"{id}\"]");
+    wait_for(browser, &format!("{item} [data-role=\"state\"]")).await;
+    assert!(text(browser, &item).await.contains("Made by the agent"));
+    wait_for(
+        browser,
+        &format!("{item} button[data-action=\"approve-post\"]"),
+    )
+    .await
+    .click()
+    .await
+    .unwrap();
+    let post = crate::mcp::settled_by_tool(&app, &key, &id).await;
+    assert_eq!(post["status"], "published", "{post}");
+    assert_eq!(post["approval"]["decided_by"], "page_user:owner-1");
+    assert_eq!(sandbox.published("twitter").len(), 1);
+    driver.client.close().await.unwrap();
+    app.stop().await;
+}

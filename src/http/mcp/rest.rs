@@ -26,6 +26,9 @@ pub(super) struct RestCall {
     pub target: String,
     pub headers: Vec<(HeaderName, HeaderValue)>,
     pub body: Option<Value>,
+    /// The route passes a platform's answer through (the proxy): a non-2xx that is not this
+    /// service's own error is the platform's.
+    pub passes_through: bool,
 }
 
 impl RestCall {
@@ -36,6 +39,7 @@ impl RestCall {
             target,
             headers: Vec::new(),
             body: None,
+            passes_through: false,
         }
     }
 }
@@ -81,6 +85,7 @@ impl ToolFailure {
 
 /// Sends `call` through `api` on behalf of the MCP request whose head is `http`.
 pub(super) async fn send(api: &Router, http: &Parts, call: RestCall) -> RestAnswer {
+    let passes_through = call.passes_through;
     let mut builder = Request::builder().method(call.method).uri(&call.target);
     for (name, value) in call.headers {
         builder = builder.header(name, value);
@@ -130,7 +135,7 @@ pub(super) async fn send(api: &Router, http: &Parts, call: RestCall) -> RestAnsw
     if own {
         return RestAnswer::Refused(failure_of(status, &value));
     }
-    if call.target.starts_with(super::tools::PROXY_PREFIX) {
+    if passes_through {
         return RestAnswer::Passed {
             status,
             body: value,

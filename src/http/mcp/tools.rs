@@ -21,9 +21,6 @@ use utoipa::OpenApi;
 use super::rest::{RestCall, ToolFailure};
 use crate::access::Operation;
 
-/// Where the proxy's routes begin.
-pub(super) const PROXY_PREFIX: &str = "/api/v1/proxy/";
-
 /// What a tool's answer is turned into before the agent sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Shape {
@@ -398,6 +395,7 @@ fn create_post(args: CreatePostArgs) -> Result<ToolRequest, ToolFailure> {
         target: path(&["api", "v1", "posts"], None),
         headers: vec![(HeaderName::from_static("idempotency-key"), key)],
         body: Some(body),
+        passes_through: false,
     };
     Ok(request(
         call,
@@ -443,6 +441,7 @@ fn platform_get(args: PlatformGetArgs) -> Result<ToolRequest, ToolFailure> {
         target,
         headers,
         body: None,
+        passes_through: true,
     };
     Ok(request(
         call,
