@@ -528,6 +528,11 @@ impl Application {
                 services.settings.proxy.clone(),
                 services.settings.platform_timeout,
                 services.metrics.clone(),
+                crate::proxy::shares::FairShares::with_redis(
+                    services.settings.proxy.fair_share.clone(),
+                    services.redis.clone(),
+                    services.metrics.clone(),
+                ),
             )?,
         });
         #[cfg(feature = "sandbox")]

@@ -152,6 +152,8 @@ struct ProxyMetrics {
     cut: Family<PlatformLabel, Counter>,
     remaining: Family<PlatformLabel, Gauge>,
     usage: Family<PlatformLabel, Gauge>,
+    throttled: Family<FailureLabels, Counter>,
+    malformed_usage: Family<PlatformLabel, Counter>,
 }
 
 impl ProxyMetrics {
@@ -163,7 +165,19 @@ impl ProxyMetrics {
             cut: Family::default(),
             remaining: Family::default(),
             usage: Family::default(),
+            throttled: Family::default(),
+            malformed_usage: Family::default(),
         };
+        registry.register(
+            "proxy_fair_share_throttled",
+            "Proxied calls we refused with quota_exceeded, by platform and reason (fair_share, store_ceiling)",
+            metrics.throttled.clone(),
+        );
+        registry.register(
+            "proxy_usage_headers_malformed",
+            "Platform answers whose usage headers could not be read (ignored)",
+            metrics.malformed_usage.clone(),
+        );
         registry.register(
             "proxy_requests",
             "Proxied platform API calls by status class",
@@ -594,6 +608,29 @@ impl Metrics {
     }
 
     /// A platform answer was cut at the size limit.
+    /// A proxied call was refused with `quota_exceeded` for `reason`.
+    pub(crate) fn fair_share_throttled(&self, platform: &str, reason: &str) {
+        self.0
+            .proxy
+            .throttled
+            .get_or_create(&FailureLabels {
+                platform: platform.into(),
+                reason: reason.into(),
+            })
+            .inc();
+    }
+
+    /// A platform's usage header could not be read.
+    pub(crate) fn usage_header_malformed(&self, platform: &str) {
+        self.0
+            .proxy
+            .malformed_usage
+            .get_or_create(&PlatformLabel {
+                platform: platform.into(),
+            })
+            .inc();
+    }
+
     pub(crate) fn proxy_cut(&self, platform: &str) {
         self.0
             .proxy

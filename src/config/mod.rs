@@ -372,6 +372,21 @@ impl Settings {
             ),
             row("PROXY_MAX_BODY_BYTES", self.proxy.max_body_bytes),
             row("PROXY_MAX_RESPONSE_BYTES", self.proxy.max_response_bytes),
+            row("FAIR_SHARE_ENABLED", self.proxy.fair_share.enabled),
+            row(
+                "FAIR_SHARE_THRESHOLD_PERCENT",
+                (self.proxy.fair_share.threshold * 100.0).round(),
+            ),
+            row(
+                "STORE_CALL_CEILINGS",
+                self.proxy
+                    .fair_share
+                    .ceilings
+                    .iter()
+                    .map(|(platform, calls)| format!("{platform}={calls}"))
+                    .collect::<Vec<_>>()
+                    .join(","),
+            ),
         ];
         for built_in in BUILT_IN.iter() {
             for setting in built_in.api_settings {

@@ -16,6 +16,7 @@ use crate::platforms::settings::{
     ClientCredentials, EventOverrides, GenericProviderSettings, PlatformSettings,
 };
 use crate::platforms::{BuiltInPlatform, BUILT_IN};
+use crate::proxy::shares::FairShareSettings;
 use crate::proxy::ProxySettings;
 use secrecy::{ExposeSecret, SecretString};
 
@@ -57,6 +58,42 @@ pub(super) fn proxy(vars: &Vars<'_>) -> Result<ProxySettings, ConfigError> {
     Ok(ProxySettings {
         max_body_bytes: vars.number_in("PROXY_MAX_BODY_BYTES", 10 << 20, 1024..=1 << 30)?,
         max_response_bytes: vars.number_in("PROXY_MAX_RESPONSE_BYTES", 50 << 20, 1024..=4 << 30)?,
+        fair_share: fair_share(vars)?,
+    })
+}
+
+/// `FAIR_SHARE_ENABLED`, `FAIR_SHARE_THRESHOLD_PERCENT` and `STORE_CALL_CEILINGS`
+/// (`platform=calls per minute`, comma-separated, for built-in platforms).
+fn fair_share(vars: &Vars<'_>) -> Result<FairShareSettings, ConfigError> {
+    let percent: u32 = vars.number_in("FAIR_SHARE_THRESHOLD_PERCENT", 80, 1..=100)?;
+    let mut ceilings = BTreeMap::new();
+    for item in vars.list("STORE_CALL_CEILINGS") {
+        let invalid = || {
+            ConfigError::new(
+                "STORE_CALL_CEILINGS",
+                "expected platform=calls per minute, comma-separated (e.g. meta=600,tiktok=60)",
+            )
+        };
+        let (platform, calls) = item.split_once('=').ok_or_else(invalid)?;
+        let platform = platform.trim().to_ascii_lowercase();
+        if !BUILT_IN.iter().any(|p| p.slug == platform) {
+            return Err(ConfigError::new(
+                "STORE_CALL_CEILINGS",
+                format!("{platform:?} is not a built-in platform"),
+            ));
+        }
+        let calls: u64 = calls
+            .trim()
+            .parse()
+            .ok()
+            .filter(|n| *n > 0)
+            .ok_or_else(invalid)?;
+        ceilings.insert(platform, calls);
+    }
+    Ok(FairShareSettings {
+        enabled: vars.bool("FAIR_SHARE_ENABLED", true)?,
+        threshold: f64::from(percent) / 100.0,
+        ceilings,
     })
 }
 

@@ -280,6 +280,15 @@ impl From<crate::proxy::ProxyError> for ApiError {
                 "platform_response_too_large",
                 format!("The platform's answer exceeds the proxy's limit of {max} bytes."),
             ),
+            ProxyError::QuotaExceeded { reason, retry_after } => Self::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "quota_exceeded",
+                match reason {
+                    "store_ceiling" => format!("This store reached its limit of calls to the platform for now. Retry in {retry_after} s."),
+                    _ => format!("The platform's limits shared by every store are nearly spent, and this store made more than its share of the recent calls. Retry in {retry_after} s."),
+                },
+            )
+            .with_details(serde_json::json!({ "retry_after_seconds": retry_after, "reason": reason })),
             ProxyError::Unreachable(cause) => Self {
                 cause: Some(cause),
                 ..Self::new(

@@ -13,6 +13,7 @@
 //! lifecycle sit above it, side by side.
 
 pub mod assets;
+pub mod budget;
 pub mod builtin;
 pub mod catalog;
 pub mod client;

@@ -22,6 +22,7 @@ use serde_json::Value;
 use url::Url;
 
 use super::assets::AssetSet;
+use super::budget::{AppUsage, CountedBudget};
 use super::error::PlatformError;
 use super::events::{EventKeys, EventRejection, EventSettings, InboundRequest, Receipt};
 use super::publish::{
@@ -263,6 +264,18 @@ pub trait Platform: Send + Sync + fmt::Debug {
     /// Stage "API answered": how many seconds a throttled answer's body asks the caller to wait,
     /// for a platform that says so in the body rather than in `Retry-After`.
     fn retry_hint(&self, _body: &[u8]) -> Option<u64> {
+        None
+    }
+
+    /// Stage "API answered": what the answer's headers say of the budget every merchant of the
+    /// app shares. Unreported by default.
+    fn app_usage(&self, _headers: &http::HeaderMap) -> AppUsage {
+        AppUsage::Unreported
+    }
+
+    /// Stage "API call": the app-wide budget the platform documents but does not report, which
+    /// the proxy counts; none by default.
+    fn counted_app_budget(&self) -> Option<CountedBudget> {
         None
     }
 

@@ -27,6 +27,15 @@ pub enum ProxyError {
     /// The caller's request body paused for longer than the platform timeout.
     #[error("the request body stalled")]
     BodyStalled,
+    /// The store has used more than its share of a budget the app's merchants share (or its
+    /// ceiling): retry after this many seconds.
+    #[error("quota exceeded ({reason}); retry in {retry_after} s")]
+    QuotaExceeded {
+        /// `fair_share` or `store_ceiling`.
+        reason: &'static str,
+        /// Seconds until the share window turns.
+        retry_after: u64,
+    },
     /// The connection's token could not be had (no connection, dead grant, store down, ...).
     #[error(transparent)]
     Token(#[from] OAuthError),

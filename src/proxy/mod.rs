@@ -16,6 +16,7 @@ pub mod error;
 pub mod headers;
 pub mod memo;
 pub mod observe;
+pub mod shares;
 pub mod target;
 
 use std::time::{Duration, Instant};
@@ -44,6 +45,8 @@ pub struct ProxySettings {
     pub max_body_bytes: usize,
     /// `PROXY_MAX_RESPONSE_BYTES` (default 50 MiB): the largest platform answer passed back.
     pub max_response_bytes: usize,
+    /// Fair shares of the budgets an app's merchants share ([`shares`]).
+    pub fair_share: shares::FairShareSettings,
 }
 
 impl Default for ProxySettings {
@@ -51,6 +54,7 @@ impl Default for ProxySettings {
         Self {
             max_body_bytes: 10 * 1024 * 1024,
             max_response_bytes: 50 * 1024 * 1024,
+            fair_share: shares::FairShareSettings::default(),
         }
     }
 }
@@ -97,6 +101,7 @@ struct Shared {
     settings: ProxySettings,
     metrics: Metrics,
     memo: memo::TokenMemo,
+    shares: shares::FairShares,
 }
 
 /// Statuses whose body is peeked: "token dead" answers (Meta's 400, everyone's 401) and 429s
@@ -159,6 +164,7 @@ impl Proxy {
         settings: ProxySettings,
         timeout: Duration,
         metrics: Metrics,
+        shares: shares::FairShares,
     ) -> Result<Self, rustls::Error> {
         let memo = memo::TokenMemo::watching(tokens.core().listings());
         Ok(Self(std::sync::Arc::new(Shared {
@@ -167,6 +173,7 @@ impl Proxy {
             settings,
             metrics,
             memo,
+            shares,
         })))
     }
 
@@ -185,6 +192,14 @@ impl Proxy {
             body: caller_body,
         } = request;
         let (spec, target) = self.target_of(&platform, &path, query.as_deref())?;
+        // Decided on this process's view, no I/O (see `shares`).
+        self.0
+            .shares
+            .admit(spec.id.as_str(), store_id.as_str())
+            .map_err(|t| ProxyError::QuotaExceeded {
+                reason: t.reason,
+                retry_after: t.retry_after,
+            })?;
         let max_body = self.0.settings.max_body_bytes;
         let mut body =
             OutgoingBody::prepare(caller_body, content_length(&caller_headers), max_body)
@@ -231,7 +246,7 @@ impl Proxy {
                         Err(error) => {
                             tracing::warn!(platform = %spec.id, error = %error, "forced refresh failed");
                             record(Some(answer.status.as_u16()));
-                            return self.finish(spec, answer);
+                            return self.finish(spec, &store_id, answer);
                         }
                     }
                     self.0
@@ -254,7 +269,7 @@ impl Proxy {
                 }
                 Attempt::Answer(answer) | Attempt::TokenDead(answer) => {
                     record(Some(answer.status.as_u16()));
-                    return self.finish(spec, answer);
+                    return self.finish(spec, &store_id, answer);
                 }
                 Attempt::Broken(failure) => {
                     record(None);
@@ -403,9 +418,16 @@ impl Proxy {
     fn finish(
         &self,
         spec: &PlatformSpec,
+        store_id: &StoreId,
         answer: ProxyResponse,
     ) -> Result<ProxyResponse, ProxyError> {
         observe::rate_limits(&self.0.metrics, spec.id.as_str(), &answer.headers);
+        self.0.shares.spent(
+            spec.id.as_str(),
+            store_id.as_str(),
+            spec.behaviour.app_usage(&answer.headers),
+            spec.behaviour.counted_app_budget(),
+        );
         let metrics = self.0.metrics.clone();
         let platform = spec.id.to_string();
         let max = self.0.settings.max_response_bytes;

@@ -24,7 +24,9 @@ use crate::exchange::{lost_answer, reject};
 use crate::params::query_pairs;
 use crate::platform::{ApiCall, Platform};
 use crate::platforms::{find, TABLE};
-use crate::state::{ApiCaller, ApiFaultKind, ApiRequestRecord, Denial, Simulator};
+use crate::state::{
+    ApiCaller, ApiFaultKind, ApiRateLimit, ApiRequestRecord, AppBudgetUsage, Denial, Simulator,
+};
 
 /// The URL the service should use as `platform`'s API base when pointed at the sandbox under
 /// `base` (e.g. `http://127.0.0.1:8003`): the real root segment and a trailing slash, as in
@@ -106,12 +108,16 @@ async fn gate(State(sim): State<Simulator>, request: Request, next: Next) -> Res
         &path,
     );
     let response = match admitted {
-        Ok(caller) => {
+        Ok((caller, app_usage)) => {
             request.extensions_mut().insert(caller.clone());
             let mut response = next.run(request).await;
             platform
                 .rules
                 .api_usage_headers(&caller, response.headers_mut(), sim.now(), &path);
+            // After the per-call headers: the app-wide budget's numbers are what it reports.
+            if let Some(usage) = app_usage {
+                platform.rules.api_app_usage(response.headers_mut(), &usage);
+            }
             response
         }
         Err(response) => *response,
@@ -139,7 +145,7 @@ fn admit(
     params: &[(String, String)],
     headers: &HeaderMap,
     path: &str,
-) -> Result<ApiCaller, Box<Response>> {
+) -> Result<(ApiCaller, Option<AppBudgetUsage>), Box<Response>> {
     let key = platform.spec.key;
     if sim.take_forced_invalid(key) {
         return reject(platform.rules.api_denied(Denial::Invalid));
@@ -161,5 +167,19 @@ fn admit(
     if let Some(limit) = limit {
         return reject(platform.rules.api_throttled(&caller, limit, sim.now()));
     }
-    Ok(caller)
+    let now = sim.now();
+    let app_usage = match sim.spend_app_budget(key, now) {
+        Some((usage, true)) => {
+            let retry_after_seconds = u64::try_from(usage.reset - now.timestamp())
+                .unwrap_or(0)
+                .max(1);
+            let limit = ApiRateLimit {
+                retry_after_seconds,
+            };
+            return reject(platform.rules.api_throttled(&caller, limit, now));
+        }
+        Some((usage, false)) => Some(usage),
+        None => None,
+    };
+    Ok((caller, app_usage))
 }

@@ -87,7 +87,8 @@ pub use api::api_base;
 pub use outbox::EventDelivery;
 pub use platforms::PLATFORMS;
 pub use state::{
-    ApiRateLimit, ApiRequestRecord, Fault, PublishedItem, SimClient, Simulator, TokenRequestRecord,
+    ApiRateLimit, ApiRequestRecord, AppBudget, AppBudgetUsage, Fault, PublishedItem, SimClient,
+    Simulator, TokenRequestRecord,
 };
 
 /// The endpoints of one platform's simulator under some base URL.

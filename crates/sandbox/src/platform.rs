@@ -16,7 +16,9 @@ use crate::exchange::{json, TokenCall};
 use crate::outbox::Notice;
 use crate::params::QueryParams;
 use crate::spec::{AuthorizeOptions, PlatformSpec};
-use crate::state::{ApiCaller, ApiRateLimit, Denial, GrantView, PublishedItem, Simulator};
+use crate::state::{
+    ApiCaller, ApiRateLimit, AppBudgetUsage, Denial, GrantView, PublishedItem, Simulator,
+};
 
 /// An error to redirect to the client with from the authorization endpoint: its `error` code and
 /// `error_description`.
@@ -158,6 +160,10 @@ pub(crate) trait SimulatedPlatform: Sync {
         _path: &str,
     ) {
     }
+
+    /// The headers in which the platform reports its app-wide budget (see
+    /// [`Simulator::set_app_budget`]) on an admitted answer: none by default.
+    fn api_app_usage(&self, _headers: &mut HeaderMap, _usage: &AppBudgetUsage) {}
 
     /// The id the platform gives a simulated account (0 the default merchant): what its user-info
     /// answers, so the app and the sandbox's pages name the account alike.

@@ -102,6 +102,28 @@ pub struct ApiRateLimit {
     pub retry_after_seconds: u64,
 }
 
+/// A budget of API calls the platform counts for the whole app, shared by every merchant (token)
+/// connected through it, over a sliding window (as Meta's platform limit rolls over an hour): past
+/// it every call is throttled, whoever makes it (see [`Simulator::set_app_budget`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AppBudget {
+    /// Calls allowed in any window.
+    pub calls: u64,
+    /// The window, in seconds.
+    pub window_seconds: u64,
+}
+
+/// Where an app budget stands after a call (what the platform's usage headers report).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AppBudgetUsage {
+    /// The budget.
+    pub budget: AppBudget,
+    /// Calls counted in the window, this one included.
+    pub used: u64,
+    /// When the oldest counted call leaves the window (Unix seconds).
+    pub reset: i64,
+}
+
 /// One call to a simulated API, as the tests observe it.
 #[derive(Clone, PartialEq, Eq)]
 pub struct ApiRequestRecord {
@@ -327,6 +349,45 @@ impl Simulator {
     /// its headers (or stop with `None`).
     pub fn set_api_rate_limited(&self, platform: &str, limit: Option<ApiRateLimit>) {
         self.control(platform, |p| p.api.rate_limit = limit);
+    }
+
+    /// Gives `platform`'s app a budget of API calls shared by every merchant (or none with `None`):
+    /// each admitted call spends it, the platform's usage headers report it, and past it every
+    /// call is throttled in the platform's shape until the window has room again.
+    pub fn set_app_budget(&self, platform: &str, budget: Option<AppBudget>) {
+        self.control(platform, |p| {
+            p.api.app_budget = budget.map(|b| (b, VecDeque::new()));
+        });
+    }
+
+    /// Spends one call of `platform`'s app budget at `now`: where the budget stands (`None`
+    /// without a budget), and whether the call is over it (then it is not counted).
+    pub(crate) fn spend_app_budget(
+        &self,
+        platform: &str,
+        now: DateTime<Utc>,
+    ) -> Option<(AppBudgetUsage, bool)> {
+        self.with_api(platform, |api| {
+            let (budget, calls) = api.app_budget.as_mut()?;
+            let window =
+                chrono::Duration::seconds(i64::try_from(budget.window_seconds).unwrap_or(60));
+            while calls.front().is_some_and(|at| *at <= now - window) {
+                calls.pop_front();
+            }
+            let over = calls.len() as u64 >= budget.calls;
+            if !over {
+                calls.push_back(now);
+            }
+            let oldest = calls.front().copied().unwrap_or(now);
+            Some((
+                AppBudgetUsage {
+                    budget: *budget,
+                    used: calls.len() as u64,
+                    reset: (oldest + window).timestamp(),
+                },
+                over,
+            ))
+        })
     }
 
     /// Makes the next `count` calls to `platform`'s API answer "token invalid" (the platform's
@@ -1208,6 +1269,8 @@ pub(crate) struct ApiState {
     /// Everything published, with when (the sandbox clock), in order.
     pub(crate) published: Vec<(PublishedItem, DateTime<Utc>)>,
     pub(crate) rate_limit: Option<ApiRateLimit>,
+    /// The app-wide budget, and when each call it counted was let through.
+    pub(crate) app_budget: Option<(AppBudget, VecDeque<DateTime<Utc>>)>,
     pub(crate) forced_invalid: u32,
     /// Webhook subscriptions an app made for an object it manages: the fields, by object id and
     /// client id.

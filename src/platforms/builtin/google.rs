@@ -2,6 +2,7 @@
 //! No OAuth quirk: offline access and consent are plain authorization parameters. Sources:
 //! `shared/providers.md` §3, `shared/platform-apis.md` §3.
 
+use crate::platforms::budget::CountedBudget;
 use secrecy::SecretString;
 use serde_json::{json, Value};
 
@@ -163,6 +164,15 @@ impl Platform for GoogleAds {
             _ => Err(EventRejection::NoSuchReceiver),
         }
     }
+    /// The developer token's daily operations (G8: 15,000 at the Test and Basic levels); Google
+    /// reports no usage in its answers.
+    fn counted_app_budget(&self) -> Option<CountedBudget> {
+        Some(CountedBudget {
+            calls: 15_000,
+            window: std::time::Duration::from_secs(24 * 3600),
+        })
+    }
+
     /// `QuotaErrorDetails.retryDelay` (like `"30s"`), in whole seconds, found anywhere in the error
     /// body: Google sends no `Retry-After` [G12].
     fn retry_hint(&self, body: &[u8]) -> Option<u64> {

@@ -6,6 +6,7 @@
 mod events;
 mod publish;
 
+use crate::platforms::budget::AppUsage;
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
@@ -188,6 +189,25 @@ impl Platform for Meta {
 
     /// 400/401 with `error.code` 190, except subcodes that need the user on facebook.com (459,
     /// 464) or a re-derived Page token (492) [M4].
+    /// The platform limit of user and app tokens is counted for the app (M16): `X-App-Usage`,
+    /// JSON with `call_count`, `total_cputime` and `total_time` in percent; the highest counts.
+    /// (`X-Business-Use-Case-Usage` is per business, not the app's.)
+    fn app_usage(&self, headers: &http::HeaderMap) -> AppUsage {
+        let Some(value) = headers.get("x-app-usage") else {
+            return AppUsage::Unreported;
+        };
+        let Ok(usage) = serde_json::from_slice::<Value>(value.as_bytes()) else {
+            return AppUsage::Malformed;
+        };
+        ["call_count", "total_cputime", "total_time"]
+            .iter()
+            .filter_map(|field| usage.get(*field).and_then(Value::as_f64))
+            .reduce(f64::max)
+            .map_or(AppUsage::Malformed, |percent| {
+                AppUsage::Spent(percent / 100.0)
+            })
+    }
+
     fn is_dead_token(&self, status: u16, body: &[u8]) -> bool {
         if status != 400 && status != 401 {
             return false;

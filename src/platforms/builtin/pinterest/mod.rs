@@ -4,6 +4,7 @@
 
 mod publish;
 
+use crate::platforms::budget::{self, AppUsage};
 use secrecy::SecretString;
 use serde_json::{json, Value};
 
@@ -118,6 +119,12 @@ impl Platform for Pinterest {
         access_token: &SecretString,
     ) -> Result<AssetSet, PlatformError> {
         discover_assets(http, spec, access_token).await
+    }
+
+    /// `x-ratelimit-limit` and `x-ratelimit-remaining`, as Pinterest's answers carry them (the
+    /// stored docs do not name them: unverified, so an answer without them reports nothing).
+    fn app_usage(&self, headers: &http::HeaderMap) -> AppUsage {
+        budget::from_remaining(headers, "x-ratelimit-limit", "x-ratelimit-remaining")
     }
 
     fn publish_kinds(&self) -> &'static [&'static str] {

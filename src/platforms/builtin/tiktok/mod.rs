@@ -5,6 +5,7 @@
 
 mod publish;
 
+use crate::platforms::budget::CountedBudget;
 use secrecy::SecretString;
 use serde_json::{json, Value};
 
@@ -149,6 +150,14 @@ impl Platform for TikTok {
     }
 
     /// The creator (`publish`).
+    /// No rate-limit headers are documented; 600 requests per minute (T17) is the budget.
+    fn counted_app_budget(&self) -> Option<CountedBudget> {
+        Some(CountedBudget {
+            calls: 600,
+            window: std::time::Duration::from_secs(60),
+        })
+    }
+
     fn publish_kinds(&self) -> &'static [&'static str] {
         publish::KINDS
     }

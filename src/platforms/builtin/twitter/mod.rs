@@ -4,6 +4,7 @@
 
 mod publish;
 
+use crate::platforms::budget::{self, AppUsage};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use secrecy::SecretString;
@@ -146,6 +147,11 @@ impl Platform for Twitter {
         access_token: &SecretString,
     ) -> Result<AssetSet, PlatformError> {
         discover_assets(http, spec, access_token).await
+    }
+
+    /// `x-rate-limit-limit` and `x-rate-limit-remaining` on every answer (X10).
+    fn app_usage(&self, headers: &http::HeaderMap) -> AppUsage {
+        budget::from_remaining(headers, "x-rate-limit-limit", "x-rate-limit-remaining")
     }
 
     fn publish_kinds(&self) -> &'static [&'static str] {

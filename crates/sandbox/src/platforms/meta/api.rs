@@ -27,7 +27,7 @@ use super::subscriptions;
 use crate::exchange::{self, reject};
 use crate::params::{query_pairs, query_param};
 use crate::platform::ApiCall;
-use crate::state::{ApiCaller, ApiRateLimit, Denial, Simulator};
+use crate::state::{ApiCaller, ApiRateLimit, AppBudgetUsage, Denial, Simulator};
 
 pub(super) fn routes() -> Router<Simulator> {
     let at = |rest: &str| SPEC.api_path(rest);
@@ -130,6 +130,18 @@ pub(super) fn usage_headers(
     };
     if let Ok(value) = HeaderValue::from_str(&value.to_string()) {
         headers.insert(name, value);
+    }
+}
+
+/// `X-App-Usage` with the app budget's share spent, in percent (M16), the same figure in each
+/// of its three fields.
+pub(super) fn app_usage_header(headers: &mut HeaderMap, usage: &AppBudgetUsage) {
+    let percent = (usage.used * 100)
+        .checked_div(usage.budget.calls)
+        .unwrap_or(100);
+    let value = json!({ "call_count": percent, "total_cputime": percent, "total_time": percent });
+    if let Ok(value) = HeaderValue::from_str(&value.to_string()) {
+        headers.insert("x-app-usage", value);
     }
 }
 

@@ -25,7 +25,9 @@ use crate::outbox::Notice;
 use crate::params::QueryParams;
 use crate::platform::{ApiCall, Platform, Refusal, Rejection, SimulatedPlatform};
 use crate::spec::AuthorizeOptions;
-use crate::state::{ApiCaller, ApiRateLimit, Denial, GrantView, PublishedItem, Simulator};
+use crate::state::{
+    ApiCaller, ApiRateLimit, AppBudgetUsage, Denial, GrantView, PublishedItem, Simulator,
+};
 
 /// Meta's entry in the table.
 pub(crate) const PLATFORM: Platform = Platform {
@@ -102,6 +104,11 @@ impl SimulatedPlatform for Meta {
         _path: &str,
     ) {
         api::usage_headers(caller, headers, None);
+    }
+
+    /// The platform limit of user and app tokens is the app's (M16): `X-App-Usage`, in percent.
+    fn api_app_usage(&self, headers: &mut HeaderMap, usage: &AppBudgetUsage) {
+        api::app_usage_header(headers, usage);
     }
 
     fn account_id(&self, account: u32) -> String {

@@ -13,7 +13,7 @@ mod media;
 mod multipart;
 mod oauth;
 
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::Response;
 use axum::Router;
 use chrono::{DateTime, Utc};
@@ -21,7 +21,7 @@ use chrono::{DateTime, Utc};
 use crate::exchange::TokenCall;
 use crate::outbox::Notice;
 use crate::platform::{Platform, Rejection, SimulatedPlatform};
-use crate::state::{ApiCaller, ApiRateLimit, Denial, GrantView, Simulator};
+use crate::state::{ApiCaller, ApiRateLimit, AppBudgetUsage, Denial, GrantView, Simulator};
 
 /// X's entry in the table.
 pub(crate) const PLATFORM: Platform = Platform {
@@ -73,6 +73,14 @@ impl SimulatedPlatform for Twitter {
         path: &str,
     ) {
         api::usage_headers(headers, now, path, None);
+    }
+
+    /// `x-rate-limit-*` with the app budget's numbers (X10: limit, remaining, reset in Unix time).
+    fn api_app_usage(&self, headers: &mut HeaderMap, usage: &AppBudgetUsage) {
+        let remaining = usage.budget.calls.saturating_sub(usage.used);
+        headers.insert("x-rate-limit-limit", HeaderValue::from(usage.budget.calls));
+        headers.insert("x-rate-limit-remaining", HeaderValue::from(remaining));
+        headers.insert("x-rate-limit-reset", HeaderValue::from(usage.reset));
     }
 
     fn account_id(&self, _account: u32) -> String {
