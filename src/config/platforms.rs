@@ -71,7 +71,7 @@ fn fair_share(vars: &Vars<'_>) -> Result<FairShareSettings, ConfigError> {
         let invalid = || {
             ConfigError::new(
                 "STORE_CALL_CEILINGS",
-                "expected platform=calls per minute, comma-separated (e.g. meta=600,tiktok=60)",
+                "expected a platform's slug=calls per minute, comma-separated (e.g. <slug>=600)",
             )
         };
         let (platform, calls) = item.split_once('=').ok_or_else(invalid)?;

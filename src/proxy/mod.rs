@@ -192,14 +192,8 @@ impl Proxy {
             body: caller_body,
         } = request;
         let (spec, target) = self.target_of(&platform, &path, query.as_deref())?;
-        // Decided on this process's view, no I/O (see `shares`).
-        self.0
-            .shares
-            .admit(spec.id.as_str(), store_id.as_str())
-            .map_err(|t| ProxyError::QuotaExceeded {
-                reason: t.reason,
-                retry_after: t.retry_after,
-            })?;
+        // Decided on this process's view of the fair shares, with no I/O (see `shares`).
+        self.0.shares.admit(spec.id.as_str(), store_id.as_str())?;
         let max_body = self.0.settings.max_body_bytes;
         let mut body =
             OutgoingBody::prepare(caller_body, content_length(&caller_headers), max_body)

@@ -65,6 +65,15 @@ pub struct Throttle {
     pub retry_after: u64,
 }
 
+impl From<Throttle> for super::error::ProxyError {
+    fn from(throttle: Throttle) -> Self {
+        Self::QuotaExceeded {
+            reason: throttle.reason,
+            retry_after: throttle.retry_after,
+        }
+    }
+}
+
 /// What one replica sends the ledger for one platform.
 #[derive(Debug, Default, Clone)]
 pub struct Contribution {
@@ -497,6 +506,23 @@ mod tests {
         );
         shares.lock().view_ok = false;
         assert!(shares.admit("p", "a").is_ok(), "without a view, calls pass");
+    }
+
+    #[tokio::test]
+    async fn a_malformed_usage_header_is_ignored_and_counted() {
+        let shares = shares(FairShareSettings::default());
+        calls(&shares, "a", 3, 0.9).await;
+        shares.spent("p", "a", AppUsage::Malformed, None);
+        shares.sync().await;
+        assert!(
+            shares.lock().platforms["p"].usage >= 0.9,
+            "the last reading stands"
+        );
+        let text = shares.0.metrics.render();
+        assert!(
+            text.contains(r#"growth_engine_proxy_usage_headers_malformed_total{platform="p"} 1"#),
+            "{text}"
+        );
     }
 
     #[tokio::test]

@@ -363,19 +363,27 @@ pub(crate) async fn start_sibling_binary(
     first: &Binary,
     extra: &[(&str, String)],
 ) -> ChildGuard {
+    start_sibling_replica(log, first, extra).await.0
+}
+
+/// [`start_sibling_binary`], and the sibling's base URL.
+pub(crate) async fn start_sibling_replica(
+    log: &str,
+    first: &Binary,
+    extra: &[(&str, String)],
+) -> (ChildGuard, String) {
     let port = free_port();
-    ChildGuard(
-        spawn_service(
-            log,
-            port,
-            &first.db.url,
-            &first.prefix,
-            &first.key,
-            &first.sim_address,
-            extra,
-        )
-        .await,
+    let child = spawn_service(
+        log,
+        port,
+        &first.db.url,
+        &first.prefix,
+        &first.key,
+        &first.sim_address,
+        extra,
     )
+    .await;
+    (ChildGuard(child), format!("http://127.0.0.1:{port}"))
 }
 
 /// A child process killed when dropped.

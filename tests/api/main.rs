@@ -9,6 +9,7 @@ mod config;
 mod dashboard;
 mod dashboard_browser;
 mod error_paths;
+mod fair_shares;
 mod faults_infra;
 mod faults_lost_answer;
 mod faults_partition;
