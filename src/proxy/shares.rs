@@ -235,9 +235,27 @@ impl FairShares {
             self.0.metrics.usage_header_malformed(platform);
         }
         let mut state = self.lock();
-        let share = state.platforms.entry(platform.to_owned()).or_default();
-        *share.pending.calls.entry(store.to_owned()).or_default() += 1;
-        *share.calls.entry(store.to_owned()).or_default() += 1.0;
+        if !state.platforms.contains_key(platform) {
+            state
+                .platforms
+                .insert(platform.to_owned(), PlatformShare::default());
+        }
+        let Some(share) = state.platforms.get_mut(platform) else {
+            return;
+        };
+        // Looked up before inserting: a store's name is copied once a window, not once a call.
+        match share.pending.calls.get_mut(store) {
+            Some(n) => *n += 1,
+            None => {
+                share.pending.calls.insert(store.to_owned(), 1);
+            }
+        }
+        match share.calls.get_mut(store) {
+            Some(n) => *n += 1.0,
+            None => {
+                share.calls.insert(store.to_owned(), 1.0);
+            }
+        }
         share.total += 1.0;
         if let AppUsage::Spent(spent) = usage {
             share.pending.reported = Some(spent);
