@@ -419,6 +419,30 @@ async fn bad_input_gets_a_protocol_or_tool_error_never_a_500() {
             .unwrap_or_else(|_| panic!("{body}: {status} {text}"));
         assert_eq!(json["error"]["code"], code, "{body}: {json}");
     }
+    // On the newest revision the list says it is for this caller only (it follows the key).
+    let listed: Value = app
+        .api
+        .post(app.url("/mcp"))
+        .bearer_auth(API_KEY)
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-protocol-version", "2026-07-28")
+        .header("mcp-method", "tools/list")
+        .body(
+            json!({"jsonrpc": "2.0", "id": 9, "method": "tools/list", "params": {"_meta": {
+                "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+                "io.modelcontextprotocol/clientCapabilities": {}}}})
+            .to_string(),
+        )
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(listed["result"]["cacheScope"], "private", "{listed}");
+    assert_eq!(listed["result"]["tools"].as_array().unwrap().len(), 7);
+
     // The transport's own checks: a foreign Origin or Host is refused, GET has no stream.
     let foreign_origin = app
         .api

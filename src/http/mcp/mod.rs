@@ -69,8 +69,8 @@ pub fn router(parts: McpParts) -> Router {
     );
     Router::new()
         .route_service(PATH, service)
-        .layer(axum::middleware::from_fn(check_message))
-        .layer(axum::middleware::from_fn_with_state(
+        .route_layer(axum::middleware::from_fn(check_message))
+        .route_layer(axum::middleware::from_fn_with_state(
             parts.keys,
             authenticate,
         ))

@@ -7,8 +7,9 @@ use std::time::Instant;
 use axum::http::request::Parts;
 use axum::Router;
 use rmcp::model::{
-    CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, Implementation,
-    JsonObject, ListToolsResult, PaginatedRequestParams, ServerCapabilities, ServerConfig, Tool,
+    CacheScope, CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock,
+    Implementation, JsonObject, ListToolsResult, PaginatedRequestParams, ServerCapabilities,
+    ServerConfig, Tool,
 };
 use rmcp::service::RequestContext;
 use rmcp::{ErrorData, RoleServer, ServerHandler};
@@ -218,7 +219,10 @@ impl ServerHandler for AgentServer {
             .filter(|tool| caller.has_any(tool.operation))
             .map(|tool| tool.definition.clone())
             .collect();
-        Ok(ListToolsResult::with_all_items(tools))
+        let mut list = ListToolsResult::with_all_items(tools).with_ttl_ms(60_000);
+        // The list depends on the key: no cache may hand it to another caller.
+        list.cache_scope = Some(CacheScope::Private);
+        Ok(list)
     }
 
     fn get_tool(&self, name: &str) -> Option<Tool> {
