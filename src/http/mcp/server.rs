@@ -58,7 +58,7 @@ impl AgentServer {
         }))
     }
 
-    /// Runs one call of `spec`'s tool and shapes its answer.
+    /// Runs one call of the tool `name` as its REST call, and shapes the answer.
     async fn run(&self, name: &str, arguments: JsonObject, http: &Parts) -> Outcome {
         let request = match tools::request_for(name, arguments) {
             Ok(request) => request,
