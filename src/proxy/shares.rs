@@ -387,25 +387,18 @@ impl ShareLedger for RedisLedger {
         }
         self.0
             .call(|mut conn| async move {
-                if counted.is_some() {
-                    let (current, previous, reported, counted): (_, _, Option<f64>, Option<u64>) =
-                        pipe.query_async(&mut conn).await?;
-                    Ok(Tally {
-                        current,
-                        previous,
-                        reported,
-                        counted,
-                    })
+                let (current, previous, reported, counted) = if counted.is_some() {
+                    pipe.query_async(&mut conn).await?
                 } else {
-                    let (current, previous, reported): (_, _, Option<f64>) =
-                        pipe.query_async(&mut conn).await?;
-                    Ok(Tally {
-                        current,
-                        previous,
-                        reported,
-                        counted: None,
-                    })
-                }
+                    let (current, previous, reported) = pipe.query_async(&mut conn).await?;
+                    (current, previous, reported, None)
+                };
+                Ok(Tally {
+                    current,
+                    previous,
+                    reported,
+                    counted,
+                })
             })
             .await
     }

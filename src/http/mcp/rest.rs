@@ -26,9 +26,6 @@ pub(super) struct RestCall {
     pub target: String,
     pub headers: Vec<(HeaderName, HeaderValue)>,
     pub body: Option<Value>,
-    /// The route passes a platform's answer through (the proxy): a non-2xx that is not this
-    /// service's own error is the platform's.
-    pub passes_through: bool,
 }
 
 impl RestCall {
@@ -39,7 +36,6 @@ impl RestCall {
             target,
             headers: Vec::new(),
             body: None,
-            passes_through: false,
         }
     }
 }
@@ -83,9 +79,15 @@ impl ToolFailure {
     }
 }
 
-/// Sends `call` through `api` on behalf of the MCP request whose head is `http`.
-pub(super) async fn send(api: &Router, http: &Parts, call: RestCall) -> RestAnswer {
-    let passes_through = call.passes_through;
+/// Sends `call` through `api` on behalf of the MCP request whose head is `http`. With
+/// `passes_through` (the proxy's route), an answer that is not this service's own error is the
+/// platform's, whatever its status.
+pub(super) async fn send(
+    api: &Router,
+    http: &Parts,
+    call: RestCall,
+    passes_through: bool,
+) -> RestAnswer {
     let mut builder = Request::builder().method(call.method).uri(&call.target);
     for (name, value) in call.headers {
         builder = builder.header(name, value);

@@ -64,7 +64,8 @@ impl AgentServer {
             Ok(request) => request,
             Err(failure) => return Outcome::failed(failure, None, None),
         };
-        let answer = rest::send(&self.0.api, http, request.call).await;
+        let passes_through = request.shape == Shape::PlatformAnswer;
+        let answer = rest::send(&self.0.api, http, request.call, passes_through).await;
         let result = match answer {
             RestAnswer::Success(body) => shape(request.shape, body, request.platform.as_deref()),
             RestAnswer::Refused(failure) => Err(failure),
@@ -149,8 +150,8 @@ impl Outcome {
 /// The agent's view of a route's body.
 fn shape(shape: Shape, body: Value, platform: Option<&str>) -> Result<Value, ToolFailure> {
     match shape {
-        Shape::AsIs => Ok(body),
-        Shape::PlatformAnswer => Ok(body),
+        // A platform's answer never comes here: `run` shapes it from the proxy's `Passed`.
+        Shape::AsIs | Shape::PlatformAnswer => Ok(body),
         Shape::Accounts => {
             let empty = Vec::new();
             let connections = body["connections"].as_array().unwrap_or(&empty);
@@ -235,20 +236,21 @@ impl ServerHandler for AgentServer {
 
     async fn call_tool(
         &self,
-        request: CallToolRequestParams,
+        mut request: CallToolRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
         let started = Instant::now();
         let (http, caller) = caller_of(&context)?;
         let name = request.name.as_ref();
-        if self.get_tool(name).is_none() {
+        let known = self.0.tools.iter().any(|tool| tool.definition.name == name);
+        if !known {
             self.0.metrics.mcp_tool_call("unknown", "unknown_tool", 0.0);
             return Err(ErrorData::invalid_params(
                 format!("Unknown tool: {name}. tools/list names the tools this key may call."),
                 None,
             ));
         }
-        let arguments = request.arguments.clone().unwrap_or_default();
+        let arguments = request.arguments.take().unwrap_or_default();
         let outcome = self.run(name, arguments, http).await;
         self.record(&caller, name, &outcome, started);
         Ok(match outcome.result {

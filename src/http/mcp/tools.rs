@@ -395,7 +395,6 @@ fn create_post(args: CreatePostArgs) -> Result<ToolRequest, ToolFailure> {
         target: path(&["api", "v1", "posts"], None),
         headers: vec![(HeaderName::from_static("idempotency-key"), key)],
         body: Some(body),
-        passes_through: false,
     };
     Ok(request(
         call,
@@ -441,7 +440,6 @@ fn platform_get(args: PlatformGetArgs) -> Result<ToolRequest, ToolFailure> {
         target,
         headers,
         body: None,
-        passes_through: true,
     };
     Ok(request(
         call,
