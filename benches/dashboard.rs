@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use criterion::Criterion;
 use growth_engine::domain::{StoreId, UserId};
 use growth_engine::sandbox::PLATFORMS;
-use helpers::{spawn_app_with, Backend, Browser, TestApp, TestAppOptions};
+use helpers::{percentile, spawn_app_with, Backend, Browser, TestApp, TestAppOptions};
 
 const STORE: &str = "bench-store";
 /// Requests in the percentile run under `cargo bench`; `cargo test --all-targets` runs benches once
@@ -74,11 +74,6 @@ async fn list(app: &TestApp, browser: &Browser) -> usize {
     assert_eq!(response.status(), 200);
     let body = response.bytes().await.unwrap();
     body.len()
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[index]
 }
 
 fn main() {

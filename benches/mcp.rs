@@ -18,6 +18,11 @@ use std::time::{Duration, Instant};
 
 use criterion::Criterion;
 use helpers::{spawn_app_with, TestApp, TestAppOptions, API_KEY};
+
+/// The `p` quantile of sorted samples, in milliseconds.
+fn ms(sorted: &[Duration], p: f64) -> f64 {
+    helpers::percentile(sorted, p).as_secs_f64() * 1000.0
+}
 use serde_json::{json, Value};
 
 const STORE: &str = "bench-store";
@@ -104,11 +109,6 @@ async fn request(app: &TestApp, via: Via, tool: &str, args: &Value) -> usize {
     body.len()
 }
 
-fn percentile(sorted: &[Duration], p: f64) -> f64 {
-    let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[index].as_secs_f64() * 1000.0
-}
-
 fn main() {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -148,12 +148,12 @@ fn main() {
         for sample in &mut times {
             sample.sort();
         }
-        let rest_p50 = percentile(&times[0], 0.50);
+        let rest_p50 = ms(&times[0], 0.50);
         for (i, via) in vias.iter().enumerate() {
-            let p50 = percentile(&times[i], 0.50);
+            let p50 = ms(&times[i], 0.50);
             report.push(format!(
                 "{tool} via {via:?}: p50 {p50:.3} ms, p99 {:.3} ms, added p50 over REST {:+.3} ms ({samples} requests)",
-                percentile(&times[i], 0.99),
+                ms(&times[i], 0.99),
                 p50 - rest_p50,
             ));
         }

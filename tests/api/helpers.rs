@@ -681,3 +681,9 @@ impl Browser {
         query_of(&dashboard)
     }
 }
+
+/// The `p` quantile (0 to 1) of `sorted` samples, for the benches' fixed runs.
+pub fn percentile(sorted: &[std::time::Duration], p: f64) -> std::time::Duration {
+    let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[index]
+}

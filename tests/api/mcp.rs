@@ -444,30 +444,23 @@ async fn bad_input_gets_a_protocol_or_tool_error_never_a_500() {
     assert_eq!(listed["result"]["tools"].as_array().unwrap().len(), 7);
 
     // The transport's own checks: a foreign Origin or Host is refused, GET has no stream.
-    let foreign_origin = app
-        .api
-        .post(app.url("/mcp"))
-        .bearer_auth(API_KEY)
-        .header("origin", "https://evil.example")
-        .header("content-type", "application/json")
-        .header("accept", "application/json, text/event-stream")
-        .body(r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(foreign_origin.status(), 403);
-    let foreign_host = app
-        .api
-        .post(app.url("/mcp"))
-        .bearer_auth(API_KEY)
-        .header("host", "rebound.example")
-        .header("content-type", "application/json")
-        .header("accept", "application/json, text/event-stream")
-        .body(r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(foreign_host.status(), 403);
+    for (name, value) in [
+        ("origin", "https://evil.example"),
+        ("host", "rebound.example"),
+    ] {
+        let refused = app
+            .api
+            .post(app.url("/mcp"))
+            .bearer_auth(API_KEY)
+            .header(name, value)
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream")
+            .body(r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(refused.status(), 403, "{name}: {value}");
+    }
     let get = app
         .api
         .get(app.url("/mcp"))
