@@ -102,6 +102,19 @@ async fn wait_for(client: &Client, css: &str) -> fantoccini::elements::Element {
         .unwrap_or_else(|e| panic!("waiting for {css}: {e}"))
 }
 
+/// Presses the card's Connect, approves on the sandbox's consent screen, and waits until the card
+/// says connected.
+async fn connect_on_page(client: &Client, platform: &str) {
+    let card = format!("#card-{platform}");
+    wait_for(client, &format!("{card} button[data-action=\"connect\"]"))
+        .await
+        .click()
+        .await
+        .unwrap();
+    wait_for(client, "#approve").await.click().await.unwrap();
+    wait_for(client, &format!("{card}[data-state=\"connected\"]")).await;
+}
+
 async fn text(client: &Client, css: &str) -> String {
     wait_for(client, css).await.text().await.unwrap()
 }
@@ -346,13 +359,7 @@ async fn a_merchant_chooses_the_default_page_with_a_labelled_select_and_it_persi
         .goto(&link(&app, "shop-7", "owner-1"))
         .await
         .unwrap();
-    wait_for(browser, "#card-meta button[data-action=\"connect\"]")
-        .await
-        .click()
-        .await
-        .unwrap();
-    wait_for(browser, "#approve").await.click().await.unwrap();
-    wait_for(browser, "#card-meta[data-state=\"connected\"]").await;
+    connect_on_page(browser, "meta").await;
 
     // A visible label names each select; two pages and no default yet: "Choose…" first.
     let select = "#select-meta-facebook_page";
@@ -603,13 +610,7 @@ async fn an_expiring_connection_shows_a_reconnect_by_banner_that_reconnects() {
         .goto(&link(&app, "shop-12", "owner-1"))
         .await
         .unwrap();
-    wait_for(browser, "#card-pinterest button[data-action=\"connect\"]")
-        .await
-        .click()
-        .await
-        .unwrap();
-    wait_for(browser, "#approve").await.click().await.unwrap();
-    wait_for(browser, "#card-pinterest[data-state=\"connected\"]").await;
+    connect_on_page(browser, "pinterest").await;
     assert_eq!(
         script(
             browser,
@@ -706,13 +707,7 @@ async fn removing_the_app_on_the_sandboxs_apps_page_turns_the_card_to_removed() 
     let browser = &driver.client;
     let dashboard = link(&app, "shop-removed", "owner-1");
     browser.goto(&dashboard).await.unwrap();
-    wait_for(browser, "#card-meta button[data-action=\"connect\"]")
-        .await
-        .click()
-        .await
-        .unwrap();
-    wait_for(browser, "#approve").await.click().await.unwrap();
-    wait_for(browser, "#card-meta[data-state=\"connected\"]").await;
+    connect_on_page(browser, "meta").await;
 
     // The merchant goes to the platform's "Apps and websites" and removes the app there.
     browser.goto(&app.url("/sandbox/meta/apps")).await.unwrap();
@@ -777,13 +772,7 @@ async fn a_merchant_requires_approval_and_approves_a_post_on_the_page() {
         .goto(&link(&app, "shop-31", "owner-1"))
         .await
         .unwrap();
-    wait_for(browser, "#card-twitter button[data-action=\"connect\"]")
-        .await
-        .click()
-        .await
-        .unwrap();
-    wait_for(browser, "#approve").await.click().await.unwrap();
-    wait_for(browser, "#card-twitter[data-state=\"connected\"]").await;
+    connect_on_page(browser, "twitter").await;
 
     // The switch is off by default; turning it on is saved for the store.
     let switch = wait_for(browser, "#require-approval").await;
@@ -796,7 +785,13 @@ async fn a_merchant_requires_approval_and_approves_a_post_on_the_page() {
         false
     );
     switch.click().await.unwrap();
-    wait_for(browser, "#notice-success.notice--shown").await;
+    // The connect's own success notice may still be shown: wait for the switch's.
+    crate::helpers::wait_until("the switch's notice", Duration::from_secs(15), async || {
+        text(browser, "#notice-success.notice--shown")
+            .await
+            .contains("wait for your approval")
+    })
+    .await;
     assert!(app
         .services
         .posts
@@ -906,13 +901,7 @@ async fn an_agents_post_over_mcp_waits_until_the_merchant_approves_it_in_the_bro
         .goto(&link(&app, "shop-32", "owner-1"))
         .await
         .unwrap();
-    wait_for(browser, "#card-twitter button[data-action=\"connect\"]")
-        .await
-        .click()
-        .await
-        .unwrap();
-    wait_for(browser, "#approve").await.click().await.unwrap();
-    wait_for(browser, "#card-twitter[data-state=\"connected\"]").await;
+    connect_on_page(browser, "twitter").await;
 
     let key = crate::keys_audit::create_bound_key(
         &app,
